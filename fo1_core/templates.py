@@ -1,0 +1,128 @@
+"""Every fixed string and limit of FO1's prompt interface, in one place.
+
+The task templates are the model's prompt interface (SPEC §10.3): they are reproduced verbatim,
+typos included, because the model was trained on exactly these strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+MAX_REGIONS = 100
+"""FO1 has 100 region tokens (`<region0>`…`<region99>`); extra boxes are cut, with a notice."""
+
+DEFAULT_MAX_NEW_TOKENS = 1024
+SYSTEM_PROMPT = "You are a helpful assistant."
+
+IMAGE_PLACEHOLDER = "<image>"
+REGION_PLACEHOLDER = "<regionfeat>"
+IMAGE_PLACEHOLDER_ID = -200
+REGION_PLACEHOLDER_ID = -300
+
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+VISION_START = "<|vision_start|>"
+VISION_END = "<|vision_end|>"
+END_OF_TEXT = "<|endoftext|>"
+CHAT_CONTROL_STRINGS = (IM_START, IM_END, VISION_START, VISION_END, END_OF_TEXT)
+
+GROUND_OPEN, GROUND_CLOSE = "<ground>", "</ground>"
+OBJECTS_OPEN, OBJECTS_CLOSE = "<objects>", "</objects>"
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+
+
+def region_token(index: int) -> str:
+    """The text token that names box ``index`` (0-based position in the user's box list)."""
+    return f"<region{index}>"
+
+
+class FillKind(Enum):
+    """What a task template's ``{}`` is filled with, so the UI can offer the right input."""
+
+    NONE = "none"
+    TEXT = "text"
+    REGIONS = "regions"
+
+
+@dataclass(frozen=True)
+class TaskTemplate:
+    name: str
+    label: str
+    template: str
+    fill: FillKind
+
+    def render(self, fill: str = "") -> str:
+        return self.template.format(fill) if self.fill is not FillKind.NONE else self.template
+
+
+_OD = "Please detect {} in this image. Answer the question with object indexes."
+
+TASKS: dict[str, TaskTemplate] = {
+    task.name: task
+    for task in (
+        TaskTemplate("OD_template", "Detection", _OD, FillKind.TEXT),
+        TaskTemplate(
+            "OD_Counting_template",
+            "Counting",
+            "How many {} are there in this image? Count each instance of the target object. "
+            "Locate them with object indexes and then answer the question with the number of "
+            "objects.",
+            FillKind.TEXT,
+        ),
+        TaskTemplate("REC_template", "Referring expression", _OD, FillKind.TEXT),
+        TaskTemplate(
+            "Region_OCR_template",
+            "Region OCR",
+            "Please provide the ocr results of {} in the image.",
+            FillKind.REGIONS,
+        ),
+        TaskTemplate(
+            "Brief_Region_Caption_template",
+            "Brief region caption",
+            "Provide a brief description for {}.",
+            FillKind.REGIONS,
+        ),
+        TaskTemplate(
+            "Detailed_Region_Caption_template",
+            "Detailed region caption",
+            "Provide a detailed description for {}.",
+            FillKind.REGIONS,
+        ),
+        TaskTemplate(
+            "Grounding_template",
+            "Grounded caption",
+            "Briefly describe this image and detect all mentioned objects. "
+            "Answer with grounded object indexes.",
+            FillKind.NONE,
+        ),
+        TaskTemplate(
+            "Visual_Prompt_OD_template",
+            "Visual-prompt detection",
+            "Using the provided object {} as a reference, identify all other objects of the "
+            "same category in this image. Respond with object indexes.",
+            FillKind.REGIONS,
+        ),
+        TaskTemplate(
+            "Viusal_Region_Reasoning_template",
+            "Region reasoning",
+            "First thinks about the reasoning process in the mind and then provides the user "
+            "with the answer. The reasoning process and answer are enclosed within <think> "
+            "</think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process "
+            "here </think><answer> answer here </answer>. Please give a detailed reasoning "
+            "process process and provide image regions that can help you answer the question "
+            "better. {}",
+            FillKind.TEXT,
+        ),
+        TaskTemplate(
+            "OD_All_template",
+            "Detect everything",
+            "Please identify every object in the image and provide their labels along with "
+            "their indexes.",
+            FillKind.NONE,
+        ),
+    )
+}
+FREE_PROMPT = "free"
+"""Task name for a user-written prompt sent as it is (after sanitising)."""
