@@ -1,0 +1,290 @@
+"""Forgiving, streaming-safe parsing of FO1 answers, and their conversion to ``sv.Detections``.
+
+Grammar (SPEC §10):
+
+- grounded group: ``<ground>LABEL</ground><objects><region2><region5></objects>``; ``</ground>``
+  must be followed directly by ``<objects>`` and the label may not span lines (as the reference);
+  text between the region tags is ignored, groups with the same label are merged;
+- bare reference: ``<region3>`` anywhere;
+- reasoning: ``<think>…</think><answer>…</answer>``;
+- counting: the first integer left after removing all region tags, else 0.
+
+Nothing here raises on model output: a group is reported only once its ``</objects>`` has arrived,
+so parsing a prefix of an answer yields a subset of the final groups; indexes that name no box are
+dropped and reported in ``Answer.warnings``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import supervision as sv
+
+from fo1_core.templates import (
+    ANSWER_CLOSE,
+    ANSWER_OPEN,
+    CHAT_CONTROL_STRINGS,
+    GROUND_CLOSE,
+    GROUND_OPEN,
+    MAX_REGIONS,
+    OBJECTS_CLOSE,
+    OBJECTS_OPEN,
+    THINK_CLOSE,
+    THINK_OPEN,
+    region_token,
+)
+
+REGION_INDEX_KEY = "region_index"
+"""``sv.Detections.data`` key holding each detection's region index (position in the box list)."""
+
+CLASS_NAME_KEY = sv.config.CLASS_NAME_DATA_FIELD
+
+# The region token is defined once in templates; split its index-0 form into the text around the
+# number so the pattern follows any change there.
+_REGION_HEAD, _REGION_TAIL = region_token(0).split("0")
+_STRUCTURE_TAGS = (
+    GROUND_OPEN,
+    GROUND_CLOSE,
+    OBJECTS_OPEN,
+    OBJECTS_CLOSE,
+    THINK_OPEN,
+    THINK_CLOSE,
+    ANSWER_OPEN,
+    ANSWER_CLOSE,
+)
+_TOKEN = re.compile(
+    f"{re.escape(_REGION_HEAD)}(?P<index>\\d+){re.escape(_REGION_TAIL)}"
+    f"|(?P<tag>{'|'.join(map(re.escape, _STRUCTURE_TAGS))})"
+    f"|(?P<control>{'|'.join(map(re.escape, CHAT_CONTROL_STRINGS))})"
+)
+_REGION_ANY = re.compile(f"{re.escape(_REGION_HEAD)}\\d+{re.escape(_REGION_TAIL)}")
+_INTEGER = re.compile(r"\d+")
+_KNOWN_TAGS = (*_STRUCTURE_TAGS, *CHAT_CONTROL_STRINGS)
+
+
+@dataclass(frozen=True)
+class GroundedGroup:
+    """One label and the regions the model gave for it, in first-seen order without repeats."""
+
+    label: str
+    indexes: tuple[int, ...]
+
+
+@dataclass
+class Answer:
+    """What an FO1 answer (complete or still streaming) says, as typed results.
+
+    ``references`` lists every valid region tag in order of appearance, repeats and group members
+    included. ``count`` follows the SPEC §10.2 benchmark rule, so numbers written as words give 0.
+    """
+
+    text: str
+    groups: list[GroundedGroup] = field(default_factory=list)
+    references: list[int] = field(default_factory=list)
+    thinking: str | None = None
+    final: str | None = None
+    count: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def display(self) -> str:
+        """The answer for reading: chat control tokens and a half-streamed trailing tag removed."""
+        return _clean(self.text)
+
+    def label_to_indexes(self) -> dict[str, tuple[int, ...]]:
+        return {group.label: group.indexes for group in self.groups}
+
+
+def parse_answer(text: str, num_regions: int | None = None) -> Answer:
+    """Parse FO1 output ``text``; ``num_regions`` is the number of boxes the model was given.
+
+    Without ``num_regions`` only indexes past the model's region vocabulary are dropped.
+    """
+    if num_regions is None:
+        parser = _GroupParser(MAX_REGIONS, f"FO1 has {MAX_REGIONS} region tokens")
+    else:
+        parser = _GroupParser(min(num_regions, MAX_REGIONS), f"there are {num_regions} boxes")
+    complete = _drop_partial_tag(text)
+    for kind, value in _tokens(complete):
+        parser.feed(kind, value)
+    parser.finish()
+    cleaned = _clean(text)
+    thinking = _section(cleaned, THINK_OPEN, THINK_CLOSE)
+    final = _section(cleaned, ANSWER_OPEN, ANSWER_CLOSE)
+    if final is None and thinking is not None and THINK_CLOSE in cleaned:
+        # `<think>…</think>` followed by plain text: that text is the answer.
+        final = cleaned.split(THINK_CLOSE, 1)[1].strip() or None
+    return Answer(
+        text=text,
+        groups=[GroundedGroup(label, tuple(idx)) for label, idx in parser.groups.items()],
+        references=parser.references,
+        thinking=thinking,
+        final=final,
+        count=count_rule(complete),
+        warnings=parser.warnings,
+    )
+
+
+def count_rule(text: str) -> int:
+    """SPEC §10.2 counting rule: drop every region tag, then the first integer left, else 0."""
+    match = _INTEGER.search(_REGION_ANY.sub("", text))
+    return int(match.group()) if match else 0
+
+
+def to_detections(
+    answer: Answer,
+    boxes_xyxy: np.ndarray,
+    masks: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
+    include_references: bool = True,
+) -> sv.Detections:
+    """The boxes an answer names, one detection per (label, region), in answer order.
+
+    ``boxes_xyxy`` (N, 4) are the boxes the model was given, in original image pixels; ``masks``
+    (N, H, W) and ``scores`` (N,) are optional and follow the same order. Bare references that
+    belong to no group are added with an empty label when ``include_references`` is true. Indexes
+    past ``N`` are skipped; parse with ``num_regions=N`` to have them reported as warnings.
+    """
+    boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+    rows = [(g.label, i) for g in answer.groups for i in g.indexes]
+    if include_references:
+        grouped = {i for _, i in rows}
+        rows += [("", i) for i in dict.fromkeys(answer.references) if i not in grouped]
+    rows = [(label, i) for label, i in rows if i < len(boxes)]
+    labels = [label for label, _ in rows]
+    indexes = np.array([i for _, i in rows], dtype=int)
+    return sv.Detections(
+        xyxy=boxes[indexes],
+        mask=None if masks is None else np.asarray(masks, dtype=bool)[indexes],
+        confidence=None if scores is None else np.asarray(scores, dtype=np.float32)[indexes],
+        class_id=class_ids(labels),
+        data={CLASS_NAME_KEY: np.array(labels, dtype=str), REGION_INDEX_KEY: indexes},
+    )
+
+
+def class_ids(labels: list[str]) -> np.ndarray:
+    """Class ids numbered by first appearance of each label, so export and reload agree."""
+    ids: dict[str, int] = {}
+    return np.array([ids.setdefault(label, len(ids)) for label in labels], dtype=int)
+
+
+def _tokens(text: str) -> Iterator[tuple[str, str]]:
+    """Split ``text`` into ("text", s), ("region", digits), ("tag", tag), ("control", s)."""
+    pos = 0
+    for match in _TOKEN.finditer(text):
+        if match.start() > pos:
+            yield "text", text[pos : match.start()]
+        pos = match.end()
+        if match.group("index") is not None:
+            yield "region", match.group("index")
+        elif match.group("tag") is not None:
+            yield "tag", match.group("tag")
+        else:
+            yield "control", match.group()
+    if pos < len(text):
+        yield "text", text[pos:]
+
+
+class _GroupParser:
+    """State machine over tokens: label → ``</ground>`` → ``<objects>`` → regions → ``</objects>``.
+
+    Any token out of that order abandons the group in progress, which is how the reference's
+    regex behaves for text between the tags or a newline in a label.
+    """
+
+    def __init__(self, limit: int, limit_reason: str) -> None:
+        self.limit = limit
+        self.limit_reason = limit_reason
+        self.groups: dict[str, list[int]] = {}
+        self.references: list[int] = []
+        self.warnings: list[str] = []
+        self.state = "outside"  # outside | label | after_label | objects
+        self.label = ""
+        self.indexes: list[int] = []
+
+    def feed(self, kind: str, value: str) -> None:
+        if kind == "control":
+            return
+        if kind == "region":
+            self._region(int(value))
+        elif kind == "text":
+            self._text(value)
+        elif value == GROUND_OPEN:
+            self._abandon()
+            self.state, self.label = "label", ""
+        elif value == GROUND_CLOSE and self.state == "label":
+            self.state, self.label = "after_label", self.label.strip()
+        elif value == OBJECTS_OPEN and self.state == "after_label":
+            self.state, self.indexes = "objects", []
+        elif value == OBJECTS_CLOSE and self.state == "objects":
+            merged = self.groups.setdefault(self.label, [])
+            merged += [i for i in dict.fromkeys(self.indexes) if i not in merged]
+            self.state = "outside"
+        else:
+            self._abandon()
+
+    def finish(self) -> None:
+        if self.state != "outside":
+            self._warn(f"The answer ends inside the group {self.label!r}; it is not shown yet.")
+
+    def _region(self, index: int) -> None:
+        if index >= self.limit:
+            self._warn(f"Region {index} does not exist ({self.limit_reason}); ignored.")
+            return
+        self.references.append(index)
+        if self.state == "objects":
+            self.indexes.append(index)
+        else:
+            self._abandon()
+
+    def _text(self, value: str) -> None:
+        if self.state == "label":
+            self.label += value
+            if "\n" in value:
+                self._abandon()
+        elif self.state != "objects":
+            self._abandon()
+
+    def _abandon(self) -> None:
+        if self.state != "outside":
+            self._warn(f"Ignored the malformed group {self.label.strip()!r}.")
+        self.state = "outside"
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+
+def _section(text: str, open_tag: str, close_tag: str) -> str | None:
+    """The text after the first ``open_tag`` up to ``close_tag`` (or the end, while streaming)."""
+    start = text.find(open_tag)
+    if start < 0:
+        return None
+    body = text[start + len(open_tag) :]
+    return body.split(close_tag, 1)[0].strip()
+
+
+def _clean(text: str) -> str:
+    text = _drop_partial_tag(text)
+    for control in CHAT_CONTROL_STRINGS:
+        text = text.replace(control, "")
+    return text.strip()
+
+
+def _drop_partial_tag(text: str) -> str:
+    """``text`` without a trailing tag that the next streamed chunk may complete."""
+    start = text.rfind("<")
+    return text[:start] if start >= 0 and _is_partial_tag(text[start:]) else text
+
+
+def _is_partial_tag(tail: str) -> bool:
+    if ">" in tail:
+        return False
+    if _REGION_HEAD.startswith(tail):
+        return True
+    if tail.startswith(_REGION_HEAD) and tail[len(_REGION_HEAD) :].isdigit():
+        return True
+    return any(tag.startswith(tail) for tag in _KNOWN_TAGS)

@@ -1,0 +1,200 @@
+"""Loading a published FO1 checkpoint (hub id or local folder) into `FO1ForConditionalGeneration`.
+
+The official on-disk names differ from transformers' module names in a few prefixes and in the
+DaViT sub-module names; `RENAMES` maps them both ways. Loading is strict: a missing, unexpected or
+mis-shaped tensor is an `FO1Error` that names the keys, so a config that disagrees with the
+weights is caught the first time the checkpoint is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from transformers.initialization import no_init_weights
+
+from fo1_core.configuration import FO1Config
+from fo1_core.errors import FO1Error
+from fo1_core.modeling import FO1ForConditionalGeneration
+
+logger = logging.getLogger(__name__)
+
+_AUX_OFFICIAL, _AUX_OURS = "model.vision_tower_aux.image_tower.", "model.aux_visual."
+
+PREFIX_RENAMES = (
+    ("model.vision_tower.image_tower.", "model.visual."),
+    (_AUX_OFFICIAL, _AUX_OURS),
+    ("model.object_vp_extractor.", "model.region_encoder."),
+    ("model.mm_projector_aux.", "model.region_projector."),
+    ("model.mm_projector.", "model.image_projector."),
+    ("model.embed_tokens.", "model.language_model.embed_tokens."),
+    ("model.layers.", "model.language_model.layers."),
+    ("model.norm.", "model.language_model.norm."),
+)
+"""(official prefix, our prefix); the first match wins, in either direction."""
+
+DAVIT_RENAMES = (
+    ("convs.*.proj.", "convs.*.conv."),
+    (".conv*.fn.dw.", ".conv*."),
+    ("spatial_block.window_attn.norm.", "spatial_block.norm1."),
+    ("channel_block.channel_attn.norm.", "channel_block.norm1."),
+    ("window_attn.fn.", "window_attn."),
+    ("channel_attn.fn.", "channel_attn."),
+    ("_block.ffn.norm.", "_block.norm2."),
+    ("ffn.fn.net.", "ffn."),
+)
+"""Official DaViT names → transformers' Florence-2 backbone names, below the aux prefix.
+`*` stands for a number."""
+
+
+def _rule(source: str, target: str) -> tuple[re.Pattern[str], str]:
+    pattern = re.escape(source).replace(r"\*", r"(\d+)")
+    return re.compile(pattern), target.replace("*", r"\1")
+
+
+_DAVIT_TO_OURS = [_rule(a, b) for a, b in DAVIT_RENAMES]
+_DAVIT_TO_OFFICIAL = [_rule(b, a) for a, b in reversed(DAVIT_RENAMES)]
+
+
+def _rename(key: str, prefixes: Iterable[tuple[str, str]]) -> str:
+    for source, target in prefixes:
+        if key.startswith(source):
+            return target + key[len(source) :]
+    return key
+
+
+def to_our_key(official: str) -> str:
+    key = _rename(official, PREFIX_RENAMES)
+    if key.startswith(_AUX_OURS):
+        for pattern, repl in _DAVIT_TO_OURS:
+            key = pattern.sub(repl, key)
+    return key
+
+
+def to_official_key(ours: str) -> str:
+    if ours.startswith(_AUX_OURS):
+        for pattern, repl in _DAVIT_TO_OFFICIAL:
+            ours = pattern.sub(repl, ours)
+    return _rename(ours, [(b, a) for a, b in PREFIX_RENAMES])
+
+
+def default_device_and_dtype() -> tuple[torch.device, torch.dtype]:
+    """CUDA + bfloat16 where a GPU is available (as the published demo runs), else CPU + fp32."""
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.bfloat16
+    return torch.device("cpu"), torch.float32
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A local folder as it is; anything else is a hub id, downloaded with a progress bar."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or str(name_or_path).startswith((".", "/", "~")):
+        raise FO1Error(f"Checkpoint folder not found: {name_or_path}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(name_or_path)))
+    except Exception as error:  # network, auth, unknown repo: all end the same way for the user
+        raise FO1Error(
+            f"Could not download the checkpoint {name_or_path!r} ({type(error).__name__}: "
+            f"{error}). If the model hub is unreachable, download the checkpoint elsewhere and "
+            "pass its local folder instead (for example --checkpoint /path/to/VLM-FO1)."
+        ) from error
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [folder / shard for shard in shards]
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FO1Error(f"No *.safetensors weights in {folder}")
+    return files
+
+
+@dataclass
+class LoadReport:
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+
+    def raise_if_any(self, folder: Path) -> None:
+        problems = [
+            f"{what} ({len(keys)}): {', '.join(keys[:8])}{' …' if len(keys) > 8 else ''}"
+            for what, keys in (
+                ("missing", self.missing),
+                ("unexpected", self.unexpected),
+                ("wrong shape", self.mismatched),
+            )
+            if keys
+        ]
+        if problems:
+            raise FO1Error(
+                f"The checkpoint in {folder} does not match its config.json — "
+                + "; ".join(problems)
+            )
+
+
+def load_weights(model: FO1ForConditionalGeneration, folder: Path) -> LoadReport:
+    """Copies every tensor of the folder's safetensors files into `model`, strictly."""
+    params = model.state_dict()
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    seen: set[str] = set()
+    unexpected, mismatched = [], []
+    with torch.no_grad():
+        for file in _weight_files(folder):
+            with safe_open(str(file), framework="pt") as weights:
+                for official in weights.keys():
+                    key = to_our_key(official)
+                    target = params.get(key)
+                    if target is None or key in tied:
+                        if key not in tied:
+                            unexpected.append(official)
+                        continue
+                    tensor = weights.get_tensor(official)
+                    if tensor.shape != target.shape:
+                        mismatched.append(f"{official} {list(tensor.shape)}≠{list(target.shape)}")
+                        continue
+                    target.copy_(tensor)
+                    seen.add(key)
+    missing = [to_official_key(k) for k in params if k not in seen and k not in tied]
+    return LoadReport(missing=missing, unexpected=unexpected, mismatched=mismatched)
+
+
+def load_model(
+    name_or_path: str | Path,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    attn_implementation: str | None = None,
+) -> tuple[FO1ForConditionalGeneration, Path]:
+    """Builds the model from the checkpoint's config and loads its weights strictly.
+
+    Returns the model in eval mode and the local folder it came from (tokenizer and image
+    processor settings are read from the same folder).
+    """
+    folder = resolve_checkpoint(name_or_path)
+    default_device, default_dtype = default_device_and_dtype()
+    device = torch.device(device) if device is not None else default_device
+    dtype = dtype or (default_dtype if device.type == default_device.type else torch.float32)
+    try:
+        config = FO1Config.from_pretrained(folder)
+    except (OSError, ValueError, TypeError) as error:
+        raise FO1Error(f"Unreadable config.json in {folder}: {error}") from error
+    config.check_supported()
+    with torch.device(device), no_init_weights():
+        model = FO1ForConditionalGeneration._from_config(
+            config, attn_implementation=attn_implementation or "sdpa", dtype=dtype
+        )
+    load_weights(model, folder).raise_if_any(folder)
+    model.tie_weights()
+    logger.info("Loaded FO1 from %s on %s (%s)", folder, device, dtype)
+    return model.eval(), folder

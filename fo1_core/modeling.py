@@ -1,0 +1,153 @@
+"""VLM-FO1 as the delta over transformers' Qwen2.5-VL.
+
+The decoder, ViT, generation loop, KV cache and attention backends are transformers' own; FO1 adds
+an auxiliary DaViT tower (transformers' Florence-2 vision backbone), the region encoder and two
+projectors, and splices one region embedding into each `<regionfeat>` slot of the prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import Florence2VisionBackbone
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLModel,
+    Qwen2_5_VLPreTrainedModel,
+)
+from transformers.vision_utils import get_vision_window_index
+
+from fo1_core.configuration import FO1Config
+from fo1_core.region_encoder import HybridRegionEncoder, build_projector
+from fo1_core.templates import REGION_PLACEHOLDER_ID
+
+REGIONS = "regions"
+"""Key of the region embeddings in `mm_encoder_outputs`, beside transformers' `image`."""
+
+
+@dataclass
+class ImageEncoding:
+    """One image's LLM embeddings and the ViT map its regions are pooled from."""
+
+    embeds: torch.Tensor  # (gh·gw/merge², hidden)
+    vit_map: torch.Tensor  # (1, vision hidden, gh, gw), raster order
+
+
+@contextmanager
+def _record_outputs(modules: Sequence[nn.Module]) -> Iterator[list[torch.Tensor]]:
+    outputs: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for m in modules]
+    try:
+        yield outputs
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+class FO1Model(Qwen2_5_VLModel):
+    config: FO1Config
+
+    def __init__(self, config: FO1Config) -> None:
+        super().__init__(config)
+        text_hidden = config.text_config.hidden_size
+        self.aux_visual = Florence2VisionBackbone._from_config(config.aux_vision_config())
+        self.region_encoder = HybridRegionEncoder(config)
+        self.image_projector = build_projector(
+            config.mm_projector_type,
+            config.mm_hidden_size or config.vision_config.out_hidden_size,
+            text_hidden,
+        )
+        self.region_projector = build_projector(
+            config.mm_projector_aux_type, config.mm_region_hidden_size, text_hidden
+        )
+        self.post_init()
+
+    def encode_image(
+        self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor
+    ) -> ImageEncoding:
+        """Runs the ViT once: merged embeddings for the prompt, tapped map for the regions."""
+        vision = self.config.vision_config
+        tapped_block = self.visual.blocks[vision.fullatt_block_indexes[-1]]
+        with _record_outputs([tapped_block]) as tapped:
+            out = self.visual(pixel_values.to(self.visual.dtype), grid_thw=image_grid_thw)
+        embeds = self.image_projector(out.pooler_output)
+        return ImageEncoding(embeds=embeds, vit_map=self._raster_map(tapped[0], image_grid_thw))
+
+    def _raster_map(self, hidden: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
+        """ViT hidden states in window order `(L, C)` → a `(1, C, gh, gw)` map in raster order."""
+        vision = self.config.vision_config
+        merge = vision.spatial_merge_size
+        window_index, _ = get_vision_window_index(
+            image_grid_thw, merge, vision.window_size, vision.patch_size
+        )
+        _, gh, gw = image_grid_thw[0].tolist()
+        cells = hidden.reshape(-1, merge * merge, hidden.shape[-1])[torch.argsort(window_index)]
+        # (gh/m · gw/m, m·m, C) → (gh/m, m, gw/m, m, C) → (gh, gw, C)
+        grid = cells.reshape(gh // merge, gw // merge, merge, merge, -1).permute(0, 2, 1, 3, 4)
+        return grid.reshape(gh, gw, -1).permute(2, 0, 1).unsqueeze(0)
+
+    def encode_aux(self, aux_pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """DaViT stage outputs, finest first, each `(1, C_i, H_i, W_i)`."""
+        stage_ends = [stage[-1] for stage in self.aux_visual.blocks]
+        with _record_outputs(stage_ends) as maps:
+            self.aux_visual(aux_pixel_values.to(self.aux_visual.dtype))
+        return maps
+
+    def encode_regions(
+        self,
+        vit_map: torch.Tensor,
+        aux_pixel_values: torch.Tensor,
+        aux_boxes: torch.Tensor,
+        vt_boxes: torch.Tensor,
+    ) -> torch.Tensor:
+        """Region embeddings `(N, hidden)`, one per box, in box order."""
+        aux_maps = self.encode_aux(aux_pixel_values)
+        fpn_dtype = next(self.region_encoder.simple_fpn.parameters()).dtype
+        regions = self.region_encoder(aux_maps, vit_map.to(fpn_dtype), aux_boxes, vt_boxes)
+        return self.region_projector(regions.to(self.aux_visual.dtype))
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        mm_encoder_outputs: dict[str, BaseModelOutputWithPooling] | None = None,
+        **kwargs,
+    ):
+        """Qwen2.5-VL's forward; `mm_encoder_outputs["regions"]` fill the -300 slots of the ids.
+
+        Like the image features, region embeddings are passed at prefill only: generate() drops
+        `mm_encoder_outputs` on decode steps.
+        """
+        regions = (mm_encoder_outputs or {}).get(REGIONS)
+        if inputs_embeds is None and input_ids is not None:
+            slots = input_ids == REGION_PLACEHOLDER_ID
+            inputs_embeds = self.get_input_embeddings()(input_ids.masked_fill(slots, 0))
+            if slots.any():
+                if regions is None or regions.pooler_output.shape[0] != int(slots.sum()):
+                    raise ValueError("Each region slot of the prompt needs one region embedding")
+                region_embeds = regions.pooler_output.to(inputs_embeds.device, inputs_embeds.dtype)
+                inputs_embeds = inputs_embeds.masked_scatter(slots[..., None], region_embeds)
+        return super().forward(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            mm_encoder_outputs=mm_encoder_outputs,
+            **kwargs,
+        )
+
+
+class FO1ForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
+    config_class = FO1Config
+
+    def __init__(self, config: FO1Config) -> None:
+        # Skip the parent's __init__: it would build a stock Qwen2_5_VLModel only to discard it.
+        Qwen2_5_VLPreTrainedModel.__init__(self, config)
+        self.model = FO1Model(config)
+        self.lm_head = nn.Linear(
+            config.text_config.hidden_size, config.text_config.vocab_size, bias=False
+        )
+        self.post_init()

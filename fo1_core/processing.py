@@ -1,0 +1,195 @@
+"""Image and box preprocessing for FO1 (SPEC §5): what both vision towers and the HFRE receive.
+
+The image is capped at 2048 px on its long side, resized for the Qwen ViT by the checkpoint's own
+image processor (PIL backend, which reproduces the official pixels exactly) and squashed to
+768×768 for DaViT. Boxes are clipped to the image and expressed in both towers' pixel units.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+from fo1_core.configuration import AUX_IMAGE_SIZE
+from fo1_core.errors import FO1Error
+from fo1_core.templates import MAX_REGIONS
+
+MAX_LONG_SIDE = 2048
+MIN_SIDE = 28
+"""Smaller images are enlarged to this side first (the ViT needs one 28 px merged cell)."""
+SMALLEST_ACCEPTED_SIDE = 8
+MAX_INPUT_PIXELS = 100_000_000
+MAX_ASPECT_RATIO = 150
+"""Beyond this, the 2048 cap leaves the short side below one ViT cell."""
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BICUBIC = 3
+
+
+def open_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
+    """Reads an image as the user sees it: EXIF orientation applied, RGB, size checked."""
+    if source is None:
+        raise FO1Error("No image: upload an image first.")
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        try:
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        except Image.DecompressionBombError as error:
+            raise FO1Error(f"The image is too large to open safely ({error}).") from error
+        except (UnidentifiedImageError, OSError) as error:
+            raise FO1Error(f"The file is not an image this app can read ({error}).") from error
+    width, height = image.size
+    if width * height > MAX_INPUT_PIXELS:
+        raise FO1Error(
+            f"The image is {width}×{height} = {width * height / 1e6:.0f} megapixels; "
+            f"the limit is {MAX_INPUT_PIXELS / 1e6:.0f}. Please downscale it first."
+        )
+    try:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+    except (OSError, ValueError, SyntaxError) as error:
+        raise FO1Error(f"The image file is damaged or truncated ({error}).") from error
+    if min(image.size) < SMALLEST_ACCEPTED_SIDE:
+        raise FO1Error(
+            f"The image is {image.width}×{image.height} px; each side needs at least "
+            f"{SMALLEST_ACCEPTED_SIDE} px."
+        )
+    if max(image.size) / min(image.size) > MAX_ASPECT_RATIO:
+        raise FO1Error(
+            f"The image is {image.width}×{image.height} px, an aspect ratio above "
+            f"{MAX_ASPECT_RATIO}:1; crop it to a less extreme shape."
+        )
+    return image
+
+
+def capped_size(width: int, height: int) -> tuple[int, int]:
+    """Size after the official long-side cap (SPEC §5.1), with tiny images enlarged."""
+    width, height = max(MIN_SIDE, width), max(MIN_SIDE, height)
+    if max(width, height) > MAX_LONG_SIDE:
+        scale = MAX_LONG_SIDE / max(width, height)
+        width, height = int(width * scale), int(height * scale)
+    return max(MIN_SIDE, width), max(MIN_SIDE, height)
+
+
+def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    """Validates user boxes `[[x1, y1, x2, y2], …]` in image pixels; returns them and notices.
+
+    Boxes partly outside the image are kept (they are clipped later, as upstream does). More than
+    `MAX_REGIONS` boxes are cut to the first `MAX_REGIONS`, with a notice.
+    """
+    try:
+        array = np.asarray(boxes if boxes is not None else [], dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise FO1Error("Boxes must be a list of [x1, y1, x2, y2] numbers.") from error
+    if array.size == 0:
+        return np.zeros((0, 4)), []
+    if array.ndim != 2 or array.shape[1] != 4:
+        raise FO1Error(f"Boxes must be a list of [x1, y1, x2, y2]; got shape {array.shape}.")
+    notices = []
+    if len(array) > MAX_REGIONS:
+        notices.append(
+            f"{len(array)} boxes given; FO1 takes at most {MAX_REGIONS}, so only the first "
+            f"{MAX_REGIONS} (region 0–{MAX_REGIONS - 1}) are used."
+        )
+        array = array[:MAX_REGIONS]
+    width, height = image_size
+    for index, (x1, y1, x2, y2) in enumerate(array):
+        if not np.all(np.isfinite([x1, y1, x2, y2])):
+            raise FO1Error(f"Box #{index} has a coordinate that is not a number.")
+        if x2 < x1 or y2 < y1:
+            raise FO1Error(f"Box #{index} is inverted: x2 < x1 or y2 < y1 in {[x1, y1, x2, y2]}.")
+        cx1, cy1 = min(max(x1, 0), width), min(max(y1, 0), height)
+        cx2, cy2 = min(max(x2, 0), width), min(max(y2, 0), height)
+        if cx2 <= cx1 or cy2 <= cy1:
+            raise FO1Error(
+                f"Box #{index} {[x1, y1, x2, y2]} has no area inside the {width}×{height} image."
+            )
+    return array, notices
+
+
+@dataclass
+class VisionInputs:
+    """Everything the model needs for one image and its boxes."""
+
+    pixel_values: torch.Tensor  # (gh·gw, C·T·p·p)
+    image_grid_thw: torch.Tensor  # (1, 3)
+    aux_pixel_values: torch.Tensor  # (1, 3, 768, 768)
+    aux_boxes: torch.Tensor  # (N, 4) xyxy in DaViT-input pixels
+    vt_boxes: torch.Tensor  # (N, 4) xyxy in ViT-input pixels
+    boxes: np.ndarray  # (N, 4) the user's boxes, original image pixels
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def num_regions(self) -> int:
+        return len(self.boxes)
+
+
+class ImagePreprocessor:
+    """Reads the checkpoint's `preprocessor_config.json` once; turns image + boxes into tensors."""
+
+    def __init__(self, checkpoint_folder: str | Path) -> None:
+        self.primary = Qwen2VLImageProcessorPil.from_pretrained(str(checkpoint_folder))
+        self.aux = CLIPImageProcessorPil(
+            size={"height": AUX_IMAGE_SIZE, "width": AUX_IMAGE_SIZE},
+            do_resize=True,
+            do_center_crop=False,
+            resample=BICUBIC,
+            image_mean=IMAGENET_MEAN,
+            image_std=IMAGENET_STD,
+            do_convert_rgb=True,
+        )
+
+    @property
+    def merge_size(self) -> int:
+        return self.primary.merge_size
+
+    @property
+    def patch_size(self) -> int:
+        return self.primary.patch_size
+
+    def __call__(self, image: Image.Image, boxes: object = None) -> VisionInputs:
+        image = open_image(image)
+        user_boxes, notices = check_boxes(boxes, image.size)
+        width, height = capped_size(*image.size)
+        scale = np.array([width / image.width, height / image.height] * 2)
+        if (width, height) != image.size:
+            image = image.resize((width, height), BICUBIC)
+        primary = self.primary(images=image, return_tensors="pt")
+        aux_pixels = self.aux(images=image, return_tensors="pt")["pixel_values"]
+        grid = primary["image_grid_thw"]
+        _, gh, gw = grid[0].tolist()
+        aux_boxes, vt_boxes = self._tower_boxes(user_boxes * scale, width, height, gh, gw)
+        return VisionInputs(
+            pixel_values=primary["pixel_values"],
+            image_grid_thw=grid,
+            aux_pixel_values=aux_pixels,
+            aux_boxes=aux_boxes,
+            vt_boxes=vt_boxes,
+            boxes=user_boxes,
+            notices=notices,
+        )
+
+    def _tower_boxes(
+        self, boxes: np.ndarray, width: int, height: int, gh: int, gw: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # Same arithmetic and rounding as upstream: clip, float64 → 768² as float32, then scale
+        # to the ViT input with a float32 factor (SPEC §5.4).
+        clipped = np.clip(boxes, 0, [width, height, width, height])
+        aux = torch.tensor(clipped * AUX_IMAGE_SIZE / [width, height, width, height])
+        aux = aux.to(torch.float32).reshape(-1, 4)
+        patch = self.patch_size
+        fx = torch.tensor(gw * patch / AUX_IMAGE_SIZE, dtype=torch.float32)
+        fy = torch.tensor(gh * patch / AUX_IMAGE_SIZE, dtype=torch.float32)
+        return aux, aux * torch.stack([fx, fy, fx, fy])
+
+
+def num_image_tokens(image_grid_thw: torch.Tensor, merge_size: int) -> int:
+    return math.prod(image_grid_thw[0].tolist()) // merge_size**2

@@ -1,0 +1,117 @@
+"""Prompt text and token ids exactly as the official FO1 pipeline builds them (SPEC §6).
+
+The prompt is ChatML written by hand: system line, the image placeholder, one `<regionI>` +
+placeholder pair per box, then the user's text. It is tokenised piecewise — each fragment between
+placeholders on its own — and the placeholders become the ids -200 (image) and -300 (region).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from fo1_core.errors import FO1Error
+from fo1_core.templates import (
+    FREE_PROMPT,
+    IM_END,
+    IM_START,
+    IMAGE_PLACEHOLDER,
+    IMAGE_PLACEHOLDER_ID,
+    REGION_PLACEHOLDER,
+    REGION_PLACEHOLDER_ID,
+    SYSTEM_PROMPT,
+    TASKS,
+    VISION_END,
+    VISION_START,
+    FillKind,
+    region_token,
+)
+
+_REGION_REF = re.compile(r"<region(\d+)>")
+
+
+def sanitize_user_text(text: str, tokenizer: PreTrainedTokenizerBase) -> str:
+    """Removes strings that would hijack the prompt: placeholders and the tokenizer's special
+    tokens (chat control, vision markers). Region references `<regionN>` are kept."""
+    for control in (IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, *tokenizer.all_special_tokens):
+        text = text.replace(control, "")
+    for token in tokenizer.added_tokens_decoder.values():
+        if token.special:
+            text = text.replace(token.content, "")
+    return text
+
+
+def region_references(text: str) -> list[int]:
+    return [int(match) for match in _REGION_REF.findall(text)]
+
+
+def user_text_for_task(task: str, text: str, num_regions: int) -> str:
+    """Fills the task template; `free` sends the text as it is. Region indexes are checked."""
+    if task == FREE_PROMPT:
+        user_text = text.strip()
+        if not user_text:
+            raise FO1Error("The prompt is empty: type a question or pick a task.")
+    elif task in TASKS:
+        template = TASKS[task]
+        if template.fill is not FillKind.NONE and not text.strip():
+            what = "pick at least one region" if template.fill is FillKind.REGIONS else "type"
+            raise FO1Error(f"The task '{template.label}' needs input: {what}.")
+        user_text = template.render(text.strip())
+    else:
+        raise FO1Error(f"Unknown task {task!r}; choose one of {', '.join([*TASKS, FREE_PROMPT])}.")
+    missing = sorted({i for i in region_references(user_text) if i >= num_regions})
+    if missing:
+        names = ", ".join(region_token(i) for i in missing)
+        have = f"region0–region{num_regions - 1}" if num_regions else "no boxes"
+        raise FO1Error(f"The prompt refers to {names}, but there are {have}.")
+    return user_text
+
+
+def region_list_text(indexes: list[int]) -> str:
+    """How a region-task template refers to several regions: `<region0>, <region2>`."""
+    return ", ".join(region_token(i) for i in indexes)
+
+
+def build_prompt(user_text: str, num_regions: int) -> str:
+    regions = "".join(region_token(i) + REGION_PLACEHOLDER for i in range(num_regions))
+    user_turn = f"{VISION_START}{IMAGE_PLACEHOLDER}{VISION_END}\n"
+    user_turn += f"{regions}\n{user_text}" if num_regions else user_text
+    # Upstream drops the system line whenever "system" occurs in the user turn; kept for parity.
+    system = "" if "system" in user_turn else f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}\n"
+    return f"{system}{IM_START}user\n{user_turn}{IM_END}\n{IM_START}assistant\n"
+
+
+def tokenize_prompt(prompt: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Piecewise tokenisation: fragments between placeholders are tokenised independently."""
+    ids: list[int] = []
+    for image_index, piece in enumerate(prompt.split(IMAGE_PLACEHOLDER)):
+        if image_index:
+            ids.append(IMAGE_PLACEHOLDER_ID)
+        for region_index, fragment in enumerate(piece.split(REGION_PLACEHOLDER)):
+            if region_index:
+                ids.append(REGION_PLACEHOLDER_ID)
+            ids += tokenizer(fragment, add_special_tokens=False)["input_ids"]
+    return ids
+
+
+@dataclass
+class ModelIds:
+    """Prompt ids as the model consumes them: the image placeholder expanded to one
+    `image_token_id` per image embedding, region slots kept as -300."""
+
+    input_ids: torch.Tensor  # (1, L)
+    mm_token_type_ids: torch.Tensor  # (1, L): 1 on image tokens, 0 elsewhere (regions are text)
+
+
+def expand_image_placeholder(
+    ids: list[int], num_image_tokens: int, image_token_id: int
+) -> ModelIds:
+    if ids.count(IMAGE_PLACEHOLDER_ID) != 1:
+        raise ValueError("The prompt must hold exactly one image placeholder")
+    at = ids.index(IMAGE_PLACEHOLDER_ID)
+    expanded = ids[:at] + [image_token_id] * num_image_tokens + ids[at + 1 :]
+    types = [0] * at + [1] * num_image_tokens + [0] * (len(ids) - at - 1)
+    return ModelIds(torch.tensor([expanded]), torch.tensor([types], dtype=torch.int32))

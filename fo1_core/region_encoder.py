@@ -1,0 +1,182 @@
+"""FO1's Hybrid Fine-grained Region Encoder (HFRE): one feature vector per box.
+
+Each box is pooled (RoIAlign, then averaged) from two pyramids — the auxiliary DaViT stages and a
+SimpleFP built on the Qwen ViT's last full-attention map — and a sine embedding of the box is
+added (SPEC §4.4–4.5). The region projector then maps the result to one LLM embedding per box.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import roi_align
+
+from fo1_core.configuration import SIMPLEFP_SCALES, FO1Config
+
+_MLP_GELU = re.compile(r"^mlp(\d+)x_gelu$")
+
+
+def build_projector(kind: str, in_features: int, out_features: int) -> nn.Module:
+    """The official projector grammar: `identity`, `linear` or `mlp{N}x_gelu`."""
+    if kind == "identity":
+        return nn.Identity()
+    if kind == "linear":
+        return nn.Linear(in_features, out_features)
+    match = _MLP_GELU.match(kind)
+    if match is None:
+        raise ValueError(f"Unsupported projector type {kind!r}")
+    layers: list[nn.Module] = [nn.Linear(in_features, out_features)]
+    for _ in range(int(match.group(1)) - 1):
+        layers += [nn.GELU(), nn.Linear(out_features, out_features)]
+    return nn.Sequential(*layers)
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of each pixel of a `(B, C, H, W)` map."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class ConvLayerNorm(nn.Conv2d):
+    """Bias-free convolution, then a channel LayerNorm (checkpoint keys `i.weight`, `i.norm.*`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False
+        )
+        self.norm = LayerNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(super().forward(x))
+
+
+def _simplefp_level(scale: float, dim: int, out_channels: int) -> nn.Sequential:
+    if scale == 4.0:
+        stem: list[nn.Module] = [
+            nn.ConvTranspose2d(dim, dim // 2, 2, stride=2),
+            LayerNorm2d(dim // 2),
+            nn.GELU(),
+            nn.ConvTranspose2d(dim // 2, dim // 4, 2, stride=2),
+        ]
+        width = dim // 4
+    elif scale == 2.0:
+        stem, width = [nn.ConvTranspose2d(dim, dim // 2, 2, stride=2)], dim // 2
+    elif scale == 1.0:
+        stem, width = [], dim
+    else:
+        stem, width = [nn.MaxPool2d(2, 2)], dim
+    return nn.Sequential(
+        *stem, ConvLayerNorm(width, out_channels, 1), ConvLayerNorm(out_channels, out_channels, 3)
+    )
+
+
+class SimpleFeaturePyramid(nn.Module):
+    """ViTDet-style pyramid: one ViT map at patch stride → four maps at strides p/4, p/2, p, 2p."""
+
+    def __init__(self, dim: int, out_channels: int) -> None:
+        super().__init__()
+        for level, scale in enumerate(SIMPLEFP_SCALES, start=1):
+            self.add_module(f"simfp_{level}", _simplefp_level(scale, dim, out_channels))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [level(x) for level in self.children()]
+
+
+def box_sine_embedding(boxes_cxcywh: torch.Tensor, width: int) -> torch.Tensor:
+    """`(N, 4)` normalised boxes → `(N, width)`: interleaved sin/cos of each coordinate.
+
+    Coordinates are embedded in the order (cy, cx, w, h), `width / 4` values each (SPEC §4.5.6).
+    """
+    per_coord = width // 4
+    dim_t = torch.arange(per_coord, dtype=torch.float32, device=boxes_cxcywh.device)
+    dim_t = 10000 ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / per_coord)
+    cx, cy, w, h = (boxes_cxcywh[:, i, None] * 2 * math.pi / dim_t for i in range(4))
+
+    def interleave(e: torch.Tensor) -> torch.Tensor:
+        return torch.stack((e[:, 0::2].sin(), e[:, 1::2].cos()), dim=2).flatten(1)
+
+    return torch.cat([interleave(e) for e in (cy, cx, w, h)], dim=1)
+
+
+def _pool(feature_map: torch.Tensor, boxes: torch.Tensor, scale: float, size: int) -> torch.Tensor:
+    pooled = roi_align(
+        feature_map.float(), [boxes], output_size=size, spatial_scale=scale, aligned=False
+    )
+    return pooled.mean(dim=(2, 3))
+
+
+class HybridRegionEncoder(nn.Module):
+    """Pools every box from both pyramids and adds its position embedding → `(N, region width)`."""
+
+    def __init__(self, config: FO1Config) -> None:
+        super().__init__()
+        vision = config.vision_config
+        aux = config.aux_vision_config()
+        self.simple_fpn = SimpleFeaturePyramid(vision.hidden_size, config.simplefp_out_channels)
+        self.vt_strides = [vision.patch_size / scale for scale in SIMPLEFP_SCALES]
+        self.aux_stride = aux.patch_stride[0]
+        self.roi_size = config.mm_roi_output_size
+        self.region_width = config.mm_region_hidden_size
+        self.add_position_embedding = config.mm_apply_position_embedding
+        if config.mm_apply_region_layer_norm:
+            self.aux_region_norm = nn.LayerNorm(sum(aux.embed_dim))
+            self.vt_region_norm = nn.LayerNorm(len(SIMPLEFP_SCALES) * config.simplefp_out_channels)
+        else:
+            self.aux_region_norm = self.vt_region_norm = None
+
+    def forward(
+        self,
+        aux_maps: list[torch.Tensor],
+        vit_map: torch.Tensor,
+        aux_boxes: torch.Tensor,
+        vt_boxes: torch.Tensor,
+    ) -> torch.Tensor:
+        """
+        aux_maps: DaViT stage outputs, finest first, each `(1, C_i, H_i, W_i)`.
+        vit_map: the tapped ViT map `(1, D, gh, gw)` in raster order.
+        aux_boxes / vt_boxes: `(N, 4)` xyxy in DaViT-input and ViT-input pixels.
+        """
+        finest = aux_maps[0].shape[-2:]
+        aux_pyramid = torch.cat(
+            [aux_maps[0].float()]
+            + [
+                F.interpolate(m.float(), size=finest, mode="bilinear", align_corners=False)
+                for m in aux_maps[1:]
+            ],
+            dim=1,
+        )
+        aux = _pool(aux_pyramid, aux_boxes, 1 / self.aux_stride, self.roi_size)
+        vt = torch.cat(
+            [
+                _pool(level, vt_boxes, 1 / stride, self.roi_size)
+                for level, stride in zip(self.simple_fpn(vit_map), self.vt_strides, strict=True)
+            ],
+            dim=1,
+        )
+        if self.aux_region_norm is not None:
+            aux, vt = self.aux_region_norm(aux), self.vt_region_norm(vt)
+        regions = torch.cat([aux, vt], dim=1)
+        if self.add_position_embedding:
+            cxcywh = self.normalized_boxes(vt_boxes, vit_map.shape[-2:])
+            regions = regions + box_sine_embedding(cxcywh, self.region_width)
+        return regions
+
+    def normalized_boxes(self, vt_boxes: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
+        """ViT-input xyxy boxes → (cx, cy, w, h) as fractions of the ViT input size."""
+        gh, gw = grid_hw
+        patch = self.vt_strides[SIMPLEFP_SCALES.index(1.0)]
+        scale = vt_boxes.new_tensor([gw * patch, gh * patch, gw * patch, gh * patch])
+        x1, y1, x2, y2 = (vt_boxes / scale).unbind(-1)
+        return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), dim=-1)

@@ -1,0 +1,137 @@
+"""Drawing boxes, masks and region labels with supervision; pure functions, no I/O.
+
+Images come in as RGB ``uint8`` arrays (H, W, 3) or PIL images and always go out as new RGB
+``uint8`` arrays; the input is never modified. Supervision's annotators assume OpenCV's BGR order,
+so the conversion happens once on the way in and once on the way out.
+
+Colours are keyed by region index (position in the user's box list), so a box has the same colour
+in the proposals view and in the answer view.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import supervision as sv
+from PIL import Image
+
+from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY
+
+PALETTE = sv.ColorPalette.DEFAULT
+# Dark text on light palette colours, white on dark ones, so every label stays readable.
+TEXT_PALETTE = sv.ColorPalette(
+    [
+        sv.Color.BLACK if 0.299 * c.r + 0.587 * c.g + 0.114 * c.b > 150 else sv.Color.WHITE
+        for c in PALETTE.colors
+    ]
+)
+MASK_OPACITY = 0.4
+
+# Unicode-capable fonts, widest coverage first (Debian: `fonts-noto-cjk`, `fonts-dejavu-core`).
+FONT_FILES = ("NotoSansCJK-Regular.ttc", "DejaVuSans.ttf", "LiberationSans-Regular.ttf")
+FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
+
+
+@dataclass(frozen=True)
+class SceneScale:
+    """Stroke and text sizes for one image size, in pixels."""
+
+    thickness: int
+    font_size: int
+    padding: int
+
+
+def scene_scale(width: int, height: int) -> SceneScale:
+    """Sizes that stay legible from a 200 px crop to a 4000 px photo shown fit-to-screen.
+
+    The geometric mean of the sides keeps panoramas from getting either huge or tiny labels.
+    """
+    side = (width * height) ** 0.5
+    font_size = max(12, round(side / 40))
+    return SceneScale(
+        thickness=max(2, round(side / 300)), font_size=font_size, padding=max(3, font_size // 4)
+    )
+
+
+def color_for_region(index: int) -> sv.Color:
+    """The colour of region ``index`` in every drawing."""
+    return PALETTE.by_idx(index)
+
+
+def draw_proposals(
+    image: np.ndarray | Image.Image, boxes: sv.Detections | np.ndarray
+) -> np.ndarray:
+    """Every box with its index number (``#i``), the way the user picks regions to ask about.
+
+    ``boxes`` is an (N, 4) xyxy array or detections; box ``i`` is region ``i`` unless the
+    detections carry their own region indexes.
+    """
+    if isinstance(boxes, sv.Detections):
+        detections = boxes
+    else:
+        detections = sv.Detections(xyxy=np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+    indexes = _region_indexes(detections)
+    return _draw(image, detections, indexes, [f"#{i}" for i in indexes])
+
+
+def draw_answer(image: np.ndarray | Image.Image, detections: sv.Detections) -> np.ndarray:
+    """The answer's detections: masks when present, boxes, and labels such as ``#3 cat``."""
+    indexes = _region_indexes(detections)
+    names = detections.data.get(CLASS_NAME_KEY, [""] * len(detections))
+    labels = [f"#{i} {name}".strip() for i, name in zip(indexes, names, strict=True)]
+    return _draw(image, detections, indexes, labels)
+
+
+@functools.cache
+def find_font() -> str | None:
+    """Path of a Unicode TrueType font on this machine, or None (PIL's Latin-only default)."""
+    for name in FONT_FILES:
+        for folder in FONT_DIRS:
+            found = next(folder.rglob(name), None) if folder.is_dir() else None
+            if found is not None:
+                return str(found)
+    return None
+
+
+def _draw(
+    image: np.ndarray | Image.Image,
+    detections: sv.Detections,
+    indexes: np.ndarray,
+    labels: list[str],
+) -> np.ndarray:
+    scene = _to_bgr(image)
+    if len(detections) == 0:
+        return scene[..., ::-1].copy()
+    scale = scene_scale(scene.shape[1], scene.shape[0])
+    if detections.mask is not None:
+        sv.MaskAnnotator(color=PALETTE, opacity=MASK_OPACITY).annotate(
+            scene, detections, custom_color_lookup=indexes
+        )
+    sv.BoxAnnotator(color=PALETTE, thickness=scale.thickness).annotate(
+        scene, detections, custom_color_lookup=indexes
+    )
+    sv.RichLabelAnnotator(
+        color=PALETTE,
+        text_color=TEXT_PALETTE,
+        font_path=find_font(),
+        font_size=scale.font_size,
+        text_padding=scale.padding,
+        smart_position=True,
+    ).annotate(scene, detections, labels=labels, custom_color_lookup=indexes)
+    return scene[..., ::-1].copy()
+
+
+def _region_indexes(detections: sv.Detections) -> np.ndarray:
+    if REGION_INDEX_KEY in detections.data:
+        return np.asarray(detections.data[REGION_INDEX_KEY], dtype=int)
+    return np.arange(len(detections))
+
+
+def _to_bgr(image: np.ndarray | Image.Image) -> np.ndarray:
+    rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    if rgb.ndim == 2:
+        rgb = np.stack([rgb] * 3, axis=-1)
+    return np.ascontiguousarray(rgb[..., 2::-1], dtype=np.uint8)

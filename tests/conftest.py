@@ -1,0 +1,34 @@
+"""Shared fixtures: the FO1 reference fixture folder and a pipeline loaded from it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from fo1_core.session import FO1Pipeline, load
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REFERENCE_DIR = Path(
+    os.environ.get("FO1_REFERENCE_DIR", SHARED / "fo1-reference" / "tiny")
+).resolve()
+SPEC_DIR = SHARED / "fo1-reference"
+
+
+def golden_cases() -> list[str]:
+    manifest = json.loads((REFERENCE_DIR / "golden" / "manifest.json").read_text())
+    return [case["name"] for case in manifest["cases"]]
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    return REFERENCE_DIR
+
+
+@pytest.fixture(scope="session")
+def pipeline() -> FO1Pipeline:
+    """The tiny reference checkpoint, loaded through the same `load()` users call (CPU, fp32)."""
+    return load(REFERENCE_DIR, device="cpu", attn_implementation="eager")

@@ -1,0 +1,129 @@
+"""The loader builds the model from config.json and loads the official on-disk format strictly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from fo1_core.checkpoint import load_model, to_official_key, to_our_key
+from fo1_core.configuration import FO1Config
+from fo1_core.errors import FO1Error
+from fo1_core.modeling import FO1ForConditionalGeneration
+from tests.conftest import REFERENCE_DIR, SPEC_DIR
+
+
+def _published_keys() -> dict[str, list[int]]:
+    """Stored tensors of the real 3B checkpoint (non-persistent buffers are not in the files)."""
+    keys = {}
+    for line in (SPEC_DIR / "state_dict_3b.tsv").read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        name, shape, _dtype, note = line.split("\t")
+        if "non-persistent" not in note:
+            keys[name] = json.loads(shape)
+    return keys
+
+
+def test_3b_config_builds_exactly_the_published_keys_and_shapes() -> None:
+    config = FO1Config(**json.loads((SPEC_DIR / "config_3b_reconstructed.json").read_text()))
+    config.check_supported()
+    with torch.device("meta"):
+        model = FO1ForConditionalGeneration._from_config(config)
+    ours = {to_official_key(k): list(v.shape) for k, v in model.state_dict().items()}
+    assert ours == _published_keys()
+
+
+def test_key_mapping_round_trips_every_published_key() -> None:
+    for key in _published_keys():
+        assert to_official_key(to_our_key(key)) == key
+
+
+def _copy_checkpoint(tmp_path: Path) -> Path:
+    folder = tmp_path / "checkpoint"
+    shutil.copytree(REFERENCE_DIR, folder, ignore=shutil.ignore_patterns("golden"))
+    return folder
+
+
+def _rewrite_weights(folder: Path, edit) -> None:
+    weights = load_file(folder / "model.safetensors")
+    edit(weights)
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # a tensor the config needs is not in the files
+        (lambda w: w.pop("model.mm_projector_aux.0.weight"), "missing (1): model.mm_projector_aux"),
+        # a tensor nothing in the config uses
+        (lambda w: w.update({"model.extra_head.weight": torch.zeros(2)}), "unexpected (1)"),
+        # a tensor with the wrong shape
+        (
+            lambda w: w.update({"model.norm.weight": torch.zeros(3)}),
+            "wrong shape (1): model.norm.weight",
+        ),
+    ],
+)
+def test_strict_loading_names_the_offending_keys(tmp_path: Path, edit, message: str) -> None:
+    folder = _copy_checkpoint(tmp_path)
+    _rewrite_weights(folder, edit)
+    with pytest.raises(FO1Error, match="does not match its config.json") as error:
+        load_model(folder, device="cpu")
+    assert message in str(error.value)
+
+
+def test_sharded_checkpoint_loads_the_same_weights(tmp_path: Path) -> None:
+    folder = _copy_checkpoint(tmp_path)
+    weights = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    names = sorted(weights)
+    shards = {
+        "model-00001-of-00002.safetensors": names[::2],
+        "model-00002-of-00002.safetensors": names[1::2],
+    }
+    weight_map = {}
+    for shard, keys in shards.items():
+        save_file({k: weights[k] for k in keys}, folder / shard, metadata={"format": "pt"})
+        weight_map |= dict.fromkeys(keys, shard)
+    index = {"metadata": {}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+
+    model, _ = load_model(folder, device="cpu")
+    reference, _ = load_model(REFERENCE_DIR, device="cpu")
+    for (name, ours), (_, theirs) in zip(
+        model.state_dict().items(), reference.state_dict().items(), strict=True
+    ):
+        assert torch.equal(ours, theirs), name
+
+
+def test_cpu_default_is_float32_with_tied_head() -> None:
+    model, folder = load_model(REFERENCE_DIR, device="cpu")
+    assert folder == REFERENCE_DIR
+    assert model.dtype == torch.float32
+    assert model.lm_head.weight is model.model.language_model.embed_tokens.weight
+    assert not model.training
+
+
+def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FO1Error, match="Checkpoint folder not found"):
+        load_model(tmp_path / "nope", device="cpu")
+
+
+def test_unreachable_hub_says_how_to_use_a_local_folder(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FO1Error, match="pass its local folder"):
+        load_model("omlab/VLM-FO1_Qwen2.5-VL-3B-v01", device="cpu")
+
+
+def test_unsupported_variant_is_refused_by_name(tmp_path: Path) -> None:
+    folder = _copy_checkpoint(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["mm_use_simpleFPN_for_vt"] = False
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(FO1Error, match="mm_use_simpleFPN_for_vt=False"):
+        load_model(folder, device="cpu")

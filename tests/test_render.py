@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fo1_core.answers import parse_answer, to_detections
+from fo1_core.render import (
+    color_for_region,
+    draw_answer,
+    draw_proposals,
+    find_font,
+    scene_scale,
+)
+from fo1_core.templates import region_token
+
+GREY = 128
+BOXES = np.array(
+    [[10, 10, 60, 60], [70, 10, 120, 60], [40, 100, 180, 180], [130, 20, 190, 90]],
+    dtype=np.float32,
+)
+
+
+def grey(width: int = 200, height: int = 200) -> np.ndarray:
+    return np.full((height, width, 3), GREY, dtype=np.uint8)
+
+
+def answer_detections(text: str, masks: np.ndarray | None = None):
+    return to_detections(parse_answer(text, num_regions=len(BOXES)), BOXES, masks=masks)
+
+
+def bottom_edge_pixel(image: np.ndarray, box: np.ndarray) -> tuple[int, ...]:
+    # The bottom edge is free of labels, which sit above the box.
+    x = int((box[0] + box[2]) / 2)
+    return tuple(int(v) for v in image[int(box[3]), x])
+
+
+def test_region_colours_are_stable_and_distinct_for_neighbours() -> None:
+    assert color_for_region(2) == color_for_region(2)
+    colours = {color_for_region(i).as_hex() for i in range(10)}
+    assert len(colours) == 10
+
+
+def test_answer_box_is_drawn_in_its_region_colour_at_its_place() -> None:
+    detections = answer_detections(f"<ground>cat</ground><objects>{region_token(2)}</objects>")
+    image = draw_answer(grey(), detections)
+    assert bottom_edge_pixel(image, BOXES[2]) == color_for_region(2).as_rgb()
+    # Boxes the answer does not name stay untouched.
+    assert bottom_edge_pixel(image, BOXES[0]) == (GREY, GREY, GREY)
+
+
+def test_same_index_same_colour_in_proposals_and_answer() -> None:
+    proposals = draw_proposals(grey(), BOXES)
+    answer = draw_answer(
+        grey(), answer_detections(f"<ground>x</ground><objects>{region_token(3)}</objects>")
+    )
+    for index in range(len(BOXES)):
+        assert bottom_edge_pixel(proposals, BOXES[index]) == color_for_region(index).as_rgb()
+    assert bottom_edge_pixel(answer, BOXES[3]) == bottom_edge_pixel(proposals, BOXES[3])
+
+
+def test_proposals_label_every_box() -> None:
+    image = draw_proposals(grey(), BOXES)
+    for index, box in enumerate(BOXES):
+        colour = np.array(color_for_region(index).as_rgb())
+        # The label background, in the region's colour, sits just above the box's left corner.
+        x1, y1 = int(box[0]), int(box[1])
+        patch = image[max(0, y1 - 12) : y1 + 12, x1 : x1 + 12]
+        assert (patch == colour).all(axis=-1).sum() > 20, index
+
+
+def test_mask_is_tinted_with_the_region_colour() -> None:
+    masks = np.zeros((len(BOXES), 200, 200), dtype=bool)
+    masks[2, 120:170, 60:160] = True
+    detections = answer_detections(
+        f"<ground>cat</ground><objects>{region_token(2)}</objects>", masks=masks
+    )
+    image = draw_answer(grey(), detections)
+    inside = image[145, 110].astype(int)
+    colour = np.array(color_for_region(2).as_rgb())
+    assert np.abs(inside - colour).sum() < np.abs(GREY - colour).sum()
+    # Outside the mask but inside the box the image is unchanged.
+    assert tuple(image[110, 50]) == (GREY, GREY, GREY)
+
+
+def test_input_untouched_and_pil_or_array_give_the_same_rgb_array() -> None:
+    source = grey()
+    from_array = draw_proposals(source, BOXES)
+    from_pil = draw_proposals(Image.fromarray(source), BOXES)
+    assert (source == GREY).all()
+    assert from_array.dtype == np.uint8 and from_array.shape == source.shape
+    np.testing.assert_array_equal(from_array, from_pil)
+
+
+def test_nothing_to_draw_returns_a_copy() -> None:
+    source = grey()
+    image = draw_answer(source, answer_detections("No cats."))
+    np.testing.assert_array_equal(image, source)
+    assert image is not source
+
+
+def label_height(image: np.ndarray, box_top: int, colour: tuple[int, int, int]) -> int:
+    """Rows above ``box_top`` that contain the label background colour."""
+    rows = (image[:box_top] == np.array(colour)).all(axis=-1).any(axis=1)
+    return int(rows.sum())
+
+
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [
+        (4000, 3000),  # large photo
+        (200, 200),  # small crop
+        (4000, 500),  # panorama
+        (640, 480),  # typical web image
+    ],
+)
+def test_labels_scale_with_the_image(width: int, height: int) -> None:
+    box = np.array([[width * 0.3, height * 0.6, width * 0.7, height * 0.95]], dtype=np.float32)
+    answer = parse_answer(f"<ground>cat</ground><objects>{region_token(1)}</objects>")
+    detections = to_detections(answer, np.concatenate([box, box]))
+    image = draw_answer(grey(width, height), detections)
+    text_rows = label_height(image, int(box[0, 1]), color_for_region(1).as_rgb())
+    assert text_rows >= 12  # readable at 100 % zoom
+    assert 0.01 * height <= text_rows <= 0.15 * height
+    scale = scene_scale(width, height)
+    assert scale.thickness >= 2 and scale.font_size >= 12
+
+
+def test_unicode_labels_are_drawn_as_glyphs() -> None:
+    if find_font() is None:
+        pytest.skip("no Unicode TrueType font on this machine (Debian: fonts-dejavu-core)")
+    boxes = np.array([[20, 100, 180, 180]], dtype=np.float32)
+    text = "<ground>{}</ground><objects><region0></objects>"
+    ss, oe = (
+        draw_answer(grey(), to_detections(parse_answer(text.format(label)), boxes))
+        for label in ("Straße", "Straøe")
+    )
+    # A font without these letters draws the same placeholder for both (Hershey draws "??").
+    assert not np.array_equal(ss, oe)
