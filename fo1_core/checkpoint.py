@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 from transformers.initialization import no_init_weights
 
 from fo1_core.configuration import FO1Config
@@ -198,3 +199,20 @@ def load_model(
     model.tie_weights()
     logger.info("Loaded FO1 from %s on %s (%s)", folder, device, dtype)
     return model.eval(), folder
+
+
+def save_checkpoint(model: FO1ForConditionalGeneration, folder: str | Path) -> None:
+    """Writes `config.json` and `model.safetensors` with the official key names.
+
+    Tokenizer and image-processor files are not written; copy them from the source checkpoint.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(folder)
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    weights = {
+        to_official_key(key): tensor.detach().contiguous().cpu()
+        for key, tensor in model.state_dict().items()
+        if key not in tied
+    }
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})

@@ -117,6 +117,12 @@ def _pool(feature_map: torch.Tensor, boxes: torch.Tensor, scale: float, size: in
     return pooled.mean(dim=(2, 3))
 
 
+def _layer_norm_fp32(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """Upstream runs the optional region LayerNorms in float32 whatever the model dtype."""
+    weight, bias = norm.weight.float(), norm.bias.float()
+    return F.layer_norm(x.float(), norm.normalized_shape, weight, bias, norm.eps)
+
+
 class HybridRegionEncoder(nn.Module):
     """Pools every box from both pyramids and adds its position embedding → `(N, region width)`."""
 
@@ -166,7 +172,10 @@ class HybridRegionEncoder(nn.Module):
             dim=1,
         )
         if self.aux_region_norm is not None:
-            aux, vt = self.aux_region_norm(aux), self.vt_region_norm(vt)
+            aux, vt = (
+                _layer_norm_fp32(self.aux_region_norm, aux),
+                _layer_norm_fp32(self.vt_region_norm, vt),
+            )
         regions = torch.cat([aux, vt], dim=1)
         if self.add_position_embedding:
             cxcywh = self.normalized_boxes(vt_boxes, vit_map.shape[-2:])

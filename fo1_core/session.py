@@ -125,7 +125,7 @@ class FO1Pipeline:
         attn_implementation: str | None = None,
     ) -> FO1Pipeline:
         model, folder = load_model(name_or_path, device, dtype, attn_implementation)
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), config=model.config)
         try:
             generation_config = GenerationConfig.from_pretrained(str(folder))
         except OSError:

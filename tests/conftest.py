@@ -32,3 +32,22 @@ def reference_dir() -> Path:
 def pipeline() -> FO1Pipeline:
     """The tiny reference checkpoint, loaded through the same `load()` users call (CPU, fp32)."""
     return load(REFERENCE_DIR, device="cpu", attn_implementation="eager")
+
+
+RIGGED_ANSWER = "<ground>red circle</ground><objects><region0><region2></objects>"
+"""What the rigged checkpoints write, whatever the question (see tests/rigged.py)."""
+
+
+@pytest.fixture(scope="session")
+def answering_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.rigged import make_rigged_checkpoint
+
+    return make_rigged_checkpoint(tmp_path_factory.mktemp("answering"), RIGGED_ANSWER)
+
+
+@pytest.fixture(scope="session")
+def endless_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.rigged import make_rigged_checkpoint
+
+    folder = tmp_path_factory.mktemp("endless")
+    return make_rigged_checkpoint(folder, RIGGED_ANSWER, loop=" many regions")

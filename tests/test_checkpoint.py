@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from fo1_core.checkpoint import load_model, to_official_key, to_our_key
+from fo1_core.checkpoint import load_model, save_checkpoint, to_official_key, to_our_key
 from fo1_core.configuration import FO1Config
 from fo1_core.errors import FO1Error
 from fo1_core.modeling import FO1ForConditionalGeneration
@@ -127,3 +128,41 @@ def test_unsupported_variant_is_refused_by_name(tmp_path: Path) -> None:
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(FO1Error, match="mm_use_simpleFPN_for_vt=False"):
         load_model(folder, device="cpu")
+
+
+VARIANTS = [
+    # the optional LayerNorms on both halves of the region feature
+    ({"mm_apply_region_layer_norm": True}, "model.object_vp_extractor.aux_region_norm.weight"),
+    # a linear primary projector between the merger and the decoder
+    ({"mm_projector_type": "linear", "mm_hidden_size": 64}, "model.mm_projector.weight"),
+    # a deeper region projector
+    ({"mm_projector_aux_type": "mlp3x_gelu"}, "model.mm_projector_aux.4.weight"),
+    # an output head stored apart from the embeddings
+    ({"tie_word_embeddings": False}, "lm_head.weight"),
+    # no box position embedding, a 5×5 RoI grid
+    ({"mm_apply_position_embedding": False, "mm_roi_output_size": 5}, "model.norm.weight"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # bfloat16: the GPU dtype flow
+@pytest.mark.parametrize(("options", "expected_key"), VARIANTS)
+def test_config_variants_save_load_and_answer(
+    tmp_path: Path, options: dict, expected_key: str, dtype: torch.dtype
+) -> None:
+    """Each FO1 option builds its modules from config.json and round-trips the official names."""
+    folder = _copy_checkpoint(tmp_path)
+    config = FO1Config.from_pretrained(folder)
+    for key, value in options.items():
+        setattr(config, key, value)
+    torch.manual_seed(0)
+    save_checkpoint(FO1ForConditionalGeneration._from_config(config), folder)
+    assert expected_key in load_file(folder / "model.safetensors")
+
+    from fo1_core.session import load
+
+    pipeline = load(folder, device="cpu", dtype=dtype)
+    assert pipeline.model.dtype == dtype
+    result = pipeline.ask(
+        Image.new("RGB", (100, 70)), [[5, 5, 50, 40], [30, 20, 90, 65]], "OD_template", "cat", 4
+    )
+    assert len(result.token_ids) >= 1

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from fo1_core.session import FO1Pipeline, Request
+from fo1_core.templates import FREE_PROMPT
 from tests.conftest import REFERENCE_DIR, golden_cases
 
 CASES = golden_cases()
@@ -26,12 +27,11 @@ def _case(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
 
 def _request(pipeline: FO1Pipeline, name: str) -> tuple[Request, dict, dict]:
     case, tensors = _case(name)
-    request = pipeline.prepare(
-        REFERENCE_DIR / "golden" / name / case["image"],
-        case["boxes_xyxy_original"],
-        case["task_template"],
-        case["template_fill"] or "",
-    )
+    # A case either fills a task template or sends its user text as it is.
+    task = case["task_template"] or FREE_PROMPT
+    text = case["template_fill"] or "" if case["task_template"] else case["user_text"]
+    image = REFERENCE_DIR / "golden" / name / case["image"]
+    request = pipeline.prepare(image, case["boxes_xyxy_original"], task, text)
     return request, case, tensors
 
 

@@ -1,0 +1,111 @@
+"""Random-weight FO1 checkpoints in the official on-disk format, for benchmarks.
+
+Profiles: `mid` (4 layers, hidden 512) and `3b` (the published architecture, from the spec's
+reconstructed config). Tokenizer and image-processor files come from the reference fixture. Rows
+of the (tied) embedding for the end-of-turn token and for ids the tokenizer does not have are
+zeroed, so greedy decoding never stops early and every run decodes the requested token count.
+
+    python -m bench.random_checkpoint --profile mid --out /tmp/fo1-mid
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
+
+from fo1_core.checkpoint import save_checkpoint
+from fo1_core.configuration import FO1Config
+from fo1_core.modeling import FO1ForConditionalGeneration
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "fo1-reference"
+TINY = SHARED / "tiny"
+SIDE_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "preprocessor_config.json",
+    "generation_config.json",
+)
+MID = {
+    "hidden_size": 512,
+    "intermediate_size": 1408,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "rope_scaling": {"mrope_section": [8, 12, 12], "rope_type": "default", "type": "default"},
+    "vision_config": {
+        "depth": 4,
+        "hidden_size": 256,
+        "intermediate_size": 512,
+        "num_heads": 4,
+        "out_hidden_size": 512,
+        "fullatt_block_indexes": [1, 3],
+    },
+    "mm_simplefp_out_channels": 64,
+    "mm_vision_tower_aux_config": {"dim_embed": [32, 64, 96, 128], "num_heads": [2, 2, 4, 4]},
+}
+
+
+def profile_config(profile: str) -> FO1Config:
+    tiny = json.loads((TINY / "config.json").read_text())
+    if profile == "3b":
+        fields = json.loads((SHARED / "config_3b_reconstructed.json").read_text())
+        for key in (
+            "image_token_id",
+            "video_token_id",
+            "vision_start_token_id",
+            "vision_end_token_id",
+            "bos_token_id",
+            "eos_token_id",
+            "pad_token_id",
+        ):
+            fields[key] = tiny[key]  # the tokenizer is the fixture's
+    elif profile == "mid":
+        fields = dict(tiny, **{k: v for k, v in MID.items() if not isinstance(v, dict)})
+        fields["rope_scaling"] = MID["rope_scaling"]
+        fields["vision_config"] = dict(tiny["vision_config"], **MID["vision_config"])
+        davit = dict(tiny["mm_vision_tower_aux_config"], **MID["mm_vision_tower_aux_config"])
+        fields["mm_vision_tower_aux_config"] = davit
+        fields["mm_region_hidden_size"] = (
+            sum(davit["dim_embed"]) + 4 * MID["mm_simplefp_out_channels"]
+        )
+    else:
+        raise ValueError(f"unknown profile {profile!r}")
+    return FO1Config(**fields)
+
+
+def make_random_checkpoint(folder: Path, profile: str, device: str = "cpu") -> Path:
+    config = profile_config(profile)
+    tokenizer = AutoTokenizer.from_pretrained(str(TINY), config=config)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = FO1ForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+    embeddings = model.model.language_model.embed_tokens.weight
+    with torch.no_grad():
+        embeddings[len(tokenizer) :] = 0
+        embeddings[config.text_config.eos_token_id] = 0
+    save_checkpoint(model, folder)
+    for name in SIDE_FILES:
+        shutil.copyfile(TINY / name, folder / name)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", choices=["mid", "3b"], default="mid")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    make_random_checkpoint(args.out, args.profile, args.device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Command line: ask FO1 one question about one image and print the answer.
+
+    python -m fo1_core --checkpoint PATH_OR_ID --image IMG --boxes boxes.json \
+        --task OD_template --text "red cup" --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from fo1_core.errors import FO1Error
+from fo1_core.session import load
+from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, TASKS
+
+DEFAULT_CHECKPOINT = "omlab/VLM-FO1_Qwen2.5-VL-3B-v01"
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m fo1_core", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="hub id or local folder")
+    parser.add_argument("--image", required=True, type=Path)
+    parser.add_argument(
+        "--boxes", type=Path, help="JSON file: a list of [x1, y1, x2, y2] in image pixels"
+    )
+    parser.add_argument("--task", default="OD_template", choices=[*TASKS, FREE_PROMPT])
+    parser.add_argument("--text", default="", help="the template's fill, or the free prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")
+    parser.add_argument("--json", type=Path, help="write raw text, token ids and timings here")
+    return parser.parse_args(argv)
+
+
+def _read_boxes(path: Path | None) -> list:
+    if path is None:
+        return []
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise FO1Error(f"Could not read boxes from {path}: {error}") from error
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        pipeline = load(args.checkpoint, device=args.device)
+        request = pipeline.prepare(args.image, _read_boxes(args.boxes), args.task, args.text)
+        for notice in request.notices:
+            logging.warning(notice)
+        result = pipeline.generate(request, args.max_new_tokens)
+    except FO1Error as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(result.text)
+    if args.json:
+        record = {
+            "text": result.text,
+            "token_ids": result.token_ids,
+            "stop_reason": result.stop_reason,
+            "timings": result.timings,
+            "prompt": request.prompt,
+            "notices": result.notices,
+        }
+        args.json.write_text(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Streaming, cancelling and limits of generation, on checkpoints rigged to give known answers."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fo1_core.session import FO1Pipeline, Generation, load
+from tests.conftest import RIGGED_ANSWER as ANSWER
+
+IMAGE = Image.new("RGB", (160, 120), (40, 90, 200))
+BOXES = [[10, 10, 60, 60], [70, 20, 150, 100], [5, 70, 50, 115]]
+
+
+@pytest.fixture(scope="module")
+def answering(answering_checkpoint: Path) -> FO1Pipeline:
+    return load(answering_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def endless(endless_checkpoint: Path) -> FO1Pipeline:
+    return load(endless_checkpoint, device="cpu")
+
+
+def test_rigged_answer_is_generated_and_ends_at_im_end(answering: FO1Pipeline) -> None:
+    result = answering.ask(IMAGE, BOXES, "OD_template", "red circle")
+    assert result.text == ANSWER + "<|im_end|>"
+    assert result.stop_reason == "eos"
+    assert result.timings["first_token_s"] > 0
+
+
+def test_stream_yields_pieces_that_add_up_to_the_answer(answering: FO1Pipeline) -> None:
+    request = answering.prepare(IMAGE, BOXES, "OD_template", "red circle")
+    *pieces, result = answering.stream(request)
+    assert isinstance(result, Generation)
+    assert len(pieces) >= 5  # token by token, not one block at the end
+    assert "".join(pieces).strip() == result.text
+    assert "<region2>" in "".join(pieces)  # region tokens are kept in the stream
+
+
+def test_max_new_tokens_bounds_the_answer(endless: FO1Pipeline) -> None:
+    result = endless.ask(IMAGE, BOXES, "OD_template", "red circle", max_new_tokens=40)
+    assert len(result.token_ids) == 40
+    assert result.stop_reason == "max_new_tokens"
+    assert result.text.startswith(ANSWER + " many regions many")
+
+
+def test_cancel_stops_generation_between_tokens(endless: FO1Pipeline) -> None:
+    request = endless.prepare(IMAGE, BOXES, "OD_template", "red circle")
+    cancel = threading.Event()
+    received = []
+    for event in endless.stream(request, max_new_tokens=5000, cancel=cancel):
+        if isinstance(event, Generation):
+            result = event
+        else:
+            received.append(event)
+            if len(received) == 20:
+                cancel.set()
+    assert result.stop_reason == "cancelled"
+    assert len(result.token_ids) < 30
+
+
+def test_answer_does_not_depend_on_a_prior_request(answering: FO1Pipeline) -> None:
+    first = answering.ask(IMAGE, BOXES, "OD_template", "red circle")
+    second = answering.ask(Image.new("RGB", (64, 300)), [], "Grounding_template")
+    third = answering.ask(IMAGE, BOXES, "OD_template", "red circle")
+    assert first.token_ids == third.token_ids
+    assert second.text == ANSWER + "<|im_end|>"
