@@ -101,12 +101,14 @@ class FO1Model(Qwen2_5_VLModel):
     def encode_regions(
         self,
         vit_map: torch.Tensor,
-        aux_pixel_values: torch.Tensor,
+        aux_maps: list[torch.Tensor],
         aux_boxes: torch.Tensor,
         vt_boxes: torch.Tensor,
     ) -> torch.Tensor:
-        """Region embeddings `(N, hidden)`, one per box, in box order."""
-        aux_maps = self.encode_aux(aux_pixel_values)
+        """Region embeddings `(N, hidden)`, one per box, in box order.
+
+        Boxes are pooled independently, so any subset of boxes can be encoded on its own.
+        """
         fpn_dtype = next(self.region_encoder.simple_fpn.parameters()).dtype
         regions = self.region_encoder(aux_maps, vit_map.to(fpn_dtype), aux_boxes, vt_boxes)
         return self.region_projector(regions.to(self.aux_visual.dtype))

@@ -7,6 +7,7 @@ image processor (PIL backend, which reproduces the official pixels exactly) and 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 from dataclasses import dataclass, field
@@ -125,6 +126,7 @@ class VisionInputs:
     aux_boxes: torch.Tensor  # (N, 4) xyxy in DaViT-input pixels
     vt_boxes: torch.Tensor  # (N, 4) xyxy in ViT-input pixels
     boxes: np.ndarray  # (N, 4) the user's boxes, original image pixels
+    image_key: str = ""  # identifies the preprocessed image content, for caching its features
     notices: list[str] = field(default_factory=list)
 
     @property
@@ -174,6 +176,7 @@ class ImagePreprocessor:
             aux_boxes=aux_boxes,
             vt_boxes=vt_boxes,
             boxes=user_boxes,
+            image_key=f"{width}x{height}:{_content_hash(image)}",
             notices=notices,
         )
 
@@ -189,6 +192,10 @@ class ImagePreprocessor:
         fx = torch.tensor(gw * patch / AUX_IMAGE_SIZE, dtype=torch.float32)
         fy = torch.tensor(gh * patch / AUX_IMAGE_SIZE, dtype=torch.float32)
         return aux, aux * torch.stack([fx, fy, fx, fy])
+
+
+def _content_hash(image: Image.Image) -> str:
+    return hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest()
 
 
 def num_image_tokens(image_grid_thw: torch.Tensor, merge_size: int) -> int:

@@ -8,6 +8,7 @@ placeholders on its own — and the placeholders become the ids -200 (image) and
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -75,13 +76,23 @@ def region_list_text(indexes: list[int]) -> str:
     return ", ".join(region_token(i) for i in indexes)
 
 
-def build_prompt(user_text: str, num_regions: int) -> str:
+def build_prompt(user_text: str, num_regions: int, history: Sequence[tuple[str, str]] = ()) -> str:
+    """The ChatML prompt; `history` holds earlier (question, answer) turns about the same image.
+
+    The image and the region line belong to the first question, so every turn of a conversation
+    shares the same prefix.
+    """
+    questions = [question for question, _ in history] + [user_text]
     regions = "".join(region_token(i) + REGION_PLACEHOLDER for i in range(num_regions))
-    user_turn = f"{VISION_START}{IMAGE_PLACEHOLDER}{VISION_END}\n"
-    user_turn += f"{regions}\n{user_text}" if num_regions else user_text
+    first = f"{VISION_START}{IMAGE_PLACEHOLDER}{VISION_END}\n"
+    first += f"{regions}\n{questions[0]}" if num_regions else questions[0]
     # Upstream drops the system line whenever "system" occurs in the user turn; kept for parity.
-    system = "" if "system" in user_turn else f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}\n"
-    return f"{system}{IM_START}user\n{user_turn}{IM_END}\n{IM_START}assistant\n"
+    chat = "" if "system" in first else f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}\n"
+    for turn, question in enumerate([first, *questions[1:]]):
+        chat += f"{IM_START}user\n{question}{IM_END}\n{IM_START}assistant\n"
+        if turn < len(history):
+            chat += f"{history[turn][1]}{IM_END}\n"
+    return chat
 
 
 def tokenize_prompt(prompt: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -95,6 +106,15 @@ def tokenize_prompt(prompt: str, tokenizer: PreTrainedTokenizerBase) -> list[int
                 ids.append(REGION_PLACEHOLDER_ID)
             ids += tokenizer(fragment, add_special_tokens=False)["input_ids"]
     return ids
+
+
+def prefix_length(ids: list[int]) -> int:
+    """Length of the part of the ids shared by every question about one image and its boxes:
+    everything up to and including the last image/region placeholder."""
+    slots = [
+        i for i, token in enumerate(ids) if token in (IMAGE_PLACEHOLDER_ID, REGION_PLACEHOLDER_ID)
+    ]
+    return slots[-1] + 1
 
 
 @dataclass

@@ -2,36 +2,31 @@
 
 `FO1Pipeline` owns the model, tokenizer and image preprocessor loaded from one checkpoint folder.
 Generation is transformers' `generate()` (greedy, KV cache) run in a worker thread, so text can be
-streamed token by token and cancelled between tokens.
+streamed token by token and cancelled between tokens. Image features, region embeddings and the
+prompt prefix's KV cache are kept (see `encoding.py`), so follow-up questions about the same image
+and boxes skip the vision towers and most of the prefill. `Conversation` chains such questions.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, GenerationConfig, StoppingCriteria, StoppingCriteriaList
-from transformers.generation.streamers import BaseStreamer
-from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers import AutoTokenizer, GenerationConfig, StoppingCriteriaList
 
 from fo1_core.checkpoint import load_model
+from fo1_core.encoding import Encoder
 from fo1_core.errors import FO1Error
-from fo1_core.modeling import REGIONS, FO1ForConditionalGeneration
+from fo1_core.modeling import FO1ForConditionalGeneration
 from fo1_core.processing import ImagePreprocessor, VisionInputs, num_image_tokens
-from fo1_core.prompting import (
-    build_prompt,
-    expand_image_placeholder,
-    sanitize_user_text,
-    tokenize_prompt,
-    user_text_for_task,
-)
-from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, IM_END
+from fo1_core.prompting import build_prompt, sanitize_user_text, tokenize_prompt, user_text_for_task
+from fo1_core.streaming import DONE, Cancelled, TokenQueue
+from fo1_core.templates import CHAT_CONTROL_STRINGS, DEFAULT_MAX_NEW_TOKENS, IM_END
 
 
 @dataclass
@@ -59,46 +54,13 @@ class Generation:
     timings: dict[str, float] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
 
-
-class _TokenQueue(BaseStreamer):
-    """Receives generated ids from `generate()` and hands out the new text after each token."""
-
-    def __init__(self, tokenizer) -> None:
-        self.tokenizer = tokenizer
-        self.events: queue.Queue = queue.Queue()
-        self.ids: list[int] = []
-        self._sent = 0
-        self._prompt_seen = False
-        self.first_token_at: float | None = None
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self._prompt_seen:  # generate() first pushes the prompt itself
-            self._prompt_seen = True
-            return
-        self.first_token_at = self.first_token_at or time.perf_counter()
-        self.ids += value.flatten().tolist()
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
-        # Hold back a split multi-byte character until its remaining bytes arrive.
-        if not text.endswith("\ufffd") and len(text) > self._sent:
-            self.events.put(text[self._sent :])
-            self._sent = len(text)
-
-    def end(self) -> None:
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
-        if len(text) > self._sent:
-            self.events.put(text[self._sent :])
-            self._sent = len(text)
-
-
-class _Cancelled(StoppingCriteria):
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), device=input_ids.device)
-
-
-_DONE = object()
+    @property
+    def answer(self) -> str:
+        """The text without the end-of-turn token, as it goes back into a conversation."""
+        text = self.text
+        while text.endswith(CHAT_CONTROL_STRINGS):
+            text = next(text.removesuffix(c) for c in CHAT_CONTROL_STRINGS if text.endswith(c))
+        return text.strip()
 
 
 class FO1Pipeline:
@@ -112,9 +74,12 @@ class FO1Pipeline:
         self.model = model
         self.tokenizer = tokenizer
         self.preprocessor = preprocessor
+        self.encoder = Encoder(model, preprocessor.merge_size)
         self.eos_token_ids = self._eos_ids(generation_config)
         pad = tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
+        # The model keeps per-call state (M-RoPE offsets) and shares cached KV: one call at a time.
+        self._model_lock = threading.Lock()
 
     @classmethod
     def from_pretrained(
@@ -148,60 +113,77 @@ class FO1Pipeline:
         """Validates and preprocesses one question (raises `FO1Error` on bad input)."""
         start = time.perf_counter()
         vision = self.preprocessor(image, boxes)
+        request = self.request(vision, task, text)
+        request.preprocess_s = time.perf_counter() - start
+        return request
+
+    def request(
+        self,
+        vision: VisionInputs,
+        task: str,
+        text: str,
+        history: Sequence[tuple[str, str]] = (),
+    ) -> Request:
+        """A question about already preprocessed vision inputs, after earlier turns `history`."""
         clean = sanitize_user_text(text, self.tokenizer)
         user_text = user_text_for_task(task, clean, vision.num_regions)
-        prompt = build_prompt(user_text, vision.num_regions)
+        prompt = build_prompt(user_text, vision.num_regions, history)
         ids = tokenize_prompt(prompt, self.tokenizer)
         limit = self.model.config.tokenizer_model_max_length
-        if limit is not None and len(ids) + self._num_image_tokens(vision) - 1 > limit:
+        image_tokens = num_image_tokens(vision.image_grid_thw, self.preprocessor.merge_size)
+        if limit is not None and len(ids) + image_tokens - 1 > limit:
             raise FO1Error(f"The prompt is too long for this model ({limit} tokens at most).")
-        return Request(user_text, prompt, ids, vision, time.perf_counter() - start)
+        return Request(user_text, prompt, ids, vision)
 
-    def _num_image_tokens(self, vision: VisionInputs) -> int:
-        return num_image_tokens(vision.image_grid_thw, self.preprocessor.merge_size)
-
-    @torch.inference_mode()
-    def model_inputs(self, request: Request) -> dict:
-        """Encodes the image and regions and returns the keyword arguments of `model.generate`."""
-        model, vision, device = self.model.model, request.vision, self.model.device
-        grid = vision.image_grid_thw.to(device)
-        image = model.encode_image(vision.pixel_values.to(device), grid)
-        encoded = {"image": BaseModelOutputWithPooling(pooler_output=(image.embeds,))}
-        if vision.num_regions:
-            encoded[REGIONS] = BaseModelOutputWithPooling(
-                pooler_output=model.encode_regions(
-                    image.vit_map,
-                    vision.aux_pixel_values.to(device),
-                    vision.aux_boxes.to(device),
-                    vision.vt_boxes.to(device),
-                )
-            )
-        ids = expand_image_placeholder(
-            request.prompt_ids, self._num_image_tokens(vision), self.model.config.image_token_id
-        )
-        return {
-            "input_ids": ids.input_ids.to(device),
-            "attention_mask": torch.ones_like(ids.input_ids, device=device),
-            "mm_token_type_ids": ids.mm_token_type_ids.to(device),
-            "image_grid_thw": grid,
-            "mm_encoder_outputs": encoded,
-        }
+    def model_inputs(self, request: Request, use_cache: bool = False) -> dict:
+        """Keyword arguments of `model.generate` / `model(...)` for the whole, uncached prompt."""
+        with self._model_lock, torch.inference_mode():
+            return self.encoder.full_inputs(request.prompt_ids, request.vision, use_cache)
 
     def stream(
         self,
         request: Request,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         cancel: threading.Event | None = None,
+        use_cache: bool = True,
     ) -> Iterator[str | Generation]:
         """Yields text pieces as they are generated, then the finished `Generation`.
 
-        Setting `cancel` stops generation after the current token.
+        Setting `cancel` stops generation after the current token; so does leaving the loop early.
+        `use_cache=False` recomputes everything, as the official pipeline does.
         """
         cancel = cancel or threading.Event()
-        start = time.perf_counter()
-        inputs = self.model_inputs(request)
-        encoded = time.perf_counter()
-        streamer = _TokenQueue(self.tokenizer)
+        streamer = TokenQueue(self.tokenizer)
+        marks = {"submitted": time.perf_counter()}
+        worker = threading.Thread(
+            target=self._run,
+            args=(request, streamer, cancel, max_new_tokens, use_cache, marks),
+            name="fo1-generate",
+            daemon=True,
+        )
+        worker.start()
+        finished = False
+        try:
+            while (event := streamer.events.get()) is not DONE:
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+            finished = True
+        finally:
+            if not finished:  # the caller stopped reading: stop the worker too
+                cancel.set()
+            worker.join()
+        yield self._finish(request, streamer, cancel.is_set(), marks, max_new_tokens)
+
+    def _run(
+        self,
+        request: Request,
+        streamer: TokenQueue,
+        cancel: threading.Event,
+        max_new_tokens: int,
+        use_cache: bool,
+        marks: dict[str, float],
+    ) -> None:
         config = GenerationConfig(
             do_sample=False,
             num_beams=1,
@@ -209,36 +191,48 @@ class FO1Pipeline:
             eos_token_id=self.eos_token_ids,
             pad_token_id=self.pad_token_id,
         )
-
-        def work() -> None:
-            try:
-                with torch.inference_mode():
+        try:
+            with self._model_lock, torch.inference_mode():
+                marks["started"] = time.perf_counter()
+                prefix = None
+                if use_cache:
+                    prefix = self.encoder.prefix(request.prompt_ids, request.vision)
+                    inputs = self._continue_from(prefix, request)
+                else:
+                    inputs = self.encoder.full_inputs(request.prompt_ids, request.vision, False)
+                marks["encoded"] = time.perf_counter()
+                try:
                     self.model.generate(
                         **inputs,
                         generation_config=config,
                         streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([_Cancelled(cancel)]),
+                        stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
                     )
-                streamer.events.put(_DONE)
-            except Exception as error:  # re-raised in the caller's thread
-                streamer.events.put(error)
+                finally:
+                    if prefix is not None:  # back to the prefix for the next question
+                        prefix.kv.crop(prefix.length - prefix.kv.get_seq_length())
+            streamer.events.put(DONE)
+        except Exception as error:  # re-raised in the caller's thread
+            streamer.events.put(error)
 
-        worker = threading.Thread(target=work, name="fo1-generate", daemon=True)
-        worker.start()
-        while (event := streamer.events.get()) is not _DONE:
-            if isinstance(event, Exception):
-                raise event
-            yield event
-        worker.join()
-        yield self._finish(request, streamer, cancel.is_set(), start, encoded, max_new_tokens)
+    def _continue_from(self, prefix, request: Request) -> dict:
+        ids = self.encoder.model_ids(request.prompt_ids, request.vision)
+        # generate() derives the positions of uncached tokens from the model's stored offset.
+        self.model.model.rope_deltas = prefix.rope_deltas
+        return {
+            "input_ids": ids.input_ids,
+            "attention_mask": torch.ones_like(ids.input_ids),
+            "mm_token_type_ids": ids.mm_token_type_ids,
+            "image_grid_thw": request.vision.image_grid_thw.to(self.model.device),
+            "past_key_values": prefix.kv,
+        }
 
     def _finish(
         self,
         request: Request,
-        streamer: _TokenQueue,
+        streamer: TokenQueue,
         cancelled: bool,
-        start: float,
-        encoded: float,
+        marks: dict[str, float],
         max_new_tokens: int,
     ) -> Generation:
         end = time.perf_counter()
@@ -249,26 +243,27 @@ class FO1Pipeline:
             reason = "cancelled"
         else:
             reason = "max_new_tokens" if len(ids) >= max_new_tokens else "eos"
+        started = marks.get("started", end)
         first = streamer.first_token_at or end
-        decode_s = end - first
         return Generation(
             text=self.tokenizer.decode(ids, skip_special_tokens=False).strip(),
             token_ids=ids,
             stop_reason=reason,
             timings={
                 "preprocess_s": request.preprocess_s,
-                "encode_s": encoded - start,
-                "first_token_s": first - start,
-                "decode_tokens_per_s": (len(ids) - 1) / decode_s if len(ids) > 1 else 0.0,
-                "total_s": end - start + request.preprocess_s,
+                "queued_s": started - marks["submitted"],
+                "encode_s": marks.get("encoded", end) - started,
+                "first_token_s": first - started,
+                "decode_tokens_per_s": (len(ids) - 1) / (end - first) if len(ids) > 1 else 0.0,
+                "total_s": end - marks["submitted"] + request.preprocess_s,
             },
             notices=list(request.notices),
         )
 
     def generate(
-        self, request: Request, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+        self, request: Request, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, use_cache: bool = True
     ) -> Generation:
-        *_, result = self.stream(request, max_new_tokens)
+        *_, result = self.stream(request, max_new_tokens, use_cache=use_cache)
         return result
 
     def ask(
@@ -281,6 +276,39 @@ class FO1Pipeline:
     ) -> Generation:
         """Convenience: prepare and generate in one call."""
         return self.generate(self.prepare(image, boxes, task, text), max_new_tokens)
+
+
+class Conversation:
+    """Several questions about one image and one box list, each seeing the earlier turns.
+
+    The official model answers single questions; a conversation writes earlier turns into the
+    prompt as ChatML history, so every turn reuses the cached image, regions and prefix.
+    """
+
+    def __init__(
+        self, pipeline: FO1Pipeline, image: Image.Image | str | Path, boxes: object = None
+    ):
+        self.pipeline = pipeline
+        self.vision = pipeline.preprocessor(image, boxes)
+        self.history: list[tuple[str, str]] = []
+
+    def stream(
+        self,
+        task: str,
+        text: str,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str | Generation]:
+        """Streams the next answer; the finished turn is added to the history."""
+        request = self.pipeline.request(self.vision, task, text, self.history)
+        for event in self.pipeline.stream(request, max_new_tokens, cancel):
+            if isinstance(event, Generation):
+                self.history.append((request.user_text, event.answer))
+            yield event
+
+    def ask(self, task: str, text: str, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Generation:
+        *_, result = self.stream(task, text, max_new_tokens)
+        return result
 
 
 def load(

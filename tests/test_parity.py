@@ -85,9 +85,7 @@ def test_vision_and_region_features(pipeline: FO1Pipeline, name: str) -> None:
         pre = model.region_encoder(aux_maps, image.vit_map, vision.aux_boxes, vision.vt_boxes)
         expected = tensors["region_feat_pre_proj"]
         _assert_close(pre, expected, _relative(expected, 1e-3))
-        regions = model.encode_regions(
-            image.vit_map, vision.aux_pixel_values, vision.aux_boxes, vision.vt_boxes
-        )
+        regions = model.encode_regions(image.vit_map, aux_maps, vision.aux_boxes, vision.vt_boxes)
         expected = tensors["region_feat"]
         _assert_close(regions, expected, _relative(expected, 1e-3))
 
@@ -138,10 +136,12 @@ def test_embeddings_positions_and_logits(pipeline: FO1Pipeline, name: str) -> No
     _assert_close(steps, tensors["step_logits"], 1e-2)
 
 
+@pytest.mark.parametrize("use_cache", [False, True], ids=["uncached", "cached"])
 @pytest.mark.parametrize("name", CASES)
-def test_free_running_greedy_ids_exact(pipeline: FO1Pipeline, name: str) -> None:
+def test_free_running_greedy_ids_exact(pipeline: FO1Pipeline, name: str, use_cache: bool) -> None:
     request, case, _ = _request(pipeline, name)
-    result = pipeline.generate(request, max_new_tokens=case["generation"]["max_new_tokens"])
+    max_new_tokens = case["generation"]["max_new_tokens"]
+    result = pipeline.generate(request, max_new_tokens, use_cache=use_cache)
     assert result.token_ids == case["generated_ids"]
     # The fixture names the end-of-turn stop in its own words; ours is "eos".
     expected_reason = "max_new_tokens" if case["stop_reason"] == "max_new_tokens" else "eos"

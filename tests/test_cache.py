@@ -1,0 +1,109 @@
+"""Follow-up questions reuse image features, region embeddings and the prompt prefix's KV cache,
+and give exactly what the uncached path gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from fo1_core.cache import LRUCache
+from fo1_core.session import Conversation, FO1Pipeline, load
+from tests.conftest import RIGGED_ANSWER
+from tests.test_parity import CASES, _assert_close, _request
+
+IMAGE = Image.new("RGB", (200, 150), (30, 160, 90))
+BOXES = [[10, 10, 80, 70], [90, 20, 190, 140], [5, 80, 60, 145]]
+
+
+@pytest.fixture
+def fresh(pipeline: FO1Pipeline) -> FO1Pipeline:
+    for cache in (pipeline.encoder.images, pipeline.encoder.regions, pipeline.encoder.prefixes):
+        cache.clear()
+    return pipeline
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_cached_prefix_reproduces_the_golden_logits(fresh: FO1Pipeline, name: str) -> None:
+    """Prefill only the question on top of the cached prefix, teacher-forced with golden ids."""
+    request, case, tensors = _request(fresh, name)
+    generated = case["generated_ids"]
+    with torch.inference_mode():
+        prefix = fresh.encoder.prefix(request.prompt_ids, request.vision)
+        ids = fresh.encoder.model_ids(request.prompt_ids, request.vision).input_ids
+        tail = torch.cat([ids[:, prefix.length :], torch.tensor([generated[:-1]])], dim=1)
+        fresh.model.model.rope_deltas = prefix.rope_deltas
+        try:
+            logits = fresh.model(input_ids=tail, past_key_values=prefix.kv, use_cache=True).logits
+        finally:
+            prefix.kv.crop(prefix.length - prefix.kv.get_seq_length())
+    question = ids.shape[1] - prefix.length
+    _assert_close(logits[0, question - 1], tensors["prefill_last_logits"], 1e-2)
+    _assert_close(logits[0, question - 1 :], tensors["step_logits"], 1e-2)
+
+
+def test_followup_question_reuses_everything_before_its_words(fresh: FO1Pipeline) -> None:
+    first = fresh.prepare(IMAGE, BOXES, "OD_template", "red circle")
+    fresh.generate(first, 6)
+    encoder = fresh.encoder
+    assert encoder.images.stats().misses == 1 and encoder.prefixes.stats().misses == 1
+
+    followup = fresh.prepare(IMAGE, BOXES, "OD_Counting_template", "blue squares")
+    cached = fresh.generate(followup, 6)
+    assert encoder.images.stats().misses == 1  # no second vision pass
+    assert encoder.prefixes.stats().hits == 1  # only the question was prefilled
+    uncached = fresh.generate(followup, 6, use_cache=False)
+    assert cached.token_ids == uncached.token_ids
+
+
+def test_moving_one_box_re_encodes_only_that_box(fresh: FO1Pipeline) -> None:
+    fresh.generate(fresh.prepare(IMAGE, BOXES, "OD_template", "cat"), 2)
+    regions = fresh.encoder.regions
+    assert regions.stats().misses == 3
+    moved = [BOXES[0], [100, 30, 180, 120], BOXES[2]]
+    cached = fresh.generate(fresh.prepare(IMAGE, moved, "OD_template", "cat"), 6)
+    assert regions.stats().misses == 4 and regions.stats().hits == 2
+    assert fresh.encoder.images.stats().hits == 1
+    uncached = fresh.generate(fresh.prepare(IMAGE, moved, "OD_template", "cat"), 6, use_cache=False)
+    assert cached.token_ids == uncached.token_ids
+
+
+def test_another_image_with_the_same_size_is_not_confused(fresh: FO1Pipeline) -> None:
+    other = Image.new("RGB", IMAGE.size, (200, 40, 40))
+    fresh.generate(fresh.prepare(IMAGE, BOXES, "OD_template", "cat"), 2)
+    cached = fresh.generate(fresh.prepare(other, BOXES, "OD_template", "cat"), 6)
+    uncached = fresh.generate(fresh.prepare(other, BOXES, "OD_template", "cat"), 6, use_cache=False)
+    assert fresh.encoder.images.stats().misses == 2
+    assert cached.token_ids == uncached.token_ids
+
+
+def test_lru_cache_respects_entry_and_byte_limits() -> None:
+    cache: LRUCache[torch.Tensor] = LRUCache(max_entries=3, max_bytes=1000)
+    for key in range(5):
+        cache.put(key, torch.zeros(25))  # 100 bytes each
+    assert cache.stats().entries == 3 and cache.get(0) is None and cache.get(4) is not None
+    cache.put("big", torch.zeros(200))  # 800 bytes: evicts until it fits
+    assert cache.stats().bytes <= 1000
+    cache.put("huge", torch.zeros(1000))  # larger than the whole cache: not kept
+    assert cache.get("huge") is None
+
+
+def test_conversation_feeds_earlier_turns_back(answering_checkpoint: Path) -> None:
+    pipeline = load(answering_checkpoint, device="cpu")
+    chat = Conversation(pipeline, IMAGE, BOXES)
+    first = chat.ask("OD_template", "red circle")
+    second = chat.ask("free", "And what is <region1>?")
+    assert first.text == second.text == RIGGED_ANSWER + "<|im_end|>"
+    assert chat.history == [
+        (
+            "Please detect red circle in this image. Answer the question with object indexes.",
+            RIGGED_ANSWER,
+        ),
+        ("And what is <region1>?", RIGGED_ANSWER),
+    ]
+    request = pipeline.request(chat.vision, "free", "Thanks!", chat.history)
+    assert request.prompt.count("<|im_start|>assistant\n") == 3
+    assert request.prompt.count("<image>") == 1 and request.prompt.count("<regionfeat>") == 3
+    assert pipeline.encoder.prefixes.stats().hits >= 1
