@@ -1,0 +1,113 @@
+"""Proposals per second for each proposer, on CPU and on a GPU where there is one.
+
+    python -m bench.proposers [--sizes 640x480,1024x768] [--repeat 3]
+        [--checkpoint-florence2 DIR] [--checkpoint-omdet-turbo DIR] [--checkpoint-sam3 DIR]
+
+Without a checkpoint flag a model proposer runs a tiny random checkpoint built on the spot (its
+timings measure the pipeline around the model, not the real model): the table says which. The
+first call of each proposer loads its model and is not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from detect_tools import registry, tiny  # noqa: E402
+from detect_tools.base import ModelProposer, ProposalOptions, Proposer  # noqa: E402
+
+PROMPT = "red cup, person"
+TINY_BUILDERS = {
+    "florence2": tiny.build_florence2,
+    "florence2-od": tiny.build_florence2,
+    "omdet-turbo": tiny.build_omdet_turbo,
+    "sam3": tiny.build_sam3,
+}
+# Florence-2's checkpoint serves both of its tasks.
+CHECKPOINT_FLAG = {"florence2-od": "florence2"}
+
+
+def scene(width: int, height: int) -> Image.Image:
+    """Blurred noise with a few solid shapes: something for every proposer to find."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(40, 220, (height, width, 3), dtype=np.uint8)
+    for _ in range(8):
+        x0, y0 = int(rng.integers(0, width * 3 // 4)), int(rng.integers(0, height * 3 // 4))
+        w, h = (
+            int(rng.integers(width // 10, width // 4)),
+            int(rng.integers(height // 10, height // 4)),
+        )
+        pixels[y0 : y0 + h, x0 : x0 + w] = rng.integers(0, 256, 3)
+    return Image.fromarray(pixels)
+
+
+def bench(
+    proposer: Proposer, images: list[Image.Image], repeat: int
+) -> list[tuple[str, float, float]]:
+    """(image size, seconds per image, proposals per second) for each image."""
+    cuda = isinstance(proposer, ModelProposer) and proposer.device.type == "cuda"
+    text = PROMPT if proposer.needs_text else None
+    options = ProposalOptions(threshold=0.0)
+    proposer.propose(images[0], text, options)  # loads the model; not timed
+    rows = []
+    for image in images:
+        counts, start = [], time.perf_counter()
+        for _ in range(repeat):
+            counts.append(len(proposer.propose(image, text, options)))
+        if cuda:
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - start) / repeat
+        rows.append((f"{image.width}×{image.height}", seconds, float(np.mean(counts)) / seconds))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="640x480,1024x768")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--proposers", default=",".join(registry.available()))
+    for name in ("florence2", "omdet-turbo", "sam3"):
+        parser.add_argument(f"--checkpoint-{name}", help=f"real {name} checkpoint (folder or id)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    images = [scene(*map(int, size.split("x"))) for size in args.sizes.split(",")]
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+    print(f"{'proposer':<14} {'checkpoint':<24} {'device':<6} {'image':<10} {'s/image':>8} "
+          f"{'proposals/s':>12}")  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:
+        tiny_folders: dict[str, Path] = {}
+        for name in args.proposers.split(","):
+            flag = CHECKPOINT_FLAG.get(name, name).replace("-", "_")
+            checkpoint = getattr(args, f"checkpoint_{flag}", None)
+            shown = checkpoint or ("tiny random" if name in TINY_BUILDERS else "none")
+            if checkpoint is None and name in TINY_BUILDERS:
+                builder = TINY_BUILDERS[name]
+                if builder.__name__ not in tiny_folders:
+                    folder = Path(scratch) / builder.__name__
+                    folder.mkdir()
+                    tiny_folders[builder.__name__] = builder(folder)
+                checkpoint = str(tiny_folders[builder.__name__])
+            for device in devices if name in TINY_BUILDERS else ["cpu"]:
+                proposer = (
+                    registry.get(name, checkpoint, device)
+                    if name in TINY_BUILDERS
+                    else registry.get(name)
+                )
+                for size, seconds, rate in bench(proposer, images, args.repeat):
+                    print(f"{name:<14} {shown[-24:]:<24} {device:<6} {size:<10} "
+                          f"{seconds:>8.3f} {rate:>12.1f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""The proposer interface: options, errors, device choice, lazy loading and shared post-processing.
+
+A proposer turns a PIL image (and, for text-prompted ones, a prompt) into candidate boxes as
+``sv.Detections`` in original image pixels, best first. Every proposer ends in `finalize`, so
+clipping, thresholding, NMS, sorting and the count cap are written once, here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import supervision as sv
+import torch
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+MAX_PROPOSALS = 100
+"""The most proposals any proposer returns: the downstream model has 100 region tokens."""
+
+MAX_IMAGE_PIXELS = 64_000_000
+"""Larger images are refused: decoding alone would take gigabytes, and no proposer needs them."""
+
+MIN_BOX_SIDE = 1.0
+"""Boxes thinner than one pixel after clipping cannot be drawn or pooled, so they are dropped."""
+
+CLASS_NAME = "class_name"
+"""The ``sv.Detections.data`` key holding a proposer's own label (supervision's convention)."""
+
+
+MAX_PROMPT_CLASSES = 50
+"""More categories than this in one prompt is a pasted list by mistake (each costs a pass)."""
+
+
+class ProposerError(ValueError):
+    """A problem the user can fix, with a message written for that user (shown as it is)."""
+
+
+def split_prompt(text: str) -> list[str]:
+    """Categories in a detection prompt: "red cup, person" → ["red cup", "person"].
+
+    Split on commas, semicolons and new lines; spaces tidied, blanks and repeats dropped.
+    """
+    names = {" ".join(part.split()): None for part in re.split(r"[,;\n]", text)}
+    names.pop("", None)
+    if not names:
+        raise ProposerError(
+            'Name at least one category to find, separated by commas (e.g. "red cup, person").'
+        )
+    if len(names) > MAX_PROMPT_CLASSES:
+        raise ProposerError(
+            f"At most {MAX_PROMPT_CLASSES} categories at once; the prompt has {len(names)}."
+        )
+    return list(names)
+
+
+@dataclass(frozen=True)
+class ProposalOptions:
+    """What every proposer accepts.
+
+    ``threshold`` None means the proposer's own default (scores are not comparable across
+    proposers); ``nms_iou`` None turns class-agnostic NMS off.
+    """
+
+    threshold: float | None = None
+    nms_iou: float | None = 0.7
+    max_count: int = MAX_PROPOSALS
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ProposerError(f"Score threshold must be between 0 and 1, got {self.threshold}.")
+        if self.nms_iou is not None and not 0.0 < self.nms_iou <= 1.0:
+            raise ProposerError(f"NMS IoU must be in (0, 1], got {self.nms_iou}.")
+        if not 1 <= self.max_count <= MAX_PROPOSALS:
+            raise ProposerError(
+                f"Maximum count must be between 1 and {MAX_PROPOSALS}, got {self.max_count}."
+            )
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    # bfloat16 halves memory and is fast on GPUs; CPUs run float32 far faster and more exactly.
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def check_image(image: Image.Image) -> Image.Image:
+    """The image as RGB, or a ProposerError for an empty or oversized one."""
+    if not isinstance(image, Image.Image):
+        raise ProposerError(f"Expected a PIL image, got {type(image).__name__}.")
+    width, height = image.size
+    if width == 0 or height == 0:
+        raise ProposerError("The image is empty (zero width or height): upload a real image.")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ProposerError(
+            f"The image is {width}×{height} pixels, more than the {MAX_IMAGE_PIXELS:,} allowed: "
+            "resize it before asking for proposals."
+        )
+    return image.convert("RGB")
+
+
+def empty_detections(image_size: tuple[int, int], with_mask: bool = False) -> sv.Detections:
+    """A valid empty result; with a mask array of shape (0, H, W) when the proposer gives masks."""
+    width, height = image_size
+    return sv.Detections(
+        xyxy=np.zeros((0, 4), dtype=np.float32),
+        confidence=np.zeros(0, dtype=np.float32),
+        mask=np.zeros((0, height, width), dtype=bool) if with_mask else None,
+    )
+
+
+def finalize(
+    detections: sv.Detections,
+    image_size: tuple[int, int],
+    threshold: float,
+    options: ProposalOptions,
+) -> sv.Detections:
+    """Clip to the image, drop degenerate boxes and low scores, class-agnostic NMS, sort, cap."""
+    width, height = image_size
+    if len(detections) == 0:
+        return empty_detections(image_size, with_mask=detections.mask is not None)
+    xyxy = detections.xyxy.astype(np.float32)
+    # Models may emit corners in either order; a box is the span they cover.
+    xyxy = np.concatenate(
+        [np.minimum(xyxy[:, :2], xyxy[:, 2:]), np.maximum(xyxy[:, :2], xyxy[:, 2:])], 1
+    )
+    detections = dataclasses.replace(
+        detections,
+        xyxy=np.clip(xyxy, 0, [width, height, width, height]).astype(np.float32),
+        confidence=detections.confidence.astype(np.float32),
+    )
+    sides = detections.xyxy[:, 2:] - detections.xyxy[:, :2]
+    keep = (sides >= MIN_BOX_SIDE).all(1) & (detections.confidence >= threshold)
+    detections = detections[keep]
+    if len(detections) and options.nms_iou is not None:
+        predictions = np.c_[detections.xyxy, detections.confidence]
+        detections = detections[sv.box_non_max_suppression(predictions, options.nms_iou)]
+    order = np.argsort(-detections.confidence, kind="stable")[: options.max_count]
+    if len(order) == 0:
+        return empty_detections(image_size, with_mask=detections.mask is not None)
+    return detections[order]
+
+
+class Proposer(ABC):
+    """Turns an image (and a prompt, if ``needs_text``) into box proposals, best first."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    needs_text: ClassVar[bool] = False
+    default_threshold: ClassVar[float] = 0.0
+
+    def propose(
+        self,
+        image: Image.Image,
+        text: str | None = None,
+        options: ProposalOptions | None = None,
+    ) -> sv.Detections:
+        """Proposals in original image pixels, sorted by score, at most ``options.max_count``."""
+        options = options or ProposalOptions()
+        image = check_image(image)
+        if self.needs_text and not (text and text.strip()):
+            raise ProposerError(
+                f"The {self.label} proposer needs a text prompt naming what to find "
+                '(for example "red cup, person").'
+            )
+        threshold = self.default_threshold if options.threshold is None else options.threshold
+        raw = self._predict(image, text.strip() if text else None, threshold)
+        return finalize(raw, image.size, threshold, options)
+
+    @abstractmethod
+    def _predict(self, image: Image.Image, text: str | None, threshold: float) -> sv.Detections:
+        """Raw candidates in image pixels; scores below ``threshold`` may be left for `finalize`."""
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    processor: Any
+
+
+class ModelProposer(Proposer):
+    """A proposer backed by a transformers checkpoint, loaded on first use, once, thread-safely.
+
+    ``checkpoint`` is a local folder or a hub id; None means the module's default hub id.
+    """
+
+    default_checkpoint: ClassVar[str]
+
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.checkpoint = str(checkpoint) if checkpoint is not None else self.default_checkpoint
+        self.device = torch.device(device) if device is not None else default_device()
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ProposerError(
+                "This machine has no usable CUDA GPU: run on the CPU (--device cpu)."
+            )
+        self.dtype = dtype if dtype is not None else default_dtype(self.device)
+        self._loaded: LoadedModel | None = None
+        self._lock = threading.Lock()
+        self._inference_lock = threading.Lock()
+
+    def propose(
+        self,
+        image: Image.Image,
+        text: str | None = None,
+        options: ProposalOptions | None = None,
+    ) -> sv.Detections:
+        # One inference at a time per model: models keep caches (OmDet-Turbo's class embeddings)
+        # that are not safe to update from several users' threads at once.
+        with self._inference_lock:
+            return super().propose(image, text, options)
+
+    @property
+    def loaded(self) -> LoadedModel:
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    self._loaded = self._load_checked()
+        return self._loaded
+
+    def _load_checked(self) -> LoadedModel:
+        looks_local = Path(self.checkpoint).is_absolute() or self.checkpoint.startswith(".")
+        if looks_local and not Path(self.checkpoint).is_dir():
+            raise ProposerError(
+                f"The {self.label} checkpoint folder {self.checkpoint} does not exist: "
+                "pass the folder that holds its config.json (checkpoint= / --checkpoint)."
+            )
+        logger.info(
+            "Loading %s from %s on %s (%s)", self.name, self.checkpoint, self.device, self.dtype
+        )
+        try:
+            loaded = self._load()
+        except (OSError, ValueError) as error:
+            # transformers reports an unreachable hub, a missing repo and a folder without the
+            # expected files as OSError, and a folder of the wrong kind as ValueError; the user's
+            # fix is the same for each.
+            raise ProposerError(
+                f"The {self.label} model could not be loaded from {self.checkpoint!r} ({error}). "
+                "If this machine cannot reach the Hugging Face hub, download the checkpoint "
+                "elsewhere and pass its local folder (checkpoint= / --checkpoint)."
+            ) from error
+        loaded.model.to(self.device).eval()
+        return loaded
+
+    @abstractmethod
+    def _load(self) -> LoadedModel:
+        """Model (in ``self.dtype``) and processor via ``from_pretrained(self.checkpoint)``."""

@@ -1,0 +1,62 @@
+"""Proposer names → classes, and one shared instance per (name, checkpoint, device, dtype).
+
+Instances are shared because each holds a loaded model: the app's users and the CLI ask for a
+proposer by name, and a second request must not load a second copy.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import torch
+
+from detect_tools.base import ModelProposer, Proposer, ProposerError
+from detect_tools.florence2 import Florence2DetectionProposer, Florence2Proposer
+from detect_tools.offline import OfflineProposer
+from detect_tools.omdet_turbo import OmDetTurboProposer
+from detect_tools.sam3 import Sam3Proposer
+
+PROPOSERS: dict[str, type[Proposer]] = {
+    cls.name: cls
+    for cls in (
+        Florence2Proposer,
+        Florence2DetectionProposer,
+        OmDetTurboProposer,
+        Sam3Proposer,
+        OfflineProposer,
+    )
+}
+
+_instances: dict[tuple, Proposer] = {}
+_lock = threading.Lock()
+
+
+def available() -> dict[str, str]:
+    """Name → label of every proposer, for UI lists and ``--help``."""
+    return {name: cls.label for name, cls in PROPOSERS.items()}
+
+
+def get(
+    name: str,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Proposer:
+    """The proposer called ``name``; its model (if any) loads on first ``propose``."""
+    cls = PROPOSERS.get(name)
+    if cls is None:
+        raise ProposerError(
+            f"Unknown proposer {name!r}: choose one of {', '.join(sorted(PROPOSERS))}."
+        )
+    if issubclass(cls, ModelProposer):
+        key: tuple = (name, str(checkpoint), str(device), str(dtype))
+        arguments: tuple = (checkpoint, device, dtype)
+    elif checkpoint is not None:
+        raise ProposerError(f"The {cls.label} proposer uses no model: drop the checkpoint.")
+    else:
+        key, arguments = (name,), ()
+    with _lock:
+        if key not in _instances:
+            _instances[key] = cls(*arguments)
+        return _instances[key]

@@ -1,0 +1,126 @@
+"""SAM3 (transformers' port): text-prompted instance masks, turned into boxes with their masks.
+
+Each category of the prompt ("red cup, person") is one SAM3 concept prompt; the image is encoded
+once and reused for every concept. Candidates from all concepts are pooled, sorted by score and
+cut to the region limit, so the answer can later be drawn as masks.
+
+Adaptive threshold: when SAM3 is confident about something (best score ≥ `CONFIDENT_THRESHOLD`)
+only confident instances are kept; when even the best is weak, the low threshold
+(``ProposalOptions.threshold``, default `LOW_THRESHOLD`) keeps weak candidates, so a hard image
+still gets proposals for the answering model to choose from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import supervision as sv
+import torch
+from PIL import Image
+
+from detect_tools.base import (
+    CLASS_NAME,
+    MAX_PROPOSALS,
+    LoadedModel,
+    ModelProposer,
+    empty_detections,
+    split_prompt,
+)
+
+DEFAULT_CHECKPOINT = "facebook/sam3"
+LOW_THRESHOLD = 0.2
+CONFIDENT_THRESHOLD = 0.5
+MASK_THRESHOLD = 0.5
+
+MASK_CHUNK = 16
+"""Masks upsampled to the image at once: bounds float memory on large images (16·H·W·4 bytes)."""
+
+
+class Sam3Proposer(ModelProposer):
+    """Instance masks (and their boxes) for the comma-separated categories in the prompt."""
+
+    name = "sam3"
+    label = "SAM3 (text-prompted masks)"
+    needs_text = True
+    default_threshold = LOW_THRESHOLD
+    default_checkpoint = DEFAULT_CHECKPOINT
+
+    def _load(self) -> LoadedModel:
+        from transformers import Sam3Model, Sam3Processor
+
+        model = Sam3Model.from_pretrained(self.checkpoint, dtype=self.dtype)
+        processor = Sam3Processor.from_pretrained(self.checkpoint)
+        return LoadedModel(model, processor)
+
+    @torch.inference_mode()
+    def _predict(self, image: Image.Image, text: str | None, threshold: float) -> sv.Detections:
+        concepts = split_prompt(text or "")
+        model, processor = self.loaded.model, self.loaded.processor
+        pixels = processor(images=image, return_tensors="pt").pixel_values
+        vision = model.get_vision_features(pixel_values=pixels.to(self.device, self.dtype))
+        outputs, scores = [], []
+        for concept in concepts:
+            tokens = processor(text=concept, return_tensors="pt").to(self.device)
+            output = model(
+                vision_embeds=vision,
+                input_ids=tokens.input_ids,
+                attention_mask=tokens.attention_mask,
+            )
+            # Post-processing in float32: bfloat16 loses whole pixels at image scale.
+            for key in ("pred_logits", "pred_boxes", "pred_masks", "presence_logits"):
+                if output.get(key) is not None:
+                    output[key] = output[key].float()
+            outputs.append(output)
+            # Scores only (threshold -1 keeps every query, in query order; masks stay small).
+            scores.append(processor.post_process_instance_segmentation(output, -1.0)[0]["scores"])
+        pooled = torch.cat(scores).cpu()  # (concepts · queries,)
+        best = float(pooled.max()) if len(pooled) else 0.0
+        cut = max(threshold, CONFIDENT_THRESHOLD) if best >= CONFIDENT_THRESHOLD else threshold
+        keep = torch.nonzero(pooled >= cut).flatten()
+        keep = keep[pooled[keep].argsort(descending=True)][:MAX_PROPOSALS]
+        queries = outputs[0]["pred_logits"].shape[1]
+        parts = [
+            self._instances(outputs[c], keep[keep // queries == c] % queries, image.size, c, name)
+            for c, name in enumerate(concepts)
+        ]
+        parts = [part for part in parts if len(part)]
+        return sv.Detections.merge(parts) if parts else empty_detections(image.size, with_mask=True)
+
+    def _instances(
+        self,
+        output: dict,
+        queries: torch.Tensor,
+        image_size: tuple[int, int],
+        concept_index: int,
+        concept: str,
+    ) -> sv.Detections:
+        """Boxes and full-size masks of the chosen queries of one concept's output."""
+        processor = self.loaded.processor
+        width, height = image_size
+        boxes, masks, scores = [], [], []
+        for chunk in queries.split(MASK_CHUNK):
+            chosen = dict(output)
+            for key in ("pred_logits", "pred_boxes", "pred_masks"):
+                chosen[key] = output[key][:, chunk.to(output[key].device)]
+            result = processor.post_process_instance_segmentation(
+                type(output)(**chosen), -1.0, MASK_THRESHOLD, target_sizes=[(height, width)]
+            )[0]
+            boxes.append(result["boxes"].cpu().numpy())
+            masks.append(result["masks"].cpu().numpy().astype(bool))
+            scores.append(result["scores"].cpu().numpy())
+        if not boxes:
+            return sv.Detections.empty()
+        mask = np.concatenate(masks)
+        xyxy = np.concatenate(boxes).astype(np.float32)
+        # The box drawn is the mask's own extent, so box and mask always agree; the predicted
+        # box stands in only where the mask came out empty.
+        filled = mask.any((1, 2))
+        xyxy[filled] = sv.mask_to_xyxy(mask[filled])
+        xyxy[filled, 2:] += 1  # mask_to_xyxy gives the last pixel; boxes end past it
+        detections = sv.Detections(
+            xyxy=xyxy,
+            mask=mask,
+            confidence=np.concatenate(scores).astype(np.float32),
+            class_id=np.full(len(xyxy), concept_index),
+        )
+        detections.data[CLASS_NAME] = np.full(len(xyxy), concept)
+        return detections

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import supervision as sv
+from PIL import Image
+
+from detect_tools.base import (
+    MAX_PROPOSALS,
+    ProposalOptions,
+    ProposerError,
+    check_image,
+    finalize,
+)
+
+SIZE = (100, 50)  # width, height
+
+
+def _detections(boxes: list[list[float]], scores: list[float]) -> sv.Detections:
+    return sv.Detections(
+        xyxy=np.array(boxes, dtype=np.float32).reshape(-1, 4),
+        confidence=np.array(scores, dtype=np.float32),
+    )
+
+
+@pytest.mark.parametrize(
+    ("boxes", "scores", "options", "threshold", "expected_boxes"),
+    [
+        # empty in, empty out
+        ([], [], ProposalOptions(), 0.0, []),
+        # sorted best first
+        ([[0, 0, 10, 10], [20, 0, 30, 10]], [0.2, 0.9], ProposalOptions(), 0.0,
+         [[20, 0, 30, 10], [0, 0, 10, 10]]),
+        # clipped to the image
+        ([[-5, -5, 120, 60]], [0.5], ProposalOptions(), 0.0, [[0, 0, 100, 50]]),
+        # corners given in the wrong order are a box all the same
+        ([[30, 40, 10, 20]], [0.5], ProposalOptions(), 0.0, [[10, 20, 30, 40]]),
+        # entirely outside the image: degenerate after clipping, dropped
+        ([[150, 10, 160, 20]], [0.5], ProposalOptions(), 0.0, []),
+        # zero-width box dropped
+        ([[10, 10, 10, 20]], [0.5], ProposalOptions(), 0.0, []),
+        # below threshold dropped
+        ([[0, 0, 10, 10], [20, 0, 30, 10]], [0.2, 0.9], ProposalOptions(), 0.5, [[20, 0, 30, 10]]),
+        # near-duplicate suppressed, the better one kept
+        ([[0, 0, 10, 10], [0, 0, 10, 11]], [0.2, 0.9], ProposalOptions(nms_iou=0.7), 0.0,
+         [[0, 0, 10, 11]]),
+        # NMS off keeps both
+        ([[0, 0, 10, 10], [0, 0, 10, 11]], [0.2, 0.9], ProposalOptions(nms_iou=None), 0.0,
+         [[0, 0, 10, 11], [0, 0, 10, 10]]),
+        # capped at max_count, the best kept
+        ([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], [0.1, 0.3, 0.2],
+         ProposalOptions(max_count=2), 0.0, [[20, 0, 30, 10], [40, 0, 50, 10]]),
+    ],
+)  # fmt: skip
+def test_finalize(boxes, scores, options, threshold, expected_boxes):
+    result = finalize(_detections(boxes, scores), SIZE, threshold, options)
+    np.testing.assert_allclose(result.xyxy, np.array(expected_boxes).reshape(-1, 4))
+    assert result.confidence is not None and len(result.confidence) == len(expected_boxes)
+
+
+def test_finalize_keeps_masks_and_labels_aligned():
+    detections = _detections([[0, 0, 10, 10], [20, 0, 30, 10]], [0.2, 0.9])
+    detections.mask = np.zeros((2, 50, 100), dtype=bool)
+    detections.mask[1, 0:10, 20:30] = True
+    detections.data["class_name"] = np.array(["low", "high"])
+    result = finalize(detections, SIZE, 0.0, ProposalOptions())
+    assert list(result.data["class_name"]) == ["high", "low"]
+    assert result.mask[0, 5, 25] and not result.mask[1].any()
+
+
+def test_finalize_empty_mask_result_has_image_shape():
+    detections = _detections([[0, 0, 10, 10]], [0.1])
+    detections.mask = np.ones((1, 50, 100), dtype=bool)
+    result = finalize(detections, SIZE, 0.5, ProposalOptions())
+    assert len(result) == 0 and result.mask.shape == (0, 50, 100)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"threshold": 1.5},  # a score is a probability
+        {"nms_iou": 0.0},  # would suppress everything
+        {"max_count": 0},
+        {"max_count": MAX_PROPOSALS + 1},  # past the downstream model's region limit
+    ],
+)
+def test_bad_options_are_user_errors(kwargs):
+    with pytest.raises(ProposerError):
+        ProposalOptions(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (Image.new("RGB", (0, 10)), "empty"),
+        (Image.new("1", (9000, 8000)), "resize"),  # 72 Mpx, but 1-bit so the test stays light
+        ("not an image", "PIL image"),
+    ],
+)
+def test_bad_images_are_user_errors(image, message):
+    with pytest.raises(ProposerError, match=message):
+        check_image(image)
+
+
+def test_grey_image_becomes_rgb():
+    assert check_image(Image.new("L", (4, 4))).mode == "RGB"

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from detect_tools import registry
+from detect_tools.__main__ import main
+from detect_tools.base import (
+    MAX_PROMPT_CLASSES,
+    MAX_PROPOSALS,
+    ProposalOptions,
+    ProposerError,
+    split_prompt,
+)
+
+
+def test_every_proposer_is_listed_with_a_label():
+    names = registry.available()
+    assert {"florence2", "florence2-od", "omdet-turbo", "sam3", "offline"} <= set(names)
+    assert "coarse" in names["offline"].lower(), "the UI list must say the offline one is coarse"
+
+
+def test_get_shares_one_instance_per_setting(florence2_checkpoint):
+    first = registry.get("florence2", florence2_checkpoint, "cpu")
+    assert registry.get("florence2", florence2_checkpoint, "cpu") is first
+    assert registry.get("offline") is registry.get("offline")
+
+
+@pytest.mark.parametrize(
+    ("name", "checkpoint", "message"),
+    [
+        ("yolo", None, "choose one of"),  # unknown name lists the real ones
+        ("offline", "some/model", "uses no model"),  # a checkpoint for the weight-free one
+    ],
+)
+def test_get_rejects_bad_requests(name, checkpoint, message):
+    with pytest.raises(ProposerError, match=message):
+        registry.get(name, checkpoint)
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    path = tmp_path / "scene.png"
+    pixels = np.full((120, 160, 3), 200, dtype=np.uint8)
+    pixels[30:90, 40:120] = (20, 40, 200)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_cli_writes_json(image_file, tmp_path):
+    out = tmp_path / "out.json"
+    assert main(["--proposer", "offline", "--image", str(image_file), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["proposer"] == "offline" and result["count"] == len(result["proposals"])
+    assert result["count"] <= MAX_PROPOSALS
+    boxes = [p["box"] for p in result["proposals"]]
+    assert [40, 30, 120, 90] in [[round(v) for v in box] for box in boxes]
+
+
+def test_cli_with_a_model_checkpoint_and_masks(image_file, sam3_checkpoint, capsys):
+    argv = ["--proposer", "sam3", "--image", str(image_file), "--text", "cup, person"]
+    argv += ["--checkpoint", str(sam3_checkpoint), "--device", "cpu", "--max-count", "3"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0 < result["count"] <= 3
+    assert all("mask_area" in p and p["label"] in {"cup", "person"} for p in result["proposals"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--proposer", "nope"], "Unknown proposer"),
+        (["--proposer", "sam3"], "needs a text prompt"),
+        (["--proposer", "offline", "--max-count", "500"], "between 1 and 100"),
+        (["--proposer", "offline", "--image", "/no/such.png"], "Cannot read image"),
+    ],
+)
+def test_cli_errors_are_one_clear_line(argv, message, image_file, capsys):
+    if "--image" not in argv:
+        argv = [*argv, "--image", str(image_file)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize(
+    ("name", "fixture", "text"),
+    [
+        ("florence2", "florence2_checkpoint", None),
+        ("omdet-turbo", "omdet_turbo_checkpoint", "cup"),
+        ("sam3", "sam3_checkpoint", "cup"),
+    ],
+)
+def test_model_proposers_run_in_bfloat16(name, fixture, text, request, photo, contract):
+    # bfloat16 is the GPU default; here it runs on the CPU so the dtype path is always tested.
+    proposer = registry.get(name, request.getfixturevalue(fixture), "cpu", torch.bfloat16)
+    options = ProposalOptions(threshold=0.0)
+    proposals = proposer.propose(photo, text, options)
+    contract(proposals, photo, options, threshold=0.0)
+    assert len(proposals) > 0 and proposals.xyxy.dtype == np.float32
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_asking_for_cuda_without_a_gpu_says_use_cpu(florence2_checkpoint):
+    with pytest.raises(ProposerError, match="--device cpu"):
+        registry.get("florence2", florence2_checkpoint, "cuda")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("red cup, person", ["red cup", "person"]),
+        ("  red   cup ;person\ndog,", ["red cup", "person", "dog"]),  # mixed separators, spaces
+        ("cup, cup", ["cup"]),  # repeats dropped, order kept
+    ],
+)
+def test_split_prompt(text, expected):
+    assert split_prompt(text) == expected
+
+
+def test_split_prompt_refuses_a_pasted_list():
+    with pytest.raises(ProposerError, match="At most"):
+        split_prompt(", ".join(f"thing{i}" for i in range(MAX_PROMPT_CLASSES + 1)))

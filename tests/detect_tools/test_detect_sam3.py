@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detect_tools import sam3
+from detect_tools.base import ProposalOptions, ProposerError
+from detect_tools.sam3 import Sam3Proposer
+
+# The tiny random model scores every query near 0.25 (sigmoid ≈ 0.5 twice): weak, so the
+# adaptive threshold keeps the low one.
+
+
+@pytest.fixture(scope="module")
+def proposer(sam3_checkpoint):
+    return Sam3Proposer(sam3_checkpoint, device="cpu")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ProposalOptions(),  # default low threshold, NMS on
+        ProposalOptions(nms_iou=None, max_count=7),  # cap below the 2 × 20 candidates
+        ProposalOptions(threshold=0.9),  # nothing passes: empty, with an empty mask stack
+    ],
+)
+def test_keeps_the_contract_with_masks(proposer, photo, contract, options):
+    proposals = proposer.propose(photo, "red cup, person", options)
+    threshold = sam3.LOW_THRESHOLD if options.threshold is None else options.threshold
+    contract(proposals, photo, options, threshold)
+    assert proposals.mask is not None, "masks are kept so answers can be drawn as masks"
+
+
+def test_every_concept_contributes_labelled_instances(proposer, photo):
+    proposals = proposer.propose(photo, "red cup, person", ProposalOptions(nms_iou=None))
+    assert set(proposals.data["class_name"]) == {"red cup", "person"}
+    assert len(proposals) == 2 * 20  # both concepts' queries, all above the low threshold
+
+
+def test_confident_instances_raise_the_threshold(proposer, photo, monkeypatch):
+    # With the confidence bar below the tiny model's best score, only "confident" ones stay.
+    everything = proposer.propose(photo, "cup", ProposalOptions(nms_iou=None))
+    bar = float(np.median(everything.confidence))
+    monkeypatch.setattr(sam3, "CONFIDENT_THRESHOLD", bar)
+    confident = proposer.propose(photo, "cup", ProposalOptions(nms_iou=None))
+    assert 0 < len(confident) < len(everything)
+    assert (confident.confidence >= bar).all()
+
+
+def test_needs_a_prompt(proposer, photo):
+    with pytest.raises(ProposerError, match="text prompt"):
+        proposer.propose(photo)
