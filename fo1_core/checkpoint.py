@@ -8,6 +8,7 @@ weights is caught the first time the checkpoint is loaded.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import re
@@ -90,6 +91,13 @@ def default_device_and_dtype() -> tuple[torch.device, torch.dtype]:
     if torch.cuda.is_available():
         return torch.device("cuda"), torch.bfloat16
     return torch.device("cpu"), torch.float32
+
+
+def default_attention(device: torch.device) -> str:
+    """Flash-attention 2 on a GPU where the package is installed, else PyTorch's SDPA."""
+    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
@@ -193,7 +201,9 @@ def load_model(
     config.check_supported()
     with torch.device(device), no_init_weights():
         model = FO1ForConditionalGeneration._from_config(
-            config, attn_implementation=attn_implementation or "sdpa", dtype=dtype
+            config,
+            attn_implementation=attn_implementation or default_attention(device),
+            dtype=dtype,
         )
     load_weights(model, folder).raise_if_any(folder)
     model.tie_weights()
