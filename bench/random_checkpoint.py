@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import torch
@@ -24,16 +23,6 @@ from fo1_core.modeling import FO1ForConditionalGeneration
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "fo1-reference"
 TINY = SHARED / "tiny"
-SIDE_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.json",
-    "merges.txt",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "preprocessor_config.json",
-    "generation_config.json",
-)
 MID = {
     "hidden_size": 512,
     "intermediate_size": 1408,
@@ -92,9 +81,7 @@ def make_random_checkpoint(folder: Path, profile: str, device: str = "cpu") -> P
     with torch.no_grad():
         embeddings[len(tokenizer) :] = 0
         embeddings[config.text_config.eos_token_id] = 0
-    save_checkpoint(model, folder)
-    for name in SIDE_FILES:
-        shutil.copyfile(TINY / name, folder / name)
+    save_checkpoint(model, folder, copy_from=TINY)
     return folder
 
 

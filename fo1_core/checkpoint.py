@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import re
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,13 +212,20 @@ def load_model(
     return model.eval(), folder
 
 
-def save_checkpoint(model: FO1ForConditionalGeneration, folder: str | Path) -> None:
+def save_checkpoint(
+    model: FO1ForConditionalGeneration, folder: str | Path, copy_from: str | Path | None = None
+) -> None:
     """Writes `config.json` and `model.safetensors` with the official key names.
 
-    Tokenizer and image-processor files are not written; copy them from the source checkpoint.
+    `copy_from`: a checkpoint folder whose other files (tokenizer, image processor, generation
+    config) are copied alongside.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if copy_from is not None:
+        for file in Path(copy_from).iterdir():
+            if file.is_file() and file.name != "config.json" and ".safetensors" not in file.name:
+                shutil.copyfile(file, folder / file.name)
     model.config.save_pretrained(folder)
     tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
     weights = {

@@ -8,7 +8,6 @@ the region encoder, prompt, splice and generate() — runs exactly as for a real
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
@@ -18,17 +17,6 @@ from fo1_core.checkpoint import load_model, save_checkpoint
 from fo1_core.modeling import FO1ForConditionalGeneration
 from fo1_core.templates import IM_END
 from tests.conftest import REFERENCE_DIR
-
-_SIDE_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.json",
-    "merges.txt",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "preprocessor_config.json",
-    "generation_config.json",
-)
 
 
 def _successors(tokenizer, answer: str, loop: str) -> dict[int, int]:
@@ -65,7 +53,5 @@ def make_rigged_checkpoint(folder: Path, answer: str, loop: str = "") -> Path:
     config.tie_word_embeddings = False
     rigged = FO1ForConditionalGeneration(config)
     rigged.load_state_dict(weights)
-    save_checkpoint(rigged, folder)
-    for name in _SIDE_FILES:
-        shutil.copyfile(source / name, folder / name)
+    save_checkpoint(rigged, folder, copy_from=source)
     return folder
