@@ -10,7 +10,9 @@ if ! command -v chromium >/dev/null 2>&1 || [ ! -e /usr/share/fonts/truetype/dej
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt
+# This machine's pip config lists local package folders that may not exist; those notes are noise.
+.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt \
+  2> >(grep -v '^WARNING: Location' >&2)
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
