@@ -1,0 +1,176 @@
+"""Command line: FO1 benchmark numbers, single-process or data-parallel under a launcher.
+
+    python -m fo1_core.evaluate coco --images DIR --annotations instances.json \
+        --proposer NAME [--limit N] --out preds.json
+    python -m fo1_core.evaluate count --dataset items.jsonl [--proposer NAME] --out counts.json
+    torchrun --nproc_per_node=8 -m fo1_core.evaluate coco …   (same options)
+
+A stopped run continues where it stopped when started again with the same --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from detect_tools import registry
+from detect_tools.base import MAX_PROPOSALS, ProposalOptions, ProposerError
+from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
+from fo1_core.errors import FO1Error
+from fo1_core.evaluate import coco, count
+from fo1_core.evaluate.distributed import Shard, shard_from_env, start, stop
+from fo1_core.evaluate.runner import BoxSource, run
+from fo1_core.evaluate.timing import format_table, summarize
+from fo1_core.session import FO1Pipeline, load
+
+logger = logging.getLogger("fo1_core.evaluate")
+
+EVAL_MAX_NEW_TOKENS = 4096
+"""The official evaluation scripts allow 4096 new tokens: an answer naming many boxes is long."""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default=PUBLISHED_CHECKPOINT, help="hub id or local folder")
+    parser.add_argument("--device", help="cuda, cpu, … (default: cuda:LOCAL_RANK when available)")
+    parser.add_argument("--max-new-tokens", type=int, default=EVAL_MAX_NEW_TOKENS)
+    parser.add_argument(
+        "--proposer", choices=sorted(registry.PROPOSERS), help="box proposer (see detect_tools)"
+    )
+    parser.add_argument("--proposer-checkpoint", help="the proposer's hub id or local folder")
+    parser.add_argument("--threshold", type=float, help="proposal score threshold")
+    parser.add_argument("--max-boxes", type=int, default=MAX_PROPOSALS, help="proposals kept")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N images/items")
+    parser.add_argument("--out", type=Path, required=True, help="results file (JSON)")
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m fo1_core.evaluate", description=__doc__.split("\n")[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    detection = commands.add_parser("coco", help="COCO detection mAP (pycocotools)")
+    detection.add_argument("--images", type=Path, required=True, help="folder of the images")
+    detection.add_argument("--annotations", type=Path, required=True, help="instances_*.json")
+    detection.add_argument(
+        "--proposals",
+        type=Path,
+        help="precomputed boxes instead of a proposer: JSON/JSONL items with image_id (or id), "
+        "boxes (or bbox_list) and optional scores (or score_list)",
+    )
+    detection.add_argument(
+        "--categories-per-prompt",
+        type=int,
+        help="category names per detection prompt (default: all of them in one prompt)",
+    )
+    _common(detection)
+    counting = commands.add_parser("count", help="counting accuracy (CountBench, PixMo-Count)")
+    counting.add_argument("--dataset", type=Path, required=True, help="JSON/JSONL items")
+    counting.add_argument("--images", type=Path, help="image folder (default: the dataset's)")
+    _common(counting)
+    return parser.parse_args(argv)
+
+
+def _settings(args: argparse.Namespace, **extra: object) -> dict:
+    """What makes two runs' records comparable (not --limit, --device or --out)."""
+    return {
+        "command": args.command,
+        "checkpoint": str(args.checkpoint),
+        "proposer": args.proposer,
+        "proposer_checkpoint": args.proposer_checkpoint,
+        "threshold": args.threshold,
+        "max_boxes": args.max_boxes,
+        "max_new_tokens": args.max_new_tokens,
+        **{key: str(value) if isinstance(value, Path) else value for key, value in extra.items()},
+    }
+
+
+def _load(args: argparse.Namespace, shard: Shard) -> tuple[FO1Pipeline, BoxSource]:
+    device = shard.device(args.device)
+    pipeline = load(args.checkpoint, device=device)
+    proposer = None
+    if args.proposer:
+        proposer = registry.get(args.proposer, args.proposer_checkpoint, device)
+    options = ProposalOptions(threshold=args.threshold, max_count=args.max_boxes)
+    return pipeline, BoxSource(proposer, options)
+
+
+def _print_timings(records: dict[str, dict]) -> None:
+    print(
+        format_table(
+            summarize(record["timings"] for record in records.values() if "timings" in record)
+        )
+    )
+
+
+def _coco(args: argparse.Namespace, shard: Shard) -> int:
+    annotations = json.loads(args.annotations.read_text())
+    images = coco.load_images(annotations, args.images, args.proposals, args.limit)
+    pipeline, box_source = _load(args, shard)
+    detector = coco.CocoDetector(
+        pipeline,
+        box_source,
+        annotations["categories"],
+        args.categories_per_prompt,
+        args.max_new_tokens,
+    )
+    settings = _settings(
+        args,
+        annotations=args.annotations.resolve(),
+        proposals=args.proposals and args.proposals.resolve(),
+        categories_per_prompt=args.categories_per_prompt,
+    )
+    records = run(images, lambda image: str(image.id), detector, args.out, settings, shard)
+    if records is None:
+        return 0
+    results = coco.merge(records)
+    args.out.write_text(json.dumps(results))
+    logger.info("Wrote %d detections on %d images to %s", len(results), len(records), args.out)
+    result = coco.score(args.annotations, results, [image.id for image in images])
+    print(f"mAP {result.map:.4f}  AP50 {result.map_50:.4f}  AP75 {result.map_75:.4f}")
+    for name, ap in result.per_category.items():
+        print(f"  AP {name}: {ap:.4f}")
+    _print_timings(records)
+    return 0
+
+
+def _count(args: argparse.Namespace, shard: Shard) -> int:
+    items = count.load_items(args.dataset, args.images, args.limit)
+    pipeline, box_source = _load(args, shard)
+    counter = count.Counter(pipeline, box_source, args.max_new_tokens)
+    settings = _settings(args, dataset=args.dataset.resolve(), images=args.images)
+    records = run(items, lambda item: item.key, counter, args.out, settings, shard)
+    if records is None:
+        return 0
+    result = count.score(items, records)
+    document = {**vars(result), "items": [{"key": k, **r} for k, r in records.items()]}
+    args.out.write_text(json.dumps(document, indent=1))
+    print(
+        f"Accuracy {result.accuracy:.4f} ({result.correct}/{result.total}, {result.failed} failed)"
+    )
+    _print_timings(records)
+    return 0
+
+
+COMMANDS = {"coco": _coco, "count": _count}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    shard = shard_from_env()
+    prefix = f"[rank {shard.rank}] " if shard.world > 1 else ""
+    logging.basicConfig(level=logging.INFO, format=prefix + "%(message)s")
+    try:
+        start(shard)
+        return COMMANDS[args.command](args, shard)
+    except (FO1Error, ProposerError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        stop(shard)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""COCO-style detection: every category asked about every image, scored with pycocotools.
+
+Protocol. Each image gets its candidate boxes (a proposer's, or precomputed ones from
+`--proposals`), then FO1's detection template filled with the dataset's category names, joined
+by ", ". By default one prompt holds *all* categories, the ones absent from the image included
+(the paper's protocol): the model has to pick the present ones itself, so false positives on
+absent categories are scored, and each image costs one answer. `--categories-per-prompt N`
+splits the list into prompts of N names (the cache keeps the image and regions, so the extra
+prompts only prefill their own words).
+Every (label, region) the answer names becomes a detection with that box's proposal score (1.0
+without scores); labels that are not category names are dropped, as in the official script.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fo1_core.answers import parse_answer, to_detections
+from fo1_core.errors import FO1Error
+from fo1_core.evaluate.datafiles import BOX_FIELDS, SCORE_FIELDS, pick, read_items
+from fo1_core.evaluate.runner import BoxSource, ask, timings
+from fo1_core.export import to_coco_results
+from fo1_core.processing import open_image
+from fo1_core.session import FO1Pipeline
+from fo1_core.templates import MAX_REGIONS
+
+logger = logging.getLogger(__name__)
+
+DETECTION_TASK = "OD_template"
+
+
+@dataclass(frozen=True)
+class CocoImage:
+    id: int
+    path: Path
+    boxes: list | None = None  # precomputed boxes, when given
+    scores: list | None = None
+
+
+@dataclass
+class CocoScore:
+    """COCO box metrics over the evaluated images (AP values in [0, 1])."""
+
+    map: float
+    map_50: float
+    map_75: float
+    per_category: dict[str, float] = field(default_factory=dict)
+    images: int = 0
+    detections: int = 0
+
+
+def load_images(
+    annotations: dict, images_dir: Path, proposals: Path | None, limit: int | None
+) -> list[CocoImage]:
+    """The dataset's images in file order (the first `limit`), with precomputed boxes if given."""
+    given: dict[int, dict] = {}
+    if proposals is not None:
+        for item in read_items(proposals):
+            given[int(pick(item, ("image_id", "id"), "image id"))] = item
+    images = []
+    for entry in annotations["images"][:limit]:
+        extra = given.get(entry["id"])
+        if proposals is not None and extra is None:
+            raise FO1Error(f"{proposals} has no boxes for image {entry['id']}.")
+        images.append(
+            CocoImage(
+                id=entry["id"],
+                path=images_dir / entry["file_name"],
+                boxes=None if extra is None else pick(extra, BOX_FIELDS, "boxes"),
+                scores=None if extra is None else pick(extra, SCORE_FIELDS),
+            )
+        )
+    return images
+
+
+def category_prompts(categories: list[dict], per_prompt: int | None) -> list[str]:
+    """Detection prompt fills: category names joined by ", ", `per_prompt` (all) at a time."""
+    names = [category["name"] for category in sorted(categories, key=lambda c: c["id"])]
+    size = per_prompt or len(names)
+    return [", ".join(names[start : start + size]) for start in range(0, len(names), size)]
+
+
+class CocoDetector:
+    """Turns one image into its COCO results record."""
+
+    def __init__(
+        self,
+        pipeline: FO1Pipeline,
+        box_source: BoxSource,
+        categories: list[dict],
+        per_prompt: int | None,
+        max_new_tokens: int,
+    ) -> None:
+        self.pipeline = pipeline
+        self.box_source = box_source
+        self.categories = categories
+        self.fills = category_prompts(categories, per_prompt)
+        self.max_new_tokens = max_new_tokens
+
+    def __call__(self, image: CocoImage) -> dict:
+        picture = open_image(image.path)
+        # Text-prompted proposers look for every category, as FO1 is asked about every one.
+        names = [category["name"] for category in self.categories]
+        boxes = self.box_source.boxes(picture, names, image.boxes, image.scores)
+        results, texts, fo1_s = [], [], 0.0
+        if len(boxes.xyxy):
+            questions = [(DETECTION_TASK, fill) for fill in self.fills]
+            answers, fo1_s = ask(self.pipeline, picture, boxes.xyxy, questions, self.max_new_tokens)
+            for answer in answers:
+                # The pipeline sees at most the first MAX_REGIONS boxes; indexes refer to those.
+                parsed = parse_answer(answer.text, min(len(boxes.xyxy), MAX_REGIONS))
+                found = to_detections(
+                    parsed, boxes.xyxy, scores=boxes.scores, include_references=False
+                )
+                results += to_coco_results(found, image.id, self.categories)
+                texts.append(answer.text)
+        return {
+            "image_id": image.id,
+            "boxes": len(boxes.xyxy),
+            "answers": texts,
+            "results": results,
+            "timings": timings(boxes, fo1_s),
+        }
+
+
+def merge(records: dict[str, dict]) -> list[dict]:
+    """The COCO results file: every image's results, in image order."""
+    return [result for record in records.values() for result in record.get("results", [])]
+
+
+def score(annotations_path: Path, results: list[dict], image_ids: list[int]) -> CocoScore:
+    """COCO box AP of `results` on `image_ids` (only those: a `--limit` run is scored fairly)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools chats about loading
+        truth = COCO(str(annotations_path))
+    if not results:
+        logger.warning("No detections at all: every AP is 0")
+        return CocoScore(0.0, 0.0, 0.0, images=len(image_ids))
+    with contextlib.redirect_stdout(io.StringIO()):
+        predicted = truth.loadRes(results)
+    evaluation = COCOeval(truth, predicted, "bbox")
+    evaluation.params.imgIds = image_ids
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluation.evaluate()
+        evaluation.accumulate()
+    evaluation.summarize()  # prints the standard COCO table
+    # precision: (IoU thresholds, recall points, categories, area ranges, max detections);
+    # area "all" and 100 detections are index 0 and -1; -1 marks "no ground truth".
+    precision = evaluation.eval["precision"][:, :, :, 0, -1]
+    per_category = {}
+    for k, category_id in enumerate(evaluation.params.catIds):
+        values = precision[:, :, k]
+        if (values > -1).any():
+            per_category[truth.cats[category_id]["name"]] = float(np.mean(values[values > -1]))
+    return CocoScore(
+        map=float(evaluation.stats[0]),
+        map_50=float(evaluation.stats[1]),
+        map_75=float(evaluation.stats[2]),
+        per_category=per_category,
+        images=len(image_ids),
+        detections=len(results),
+    )

@@ -1,0 +1,41 @@
+"""Reading benchmark files: a JSON list or JSON lines, with a few accepted spellings per field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from fo1_core.errors import FO1Error
+
+BOX_FIELDS = ("boxes", "bboxes", "bbox_list")
+"""Precomputed boxes [[x1, y1, x2, y2], …]: ours, and the official processed files' names."""
+SCORE_FIELDS = ("scores", "score_list")
+
+
+def read_items(path: Path) -> list[dict]:
+    """The items of a `.json` file holding a list, or of a JSON-lines file (one item a line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise FO1Error(f"Could not read {path}: {error}") from error
+    try:
+        if text.lstrip().startswith("["):
+            items = json.loads(text)
+        else:
+            items = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        raise FO1Error(f"{path} is neither a JSON list nor JSON lines: {error}") from error
+    if not all(isinstance(item, dict) for item in items):
+        raise FO1Error(f"{path}: every item must be a JSON object.")
+    return items
+
+
+def pick(item: dict, names: Sequence[str], what: str | None = None) -> object:
+    """The first of `names` present in `item`; None, or an error naming `what` if required."""
+    for name in names:
+        if item.get(name) is not None:
+            return item[name]
+    if what is not None:
+        raise FO1Error(f"An item has no {what} (one of the fields {', '.join(names)}): {item}")
+    return None

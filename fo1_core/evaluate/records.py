@@ -1,0 +1,95 @@
+"""Resumable results: one JSON line per finished item, appended and flushed as it finishes.
+
+Each rank appends to its own file in a shared folder (`<out>.records/rank-R.jsonl`), so ranks
+never write to the same file. Finished keys are read from *every* file in the folder, so a run
+can resume with a different number of ranks. A line cut short by a crash is ignored (that item
+is simply done again). The folder also keeps the run's settings, so resuming with different
+ones — whose records would mix two experiments — is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+
+from fo1_core.errors import FO1Error
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_FILE = "settings.json"
+
+
+def records_folder(out: Path) -> Path:
+    return out.with_name(out.name + ".records")
+
+
+def check_settings(folder: Path, settings: dict) -> None:
+    """Stores `settings` on the first run; on a resumed run, refuses settings that differ."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / SETTINGS_FILE
+    # Ranks start together: the file appears whole (hard link of a finished temporary file) and
+    # only the first rank's link succeeds; the others compare against it.
+    draft = folder / f".{SETTINGS_FILE}.{uuid.uuid4().hex}"
+    draft.write_text(json.dumps(settings, indent=2, sort_keys=True))
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+    stored = json.loads(path.read_text())
+    changed = sorted(k for k in {*stored, *settings} if stored.get(k) != settings.get(k))
+    if changed:
+        raise FO1Error(
+            f"{folder} holds results of a run with other settings ({', '.join(changed)}). "
+            "Pass another --out, or delete that folder to start over."
+        )
+
+
+def read_records(folder: Path) -> dict[str, dict]:
+    """Every complete record in the folder, by key (a later line for the same key wins)."""
+    records: dict[str, dict] = {}
+    for path in sorted(folder.glob("rank-*.jsonl")):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                logger.warning(
+                    "%s line %d is incomplete (a crash?); redoing its item", path, number
+                )
+                continue
+            records[str(record["key"])] = record
+    return records
+
+
+class RecordLog:
+    """Appends this rank's records; each line is flushed to disk before the next item starts."""
+
+    def __init__(self, folder: Path, rank: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"rank-{rank}.jsonl"
+        self._file = self.path.open("a+", encoding="utf-8")
+        # After a crash mid-line the file ends without a newline: start on a fresh line.
+        if self._file.tell() > 0:
+            self._file.seek(self._file.tell() - 1)
+            if self._file.read(1) != "\n":
+                self._file.write("\n")
+
+    def append(self, record: dict) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RecordLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

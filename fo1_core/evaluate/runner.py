@@ -1,0 +1,151 @@
+"""What both benchmarks share: boxes for an image, FO1 questions about it, the resumable loop."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import supervision as sv
+from PIL import Image
+from tqdm.auto import tqdm
+
+from detect_tools.base import (
+    MAX_PROMPT_CLASSES,
+    ProposalOptions,
+    Proposer,
+    ProposerError,
+    finalize,
+)
+from fo1_core.errors import FO1Error
+from fo1_core.evaluate.distributed import Shard, wait_for_all
+from fo1_core.evaluate.records import RecordLog, check_settings, read_records, records_folder
+from fo1_core.session import FO1Pipeline, Generation
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class Boxes:
+    """The candidate boxes FO1 sees for one image (original pixels) and their scores."""
+
+    xyxy: np.ndarray  # (N, 4)
+    scores: np.ndarray | None  # (N,), None when the boxes came without scores
+    seconds: float | None  # time the proposer took; None for boxes given with the data
+
+
+class BoxSource:
+    """Boxes given with the data when an item has them, else the proposer's."""
+
+    def __init__(self, proposer: Proposer | None, options: ProposalOptions) -> None:
+        self.proposer = proposer
+        self.options = options
+
+    def boxes(
+        self,
+        image: Image.Image,
+        names: Sequence[str] = (),
+        given: list | None = None,
+        given_scores: list | None = None,
+    ) -> Boxes:
+        """`names` are what to look for, for a text-prompted proposer (e.g. category names)."""
+        if given is not None:
+            xyxy = np.asarray(given, dtype=np.float64).reshape(-1, 4)
+            scores = None if given_scores is None else np.asarray(given_scores, dtype=np.float64)
+            return Boxes(xyxy, scores, None)
+        if self.proposer is None:
+            raise FO1Error("This item has no boxes of its own: pass --proposer NAME.")
+        start = time.perf_counter()
+        found = self._propose(image, names)
+        return Boxes(found.xyxy, found.confidence, time.perf_counter() - start)
+
+    def _propose(self, image: Image.Image, names: Sequence[str]) -> sv.Detections:
+        if not self.proposer.needs_text:
+            return self.proposer.propose(image, None, self.options)
+        # Text-prompted proposers take at most MAX_PROMPT_CLASSES names a pass (COCO has 80):
+        # one pass per batch, then the union is deduplicated and capped as one pass would be.
+        passes = [
+            self.proposer.propose(image, ", ".join(names[i : i + MAX_PROMPT_CLASSES]), self.options)
+            for i in range(0, len(names), MAX_PROMPT_CLASSES)
+        ]
+        if len(passes) == 1:
+            return passes[0]
+        return finalize(sv.Detections.merge(passes), image.size, 0.0, self.options)
+
+
+def ask(
+    pipeline: FO1Pipeline,
+    image: Image.Image,
+    boxes: np.ndarray,
+    questions: Sequence[tuple[str, str]],
+    max_new_tokens: int,
+) -> tuple[list[Generation], float]:
+    """Answers (task, text) questions about one image in a row; returns them and the seconds.
+
+    The image is preprocessed once and the questions go one after another, so the pipeline's
+    cache computes the vision features, region embeddings and prompt prefix only for the first.
+    """
+    start = time.perf_counter()
+    vision = pipeline.preprocessor(image, boxes.tolist())
+    answers = []
+    for task, text in questions:
+        answer = pipeline.generate(pipeline.request(vision, task, text), max_new_tokens)
+        if answer.stop_reason == "max_new_tokens":
+            logger.warning("An answer hit --max-new-tokens %d and was cut off", max_new_tokens)
+        answers.append(answer)
+    return answers, time.perf_counter() - start
+
+
+def timings(boxes: Boxes, fo1_s: float) -> dict[str, float]:
+    found = {"fo1_s": fo1_s}
+    if boxes.seconds is not None:
+        found["proposals_s"] = boxes.seconds
+    return found
+
+
+def run(
+    items: Sequence[T],
+    key: Callable[[T], str],
+    work: Callable[[T], dict],
+    out: Path,
+    settings: dict,
+    shard: Shard,
+) -> dict[str, dict] | None:
+    """Runs `work` on this rank's unfinished items, recording each; rank 0 returns all records.
+
+    A user-caused failure on one item (unreadable image, bad boxes) is recorded as that item's
+    `error` and the run goes on, as one broken file should not cost a night's run.
+    Other ranks return None once everyone is done.
+    """
+    folder = records_folder(out)
+    check_settings(folder, settings)
+    done = read_records(folder)
+    mine = shard.take(items)
+    todo = [item for item in mine if key(item) not in done]
+    logger.info(
+        "Rank %d: %d of its %d items to do (%d already in %s)",
+        shard.rank,
+        len(todo),
+        len(mine),
+        len(mine) - len(todo),
+        folder,
+    )
+    with RecordLog(folder, shard.rank) as log:
+        for item in tqdm(todo, desc=f"rank {shard.rank}", position=shard.rank, disable=None):
+            try:
+                record = work(item)
+            except (FO1Error, ProposerError) as error:
+                logger.warning("Item %s failed: %s", key(item), error)
+                record = {"error": str(error)}
+            log.append({"key": key(item), **record})
+    wait_for_all(shard)
+    if not shard.is_main:
+        return None
+    records = read_records(folder)
+    return {key(item): records[key(item)] for item in items if key(item) in records}

@@ -1,0 +1,188 @@
+"""`python -m fo1_core.evaluate coco`: results file, pycocotools scoring, resumption."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from fo1_core.errors import FO1Error
+from fo1_core.evaluate.__main__ import main
+from fo1_core.evaluate.coco import category_prompts
+from fo1_core.evaluate.records import records_folder
+from tests.conftest import REPO
+
+# RIGGED_ANSWER names regions 0 and 2 as "red circle"; each image's boxes are, in order,
+# red circle, blue square, red circle — exactly its ground truth.
+CATEGORIES = [{"id": 1, "name": "red circle"}, {"id": 2, "name": "blue square"}]
+LAYOUT = [((4, 4, 28, 28), 1), ((36, 8, 60, 40), 2), ((66, 30, 90, 58), 1)]
+
+
+def _dataset(folder: Path, images: int = 3) -> tuple[Path, Path, Path]:
+    """Images, COCO annotations and a proposals file (the ground-truth boxes) in `folder`."""
+    (folder / "images").mkdir()
+    entries, annotations, proposals = [], [], []
+    for image_id in range(1, images + 1):
+        picture = Image.new("RGB", (96, 64), "white")
+        draw = ImageDraw.Draw(picture)
+        for (x1, y1, x2, y2), category in LAYOUT:
+            if category == 1:
+                draw.ellipse((x1, y1, x2, y2), fill="red")
+            else:
+                draw.rectangle((x1, y1, x2, y2), fill="blue")
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": category,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
+        name = f"{image_id:03d}.png"
+        picture.save(folder / "images" / name)
+        entries.append({"id": image_id, "file_name": name, "width": 96, "height": 64})
+        proposals.append({"id": image_id, "bbox_list": [list(box) for box, _ in LAYOUT]})
+    instances = folder / "instances.json"
+    instances.write_text(
+        json.dumps({"images": entries, "annotations": annotations, "categories": CATEGORIES})
+    )
+    boxes = folder / "proposals.jsonl"
+    boxes.write_text("\n".join(json.dumps(item) for item in proposals))
+    return folder / "images", instances, boxes
+
+
+def _coco_args(checkpoint: Path, folder: Path, *extra: str, max_new_tokens: int = 40) -> list[str]:
+    """Command-line arguments for the dataset in `folder` (written on first use)."""
+    if not (folder / "images").exists():
+        _dataset(folder)
+    boxes = [] if "--proposer" in extra else ["--proposals", str(folder / "proposals.jsonl")]
+    return [
+        "coco", "--checkpoint", str(checkpoint), "--device", "cpu",
+        "--images", str(folder / "images"), "--annotations", str(folder / "instances.json"),
+        "--out", str(folder / "preds.json"), "--max-new-tokens", str(max_new_tokens),
+        *boxes, *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_coco_scores_a_known_answer(
+    answering_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from pycocotools.coco import COCO
+
+    assert main(_coco_args(answering_checkpoint, tmp_path)) == 0
+    results = json.loads((tmp_path / "preds.json").read_text())
+    # Two red circles per image, each with its ground-truth box and score 1.0 (no scores given).
+    assert len(results) == 6
+    assert {r["category_id"] for r in results} == {1}
+    assert sorted(r["bbox"] for r in results if r["image_id"] == 1) == [
+        [4.0, 4.0, 24.0, 24.0],
+        [66.0, 30.0, 24.0, 28.0],
+    ]
+    assert all(r["score"] == 1.0 for r in results)
+    truth = COCO(str(tmp_path / "instances.json"))
+    assert len(truth.loadRes(str(tmp_path / "preds.json")).getAnnIds()) == 6
+    printed = capsys.readouterr().out
+    # Red circles found perfectly (AP 1), blue squares never named (AP 0): mean 0.5.
+    assert "mAP 0.5000" in printed
+    assert "AP red circle: 1.0000" in printed
+    assert "AP blue square: 0.0000" in printed
+    assert "fo1" in printed  # the timing table; no proposer ran, so no proposals row
+    assert "proposals" not in printed
+
+
+@pytest.mark.slow
+def test_coco_resumes_where_it_stopped(
+    answering_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    assert main(_coco_args(answering_checkpoint, tmp_path, "--limit", "2")) == 0
+    assert "2 of its 2 items to do" in caplog.text
+    caplog.clear()
+    assert main(_coco_args(answering_checkpoint, tmp_path)) == 0
+    assert "1 of its 3 items to do (2 already" in caplog.text
+    lines = (records_folder(tmp_path / "preds.json") / "rank-0.jsonl").read_text().splitlines()
+    assert [json.loads(line)["image_id"] for line in lines] == [1, 2, 3]
+    assert len(json.loads((tmp_path / "preds.json").read_text())) == 6
+
+
+@pytest.mark.slow
+def test_coco_with_a_proposer_times_it(
+    answering_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from pycocotools.coco import COCO
+
+    args = _coco_args(answering_checkpoint, tmp_path, "--proposer", "offline", "--limit", "1")
+    assert main(args) == 0
+    results = json.loads((tmp_path / "preds.json").read_text())
+    # Regions 0 and 2 of the offline proposer's boxes, with the proposer's scores.
+    assert len(results) == 2
+    assert all(r["image_id"] == 1 and r["category_id"] == 1 for r in results)
+    assert all(0.0 < r["score"] < 1.0 for r in results)
+    COCO(str(tmp_path / "instances.json")).loadRes(results)
+    assert "proposals" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_coco_refuses_to_mix_runs_with_other_settings(
+    answering_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(_coco_args(answering_checkpoint, tmp_path, "--limit", "1")) == 0
+    assert main(_coco_args(answering_checkpoint, tmp_path, max_new_tokens=41)) == 2
+    assert "other settings (max_new_tokens)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("per_prompt", "expected"),
+    [
+        (None, ["cat, dog, car"]),  # default: every category in one prompt, in id order
+        (2, ["cat, dog", "car"]),  # the last prompt takes the rest
+        (5, ["cat, dog, car"]),  # more per prompt than categories
+    ],
+)
+def test_category_prompts(per_prompt: int | None, expected: list[str]) -> None:
+    categories = [{"id": 3, "name": "car"}, {"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+    assert category_prompts(categories, per_prompt) == expected
+
+
+def test_missing_proposals_for_an_image_is_an_error(tmp_path: Path) -> None:
+    from fo1_core.evaluate.coco import load_images
+
+    _, instances, proposals = _dataset(tmp_path)
+    proposals.write_text(json.dumps({"image_id": 1, "boxes": [[0, 0, 5, 5]]}))
+    annotations = json.loads(instances.read_text())
+    with pytest.raises(FO1Error, match="no boxes for image 2"):
+        load_images(annotations, tmp_path / "images", proposals, None)
+
+
+@pytest.mark.slow
+def test_coco_resumes_under_torchrun_with_another_world_size(
+    answering_checkpoint: Path, tmp_path: Path
+) -> None:
+    assert main(_coco_args(answering_checkpoint, tmp_path, "--limit", "1")) == 0
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "fo1_core.evaluate", *_coco_args(answering_checkpoint, tmp_path),
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Image 1 was done alone; of the rest, rank 0 took image 3 and rank 1 image 2.
+    assert "[rank 0] Rank 0: 1 of its 2 items to do (1 already" in done.stderr
+    assert "[rank 1] Rank 1: 1 of its 1 items to do (0 already" in done.stderr
+    records = records_folder(tmp_path / "preds.json")
+    assert [
+        [json.loads(line)["image_id"] for line in path.read_text().splitlines()]
+        for path in sorted(records.glob("rank-*.jsonl"))
+    ] == [[1, 3], [2]]
+    results = json.loads((tmp_path / "preds.json").read_text())
+    assert [r["image_id"] for r in results] == [1, 1, 2, 2, 3, 3]  # merged in image order
+    assert "mAP 0.5000" in done.stdout

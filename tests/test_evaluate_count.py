@@ -1,0 +1,167 @@
+"""`python -m fo1_core.evaluate count`: dataset fields, the counting rule, accuracy, torchrun."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fo1_core.errors import FO1Error
+from fo1_core.evaluate.__main__ import main
+from fo1_core.evaluate.count import CountItem, load_items, score
+from tests.conftest import REPO
+
+COUNT_ANSWER = (
+    "<ground>red circle</ground><objects><region0><region1><region2></objects>There are 3."
+)
+BOXES = [[2, 2, 20, 20], [30, 2, 50, 20], [60, 30, 80, 50]]
+
+
+@pytest.fixture(scope="module")
+def counting_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.rigged import make_rigged_checkpoint
+
+    return make_rigged_checkpoint(tmp_path_factory.mktemp("counting"), COUNT_ANSWER)
+
+
+def _dataset(folder: Path) -> Path:
+    """Five items in the three accepted styles; the truth is 3 for items 0, 2 and 4."""
+    (folder / "images").mkdir()
+    for i in range(3):
+        Image.new("RGB", (90, 60), (40 * i, 120, 200)).save(folder / "images" / f"{i}.png")
+    items = [
+        # ours: noun + answer + boxes
+        {"image": "images/0.png", "noun": "red circles", "answer": 3, "boxes": BOXES},
+        {"image": "images/1.png", "noun": "red circles", "answer": 2, "boxes": BOXES},
+        # official processed CountBench / PixMo-Count files: filled question + bboxes
+        {
+            "image": "images/2.png",
+            "question": "How many red circles are there in this image?",
+            "answer": 3,
+            "bboxes": BOXES,
+        },
+        # PixMo-Count's own names: label + count
+        {"image": "images/0.png", "label": "circle", "count": 5, "bbox_list": BOXES},
+        {"image": "images/1.png", "noun": "circle", "number": 3, "boxes": BOXES[:1]},
+    ]
+    path = folder / "count.jsonl"
+    path.write_text("\n".join(json.dumps(item) for item in items))
+    return path
+
+
+def _count_args(checkpoint: Path, dataset: Path, out: Path) -> list[str]:
+    return [
+        "count", "--checkpoint", str(checkpoint), "--dataset", str(dataset),
+        "--out", str(out), "--max-new-tokens", "60",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_count_accuracy_by_hand(
+    counting_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    dataset = _dataset(tmp_path)
+    out = tmp_path / "counts.json"
+    assert main([*_count_args(counting_checkpoint, dataset, out), "--device", "cpu"]) == 0
+    document = json.loads(out.read_text())
+    # The answer's region tags are dropped before the first integer is taken: "3", not "0".
+    assert [item["prediction"] for item in document["items"]] == [3, 3, 3, 3, 3]
+    assert [item["truth"] for item in document["items"]] == [3, 2, 3, 5, 3]
+    assert (document["correct"], document["total"], document["accuracy"]) == (3, 5, 0.6)
+    assert "Accuracy 0.6000 (3/5, 0 failed)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_count_under_torchrun_matches_one_process(
+    counting_checkpoint: Path, tmp_path: Path
+) -> None:
+    dataset = _dataset(tmp_path)
+    single, parallel = tmp_path / "single.json", tmp_path / "parallel.json"
+    assert main(_count_args(counting_checkpoint, dataset, single)) == 0
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+            "--standalone", "-m", "fo1_core.evaluate",
+            *_count_args(counting_checkpoint, dataset, parallel),
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = sorted((tmp_path / "parallel.json.records").glob("rank-*.jsonl"))
+    # Rank r took items r, r + 2, …: three for rank 0, two for rank 1.
+    assert [len(path.read_text().splitlines()) for path in records] == [3, 2]
+    one, two = json.loads(single.read_text()), json.loads(parallel.read_text())
+    assert two["accuracy"] == one["accuracy"] == 0.6
+
+    def strip(document: dict) -> list[tuple]:
+        return [(i["key"], i["truth"], i["prediction"], i["answer"]) for i in document["items"]]
+
+    assert strip(two) == strip(one)
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        # noun fills the counting template
+        ({"image": "a.png", "noun": "cats", "answer": 2}, ("cats", None, 2)),
+        # PixMo-Count: label + count
+        ({"image": "a.png", "label": "cats", "count": "4"}, ("cats", None, 4)),
+        # processed CountBench: question + answer
+        ({"image": "a.png", "question": "How many?", "answer": 1}, (None, "How many?", 1)),
+        # CountBench's own field name for the truth
+        ({"image": "a.png", "object": "cats", "number": 7}, ("cats", None, 7)),
+    ],
+)
+def test_load_items_accepts_common_field_names(tmp_path: Path, item: dict, expected: tuple) -> None:
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps([item]))
+    (loaded,) = load_items(path, None, None)
+    assert (loaded.noun, loaded.question, loaded.truth) == expected
+    assert loaded.image == tmp_path / "a.png"
+    assert loaded.key == "0"
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"noun": "cats", "answer": 2}, "no image"),
+        ({"image": "a.png", "answer": 2}, "no noun or question"),
+        ({"image": "a.png", "noun": "cats"}, "no true number"),
+    ],
+)
+def test_load_items_names_a_missing_field(tmp_path: Path, item: dict, message: str) -> None:
+    path = tmp_path / "items.jsonl"
+    path.write_text(json.dumps(item))
+    with pytest.raises(FO1Error, match=message):
+        load_items(path, None, None)
+
+
+def test_score_counts_failures_as_wrong() -> None:
+    items = [CountItem(str(i), Path("x.png"), truth) for i, truth in enumerate([3, 2, 5, 1])]
+    records = {
+        "0": {"prediction": 3},  # right
+        "1": {"prediction": 3},  # wrong
+        "2": {"error": "The image could not be read."},  # failed: wrong
+        # "3" missing (never finished): wrong
+    }
+    result = score(items, records)
+    assert (result.correct, result.total, result.failed) == (1, 4, 2)
+    assert result.accuracy == 0.25
+
+
+@pytest.mark.slow
+def test_a_broken_item_is_recorded_and_counts_as_wrong(
+    counting_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    dataset = _dataset(tmp_path)
+    (tmp_path / "images" / "1.png").write_bytes(b"not a png")  # items 1 and 4 use it
+    out = tmp_path / "counts.json"
+    assert main(_count_args(counting_checkpoint, dataset, out)) == 0
+    document = json.loads(out.read_text())
+    assert ["error" in item for item in document["items"]] == [False, True, False, False, True]
+    assert (document["correct"], document["failed"], document["total"]) == (2, 2, 5)
+    assert "Accuracy 0.4000 (2/5, 2 failed)" in capsys.readouterr().out

@@ -1,0 +1,88 @@
+"""Resumable records, sharding and the timing summary of `fo1_core.evaluate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fo1_core.errors import FO1Error
+from fo1_core.evaluate.distributed import Shard, shard_from_env
+from fo1_core.evaluate.records import RecordLog, check_settings, read_records
+from fo1_core.evaluate.timing import StageTiming, summarize
+
+
+def test_records_survive_a_line_cut_by_a_crash(tmp_path: Path) -> None:
+    with RecordLog(tmp_path, rank=0) as log:
+        log.append({"key": "1", "value": 1})
+    with (tmp_path / "rank-0.jsonl").open("a") as file:
+        file.write('{"key": "2", "val')  # the process died mid-write
+    assert list(read_records(tmp_path)) == ["1"]
+    with RecordLog(tmp_path, rank=0) as log:  # the resumed run redoes item 2
+        log.append({"key": "2", "value": 2})
+    assert read_records(tmp_path) == {"1": {"key": "1", "value": 1}, "2": {"key": "2", "value": 2}}
+
+
+def test_records_of_every_rank_are_read(tmp_path: Path) -> None:
+    for rank in range(3):
+        with RecordLog(tmp_path, rank) as log:
+            log.append({"key": str(rank)})
+    assert sorted(read_records(tmp_path)) == ["0", "1", "2"]
+
+
+def test_settings_are_kept_and_checked(tmp_path: Path) -> None:
+    check_settings(tmp_path, {"checkpoint": "a", "threshold": None})
+    check_settings(tmp_path, {"checkpoint": "a", "threshold": None})  # same run: fine
+    assert json.loads((tmp_path / "settings.json").read_text())["checkpoint"] == "a"
+    with pytest.raises(FO1Error, match="other settings \\(checkpoint\\)"):
+        check_settings(tmp_path, {"checkpoint": "b", "threshold": None})
+
+
+@pytest.mark.parametrize(
+    ("rank", "world", "expected"),
+    [
+        (0, 1, [0, 1, 2, 3, 4]),  # one process takes everything
+        (0, 2, [0, 2, 4]),  # rank 0 of 2: even positions
+        (1, 2, [1, 3]),  # rank 1 of 2: odd positions
+        (3, 4, [3]),  # the last rank of 4
+        (5, 8, []),  # more ranks than items: some idle
+    ],
+)
+def test_shard_takes_every_world_th_item(rank: int, world: int, expected: list[int]) -> None:
+    assert Shard(rank, world).take(range(5)) == expected
+
+
+@pytest.mark.parametrize(
+    ("requested", "shard", "expected"),
+    [
+        ("cpu", Shard(1, 2, 1), "cpu"),  # an explicit device other than cuda is kept
+        ("cuda", Shard(3, 4, 1), "cuda:1"),  # each rank its local GPU
+        ("cuda", Shard(), "cuda"),  # one process: whatever cuda means here
+        ("cuda:2", Shard(1, 2, 1), "cuda:2"),  # an explicit GPU is kept
+    ],
+)
+def test_shard_device(requested: str, shard: Shard, expected: str) -> None:
+    assert shard.device(requested) == expected
+
+
+def test_shard_from_the_launchers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "5")
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert shard_from_env() == Shard(5, 8, 1)
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name)
+    assert shard_from_env() == Shard(0, 1, 0)
+
+
+def test_timing_summary() -> None:
+    timings = [
+        {"proposals_s": 1.0, "fo1_s": 2.0},
+        {"proposals_s": 3.0, "fo1_s": 4.0},
+        {"fo1_s": 9.0},  # boxes came with the data: no proposal time
+    ]
+    assert summarize(timings) == [
+        StageTiming("proposals_s", 2, 2.0, 2.0, 3.0),
+        StageTiming("fo1_s", 3, 5.0, 4.0, 9.0),
+    ]

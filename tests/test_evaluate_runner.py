@@ -1,0 +1,72 @@
+"""Where `fo1_core.evaluate` gets an image's boxes: the data's own, or a proposer's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import supervision as sv
+from PIL import Image
+
+from detect_tools.base import MAX_PROMPT_CLASSES, ProposalOptions, Proposer, split_prompt
+from fo1_core.errors import FO1Error
+from fo1_core.evaluate.runner import BoxSource
+
+
+class NamedBoxes(Proposer):
+    """A text-prompted stand-in: name "nK" is one box at x = K mod 60, score K / 1000."""
+
+    name = "named"
+    label = "Named boxes"
+    needs_text = True
+
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
+
+    def _predict(self, image: Image.Image, text: str | None, threshold: float) -> sv.Detections:
+        self.prompts.append(text or "")
+        numbers = [int(name[1:]) for name in split_prompt(text or "")]
+        return sv.Detections(
+            xyxy=np.array([[n % 60 * 3, 0, n % 60 * 3 + 2, 2] for n in numbers], dtype=np.float32),
+            confidence=np.array([n / 1000 for n in numbers], dtype=np.float32),
+        )
+
+
+def test_many_names_are_proposed_in_batches_and_merged() -> None:
+    proposer = NamedBoxes()
+    source = BoxSource(proposer, ProposalOptions(max_count=100))
+    names = [f"n{k}" for k in range(120)]
+    boxes = source.boxes(Image.new("RGB", (200, 10)), names)
+    assert len(proposer.prompts) == -(-120 // MAX_PROMPT_CLASSES)
+    # Names K and K + 60 share a box: the union keeps the better-scored one of each pair.
+    assert len(boxes.xyxy) == 60
+    assert boxes.scores.max() == pytest.approx(0.119)
+    assert boxes.scores.min() == pytest.approx(0.060)
+    assert boxes.seconds is not None
+
+
+@pytest.mark.parametrize(
+    ("given", "scores", "expected_scores"),
+    [
+        ([[0, 0, 5, 5], [1, 1, 4, 4]], [0.9, 0.4], [0.9, 0.4]),  # boxes with scores
+        ([[0, 0, 5, 5]], None, None),  # boxes without scores: COCO results score 1.0
+        ([], None, None),  # an image with no boxes: FO1 is not asked
+    ],
+)
+def test_given_boxes_win_over_the_proposer(
+    given: list, scores: list | None, expected_scores: list | None
+) -> None:
+    proposer = NamedBoxes()
+    boxes = BoxSource(proposer, ProposalOptions()).boxes(
+        Image.new("RGB", (10, 10)), ["n1"], given, scores
+    )
+    assert boxes.xyxy.shape == (len(given), 4)
+    assert (boxes.scores is None) == (expected_scores is None)
+    if expected_scores is not None:
+        assert boxes.scores.tolist() == expected_scores
+    assert boxes.seconds is None
+    assert proposer.prompts == []
+
+
+def test_no_boxes_and_no_proposer_is_a_user_error() -> None:
+    with pytest.raises(FO1Error, match="--proposer"):
+        BoxSource(None, ProposalOptions()).boxes(Image.new("RGB", (10, 10)), ["cat"])
