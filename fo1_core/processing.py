@@ -55,7 +55,7 @@ def open_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
             f"the limit is {MAX_INPUT_PIXELS / 1e6:.0f}. Please downscale it first."
         )
     try:
-        image = ImageOps.exif_transpose(image).convert("RGB")
+        image = _to_rgb(ImageOps.exif_transpose(image))
     except (OSError, ValueError, SyntaxError) as error:
         raise FO1Error(f"The image file is damaged or truncated ({error}).") from error
     if min(image.size) < SMALLEST_ACCEPTED_SIDE:
@@ -69,6 +69,20 @@ def open_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
             f"{MAX_ASPECT_RATIO}:1; crop it to a less extreme shape."
         )
     return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB as a viewer shows it: transparency over white, 16-bit and float depths scaled."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    if image.mode.startswith(("I", "F")):
+        values = np.asarray(image, dtype=np.float64)
+        top = values.max()
+        if top > 255:
+            values = values * (255 / top)
+        return Image.fromarray(values.clip(0, 255).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
 
 
 def capped_size(width: int, height: int) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from fo1_core.templates import (
     IM_START,
     IMAGE_PLACEHOLDER,
     IMAGE_PLACEHOLDER_ID,
+    MAX_TEXT_CHARS,
     REGION_PLACEHOLDER,
     REGION_PLACEHOLDER_ID,
     SYSTEM_PROMPT,
@@ -37,6 +38,8 @@ _REGION_REF = re.compile(r"<region(\d+)>")
 def sanitize_user_text(text: str, tokenizer: PreTrainedTokenizerBase) -> str:
     """Removes strings that would hijack the prompt: placeholders and the tokenizer's special
     tokens (chat control, vision markers). Region references `<regionN>` are kept."""
+    # Lone surrogates (possible in text from a browser or JSON) cannot be tokenised.
+    text = text.encode("utf-8", errors="replace").decode("utf-8")
     for control in (IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, *tokenizer.all_special_tokens):
         text = text.replace(control, "")
     for token in tokenizer.added_tokens_decoder.values():
@@ -63,6 +66,10 @@ def user_text_for_task(task: str, text: str, num_regions: int) -> str:
         user_text = template.render(text.strip())
     else:
         raise FO1Error(f"Unknown task {task!r}; choose one of {', '.join([*TASKS, FREE_PROMPT])}.")
+    if len(user_text) > MAX_TEXT_CHARS:
+        raise FO1Error(
+            f"The prompt is {len(user_text):,} characters long; the limit is {MAX_TEXT_CHARS:,}."
+        )
     missing = sorted({i for i in region_references(user_text) if i >= num_regions})
     if missing:
         names = ", ".join(region_token(i) for i in missing)

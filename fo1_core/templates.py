@@ -13,6 +13,8 @@ MAX_REGIONS = 100
 """FO1 has 100 region tokens (`<region0>`…`<region99>`); extra boxes are cut, with a notice."""
 
 DEFAULT_MAX_NEW_TOKENS = 1024
+MAX_TEXT_CHARS = 8000
+"""Longest question accepted; far beyond any template fill, short of a pasted document."""
 SYSTEM_PROMPT = "You are a helpful assistant."
 
 IMAGE_PLACEHOLDER = "<image>"

@@ -1,0 +1,137 @@
+"""Hundreds of generated bad inputs to the parser and to request preparation: each ends in a
+correct result or an `FO1Error` with a message, never another exception."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from fo1_core.answers import parse_answer
+from fo1_core.errors import FO1Error
+from fo1_core.processing import open_image
+from fo1_core.session import FO1Pipeline, Request
+from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS
+
+FUZZ = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+ANSWER_PIECES = st.sampled_from(
+    ["<ground>", "</ground>", "<objects>", "</objects>", "<think>", "</think>", "<answer>",
+     "</answer>", "<|im_end|>", "<|endoftext|>", "cat", "red cup", " ", "\n", "3", "two", "<",
+     "<gro", "</obj", "<region", ">", "猫", "\ud83d\ude00"]
+)  # fmt: skip
+REGION_TAGS = st.integers(0, 130).map(lambda i: f"<region{i}>")
+ANSWERS = st.lists(st.one_of(ANSWER_PIECES, REGION_TAGS, st.text(max_size=5)), max_size=40)
+
+
+@FUZZ
+@given(pieces=ANSWERS, num_regions=st.integers(0, MAX_REGIONS))
+def test_parser_never_raises_and_streaming_only_adds(pieces: list[str], num_regions: int) -> None:
+    text = "".join(pieces)
+    final = parse_answer(text, num_regions).label_to_indexes()
+    assert all(i < num_regions for indexes in final.values() for i in indexes)
+    for cut in range(0, len(text), 7):
+        for label, indexes in parse_answer(text[:cut], num_regions).label_to_indexes().items():
+            assert set(indexes) <= set(final[label])
+
+
+COORDINATES = st.one_of(
+    st.floats(-1e6, 1e6),
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, 1e30, -1.0]),
+    st.integers(-50, 300),
+)
+BOXES = st.one_of(
+    st.none(),
+    st.lists(st.lists(COORDINATES, min_size=4, max_size=4), max_size=130),
+    st.lists(st.lists(COORDINATES, max_size=6), max_size=4),  # wrong arity
+    st.just([[10, 10, 40, 40]] * 120),  # duplicates, past the region limit
+    st.text(max_size=10),  # not boxes at all
+)
+TEXTS = st.one_of(
+    st.text(max_size=200),
+    st.lists(
+        st.sampled_from(["<image>", "<regionfeat>", "<|im_start|>", "<|im_end|>", "system",
+                         "<|vision_start|>", "<|image_pad|>", "<region0>", "<region99>", "\ud800",
+                         "cat", " ", "\x00"]),
+        max_size=20,
+    ).map("".join),
+    st.just("x" * 100_000),
+)  # fmt: skip
+TASK_NAMES = st.sampled_from([*TASKS, FREE_PROMPT, "", "OD_template ", "nonsense"])
+IMAGE_SIZES = st.tuples(st.integers(1, 90), st.integers(1, 90))
+IMAGE_MODES = st.sampled_from(["RGB", "L", "1", "P", "RGBA", "LA", "I;16", "I", "F", "CMYK"])
+
+
+def _check(pipeline: FO1Pipeline, image, boxes, task: str, text: str) -> Request | None:
+    try:
+        request = pipeline.prepare(image, boxes, task, text)
+    except FO1Error as error:
+        assert str(error).strip()
+        return None
+    assert request.prompt.count("<image>") == 1
+    assert request.prompt.count("<regionfeat>") == request.vision.num_regions <= MAX_REGIONS
+    assert request.prompt_ids.count(-300) == request.vision.num_regions
+    return request
+
+
+@FUZZ
+@given(size=IMAGE_SIZES, mode=IMAGE_MODES, boxes=BOXES, task=TASK_NAMES, text=TEXTS)
+def test_prepare_gives_a_request_or_a_named_error(
+    pipeline: FO1Pipeline, size, mode: str, boxes, task: str, text: str
+) -> None:
+    _check(pipeline, Image.new(mode, size), boxes, task, text)
+
+
+def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _animated_gif() -> bytes:
+    frames = [Image.new("P", (40, 30), i) for i in range(3)]
+    return _encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
+
+
+PHOTO = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("data", "accepted"),
+    [
+        (b"", False),  # an empty file
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, False),  # a PNG signature and nothing else
+        (_encoded(PHOTO, "JPEG")[:300], False),  # a JPEG cut short
+        (_encoded(PHOTO, "JPEG")[::2], False),  # every other byte
+        (_encoded(Image.new("1", (20_000, 10)), "PNG"), False),  # 20 000 px wide strip
+        (_encoded(Image.new("I;16", (50, 40), 60_000), "PNG"), True),  # 16-bit grey
+        (_encoded(PHOTO.convert("P"), "PNG"), True),  # palette
+        (_encoded(PHOTO.convert("RGBA"), "PNG"), True),  # alpha
+        (_encoded(PHOTO.convert("CMYK"), "TIFF"), True),  # CMYK
+        (_animated_gif(), True),  # animated: the first frame is used
+        (_encoded(Image.new("RGB", (1, 500)), "PNG"), False),  # 1×N
+    ],
+)
+def test_image_files(pipeline: FO1Pipeline, data: bytes, accepted: bool) -> None:
+    request = _check(pipeline, data, [[0, 0, 20, 20]], "OD_template", "cat")
+    assert (request is not None) == accepted
+
+
+def test_sixteen_bit_image_keeps_its_contrast(pipeline: FO1Pipeline) -> None:
+    ramp = np.tile(np.linspace(0, 65535, 64), (32, 1)).astype(np.uint16)
+    request = _check(pipeline, Image.fromarray(ramp), [[0, 0, 20, 20]], "OD_template", "cat")
+    assert request is not None
+    pixels = request.vision.pixel_values
+    assert float(pixels.max() - pixels.min()) > 3  # not flattened to one grey level
+
+
+def test_transparent_pixels_are_shown_on_white() -> None:
+    clear = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+    assert open_image(clear).getpixel((5, 5)) == (255, 255, 255)
