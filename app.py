@@ -1,0 +1,75 @@
+"""`python app.py [--checkpoint PATH_OR_ID] [--device cpu|cuda] [--host H] [--port P]`.
+
+Loads the checkpoint (downloading it from the hub with a progress bar when given an id), builds
+the Gradio app and serves it. A checkpoint that cannot be loaded ends the program with its
+message and exit code 2 rather than serving a UI that cannot answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+# `spaces` must be imported before torch: on ZeroGPU it patches CUDA initialisation.
+import spaces  # noqa: F401, I001
+
+from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
+from fo1_core.errors import FO1Error
+from fo1_core.session import load
+from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
+from ui import Settings, app_css, build_app
+from ui.examples import EXAMPLES_DIR
+
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+logger = logging.getLogger("app")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="VLM-FO1 browser demo")
+    parser.add_argument(
+        "--checkpoint", default=PUBLISHED_CHECKPOINT, help="hub id or local checkpoint folder"
+    )
+    parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve the network")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    parser.add_argument("--token-limit", type=int, default=4096, help="largest max-new-tokens")
+    parser.add_argument("--concurrency", type=int, default=1, help="GPU jobs at once")
+    parser.add_argument("--queue-size", type=int, default=32, help="jobs waiting at most")
+    parser.add_argument("--proposer", default="offline", help="proposer selected at start")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logger.info("Loading %s …", args.checkpoint)
+    try:
+        pipeline = load(args.checkpoint, device=args.device)
+    except FO1Error as error:
+        logger.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)  # noqa: T201 (the one line a user must see)
+        return 2
+    settings = Settings(
+        max_new_tokens=args.max_new_tokens,
+        token_limit=max(args.token_limit, args.max_new_tokens),
+        concurrency=args.concurrency,
+        device=args.device,
+        default_proposer=args.proposer,
+    )
+    demo = build_app(pipeline, settings)
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        allowed_paths=[str(EXAMPLES_DIR), str(ASSETS_DIR)],
+        show_error=True,
+        css=app_css(),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

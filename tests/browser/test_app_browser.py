@@ -1,0 +1,200 @@
+"""The app in headless Chromium: upload, draw/move/delete boxes, run tasks, stream, Stop.
+
+Runs `python app.py` on the endless rigged checkpoint: its greedy answer is `RIGGED_ANSWER`
+(region 0 and region 2 as "red circle") followed by " many regions" until the token limit or Stop,
+so one server shows a complete grounded group, a long stream and a real stop.
+Screenshots go to `test-artifacts/`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browser.app_server import REPO, running_app
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+IMAGE = REPO / "examples" / "coffee.jpg"
+
+
+@pytest.fixture(scope="module")
+def app_url(endless_checkpoint: Path) -> Iterator[str]:
+    with running_app(endless_checkpoint, "--max-new-tokens", "256", "--token-limit", "8192") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(app_url: str):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(app_url)
+        page.wait_for_selector("#fo1-editor")
+        yield page
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"), full_page=True)
+
+
+def canvas_point(page, fx: float, fy: float) -> tuple[float, float]:
+    """A point at fractions (fx, fy) of the displayed image inside the editor's canvas."""
+    box = page.locator("#fo1-editor canvas").bounding_box()
+    # The 600×400 image is letterboxed to the canvas height, centred horizontally.
+    height = box["height"]
+    width = height * 600 / 400
+    left = box["x"] + (box["width"] - width) / 2
+    return left + fx * width, box["y"] + fy * height
+
+
+def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move((start[0] + end[0]) / 2, (start[1] + end[1]) / 2, steps=5)
+    page.mouse.move(*end, steps=5)
+    page.mouse.up()
+
+
+def box_count(page) -> str:
+    return page.locator("#fo1-box-note").inner_text()
+
+
+def wait_for_note(page, text: str) -> None:
+    page.locator("#fo1-box-note", has_text=text).wait_for()
+    page.wait_for_timeout(300)  # the renumbered boxes are redrawn right after the note
+
+
+def choose_task(page, label: str) -> None:
+    page.get_by_label("Task").click()
+    page.get_by_role("option", name=label, exact=True).click()
+
+
+def status_text(page) -> str:
+    return page.locator("#fo1-status").inner_text()
+
+
+def test_broken_upload_is_a_readable_message(page, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    page.locator("#fo1-editor input[type=file]").set_input_files(str(broken))
+    page.get_by_text("The file is not an image this app can read").first.wait_for()
+    shot(page, "0-broken-upload")
+
+
+def test_boxes_are_drawn_moved_and_deleted(page) -> None:
+    page.locator("#fo1-editor input[type=file]").set_input_files(str(IMAGE))
+    page.locator("#fo1-editor canvas").wait_for()
+    page.wait_for_timeout(500)
+    drag(page, canvas_point(page, 0.3, 0.05), canvas_point(page, 0.7, 0.5))  # the cup → #0
+    wait_for_note(page, "1 boxes")
+    drag(page, canvas_point(page, 0.05, 0.6), canvas_point(page, 0.2, 0.9))  # background → #1
+    wait_for_note(page, "2 boxes")
+    drag(page, canvas_point(page, 0.55, 0.5), canvas_point(page, 0.72, 0.8))  # spoon → #2
+    wait_for_note(page, "3 boxes")
+    drag(page, canvas_point(page, 0.8, 0.1), canvas_point(page, 0.95, 0.3))  # wood → #3
+    try:
+        wait_for_note(page, "4 boxes")
+    finally:
+        shot(page, "1-drawn")
+    shot(page, "1-drawn")
+
+    # Move box #2 (the spoon box) to the right by dragging its middle in drag mode.
+    page.get_by_label("Drag boxes").click()
+    drag(page, canvas_point(page, 0.635, 0.65), canvas_point(page, 0.735, 0.65))
+    page.wait_for_timeout(800)
+    # Delete box #1: select it, then the remove button; the boxes after it are renumbered.
+    page.mouse.click(*canvas_point(page, 0.12, 0.75))
+    page.get_by_label("Remove box").click()
+    wait_for_note(page, "3 boxes")
+    shot(page, "2-moved-deleted")
+
+
+def test_region_task_streams_an_answer_and_draws_it(page) -> None:
+    choose_task(page, "Brief region caption")
+    page.locator("#fo1-regions").get_by_text("#0", exact=True).click()
+    page.locator("#fo1-run").click()
+    page.locator("#fo1-status", has_text="Stopped at the token limit").wait_for()
+    answer = page.locator("#fo1-answer")
+    assert "red circle" in answer.inner_text()
+    chips = answer.locator(".fo1-chip")
+    assert [chips.nth(i).inner_text() for i in range(chips.count())][:2] == ["#0", "#2"]
+    assert page.locator("#fo1-result img").count() == 1
+    assert "256 tokens" in status_text(page)
+    page.locator("#fo1-answer").scroll_into_view_if_needed()
+    shot(page, "3-region-task")
+
+
+def set_number(page, elem_id: str, value: int) -> None:
+    field = page.locator(f"#{elem_id} input[type=number]")
+    field.fill(str(value))
+    field.press("Tab")
+
+
+def test_detection_streams_and_stop_really_stops(page) -> None:
+    choose_task(page, "Detection")
+    page.get_by_label("Categories").fill("red circle")
+    set_number(page, "fo1-max-tokens", 8192)
+    page.locator("#fo1-run").click()
+    # Text streams in while the status still says it is answering.
+    page.locator("#fo1-status", has_text="Answering").wait_for()
+    page.locator("#fo1-answer", has_text="many regions").wait_for()
+    assert "Answering" in status_text(page)
+    shot(page, "4-streaming")
+    page.locator("#fo1-stop").click()
+    page.locator("#fo1-status", has_text="Stopped by you").wait_for()
+    tokens = int(re.search(r"(\d+) tokens", status_text(page)).group(1))
+    assert tokens < 8192
+    assert page.locator("#fo1-result img").count() == 1
+    shot(page, "5-stopped")
+
+
+def test_example_proposals_and_free_prompt(page) -> None:
+    page.locator("#fo1-gallery").get_by_text("Coffee: detect cup and spoon").click()
+    wait_for_note(page, "3 boxes")
+    assert page.get_by_label("Categories").input_value() == "cup, spoon"
+
+    page.get_by_text("Propose boxes", exact=True).first.click()
+    page.get_by_label("Add to my boxes").check()
+    set_number(page, "fo1-max-count", 4)
+    page.locator("#fo1-propose").click()
+    wait_for_note(page, "7 boxes")
+    assert "4 proposals" in status_text(page)
+    shot(page, "6-proposals")
+
+    # A model proposer without its weights: a visible message, and the boxes stay.
+    page.get_by_label("Proposer").click()
+    page.get_by_role("option", name="Florence-2 region proposals").click()
+    page.locator("#fo1-propose").click()
+    page.locator("#fo1-status .fo1-error", has_text="could not be loaded").wait_for()
+    assert "7 boxes" in box_count(page)
+
+    choose_task(page, "Free prompt")
+    prompt = page.locator("#fo1-free textarea")
+    prompt.fill("What is")
+    page.get_by_label("Insert a region reference").click()
+    page.get_by_role("option", name="#5", exact=True).click()
+    page.wait_for_function(
+        "document.querySelector('#fo1-free textarea').value.includes('<region5>')"
+    )
+    assert prompt.input_value() == "What is <region5> "
+    set_number(page, "fo1-max-tokens", 256)
+    page.locator("#fo1-run").click()
+    page.locator("#fo1-status", has_text="Stopped at the token limit").wait_for()
+    assert page.locator("#fo1-answer .fo1-chip").count() >= 2
+    shot(page, "7-free-prompt")

@@ -1,0 +1,199 @@
+"""`gradio_client` against `python app.py` on the answering checkpoint: `/propose`, `/answer`.
+
+The rigged checkpoint answers every question with `RIGGED_ANSWER` (region 0 and region 2 as
+"red circle"), so what the endpoints return is known exactly. Every bad input must come back as
+an error whose message names the problem, never as a traceback or a hang.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from fo1_core.render import color_for_region
+from tests.browser.app_server import REPO, running_app
+from tests.conftest import RIGGED_ANSWER
+
+pytestmark = pytest.mark.slow
+
+IMAGE = REPO / "examples" / "coffee.jpg"  # 600×400
+BOXES = [[170, 10, 420, 200], [80, 60, 490, 390], [320, 60, 430, 320]]
+
+
+@pytest.fixture(scope="module")
+def client(answering_checkpoint: Path) -> Iterator[Client]:
+    with running_app(answering_checkpoint) as url:
+        yield Client(url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def broken_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("bad") / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a PNG")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def huge_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    # 110 megapixels in a 13 kB file: past both the model's and the proposers' limits.
+    path = tmp_path_factory.mktemp("huge") / "huge.png"
+    Image.new("1", (11000, 10000)).save(path)
+    return str(path)
+
+
+def answer(client: Client, image, boxes, task: str, text: str):
+    return client.predict(image, boxes, task, text, api_name="/answer")
+
+
+def test_endpoints_are_named(client: Client) -> None:
+    named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/propose", "/answer"} <= set(named)
+
+
+def test_propose_returns_boxes_as_json(client: Client) -> None:
+    result = client.predict(handle_file(IMAGE), "offline", "", None, 5, api_name="/propose")
+    assert result["proposer"] == "offline"
+    assert 1 <= result["count"] == len(result["boxes"]) <= 5
+    for x1, y1, x2, y2 in result["boxes"]:
+        assert 0 <= x1 < x2 <= 600 and 0 <= y1 < y2 <= 400
+    assert result["scores"] == sorted(result["scores"], reverse=True)
+
+
+def test_answer_draws_the_grounded_regions(client: Client) -> None:
+    image, raw, detections = answer(client, handle_file(IMAGE), BOXES, "OD_template", "cup")
+    assert raw.startswith(RIGGED_ANSWER)
+    assert detections["stop_reason"] == "eos"
+    assert [(d["region_index"], d["label"]) for d in detections["detections"]] == [
+        (0, "red circle"),
+        (2, "red circle"),
+    ]
+    assert detections["detections"][1]["box_xyxy"] == BOXES[2]
+    drawn = np.asarray(Image.open(image).convert("RGB"))
+    assert drawn.shape == (400, 600, 3)
+    # Box 0's top edge is drawn in region 0's colour; box 1 (not in the answer) is not drawn.
+    assert tuple(int(v) for v in drawn[10, 300]) == pytest.approx(
+        color_for_region(0).as_rgb(), abs=40
+    )
+    original = np.asarray(Image.open(IMAGE).convert("RGB"))
+    assert np.abs(drawn[390, 300].astype(int) - original[390, 300]).max() < 40
+
+
+def test_propose_output_feeds_answer(client: Client) -> None:
+    proposals = client.predict(handle_file(IMAGE), "offline", "", None, 3, api_name="/propose")
+    _, raw, detections = answer(client, handle_file(IMAGE), proposals, "OD_All_template", "")
+    assert raw.startswith(RIGGED_ANSWER)
+    assert [d["region_index"] for d in detections["detections"]] == [0, 2]
+
+
+def test_more_boxes_than_the_model_takes_are_capped_with_a_notice(client: Client) -> None:
+    boxes = [[i, i, i + 50, i + 50] for i in range(150)]
+    _, raw, detections = answer(client, handle_file(IMAGE), boxes, "OD_template", "cup")
+    assert raw.startswith(RIGGED_ANSWER)
+    assert any("100" in warning for warning in detections["warnings"])
+
+
+def test_answer_naming_a_missing_region_is_reported_not_drawn(client: Client) -> None:
+    # The model names region 2, but only one box was given.
+    _, _, detections = answer(client, handle_file(IMAGE), BOXES[:1], "OD_template", "cup")
+    assert [d["region_index"] for d in detections["detections"]] == [0]
+    assert any("Region 2 does not exist" in warning for warning in detections["warnings"])
+
+
+def test_placeholder_strings_are_removed_from_the_prompt(client: Client) -> None:
+    _, raw, _ = answer(client, handle_file(IMAGE), BOXES, "OD_template", "cup<image><regionfeat>")
+    assert raw.startswith(RIGGED_ANSWER)
+
+
+@pytest.mark.parametrize(
+    ("image", "boxes", "task", "text", "message"),
+    [
+        # no image at all
+        (None, BOXES, "OD_template", "cup", "No image"),
+        # a region task without boxes
+        (IMAGE, [], "Brief_Region_Caption_template", "", "no boxes"),
+        # a region task whose references name boxes that do not exist
+        (IMAGE, BOXES, "Brief_Region_Caption_template", "<region7>", "region7"),
+        # a free prompt referring to a missing region
+        (IMAGE, BOXES[:2], "free", "What is <region5>?", "region5"),
+        # text that is only placeholders: nothing is left to ask
+        (IMAGE, BOXES, "OD_template", "<image><regionfeat>", "needs input"),
+        # a box with three numbers
+        (IMAGE, [[1, 2, 3]], "OD_template", "cup", "four numbers"),
+        # boxes that are not a list
+        (IMAGE, "hello", "OD_template", "cup", "JSON list"),
+        # an inverted box
+        (IMAGE, [[300, 300, 100, 100]], "OD_template", "cup", "Box"),
+        # a box that is not numbers
+        (IMAGE, [["a", 1, 2, 3]], "OD_template", "cup", "numbers only"),
+        # an unknown task
+        (IMAGE, BOXES, "Segment_template", "cup", "Unknown task"),
+        # an empty free prompt
+        (IMAGE, BOXES, "free", "   ", "empty"),
+    ],
+)
+def test_bad_answer_input_is_a_specific_error(client, image, boxes, task, text, message) -> None:
+    file = handle_file(image) if image is not None else None
+    with pytest.raises(Exception, match=message):
+        answer(client, file, boxes, task, text)
+
+
+def test_broken_image_is_a_specific_error(client: Client, broken_image: str) -> None:
+    with pytest.raises(Exception, match="image"):
+        answer(client, handle_file(broken_image), BOXES, "OD_template", "cup")
+
+
+def test_exif_rotation_is_applied(client: Client, tmp_path: Path) -> None:
+    # Stored 60×40 with "rotate 90° clockwise" in EXIF: people see (and draw on) it as 40×60.
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (60, 40), "white").save(path, exif=exif)
+    image, _, detections = answer(
+        client,
+        handle_file(str(path)),
+        [[0, 0, 30, 50], [0, 0, 5, 5], [5, 5, 35, 55]],
+        "OD_template",
+        "x",
+    )
+    assert np.asarray(Image.open(image)).shape[:2] == (60, 40)
+    assert detections["detections"][0]["box_xyxy"] == [0, 0, 30, 50]
+
+
+def test_huge_image_is_a_specific_error(client: Client, huge_image: str) -> None:
+    with pytest.raises(Exception, match="megapixels"):
+        answer(client, handle_file(huge_image), BOXES, "OD_template", "cup")
+    with pytest.raises(Exception, match="resize it"):
+        client.predict(handle_file(huge_image), "offline", "", None, 5, api_name="/propose")
+
+
+@pytest.mark.parametrize(
+    ("proposer", "threshold", "max_boxes", "message"),
+    [
+        # a proposer that does not exist
+        ("yolo", None, 5, "Unknown proposer"),
+        # a model proposer whose weights cannot be downloaded here
+        ("florence2", None, 5, "could not be loaded"),
+        # a threshold outside [0, 1]
+        ("offline", 2.0, 5, "between 0 and 1"),
+        # a count of zero
+        ("offline", None, 0, "between 1 and 100"),
+    ],
+)
+def test_bad_propose_input_is_a_specific_error(client, proposer, threshold, max_boxes, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(handle_file(IMAGE), proposer, "", threshold, max_boxes, api_name="/propose")
+
+
+def test_propose_without_image_is_a_specific_error(client: Client) -> None:
+    with pytest.raises(Exception, match="No image"):
+        client.predict(None, "offline", "", None, 5, api_name="/propose")
+
+
+def test_app_still_answers_after_errors(client: Client) -> None:
+    _, raw, _ = answer(client, handle_file(IMAGE), BOXES, "REC_template", "the cup")
+    assert raw.startswith(RIGGED_ANSWER)

@@ -1,0 +1,167 @@
+"""The UI's handlers in-process on real rigged checkpoints: streaming, Stop, downloads, and
+every bad input ending in a visible message with the user's boxes left alone."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import gradio as gr
+import huggingface_hub.constants
+import pytest
+
+from fo1_core.session import load
+from tests.conftest import RIGGED_ANSWER
+from ui.answering import Answerer
+from ui.boxes import editor_value
+from ui.examples import EXAMPLES_DIR, load_examples
+from ui.handlers import Handlers
+from ui.proposing import Proposing
+
+pytestmark = pytest.mark.slow
+
+IMAGE = str(EXAMPLES_DIR / "coffee.jpg")
+BOXES = [[170, 10, 420, 200], [80, 60, 490, 390], [320, 60, 430, 320]]
+SKIP = gr.skip()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hub_offline():
+    # A model proposer must fail at once here, not after minutes of download retries.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        yield
+
+
+def make_handlers(checkpoint: Path) -> Handlers:
+    pipeline = load(checkpoint, device="cpu")
+    return Handlers(Answerer(pipeline), Proposing("cpu"), load_examples())
+
+
+@pytest.fixture(scope="module")
+def answering(answering_checkpoint: Path) -> Handlers:
+    return make_handlers(answering_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def endless(endless_checkpoint: Path) -> Handlers:
+    return make_handlers(endless_checkpoint)
+
+
+def run(handlers: Handlers, value, task="OD_template", text="cup", regions=(), free="", limit=64):
+    request = gr.Request(session_hash="test-session")
+    return handlers.run(value, task, text, list(regions), free, limit, {}, None, request)
+
+
+def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers) -> None:
+    steps = list(run(answering, editor_value(IMAGE, BOXES)))
+    answer, reasoning, image, status, table, files = steps[-1]
+    assert "Done" in status and "fo1-done" in status
+    assert "red circle" in answer and answer.count("fo1-chip") == 2
+    assert image.shape == (400, 600, 3)
+    assert [row[:2] for row in table] == [[0, "red circle"], [2, "red circle"]]
+    assert [Path(f).name for f in files] == [
+        "fo1-answer.png",
+        "fo1-answer.json",
+        "fo1-coco.json",
+        "fo1-report.html",
+    ]
+    report = Path(files[3]).read_text()
+    assert report.count("data:image/jpeg;base64,") == 2
+    assert "http://" not in report and "https://" not in report and "<script" not in report
+    assert RIGGED_ANSWER.replace("<", "&lt;").replace(">", "&gt;") in report
+
+
+def test_stop_really_stops_the_worker(endless: Handlers) -> None:
+    stream = run(endless, editor_value(IMAGE, BOXES), limit=100_000)
+    next(stream)  # "Answering…"
+    next(stream)  # the first pieces
+    endless.stop(gr.Request(session_hash="test-session"))
+    *_, last = stream
+    status = last[3]
+    assert "Stopped by you" in status
+    tokens = int(status.split(" tokens")[0].split("·")[-1].split()[-1])
+    assert tokens < 5_000
+    assert not [t for t in threading.enumerate() if t.name == "fo1-generate" and t.is_alive()]
+
+
+def test_closing_the_stream_stops_the_worker(endless: Handlers) -> None:
+    stream = run(endless, editor_value(IMAGE, BOXES), limit=100_000)
+    next(stream)
+    next(stream)
+    stream.close()  # what Gradio does when a job is cancelled or the tab is closed
+    for thread in threading.enumerate():
+        if thread.name == "fo1-generate":
+            thread.join(timeout=10)
+            assert not thread.is_alive()
+
+
+@pytest.mark.parametrize(
+    ("value", "task", "text", "regions", "message"),
+    [
+        # no image uploaded
+        (None, "OD_template", "cup", (), "No image"),
+        # a region task with no boxes
+        (editor_value(IMAGE, []), "Brief_Region_Caption_template", "", (), "no boxes"),
+        # a region task with boxes but none picked
+        (editor_value(IMAGE, BOXES), "Region_OCR_template", "", (), "pick at least one region"),
+        # a detection task with nothing typed
+        (editor_value(IMAGE, BOXES), "OD_template", "  ", (), "needs input"),
+        # a picked region that was deleted since
+        (editor_value(IMAGE, BOXES[:1]), "Brief_Region_Caption_template", "", (2,), "region2"),
+    ],
+)
+def test_bad_input_is_a_visible_message(answering, value, task, text, regions, message) -> None:
+    steps = list(run(answering, value, task, text, regions))
+    assert len(steps) == 1
+    answer, reasoning, image, status, table, files = steps[0]
+    assert "fo1-error" in status and message in status
+    assert all(output == SKIP for output in (answer, reasoning, image, table, files))
+
+
+def test_broken_image_is_a_visible_message(answering: Handlers, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    (*_, status, _, _), *_ = list(run(answering, editor_value(str(broken), BOXES)))
+    assert "fo1-error" in status and "image" in status
+
+
+def test_failing_proposer_keeps_the_boxes(answering: Handlers) -> None:
+    value = editor_value(IMAGE, BOXES)
+    editor, masks, status, seconds = answering.propose(
+        value, "florence2", "", 0.1, 10, "replace", {}
+    )
+    assert editor == SKIP and masks == SKIP and seconds == SKIP
+    assert "fo1-error" in status and "could not be loaded" in status
+
+
+def test_offline_proposals_add_to_the_boxes(answering: Handlers) -> None:
+    value = editor_value(IMAGE, BOXES)
+    editor, _, status, seconds = answering.propose(value, "offline", "", 0.0, 5, "add", {})
+    labels = [box["label"] for box in editor["boxes"]]
+    assert labels == [f"#{i}" for i in range(len(BOXES) + 5)]
+    assert [[box[k] for k in ("xmin", "ymin", "xmax", "ymax")] for box in editor["boxes"][:3]] == (
+        BOXES
+    )
+    assert seconds > 0 and "5 proposals" in status
+
+
+def test_new_boxes_are_numbered_in_drawing_order(answering: Handlers) -> None:
+    value = editor_value(IMAGE, BOXES[:2])
+    # The editor puts a new box first, unnamed, in its own colour.
+    value["boxes"].insert(0, {**value["boxes"][1], "label": "", "color": (0, 0, 0), "xmin": 1})
+    editor, regions, insert, note = answering.boxes_changed(value)
+    assert [box["label"] for box in editor["boxes"]] == ["#0", "#1", "#2"]
+    assert editor["boxes"][2]["xmin"] == 1
+    assert regions["choices"] == [("#0", 0), ("#1", 1), ("#2", 2)]
+    assert note == "3 boxes"
+    # Already numbered: nothing is sent back, so a box being dragged is not interrupted.
+    assert answering.boxes_changed(editor)[0] == SKIP
+
+
+@pytest.mark.parametrize("index", range(len(load_examples())))
+def test_examples_load_with_numbered_boxes(answering: Handlers, index: int) -> None:
+    editor, task, *_ = answering.load_example(gr.SelectData(None, {"index": index, "value": None}))
+    example = load_examples()[index]
+    assert task == example.task
+    assert [box["label"] for box in editor["boxes"]] == [f"#{i}" for i in range(len(example.boxes))]

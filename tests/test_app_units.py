@@ -1,0 +1,206 @@
+"""Fast checks of the app's pure parts: answer HTML, box parsing and order, report, GPU sizing,
+examples, and the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import gradio as gr
+import numpy as np
+import pytest
+import supervision as sv
+from gradio.data_classes import FileData
+from gradio_image_annotation.image_annotator import AnnotatedImageData
+from PIL import Image
+
+from app import parse_args
+from fo1_core.answers import parse_answer, to_detections
+from fo1_core.errors import FO1Error
+from fo1_core.templates import FREE_PROMPT, TASKS
+from tests.browser.app_server import REPO
+from ui.answer_view import answer_html, reasoning_html, rich_text
+from ui.boxes import in_drawing_order, parse_boxes, region_hex
+from ui.editor import box_editor
+from ui.examples import EXAMPLES_DIR, load_examples
+from ui.gpu import MAX_SECONDS, duration_for, on_gpu
+from ui.report import Result, report_html
+
+
+@pytest.mark.parametrize(
+    ("text", "present", "absent"),
+    [
+        # a grounded group: bold label, chips in region colours, no raw tags
+        (
+            "<ground>cat</ground><objects><region0><region2></objects>",
+            ["<b>cat</b>", region_hex(0), region_hex(2), ">#2<"],
+            ["&lt;ground", "&lt;objects", "&lt;region"],
+        ),
+        # model text trying to inject HTML is escaped
+        ("<script>alert(1)</script><region1>", ["&lt;script&gt;", ">#1<"], ["<script>"]),
+        # a reference to a box that does not exist is shown greyed, not coloured
+        ("look at <region9>", ["fo1-missing", ">#9<"], [region_hex(9)]),
+        # quotes cannot break out of attributes
+        ('" onmouseover="x', ["&quot; onmouseover=&quot;x"], ['" onmouseover']),
+    ],
+)
+def test_rich_text(text: str, present: list[str], absent: list[str]) -> None:
+    rendered = rich_text(text, num_regions=3)
+    for piece in present:
+        assert piece in rendered
+    for piece in absent:
+        assert piece not in rendered
+
+
+def test_reasoning_is_shown_apart_from_the_answer() -> None:
+    answer = parse_answer("<think>see <region1></think><answer>it is <region0></answer>", 2)
+    assert "see" not in answer_html(answer, 2) and "it is" in answer_html(answer, 2)
+    assert "see" in reasoning_html(answer, 2) and region_hex(1) in reasoning_html(answer, 2)
+
+
+def test_reasoning_while_streaming() -> None:
+    answer = parse_answer("<think>still thinking about <region0>", 1)
+    assert "still thinking" in reasoning_html(answer, 1)
+    assert "still thinking" not in answer_html(answer, 1)
+
+
+@pytest.mark.parametrize(
+    ("raw", "boxes"),
+    [
+        ([[1, 2, 3, 4]], [[1.0, 2.0, 3.0, 4.0]]),  # a JSON list
+        ("[[1, 2, 3, 4.5]]", [[1.0, 2.0, 3.0, 4.5]]),  # its text
+        ("", []),  # nothing: no boxes
+        (None, []),  # nothing from a client
+        ({"boxes": [[1, 2, 3, 4]], "scores": [0.5]}, [[1.0, 2.0, 3.0, 4.0]]),  # /propose output
+    ],
+)
+def test_parse_boxes(raw, boxes) -> None:
+    assert parse_boxes(raw) == boxes
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("[[1, 2", "JSON list"),  # broken JSON
+        ({"a": 1}, "JSON list"),  # an object
+        ([[1, 2, 3]], "four numbers"),  # too short
+        ([[1, 2, 3, True]], "numbers only"),  # a boolean is not a coordinate
+        ("[[1, 2, 3, NaN]]", "finite"),  # NaN sneaks through JSON text
+    ],
+)
+def test_parse_boxes_rejects(raw, message: str) -> None:
+    with pytest.raises(FO1Error, match=message):
+        parse_boxes(raw)
+
+
+def box(label: str, x: int) -> dict:
+    return {"xmin": x, "ymin": 0, "xmax": x + 5, "ymax": 5, "label": label}
+
+
+@pytest.mark.parametrize(
+    ("labels", "order"),
+    [
+        (["#0", "#1"], [0, 1]),  # already in order
+        (["", "#0", "#1"], [1, 2, 0]),  # one new box, put first by the editor
+        (["", "", "#0"], [2, 1, 0]),  # two new boxes: the older one is further back
+        (["#2", "#0"], [1, 0]),  # a gap after a deletion keeps the relative order
+        (["a label", "#0"], [1, 0]),  # any other label counts as new
+    ],
+)
+def test_drawing_order(labels: list[str], order: list[int]) -> None:
+    entries = [box(label, i) for i, label in enumerate(labels)]
+    assert [entry["xmin"] for entry in in_drawing_order(entries)] == order
+
+
+@pytest.mark.parametrize(
+    ("boxes", "message"),
+    [
+        ([{"xmin": 1, "ymin": 1, "xmax": 5, "ymax": 5, "color": [1, 2, 3]}], "Boxes must"),
+        ([{"xmin": 1, "ymin": 1}], "Boxes must"),  # corners missing
+    ],
+)
+def test_editor_rejects_malformed_boxes_readably(boxes: list[dict], message: str) -> None:
+    payload = AnnotatedImageData(image=FileData(path=str(EXAMPLES_DIR / "coffee.jpg")), boxes=boxes)
+    with pytest.raises(gr.Error, match=message):
+        box_editor().preprocess(payload)
+
+
+def test_editor_rejects_a_broken_file_readably(tmp_path) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"nope")
+    with pytest.raises(gr.Error, match="not an image"):
+        box_editor().preprocess(AnnotatedImageData(image=FileData(path=str(broken))))
+
+
+def test_gpu_duration_fits_the_request() -> None:
+    assert duration_for(64) < duration_for(1024) < duration_for(4096) <= MAX_SECONDS
+    assert duration_for(10**6) == MAX_SECONDS
+
+
+def test_gpu_wrapper_is_a_no_op_off_spaces() -> None:
+    def work(n: int) -> int:
+        return n + 1
+
+    assert on_gpu(work)(1) == 2
+    assert on_gpu(work, max_new_tokens=lambda n: n) is work
+
+
+def test_report_is_one_offline_file() -> None:
+    image = np.zeros((20, 30, 3), dtype=np.uint8)
+    answer = parse_answer("<ground>a<script></ground><objects><region0></objects>", 1)
+    detections = to_detections(answer, np.array([[1, 2, 10, 12]]))
+    result = Result(
+        image, image, [[1, 2, 10, 12]], "Detection", "find <b>", answer, detections, "Done"
+    )
+    html = report_html(result)
+    assert html.count("<img") == 2 and html.count("data:image/jpeg;base64,") == 2
+    assert "<script" not in html and "http" not in html.replace("http-equiv", "")
+    assert "find &lt;b&gt;" in html
+
+
+def test_report_without_detections() -> None:
+    answer = parse_answer("nothing here", 0)
+    empty = to_detections(answer, np.zeros((0, 4)))
+    image = np.zeros((8, 8, 3), np.uint8)
+    result = Result(image, image, [], "Free prompt", "hi", answer, empty, "Done")
+    assert "nothing here" in report_html(result)
+    assert isinstance(empty, sv.Detections)
+
+
+def test_examples_are_valid_and_small() -> None:
+    examples = load_examples()
+    licences = (EXAMPLES_DIR / "README.md").read_text()
+    total = 0
+    for example in examples:
+        assert example.image.name in licences
+        assert example.task in TASKS or example.task == FREE_PROMPT
+        width, height = Image.open(example.image).size
+        for x1, y1, x2, y2 in example.boxes:
+            assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+        assert all(0 <= i < len(example.boxes) for i in example.regions)
+        total += example.image.stat().st_size
+    assert len(examples) >= 4 and total < 1_500_000
+    assert json.loads((EXAMPLES_DIR / "examples.json").read_text())
+
+
+def test_command_line_defaults() -> None:
+    args = parse_args([])
+    assert args.checkpoint == "omlab/VLM-FO1_Qwen2.5-VL-3B-v01"
+    assert (args.host, args.port, args.device) == ("127.0.0.1", 7860, None)
+
+
+@pytest.mark.slow
+def test_unreachable_hub_says_how_to_pass_a_local_folder() -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "app.py", "--port", "1"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "local folder" in done.stderr and "--checkpoint" in done.stderr

@@ -1,0 +1,5 @@
+"""The Gradio app: Blocks layout, handlers and API endpoints over `fo1_core` and `detect_tools`."""
+
+from ui.layout import Settings, app_css, build_app
+
+__all__ = ["Settings", "app_css", "build_app"]

@@ -1,0 +1,97 @@
+"""The answer as safe HTML: region references become chips in their box colour.
+
+Model output is untrusted text, so everything except the chips and group labels is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+import supervision as sv
+
+from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY, Answer
+from fo1_core.templates import (
+    ANSWER_CLOSE,
+    ANSWER_OPEN,
+    GROUND_CLOSE,
+    GROUND_OPEN,
+    OBJECTS_CLOSE,
+    OBJECTS_OPEN,
+    THINK_CLOSE,
+    THINK_OPEN,
+    region_token,
+)
+from ui.boxes import region_hex, region_label
+
+_HEAD, _TAIL = region_token(0).split("0")
+_GROUP_TAGS = (GROUND_OPEN, GROUND_CLOSE, OBJECTS_OPEN, OBJECTS_CLOSE)
+_PIECES = re.compile(
+    f"{re.escape(_HEAD)}(?P<index>\\d+){re.escape(_TAIL)}"
+    f"|(?P<tag>{'|'.join(map(re.escape, _GROUP_TAGS))})"
+)
+_SECTIONS = re.compile(
+    f"{re.escape(THINK_OPEN)}.*?(?:{re.escape(THINK_CLOSE)}|$)"
+    f"|{'|'.join(map(re.escape, (ANSWER_OPEN, ANSWER_CLOSE, THINK_CLOSE)))}",
+    re.DOTALL,
+)
+DETECTION_COLUMNS = ["region", "label", "x1", "y1", "x2", "y2"]
+
+
+def chip(index: int, known: bool = True) -> str:
+    """One region chip; a reference to a box that does not exist is greyed and struck through."""
+    if not known:
+        return f'<span class="fo1-chip fo1-missing" title="no such box">#{index}</span>'
+    colour = region_hex(index)
+    return f'<span class="fo1-chip" style="--chip:{colour}">{region_label(index)}</span>'
+
+
+def rich_text(text: str, num_regions: int) -> str:
+    """`text` escaped, with `<regionN>` as chips, grounded labels in bold, structure tags hidden."""
+    out, pos = [], 0
+    for match in _PIECES.finditer(text):
+        out.append(html.escape(text[pos : match.start()]))
+        pos = match.end()
+        if match.group("index") is not None:
+            index = int(match.group("index"))
+            out.append(chip(index, index < num_regions))
+        elif match.group("tag") == GROUND_OPEN:
+            out.append("<b>")
+        elif match.group("tag") == GROUND_CLOSE:
+            out.append("</b> ")
+        elif match.group("tag") == OBJECTS_CLOSE:
+            out.append(" ")
+    out.append(html.escape(text[pos:]))
+    return "".join(out).strip().replace("\n", "<br>")
+
+
+def answer_html(answer: Answer, num_regions: int) -> str:
+    """The answer without its reasoning (shown separately), as HTML."""
+    body = answer.final if answer.final is not None else _SECTIONS.sub("", answer.display)
+    rendered = rich_text(body, num_regions)
+    return f'<div class="fo1-answer">{rendered or "<i>…</i>"}</div>'
+
+
+def reasoning_html(answer: Answer, num_regions: int) -> str:
+    if not answer.thinking:
+        return '<div class="fo1-reasoning"><i>No reasoning in this answer.</i></div>'
+    return f'<div class="fo1-reasoning">{rich_text(answer.thinking, num_regions)}</div>'
+
+
+def detection_rows(detections: sv.Detections) -> list[list[object]]:
+    labels = detections.data.get(CLASS_NAME_KEY, [""] * len(detections))
+    return [
+        [int(index), str(label), *(round(float(v), 1) for v in box)]
+        for index, label, box in zip(
+            detections.data[REGION_INDEX_KEY], labels, detections.xyxy, strict=True
+        )
+    ]
+
+
+CHIP_CSS = """
+.fo1-chip { display: inline-block; padding: 0 0.45em; margin: 0 0.1em; border-radius: 0.6em;
+  background: var(--chip); color: #fff; font-weight: 600; font-size: 0.9em;
+  text-shadow: 0 0 2px #000; }
+.fo1-chip.fo1-missing { background: #999; text-decoration: line-through; }
+.fo1-answer { font-size: 1.05em; line-height: 1.7; min-height: 2em; }
+"""

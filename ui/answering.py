@@ -1,0 +1,138 @@
+"""One question from the UI or the API: validate, stream on the GPU, parse and redraw as it goes.
+
+The pipeline's token stream is re-parsed after every piece; the result image is redrawn only when
+a grounded group completes, which is the only time it changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import supervision as sv
+from PIL import Image
+
+from fo1_core.answers import Answer, parse_answer, to_detections
+from fo1_core.errors import FO1Error
+from fo1_core.processing import open_image
+from fo1_core.prompting import region_list_text
+from fo1_core.render import draw_answer
+from fo1_core.session import FO1Pipeline, Generation, Request
+from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind
+from ui.boxes import Box
+from ui.gpu import ON_ZERO_GPU, on_gpu
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Question:
+    image: str | Image.Image | None  # a path as the box editor and the API hand it over
+    boxes: list[Box]
+    task: str
+    text: str = ""  # categories / expression / question, or the free prompt
+    regions: tuple[int, ...] = ()  # picked regions, for region tasks
+    masks: np.ndarray | None = None  # (N, H, W) proposer masks aligned with `boxes`, for drawing
+
+
+@dataclass
+class Step:
+    answer: Answer
+    detections: sv.Detections
+    image: np.ndarray | None  # a new drawing when the grounded groups changed, else None
+    tokens: int
+    generation: Generation | None = None  # on the last step only
+
+
+def task_label(task: str) -> str:
+    return "Free prompt" if task == FREE_PROMPT else TASKS[task].label if task in TASKS else task
+
+
+def fill_text(question: Question) -> str:
+    """The template fill: picked regions for region tasks, else the typed text."""
+    template = TASKS.get(question.task)
+    if template is not None and template.fill is FillKind.REGIONS:
+        if not question.boxes:
+            raise FO1Error(
+                f"The task '{template.label}' asks about regions, but there are no boxes: "
+                "draw boxes on the image or propose some first."
+            )
+        if question.regions:
+            return region_list_text(sorted(set(question.regions)))
+        return question.text
+    return question.text
+
+
+def open_for_drawing(image: str | Image.Image) -> np.ndarray:
+    return np.asarray(open_image(image))
+
+
+class Answerer:
+    """Runs questions on one pipeline; `stream` is the only part that needs the GPU."""
+
+    def __init__(self, pipeline: FO1Pipeline) -> None:
+        self.pipeline = pipeline
+        self._stream_on_gpu = on_gpu(self._stream, max_new_tokens=lambda _r, limit, _c: limit)
+
+    def prepare(self, question: Question) -> Request:
+        """Checks and preprocesses a question; raises `FO1Error` with a message for the user."""
+        return self.pipeline.prepare(
+            question.image, question.boxes, question.task, fill_text(question)
+        )
+
+    def _stream(
+        self, request: Request, max_new_tokens: int, cancel: threading.Event | None
+    ) -> Iterator[str | Generation]:
+        yield from self.pipeline.stream(request, max_new_tokens, cancel)
+
+    def steps(
+        self,
+        question: Question,
+        request: Request,
+        max_new_tokens: int,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Step]:
+        """Parsed answers as tokens arrive; the last step carries the `Generation`."""
+        picture = open_for_drawing(question.image)
+        boxes = np.asarray(question.boxes[:MAX_REGIONS], dtype=np.float32).reshape(-1, 4)
+        masks = None if question.masks is None else question.masks[:MAX_REGIONS]
+        text, tokens, drawn_groups = "", 0, None
+        # On ZeroGPU, Stop cancels the job instead (see `ui.layout`).
+        shared_cancel = None if ON_ZERO_GPU else cancel
+        for event in self._stream_on_gpu(request, max_new_tokens, shared_cancel):
+            if isinstance(event, Generation):
+                text = event.text
+            else:
+                text += event
+                tokens += 1
+            answer = parse_answer(text, len(boxes))
+            detections = to_detections(answer, boxes, masks)
+            image = None
+            if answer.groups != drawn_groups or isinstance(event, Generation):
+                drawn_groups = answer.groups
+                image = draw_answer(picture, detections)
+            final = event if isinstance(event, Generation) else None
+            tokens = len(final.token_ids) if final else tokens
+            yield Step(answer, detections, image, tokens, final)
+
+
+def status_line(generation: Generation, num_boxes: int, proposals_s: float | None) -> str:
+    """`stopped by you · 12 boxes · proposals 1.2 s · first token 0.31 s · 45 tokens/s …`."""
+    timings = generation.timings
+    reason = {
+        "eos": "Done",
+        "cancelled": "Stopped by you",
+        "max_new_tokens": "Stopped at the token limit",
+    }.get(generation.stop_reason, generation.stop_reason)
+    parts = [reason, f"{len(generation.token_ids)} tokens", f"{num_boxes} boxes"]
+    if proposals_s is not None:
+        parts.append(f"proposals {proposals_s:.2f} s")
+    parts += [
+        f"first token {timings.get('first_token_s', 0.0):.2f} s",
+        f"{timings.get('decode_tokens_per_s', 0.0):.0f} tokens/s",
+        f"total {timings.get('total_s', 0.0):.2f} s",
+    ]
+    return " · ".join(parts)

@@ -1,0 +1,65 @@
+"""The named API endpoints `/propose` and `/answer`, for `gradio_client` and scripts.
+
+Errors raise `gr.Error` with the same user-facing message the UI shows; the client receives it
+as the exception text.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import gradio as gr
+import numpy as np
+
+from detect_tools import ProposerError
+from fo1_core.errors import FO1Error
+from fo1_core.export import to_json
+from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
+from ui.answering import Answerer, Question
+from ui.boxes import parse_boxes
+from ui.proposing import Proposing
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Api:
+    answerer: Answerer
+    proposing: Proposing
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+
+    def propose(
+        self,
+        image: str | None,
+        proposer: str,
+        text: str | None,
+        threshold: float | None,
+        max_boxes: float | None,
+    ) -> dict:
+        """Boxes proposed for `image`: `{"boxes": [[x1, y1, x2, y2], …], "scores", "labels"}`."""
+        try:
+            count = 100 if max_boxes is None else int(max_boxes)
+            found = self.proposing.propose(image, proposer, text, threshold, count)
+        except (ProposerError, FO1Error, TypeError) as error:
+            raise gr.Error(str(error)) from error
+        return found.as_json(proposer)
+
+    def answer(
+        self, image: str | None, boxes: object, task: str, text: str | None
+    ) -> tuple[np.ndarray, str, dict]:
+        """(annotated image, raw answer text, detections as JSON) for one question."""
+        try:
+            question = Question(image=image, boxes=parse_boxes(boxes), task=task, text=text or "")
+            request = self.answerer.prepare(question)
+            *_, last = self.answerer.steps(question, request, self.max_new_tokens)
+        except FO1Error as error:
+            raise gr.Error(str(error)) from error
+        except Exception as error:
+            logger.exception("The /answer endpoint failed")
+            raise gr.Error(f"Generation failed ({type(error).__name__}: {error}).") from error
+        document = to_json(last.answer, last.detections)
+        document["stop_reason"] = last.generation.stop_reason
+        document["timings"] = last.generation.timings
+        document["warnings"] = [*last.generation.notices, *last.answer.warnings]
+        return last.image, last.answer.text, document

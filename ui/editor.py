@@ -1,0 +1,47 @@
+"""The box editor: `gradio_image_annotation` with bad uploads turned into a readable message.
+
+The stock component raises from its preprocessing (a file that is not an image, a box colour in
+the wrong form from a client), which Gradio shows as a long error naming server paths. The
+component's `preprocess` is wrapped once, on its class, because the two cleaner routes fail:
+a subclass makes Gradio write a `.pyi` stub into this package on every import, and a wrapper on
+the instance is lost when Gradio copies components into each session's state.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+from gradio_image_annotation import image_annotator
+from PIL import Image, UnidentifiedImageError
+
+
+def readable_errors(preprocess: Callable) -> Callable:
+    @functools.wraps(preprocess)
+    def checked(self, payload):
+        try:
+            return preprocess(self, payload)
+        except Image.DecompressionBombError as error:
+            raise gr.Error(f"The image is too large to open safely ({error}).") from error
+        except (UnidentifiedImageError, OSError) as error:
+            raise gr.Error(
+                "The file is not an image this app can read: upload a JPEG, PNG or WebP."
+            ) from error
+        except (KeyError, TypeError, ValueError) as error:
+            raise gr.Error(
+                'Boxes must be {"xmin", "ymin", "xmax", "ymax"} numbers with an optional '
+                '"label" and a "color" like "rgb(255, 0, 0)".'
+            ) from error
+
+    checked.readable = True
+    return checked
+
+
+if not getattr(image_annotator.preprocess, "readable", False):
+    image_annotator.preprocess = readable_errors(image_annotator.preprocess)
+
+
+def box_editor(**options: Any) -> image_annotator:
+    return image_annotator(**options)

@@ -1,0 +1,270 @@
+"""Event handlers of the Blocks UI. Each turns errors into a visible message and leaves the
+user's image and boxes untouched (`gr.skip()`), so no input ever ends in a dead UI."""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import gradio as gr
+
+from detect_tools import ProposerError
+from fo1_core.errors import FO1Error
+from fo1_core.render import draw_proposals
+from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, region_token
+from ui.answer_view import answer_html, detection_rows, reasoning_html
+from ui.answering import Answerer, Question, open_for_drawing, status_line, task_label
+from ui.boxes import (
+    boxes_of,
+    editor_value,
+    image_of,
+    is_being_drawn,
+    needs_relabel,
+    region_label,
+)
+from ui.examples import Example
+from ui.proposing import MaskStore, Proposing, box_key, masks_for
+from ui.report import Result, write_downloads
+
+logger = logging.getLogger(__name__)
+
+STREAM_INTERVAL_S = 0.05
+"""At most ~20 UI updates a second: each is a websocket message and a browser re-render."""
+
+TEXT_INPUTS = {
+    "OD_template": ("Categories", "e.g. person, red cup, dog"),
+    "OD_Counting_template": ("What to count", "e.g. apples"),
+    "REC_template": ("Referring expression", "e.g. the man in the blue shirt"),
+    "Viusal_Region_Reasoning_template": ("Question", "e.g. Which of these can I eat?"),
+}
+
+
+def status_html(message: str, kind: str = "info") -> str:
+    return f'<div class="fo1-status fo1-{kind}">{html.escape(message)}</div>'
+
+
+def error_html(message: str) -> str:
+    return status_html(message, "error")
+
+
+@dataclass
+class Handlers:
+    answerer: Answerer
+    proposing: Proposing
+    examples: list[Example]
+
+    def __post_init__(self) -> None:
+        self._cancels: dict[str, threading.Event] = {}
+
+    # Boxes ---------------------------------------------------------------------------------
+
+    def boxes_changed(self, value: dict | None):
+        """Renumbers boxes (`#i` in region colours) and refreshes every region picker."""
+        boxes = boxes_of(value)
+        choices = [(region_label(i), i) for i in range(min(len(boxes), MAX_REGIONS))]
+        note = f"{len(boxes)} boxes" if boxes else "No boxes yet: drag on the image to draw one."
+        if len(boxes) > MAX_REGIONS:
+            note += f" — the model takes {MAX_REGIONS}; boxes from #{MAX_REGIONS} on are ignored."
+        relabel = needs_relabel(value) and not is_being_drawn(value)
+        relabelled = editor_value(image_of(value), boxes) if relabel else gr.skip()
+        return (
+            relabelled,
+            gr.update(choices=choices),
+            gr.update(choices=choices, value=None),
+            note,
+        )
+
+    @staticmethod
+    def image_uploaded(value: dict | None):
+        if image_of(value) is None:
+            return gr.skip(), {}, None
+        return editor_value(image_of(value), boxes_of(value)), {}, None
+
+    def clear_boxes(self, value: dict | None):
+        if image_of(value) is None:
+            return gr.skip(), {}
+        return editor_value(image_of(value), []), {}
+
+    def propose(
+        self,
+        value: dict | None,
+        proposer: str,
+        text: str,
+        threshold: float,
+        max_count: float,
+        mode: str,
+        masks: MaskStore,
+    ):
+        """Adds the proposals to the boxes (or replaces them); masks are kept for drawing."""
+        try:
+            found = self.proposing.propose(image_of(value), proposer, text, threshold, max_count)
+        except (ProposerError, FO1Error) as error:
+            return gr.skip(), gr.skip(), error_html(str(error)), gr.skip()
+        except Exception as error:
+            logger.exception("Proposer %s failed", proposer)
+            return gr.skip(), gr.skip(), error_html(f"The proposer failed: {error}"), gr.skip()
+        keep = boxes_of(value) if mode == "add" else []
+        masks = dict(masks) if mode == "add" else {}
+        if found.masks is not None:
+            masks.update({box_key(b): m for b, m in zip(found.boxes, found.masks, strict=True)})
+        boxes = keep + found.boxes
+        message = f"{len(found.boxes)} proposals in {found.seconds:.2f} s; {len(boxes)} boxes now."
+        if len(boxes) > MAX_REGIONS:
+            message += f" Only the first {MAX_REGIONS} go to the model."
+        return editor_value(image_of(value), boxes), masks, status_html(message), found.seconds
+
+    def proposer_changed(self, name: str):
+        try:
+            proposer = self.proposing.proposer(name)
+        except ProposerError as error:
+            return gr.skip(), gr.skip(), error_html(str(error))
+        text = gr.update(
+            visible=proposer.needs_text, label="What to find (required)", interactive=True
+        )
+        return gr.update(value=proposer.default_threshold), text, ""
+
+    # Tasks ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def task_changed(task: str):
+        fill = TASKS[task].fill if task in TASKS else None
+        label, placeholder = TEXT_INPUTS.get(task, ("Text", ""))
+        return (
+            gr.update(visible=fill is FillKind.TEXT, label=label, placeholder=placeholder),
+            gr.update(visible=fill is FillKind.REGIONS),
+            gr.update(visible=task == FREE_PROMPT),
+        )
+
+    @staticmethod
+    def insert_region(prompt: str, index: int | None):
+        if index is None:
+            return gr.skip(), gr.skip()
+        spacer = "" if not prompt or prompt.endswith(" ") else " "
+        return f"{prompt or ''}{spacer}{region_token(int(index))} ", gr.update(value=None)
+
+    def load_example(self, event: gr.SelectData):
+        example = self.examples[event.index]
+        free = example.text if example.task == FREE_PROMPT else gr.skip()
+        text = example.text if example.task != FREE_PROMPT else gr.skip()
+        return (
+            editor_value(str(example.image), example.boxes),
+            example.task,
+            text,
+            list(example.regions),
+            free,
+            {},
+            None,
+        )
+
+    # Answering -----------------------------------------------------------------------------
+
+    def stop(self, request: gr.Request) -> None:
+        event = self._cancels.get(request.session_hash)
+        if event is not None:
+            event.set()
+
+    def run(
+        self,
+        value: dict | None,
+        task: str,
+        text: str,
+        regions: list[int] | None,
+        free_text: str,
+        max_new_tokens: float,
+        masks: MaskStore,
+        proposals_s: float | None,
+        request: gr.Request,
+    ) -> Iterator[tuple]:
+        """Streams (answer, reasoning, result image, status, table, downloads)."""
+        boxes = boxes_of(value)
+        question = Question(
+            image=image_of(value),
+            boxes=boxes,
+            task=task,
+            text=free_text if task == FREE_PROMPT else text,
+            regions=tuple(regions or ()),
+            masks=masks_for(boxes, masks or {}),
+        )
+        try:
+            prepared = self.answerer.prepare(question)
+        except FO1Error as error:
+            yield (gr.skip(), gr.skip(), gr.skip(), error_html(str(error)), gr.skip(), gr.skip())
+            return
+        cancel = threading.Event()
+        self._cancels[request.session_hash] = cancel
+        notices = " ".join(prepared.notices)
+        yield (
+            answer_html_placeholder(),
+            reasoning_placeholder(),
+            None,
+            status_html(f"Answering… {notices}".strip()),
+            [],
+            None,
+        )
+        try:
+            yield from self._stream(question, prepared, int(max_new_tokens), cancel, proposals_s)
+        except FO1Error as error:
+            yield (gr.skip(), gr.skip(), gr.skip(), error_html(str(error)), gr.skip(), gr.skip())
+        except Exception as error:
+            logger.exception("Generation failed")
+            message = f"Generation failed ({type(error).__name__}: {error})."
+            yield (gr.skip(), gr.skip(), gr.skip(), error_html(message), gr.skip(), gr.skip())
+        finally:
+            # A closed stream (Stop on ZeroGPU, a closed tab) must also end the worker thread.
+            cancel.set()
+            if self._cancels.get(request.session_hash) is cancel:
+                del self._cancels[request.session_hash]
+
+    def _stream(self, question, prepared, max_new_tokens, cancel, proposals_s) -> Iterator[tuple]:
+        num = min(len(question.boxes), MAX_REGIONS)
+        last = 0.0
+        image = None
+        for step in self.answerer.steps(question, prepared, max_new_tokens, cancel):
+            image = step.image if step.image is not None else image
+            if step.generation is None:
+                if step.image is None and time.perf_counter() - last < STREAM_INTERVAL_S:
+                    continue
+                last = time.perf_counter()
+                yield (
+                    answer_html(step.answer, num),
+                    reasoning_html(step.answer, num),
+                    step.image if step.image is not None else gr.skip(),
+                    status_html(f"Answering… {step.tokens} tokens"),
+                    gr.skip(),
+                    gr.skip(),
+                )
+                continue
+            status = status_line(step.generation, len(question.boxes), proposals_s)
+            warnings = " ".join([*step.generation.notices, *step.answer.warnings])
+            result = Result(
+                image=image,
+                boxes_image=draw_proposals(open_for_drawing(question.image), question.boxes),
+                boxes=question.boxes,
+                task_label=task_label(question.task),
+                prompt=prepared.user_text,
+                answer=step.answer,
+                detections=step.detections,
+                status=status,
+            )
+            files = write_downloads(result)
+            kind = "warning" if warnings else "done"
+            yield (
+                answer_html(step.answer, num),
+                reasoning_html(step.answer, num),
+                image,
+                status_html(f"{status}. {warnings}".strip(), kind),
+                detection_rows(step.detections),
+                [files.image, files.json, files.coco, files.report],
+            )
+
+
+def answer_html_placeholder() -> str:
+    return '<div class="fo1-answer"><i>…</i></div>'
+
+
+def reasoning_placeholder() -> str:
+    return '<div class="fo1-reasoning"><i>…</i></div>'

@@ -1,0 +1,272 @@
+"""The Blocks layout and its event wiring; behaviour lives in `ui.handlers` and `ui.api`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import gradio as gr
+
+from fo1_core.session import FO1Pipeline
+from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, MAX_REGIONS, TASKS
+from ui.answer_view import CHIP_CSS, DETECTION_COLUMNS
+from ui.answering import Answerer
+from ui.api import Api
+from ui.boxes import region_hex
+from ui.editor import box_editor
+from ui.examples import load_examples
+from ui.gpu import ON_ZERO_GPU
+from ui.handlers import Handlers
+from ui.proposing import Proposing
+
+GPU = "gpu"
+"""One concurrency group for everything that runs a model: they share one GPU."""
+
+INTRO = """# VLM-FO1: ask about regions
+Draw boxes on the image (or propose them), pick a task, and the model answers by naming boxes.
+Each box is a region `#i` in the order drawn; drag to move, drag a corner to resize, select and
+press **Delete** (or the bin button) to remove."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    token_limit: int = 4096
+    concurrency: int = 1
+    device: str | None = None  # for proposers; None picks CUDA when available
+    default_proposer: str = "offline"
+
+
+def app_css() -> str:
+    """Style sheet for `launch(css=...)` (Gradio 6 takes it there, not in `Blocks`)."""
+    # Region picker swatches in the same colours as the boxes and chips.
+    swatches = "\n".join(
+        f"#fo1-regions label:nth-of-type({i + 1}) {{ border-left: 0.7em solid {region_hex(i)}; }}"
+        for i in range(MAX_REGIONS)
+    )
+    return f"""{CHIP_CSS}
+{swatches}
+.fo1-status {{ padding: 0.3em 0.6em; border-radius: 0.4em; }}
+.fo1-error {{ background: #fde2e1; color: #8a1c12; font-weight: 600; }}
+.fo1-warning {{ background: #fff4d6; color: #6b4e00; }}
+.fo1-done {{ background: #e3f6e5; color: #1d5a24; }}
+#fo1-answer .fo1-answer {{ max-height: 20em; overflow-y: auto; }}
+"""
+
+
+def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blocks:
+    settings = settings or Settings()
+    answerer = Answerer(pipeline)
+    proposing = Proposing(settings.device)
+    examples = load_examples()
+    handlers = Handlers(answerer, proposing, examples)
+    api = Api(answerer, proposing, settings.max_new_tokens)
+    task_choices = [(t.label, name) for name, t in TASKS.items()] + [("Free prompt", FREE_PROMPT)]
+    proposer_names = [name for _, name in proposing.choices()]
+    default_proposer = (
+        settings.default_proposer if settings.default_proposer in proposer_names else None
+    )
+
+    with gr.Blocks(title="VLM-FO1 demo") as demo:
+        gr.Markdown(INTRO)
+        masks = gr.State({})
+        proposals_s = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=3):
+                editor = box_editor(
+                    label="Image and boxes",
+                    image_type="filepath",
+                    disable_edit_boxes=True,
+                    show_remove_button=True,
+                    show_clear_button=True,
+                    box_min_size=4,
+                    boxes_alpha=0.2,
+                    sources=["upload", "clipboard"],
+                    elem_id="fo1-editor",
+                )
+                with gr.Row():
+                    box_note = gr.Markdown("No image yet.", elem_id="fo1-box-note")
+                    clear = gr.Button("Clear boxes", size="sm", scale=0)
+                with gr.Accordion("Propose boxes", open=False):
+                    proposer = gr.Dropdown(
+                        proposing.choices(), value=default_proposer, label="Proposer"
+                    )
+                    proposer_text = gr.Textbox(label="What to find", visible=False)
+                    with gr.Row():
+                        threshold = gr.Slider(0, 1, value=0.0, step=0.01, label="Score threshold")
+                        max_count = gr.Slider(
+                            1,
+                            MAX_REGIONS,
+                            value=30,
+                            step=1,
+                            label="At most",
+                            elem_id="fo1-max-count",
+                        )
+                    mode = gr.Radio(
+                        [("Add to my boxes", "add"), ("Replace my boxes", "replace")],
+                        value="replace",
+                        label="Proposals",
+                    )
+                    propose = gr.Button("Propose", elem_id="fo1-propose")
+                gallery = gr.Gallery(
+                    [(str(e.image), e.title) for e in examples],
+                    label="Examples (click to load)",
+                    columns=4,
+                    height=180,
+                    allow_preview=False,
+                    elem_id="fo1-gallery",
+                )
+            with gr.Column(scale=2):
+                task = gr.Dropdown(task_choices, value="OD_template", label="Task")
+                text = gr.Textbox(label="Categories", placeholder="e.g. person, red cup, dog")
+                regions = gr.CheckboxGroup(
+                    [], label="Regions to ask about", visible=False, elem_id="fo1-regions"
+                )
+                with gr.Group(visible=False) as free_group:
+                    free_text = gr.Textbox(label="Prompt", lines=3, elem_id="fo1-free")
+                    insert = gr.Dropdown([], label="Insert a region reference", value=None)
+                max_new_tokens = gr.Slider(
+                    16,
+                    settings.token_limit,
+                    value=settings.max_new_tokens,
+                    step=16,
+                    label="Max new tokens",
+                    elem_id="fo1-max-tokens",
+                )
+                with gr.Row():
+                    run = gr.Button("Run", variant="primary", elem_id="fo1-run")
+                    stop = gr.Button("Stop", variant="stop", elem_id="fo1-stop")
+                status = gr.HTML(elem_id="fo1-status")
+                answer = gr.HTML(label="Answer", elem_id="fo1-answer")
+                with gr.Accordion("Reasoning", open=False):
+                    reasoning = gr.HTML(elem_id="fo1-reasoning")
+        with gr.Row():
+            result = gr.Image(label="Result", type="numpy", interactive=False, elem_id="fo1-result")
+            with gr.Column():
+                table = gr.Dataframe(
+                    headers=DETECTION_COLUMNS, label="Detections", interactive=False
+                )
+                downloads = gr.File(
+                    label="Downloads (image, JSON, COCO, HTML report)",
+                    file_count="multiple",
+                    interactive=False,
+                )
+                if ON_ZERO_GPU or _on_spaces():
+                    gr.DeepLinkButton()
+
+        editor.change(
+            handlers.boxes_changed,
+            editor,
+            [editor, regions, insert, box_note],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
+        # A new image: show the file the server decoded (EXIF rotation applied), so the boxes
+        # drawn on screen and the pixels the model sees share one coordinate system.
+        editor.upload(
+            handlers.image_uploaded,
+            editor,
+            [editor, masks, proposals_s],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
+        clear.click(handlers.clear_boxes, editor, [editor, masks], api_visibility="private")
+        proposer.change(
+            handlers.proposer_changed,
+            proposer,
+            [threshold, proposer_text, status],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
+        demo.load(
+            handlers.proposer_changed,
+            proposer,
+            [threshold, proposer_text, status],
+            api_visibility="private",
+        )
+        propose.click(
+            handlers.propose,
+            [editor, proposer, proposer_text, threshold, max_count, mode, masks],
+            [editor, masks, status, proposals_s],
+            api_name="ui_propose",
+            api_visibility="private",
+            concurrency_id=GPU,
+            concurrency_limit=settings.concurrency,
+        )
+        task.change(
+            handlers.task_changed,
+            task,
+            [text, regions, free_group],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
+        insert.select(
+            handlers.insert_region,
+            [free_text, insert],
+            [free_text, insert],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
+        gallery.select(
+            handlers.load_example,
+            None,
+            [editor, task, text, regions, free_text, masks, proposals_s],
+            api_visibility="private",
+        )
+        answering = run.click(
+            handlers.run,
+            [editor, task, text, regions, free_text, max_new_tokens, masks, proposals_s],
+            [answer, reasoning, result, status, table, downloads],
+            api_visibility="private",
+            concurrency_id=GPU,
+            concurrency_limit=settings.concurrency,
+        )
+        # Off ZeroGPU the stop event ends generation cleanly (the partial answer is kept and
+        # drawn); on ZeroGPU the stream runs in another process, so the job is cancelled too.
+        stop.click(
+            handlers.stop,
+            None,
+            None,
+            api_visibility="private",
+            concurrency_limit=None,
+            cancels=[answering] if ON_ZERO_GPU else None,
+        )
+        _api_endpoints(api, proposer_names, settings)
+    return demo
+
+
+def _on_spaces() -> bool:
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> None:
+    """Hidden components whose only purpose is to type the `/propose` and `/answer` endpoints."""
+    with gr.Group(visible=False):
+        image = gr.Image(type="filepath", label="image")
+        proposer = gr.Dropdown(proposer_names, label="proposer", allow_custom_value=True)
+        text = gr.Textbox(label="text")
+        threshold = gr.Number(label="threshold", value=None)
+        max_boxes = gr.Number(label="max_boxes", value=30, precision=0)
+        proposals = gr.JSON(label="boxes")
+        boxes = gr.JSON(label="boxes")
+        task = gr.Textbox(label="task")
+        annotated = gr.Image(type="numpy", label="annotated image")
+        raw = gr.Textbox(label="answer text")
+        detections = gr.JSON(label="detections")
+        propose, answer = gr.Button(), gr.Button()
+    propose.click(
+        api.propose,
+        [image, proposer, text, threshold, max_boxes],
+        proposals,
+        api_name="propose",
+        concurrency_id=GPU,
+        concurrency_limit=settings.concurrency,
+    )
+    answer.click(
+        api.answer,
+        [image, boxes, task, text],
+        [annotated, raw, detections],
+        api_name="answer",
+        concurrency_id=GPU,
+        concurrency_limit=settings.concurrency,
+    )

@@ -1,0 +1,124 @@
+"""Box proposals for the UI and the API, through `detect_tools`' registry.
+
+Masks (SAM3) are kept per box, keyed by the box's pixel corners: the box editor knows nothing of
+masks, so a box the user has not moved finds its mask again by its corners.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+import detect_tools
+from detect_tools import ProposalOptions, ProposerError
+from ui.boxes import Box
+from ui.gpu import on_gpu
+
+MaskStore = dict[tuple[int, int, int, int], np.ndarray]
+
+
+@dataclass
+class Proposals:
+    boxes: list[Box]
+    scores: list[float]
+    labels: list[str]
+    masks: np.ndarray | None  # (N, H, W) bool, or None when the proposer gives no masks
+    seconds: float
+
+    def as_json(self, proposer: str) -> dict:
+        return {
+            "proposer": proposer,
+            "count": len(self.boxes),
+            "boxes": self.boxes,
+            "scores": self.scores,
+            "labels": self.labels,
+            "has_masks": self.masks is not None,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def box_key(box: Box) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = (round(v) for v in box)
+    return x1, y1, x2, y2
+
+
+def open_image(source: str | Image.Image | None) -> Image.Image:
+    if source is None:
+        raise ProposerError("No image: upload an image first.")
+    if isinstance(source, Image.Image):
+        return ImageOps.exif_transpose(source)
+    try:
+        with Image.open(source) as image:
+            return ImageOps.exif_transpose(image).convert("RGB")
+    except Image.DecompressionBombError as error:
+        raise ProposerError(f"The image is too large to open safely ({error}).") from error
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise ProposerError(f"The file is not an image this app can read ({error}).") from error
+
+
+class Proposing:
+    """Runs any registered proposer; model proposers load on first use and may fail visibly."""
+
+    def __init__(self, device: str | None = None) -> None:
+        self.device = device
+        self._propose_on_gpu = on_gpu(self._propose)
+
+    @staticmethod
+    def choices() -> list[tuple[str, str]]:
+        return [(label, name) for name, label in detect_tools.available().items()]
+
+    def proposer(self, name: str) -> detect_tools.Proposer:
+        try:
+            return detect_tools.get(name, device=self.device)
+        except ProposerError:
+            raise
+        except Exception as error:  # a constructor may check its environment
+            raise ProposerError(f"The proposer {name!r} cannot start here ({error}).") from error
+
+    def _propose(
+        self, name: str, image: Image.Image, text: str | None, options: ProposalOptions
+    ) -> Proposals:
+        start = time.perf_counter()
+        detections = self.proposer(name).propose(image, text, options)
+        labels = detections.data.get("class_name")
+        return Proposals(
+            boxes=[[round(float(v), 1) for v in box] for box in detections.xyxy],
+            scores=[round(float(s), 4) for s in detections.confidence],
+            labels=[str(label) for label in labels]
+            if labels is not None
+            else [""] * len(detections),
+            masks=None if detections.mask is None else detections.mask.astype(bool),
+            seconds=time.perf_counter() - start,
+        )
+
+    def propose(
+        self,
+        image: str | Image.Image | None,
+        name: str,
+        text: str | None,
+        threshold: float | None,
+        max_count: int,
+    ) -> Proposals:
+        """Raises `ProposerError` with a message for the user on every failure it can name."""
+        picture = open_image(image)
+        options = ProposalOptions(threshold=threshold, max_count=int(max_count))
+        try:
+            return self._propose_on_gpu(name, picture, text, options)
+        except (ProposerError, MemoryError):
+            raise
+        except Exception as error:  # a model that loads but cannot run: still the user's notice
+            message = f"The proposer {name!r} failed ({type(error).__name__}: {error})."
+            raise ProposerError(message) from error
+
+
+def masks_for(boxes: list[Box], store: MaskStore) -> np.ndarray | None:
+    """(N, H, W) masks aligned with `boxes`, empty where a box has none; None without any."""
+    found = [store.get(box_key(box)) for box in boxes]
+    shapes = {mask.shape for mask in found if mask is not None}
+    if len(shapes) != 1:  # none, or masks from another image
+        return None
+    shape = shapes.pop()
+    return np.stack([mask if mask is not None else np.zeros(shape, bool) for mask in found])

@@ -1,0 +1,131 @@
+"""Files a user takes away: annotated image, JSON, COCO results and a one-file HTML report.
+
+The report embeds the image as a data URI and carries no scripts or external links, so it opens
+offline and is safe to mail around.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import supervision as sv
+from PIL import Image
+
+from fo1_core.answers import CLASS_NAME_KEY, Answer
+from fo1_core.export import coco_categories, to_coco_results, to_json
+from ui.answer_view import (
+    CHIP_CSS,
+    DETECTION_COLUMNS,
+    answer_html,
+    chip,
+    detection_rows,
+    reasoning_html,
+)
+from ui.boxes import Box
+
+
+@dataclass
+class Result:
+    """One finished question, everything the downloads need."""
+
+    image: np.ndarray  # the annotated image, RGB
+    boxes_image: np.ndarray  # every box with its index, as the question saw them
+    boxes: list[Box]
+    task_label: str
+    prompt: str
+    answer: Answer
+    detections: sv.Detections
+    status: str
+
+
+@dataclass
+class Downloads:
+    image: str
+    json: str
+    coco: str
+    report: str
+
+
+def write_downloads(result: Result) -> Downloads:
+    """Writes the four files to a fresh temporary folder (Gradio serves them from there)."""
+    folder = Path(tempfile.mkdtemp(prefix="fo1-"))
+    image_path = folder / "fo1-answer.png"
+    Image.fromarray(result.image).save(image_path)
+    document = to_json(result.answer, result.detections)
+    document["boxes"] = result.boxes
+    document["prompt"] = result.prompt
+    json_path = folder / "fo1-answer.json"
+    json_path.write_text(json.dumps(document, indent=2))
+    categories = coco_categories(document_labels(result.detections))
+    coco = {
+        "categories": categories,
+        "results": to_coco_results(result.detections, image_id=1, categories=categories),
+    }
+    coco_path = folder / "fo1-coco.json"
+    coco_path.write_text(json.dumps(coco, indent=2))
+    report_path = folder / "fo1-report.html"
+    report_path.write_text(report_html(result))
+    return Downloads(str(image_path), str(json_path), str(coco_path), str(report_path))
+
+
+def document_labels(detections: sv.Detections) -> list[str]:
+    return [str(label) for label in detections.data.get(CLASS_NAME_KEY, [])]
+
+
+def data_uri(image: np.ndarray) -> str:
+    # JPEG: a photo as PNG would make the report several times larger for no visible gain.
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def report_html(result: Result) -> str:
+    num = len(result.boxes)
+    box_rows = "".join(
+        f"<tr><td>{chip(i)}</td>" + "".join(f"<td>{v:.0f}</td>" for v in box) + "</tr>"
+        for i, box in enumerate(result.boxes)
+    )
+    detection_table = "".join(
+        "<tr>"
+        + f"<td>{chip(int(row[0]))}</td><td>{html.escape(str(row[1]))}</td>"
+        + "".join(f"<td>{v}</td>" for v in row[2:])
+        + "</tr>"
+        for row in detection_rows(result.detections)
+    )
+    header = "".join(f"<th>{name}</th>" for name in DETECTION_COLUMNS)
+    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>VLM-FO1 report</title>
+<style>
+body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; }}
+img {{ max-width: 100%; border: 1px solid #ccc; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding: 2px 8px; }}
+pre {{ white-space: pre-wrap; background: #f5f5f5; padding: 0.6em; }}
+{CHIP_CSS}
+</style></head><body>
+<h1>VLM-FO1 answer</h1>
+<p>{html.escape(created)} · {html.escape(result.status)}</p>
+<img alt="annotated image" src="{data_uri(result.image)}">
+<h2>Question</h2>
+<p><b>Task:</b> {html.escape(result.task_label)}</p>
+<pre>{html.escape(result.prompt)}</pre>
+<h2>Answer</h2>
+{answer_html(result.answer, num)}
+<details><summary>Reasoning</summary>{reasoning_html(result.answer, num)}</details>
+<details><summary>Raw answer</summary><pre>{html.escape(result.answer.text)}</pre></details>
+<h2>Detections</h2>
+<table><tr>{header}</tr>{detection_table}</table>
+<h2>Boxes ({num})</h2>
+<img alt="all boxes with their region numbers" src="{data_uri(result.boxes_image)}">
+<table><tr><th>region</th><th>x1</th><th>y1</th><th>x2</th><th>y2</th></tr>{box_rows}</table>
+</body></html>
+"""
