@@ -108,12 +108,20 @@ class FO1Pipeline:
         return ids
 
     def prepare(
-        self, image: Image.Image | str | Path, boxes: object = None, task: str = "", text: str = ""
+        self,
+        image: Image.Image | str | Path,
+        boxes: object = None,
+        task: str = "",
+        text: str = "",
+        history: Sequence[tuple[str, str]] = (),
     ) -> Request:
-        """Validates and preprocesses one question (raises `FO1Error` on bad input)."""
+        """Validates and preprocesses one question (raises `FO1Error` on bad input).
+
+        `history`: earlier (question, answer) turns about the same image and boxes.
+        """
         start = time.perf_counter()
         vision = self.preprocessor(image, boxes)
-        request = self.request(vision, task, text)
+        request = self.request(vision, task, text, history)
         request.preprocess_s = time.perf_counter() - start
         return request
 

@@ -48,9 +48,21 @@ def endless(endless_checkpoint: Path) -> Handlers:
     return make_handlers(endless_checkpoint)
 
 
-def run(handlers: Handlers, value, task="OD_template", text="cup", regions=(), free="", limit=64):
+def run(
+    handlers: Handlers,
+    value,
+    task="OD_template",
+    text="cup",
+    regions=(),
+    free="",
+    limit=64,
+    follow_up=False,
+    conversation=None,
+):
     request = gr.Request(session_hash="test-session")
-    return handlers.run(value, task, text, list(regions), free, limit, {}, None, request)
+    return handlers.run(
+        value, task, text, list(regions), free, limit, {}, None, follow_up, conversation, request
+    )
 
 
 def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers) -> None:
@@ -165,3 +177,49 @@ def test_examples_load_with_numbered_boxes(answering: Handlers, index: int) -> N
     example = load_examples()[index]
     assert task == example.task
     assert [box["label"] for box in editor["boxes"]] == [f"#{i}" for i in range(len(example.boxes))]
+
+
+def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:
+    session = gr.Request(session_hash="test-session")
+    value = editor_value(IMAGE, BOXES)
+    list(run(answering, value, text="cup", follow_up=True))
+    conversation, history = answering.remember_turn(True, {}, session)
+    assert len(conversation["turns"]) == 1 and "You:" in history
+
+    prefixes = answering.answerer.pipeline.encoder.prefixes.stats().hits
+    free = "And what is <region1>?"
+    steps = list(
+        run(answering, value, "free", free=free, follow_up=True, conversation=conversation)
+    )
+    assert "Done" in steps[-1][3]
+    conversation, history = answering.remember_turn(True, conversation, session)
+    assert [question for question, _ in conversation["turns"]] == [
+        "Please detect cup in this image. Answer the question with object indexes.",
+        free,
+    ]
+    assert all(answer == RIGGED_ANSWER for _, answer in conversation["turns"])
+    assert history.count("<li>") == 2
+    # The second question reused the cached image, regions and prompt prefix.
+    assert answering.answerer.pipeline.encoder.prefixes.stats().hits > prefixes
+
+
+def test_moving_a_box_starts_a_new_conversation(answering: Handlers) -> None:
+    session = gr.Request(session_hash="test-session")
+    list(run(answering, editor_value(IMAGE, BOXES), follow_up=True))
+    conversation, _ = answering.remember_turn(True, {}, session)
+    moved = [BOXES[0], BOXES[1], [300, 50, 420, 300]]
+    steps = list(
+        run(answering, editor_value(IMAGE, moved), follow_up=True, conversation=conversation)
+    )
+    assert "a new conversation starts" in steps[0][3]
+    conversation, _ = answering.remember_turn(True, conversation, session)
+    assert len(conversation["turns"]) == 1
+
+
+def test_without_follow_up_each_question_stands_alone(answering: Handlers) -> None:
+    session = gr.Request(session_hash="test-session")
+    list(run(answering, editor_value(IMAGE, BOXES)))
+    first, history = answering.remember_turn(False, {}, session)
+    list(run(answering, editor_value(IMAGE, BOXES), conversation=first))
+    second, _ = answering.remember_turn(False, first, session)
+    assert len(second["turns"]) == 1 and history == ""

@@ -10,7 +10,7 @@ import re
 
 import supervision as sv
 
-from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY, Answer
+from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY, Answer, parse_answer
 from fo1_core.templates import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
@@ -72,6 +72,18 @@ def answer_html(answer: Answer, num_regions: int) -> str:
     return f'<div class="fo1-answer">{rendered or "<i>…</i>"}</div>'
 
 
+def conversation_html(turns: list[tuple[str, str]], num_regions: int) -> str:
+    """Earlier turns of a follow-up conversation, oldest first, with region chips."""
+    if not turns:
+        return ""
+    items = "".join(
+        f"<li><b>You:</b> {rich_text(question, num_regions)}<br><b>FO1:</b> "
+        f"{answer_html(parse_answer(answer, num_regions), num_regions)}</li>"
+        for question, answer in turns
+    )
+    return f'<div class="fo1-history"><b>Conversation so far</b><ol>{items}</ol></div>'
+
+
 def reasoning_html(answer: Answer, num_regions: int) -> str:
     if not answer.thinking:
         return '<div class="fo1-reasoning"><i>No reasoning in this answer.</i></div>'
@@ -94,4 +106,7 @@ CHIP_CSS = """
   text-shadow: 0 0 2px #000; }
 .fo1-chip.fo1-missing { background: #999; text-decoration: line-through; }
 .fo1-answer { font-size: 1.05em; line-height: 1.7; min-height: 2em; }
+.fo1-history { max-height: 22em; overflow-y: auto; border-left: 3px solid #ccc;
+  padding-left: 0.6em; }
+.fo1-history .fo1-answer { font-size: 1em; min-height: 0; }
 """

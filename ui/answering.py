@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,10 +77,13 @@ class Answerer:
         self.pipeline = pipeline
         self._stream_on_gpu = on_gpu(self._stream, max_new_tokens=lambda _r, limit, _c: limit)
 
-    def prepare(self, question: Question) -> Request:
-        """Checks and preprocesses a question; raises `FO1Error` with a message for the user."""
+    def prepare(self, question: Question, history: Sequence[tuple[str, str]] = ()) -> Request:
+        """Checks and preprocesses a question; raises `FO1Error` with a message for the user.
+
+        `history`: earlier (question, answer) turns of a conversation about the same boxes.
+        """
         return self.pipeline.prepare(
-            question.image, question.boxes, question.task, fill_text(question)
+            question.image, question.boxes, question.task, fill_text(question), history
         )
 
     def _stream(

@@ -16,7 +16,7 @@ from detect_tools import ProposerError
 from fo1_core.errors import FO1Error
 from fo1_core.render import draw_proposals
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, region_token
-from ui.answer_view import answer_html, detection_rows, reasoning_html
+from ui.answer_view import answer_html, conversation_html, detection_rows, reasoning_html
 from ui.answering import Answerer, Question, open_for_drawing, status_line, task_label
 from ui.boxes import (
     boxes_of,
@@ -59,6 +59,8 @@ class Handlers:
 
     def __post_init__(self) -> None:
         self._cancels: dict[str, threading.Event] = {}
+        # The last finished turn of each session, until `remember_turn` files it.
+        self._finished: dict[str, tuple[ConversationKey, str, str]] = {}
 
     # Boxes ---------------------------------------------------------------------------------
 
@@ -177,9 +179,15 @@ class Handlers:
         max_new_tokens: float,
         masks: MaskStore,
         proposals_s: float | None,
+        follow_up: bool,
+        conversation: dict | None,
         request: gr.Request,
     ) -> Iterator[tuple]:
-        """Streams (answer, reasoning, result image, status, table, downloads)."""
+        """Streams (answer, reasoning, result image, status, table, downloads).
+
+        In follow-up mode the question sees the conversation's earlier turns, as long as the
+        image and boxes are those the conversation is about.
+        """
         boxes = boxes_of(value)
         question = Question(
             image=image_of(value),
@@ -189,14 +197,18 @@ class Handlers:
             regions=tuple(regions or ()),
             masks=masks_for(boxes, masks or {}),
         )
+        key = conversation_key(question)
+        history = turns_about(conversation, key) if follow_up else []
         try:
-            prepared = self.answerer.prepare(question)
+            prepared = self.answerer.prepare(question, history)
         except FO1Error as error:
             yield (gr.skip(), gr.skip(), gr.skip(), error_html(str(error)), gr.skip(), gr.skip())
             return
         cancel = threading.Event()
         self._cancels[request.session_hash] = cancel
         notices = " ".join(prepared.notices)
+        if follow_up and conversation and conversation.get("turns") and not history:
+            notices += " The image or boxes changed, so a new conversation starts."
         yield (
             answer_html_placeholder(),
             reasoning_placeholder(),
@@ -206,7 +218,13 @@ class Handlers:
             None,
         )
         try:
-            yield from self._stream(question, prepared, int(max_new_tokens), cancel, proposals_s)
+            for outputs, generation in self._stream(
+                question, prepared, int(max_new_tokens), cancel, proposals_s
+            ):
+                if generation is not None and generation.stop_reason != "cancelled":
+                    turn = (key, prepared.user_text, generation.answer)
+                    self._finished[request.session_hash] = turn
+                yield outputs
         except FO1Error as error:
             yield (gr.skip(), gr.skip(), gr.skip(), error_html(str(error)), gr.skip(), gr.skip())
         except Exception as error:
@@ -230,12 +248,15 @@ class Handlers:
                     continue
                 last = time.perf_counter()
                 yield (
-                    answer_html(step.answer, num),
-                    reasoning_html(step.answer, num),
-                    step.image if step.image is not None else gr.skip(),
-                    status_html(f"Answering… {step.tokens} tokens"),
-                    gr.skip(),
-                    gr.skip(),
+                    (
+                        answer_html(step.answer, num),
+                        reasoning_html(step.answer, num),
+                        step.image if step.image is not None else gr.skip(),
+                        status_html(f"Answering… {step.tokens} tokens"),
+                        gr.skip(),
+                        gr.skip(),
+                    ),
+                    None,
                 )
                 continue
             status = status_line(step.generation, len(question.boxes), proposals_s)
@@ -253,13 +274,58 @@ class Handlers:
             files = write_downloads(result)
             kind = "warning" if warnings else "done"
             yield (
-                answer_html(step.answer, num),
-                reasoning_html(step.answer, num),
-                image,
-                status_html(f"{status}. {warnings}".strip(), kind),
-                detection_rows(step.detections),
-                [files.image, files.json, files.coco, files.report],
+                (
+                    answer_html(step.answer, num),
+                    reasoning_html(step.answer, num),
+                    image,
+                    status_html(f"{status}. {warnings}".strip(), kind),
+                    detection_rows(step.detections),
+                    [files.image, files.json, files.coco, files.report],
+                ),
+                step.generation,
             )
+
+    def remember_turn(self, follow_up: bool, conversation: dict | None, request: gr.Request):
+        """Files the turn `run` just finished: appended in follow-up mode, else a fresh start,
+        so ticking follow-up after a question continues from that question."""
+        finished = self._finished.pop(request.session_hash, None)
+        if finished is None:
+            return gr.skip(), gr.skip()
+        key, question, answer = finished
+        turns = turns_about(conversation, key) if follow_up else []
+        updated = {"key": key, "turns": [*turns, (question, answer)]}
+        return updated, history_view(follow_up, updated)
+
+    @staticmethod
+    def new_conversation():
+        return {}, ""
+
+    @staticmethod
+    def follow_up_toggled(follow_up: bool, conversation: dict | None):
+        return history_view(follow_up, conversation)
+
+
+ConversationKey = tuple[str, tuple[tuple[float, ...], ...]]
+
+
+def conversation_key(question: Question) -> ConversationKey:
+    """What a conversation is about: one image file and one box list."""
+    return str(question.image), tuple(tuple(box) for box in question.boxes)
+
+
+def turns_about(conversation: dict | None, key: ConversationKey) -> list[tuple[str, str]]:
+    conversation = conversation or {}
+    if conversation.get("key") != key:
+        return []
+    return [tuple(turn) for turn in conversation.get("turns", [])]
+
+
+def history_view(follow_up: bool, conversation: dict | None) -> str:
+    turns = (conversation or {}).get("turns", [])
+    if not follow_up or not turns:
+        return ""
+    key = (conversation or {}).get("key")
+    return conversation_html(turns, len(key[1]) if key else 0)
 
 
 def answer_html_placeholder() -> str:

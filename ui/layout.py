@@ -71,6 +71,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         gr.Markdown(INTRO)
         masks = gr.State({})
         proposals_s = gr.State(None)
+        conversation = gr.State({})
         with gr.Row():
             with gr.Column(scale=3):
                 editor = box_editor(
@@ -136,6 +137,14 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 with gr.Row():
                     run = gr.Button("Run", variant="primary", elem_id="fo1-run")
                     stop = gr.Button("Stop", variant="stop", elem_id="fo1-stop")
+                with gr.Row():
+                    follow_up = gr.Checkbox(
+                        label="Follow-up mode: each question sees the earlier ones",
+                        value=False,
+                        elem_id="fo1-follow-up",
+                    )
+                    new_chat = gr.Button("New conversation", size="sm", scale=0)
+                history = gr.HTML(elem_id="fo1-history")
                 status = gr.HTML(elem_id="fo1-status")
                 answer = gr.HTML(label="Answer", elem_id="fo1-answer")
                 with gr.Accordion("Reasoning", open=False):
@@ -215,11 +224,43 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         )
         answering = run.click(
             handlers.run,
-            [editor, task, text, regions, free_text, max_new_tokens, masks, proposals_s],
+            [
+                editor,
+                task,
+                text,
+                regions,
+                free_text,
+                max_new_tokens,
+                masks,
+                proposals_s,
+                follow_up,
+                conversation,
+            ],
             [answer, reasoning, result, status, table, downloads],
             api_visibility="private",
             concurrency_id=GPU,
             concurrency_limit=settings.concurrency,
+        )
+        answering.then(
+            handlers.remember_turn,
+            [follow_up, conversation],
+            [conversation, history],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
+        new_chat.click(
+            handlers.new_conversation,
+            None,
+            [conversation, history],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
+        follow_up.change(
+            handlers.follow_up_toggled,
+            [follow_up, conversation],
+            history,
+            api_visibility="private",
+            concurrency_limit=None,
         )
         # Off ZeroGPU the stop event ends generation cleanly (the partial answer is kept and
         # drawn); on ZeroGPU the stream runs in another process, so the job is cancelled too.

@@ -198,3 +198,19 @@ def test_example_proposals_and_free_prompt(page) -> None:
     page.locator("#fo1-status", has_text="Stopped at the token limit").wait_for()
     assert page.locator("#fo1-answer .fo1-chip").count() >= 2
     shot(page, "7-free-prompt")
+
+
+def test_follow_up_mode_keeps_the_conversation(page) -> None:
+    # The free-prompt answer above is the conversation's first turn once follow-up is ticked.
+    page.locator("#fo1-follow-up input").check()
+    history = page.locator("#fo1-history li")
+    history.first.wait_for()
+    assert history.count() == 1
+    page.locator("#fo1-free textarea").fill("And <region0>?")
+    page.locator("#fo1-run").click()
+    page.wait_for_function("document.querySelectorAll('#fo1-history li').length == 2")
+    assert "And" in history.nth(1).inner_text()
+    page.locator("#fo1-history").scroll_into_view_if_needed()
+    shot(page, "8-follow-up")
+    page.get_by_role("button", name="New conversation").click()
+    page.wait_for_function("document.querySelectorAll('#fo1-history li').length == 0")
