@@ -126,14 +126,14 @@ class FO1Model(Qwen2_5_VLModel):
         `mm_encoder_outputs` on decode steps.
         """
         regions = (mm_encoder_outputs or {}).get(REGIONS)
-        if inputs_embeds is None and input_ids is not None:
+        # Decode steps carry no regions: testing the ids there would sync the GPU every token.
+        if regions is not None and inputs_embeds is None:
             slots = input_ids == REGION_PLACEHOLDER_ID
+            if regions.pooler_output.shape[0] != int(slots.sum()):
+                raise ValueError("Each region slot of the prompt needs one region embedding")
             inputs_embeds = self.get_input_embeddings()(input_ids.masked_fill(slots, 0))
-            if slots.any():
-                if regions is None or regions.pooler_output.shape[0] != int(slots.sum()):
-                    raise ValueError("Each region slot of the prompt needs one region embedding")
-                region_embeds = regions.pooler_output.to(inputs_embeds.device, inputs_embeds.dtype)
-                inputs_embeds = inputs_embeds.masked_scatter(slots[..., None], region_embeds)
+            region_embeds = regions.pooler_output.to(inputs_embeds.device, inputs_embeds.dtype)
+            inputs_embeds = inputs_embeds.masked_scatter(slots[..., None], region_embeds)
         return super().forward(
             input_ids=input_ids,
             inputs_embeds=inputs_embeds,
