@@ -46,12 +46,14 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def bench_profile(profile: str, device: str, new_tokens: int, runs: int, scratch: Path) -> dict:
+def bench_profile(
+    profile: str, device: str, new_tokens: int, runs: int, scratch: Path, static_cache: bool
+) -> dict:
     folder = TINY if profile == "tiny" else make_random_checkpoint(scratch / profile, profile)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    pipeline = load(folder, device=device)
+    pipeline = load(folder, device=device, static_cache=static_cache)
     load_s = time.perf_counter() - start
     first_q = pipeline.prepare(IMAGE, BOXES, "OD_template", "red cup")
     followup_q = pipeline.prepare(IMAGE, BOXES, "OD_Counting_template", "blue bottles")
@@ -69,6 +71,7 @@ def bench_profile(profile: str, device: str, new_tokens: int, runs: int, scratch
         "profile": profile,
         "device": str(pipeline.model.device),
         "dtype": str(pipeline.model.dtype).removeprefix("torch."),
+        "kv_cache": "static" if static_cache else "dynamic",
         "params_M": sum(p.numel() for p in pipeline.model.parameters()) / 1e6,
         "load_s": load_s,
         "first_ttft_s": _median(first),
@@ -103,10 +106,15 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--static-cache", action="store_true", help="fixed-size KV cache (compiled on GPUs)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         rows = [
-            bench_profile(p, args.device, args.new_tokens, args.runs, Path(scratch))
+            bench_profile(
+                p, args.device, args.new_tokens, args.runs, Path(scratch), args.static_cache
+            )
             for p in args.profiles
         ]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")

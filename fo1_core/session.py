@@ -17,16 +17,18 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, GenerationConfig, StoppingCriteriaList
+from transformers import AutoTokenizer, GenerationConfig, StaticCache, StoppingCriteriaList
 
 from fo1_core.checkpoint import load_model
-from fo1_core.encoding import Encoder
+from fo1_core.encoding import Encoder, PromptPrefix
 from fo1_core.errors import FO1Error
 from fo1_core.modeling import FO1ForConditionalGeneration
 from fo1_core.processing import ImagePreprocessor, VisionInputs, num_image_tokens
 from fo1_core.prompting import build_prompt, sanitize_user_text, tokenize_prompt, user_text_for_task
 from fo1_core.streaming import DONE, Cancelled, TokenQueue
 from fo1_core.templates import CHAT_CONTROL_STRINGS, DEFAULT_MAX_NEW_TOKENS, IM_END
+
+STATIC_CACHE_STEP = 1024
 
 
 @dataclass
@@ -70,8 +72,13 @@ class FO1Pipeline:
         tokenizer,
         preprocessor: ImagePreprocessor,
         generation_config: GenerationConfig | None = None,
+        static_cache: bool = False,
     ) -> None:
         self.model = model
+        # A fixed-size KV cache lets transformers compile the decode step (CUDA graphs) on GPUs;
+        # on the CPU it runs uncompiled. One cache is kept and refilled for every question.
+        self.static_cache = static_cache
+        self._static: StaticCache | None = None
         self.tokenizer = tokenizer
         self.preprocessor = preprocessor
         self.encoder = Encoder(model, preprocessor.merge_size)
@@ -88,6 +95,7 @@ class FO1Pipeline:
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         attn_implementation: str | None = None,
+        static_cache: bool = False,
     ) -> FO1Pipeline:
         model, folder = load_model(name_or_path, device, dtype, attn_implementation)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), config=model.config)
@@ -95,7 +103,8 @@ class FO1Pipeline:
             generation_config = GenerationConfig.from_pretrained(str(folder))
         except OSError:
             generation_config = None
-        return cls(model, tokenizer, ImagePreprocessor(folder), generation_config)
+        preprocessor = ImagePreprocessor(folder)
+        return cls(model, tokenizer, preprocessor, generation_config, static_cache)
 
     def _eos_ids(self, generation_config: GenerationConfig | None) -> list[int]:
         eos = generation_config.eos_token_id if generation_config is not None else None
@@ -205,9 +214,11 @@ class FO1Pipeline:
                 prefix = None
                 if use_cache:
                     prefix = self.encoder.prefix(request.prompt_ids, request.vision)
-                    inputs = self._continue_from(prefix, request)
+                    inputs = self._continue_from(prefix, request, max_new_tokens)
                 else:
                     inputs = self.encoder.full_inputs(request.prompt_ids, request.vision, False)
+                    if self.static_cache:
+                        config.cache_implementation = "static"
                 marks["encoded"] = time.perf_counter()
                 try:
                     self.model.generate(
@@ -223,17 +234,30 @@ class FO1Pipeline:
         except Exception as error:  # re-raised in the caller's thread
             streamer.events.put(error)
 
-    def _continue_from(self, prefix, request: Request) -> dict:
+    def _continue_from(self, prefix: PromptPrefix, request: Request, max_new_tokens: int) -> dict:
         ids = self.encoder.model_ids(request.prompt_ids, request.vision)
         # generate() derives the positions of uncached tokens from the model's stored offset.
         self.model.model.rope_deltas = prefix.rope_deltas
+        past = prefix.kv
+        if self.static_cache:
+            past = self._static_copy(prefix, ids.input_ids.shape[1] + max_new_tokens)
         return {
             "input_ids": ids.input_ids,
             "attention_mask": torch.ones_like(ids.input_ids),
             "mm_token_type_ids": ids.mm_token_type_ids,
             "image_grid_thw": request.vision.image_grid_thw.to(self.model.device),
-            "past_key_values": prefix.kv,
+            "past_key_values": past,
         }
+
+    def _static_copy(self, prefix: PromptPrefix, length: int) -> StaticCache:
+        """The prefix KV copied into the pipeline's fixed-size cache (grown in 1024 steps)."""
+        if self._static is None or self._static.get_max_length() < length:
+            size = -(-length // STATIC_CACHE_STEP) * STATIC_CACHE_STEP
+            self._static = StaticCache(config=self.model.config.text_config, max_cache_len=size)
+        self._static.reset()
+        for index, layer in enumerate(prefix.kv.layers):
+            self._static.update(layer.keys, layer.values, index)
+        return self._static
 
     def _finish(
         self,
@@ -324,6 +348,12 @@ def load(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     attn_implementation: str | None = None,
+    static_cache: bool = False,
 ) -> FO1Pipeline:
-    """Loads a VLM-FO1 checkpoint (hub id or local folder) ready to answer questions."""
-    return FO1Pipeline.from_pretrained(name_or_path, device, dtype, attn_implementation)
+    """Loads a VLM-FO1 checkpoint (hub id or local folder) ready to answer questions.
+
+    `static_cache=True` decodes with a fixed-size KV cache, which transformers compiles on GPUs.
+    """
+    return FO1Pipeline.from_pretrained(
+        name_or_path, device, dtype, attn_implementation, static_cache
+    )

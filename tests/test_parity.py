@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fo1_core.session import FO1Pipeline, Request
+from fo1_core.session import FO1Pipeline, Request, load
 from fo1_core.templates import FREE_PROMPT
 from tests.conftest import REFERENCE_DIR, golden_cases
 
@@ -147,3 +147,22 @@ def test_free_running_greedy_ids_exact(pipeline: FO1Pipeline, name: str, use_cac
     expected_reason = "max_new_tokens" if case["stop_reason"] == "max_new_tokens" else "eos"
     assert result.stop_reason == expected_reason
     assert result.text == case["generated_text"].strip()
+
+
+@pytest.fixture(scope="module")
+def static_pipeline() -> FO1Pipeline:
+    """Decoding with a fixed-size KV cache (what transformers compiles on a GPU)."""
+    return load(REFERENCE_DIR, device="cpu", attn_implementation="eager", static_cache=True)
+
+
+@pytest.mark.parametrize("use_cache", [False, True], ids=["uncached", "cached"])
+@pytest.mark.parametrize("name", CASES)
+def test_static_cache_decoding_gives_the_golden_ids(
+    static_pipeline: FO1Pipeline, name: str, use_cache: bool
+) -> None:
+    request, case, _ = _request(static_pipeline, name)
+    for _ in range(2):  # the second question reuses the refilled static cache
+        result = static_pipeline.generate(
+            request, case["generation"]["max_new_tokens"], use_cache=use_cache
+        )
+        assert result.token_ids == case["generated_ids"]
