@@ -36,9 +36,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     parser.add_argument("--token-limit", type=int, default=4096, help="largest max-new-tokens")
+    parser.add_argument(
+        "--static-cache", action="store_true", help="fixed-size KV cache, compiled on GPUs"
+    )
     parser.add_argument("--concurrency", type=int, default=1, help="GPU jobs at once")
     parser.add_argument("--queue-size", type=int, default=32, help="jobs waiting at most")
     parser.add_argument("--proposer", default="offline", help="proposer selected at start")
+    parser.add_argument("--max-file-size", default="50mb", help="largest upload, e.g. 50mb")
+    parser.add_argument(
+        "--file-ttl", type=int, default=3600, help="seconds uploads and results are kept"
+    )
     return parser.parse_args(argv)
 
 
@@ -47,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logger.info("Loading %s …", args.checkpoint)
     try:
-        pipeline = load(args.checkpoint, device=args.device)
+        pipeline = load(args.checkpoint, device=args.device, static_cache=args.static_cache)
     except FO1Error as error:
         logger.error("%s", error)
         print(f"error: {error}", file=sys.stderr)  # noqa: T201 (the one line a user must see)
@@ -58,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=args.concurrency,
         device=args.device,
         default_proposer=args.proposer,
+        file_ttl=args.file_ttl,
     )
     demo = build_app(pipeline, settings)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
@@ -65,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         server_name=args.host,
         server_port=args.port,
         allowed_paths=[str(EXAMPLES_DIR), str(ASSETS_DIR)],
+        max_file_size=args.max_file_size,
         show_error=True,
         css=app_css(),
     )

@@ -47,7 +47,9 @@ def open_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
         except Image.DecompressionBombError as error:
             raise FO1Error(f"The image is too large to open safely ({error}).") from error
         except (UnidentifiedImageError, OSError) as error:
-            raise FO1Error(f"The file is not an image this app can read ({error}).") from error
+            raise FO1Error(
+                "The file is not an image this app can read: use a JPEG, PNG or WebP."
+            ) from error
     width, height = image.size
     if width * height > MAX_INPUT_PIXELS:
         raise FO1Error(
@@ -78,10 +80,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
     if image.mode.startswith(("I", "F")):
         values = np.asarray(image, dtype=np.float64)
-        top = values.max()
-        if top > 255:
-            values = values * (255 / top)
-        return Image.fromarray(values.clip(0, 255).astype(np.uint8)).convert("RGB")
+        peak = values.max(initial=0)
+        if image.mode == "F" and peak <= 1:
+            values = values * 255  # floats in [0, 1]
+        elif peak > 255:  # 16-bit data: scale its full range, keeping the picture's contrast
+            values = values * (255 / max(peak, 65535))
+        return Image.fromarray(values.clip(0, 255).round().astype(np.uint8)).convert("RGB")
     return image.convert("RGB")
 
 

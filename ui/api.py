@@ -2,15 +2,24 @@
 
 Errors raise `gr.Error` with the same user-facing message the UI shows; the client receives it
 as the exception text.
+
+Before `/answer` or `/propose` runs, `gr.Image` downloads an image given as a URL (a public
+demo should not fetch for strangers) and opens the file (one it cannot read comes back as a long
+error naming server paths). Both steps are wrapped once, on the class, for the reasons given in
+`ui.editor`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gradio as gr
 import numpy as np
+from gradio_client.utils import is_http_url_like
+from PIL import Image, UnidentifiedImageError
 
 from detect_tools import ProposerError
 from fo1_core.errors import FO1Error
@@ -21,6 +30,43 @@ from ui.boxes import parse_boxes
 from ui.proposing import Proposing
 
 logger = logging.getLogger(__name__)
+
+
+def readable_image_errors(preprocess: Callable) -> Callable:
+    @functools.wraps(preprocess)
+    def checked(self, payload):
+        try:
+            return preprocess(self, payload)
+        except Image.DecompressionBombError as error:
+            raise gr.Error(f"The image is too large to open safely ({error}).") from error
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            raise gr.Error(
+                "The file is not an image this app can read: send a JPEG, PNG or WebP."
+            ) from error
+
+    checked.readable = True
+    return checked
+
+
+def refuse_urls(move: Callable) -> Callable:
+    @functools.wraps(move)
+    async def checked(self, url_or_file_path):
+        if url_or_file_path is not None and is_http_url_like(str(url_or_file_path)):
+            raise gr.Error(
+                "This app does not fetch images from URLs: download the image and upload the file."
+            )
+        return await move(self, url_or_file_path)
+
+    checked.refuses_urls = True
+    return checked
+
+
+if not getattr(gr.Image.preprocess, "readable", False):
+    gr.Image.preprocess = readable_image_errors(gr.Image.preprocess)
+if not getattr(gr.Image.async_move_resource_to_block_cache, "refuses_urls", False):
+    gr.Image.async_move_resource_to_block_cache = refuse_urls(
+        gr.Image.async_move_resource_to_block_cache
+    )
 
 
 @dataclass

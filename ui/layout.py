@@ -35,6 +35,7 @@ class Settings:
     concurrency: int = 1
     device: str | None = None  # for proposers; None picks CUDA when available
     default_proposer: str = "offline"
+    file_ttl: int = 3600  # seconds uploads and results are kept (all are deleted at shutdown)
 
 
 def app_css() -> str:
@@ -67,7 +68,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         settings.default_proposer if settings.default_proposer in proposer_names else None
     )
 
-    with gr.Blocks(title="VLM-FO1 demo") as demo:
+    ttl = settings.file_ttl
+    with gr.Blocks(title="VLM-FO1 demo", delete_cache=(ttl, ttl)) as demo:
         gr.Markdown(INTRO)
         masks = gr.State({})
         proposals_s = gr.State(None)
@@ -283,7 +285,8 @@ def _on_spaces() -> bool:
 def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> None:
     """Hidden components whose only purpose is to type the `/propose` and `/answer` endpoints."""
     with gr.Group(visible=False):
-        image = gr.Image(type="filepath", label="image")
+        # No conversion here: fo1_core composites transparency and scales 16-bit images itself.
+        image = gr.Image(type="filepath", label="image", image_mode=None)
         proposer = gr.Dropdown(proposer_names, label="proposer", allow_custom_value=True)
         text = gr.Textbox(label="text")
         threshold = gr.Number(label="threshold", value=None)

@@ -1,0 +1,70 @@
+"""`python -m fo1_core` given bad files and text: one `error:` line and exit code 2, or an answer.
+
+Each case starts Python and loads the rigged checkpoint (seconds each), so the table is short
+and every row is an input class the API tests cannot send (files on disk, command-line bytes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO, RIGGED_ANSWER
+
+pytestmark = pytest.mark.slow
+
+GOOD_BOXES = [[1, 1, 30, 30], [40, 5, 80, 50], [5, 35, 20, 55]]
+
+
+def _files(folder: Path) -> None:
+    Image.new("RGB", (90, 60), "white").save(folder / "good.png")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not a PNG")
+    (folder / "zero.png").write_bytes(b"")
+    (folder / "good.json").write_text(json.dumps(GOOD_BOXES))
+    (folder / "nan.json").write_text("[[NaN, 1, 30, 30]]")
+    (folder / "not-json.json").write_text("[[1, 2, 3, 4]")
+    (folder / "object.json").write_text('{"boxes": 3}')
+
+
+CASES = [
+    # an image file that does not exist
+    (["--image", "missing.png", "--boxes", "good.json"], 2, "not an image this app can read"),
+    # a file that only starts like a PNG
+    (["--image", "corrupt.png", "--boxes", "good.json"], 2, "not an image this app can read"),
+    # an empty file
+    (["--image", "zero.png", "--boxes", "good.json"], 2, "not an image this app can read"),
+    # a folder where the image should be
+    (["--image", ".", "--boxes", "good.json"], 2, "not an image this app can read"),
+    # boxes that are not JSON
+    (["--image", "good.png", "--boxes", "not-json.json"], 2, "Could not read boxes"),
+    # a JSON object instead of a list
+    (["--image", "good.png", "--boxes", "object.json"], 2, "list"),
+    # NaN, which Python's JSON reader accepts
+    (["--image", "good.png", "--boxes", "nan.json"], 2, "not a number"),
+    # bytes that are not UTF-8 in the text (Python passes them on as lone surrogates)
+    ([b"--image", b"good.png", b"--boxes", b"good.json", b"--text", b"cup \xff\xfe"], 0, ""),
+    # 100 kB of text
+    (["--image", "good.png", "--boxes", "good.json", "--text", "x" * 100_000], 2, "characters"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "message"), CASES)
+def test_cli_bad_input(answering_checkpoint: Path, tmp_path: Path, args, code, message) -> None:
+    _files(tmp_path)
+    command = [sys.executable, "-m", "fo1_core", "--checkpoint", str(answering_checkpoint)]
+    command += ["--device", "cpu", *args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=300)
+    stderr = done.stderr.decode(errors="replace")
+    assert done.returncode == code, stderr
+    assert "Traceback" not in stderr
+    if code == 0:
+        assert done.stdout.decode().startswith(RIGGED_ANSWER)
+    else:
+        assert "error: " in stderr and message in stderr, stderr
