@@ -3,7 +3,6 @@ correct result or an `FO1Error` with a message, never another exception."""
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
@@ -17,6 +16,7 @@ from fo1_core.errors import FO1Error
 from fo1_core.processing import open_image
 from fo1_core.session import FO1Pipeline, Request
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS
+from tests.images import animated_gif, encoded
 
 FUZZ = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -89,17 +89,6 @@ def test_prepare_gives_a_request_or_a_named_error(
     _check(pipeline, Image.new(mode, size), boxes, task, text)
 
 
-def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def _animated_gif() -> bytes:
-    frames = [Image.new("P", (40, 30), i) for i in range(3)]
-    return _encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
-
-
 PHOTO = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8))
 
 
@@ -108,15 +97,15 @@ PHOTO = Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 80, 3), d
     [
         (b"", False),  # an empty file
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, False),  # a PNG signature and nothing else
-        (_encoded(PHOTO, "JPEG")[:300], False),  # a JPEG cut short
-        (_encoded(PHOTO, "JPEG")[::2], False),  # every other byte
-        (_encoded(Image.new("1", (20_000, 10)), "PNG"), False),  # 20 000 px wide strip
-        (_encoded(Image.new("I;16", (50, 40), 60_000), "PNG"), True),  # 16-bit grey
-        (_encoded(PHOTO.convert("P"), "PNG"), True),  # palette
-        (_encoded(PHOTO.convert("RGBA"), "PNG"), True),  # alpha
-        (_encoded(PHOTO.convert("CMYK"), "TIFF"), True),  # CMYK
-        (_animated_gif(), True),  # animated: the first frame is used
-        (_encoded(Image.new("RGB", (1, 500)), "PNG"), False),  # 1×N
+        (encoded(PHOTO, "JPEG")[:300], False),  # a JPEG cut short
+        (encoded(PHOTO, "JPEG")[::2], False),  # every other byte
+        (encoded(Image.new("1", (20_000, 10)), "PNG"), False),  # 20 000 px wide strip
+        (encoded(Image.new("I;16", (50, 40), 60_000), "PNG"), True),  # 16-bit grey
+        (encoded(PHOTO.convert("P"), "PNG"), True),  # palette
+        (encoded(PHOTO.convert("RGBA"), "PNG"), True),  # alpha
+        (encoded(PHOTO.convert("CMYK"), "TIFF"), True),  # CMYK
+        (animated_gif(), True),  # animated: the first frame is used
+        (encoded(Image.new("RGB", (1, 500)), "PNG"), False),  # 1×N
     ],
 )
 def test_image_files(pipeline: FO1Pipeline, data: bytes, accepted: bool) -> None:

@@ -8,7 +8,6 @@ server must still answer a good question.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from PIL import Image
 from fo1_core.templates import FREE_PROMPT, TASKS
 from tests.browser.app_server import REPO, running_app
 from tests.conftest import RIGGED_ANSWER
+from tests.images import animated_gif, encoded
 
 pytestmark = pytest.mark.slow
 
@@ -38,41 +38,30 @@ API_FUZZ = settings(
 GENERIC_MESSAGES = {"", "error", "an error occurred."}
 
 
-def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def _animated_gif() -> bytes:
-    frames = [Image.new("P", (40, 30), i) for i in range(3)]
-    return _encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
-
-
 def _palette_with_transparency() -> bytes:
     image = Image.new("P", (40, 30), 1)
-    return _encoded(image, "PNG", transparency=1)
+    return encoded(image, "PNG", transparency=1)
 
 
-GOOD_PNG = _encoded(Image.new("RGB", (64, 48), "white"), "PNG")
+GOOD_PNG = encoded(Image.new("RGB", (64, 48), "white"), "PNG")
 IMAGE_FILES: dict[str, bytes] = {
     "good.png": GOOD_PNG,
     "corrupt.png": b"\x89PNG\r\n\x1a\n this is not really a PNG",
     "truncated.png": GOOD_PNG[: len(GOOD_PNG) // 2],
-    "truncated.jpg": _encoded(Image.new("RGB", (300, 200), "red"), "JPEG")[:400],
+    "truncated.jpg": encoded(Image.new("RGB", (300, 200), "red"), "JPEG")[:400],
     "zero.png": b"",
     "text.png": b"hello, I am text",
-    "one_by_n.png": _encoded(Image.new("RGB", (1, 500)), "PNG"),
-    "tiny.png": _encoded(Image.new("RGB", (7, 7)), "PNG"),
-    "strip.png": _encoded(Image.new("1", (20_000, 10)), "PNG"),  # 20 000 px wide
-    "square20k.png": _encoded(Image.new("1", (20_000, 20_000)), "PNG"),  # 400 megapixels
-    "grey16.png": _encoded(Image.new("I;16", (50, 40), 60_000), "PNG"),
-    "palette.png": _encoded(Image.new("P", (40, 30), 3), "PNG"),
+    "one_by_n.png": encoded(Image.new("RGB", (1, 500)), "PNG"),
+    "tiny.png": encoded(Image.new("RGB", (7, 7)), "PNG"),
+    "strip.png": encoded(Image.new("1", (20_000, 10)), "PNG"),  # 20 000 px wide
+    "square20k.png": encoded(Image.new("1", (20_000, 20_000)), "PNG"),  # 400 megapixels
+    "grey16.png": encoded(Image.new("I;16", (50, 40), 60_000), "PNG"),
+    "palette.png": encoded(Image.new("P", (40, 30), 3), "PNG"),
     "palette_alpha.png": _palette_with_transparency(),
-    "rgba.png": _encoded(Image.new("RGBA", (40, 30), (0, 0, 0, 0)), "PNG"),
-    "cmyk.jpg": _encoded(Image.new("CMYK", (40, 30), (0, 50, 100, 0)), "JPEG"),
-    "animated.gif": _animated_gif(),
-    "float.tif": _encoded(Image.new("F", (40, 30), 0.5), "TIFF"),
+    "rgba.png": encoded(Image.new("RGBA", (40, 30), (0, 0, 0, 0)), "PNG"),
+    "cmyk.jpg": encoded(Image.new("CMYK", (40, 30), (0, 50, 100, 0)), "JPEG"),
+    "animated.gif": animated_gif(),
+    "float.tif": encoded(Image.new("F", (40, 30), 0.5), "TIFF"),
 }
 
 

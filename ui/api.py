@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import gradio as gr
 import numpy as np
 from gradio_client.utils import is_http_url_like
-from PIL import Image, UnidentifiedImageError
 
 from detect_tools import ProposerError
 from fo1_core.errors import FO1Error
@@ -27,25 +26,10 @@ from fo1_core.export import to_json
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
 from ui.answering import Answerer, Question
 from ui.boxes import parse_boxes
+from ui.editor import UNREADABLE_IMAGE, readable_errors
 from ui.proposing import Proposing
 
 logger = logging.getLogger(__name__)
-
-
-def readable_image_errors(preprocess: Callable) -> Callable:
-    @functools.wraps(preprocess)
-    def checked(self, payload):
-        try:
-            return preprocess(self, payload)
-        except Image.DecompressionBombError as error:
-            raise gr.Error(f"The image is too large to open safely ({error}).") from error
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-            raise gr.Error(
-                "The file is not an image this app can read: send a JPEG, PNG or WebP."
-            ) from error
-
-    checked.readable = True
-    return checked
 
 
 def refuse_urls(move: Callable) -> Callable:
@@ -62,7 +46,7 @@ def refuse_urls(move: Callable) -> Callable:
 
 
 if not getattr(gr.Image.preprocess, "readable", False):
-    gr.Image.preprocess = readable_image_errors(gr.Image.preprocess)
+    gr.Image.preprocess = readable_errors(gr.Image.preprocess, (ValueError,), UNREADABLE_IMAGE)
 if not getattr(gr.Image.async_move_resource_to_block_cache, "refuses_urls", False):
     gr.Image.async_move_resource_to_block_cache = refuse_urls(
         gr.Image.async_move_resource_to_block_cache

@@ -17,30 +17,40 @@ import gradio as gr
 from gradio_image_annotation import image_annotator
 from PIL import Image, UnidentifiedImageError
 
+UNREADABLE_IMAGE = "The file is not an image this app can read: use a JPEG, PNG or WebP."
+BAD_BOXES = (
+    'Boxes must be {"xmin", "ymin", "xmax", "ymax"} numbers with an optional "label" and a '
+    '"color" like "rgb(255, 0, 0)".'
+)
 
-def readable_errors(preprocess: Callable) -> Callable:
+
+def readable_errors(
+    preprocess: Callable, payload_errors: tuple[type[Exception], ...], payload_message: str
+) -> Callable:
+    """`preprocess` raising `gr.Error` with a user's message instead of a server-side trace.
+
+    `payload_errors` are what a malformed payload (rather than a bad image file) raises.
+    """
+
     @functools.wraps(preprocess)
     def checked(self, payload):
         try:
             return preprocess(self, payload)
         except Image.DecompressionBombError as error:
             raise gr.Error(f"The image is too large to open safely ({error}).") from error
-        except (UnidentifiedImageError, OSError) as error:
-            raise gr.Error(
-                "The file is not an image this app can read: upload a JPEG, PNG or WebP."
-            ) from error
-        except (KeyError, TypeError, ValueError) as error:
-            raise gr.Error(
-                'Boxes must be {"xmin", "ymin", "xmax", "ymax"} numbers with an optional '
-                '"label" and a "color" like "rgb(255, 0, 0)".'
-            ) from error
+        except (UnidentifiedImageError, OSError, SyntaxError) as error:
+            raise gr.Error(UNREADABLE_IMAGE) from error
+        except payload_errors as error:
+            raise gr.Error(payload_message) from error
 
     checked.readable = True
     return checked
 
 
 if not getattr(image_annotator.preprocess, "readable", False):
-    image_annotator.preprocess = readable_errors(image_annotator.preprocess)
+    image_annotator.preprocess = readable_errors(
+        image_annotator.preprocess, (KeyError, TypeError, ValueError), BAD_BOXES
+    )
 
 
 def box_editor(**options: Any) -> image_annotator:

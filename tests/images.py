@@ -1,0 +1,18 @@
+"""Image files written in memory, for the tests that feed odd images to every entry point."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("P", (40, 30), i) for i in range(3)]
+    return encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])
