@@ -14,13 +14,15 @@ from pathlib import Path
 
 # `spaces` must be imported before torch: on ZeroGPU it patches CUDA initialisation.
 import spaces  # noqa: F401, I001
+import torch
 
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
 from fo1_core.errors import FO1Error
-from fo1_core.session import load
+from fo1_core.session import DECODE_MODES, load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
 from ui import Settings, app_css, build_app
 from ui.examples import EXAMPLES_DIR
+from ui.gpu import ON_ZERO_GPU
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 logger = logging.getLogger("app")
@@ -37,7 +39,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     parser.add_argument("--token-limit", type=int, default=4096, help="largest max-new-tokens")
     parser.add_argument(
-        "--static-cache", action="store_true", help="fixed-size KV cache, compiled on GPUs"
+        "--decode",
+        default="auto",
+        choices=["auto", *DECODE_MODES],
+        help="auto: compiled on a dedicated GPU (warmed up at start), dynamic elsewhere",
     )
     parser.add_argument("--concurrency", type=int, default=1, help="GPU jobs at once")
     parser.add_argument("--queue-size", type=int, default=32, help="jobs waiting at most")
@@ -49,16 +54,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def decode_mode(args: argparse.Namespace) -> str:
+    """`auto`: compiled on a GPU the app keeps; ZeroGPU forks a fresh worker now and then, which
+    would compile again inside a visitor's time slot, and CPUs gain less than compiling costs."""
+    if args.decode != "auto":
+        return args.decode
+    on_cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    return "compiled" if on_cuda and not ON_ZERO_GPU else "dynamic"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logger.info("Loading %s …", args.checkpoint)
     try:
-        pipeline = load(args.checkpoint, device=args.device, static_cache=args.static_cache)
+        pipeline = load(args.checkpoint, device=args.device, decode=decode_mode(args))
     except FO1Error as error:
         logger.error("%s", error)
         print(f"error: {error}", file=sys.stderr)  # noqa: T201 (the one line a user must see)
         return 2
+    if pipeline.decode == "compiled":
+        logger.info("Compiling the decode step before serving …")
+        warm = pipeline.warm_up()
+        logger.info("Warm-up took %.1f s; decoding %s.", warm.seconds, warm.decode)
     settings = Settings(
         max_new_tokens=args.max_new_tokens,
         token_limit=max(args.token_limit, args.max_new_tokens),

@@ -1,20 +1,20 @@
 """Load time, time to first token (first question and follow-up), decode speed and peak memory.
 
     python -m bench.generation                           # tiny fixture + mid-size random, CPU
-    python -m bench.generation --profiles 3b --json out.json   # full 3B shape, random bf16 (GPU)
+    python -m bench.generation --profiles 3b --decode dynamic compiled --json out.json   # GPU
 
 Each row is one checkpoint asked about a 640×480 image with 10 boxes. `first_ttft_s`: a new image
 (caches empty); `followup_ttft_s`: another question about the same image and boxes (cached image
 features, regions and prompt prefix); `uncached_ttft_s`: that follow-up recomputed from scratch,
 as the official pipeline does. Random checkpoints never emit the end token, so each run decodes
-`--new-tokens` tokens. Medians of `--runs` runs after one warm-up.
+`--new-tokens` tokens. One row per checkpoint and `--decode` mode; `warm_up_s` is the pipeline's
+warm-up (where a compiled decode step is built). Medians of `--runs` runs after one more run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import tempfile
 import time
@@ -24,22 +24,11 @@ import torch
 from PIL import Image
 
 from bench.random_checkpoint import TINY, make_random_checkpoint
-from fo1_core.session import FO1Pipeline, load
+from bench.table import peak_memory_mb, print_table
+from fo1_core.session import DECODE_MODES, load
 
 BOXES = [[20 + 55 * i, 40 + 30 * (i % 3), 80 + 55 * i, 140 + 30 * (i % 3)] for i in range(10)]
 IMAGE = Image.new("RGB", (640, 480), (90, 140, 200))
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-
-
-def _clear(pipeline: FO1Pipeline) -> None:
-    encoder = pipeline.encoder
-    for cache in (encoder.images, encoder.regions, encoder.prefixes):
-        cache.clear()
 
 
 def _median(values: list[float]) -> float:
@@ -47,19 +36,19 @@ def _median(values: list[float]) -> float:
 
 
 def bench_profile(
-    profile: str, device: str, new_tokens: int, runs: int, scratch: Path, static_cache: bool
+    folder: Path, profile: str, device: str, decode: str, new_tokens: int, runs: int
 ) -> dict:
-    folder = TINY if profile == "tiny" else make_random_checkpoint(scratch / profile, profile)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    pipeline = load(folder, device=device, static_cache=static_cache)
+    pipeline = load(folder, device=device, decode=decode)
     load_s = time.perf_counter() - start
+    warm_up = pipeline.warm_up()
     first_q = pipeline.prepare(IMAGE, BOXES, "OD_template", "red cup")
     followup_q = pipeline.prepare(IMAGE, BOXES, "OD_Counting_template", "blue bottles")
     first, followup, uncached, decode = [], [], [], []
     for _ in range(runs + 1):
-        _clear(pipeline)
+        pipeline.encoder.clear()
         result = pipeline.generate(first_q, new_tokens)
         first.append(result.timings["first_token_s"])
         decode.append(result.timings["decode_tokens_per_s"])
@@ -71,29 +60,18 @@ def bench_profile(
         "profile": profile,
         "device": str(pipeline.model.device),
         "dtype": str(pipeline.model.dtype).removeprefix("torch."),
-        "kv_cache": "static" if static_cache else "dynamic",
+        "decode": warm_up.decode,
         "params_M": sum(p.numel() for p in pipeline.model.parameters()) / 1e6,
         "load_s": load_s,
+        "warm_up_s": warm_up.seconds,
         "first_ttft_s": _median(first),
         "followup_ttft_s": _median(followup),
         "followup_ttft_ratio": _median(followup) / _median(first),
         "uncached_ttft_s": _median(uncached),
         "decode_tok_s": _median(decode),
-        "peak_mem_MB": _peak_memory_mb(pipeline.model.device),
+        "peak_mem_MB": peak_memory_mb(pipeline.model.device),
         "new_tokens": len(result.token_ids),
     }
-
-
-def print_table(rows: list[dict]) -> None:
-    columns = list(rows[0])
-    width = max(len(c) for c in columns)
-    print(" | ".join(f"{c:>{width}}" for c in columns))
-    print("-+-".join("-" * width for _ in columns))
-    for row in rows:
-        cells = [
-            f"{v:>{width}.3f}" if isinstance(v, float) else f"{v!s:>{width}}" for v in row.values()
-        ]
-        print(" | ".join(cells))
 
 
 def main() -> None:
@@ -107,16 +85,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument(
-        "--static-cache", action="store_true", help="fixed-size KV cache (compiled on GPUs)"
+        "--decode", nargs="+", default=["dynamic"], choices=DECODE_MODES, help="one row each"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        rows = [
-            bench_profile(
-                p, args.device, args.new_tokens, args.runs, Path(scratch), args.static_cache
+        rows = []
+        for profile in args.profiles:
+            folder = (
+                TINY
+                if profile == "tiny"
+                else make_random_checkpoint(Path(scratch) / profile, profile)
             )
-            for p in args.profiles
-        ]
+            for decode in args.decode:
+                rows.append(
+                    bench_profile(folder, profile, args.device, decode, args.new_tokens, args.runs)
+                )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print_table(rows)
     if args.json:

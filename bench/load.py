@@ -27,6 +27,7 @@ import numpy as np
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from bench.table import print_table
 from tests.browser.app_server import running_app
 from tests.conftest import RIGGED_ANSWER
 from tests.rigged import make_rigged_checkpoint
@@ -182,14 +183,6 @@ def run(
             result.peak_rss_mib = max(result.peak_rss_mib, _memory_mib(pid, "VmHWM"))
             result.final_rss_mib = _memory_mib(pid, "VmRSS")
     return result
-
-
-def print_table(rows: list[dict[str, object]]) -> None:
-    columns = list(rows[0])
-    print(" | ".join(columns))
-    print(" | ".join("---" for _ in columns))
-    for row in rows:
-        print(" | ".join(str(row[c]) for c in columns))
 
 
 def main() -> None:

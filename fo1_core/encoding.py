@@ -53,6 +53,10 @@ class Encoder:
         self.regions: LRUCache[torch.Tensor] = LRUCache(*REGION_CACHE)
         self.prefixes: LRUCache[PromptPrefix] = LRUCache(*PREFIX_CACHE)
 
+    def clear(self) -> None:
+        for cache in (self.images, self.regions, self.prefixes):
+            cache.clear()
+
     @property
     def device(self) -> torch.device:
         return self.model.device

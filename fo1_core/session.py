@@ -9,6 +9,7 @@ and boxes skip the vision towers and most of the prefill. `Conversation` chains 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,13 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, GenerationConfig, StaticCache, StoppingCriteriaList
+from transformers import (
+    AutoTokenizer,
+    CompileConfig,
+    GenerationConfig,
+    StaticCache,
+    StoppingCriteriaList,
+)
 
 from fo1_core.checkpoint import load_model
 from fo1_core.encoding import Encoder, PromptPrefix
@@ -28,7 +35,26 @@ from fo1_core.prompting import build_prompt, sanitize_user_text, tokenize_prompt
 from fo1_core.streaming import DONE, Cancelled, TokenQueue
 from fo1_core.templates import CHAT_CONTROL_STRINGS, DEFAULT_MAX_NEW_TOKENS, IM_END
 
+logger = logging.getLogger(__name__)
+
 STATIC_CACHE_STEP = 1024
+
+DECODE_MODES = ("dynamic", "static", "compiled")
+"""How tokens are decoded. `dynamic`: a growing KV cache, plain PyTorch (the default).
+`static`: a fixed-size KV cache, uncompiled. `compiled`: the fixed-size cache and a
+`torch.compile`d decode step (CUDA graphs on GPUs), so decoding is not bound by Python and kernel
+launches; the first question pays the compilation (see `FO1Pipeline.warm_up`)."""
+
+WARM_UP_TOKENS = 8
+
+
+@dataclass
+class WarmUp:
+    """What `FO1Pipeline.warm_up` did: its seconds, the decode mode kept, and why it fell back."""
+
+    seconds: float
+    decode: str
+    error: str | None = None
 
 
 @dataclass
@@ -72,13 +98,21 @@ class FO1Pipeline:
         tokenizer,
         preprocessor: ImagePreprocessor,
         generation_config: GenerationConfig | None = None,
-        static_cache: bool = False,
+        decode: str = "dynamic",
     ) -> None:
+        if decode not in DECODE_MODES:
+            raise FO1Error(
+                f"Unknown decode mode {decode!r}; choose one of {', '.join(DECODE_MODES)}."
+            )
         self.model = model
-        # A fixed-size KV cache lets transformers compile the decode step (CUDA graphs) on GPUs;
-        # on the CPU it runs uncompiled. One cache is kept and refilled for every question.
-        self.static_cache = static_cache
+        self.decode = decode
+        # One fixed-size cache is kept and refilled for every question: a compiled decode step
+        # (and its CUDA graphs) stays valid only while the cache tensors stay the same.
         self._static: StaticCache | None = None
+        self._compile_config = CompileConfig()
+        # transformers compiles on accelerators only unless told otherwise; asked for, the CPU
+        # gains too (no Python overhead per layer and step).
+        self._compile_config._compile_all_devices = True
         self.tokenizer = tokenizer
         self.preprocessor = preprocessor
         self.encoder = Encoder(model, preprocessor.merge_size)
@@ -95,7 +129,7 @@ class FO1Pipeline:
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         attn_implementation: str | None = None,
-        static_cache: bool = False,
+        decode: str = "dynamic",
     ) -> FO1Pipeline:
         model, folder = load_model(name_or_path, device, dtype, attn_implementation)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), config=model.config)
@@ -104,7 +138,30 @@ class FO1Pipeline:
         except OSError:
             generation_config = None
         preprocessor = ImagePreprocessor(folder)
-        return cls(model, tokenizer, preprocessor, generation_config, static_cache)
+        return cls(model, tokenizer, preprocessor, generation_config, decode)
+
+    def warm_up(self) -> WarmUp:
+        """Answers one short question so that the first user does not pay the compilation.
+
+        A compiled decode that fails falls back to `dynamic` (logged, and said in the result);
+        the caches are emptied afterwards.
+        """
+        start = time.perf_counter()
+        image = Image.new("RGB", (448, 448), (128, 128, 128))
+        request = self.prepare(image, [[32, 32, 224, 224], [200, 160, 416, 400]], "free", "Hi")
+        error = None
+        try:
+            self.generate(request, WARM_UP_TOKENS)
+        except Exception as failure:  # noqa: BLE001 (any compiler failure means: do not compile)
+            if self.decode != "compiled":
+                raise
+            error = f"{type(failure).__name__}: {failure}"
+            logger.warning("Compiled decoding failed, decoding uncompiled instead: %s", error)
+            self.decode, self._static = "dynamic", None
+            self.generate(request, WARM_UP_TOKENS)
+        finally:
+            self.encoder.clear()
+        return WarmUp(time.perf_counter() - start, self.decode, error)
 
     def _eos_ids(self, generation_config: GenerationConfig | None) -> list[int]:
         eos = generation_config.eos_token_id if generation_config is not None else None
@@ -201,13 +258,6 @@ class FO1Pipeline:
         use_cache: bool,
         marks: dict[str, float],
     ) -> None:
-        config = GenerationConfig(
-            do_sample=False,
-            num_beams=1,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=self.eos_token_ids,
-            pad_token_id=self.pad_token_id,
-        )
         try:
             with self._model_lock, torch.inference_mode():
                 marks["started"] = time.perf_counter()
@@ -217,13 +267,14 @@ class FO1Pipeline:
                     inputs = self._continue_from(prefix, request, max_new_tokens)
                 else:
                     inputs = self.encoder.full_inputs(request.prompt_ids, request.vision, False)
-                    if self.static_cache:
-                        config.cache_implementation = "static"
+                    if self.decode != "dynamic":
+                        length = inputs["input_ids"].shape[1] + max_new_tokens
+                        inputs["past_key_values"] = self._static_cache(length)
                 marks["encoded"] = time.perf_counter()
                 try:
                     self.model.generate(
                         **inputs,
-                        generation_config=config,
+                        generation_config=self._generation_config(max_new_tokens),
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
                     )
@@ -239,8 +290,10 @@ class FO1Pipeline:
         # generate() derives the positions of uncached tokens from the model's stored offset.
         self.model.model.rope_deltas = prefix.rope_deltas
         past = prefix.kv
-        if self.static_cache:
-            past = self._static_copy(prefix, ids.input_ids.shape[1] + max_new_tokens)
+        if self.decode != "dynamic":
+            past = self._static_cache(ids.input_ids.shape[1] + max_new_tokens)
+            for index, layer in enumerate(prefix.kv.layers):
+                past.update(layer.keys, layer.values, index)
         return {
             "input_ids": ids.input_ids,
             "attention_mask": torch.ones_like(ids.input_ids),
@@ -249,15 +302,30 @@ class FO1Pipeline:
             "past_key_values": past,
         }
 
-    def _static_copy(self, prefix: PromptPrefix, length: int) -> StaticCache:
-        """The prefix KV copied into the pipeline's fixed-size cache (grown in 1024 steps)."""
+    def _static_cache(self, length: int) -> StaticCache:
+        """The pipeline's fixed-size cache, emptied, holding at least `length` tokens.
+
+        It grows in steps of `STATIC_CACHE_STEP` so that a compiled decode step is rebuilt rarely.
+        """
         if self._static is None or self._static.get_max_length() < length:
             size = -(-length // STATIC_CACHE_STEP) * STATIC_CACHE_STEP
             self._static = StaticCache(config=self.model.config.text_config, max_cache_len=size)
         self._static.reset()
-        for index, layer in enumerate(prefix.kv.layers):
-            self._static.update(layer.keys, layer.values, index)
         return self._static
+
+    def _generation_config(self, max_new_tokens: int) -> GenerationConfig:
+        config = GenerationConfig(
+            do_sample=False,
+            num_beams=1,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self.pad_token_id,
+        )
+        if self.decode == "compiled":
+            config.compile_config = self._compile_config
+        else:  # transformers would compile a static cache on GPUs by itself
+            config.disable_compile = True
+        return config
 
     def _finish(
         self,
@@ -348,12 +416,10 @@ def load(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     attn_implementation: str | None = None,
-    static_cache: bool = False,
+    decode: str = "dynamic",
 ) -> FO1Pipeline:
     """Loads a VLM-FO1 checkpoint (hub id or local folder) ready to answer questions.
 
-    `static_cache=True` decodes with a fixed-size KV cache, which transformers compiles on GPUs.
+    `decode`: one of `DECODE_MODES`; `"compiled"` is the fast one on GPUs (call `warm_up()` once).
     """
-    return FO1Pipeline.from_pretrained(
-        name_or_path, device, dtype, attn_implementation, static_cache
-    )
+    return FO1Pipeline.from_pretrained(name_or_path, device, dtype, attn_implementation, decode)

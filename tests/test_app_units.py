@@ -16,7 +16,8 @@ from gradio.data_classes import FileData
 from gradio_image_annotation.image_annotator import AnnotatedImageData
 from PIL import Image
 
-from app import parse_args
+import app
+from app import decode_mode, parse_args
 from fo1_core.answers import parse_answer, to_detections
 from fo1_core.errors import FO1Error
 from fo1_core.templates import FREE_PROMPT, TASKS
@@ -189,6 +190,14 @@ def test_command_line_defaults() -> None:
     args = parse_args([])
     assert args.checkpoint == "omlab/VLM-FO1_Qwen2.5-VL-3B-v01"
     assert (args.host, args.port, args.device) == ("127.0.0.1", 7860, None)
+
+
+def test_decoding_is_compiled_only_on_a_gpu_the_app_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert decode_mode(parse_args(["--device", "cpu"])) == "dynamic"
+    assert decode_mode(parse_args(["--device", "cuda"])) == "compiled"
+    assert decode_mode(parse_args(["--device", "cpu", "--decode", "static"])) == "static"
+    monkeypatch.setattr(app, "ON_ZERO_GPU", True)
+    assert decode_mode(parse_args(["--device", "cuda"])) == "dynamic"
 
 
 @pytest.mark.slow

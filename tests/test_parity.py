@@ -149,10 +149,10 @@ def test_free_running_greedy_ids_exact(pipeline: FO1Pipeline, name: str, use_cac
     assert result.text == case["generated_text"].strip()
 
 
-@pytest.fixture(scope="module")
-def static_pipeline() -> FO1Pipeline:
-    """Decoding with a fixed-size KV cache (what transformers compiles on a GPU)."""
-    return load(REFERENCE_DIR, device="cpu", attn_implementation="eager", static_cache=True)
+@pytest.fixture(scope="module", params=["static", "compiled"])
+def static_pipeline(request: pytest.FixtureRequest) -> FO1Pipeline:
+    """Decoding with a fixed-size KV cache, plain and `torch.compile`d (forced on the CPU)."""
+    return load(REFERENCE_DIR, device="cpu", attn_implementation="eager", decode=request.param)
 
 
 @pytest.mark.parametrize("use_cache", [False, True], ids=["uncached", "cached"])
@@ -166,3 +166,17 @@ def test_static_cache_decoding_gives_the_golden_ids(
             request, case["generation"]["max_new_tokens"], use_cache=use_cache
         )
         assert result.token_ids == case["generated_ids"]
+
+
+def test_compiled_decoding_compiles_once_for_every_question() -> None:
+    """Questions of different lengths reuse one compiled decode step: no recompilation."""
+    pipeline = load(REFERENCE_DIR, device="cpu", attn_implementation="eager", decode="compiled")
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    for name in CASES:
+        request, case, _ = _request(pipeline, name)
+        result = pipeline.generate(request, case["generation"]["max_new_tokens"])
+        assert result.token_ids == case["generated_ids"]
+    assert counters["stats"]["unique_graphs"] == 1
+    assert not counters["graph_break"]

@@ -6,8 +6,10 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
+from fo1_core.errors import FO1Error
 from fo1_core.session import FO1Pipeline, Generation, load
 from tests.conftest import RIGGED_ANSWER as ANSWER
 
@@ -69,3 +71,32 @@ def test_answer_does_not_depend_on_a_prior_request(answering: FO1Pipeline) -> No
     third = answering.ask(IMAGE, BOXES, "OD_template", "red circle")
     assert first.token_ids == third.token_ids
     assert second.text == ANSWER + "<|im_end|>"
+
+
+def test_warm_up_compiles_before_the_first_user_and_leaves_no_cached_image(
+    answering_checkpoint: Path,
+) -> None:
+    pipeline = load(answering_checkpoint, device="cpu", decode="compiled")
+    warm = pipeline.warm_up()
+    assert (warm.decode, warm.error) == ("compiled", None)
+    assert pipeline.encoder.images.stats().entries == 0
+    assert pipeline.ask(IMAGE, BOXES, "OD_template", "red circle").text == ANSWER + "<|im_end|>"
+
+
+def test_warm_up_falls_back_to_plain_decoding_when_compiling_fails(
+    answering_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C compiler found")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    pipeline = load(answering_checkpoint, device="cpu", decode="compiled")
+    warm = pipeline.warm_up()
+    assert warm.decode == pipeline.decode == "dynamic"
+    assert "no C compiler found" in warm.error
+    assert pipeline.ask(IMAGE, BOXES, "OD_template", "red circle").text == ANSWER + "<|im_end|>"
+
+
+def test_unknown_decode_mode_is_refused_by_name(answering_checkpoint: Path) -> None:
+    with pytest.raises(FO1Error, match="'fast'.*dynamic, static, compiled"):
+        load(answering_checkpoint, device="cpu", decode="fast")

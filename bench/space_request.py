@@ -1,0 +1,121 @@
+"""One Space visitor's request end to end: proposals on a 1024 px image, then FO1 on 100 boxes.
+
+    python -m bench.space_request                              # mid-size random FO1, CPU
+    python -m bench.space_request --profile 3b --decode dynamic compiled --json out.json  # GPU
+
+On ZeroGPU, proposing and answering are two GPU calls, each with the time slot the app asks for
+(`ui.gpu`): the table compares each with its slot. Caches start empty in every run, as in a freshly
+forked ZeroGPU worker. Proposals are topped up with a grid of boxes to exactly `--boxes`.
+Random FO1 weights never stop early, so each answer is `--new-tokens` tokens long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.proposers import scene
+from bench.random_checkpoint import TINY, make_random_checkpoint
+from bench.table import peak_memory_mb, print_table
+from detect_tools import registry
+from detect_tools.base import ProposalOptions
+from fo1_core.session import DECODE_MODES, load
+from fo1_core.templates import MAX_REGIONS
+from ui.gpu import BASE_SECONDS, duration_for
+
+TASK, CATEGORIES = "OD_template", "person, car, dog, red cup"
+
+
+def grid_boxes(width: int, height: int, count: int) -> np.ndarray:
+    """`count` boxes tiling the image row by row."""
+    side = int(np.ceil(np.sqrt(count)))
+    w, h = width / side, height / side
+    return np.array(
+        [[c * w, r * h, (c + 1) * w, (r + 1) * h] for r in range(side) for c in range(side)][
+            :count
+        ],
+        dtype=np.float32,
+    )
+
+
+def run_once(pipeline, proposer, image, count: int, new_tokens: int) -> dict:
+    pipeline.encoder.clear()
+    start = time.perf_counter()
+    proposed = proposer.propose(
+        image, CATEGORIES if proposer.needs_text else None, ProposalOptions()
+    )
+    proposals_s = time.perf_counter() - start
+    boxes = np.concatenate([proposed.xyxy, grid_boxes(*image.size, count)])[:count]
+    request = pipeline.prepare(image, boxes.tolist(), TASK, CATEGORIES)
+    result = pipeline.generate(request, new_tokens)
+    timings = result.timings
+    return {
+        "proposed": len(proposed),
+        "proposals_s": proposals_s,
+        "prepare_s": timings["preprocess_s"],
+        "first_token_s": timings["first_token_s"],
+        "decode_tok_s": timings["decode_tokens_per_s"],
+        "answer_s": timings["total_s"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="mid", choices=["tiny", "mid", "3b"])
+    parser.add_argument("--checkpoint", help="an FO1 checkpoint folder instead of a random one")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", choices=["bfloat16", "float32"], help="default: the loader's")
+    parser.add_argument("--decode", nargs="+", default=["dynamic"], choices=DECODE_MODES)
+    parser.add_argument("--proposer", default="offline", choices=sorted(registry.available()))
+    parser.add_argument("--proposer-checkpoint", help="its checkpoint (model proposers)")
+    parser.add_argument("--size", default="1024x768")
+    parser.add_argument("--boxes", type=int, default=MAX_REGIONS)
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+
+    image = scene(*map(int, args.size.split("x")))
+    proposer = registry.get(args.proposer, args.proposer_checkpoint)
+    proposer.propose(image, CATEGORIES if proposer.needs_text else None)  # loads its model
+    answer_slot = duration_for(args.new_tokens)
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.checkpoint or (
+            TINY if args.profile == "tiny" else make_random_checkpoint(Path(scratch), args.profile)
+        )
+        for decode in args.decode:
+            if args.device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            dtype = getattr(torch, args.dtype) if args.dtype else None
+            pipeline = load(folder, device=args.device, dtype=dtype, decode=decode)
+            warm_up = pipeline.warm_up()
+            runs = [run_once(pipeline, proposer, image, args.boxes, args.new_tokens)
+                    for _ in range(args.runs)]  # fmt: skip
+            row = {"fo1": args.checkpoint or args.profile, "device": args.device,
+                   "dtype": str(pipeline.model.dtype).removeprefix("torch."),
+                   "decode": warm_up.decode, "image": args.size, "boxes": args.boxes,
+                   "proposer": args.proposer, "warm_up_s": warm_up.seconds}  # fmt: skip
+            row |= {key: statistics.median_low(run[key] for run in runs) for key in runs[0]}
+            row["proposals_slot_s"] = BASE_SECONDS
+            row["answer_slot_s"] = answer_slot
+            row["fits"] = row["proposals_s"] < BASE_SECONDS and row["answer_s"] < answer_slot
+            row["peak_mem_MB"] = peak_memory_mb(pipeline.model.device)
+            rows.append(row)
+            del pipeline
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+          f"{args.new_tokens} new tokens, medians of {args.runs} runs")  # fmt: skip
+    print_table(rows)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""What every benchmark prints: a Markdown table (pasteable into the README) and peak memory."""
+
+from __future__ import annotations
+
+import resource
+
+import torch
+
+
+def _cell(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def print_table(rows: list[dict[str, object]]) -> None:
+    columns = list(rows[0])
+    print(" | ".join(columns))
+    print(" | ".join("---" for _ in columns))
+    for row in rows:
+        print(" | ".join(_cell(row[c]) for c in columns))
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated on a CUDA device, else this process's peak resident memory."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
