@@ -22,9 +22,9 @@ def answering(answering_checkpoint: Path) -> FO1Pipeline:
     return load(answering_checkpoint, device="cpu")
 
 
-@pytest.fixture(scope="module")
-def endless(endless_checkpoint: Path) -> FO1Pipeline:
-    return load(endless_checkpoint, device="cpu")
+@pytest.fixture(scope="module", params=["dynamic", "compiled"])
+def endless(endless_checkpoint: Path, request: pytest.FixtureRequest) -> FO1Pipeline:
+    return load(endless_checkpoint, device="cpu", decode=request.param)
 
 
 def test_rigged_answer_is_generated_and_ends_at_im_end(answering: FO1Pipeline) -> None:
@@ -63,6 +63,9 @@ def test_cancel_stops_generation_between_tokens(endless: FO1Pipeline) -> None:
                 cancel.set()
     assert result.stop_reason == "cancelled"
     assert len(result.token_ids) < 30
+    again = endless.ask(IMAGE, BOXES, "OD_template", "red circle", max_new_tokens=40)
+    assert again.stop_reason == "max_new_tokens"
+    assert again.text.startswith(ANSWER + " many regions many")
 
 
 def test_answer_does_not_depend_on_a_prior_request(answering: FO1Pipeline) -> None:
