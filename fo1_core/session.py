@@ -1,10 +1,11 @@
 """One FO1 question end to end: prepare inputs, encode image and regions, stream greedy tokens.
 
 `FO1Pipeline` owns the model, tokenizer and image preprocessor loaded from one checkpoint folder.
-Generation is transformers' `generate()` (greedy, KV cache) run in a worker thread, so text can be
-streamed token by token and cancelled between tokens. Image features, region embeddings and the
-prompt prefix's KV cache are kept (see `encoding.py`), so follow-up questions about the same image
-and boxes skip the vision towers and most of the prefill. `Conversation` chains such questions.
+Generation is transformers' `generate()` (greedy, KV cache) run on the pipeline's generation
+thread (`model_thread.py`), so text can be streamed token by token and cancelled between tokens.
+Image features, region embeddings and the prompt prefix's KV cache are kept (see `encoding.py`),
+so follow-up questions about the same image and boxes skip the vision towers and most of the
+prefill. `Conversation` chains such questions.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -29,6 +31,7 @@ from transformers import (
 from fo1_core.checkpoint import load_model
 from fo1_core.encoding import Encoder, PromptPrefix
 from fo1_core.errors import FO1Error
+from fo1_core.model_thread import ModelThread
 from fo1_core.modeling import FO1ForConditionalGeneration
 from fo1_core.processing import ImagePreprocessor, VisionInputs, num_image_tokens
 from fo1_core.prompting import build_prompt, sanitize_user_text, tokenize_prompt, user_text_for_task
@@ -121,6 +124,7 @@ class FO1Pipeline:
         self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
         # The model keeps per-call state (M-RoPE offsets) and shares cached KV: one call at a time.
         self._model_lock = threading.Lock()
+        self._generator = ModelThread("fo1-generate")
 
     @classmethod
     def from_pretrained(
@@ -229,13 +233,9 @@ class FO1Pipeline:
         cancel = cancel or threading.Event()
         streamer = TokenQueue(self.tokenizer)
         marks = {"submitted": time.perf_counter()}
-        worker = threading.Thread(
-            target=self._run,
-            args=(request, streamer, cancel, max_new_tokens, use_cache, marks),
-            name="fo1-generate",
-            daemon=True,
+        job = self._generator.submit(
+            partial(self._run, request, streamer, cancel, max_new_tokens, use_cache, marks)
         )
-        worker.start()
         finished = False
         try:
             while (event := streamer.events.get()) is not DONE:
@@ -246,7 +246,7 @@ class FO1Pipeline:
         finally:
             if not finished:  # the caller stopped reading: stop the worker too
                 cancel.set()
-            worker.join()
+            job.wait()
         yield self._finish(request, streamer, cancel.is_set(), marks, max_new_tokens)
 
     def _run(

@@ -76,6 +76,23 @@ def test_answer_does_not_depend_on_a_prior_request(answering: FO1Pipeline) -> No
     assert second.text == ANSWER + "<|im_end|>"
 
 
+def test_every_question_runs_on_one_generation_thread(answering_checkpoint: Path) -> None:
+    """CUDA graphs recorded by a compiled decode step belong to the thread that recorded them."""
+
+    def generation_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "fo1-generate"}
+
+    before = generation_threads()
+    pipeline = load(answering_checkpoint, device="cpu")
+    request = pipeline.prepare(IMAGE, BOXES, "OD_template", "red circle")
+    for _ in range(3):
+        assert pipeline.generate(request).text == ANSWER + "<|im_end|>"
+    for _ in pipeline.stream(request):
+        break  # a reader that leaves early stops the job, not the thread
+    assert pipeline.generate(request).text == ANSWER + "<|im_end|>"
+    assert len(generation_threads() - before) == 1
+
+
 def test_warm_up_compiles_before_the_first_user_and_leaves_no_cached_image(
     answering_checkpoint: Path,
 ) -> None:

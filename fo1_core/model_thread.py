@@ -1,0 +1,47 @@
+"""The one long-lived thread that runs generation jobs, one after another.
+
+A thread per question would do too, but `torch.compile`'s CUDA graphs are recorded per thread
+(inductor keeps its CUDA-graph trees in thread-local storage): every new thread would record them
+again. ZeroGPU forks the server process into a GPU worker, where no thread of the parent runs any
+more: the first job in a new process starts the thread there.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable
+
+
+class ModelThread:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+
+    def submit(self, job: Callable[[], None]) -> threading.Event:
+        """Queues `job`; the returned event is set once it has returned or raised."""
+        if self._pid != os.getpid():  # a new process: the parent's lock and thread stayed there
+            self._pid, self._lock, self._thread = os.getpid(), threading.Lock(), None
+        finished = threading.Event()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._jobs = queue.SimpleQueue()
+                self._thread = threading.Thread(
+                    target=self._serve, args=(self._jobs,), name=self.name, daemon=True
+                )
+                self._thread.start()
+            self._jobs.put((job, finished))
+        return finished
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue) -> None:
+        while True:
+            job, finished = jobs.get()
+            try:
+                job()
+            finally:
+                finished.set()
