@@ -1,34 +1,69 @@
 """ZeroGPU runs GPU functions in a worker forked from the server process (spaces 0.51): the
-arguments and every yielded value cross a pipe, and the worker is reused while its GPU stays
-idle. These tests run the pipeline the same way on the CPU."""
+arguments and every yielded value cross a pipe, each call iterates on a fresh thread of the worker,
+Stop closes that iteration, and the worker is reused while its GPU stays idle. These tests run the
+pipeline the same way on the CPU."""
 
 from __future__ import annotations
 
 import multiprocessing
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from fo1_core.session import FO1Pipeline, Generation
+from fo1_core.session import FO1Pipeline, Generation, load
 
 IMAGE = Image.new("RGB", (320, 240), (10, 200, 30))
 BOXES = [[10, 10, 100, 100], [50, 60, 200, 180], [150, 20, 300, 230]]
+TOKENS = 24
 FORK = multiprocessing.get_context("fork")
 
 
-def _serve(pipeline: FO1Pipeline, requests, events) -> None:
-    """The worker: streams each request's events back, then its prefix-cache hits."""
-    while (request := requests.get()) is not None:
-        for event in pipeline.stream(request, 24):
-            events.put(event)
+def _iterate(pipeline: FO1Pipeline, request, stop_after: int | None, events) -> None:
+    """One call: its events go back; after `stop_after` pieces the stream is closed (Stop)."""
+    stream = pipeline.stream(request, TOKENS if stop_after is None else 100_000)
+    for count, event in enumerate(stream):
+        if count == stop_after:
+            stream.close()
+            break
+        events.put(event)
+
+
+def _serve(pipeline: FO1Pipeline, calls, events) -> None:
+    """The worker: each call on a fresh thread, then the prefix-cache hits so far."""
+    while (call := calls.get()) is not None:
+        with ThreadPoolExecutor() as executor:
+            executor.submit(_iterate, pipeline, *call, events).result()
         events.put(pipeline.encoder.prefixes.stats().hits)
 
 
-def _answer(requests, events, request) -> tuple[list[str], Generation, int]:
-    requests.put(request)
-    pieces = []
-    while isinstance(event := events.get(timeout=120), str):
-        pieces.append(event)
-    return pieces, event, events.get(timeout=120)
+class ForkedWorker:
+    def __init__(self, pipeline: FO1Pipeline) -> None:
+        self.calls, self.events = FORK.Queue(), FORK.Queue()
+        self.process = FORK.Process(
+            target=_serve, args=(pipeline, self.calls, self.events), daemon=True
+        )
+
+    def __enter__(self) -> ForkedWorker:
+        self.process.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.calls.put(None)
+        self.process.join(timeout=60)
+        assert self.process.exitcode == 0
+
+    def call(self, request, stop_after: int | None = None):
+        """(text pieces, the `Generation` unless stopped, prefix-cache hits so far)."""
+        self.calls.put((request, stop_after))
+        pieces, answer = [], None
+        while not isinstance(event := self.events.get(timeout=120), int):
+            if isinstance(event, Generation):
+                answer = event
+            else:
+                pieces.append(event)
+        return pieces, answer, event
 
 
 def test_a_forked_worker_streams_the_same_answers_and_reuses_its_caches(
@@ -36,20 +71,24 @@ def test_a_forked_worker_streams_the_same_answers_and_reuses_its_caches(
 ) -> None:
     first = pipeline.prepare(IMAGE, BOXES, "free", "What is in <region1>?")
     follow_up = pipeline.prepare(IMAGE, BOXES, "Brief_Region_Caption_template", "<region2>")
-    expected = [pipeline.generate(r, 24).token_ids for r in (first, follow_up)]
+    expected = [pipeline.generate(r, TOKENS).token_ids for r in (first, follow_up)]
     pipeline.encoder.clear()  # the server process has used the model; the worker starts cold
-    requests, events = FORK.Queue(), FORK.Queue()
-    worker = FORK.Process(target=_serve, args=(pipeline, requests, events), daemon=True)
-    worker.start()
-    try:
-        pieces, answer, hits = _answer(requests, events, first)
+    with ForkedWorker(pipeline) as worker:
+        pieces, answer, hits = worker.call(first)
         assert answer.token_ids == expected[0]
         assert "".join(pieces).strip() == answer.text
         assert hits == 0
-        _, answer, hits = _answer(requests, events, follow_up)
+        _, answer, hits = worker.call(follow_up)
         assert answer.token_ids == expected[1]
         assert hits == 1  # the follow-up prefilled only its own words
-    finally:
-        requests.put(None)
-        worker.join(timeout=60)
-    assert worker.exitcode == 0
+
+
+@pytest.mark.slow
+def test_stop_in_a_forked_worker_frees_it_for_the_next_call(endless_checkpoint: Path) -> None:
+    pipeline = load(endless_checkpoint, device="cpu")
+    request = pipeline.prepare(IMAGE, BOXES, "OD_template", "red circle")
+    with ForkedWorker(pipeline) as worker:
+        pieces, answer, _ = worker.call(request, stop_after=5)
+        assert (len(pieces), answer) == (5, None)
+        _, answer, _ = worker.call(request)  # would wait for 100 000 tokens if Stop had not
+        assert (len(answer.token_ids), answer.stop_reason) == (TOKENS, "max_new_tokens")
