@@ -18,7 +18,7 @@ import torch
 
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
 from fo1_core.errors import FO1Error
-from fo1_core.session import DECODE_MODES, load
+from fo1_core.session import DECODE_MODES, STATIC_CACHE_TOKENS, load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
 from ui import Settings, app_css, build_app
 from ui.examples import EXAMPLES_DIR
@@ -44,6 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["auto", *DECODE_MODES],
         help="auto: compiled on a dedicated GPU (warmed up at start), dynamic elsewhere",
     )
+    parser.add_argument(
+        "--static-cache-tokens",
+        type=int,
+        default=STATIC_CACHE_TOKENS,
+        help="KV slots of static/compiled decoding; longer requests decode with a growing cache",
+    )
     parser.add_argument("--concurrency", type=int, default=1, help="GPU jobs at once")
     parser.add_argument("--queue-size", type=int, default=32, help="jobs waiting at most")
     parser.add_argument("--proposer", default="offline", help="proposer selected at start")
@@ -68,7 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logger.info("Loading %s …", args.checkpoint)
     try:
-        pipeline = load(args.checkpoint, device=args.device, decode=decode_mode(args))
+        pipeline = load(
+            args.checkpoint,
+            device=args.device,
+            decode=decode_mode(args),
+            static_cache_tokens=args.static_cache_tokens,
+        )
     except FO1Error as error:
         logger.error("%s", error)
         print(f"error: {error}", file=sys.stderr)  # noqa: T201 (the one line a user must see)

@@ -40,7 +40,10 @@ from fo1_core.templates import CHAT_CONTROL_STRINGS, DEFAULT_MAX_NEW_TOKENS, IM_
 
 logger = logging.getLogger(__name__)
 
-STATIC_CACHE_STEP = 1024
+STATIC_CACHE_TOKENS = 8192
+"""Slots of the fixed-size KV cache: a 1024 px image, 100 boxes, a long question and a long
+answer fit. One size means one compiled decode step; longer requests decode with a growing cache.
+About 300 MB at 3B in bf16."""
 
 DECODE_MODES = ("dynamic", "static", "compiled")
 """How tokens are decoded. `dynamic`: a growing KV cache, plain PyTorch (the default).
@@ -102,6 +105,7 @@ class FO1Pipeline:
         preprocessor: ImagePreprocessor,
         generation_config: GenerationConfig | None = None,
         decode: str = "dynamic",
+        static_cache_tokens: int = STATIC_CACHE_TOKENS,
     ) -> None:
         if decode not in DECODE_MODES:
             raise FO1Error(
@@ -109,8 +113,9 @@ class FO1Pipeline:
             )
         self.model = model
         self.decode = decode
+        self.static_cache_tokens = static_cache_tokens
         # One fixed-size cache is kept and refilled for every question: a compiled decode step
-        # (and its CUDA graphs) stays valid only while the cache tensors stay the same.
+        # (and its CUDA graphs) stays valid only while the cache tensors and shapes stay the same.
         self._static: StaticCache | None = None
         self._compile_config = CompileConfig()
         # transformers compiles on accelerators only unless told otherwise; asked for, the CPU
@@ -134,6 +139,7 @@ class FO1Pipeline:
         dtype: torch.dtype | None = None,
         attn_implementation: str | None = None,
         decode: str = "dynamic",
+        static_cache_tokens: int = STATIC_CACHE_TOKENS,
     ) -> FO1Pipeline:
         model, folder = load_model(name_or_path, device, dtype, attn_implementation)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), config=model.config)
@@ -142,7 +148,7 @@ class FO1Pipeline:
         except OSError:
             generation_config = None
         preprocessor = ImagePreprocessor(folder)
-        return cls(model, tokenizer, preprocessor, generation_config, decode)
+        return cls(model, tokenizer, preprocessor, generation_config, decode, static_cache_tokens)
 
     def warm_up(self) -> WarmUp:
         """Answers one short question so that the first user does not pay the compilation.
@@ -264,17 +270,18 @@ class FO1Pipeline:
                 prefix = None
                 if use_cache:
                     prefix = self.encoder.prefix(request.prompt_ids, request.vision)
-                    inputs = self._continue_from(prefix, request, max_new_tokens)
+                    inputs = self._continue_from(prefix, request)
                 else:
                     inputs = self.encoder.full_inputs(request.prompt_ids, request.vision, False)
-                    if self.decode != "dynamic":
-                        length = inputs["input_ids"].shape[1] + max_new_tokens
-                        inputs["past_key_values"] = self._static_cache(length)
+                length = inputs["input_ids"].shape[1] + max_new_tokens
+                static = self.decode != "dynamic" and length <= self.static_cache_tokens
+                if static:
+                    inputs["past_key_values"] = self._static_cache(prefix)
                 marks["encoded"] = time.perf_counter()
                 try:
                     self.model.generate(
                         **inputs,
-                        generation_config=self._generation_config(max_new_tokens),
+                        generation_config=self._generation_config(max_new_tokens, static),
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
                     )
@@ -285,35 +292,30 @@ class FO1Pipeline:
         except Exception as error:  # re-raised in the caller's thread
             streamer.events.put(error)
 
-    def _continue_from(self, prefix: PromptPrefix, request: Request, max_new_tokens: int) -> dict:
+    def _continue_from(self, prefix: PromptPrefix, request: Request) -> dict:
         ids = self.encoder.model_ids(request.prompt_ids, request.vision)
         # generate() derives the positions of uncached tokens from the model's stored offset.
         self.model.model.rope_deltas = prefix.rope_deltas
-        past = prefix.kv
-        if self.decode != "dynamic":
-            past = self._static_cache(ids.input_ids.shape[1] + max_new_tokens)
-            for index, layer in enumerate(prefix.kv.layers):
-                past.update(layer.keys, layer.values, index)
         return {
             "input_ids": ids.input_ids,
             "attention_mask": torch.ones_like(ids.input_ids),
             "mm_token_type_ids": ids.mm_token_type_ids,
             "image_grid_thw": request.vision.image_grid_thw.to(self.model.device),
-            "past_key_values": past,
+            "past_key_values": prefix.kv,
         }
 
-    def _static_cache(self, length: int) -> StaticCache:
-        """The pipeline's fixed-size cache, emptied, holding at least `length` tokens.
-
-        It grows in steps of `STATIC_CACHE_STEP` so that a compiled decode step is rebuilt rarely.
-        """
-        if self._static is None or self._static.get_max_length() < length:
-            size = -(-length // STATIC_CACHE_STEP) * STATIC_CACHE_STEP
-            self._static = StaticCache(config=self.model.config.text_config, max_cache_len=size)
+    def _static_cache(self, prefix: PromptPrefix | None) -> StaticCache:
+        """The pipeline's one fixed-size cache, holding `prefix` (if any) and nothing else."""
+        if self._static is None:
+            self._static = StaticCache(
+                config=self.model.config.text_config, max_cache_len=self.static_cache_tokens
+            )
         self._static.reset()
+        for index, layer in enumerate(prefix.kv.layers if prefix is not None else ()):
+            self._static.update(layer.keys, layer.values, index)
         return self._static
 
-    def _generation_config(self, max_new_tokens: int) -> GenerationConfig:
+    def _generation_config(self, max_new_tokens: int, static: bool) -> GenerationConfig:
         config = GenerationConfig(
             do_sample=False,
             num_beams=1,
@@ -321,7 +323,7 @@ class FO1Pipeline:
             eos_token_id=self.eos_token_ids,
             pad_token_id=self.pad_token_id,
         )
-        if self.decode == "compiled":
+        if static and self.decode == "compiled":
             config.compile_config = self._compile_config
         else:  # transformers would compile a static cache on GPUs by itself
             config.disable_compile = True
@@ -417,9 +419,13 @@ def load(
     dtype: torch.dtype | None = None,
     attn_implementation: str | None = None,
     decode: str = "dynamic",
+    static_cache_tokens: int = STATIC_CACHE_TOKENS,
 ) -> FO1Pipeline:
     """Loads a VLM-FO1 checkpoint (hub id or local folder) ready to answer questions.
 
     `decode`: one of `DECODE_MODES`; `"compiled"` is the fast one on GPUs (call `warm_up()` once).
+    `static_cache_tokens`: slots of the fixed-size cache of the `static` and `compiled` modes.
     """
-    return FO1Pipeline.from_pretrained(name_or_path, device, dtype, attn_implementation, decode)
+    return FO1Pipeline.from_pretrained(
+        name_or_path, device, dtype, attn_implementation, decode, static_cache_tokens
+    )

@@ -180,3 +180,15 @@ def test_compiled_decoding_compiles_once_for_every_question() -> None:
         assert result.token_ids == case["generated_ids"]
     assert counters["stats"]["unique_graphs"] == 1
     assert not counters["graph_break"]
+
+
+def test_requests_longer_than_the_static_cache_decode_with_a_growing_one() -> None:
+    pipeline = load(REFERENCE_DIR, device="cpu", decode="compiled", static_cache_tokens=16)
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    for name in CASES:
+        request, case, _ = _request(pipeline, name)
+        result = pipeline.generate(request, case["generation"]["max_new_tokens"])
+        assert result.token_ids == case["generated_ids"]
+    assert counters["stats"]["unique_graphs"] == 0  # nothing was compiled for them
