@@ -168,9 +168,8 @@ def test_static_cache_decoding_gives_the_golden_ids(
         assert result.token_ids == case["generated_ids"]
 
 
-def test_compiled_decoding_compiles_once_for_every_question() -> None:
-    """Questions of different lengths reuse one compiled decode step: no recompilation."""
-    pipeline = load(REFERENCE_DIR, device="cpu", attn_implementation="eager", decode="compiled")
+def _compiled_graphs_answering_every_case(pipeline: FO1Pipeline) -> dict:
+    """Dynamo's counters after `pipeline` gave every golden case its golden ids."""
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
     counters.clear()
@@ -178,17 +177,18 @@ def test_compiled_decoding_compiles_once_for_every_question() -> None:
         request, case, _ = _request(pipeline, name)
         result = pipeline.generate(request, case["generation"]["max_new_tokens"])
         assert result.token_ids == case["generated_ids"]
+    return counters
+
+
+def test_compiled_decoding_compiles_once_for_every_question() -> None:
+    """Questions of different lengths reuse one compiled decode step: no recompilation."""
+    pipeline = load(REFERENCE_DIR, device="cpu", attn_implementation="eager", decode="compiled")
+    counters = _compiled_graphs_answering_every_case(pipeline)
     assert counters["stats"]["unique_graphs"] == 1
     assert not counters["graph_break"]
 
 
 def test_requests_longer_than_the_static_cache_decode_with_a_growing_one() -> None:
     pipeline = load(REFERENCE_DIR, device="cpu", decode="compiled", static_cache_tokens=16)
-    torch._dynamo.reset()
-    counters = torch._dynamo.utils.counters
-    counters.clear()
-    for name in CASES:
-        request, case, _ = _request(pipeline, name)
-        result = pipeline.generate(request, case["generation"]["max_new_tokens"])
-        assert result.token_ids == case["generated_ids"]
+    counters = _compiled_graphs_answering_every_case(pipeline)
     assert counters["stats"]["unique_graphs"] == 0  # nothing was compiled for them
