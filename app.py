@@ -69,6 +69,12 @@ def decode_mode(args: argparse.Namespace) -> str:
     return "compiled" if on_cuda and not ON_ZERO_GPU else "dynamic"
 
 
+def warms_up(decode: str, device: torch.device) -> bool:
+    """Whether to answer a question before serving, so that the first visitor does not wait for
+    CUDA's start-up or the compiler. On ZeroGPU the server process has no GPU to do it with."""
+    return not ON_ZERO_GPU and (decode == "compiled" or device.type == "cuda")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -84,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", error)
         print(f"error: {error}", file=sys.stderr)  # noqa: T201 (the one line a user must see)
         return 2
-    if pipeline.decode == "compiled":
-        logger.info("Compiling the decode step before serving …")
+    if warms_up(pipeline.decode, pipeline.model.device):
+        logger.info("Warming up (a first question; compiling when decoding compiled) …")
         warm = pipeline.warm_up()
         logger.info("Warm-up took %.1f s; decoding %s.", warm.seconds, warm.decode)
     settings = Settings(

@@ -12,12 +12,13 @@ import gradio as gr
 import numpy as np
 import pytest
 import supervision as sv
+import torch
 from gradio.data_classes import FileData
 from gradio_image_annotation.image_annotator import AnnotatedImageData
 from PIL import Image
 
 import app
-from app import decode_mode, parse_args
+from app import decode_mode, parse_args, warms_up
 from fo1_core.answers import parse_answer, to_detections
 from fo1_core.errors import FO1Error
 from fo1_core.templates import FREE_PROMPT, TASKS
@@ -192,12 +193,18 @@ def test_command_line_defaults() -> None:
     assert (args.host, args.port, args.device) == ("127.0.0.1", 7860, None)
 
 
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
 def test_decoding_is_compiled_only_on_a_gpu_the_app_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
     assert decode_mode(parse_args(["--device", "cpu"])) == "dynamic"
     assert decode_mode(parse_args(["--device", "cuda"])) == "compiled"
     assert decode_mode(parse_args(["--device", "cpu", "--decode", "static"])) == "static"
+    assert not warms_up("dynamic", CPU)
+    assert warms_up("compiled", CPU) and warms_up("dynamic", CUDA)
     monkeypatch.setattr(app, "ON_ZERO_GPU", True)
     assert decode_mode(parse_args(["--device", "cuda"])) == "dynamic"
+    assert not warms_up("compiled", CUDA)  # the server process has no GPU there
 
 
 @pytest.mark.slow
