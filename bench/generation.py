@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from bench.random_checkpoint import TINY, make_random_checkpoint
+from bench.random_checkpoint import checkpoint_folder
 from bench.table import peak_memory_mb, print_table
 from fo1_core.session import DECODE_MODES, load
 
@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     default_device = "cuda" if torch.cuda.is_available() else "cpu"
     parser.add_argument(
-        "--profiles", nargs="+", default=["tiny", "mid"], choices=["tiny", "mid", "3b"]
+        "--profiles", nargs="+", default=["tiny", "mid"], help="tiny, mid, 3b or checkpoint folders"
     )
     parser.add_argument("--device", default=default_device)
     parser.add_argument("--new-tokens", type=int, default=64)
@@ -91,11 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         rows = []
         for profile in args.profiles:
-            folder = (
-                TINY
-                if profile == "tiny"
-                else make_random_checkpoint(Path(scratch) / profile, profile)
-            )
+            folder = checkpoint_folder(profile, Path(scratch), args.device)
             for decode in args.decode:
                 rows.append(
                     bench_profile(folder, profile, args.device, decode, args.new_tokens, args.runs)

@@ -85,6 +85,18 @@ def make_random_checkpoint(folder: Path, profile: str, device: str = "cpu") -> P
     return folder
 
 
+def checkpoint_folder(name: str, scratch: Path, device: str = "cpu") -> Path:
+    """`tiny` (the fixture), `mid` or `3b` (built into `scratch`), or a checkpoint folder's path."""
+    if name == "tiny":
+        return TINY
+    if name in ("mid", "3b"):
+        return make_random_checkpoint(scratch / name, name, device)
+    folder = Path(name)
+    if not folder.is_dir():
+        raise SystemExit(f"error: {name!r} is neither tiny, mid, 3b nor a checkpoint folder")
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", choices=["mid", "3b"], default="mid")
