@@ -118,8 +118,8 @@ class FO1Pipeline:
         # (and its CUDA graphs) stays valid only while the cache tensors and shapes stay the same.
         self._static: StaticCache | None = None
         self._compile_config = CompileConfig()
-        # transformers compiles on accelerators only unless told otherwise; asked for, the CPU
-        # gains too (no Python overhead per layer and step).
+        # transformers compiles on accelerators only unless told otherwise: `compiled` means
+        # compiled wherever it runs, so the CPU tests exercise the same compiled path.
         self._compile_config._compile_all_devices = True
         self.tokenizer = tokenizer
         self.preprocessor = preprocessor
