@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable
+
+STOP = (None, None)
 
 
 class ModelThread:
@@ -31,17 +34,23 @@ class ModelThread:
             if self._thread is None or not self._thread.is_alive():
                 self._jobs = queue.SimpleQueue()
                 self._thread = threading.Thread(
-                    target=self._serve, args=(self._jobs,), name=self.name, daemon=True
+                    target=_serve, args=(self._jobs,), name=self.name, daemon=True
                 )
                 self._thread.start()
+                # The thread ends with its owner (and must not keep the owner alive meanwhile).
+                weakref.finalize(self, self._jobs.put, STOP)
             self._jobs.put((job, finished))
         return finished
 
-    @staticmethod
-    def _serve(jobs: queue.SimpleQueue) -> None:
-        while True:
-            job, finished = jobs.get()
-            try:
-                job()
-            finally:
-                finished.set()
+
+def _serve(jobs: queue.SimpleQueue) -> None:
+    while True:
+        job, finished = jobs.get()
+        if job is None:
+            return
+        try:
+            job()
+        finally:
+            # The job holds its pipeline: an idle thread must not keep a model in memory.
+            del job
+            finished.set()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,17 @@ def test_warm_up_falls_back_to_plain_decoding_when_compiling_fails(
 def test_unknown_decode_mode_is_refused_by_name(answering_checkpoint: Path) -> None:
     with pytest.raises(FO1Error, match="'fast'.*dynamic, static, compiled"):
         load(answering_checkpoint, device="cpu", decode="fast")
+
+
+def test_a_dropped_pipeline_frees_its_model_and_generation_thread(
+    answering_checkpoint: Path,
+) -> None:
+    pipeline = load(answering_checkpoint, device="cpu")
+    assert pipeline.ask(IMAGE, BOXES, "OD_template", "red circle").stop_reason == "eos"
+    model = weakref.ref(pipeline.model)
+    thread = pipeline._generator._thread
+    del pipeline
+    gc.collect()
+    assert model() is None
+    thread.join(timeout=10)
+    assert not thread.is_alive()
