@@ -36,12 +36,18 @@ def _median(values: list[float]) -> float:
 
 
 def bench_profile(
-    folder: Path, profile: str, device: str, decode: str, new_tokens: int, runs: int
+    folder: Path,
+    profile: str,
+    device: str,
+    dtype: torch.dtype | None,
+    decode: str,
+    new_tokens: int,
+    runs: int,
 ) -> dict:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    pipeline = load(folder, device=device, decode=decode)
+    pipeline = load(folder, device=device, dtype=dtype, decode=decode)
     load_s = time.perf_counter() - start
     warm_up = pipeline.warm_up()
     first_q = pipeline.prepare(IMAGE, BOXES, "OD_template", "red cup")
@@ -81,6 +87,7 @@ def main() -> None:
         "--profiles", nargs="+", default=["tiny", "mid"], help="tiny, mid, 3b or checkpoint folders"
     )
     parser.add_argument("--device", default=default_device)
+    parser.add_argument("--dtype", choices=["bfloat16", "float32"], help="default: the loader's")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the rows here")
@@ -88,13 +95,16 @@ def main() -> None:
         "--decode", nargs="+", default=["dynamic"], choices=DECODE_MODES, help="one row each"
     )
     args = parser.parse_args()
+    dtype = getattr(torch, args.dtype) if args.dtype else None
     with tempfile.TemporaryDirectory() as scratch:
         rows = []
         for profile in args.profiles:
             folder = checkpoint_folder(profile, Path(scratch), args.device)
             for decode in args.decode:
                 rows.append(
-                    bench_profile(folder, profile, args.device, decode, args.new_tokens, args.runs)
+                    bench_profile(
+                        folder, profile, args.device, dtype, decode, args.new_tokens, args.runs
+                    )
                 )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print_table(rows)
