@@ -78,12 +78,12 @@ def test_answer_does_not_depend_on_a_prior_request(answering: FO1Pipeline) -> No
     assert second.text == ANSWER + "<|im_end|>"
 
 
+def generation_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "fo1-generate"}
+
+
 def test_every_question_runs_on_one_generation_thread(answering_checkpoint: Path) -> None:
     """CUDA graphs recorded by a compiled decode step belong to the thread that recorded them."""
-
-    def generation_threads() -> set[threading.Thread]:
-        return {t for t in threading.enumerate() if t.name == "fo1-generate"}
-
     before = generation_threads()
     pipeline = load(answering_checkpoint, device="cpu")
     request = pipeline.prepare(IMAGE, BOXES, "OD_template", "red circle")
@@ -127,10 +127,11 @@ def test_unknown_decode_mode_is_refused_by_name(answering_checkpoint: Path) -> N
 def test_a_dropped_pipeline_frees_its_model_and_generation_thread(
     answering_checkpoint: Path,
 ) -> None:
+    before = generation_threads()
     pipeline = load(answering_checkpoint, device="cpu")
     assert pipeline.ask(IMAGE, BOXES, "OD_template", "red circle").stop_reason == "eos"
     model = weakref.ref(pipeline.model)
-    thread = pipeline._generator._thread
+    (thread,) = generation_threads() - before
     del pipeline
     gc.collect()
     assert model() is None
