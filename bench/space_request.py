@@ -84,29 +84,39 @@ def main() -> None:
     image = scene(*map(int, args.size.split("x")))
     proposer = registry.get(args.proposer, args.proposer_checkpoint)
     proposer.propose(image, CATEGORIES if proposer.needs_text else None)  # loads its model
+    dtype = getattr(torch, args.dtype) if args.dtype else None
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         folder = checkpoint_folder(args.profile, Path(scratch), args.device)
         for decode in args.decode:
             if args.device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
-            dtype = getattr(torch, args.dtype) if args.dtype else None
             pipeline = load(folder, device=args.device, dtype=dtype, decode=decode)
             warm_up = pipeline.warm_up()
-            runs = [run_once(pipeline, proposer, image, args.boxes, args.new_tokens)
-                    for _ in range(args.runs)]  # fmt: skip
-            row = {"fo1": args.profile, "device": args.device,
-                   "dtype": str(pipeline.model.dtype).removeprefix("torch."),
-                   "decode": warm_up.decode, "image": args.size, "boxes": args.boxes,
-                   "proposer": args.proposer, "warm_up_s": warm_up.seconds}  # fmt: skip
+            runs = [
+                run_once(pipeline, proposer, image, args.boxes, args.new_tokens)
+                for _ in range(args.runs)
+            ]
+            row = {
+                "fo1": args.profile,
+                "device": args.device,
+                "dtype": str(pipeline.model.dtype).removeprefix("torch."),
+                "decode": warm_up.decode,
+                "image": args.size,
+                "boxes": args.boxes,
+                "proposer": args.proposer,
+                "warm_up_s": warm_up.seconds,
+            }
             row |= {key: statistics.median_low(run[key] for run in runs) for key in runs[0]}
             row["total_s"] = row["proposals_s"] + row["answer_s"]
             row["fits_60s"] = row["total_s"] < ZERO_GPU_DEFAULT_SLOT_S
             row["peak_mem_MB"] = peak_memory_mb(pipeline.model.device)
             rows.append(row)
             del pipeline
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-          f"{args.new_tokens} new tokens, medians of {args.runs} runs")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+        f"{args.new_tokens} new tokens, medians of {args.runs} runs"
+    )
     print_table(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
