@@ -16,7 +16,7 @@ from pathlib import Path
 import spaces  # noqa: F401, I001
 import torch
 
-from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
+from fo1_core.checkpoint import PUBLISHED_CHECKPOINT, default_device_and_dtype
 from fo1_core.errors import FO1Error
 from fo1_core.session import DECODE_MODES, STATIC_CACHE_TOKENS, load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
@@ -65,8 +65,8 @@ def decode_mode(args: argparse.Namespace) -> str:
     would compile again inside a visitor's time slot, and CPUs gain less than compiling costs."""
     if args.decode != "auto":
         return args.decode
-    on_cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
-    return "compiled" if on_cuda and not ON_ZERO_GPU else "dynamic"
+    device = torch.device(args.device) if args.device else default_device_and_dtype()[0]
+    return "compiled" if device.type == "cuda" and not ON_ZERO_GPU else "dynamic"
 
 
 def warms_up(decode: str, device: torch.device) -> bool:
