@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from bench.options import add_model_options, dtype_of
 from bench.random_checkpoint import checkpoint_folder
 from bench.table import peak_memory_mb, print_table
-from fo1_core.session import DECODE_MODES, load
+from fo1_core.session import load
 
 BOXES = [[20 + 55 * i, 40 + 30 * (i % 3), 80 + 55 * i, 140 + 30 * (i % 3)] for i in range(10)]
 IMAGE = Image.new("RGB", (640, 480), (90, 140, 200))
@@ -82,20 +83,14 @@ def bench_profile(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_device = "cuda" if torch.cuda.is_available() else "cpu"
     parser.add_argument(
         "--profiles", nargs="+", default=["tiny", "mid"], help="tiny, mid, 3b or checkpoint folders"
     )
-    parser.add_argument("--device", default=default_device)
-    parser.add_argument("--dtype", choices=["bfloat16", "float32"], help="default: the loader's")
+    add_model_options(parser)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", type=Path, help="also write the rows here")
-    parser.add_argument(
-        "--decode", nargs="+", default=["dynamic"], choices=DECODE_MODES, help="one row each"
-    )
     args = parser.parse_args()
-    dtype = getattr(torch, args.dtype) if args.dtype else None
+    dtype = dtype_of(args)
     with tempfile.TemporaryDirectory() as scratch:
         rows = []
         for profile in args.profiles:

@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.options import add_model_options, dtype_of
 from bench.proposers import scene
 from bench.random_checkpoint import checkpoint_folder
 from bench.table import peak_memory_mb, print_table
 from detect_tools import registry
 from detect_tools.base import ProposalOptions
-from fo1_core.session import DECODE_MODES, load
+from fo1_core.session import load
 from fo1_core.templates import MAX_REGIONS
 
 TASK, CATEGORIES = "OD_template", "person, car, dog, red cup"
@@ -69,22 +70,19 @@ def run_once(pipeline, proposer, image, count: int, new_tokens: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="mid", help="tiny, mid, 3b or a checkpoint folder")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=["bfloat16", "float32"], help="default: the loader's")
-    parser.add_argument("--decode", nargs="+", default=["dynamic"], choices=DECODE_MODES)
+    add_model_options(parser)
     parser.add_argument("--proposer", default="offline", choices=sorted(registry.available()))
     parser.add_argument("--proposer-checkpoint", help="its checkpoint (model proposers)")
     parser.add_argument("--size", default="1024x768")
     parser.add_argument("--boxes", type=int, default=MAX_REGIONS)
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
 
     image = scene(*map(int, args.size.split("x")))
     proposer = registry.get(args.proposer, args.proposer_checkpoint)
     proposer.propose(image, CATEGORIES if proposer.needs_text else None)  # loads its model
-    dtype = getattr(torch, args.dtype) if args.dtype else None
+    dtype = dtype_of(args)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         folder = checkpoint_folder(args.profile, Path(scratch), args.device)

@@ -1,0 +1,24 @@
+"""Options every FO1 benchmark takes: where and how the model runs, and where the rows go."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from fo1_core.checkpoint import default_device_and_dtype
+from fo1_core.session import DECODE_MODES
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=str(default_device_and_dtype()[0]))
+    parser.add_argument("--dtype", choices=["bfloat16", "float32"], help="default: the loader's")
+    parser.add_argument(
+        "--decode", nargs="+", default=["dynamic"], choices=DECODE_MODES, help="one row each"
+    )
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+
+
+def dtype_of(args: argparse.Namespace) -> torch.dtype | None:
+    return getattr(torch, args.dtype) if args.dtype else None
