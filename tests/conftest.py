@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from fo1_core.session import FO1Pipeline, load
 
@@ -16,6 +17,12 @@ REFERENCE_DIR = Path(
     os.environ.get("FO1_REFERENCE_DIR", SHARED / "fo1-reference" / "tiny")
 ).resolve()
 SPEC_DIR = SHARED / "fo1-reference"
+TEST_DEVICE = os.environ.get("FO1_TEST_DEVICE", "cpu")
+"""Where the parity and generation tests run their models: the CPU in CI, `FO1_TEST_DEVICE=cuda`
+on a GPU machine (see README, "On a GPU")."""
+if TEST_DEVICE.startswith("cuda"):
+    # The golden tolerances are fp32's; TF32 convolutions (cuDNN's default) would exceed them.
+    torch.backends.cudnn.allow_tf32 = False
 
 
 def golden_cases() -> list[str]:
@@ -30,8 +37,8 @@ def reference_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline() -> FO1Pipeline:
-    """The tiny reference checkpoint, loaded through the same `load()` users call (CPU, fp32)."""
-    return load(REFERENCE_DIR, device="cpu", attn_implementation="eager")
+    """The tiny reference checkpoint, loaded through the same `load()` users call, in fp32."""
+    return load(REFERENCE_DIR, TEST_DEVICE, torch.float32, attn_implementation="eager")
 
 
 RIGGED_ANSWER = "<ground>red circle</ground><objects><region0><region2></objects>"

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from fo1_core.session import FO1Pipeline, Request, load
 from fo1_core.templates import FREE_PROMPT
-from tests.conftest import REFERENCE_DIR, golden_cases
+from tests.conftest import REFERENCE_DIR, TEST_DEVICE, golden_cases
 
 CASES = golden_cases()
 
@@ -37,7 +37,7 @@ def _request(pipeline: FO1Pipeline, name: str) -> tuple[Request, dict, dict]:
 
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float) -> None:
     assert actual.shape == expected.shape
-    diff = (actual.float() - expected.float()).abs().max().item()
+    diff = (actual.float().cpu() - expected.float()).abs().max().item()
     assert diff <= atol, f"max abs diff {diff:.3g} > {atol:.3g}"
 
 
@@ -65,7 +65,7 @@ def test_preprocessing(pipeline: FO1Pipeline, name: str) -> None:
         _assert_close(vision.vt_boxes, tensors["vt_boxes"], 1e-4)
         encoder = pipeline.model.model.region_encoder
         grid = case["image_grid_thw"][1:]
-        normalized = encoder.normalized_boxes(vision.vt_boxes, grid)
+        normalized = encoder.normalized_boxes(vision.vt_boxes.to(TEST_DEVICE), grid)
         _assert_close(normalized, tensors["pos_embed_boxes_cxcywh"], 1e-4)
 
 
@@ -73,19 +73,21 @@ def test_preprocessing(pipeline: FO1Pipeline, name: str) -> None:
 def test_vision_and_region_features(pipeline: FO1Pipeline, name: str) -> None:
     request, case, tensors = _request(pipeline, name)
     model, vision = pipeline.model.model, request.vision
+    pixels, grid = vision.pixel_values.to(TEST_DEVICE), vision.image_grid_thw.to(TEST_DEVICE)
+    aux_boxes, vt_boxes = vision.aux_boxes.to(TEST_DEVICE), vision.vt_boxes.to(TEST_DEVICE)
     with torch.inference_mode():
-        image = model.encode_image(vision.pixel_values, vision.image_grid_thw)
+        image = model.encode_image(pixels, grid)
         expected = tensors["image_features"]
         _assert_close(image.embeds, expected, _relative(expected, 1e-4))
         expected = tensors["vt_last_fullatt_map"]
         _assert_close(image.vit_map, expected, _relative(expected, 1e-4))
         if not case["boxes_xyxy_original"]:
             return
-        aux_maps = model.encode_aux(vision.aux_pixel_values)
-        pre = model.region_encoder(aux_maps, image.vit_map, vision.aux_boxes, vision.vt_boxes)
+        aux_maps = model.encode_aux(vision.aux_pixel_values.to(TEST_DEVICE))
+        pre = model.region_encoder(aux_maps, image.vit_map, aux_boxes, vt_boxes)
         expected = tensors["region_feat_pre_proj"]
         _assert_close(pre, expected, _relative(expected, 1e-3))
-        regions = model.encode_regions(image.vit_map, aux_maps, vision.aux_boxes, vision.vt_boxes)
+        regions = model.encode_regions(image.vit_map, aux_maps, aux_boxes, vt_boxes)
         expected = tensors["region_feat"]
         _assert_close(regions, expected, _relative(expected, 1e-3))
 
@@ -93,7 +95,7 @@ def test_vision_and_region_features(pipeline: FO1Pipeline, name: str) -> None:
 def _teacher_forced(pipeline: FO1Pipeline, request: Request, generated: list[int]):
     """One forward over prompt + generated ids, capturing the decoder's inputs."""
     inputs = pipeline.model_inputs(request)
-    extra = torch.tensor([generated[:-1]], dtype=torch.long)
+    extra = torch.tensor([generated[:-1]], dtype=torch.long, device=TEST_DEVICE)
     inputs["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
     inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
     inputs["mm_token_type_ids"] = torch.cat(
@@ -152,7 +154,9 @@ def test_free_running_greedy_ids_exact(pipeline: FO1Pipeline, name: str, use_cac
 @pytest.fixture(scope="module", params=["static", "compiled"])
 def static_pipeline(request: pytest.FixtureRequest) -> FO1Pipeline:
     """Decoding with a fixed-size KV cache, plain and `torch.compile`d (forced on the CPU)."""
-    return load(REFERENCE_DIR, device="cpu", attn_implementation="eager", decode=request.param)
+    return load(
+        REFERENCE_DIR, TEST_DEVICE, torch.float32, attn_implementation="eager", decode=request.param
+    )
 
 
 @pytest.mark.parametrize("use_cache", [False, True], ids=["uncached", "cached"])
@@ -182,13 +186,17 @@ def _compiled_graphs_answering_every_case(pipeline: FO1Pipeline) -> dict:
 
 def test_compiled_decoding_compiles_once_for_every_question() -> None:
     """Questions of different lengths reuse one compiled decode step: no recompilation."""
-    pipeline = load(REFERENCE_DIR, device="cpu", attn_implementation="eager", decode="compiled")
+    pipeline = load(
+        REFERENCE_DIR, TEST_DEVICE, torch.float32, attn_implementation="eager", decode="compiled"
+    )
     counters = _compiled_graphs_answering_every_case(pipeline)
     assert counters["stats"]["unique_graphs"] == 1
     assert not counters["graph_break"]
 
 
 def test_requests_longer_than_the_static_cache_decode_with_a_growing_one() -> None:
-    pipeline = load(REFERENCE_DIR, device="cpu", decode="compiled", static_cache_tokens=16)
+    pipeline = load(
+        REFERENCE_DIR, TEST_DEVICE, torch.float32, decode="compiled", static_cache_tokens=16
+    )
     counters = _compiled_graphs_answering_every_case(pipeline)
     assert counters["stats"]["unique_graphs"] == 0  # nothing was compiled for them

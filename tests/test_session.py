@@ -14,6 +14,7 @@ from PIL import Image
 from fo1_core.errors import FO1Error
 from fo1_core.session import FO1Pipeline, Generation, load
 from tests.conftest import RIGGED_ANSWER as ANSWER
+from tests.conftest import TEST_DEVICE
 
 IMAGE = Image.new("RGB", (160, 120), (40, 90, 200))
 BOXES = [[10, 10, 60, 60], [70, 20, 150, 100], [5, 70, 50, 115]]
@@ -21,12 +22,12 @@ BOXES = [[10, 10, 60, 60], [70, 20, 150, 100], [5, 70, 50, 115]]
 
 @pytest.fixture(scope="module")
 def answering(answering_checkpoint: Path) -> FO1Pipeline:
-    return load(answering_checkpoint, device="cpu")
+    return load(answering_checkpoint, device=TEST_DEVICE)
 
 
 @pytest.fixture(scope="module", params=["dynamic", "compiled"])
 def endless(endless_checkpoint: Path, request: pytest.FixtureRequest) -> FO1Pipeline:
-    return load(endless_checkpoint, device="cpu", decode=request.param)
+    return load(endless_checkpoint, device=TEST_DEVICE, decode=request.param)
 
 
 def test_rigged_answer_is_generated_and_ends_at_im_end(answering: FO1Pipeline) -> None:
@@ -85,7 +86,7 @@ def generation_threads() -> set[threading.Thread]:
 def test_every_question_runs_on_one_generation_thread(answering_checkpoint: Path) -> None:
     """CUDA graphs recorded by a compiled decode step belong to the thread that recorded them."""
     before = generation_threads()
-    pipeline = load(answering_checkpoint, device="cpu")
+    pipeline = load(answering_checkpoint, device=TEST_DEVICE)
     request = pipeline.prepare(IMAGE, BOXES, "OD_template", "red circle")
     for _ in range(3):
         assert pipeline.generate(request).text == ANSWER + "<|im_end|>"
@@ -98,7 +99,7 @@ def test_every_question_runs_on_one_generation_thread(answering_checkpoint: Path
 def test_warm_up_compiles_before_the_first_user_and_leaves_no_cached_image(
     answering_checkpoint: Path,
 ) -> None:
-    pipeline = load(answering_checkpoint, device="cpu", decode="compiled")
+    pipeline = load(answering_checkpoint, device=TEST_DEVICE, decode="compiled")
     warm = pipeline.warm_up()
     assert (warm.decode, warm.error) == ("compiled", None)
     assert pipeline.encoder.images.stats().entries == 0
@@ -112,7 +113,7 @@ def test_warm_up_falls_back_to_plain_decoding_when_compiling_fails(
         raise RuntimeError("no C compiler found")
 
     monkeypatch.setattr(torch, "compile", no_compiler)
-    pipeline = load(answering_checkpoint, device="cpu", decode="compiled")
+    pipeline = load(answering_checkpoint, device=TEST_DEVICE, decode="compiled")
     warm = pipeline.warm_up()
     assert warm.decode == pipeline.decode == "dynamic"
     assert "no C compiler found" in warm.error
@@ -121,14 +122,14 @@ def test_warm_up_falls_back_to_plain_decoding_when_compiling_fails(
 
 def test_unknown_decode_mode_is_refused_by_name(answering_checkpoint: Path) -> None:
     with pytest.raises(FO1Error, match="'fast'.*dynamic, static, compiled"):
-        load(answering_checkpoint, device="cpu", decode="fast")
+        load(answering_checkpoint, device=TEST_DEVICE, decode="fast")
 
 
 def test_a_dropped_pipeline_frees_its_model_and_generation_thread(
     answering_checkpoint: Path,
 ) -> None:
     before = generation_threads()
-    pipeline = load(answering_checkpoint, device="cpu")
+    pipeline = load(answering_checkpoint, device=TEST_DEVICE)
     assert pipeline.ask(IMAGE, BOXES, "OD_template", "red circle").stop_reason == "eos"
     model = weakref.ref(pipeline.model)
     (thread,) = generation_threads() - before

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Run on the device machine, one step per call (each fits the 10-minute limit of one command):
+#   checks      parity and generation tests on CUDA: golden ids through the dynamic, static and
+#               compiled (CUDA-graph) decoders, one compiled graph for every question
+#   generation  bench.generation, 3B shape in bf16, dynamic / static / compiled
+#   space       bench.space_request, 3B shape in bf16, dynamic / compiled
+# Everything it writes lands in $OUT (the device tool brings that folder back).
+# Needs .device/ carried, filled by bench/gpu/prepare.sh.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:?set by the device tool}
+
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .device/wheels/*.whl
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+# The code finds the reference fixture and the 3B config beside the checkout, as it does here.
+[ -e ../shared ] || ln -s "$PWD/.device/shared" ../shared
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
+} | tee "$out/machine.txt"
+
+failed=0
+for step in "$@"; do
+  case $step in
+    checks)
+      # One pytest per file: on torch 2.11 a compile after `torch._dynamo.reset()` (which the
+      # graph-count test does) can crash a later compile in the same process; 2.14 is fine.
+      for file in tests/test_parity.py tests/test_session.py; do
+        FO1_TEST_DEVICE=cuda python3 -m pytest -q -rs -p no:cacheprovider "$file" 2>&1 |
+          tee -a "$out/checks.log" || failed=1
+      done
+      ;;
+    generation)
+      python3 -m bench.generation --profiles 3b --dtype bfloat16 \
+        --decode dynamic static compiled --json "$out/generation.json" 2>&1 |
+        tee "$out/generation.log" || failed=1
+      ;;
+    space)
+      python3 -m bench.space_request --profile 3b --dtype bfloat16 --decode dynamic compiled \
+        --json "$out/space_request.json" 2>&1 | tee "$out/space_request.log" || failed=1
+      ;;
+    *) echo "unknown step '$step': checks, generation or space" >&2 && exit 2 ;;
+  esac
+done
+exit $failed
