@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             "token_ids": result.token_ids,
             "stop_reason": result.stop_reason,
             "timings": result.timings,
+            "reused": dataclasses.asdict(result.reused),
             "prompt": request.prompt,
             "notices": result.notices,
         }

@@ -64,6 +64,11 @@ class LRUCache(Generic[V]):
             self._items.move_to_end(key)
             return item[0]
 
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether `key` is kept; unlike `get`, neither counted nor moved to most recent."""
+        with self._lock:
+            return key in self._items
+
     def put(self, key: Hashable, value: V) -> None:
         size = nbytes(value)
         with self._lock:

@@ -40,6 +40,15 @@ class PromptPrefix:
     rope_deltas: torch.Tensor  # M-RoPE offset of text after the image
 
 
+@dataclass
+class Reused:
+    """What one question found already computed. A reused prefix holds the image and every box."""
+
+    image: bool = False
+    regions: int = 0
+    prefix: bool = False
+
+
 class Encoder:
     """Runs the towers, the region encoder and prefix prefill, reusing earlier results.
 
@@ -81,7 +90,7 @@ class Encoder:
         if not vision.num_regions:
             return None
         aux, vt = vision.aux_boxes.to(self.device), vision.vt_boxes.to(self.device)
-        keys = [(vision.image_key, *a, *v) for a, v in zip(aux.tolist(), vt.tolist(), strict=True)]
+        keys = self._region_keys(vision)
         found = [self.regions.get(key) if use_cache else None for key in keys]
         missing = [i for i, embed in enumerate(found) if embed is None]
         if missing:
@@ -93,6 +102,11 @@ class Encoder:
                 if use_cache:
                     self.regions.put(keys[i], found[i])
         return torch.stack(found)
+
+    @staticmethod
+    def _region_keys(vision: VisionInputs) -> list[tuple]:
+        pairs = zip(vision.aux_boxes.tolist(), vision.vt_boxes.tolist(), strict=True)
+        return [(vision.image_key, *aux, *vt) for aux, vt in pairs]
 
     def model_ids(self, prompt_ids: list[int], vision: VisionInputs) -> ModelIds:
         count = num_image_tokens(vision.image_grid_thw, self.merge_size)
@@ -115,11 +129,22 @@ class Encoder:
             "mm_encoder_outputs": encoded,
         }
 
+    def reusable(self, prompt_ids: list[int], vision: VisionInputs) -> Reused:
+        """What `prefix` would find already computed for this prompt (the caches are untouched)."""
+        if self._prefix_key(prompt_ids[: prefix_length(prompt_ids)], vision) in self.prefixes:
+            return Reused(image=True, regions=vision.num_regions, prefix=True)
+        regions = sum(key in self.regions for key in self._region_keys(vision))
+        return Reused(image=vision.image_key in self.images, regions=regions)
+
     def prefix(self, prompt_ids: list[int], vision: VisionInputs) -> PromptPrefix:
         """The KV cache of the prompt up to its last image/region slot, computed once."""
         head = prompt_ids[: prefix_length(prompt_ids)]
-        key = (vision.image_key, tuple(vision.aux_boxes.flatten().tolist()), tuple(head))
+        key = self._prefix_key(head, vision)
         return self.prefixes.get_or_create(key, lambda: self._prefill(head, vision))
+
+    @staticmethod
+    def _prefix_key(head: list[int], vision: VisionInputs) -> tuple:
+        return (vision.image_key, tuple(vision.aux_boxes.flatten().tolist()), tuple(head))
 
     def _prefill(self, head: list[int], vision: VisionInputs) -> PromptPrefix:
         inputs = self.full_inputs(head, vision, use_cache=True)

@@ -29,7 +29,7 @@ from transformers import (
 )
 
 from fo1_core.checkpoint import load_model
-from fo1_core.encoding import Encoder, PromptPrefix
+from fo1_core.encoding import Encoder, PromptPrefix, Reused
 from fo1_core.errors import FO1Error
 from fo1_core.model_thread import ModelThread
 from fo1_core.modeling import FO1ForConditionalGeneration
@@ -87,6 +87,7 @@ class Generation:
     stop_reason: str  # "eos", "max_new_tokens" or "cancelled"
     timings: dict[str, float] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
+    reused: Reused = field(default_factory=Reused)
 
     @property
     def answer(self) -> str:
@@ -95,6 +96,16 @@ class Generation:
         while text.endswith(CHAT_CONTROL_STRINGS):
             text = next(text.removesuffix(c) for c in CHAT_CONTROL_STRINGS if text.endswith(c))
         return text.strip()
+
+
+@dataclass
+class _Progress:
+    """What the generation thread reports besides tokens: when each stage began, what it reused."""
+
+    submitted: float
+    started: float | None = None
+    encoded: float | None = None
+    reused: Reused = field(default_factory=Reused)
 
 
 class FO1Pipeline:
@@ -238,9 +249,9 @@ class FO1Pipeline:
         """
         cancel = cancel or threading.Event()
         streamer = TokenQueue(self.tokenizer)
-        marks = {"submitted": time.perf_counter()}
+        progress = _Progress(submitted=time.perf_counter())
         job = self._generator.submit(
-            partial(self._run, request, streamer, cancel, max_new_tokens, use_cache, marks)
+            partial(self._run, request, streamer, cancel, max_new_tokens, use_cache, progress)
         )
         finished = False
         try:
@@ -253,7 +264,7 @@ class FO1Pipeline:
             if not finished:  # the caller stopped reading: stop the worker too
                 cancel.set()
             job.wait()
-        yield self._finish(request, streamer, cancel.is_set(), marks, max_new_tokens)
+        yield self._finish(request, streamer, cancel.is_set(), progress, max_new_tokens)
 
     def _run(
         self,
@@ -262,13 +273,14 @@ class FO1Pipeline:
         cancel: threading.Event,
         max_new_tokens: int,
         use_cache: bool,
-        marks: dict[str, float],
+        progress: _Progress,
     ) -> None:
         try:
             with self._model_lock, torch.inference_mode():
-                marks["started"] = time.perf_counter()
+                progress.started = time.perf_counter()
                 prefix = None
                 if use_cache:
+                    progress.reused = self.encoder.reusable(request.prompt_ids, request.vision)
                     prefix = self.encoder.prefix(request.prompt_ids, request.vision)
                     inputs = self._continue_from(prefix, request)
                 else:
@@ -277,7 +289,7 @@ class FO1Pipeline:
                 static = self.decode != "dynamic" and length <= self.static_cache_tokens
                 if static:
                     inputs["past_key_values"] = self._static_cache(prefix)
-                marks["encoded"] = time.perf_counter()
+                progress.encoded = time.perf_counter()
                 try:
                     self.model.generate(
                         **inputs,
@@ -334,7 +346,7 @@ class FO1Pipeline:
         request: Request,
         streamer: TokenQueue,
         cancelled: bool,
-        marks: dict[str, float],
+        progress: _Progress,
         max_new_tokens: int,
     ) -> Generation:
         end = time.perf_counter()
@@ -345,7 +357,7 @@ class FO1Pipeline:
             reason = "cancelled"
         else:
             reason = "max_new_tokens" if len(ids) >= max_new_tokens else "eos"
-        started = marks.get("started", end)
+        started = end if progress.started is None else progress.started
         first = streamer.first_token_at or end
         return Generation(
             text=self.tokenizer.decode(ids, skip_special_tokens=False).strip(),
@@ -353,12 +365,13 @@ class FO1Pipeline:
             stop_reason=reason,
             timings={
                 "preprocess_s": request.preprocess_s,
-                "queued_s": started - marks["submitted"],
-                "encode_s": marks.get("encoded", end) - started,
+                "queued_s": started - progress.submitted,
+                "encode_s": (end if progress.encoded is None else progress.encoded) - started,
                 "first_token_s": first - started,
                 "decode_tokens_per_s": (len(ids) - 1) / (end - first) if len(ids) > 1 else 0.0,
-                "total_s": end - marks["submitted"] + request.preprocess_s,
+                "total_s": end - progress.submitted + request.preprocess_s,
             },
+            reused=progress.reused,
             notices=list(request.notices),
         )
 

@@ -83,6 +83,12 @@ def test_answer_draws_the_grounded_regions(client: Client) -> None:
     assert np.abs(drawn[390, 300].astype(int) - original[390, 300]).max() < 40
 
 
+def test_asking_again_about_the_same_image_and_boxes_reuses_their_encoding(client: Client) -> None:
+    answer(client, handle_file(IMAGE), BOXES, "OD_template", "cup")
+    *_, again = answer(client, handle_file(IMAGE), BOXES, "OD_Counting_template", "spoon")
+    assert again["reused"] == {"image": True, "regions": len(BOXES), "prefix": True}
+
+
 def test_propose_output_feeds_answer(client: Client) -> None:
     proposals = client.predict(handle_file(IMAGE), "offline", "", None, 3, api_name="/propose")
     _, raw, detections = answer(client, handle_file(IMAGE), proposals, "OD_All_template", "")

@@ -190,7 +190,9 @@ def test_examples_load_with_numbered_boxes(answering: Handlers, index: int) -> N
 def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:
     session = gr.Request(session_hash="test-session")
     value = editor_value(IMAGE, BOXES)
-    list(run(answering, value, text="cup", follow_up=True))
+    answering.answerer.pipeline.encoder.clear()
+    first = list(run(answering, value, text="cup", follow_up=True))
+    assert "already encoded" not in first[-1][3]
     conversation, history = answering.remember_turn(True, {}, session)
     assert len(conversation["turns"]) == 1 and "You:" in history
 
@@ -200,6 +202,7 @@ def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:
         run(answering, value, "free", free=free, follow_up=True, conversation=conversation)
     )
     assert "Done" in steps[-1][3]
+    assert "image, boxes and prompt already encoded" in steps[-1][3]
     conversation, history = answering.remember_turn(True, conversation, session)
     assert [question for question, _ in conversation["turns"]] == [
         "Please detect cup in this image. Answer the question with object indexes.",

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from fo1_core.cache import LRUCache
+from fo1_core.encoding import Reused
 from fo1_core.session import Conversation, FO1Pipeline, load
 from tests.conftest import RIGGED_ANSWER
 from tests.test_parity import CASES, _assert_close, _request
@@ -46,7 +47,7 @@ def test_cached_prefix_reproduces_the_golden_logits(fresh: FO1Pipeline, name: st
 
 def test_followup_question_reuses_everything_before_its_words(fresh: FO1Pipeline) -> None:
     first = fresh.prepare(IMAGE, BOXES, "OD_template", "red circle")
-    fresh.generate(first, 6)
+    assert fresh.generate(first, 6).reused == Reused()
     encoder = fresh.encoder
     assert encoder.images.stats().misses == 1 and encoder.prefixes.stats().misses == 1
 
@@ -54,8 +55,10 @@ def test_followup_question_reuses_everything_before_its_words(fresh: FO1Pipeline
     cached = fresh.generate(followup, 6)
     assert encoder.images.stats().misses == 1  # no second vision pass
     assert encoder.prefixes.stats().hits == 1  # only the question was prefilled
+    assert cached.reused == Reused(image=True, regions=3, prefix=True)
     uncached = fresh.generate(followup, 6, use_cache=False)
     assert cached.token_ids == uncached.token_ids
+    assert uncached.reused == Reused()
 
 
 def test_moving_one_box_re_encodes_only_that_box(fresh: FO1Pipeline) -> None:
@@ -66,6 +69,7 @@ def test_moving_one_box_re_encodes_only_that_box(fresh: FO1Pipeline) -> None:
     cached = fresh.generate(fresh.prepare(IMAGE, moved, "OD_template", "cat"), 6)
     assert regions.stats().misses == 4 and regions.stats().hits == 2
     assert fresh.encoder.images.stats().hits == 1
+    assert cached.reused == Reused(image=True, regions=2, prefix=False)
     uncached = fresh.generate(fresh.prepare(IMAGE, moved, "OD_template", "cat"), 6, use_cache=False)
     assert cached.token_ids == uncached.token_ids
 
@@ -84,6 +88,11 @@ def test_lru_cache_respects_entry_and_byte_limits() -> None:
     for key in range(5):
         cache.put(key, torch.zeros(25))  # 100 bytes each
     assert cache.stats().entries == 3 and cache.get(0) is None and cache.get(4) is not None
+    stats = cache.stats()
+    assert 2 in cache and 0 not in cache
+    assert cache.stats() == stats  # looking is not a use: no hit, no miss, no reordering
+    cache.put(5, torch.zeros(25))
+    assert 2 not in cache  # still the least recently used
     cache.put("big", torch.zeros(200))  # 800 bytes: evicts until it fits
     assert cache.stats().bytes <= 1000
     cache.put("huge", torch.zeros(1000))  # larger than the whole cache: not kept

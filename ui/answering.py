@@ -16,6 +16,7 @@ import supervision as sv
 from PIL import Image
 
 from fo1_core.answers import Answer, parse_answer, to_detections
+from fo1_core.encoding import Reused
 from fo1_core.errors import FO1Error
 from fo1_core.processing import open_image
 from fo1_core.prompting import region_list_text
@@ -123,7 +124,7 @@ class Answerer:
 
 
 def status_line(generation: Generation, num_boxes: int, proposals_s: float | None) -> str:
-    """`stopped by you · 12 boxes · proposals 1.2 s · first token 0.31 s · 45 tokens/s …`."""
+    """`Stopped by you · 45 tokens · 12 boxes · proposals 1.2 s · first token 0.31 s · …`."""
     timings = generation.timings
     reason = {
         "eos": "Done",
@@ -133,9 +134,22 @@ def status_line(generation: Generation, num_boxes: int, proposals_s: float | Non
     parts = [reason, f"{len(generation.token_ids)} tokens", f"{num_boxes} boxes"]
     if proposals_s is not None:
         parts.append(f"proposals {proposals_s:.2f} s")
+    parts.append(f"first token {timings.get('first_token_s', 0.0):.2f} s")
+    if note := reuse_note(generation.reused, num_boxes):
+        parts.append(note)
     parts += [
-        f"first token {timings.get('first_token_s', 0.0):.2f} s",
         f"{timings.get('decode_tokens_per_s', 0.0):.0f} tokens/s",
         f"total {timings.get('total_s', 0.0):.2f} s",
     ]
     return " · ".join(parts)
+
+
+def reuse_note(reused: Reused, num_boxes: int) -> str | None:
+    """Why a follow-up's first token came fast: what it found already encoded (None: nothing)."""
+    if reused.prefix:
+        return "image, boxes and prompt already encoded"
+    if reused.image and reused.regions:
+        return f"image and {reused.regions} of {num_boxes} boxes already encoded"
+    if reused.image:
+        return "image already encoded"
+    return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import gradio as gr
 import numpy as np
@@ -91,5 +91,6 @@ class Api:
         document = to_json(last.answer, last.detections)
         document["stop_reason"] = last.generation.stop_reason
         document["timings"] = last.generation.timings
+        document["reused"] = asdict(last.generation.reused)
         document["warnings"] = [*last.generation.notices, *last.answer.warnings]
         return last.image, last.answer.text, document
