@@ -23,11 +23,12 @@ pytestmark = pytest.mark.slow
 
 IMAGE = REPO / "examples" / "coffee.jpg"  # 600×400
 BOXES = [[170, 10, 420, 200], [80, 60, 490, 390], [320, 60, 430, 320]]
+APP_LOG = REPO / "test-artifacts" / "app-api.log"
 
 
 @pytest.fixture(scope="module")
 def client(answering_checkpoint: Path) -> Iterator[Client]:
-    with running_app(answering_checkpoint) as url:
+    with running_app(answering_checkpoint, log=APP_LOG) as url:
         yield Client(url, verbose=False)
 
 
@@ -203,3 +204,13 @@ def test_propose_without_image_is_a_specific_error(client: Client) -> None:
 def test_app_still_answers_after_errors(client: Client) -> None:
     _, raw, _ = answer(client, handle_file(IMAGE), BOXES, "REC_template", "the cup")
     assert raw.startswith(RIGGED_ANSWER)
+
+
+def test_visitor_mistakes_leave_no_tracebacks_in_the_server_log(client, broken_image) -> None:
+    """Bad inputs (these and every one above) come back as messages and stay out of the log,
+    where a Space's maintainer looks for the server's own failures."""
+    with pytest.raises(Exception, match="not an image"):
+        answer(client, handle_file(broken_image), BOXES, "OD_template", "cup")
+    with pytest.raises(Exception, match="Unknown task"):
+        answer(client, handle_file(IMAGE), BOXES, "../x", "")
+    assert "Traceback" not in APP_LOG.read_text()

@@ -27,6 +27,7 @@ from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
 from ui.answering import Answerer, Question
 from ui.boxes import parse_boxes
 from ui.editor import UNREADABLE_IMAGE, readable_errors
+from ui.errors import user_error
 from ui.proposing import Proposing
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def refuse_urls(move: Callable) -> Callable:
     @functools.wraps(move)
     async def checked(self, url_or_file_path):
         if url_or_file_path is not None and is_http_url_like(str(url_or_file_path)):
-            raise gr.Error(
+            raise user_error(
                 "This app does not fetch images from URLs: download the image and upload the file."
             )
         return await move(self, url_or_file_path)
@@ -72,7 +73,7 @@ class Api:
             count = 100 if max_boxes is None else int(max_boxes)
             found = self.proposing.propose(image, proposer, text, threshold, count)
         except (ProposerError, FO1Error, TypeError) as error:
-            raise gr.Error(str(error)) from error
+            raise user_error(str(error)) from error
         return found.as_json(proposer)
 
     def answer(
@@ -84,10 +85,11 @@ class Api:
             request = self.answerer.prepare(question)
             *_, last = self.answerer.steps(question, request, self.max_new_tokens)
         except FO1Error as error:
-            raise gr.Error(str(error)) from error
+            raise user_error(str(error)) from error
         except Exception as error:
             logger.exception("The /answer endpoint failed")
-            raise gr.Error(f"Generation failed ({type(error).__name__}: {error}).") from error
+            message = f"Generation failed ({type(error).__name__}: {error})."
+            raise gr.Error(message, print_exception=False) from error  # logged just above
         document = to_json(last.answer, last.detections)
         document["stop_reason"] = last.generation.stop_reason
         document["timings"] = last.generation.timings

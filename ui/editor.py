@@ -13,9 +13,10 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import gradio as gr
 from gradio_image_annotation import image_annotator
 from PIL import Image, UnidentifiedImageError
+
+from ui.errors import user_error
 
 UNREADABLE_IMAGE = "The file is not an image this app can read: use a JPEG, PNG or WebP."
 BAD_BOXES = (
@@ -37,11 +38,11 @@ def readable_errors(
         try:
             return preprocess(self, payload)
         except Image.DecompressionBombError as error:
-            raise gr.Error(f"The image is too large to open safely ({error}).") from error
+            raise user_error(f"The image is too large to open safely ({error}).") from error
         except (UnidentifiedImageError, OSError, SyntaxError) as error:
-            raise gr.Error(UNREADABLE_IMAGE) from error
+            raise user_error(UNREADABLE_IMAGE) from error
         except payload_errors as error:
-            raise gr.Error(payload_message) from error
+            raise user_error(payload_message) from error
 
     checked.readable = True
     return checked
