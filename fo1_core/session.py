@@ -152,6 +152,11 @@ class FO1Pipeline:
         decode: str = "dynamic",
         static_cache_tokens: int = STATIC_CACHE_TOKENS,
     ) -> FO1Pipeline:
+        if attn_implementation is None and decode != "dynamic":
+            # Flash-attention breaks the compiled decode step into pieces (transformers turns
+            # fullgraph off for it) and needs the whole mask at every step of a fixed-size cache;
+            # SDPA picks flash kernels itself where they apply.
+            attn_implementation = "sdpa"
         model, folder = load_model(name_or_path, device, dtype, attn_implementation)
         tokenizer = AutoTokenizer.from_pretrained(str(folder), config=model.config)
         try:

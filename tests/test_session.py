@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fo1_core import checkpoint
 from fo1_core.errors import FO1Error
 from fo1_core.session import FO1Pipeline, Generation, load
 from tests.conftest import RIGGED_ANSWER as ANSWER
@@ -118,6 +119,19 @@ def test_warm_up_falls_back_to_plain_decoding_when_compiling_fails(
     assert warm.decode == pipeline.decode == "dynamic"
     assert "no C compiler found" in warm.error
     assert pipeline.ask(IMAGE, BOXES, "OD_template", "red circle").text == ANSWER + "<|im_end|>"
+
+
+def test_fixed_size_cache_decoding_uses_sdpa_where_flash_attention_would_be_the_default(
+    answering_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a GPU with flash-attn installed, dynamic decoding gets flash-attention; the static
+    and compiled decoders get SDPA, which compiles into one graph."""
+    monkeypatch.setattr(checkpoint, "default_attention", lambda device: "flash_attention_2")
+    for decode in ("static", "compiled"):
+        pipeline = load(answering_checkpoint, device=TEST_DEVICE, decode=decode)
+        assert pipeline.model.config._attn_implementation == "sdpa"
+    explicit = load(answering_checkpoint, TEST_DEVICE, attn_implementation="eager", decode="static")
+    assert explicit.model.config._attn_implementation == "eager"
 
 
 def test_unknown_decode_mode_is_refused_by_name(answering_checkpoint: Path) -> None:
