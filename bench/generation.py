@@ -9,6 +9,10 @@ features, regions and prompt prefix); `uncached_ttft_s`: that follow-up recomput
 as the official pipeline does. Random checkpoints never emit the end token, so each run decodes
 `--new-tokens` tokens. One row per checkpoint and `--decode` mode; `warm_up_s` is the pipeline's
 warm-up (where a compiled decode step is built). Medians of `--runs` runs after one more run.
+`graphs` counts the graphs compiled for the row: `compiled` builds two, one for questions on a
+cached prefix and one for the uncached comparison (which passes M-RoPE positions in another
+layout); more means recompiling. `cudagraph_skips`: compiled graphs that run without CUDA graphs
+(each of them on the CPU; 0 is the fast case on a GPU).
 """
 
 from __future__ import annotations
@@ -36,6 +40,14 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def _compiled() -> dict[str, int]:
+    counters = torch._dynamo.utils.counters
+    return {
+        "graphs": counters["stats"]["unique_graphs"],
+        "cudagraph_skips": counters["inductor"]["cudagraph_skips"],
+    }
+
+
 def bench_profile(
     folder: Path,
     profile: str,
@@ -47,6 +59,7 @@ def bench_profile(
 ) -> dict:
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
+    compiled_before = _compiled()
     start = time.perf_counter()
     pipeline = load(folder, device=device, dtype=dtype, decode=decode)
     load_s = time.perf_counter() - start
@@ -77,6 +90,7 @@ def bench_profile(
         "uncached_ttft_s": _median(uncached),
         "decode_tok_s": _median(decode),
         "peak_mem_MB": peak_memory_mb(pipeline.model.device),
+        **{k: now - compiled_before[k] for k, now in _compiled().items()},
         "new_tokens": len(result.token_ids),
     }
 
