@@ -6,9 +6,11 @@
 Each row is one checkpoint asked about a 640×480 image with 10 boxes. `first_ttft_s`: a new image
 (caches empty); `followup_ttft_s`: another question about the same image and boxes (cached image
 features, regions and prompt prefix); `uncached_ttft_s`: that follow-up recomputed from scratch,
-as the official pipeline does. Random checkpoints never emit the end token, so each run decodes
-`--new-tokens` tokens. One row per checkpoint and `--decode` mode; `warm_up_s` is the pipeline's
-warm-up (where a compiled decode step is built). Medians of `--runs` runs after one more run.
+as the official pipeline does; `turn5_ttft_s`: the fifth question of one conversation (the four
+before it written into its prompt), and `turn5_ratio` that over `first_ttft_s`. Random
+checkpoints never emit the end token, so each run decodes `--new-tokens` tokens. One row per
+checkpoint and `--decode` mode; `warm_up_s` is the pipeline's warm-up (where a compiled decode
+step is built). Medians of `--runs` runs after one more run.
 `graphs` counts the graphs compiled for the row: `compiled` builds two, one for questions on a
 cached prefix and one for the uncached comparison (which passes M-RoPE positions in another
 layout); more means recompiling. `cudagraph_skips`: compiled graphs that run without CUDA graphs
@@ -30,14 +32,23 @@ from PIL import Image
 from bench.options import add_model_options, dtype_of
 from bench.random_checkpoint import checkpoint_folder
 from bench.table import peak_memory_mb, print_table
-from fo1_core.session import load
+from fo1_core.session import Conversation, FO1Pipeline, load
 
 BOXES = [[20 + 55 * i, 40 + 30 * (i % 3), 80 + 55 * i, 140 + 30 * (i % 3)] for i in range(10)]
 IMAGE = Image.new("RGB", (640, 480), (90, 140, 200))
+FOLLOW_UPS = ["And <region1>?", "Why?", "Is <region2> larger than <region3>?", "Count them."]
 
 
 def _median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def _last_turn_ttft(pipeline: FO1Pipeline, new_tokens: int) -> float:
+    chat = Conversation(pipeline, IMAGE, BOXES)
+    chat.ask("OD_template", "red cup", new_tokens)
+    for text in FOLLOW_UPS:
+        last = chat.ask("free", text, new_tokens)
+    return last.timings["first_token_s"]
 
 
 def _compiled() -> dict[str, int]:
@@ -66,7 +77,7 @@ def bench_profile(
     warm_up = pipeline.warm_up()
     first_q = pipeline.prepare(IMAGE, BOXES, "OD_template", "red cup")
     followup_q = pipeline.prepare(IMAGE, BOXES, "OD_Counting_template", "blue bottles")
-    first, followup, uncached, decode = [], [], [], []
+    first, followup, uncached, decode, turn5 = [], [], [], [], []
     for _ in range(runs + 1):
         pipeline.encoder.clear()
         result = pipeline.generate(first_q, new_tokens)
@@ -75,7 +86,11 @@ def bench_profile(
         followup.append(pipeline.generate(followup_q, new_tokens).timings["first_token_s"])
         plain = pipeline.generate(followup_q, new_tokens, use_cache=False)
         uncached.append(plain.timings["first_token_s"])
-    first, followup, uncached, decode = (v[1:] for v in (first, followup, uncached, decode))
+        pipeline.encoder.clear()
+        turn5.append(_last_turn_ttft(pipeline, new_tokens))
+    first, followup, uncached, decode, turn5 = (
+        v[1:] for v in (first, followup, uncached, decode, turn5)
+    )
     return {
         "profile": profile,
         "device": str(pipeline.model.device),
@@ -88,6 +103,8 @@ def bench_profile(
         "followup_ttft_s": _median(followup),
         "followup_ttft_ratio": _median(followup) / _median(first),
         "uncached_ttft_s": _median(uncached),
+        "turn5_ttft_s": _median(turn5),
+        "turn5_ratio": _median(turn5) / _median(first),
         "decode_tok_s": _median(decode),
         "peak_mem_MB": peak_memory_mb(pipeline.model.device),
         **{k: now - compiled_before[k] for k, now in _compiled().items()},

@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING
 from fo1_core.errors import FO1Error
 
 if TYPE_CHECKING:
-    from fo1_core.session import FO1Pipeline, load
+    from fo1_core.session import Conversation, FO1Pipeline, load
 
-__all__ = ["FO1Error", "FO1Pipeline", "load"]
+__all__ = ["Conversation", "FO1Error", "FO1Pipeline", "load"]
 
 
 def __getattr__(name: str):
     # Importing torch and transformers takes seconds; the light modules (templates, answers,
     # render) should not pay for it, so the pipeline is imported on first use.
-    if name in ("FO1Pipeline", "load"):
+    if name in ("Conversation", "FO1Pipeline", "load"):
         from fo1_core import session
 
         return getattr(session, name)

@@ -69,6 +69,11 @@ class LRUCache(Generic[V]):
         with self._lock:
             return key in self._items
 
+    def keys(self) -> list[Hashable]:
+        """The keys kept, least recently used first."""
+        with self._lock:
+            return list(self._items)
+
     def put(self, key: Hashable, value: V) -> None:
         size = nbytes(value)
         with self._lock:

@@ -3,15 +3,18 @@
 For one preprocessed image the vision features (ViT embeddings, the tapped ViT map, the DaViT
 stages) are computed once; each box's region embedding once per (image, box); and the KV cache of
 the prompt up to the end of the region line once per (image, boxes, prefix ids). A follow-up
-question about the same image and boxes then only prefills its own words.
+question about the same image and boxes then only prefills its own words. The KV cache of each
+finished turn (prompt and answer) is kept too, so the next turn of a conversation prefills only
+its new question, however long the conversation has grown.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
+from transformers import Cache, DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from fo1_core.cache import LRUCache
@@ -24,6 +27,7 @@ IMAGE_CACHE = (16, 2 * GIB)
 """(entries, bytes) kept of image features: about 50 MB per 1024 px image at 3B in bf16."""
 REGION_CACHE = (4096, GIB // 4)
 PREFIX_CACHE = (16, GIB)
+TURN_CACHE = (8, GIB)
 
 
 @dataclass
@@ -42,11 +46,13 @@ class PromptPrefix:
 
 @dataclass
 class Reused:
-    """What one question found already computed. A reused prefix holds the image and every box."""
+    """What one question found already computed. A reused prefix holds the image and every box;
+    `tokens` counts the prompt positions it covers (an earlier turn's covers that turn too)."""
 
     image: bool = False
     regions: int = 0
     prefix: bool = False
+    tokens: int = 0
 
 
 class Encoder:
@@ -61,9 +67,10 @@ class Encoder:
         self.images: LRUCache[ImageFeatures] = LRUCache(*IMAGE_CACHE)
         self.regions: LRUCache[torch.Tensor] = LRUCache(*REGION_CACHE)
         self.prefixes: LRUCache[PromptPrefix] = LRUCache(*PREFIX_CACHE)
+        self.turns: LRUCache[PromptPrefix] = LRUCache(*TURN_CACHE)
 
     def clear(self) -> None:
-        for cache in (self.images, self.regions, self.prefixes):
+        for cache in (self.images, self.regions, self.prefixes, self.turns):
             cache.clear()
 
     @property
@@ -131,20 +138,63 @@ class Encoder:
 
     def reusable(self, prompt_ids: list[int], vision: VisionInputs) -> Reused:
         """What `prefix` would find already computed for this prompt (the caches are untouched)."""
-        if self._prefix_key(prompt_ids[: prefix_length(prompt_ids)], vision) in self.prefixes:
+        head = prompt_ids[: prefix_length(prompt_ids)]
+        if self._closest_turn(prompt_ids, vision) or self._key(head, vision) in self.prefixes:
             return Reused(image=True, regions=vision.num_regions, prefix=True)
         regions = sum(key in self.regions for key in self._region_keys(vision))
         return Reused(image=vision.image_key in self.images, regions=regions)
 
     def prefix(self, prompt_ids: list[int], vision: VisionInputs) -> PromptPrefix:
-        """The KV cache of the prompt up to its last image/region slot, computed once."""
+        """The KV cache of the longest start of the prompt already computed: an earlier turn of
+        this conversation, else the part up to the last image/region slot (computed once)."""
+        closest = self._closest_turn(prompt_ids, vision)
+        if closest and (turn := self.turns.get(closest[0])) is not None:
+            key, shared = closest
+            if shared == len(key[2]):
+                return turn
+            # The answer came back as history tokenised otherwise; a causal cache still holds
+            # for every start of its ids.
+            length = turn.length - (len(key[2]) - shared)
+            return self.keep_turn(prompt_ids[:shared], vision, turn.kv, length, turn.rope_deltas)
         head = prompt_ids[: prefix_length(prompt_ids)]
-        key = self._prefix_key(head, vision)
-        return self.prefixes.get_or_create(key, lambda: self._prefill(head, vision))
+        return self.prefixes.get_or_create(
+            self._key(head, vision), lambda: self._prefill(head, vision)
+        )
+
+    def keep_turn(
+        self,
+        ids: list[int],
+        vision: VisionInputs,
+        kv: Cache,
+        length: int,
+        rope_deltas: torch.Tensor,
+    ) -> PromptPrefix:
+        """Keeps a copy of the first `length` positions of `kv`, which hold `ids` (a prompt and
+        the answer fed back so far), for the next turn of the conversation."""
+        copy = DynamicCache(config=self.model.config.text_config)
+        for index, layer in enumerate(kv.layers):
+            keys, values = layer.keys[:, :, :length], layer.values[:, :, :length]
+            copy.update(keys.clone(), values.clone(), index)
+        turn = PromptPrefix(copy, length, rope_deltas)
+        self.turns.put(self._key(ids, vision), turn)
+        return turn
+
+    def _closest_turn(
+        self, prompt_ids: list[int], vision: VisionInputs
+    ) -> tuple[tuple, int] | None:
+        """The kept turn sharing the longest start with `prompt_ids` past the region line, and
+        how many ids it shares (leaving one at least to prefill)."""
+        scope, region_line = self._key([], vision)[:2], prefix_length(prompt_ids)
+        closest = None
+        for key in self.turns.keys():
+            shared = _shared_start(key[2], prompt_ids[:-1]) if key[:2] == scope else 0
+            if shared > max(region_line, closest[1] if closest else 0):
+                closest = (key, shared)
+        return closest
 
     @staticmethod
-    def _prefix_key(head: list[int], vision: VisionInputs) -> tuple:
-        return (vision.image_key, tuple(vision.aux_boxes.flatten().tolist()), tuple(head))
+    def _key(ids: list[int], vision: VisionInputs) -> tuple:
+        return (vision.image_key, tuple(vision.aux_boxes.flatten().tolist()), tuple(ids))
 
     def _prefill(self, head: list[int], vision: VisionInputs) -> PromptPrefix:
         inputs = self.full_inputs(head, vision, use_cache=True)
@@ -152,3 +202,9 @@ class Encoder:
         self.model.model(**inputs, past_key_values=kv, use_cache=True)
         deltas = self.model.model.rope_deltas.clone()
         return PromptPrefix(kv=kv, length=inputs["input_ids"].shape[1], rope_deltas=deltas)
+
+
+def _shared_start(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading ids `a` and `b` have in common."""
+    pairs = zip(a, b, strict=False)
+    return next((i for i, (x, y) in enumerate(pairs) if x != y), min(len(a), len(b)))

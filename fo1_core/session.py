@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -285,8 +285,9 @@ class FO1Pipeline:
                 progress.started = time.perf_counter()
                 prefix = None
                 if use_cache:
-                    progress.reused = self.encoder.reusable(request.prompt_ids, request.vision)
+                    reused = self.encoder.reusable(request.prompt_ids, request.vision)
                     prefix = self.encoder.prefix(request.prompt_ids, request.vision)
+                    progress.reused = replace(reused, tokens=prefix.length if reused.prefix else 0)
                     inputs = self._continue_from(prefix, request)
                 else:
                     inputs = self.encoder.full_inputs(request.prompt_ids, request.vision, False)
@@ -302,12 +303,26 @@ class FO1Pipeline:
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
                     )
+                    if prefix is not None:
+                        self._keep_turn(request, inputs, streamer.ids, prefix)
                 finally:
                     if prefix is not None:  # back to the prefix for the next question
                         prefix.kv.crop(prefix.length - prefix.kv.get_seq_length())
             streamer.events.put(DONE)
         except Exception as error:  # re-raised in the caller's thread
             streamer.events.put(error)
+
+    def _keep_turn(
+        self, request: Request, inputs: dict, answer_ids: list[int], prefix: PromptPrefix
+    ) -> None:
+        """Keeps this turn's KV for a follow-up that repeats it as history. The last answer token
+        was never fed back, so the cache holds the prompt and all answer tokens but that one."""
+        if answer_ids:
+            fed = answer_ids[:-1]
+            length = inputs["input_ids"].shape[1] + len(fed)
+            kv = inputs["past_key_values"]
+            ids = request.prompt_ids + fed
+            self.encoder.keep_turn(ids, request.vision, kv, length, prefix.rope_deltas)
 
     def _continue_from(self, prefix: PromptPrefix, request: Request) -> dict:
         ids = self.encoder.model_ids(request.prompt_ids, request.vision)

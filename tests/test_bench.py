@@ -27,6 +27,7 @@ def test_generation_benchmark_writes_its_rows(
     for row in rows:
         assert row["new_tokens"] == 4
         assert 0 < row["followup_ttft_s"] < row["first_ttft_s"]
+        assert 0 < row["turn5_ttft_s"] < row["first_ttft_s"]
         assert {"load_s", "uncached_ttft_s", "decode_tok_s", "peak_mem_MB"} <= set(row)
         assert row["graphs"] == row["cudagraph_skips"] == 0  # neither mode compiles
     assert "followup_ttft_ratio" in capsys.readouterr().out

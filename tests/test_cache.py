@@ -21,8 +21,7 @@ BOXES = [[10, 10, 80, 70], [90, 20, 190, 140], [5, 80, 60, 145]]
 
 @pytest.fixture
 def fresh(pipeline: FO1Pipeline) -> FO1Pipeline:
-    for cache in (pipeline.encoder.images, pipeline.encoder.regions, pipeline.encoder.prefixes):
-        cache.clear()
+    pipeline.encoder.clear()
     return pipeline
 
 
@@ -54,8 +53,8 @@ def test_followup_question_reuses_everything_before_its_words(fresh: FO1Pipeline
     followup = fresh.prepare(IMAGE, BOXES, "OD_Counting_template", "blue squares")
     cached = fresh.generate(followup, 6)
     assert encoder.images.stats().misses == 1  # no second vision pass
-    assert encoder.prefixes.stats().hits == 1  # only the question was prefilled
-    assert cached.reused == Reused(image=True, regions=3, prefix=True)
+    reused = cached.reused
+    assert (reused.image, reused.regions, reused.prefix) == (True, 3, True) and reused.tokens > 0
     uncached = fresh.generate(followup, 6, use_cache=False)
     assert cached.token_ids == uncached.token_ids
     assert uncached.reused == Reused()
@@ -91,6 +90,7 @@ def test_lru_cache_respects_entry_and_byte_limits() -> None:
     stats = cache.stats()
     assert 2 in cache and 0 not in cache
     assert cache.stats() == stats  # looking is not a use: no hit, no miss, no reordering
+    assert cache.keys() == [2, 3, 4]  # least recently used first
     cache.put(5, torch.zeros(25))
     assert 2 not in cache  # still the least recently used
     cache.put("big", torch.zeros(200))  # 800 bytes: evicts until it fits
@@ -115,4 +115,47 @@ def test_conversation_feeds_earlier_turns_back(answering_checkpoint: Path) -> No
     request = pipeline.request(chat.vision, "free", "Thanks!", chat.history)
     assert request.prompt.count("<|im_start|>assistant\n") == 3
     assert request.prompt.count("<image>") == 1 and request.prompt.count("<regionfeat>") == 3
-    assert pipeline.encoder.prefixes.stats().hits >= 1
+    assert pipeline.encoder.turns.stats().hits >= 1
+
+
+QUESTIONS = [
+    ("OD_template", "red circle"),
+    ("free", "And what is <region1>?"),
+    ("free", "Why?"),
+    ("free", "Count them."),
+]
+
+
+def _conversation_against_uncached(pipeline: FO1Pipeline, max_new_tokens: int) -> list:
+    """Asks `QUESTIONS` as one conversation; each turn must give what the uncached path gives."""
+    chat = Conversation(pipeline, IMAGE, BOXES)
+    reused = []
+    for task, text in QUESTIONS:
+        request = pipeline.request(chat.vision, task, text, chat.history)
+        expected = pipeline.generate(request, max_new_tokens, use_cache=False).token_ids
+        answer = chat.ask(task, text, max_new_tokens)
+        assert answer.token_ids == expected
+        reused.append(answer.reused)
+    return reused
+
+
+def test_each_turn_starts_from_the_previous_one(answering_checkpoint: Path) -> None:
+    """The rigged answer reads back as the same tokens, so every turn after the first reuses all
+    of the previous turn (its question and answer): the reused part grows turn by turn."""
+    pipeline = load(answering_checkpoint, device="cpu")
+    reused = _conversation_against_uncached(pipeline, 40)
+    assert reused[0] == Reused()
+    assert all(turn.prefix for turn in reused[1:])
+    tokens = [turn.tokens for turn in reused]
+    assert tokens[1] < tokens[2] < tokens[3]
+    assert pipeline.encoder.turns.stats().hits == 3
+
+
+def test_answers_read_back_as_other_tokens_still_reuse_what_they_share(
+    fresh: FO1Pipeline,
+) -> None:
+    """A random model's answers are no tokenizer's own spelling, so the text written back into
+    the prompt tokenises otherwise; the turn is reused up to where the tokens part."""
+    reused = _conversation_against_uncached(fresh, 12)
+    assert all(turn.prefix for turn in reused[1:])
+    assert reused[1].tokens < reused[2].tokens < reused[3].tokens

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from fo1_core.encoding import Reused
 from fo1_core.session import FO1Pipeline, Generation, load
 
 IMAGE = Image.new("RGB", (320, 240), (10, 200, 30))
@@ -31,11 +32,11 @@ def _iterate(pipeline: FO1Pipeline, request, stop_after: int | None, events) -> 
 
 
 def _serve(pipeline: FO1Pipeline, calls, events) -> None:
-    """The worker: each call on a fresh thread, then the prefix-cache hits so far."""
+    """The worker: each call on a fresh thread, then `None` to end the call's events."""
     while (call := calls.get()) is not None:
         with ThreadPoolExecutor() as executor:
             executor.submit(_iterate, pipeline, *call, events).result()
-        events.put(pipeline.encoder.prefixes.stats().hits)
+        events.put(None)
 
 
 class ForkedWorker:
@@ -55,15 +56,15 @@ class ForkedWorker:
         assert self.process.exitcode == 0
 
     def call(self, request, stop_after: int | None = None):
-        """(text pieces, the `Generation` unless stopped, prefix-cache hits so far)."""
+        """(text pieces, the `Generation` unless stopped)."""
         self.calls.put((request, stop_after))
         pieces, answer = [], None
-        while not isinstance(event := self.events.get(timeout=120), int):
+        while (event := self.events.get(timeout=120)) is not None:
             if isinstance(event, Generation):
                 answer = event
             else:
                 pieces.append(event)
-        return pieces, answer, event
+        return pieces, answer
 
 
 def test_a_forked_worker_streams_the_same_answers_and_reuses_its_caches(
@@ -74,13 +75,13 @@ def test_a_forked_worker_streams_the_same_answers_and_reuses_its_caches(
     expected = [pipeline.generate(r, TOKENS).token_ids for r in (first, follow_up)]
     pipeline.encoder.clear()  # the server process has used the model; the worker starts cold
     with ForkedWorker(pipeline) as worker:
-        pieces, answer, hits = worker.call(first)
+        pieces, answer = worker.call(first)
         assert answer.token_ids == expected[0]
         assert "".join(pieces).strip() == answer.text
-        assert hits == 0
-        _, answer, hits = worker.call(follow_up)
+        assert answer.reused == Reused()
+        _, answer = worker.call(follow_up)
         assert answer.token_ids == expected[1]
-        assert hits == 1  # the follow-up prefilled only its own words
+        assert answer.reused.prefix  # the follow-up prefilled only its own words
 
 
 @pytest.mark.slow
@@ -88,7 +89,7 @@ def test_stop_in_a_forked_worker_frees_it_for_the_next_call(endless_checkpoint: 
     pipeline = load(endless_checkpoint, device="cpu")
     request = pipeline.prepare(IMAGE, BOXES, "OD_template", "red circle")
     with ForkedWorker(pipeline) as worker:
-        pieces, answer, _ = worker.call(request, stop_after=5)
+        pieces, answer = worker.call(request, stop_after=5)
         assert (len(pieces), answer) == (5, None)
-        _, answer, _ = worker.call(request)  # would wait for 100 000 tokens if Stop had not
+        _, answer = worker.call(request)  # would wait for 100 000 tokens if Stop had not
         assert (len(answer.token_ids), answer.stop_reason) == (TOKENS, "max_new_tokens")

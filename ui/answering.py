@@ -147,7 +147,7 @@ def status_line(generation: Generation, num_boxes: int, proposals_s: float | Non
 def reuse_note(reused: Reused, num_boxes: int) -> str | None:
     """Why a follow-up's first token came fast: what it found already encoded (None: nothing)."""
     if reused.prefix:
-        return "image, boxes and prompt already encoded"
+        return f"image, boxes and {reused.tokens} prompt tokens already encoded"
     if reused.image and reused.regions:
         return f"image and {reused.regions} of {num_boxes} boxes already encoded"
     if reused.image:
