@@ -139,10 +139,11 @@ def _conversation_against_uncached(pipeline: FO1Pipeline, max_new_tokens: int) -
     return reused
 
 
-def test_each_turn_starts_from_the_previous_one(answering_checkpoint: Path) -> None:
+@pytest.mark.parametrize("decode", ["dynamic", "static", "compiled"])
+def test_each_turn_starts_from_the_previous_one(answering_checkpoint: Path, decode: str) -> None:
     """The rigged answer reads back as the same tokens, so every turn after the first reuses all
     of the previous turn (its question and answer): the reused part grows turn by turn."""
-    pipeline = load(answering_checkpoint, device="cpu")
+    pipeline = load(answering_checkpoint, device="cpu", decode=decode)
     reused = _conversation_against_uncached(pipeline, 40)
     assert reused[0] == Reused()
     assert all(turn.prefix for turn in reused[1:])
