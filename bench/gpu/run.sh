@@ -33,7 +33,7 @@ for step in "$@"; do
       done
       ;;
     generation)
-      python3 -m bench.generation --profiles 3b --dtype bfloat16 \
+      python3 -m bench.generation --profiles 3b --dtype bfloat16 --runs 2 \
         --decode dynamic static compiled --json "$out/generation.json" 2>&1 |
         tee "$out/generation.log" || failed=1
       ;;
