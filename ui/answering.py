@@ -16,12 +16,11 @@ import supervision as sv
 from PIL import Image
 
 from fo1_core.answers import Answer, parse_answer, to_detections
-from fo1_core.encoding import Reused
 from fo1_core.errors import FO1Error
 from fo1_core.processing import open_image
 from fo1_core.prompting import region_list_text
 from fo1_core.render import draw_answer
-from fo1_core.session import FO1Pipeline, Generation, Request
+from fo1_core.session import FO1Pipeline, Generation, Request, Reused
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind
 from ui.boxes import Box
 from ui.gpu import ON_ZERO_GPU, on_gpu
