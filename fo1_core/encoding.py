@@ -136,30 +136,30 @@ class Encoder:
             "mm_encoder_outputs": encoded,
         }
 
-    def reusable(self, prompt_ids: list[int], vision: VisionInputs) -> Reused:
-        """What `prefix` would find already computed for this prompt (the caches are untouched)."""
-        head = prompt_ids[: prefix_length(prompt_ids)]
-        if self._closest_turn(prompt_ids, vision) or self._key(head, vision) in self.prefixes:
-            return Reused(image=True, regions=vision.num_regions, prefix=True)
-        regions = sum(key in self.regions for key in self._region_keys(vision))
-        return Reused(image=vision.image_key in self.images, regions=regions)
-
-    def prefix(self, prompt_ids: list[int], vision: VisionInputs) -> PromptPrefix:
-        """The KV cache of the longest start of the prompt already computed: an earlier turn of
-        this conversation, else the part up to the last image/region slot (computed once)."""
+    def prefix(self, prompt_ids: list[int], vision: VisionInputs) -> tuple[PromptPrefix, Reused]:
+        """The KV cache of the longest start of the prompt already computed (an earlier turn of
+        this conversation, else the part up to the last image/region slot, computed once), and
+        what of the prompt was found already computed."""
         closest = self._closest_turn(prompt_ids, vision)
         if closest and (turn := self.turns.get(closest[0])) is not None:
             key, shared = closest
-            if shared == len(key[2]):
-                return turn
-            # The answer came back as history tokenised otherwise; a causal cache still holds
-            # for every start of its ids.
-            length = turn.length - (len(key[2]) - shared)
-            return self.keep_turn(prompt_ids[:shared], vision, turn.kv, length, turn.rope_deltas)
+            if shared < len(key[2]):
+                # The answer came back as history tokenised otherwise; a causal cache still
+                # holds for every start of its ids.
+                length = turn.length - (len(key[2]) - shared)
+                turn = self.keep_turn(
+                    prompt_ids[:shared], vision, turn.kv, length, turn.rope_deltas
+                )
+            return turn, Reused(True, vision.num_regions, prefix=True, tokens=turn.length)
         head = prompt_ids[: prefix_length(prompt_ids)]
-        return self.prefixes.get_or_create(
-            self._key(head, vision), lambda: self._prefill(head, vision)
-        )
+        key = self._key(head, vision)
+        if (kept := self.prefixes.get(key)) is not None:
+            return kept, Reused(True, vision.num_regions, prefix=True, tokens=kept.length)
+        regions = sum(region in self.regions for region in self._region_keys(vision))
+        reused = Reused(image=vision.image_key in self.images, regions=regions)
+        prefix = self._prefill(head, vision)
+        self.prefixes.put(key, prefix)
+        return prefix, reused
 
     def keep_turn(
         self,

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -285,9 +285,9 @@ class FO1Pipeline:
                 progress.started = time.perf_counter()
                 prefix = None
                 if use_cache:
-                    reused = self.encoder.reusable(request.prompt_ids, request.vision)
-                    prefix = self.encoder.prefix(request.prompt_ids, request.vision)
-                    progress.reused = replace(reused, tokens=prefix.length if reused.prefix else 0)
+                    prefix, progress.reused = self.encoder.prefix(
+                        request.prompt_ids, request.vision
+                    )
                     inputs = self._continue_from(prefix, request)
                 else:
                     inputs = self.encoder.full_inputs(request.prompt_ids, request.vision, False)

@@ -31,7 +31,7 @@ def test_cached_prefix_reproduces_the_golden_logits(fresh: FO1Pipeline, name: st
     request, case, tensors = _request(fresh, name)
     generated = case["generated_ids"]
     with torch.inference_mode():
-        prefix = fresh.encoder.prefix(request.prompt_ids, request.vision)
+        prefix, _ = fresh.encoder.prefix(request.prompt_ids, request.vision)
         ids = fresh.encoder.model_ids(request.prompt_ids, request.vision).input_ids
         tail = torch.cat([ids[:, prefix.length :], torch.tensor([generated[:-1]])], dim=1)
         fresh.model.model.rope_deltas = prefix.rope_deltas
