@@ -1,9 +1,11 @@
-"""The one long-lived thread that runs generation jobs, one after another.
+"""The one long-lived thread per process that runs generation jobs, one after another.
 
-A thread per question would do too, but `torch.compile`'s CUDA graphs are recorded per thread
-(inductor keeps its CUDA-graph trees in thread-local storage): every new thread would record them
-again. ZeroGPU forks the server process into a GPU worker, where no thread of the parent runs any
-more: the first job in a new process starts the thread there.
+A thread per question, or per pipeline, would do too, but `torch.compile`'s CUDA graphs are
+recorded per thread (inductor keeps its CUDA-graph trees in thread-local storage): every new
+thread would record them again, and before torch 2.14 a second thread that replays compiled
+graphs fails outright. So every pipeline of a process submits to the same thread. ZeroGPU forks
+the server process into a GPU worker, where no thread of the parent runs any more: the first job
+in a new process starts the thread there.
 """
 
 from __future__ import annotations
@@ -11,43 +13,33 @@ from __future__ import annotations
 import os
 import queue
 import threading
-import weakref
 from collections.abc import Callable
 
-STOP = (None, None)
+_lock = threading.Lock()
+_jobs: queue.SimpleQueue = queue.SimpleQueue()
+_thread: threading.Thread | None = None
+_pid: int | None = None
 
 
-class ModelThread:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._pid: int | None = None
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-
-    def submit(self, job: Callable[[], None]) -> threading.Event:
-        """Queues `job`; the returned event is set once it has returned or raised."""
-        if self._pid != os.getpid():  # a new process: the parent's lock and thread stayed there
-            self._pid, self._lock, self._thread = os.getpid(), threading.Lock(), None
-        finished = threading.Event()
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._jobs = queue.SimpleQueue()
-                self._thread = threading.Thread(
-                    target=_serve, args=(self._jobs,), name=self.name, daemon=True
-                )
-                self._thread.start()
-                # The thread ends with its owner (and must not keep the owner alive meanwhile).
-                weakref.finalize(self, self._jobs.put, STOP)
-            self._jobs.put((job, finished))
-        return finished
+def submit(job: Callable[[], None]) -> threading.Event:
+    """Queues `job`; the returned event is set once it has returned or raised."""
+    global _lock, _jobs, _thread, _pid
+    if _pid != os.getpid():  # a new process: the parent's lock, queue and thread stayed there
+        _pid, _lock, _jobs, _thread = os.getpid(), threading.Lock(), queue.SimpleQueue(), None
+    finished = threading.Event()
+    with _lock:
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(
+                target=_serve, args=(_jobs,), name="fo1-generate", daemon=True
+            )
+            _thread.start()
+        _jobs.put((job, finished))
+    return finished
 
 
 def _serve(jobs: queue.SimpleQueue) -> None:
     while True:
         job, finished = jobs.get()
-        if job is None:
-            return
         try:
             job()
         finally:

@@ -1,7 +1,7 @@
 """One FO1 question end to end: prepare inputs, encode image and regions, stream greedy tokens.
 
 `FO1Pipeline` owns the model, tokenizer and image preprocessor loaded from one checkpoint folder.
-Generation is transformers' `generate()` (greedy, KV cache) run on the pipeline's generation
+Generation is transformers' `generate()` (greedy, KV cache) run on the process's generation
 thread (`model_thread.py`), so text can be streamed token by token and cancelled between tokens.
 Image features, region embeddings and the prompt prefix's KV cache are kept (see `encoding.py`),
 so follow-up questions about the same image and boxes skip the vision towers and most of the
@@ -28,10 +28,10 @@ from transformers import (
     StoppingCriteriaList,
 )
 
+from fo1_core import decode_attention, model_thread
 from fo1_core.checkpoint import load_model
 from fo1_core.encoding import Encoder, PromptPrefix, Reused
 from fo1_core.errors import FO1Error
-from fo1_core.model_thread import ModelThread
 from fo1_core.modeling import FO1ForConditionalGeneration
 from fo1_core.processing import ImagePreprocessor, VisionInputs, num_image_tokens
 from fo1_core.prompting import build_prompt, sanitize_user_text, tokenize_prompt, user_text_for_task
@@ -140,7 +140,6 @@ class FO1Pipeline:
         self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
         # The model keeps per-call state (M-RoPE offsets) and shares cached KV: one call at a time.
         self._model_lock = threading.Lock()
-        self._generator = ModelThread("fo1-generate")
 
     @classmethod
     def from_pretrained(
@@ -152,12 +151,15 @@ class FO1Pipeline:
         decode: str = "dynamic",
         static_cache_tokens: int = STATIC_CACHE_TOKENS,
     ) -> FO1Pipeline:
-        if attn_implementation is None and decode != "dynamic":
+        grouped_decode = attn_implementation is None and decode != "dynamic"
+        if grouped_decode:
             # Flash-attention breaks the compiled decode step into pieces (transformers turns
             # fullgraph off for it) and needs the whole mask at every step of a fixed-size cache;
             # SDPA picks flash kernels itself where they apply.
             attn_implementation = "sdpa"
         model, folder = load_model(name_or_path, device, dtype, attn_implementation)
+        if grouped_decode:  # the language model's steps over that cache: see decode_attention.py
+            model.config.text_config._attn_implementation = decode_attention.NAME
         tokenizer = AutoTokenizer.from_pretrained(str(folder), config=model.config)
         try:
             generation_config = GenerationConfig.from_pretrained(str(folder))
@@ -255,7 +257,7 @@ class FO1Pipeline:
         cancel = cancel or threading.Event()
         streamer = TokenQueue(self.tokenizer)
         progress = _Progress(submitted=time.perf_counter())
-        job = self._generator.submit(
+        job = model_thread.submit(
             partial(self._run, request, streamer, cancel, max_new_tokens, use_cache, progress)
         )
         finished = False
@@ -388,7 +390,9 @@ class FO1Pipeline:
                 "queued_s": started - progress.submitted,
                 "encode_s": (end if progress.encoded is None else progress.encoded) - started,
                 "first_token_s": first - started,
-                "decode_tokens_per_s": (len(ids) - 1) / (end - first) if len(ids) > 1 else 0.0,
+                "decode_tokens_per_s": (
+                    (len(ids) - 1) / (streamer.last_token_at - first) if len(ids) > 1 else 0.0
+                ),
                 "total_s": end - progress.submitted + request.preprocess_s,
             },
             reused=progress.reused,

@@ -22,6 +22,7 @@ class TokenQueue(BaseStreamer):
         self.events: queue.Queue = queue.Queue()
         self.ids: list[int] = []
         self.first_token_at: float | None = None
+        self.last_token_at: float | None = None
         self._sent = 0
         self._prompt_seen = False
 
@@ -29,8 +30,9 @@ class TokenQueue(BaseStreamer):
         if not self._prompt_seen:  # generate() first pushes the prompt itself
             self._prompt_seen = True
             return
-        self.first_token_at = self.first_token_at or time.perf_counter()
-        self.ids += value.flatten().tolist()
+        self.ids += value.flatten().tolist()  # waits for the token: times it, on a GPU too
+        self.last_token_at = time.perf_counter()
+        self.first_token_at = self.first_token_at or self.last_token_at
         text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
         # Hold back a split multi-byte character until its remaining bytes arrive.
         if not text.endswith("\ufffd"):

@@ -153,10 +153,9 @@ def test_free_running_greedy_ids_exact(pipeline: FO1Pipeline, name: str, use_cac
 
 @pytest.fixture(scope="module", params=["static", "compiled"])
 def static_pipeline(request: pytest.FixtureRequest) -> FO1Pipeline:
-    """Decoding with a fixed-size KV cache, plain and `torch.compile`d (forced on the CPU)."""
-    return load(
-        REFERENCE_DIR, TEST_DEVICE, torch.float32, attn_implementation="eager", decode=request.param
-    )
+    """Decoding with a fixed-size KV cache, plain and `torch.compile`d (forced on the CPU), with
+    the attention these modes get by default (SDPA, grouped single-token decode steps)."""
+    return load(REFERENCE_DIR, TEST_DEVICE, torch.float32, decode=request.param)
 
 
 @pytest.mark.parametrize("use_cache", [False, True], ids=["uncached", "cached"])
@@ -186,9 +185,7 @@ def _compiled_graphs_answering_every_case(pipeline: FO1Pipeline) -> dict:
 
 def test_compiled_decoding_compiles_once_for_every_question() -> None:
     """Questions of different lengths reuse one compiled decode step: no recompilation."""
-    pipeline = load(
-        REFERENCE_DIR, TEST_DEVICE, torch.float32, attn_implementation="eager", decode="compiled"
-    )
+    pipeline = load(REFERENCE_DIR, TEST_DEVICE, torch.float32, decode="compiled")
     counters = _compiled_graphs_answering_every_case(pipeline)
     assert counters["stats"]["unique_graphs"] == 1
     assert not counters["graph_break"]
