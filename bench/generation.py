@@ -20,7 +20,6 @@ layout); more means recompiling. `cudagraph_skips`: compiled graphs that run wit
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -31,7 +30,7 @@ from PIL import Image
 
 from bench.options import add_model_options, dtype_of
 from bench.random_checkpoint import checkpoint_folder
-from bench.table import peak_memory_mb, print_table
+from bench.table import peak_memory_mb, report
 from fo1_core.session import Conversation, FO1Pipeline, load
 
 BOXES = [[20 + 55 * i, 40 + 30 * (i % 3), 80 + 55 * i, 140 + 30 * (i % 3)] for i in range(10)]
@@ -122,6 +121,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     dtype = dtype_of(args)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     with tempfile.TemporaryDirectory() as scratch:
         rows = []
         for profile in args.profiles:
@@ -132,10 +132,7 @@ def main() -> None:
                         folder, profile, args.device, dtype, decode, args.new_tokens, args.runs
                     )
                 )
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    print_table(rows)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+                report(rows, args.json)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ grid of boxes to exactly `--boxes`. Random FO1 weights never stop early, so each
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -24,7 +23,7 @@ import torch
 from bench.options import add_model_options, dtype_of
 from bench.proposers import scene
 from bench.random_checkpoint import checkpoint_folder
-from bench.table import peak_memory_mb, print_table
+from bench.table import peak_memory_mb, report
 from detect_tools import registry
 from detect_tools.base import ProposalOptions
 from fo1_core.session import load
@@ -83,6 +82,10 @@ def main() -> None:
     proposer = registry.get(args.proposer, args.proposer_checkpoint)
     proposer.propose(image, CATEGORIES if proposer.needs_text else None)  # loads its model
     dtype = dtype_of(args)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+        f"{args.new_tokens} new tokens, medians of {args.runs} runs"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         folder = checkpoint_folder(args.profile, Path(scratch), args.device)
@@ -110,14 +113,8 @@ def main() -> None:
             row["fits_60s"] = row["total_s"] < ZERO_GPU_DEFAULT_SLOT_S
             row["peak_mem_MB"] = peak_memory_mb(pipeline.model.device)
             rows.append(row)
+            report(rows, args.json)
             del pipeline
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-        f"{args.new_tokens} new tokens, medians of {args.runs} runs"
-    )
-    print_table(rows)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

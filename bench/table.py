@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import resource
+from pathlib import Path
 
 import torch
 
@@ -17,6 +19,14 @@ def print_table(rows: list[dict[str, object]]) -> None:
     print(" | ".join("---" for _ in columns))
     for row in rows:
         print(" | ".join(_cell(row[c]) for c in columns))
+
+
+def report(rows: list[dict[str, object]], json_path: Path | None) -> None:
+    """Prints the rows so far and rewrites `json_path`: a run cut short keeps its finished rows."""
+    print_table(rows)
+    print(flush=True)
+    if json_path:
+        json_path.write_text(json.dumps(rows, indent=2))
 
 
 def peak_memory_mb(device: torch.device) -> float:

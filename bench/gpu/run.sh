@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run on the device machine, one step per call (each fits the 10-minute limit of one command):
+# Run on the device machine, one or more steps per call (a call ends within FO1_CALL_S, 580 s):
 #   checks      parity and generation tests on CUDA: golden ids through the dynamic, static and
 #               compiled (CUDA-graph) decoders, one compiled graph for every question
 #   generation  bench.generation, 3B shape in bf16, dynamic / static / compiled
@@ -21,6 +21,10 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
   python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
 } | tee "$out/machine.txt"
 
+# Steps share one call: each is stopped in time for the call to end on its own and send $OUT back.
+deadline=$((SECONDS + ${FO1_CALL_S:-580}))
+within() { timeout -k 10 $((deadline > SECONDS + 1 ? deadline - SECONDS : 1)) "$@"; }
+
 failed=0
 for step in "$@"; do
   case $step in
@@ -28,17 +32,17 @@ for step in "$@"; do
       # One pytest per file: on torch 2.11 a compile after `torch._dynamo.reset()` (which the
       # graph-count test does) can crash a later compile in the same process; 2.14 is fine.
       for file in tests/test_parity.py tests/test_session.py; do
-        FO1_TEST_DEVICE=cuda python3 -m pytest -q -rs -p no:cacheprovider "$file" 2>&1 |
+        FO1_TEST_DEVICE=cuda within python3 -m pytest -q -rs -p no:cacheprovider "$file" 2>&1 |
           tee -a "$out/checks.log" || failed=1
       done
       ;;
     generation)
-      python3 -m bench.generation --profiles 3b --dtype bfloat16 --runs 2 \
+      within python3 -m bench.generation --profiles 3b --dtype bfloat16 --runs 2 \
         --decode dynamic static compiled --json "$out/generation.json" 2>&1 |
         tee "$out/generation.log" || failed=1
       ;;
     space)
-      python3 -m bench.space_request --profile 3b --dtype bfloat16 --decode dynamic compiled \
+      within python3 -m bench.space_request --profile 3b --dtype bfloat16 --decode dynamic compiled \
         --json "$out/space_request.json" 2>&1 | tee "$out/space_request.log" || failed=1
       ;;
     *) echo "unknown step '$step': checks, generation or space" >&2 && exit 2 ;;
