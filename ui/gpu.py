@@ -20,8 +20,10 @@ ON_ZERO_GPU: bool = Config.zero_gpu
 BASE_SECONDS = 20
 """Image encoding, prefill and drawing, with room for a cold start."""
 
-TOKENS_PER_SECOND = 25
-"""A pessimistic decoding speed for the 3B model on a shared GPU slice."""
+TOKENS_PER_SECOND = 10
+"""The 3B model's uncompiled decoding (ZeroGPU's) as measured on an H100 with 100 boxes in the
+prompt (`bench.space_request`): bound by the CPU launching kernels, not by the GPU. A slot sized
+for a faster guess would be cut off in the middle of a long answer."""
 
 MAX_SECONDS = 180
 
