@@ -42,3 +42,4 @@ def test_space_request_benchmark_asks_about_the_requested_boxes(
     (row,) = json.loads(out.read_text())
     assert (row["boxes"], row["image"], row["fits_60s"]) == (30, "320x240", True)
     assert row["total_s"] >= row["proposals_s"] + row["first_token_s"]
+    assert 0 < row["followup_ttft_s"] < row["first_token_s"]
