@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import generation, space_request
+from bench import generation, profile_question, space_request
 
 
 def run_main(module, monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
@@ -43,3 +43,18 @@ def test_space_request_benchmark_asks_about_the_requested_boxes(
     assert (row["boxes"], row["image"], row["fits_60s"]) == (30, "320x240", True)
     assert row["total_s"] >= row["proposals_s"] + row["first_token_s"]
     assert 0 < row["followup_ttft_s"] < row["first_token_s"]
+
+
+def test_question_profile_times_cold_and_warm_questions_and_profiles_the_generation_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "profile.json"
+    run_main(profile_question, monkeypatch, "--decode", "dynamic", "--new-tokens", "6",
+             "--lines", "400", "--torch-profiler", "--json", str(out))  # fmt: skip
+    (row,) = json.loads(out.read_text())
+    assert 0 < row["followup_warm_ttft_s"] < row["first_warm_ttft_s"]
+    assert 0 < row["gap_min_ms"] <= row["gap_median_ms"] <= row["gap_max_ms"]
+    printed = capsys.readouterr().out
+    # cProfile saw the generation thread's work: transformers' decoding loop, not just a wait.
+    assert "_sample" in printed
+    assert "aten::" in printed

@@ -4,6 +4,7 @@
 #               compiled (CUDA-graph) decoders, one compiled graph for every question
 #   generation  bench.generation, 3B shape in bf16, dynamic / static / compiled
 #   space       bench.space_request, 3B shape in bf16, dynamic / compiled
+#   profile     bench.profile_question, 3B shape in bf16, dynamic / compiled, PyTorch's profiler
 # Everything it writes lands in $OUT (the device tool brings that folder back).
 # Needs .device/ carried, filled by bench/gpu/prepare.sh.
 set -euo pipefail
@@ -45,7 +46,12 @@ for step in "$@"; do
       within python3 -m bench.space_request --profile 3b --dtype bfloat16 --decode dynamic compiled \
         --json "$out/space_request.json" 2>&1 | tee "$out/space_request.log" || failed=1
       ;;
-    *) echo "unknown step '$step': checks, generation or space" >&2 && exit 2 ;;
+    profile)
+      within python3 -m bench.profile_question --profile 3b --dtype bfloat16 \
+        --decode dynamic compiled --torch-profiler --json "$out/profile.json" 2>&1 |
+        tee "$out/profile.log" || failed=1
+      ;;
+    *) echo "unknown step '$step': checks, generation, space or profile" >&2 && exit 2 ;;
   esac
 done
 exit $failed
