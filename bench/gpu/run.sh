@@ -25,6 +25,12 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 # Steps share one call: each is stopped in time for the call to end on its own and send $OUT back.
 deadline=$((SECONDS + ${FO1_CALL_S:-580}))
 within() { timeout -k 10 $((deadline > SECONDS + 1 ? deadline - SECONDS : 1)) "$@"; }
+# bench NAME ARGS...: python -m bench.NAME in bf16, its rows in $out/NAME.json, its log in NAME.log
+bench() {
+  local name=$1 && shift
+  within python3 -m "bench.$name" --dtype bfloat16 "$@" --json "$out/$name.json" 2>&1 |
+    tee "$out/$name.log" || failed=1
+}
 
 failed=0
 for step in "$@"; do
@@ -37,20 +43,9 @@ for step in "$@"; do
           tee -a "$out/checks.log" || failed=1
       done
       ;;
-    generation)
-      within python3 -m bench.generation --profiles 3b --dtype bfloat16 --runs 2 \
-        --decode dynamic static compiled --json "$out/generation.json" 2>&1 |
-        tee "$out/generation.log" || failed=1
-      ;;
-    space)
-      within python3 -m bench.space_request --profile 3b --dtype bfloat16 --decode dynamic compiled \
-        --json "$out/space_request.json" 2>&1 | tee "$out/space_request.log" || failed=1
-      ;;
-    profile)
-      within python3 -m bench.profile_question --profile 3b --dtype bfloat16 \
-        --decode dynamic compiled --torch-profiler --json "$out/profile.json" 2>&1 |
-        tee "$out/profile.log" || failed=1
-      ;;
+    generation) bench generation --profiles 3b --runs 2 --decode dynamic static compiled ;;
+    space) bench space_request --profile 3b --decode dynamic compiled ;;
+    profile) bench profile_question --profile 3b --decode dynamic compiled --torch-profiler ;;
     *) echo "unknown step '$step': checks, generation, space or profile" >&2 && exit 2 ;;
   esac
 done
