@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -70,6 +71,23 @@ def test_cancel_stops_generation_between_tokens(endless: FO1Pipeline) -> None:
     again = endless.ask(IMAGE, BOXES, "OD_template", "red circle", max_new_tokens=40)
     assert again.stop_reason == "max_new_tokens"
     assert again.text.startswith(ANSWER + " many regions many")
+
+
+def test_decode_speed_runs_from_first_to_last_token(
+    endless: FO1Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keeping the turn for a follow-up comes after the last token: it is not decoding time."""
+    endless.ask(IMAGE, BOXES, "OD_template", "red circle", max_new_tokens=20)  # compiled: warm
+    keep_turn = endless.encoder.keep_turn
+
+    def slow_keep_turn(*args, **kwargs):
+        time.sleep(0.5)
+        return keep_turn(*args, **kwargs)
+
+    monkeypatch.setattr(endless.encoder, "keep_turn", slow_keep_turn)
+    result = endless.ask(IMAGE, BOXES, "OD_template", "red circle", max_new_tokens=20)
+    assert len(result.token_ids) == 20 and result.timings["total_s"] > 0.5
+    assert result.timings["decode_tokens_per_s"] > 19 / 0.5
 
 
 def test_answer_does_not_depend_on_a_prior_request(answering: FO1Pipeline) -> None:
