@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from bench.options import add_model_options, dtype_of
+from bench.options import add_model_options, cudnn_attention, load_pipeline
 from bench.random_checkpoint import checkpoint_folder
 from bench.table import peak_memory_mb, report
-from fo1_core.session import Conversation, FO1Pipeline, load
+from fo1_core.session import Conversation, FO1Pipeline
 
 BOXES = [[20 + 55 * i, 40 + 30 * (i % 3), 80 + 55 * i, 140 + 30 * (i % 3)] for i in range(10)]
 IMAGE = Image.new("RGB", (640, 480), (90, 140, 200))
@@ -58,26 +58,19 @@ def _compiled() -> dict[str, int]:
     }
 
 
-def bench_profile(
-    folder: Path,
-    profile: str,
-    device: str,
-    dtype: torch.dtype | None,
-    decode: str,
-    new_tokens: int,
-    runs: int,
-) -> dict:
-    if device.startswith("cuda"):
+def bench_profile(folder: Path, profile: str, decode: str, args: argparse.Namespace) -> dict:
+    new_tokens = args.new_tokens
+    if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     compiled_before = _compiled()
     start = time.perf_counter()
-    pipeline = load(folder, device=device, dtype=dtype, decode=decode)
+    pipeline = load_pipeline(folder, args, decode)
     load_s = time.perf_counter() - start
     warm_up = pipeline.warm_up()
     first_q = pipeline.prepare(IMAGE, BOXES, "OD_template", "red cup")
     followup_q = pipeline.prepare(IMAGE, BOXES, "OD_Counting_template", "blue bottles")
     first, followup, uncached, decode, turn5 = [], [], [], [], []
-    for _ in range(runs + 1):
+    for _ in range(args.runs + 1):
         pipeline.encoder.clear()
         result = pipeline.generate(first_q, new_tokens)
         first.append(result.timings["first_token_s"])
@@ -95,6 +88,7 @@ def bench_profile(
         "device": str(pipeline.model.device),
         "dtype": str(pipeline.model.dtype).removeprefix("torch."),
         "decode": warm_up.decode,
+        "cudnn_sdpa": cudnn_attention(args),
         "params_M": sum(p.numel() for p in pipeline.model.parameters()) / 1e6,
         "load_s": load_s,
         "warm_up_s": warm_up.seconds,
@@ -120,18 +114,13 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    dtype = dtype_of(args)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     with tempfile.TemporaryDirectory() as scratch:
         rows = []
         for profile in args.profiles:
             folder = checkpoint_folder(profile, Path(scratch), args.device)
             for decode in args.decode:
-                rows.append(
-                    bench_profile(
-                        folder, profile, args.device, dtype, decode, args.new_tokens, args.runs
-                    )
-                )
+                rows.append(bench_profile(folder, profile, decode, args))
                 report(rows, args.json)
 
 

@@ -3,7 +3,7 @@
     python -m bench.profile_question                                   # tiny fixture, CPU
     python -m bench.profile_question --profile 3b --dtype bfloat16 --decode dynamic compiled \\
         --torch-profiler                                               # GPU
-    python -m bench.profile_question --profile 3b --dtype bfloat16 --no-cudnn-attention
+    python -m bench.profile_question --profile 3b --dtype bfloat16 --cudnn-attention
 
 One row per `--decode` mode, on the `bench.generation` image and boxes. After the pipeline's
 warm-up, `first_cold_ttft_s` is the first question in the process (every shape new), and
@@ -13,7 +13,8 @@ do the same for a follow-up on the cached image and boxes. `gap_*_ms`: time betw
 pieces of the warm follow-up (one per token); `tail_ms`: from its last piece to the finished
 `Generation`. Then the warm follow-up is asked once more under cProfile, on the generation thread
 where it runs, and with `--torch-profiler` under PyTorch's profiler (CUDA kernels included).
-`--no-cudnn-attention` keeps SDPA off cuDNN's kernels, which build a plan for each new shape.
+`--cudnn-attention` lets SDPA use cuDNN's kernels again (the loader turns them off on GPUs: they
+build a plan for each new shape), to compare.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ from pathlib import Path
 import torch
 
 from bench.generation import BOXES, IMAGE
-from bench.options import add_model_options, dtype_of
+from bench.options import add_model_options, cudnn_attention, load_pipeline
 from bench.random_checkpoint import checkpoint_folder
 from bench.table import peak_memory_mb, report
 from fo1_core import model_thread
-from fo1_core.session import FO1Pipeline, Generation, Request, load
+from fo1_core.session import FO1Pipeline, Generation, Request
 
 
 def _ttft(pipeline: FO1Pipeline, request: Request, new_tokens: int) -> float:
@@ -85,11 +86,12 @@ def print_profiles(
 
 
 def profile_decode(folder: Path, profile: str, args: argparse.Namespace, decode: str) -> dict:
-    pipeline = load(folder, device=args.device, dtype=dtype_of(args), decode=decode)
+    pipeline = load_pipeline(folder, args, decode)
     warm_up = pipeline.warm_up()
     first = pipeline.prepare(IMAGE, BOXES, "OD_template", "red cup")
     followup = pipeline.prepare(IMAGE, BOXES, "OD_Counting_template", "blue bottles")
     row = {"profile": profile, "device": str(pipeline.model.device), "decode": warm_up.decode}
+    row["cudnn_sdpa"] = cudnn_attention(args)
     row["first_cold_ttft_s"] = _ttft(pipeline, first, args.new_tokens)
     row["followup_cold_ttft_s"] = _ttft(pipeline, followup, args.new_tokens)
     pipeline.encoder.clear()
@@ -109,10 +111,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--lines", type=int, default=25, help="rows of each profile table")
     parser.add_argument("--torch-profiler", action="store_true")
-    parser.add_argument("--no-cudnn-attention", action="store_true")
     args = parser.parse_args()
-    if args.no_cudnn_attention:
-        torch.backends.cuda.enable_cudnn_sdp(False)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         folder = checkpoint_folder(args.profile, Path(scratch), args.device)

@@ -22,13 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.options import add_model_options, dtype_of
+from bench.options import add_model_options, cudnn_attention, load_pipeline
 from bench.proposers import scene
 from bench.random_checkpoint import checkpoint_folder
 from bench.table import peak_memory_mb, report
 from detect_tools import registry
 from detect_tools.base import ProposalOptions
-from fo1_core.session import load
 from fo1_core.templates import MAX_REGIONS
 
 TASK, CATEGORIES = "OD_template", "person, car, dog, red cup"
@@ -87,7 +86,6 @@ def main() -> None:
     image = scene(*map(int, args.size.split("x")))
     proposer = registry.get(args.proposer, args.proposer_checkpoint)
     proposer.propose(image, CATEGORIES if proposer.needs_text else None)  # loads its model
-    dtype = dtype_of(args)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
         f"{args.new_tokens} new tokens, medians of {args.runs} runs"
@@ -98,7 +96,7 @@ def main() -> None:
         for decode in args.decode:
             if args.device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
-            pipeline = load(folder, device=args.device, dtype=dtype, decode=decode)
+            pipeline = load_pipeline(folder, args, decode)
             warm_up = pipeline.warm_up()
             runs = [
                 run_once(pipeline, proposer, image, args.boxes, args.new_tokens)
@@ -109,6 +107,7 @@ def main() -> None:
                 "device": args.device,
                 "dtype": str(pipeline.model.dtype).removeprefix("torch."),
                 "decode": warm_up.decode,
+                "cudnn_sdpa": cudnn_attention(args),
                 "image": args.size,
                 "boxes": args.boxes,
                 "proposer": args.proposer,

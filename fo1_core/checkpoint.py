@@ -104,6 +104,22 @@ def default_attention(device: torch.device) -> str:
     return "sdpa"
 
 
+def avoid_cudnn_attention(device: torch.device) -> None:
+    """Takes cuDNN out of PyTorch's SDPA kernels for the whole process, on GPUs.
+
+    Since PyTorch 2.9, SDPA tries cuDNN's attention first on H100, H200 (ZeroGPU's card) and B200.
+    cuDNN builds an execution plan for every new combination of shapes before it runs one, and
+    other projects measured hundreds of milliseconds per plan. FO1's shapes change with every
+    image size and prompt length, and with every token when the KV cache grows; flash and
+    memory-efficient attention need no plan. Process-wide, because PyTorch keeps the choice
+    process-wide: proposers in the same process benefit too. `--cudnn-attention` in the
+    benchmarks turns it back on, to compare.
+    """
+    if device.type == "cuda" and torch.backends.cuda.cudnn_sdp_enabled():
+        torch.backends.cuda.enable_cudnn_sdp(False)
+        logger.info("SDPA without cuDNN attention: it would build a plan for every new shape")
+
+
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """A local folder as it is; anything else is a hub id, downloaded with a progress bar."""
     path = Path(name_or_path).expanduser()
@@ -203,6 +219,7 @@ def load_model(
     except (OSError, ValueError, TypeError) as error:
         raise FO1Error(f"Unreadable config.json in {folder}: {error}") from error
     config.check_supported()
+    avoid_cudnn_attention(device)
     with torch.device(device), no_init_weights():
         model = FO1ForConditionalGeneration._from_config(
             config,

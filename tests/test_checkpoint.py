@@ -11,7 +11,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from fo1_core.checkpoint import load_model, save_checkpoint, to_official_key, to_our_key
+from fo1_core.checkpoint import (
+    avoid_cudnn_attention,
+    load_model,
+    save_checkpoint,
+    to_official_key,
+    to_our_key,
+)
 from fo1_core.configuration import FO1Config
 from fo1_core.errors import FO1Error
 from fo1_core.modeling import FO1ForConditionalGeneration
@@ -166,3 +172,20 @@ def test_config_variants_save_load_and_answer(
         Image.new("RGB", (100, 70)), [[5, 5, 50, 40], [30, 20, 90, 65]], "OD_template", "cat", 4
     )
     assert len(result.token_ids) >= 1
+
+
+@pytest.mark.parametrize(
+    "device, cudnn_after",
+    [
+        ("cuda", False),  # a GPU: no cuDNN attention, whose plans are built per shape
+        ("cpu", True),  # the CPU has no cuDNN: the process-wide switch is left alone
+    ],
+)
+def test_loading_on_a_gpu_takes_cudnn_out_of_sdpa(device: str, cudnn_after: bool) -> None:
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    try:
+        avoid_cudnn_attention(torch.device(device))
+        assert torch.backends.cuda.cudnn_sdp_enabled() is cudnn_after
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)

@@ -154,6 +154,14 @@ def test_fixed_size_cache_decoding_uses_sdpa_where_flash_attention_would_be_the_
     assert explicit.model.config._attn_implementation == "eager"
 
 
+def test_a_pipeline_on_a_gpu_answers_without_cudnn_attention(answering: FO1Pipeline) -> None:
+    """cuDNN would build an attention plan for every new prompt length and cache length; on the
+    CPU, where there is no cuDNN, loading leaves PyTorch's process-wide switch as it was."""
+    on_gpu = answering.model.device.type == "cuda"
+    assert answering.ask(IMAGE, BOXES, "OD_template", "red circle").stop_reason == "eos"
+    assert torch.backends.cuda.cudnn_sdp_enabled() is not on_gpu
+
+
 def test_unknown_decode_mode_is_refused_by_name(answering_checkpoint: Path) -> None:
     with pytest.raises(FO1Error, match="'fast'.*dynamic, static, compiled"):
         load(answering_checkpoint, device=TEST_DEVICE, decode="fast")

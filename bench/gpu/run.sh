@@ -5,6 +5,8 @@
 #   generation  bench.generation, 3B shape in bf16, dynamic / static / compiled
 #   space       bench.space_request, 3B shape in bf16, dynamic / compiled
 #   profile     bench.profile_question, 3B shape in bf16, dynamic / compiled, PyTorch's profiler
+#   cudnn       bench.generation again with cuDNN attention allowed (PyTorch's own choice on
+#               H100/H200), to compare with `generation`
 # Everything it writes lands in $OUT (the device tool brings that folder back).
 # Needs .device/ carried, filled by bench/gpu/prepare.sh.
 set -euo pipefail
@@ -25,10 +27,10 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 # Steps share one call: each is stopped in time for the call to end on its own and send $OUT back.
 deadline=$((SECONDS + ${FO1_CALL_S:-580}))
 within() { timeout -k 10 $((deadline > SECONDS + 1 ? deadline - SECONDS : 1)) "$@"; }
-# bench NAME ARGS...: python -m bench.NAME in bf16, its rows in $out/NAME.json, its log in NAME.log
+# bench NAME MODULE ARGS...: python -m bench.MODULE in bf16, rows in $out/NAME.json, log NAME.log
 bench() {
-  local name=$1 && shift
-  within python3 -m "bench.$name" --dtype bfloat16 "$@" --json "$out/$name.json" 2>&1 |
+  local name=$1 module=$2 && shift 2
+  within python3 -m "bench.$module" --dtype bfloat16 "$@" --json "$out/$name.json" 2>&1 |
     tee "$out/$name.log" || failed=1
 }
 
@@ -43,10 +45,13 @@ for step in "$@"; do
           tee -a "$out/checks.log" || failed=1
       done
       ;;
-    generation) bench generation --profiles 3b --runs 2 --decode dynamic static compiled ;;
-    space) bench space_request --profile 3b --decode dynamic compiled ;;
-    profile) bench profile_question --profile 3b --decode dynamic compiled --torch-profiler ;;
-    *) echo "unknown step '$step': checks, generation, space or profile" >&2 && exit 2 ;;
+    generation) bench generation generation --profiles 3b --runs 2 --decode dynamic static compiled ;;
+    space) bench space space_request --profile 3b --decode dynamic compiled ;;
+    profile) bench profile profile_question --profile 3b --decode dynamic compiled --torch-profiler ;;
+    cudnn)
+      bench cudnn generation --profiles 3b --runs 2 --decode dynamic compiled --cudnn-attention
+      ;;
+    *) echo "unknown step '$step': checks, generation, space, profile or cudnn" >&2 && exit 2 ;;
   esac
 done
 exit $failed
