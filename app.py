@@ -42,13 +42,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--decode",
         default="auto",
         choices=["auto", *DECODE_MODES],
-        help="auto: compiled on a dedicated GPU (warmed up at start), dynamic elsewhere",
+        help="auto: compiled on a dedicated GPU (warmed up at start), dynamic elsewhere; "
+        "graphed: CUDA-graph decode steps without a compiler (not yet measured on a GPU)",
     )
     parser.add_argument(
         "--static-cache-tokens",
         type=int,
         default=STATIC_CACHE_TOKENS,
-        help="KV slots of static/compiled decoding; longer requests decode with a growing cache",
+        help="KV slots of static/compiled/graphed decoding; longer requests use a growing cache",
     )
     parser.add_argument("--concurrency", type=int, default=1, help="GPU jobs at once")
     parser.add_argument("--queue-size", type=int, default=32, help="jobs waiting at most")

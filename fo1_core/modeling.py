@@ -7,13 +7,14 @@ projectors, and splices one region embedding into each `<regionfeat>` slot of th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
-from transformers import Florence2VisionBackbone
+from transformers import CompileConfig, Florence2VisionBackbone
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
     Qwen2_5_VLForConditionalGeneration,
@@ -145,6 +146,10 @@ class FO1Model(Qwen2_5_VLModel):
 class FO1ForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
     config_class = FO1Config
 
+    decode_step: Callable[..., Any] | None = None
+    """Called by generate() for each decode step on a fixed-size cache in place of a compiled
+    model, when set (a `fo1_core.recorded_step.RecordedStep`)."""
+
     def __init__(self, config: FO1Config) -> None:
         # Skip the parent's __init__: it would build a stock Qwen2_5_VLModel only to discard it.
         Qwen2_5_VLPreTrainedModel.__init__(self, config)
@@ -153,3 +158,8 @@ class FO1ForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
             config.text_config.hidden_size, config.text_config.vocab_size, bias=False
         )
         self.post_init()
+
+    def get_compiled_call(self, compile_config: CompileConfig | None) -> Callable[..., Any]:
+        if self.decode_step is not None:
+            return self.decode_step
+        return super().get_compiled_call(compile_config)

@@ -35,6 +35,7 @@ from fo1_core.errors import FO1Error
 from fo1_core.modeling import FO1ForConditionalGeneration
 from fo1_core.processing import ImagePreprocessor, VisionInputs, num_image_tokens
 from fo1_core.prompting import build_prompt, sanitize_user_text, tokenize_prompt, user_text_for_task
+from fo1_core.recorded_step import RecordedStep
 from fo1_core.streaming import DONE, Cancelled, TokenQueue
 from fo1_core.templates import CHAT_CONTROL_STRINGS, DEFAULT_MAX_NEW_TOKENS, IM_END
 
@@ -45,11 +46,14 @@ STATIC_CACHE_TOKENS = 8192
 answer fit. One size means one compiled decode step; longer requests decode with a growing cache.
 About 300 MB at 3B in bf16."""
 
-DECODE_MODES = ("dynamic", "static", "compiled")
+DECODE_MODES = ("dynamic", "static", "compiled", "graphed")
 """How tokens are decoded. `dynamic`: a growing KV cache, plain PyTorch (the default).
 `static`: a fixed-size KV cache, uncompiled. `compiled`: the fixed-size cache and a
 `torch.compile`d decode step (CUDA graphs on GPUs), so decoding is not bound by Python and kernel
-launches; the first question pays the compilation (see `FO1Pipeline.warm_up`)."""
+launches; the first question pays the compilation (see `FO1Pipeline.warm_up`). `graphed`: the
+fixed-size cache and an uncompiled decode step recorded as a CUDA graph on its first token
+(`recorded_step.py`): no compilation, so a fresh worker decodes fast from its first question."""
+
 
 WARM_UP_TOKENS = 8
 
@@ -124,6 +128,8 @@ class FO1Pipeline:
             )
         self.model = model
         self.decode = decode
+        # generate() calls it for decode steps where it would call a compiled model.
+        model.decode_step = RecordedStep(model.__call__) if decode == "graphed" else None
         self.static_cache_tokens = static_cache_tokens
         # One fixed-size cache is kept and refilled for every question: a compiled decode step
         # (and its CUDA graphs) stays valid only while the cache tensors and shapes stay the same.
@@ -171,8 +177,8 @@ class FO1Pipeline:
     def warm_up(self) -> WarmUp:
         """Answers one short question so that the first user does not pay the compilation.
 
-        A compiled decode that fails falls back to `dynamic` (logged, and said in the result);
-        the caches are emptied afterwards.
+        A compiled decode that fails falls back to `dynamic`, a decode step that cannot be
+        recorded to `static` (logged, and said in the result); the caches are emptied afterwards.
         """
         start = time.perf_counter()
         image = Image.new("RGB", (448, 448), (128, 128, 128))
@@ -189,6 +195,9 @@ class FO1Pipeline:
             self.generate(request, WARM_UP_TOKENS)
         finally:
             self.encoder.clear()
+        step = self.model.decode_step
+        if step is not None and step.failed is not None:
+            error, self.decode, self.model.decode_step = step.failed, "static", None
         return WarmUp(time.perf_counter() - start, self.decode, error)
 
     def _eos_ids(self, generation_config: GenerationConfig | None) -> list[int]:
@@ -357,7 +366,7 @@ class FO1Pipeline:
             eos_token_id=self.eos_token_ids,
             pad_token_id=self.pad_token_id,
         )
-        if static and self.decode == "compiled":
+        if static and self.decode in ("compiled", "graphed"):
             config.compile_config = self._compile_config
         else:  # transformers would compile a static cache on GPUs by itself
             config.disable_compile = True
@@ -460,7 +469,8 @@ def load(
 ) -> FO1Pipeline:
     """Loads a VLM-FO1 checkpoint (hub id or local folder) ready to answer questions.
 
-    `decode`: one of `DECODE_MODES`; `"compiled"` is the fast one on GPUs (call `warm_up()` once).
+    `decode`: one of `DECODE_MODES`; `"compiled"` is the fast one on GPUs (call `warm_up()` once),
+    `"graphed"` the fast one without a compiler (not yet measured on a GPU).
     `static_cache_tokens`: slots of the fixed-size cache of the `static` and `compiled` modes.
     """
     return FO1Pipeline.from_pretrained(

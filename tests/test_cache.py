@@ -139,7 +139,7 @@ def _conversation_against_uncached(pipeline: FO1Pipeline, max_new_tokens: int) -
     return reused
 
 
-@pytest.mark.parametrize("decode", ["dynamic", "static", "compiled"])
+@pytest.mark.parametrize("decode", ["dynamic", "static", "compiled", "graphed"])
 def test_each_turn_starts_from_the_previous_one(answering_checkpoint: Path, decode: str) -> None:
     """The rigged answer reads back as the same tokens, so every turn after the first reuses all
     of the previous turn (its question and answer): the reused part grows turn by turn."""

@@ -151,10 +151,11 @@ def test_free_running_greedy_ids_exact(pipeline: FO1Pipeline, name: str, use_cac
     assert result.text == case["generated_text"].strip()
 
 
-@pytest.fixture(scope="module", params=["static", "compiled"])
+@pytest.fixture(scope="module", params=["static", "compiled", "graphed"])
 def static_pipeline(request: pytest.FixtureRequest) -> FO1Pipeline:
-    """Decoding with a fixed-size KV cache, plain and `torch.compile`d (forced on the CPU), with
-    the attention these modes get by default (SDPA, grouped single-token decode steps)."""
+    """Decoding with a fixed-size KV cache: plain, `torch.compile`d (forced on the CPU) and
+    recorded as a CUDA graph (on a GPU; through the same recorded inputs on the CPU), with the
+    attention these modes get by default (SDPA, grouped single-token decode steps)."""
     return load(REFERENCE_DIR, TEST_DEVICE, torch.float32, decode=request.param)
 
 
@@ -189,6 +190,19 @@ def test_compiled_decoding_compiles_once_for_every_question() -> None:
     counters = _compiled_graphs_answering_every_case(pipeline)
     assert counters["stats"]["unique_graphs"] == 1
     assert not counters["graph_break"]
+
+
+def test_recorded_decoding_records_once_for_every_question() -> None:
+    """Questions of different lengths replay one recorded decode step; the uncached path passes
+    positions of another shape, so it gets a second recording, and keeps it."""
+    pipeline = load(REFERENCE_DIR, TEST_DEVICE, torch.float32, decode="graphed")
+    step = pipeline.model.decode_step
+    for use_cache, recordings in ((True, 1), (False, 2), (True, 2)):
+        for name in CASES:
+            request, case, _ = _request(pipeline, name)
+            result = pipeline.generate(request, case["generation"]["max_new_tokens"], use_cache)
+            assert result.token_ids == case["generated_ids"]
+        assert (step.recordings, step.failed) == (recordings, None)
 
 
 def test_requests_longer_than_the_static_cache_decode_with_a_growing_one() -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fo1_core import checkpoint, decode_attention
+from fo1_core import checkpoint, decode_attention, recorded_step
 from fo1_core.errors import FO1Error
 from fo1_core.session import FO1Pipeline, Generation, load
 from tests.conftest import RIGGED_ANSWER as ANSWER
@@ -140,13 +140,27 @@ def test_warm_up_falls_back_to_plain_decoding_when_compiling_fails(
     assert pipeline.ask(IMAGE, BOXES, "OD_template", "red circle").text == ANSWER + "<|im_end|>"
 
 
+def test_warm_up_records_the_decode_step_or_falls_back_to_unrecorded_steps(
+    answering_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = load(answering_checkpoint, device=TEST_DEVICE, decode="graphed")
+    assert (pipeline.warm_up().decode, pipeline.model.decode_step.recordings) == ("graphed", 1)
+    monkeypatch.setattr(recorded_step, "MAX_RECORDINGS", 0)  # no recording can be kept
+    pipeline = load(answering_checkpoint, device=TEST_DEVICE, decode="graphed")
+    warm = pipeline.warm_up()
+    assert warm.decode == pipeline.decode == "static"
+    assert "change layout" in warm.error
+    assert pipeline.model.decode_step is None
+    assert pipeline.ask(IMAGE, BOXES, "OD_template", "red circle").text == ANSWER + "<|im_end|>"
+
+
 def test_fixed_size_cache_decoding_uses_sdpa_where_flash_attention_would_be_the_default(
     answering_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a GPU with flash-attn installed, dynamic decoding gets flash-attention; the static
     and compiled decoders get SDPA, which compiles into one graph, with grouped decode steps."""
     monkeypatch.setattr(checkpoint, "default_attention", lambda device: "flash_attention_2")
-    for decode in ("static", "compiled"):
+    for decode in ("static", "compiled", "graphed"):
         pipeline = load(answering_checkpoint, device=TEST_DEVICE, decode=decode)
         assert pipeline.model.config._attn_implementation == "sdpa"
         assert pipeline.model.config.text_config._attn_implementation == decode_attention.NAME
@@ -163,7 +177,7 @@ def test_a_pipeline_on_a_gpu_answers_without_cudnn_attention(answering: FO1Pipel
 
 
 def test_unknown_decode_mode_is_refused_by_name(answering_checkpoint: Path) -> None:
-    with pytest.raises(FO1Error, match="'fast'.*dynamic, static, compiled"):
+    with pytest.raises(FO1Error, match="'fast'.*dynamic, static, compiled, graphed"):
         load(answering_checkpoint, device=TEST_DEVICE, decode="fast")
 
 

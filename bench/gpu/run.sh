@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Run on the device machine, one or more steps per call (a call ends within FO1_CALL_S, 580 s):
-#   checks      parity and generation tests on CUDA: golden ids through the dynamic, static and
-#               compiled (CUDA-graph) decoders, one compiled graph for every question
-#   generation  bench.generation, 3B shape in bf16, dynamic / static / compiled
-#   space       bench.space_request, 3B shape in bf16, dynamic / compiled
-#   profile     bench.profile_question, 3B shape in bf16, dynamic / compiled, PyTorch's profiler
+#   checks      parity and generation tests on CUDA: golden ids through the dynamic, static,
+#               compiled and graphed (CUDA-graph) decoders, one graph for every question
+#   generation  bench.generation, 3B shape in bf16, dynamic / static / compiled / graphed
+#   space       bench.space_request, 3B shape in bf16, dynamic / compiled / graphed
+#   profile     bench.profile_question, 3B shape in bf16, dynamic / graphed, PyTorch's profiler
 #   cudnn       bench.generation again with cuDNN attention allowed (PyTorch's own choice on
 #               H100/H200), to compare with `generation`
 # Everything it writes lands in $OUT (the device tool brings that folder back).
@@ -40,14 +40,16 @@ for step in "$@"; do
     checks)
       # One pytest per file: on torch 2.11 a compile after `torch._dynamo.reset()` (which the
       # graph-count test does) can crash a later compile in the same process; 2.14 is fine.
-      for file in tests/test_parity.py tests/test_session.py; do
+      for file in tests/test_parity.py tests/test_session.py tests/test_recorded_step.py; do
         FO1_TEST_DEVICE=cuda within python3 -m pytest -q -rs -p no:cacheprovider "$file" 2>&1 |
           tee -a "$out/checks.log" || failed=1
       done
       ;;
-    generation) bench generation generation --profiles 3b --runs 2 --decode dynamic static compiled ;;
-    space) bench space space_request --profile 3b --decode dynamic compiled ;;
-    profile) bench profile profile_question --profile 3b --decode dynamic compiled --torch-profiler ;;
+    generation)
+      bench generation generation --profiles 3b --runs 2 --decode dynamic static compiled graphed
+      ;;
+    space) bench space space_request --profile 3b --decode dynamic compiled graphed ;;
+    profile) bench profile profile_question --profile 3b --decode dynamic graphed --torch-profiler ;;
     cudnn)
       bench cudnn generation --profiles 3b --runs 2 --decode dynamic compiled --cudnn-attention
       ;;
