@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
+from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map
+from transformers import StaticCache
 
 from fo1_core import recorded_step
 from fo1_core.recorded_step import RecordedStep
-from tests.conftest import TEST_DEVICE
+from fo1_core.session import load
+from tests.conftest import REFERENCE_DIR, TEST_DEVICE
+
+IMAGE = Image.new("RGB", (160, 120), (40, 90, 200))
+BOXES = [[10, 10, 60, 60], [70, 20, 150, 100]]
 
 
 class Counter:
@@ -59,3 +69,57 @@ def test_inputs_that_change_layout_at_every_step_run_unrecorded(
     assert [o.item() for o in outputs] == [3.0, 12.0, 27.0, 48.0]
     assert "change layout" in step.failed
     assert step.recordings == 0
+
+
+class HostTensors(TorchDispatchMode):
+    """Names every operation that meets a tensor with values, on a run meant to be all `meta`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        output = func(*args, **(kwargs or {}))
+        leaves = tree_flatten((args, kwargs, output))[0]
+        if any(isinstance(x, torch.Tensor) and x.device.type != "meta" for x in leaves):
+            self.found.append(str(func))
+        return output
+
+
+def _meta_like(x: object) -> object:
+    return torch.empty_like(x, device="meta") if isinstance(x, torch.Tensor) else x
+
+
+def _on_meta(step: Callable[[], torch.Tensor]) -> list[str]:
+    with HostTensors() as mode:
+        step()
+    return mode.found
+
+
+@pytest.mark.parametrize(
+    "step, host_tensor",
+    [
+        (lambda: torch.ones(2, device="meta") * 2, False),
+        (lambda: torch.ones(2, device="meta") + torch.tensor(1.0), True),  # a host scalar goes in
+    ],
+)
+def test_a_run_on_meta_finds_host_tensors(step: Callable, host_tensor: bool) -> None:
+    assert bool(_on_meta(step)) is host_tensor
+
+
+def test_the_models_decode_step_can_be_recorded() -> None:
+    """What a recording needs of the step: run on the meta device (tensors without values), it
+    reads no value back to the host (which fails on meta) and takes no host tensor in (which a
+    recording would keep as it was). Every input then comes from the recorded tensors."""
+    pipeline = load(REFERENCE_DIR, "cpu", torch.float32, decode="graphed")
+    model, seen = pipeline.model, []
+    step = model.decode_step
+    model.decode_step = lambda **inputs: (seen.append(inputs), step(**inputs))[1]
+    pipeline.ask(IMAGE, BOXES, "OD_template", "red circle", max_new_tokens=3)
+    live_cache = seen[-1]["past_key_values"]
+    model.to("meta")
+    cache = StaticCache(config=model.config.text_config, max_cache_len=pipeline.static_cache_tokens)
+    for index, layer in enumerate(live_cache.layers):
+        cache.update(_meta_like(layer.keys[:, :, :1]), _meta_like(layer.values[:, :, :1]), index)
+    inputs = tree_map(_meta_like, seen[-1] | {"past_key_values": None})
+    assert _on_meta(lambda: model(**inputs | {"past_key_values": cache})) == []
