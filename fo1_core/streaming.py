@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from functools import partial
 
 import torch
 from transformers import StoppingCriteria
@@ -15,7 +16,12 @@ DONE = object()
 
 
 class TokenQueue(BaseStreamer):
-    """Receives generated ids from `generate()` and queues the new text after each token."""
+    """Receives generated ids from `generate()` and queues the new text after each token.
+
+    Each token's text is the difference between decoding the last few ids with and without it, so
+    a token costs the same at the end of a long answer as at its start; the earlier id kept as
+    context lets tokenizers that drop a leading space at the start of a decode spell it right.
+    """
 
     def __init__(self, tokenizer) -> None:
         self.tokenizer = tokenizer
@@ -23,7 +29,8 @@ class TokenQueue(BaseStreamer):
         self.ids: list[int] = []
         self.first_token_at: float | None = None
         self.last_token_at: float | None = None
-        self._sent = 0
+        self._context = 0  # ids[_context:_sent_up_to] decode to text already sent: the context
+        self._sent_up_to = 0
         self._prompt_seen = False
 
     def put(self, value: torch.Tensor) -> None:
@@ -33,18 +40,19 @@ class TokenQueue(BaseStreamer):
         self.ids += value.flatten().tolist()  # waits for the token: times it, on a GPU too
         self.last_token_at = time.perf_counter()
         self.first_token_at = self.first_token_at or self.last_token_at
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
-        # Hold back a split multi-byte character until its remaining bytes arrive.
-        if not text.endswith("\ufffd"):
-            self._send(text)
+        self._send(final=False)
 
     def end(self) -> None:
-        self._send(self.tokenizer.decode(self.ids, skip_special_tokens=False))
+        self._send(final=True)
 
-    def _send(self, text: str) -> None:
-        if len(text) > self._sent:
-            self.events.put(text[self._sent :])
-            self._sent = len(text)
+    def _send(self, final: bool) -> None:
+        decode = partial(self.tokenizer.decode, skip_special_tokens=False)
+        sent = decode(self.ids[self._context : self._sent_up_to])
+        text = decode(self.ids[self._context :])
+        # Hold back a split multi-byte character until its remaining bytes arrive.
+        if len(text) > len(sent) and (final or not text.endswith("\ufffd")):
+            self.events.put(text[len(sent) :])
+            self._context, self._sent_up_to = self._sent_up_to, len(self.ids)
 
 
 class Cancelled(StoppingCriteria):
