@@ -91,10 +91,17 @@ def to_official_key(ours: str) -> str:
 
 
 def default_device_and_dtype() -> tuple[torch.device, torch.dtype]:
-    """CUDA + bfloat16 where a GPU is available (as the published demo runs), else CPU + fp32."""
+    """CUDA + bfloat16 where a GPU is available (as the published demo runs), else the CPU, in
+    bfloat16 where it multiplies bfloat16 natively, else in fp32."""
     if torch.cuda.is_available():
         return torch.device("cuda"), torch.bfloat16
-    return torch.device("cpu"), torch.float32
+    return torch.device("cpu"), torch.bfloat16 if cpu_has_bfloat16() else torch.float32
+
+
+def cpu_has_bfloat16() -> bool:
+    """AVX512-BF16 or AMX. There the 3B model answers about 3× sooner in bfloat16 than in fp32
+    (and decodes 2× faster); elsewhere bfloat16 arithmetic is emulated and slower than fp32."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def default_attention(device: torch.device) -> str:

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from fo1_core import checkpoint
 from fo1_core.checkpoint import (
     avoid_cudnn_attention,
     load_model,
@@ -108,10 +109,20 @@ def test_sharded_checkpoint_loads_the_same_weights(tmp_path: Path) -> None:
         assert torch.equal(ours, theirs), name
 
 
-def test_cpu_default_is_float32_with_tied_head() -> None:
+@pytest.mark.parametrize(
+    "native_bfloat16, dtype",
+    [
+        (True, torch.bfloat16),  # AVX512-BF16 / AMX: bfloat16, as on a GPU, and faster
+        (False, torch.float32),  # emulated bfloat16 would be slower than fp32
+    ],
+)
+def test_cpu_default_dtype_follows_the_cpu_with_tied_head(
+    monkeypatch: pytest.MonkeyPatch, native_bfloat16: bool, dtype: torch.dtype
+) -> None:
+    monkeypatch.setattr(checkpoint, "cpu_has_bfloat16", lambda: native_bfloat16)
     model, folder = load_model(REFERENCE_DIR, device="cpu")
     assert folder == REFERENCE_DIR
-    assert model.dtype == torch.float32
+    assert model.dtype == dtype
     assert model.lm_head.weight is model.model.language_model.embed_tokens.weight
     assert not model.training
 
