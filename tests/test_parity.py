@@ -205,9 +205,11 @@ def test_recorded_decoding_records_once_for_every_question() -> None:
         assert (step.recordings, step.failed) == (recordings, None)
 
 
-def test_requests_longer_than_the_static_cache_decode_with_a_growing_one() -> None:
-    pipeline = load(
-        REFERENCE_DIR, TEST_DEVICE, torch.float32, decode="compiled", static_cache_tokens=16
-    )
+@pytest.mark.parametrize("decode", ["compiled", "graphed"])
+def test_requests_longer_than_the_static_cache_decode_with_a_growing_one(decode: str) -> None:
+    """Neither compiled nor recorded: those steps work on the fixed-size cache only."""
+    pipeline = load(REFERENCE_DIR, TEST_DEVICE, torch.float32, decode=decode, static_cache_tokens=8)
     counters = _compiled_graphs_answering_every_case(pipeline)
     assert counters["stats"]["unique_graphs"] == 0  # nothing was compiled for them
+    if decode == "graphed":
+        assert pipeline.model.decode_step.recordings == 0  # nor recorded
