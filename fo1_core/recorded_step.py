@@ -24,16 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import TreeSpec, tree_flatten, tree_unflatten
 
 logger = logging.getLogger(__name__)
 
 
-def _layout(inputs: dict[str, Any]) -> tuple[Hashable, ...]:
+def _layout(leaves: list[Any], spec: TreeSpec) -> tuple[Hashable, ...]:
     """What must stay the same between two calls for one recording to serve both."""
-    leaves, spec = tree_flatten(inputs)
     return (
-        str(spec),
+        spec,
         *(
             (leaf.shape, leaf.dtype, leaf.device)
             if isinstance(leaf, torch.Tensor)
@@ -45,10 +44,6 @@ def _layout(inputs: dict[str, Any]) -> tuple[Hashable, ...]:
     )
 
 
-def _tensors(inputs: dict[str, Any]) -> list[torch.Tensor]:
-    return [leaf for leaf in tree_flatten(inputs)[0] if isinstance(leaf, torch.Tensor)]
-
-
 MAX_RECORDINGS = 4
 """Input layouts kept recorded: the cached and the uncached path pass positions of two shapes.
 More would mean that something changes at every step, which no recording can serve."""
@@ -57,6 +52,7 @@ More would mean that something changes at every step, which no recording can ser
 @dataclass
 class _Recording:
     inputs: dict[str, Any]  # the recording's own copies of the input tensors
+    tensors: list[torch.Tensor]  # those copies, in the order the inputs flatten to
     graph: torch.cuda.CUDAGraph | None  # None on a CPU
     output: Any = None
 
@@ -80,39 +76,42 @@ class RecordedStep:
     def __call__(self, **inputs: Any) -> Any:
         if self.failed is not None:
             return self.step(**inputs)
-        layout = _layout(inputs)
+        leaves, spec = tree_flatten(inputs)
+        layout = _layout(leaves, spec)
         if (recording := self._recordings.get(layout)) is None:
             if len(self._recordings) < MAX_RECORDINGS:
-                return self._record(inputs, layout)
+                return self._record(leaves, spec, layout)
             self._fail("the decode step's inputs change layout from step to step")
             return self.step(**inputs)
-        for recorded, new in zip(_tensors(recording.inputs), _tensors(inputs), strict=True):
-            recorded.copy_(new)
+        new = (leaf for leaf in leaves if isinstance(leaf, torch.Tensor))
+        for recorded, value in zip(recording.tensors, new, strict=True):
+            recorded.copy_(value)
         if recording.graph is None:
             return self.step(**recording.inputs)
         recording.graph.replay()
         return recording.output
 
-    def _record(self, inputs: dict[str, Any], layout: tuple[Hashable, ...]) -> Any:
-        """Runs this token's step on fresh copies of `inputs`, then records it on a GPU.
+    def _record(self, leaves: list[Any], spec: TreeSpec, layout: tuple[Hashable, ...]) -> Any:
+        """Runs this token's step on fresh copies of the inputs, then records it on a GPU.
 
         Recording only enqueues the kernels, it runs none, so the cache is written once."""
-        copies = tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, inputs)
-        tensors = _tensors(copies)
+        copies = [leaf.clone() if isinstance(leaf, torch.Tensor) else leaf for leaf in leaves]
+        tensors = [leaf for leaf in copies if isinstance(leaf, torch.Tensor)]
+        inputs = tree_unflatten(copies, spec)
         if not tensors or tensors[0].device.type != "cuda":
-            self._recordings[layout] = _Recording(copies, graph=None)
-            return self.step(**copies)
+            self._recordings[layout] = _Recording(inputs, tensors, graph=None)
+            return self.step(**inputs)
         # As PyTorch asks: the warm-up run (this token's real step) on a side stream.
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            output = self.step(**copies)
+            output = self.step(**inputs)
         torch.cuda.current_stream().wait_stream(side)
-        recording = _Recording(copies, torch.cuda.CUDAGraph())
+        recording = _Recording(inputs, tensors, torch.cuda.CUDAGraph())
         try:
             # thread_local: other threads (a proposer, say) may use the GPU meanwhile.
             with torch.cuda.graph(recording.graph, capture_error_mode="thread_local"):
-                recording.output = self.step(**copies)
+                recording.output = self.step(**inputs)
         except Exception as error:  # noqa: BLE001 (any failure means: do not replay)
             self._fail(f"{type(error).__name__}: {error}")
         else:

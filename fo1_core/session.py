@@ -54,7 +54,6 @@ launches; the first question pays the compilation (see `FO1Pipeline.warm_up`). `
 fixed-size cache and an uncompiled decode step recorded as a CUDA graph on its first token
 (`recorded_step.py`): no compilation, so a fresh worker decodes fast from its first question."""
 
-
 WARM_UP_TOKENS = 8
 
 
