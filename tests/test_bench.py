@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import generation, profile_question, space_request
+from bench import generation, profile_question, space_request, streaming
 
 
 def run_main(module, monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
@@ -58,3 +58,13 @@ def test_question_profile_times_cold_and_warm_questions_and_profiles_the_generat
     # cProfile saw the generation thread's work: transformers' decoding loop, not just a wait.
     assert "_sample" in printed
     assert "aten::" in printed
+
+
+def test_streaming_benchmark_times_each_answer_length(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "streaming.json"
+    run_main(streaming, monkeypatch, "--lengths", "16", "64", "--json", str(out))
+    rows = json.loads(out.read_text())
+    assert [row["answer_tokens"] for row in rows] == [16, 64]
+    assert all(row["ms_per_token"] > 0 for row in rows)
