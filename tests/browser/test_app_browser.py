@@ -97,10 +97,25 @@ def test_broken_upload_is_a_readable_message(page, tmp_path: Path) -> None:
     shot(page, "0-broken-upload")
 
 
-def test_boxes_are_drawn_moved_and_deleted(page) -> None:
-    page.locator("#fo1-editor input[type=file]").set_input_files(str(IMAGE))
+def upload(page, image: Path) -> None:
+    """Uploads `image` and waits for the server's reply, which puts the editor's value back: a
+    box drawn before that reply lands would vanish. Done when the editor's progress overlay
+    (shown for the upload, then for the reply) has stayed hidden for a second."""
+    page.evaluate("window.fo1BusyAt = performance.now()")
+    page.locator("#fo1-editor input[type=file]").set_input_files(str(image))
+    page.wait_for_function(
+        """() => {
+            const overlay = document.querySelector('#fo1-editor .wrap.default');
+            const busy = overlay && !overlay.classList.contains('hide');
+            if (busy) window.fo1BusyAt = performance.now();
+            return performance.now() - window.fo1BusyAt > 1000;
+        }"""
+    )
     page.locator("#fo1-editor canvas").wait_for()
-    page.wait_for_timeout(500)
+
+
+def test_boxes_are_drawn_moved_and_deleted(page) -> None:
+    upload(page, IMAGE)
     drag(page, canvas_point(page, 0.3, 0.05), canvas_point(page, 0.7, 0.5))  # the cup → #0
     wait_for_note(page, "1 boxes")
     drag(page, canvas_point(page, 0.05, 0.6), canvas_point(page, 0.2, 0.9))  # background → #1
