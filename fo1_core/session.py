@@ -470,7 +470,8 @@ def load(
 
     `decode`: one of `DECODE_MODES`; `"compiled"` is the fast one on GPUs (call `warm_up()` once),
     `"graphed"` the fast one without a compiler (not yet measured on a GPU).
-    `static_cache_tokens`: slots of the fixed-size cache of the `static` and `compiled` modes.
+    `static_cache_tokens`: slots of the fixed-size cache of the `static`, `compiled` and
+    `graphed` modes.
     """
     return FO1Pipeline.from_pretrained(
         name_or_path, device, dtype, attn_implementation, decode, static_cache_tokens
