@@ -81,10 +81,9 @@ class Handlers:
         )
 
     @staticmethod
-    def image_uploaded(value: dict | None):
-        if image_of(value) is None:
-            return gr.skip(), {}, None
-        return editor_value(image_of(value), boxes_of(value)), {}, None
+    def image_uploaded() -> tuple[MaskStore, None]:
+        """A new image: the masks and proposal time of the old one no longer apply."""
+        return {}, None
 
     def clear_boxes(self, value: dict | None):
         if image_of(value) is None:

@@ -172,12 +172,13 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             concurrency_limit=None,
         )
-        # A new image: show the file the server decoded (EXIF rotation applied), so the boxes
-        # drawn on screen and the pixels the model sees share one coordinate system.
+        # Neither reads the editor (`change` already checks the new file: one message for a bad
+        # one) nor writes it back (that would drop a box drawn before this reply lands; the
+        # browser shows the image EXIF-rotated, as the model sees it).
         editor.upload(
             handlers.image_uploaded,
-            editor,
-            [editor, masks, proposals_s],
+            None,
+            [masks, proposals_s],
             api_visibility="private",
             concurrency_limit=None,
         )

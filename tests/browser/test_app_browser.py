@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.browser.app_server import REPO, running_app
 
@@ -23,6 +24,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 IMAGE = REPO / "examples" / "coffee.jpg"
+UPLOAD_EVENT_DELAY_MS = 1500
+SETTLE_MS = 3000
+"""Long enough for every reply to an upload to land, even on a loaded machine."""
 
 
 @pytest.fixture(scope="module")
@@ -89,35 +93,85 @@ def status_text(page) -> str:
     return page.locator("#fo1-status").inner_text()
 
 
-def test_broken_upload_is_a_readable_message(page, tmp_path: Path) -> None:
+def test_broken_upload_is_one_readable_message(page, tmp_path: Path) -> None:
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
     page.locator("#fo1-editor input[type=file]").set_input_files(str(broken))
     page.get_by_text("The file is not an image this app can read").first.wait_for()
+    page.wait_for_timeout(SETTLE_MS)  # time for a second check of the same file to answer too
     shot(page, "0-broken-upload")
+    # Gradio stacks equal-kind toasts into one, each message an item of its own.
+    assert page.get_by_test_id("toast-text").count() == 1
+
+
+SLOW_UPLOAD_EVENT = """delay => {
+    const upload = window.gradio_config.dependencies.find(
+        d => d.targets.some(([, event]) => event === 'upload'));
+    const send = window.fetch;
+    window.fetch = async (url, init) => {
+        if (String(url).includes('/queue/join') && JSON.parse(init.body).fn_index === upload.id) {
+            window.fetch = send;
+            await new Promise(resolve => setTimeout(resolve, delay));
+        }
+        return send(url, init);
+    };
+}"""
 
 
 def upload(page, image: Path) -> None:
-    """Uploads `image` and waits for the server's reply, which puts the editor's value back: a
-    box drawn before that reply lands would vanish. Done when the editor's progress overlay
-    (shown for the upload, then for the reply) has stayed hidden for a second."""
-    page.evaluate("window.fo1BusyAt = performance.now()")
+    """Uploads `image` and returns as soon as it is shown. The upload event is sent to the server
+    `UPLOAD_EVENT_DELAY_MS` late, as a busy server would answer it, so what is drawn next is
+    drawn before that answer lands."""
+    page.evaluate(SLOW_UPLOAD_EVENT, UPLOAD_EVENT_DELAY_MS)
     page.locator("#fo1-editor input[type=file]").set_input_files(str(image))
+    page.locator("#fo1-editor canvas").wait_for()
+    # The canvas exists before the image is drawn on it, and a drag on no image draws nothing.
     page.wait_for_function(
         """() => {
-            const overlay = document.querySelector('#fo1-editor .wrap.default');
-            const busy = overlay && !overlay.classList.contains('hide');
-            if (busy) window.fo1BusyAt = performance.now();
-            return performance.now() - window.fo1BusyAt > 1000;
+            const canvas = document.querySelector('#fo1-editor canvas');
+            const [x, y] = [canvas.width / 2, canvas.height / 2];
+            return canvas.getContext('2d').getImageData(x, y, 1, 1).data[3] > 0;
         }"""
     )
-    page.locator("#fo1-editor canvas").wait_for()
+
+
+def sent_boxes(request) -> list[dict]:
+    """The editor boxes a request to the server carries (none for other requests)."""
+    if "/queue/join" not in request.url:
+        return []
+    values = [value for value in request.post_data_json["data"] if isinstance(value, dict)]
+    return [box for value in values for box in value.get("boxes") or []]
+
+
+def test_exif_rotated_upload_is_drawn_on_as_shown(page, tmp_path: Path) -> None:
+    # Stored 400×600 with "rotate 90° clockwise" in EXIF: people see (and draw on) it as 600×400,
+    # the red band along its stored top on the right.
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image = Image.new("RGB", (400, 600), "white")
+    image.paste("red", (0, 0, 400, 100))
+    image.save(rotated, exif=exif)
+    upload(page, rotated)
+    # The editor also sends the box as it starts, with no area yet: wait for the finished one.
+    with page.expect_request(
+        lambda request: any(box["xmax"] > box["xmin"] for box in sent_boxes(request))
+    ) as sent:
+        drag(page, canvas_point(page, 0.5, 0.5), canvas_point(page, 0.95, 0.95))
+    wait_for_note(page, "1 boxes")
+    shot(page, "0-exif-rotated")
+    (box,) = sent_boxes(sent.value)
+    scale = box.get("scaleFactor", 1)
+    assert box["xmax"] / scale == pytest.approx(570, abs=15)
+    assert box["ymax"] / scale == pytest.approx(380, abs=15)
 
 
 def test_boxes_are_drawn_moved_and_deleted(page) -> None:
-    upload(page, IMAGE)
+    upload(page, IMAGE)  # and draw at once: the upload's reply must not take the box away
     drag(page, canvas_point(page, 0.3, 0.05), canvas_point(page, 0.7, 0.5))  # the cup → #0
     wait_for_note(page, "1 boxes")
+    page.wait_for_timeout(SETTLE_MS)
+    assert "1 boxes" in box_count(page)
     drag(page, canvas_point(page, 0.05, 0.6), canvas_point(page, 0.2, 0.9))  # background → #1
     wait_for_note(page, "2 boxes")
     drag(page, canvas_point(page, 0.55, 0.5), canvas_point(page, 0.72, 0.8))  # spoon → #2
