@@ -146,9 +146,10 @@ class FO1Model(Qwen2_5_VLModel):
 class FO1ForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
     config_class = FO1Config
 
-    decode_step: Callable[..., Any] | None = None
-    """Called by generate() for each decode step on a fixed-size cache in place of a compiled
-    model, when set (a `fo1_core.recorded_step.RecordedStep`)."""
+    graphed_forward: Callable[..., Any] | None = None
+    """Called by generate() in place of a compiled model, when set (the `graphed` decoder's
+    `fo1_core.graphed_forward.GraphedForward`): for each decode step on a fixed-size cache, and
+    for each prefill chunk when generate() prefills in chunks."""
 
     def __init__(self, config: FO1Config) -> None:
         # Skip the parent's __init__: it would build a stock Qwen2_5_VLModel only to discard it.
@@ -160,6 +161,6 @@ class FO1ForConditionalGeneration(Qwen2_5_VLForConditionalGeneration):
         self.post_init()
 
     def get_compiled_call(self, compile_config: CompileConfig | None) -> Callable[..., Any]:
-        if self.decode_step is not None:
-            return self.decode_step
+        if self.graphed_forward is not None:
+            return self.graphed_forward
         return super().get_compiled_call(compile_config)

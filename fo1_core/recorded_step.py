@@ -12,6 +12,8 @@ tensors, copied into the recorded inputs before each replay, and the fixed-size 
 fill level on the GPU, so the replayed step writes each token where that level says. A change in
 anything else (the cache object, a flag, a shape) records the step again.
 
+The `graphed` decoder records its question prefills the same way (`graphed_forward.py`).
+
 On a CPU there is nothing to record: the step runs on the recorded inputs each time, so the
 bookkeeping is the same code, tested there.
 """
@@ -44,9 +46,10 @@ def _layout(leaves: list[Any], spec: TreeSpec) -> tuple[Hashable, ...]:
     )
 
 
-MAX_RECORDINGS = 4
-"""Input layouts kept recorded: the cached and the uncached path pass positions of two shapes.
-More would mean that something changes at every step, which no recording can serve."""
+MAX_RECORDINGS = 8
+"""Input layouts kept recorded: decode steps pass positions of two shapes (the cached and the
+uncached path), and prefill chunks come in a few padded lengths. More would mean that something
+changes at every step, which no recording can serve."""
 
 
 @dataclass
@@ -121,4 +124,4 @@ class RecordedStep:
     def _fail(self, reason: str) -> None:
         self.failed = reason
         self._recordings.clear()
-        logger.warning("Recording the decode step failed, decoding unrecorded: %s", reason)
+        logger.warning("Recording a model call failed, decoding unrecorded: %s", reason)

@@ -32,10 +32,10 @@ from fo1_core import decode_attention, model_thread
 from fo1_core.checkpoint import load_model
 from fo1_core.encoding import Encoder, PromptPrefix, Reused
 from fo1_core.errors import FO1Error
+from fo1_core.graphed_forward import PREFILL_CHUNK, GraphedForward
 from fo1_core.modeling import FO1ForConditionalGeneration
 from fo1_core.processing import ImagePreprocessor, VisionInputs, num_image_tokens
 from fo1_core.prompting import build_prompt, sanitize_user_text, tokenize_prompt, user_text_for_task
-from fo1_core.recorded_step import RecordedStep
 from fo1_core.streaming import DONE, Cancelled, TokenQueue
 from fo1_core.templates import CHAT_CONTROL_STRINGS, DEFAULT_MAX_NEW_TOKENS, IM_END
 
@@ -127,8 +127,8 @@ class FO1Pipeline:
             )
         self.model = model
         self.decode = decode
-        # generate() calls it for decode steps where it would call a compiled model.
-        model.decode_step = RecordedStep(model.__call__) if decode == "graphed" else None
+        # generate() calls it where it would call a compiled model.
+        model.graphed_forward = GraphedForward(model.__call__) if decode == "graphed" else None
         self.static_cache_tokens = static_cache_tokens
         # One fixed-size cache is kept and refilled for every question: a compiled decode step
         # (and its CUDA graphs) stays valid only while the cache tensors and shapes stay the same.
@@ -194,9 +194,9 @@ class FO1Pipeline:
             self.generate(request, WARM_UP_TOKENS)
         finally:
             self.encoder.clear()
-        step = self.model.decode_step
-        if step is not None and step.failed is not None:
-            error, self.decode, self.model.decode_step = step.failed, "static", None
+        graphed = self.model.graphed_forward
+        if graphed is not None and graphed.failed is not None:
+            error, self.decode, self.model.graphed_forward = graphed.failed, "static", None
         return WarmUp(time.perf_counter() - start, self.decode, error)
 
     def _eos_ids(self, generation_config: GenerationConfig | None) -> list[int]:
@@ -309,7 +309,9 @@ class FO1Pipeline:
                 try:
                     self.model.generate(
                         **inputs,
-                        generation_config=self._generation_config(max_new_tokens, static),
+                        generation_config=self._generation_config(
+                            max_new_tokens, static, continued=prefix is not None
+                        ),
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
                     )
@@ -357,7 +359,10 @@ class FO1Pipeline:
             self._static.update(layer.keys, layer.values, index)
         return self._static
 
-    def _generation_config(self, max_new_tokens: int, static: bool) -> GenerationConfig:
+    def _generation_config(
+        self, max_new_tokens: int, static: bool, continued: bool
+    ) -> GenerationConfig:
+        """`continued`: the prompt continues a cached prefix, so only text is left to prefill."""
         config = GenerationConfig(
             do_sample=False,
             num_beams=1,
@@ -367,6 +372,8 @@ class FO1Pipeline:
         )
         if static and self.decode in ("compiled", "graphed"):
             config.compile_config = self._compile_config
+            if self.decode == "graphed" and continued:  # chunks reach the recorded forward
+                config.prefill_chunk_size = PREFILL_CHUNK
         else:  # transformers would compile a static cache on GPUs by itself
             config.disable_compile = True
         return config

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fo1_core.graphed_forward import GraphedForward
 from fo1_core.session import FO1Pipeline, load
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +24,13 @@ on a GPU machine (see README, "On a GPU")."""
 if TEST_DEVICE.startswith("cuda"):
     # The golden tolerances are fp32's; TF32 convolutions (cuDNN's default) would exceed them.
     torch.backends.cudnn.allow_tf32 = False
+
+
+def spy_on_graphed_calls(pipeline: FO1Pipeline) -> tuple[GraphedForward, list[dict]]:
+    """The pipeline's `graphed` forward, and a list that gets the inputs of each call to it."""
+    graphed, calls = pipeline.model.graphed_forward, []
+    pipeline.model.graphed_forward = lambda **inputs: (calls.append(inputs), graphed(**inputs))[1]
+    return graphed, calls
 
 
 def golden_cases() -> list[str]:

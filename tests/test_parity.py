@@ -12,9 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from fo1_core.graphed_forward import padded_length
 from fo1_core.session import FO1Pipeline, Request, load
 from fo1_core.templates import FREE_PROMPT
-from tests.conftest import REFERENCE_DIR, TEST_DEVICE, golden_cases
+from tests.conftest import REFERENCE_DIR, TEST_DEVICE, golden_cases, spy_on_graphed_calls
 
 CASES = golden_cases()
 
@@ -192,17 +193,23 @@ def test_compiled_decoding_compiles_once_for_every_question() -> None:
     assert not counters["graph_break"]
 
 
-def test_recorded_decoding_records_once_for_every_question() -> None:
-    """Questions of different lengths replay one recorded decode step; the uncached path passes
-    positions of another shape, so it gets a second recording, and keeps it."""
+def test_recorded_decoding_records_each_step_shape_once() -> None:
+    """Questions of different lengths replay one recorded decode step, and prefill their tokens
+    through one recording per padded length. The uncached path prefills unrecorded and passes
+    decode positions of another shape, so it gets one more recording. None is made twice."""
     pipeline = load(REFERENCE_DIR, TEST_DEVICE, torch.float32, decode="graphed")
-    step = pipeline.model.decode_step
-    for use_cache, recordings in ((True, 1), (False, 2), (True, 2)):
+    graphed, calls = spy_on_graphed_calls(pipeline)
+    buckets: set[int | None] = set()
+    for use_cache, decode_shapes in ((True, 1), (False, 2), (True, 2)):
         for name in CASES:
             request, case, _ = _request(pipeline, name)
             result = pipeline.generate(request, case["generation"]["max_new_tokens"], use_cache)
             assert result.token_ids == case["generated_ids"]
-        assert (step.recordings, step.failed) == (recordings, None)
+        lengths = (call["input_ids"].shape[1] for call in calls)
+        buckets |= {padded_length(tokens) for tokens in lengths if tokens > 1}
+        calls.clear()
+        assert (graphed.recordings, graphed.failed) == (decode_shapes + len(buckets), None)
+    assert buckets and None not in buckets  # every question's tokens went through a recording
 
 
 @pytest.mark.parametrize("decode", ["compiled", "graphed"])
@@ -212,4 +219,4 @@ def test_requests_longer_than_the_static_cache_decode_with_a_growing_one(decode:
     counters = _compiled_graphs_answering_every_case(pipeline)
     assert counters["stats"]["unique_graphs"] == 0  # nothing was compiled for them
     if decode == "graphed":
-        assert pipeline.model.decode_step.recordings == 0  # nor recorded
+        assert pipeline.model.graphed_forward.recordings == 0  # nor recorded

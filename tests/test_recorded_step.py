@@ -12,9 +12,10 @@ from torch.utils._pytree import tree_flatten, tree_map
 from transformers import StaticCache
 
 from fo1_core import recorded_step
+from fo1_core.graphed_forward import pad_prompt, padded_length
 from fo1_core.recorded_step import RecordedStep
 from fo1_core.session import load
-from tests.conftest import REFERENCE_DIR, TEST_DEVICE
+from tests.conftest import REFERENCE_DIR, TEST_DEVICE, spy_on_graphed_calls
 
 IMAGE = Image.new("RGB", (160, 120), (40, 90, 200))
 BOXES = [[10, 10, 60, 60], [70, 20, 150, 100]]
@@ -107,19 +108,25 @@ def test_a_run_on_meta_finds_host_tensors(step: Callable, host_tensor: bool) -> 
     assert bool(_on_meta(step)) is host_tensor
 
 
-def test_the_models_decode_step_can_be_recorded() -> None:
-    """What a recording needs of the step: run on the meta device (tensors without values), it
+@pytest.mark.parametrize("prefill", [False, True], ids=["decode step", "prefill chunk"])
+def test_the_models_steps_can_be_recorded(prefill: bool) -> None:
+    """What a recording needs of a step: run on the meta device (tensors without values), it
     reads no value back to the host (which fails on meta) and takes no host tensor in (which a
-    recording would keep as it was). Every input then comes from the recorded tensors."""
+    recording would keep as it was). Every input then comes from the recorded tensors. A prefill
+    chunk is recorded padded, with the cache wound back over the padding in the same recording."""
     pipeline = load(REFERENCE_DIR, "cpu", torch.float32, decode="graphed")
-    model, seen = pipeline.model, []
-    step = model.decode_step
-    model.decode_step = lambda **inputs: (seen.append(inputs), step(**inputs))[1]
+    model = pipeline.model
+    graphed, seen = spy_on_graphed_calls(pipeline)
     pipeline.ask(IMAGE, BOXES, "OD_template", "red circle", max_new_tokens=3)
-    live_cache = seen[-1]["past_key_values"]
+    inputs = seen[-1]
+    if prefill:
+        inputs = next(chunk for chunk in seen if chunk["input_ids"].shape[1] > 1)
+        inputs = pad_prompt(inputs, padded_length(inputs["input_ids"].shape[1]))
+    live_cache = inputs["past_key_values"]
     model.to("meta")
     cache = StaticCache(config=model.config.text_config, max_cache_len=pipeline.static_cache_tokens)
     for index, layer in enumerate(live_cache.layers):
         cache.update(_meta_like(layer.keys[:, :, :1]), _meta_like(layer.values[:, :, :1]), index)
-    inputs = tree_map(_meta_like, seen[-1] | {"past_key_values": None})
-    assert _on_meta(lambda: model(**inputs | {"past_key_values": cache})) == []
+    inputs = tree_map(_meta_like, inputs | {"past_key_values": None})
+    step = graphed.recorded.step
+    assert _on_meta(lambda: step(**inputs | {"past_key_values": cache})) == []

@@ -140,17 +140,18 @@ def test_warm_up_falls_back_to_plain_decoding_when_compiling_fails(
     assert pipeline.ask(IMAGE, BOXES, "OD_template", "red circle").text == ANSWER + "<|im_end|>"
 
 
-def test_warm_up_records_the_decode_step_or_falls_back_to_unrecorded_steps(
+def test_warm_up_records_the_steps_or_falls_back_to_unrecorded_ones(
     answering_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pipeline = load(answering_checkpoint, device=TEST_DEVICE, decode="graphed")
-    assert (pipeline.warm_up().decode, pipeline.model.decode_step.recordings) == ("graphed", 1)
+    warm, graphed = pipeline.warm_up(), pipeline.model.graphed_forward
+    assert (warm.decode, graphed.recordings) == ("graphed", 2)  # a decode step, a prefill chunk
     monkeypatch.setattr(recorded_step, "MAX_RECORDINGS", 0)  # no recording can be kept
     pipeline = load(answering_checkpoint, device=TEST_DEVICE, decode="graphed")
     warm = pipeline.warm_up()
     assert warm.decode == pipeline.decode == "static"
     assert "change layout" in warm.error
-    assert pipeline.model.decode_step is None
+    assert pipeline.model.graphed_forward is None
     assert pipeline.ask(IMAGE, BOXES, "OD_template", "red circle").text == ANSWER + "<|im_end|>"
 
 

@@ -2,6 +2,8 @@
 # Run on the device machine, one or more steps per call (a call ends within FO1_CALL_S, 580 s):
 #   checks      parity and generation tests on CUDA: golden ids through the dynamic, static,
 #               compiled and graphed (CUDA-graph) decoders, one graph for every question
+#   graphed     the short version for a short device budget: the `graphed` decoder's tests on
+#               CUDA, then bench.generation (dynamic / graphed) and bench.space_request (graphed)
 #   generation  bench.generation, 3B shape in bf16, dynamic / static / compiled / graphed
 #   space       bench.space_request, 3B shape in bf16, dynamic / compiled / graphed
 #   profile     bench.profile_question, 3B shape in bf16, dynamic / graphed, PyTorch's profiler
@@ -40,10 +42,18 @@ for step in "$@"; do
     checks)
       # One pytest per file: on torch 2.11 a compile after `torch._dynamo.reset()` (which the
       # graph-count test does) can crash a later compile in the same process; 2.14 is fine.
-      for file in tests/test_parity.py tests/test_session.py tests/test_recorded_step.py; do
+      for file in tests/test_parity.py tests/test_session.py tests/test_recorded_step.py \
+        tests/test_graphed_forward.py; do
         FO1_TEST_DEVICE=cuda within python3 -m pytest -q -rs -p no:cacheprovider "$file" 2>&1 |
           tee -a "$out/checks.log" || failed=1
       done
+      ;;
+    graphed)
+      FO1_TEST_DEVICE=cuda within python3 -m pytest -q -rs -p no:cacheprovider -k "graphed or record" \
+        tests/test_parity.py tests/test_session.py tests/test_recorded_step.py \
+        tests/test_graphed_forward.py 2>&1 | tee -a "$out/checks.log" || failed=1
+      bench generation generation --profiles 3b --runs 2 --decode dynamic graphed
+      bench space space_request --profile 3b --decode graphed
       ;;
     generation)
       bench generation generation --profiles 3b --runs 2 --decode dynamic static compiled graphed
@@ -53,7 +63,7 @@ for step in "$@"; do
     cudnn)
       bench cudnn generation --profiles 3b --runs 2 --decode dynamic compiled --cudnn-attention
       ;;
-    *) echo "unknown step '$step': checks, generation, space, profile or cudnn" >&2 && exit 2 ;;
+    *) echo "unknown step '$step': checks, graphed, generation, space, profile or cudnn" >&2 && exit 2 ;;
   esac
 done
 exit $failed

@@ -1,0 +1,47 @@
+"""The `graphed` decoder's recorded prefill: padded chunks answer exactly as an unpadded prefill."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from fo1_core.graphed_forward import PREFILL_CHUNK, padded_length
+from fo1_core.session import load
+from tests.conftest import REFERENCE_DIR, TEST_DEVICE, golden_cases, spy_on_graphed_calls
+from tests.test_parity import _request
+
+IMAGE = Image.new("RGB", (160, 120), (40, 90, 200))
+BOXES = [[10, 10, 60, 60], [70, 20, 150, 100]]
+
+
+def test_a_long_question_prefills_in_several_recorded_chunks_with_the_same_answer() -> None:
+    graphed = load(REFERENCE_DIR, TEST_DEVICE, torch.float32, decode="graphed")
+    dynamic = load(REFERENCE_DIR, TEST_DEVICE, torch.float32, decode="dynamic")
+    recorded, calls = spy_on_graphed_calls(graphed)
+    for question in (
+        "Which of <region0> and <region1> is red? ",
+        "Is <region1> left of <region0>? ",
+    ):
+        question *= 50  # the second one continues the first one's cached prefix
+        answer = graphed.ask(IMAGE, BOXES, "free", question, max_new_tokens=12)
+        assert answer.token_ids == dynamic.ask(IMAGE, BOXES, "free", question, 12).token_ids
+    chunks = [call["input_ids"].shape[1] for call in calls if call["input_ids"].shape[1] > 1]
+    assert chunks.count(PREFILL_CHUNK) >= 4  # two questions of more than two chunks each
+    assert recorded.failed is None
+    assert recorded.recordings == 1 + len({padded_length(tokens) for tokens in chunks})
+
+
+@pytest.mark.parametrize("name", golden_cases())
+def test_a_request_that_fills_the_fixed_size_cache_leaves_no_room_for_padding(name: str) -> None:
+    """The padding of a recorded prefill needs free slots after the question; without them the
+    chunk is prefilled as it comes, and the answer is the same."""
+    probe = load(REFERENCE_DIR, TEST_DEVICE, torch.float32, decode="graphed")
+    request, case, _ = _request(probe, name)
+    new_tokens = case["generation"]["max_new_tokens"]
+    slots = probe.model_inputs(request)["input_ids"].shape[1] + new_tokens
+    pipeline = load(
+        REFERENCE_DIR, TEST_DEVICE, torch.float32, decode="graphed", static_cache_tokens=slots
+    )
+    for _ in range(2):
+        assert pipeline.generate(request, new_tokens).token_ids == case["generated_ids"]
