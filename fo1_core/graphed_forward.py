@@ -49,18 +49,11 @@ def _forward_then_unpad(
     return output
 
 
-def _extend(values: torch.Tensor, extra: int, dim: int, step: int = 0) -> torch.Tensor:
-    """`values` with `extra` more entries along `dim`: copies of its last one, plus `step` more
-    than the one before each."""
+def _repeat_last(values: torch.Tensor, extra: int, dim: int) -> torch.Tensor:
+    """`values` with `extra` copies of its last entry along `dim` appended."""
     size = list(values.shape)
     size[dim] = extra
-    tail = values.narrow(dim, -1, 1).expand(size)
-    if step:
-        steps = torch.arange(1, extra + 1, device=values.device, dtype=values.dtype)
-        tail = tail + (steps * step).reshape(
-            [extra if d == dim % values.dim() else 1 for d in range(values.dim())]
-        )
-    return torch.cat([values, tail], dim)
+    return torch.cat([values, values.narrow(dim, -1, 1).expand(size)], dim)
 
 
 def pad_prompt(inputs: dict[str, Any], length: int) -> dict[str, Any]:
@@ -71,12 +64,15 @@ def pad_prompt(inputs: dict[str, Any], length: int) -> dict[str, Any]:
     masks = inputs["attention_mask"]
     # A padding token attends where the last real one does: every row of attention needs a key,
     # or the padding's cached values turn NaN, and NaN poisons even fully masked slots.
-    pad_rows = partial(_extend, extra=extra, dim=-2)
+    pad_rows = partial(_repeat_last, extra=extra, dim=-2)
     device = inputs["input_ids"].device
+    positions = inputs["position_ids"]
     return inputs | {
-        "input_ids": _extend(inputs["input_ids"], extra, dim=-1),
-        "mm_token_type_ids": _extend(inputs["mm_token_type_ids"], extra, dim=-1),
-        "position_ids": _extend(inputs["position_ids"], extra, dim=-1, step=1),
+        "input_ids": _repeat_last(inputs["input_ids"], extra, dim=-1),
+        "mm_token_type_ids": _repeat_last(inputs["mm_token_type_ids"], extra, dim=-1),
+        "position_ids": torch.cat(
+            [positions, positions[..., -1:] + torch.arange(1, extra + 1, device=device)], dim=-1
+        ),
         "attention_mask": (
             {kind: pad_rows(mask) for kind, mask in masks.items()}
             if isinstance(masks, dict)
@@ -92,7 +88,7 @@ class GraphedForward:
     padded to a bucket; each replayed from its recording (see `RecordedStep`).
 
     A chunk with no bucket, or with too few free cache slots after it for the padding, runs as it
-    comes, unrecorded.
+    comes, unrecorded; so does every call once recording has failed.
     """
 
     def __init__(self, forward: Callable[..., Any]) -> None:
@@ -108,6 +104,8 @@ class GraphedForward:
         return self.recorded.failed
 
     def __call__(self, **inputs: Any) -> Any:
+        if self.recorded.failed is not None:  # padding would only add work
+            return self.forward(**inputs)
         tokens = inputs["input_ids"].shape[1]
         if tokens == 1:
             return self.recorded(**inputs)

@@ -6,8 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
+from fo1_core import recorded_step
 from fo1_core.graphed_forward import PREFILL_CHUNK, padded_length
-from fo1_core.session import load
+from fo1_core.session import FO1Pipeline, load
 from tests.conftest import REFERENCE_DIR, TEST_DEVICE, golden_cases, spy_on_graphed_calls
 from tests.test_parity import _request
 
@@ -33,15 +34,35 @@ def test_a_long_question_prefills_in_several_recorded_chunks_with_the_same_answe
 
 
 @pytest.mark.parametrize("name", golden_cases())
-def test_a_request_that_fills_the_fixed_size_cache_leaves_no_room_for_padding(name: str) -> None:
+def test_a_request_that_fills_the_fixed_size_cache_leaves_no_room_for_padding(
+    pipeline: FO1Pipeline, name: str
+) -> None:
     """The padding of a recorded prefill needs free slots after the question; without them the
     chunk is prefilled as it comes, and the answer is the same."""
-    probe = load(REFERENCE_DIR, TEST_DEVICE, torch.float32, decode="graphed")
-    request, case, _ = _request(probe, name)
+    request, case, _ = _request(pipeline, name)
     new_tokens = case["generation"]["max_new_tokens"]
-    slots = probe.model_inputs(request)["input_ids"].shape[1] + new_tokens
-    pipeline = load(
+    slots = pipeline.model_inputs(request)["input_ids"].shape[1] + new_tokens
+    graphed = load(
         REFERENCE_DIR, TEST_DEVICE, torch.float32, decode="graphed", static_cache_tokens=slots
     )
     for _ in range(2):
-        assert pipeline.generate(request, new_tokens).token_ids == case["generated_ids"]
+        assert graphed.generate(request, new_tokens).token_ids == case["generated_ids"]
+
+
+def test_once_recording_has_failed_chunks_run_unpadded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recorded_step, "MAX_RECORDINGS", 0)  # no recording can be kept
+    pipeline = load(REFERENCE_DIR, TEST_DEVICE, torch.float32, decode="graphed")
+    dynamic = load(REFERENCE_DIR, TEST_DEVICE, torch.float32, decode="dynamic")
+    graphed, calls = spy_on_graphed_calls(pipeline)
+    pipeline.ask(IMAGE, BOXES, "free", "Is <region1> red?", 4)  # the first call fails to record
+    assert graphed.failed is not None
+    forward, ran = graphed.forward, []
+    graphed.forward = lambda **inputs: (ran.append(inputs), forward(**inputs))[1]
+    calls.clear()
+    answer = pipeline.ask(IMAGE, BOXES, "free", "Which box is the largest one?", 4)
+    assert (
+        answer.token_ids
+        == dynamic.ask(IMAGE, BOXES, "free", "Which box is the largest one?", 4).token_ids
+    )
+    assert [call["input_ids"].shape for call in calls] == [call["input_ids"].shape for call in ran]
+    assert any(call["input_ids"].shape[1] > 1 for call in ran)  # a prefill chunk, not padded

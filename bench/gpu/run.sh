@@ -36,6 +36,12 @@ bench() {
     tee "$out/$name.log" || failed=1
 }
 
+# cuda_tests PYTEST_ARGS...: pytest with the models on CUDA, output appended to checks.log
+cuda_tests() {
+  FO1_TEST_DEVICE=cuda within python3 -m pytest -q -rs -p no:cacheprovider "$@" 2>&1 |
+    tee -a "$out/checks.log" || failed=1
+}
+
 failed=0
 for step in "$@"; do
   case $step in
@@ -44,14 +50,12 @@ for step in "$@"; do
       # graph-count test does) can crash a later compile in the same process; 2.14 is fine.
       for file in tests/test_parity.py tests/test_session.py tests/test_recorded_step.py \
         tests/test_graphed_forward.py; do
-        FO1_TEST_DEVICE=cuda within python3 -m pytest -q -rs -p no:cacheprovider "$file" 2>&1 |
-          tee -a "$out/checks.log" || failed=1
+        cuda_tests "$file"
       done
       ;;
     graphed)
-      FO1_TEST_DEVICE=cuda within python3 -m pytest -q -rs -p no:cacheprovider -k "graphed or record" \
-        tests/test_parity.py tests/test_session.py tests/test_recorded_step.py \
-        tests/test_graphed_forward.py 2>&1 | tee -a "$out/checks.log" || failed=1
+      cuda_tests -k "graphed or record" tests/test_parity.py tests/test_session.py \
+        tests/test_recorded_step.py tests/test_graphed_forward.py
       bench generation generation --profiles 3b --runs 2 --decode dynamic graphed
       bench space space_request --profile 3b --decode graphed
       ;;
