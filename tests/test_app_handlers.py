@@ -167,17 +167,15 @@ def test_offline_proposals_add_to_the_boxes(answering: Handlers) -> None:
     assert seconds > 0 and "5 proposals" in status
 
 
-def test_new_boxes_are_numbered_in_drawing_order(answering: Handlers) -> None:
+def test_box_changes_refresh_the_region_pickers(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES[:2])
-    # The editor puts a new box first, unnamed, in its own colour.
+    # The editor puts a new box first, unnamed, until the page numbers it.
     value["boxes"].insert(0, {**value["boxes"][1], "label": "", "color": (0, 0, 0), "xmin": 1})
-    editor, regions, insert, note = answering.boxes_changed(value)
-    assert [box["label"] for box in editor["boxes"]] == ["#0", "#1", "#2"]
-    assert editor["boxes"][2]["xmin"] == 1
+    regions, insert, note = answering.boxes_changed(value)
     assert regions["choices"] == [("#0", 0), ("#1", 1), ("#2", 2)]
+    assert insert["choices"] == regions["choices"] and insert["value"] is None
     assert note == "3 boxes"
-    # Already numbered: nothing is sent back, so a box being dragged is not interrupted.
-    assert answering.boxes_changed(editor)[0] == SKIP
+    assert "No boxes yet" in answering.boxes_changed(editor_value(IMAGE, []))[2]
 
 
 @pytest.mark.parametrize("index", range(len(load_examples())))

@@ -101,16 +101,17 @@ def box(label: str, x: int) -> dict:
     return {"xmin": x, "ymin": 0, "xmax": x + 5, "ymax": 5, "label": label}
 
 
-@pytest.mark.parametrize(
-    ("labels", "order"),
-    [
-        (["#0", "#1"], [0, 1]),  # already in order
-        (["", "#0", "#1"], [1, 2, 0]),  # one new box, put first by the editor
-        (["", "", "#0"], [2, 1, 0]),  # two new boxes: the older one is further back
-        (["#2", "#0"], [1, 0]),  # a gap after a deletion keeps the relative order
-        (["a label", "#0"], [1, 0]),  # any other label counts as new
-    ],
-)
+DRAWING_ORDERS = [
+    (["#0", "#1"], [0, 1]),  # already in order
+    (["", "#0", "#1"], [1, 2, 0]),  # one new box, put first by the editor
+    (["", "", "#0"], [2, 1, 0]),  # two new boxes: the older one is further back
+    (["#2", "#0"], [1, 0]),  # a gap after a deletion keeps the relative order
+    (["a label", "#0"], [1, 0]),  # any other label counts as new
+]
+"""Box labels in the editor's list order, and the order they become regions in (by `xmin`)."""
+
+
+@pytest.mark.parametrize(("labels", "order"), DRAWING_ORDERS)
 def test_drawing_order(labels: list[str], order: list[int]) -> None:
     entries = [box(label, i) for i, label in enumerate(labels)]
     assert [entry["xmin"] for entry in in_drawing_order(entries)] == order

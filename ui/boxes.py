@@ -1,8 +1,9 @@
 """Boxes between the box editor, the model and the API: plain `[x1, y1, x2, y2]` lists in pixels.
 
 The box editor (`gradio_image_annotation`) holds `{"image", "boxes": [{"xmin", …, "label",
-"color"}]}`. Its list order is the region order, so every box is labelled `#i` in the colour
-`fo1_core.render` uses for region `i`, and relabelled whenever the list changes.
+"color"}]}`. Boxes become regions in the order they were drawn, and each is labelled `#i` in the
+colour `fo1_core.render` uses for region `i`: in the page, as soon as the list changes
+(`relabel_in_browser`), and read back in the same order on the server (`in_drawing_order`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from typing import Any
 
 from fo1_core.errors import FO1Error
-from fo1_core.render import color_for_region
+from fo1_core.render import PALETTE, color_for_region
 
 Box = list[float]
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
@@ -70,27 +71,39 @@ def in_drawing_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [entry for *_, entry in sorted(numbered, key=lambda item: item[:2])] + new[::-1]
 
 
-def is_being_drawn(value: dict[str, Any] | None) -> bool:
-    """True while a box has no area: the editor reports a change as a box starts being drawn,
-    and replacing its value then would cut the user's stroke short."""
-    return any(
-        entry["xmax"] <= entry["xmin"] or entry["ymax"] <= entry["ymin"]
-        for entry in (value or {}).get("boxes") or []
-    )
-
-
 def image_of(value: dict[str, Any] | None) -> str | None:
     return (value or {}).get("image")
 
 
-def needs_relabel(value: dict[str, Any] | None) -> bool:
-    """True when a box is not named `#i` in colour `i` (new, deleted or reordered boxes)."""
-    for i, entry in enumerate((value or {}).get("boxes") or []):
-        if entry.get("label") != region_label(i) or tuple(entry.get("color") or ()) != region_rgb(
-            i
-        ):
-            return True
-    return False
+def relabel_in_browser() -> str:
+    """A browser-side `change` handler for the editor that names each box `#i` in colour `i`.
+
+    It runs in the page, on the editor's current value, so no reply from a busy server can
+    replace the boxes with an older list and take away a box drawn in the meantime. It returns
+    nothing (the editor is left alone) while a box is still being drawn (no area yet: replacing
+    the value would cut the stroke short) or when every box is already named in place; the order
+    is `in_drawing_order`'s.
+    """
+    colors = [f"rgb({r}, {g}, {b})" for r, g, b in map(region_rgb, range(len(PALETTE.colors)))]
+    return f"""(value) => {{
+    const colors = {json.dumps(colors)};
+    if (!value || !value.boxes) return undefined;
+    const boxes = JSON.parse(JSON.stringify(value.boxes));
+    if (boxes.some(b => b.xmax <= b.xmin || b.ymax <= b.ymin)) return undefined;
+    const numbered = [], fresh = [];
+    boxes.forEach((box, position) => {{
+        const match = /^#(\\d+)$/.exec(String(box.label ?? ""));
+        if (match) numbered.push([Number(match[1]), position, box]);
+        else fresh.push(box);
+    }});
+    numbered.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    const ordered = numbered.map(([, , box]) => box).concat(fresh.reverse());
+    const named = ordered.map((box, i) =>
+        ({{...box, label: `#${{i}}`, color: colors[i % colors.length]}}));
+    const unchanged = named.every((box, i) =>
+        box.label === boxes[i].label && box.color === boxes[i].color);
+    return unchanged ? undefined : {{...value, boxes: named}};
+}}"""
 
 
 def parse_boxes(raw: object) -> list[Box]:

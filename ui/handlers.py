@@ -18,14 +18,7 @@ from fo1_core.render import draw_proposals
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, region_token
 from ui.answer_view import answer_html, conversation_html, detection_rows, reasoning_html
 from ui.answering import Answerer, Question, open_for_drawing, status_line, task_label
-from ui.boxes import (
-    boxes_of,
-    editor_value,
-    image_of,
-    is_being_drawn,
-    needs_relabel,
-    region_label,
-)
+from ui.boxes import boxes_of, editor_value, image_of, region_label
 from ui.examples import Example
 from ui.proposing import MaskStore, Proposing, box_key, masks_for
 from ui.report import Result, write_downloads
@@ -65,20 +58,13 @@ class Handlers:
     # Boxes ---------------------------------------------------------------------------------
 
     def boxes_changed(self, value: dict | None):
-        """Renumbers boxes (`#i` in region colours) and refreshes every region picker."""
+        """Refreshes every region picker and the box count (the page numbers the boxes)."""
         boxes = boxes_of(value)
         choices = [(region_label(i), i) for i in range(min(len(boxes), MAX_REGIONS))]
         note = f"{len(boxes)} boxes" if boxes else "No boxes yet: drag on the image to draw one."
         if len(boxes) > MAX_REGIONS:
             note += f" — the model takes {MAX_REGIONS}; boxes from #{MAX_REGIONS} on are ignored."
-        relabel = needs_relabel(value) and not is_being_drawn(value)
-        relabelled = editor_value(image_of(value), boxes) if relabel else gr.skip()
-        return (
-            relabelled,
-            gr.update(choices=choices),
-            gr.update(choices=choices, value=None),
-            note,
-        )
+        return gr.update(choices=choices), gr.update(choices=choices, value=None), note
 
     @staticmethod
     def image_uploaded() -> tuple[MaskStore, None]:

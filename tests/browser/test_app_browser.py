@@ -16,6 +16,8 @@ import pytest
 from PIL import Image
 
 from tests.browser.app_server import REPO, running_app
+from tests.test_app_units import DRAWING_ORDERS, box
+from ui.boxes import in_drawing_order, region_label, region_rgb, relabel_in_browser
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -24,7 +26,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 IMAGE = REPO / "examples" / "coffee.jpg"
-UPLOAD_EVENT_DELAY_MS = 1500
+EVENT_DELAY_MS = 1500
 SETTLE_MS = 3000
 """Long enough for every reply to an upload to land, even on a loaded machine."""
 
@@ -104,13 +106,17 @@ def test_broken_upload_is_one_readable_message(page, tmp_path: Path) -> None:
     assert page.get_by_test_id("toast-text").count() == 1
 
 
-SLOW_UPLOAD_EVENT = """delay => {
-    const upload = window.gradio_config.dependencies.find(
-        d => d.targets.some(([, event]) => event === 'upload'));
+SLOW_EVENTS = """([kind, delay, busy]) => {
+    const slow = window.gradio_config.dependencies
+        .filter(d => d.targets.some(([, event]) => event === kind))
+        .map(d => d.id);
+    const until = Date.now() + busy;
     const send = window.fetch;
     window.fetch = async (url, init) => {
-        if (String(url).includes('/queue/join') && JSON.parse(init.body).fn_index === upload.id) {
+        if (Date.now() > until) {
             window.fetch = send;
+        } else if (String(url).includes('/queue/join')
+                   && slow.includes(JSON.parse(init.body).fn_index)) {
             await new Promise(resolve => setTimeout(resolve, delay));
         }
         return send(url, init);
@@ -118,11 +124,16 @@ SLOW_UPLOAD_EVENT = """delay => {
 }"""
 
 
+def slow_server(page, event: str, busy_ms: int = 1) -> None:
+    """For the next `busy_ms`, the app's `event` handlers are sent to the server
+    `EVENT_DELAY_MS` late, as a busy server would answer them."""
+    page.evaluate(SLOW_EVENTS, [event, EVENT_DELAY_MS, busy_ms])
+
+
 def upload(page, image: Path) -> None:
-    """Uploads `image` and returns as soon as it is shown. The upload event is sent to the server
-    `UPLOAD_EVENT_DELAY_MS` late, as a busy server would answer it, so what is drawn next is
-    drawn before that answer lands."""
-    page.evaluate(SLOW_UPLOAD_EVENT, UPLOAD_EVENT_DELAY_MS)
+    """Uploads `image` and returns as soon as it is shown, before the server has answered the
+    upload, so what is drawn next is drawn before that answer lands."""
+    slow_server(page, "upload", busy_ms=EVENT_DELAY_MS)
     page.locator("#fo1-editor input[type=file]").set_input_files(str(image))
     page.locator("#fo1-editor canvas").wait_for()
     # The canvas exists before the image is drawn on it, and a drag on no image draws nothing.
@@ -192,6 +203,49 @@ def test_boxes_are_drawn_moved_and_deleted(page) -> None:
     page.get_by_label("Remove box").click()
     wait_for_note(page, "3 boxes")
     shot(page, "2-moved-deleted")
+
+
+def test_boxes_drawn_in_quick_succession_all_stay(page) -> None:
+    # Each box is numbered the moment it is finished; a reply about the one before must not
+    # take the next one away, however long the server takes.
+    sent = []
+
+    def record(request) -> None:
+        sent.append(sent_boxes(request))
+
+    page.on("request", record)
+    page.get_by_label("Create box", exact=True).click()
+    slow_server(page, "change", busy_ms=4 * EVENT_DELAY_MS)
+    drag(page, canvas_point(page, 0.02, 0.02), canvas_point(page, 0.12, 0.15))  # → #3
+    drag(page, canvas_point(page, 0.15, 0.02), canvas_point(page, 0.25, 0.15))  # → #4
+    drag(page, canvas_point(page, 0.02, 0.25), canvas_point(page, 0.12, 0.4))  # → #5
+    page.wait_for_timeout(SETTLE_MS + 4 * EVENT_DELAY_MS)
+    shot(page, "2-quick-succession")
+    page.remove_listener("request", record)
+    assert "6 boxes" in box_count(page)
+    last = [boxes for boxes in sent if boxes][-1]
+    assert sorted(box["label"] for box in last) == [f"#{i}" for i in range(6)]
+
+
+@pytest.mark.parametrize(("labels", "order"), DRAWING_ORDERS)
+def test_the_page_numbers_boxes_as_the_server_reads_them(
+    page, labels: list[str], order: list[int]
+) -> None:
+    value = {"boxes": [box(label, i) for i, label in enumerate(labels)]}
+    named = page.evaluate(relabel_in_browser(), value)["boxes"]
+    assert (
+        [entry["xmin"] for entry in named]
+        == order
+        == [entry["xmin"] for entry in in_drawing_order(value["boxes"])]
+    )
+    assert [entry["label"] for entry in named] == [region_label(i) for i in range(len(order))]
+    assert [entry["color"] for entry in named] == [
+        "rgb({}, {}, {})".format(*region_rgb(i)) for i in range(len(order))
+    ]
+    # Named in place: the editor is left alone, as it is while a box has no area yet.
+    assert page.evaluate(relabel_in_browser(), {"boxes": named}) is None
+    being_drawn = {"boxes": [*value["boxes"], {**box("", 9), "xmax": 9}]}
+    assert page.evaluate(relabel_in_browser(), being_drawn) is None
 
 
 def test_region_task_streams_an_answer_and_draws_it(page) -> None:
