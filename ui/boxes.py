@@ -75,6 +75,10 @@ def image_of(value: dict[str, Any] | None) -> str | None:
     return (value or {}).get("image")
 
 
+CLEAR_IN_BROWSER = "(value) => value ? {...value, boxes: []} : undefined"
+"""Clears the boxes in the page, so a box drawn right after is not cleared by a late reply."""
+
+
 def relabel_in_browser() -> str:
     """A browser-side `change` handler for the editor that names each box `#i` in colour `i`.
 

@@ -71,10 +71,10 @@ class Handlers:
         """A new image: the masks and proposal time of the old one no longer apply."""
         return {}, None
 
-    def clear_boxes(self, value: dict | None):
-        if image_of(value) is None:
-            return gr.skip(), {}
-        return editor_value(image_of(value), []), {}
+    @staticmethod
+    def forget_masks() -> MaskStore:
+        """The boxes were cleared (in the page): their masks go with them."""
+        return {}
 
     def propose(
         self,

@@ -12,7 +12,7 @@ from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, MAX_REGIONS,
 from ui.answer_view import CHIP_CSS, DETECTION_COLUMNS
 from ui.answering import Answerer
 from ui.api import Api
-from ui.boxes import region_hex, relabel_in_browser
+from ui.boxes import CLEAR_IN_BROWSER, region_hex, relabel_in_browser
 from ui.editor import box_editor
 from ui.examples import load_examples
 from ui.gpu import ON_ZERO_GPU
@@ -183,7 +183,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             concurrency_limit=None,
         )
-        clear.click(handlers.clear_boxes, editor, [editor, masks], api_visibility="private")
+        clear.click(None, editor, editor, js=CLEAR_IN_BROWSER, api_visibility="private")
+        clear.click(handlers.forget_masks, None, masks, api_visibility="private")
         proposer.change(
             handlers.proposer_changed,
             proposer,

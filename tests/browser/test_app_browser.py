@@ -337,3 +337,12 @@ def test_follow_up_mode_keeps_the_conversation(page) -> None:
     shot(page, "8-follow-up")
     page.get_by_role("button", name="New conversation").click()
     page.wait_for_function("document.querySelectorAll('#fo1-history li').length == 0")
+
+
+def test_a_box_drawn_right_after_clearing_stays(page) -> None:
+    slow_server(page, "click", busy_ms=EVENT_DELAY_MS)
+    page.get_by_text("Clear boxes").click()
+    drag(page, canvas_point(page, 0.3, 0.3), canvas_point(page, 0.5, 0.5))
+    page.wait_for_timeout(SETTLE_MS + EVENT_DELAY_MS)
+    shot(page, "9-cleared-then-drawn")
+    assert "1 boxes" in box_count(page)
