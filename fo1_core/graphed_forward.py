@@ -87,8 +87,8 @@ class GraphedForward:
     """generate()'s model call on the fixed-size cache: decode steps as they come, prefill chunks
     padded to a bucket; each replayed from its recording (see `RecordedStep`).
 
-    A chunk with no bucket, or with too few free cache slots after it for the padding, runs as it
-    comes, unrecorded; so does every call once recording has failed.
+    A chunk with no bucket, without 4-D masks to pad, or with too few free cache slots after it
+    for the padding, runs as it comes, unrecorded; so does every call once recording has failed.
     """
 
     def __init__(self, forward: Callable[..., Any]) -> None:
@@ -110,9 +110,20 @@ class GraphedForward:
         if tokens == 1:
             return self.recorded(**inputs)
         length = padded_length(tokens)
-        if length is None or length > _free_slots(inputs["past_key_values"]):
+        if (
+            length is None
+            or not _rows_to_pad(inputs["attention_mask"])
+            or length > _free_slots(inputs["past_key_values"])
+        ):
             return self.forward(**inputs)
         return self.recorded(**pad_prompt(inputs, length))
+
+
+def _rows_to_pad(masks: torch.Tensor | dict[str, Any]) -> bool:
+    """True when every mask has a row per query token (4-D), which padding extends; attention
+    given no mask or a 2-D one (flash-attention) gets its chunks as they come."""
+    masks = masks.values() if isinstance(masks, dict) else [masks]
+    return all(isinstance(mask, torch.Tensor) and mask.dim() == 4 for mask in masks)
 
 
 def _free_slots(cache: StaticCache) -> int:

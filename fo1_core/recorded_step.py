@@ -111,11 +111,15 @@ class RecordedStep:
             output = self.step(**inputs)
         torch.cuda.current_stream().wait_stream(side)
         recording = _Recording(inputs, tensors, torch.cuda.CUDAGraph())
+        stream = torch.cuda.current_stream()
         try:
             # thread_local: other threads (a proposer, say) may use the GPU meanwhile.
             with torch.cuda.graph(recording.graph, capture_error_mode="thread_local"):
                 recording.output = self.step(**inputs)
         except Exception as error:  # noqa: BLE001 (any failure means: do not replay)
+            # A failed capture can raise before `torch.cuda.graph` gives back the stream it
+            # captured on, and every later step of this thread would run there.
+            torch.cuda.set_stream(stream)
             self._fail(f"{type(error).__name__}: {error}")
         else:
             self._recordings[layout] = recording

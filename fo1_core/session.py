@@ -125,6 +125,13 @@ class FO1Pipeline:
             raise FO1Error(
                 f"Unknown decode mode {decode!r}; choose one of {', '.join(DECODE_MODES)}."
             )
+        if decode == "graphed" and "sliding_attention" in model.config.text_config.layer_types:
+            # A sliding-window cache layer counts its tokens on the host: a recording would
+            # keep the count it was recorded with.
+            raise FO1Error(
+                "The graphed decoder needs full attention in every layer and this checkpoint "
+                "uses sliding windows: choose static or compiled."
+            )
         self.model = model
         self.decode = decode
         # generate() calls it where it would call a compiled model.

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
 
 from fo1_core import recorded_step
+from fo1_core.errors import FO1Error
 from fo1_core.graphed_forward import PREFILL_CHUNK, padded_length
 from fo1_core.session import FO1Pipeline, load
 from tests.conftest import REFERENCE_DIR, TEST_DEVICE, golden_cases, spy_on_graphed_calls
@@ -66,3 +71,36 @@ def test_once_recording_has_failed_chunks_run_unpadded(monkeypatch: pytest.Monke
     )
     assert [call["input_ids"].shape for call in calls] == [call["input_ids"].shape for call in ran]
     assert any(call["input_ids"].shape[1] > 1 for call in ran)  # a prefill chunk, not padded
+
+
+@pytest.mark.parametrize(
+    "masks",
+    [{"full_attention": None}, torch.ones(1, 40, dtype=torch.bool)],
+    ids=["no mask", "2-D mask"],
+)
+def test_a_chunk_without_a_mask_row_per_token_runs_unpadded(masks) -> None:
+    """Padding extends 4-D masks only; attention given none or a 2-D one (flash-attention)
+    gets its chunks as they come."""
+    pipeline = load(REFERENCE_DIR, TEST_DEVICE, torch.float32, decode="graphed")
+    graphed, calls = spy_on_graphed_calls(pipeline)
+    pipeline.ask(IMAGE, BOXES, "free", "Is <region1> red?", 2)
+    pipeline.ask(IMAGE, BOXES, "free", "Which box is the largest one?", 2)
+    chunk = next(call for call in calls[1:] if call["input_ids"].shape[1] > 1)
+    recordings, ran = graphed.recordings, []
+    graphed.forward = lambda **inputs: ran.append(inputs)
+    graphed(**chunk | {"attention_mask": masks})
+    assert [inputs["input_ids"] for inputs in ran] == [chunk["input_ids"]]
+    assert graphed.recordings == recordings
+
+
+def test_a_checkpoint_with_sliding_window_layers_is_refused_by_the_graphed_decoder(
+    tmp_path: Path,
+) -> None:
+    checkpoint = tmp_path / "sliding"
+    shutil.copytree(REFERENCE_DIR, checkpoint)
+    config = json.loads((checkpoint / "config.json").read_text())
+    config |= {"use_sliding_window": True, "sliding_window": 16, "max_window_layers": 0}
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(FO1Error, match="sliding windows"):
+        load(checkpoint, TEST_DEVICE, torch.float32, decode="graphed")
+    load(checkpoint, TEST_DEVICE, torch.float32, decode="static")

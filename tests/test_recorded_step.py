@@ -72,6 +72,23 @@ def test_inputs_that_change_layout_at_every_step_run_unrecorded(
     assert step.recordings == 0
 
 
+@pytest.mark.skipif(TEST_DEVICE != "cuda", reason="recording needs CUDA (FO1_TEST_DEVICE=cuda)")
+def test_a_step_that_cannot_be_recorded_runs_unrecorded_on_the_threads_stream() -> None:
+    counter = Counter(TEST_DEVICE)
+
+    def reads_back(**inputs) -> torch.Tensor:
+        total = counter(**inputs)
+        return total * (total.item() > 0)  # a host read, which a recording cannot hold
+
+    step = RecordedStep(reads_back)
+    stream = torch.cuda.current_stream()
+    inputs = {"masks": {"full": torch.ones(3, device=TEST_DEVICE)}, "scale": 2}
+    outputs = [step(x=torch.full((3,), v, device=TEST_DEVICE), **inputs).item() for v in (1, 2)]
+    assert step.failed is not None and step.recordings == 0
+    assert torch.cuda.current_stream() == stream
+    assert outputs == [6.0, 18.0]
+
+
 class HostTensors(TorchDispatchMode):
     """Names every operation that meets a tensor with values, on a run meant to be all `meta`."""
 
