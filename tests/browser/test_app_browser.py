@@ -223,8 +223,12 @@ def test_boxes_drawn_in_quick_succession_all_stay(page) -> None:
     shot(page, "2-quick-succession")
     page.remove_listener("request", record)
     assert "6 boxes" in box_count(page)
-    last = [boxes for boxes in sent if boxes][-1]
-    assert sorted(box["label"] for box in last) == [f"#{i}" for i in range(6)]
+    last = {box["label"]: box for box in [boxes for boxes in sent if boxes][-1]}
+    assert sorted(last) == [f"#{i}" for i in range(6)]
+    # Numbered where they were drawn: (0.02, 0.25)-(0.12, 0.4) of the 600×400 image.
+    scale = last["#5"].get("scaleFactor", 1)
+    corners = [last["#5"][key] / scale for key in ("xmin", "ymin", "xmax", "ymax")]
+    assert corners == pytest.approx([12, 100, 72, 160], abs=8)
 
 
 @pytest.mark.parametrize(("labels", "order"), DRAWING_ORDERS)
