@@ -3,6 +3,7 @@ and give exactly what the uncached path gives."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 from fo1_core.cache import LRUCache
 from fo1_core.encoding import Reused
 from fo1_core.session import Conversation, FO1Pipeline, load
-from tests.conftest import RIGGED_ANSWER
+from tests.conftest import REFERENCE_DIR, RIGGED_ANSWER, TEST_DEVICE
 from tests.test_parity import CASES, _assert_close, _request
 
 IMAGE = Image.new("RGB", (200, 150), (30, 160, 90))
@@ -160,3 +161,28 @@ def test_answers_read_back_as_other_tokens_still_reuse_what_they_share(
     reused = _conversation_against_uncached(fresh, 12)
     assert all(turn.prefix for turn in reused[1:])
     assert reused[1].tokens < reused[2].tokens < reused[3].tokens
+
+
+@pytest.mark.parametrize("decode", ["dynamic", "static"])
+def test_concurrent_questions_get_the_answers_they_get_alone(decode: str) -> None:
+    """Visitors asking at once about the same and other images and boxes share the caches: each
+    still gets the answer its question gets alone, uncached, whether it fills a cache entry or
+    finds one another request is filling."""
+    pipeline = load(REFERENCE_DIR, TEST_DEVICE, torch.float32, decode=decode)
+    images = [IMAGE, Image.new("RGB", (160, 200), (200, 40, 90))]
+    questions = [
+        (image, boxes, task, text)
+        for image in images
+        for boxes in (BOXES, BOXES[:2])
+        for task, text in (("OD_template", "red circle"), ("free", "What is <region1>?"))
+    ]
+    alone = [
+        pipeline.generate(pipeline.prepare(*question), 6, use_cache=False).token_ids
+        for question in questions
+    ]
+    pipeline.encoder.clear()
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for _ in range(2):  # the second round finds everything encoded
+            answers = list(pool.map(lambda question: pipeline.ask(*question, 6), questions))
+            assert [answer.token_ids for answer in answers] == alone
+    assert all(answer.reused.image and answer.reused.tokens > 0 for answer in answers)
