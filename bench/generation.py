@@ -15,6 +15,11 @@ step is built). Medians of `--runs` runs after one more run.
 cached prefix and one for the uncached comparison (which passes M-RoPE positions in another
 layout); more means recompiling. `cudagraph_skips`: compiled graphs that run without CUDA graphs
 (each of them on the CPU; 0 is the fast case on a GPU).
+`same_ids`: how many leading tokens of the first question's answer equal those of the profile's
+first row (its first `--decode` mode), out of `new_tokens`; `cached_same_ids`: the same for the
+cached follow-up against its uncached recomputation. A decoder that computes something else
+differs from the first token; rounding (bfloat16 on random weights, whose top logits can be
+close) only later.
 """
 
 from __future__ import annotations
@@ -58,7 +63,15 @@ def _compiled() -> dict[str, int]:
     }
 
 
-def bench_profile(folder: Path, profile: str, decode: str, args: argparse.Namespace) -> dict:
+def _leading_matches(ids: list[int], reference: list[int]) -> int:
+    common = min(len(ids), len(reference))
+    return next((i for i in range(common) if ids[i] != reference[i]), common)
+
+
+def bench_profile(
+    folder: Path, profile: str, decode: str, args: argparse.Namespace
+) -> tuple[dict, list[int]]:
+    """The row of one checkpoint and decode mode, and the first question's answer ids."""
     new_tokens = args.new_tokens
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -75,7 +88,8 @@ def bench_profile(folder: Path, profile: str, decode: str, args: argparse.Namesp
         result = pipeline.generate(first_q, new_tokens)
         first.append(result.timings["first_token_s"])
         decode.append(result.timings["decode_tokens_per_s"])
-        followup.append(pipeline.generate(followup_q, new_tokens).timings["first_token_s"])
+        cached = pipeline.generate(followup_q, new_tokens)
+        followup.append(cached.timings["first_token_s"])
         plain = pipeline.generate(followup_q, new_tokens, use_cache=False)
         uncached.append(plain.timings["first_token_s"])
         pipeline.encoder.clear()
@@ -83,7 +97,7 @@ def bench_profile(folder: Path, profile: str, decode: str, args: argparse.Namesp
     first, followup, uncached, decode, turn5 = (
         v[1:] for v in (first, followup, uncached, decode, turn5)
     )
-    return {
+    row = {
         "profile": profile,
         "device": str(pipeline.model.device),
         "dtype": str(pipeline.model.dtype).removeprefix("torch."),
@@ -102,7 +116,9 @@ def bench_profile(folder: Path, profile: str, decode: str, args: argparse.Namesp
         "peak_mem_MB": peak_memory_mb(pipeline.model.device),
         **{k: now - compiled_before[k] for k, now in _compiled().items()},
         "new_tokens": len(result.token_ids),
+        "cached_same_ids": _leading_matches(cached.token_ids, plain.token_ids),
     }
+    return row, result.token_ids
 
 
 def main() -> None:
@@ -119,8 +135,11 @@ def main() -> None:
         rows = []
         for profile in args.profiles:
             folder = checkpoint_folder(profile, Path(scratch), args.device)
+            reference = None
             for decode in args.decode:
-                rows.append(bench_profile(folder, profile, decode, args))
+                row, ids = bench_profile(folder, profile, decode, args)
+                reference = reference or ids
+                rows.append(row | {"same_ids": _leading_matches(ids, reference)})
                 report(rows, args.json)
 
 

@@ -30,6 +30,7 @@ def test_generation_benchmark_writes_its_rows(
         assert 0 < row["turn5_ttft_s"] < row["first_ttft_s"]
         assert {"load_s", "uncached_ttft_s", "decode_tok_s", "peak_mem_MB"} <= set(row)
         assert row["graphs"] == row["cudagraph_skips"] == 0  # neither mode compiles
+        assert row["same_ids"] == row["cached_same_ids"] == 4  # fp32 on the CPU: exact
     assert "followup_ttft_ratio" in capsys.readouterr().out
 
 
