@@ -138,7 +138,7 @@ def main() -> None:
             reference = None
             for decode in args.decode:
                 row, ids = bench_profile(folder, profile, decode, args)
-                reference = reference or ids
+                reference = ids if reference is None else reference
                 rows.append(row | {"same_ids": _leading_matches(ids, reference)})
                 report(rows, args.json)
 

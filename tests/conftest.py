@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -26,10 +28,16 @@ if TEST_DEVICE.startswith("cuda"):
     torch.backends.cudnn.allow_tf32 = False
 
 
+def spy(function: Callable[..., Any]) -> tuple[Callable[..., Any], list[dict]]:
+    """`function` wrapped to put the keyword inputs of each call in a list first, and that list."""
+    calls = []
+    return lambda **inputs: (calls.append(inputs), function(**inputs))[1], calls
+
+
 def spy_on_graphed_calls(pipeline: FO1Pipeline) -> tuple[GraphedForward, list[dict]]:
     """The pipeline's `graphed` forward, and a list that gets the inputs of each call to it."""
-    graphed, calls = pipeline.model.graphed_forward, []
-    pipeline.model.graphed_forward = lambda **inputs: (calls.append(inputs), graphed(**inputs))[1]
+    graphed = pipeline.model.graphed_forward
+    pipeline.model.graphed_forward, calls = spy(graphed)
     return graphed, calls
 
 

@@ -14,7 +14,7 @@ from fo1_core import recorded_step
 from fo1_core.errors import FO1Error
 from fo1_core.graphed_forward import PREFILL_CHUNK, padded_length
 from fo1_core.session import FO1Pipeline, load
-from tests.conftest import REFERENCE_DIR, TEST_DEVICE, golden_cases, spy_on_graphed_calls
+from tests.conftest import REFERENCE_DIR, TEST_DEVICE, golden_cases, spy, spy_on_graphed_calls
 from tests.test_parity import _request
 
 IMAGE = Image.new("RGB", (160, 120), (40, 90, 200))
@@ -61,8 +61,7 @@ def test_once_recording_has_failed_chunks_run_unpadded(monkeypatch: pytest.Monke
     graphed, calls = spy_on_graphed_calls(pipeline)
     pipeline.ask(IMAGE, BOXES, "free", "Is <region1> red?", 4)  # the first call fails to record
     assert graphed.failed is not None
-    forward, ran = graphed.forward, []
-    graphed.forward = lambda **inputs: (ran.append(inputs), forward(**inputs))[1]
+    graphed.forward, ran = spy(graphed.forward)
     calls.clear()
     answer = pipeline.ask(IMAGE, BOXES, "free", "Which box is the largest one?", 4)
     assert (

@@ -3,7 +3,7 @@
 The box editor (`gradio_image_annotation`) holds `{"image", "boxes": [{"xmin", …, "label",
 "color"}]}`. Boxes become regions in the order they were drawn, and each is labelled `#i` in the
 colour `fo1_core.render` uses for region `i`: in the page, as soon as the list changes
-(`relabel_in_browser`), and read back in the same order on the server (`in_drawing_order`).
+(`RELABEL_IN_BROWSER`), and read back in the same order on the server (`in_drawing_order`).
 """
 
 from __future__ import annotations
@@ -79,35 +79,35 @@ CLEAR_IN_BROWSER = "(value) => value ? {...value, boxes: []} : undefined"
 """Clears the boxes in the page, so a box drawn right after is not cleared by a late reply."""
 
 
-def relabel_in_browser() -> str:
-    """A browser-side `change` handler for the editor that names each box `#i` in colour `i`.
-
-    It runs in the page, on the editor's current value, so no reply from a busy server can
-    replace the boxes with an older list and take away a box drawn in the meantime. It returns
-    nothing (the editor is left alone) while a box is still being drawn (no area yet: replacing
-    the value would cut the stroke short) or when every box is already named in place; the order
-    is `in_drawing_order`'s.
-    """
-    colors = [f"rgb({r}, {g}, {b})" for r, g, b in map(region_rgb, range(len(PALETTE.colors)))]
-    return f"""(value) => {{
-    const colors = {json.dumps(colors)};
+RELABEL_IN_BROWSER = """(value) => {
+    const colors = REGION_COLORS;
     if (!value || !value.boxes) return undefined;
     const boxes = JSON.parse(JSON.stringify(value.boxes));
     if (boxes.some(b => b.xmax <= b.xmin || b.ymax <= b.ymin)) return undefined;
     const numbered = [], fresh = [];
-    boxes.forEach((box, position) => {{
+    boxes.forEach((box, position) => {
         const match = /^#(\\d+)$/.exec(String(box.label ?? ""));
         if (match) numbered.push([Number(match[1]), position, box]);
         else fresh.push(box);
-    }});
+    });
     numbered.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     const ordered = numbered.map(([, , box]) => box).concat(fresh.reverse());
     const named = ordered.map((box, i) =>
-        ({{...box, label: `#${{i}}`, color: colors[i % colors.length]}}));
+        ({...box, label: `#${i}`, color: colors[i % colors.length]}));
     const unchanged = named.every((box, i) =>
         box.label === boxes[i].label && box.color === boxes[i].color);
-    return unchanged ? undefined : {{...value, boxes: named}};
-}}"""
+    return unchanged ? undefined : {...value, boxes: named};
+}""".replace(
+    "REGION_COLORS",
+    json.dumps([f"rgb({r}, {g}, {b})" for r, g, b in map(region_rgb, range(len(PALETTE.colors)))]),
+)
+"""A browser-side `change` handler for the editor that names each box `#i` in colour `i`.
+
+It runs in the page, on the editor's current value, so no reply from a busy server can replace
+the boxes with an older list and take away a box drawn in the meantime. It returns nothing (the
+editor is left alone) while a box is still being drawn (no area yet: replacing the value would cut
+the stroke short) or when every box is already named in place; the order is `in_drawing_order`'s.
+"""
 
 
 def parse_boxes(raw: object) -> list[Box]:

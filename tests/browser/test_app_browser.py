@@ -17,7 +17,7 @@ from PIL import Image
 
 from tests.browser.app_server import REPO, running_app
 from tests.test_app_units import DRAWING_ORDERS, box
-from ui.boxes import in_drawing_order, region_label, region_rgb, relabel_in_browser
+from ui.boxes import RELABEL_IN_BROWSER, in_drawing_order, region_label, region_rgb
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -236,7 +236,7 @@ def test_the_page_numbers_boxes_as_the_server_reads_them(
     page, labels: list[str], order: list[int]
 ) -> None:
     value = {"boxes": [box(label, i) for i, label in enumerate(labels)]}
-    named = page.evaluate(relabel_in_browser(), value)["boxes"]
+    named = page.evaluate(RELABEL_IN_BROWSER, value)["boxes"]
     assert (
         [entry["xmin"] for entry in named]
         == order
@@ -247,9 +247,9 @@ def test_the_page_numbers_boxes_as_the_server_reads_them(
         "rgb({}, {}, {})".format(*region_rgb(i)) for i in range(len(order))
     ]
     # Named in place: the editor is left alone, as it is while a box has no area yet.
-    assert page.evaluate(relabel_in_browser(), {"boxes": named}) is None
+    assert page.evaluate(RELABEL_IN_BROWSER, {"boxes": named}) is None
     being_drawn = {"boxes": [*value["boxes"], {**box("", 9), "xmax": 9}]}
-    assert page.evaluate(relabel_in_browser(), being_drawn) is None
+    assert page.evaluate(RELABEL_IN_BROWSER, being_drawn) is None
 
 
 def test_region_task_streams_an_answer_and_draws_it(page) -> None:
