@@ -6,11 +6,13 @@
 Each row is one checkpoint asked about a 640×480 image with 10 boxes. `first_ttft_s`: a new image
 (caches empty); `followup_ttft_s`: another question about the same image and boxes (cached image
 features, regions and prompt prefix); `uncached_ttft_s`: that follow-up recomputed from scratch,
-as the official pipeline does; `turn5_ttft_s`: the fifth question of one conversation (the four
-before it written into its prompt), and `turn5_ratio` that over `first_ttft_s`. Random
-checkpoints never emit the end token, so each run decodes `--new-tokens` tokens. One row per
-checkpoint and `--decode` mode; `warm_up_s` is the pipeline's warm-up (where a compiled decode
-step is built). Medians of `--runs` runs after one more run.
+as the official pipeline does; `moved_box_ttft_s`: that follow-up again after one box moved (the
+image's features and its part of the prompt reused; one region and the rest of the prompt
+computed), and `moved_box_ratio` that over `first_ttft_s`; `turn5_ttft_s`: the fifth question
+of one conversation (the four before it written into its prompt), and `turn5_ratio` that over
+`first_ttft_s`. Random checkpoints never emit the end token, so each run decodes `--new-tokens`
+tokens. One row per checkpoint and `--decode` mode; `warm_up_s` is the pipeline's warm-up (where
+a compiled decode step is built). Medians of `--runs` runs after one more run.
 `graphs` counts the graphs compiled for the row: `compiled` builds two, one for questions on a
 cached prefix and one for the uncached comparison (which passes M-RoPE positions in another
 layout); more means recompiling. `cudagraph_skips`: compiled graphs that run without CUDA graphs
@@ -39,6 +41,7 @@ from bench.table import peak_memory_mb, report
 from fo1_core.session import Conversation, FO1Pipeline
 
 BOXES = [[20 + 55 * i, 40 + 30 * (i % 3), 80 + 55 * i, 140 + 30 * (i % 3)] for i in range(10)]
+MOVED_BOXES = [[30, 60, 120, 200], *BOXES[1:]]
 IMAGE = Image.new("RGB", (640, 480), (90, 140, 200))
 FOLLOW_UPS = ["And <region1>?", "Why?", "Is <region2> larger than <region3>?", "Count them."]
 
@@ -82,7 +85,8 @@ def bench_profile(
     warm_up = pipeline.warm_up()
     first_q = pipeline.prepare(IMAGE, BOXES, "OD_template", "red cup")
     followup_q = pipeline.prepare(IMAGE, BOXES, "OD_Counting_template", "blue bottles")
-    first, followup, uncached, decode, turn5 = [], [], [], [], []
+    moved_q = pipeline.prepare(IMAGE, MOVED_BOXES, "OD_Counting_template", "blue bottles")
+    first, followup, moved, uncached, decode, turn5 = [], [], [], [], [], []
     for _ in range(args.runs + 1):
         pipeline.encoder.clear()
         result = pipeline.generate(first_q, new_tokens)
@@ -90,12 +94,13 @@ def bench_profile(
         decode.append(result.timings["decode_tokens_per_s"])
         cached = pipeline.generate(followup_q, new_tokens)
         followup.append(cached.timings["first_token_s"])
+        moved.append(pipeline.generate(moved_q, new_tokens).timings["first_token_s"])
         plain = pipeline.generate(followup_q, new_tokens, use_cache=False)
         uncached.append(plain.timings["first_token_s"])
         pipeline.encoder.clear()
         turn5.append(_last_turn_ttft(pipeline, new_tokens))
-    first, followup, uncached, decode, turn5 = (
-        v[1:] for v in (first, followup, uncached, decode, turn5)
+    first, followup, moved, uncached, decode, turn5 = (
+        v[1:] for v in (first, followup, moved, uncached, decode, turn5)
     )
     row = {
         "profile": profile,
@@ -110,6 +115,8 @@ def bench_profile(
         "followup_ttft_s": _median(followup),
         "followup_ttft_ratio": _median(followup) / _median(first),
         "uncached_ttft_s": _median(uncached),
+        "moved_box_ttft_s": _median(moved),
+        "moved_box_ratio": _median(moved) / _median(first),
         "turn5_ttft_s": _median(turn5),
         "turn5_ratio": _median(turn5) / _median(first),
         "decode_tok_s": _median(decode),

@@ -1,11 +1,13 @@
 """Everything computed before the first answer token, and kept for the next question.
 
 For one preprocessed image the vision features (ViT embeddings, the tapped ViT map, the DaViT
-stages) are computed once; each box's region embedding once per (image, box); and the KV cache of
-the prompt up to the end of the region line once per (image, boxes, prefix ids). A follow-up
-question about the same image and boxes then only prefills its own words. The KV cache of each
-finished turn (prompt and answer) is kept too, so the next turn of a conversation prefills only
-its new question, however long the conversation has grown.
+stages) are computed once, and the SimpleFP pyramid once when a box first needs it; each box's
+region embedding once per (image, box); and the KV cache of the prompt up to the end of the region
+line once per (image, boxes, prefix ids). A follow-up question about the same image and boxes
+then only prefills its own words. After a box is drawn, moved or deleted, the KV of the prompt up
+to the image's end still holds, so only the region line and the question are prefilled. The KV
+cache of each finished turn (prompt and answer) is kept too, so the next turn of a conversation
+prefills only its new question, however long the conversation has grown.
 """
 
 from __future__ import annotations
@@ -20,20 +22,29 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from fo1_core.cache import LRUCache
 from fo1_core.modeling import REGIONS, FO1ForConditionalGeneration
 from fo1_core.processing import VisionInputs, num_image_tokens
-from fo1_core.prompting import ModelIds, expand_image_placeholder, prefix_length
+from fo1_core.prompting import (
+    ModelIds,
+    expand_image_placeholder,
+    image_prefix_length,
+    prefix_length,
+)
 
 GIB = 1 << 30
 IMAGE_CACHE = (16, 2 * GIB)
 """(entries, bytes) kept of image features: about 50 MB per 1024 px image at 3B in bf16."""
+PYRAMID_CACHE = (16, 2 * GIB)
+"""(entries, bytes) kept of SimpleFP pyramids: about 90 MB per 1024 px image at 3B in bf16."""
 REGION_CACHE = (4096, GIB // 4)
 PREFIX_CACHE = (16, GIB)
+IMAGE_PREFIX_CACHE = (8, GIB // 2)
+"""(entries, bytes) kept of KV caches up to the image's end: about 40 MB per 1024 px image at 3B."""
 TURN_CACHE = (8, GIB)
 
 
 @dataclass
 class ImageFeatures:
     embeds: torch.Tensor  # (image tokens, hidden): what the prompt's image slot receives
-    vit_map: torch.Tensor  # (1, vision hidden, gh, gw): the map SimpleFP pools regions from
+    vit_map: torch.Tensor  # (1, vision hidden, gh, gw): the map SimpleFP is built from
     aux_maps: list[torch.Tensor]  # DaViT stages, finest first
 
 
@@ -65,12 +76,21 @@ class Encoder:
         self.model = model
         self.merge_size = merge_size
         self.images: LRUCache[ImageFeatures] = LRUCache(*IMAGE_CACHE)
+        self.pyramids: LRUCache[list[torch.Tensor]] = LRUCache(*PYRAMID_CACHE)
         self.regions: LRUCache[torch.Tensor] = LRUCache(*REGION_CACHE)
         self.prefixes: LRUCache[PromptPrefix] = LRUCache(*PREFIX_CACHE)
+        self.image_prefixes: LRUCache[PromptPrefix] = LRUCache(*IMAGE_PREFIX_CACHE)
         self.turns: LRUCache[PromptPrefix] = LRUCache(*TURN_CACHE)
 
     def clear(self) -> None:
-        for cache in (self.images, self.regions, self.prefixes, self.turns):
+        for cache in (
+            self.images,
+            self.pyramids,
+            self.regions,
+            self.prefixes,
+            self.image_prefixes,
+            self.turns,
+        ):
             cache.clear()
 
     @property
@@ -102,13 +122,24 @@ class Encoder:
         missing = [i for i, embed in enumerate(found) if embed is None]
         if missing:
             new = self.model.model.encode_regions(
-                features.vit_map, features.aux_maps, aux[missing], vt[missing]
+                self._region_pyramid(vision, features, use_cache),
+                features.aux_maps,
+                aux[missing],
+                vt[missing],
             )
             for i, embed in zip(missing, new, strict=True):
                 found[i] = embed.clone()
                 if use_cache:
                     self.regions.put(keys[i], found[i])
         return torch.stack(found)
+
+    def _region_pyramid(
+        self, vision: VisionInputs, features: ImageFeatures, use_cache: bool
+    ) -> list[torch.Tensor]:
+        def build() -> list[torch.Tensor]:
+            return self.model.model.region_pyramid(features.vit_map)
+
+        return self.pyramids.get_or_create(vision.image_key, build) if use_cache else build()
 
     @staticmethod
     def _region_keys(vision: VisionInputs) -> list[tuple]:
@@ -157,7 +188,7 @@ class Encoder:
             return kept, Reused(True, vision.num_regions, prefix=True, tokens=kept.length)
         regions = sum(region in self.regions for region in self._region_keys(vision))
         reused = Reused(image=vision.image_key in self.images, regions=regions)
-        prefix = self._prefill(head, vision)
+        prefix, reused.tokens = self._prefill(head, vision)
         self.prefixes.put(key, prefix)
         return prefix, reused
 
@@ -171,13 +202,17 @@ class Encoder:
     ) -> PromptPrefix:
         """Keeps a copy of the first `length` positions of `kv`, which hold `ids` (a prompt and
         the answer fed back so far), for the next turn of the conversation."""
+        turn = PromptPrefix(self._copy_kv(kv, length), length, rope_deltas)
+        self.turns.put(self._key(ids, vision), turn)
+        return turn
+
+    def _copy_kv(self, kv: Cache, length: int) -> DynamicCache:
+        """A cache of its own holding the first `length` positions of `kv`."""
         copy = DynamicCache(config=self.model.config.text_config)
         for index, layer in enumerate(kv.layers):
             keys, values = layer.keys[:, :, :length], layer.values[:, :, :length]
             copy.update(keys.clone(), values.clone(), index)
-        turn = PromptPrefix(copy, length, rope_deltas)
-        self.turns.put(self._key(ids, vision), turn)
-        return turn
+        return copy
 
     def _closest_turn(
         self, prompt_ids: list[int], vision: VisionInputs
@@ -196,7 +231,32 @@ class Encoder:
     def _key(ids: list[int], vision: VisionInputs) -> tuple:
         return (vision.image_key, tuple(vision.aux_boxes.flatten().tolist()), tuple(ids))
 
-    def _prefill(self, head: list[int], vision: VisionInputs) -> PromptPrefix:
+    def _prefill(self, head: list[int], vision: VisionInputs) -> tuple[PromptPrefix, int]:
+        """The KV cache of `head`, and how many of its positions came from the kept KV of the
+        image part (the same image asked about with other boxes before)."""
+        image_head = head[: image_prefix_length(head)]
+        image_key = (vision.image_key, tuple(image_head))  # whatever the boxes
+        start = self.image_prefixes.get(image_key) if len(image_head) < len(head) else None
+        if start is None:
+            prefix = self._prefill_from_start(head, vision)
+            image_length = self.model_ids(image_head, vision).input_ids.shape[1]
+            kept = PromptPrefix(
+                self._copy_kv(prefix.kv, image_length), image_length, prefix.rope_deltas
+            )
+            self.image_prefixes.put(image_key, kept)
+            return prefix, 0
+        ids = self.model_ids(head, vision).input_ids[:, start.length :]
+        kv = self._copy_kv(start.kv, start.length)
+        regions = self.region_embeds(vision, self.image_features(vision))
+        encoded = {REGIONS: BaseModelOutputWithPooling(pooler_output=regions)}
+        # Positions after the image follow from its M-RoPE offset, as in generate()'s decoding.
+        self.model.model.rope_deltas = start.rope_deltas
+        self.model.model(
+            input_ids=ids, mm_encoder_outputs=encoded, past_key_values=kv, use_cache=True
+        )
+        return PromptPrefix(kv, kv.get_seq_length(), start.rope_deltas), start.length
+
+    def _prefill_from_start(self, head: list[int], vision: VisionInputs) -> PromptPrefix:
         inputs = self.full_inputs(head, vision, use_cache=True)
         kv = DynamicCache(config=self.model.config.text_config)
         self.model.model(**inputs, past_key_values=kv, use_cache=True)

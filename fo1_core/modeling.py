@@ -99,19 +99,24 @@ class FO1Model(Qwen2_5_VLModel):
             self.aux_visual(aux_pixel_values.to(self.aux_visual.dtype))
         return maps
 
+    def region_pyramid(self, vit_map: torch.Tensor) -> list[torch.Tensor]:
+        """The SimpleFP maps regions are pooled from: one image's, whatever its boxes."""
+        fpn_dtype = next(self.region_encoder.simple_fpn.parameters()).dtype
+        return self.region_encoder.simple_fpn(vit_map.to(fpn_dtype))
+
     def encode_regions(
         self,
-        vit_map: torch.Tensor,
+        vt_maps: list[torch.Tensor],
         aux_maps: list[torch.Tensor],
         aux_boxes: torch.Tensor,
         vt_boxes: torch.Tensor,
     ) -> torch.Tensor:
         """Region embeddings `(N, hidden)`, one per box, in box order.
 
-        Boxes are pooled independently, so any subset of boxes can be encoded on its own.
+        `vt_maps` is `region_pyramid(vit_map)`. Boxes are pooled independently, so any subset
+        of boxes can be encoded on its own.
         """
-        fpn_dtype = next(self.region_encoder.simple_fpn.parameters()).dtype
-        regions = self.region_encoder(aux_maps, vit_map.to(fpn_dtype), aux_boxes, vt_boxes)
+        regions = self.region_encoder(aux_maps, vt_maps, aux_boxes, vt_boxes)
         return self.region_projector(regions.to(self.aux_visual.dtype))
 
     def forward(

@@ -124,6 +124,12 @@ def prefix_length(ids: list[int]) -> int:
     return slots[-1] + 1
 
 
+def image_prefix_length(ids: list[int]) -> int:
+    """Length of the part of the ids shared by every question about one image, whatever its
+    boxes: everything up to and including the image placeholder."""
+    return ids.index(IMAGE_PLACEHOLDER_ID) + 1
+
+
 @dataclass
 class ModelIds:
     """Prompt ids as the model consumes them: the image placeholder expanded to one

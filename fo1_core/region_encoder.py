@@ -1,8 +1,9 @@
 """FO1's Hybrid Fine-grained Region Encoder (HFRE): one feature vector per box.
 
-Each box is pooled (RoIAlign, then averaged) from two pyramids — the auxiliary DaViT stages and a
-SimpleFP built on the Qwen ViT's last full-attention map — and a sine embedding of the box is
-added (SPEC §4.4–4.5). The region projector then maps the result to one LLM embedding per box.
+Each box is pooled (RoIAlign, then averaged: `region_pooling.py`) from two pyramids — the
+auxiliary DaViT stages and a SimpleFP built on the Qwen ViT's last full-attention map — and a sine
+embedding of the box is added (SPEC §4.4–4.5). The region projector then maps the result to one
+LLM embedding per box.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import re
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import roi_align
 
 from fo1_core.configuration import SIMPLEFP_SCALES, FO1Config
+from fo1_core.region_pooling import roi_mean
 
 _MLP_GELU = re.compile(r"^mlp(\d+)x_gelu$")
 
@@ -110,13 +111,6 @@ def box_sine_embedding(boxes_cxcywh: torch.Tensor, width: int) -> torch.Tensor:
     return torch.cat([interleave(e) for e in (cy, cx, w, h)], dim=1)
 
 
-def _pool(feature_map: torch.Tensor, boxes: torch.Tensor, scale: float, size: int) -> torch.Tensor:
-    pooled = roi_align(
-        feature_map.float(), [boxes], output_size=size, spatial_scale=scale, aligned=False
-    )
-    return pooled.mean(dim=(2, 3))
-
-
 def _layer_norm_fp32(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     """Upstream runs the optional region LayerNorms in float32 whatever the model dtype."""
     weight, bias = norm.weight.float(), norm.bias.float()
@@ -145,29 +139,25 @@ class HybridRegionEncoder(nn.Module):
     def forward(
         self,
         aux_maps: list[torch.Tensor],
-        vit_map: torch.Tensor,
+        vt_maps: list[torch.Tensor],
         aux_boxes: torch.Tensor,
         vt_boxes: torch.Tensor,
     ) -> torch.Tensor:
         """
         aux_maps: DaViT stage outputs, finest first, each `(1, C_i, H_i, W_i)`.
-        vit_map: the tapped ViT map `(1, D, gh, gw)` in raster order.
+        vt_maps: the SimpleFP pyramid of the tapped ViT map (`simple_fpn(vit_map)`).
         aux_boxes / vt_boxes: `(N, 4)` xyxy in DaViT-input and ViT-input pixels.
         """
-        finest = aux_maps[0].shape[-2:]
-        aux_pyramid = torch.cat(
-            [aux_maps[0].float()]
-            + [
-                F.interpolate(m.float(), size=finest, mode="bilinear", align_corners=False)
-                for m in aux_maps[1:]
-            ],
+        # Upstream upsamples every DaViT stage to the finest one's size before pooling.
+        finest = tuple(aux_maps[0].shape[-2:])
+        aux = torch.cat(
+            [roi_mean(m, aux_boxes, 1 / self.aux_stride, self.roi_size, finest) for m in aux_maps],
             dim=1,
         )
-        aux = _pool(aux_pyramid, aux_boxes, 1 / self.aux_stride, self.roi_size)
         vt = torch.cat(
             [
-                _pool(level, vt_boxes, 1 / stride, self.roi_size)
-                for level, stride in zip(self.simple_fpn(vit_map), self.vt_strides, strict=True)
+                roi_mean(level, vt_boxes, 1 / stride, self.roi_size)
+                for level, stride in zip(vt_maps, self.vt_strides, strict=True)
             ],
             dim=1,
         )
@@ -178,7 +168,8 @@ class HybridRegionEncoder(nn.Module):
             )
         regions = torch.cat([aux, vt], dim=1)
         if self.add_position_embedding:
-            cxcywh = self.normalized_boxes(vt_boxes, vit_map.shape[-2:])
+            grid = vt_maps[SIMPLEFP_SCALES.index(1.0)].shape[-2:]
+            cxcywh = self.normalized_boxes(vt_boxes, grid)
             regions = regions + box_sine_embedding(cxcywh, self.region_width)
         return regions
 

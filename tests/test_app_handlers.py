@@ -186,6 +186,16 @@ def test_examples_load_with_numbered_boxes(answering: Handlers, index: int) -> N
     assert [box["label"] for box in editor["boxes"]] == [f"#{i}" for i in range(len(example.boxes))]
 
 
+def test_after_moving_a_box_the_status_says_what_was_reused(answering: Handlers) -> None:
+    answering.answerer.pipeline.encoder.clear()
+    list(run(answering, editor_value(IMAGE, BOXES)))
+    moved = [BOXES[0], [90, 70, 480, 380], BOXES[2]]
+    steps = list(run(answering, editor_value(IMAGE, moved)))
+    assert "Done" in steps[-1][3]
+    reused = r"image and its \d+ prompt tokens and 2 of 3 boxes already encoded"
+    assert re.search(reused, steps[-1][3])
+
+
 def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:
     session = gr.Request(session_hash="test-session")
     value = editor_value(IMAGE, BOXES)

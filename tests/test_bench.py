@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import generation, profile_question, space_request, streaming
+from bench import generation, profile_question, regions, space_request, streaming
 
 
 def run_main(module, monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
@@ -28,10 +28,23 @@ def test_generation_benchmark_writes_its_rows(
         assert row["new_tokens"] == 4
         assert 0 < row["followup_ttft_s"] < row["first_ttft_s"]
         assert 0 < row["turn5_ttft_s"] < row["first_ttft_s"]
-        assert {"load_s", "uncached_ttft_s", "decode_tok_s", "peak_mem_MB"} <= set(row)
+        assert {"load_s", "uncached_ttft_s", "moved_box_ttft_s", "decode_tok_s"} <= set(row)
         assert row["graphs"] == row["cudagraph_skips"] == 0  # neither mode compiles
         assert row["same_ids"] == row["cached_same_ids"] == 4  # fp32 on the CPU: exact
     assert "followup_ttft_ratio" in capsys.readouterr().out
+
+
+def test_regions_benchmark_pools_as_upstream_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "regions.json"
+    run_main(regions, monkeypatch, "--profile", "tiny", "--boxes", "12", "--size", "320x200",
+             "--runs", "1", "--dtype", "float32", "--json", str(out))  # fmt: skip
+    rows = json.loads(out.read_text())
+    assert [row["method"] for row in rows] == ["ours", "upstream"]
+    for row in rows:
+        assert row["boxes"] == 12 and float(row["max_abs_diff"]) < 1e-4
+        assert 0 < row["moved_box_s"] and 0 < row["all_boxes_s"] and 0 < row["pyramid_s"]
 
 
 def test_space_request_benchmark_asks_about_the_requested_boxes(

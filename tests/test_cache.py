@@ -12,9 +12,10 @@ from PIL import Image
 
 from fo1_core.cache import LRUCache
 from fo1_core.encoding import Reused
+from fo1_core.prompting import image_prefix_length
 from fo1_core.session import Conversation, FO1Pipeline, load
 from tests.conftest import REFERENCE_DIR, RIGGED_ANSWER, TEST_DEVICE
-from tests.test_parity import CASES, _assert_close, _request
+from tests.test_parity import CASES, _assert_close, _request, question
 
 IMAGE = Image.new("RGB", (200, 150), (30, 160, 90))
 BOXES = [[10, 10, 80, 70], [90, 20, 190, 140], [5, 80, 60, 145]]
@@ -26,23 +27,38 @@ def fresh(pipeline: FO1Pipeline) -> FO1Pipeline:
     return pipeline
 
 
+@pytest.mark.parametrize("after_other_boxes", [False, True])
 @pytest.mark.parametrize("name", CASES)
-def test_cached_prefix_reproduces_the_golden_logits(fresh: FO1Pipeline, name: str) -> None:
-    """Prefill only the question on top of the cached prefix, teacher-forced with golden ids."""
+def test_cached_prefix_reproduces_the_golden_logits(
+    fresh: FO1Pipeline, name: str, after_other_boxes: bool
+) -> None:
+    """Prefill only the question on top of the cached prefix, teacher-forced with golden ids.
+
+    `after_other_boxes`: the image was asked about with another first box before, so the prefix
+    is built on that question's KV up to the image's end."""
     request, case, tensors = _request(fresh, name)
     generated = case["generated_ids"]
     with torch.inference_mode():
-        prefix, _ = fresh.encoder.prefix(request.prompt_ids, request.vision)
+        if after_other_boxes:
+            if not request.vision.num_regions:
+                pytest.skip("no region line: the prefix ends with the image")
+            image, task, text = question(name, case)
+            boxes = [[0, 0, *Image.open(image).size], *case["boxes_xyxy_original"][1:]]
+            earlier = fresh.prepare(image, boxes, task, text)
+            fresh.encoder.prefix(earlier.prompt_ids, earlier.vision)
+        prefix, reused = fresh.encoder.prefix(request.prompt_ids, request.vision)
+        assert (reused.tokens > 0) == after_other_boxes and not reused.prefix
         ids = fresh.encoder.model_ids(request.prompt_ids, request.vision).input_ids
-        tail = torch.cat([ids[:, prefix.length :], torch.tensor([generated[:-1]])], dim=1)
+        answer = torch.tensor([generated[:-1]], device=ids.device)
+        tail = torch.cat([ids[:, prefix.length :], answer], dim=1)
         fresh.model.model.rope_deltas = prefix.rope_deltas
         try:
             logits = fresh.model(input_ids=tail, past_key_values=prefix.kv, use_cache=True).logits
         finally:
             prefix.kv.crop(prefix.length - prefix.kv.get_seq_length())
-    question = ids.shape[1] - prefix.length
-    _assert_close(logits[0, question - 1], tensors["prefill_last_logits"], 1e-2)
-    _assert_close(logits[0, question - 1 :], tensors["step_logits"], 1e-2)
+    asked = ids.shape[1] - prefix.length
+    _assert_close(logits[0, asked - 1], tensors["prefill_last_logits"], 1e-2)
+    _assert_close(logits[0, asked - 1 :], tensors["step_logits"], 1e-2)
 
 
 def test_followup_question_reuses_everything_before_its_words(fresh: FO1Pipeline) -> None:
@@ -61,16 +77,22 @@ def test_followup_question_reuses_everything_before_its_words(fresh: FO1Pipeline
     assert uncached.reused == Reused()
 
 
-def test_moving_one_box_re_encodes_only_that_box(fresh: FO1Pipeline) -> None:
+def test_moving_one_box_re_encodes_only_that_box_and_the_prompt_after_the_image(
+    fresh: FO1Pipeline,
+) -> None:
     fresh.generate(fresh.prepare(IMAGE, BOXES, "OD_template", "cat"), 2)
     regions = fresh.encoder.regions
     assert regions.stats().misses == 3
-    moved = [BOXES[0], [100, 30, 180, 120], BOXES[2]]
-    cached = fresh.generate(fresh.prepare(IMAGE, moved, "OD_template", "cat"), 6)
+    moved = fresh.prepare(IMAGE, [BOXES[0], [100, 30, 180, 120], BOXES[2]], "OD_template", "cat")
+    cached = fresh.generate(moved, 6)
     assert regions.stats().misses == 4 and regions.stats().hits == 2
     assert fresh.encoder.images.stats().hits == 1
-    assert cached.reused == Reused(image=True, regions=2, prefix=False)
-    uncached = fresh.generate(fresh.prepare(IMAGE, moved, "OD_template", "cat"), 6, use_cache=False)
+    pyramids = fresh.encoder.pyramids.stats()  # SimpleFP ran for the first boxes only
+    assert (pyramids.misses, pyramids.hits) == (1, 1)
+    image_part = moved.prompt_ids[: image_prefix_length(moved.prompt_ids)]
+    image_tokens = fresh.encoder.model_ids(image_part, moved.vision).input_ids.shape[1]
+    assert cached.reused == Reused(True, 2, prefix=False, tokens=image_tokens)
+    uncached = fresh.generate(moved, 6, use_cache=False)
     assert cached.token_ids == uncached.token_ids
 
 

@@ -7,6 +7,7 @@ features relative to the reference's magnitude; logits ≤ 1e-2; free-running gr
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,12 +27,17 @@ def _case(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
     return case, load_file(folder / "tensors.safetensors")
 
 
-def _request(pipeline: FO1Pipeline, name: str) -> tuple[Request, dict, dict]:
-    case, tensors = _case(name)
+def question(name: str, case: dict) -> tuple[Path, str, str]:
+    """The golden case's image, task and text, as `FO1Pipeline.prepare` takes them."""
     # A case either fills a task template or sends its user text as it is.
     task = case["task_template"] or FREE_PROMPT
     text = case["template_fill"] or "" if case["task_template"] else case["user_text"]
-    image = REFERENCE_DIR / "golden" / name / case["image"]
+    return REFERENCE_DIR / "golden" / name / case["image"], task, text
+
+
+def _request(pipeline: FO1Pipeline, name: str) -> tuple[Request, dict, dict]:
+    case, tensors = _case(name)
+    image, task, text = question(name, case)
     request = pipeline.prepare(image, case["boxes_xyxy_original"], task, text)
     return request, case, tensors
 
@@ -85,10 +91,11 @@ def test_vision_and_region_features(pipeline: FO1Pipeline, name: str) -> None:
         if not case["boxes_xyxy_original"]:
             return
         aux_maps = model.encode_aux(vision.aux_pixel_values.to(TEST_DEVICE))
-        pre = model.region_encoder(aux_maps, image.vit_map, aux_boxes, vt_boxes)
+        vt_maps = model.region_pyramid(image.vit_map)
+        pre = model.region_encoder(aux_maps, vt_maps, aux_boxes, vt_boxes)
         expected = tensors["region_feat_pre_proj"]
         _assert_close(pre, expected, _relative(expected, 1e-3))
-        regions = model.encode_regions(image.vit_map, aux_maps, aux_boxes, vt_boxes)
+        regions = model.encode_regions(vt_maps, aux_maps, aux_boxes, vt_boxes)
         expected = tensors["region_feat"]
         _assert_close(regions, expected, _relative(expected, 1e-3))
 

@@ -147,8 +147,9 @@ def reuse_note(reused: Reused, num_boxes: int) -> str | None:
     """Why a follow-up's first token came fast: what it found already encoded (None: nothing)."""
     if reused.prefix:
         return f"image, boxes and {reused.tokens} prompt tokens already encoded"
+    image = f"image and its {reused.tokens} prompt tokens" if reused.tokens else "image"
     if reused.image and reused.regions:
-        return f"image and {reused.regions} of {num_boxes} boxes already encoded"
+        return f"{image} and {reused.regions} of {num_boxes} boxes already encoded"
     if reused.image:
-        return "image already encoded"
+        return f"{image} already encoded"
     return None

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run on the device machine, one or more steps per call (a call ends within FO1_CALL_S, 580 s):
 #   checks      parity and generation tests on CUDA: golden ids through the dynamic, static,
-#               compiled and graphed (CUDA-graph) decoders, one graph for every question
+#               compiled and graphed (CUDA-graph) decoders, one graph for every question; region
+#               pooling and the caches
 #   graphed     the short version for a short device budget: the `graphed` decoder's tests on
 #               CUDA, then bench.generation (dynamic / graphed) and bench.space_request (graphed)
 #   generation  bench.generation, 3B shape in bf16, dynamic / static / compiled / graphed
@@ -49,7 +50,7 @@ for step in "$@"; do
       # One pytest per file: on torch 2.11 a compile after `torch._dynamo.reset()` (which the
       # graph-count test does) can crash a later compile in the same process; 2.14 is fine.
       for file in tests/test_parity.py tests/test_session.py tests/test_recorded_step.py \
-        tests/test_graphed_forward.py; do
+        tests/test_graphed_forward.py tests/test_region_pooling.py tests/test_cache.py; do
         cuda_tests "$file"
       done
       ;;

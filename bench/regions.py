@@ -1,0 +1,149 @@
+"""Region encoding at a checkpoint profile's shape: our pooling against upstream's, in one run.
+
+    python -m bench.regions                              # 3B shape, 1024×768, 100 boxes
+    python -m bench.regions --profile mid --boxes 10 --json out.json
+
+Only the region encoder is built (random weights, random tower maps of the shapes the image gives
+the profile), so the 3B shape runs in seconds on a CPU. Each row is one pooling: `ours` (RoIAlign
+means as row and column weights, `fo1_core/region_pooling.py`) or `upstream` (`roi_align` on the
+DaViT stages upsampled to the finest one's size, as the official implementation runs it).
+`pyramid_s`: the SimpleFP pyramid of the image (the app keeps it per image; upstream builds it
+for every question); `all_boxes_s`: pooling every box; `moved_box_s`: pooling one moved box;
+`max_abs_diff`: the largest difference of the pooled features from upstream's. Medians of
+`--runs` runs after one more run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.ops import roi_align
+
+from bench.random_checkpoint import TINY, profile_config
+from bench.table import peak_memory_mb, report
+from fo1_core import region_encoder
+from fo1_core.checkpoint import default_device_and_dtype
+from fo1_core.configuration import FO1Config
+from fo1_core.processing import AUX_IMAGE_SIZE, ImagePreprocessor
+from fo1_core.region_encoder import HybridRegionEncoder
+
+
+def upstream_roi_mean(
+    feature_map: torch.Tensor,
+    boxes: torch.Tensor,
+    scale: float,
+    bins: int,
+    pooled_size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """The official implementation's pooling: upsample, `roi_align`, then the mean of the grid."""
+    feature_map = feature_map.float()
+    if pooled_size is not None:
+        feature_map = F.interpolate(feature_map, pooled_size, mode="bilinear", align_corners=False)
+    pooled = roi_align(feature_map, [boxes], output_size=bins, spatial_scale=scale, aligned=False)
+    return pooled.mean(dim=(2, 3))
+
+
+def random_boxes(width: int, height: int, count: int) -> np.ndarray:
+    """`count` boxes from 5% to 80% of the image's sides, anywhere inside it."""
+    rng = np.random.default_rng(0)
+    size = rng.uniform(0.05, 0.8, (count, 2)) * [width, height]
+    corner = rng.uniform(0, 1, (count, 2)) * ([width, height] - size)
+    return np.concatenate([corner, corner + size], axis=1)
+
+
+def tower_maps(
+    config: FO1Config, grid_hw: tuple[int, int], device: str, dtype: torch.dtype
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Random DaViT stage maps and ViT map of the shapes an image of ViT grid `grid_hw` gives."""
+    aux = config.aux_vision_config()
+    side, aux_maps = AUX_IMAGE_SIZE, []
+    for stride, channels in zip(aux.patch_stride, aux.embed_dim, strict=True):
+        side //= stride
+        aux_maps.append(torch.randn(1, channels, side, side, device=device, dtype=dtype))
+    vit_map = torch.randn(1, config.vision_config.hidden_size, *grid_hw, device=device, dtype=dtype)
+    return aux_maps, vit_map
+
+
+def _seconds(run: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs + 1):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def _row(args: argparse.Namespace, method: str, encode: Callable[..., torch.Tensor], inputs: dict):
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    all_boxes, moved = inputs["all_boxes"], inputs["moved_box"]
+    return {
+        "profile": args.profile,
+        "device": args.device,
+        "dtype": args.dtype,
+        "image": args.size,
+        "boxes": args.boxes,
+        "method": method,
+        "pyramid_s": inputs["pyramid_s"],
+        "all_boxes_s": _seconds(lambda: encode(*all_boxes), args.runs),
+        "moved_box_s": _seconds(lambda: encode(*moved), args.runs),
+        "peak_mem_MB": peak_memory_mb(torch.device(args.device)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="3b", choices=["tiny", "mid", "3b"])
+    parser.add_argument("--size", default="1024x768")
+    parser.add_argument("--boxes", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=3)
+    device, dtype = default_device_and_dtype()
+    parser.add_argument("--device", default=str(device))
+    parser.add_argument(
+        "--dtype", choices=["bfloat16", "float32"], default=str(dtype).removeprefix("torch.")
+    )
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    dtype = getattr(torch, args.dtype)
+    tiny = args.profile == "tiny"
+    config = FO1Config.from_pretrained(TINY) if tiny else profile_config(args.profile)
+    encoder = HybridRegionEncoder(config).to(args.device, dtype).eval()
+    width, height = (int(side) for side in args.size.split("x"))
+    boxes = random_boxes(width, height, args.boxes)
+    vision = ImagePreprocessor(TINY)(Image.new("RGB", (width, height)), boxes)
+    grid = tuple(vision.image_grid_thw[0, 1:].tolist())
+    aux_maps, vit_map = tower_maps(config, grid, args.device, dtype)
+    aux_boxes, vt_boxes = vision.aux_boxes.to(args.device), vision.vt_boxes.to(args.device)
+    rows, features = [], []
+    with torch.inference_mode():
+        vt_maps = encoder.simple_fpn(vit_map)
+        inputs = {
+            "pyramid_s": _seconds(lambda: encoder.simple_fpn(vit_map), args.runs),
+            "all_boxes": (aux_maps, vt_maps, aux_boxes, vt_boxes),
+            "moved_box": (aux_maps, vt_maps, aux_boxes[:1] + 8, vt_boxes[:1] + 8),
+        }
+        # Ours first: on the CPU peak memory only grows, so upstream's row shows its own peak.
+        for method, pool in (("ours", region_encoder.roi_mean), ("upstream", upstream_roi_mean)):
+            with mock.patch.object(region_encoder, "roi_mean", pool):
+                rows.append(_row(args, method, encoder, inputs))
+                features.append(encoder(*inputs["all_boxes"]))
+    for row in rows:
+        row["max_abs_diff"] = f"{(features[0] - features[1]).abs().max().item():.1e}"
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} CPU threads, medians of {args.runs} runs")
+    report(rows, args.json)
+
+
+if __name__ == "__main__":
+    main()
