@@ -58,7 +58,8 @@ class PromptPrefix:
 @dataclass
 class Reused:
     """What one question found already computed. A reused prefix holds the image and every box;
-    `tokens` counts the prompt positions it covers (an earlier turn's covers that turn too)."""
+    `tokens` counts the prompt positions whose KV was found: the prefix's (an earlier turn's
+    covers that turn too), or without one the image's part, kept from other boxes."""
 
     image: bool = False
     regions: int = 0

@@ -4,7 +4,8 @@
 #               compiled and graphed (CUDA-graph) decoders, one graph for every question; region
 #               pooling and the caches
 #   graphed     the short version for a short device budget: the `graphed` decoder's tests on
-#               CUDA, then bench.generation (dynamic / graphed) and bench.space_request (graphed)
+#               CUDA, then bench.generation (dynamic / graphed), bench.space_request (graphed)
+#               and bench.regions (region pooling, ours against upstream's)
 #   generation  bench.generation, 3B shape in bf16, dynamic / static / compiled / graphed
 #   space       bench.space_request, 3B shape in bf16, dynamic / compiled / graphed
 #   profile     bench.profile_question, 3B shape in bf16, dynamic / graphed, PyTorch's profiler
@@ -59,6 +60,7 @@ for step in "$@"; do
         tests/test_recorded_step.py tests/test_graphed_forward.py
       bench generation generation --profiles 3b --runs 2 --decode dynamic graphed
       bench space space_request --profile 3b --decode graphed
+      bench regions regions --profile 3b
       ;;
     generation)
       bench generation generation --profiles 3b --runs 2 --decode dynamic static compiled graphed
