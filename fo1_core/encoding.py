@@ -32,7 +32,7 @@ from fo1_core.prompting import (
 GIB = 1 << 30
 IMAGE_CACHE = (16, 2 * GIB)
 """(entries, bytes) kept of image features: about 50 MB per 1024 px image at 3B in bf16."""
-PYRAMID_CACHE = (16, 2 * GIB)
+PYRAMID_CACHE = (8, GIB)
 """(entries, bytes) kept of SimpleFP pyramids: about 90 MB per 1024 px image at 3B in bf16."""
 REGION_CACHE = (4096, GIB // 4)
 PREFIX_CACHE = (16, GIB)

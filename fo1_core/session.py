@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -40,6 +40,11 @@ from fo1_core.streaming import DONE, Cancelled, TokenQueue
 from fo1_core.templates import CHAT_CONTROL_STRINGS, DEFAULT_MAX_NEW_TOKENS, IM_END
 
 logger = logging.getLogger(__name__)
+
+OUT_OF_MEMORY = (
+    "The GPU ran out of memory for this question, even after the kept image features were "
+    "dropped. Try a smaller image, fewer boxes or fewer new tokens."
+)
 
 STATIC_CACHE_TOKENS = 8192
 """Slots of the fixed-size KV cache: a 1024 px image, 100 boxes, a long question and a long
@@ -272,9 +277,10 @@ class FO1Pipeline:
         cancel = cancel or threading.Event()
         streamer = TokenQueue(self.tokenizer)
         progress = _Progress(submitted=time.perf_counter())
-        job = model_thread.submit(
-            partial(self._run, request, streamer, cancel, max_new_tokens, use_cache, progress)
+        answer = partial(
+            self._answer, request, streamer, cancel, max_new_tokens, use_cache, progress
         )
+        job = model_thread.submit(partial(self._run, answer, streamer, progress))
         finished = False
         try:
             while (event := streamer.events.get()) is not DONE:
@@ -288,7 +294,29 @@ class FO1Pipeline:
             job.wait()
         yield self._finish(request, streamer, cancel.is_set(), progress, max_new_tokens)
 
-    def _run(
+    def _run(self, answer: Callable[[], None], streamer: TokenQueue, progress: _Progress) -> None:
+        """Runs `answer` (`_answer` with its arguments) on the generation thread; a question that
+        runs out of GPU memory before its first token runs once more on emptied caches."""
+        try:
+            with self._model_lock, torch.inference_mode():
+                progress.started = time.perf_counter()
+                try:
+                    answer()
+                except torch.OutOfMemoryError as error:
+                    if streamer.ids:  # part of the answer is out: it cannot start over unseen
+                        raise FO1Error(OUT_OF_MEMORY) from error
+                    # What the caches keep may be what filled the GPU: drop it, try once more.
+                    logger.warning("Out of GPU memory; emptying the caches and retrying: %s", error)
+                    self._release_memory()
+                    try:
+                        answer()
+                    except torch.OutOfMemoryError as again:
+                        raise FO1Error(OUT_OF_MEMORY) from again
+            streamer.events.put(DONE)
+        except Exception as error:  # re-raised in the caller's thread
+            streamer.events.put(error)
+
+    def _answer(
         self,
         request: Request,
         streamer: TokenQueue,
@@ -297,39 +325,37 @@ class FO1Pipeline:
         use_cache: bool,
         progress: _Progress,
     ) -> None:
+        prefix = None
+        if use_cache:
+            prefix, progress.reused = self.encoder.prefix(request.prompt_ids, request.vision)
+            inputs = self._continue_from(prefix, request)
+        else:
+            inputs = self.encoder.full_inputs(request.prompt_ids, request.vision, False)
+        length = inputs["input_ids"].shape[1] + max_new_tokens
+        static = self.decode != "dynamic" and length <= self.static_cache_tokens
+        if static:
+            inputs["past_key_values"] = self._static_cache(prefix)
+        progress.encoded = time.perf_counter()
         try:
-            with self._model_lock, torch.inference_mode():
-                progress.started = time.perf_counter()
-                prefix = None
-                if use_cache:
-                    prefix, progress.reused = self.encoder.prefix(
-                        request.prompt_ids, request.vision
-                    )
-                    inputs = self._continue_from(prefix, request)
-                else:
-                    inputs = self.encoder.full_inputs(request.prompt_ids, request.vision, False)
-                length = inputs["input_ids"].shape[1] + max_new_tokens
-                static = self.decode != "dynamic" and length <= self.static_cache_tokens
-                if static:
-                    inputs["past_key_values"] = self._static_cache(prefix)
-                progress.encoded = time.perf_counter()
-                try:
-                    self.model.generate(
-                        **inputs,
-                        generation_config=self._generation_config(
-                            max_new_tokens, static, continued=prefix is not None
-                        ),
-                        streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
-                    )
-                    if prefix is not None:
-                        self._keep_turn(request, inputs, streamer.ids, prefix)
-                finally:
-                    if prefix is not None:  # back to the prefix for the next question
-                        prefix.kv.crop(prefix.length - prefix.kv.get_seq_length())
-            streamer.events.put(DONE)
-        except Exception as error:  # re-raised in the caller's thread
-            streamer.events.put(error)
+            self.model.generate(
+                **inputs,
+                generation_config=self._generation_config(
+                    max_new_tokens, static, continued=prefix is not None
+                ),
+                streamer=streamer,
+                stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
+            )
+            if prefix is not None:
+                self._keep_turn(request, inputs, streamer.ids, prefix)
+        finally:
+            if prefix is not None:  # back to the prefix for the next question
+                prefix.kv.crop(prefix.length - prefix.kv.get_seq_length())
+
+    def _release_memory(self) -> None:
+        """Empties the caches (features, regions, prompt KV) and hands their memory back."""
+        self.encoder.clear()
+        if self.model.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _keep_turn(
         self, request: Request, inputs: dict, answer_ids: list[int], prefix: PromptPrefix

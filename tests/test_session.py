@@ -191,3 +191,56 @@ def test_a_dropped_pipeline_frees_its_model(answering_checkpoint: Path) -> None:
     gc.collect()
     assert model() is None
     assert len(generation_threads()) == 1
+
+
+class _RunsOutOfMemory:
+    """Wraps a model method: the listed calls (1-based) raise CUDA's out-of-memory error."""
+
+    def __init__(self, method, failing: set[int]) -> None:
+        self.method, self.failing, self.calls = method, failing, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls in self.failing:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.method(*args, **kwargs)
+
+
+def test_out_of_memory_before_the_answer_empties_the_caches_and_answers(
+    answering: FO1Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    answering.ask(Image.new("RGB", (90, 90), (200, 30, 30)), BOXES[:1], "OD_template", "cup")
+    assert answering.encoder.images.stats().entries >= 1
+    vision = answering.model.model
+    monkeypatch.setattr(vision, "encode_image", _RunsOutOfMemory(vision.encode_image, {1}))
+    new_image = Image.new("RGB", (120, 100), (10, 200, 120))  # not in the caches yet
+    result = answering.ask(new_image, BOXES, "OD_template", "red circle")
+    assert vision.encode_image.calls == 2
+    assert result.text == ANSWER + "<|im_end|>"
+    assert answering.encoder.images.stats().entries == 1  # the earlier image was dropped
+    assert "Out of GPU memory; emptying the caches and retrying" in caplog.text
+
+
+def test_out_of_memory_twice_says_what_to_try_and_the_next_question_is_answered(
+    answering: FO1Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answering.encoder.clear()
+    vision = answering.model.model
+    monkeypatch.setattr(vision, "encode_image", _RunsOutOfMemory(vision.encode_image, {1, 2}))
+    with pytest.raises(FO1Error, match="ran out of memory.*smaller image, fewer boxes"):
+        answering.ask(IMAGE, BOXES, "OD_template", "red circle")
+    assert answering.ask(IMAGE, BOXES, "OD_template", "red circle").text == ANSWER + "<|im_end|>"
+
+
+def test_out_of_memory_mid_answer_is_not_retried(
+    answering: FO1Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = answering.model.lm_head
+    monkeypatch.setattr(head, "forward", _RunsOutOfMemory(head.forward, {4}))
+    request = answering.prepare(IMAGE, BOXES, "OD_template", "red circle")
+    pieces = []
+    with pytest.raises(FO1Error, match="ran out of memory"):
+        for piece in answering.stream(request):
+            pieces.append(piece)
+    assert 1 <= len(pieces) <= 3  # what was streamed stays; nothing is streamed twice
+    assert head.forward.calls == 4
