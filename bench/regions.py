@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from unittest import mock
 
@@ -38,17 +38,24 @@ from fo1_core.region_encoder import HybridRegionEncoder
 
 
 def upstream_roi_mean(
-    feature_map: torch.Tensor,
+    feature_maps: Sequence[torch.Tensor],
     boxes: torch.Tensor,
     scale: float,
     bins: int,
     pooled_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """The official implementation's pooling: upsample, `roi_align`, then the mean of the grid."""
-    feature_map = feature_map.float()
-    if pooled_size is not None:
-        feature_map = F.interpolate(feature_map, pooled_size, mode="bilinear", align_corners=False)
-    pooled = roi_align(feature_map, [boxes], output_size=bins, spatial_scale=scale, aligned=False)
+    """The official implementation's pooling: upsample the maps to one size, concatenate them,
+    `roi_align`, then the mean of the grid."""
+    size = pooled_size or tuple(feature_maps[0].shape[-2:])
+    maps = [
+        m.float()
+        if m.shape[-2:] == size
+        else F.interpolate(m.float(), size, mode="bilinear", align_corners=False)
+        for m in feature_maps
+    ]
+    pooled = roi_align(
+        torch.cat(maps, dim=1), [boxes], output_size=bins, spatial_scale=scale, aligned=False
+    )
     return pooled.mean(dim=(2, 3))
 
 

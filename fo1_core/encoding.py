@@ -137,10 +137,11 @@ class Encoder:
     def _region_pyramid(
         self, vision: VisionInputs, features: ImageFeatures, use_cache: bool
     ) -> list[torch.Tensor]:
-        def build() -> list[torch.Tensor]:
+        if not use_cache:
             return self.model.model.region_pyramid(features.vit_map)
-
-        return self.pyramids.get_or_create(vision.image_key, build) if use_cache else build()
+        return self.pyramids.get_or_create(
+            vision.image_key, lambda: self.model.model.region_pyramid(features.vit_map)
+        )
 
     @staticmethod
     def _region_keys(vision: VisionInputs) -> list[tuple]:

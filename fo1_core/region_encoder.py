@@ -148,15 +148,12 @@ class HybridRegionEncoder(nn.Module):
         vt_maps: the SimpleFP pyramid of the tapped ViT map (`simple_fpn(vit_map)`).
         aux_boxes / vt_boxes: `(N, 4)` xyxy in DaViT-input and ViT-input pixels.
         """
-        # Upstream upsamples every DaViT stage to the finest one's size before pooling.
-        finest = tuple(aux_maps[0].shape[-2:])
-        aux = torch.cat(
-            [roi_mean(m, aux_boxes, 1 / self.aux_stride, self.roi_size, finest) for m in aux_maps],
-            dim=1,
-        )
+        # Upstream upsamples every DaViT stage to the finest (first) one's size and pools them as
+        # one map; each SimpleFP level is pooled at its own stride.
+        aux = roi_mean(aux_maps, aux_boxes, 1 / self.aux_stride, self.roi_size)
         vt = torch.cat(
             [
-                roi_mean(level, vt_boxes, 1 / stride, self.roi_size)
+                roi_mean([level], vt_boxes, 1 / stride, self.roi_size)
                 for level, stride in zip(vt_maps, self.vt_strides, strict=True)
             ],
             dim=1,

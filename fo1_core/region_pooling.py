@@ -10,6 +10,9 @@ published model) is never made, and 100 boxes cost two small matrix products per
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+
 import torch
 
 
@@ -48,8 +51,11 @@ def roi_axis_weights(
     return weights
 
 
+@functools.cache
 def upsampling_matrix(out_length: int, in_length: int) -> torch.Tensor:
-    """`(out_length, in_length)`: bilinear `F.interpolate` (`align_corners=False`) on one axis."""
+    """`(out_length, in_length)`: bilinear `F.interpolate` (`align_corners=False`) on one axis.
+
+    Kept per pair of lengths: a checkpoint's maps come in a few sizes. Not to be written to."""
     ratio = in_length / out_length
     source = (torch.arange(out_length, dtype=torch.float32) + 0.5) * ratio - 0.5
     source = source.clamp(min=0.0)
@@ -64,27 +70,35 @@ def upsampling_matrix(out_length: int, in_length: int) -> torch.Tensor:
 
 
 def roi_mean(
-    feature_map: torch.Tensor,
+    feature_maps: Sequence[torch.Tensor],
     boxes: torch.Tensor,
     scale: float,
     bins: int,
     pooled_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """`(N, C)`: `roi_align(feature_map, [boxes], bins, scale, aligned=False).mean((2, 3))`.
+    """`(N, ΣC)`: `roi_align(maps, [boxes], bins, scale, aligned=False).mean((2, 3))`, where
+    `maps` is the feature maps (each `(1, C, h, w)`) bilinearly upsampled to `pooled_size` (by
+    default the first map's size) and concatenated along channels. Pooled in float32.
 
-    feature_map: `(1, C, h, w)`, pooled in float32. boxes: `(N, 4)` xyxy in input pixels.
-    pooled_size: pool as if the map were first bilinearly upsampled to this `(H, W)`.
+    boxes: `(N, 4)` xyxy in input pixels.
     """
-    height, width = pooled_size or feature_map.shape[-2:]
-    source_h, source_w = feature_map.shape[-2:]
+    height, width = pooled_size or feature_maps[0].shape[-2:]
     # The weights are summed on the CPU, where scatter adds in a fixed order: a GPU's atomic adds
     # would make the same box pool to values a rounding apart from one call to the next.
     boxes = boxes.detach().float().cpu()
     wy = roi_axis_weights(boxes[:, 1], boxes[:, 3], scale, bins, height)
     wx = roi_axis_weights(boxes[:, 0], boxes[:, 2], scale, bins, width)
-    if (height, width) != (source_h, source_w):
-        wy = wy @ upsampling_matrix(height, source_h)
-        wx = wx @ upsampling_matrix(width, source_w)
+    return torch.cat([_weighted_sum(m, wy, wx) for m in feature_maps], dim=1)
+
+
+def _weighted_sum(feature_map: torch.Tensor, wy: torch.Tensor, wx: torch.Tensor) -> torch.Tensor:
+    """`(N, C)`: `Σ_ij wy[n, i] · wx[n, j] · map[:, i, j]`, the weights given on the pooled grid
+    and folded onto the map's own rows and columns first."""
+    source_h, source_w = feature_map.shape[-2:]
+    if wy.shape[1] != source_h:
+        wy = wy @ upsampling_matrix(wy.shape[1], source_h)
+    if wx.shape[1] != source_w:
+        wx = wx @ upsampling_matrix(wx.shape[1], source_w)
     # Only the rows and columns some box weighs are read (and converted to float32).
     top, bottom = _weighed_span(wy)
     left, right = _weighed_span(wx)

@@ -300,18 +300,19 @@ class FO1Pipeline:
         try:
             with self._model_lock, torch.inference_mode():
                 progress.started = time.perf_counter()
-                try:
-                    answer()
-                except torch.OutOfMemoryError as error:
-                    if streamer.ids:  # part of the answer is out: it cannot start over unseen
-                        raise FO1Error(OUT_OF_MEMORY) from error
-                    # What the caches keep may be what filled the GPU: drop it, try once more.
-                    logger.warning("Out of GPU memory; emptying the caches and retrying: %s", error)
-                    self._release_memory()
+                for retry in (False, True):
                     try:
                         answer()
-                    except torch.OutOfMemoryError as again:
-                        raise FO1Error(OUT_OF_MEMORY) from again
+                        break
+                    except torch.OutOfMemoryError as error:
+                        # Once part of the answer is out, it cannot start over unseen.
+                        if retry or streamer.ids:
+                            raise FO1Error(OUT_OF_MEMORY) from error
+                        # What the caches keep may be what filled the GPU: drop it, try again.
+                        logger.warning(
+                            "Out of GPU memory; emptying the caches and retrying: %s", error
+                        )
+                        self._release_memory()
             streamer.events.put(DONE)
         except Exception as error:  # re-raised in the caller's thread
             streamer.events.put(error)
