@@ -50,7 +50,7 @@ class ImageFeatures:
 
 @dataclass
 class PromptPrefix:
-    kv: DynamicCache  # KV of the prefix; generation appends to it and is cropped back after
+    kv: DynamicCache  # KV of the prefix; never appended to: questions continue a copy
     length: int  # prefix length in model positions (image slot expanded)
     rope_deltas: torch.Tensor  # M-RoPE offset of text after the image
 
@@ -204,11 +204,11 @@ class Encoder:
     ) -> PromptPrefix:
         """Keeps a copy of the first `length` positions of `kv`, which hold `ids` (a prompt and
         the answer fed back so far), for the next turn of the conversation."""
-        turn = PromptPrefix(self._copy_kv(kv, length), length, rope_deltas)
+        turn = PromptPrefix(self.copy_kv(kv, length), length, rope_deltas)
         self.turns.put(self._key(ids, vision), turn)
         return turn
 
-    def _copy_kv(self, kv: Cache, length: int) -> DynamicCache:
+    def copy_kv(self, kv: Cache, length: int) -> DynamicCache:
         """A cache of its own holding the first `length` positions of `kv`."""
         copy = DynamicCache(config=self.model.config.text_config)
         for index, layer in enumerate(kv.layers):
@@ -243,12 +243,12 @@ class Encoder:
             prefix = self._prefill_from_start(head, vision)
             image_length = self.model_ids(image_head, vision).input_ids.shape[1]
             kept = PromptPrefix(
-                self._copy_kv(prefix.kv, image_length), image_length, prefix.rope_deltas
+                self.copy_kv(prefix.kv, image_length), image_length, prefix.rope_deltas
             )
             self.image_prefixes.put(image_key, kept)
             return prefix, 0
         ids = self.model_ids(head, vision).input_ids[:, start.length :]
-        kv = self._copy_kv(start.kv, start.length)
+        kv = self.copy_kv(start.kv, start.length)
         regions = self.region_embeds(vision, self.image_features(vision))
         encoded = {REGIONS: BaseModelOutputWithPooling(pooler_output=regions)}
         # Positions after the image follow from its M-RoPE offset, as in generate()'s decoding.

@@ -74,19 +74,31 @@ def open_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB as a viewer shows it: transparency over white, 16-bit and float depths scaled."""
+    """8-bit RGB as a viewer shows it: 16-bit and float depths scaled, transparency over white."""
+    if image.mode.startswith(("I", "F")):
+        image = _to_eight_bit_grey(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
-    if image.mode.startswith(("I", "F")):
-        values = np.asarray(image, dtype=np.float64)
-        peak = values.max(initial=0)
-        if image.mode == "F" and peak <= 1:
-            values = values * 255  # floats in [0, 1]
-        elif peak > 255:  # 16-bit data: scale its full range, keeping the picture's contrast
-            values = values * (255 / max(peak, 65535))
-        return Image.fromarray(values.clip(0, 255).round().astype(np.uint8)).convert("RGB")
     return image.convert("RGB")
+
+
+def _to_eight_bit_grey(image: Image.Image) -> Image.Image:
+    """An integer or float image as 8-bit grey ("L"), or grey + alpha ("LA") where the file names
+    a transparent value (a PNG's tRNS chunk), which the scaling would otherwise lose."""
+    values = np.asarray(image, dtype=np.float64)
+    transparent = image.info.get("transparency")
+    if image.mode.startswith("I;16"):
+        scaled = values / 257  # the 16-bit range onto the 8-bit one, dark images staying dark
+    elif image.mode == "F" and values.max(initial=0) <= 1:
+        scaled = values * 255  # floats in [0, 1]
+    else:  # 32-bit integers or floats: their own range, at least 16 bits' worth
+        peak = values.max(initial=0)
+        scaled = values * (255 / max(peak, 65535)) if peak > 255 else values
+    grey = Image.fromarray(scaled.clip(0, 255).round().astype(np.uint8))
+    if isinstance(transparent, (int, float)):
+        grey.putalpha(Image.fromarray(np.where(values == transparent, 0, 255).astype(np.uint8)))
+    return grey
 
 
 def capped_size(width: int, height: int) -> tuple[int, int]:

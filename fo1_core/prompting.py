@@ -40,11 +40,15 @@ def sanitize_user_text(text: str, tokenizer: PreTrainedTokenizerBase) -> str:
     tokens (chat control, vision markers). Region references `<regionN>` are kept."""
     # Lone surrogates (possible in text from a browser or JSON) cannot be tokenised.
     text = text.encode("utf-8", errors="replace").decode("utf-8")
-    for control in (IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, *tokenizer.all_special_tokens):
-        text = text.replace(control, "")
-    for token in tokenizer.added_tokens_decoder.values():
-        if token.special:
-            text = text.replace(token.content, "")
+    controls = {IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, *tokenizer.all_special_tokens}
+    controls |= {
+        token.content for token in tokenizer.added_tokens_decoder.values() if token.special
+    }
+    # Removing one string can join its neighbours into another ("<ima<image>ge>"): repeat until
+    # none is left. Each pass shortens the text, so this ends.
+    while any(control in text for control in controls):
+        for control in controls:
+            text = text.replace(control, "")
     return text
 
 

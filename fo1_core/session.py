@@ -249,6 +249,14 @@ class FO1Pipeline:
         """A question about already preprocessed vision inputs, after earlier turns `history`."""
         clean = sanitize_user_text(text, self.tokenizer)
         user_text = user_text_for_task(task, clean, vision.num_regions)
+        # A model can write a placeholder too; in an earlier answer it must stay text.
+        history = [
+            (
+                sanitize_user_text(question, self.tokenizer),
+                sanitize_user_text(answer, self.tokenizer),
+            )
+            for question, answer in history
+        ]
         prompt = build_prompt(user_text, vision.num_regions, history)
         ids = tokenize_prompt(prompt, self.tokenizer)
         limit = self.model.config.tokenizer_model_max_length
@@ -313,6 +321,7 @@ class FO1Pipeline:
                             "Out of GPU memory; emptying the caches and retrying: %s", error
                         )
                         self._release_memory()
+                        streamer.restart()
             streamer.events.put(DONE)
         except Exception as error:  # re-raised in the caller's thread
             streamer.events.put(error)
@@ -336,21 +345,21 @@ class FO1Pipeline:
         static = self.decode != "dynamic" and length <= self.static_cache_tokens
         if static:
             inputs["past_key_values"] = self._static_cache(prefix)
+        elif prefix is not None:
+            # generate() appends to the cache it is given; the kept prefix stays as it is, even
+            # when a forward pass fails with some layers' keys appended and others' not.
+            inputs["past_key_values"] = self.encoder.copy_kv(prefix.kv, prefix.length)
         progress.encoded = time.perf_counter()
-        try:
-            self.model.generate(
-                **inputs,
-                generation_config=self._generation_config(
-                    max_new_tokens, static, continued=prefix is not None
-                ),
-                streamer=streamer,
-                stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
-            )
-            if prefix is not None:
-                self._keep_turn(request, inputs, streamer.ids, prefix)
-        finally:
-            if prefix is not None:  # back to the prefix for the next question
-                prefix.kv.crop(prefix.length - prefix.kv.get_seq_length())
+        self.model.generate(
+            **inputs,
+            generation_config=self._generation_config(
+                max_new_tokens, static, continued=prefix is not None
+            ),
+            streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
+        )
+        if prefix is not None:
+            self._keep_turn(request, inputs, streamer.ids, prefix)
 
     def _release_memory(self) -> None:
         """Empties the caches (features, regions, prompt KV) and hands their memory back."""
@@ -363,12 +372,16 @@ class FO1Pipeline:
     ) -> None:
         """Keeps this turn's KV for a follow-up that repeats it as history. The last answer token
         was never fed back, so the cache holds the prompt and all answer tokens but that one."""
-        if answer_ids:
-            fed = answer_ids[:-1]
-            length = inputs["input_ids"].shape[1] + len(fed)
-            kv = inputs["past_key_values"]
-            ids = request.prompt_ids + fed
+        if not answer_ids:
+            return
+        fed = answer_ids[:-1]
+        length = inputs["input_ids"].shape[1] + len(fed)
+        kv = inputs["past_key_values"]
+        ids = request.prompt_ids + fed
+        try:
             self.encoder.keep_turn(ids, request.vision, kv, length, prefix.rope_deltas)
+        except torch.OutOfMemoryError as error:  # the answer is out: only the shortcut is lost
+            logger.warning("Out of GPU memory keeping the turn for a follow-up: %s", error)
 
     def _continue_from(self, prefix: PromptPrefix, request: Request) -> dict:
         ids = self.encoder.model_ids(request.prompt_ids, request.vision)
@@ -379,7 +392,6 @@ class FO1Pipeline:
             "attention_mask": torch.ones_like(ids.input_ids),
             "mm_token_type_ids": ids.mm_token_type_ids,
             "image_grid_thw": request.vision.image_grid_thw.to(self.model.device),
-            "past_key_values": prefix.kv,
         }
 
     def _static_cache(self, prefix: PromptPrefix | None) -> StaticCache:

@@ -42,6 +42,11 @@ class TokenQueue(BaseStreamer):
         self.first_token_at = self.first_token_at or self.last_token_at
         self._send(final=False)
 
+    def restart(self) -> None:
+        """Readies the queue for generate() to run the question again after a run that failed
+        before its first token: the next ids it is given are the prompt again."""
+        self._prompt_seen = False
+
     def end(self) -> None:
         self._send(final=True)
 

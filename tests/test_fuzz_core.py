@@ -59,7 +59,7 @@ TEXTS = st.one_of(
     st.lists(
         st.sampled_from(["<image>", "<regionfeat>", "<|im_start|>", "<|im_end|>", "system",
                          "<|vision_start|>", "<|image_pad|>", "<region0>", "<region99>", "\ud800",
-                         "cat", " ", "\x00"]),
+                         "cat", " ", "\x00", "<ima", "ge>", "<|im_", "end|>"]),
         max_size=20,
     ).map("".join),
     st.just("x" * 100_000),
@@ -119,6 +119,16 @@ def test_sixteen_bit_image_keeps_its_contrast(pipeline: FO1Pipeline) -> None:
     assert request is not None
     pixels = request.vision.pixel_values
     assert float(pixels.max() - pixels.min()) > 3  # not flattened to one grey level
+
+
+def test_sixteen_bit_images_keep_their_brightness() -> None:
+    ramp = np.tile(np.linspace(0, 65535, 64), (32, 1)).astype(np.uint16)
+    dark = open_image(encoded(Image.fromarray(ramp // 256), "PNG"))  # values 0..255 of 65535
+    assert np.asarray(dark).max() <= 1
+    # A PNG naming a transparent grey level: that level on white, the rest as without it.
+    keyed = np.asarray(open_image(encoded(Image.fromarray(ramp), "PNG", transparency=0)))
+    plain = np.asarray(open_image(encoded(Image.fromarray(ramp), "PNG")))
+    assert (keyed[:, 0] == 255).all() and (keyed[:, 1:] == plain[:, 1:]).all()
 
 
 def test_transparent_pixels_are_shown_on_white() -> None:

@@ -244,3 +244,41 @@ def test_out_of_memory_mid_answer_is_not_retried(
             pieces.append(piece)
     assert 1 <= len(pieces) <= 3  # what was streamed stays; nothing is streamed twice
     assert head.forward.calls == 4
+
+
+def test_out_of_memory_in_the_questions_prefill_answers_from_the_prompt_again(
+    answering: FO1Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answering.ask(IMAGE, BOXES, "OD_template", "red circle")
+    # The first forward pass of generate(), which has already handed the prompt to the streamer.
+    head = answering.model.lm_head
+    monkeypatch.setattr(head, "forward", _RunsOutOfMemory(head.forward, {1}))
+    pieces = list(answering.stream(answering.prepare(IMAGE, BOXES, "OD_template", "red circle")))
+    assert "".join(pieces[:-1]) == pieces[-1].text == ANSWER + "<|im_end|>"
+
+
+def test_out_of_memory_inside_a_layer_leaves_the_kept_prompt_intact(
+    answering: FO1Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answering.ask(IMAGE, BOXES, "OD_template", "red circle")
+    # The first layer's keys of a decode step are cached by then, the later layers' not.
+    mlp = answering.model.model.language_model.layers[0].mlp
+    monkeypatch.setattr(mlp, "forward", _RunsOutOfMemory(mlp.forward, {4}))
+    with pytest.raises(FO1Error, match="ran out of memory"):
+        answering.ask(IMAGE, BOXES, "OD_template", "red circle")
+    monkeypatch.undo()
+    for cache in (answering.encoder.prefixes, answering.encoder.turns):
+        for key in cache.keys():
+            kept = cache.get(key)
+            assert {layer.keys.shape[-2] for layer in kept.kv.layers} == {kept.length}
+    assert answering.ask(IMAGE, BOXES, "OD_template", "red circle").text == ANSWER + "<|im_end|>"
+
+
+def test_kept_prompts_hold_only_the_memory_they_are_counted_for(answering: FO1Pipeline) -> None:
+    answering.encoder.clear()
+    answering.ask(IMAGE, BOXES, "OD_template", "red circle")
+    answering.ask(IMAGE, BOXES, "OD_template", "red circle")  # continues the kept turn
+    for cache in (answering.encoder.prefixes, answering.encoder.turns):
+        for key in cache.keys():
+            for layer in cache.get(key).kv.layers:
+                assert layer.keys.untyped_storage().nbytes() == layer.keys.nbytes
