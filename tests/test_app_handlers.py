@@ -126,6 +126,8 @@ def assert_model_is_free(handlers: Handlers) -> None:
         (editor_value(IMAGE, []), "Brief_Region_Caption_template", "", (), "no boxes"),
         # a region task with boxes but none picked
         (editor_value(IMAGE, BOXES), "Region_OCR_template", "", (), "pick at least one region"),
+        # the same, with the detection task's (hidden) text box still filled in
+        (editor_value(IMAGE, BOXES), "Region_OCR_template", "cup", (), "pick at least one region"),
         # a detection task with nothing typed
         (editor_value(IMAGE, BOXES), "OD_template", "  ", (), "needs input"),
         # a picked region that was deleted since

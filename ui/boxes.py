@@ -15,6 +15,7 @@ from typing import Any
 
 from fo1_core.errors import FO1Error
 from fo1_core.render import PALETTE, color_for_region
+from fo1_core.templates import MAX_REGIONS
 
 Box = list[float]
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
@@ -108,6 +109,17 @@ the boxes with an older list and take away a box drawn in the meantime. It retur
 editor is left alone) while a box is still being drawn (no area yet: replacing the value would cut
 the stroke short) or when every box is already named in place; the order is `in_drawing_order`'s.
 """
+
+UNTICK_GONE_REGIONS = """(value, picked) => {
+    const count = Math.min(value?.boxes?.length ?? 0, MAX_REGIONS);
+    const kept = (picked ?? []).filter(index => index < count);
+    return kept.length === (picked ?? []).length ? undefined : [kept];
+}""".replace("MAX_REGIONS", str(MAX_REGIONS))
+"""A browser-side `change` handler for the editor that unticks the picked regions whose box is
+gone. Gradio refuses a whole Run while the picker holds a value that is no longer one of its
+choices, and the user could not see that value to untick it. Done in the page, because a server
+handler given the picker as input is refused in the same way. The list comes wrapped: Gradio
+reads an array returned by a page-side handler as the values of all its outputs."""
 
 
 def parse_boxes(raw: object) -> list[Box]:

@@ -60,10 +60,10 @@ class Handlers:
     def boxes_changed(self, value: dict | None):
         """Refreshes every region picker and the box count (the page numbers the boxes)."""
         boxes = boxes_of(value)
-        choices = [(region_label(i), i) for i in range(min(len(boxes), MAX_REGIONS))]
         note = f"{len(boxes)} boxes" if boxes else "No boxes yet: drag on the image to draw one."
         if len(boxes) > MAX_REGIONS:
             note += f" — the model takes {MAX_REGIONS}; boxes from #{MAX_REGIONS} on are ignored."
+        choices = region_choices(len(boxes))
         return gr.update(choices=choices), gr.update(choices=choices, value=None), note
 
     @staticmethod
@@ -141,7 +141,8 @@ class Handlers:
             editor_value(str(example.image), example.boxes),
             example.task,
             text,
-            list(example.regions),
+            # The choices come too: a Run before `boxes_changed` lands is checked against them.
+            gr.update(choices=region_choices(len(example.boxes)), value=list(example.regions)),
             free,
             {},
             None,
@@ -178,7 +179,7 @@ class Handlers:
             image=image_of(value),
             boxes=boxes,
             task=task,
-            text=free_text if task == FREE_PROMPT else text,
+            text=shown_text(task, text, free_text),
             regions=tuple(regions or ()),
             masks=masks_for(boxes, masks or {}),
         )
@@ -288,6 +289,20 @@ class Handlers:
     @staticmethod
     def follow_up_toggled(follow_up: bool, conversation: dict | None):
         return history_view(follow_up, conversation)
+
+
+def region_choices(boxes: int) -> list[tuple[str, int]]:
+    """The region pickers' choices for `boxes` boxes: those the model reads."""
+    return [(region_label(i), i) for i in range(min(boxes, MAX_REGIONS))]
+
+
+def shown_text(task: str, text: str, free_text: str) -> str:
+    """What the task's visible text field holds: the free prompt, the task's text box, or nothing
+    (region tasks read the region picker; a hidden text box keeps what another task was given)."""
+    if task == FREE_PROMPT:
+        return free_text
+    template = TASKS.get(task)
+    return text if template is None or template.fill is FillKind.TEXT else ""
 
 
 ConversationKey = tuple[str, tuple[tuple[float, ...], ...]]

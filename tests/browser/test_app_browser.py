@@ -350,3 +350,17 @@ def test_a_box_drawn_right_after_clearing_stays(page) -> None:
     page.wait_for_timeout(SETTLE_MS + EVENT_DELAY_MS)
     shot(page, "9-cleared-then-drawn")
     assert "1 boxes" in box_count(page)
+
+
+def test_regions_ticked_for_boxes_since_cleared_do_not_block_a_run(page) -> None:
+    page.locator("#fo1-gallery").get_by_text("Astronaut: caption two regions").click()
+    wait_for_note(page, "4 boxes")
+    assert page.locator("#fo1-regions input:checked").count() == 2
+    page.get_by_text("Clear boxes").click()
+    wait_for_note(page, "No boxes yet")
+    choose_task(page, "Detection")
+    page.get_by_label("Categories").fill("astronaut")
+    set_number(page, "fo1-max-tokens", 16)
+    page.locator("#fo1-run").click()
+    page.locator("#fo1-status", has_text="Stopped at the token limit · 16 tokens").wait_for()
+    shot(page, "10-run-after-clearing-picked-regions")
