@@ -28,7 +28,7 @@ from ui.boxes import in_drawing_order, parse_boxes, region_hex
 from ui.editor import box_editor
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.gpu import MAX_SECONDS, duration_for, on_gpu
-from ui.report import Result, report_html
+from ui.report import AnswerFolders, Result, report_html
 
 
 @pytest.mark.parametrize(
@@ -161,6 +161,17 @@ def test_report_is_one_offline_file() -> None:
     assert html.count("<img") == 2 and html.count("data:image/jpeg;base64,") == 2
     assert "<script" not in html and "http" not in html.replace("http-equiv", "")
     assert "find &lt;b&gt;" in html
+
+
+def test_answer_files_are_removed_once_old() -> None:
+    folders = AnswerFolders(keep_s=60)
+    first = folders.new()
+    (first / "fo1-answer.png").write_bytes(b"png")
+    recent = folders.new()
+    os.utime(first, (0, 0))  # written long ago
+    latest = folders.new()
+    assert not first.exists() and recent.exists() and latest.exists()
+    assert {recent.parent, latest.parent} == {folders.root}
 
 
 def test_report_without_detections() -> None:

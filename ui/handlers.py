@@ -21,7 +21,7 @@ from ui.answering import Answerer, Question, open_for_drawing, status_line, task
 from ui.boxes import boxes_of, editor_value, image_of, region_label
 from ui.examples import Example
 from ui.proposing import MaskStore, Proposing, box_key, masks_for
-from ui.report import Result, write_downloads
+from ui.report import AnswerFolders, Result, write_downloads
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class Handlers:
 
     def __post_init__(self) -> None:
         self._cancels: dict[str, threading.Event] = {}
+        self._answer_folders = AnswerFolders()
         # The last finished turn of each session, until `remember_turn` files it.
         self._finished: dict[str, tuple[ConversationKey, str, str]] = {}
 
@@ -257,7 +258,7 @@ class Handlers:
                 detections=step.detections,
                 status=status,
             )
-            files = write_downloads(result)
+            files = write_downloads(result, self._answer_folders.new())
             kind = "warning" if warnings else "done"
             yield (
                 (

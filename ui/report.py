@@ -6,11 +6,14 @@ offline and is safe to mail around.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import html
 import io
 import json
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,9 +57,31 @@ class Downloads:
     report: str
 
 
-def write_downloads(result: Result) -> Downloads:
-    """Writes the four files to a fresh temporary folder (Gradio serves them from there)."""
-    folder = Path(tempfile.mkdtemp(prefix="fo1-"))
+ANSWER_FILES_KEPT_S = 600
+"""How long the app keeps its own copy of an answer's files. Gradio copies them into its cache
+(emptied after `--file-ttl`) when the handler hands them over, so the original is soon unused."""
+
+
+class AnswerFolders:
+    """One temporary folder per answer, under one folder of the app's: making a new one removes
+    those older than `keep_s`, and all of them go when the app exits, so a long-running Space
+    does not fill its disk."""
+
+    def __init__(self, keep_s: float = ANSWER_FILES_KEPT_S) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="fo1-answers-"))
+        self.keep_s = keep_s
+        atexit.register(shutil.rmtree, self.root, ignore_errors=True)
+
+    def new(self) -> Path:
+        cutoff = time.time() - self.keep_s
+        for old in self.root.iterdir():
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(dir=self.root))
+
+
+def write_downloads(result: Result, folder: Path) -> Downloads:
+    """Writes the four files to `folder` (Gradio serves copies of them)."""
     image_path = folder / "fo1-answer.png"
     Image.fromarray(result.image).save(image_path)
     document = to_json(result.answer, result.detections)
