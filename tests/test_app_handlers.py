@@ -59,10 +59,22 @@ def run(
     limit=64,
     follow_up=False,
     conversation=None,
+    clicked_at=None,
 ):
     request = gr.Request(session_hash="test-session")
     return handlers.run(
-        value, task, text, list(regions), free, limit, {}, None, follow_up, conversation, request
+        value,
+        task,
+        text,
+        list(regions),
+        free,
+        limit,
+        {},
+        None,
+        follow_up,
+        conversation,
+        clicked_at,
+        request,
     )
 
 
@@ -89,13 +101,25 @@ def test_stop_really_stops_the_worker(endless: Handlers) -> None:
     stream = run(endless, editor_value(IMAGE, BOXES), limit=100_000)
     next(stream)  # "Answering…"
     next(stream)  # the first pieces
-    endless.stop(gr.Request(session_hash="test-session"))
+    endless.stop(None, gr.Request(session_hash="test-session"))
     *_, last = stream
     status = last[3]
     assert "Stopped by you" in status
     tokens = int(status.split(" tokens")[0].split("·")[-1].split()[-1])
     assert tokens < 5_000
     assert_model_is_free(endless)
+
+
+def test_stop_pressed_while_the_question_waits_stops_it_before_it_starts(
+    answering: Handlers,
+) -> None:
+    session = gr.Request(session_hash="test-session")
+    answering.stop(2_000.0, session)  # the page's clock: after the Run click below
+    steps = list(run(answering, editor_value(IMAGE, BOXES), clicked_at=1_000.0))
+    assert len(steps) == 1 and "Stopped by you before the answer started" in steps[0][3]
+    answering.stop(2_000.0, session)  # a Stop before the click does not stop it
+    steps = list(run(answering, editor_value(IMAGE, BOXES), clicked_at=3_000.0))
+    assert "Done" in steps[-1][3]
 
 
 def test_closing_the_stream_stops_the_worker(endless: Handlers) -> None:

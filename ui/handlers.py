@@ -52,6 +52,8 @@ class Handlers:
 
     def __post_init__(self) -> None:
         self._cancels: dict[str, threading.Event] = {}
+        # When each session last pressed Stop, by the page's clock (see `stop`).
+        self._stopped_at: dict[str, float] = {}
         self._answer_folders = AnswerFolders()
         # The last finished turn of each session, until `remember_turn` files it.
         self._finished: dict[str, tuple[ConversationKey, str, str]] = {}
@@ -151,7 +153,11 @@ class Handlers:
 
     # Answering -----------------------------------------------------------------------------
 
-    def stop(self, request: gr.Request) -> None:
+    def stop(self, page_time: float | None, request: gr.Request) -> None:
+        """Stops the session's answer after the current token. An answer still waiting in the
+        queue has no stop event yet: it sees, when it starts, that Stop came after its Run click
+        (`page_time`, like the click's time, is read from the page's clock)."""
+        self._stopped_at[request.session_hash] = page_time or 0.0
         event = self._cancels.get(request.session_hash)
         if event is not None:
             event.set()
@@ -168,13 +174,20 @@ class Handlers:
         proposals_s: float | None,
         follow_up: bool,
         conversation: dict | None,
+        clicked_at: float | None,
         request: gr.Request,
     ) -> Iterator[tuple]:
         """Streams (answer, reasoning, result image, status, table, downloads).
 
         In follow-up mode the question sees the conversation's earlier turns, as long as the
-        image and boxes are those the conversation is about.
+        image and boxes are those the conversation is about. `clicked_at`: when Run was clicked,
+        by the page's clock.
         """
+        stopped_at = self._stopped_at.pop(request.session_hash, None)
+        if None not in (clicked_at, stopped_at) and stopped_at > clicked_at:
+            message = "Stopped by you before the answer started."
+            yield (gr.skip(), gr.skip(), gr.skip(), status_html(message), gr.skip(), gr.skip())
+            return
         boxes = boxes_of(value)
         question = Question(
             image=image_of(value),

@@ -22,6 +22,10 @@ from ui.proposing import Proposing
 GPU = "gpu"
 """One concurrency group for everything that runs a model: they share one GPU."""
 
+WITH_PAGE_TIME = "(...inputs) => [...inputs.slice(0, -1), Date.now()]"
+"""Run's and Stop's page-side step: their last input becomes the page's clock, so the server can
+tell a Stop pressed after a Run click that still waits in the queue (`Handlers.stop`)."""
+
 INTRO = """# VLM-FO1: ask about regions
 Draw boxes on the image (or propose them), pick a task, and the model answers by naming boxes.
 Each box is a region `#i` in the order drawn; drag to move, drag a corner to resize, select and
@@ -74,6 +78,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         masks = gr.State({})
         proposals_s = gr.State(None)
         conversation = gr.State({})
+        page_time = gr.Number(visible=False)  # filled in the page by `WITH_PAGE_TIME`
         with gr.Row():
             with gr.Column(scale=3):
                 editor = box_editor(
@@ -243,8 +248,10 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 proposals_s,
                 follow_up,
                 conversation,
+                page_time,
             ],
             [answer, reasoning, result, status, table, downloads],
+            js=WITH_PAGE_TIME,
             api_visibility="private",
             concurrency_id=GPU,
             concurrency_limit=settings.concurrency,
@@ -274,8 +281,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         # drawn); on ZeroGPU the stream runs in another process, so the job is cancelled too.
         stop.click(
             handlers.stop,
+            page_time,
             None,
-            None,
+            js=WITH_PAGE_TIME,
             api_visibility="private",
             concurrency_limit=None,
             cancels=[answering] if ON_ZERO_GPU else None,

@@ -364,3 +364,27 @@ def test_regions_ticked_for_boxes_since_cleared_do_not_block_a_run(page) -> None
     page.locator("#fo1-run").click()
     page.locator("#fo1-status", has_text="Stopped at the token limit · 16 tokens").wait_for()
     shot(page, "10-run-after-clearing-picked-regions")
+
+
+def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None:
+    page.locator("#fo1-gallery").get_by_text("Coffee: detect cup and spoon").click()
+    wait_for_note(page, "3 boxes")
+    choose_task(page, "Detection")
+    page.get_by_label("Categories").fill("red circle")
+    set_number(page, "fo1-max-tokens", 8192)
+    page.locator("#fo1-run").click()
+    page.locator("#fo1-answer", has_text="many regions").wait_for()
+    waiting = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    waiting.goto(app_url)
+    waiting.locator("#fo1-gallery").get_by_text("Coffee: detect cup and spoon").click()
+    wait_for_note(waiting, "3 boxes")
+    waiting.locator("#fo1-run").click()
+    waiting.wait_for_timeout(1000)  # queued behind the first page's answer
+    waiting.locator("#fo1-stop").click()
+    waiting.wait_for_timeout(500)
+    page.locator("#fo1-stop").click()
+    page.locator("#fo1-status", has_text="Stopped by you").wait_for()
+    waiting.locator("#fo1-status", has_text="Stopped by you before the answer started").wait_for()
+    assert "many regions" not in waiting.locator("#fo1-answer").inner_text()
+    shot(waiting, "11-stopped-while-waiting")
+    waiting.close()
