@@ -273,11 +273,15 @@ def set_number(page, elem_id: str, value: int) -> None:
     field.press("Tab")
 
 
-def test_detection_streams_and_stop_really_stops(page) -> None:
+def run_detection(page, categories: str, max_tokens: int) -> None:
     choose_task(page, "Detection")
-    page.get_by_label("Categories").fill("red circle")
-    set_number(page, "fo1-max-tokens", 8192)
+    page.get_by_label("Categories").fill(categories)
+    set_number(page, "fo1-max-tokens", max_tokens)
     page.locator("#fo1-run").click()
+
+
+def test_detection_streams_and_stop_really_stops(page) -> None:
+    run_detection(page, "red circle", max_tokens=8192)
     # Text streams in while the status still says it is answering.
     page.locator("#fo1-status", has_text="Answering").wait_for()
     page.locator("#fo1-answer", has_text="many regions").wait_for()
@@ -358,10 +362,7 @@ def test_regions_ticked_for_boxes_since_cleared_do_not_block_a_run(page) -> None
     assert page.locator("#fo1-regions input:checked").count() == 2
     page.get_by_text("Clear boxes").click()
     wait_for_note(page, "No boxes yet")
-    choose_task(page, "Detection")
-    page.get_by_label("Categories").fill("astronaut")
-    set_number(page, "fo1-max-tokens", 16)
-    page.locator("#fo1-run").click()
+    run_detection(page, "astronaut", max_tokens=16)
     page.locator("#fo1-status", has_text="Stopped at the token limit · 16 tokens").wait_for()
     shot(page, "10-run-after-clearing-picked-regions")
 
@@ -369,10 +370,7 @@ def test_regions_ticked_for_boxes_since_cleared_do_not_block_a_run(page) -> None
 def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None:
     page.locator("#fo1-gallery").get_by_text("Coffee: detect cup and spoon").click()
     wait_for_note(page, "3 boxes")
-    choose_task(page, "Detection")
-    page.get_by_label("Categories").fill("red circle")
-    set_number(page, "fo1-max-tokens", 8192)
-    page.locator("#fo1-run").click()
+    run_detection(page, "red circle", max_tokens=8192)
     page.locator("#fo1-answer", has_text="many regions").wait_for()
     waiting = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     waiting.goto(app_url)
