@@ -75,8 +75,12 @@ class ProposalOptions:
     max_count: int = MAX_PROPOSALS
 
     def __post_init__(self) -> None:
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ProposerError(f"Score threshold must be between 0 and 1, got {self.threshold}.")
+        if self.threshold is not None and not (
+            isinstance(self.threshold, int | float) and 0.0 <= self.threshold <= 1.0
+        ):
+            raise ProposerError(
+                f"Score threshold must be a number between 0 and 1, got {self.threshold!r:.50}."
+            )
         if self.nms_iou is not None and not 0.0 < self.nms_iou <= 1.0:
             raise ProposerError(f"NMS IoU must be in (0, 1], got {self.nms_iou}.")
         if not 1 <= self.max_count <= MAX_PROPOSALS:

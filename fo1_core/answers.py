@@ -32,6 +32,7 @@ from fo1_core.templates import (
     MAX_REGIONS,
     OBJECTS_CLOSE,
     OBJECTS_OPEN,
+    REGION_REFERENCE,
     THINK_CLOSE,
     THINK_OPEN,
     region_token,
@@ -42,9 +43,8 @@ REGION_INDEX_KEY = "region_index"
 
 CLASS_NAME_KEY = sv.config.CLASS_NAME_DATA_FIELD
 
-# The region token is defined once in templates; split its index-0 form into the text around the
-# number so the pattern follows any change there.
-_REGION_HEAD, _REGION_TAIL = region_token(0).split("0")
+# The text before a region token's number, to hold back a token still streaming in.
+_REGION_HEAD = region_token(0).split("0")[0]
 _STRUCTURE_TAGS = (
     GROUND_OPEN,
     GROUND_CLOSE,
@@ -56,11 +56,10 @@ _STRUCTURE_TAGS = (
     ANSWER_CLOSE,
 )
 _TOKEN = re.compile(
-    f"{re.escape(_REGION_HEAD)}(?P<index>\\d+){re.escape(_REGION_TAIL)}"
+    f"{REGION_REFERENCE.pattern}"
     f"|(?P<tag>{'|'.join(map(re.escape, _STRUCTURE_TAGS))})"
     f"|(?P<control>{'|'.join(map(re.escape, CHAT_CONTROL_STRINGS))})"
 )
-_REGION_ANY = re.compile(f"{re.escape(_REGION_HEAD)}\\d+{re.escape(_REGION_TAIL)}")
 _INTEGER = re.compile(r"\d+")
 _KNOWN_TAGS = (*_STRUCTURE_TAGS, *CHAT_CONTROL_STRINGS)
 
@@ -130,7 +129,7 @@ def parse_answer(text: str, num_regions: int | None = None) -> Answer:
 
 def count_rule(text: str) -> int:
     """SPEC §10.2 counting rule: drop every region tag, then the first integer left, else 0."""
-    match = _INTEGER.search(_REGION_ANY.sub("", text))
+    match = _INTEGER.search(REGION_REFERENCE.sub("", text))
     return int(match.group()) if match else 0
 
 

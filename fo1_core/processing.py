@@ -132,7 +132,7 @@ def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray,
         )
         array = array[:MAX_REGIONS]
     width, height = image_size
-    for index, (x1, y1, x2, y2) in enumerate(array):
+    for index, (x1, y1, x2, y2) in enumerate(array.tolist()):
         if not np.all(np.isfinite([x1, y1, x2, y2])):
             raise FO1Error(f"Box #{index} has a coordinate that is not a number.")
         if x2 < x1 or y2 < y1:

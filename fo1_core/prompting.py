@@ -7,7 +7,6 @@ placeholders on its own — and the placeholders become the ids -200 (image) and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from fo1_core.templates import (
     MAX_TEXT_CHARS,
     REGION_PLACEHOLDER,
     REGION_PLACEHOLDER_ID,
+    REGION_REFERENCE,
     SYSTEM_PROMPT,
     TASKS,
     VISION_END,
@@ -31,8 +31,6 @@ from fo1_core.templates import (
     FillKind,
     region_token,
 )
-
-_REGION_REF = re.compile(r"<region(\d+)>")
 
 
 def sanitize_user_text(text: str, tokenizer: PreTrainedTokenizerBase) -> str:
@@ -53,7 +51,7 @@ def sanitize_user_text(text: str, tokenizer: PreTrainedTokenizerBase) -> str:
 
 
 def region_references(text: str) -> list[int]:
-    return [int(match) for match in _REGION_REF.findall(text)]
+    return [int(match) for match in REGION_REFERENCE.findall(text)]
 
 
 def user_text_for_task(task: str, text: str, num_regions: int) -> str:

@@ -6,6 +6,7 @@ typos included, because the model was trained on exactly these strings.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -38,6 +39,11 @@ ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 def region_token(index: int) -> str:
     """The text token that names box ``index`` (0-based position in the user's box list)."""
     return f"<region{index}>"
+
+
+REGION_REFERENCE = re.compile(r"<region(?P<index>\d{1,6})>")
+"""A `region_token` in a prompt or an answer. A longer number stays text: no box list comes near
+it, and Python refuses to read a number of more than 4 300 digits."""
 
 
 class FillKind(Enum):

@@ -44,6 +44,8 @@ from ui.report import AnswerFolders, Result, report_html
         ("<script>alert(1)</script><region1>", ["&lt;script&gt;", ">#1<"], ["<script>"]),
         # a reference to a box that does not exist is shown greyed, not coloured
         ("look at <region9>", ["fo1-missing", ">#9<"], [region_hex(9)]),
+        # a number too long to be a region stays text
+        (f"<region{'7' * 5000}>", ["&lt;region777"], ["fo1-chip"]),
         # quotes cannot break out of attributes
         ('" onmouseover="x', ["&quot; onmouseover=&quot;x"], ['" onmouseover']),
     ],
@@ -90,6 +92,9 @@ def test_parse_boxes(raw, boxes) -> None:
         ([[1, 2, 3]], "four numbers"),  # too short
         ([[1, 2, 3, True]], "numbers only"),  # a boolean is not a coordinate
         ("[[1, 2, 3, NaN]]", "finite"),  # NaN sneaks through JSON text
+        ({"boxes": 5}, "JSON list"),  # the /propose shape around no list
+        ({"boxes": None}, "JSON list"),
+        (f"[[1{'0' * 400}, 0, 1, 1]]", "finite"),  # a JSON integer too large for a float
     ],
 )
 def test_parse_boxes_rejects(raw, message: str) -> None:

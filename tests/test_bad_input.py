@@ -44,7 +44,7 @@ BOX = [[10, 10, 50, 50]]
         # entirely outside the image
         (IMAGE, [[0, 0, 10, 10], [200, 200, 300, 300]], "OD_template", "cat", "Box #1"),
         # zero area
-        (IMAGE, [[10, 10, 10, 40]], "OD_template", "cat", "Box #0"),
+        (IMAGE, [[10, 10, 10, 40]], "OD_template", "cat", "Box #0 [10.0, 10.0, 10.0, 40.0] has no"),
         # not four numbers per box
         (IMAGE, [[1, 2, 3]], "OD_template", "cat", "x1, y1, x2, y2"),
         # not numbers at all
@@ -67,6 +67,11 @@ def test_bad_input_raises_a_named_fo1_error(
     with pytest.raises(FO1Error, match=None) as error:
         pipeline.prepare(image, boxes, task, text)
     assert message in str(error.value)
+
+
+def test_a_region_number_too_long_to_read_stays_text(pipeline: FO1Pipeline) -> None:
+    text = f"What is <region{'9' * 5000}>?"  # past what Python reads as a number
+    assert pipeline.prepare(IMAGE, BOX, "free", text).user_text == text
 
 
 def test_huge_image_is_refused_before_decoding(pipeline: FO1Pipeline, tmp_path: Path) -> None:

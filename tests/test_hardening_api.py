@@ -195,12 +195,13 @@ def _call_raw(url: str, endpoint: str, body: str) -> str:
 @pytest.mark.parametrize(
     ("endpoint", "arguments", "message"),
     [
-        # a count that is not a number: refused by Gradio's whole-number field, naming the value
-        ("propose", '[{image}, "offline", "", null, NaN]', "cannot convert float NaN"),
+        # a count that is not a number
+        ("propose", '[{image}, "offline", "", null, NaN]', "must be a whole number, got nan"),
         # an infinite count
-        ("propose", '[{image}, "offline", "", null, Infinity]', "cannot convert float infinity"),
+        ("propose", '[{image}, "offline", "", null, Infinity]', "must be a whole number, got inf"),
         # a threshold that is not a number
         ("propose", '[{image}, "offline", "", NaN, 5]', "between 0 and 1"),
+        ("propose", '[{image}, "offline", "", "abc", 5]', "number between 0 and 1, got 'abc'"),
         # boxes with NaN as JSON values, not text
         ("answer", '[{image}, [[NaN, 1, 20, 20]], "OD_template", "cup"]', "finite"),
         # a box with an infinite corner

@@ -18,18 +18,14 @@ from fo1_core.templates import (
     GROUND_OPEN,
     OBJECTS_CLOSE,
     OBJECTS_OPEN,
+    REGION_REFERENCE,
     THINK_CLOSE,
     THINK_OPEN,
-    region_token,
 )
 from ui.boxes import region_hex, region_label
 
-_HEAD, _TAIL = region_token(0).split("0")
 _GROUP_TAGS = (GROUND_OPEN, GROUND_CLOSE, OBJECTS_OPEN, OBJECTS_CLOSE)
-_PIECES = re.compile(
-    f"{re.escape(_HEAD)}(?P<index>\\d+){re.escape(_TAIL)}"
-    f"|(?P<tag>{'|'.join(map(re.escape, _GROUP_TAGS))})"
-)
+_PIECES = re.compile(f"{REGION_REFERENCE.pattern}|(?P<tag>{'|'.join(map(re.escape, _GROUP_TAGS))})")
 _SECTIONS = re.compile(
     f"{re.escape(THINK_OPEN)}.*?(?:{re.escape(THINK_CLOSE)}|$)"
     f"|{'|'.join(map(re.escape, (ANSWER_OPEN, ANSWER_CLOSE, THINK_CLOSE)))}",

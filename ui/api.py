@@ -70,9 +70,9 @@ class Api:
     ) -> dict:
         """Boxes proposed for `image`: `{"boxes": [[x1, y1, x2, y2], …], "scores", "labels"}`."""
         try:
-            count = 100 if max_boxes is None else int(max_boxes)
+            count = 100 if max_boxes is None else max_boxes
             found = self.proposing.propose(image, proposer, text, threshold, count)
-        except (ProposerError, FO1Error, TypeError) as error:
+        except (ProposerError, FO1Error) as error:
             raise user_error(str(error)) from error
         return found.as_json(proposer)
 

@@ -136,16 +136,26 @@ def parse_boxes(raw: object) -> list[Box]:
         except json.JSONDecodeError as error:
             raise FO1Error(f"Boxes must be a JSON list of [x1, y1, x2, y2] ({error}).") from error
     if isinstance(raw, dict) and "boxes" in raw:  # the /propose answer, passed on as it is
-        raw = [entry.get("box") if isinstance(entry, dict) else entry for entry in raw["boxes"]]
+        raw = raw["boxes"]
+        if isinstance(raw, list):
+            raw = [entry.get("box") if isinstance(entry, dict) else entry for entry in raw]
     if not isinstance(raw, list):
         raise FO1Error(f"Boxes must be a JSON list of [x1, y1, x2, y2], got {type(raw).__name__}.")
     boxes = []
     for i, box in enumerate(raw):
         if not isinstance(box, list | tuple) or len(box) != 4:
-            raise FO1Error(f"Box {i} must be four numbers [x1, y1, x2, y2], got {box!r}.")
+            raise FO1Error(f"Box {i} must be four numbers [x1, y1, x2, y2], got {box!r:.200}.")
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box):
-            raise FO1Error(f"Box {i} must hold numbers only, got {box!r}.")
-        if not all(math.isfinite(v) for v in box):
-            raise FO1Error(f"Box {i} has a coordinate that is not a finite number: {box!r}.")
+            raise FO1Error(f"Box {i} must hold numbers only, got {box!r:.200}.")
+        if not all(_is_finite(v) for v in box):
+            raise FO1Error(f"Box {i} has a coordinate that is not a finite number: {box!r:.200}.")
         boxes.append([float(v) for v in box])
     return boxes
+
+
+def _is_finite(value: float) -> bool:
+    """Also False for an integer too large for a float (JSON numbers have no size limit)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

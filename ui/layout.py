@@ -304,7 +304,8 @@ def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> N
         proposer = gr.Dropdown(proposer_names, label="proposer", allow_custom_value=True)
         text = gr.Textbox(label="text")
         threshold = gr.Number(label="threshold", value=None)
-        max_boxes = gr.Number(label="max_boxes", value=30, precision=0)
+        # Not rounded by Gradio, which fails on NaN with a traceback; `Proposing` checks it.
+        max_boxes = gr.Number(label="max_boxes", value=30)
         proposals = gr.JSON(label="boxes")
         boxes = gr.JSON(label="boxes")
         task = gr.Textbox(label="task")

@@ -6,6 +6,7 @@ masks, so a box the user has not moved finds its mask again by its corners.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -103,6 +104,8 @@ class Proposing:
         max_count: int,
     ) -> Proposals:
         """Raises `ProposerError` with a message for the user on every failure it can name."""
+        if not isinstance(max_count, int | float) or not math.isfinite(max_count):
+            raise ProposerError(f"Maximum count must be a whole number, got {max_count!r:.50}.")
         picture = open_image(image)
         options = ProposalOptions(threshold=threshold, max_count=int(max_count))
         try:
