@@ -3,21 +3,25 @@ every bad input ending in a visible message with the user's boxes left alone."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from pathlib import Path
 
 import gradio as gr
 import huggingface_hub.constants
+import numpy as np
 import pytest
+from PIL import Image
 
+from fo1_core.export import decode_rle
 from fo1_core.session import load
 from tests.conftest import RIGGED_ANSWER
 from ui.answering import Answerer
 from ui.boxes import editor_value
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.handlers import Handlers
-from ui.proposing import Proposing
+from ui.proposing import Proposals, Proposing
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +64,7 @@ def run(
     follow_up=False,
     conversation=None,
     clicked_at=None,
+    masks=None,
 ):
     request = gr.Request(session_hash="test-session")
     return handlers.run(
@@ -69,7 +74,7 @@ def run(
         list(regions),
         free,
         limit,
-        {},
+        masks or {},
         None,
         follow_up,
         conversation,
@@ -191,6 +196,24 @@ def test_offline_proposals_add_to_the_boxes(answering: Handlers) -> None:
         BOXES
     )
     assert seconds > 0 and "5 proposals" in status
+
+
+def test_proposed_masks_are_kept_drawn_and_exported(
+    answering: Handlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    width, height = Image.open(IMAGE).size
+    masks = np.zeros((len(BOXES), height, width), bool)
+    for mask, (x1, y1, x2, y2) in zip(masks, BOXES, strict=True):
+        mask[y1 + 20 : y2 - 20, x1 + 20 : x2 - 20] = True
+    found = Proposals(BOXES, [0.9] * 3, ["cup"] * 3, masks, seconds=0.1)
+    monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
+    value = editor_value(IMAGE, [])
+    editor, kept, _, _ = answering.propose(value, "sam3", "cup", 0.5, 10, "replace", {})
+    *_, files = list(run(answering, editor, masks=kept))[-1]
+    detections = json.loads(Path(files[1]).read_text())["detections"]
+    assert [d["region_index"] for d in detections] == [0, 2]
+    for detection in detections:
+        assert (decode_rle(detection["mask"]) == masks[detection["region_index"]]).all()
 
 
 def test_box_changes_refresh_the_region_pickers(answering: Handlers) -> None:

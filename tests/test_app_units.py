@@ -28,6 +28,7 @@ from ui.boxes import in_drawing_order, parse_boxes, region_hex
 from ui.editor import box_editor
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.gpu import MAX_SECONDS, duration_for, on_gpu
+from ui.proposing import PackedMask, box_key, masks_for
 from ui.report import AnswerFolders, Result, report_html
 
 
@@ -166,6 +167,29 @@ def test_report_is_one_offline_file() -> None:
     assert html.count("<img") == 2 and html.count("data:image/jpeg;base64,") == 2
     assert "<script" not in html and "http" not in html.replace("http-equiv", "")
     assert "find &lt;b&gt;" in html
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 1), (1, 9), (37, 53)])
+def test_packed_masks_come_back_as_they_were(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(shape))
+    masks = [np.zeros(shape, bool), np.ones(shape, bool)]
+    for _ in range(30):
+        mask = np.zeros(shape, bool)
+        y0, x0 = rng.integers(shape[0]), rng.integers(shape[1])
+        y1, x1 = rng.integers(y0, shape[0]) + 1, rng.integers(x0, shape[1]) + 1
+        mask[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < 0.5
+        masks.append(mask)
+    for mask in masks:
+        assert (PackedMask.pack(mask).unpack() == mask).all()
+
+
+def test_a_session_keeps_a_small_mask_of_a_large_photo_small() -> None:
+    mask = np.zeros((3000, 4000), bool)  # 12 MB as it comes from the proposer
+    mask[1000:1100, 2000:2150] = True
+    store = {box_key([2000, 1000, 2150, 1100]): PackedMask.pack(mask)}
+    assert store[box_key([2000, 1000, 2150, 1100])].bits.nbytes < 2_000
+    found = masks_for([[0, 0, 10, 10], [2000, 1000, 2150, 1100]], store)
+    assert found.shape == (2, 3000, 4000) and not found[0].any() and (found[1] == mask).all()
 
 
 def test_answer_files_are_removed_once_old() -> None:

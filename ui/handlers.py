@@ -20,7 +20,7 @@ from ui.answer_view import answer_html, conversation_html, detection_rows, reaso
 from ui.answering import Answerer, Question, open_for_drawing, status_line, task_label
 from ui.boxes import boxes_of, editor_value, image_of, region_label
 from ui.examples import Example
-from ui.proposing import MaskStore, Proposing, box_key, masks_for
+from ui.proposing import MaskStore, PackedMask, Proposing, box_key, masks_for
 from ui.report import AnswerFolders, Result, write_downloads
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ class Handlers:
         keep = boxes_of(value) if mode == "add" else []
         masks = dict(masks) if mode == "add" else {}
         if found.masks is not None:
-            masks.update({box_key(b): m for b, m in zip(found.boxes, found.masks, strict=True)})
+            pairs = zip(found.boxes, found.masks, strict=True)
+            masks.update({box_key(box): PackedMask.pack(mask) for box, mask in pairs})
         boxes = keep + found.boxes
         message = f"{len(found.boxes)} proposals in {found.seconds:.2f} s; {len(boxes)} boxes now."
         if len(boxes) > MAX_REGIONS:
