@@ -18,14 +18,21 @@ from collections.abc import Callable
 _lock = threading.Lock()
 _jobs: queue.SimpleQueue = queue.SimpleQueue()
 _thread: threading.Thread | None = None
-_pid: int | None = None
+
+
+def _forget_the_parents_thread() -> None:
+    """In a forked child only the forking thread runs: the parent's lock, queue and thread stay
+    there. Reset at the fork itself, before any thread of the child can submit a job."""
+    global _lock, _jobs, _thread
+    _lock, _jobs, _thread = threading.Lock(), queue.SimpleQueue(), None
+
+
+os.register_at_fork(after_in_child=_forget_the_parents_thread)
 
 
 def submit(job: Callable[[], None]) -> threading.Event:
     """Queues `job`; the returned event is set once it has returned or raised."""
-    global _lock, _jobs, _thread, _pid
-    if _pid != os.getpid():  # a new process: the parent's lock, queue and thread stayed there
-        _pid, _lock, _jobs, _thread = os.getpid(), threading.Lock(), queue.SimpleQueue(), None
+    global _thread
     finished = threading.Event()
     with _lock:
         if _thread is None or not _thread.is_alive():
