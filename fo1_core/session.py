@@ -436,10 +436,10 @@ class FO1Pipeline:
         ids = streamer.ids
         if ids and ids[-1] in self.eos_token_ids:
             reason = "eos"
-        elif cancelled:
-            reason = "cancelled"
+        elif len(ids) >= max_new_tokens:  # also when Stop came with the last token
+            reason = "max_new_tokens"
         else:
-            reason = "max_new_tokens" if len(ids) >= max_new_tokens else "eos"
+            reason = "cancelled" if cancelled else "eos"
         started = end if progress.started is None else progress.started
         first = streamer.first_token_at or end
         return Generation(

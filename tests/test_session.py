@@ -73,6 +73,14 @@ def test_cancel_stops_generation_between_tokens(endless: FO1Pipeline) -> None:
     assert again.text.startswith(ANSWER + " many regions many")
 
 
+def test_stop_with_the_last_allowed_token_reads_as_the_token_limit(endless: FO1Pipeline) -> None:
+    request = endless.prepare(IMAGE, BOXES, "OD_template", "red circle")
+    cancel = threading.Event()
+    cancel.set()  # checked after each token, so the one token allowed is generated anyway
+    *_, result = endless.stream(request, max_new_tokens=1, cancel=cancel)
+    assert len(result.token_ids) == 1 and result.stop_reason == "max_new_tokens"
+
+
 def test_decode_speed_runs_from_first_to_last_token(
     endless: FO1Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
