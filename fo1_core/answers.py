@@ -26,6 +26,7 @@ import supervision as sv
 from fo1_core.templates import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
+    ANSWER_TAGS,
     CHAT_CONTROL_STRINGS,
     GROUND_CLOSE,
     GROUND_OPEN,
@@ -45,23 +46,13 @@ CLASS_NAME_KEY = sv.config.CLASS_NAME_DATA_FIELD
 
 # The text before a region token's number, to hold back a token still streaming in.
 _REGION_HEAD = region_token(0).split("0")[0]
-_STRUCTURE_TAGS = (
-    GROUND_OPEN,
-    GROUND_CLOSE,
-    OBJECTS_OPEN,
-    OBJECTS_CLOSE,
-    THINK_OPEN,
-    THINK_CLOSE,
-    ANSWER_OPEN,
-    ANSWER_CLOSE,
-)
 _TOKEN = re.compile(
     f"{REGION_REFERENCE.pattern}"
-    f"|(?P<tag>{'|'.join(map(re.escape, _STRUCTURE_TAGS))})"
+    f"|(?P<tag>{'|'.join(map(re.escape, ANSWER_TAGS))})"
     f"|(?P<control>{'|'.join(map(re.escape, CHAT_CONTROL_STRINGS))})"
 )
 _INTEGER = re.compile(r"\d+")
-_KNOWN_TAGS = (*_STRUCTURE_TAGS, *CHAT_CONTROL_STRINGS)
+_KNOWN_TAGS = (*ANSWER_TAGS, *CHAT_CONTROL_STRINGS)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from transformers import PreTrainedTokenizerBase
 
 from fo1_core.errors import FO1Error
 from fo1_core.templates import (
+    ANSWER_TAGS,
     FREE_PROMPT,
     IM_END,
     IM_START,
@@ -42,6 +43,9 @@ def sanitize_user_text(text: str, tokenizer: PreTrainedTokenizerBase) -> str:
     controls |= {
         token.content for token in tokenizer.added_tokens_decoder.values() if token.special
     }
+    # FO1's own strings stay, even from a tokenizer that marks them special: region tasks and
+    # earlier answers are written in them.
+    controls = {c for c in controls if c not in ANSWER_TAGS and not REGION_REFERENCE.fullmatch(c)}
     # Removing one string can join its neighbours into another ("<ima<image>ge>"): repeat until
     # none is left. Each pass shortens the text, so this ends.
     while any(control in text for control in controls):

@@ -34,6 +34,17 @@ GROUND_OPEN, GROUND_CLOSE = "<ground>", "</ground>"
 OBJECTS_OPEN, OBJECTS_CLOSE = "<objects>", "</objects>"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+ANSWER_TAGS = (
+    GROUND_OPEN,
+    GROUND_CLOSE,
+    OBJECTS_OPEN,
+    OBJECTS_CLOSE,
+    THINK_OPEN,
+    THINK_CLOSE,
+    ANSWER_OPEN,
+    ANSWER_CLOSE,
+)
+"""The tags of FO1's answer grammar."""
 
 
 def region_token(index: int) -> str:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import io
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from transformers import AutoTokenizer
 
 from fo1_core.errors import FO1Error
+from fo1_core.prompting import sanitize_user_text
 from fo1_core.session import FO1Pipeline
 from fo1_core.templates import MAX_REGIONS
+from tests.conftest import REFERENCE_DIR
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -120,6 +125,28 @@ def test_placeholder_and_control_strings_are_sanitised(pipeline: FO1Pipeline, te
     assert request.prompt.count("<regionfeat>") == 1
     assert "<|" not in request.user_text
     assert request.prompt_ids.count(-200) == 1 and request.prompt_ids.count(-300) == 1
+
+
+def test_region_tokens_stay_when_the_tokenizer_marks_them_special(tmp_path: Path) -> None:
+    """A checkpoint's tokenizer may mark FO1's own tokens special; they are still what region
+    tasks are written in, unlike the chat and vision control tokens."""
+    ours = ("<region", "<ground>", "</ground>", "<objects>", "</objects>")
+    for source in REFERENCE_DIR.glob("*"):
+        if source.suffix in (".json", ".txt"):  # the tokenizer's files and the configs
+            shutil.copy(source, tmp_path / source.name)
+    for name, key in (("tokenizer.json", "added_tokens"), ("tokenizer_config.json", None)):
+        if not (tmp_path / name).exists():
+            continue
+        config = json.loads((tmp_path / name).read_text())
+        tokens = config[key] if key else config.get("added_tokens_decoder", {}).values()
+        for token in tokens:
+            token["special"] = token["special"] or token["content"].startswith(ours)
+        (tmp_path / name).write_text(json.dumps(config))
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path))
+    added = tokenizer.added_tokens_decoder.values()
+    assert any(token.special and token.content == "<region0>" for token in added)
+    text = "<ground>cup</ground><objects><region0>, <region2></objects><|im_start|>"
+    assert sanitize_user_text(text, tokenizer) == text.removesuffix("<|im_start|>")
 
 
 def test_placeholders_in_an_earlier_answer_stay_text(pipeline: FO1Pipeline) -> None:
