@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from transformers.initialization import no_init_weights
 
@@ -151,6 +151,12 @@ def _weight_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.exists():
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        missing = [shard for shard in shards if not (folder / shard).is_file()]
+        if missing:
+            raise FO1Error(
+                f"The checkpoint in {folder} is incomplete: {len(missing)} of its {len(shards)} "
+                f"weight files are missing ({', '.join(missing[:4])}). Download it again."
+            )
         return [folder / shard for shard in shards]
     files = sorted(folder.glob("*.safetensors"))
     if not files:
@@ -189,20 +195,27 @@ def load_weights(model: FO1ForConditionalGeneration, folder: Path) -> LoadReport
     unexpected, mismatched = [], []
     with torch.no_grad():
         for file in _weight_files(folder):
-            with safe_open(str(file), framework="pt") as weights:
-                for official in weights.keys():
-                    key = to_our_key(official)
-                    target = params.get(key)
-                    if target is None or key in tied:
-                        if key not in tied:
-                            unexpected.append(official)
-                        continue
-                    tensor = weights.get_tensor(official)
-                    if tensor.shape != target.shape:
-                        mismatched.append(f"{official} {list(tensor.shape)}≠{list(target.shape)}")
-                        continue
-                    target.copy_(tensor)
-                    seen.add(key)
+            try:
+                with safe_open(str(file), framework="pt") as weights:
+                    for official in weights.keys():
+                        key = to_our_key(official)
+                        target = params.get(key)
+                        if target is None or key in tied:
+                            if key not in tied:
+                                unexpected.append(official)
+                            continue
+                        tensor = weights.get_tensor(official)
+                        if tensor.shape != target.shape:
+                            shapes = f"{list(tensor.shape)}≠{list(target.shape)}"
+                            mismatched.append(f"{official} {shapes}")
+                            continue
+                        target.copy_(tensor)
+                        seen.add(key)
+            except (SafetensorError, OSError) as error:
+                raise FO1Error(
+                    f"The weight file {file} cannot be read ({error}); a download cut short "
+                    "leaves such a file: download the checkpoint again."
+                ) from error
     missing = [to_official_key(k) for k in params if k not in seen and k not in tied]
     return LoadReport(missing=missing, unexpected=unexpected, mismatched=mismatched)
 
@@ -221,6 +234,8 @@ def load_model(
     folder = resolve_checkpoint(name_or_path)
     default_device, default_dtype = default_device_and_dtype()
     device = torch.device(device) if device is not None else default_device
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FO1Error("A CUDA GPU was asked for, but PyTorch finds none here: use the CPU.")
     dtype = dtype or (default_dtype if device.type == default_device.type else torch.float32)
     try:
         config = FO1Config.from_pretrained(folder)

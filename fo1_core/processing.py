@@ -168,7 +168,13 @@ class ImagePreprocessor:
     """Reads the checkpoint's `preprocessor_config.json` once; turns image + boxes into tensors."""
 
     def __init__(self, checkpoint_folder: str | Path) -> None:
-        self.primary = Qwen2VLImageProcessorPil.from_pretrained(str(checkpoint_folder))
+        try:
+            self.primary = Qwen2VLImageProcessorPil.from_pretrained(str(checkpoint_folder))
+        except (OSError, ValueError) as error:
+            raise FO1Error(
+                f"The image processor settings (preprocessor_config.json) in {checkpoint_folder} "
+                f"are missing or unreadable: {error}"
+            ) from error
         self.aux = CLIPImageProcessorPil(
             size={"height": AUX_IMAGE_SIZE, "width": AUX_IMAGE_SIZE},
             do_resize=True,

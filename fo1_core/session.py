@@ -177,7 +177,12 @@ class FO1Pipeline:
         model, folder = load_model(name_or_path, device, dtype, attn_implementation)
         if grouped_decode:  # the language model's steps over that cache: see decode_attention.py
             model.config.text_config._attn_implementation = decode_attention.NAME
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), config=model.config)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), config=model.config)
+        except (OSError, ValueError) as error:
+            raise FO1Error(
+                f"The tokenizer files in {folder} are missing or unreadable: {error}"
+            ) from error
         try:
             generation_config = GenerationConfig.from_pretrained(str(folder))
         except OSError:

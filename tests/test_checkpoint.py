@@ -22,7 +22,10 @@ from fo1_core.checkpoint import (
 from fo1_core.configuration import FO1Config
 from fo1_core.errors import FO1Error
 from fo1_core.modeling import FO1ForConditionalGeneration
+from fo1_core.session import load
 from tests.conftest import REFERENCE_DIR, SPEC_DIR
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json")
 
 
 def _published_keys() -> dict[str, list[int]]:
@@ -85,8 +88,8 @@ def test_strict_loading_names_the_offending_keys(tmp_path: Path, edit, message: 
     assert message in str(error.value)
 
 
-def test_sharded_checkpoint_loads_the_same_weights(tmp_path: Path) -> None:
-    folder = _copy_checkpoint(tmp_path)
+def _shard(folder: Path) -> Path:
+    """The folder's weights split into two files with an index, as large checkpoints come."""
     weights = load_file(folder / "model.safetensors")
     (folder / "model.safetensors").unlink()
     names = sorted(weights)
@@ -100,7 +103,11 @@ def test_sharded_checkpoint_loads_the_same_weights(tmp_path: Path) -> None:
         weight_map |= dict.fromkeys(keys, shard)
     index = {"metadata": {}, "weight_map": weight_map}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    return folder
 
+
+def test_sharded_checkpoint_loads_the_same_weights(tmp_path: Path) -> None:
+    folder = _shard(_copy_checkpoint(tmp_path))
     model, _ = load_model(folder, device="cpu")
     reference, _ = load_model(REFERENCE_DIR, device="cpu")
     for (name, ours), (_, theirs) in zip(
@@ -125,6 +132,37 @@ def test_cpu_default_dtype_follows_the_cpu_with_tied_head(
     assert model.dtype == dtype
     assert model.lm_head.weight is model.model.language_model.embed_tokens.weight
     assert not model.training
+
+
+def _truncate(file: Path) -> None:
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        # a sharded download that stopped before its last file
+        (lambda f: (_shard(f) / "model-00002-of-00002.safetensors").unlink(), "1 of its 2"),
+        # a weight file cut short
+        (lambda f: _truncate(f / "model.safetensors"), "model.safetensors cannot be read"),
+        (lambda f: (f / "preprocessor_config.json").unlink(), "preprocessor_config.json"),
+        (
+            lambda f: [(f / name).unlink(missing_ok=True) for name in TOKENIZER_FILES],
+            "tokenizer files",
+        ),
+    ],
+)
+def test_a_damaged_checkpoint_folder_is_a_clear_error(tmp_path: Path, damage, message) -> None:
+    folder = _copy_checkpoint(tmp_path)
+    damage(folder)
+    with pytest.raises(FO1Error, match=message):
+        load(folder, device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_asking_for_a_gpu_that_is_not_there_is_a_clear_error() -> None:
+    with pytest.raises(FO1Error, match="CUDA GPU was asked for"):
+        load_model(REFERENCE_DIR, device="cuda")
 
 
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
