@@ -133,7 +133,8 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
-    if path.exists() or str(name_or_path).startswith((".", "/", "~")):
+    # A hub id is "owner/name": anything with more parts is a folder path.
+    if path.exists() or str(name_or_path).startswith((".", "/", "~")) or len(path.parts) > 2:
         raise FO1Error(f"Checkpoint folder not found: {name_or_path}")
     from huggingface_hub import snapshot_download
 

@@ -165,9 +165,10 @@ def test_asking_for_a_gpu_that_is_not_there_is_a_clear_error() -> None:
         load_model(REFERENCE_DIR, device="cuda")
 
 
-def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["{tmp}/nope", "models/fo1/VLM-FO1"])  # absolute, relative
+def test_missing_folder_is_a_clear_error(tmp_path: Path, name: str) -> None:
     with pytest.raises(FO1Error, match="Checkpoint folder not found"):
-        load_model(tmp_path / "nope", device="cpu")
+        load_model(name.format(tmp=tmp_path), device="cpu")
 
 
 def test_unreachable_hub_says_how_to_use_a_local_folder(monkeypatch) -> None:
