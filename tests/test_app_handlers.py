@@ -216,6 +216,16 @@ def test_proposed_masks_are_kept_drawn_and_exported(
         assert (decode_rle(detection["mask"]) == masks[detection["region_index"]]).all()
 
 
+def test_the_editors_rotate_buttons_turn_the_image_the_model_sees(answering: Handlers) -> None:
+    boxes = [[10, 10, 200, 300], [50, 320, 390, 590], [100, 100, 300, 200]]
+    value = {**editor_value(IMAGE, boxes), "orientation": 1}  # a quarter turn clockwise
+    *_, (_, _, image, status, table, _) = run(answering, value)
+    assert "Done" in status
+    width, height = Image.open(IMAGE).size
+    assert image.shape == (width, height, 3)  # drawn on the turned image, as the boxes were
+    assert [row[2:] for row in table] == [boxes[0], boxes[2]]
+
+
 def test_box_changes_refresh_the_region_pickers(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES[:2])
     # The editor puts a new box first, unnamed, until the page numbers it.

@@ -16,6 +16,7 @@ from typing import Any
 from fo1_core.errors import FO1Error
 from fo1_core.render import PALETTE, color_for_region
 from fo1_core.templates import MAX_REGIONS
+from ui.editor import turned
 
 Box = list[float]
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
@@ -73,7 +74,10 @@ def in_drawing_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def image_of(value: dict[str, Any] | None) -> str | None:
-    return (value or {}).get("image")
+    """The editor's image file as the user sees it, turned by the editor's rotate buttons."""
+    value = value or {}
+    image = value.get("image")
+    return None if image is None else turned(image, int(value.get("orientation") or 0))
 
 
 CLEAR_IN_BROWSER = "(value) => value ? {...value, boxes: []} : undefined"

@@ -1,4 +1,5 @@
-"""The box editor: `gradio_image_annotation` with bad uploads turned into a readable message.
+"""The box editor: `gradio_image_annotation` with bad uploads turned into a readable message,
+and its image as the user sees it after the editor's rotate buttons (`turned`).
 
 The stock component raises from its preprocessing (a file that is not an image, a box colour in
 the wrong form from a client), which Gradio shows as a long error naming server paths. The
@@ -9,12 +10,17 @@ the instance is lost when Gradio copies components into each session's state.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import hashlib
+import shutil
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gradio_image_annotation import image_annotator
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ui.errors import user_error
 
@@ -56,3 +62,21 @@ if not getattr(image_annotator.preprocess, "readable", False):
 
 def box_editor(**options: Any) -> image_annotator:
     return image_annotator(**options)
+
+
+_TURNED = Path(tempfile.mkdtemp(prefix="fo1-turned-"))
+atexit.register(shutil.rmtree, _TURNED, ignore_errors=True)
+
+
+def turned(image: str, turns: int) -> str:
+    """`image` turned clockwise by `turns` quarter turns, as the editor's rotate buttons show it
+    (and as the boxes drawn on it are measured): a file of the app's, one per image and turn."""
+    turns %= 4
+    if not turns:
+        return image
+    name = hashlib.sha256(f"{image}:{turns}".encode()).hexdigest()[:32]
+    path = _TURNED / f"{name}.png"
+    if not path.exists():
+        with Image.open(image) as source:
+            ImageOps.exif_transpose(source).rotate(-90 * turns, expand=True).save(path)
+    return str(path)
