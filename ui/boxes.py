@@ -84,11 +84,11 @@ CLEAR_IN_BROWSER = "(value) => value ? {...value, boxes: []} : undefined"
 """Clears the boxes in the page, so a box drawn right after is not cleared by a late reply."""
 
 
-RELABEL_IN_BROWSER = """(value) => {
+RELABEL_IN_BROWSER = """(value, picked) => {
     const colors = REGION_COLORS;
-    if (!value || !value.boxes) return undefined;
+    if (!value || !value.boxes) return [undefined, undefined];
     const boxes = JSON.parse(JSON.stringify(value.boxes));
-    if (boxes.some(b => b.xmax <= b.xmin || b.ymax <= b.ymin)) return undefined;
+    if (boxes.some(b => b.xmax <= b.xmin || b.ymax <= b.ymin)) return [undefined, undefined];
     const numbered = [], fresh = [];
     boxes.forEach((box, position) => {
         const match = /^#(\\d+)$/.exec(String(box.label ?? ""));
@@ -101,29 +101,30 @@ RELABEL_IN_BROWSER = """(value) => {
         ({...box, label: `#${i}`, color: colors[i % colors.length]}));
     const unchanged = named.every((box, i) =>
         box.label === boxes[i].label && box.color === boxes[i].color);
-    return unchanged ? undefined : {...value, boxes: named};
+    const numbers = numbered.map(([number]) => number);
+    const count = Math.min(named.length, MAX_REGIONS);
+    const moved = (picked ?? []).map(index => numbers.indexOf(index))
+        .filter(index => index >= 0 && index < count);
+    const same = moved.length === (picked ?? []).length && moved.every((i, k) => i === picked[k]);
+    return [unchanged ? undefined : {...value, boxes: named}, same ? undefined : moved];
 }""".replace(
     "REGION_COLORS",
     json.dumps([f"rgb({r}, {g}, {b})" for r, g, b in map(region_rgb, range(len(PALETTE.colors)))]),
-)
-"""A browser-side `change` handler for the editor that names each box `#i` in colour `i`.
+).replace("MAX_REGIONS", str(MAX_REGIONS))
+"""A browser-side `change` handler for the editor (and the region picker) that names each box
+`#i` in colour `i`, and moves the picked regions with their boxes.
 
 It runs in the page, on the editor's current value, so no reply from a busy server can replace
-the boxes with an older list and take away a box drawn in the meantime. It returns nothing (the
-editor is left alone) while a box is still being drawn (no area yet: replacing the value would cut
+the boxes with an older list and take away a box drawn in the meantime. It leaves the editor
+alone (`undefined`) while a box is still being drawn (no area yet: replacing the value would cut
 the stroke short) or when every box is already named in place; the order is `in_drawing_order`'s.
-"""
 
-UNTICK_GONE_REGIONS = """(value, picked) => {
-    const count = Math.min(value?.boxes?.length ?? 0, MAX_REGIONS);
-    const kept = (picked ?? []).filter(index => index < count);
-    return kept.length === (picked ?? []).length ? undefined : [kept];
-}""".replace("MAX_REGIONS", str(MAX_REGIONS))
-"""A browser-side `change` handler for the editor that unticks the picked regions whose box is
-gone. Gradio refuses a whole Run while the picker holds a value that is no longer one of its
-choices, and the user could not see that value to untick it. Done in the page, because a server
-handler given the picker as input is refused in the same way. The list comes wrapped: Gradio
-reads an array returned by a page-side handler as the values of all its outputs."""
+A picked region keeps pointing at its box when boxes before it are deleted, and is unticked
+with a deleted box: Gradio refuses a whole Run while the picker holds a value that is no longer
+one of its choices, and the user could not see that value to untick it. Both outputs change
+together, from the box labels before renumbering; a server handler could not do it, as Gradio
+would refuse the picker's stale value as its input.
+"""
 
 
 def parse_boxes(raw: object) -> list[Box]:

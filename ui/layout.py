@@ -12,7 +12,7 @@ from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, MAX_REGIONS,
 from ui.answer_view import CHIP_CSS, DETECTION_COLUMNS
 from ui.answering import Answerer
 from ui.api import Api
-from ui.boxes import CLEAR_IN_BROWSER, RELABEL_IN_BROWSER, UNTICK_GONE_REGIONS, region_hex
+from ui.boxes import CLEAR_IN_BROWSER, RELABEL_IN_BROWSER, region_hex
 from ui.editor import box_editor
 from ui.examples import load_examples
 from ui.gpu import ON_ZERO_GPU
@@ -170,9 +170,12 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 if ON_ZERO_GPU or _on_spaces():
                     gr.DeepLinkButton()
 
-        editor.change(None, editor, editor, js=RELABEL_IN_BROWSER, api_visibility="private")
         editor.change(
-            None, [editor, regions], regions, js=UNTICK_GONE_REGIONS, api_visibility="private"
+            None,
+            [editor, regions],
+            [editor, regions],
+            js=RELABEL_IN_BROWSER,
+            api_visibility="private",
         )
         editor.change(
             handlers.boxes_changed,

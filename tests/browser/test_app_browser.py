@@ -236,7 +236,7 @@ def test_the_page_numbers_boxes_as_the_server_reads_them(
     page, labels: list[str], order: list[int]
 ) -> None:
     value = {"boxes": [box(label, i) for i, label in enumerate(labels)]}
-    named = page.evaluate(RELABEL_IN_BROWSER, value)["boxes"]
+    named = relabel(page, value)[0]["boxes"]
     assert (
         [entry["xmin"] for entry in named]
         == order
@@ -247,9 +247,29 @@ def test_the_page_numbers_boxes_as_the_server_reads_them(
         "rgb({}, {}, {})".format(*region_rgb(i)) for i in range(len(order))
     ]
     # Named in place: the editor is left alone, as it is while a box has no area yet.
-    assert page.evaluate(RELABEL_IN_BROWSER, {"boxes": named}) is None
+    assert relabel(page, {"boxes": named}) == [None, None]
     being_drawn = {"boxes": [*value["boxes"], {**box("", 9), "xmax": 9}]}
-    assert page.evaluate(RELABEL_IN_BROWSER, being_drawn) is None
+    assert relabel(page, being_drawn) == [None, None]
+
+
+def relabel(page, value: dict, picked: list[int] | None = None) -> list:
+    """The page's relabelling: [the editor's new value, the picker's new value] (None: as is)."""
+    call = f"([value, picked]) => ({RELABEL_IN_BROWSER})(value, picked)"
+    return page.evaluate(call, [value, picked])
+
+
+@pytest.mark.parametrize(
+    ("labels", "picked", "moved"),
+    [
+        (["#1", "#2", "#3"], [1, 3], [0, 2]),  # #0 deleted: the picks follow their boxes
+        (["#1", "#2", "#3"], [0, 2], [1]),  # a picked box deleted: its pick goes with it
+        (["", "#0", "#1"], [1], None),  # a new box comes last: nothing moves
+        ([], [0, 1], []),  # all cleared
+    ],
+)
+def test_picked_regions_follow_their_boxes(page, labels, picked, moved) -> None:
+    value = {"boxes": [box(label, 10 * i) for i, label in enumerate(labels)]}
+    assert relabel(page, value, picked)[1] == moved
 
 
 def test_region_task_streams_an_answer_and_draws_it(page) -> None:
@@ -365,6 +385,28 @@ def test_regions_ticked_for_boxes_since_cleared_do_not_block_a_run(page) -> None
     run_detection(page, "astronaut", max_tokens=16)
     page.locator("#fo1-status", has_text="Stopped at the token limit · 16 tokens").wait_for()
     shot(page, "10-run-after-clearing-picked-regions")
+
+
+def picked_regions(page) -> list[str]:
+    script = "[...document.querySelectorAll('#fo1-regions label')]"
+    script += ".filter(l => l.querySelector('input').checked).map(l => l.innerText.trim())"
+    return page.evaluate(script)
+
+
+def test_picked_regions_stay_on_their_boxes_when_one_before_them_is_deleted(page) -> None:
+    page.locator("#fo1-gallery").get_by_text("Coffee: detect cup and spoon").click()
+    wait_for_note(page, "3 boxes")
+    choose_task(page, "Brief region caption")
+    for region in ("#1", "#2"):
+        page.locator("#fo1-regions").get_by_text(region, exact=True).click()
+    assert picked_regions(page) == ["#1", "#2"]
+    page.get_by_label("Drag boxes").click()
+    page.mouse.click(*canvas_point(page, 200 / 600, 30 / 400))  # inside box #0 only
+    page.get_by_label("Remove box").click()
+    wait_for_note(page, "2 boxes")
+    page.wait_for_timeout(500)
+    assert picked_regions(page) == ["#0", "#1"]  # the same two boxes, renumbered
+    shot(page, "12-picks-follow-their-boxes")
 
 
 def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None:
