@@ -70,9 +70,10 @@ class Handlers:
         return gr.update(choices=choices), gr.update(choices=choices, value=None), note
 
     @staticmethod
-    def image_uploaded() -> tuple[MaskStore, None]:
-        """A new image: the masks and proposal time of the old one no longer apply."""
-        return {}, None
+    def new_image() -> tuple:
+        """A new image (or none): the old one's masks, proposal time, answer and conversation
+        no longer apply. Outputs: masks, proposal time, then `cleared_answer`'s."""
+        return {}, None, *cleared_answer()
 
     @staticmethod
     def forget_masks() -> MaskStore:
@@ -148,8 +149,7 @@ class Handlers:
             # The choices come too: a Run before `boxes_changed` lands is checked against them.
             gr.update(choices=region_choices(len(example.boxes)), value=list(example.regions)),
             free,
-            {},
-            None,
+            *self.new_image(),
         )
 
     # Answering -----------------------------------------------------------------------------
@@ -304,6 +304,12 @@ class Handlers:
     @staticmethod
     def follow_up_toggled(follow_up: bool, conversation: dict | None):
         return history_view(follow_up, conversation)
+
+
+def cleared_answer() -> tuple:
+    """For a new image: the answer, reasoning, result image, status, detections, downloads,
+    conversation and its history, emptied."""
+    return "", "", None, "", [], None, {}, ""
 
 
 def region_choices(boxes: int) -> list[tuple[str, int]]:

@@ -28,8 +28,9 @@ tell a Stop pressed after a Run click that still waits in the queue (`Handlers.s
 
 INTRO = """# VLM-FO1: ask about regions
 Draw boxes on the image (or propose them), pick a task, and the model answers by naming boxes.
-Each box is a region `#i` in the order drawn; drag to move, drag a corner to resize, select and
-press **Delete** (or the bin button) to remove."""
+Each box is a region `#i` in the order drawn. Under the image, the box tool (or **C**) draws; the
+hand tool (or **D**) moves a box, resizes it by a corner, or selects it to remove with **Delete**
+or the bin button. An image that comes with boxes opens with the hand tool."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                         )
                     mode = gr.Radio(
                         [("Add to my boxes", "add"), ("Replace my boxes", "replace")],
-                        value="replace",
+                        value="add",
                         label="Proposals",
                     )
                     propose = gr.Button("Propose", elem_id="fo1-propose")
@@ -187,13 +188,15 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         # Neither reads the editor (`change` already checks the new file: one message for a bad
         # one) nor writes it back (that would drop a box drawn before this reply lands; the
         # browser shows the image EXIF-rotated, as the model sees it).
-        editor.upload(
-            handlers.image_uploaded,
-            None,
-            [masks, proposals_s],
-            api_visibility="private",
-            concurrency_limit=None,
-        )
+        answer_area = [answer, reasoning, result, status, table, downloads, conversation, history]
+        for new_image in (editor.upload, editor.clear):
+            new_image(
+                handlers.new_image,
+                None,
+                [masks, proposals_s, *answer_area],
+                api_visibility="private",
+                concurrency_limit=None,
+            )
         clear.click(None, editor, editor, js=CLEAR_IN_BROWSER, api_visibility="private")
         clear.click(handlers.forget_masks, None, masks, api_visibility="private")
         proposer.change(
@@ -235,7 +238,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         gallery.select(
             handlers.load_example,
             None,
-            [editor, task, text, regions, free_text, masks, proposals_s],
+            [editor, task, text, regions, free_text, masks, proposals_s, *answer_area],
             api_visibility="private",
         )
         answering = run.click(

@@ -428,3 +428,13 @@ def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None
     assert "many regions" not in waiting.locator("#fo1-answer").inner_text()
     shot(waiting, "11-stopped-while-waiting")
     waiting.close()
+
+
+def test_a_new_image_clears_the_old_answer(page) -> None:
+    assert page.locator("#fo1-result img").count() == 1  # the answer of the test before
+    page.locator("#fo1-gallery").get_by_text("Chelsea: reason about regions").click()
+    wait_for_note(page, "3 boxes")
+    page.wait_for_function("!document.querySelector('#fo1-result img')")
+    assert page.locator("#fo1-answer").inner_text().strip() == ""
+    assert page.locator("#fo1-status").inner_text().strip() == ""
+    shot(page, "13-new-image-clears-the-answer")
