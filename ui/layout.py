@@ -26,6 +26,13 @@ WITH_PAGE_TIME = "(...inputs) => [...inputs.slice(0, -1), Date.now()]"
 """Run's and Stop's page-side step: their last input becomes the page's clock, so the server can
 tell a Stop pressed after a Run click that still waits in the queue (`Handlers.stop`)."""
 
+FOLLOW_THE_ANSWER = """() => requestAnimationFrame(() => {
+    const panel = document.querySelector("#fo1-answer .fo1-answer");
+    if (panel) panel.scrollTop = panel.scrollHeight;
+})"""
+"""Keeps the newest text of a streaming answer in view: each update redraws the answer panel,
+which would otherwise show its first lines only."""
+
 INTRO = """# VLM-FO1: ask about regions
 Draw boxes on the image (or propose them), pick a task, and the model answers by naming boxes.
 Each box is a region `#i` in the order drawn. Under the image, the box tool (or **C**) draws; the
@@ -262,6 +269,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             concurrency_id=GPU,
             concurrency_limit=settings.concurrency,
         )
+        answer.change(None, js=FOLLOW_THE_ANSWER, api_visibility="private")
         answering.then(
             handlers.remember_turn,
             [follow_up, conversation],

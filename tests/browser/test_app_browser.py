@@ -309,6 +309,10 @@ def test_detection_streams_and_stop_really_stops(page) -> None:
     shot(page, "4-streaming")
     page.locator("#fo1-stop").click()
     page.locator("#fo1-status", has_text="Stopped by you").wait_for()
+    page.wait_for_timeout(300)
+    # The panel shows the newest text, not the first lines.
+    scrolled = "(p => p.scrollTop > 0 && p.scrollTop + p.clientHeight >= p.scrollHeight - 2)"
+    assert page.evaluate(f"{scrolled}(document.querySelector('#fo1-answer .fo1-answer'))")
     tokens = int(re.search(r"(\d+) tokens", status_text(page)).group(1))
     assert tokens < 8192
     assert page.locator("#fo1-result img").count() == 1
