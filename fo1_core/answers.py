@@ -36,6 +36,7 @@ from fo1_core.templates import (
     REGION_REFERENCE,
     THINK_CLOSE,
     THINK_OPEN,
+    box_count,
     region_token,
 )
 
@@ -96,7 +97,7 @@ def parse_answer(text: str, num_regions: int | None = None) -> Answer:
     if num_regions is None:
         parser = _GroupParser(MAX_REGIONS, f"FO1 has {MAX_REGIONS} region tokens")
     else:
-        parser = _GroupParser(min(num_regions, MAX_REGIONS), f"there are {num_regions} boxes")
+        parser = _GroupParser(min(num_regions, MAX_REGIONS), f"only {box_count(num_regions)}")
     complete = _drop_partial_tag(text)
     for kind, value in _tokens(complete):
         parser.feed(kind, value)

@@ -52,6 +52,11 @@ def region_token(index: int) -> str:
     return f"<region{index}>"
 
 
+def box_count(count: int) -> str:
+    """ "1 box", "3 boxes": how messages count boxes."""
+    return f"{count} box" if count == 1 else f"{count} boxes"
+
+
 REGION_REFERENCE = re.compile(r"<region(?P<index>\d{1,6})>")
 """A `region_token` in a prompt or an answer. A longer number stays text: no box list comes near
 it, and Python refuses to read a number of more than 4 300 digits."""

@@ -21,7 +21,7 @@ from fo1_core.processing import open_image
 from fo1_core.prompting import region_list_text
 from fo1_core.render import draw_answer
 from fo1_core.session import FO1Pipeline, Generation, Request, Reused
-from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind
+from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count
 from ui.boxes import Box
 from ui.gpu import ON_ZERO_GPU, on_gpu
 
@@ -130,7 +130,7 @@ def status_line(generation: Generation, num_boxes: int, proposals_s: float | Non
         "cancelled": "Stopped by you",
         "max_new_tokens": "Stopped at the token limit",
     }.get(generation.stop_reason, generation.stop_reason)
-    parts = [reason, f"{len(generation.token_ids)} tokens", f"{num_boxes} boxes"]
+    parts = [reason, f"{len(generation.token_ids)} tokens", box_count(num_boxes)]
     if proposals_s is not None:
         parts.append(f"proposals {proposals_s:.2f} s")
     parts.append(f"first token {timings.get('first_token_s', 0.0):.2f} s")
@@ -149,7 +149,7 @@ def reuse_note(reused: Reused, num_boxes: int) -> str | None:
         return f"image, boxes and {reused.tokens} prompt tokens already encoded"
     image = f"image and its {reused.tokens} prompt tokens" if reused.tokens else "image"
     if reused.image and reused.regions:
-        return f"{image} and {reused.regions} of {num_boxes} boxes already encoded"
+        return f"{image} and {reused.regions} of {box_count(num_boxes)} already encoded"
     if reused.image:
         return f"{image} already encoded"
     return None

@@ -15,7 +15,7 @@ import gradio as gr
 from detect_tools import ProposerError
 from fo1_core.errors import FO1Error
 from fo1_core.render import draw_proposals
-from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, region_token
+from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count, region_token
 from ui.answer_view import answer_html, conversation_html, detection_rows, reasoning_html
 from ui.answering import Answerer, Question, open_for_drawing, status_line, task_label
 from ui.boxes import boxes_of, editor_value, image_of, region_label
@@ -63,7 +63,7 @@ class Handlers:
     def boxes_changed(self, value: dict | None):
         """Refreshes every region picker and the box count (the page numbers the boxes)."""
         boxes = boxes_of(value)
-        note = f"{len(boxes)} boxes" if boxes else "No boxes yet: drag on the image to draw one."
+        note = box_count(len(boxes)) if boxes else "No boxes yet: drag on the image to draw one."
         if len(boxes) > MAX_REGIONS:
             note += f" — the model takes {MAX_REGIONS}; boxes from #{MAX_REGIONS} on are ignored."
         choices = region_choices(len(boxes))
@@ -104,7 +104,9 @@ class Handlers:
             pairs = zip(found.boxes, found.masks, strict=True)
             masks.update({box_key(box): PackedMask.pack(mask) for box, mask in pairs})
         boxes = keep + found.boxes
-        message = f"{len(found.boxes)} proposals in {found.seconds:.2f} s; {len(boxes)} boxes now."
+        message = (
+            f"{len(found.boxes)} proposals in {found.seconds:.2f} s; {box_count(len(boxes))} now."
+        )
         if len(boxes) > MAX_REGIONS:
             message += f" Only the first {MAX_REGIONS} go to the model."
         return editor_value(image_of(value), boxes), masks, status_html(message), found.seconds

@@ -169,7 +169,7 @@ def test_exif_rotated_upload_is_drawn_on_as_shown(page, tmp_path: Path) -> None:
         lambda request: any(box["xmax"] > box["xmin"] for box in sent_boxes(request))
     ) as sent:
         drag(page, canvas_point(page, 0.5, 0.5), canvas_point(page, 0.95, 0.95))
-    wait_for_note(page, "1 boxes")
+    wait_for_note(page, "1 box")
     shot(page, "0-exif-rotated")
     (box,) = sent_boxes(sent.value)
     scale = box.get("scaleFactor", 1)
@@ -180,9 +180,9 @@ def test_exif_rotated_upload_is_drawn_on_as_shown(page, tmp_path: Path) -> None:
 def test_boxes_are_drawn_moved_and_deleted(page) -> None:
     upload(page, IMAGE)  # and draw at once: the upload's reply must not take the box away
     drag(page, canvas_point(page, 0.3, 0.05), canvas_point(page, 0.7, 0.5))  # the cup → #0
-    wait_for_note(page, "1 boxes")
+    wait_for_note(page, "1 box")
     page.wait_for_timeout(SETTLE_MS)
-    assert "1 boxes" in box_count(page)
+    assert box_count(page).strip() == "1 box"
     drag(page, canvas_point(page, 0.05, 0.6), canvas_point(page, 0.2, 0.9))  # background → #1
     wait_for_note(page, "2 boxes")
     drag(page, canvas_point(page, 0.55, 0.5), canvas_point(page, 0.72, 0.8))  # spoon → #2
@@ -377,7 +377,7 @@ def test_a_box_drawn_right_after_clearing_stays(page) -> None:
     drag(page, canvas_point(page, 0.3, 0.3), canvas_point(page, 0.5, 0.5))
     page.wait_for_timeout(SETTLE_MS + EVENT_DELAY_MS)
     shot(page, "9-cleared-then-drawn")
-    assert "1 boxes" in box_count(page)
+    assert "1 box" in box_count(page)
 
 
 def test_regions_ticked_for_boxes_since_cleared_do_not_block_a_run(page) -> None:
