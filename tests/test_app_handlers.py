@@ -291,8 +291,20 @@ def test_moving_a_box_starts_a_new_conversation(answering: Handlers) -> None:
         run(answering, editor_value(IMAGE, moved), follow_up=True, conversation=conversation)
     )
     assert "a new conversation starts" in steps[0][3]
+    assert "a new conversation starts" in steps[-1][3]  # still said once the answer is out
     conversation, _ = answering.remember_turn(True, conversation, session)
     assert len(conversation["turns"]) == 1
+
+
+def test_a_stopped_follow_up_answer_says_it_is_not_kept(endless: Handlers) -> None:
+    session = gr.Request(session_hash="test-session")
+    stream = run(endless, editor_value(IMAGE, BOXES), limit=100_000, follow_up=True)
+    next(stream)
+    next(stream)
+    endless.stop(None, session)
+    *_, last = stream
+    assert "Stopped by you" in last[3] and "not kept in the conversation" in last[3]
+    assert endless.remember_turn(True, {}, session) == (SKIP, SKIP)
 
 
 def test_without_follow_up_each_question_stands_alone(answering: Handlers) -> None:

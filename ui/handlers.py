@@ -15,6 +15,7 @@ import gradio as gr
 from detect_tools import ProposerError
 from fo1_core.errors import FO1Error
 from fo1_core.render import draw_proposals
+from fo1_core.session import Generation
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count, region_token
 from ui.answer_view import answer_html, conversation_html, detection_rows, reasoning_html
 from ui.answering import Answerer, Question, open_for_drawing, status_line, task_label
@@ -209,20 +210,24 @@ class Handlers:
             return
         cancel = threading.Event()
         self._cancels[request.session_hash] = cancel
-        notices = " ".join(prepared.notices)
-        if follow_up and conversation and conversation.get("turns") and not history:
-            notices += " The image or boxes changed, so a new conversation starts."
+        restarted = bool(follow_up and conversation and conversation.get("turns") and not history)
+        restart = [NEW_CONVERSATION] if restarted else []
         yield (
             answer_html_placeholder(),
             reasoning_placeholder(),
             None,
-            status_html(f"Answering… {notices}".strip()),
+            status_html(" ".join(["Answering…", *prepared.notices, *restart])),
             [],
             None,
         )
+
+        def conversation_notes(generation: Generation) -> list[str]:
+            stopped = follow_up and generation.stop_reason == "cancelled"
+            return [*restart, *([NOT_KEPT] if stopped else [])]
+
         try:
             for outputs, generation in self._stream(
-                question, prepared, int(max_new_tokens), cancel, proposals_s
+                question, prepared, int(max_new_tokens), cancel, proposals_s, conversation_notes
             ):
                 if generation is not None and generation.stop_reason != "cancelled":
                     turn = (key, prepared.user_text, generation.answer)
@@ -240,7 +245,9 @@ class Handlers:
             if self._cancels.get(request.session_hash) is cancel:
                 del self._cancels[request.session_hash]
 
-    def _stream(self, question, prepared, max_new_tokens, cancel, proposals_s) -> Iterator[tuple]:
+    def _stream(
+        self, question, prepared, max_new_tokens, cancel, proposals_s, conversation_notes
+    ) -> Iterator[tuple]:
         num = min(len(question.boxes), MAX_REGIONS)
         last = 0.0
         image = None
@@ -263,7 +270,8 @@ class Handlers:
                 )
                 continue
             status = status_line(step.generation, len(question.boxes), proposals_s)
-            warnings = " ".join([*step.generation.notices, *step.answer.warnings])
+            notes = [*step.generation.notices, *step.answer.warnings]
+            warnings = " ".join([*notes, *conversation_notes(step.generation)])
             result = Result(
                 image=image,
                 boxes_image=draw_proposals(open_for_drawing(question.image), question.boxes),
@@ -306,6 +314,10 @@ class Handlers:
     @staticmethod
     def follow_up_toggled(follow_up: bool, conversation: dict | None):
         return history_view(follow_up, conversation)
+
+
+NEW_CONVERSATION = "The image or boxes changed, so a new conversation starts."
+NOT_KEPT = "A stopped answer is not kept in the conversation."
 
 
 def cleared_answer() -> tuple:
