@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
+from fo1_core.cli import positive
 from fo1_core.errors import FO1Error
 from fo1_core.session import load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, TASKS
@@ -28,7 +29,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--task", default="OD_template", choices=[*TASKS, FREE_PROMPT])
     parser.add_argument("--text", default="", help="the template's fill, or the free prompt")
-    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
+    parser.add_argument("--max-new-tokens", type=positive, default=DEFAULT_MAX_NEW_TOKENS)
     parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")
     parser.add_argument("--json", type=Path, help="write raw text, token ids and timings here")
     return parser.parse_args(argv)
@@ -66,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             "prompt": request.prompt,
             "notices": result.notices,
         }
-        args.json.write_text(json.dumps(record, indent=2))
+        try:
+            args.json.write_text(json.dumps(record, indent=2))
+        except OSError as error:
+            print(f"error: could not write {args.json}: {error}", file=sys.stderr)
+            return 2
     return 0
 
 

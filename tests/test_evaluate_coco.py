@@ -114,6 +114,50 @@ def test_coco_resumes_where_it_stopped(
 
 
 @pytest.mark.slow
+def test_a_failed_image_is_said_and_retried_by_the_next_run(
+    answering_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = _coco_args(answering_checkpoint, tmp_path)
+    image = tmp_path / "images" / "002.png"
+    image.rename(tmp_path / "away.png")
+    assert main(args) == 0
+    assert "1 of 3 images failed" in capsys.readouterr().out
+    (tmp_path / "away.png").rename(image)
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "failed" not in printed and "mAP 0.5000" in printed
+    assert len(json.loads((tmp_path / "preds.json").read_text())) == 6
+
+
+@pytest.mark.slow
+def test_categories_asked_in_several_prompts_give_each_detection_once(
+    answering_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # The rigged model names the same two red circles whatever it is asked.
+    assert main(_coco_args(answering_checkpoint, tmp_path, "--categories-per-prompt", "1")) == 0
+    assert len(json.loads((tmp_path / "preds.json").read_text())) == 6
+    assert "mAP 0.5000" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra", [("--categories-per-prompt", "0"), ("--limit", "-1"), ("--max-new-tokens", "0")]
+)
+def test_counts_below_one_are_refused(tmp_path: Path, extra: tuple[str, str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(_coco_args(tmp_path / "no-checkpoint", tmp_path, *extra))
+    assert stopped.value.code == 2
+
+
+def test_an_unreadable_annotations_file_is_one_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = _coco_args(tmp_path / "no-checkpoint", tmp_path)
+    (tmp_path / "instances.json").write_text("[1, 2]")
+    assert main(args) == 2
+    assert "is not a COCO annotations file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_coco_with_a_proposer_times_it(
     answering_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

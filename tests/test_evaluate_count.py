@@ -140,6 +140,27 @@ def test_load_items_names_a_missing_field(tmp_path: Path, item: dict, message: s
         load_items(path, None, None)
 
 
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        # two questions about one image, recorded under one id, would overwrite each other
+        (
+            [{"id": "img7", "image": "a.png", "noun": "cats", "answer": 2}] * 2,
+            "ids img7 appear more than once",
+        ),
+        ([{"image": "a.png", "noun": "cats", "answer": "ten"}], "not a whole number: 'ten'"),
+        ([{"image": "a.png", "noun": "cats", "answer": 2.7}], "not a whole number: 2.7"),
+    ],
+)
+def test_load_items_refuses_items_it_could_not_score(
+    tmp_path: Path, items: list[dict], message: str
+) -> None:
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps(items))
+    with pytest.raises(FO1Error, match=message):
+        load_items(path, None, None)
+
+
 def test_score_counts_failures_as_wrong() -> None:
     items = [CountItem(str(i), Path("x.png"), truth) for i, truth in enumerate([3, 2, 5, 1])]
     records = {

@@ -51,6 +51,10 @@ CASES = [
     ([b"--image", b"good.png", b"--boxes", b"good.json", b"--text", b"cup \xff\xfe"], 0, ""),
     # 100 kB of text
     (["--image", "good.png", "--boxes", "good.json", "--text", "x" * 100_000], 2, "characters"),
+    # no tokens to answer with
+    (["--image", "good.png", "--max-new-tokens", "0"], 2, "at least 1"),
+    # results into a folder that does not exist
+    (["--image", "good.png", "--text", "cup", "--json", "nowhere/a.json"], 2, "could not write"),
 ]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from detect_tools import registry
 from detect_tools.base import MAX_PROPOSALS, ProposalOptions, ProposerError
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
+from fo1_core.cli import positive
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate import coco, count
 from fo1_core.evaluate.distributed import Shard, shard_from_env, start, stop
@@ -35,14 +36,14 @@ EVAL_MAX_NEW_TOKENS = 4096
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=PUBLISHED_CHECKPOINT, help="hub id or local folder")
     parser.add_argument("--device", help="cuda, cpu, … (default: cuda:LOCAL_RANK when available)")
-    parser.add_argument("--max-new-tokens", type=int, default=EVAL_MAX_NEW_TOKENS)
+    parser.add_argument("--max-new-tokens", type=positive, default=EVAL_MAX_NEW_TOKENS)
     parser.add_argument(
         "--proposer", choices=sorted(registry.PROPOSERS), help="box proposer (see detect_tools)"
     )
     parser.add_argument("--proposer-checkpoint", help="the proposer's hub id or local folder")
     parser.add_argument("--threshold", type=float, help="proposal score threshold")
     parser.add_argument("--max-boxes", type=int, default=MAX_PROPOSALS, help="proposals kept")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N images/items")
+    parser.add_argument("--limit", type=positive, help="evaluate only the first N images/items")
     parser.add_argument("--out", type=Path, required=True, help="results file (JSON)")
 
 
@@ -62,7 +63,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     detection.add_argument(
         "--categories-per-prompt",
-        type=int,
+        type=positive,
         help="category names per detection prompt (default: all of them in one prompt)",
     )
     _common(detection)
@@ -106,7 +107,7 @@ def _print_timings(records: dict[str, dict]) -> None:
 
 
 def _coco(args: argparse.Namespace, shard: Shard) -> int:
-    annotations = json.loads(args.annotations.read_text())
+    annotations = coco.read_annotations(args.annotations)
     images = coco.load_images(annotations, args.images, args.proposals, args.limit)
     pipeline, box_source = _load(args, shard)
     detector = coco.CocoDetector(
@@ -118,6 +119,7 @@ def _coco(args: argparse.Namespace, shard: Shard) -> int:
     )
     settings = _settings(
         args,
+        images=args.images.resolve(),
         annotations=args.annotations.resolve(),
         proposals=args.proposals and args.proposals.resolve(),
         categories_per_prompt=args.categories_per_prompt,
@@ -130,6 +132,12 @@ def _coco(args: argparse.Namespace, shard: Shard) -> int:
     logger.info("Wrote %d detections on %d images to %s", len(results), len(records), args.out)
     result = coco.score(args.annotations, results, [image.id for image in images])
     print(f"mAP {result.map:.4f}  AP50 {result.map_50:.4f}  AP75 {result.map_75:.4f}")
+    failed = sum("error" in record for record in records.values())
+    if failed:
+        print(
+            f"{failed} of {len(records)} images failed (their errors are logged above) and "
+            "count as having no detections; run again with the same --out to retry them."
+        )
     for name, ap in result.per_category.items():
         print(f"  AP {name}: {ap:.4f}")
     _print_timings(records)

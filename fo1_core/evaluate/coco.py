@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,20 @@ def load_images(
     return images
 
 
+def read_annotations(path: Path) -> dict:
+    """A COCO `instances_*.json`: its images, categories and annotations."""
+    try:
+        annotations = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise FO1Error(f"Could not read the annotations {path}: {error}") from error
+    keys = ("images", "categories", "annotations")
+    if not isinstance(annotations, dict) or not all(
+        isinstance(annotations.get(key), list) for key in keys
+    ):
+        raise FO1Error(f"{path} is not a COCO annotations file (lists {', '.join(keys)}).")
+    return annotations
+
+
 def category_prompts(categories: list[dict], per_prompt: int | None) -> list[str]:
     """Detection prompt fills: category names joined by ", ", `per_prompt` (all) at a time."""
     names = [category["name"] for category in sorted(categories, key=lambda c: c["id"])]
@@ -124,9 +139,16 @@ class CocoDetector:
             "image_id": image.id,
             "boxes": len(boxes.xyxy),
             "answers": texts,
-            "results": results,
+            "results": _unique(results),
             "timings": timings(boxes, fo1_s),
         }
+
+
+def _unique(results: list[dict]) -> list[dict]:
+    """One result per category and box: answers to several prompts may name the same pair, and
+    the copy would be scored as a false positive."""
+    kept = {(result["category_id"], tuple(result["bbox"])): result for result in results}
+    return list(kept.values())
 
 
 def merge(records: dict[str, dict]) -> list[dict]:

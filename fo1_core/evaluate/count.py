@@ -20,10 +20,12 @@ the first integer left, else 0. Accuracy is exact matches over all items; an ite
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from fo1_core.answers import count_rule
+from fo1_core.errors import FO1Error
 from fo1_core.evaluate.datafiles import BOX_FIELDS, pick, read_items
 from fo1_core.evaluate.runner import BoxSource, ask, timings
 from fo1_core.processing import open_image
@@ -73,13 +75,33 @@ def load_items(path: Path, images_dir: Path | None, limit: int | None) -> list[C
             CountItem(
                 key=str(item.get("id", position)),
                 image=root / str(pick(item, IMAGE_FIELDS, "image")),
-                truth=int(pick(item, TRUTH_FIELDS, "true number")),
+                truth=_whole_number(pick(item, TRUTH_FIELDS, "true number"), item),
                 noun=None if noun is None else str(noun),
                 question=None if question is None else str(question),
                 boxes=pick(item, BOX_FIELDS),
             )
         )
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for item in items:
+        (repeated if item.key in seen else seen).add(item.key)
+    if repeated:
+        raise FO1Error(
+            f"{path}: the item ids {', '.join(sorted(repeated)[:5])} appear more than once; "
+            "each item needs its own id (or none, to be numbered by position) to be scored."
+        )
     return items
+
+
+def _whole_number(value: object, item: dict) -> int:
+    """A true count as written in the dataset (`3`, `"3"` or `3.0`), else an error."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not number.is_integer() or number < 0:
+        raise FO1Error(f"An item's true number is not a whole number: {value!r} in {item}")
+    return int(number)
 
 
 class Counter:

@@ -120,12 +120,12 @@ def run(
     """Runs `work` on this rank's unfinished items, recording each; rank 0 returns all records.
 
     A user-caused failure on one item (unreadable image, bad boxes) is recorded as that item's
-    `error` and the run goes on, as one broken file should not cost a night's run.
-    Other ranks return None once everyone is done.
+    `error` and the run goes on, as one broken file should not cost a night's run; a later run
+    tries that item again. Other ranks return None once everyone is done.
     """
     folder = records_folder(out)
     check_settings(folder, settings)
-    done = read_records(folder)
+    done = {name for name, record in read_records(folder).items() if "error" not in record}
     mine = shard.take(items)
     todo = [item for item in mine if key(item) not in done]
     logger.info(
