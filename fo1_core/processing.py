@@ -46,6 +46,11 @@ def open_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
         except Image.DecompressionBombError as error:
             raise FO1Error(f"The image is too large to open safely ({error}).") from error
+        except FileNotFoundError as error:  # a mistyped path, or an upload the server deleted
+            raise FO1Error(
+                f"The image file '{Path(source).name}' is not there: check the path, or upload "
+                "the image again."
+            ) from error
         except (UnidentifiedImageError, OSError) as error:
             raise FO1Error(
                 "The file is not an image this app can read: use a JPEG, PNG or WebP."

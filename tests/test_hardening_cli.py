@@ -34,7 +34,7 @@ def _files(folder: Path) -> None:
 
 CASES = [
     # an image file that does not exist
-    (["--image", "missing.png", "--boxes", "good.json"], 2, "not an image this app can read"),
+    (["--image", "missing.png", "--boxes", "good.json"], 2, "'missing.png' is not there"),
     # a file that only starts like a PNG
     (["--image", "corrupt.png", "--boxes", "good.json"], 2, "not an image this app can read"),
     # an empty file
