@@ -181,6 +181,12 @@ def test_coco_refuses_to_mix_runs_with_other_settings(
     assert main(_coco_args(answering_checkpoint, tmp_path, "--limit", "1")) == 0
     assert main(_coco_args(answering_checkpoint, tmp_path, max_new_tokens=41)) == 2
     assert "other settings (max_new_tokens)" in capsys.readouterr().err
+    # The same file name with other contents: its earlier records do not hold for it.
+    instances = tmp_path / "instances.json"
+    annotations = json.loads(instances.read_text())
+    instances.write_text(json.dumps({**annotations, "images": annotations["images"][::-1]}))
+    assert main(_coco_args(answering_checkpoint, tmp_path)) == 2
+    assert "other settings (annotations_sha256)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
 from fo1_core.cli import positive
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate import coco, count
+from fo1_core.evaluate.datafiles import file_digest
 from fo1_core.evaluate.distributed import Shard, shard_from_env, start, stop
 from fo1_core.evaluate.runner import BoxSource, run
 from fo1_core.evaluate.timing import format_table, summarize
@@ -121,7 +122,9 @@ def _coco(args: argparse.Namespace, shard: Shard) -> int:
         args,
         images=args.images.resolve(),
         annotations=args.annotations.resolve(),
+        annotations_sha256=file_digest(args.annotations),
         proposals=args.proposals and args.proposals.resolve(),
+        proposals_sha256=file_digest(args.proposals),
         categories_per_prompt=args.categories_per_prompt,
     )
     records = run(images, lambda image: str(image.id), detector, args.out, settings, shard)
@@ -148,7 +151,12 @@ def _count(args: argparse.Namespace, shard: Shard) -> int:
     items = count.load_items(args.dataset, args.images, args.limit)
     pipeline, box_source = _load(args, shard)
     counter = count.Counter(pipeline, box_source, args.max_new_tokens)
-    settings = _settings(args, dataset=args.dataset.resolve(), images=args.images)
+    settings = _settings(
+        args,
+        dataset=args.dataset.resolve(),
+        dataset_sha256=file_digest(args.dataset),
+        images=args.images,
+    )
     records = run(items, lambda item: item.key, counter, args.out, settings, shard)
     if records is None:
         return 0

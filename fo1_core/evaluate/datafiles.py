@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,17 @@ from fo1_core.errors import FO1Error
 BOX_FIELDS = ("boxes", "bboxes", "bbox_list")
 """Precomputed boxes [[x1, y1, x2, y2], …]: ours, and the official processed files' names."""
 SCORE_FIELDS = ("scores", "score_list")
+
+
+def file_digest(path: Path | None) -> str | None:
+    """The SHA-256 of a file's bytes: a run's records hold for that very file only."""
+    if path is None:
+        return None
+    try:
+        with path.open("rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError as error:
+        raise FO1Error(f"Could not read {path}: {error}") from error
 
 
 def read_items(path: Path) -> list[dict]:
