@@ -176,6 +176,9 @@ def test_broken_image_is_a_visible_message(answering: Handlers, tmp_path: Path) 
     broken.write_bytes(b"not a jpeg")
     (*_, status, _, _), *_ = list(run(answering, editor_value(str(broken), BOXES)))
     assert "fo1-error" in status and "image" in status
+    turned = {**editor_value(str(broken), BOXES), "orientation": 1}
+    (*_, status, _, _), *_ = list(run(answering, turned))
+    assert "fo1-error" in status and "image" in status
 
 
 def test_failing_proposer_keeps_the_boxes(answering: Handlers) -> None:

@@ -77,6 +77,9 @@ def turned(image: str, turns: int) -> str:
     name = hashlib.sha256(f"{image}:{turns}".encode()).hexdigest()[:32]
     path = _TURNED / f"{name}.png"
     if not path.exists():
-        with Image.open(image) as source:
-            ImageOps.exif_transpose(source).rotate(-90 * turns, expand=True).save(path)
+        try:
+            with Image.open(image) as source:
+                ImageOps.exif_transpose(source).rotate(-90 * turns, expand=True).save(path)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            return image  # opening it for the model gives the message about what is wrong
     return str(path)
