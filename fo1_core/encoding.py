@@ -209,11 +209,11 @@ class Encoder:
         return turn
 
     def copy_kv(self, kv: Cache, length: int) -> DynamicCache:
-        """A cache of its own holding the first `length` positions of `kv`."""
+        """A cache of its own holding the first `length` positions of `kv` (`update` on an
+        empty layer concatenates onto it: the tensors come out copied, at their exact size)."""
         copy = DynamicCache(config=self.model.config.text_config)
         for index, layer in enumerate(kv.layers):
-            keys, values = layer.keys[:, :, :length], layer.values[:, :, :length]
-            copy.update(keys.clone(), values.clone(), index)
+            copy.update(layer.keys[:, :, :length], layer.values[:, :, :length], index)
         return copy
 
     def _closest_turn(

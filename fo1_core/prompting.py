@@ -7,6 +7,7 @@ placeholders on its own — and the placeholders become the ids -200 (image) and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,19 +40,28 @@ def sanitize_user_text(text: str, tokenizer: PreTrainedTokenizerBase) -> str:
     tokens (chat control, vision markers). Region references `<regionN>` are kept."""
     # Lone surrogates (possible in text from a browser or JSON) cannot be tokenised.
     text = text.encode("utf-8", errors="replace").decode("utf-8")
-    controls = {IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, *tokenizer.all_special_tokens}
-    controls |= {
-        token.content for token in tokenizer.added_tokens_decoder.values() if token.special
-    }
-    # FO1's own strings stay, even from a tokenizer that marks them special: region tasks and
-    # earlier answers are written in them.
-    controls = {c for c in controls if c not in ANSWER_TAGS and not REGION_REFERENCE.fullmatch(c)}
+    controls = _control_strings(tokenizer)
     # Removing one string can join its neighbours into another ("<ima<image>ge>"): repeat until
     # none is left. Each pass shortens the text, so this ends.
     while any(control in text for control in controls):
         for control in controls:
             text = text.replace(control, "")
     return text
+
+
+@functools.lru_cache(maxsize=8)
+def _control_strings(tokenizer: PreTrainedTokenizerBase) -> frozenset[str]:
+    """What `sanitize_user_text` removes, found once per tokenizer: every question and every
+    earlier answer of a conversation is sanitised."""
+    controls = {IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, *tokenizer.all_special_tokens}
+    controls |= {
+        token.content for token in tokenizer.added_tokens_decoder.values() if token.special
+    }
+    # FO1's own strings stay, even from a tokenizer that marks them special: region tasks and
+    # earlier answers are written in them.
+    return frozenset(
+        c for c in controls if c not in ANSWER_TAGS and not REGION_REFERENCE.fullmatch(c)
+    )
 
 
 def region_references(text: str) -> list[int]:

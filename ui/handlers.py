@@ -210,8 +210,8 @@ class Handlers:
             return
         cancel = threading.Event()
         self._cancels[request.session_hash] = cancel
-        restarted = bool(follow_up and conversation and conversation.get("turns") and not history)
-        restart = [NEW_CONVERSATION] if restarted else []
+        started_over = follow_up and conversation and conversation.get("turns") and not history
+        restart = [NEW_CONVERSATION] if started_over else []
         yield (
             answer_html_placeholder(),
             reasoning_placeholder(),
