@@ -28,6 +28,7 @@ from ui.boxes import in_drawing_order, parse_boxes, region_hex
 from ui.editor import box_editor
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.gpu import MAX_SECONDS, duration_for, on_gpu
+from ui.handlers import Handlers
 from ui.proposing import PackedMask, box_key, masks_for
 from ui.report import AnswerFolders, Result, report_html
 
@@ -141,6 +142,33 @@ def test_editor_rejects_a_broken_file_readably(tmp_path) -> None:
     broken.write_bytes(b"nope")
     with pytest.raises(gr.Error, match="not an image"):
         box_editor().preprocess(AnnotatedImageData(image=FileData(path=str(broken))))
+
+
+@pytest.mark.parametrize(
+    ("prompt", "selection", "text", "caret"),
+    [
+        # caret mid-sentence: spaced from the words either side, caret just after the reference
+        ("What is next to?", [15, 15], "What is next to <region3>?", 25),
+        ("Is  red?", [3, 3], "Is <region3> red?", 12),
+        # a selection is replaced
+        ("Is the cup red?", [3, 10], "Is <region3> red?", 12),
+        ("Is the cup red?", [10, 3], "Is <region3> red?", 12),
+        # no caret from the page (API caller, prompt never focused): appended
+        ("What is", None, "What is <region3> ", 18),
+        # out-of-range ends clamp into the prompt
+        ("What is ", [99, -4], "<region3> ", 10),
+        ("", [0, 0], "<region3> ", 10),
+        (None, None, "<region3> ", 10),
+        # emoji before the caret count once, as Python counts them
+        ("🐱🐶 or", [2, 2], "🐱🐶 <region3> or", 12),
+        ("What", ["x", 1], "What <region3> ", 15),
+        ("What", [float("nan"), 1], "What <region3> ", 15),
+    ],
+)
+def test_region_reference_goes_where_the_caret_was(prompt, selection, text, caret) -> None:
+    inserted, picker, placed = Handlers.insert_region(prompt, 3, selection)
+    assert (inserted, placed) == (text, [caret, caret])
+    assert picker["value"] is None
 
 
 def test_gpu_duration_fits_the_request() -> None:

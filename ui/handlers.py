@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +36,20 @@ TEXT_INPUTS = {
     "REC_template": ("Referring expression", "e.g. the man in the blue shirt"),
     "Viusal_Region_Reasoning_template": ("Question", "e.g. Which of these can I eat?"),
 }
+
+
+_CLOSING_PUNCTUATION = set(",.;:!?)]}")
+
+
+def _selection_in(prompt: str, selection: object) -> tuple[int, int]:
+    """The page's [start, end] selection in the prompt (code points), clamped into it; the
+    prompt's end when the page sent none (an API caller, or a prompt never focused)."""
+    if not isinstance(selection, list | tuple) or len(selection) != 2:
+        return len(prompt), len(prompt)
+    if not all(isinstance(at, int | float) and math.isfinite(at) for at in selection):
+        return len(prompt), len(prompt)
+    start, end = sorted(min(max(int(at), 0), len(prompt)) for at in selection)
+    return start, end
 
 
 def status_html(message: str, kind: str = "info") -> str:
@@ -135,11 +150,19 @@ class Handlers:
         )
 
     @staticmethod
-    def insert_region(prompt: str, index: int | None):
+    def insert_region(prompt: str | None, index: int | None, selection: object):
+        """Puts `<regionN>` where the prompt's caret (or selection, which it replaces) was, spaced
+        from the words around it, and hands back the caret's new place just after it."""
         if index is None:
-            return gr.skip(), gr.skip()
-        spacer = "" if not prompt or prompt.endswith(" ") else " "
-        return f"{prompt or ''}{spacer}{region_token(int(index))} ", gr.update(value=None)
+            return gr.skip(), gr.skip(), gr.skip()
+        prompt = prompt or ""
+        start, end = _selection_in(prompt, selection)
+        before, after = prompt[:start], prompt[end:]
+        lead = "" if not before or before[-1].isspace() else " "
+        trail = "" if after[:1].isspace() or after[:1] in _CLOSING_PUNCTUATION else " "
+        inserted = f"{before}{lead}{region_token(int(index))}{trail}"
+        caret = len(inserted)
+        return inserted + after, gr.update(value=None), [caret, caret]
 
     def load_example(self, event: gr.SelectData):
         example = self.examples[event.index]

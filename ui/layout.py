@@ -33,6 +33,24 @@ FOLLOW_THE_ANSWER = """() => requestAnimationFrame(() => {
 """Keeps the newest text of a streaming answer in view: each update redraws the answer panel,
 which would otherwise show its first lines only."""
 
+WITH_SELECTION = """(prompt, index, selection) => {
+    const box = document.querySelector("#fo1-free textarea");
+    if (!box) return [prompt, index, null];
+    const points = (end) => Array.from(box.value.slice(0, end)).length;
+    return [prompt, index, [points(box.selectionStart), points(box.selectionEnd)]];
+}"""
+"""The free prompt's caret or selection, in code points as Python counts them (the textarea counts
+UTF-16 units), so a region reference goes where the user was typing (`Handlers.insert_region`)."""
+
+PLACE_CARET = """(selection) => requestAnimationFrame(() => {
+    const box = document.querySelector("#fo1-free textarea");
+    if (!box || !Array.isArray(selection)) return;
+    const at = Array.from(box.value).slice(0, selection[0]).join("").length;
+    box.focus();
+    box.setSelectionRange(at, at);
+})"""
+"""Back in the prompt just after the inserted reference, ready to type on."""
+
 INTRO = """# VLM-FO1: ask about regions
 Draw boxes on the image (or propose them), pick a task, and the model answers by naming boxes.
 Each box is a region `#i` in the order drawn. Under the image, the box tool (or **C**) draws; the
@@ -87,6 +105,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         proposals_s = gr.State(None)
         conversation = gr.State({})
         page_time = gr.Number(visible=False)  # filled in the page by `WITH_PAGE_TIME`
+        selection = gr.JSON(visible=False)  # the prompt's caret, filled by `WITH_SELECTION`
         with gr.Row():
             with gr.Column(scale=3):
                 editor = box_editor(
@@ -237,11 +256,12 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         )
         insert.select(
             handlers.insert_region,
-            [free_text, insert],
-            [free_text, insert],
+            [free_text, insert, selection],
+            [free_text, insert, selection],
+            js=WITH_SELECTION,
             api_visibility="private",
             concurrency_limit=None,
-        )
+        ).then(None, selection, None, js=PLACE_CARET, api_visibility="private")
         gallery.select(
             handlers.load_example,
             None,

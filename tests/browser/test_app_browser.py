@@ -341,13 +341,18 @@ def test_example_proposals_and_free_prompt(page) -> None:
 
     choose_task(page, "Free prompt")
     prompt = page.locator("#fo1-free textarea")
-    prompt.fill("What is")
+    prompt.fill("What is 🐱 red?")
+    prompt.evaluate("box => box.setSelectionRange(11, 11)")  # after the cat: UTF-16 units
     page.get_by_label("Insert a region reference").click()
     page.get_by_role("option", name="#5", exact=True).click()
     page.wait_for_function(
         "document.querySelector('#fo1-free textarea').value.includes('<region5>')"
     )
-    assert prompt.input_value() == "What is <region5> "
+    assert prompt.input_value() == "What is 🐱 <region5> red?"
+    # The caret is back in the prompt just after the reference, so typing goes on there.
+    page.wait_for_function("document.activeElement.closest('#fo1-free') !== null")
+    page.keyboard.type("the ")
+    assert prompt.input_value() == "What is 🐱 <region5> the red?"
     set_number(page, "fo1-max-tokens", 256)
     page.locator("#fo1-run").click()
     page.locator("#fo1-status", has_text="Stopped at the token limit").wait_for()
