@@ -192,6 +192,7 @@ class _GroupParser:
         self.groups: dict[str, list[int]] = {}
         self.references: list[int] = []
         self.warnings: list[str] = []
+        self.missing: dict[int, None] = {}  # indexes past the limit, first-seen order
         self.state = "outside"  # outside | label | after_label | objects
         self.label = ""
         self.indexes: list[int] = []
@@ -218,12 +219,17 @@ class _GroupParser:
             self._abandon()
 
     def finish(self) -> None:
+        if self.missing:
+            # One line for all of them: a confused model can name dozens.
+            *most, last = [str(index) for index in self.missing]
+            named = f"Regions {', '.join(most)} and {last} do" if most else f"Region {last} does"
+            self._warn(f"{named} not exist ({self.limit_reason}); ignored.")
         if self.state != "outside":
             self._warn(f"The answer ends inside the group {self.label!r}; it is not shown yet.")
 
     def _region(self, index: int) -> None:
         if index >= self.limit:
-            self._warn(f"Region {index} does not exist ({self.limit_reason}); ignored.")
+            self.missing[index] = None
             return
         self.references.append(index)
         if self.state == "objects":

@@ -141,6 +141,22 @@ def test_edge_cases(
     assert bool(answer.warnings) == warns
 
 
+@pytest.mark.parametrize(
+    ("text", "warning"),
+    [
+        # one missing region
+        (f"{R(1)}{R(7)}", "Region 7 does not exist (only 3 boxes); ignored."),
+        # many, some repeated: one line naming each once, in the order the model wrote them
+        (
+            f"{R(26)}{R(26)}{R(8)} and {R(15)}{R(74)}{R(8)}",
+            "Regions 26, 8, 15 and 74 do not exist (only 3 boxes); ignored.",
+        ),
+    ],
+)
+def test_missing_regions_are_named_once(text: str, warning: str) -> None:
+    assert parse_answer(text, num_regions=3).warnings == [warning]
+
+
 STREAMED = [case["model_output"] for case in PARSE_CASES["cases"]] + [
     f"<think>Look at {R(12)}.</think><answer>A <ground>dog</ground><objects>{R(12)}{R(3)}"
     f"</objects> runs.</answer>{IM_END}",
