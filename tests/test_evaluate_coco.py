@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate.__main__ import main
-from fo1_core.evaluate.coco import category_prompts
+from fo1_core.evaluate.coco import category_prompts, score
 from fo1_core.evaluate.records import records_folder
 from tests.conftest import REPO
 
@@ -187,6 +187,24 @@ def test_coco_refuses_to_mix_runs_with_other_settings(
     instances.write_text(json.dumps({**annotations, "images": annotations["images"][::-1]}))
     assert main(_coco_args(answering_checkpoint, tmp_path)) == 2
     assert "other settings (annotations_sha256)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "results",
+    [
+        [],  # nothing detected
+        [{"image_id": 4, "category_id": 1, "bbox": [1, 1, 9, 9], "score": 0.9}],  # a stray box
+    ],
+)
+def test_images_without_ground_truth_have_no_ap(tmp_path: Path, results: list[dict]) -> None:
+    _, instances, _ = _dataset(tmp_path, images=1)
+    document = json.loads(instances.read_text())
+    document["images"].append({"id": 4, "file_name": "004.png", "width": 96, "height": 64})
+    instances.write_text(json.dumps(document))
+    # pycocotools' -1 would read as a (bad) score; None is printed "n/a".
+    result = score(instances, results, [4])
+    assert (result.map, result.map_50, result.map_75) == (None, None, None)
+    assert result.per_category == {}
 
 
 @pytest.mark.parametrize(

@@ -134,7 +134,7 @@ def _coco(args: argparse.Namespace, shard: Shard) -> int:
     args.out.write_text(json.dumps(results))
     logger.info("Wrote %d detections on %d images to %s", len(results), len(records), args.out)
     result = coco.score(args.annotations, results, [image.id for image in images])
-    print(f"mAP {result.map:.4f}  AP50 {result.map_50:.4f}  AP75 {result.map_75:.4f}")
+    print(f"mAP {_ap(result.map)}  AP50 {_ap(result.map_50)}  AP75 {_ap(result.map_75)}")
     failed = sum("error" in record for record in records.values())
     if failed:
         print(
@@ -145,6 +145,10 @@ def _coco(args: argparse.Namespace, shard: Shard) -> int:
         print(f"  AP {name}: {ap:.4f}")
     _print_timings(records)
     return 0
+
+
+def _ap(value: float | None) -> str:
+    return "n/a (no ground truth)" if value is None else f"{value:.4f}"
 
 
 def _count(args: argparse.Namespace, shard: Shard) -> int:

@@ -46,11 +46,12 @@ class CocoImage:
 
 @dataclass
 class CocoScore:
-    """COCO box metrics over the evaluated images (AP values in [0, 1])."""
+    """COCO box metrics over the evaluated images (AP values in [0, 1]; None where undefined,
+    i.e. none of the images has a ground-truth box)."""
 
-    map: float
-    map_50: float
-    map_75: float
+    map: float | None
+    map_50: float | None
+    map_75: float | None
     per_category: dict[str, float] = field(default_factory=dict)
     images: int = 0
     detections: int = 0
@@ -163,6 +164,9 @@ def score(annotations_path: Path, results: list[dict], image_ids: list[int]) -> 
 
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools chats about loading
         truth = COCO(str(annotations_path))
+    if not truth.getAnnIds(imgIds=image_ids):
+        logger.warning("None of these images has a ground-truth box: AP is undefined")
+        return CocoScore(None, None, None, images=len(image_ids), detections=len(results))
     if not results:
         logger.warning("No detections at all: every AP is 0")
         return CocoScore(0.0, 0.0, 0.0, images=len(image_ids))
@@ -182,10 +186,10 @@ def score(annotations_path: Path, results: list[dict], image_ids: list[int]) -> 
         values = precision[:, :, k]
         if (values > -1).any():
             per_category[truth.cats[category_id]["name"]] = float(np.mean(values[values > -1]))
+    # pycocotools writes -1 for an AP with no ground truth to measure it against.
+    defined = [float(stat) if stat >= 0 else None for stat in evaluation.stats[:3]]
     return CocoScore(
-        map=float(evaluation.stats[0]),
-        map_50=float(evaluation.stats[1]),
-        map_75=float(evaluation.stats[2]),
+        *defined,
         per_category=per_category,
         images=len(image_ids),
         detections=len(results),
