@@ -110,6 +110,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             with gr.Column(scale=3):
                 editor = box_editor(
                     label="Image and boxes",
+                    show_label=False,  # its tag would sit on the labels of boxes near the top
                     image_type="filepath",
                     disable_edit_boxes=True,
                     show_remove_button=True,
