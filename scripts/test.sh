@@ -3,12 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: the browser the UI tests drive, a Unicode font for drawn labels, and the C++
+# Debian packages: the browser the UI tests drive, the fonts the Space gets for drawn labels
+# (`packages.txt`: Noto CJK covers Latin, Cyrillic, Chinese, Japanese and Korean), and the C++
 # compiler torch.compile uses for the compiled-decoding tests on the CPU.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v g++ >/dev/null 2>&1 ||
-  [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+  [ ! -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core g++ >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium g++ \
+    $(cat packages.txt) >/dev/null
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

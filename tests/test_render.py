@@ -126,14 +126,24 @@ def test_labels_scale_with_the_image(width: int, height: int) -> None:
     assert scale.thickness >= 2 and scale.font_size >= 12
 
 
-def test_unicode_labels_are_drawn_as_glyphs() -> None:
-    if find_font() is None:
-        pytest.skip("no Unicode TrueType font on this machine (Debian: fonts-dejavu-core)")
+@pytest.mark.parametrize(
+    "labels",
+    [
+        ("Straße", "Straøe"),  # Latin beyond ASCII
+        ("猫", "犬"),  # Chinese (and Japanese kanji)
+        ("ねこ", "いぬ"),  # Japanese kana
+        ("고양이", "강아지"),  # Korean
+        ("кошка", "собака"),  # Cyrillic
+    ],
+)
+def test_unicode_labels_are_drawn_as_glyphs(labels: tuple[str, str]) -> None:
+    # `scripts/test.sh` installs the font the Space gets from `packages.txt`.
+    assert find_font() is not None, "no Unicode font: install fonts-noto-cjk"
     boxes = np.array([[20, 100, 180, 180]], dtype=np.float32)
     text = "<ground>{}</ground><objects><region0></objects>"
-    ss, oe = (
+    first, second = (
         draw_answer(grey(), to_detections(parse_answer(text.format(label)), boxes))
-        for label in ("Straße", "Straøe")
+        for label in labels
     )
-    # A font without these letters draws the same placeholder for both (Hershey draws "??").
-    assert not np.array_equal(ss, oe)
+    # A font without these letters draws the same placeholder boxes for both.
+    assert not np.array_equal(first, second)
