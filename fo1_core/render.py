@@ -21,13 +21,23 @@ from PIL import Image
 from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY
 
 PALETTE = sv.ColorPalette.DEFAULT
-# Dark text on light palette colours, white on dark ones, so every label stays readable.
-TEXT_PALETTE = sv.ColorPalette(
-    [
-        sv.Color.BLACK if 0.299 * c.r + 0.587 * c.g + 0.114 * c.b > 150 else sv.Color.WHITE
-        for c in PALETTE.colors
+
+
+def _luminance(color: sv.Color) -> float:
+    """WCAG relative luminance, 0 (black) to 1 (white)."""
+    linear = [
+        c / 255 / 12.92 if c <= 10 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in color.as_rgb()
     ]
-)
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def readable_on(color: sv.Color) -> sv.Color:
+    """Black or white, whichever has the higher WCAG contrast ratio with `color`."""
+    lightness = _luminance(color) + 0.05
+    return sv.Color.BLACK if lightness / 0.05 > 1.05 / lightness else sv.Color.WHITE
+
+
+TEXT_PALETTE = sv.ColorPalette([readable_on(color) for color in PALETTE.colors])
 MASK_OPACITY = 0.4
 
 # Unicode-capable fonts, widest coverage first (Debian: `fonts-noto-cjk`, `fonts-dejavu-core`).
@@ -59,6 +69,11 @@ def scene_scale(width: int, height: int) -> SceneScale:
 def color_for_region(index: int) -> sv.Color:
     """The colour of region ``index`` in every drawing."""
     return PALETTE.by_idx(index)
+
+
+def text_color_for_region(index: int) -> sv.Color:
+    """The colour of text written on region ``index``'s colour."""
+    return TEXT_PALETTE.by_idx(index)
 
 
 def draw_proposals(

@@ -21,9 +21,10 @@ import app
 from app import decode_mode, parse_args, warms_up
 from fo1_core.answers import parse_answer, to_detections
 from fo1_core.errors import FO1Error
+from fo1_core.render import color_for_region, text_color_for_region
 from fo1_core.templates import FREE_PROMPT, TASKS
 from tests.browser.app_server import REPO
-from ui.answer_view import answer_html, reasoning_html, rich_text
+from ui.answer_view import answer_html, chip, reasoning_html, rich_text
 from ui.boxes import in_drawing_order, parse_boxes, region_hex
 from ui.editor import box_editor
 from ui.examples import EXAMPLES_DIR, load_examples
@@ -58,6 +59,13 @@ def test_rich_text(text: str, present: list[str], absent: list[str]) -> None:
         assert piece in rendered
     for piece in absent:
         assert piece not in rendered
+
+
+@pytest.mark.parametrize("index", [0, 10, 13, 31])
+def test_chips_are_coloured_like_the_drawn_labels(index: int) -> None:
+    html = chip(index)
+    assert f"--chip:{color_for_region(index).as_hex()}" in html
+    assert f"--chip-text:{text_color_for_region(index).as_hex()}" in html
 
 
 def test_reasoning_is_shown_apart_from_the_answer() -> None:

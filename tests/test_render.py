@@ -6,11 +6,14 @@ from PIL import Image
 
 from fo1_core.answers import parse_answer, to_detections
 from fo1_core.render import (
+    PALETTE,
+    _luminance,
     color_for_region,
     draw_answer,
     draw_proposals,
     find_font,
     scene_scale,
+    text_color_for_region,
 )
 from fo1_core.templates import region_token
 
@@ -147,3 +150,14 @@ def test_unicode_labels_are_drawn_as_glyphs(labels: tuple[str, str]) -> None:
     )
     # A font without these letters draws the same placeholder boxes for both.
     assert not np.array_equal(first, second)
+
+
+def contrast(first, second) -> float:
+    lighter, darker = sorted((_luminance(first) + 0.05, _luminance(second) + 0.05), reverse=True)
+    return lighter / darker
+
+
+@pytest.mark.parametrize("index", range(len(PALETTE.colors)))
+def test_label_text_is_readable_on_every_region_colour(index: int) -> None:
+    # WCAG AA for normal text: 4.5:1. The old brightness rule gave white on cyan (1.8:1).
+    assert contrast(color_for_region(index), text_color_for_region(index)) >= 4.5

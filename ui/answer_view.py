@@ -22,7 +22,7 @@ from fo1_core.templates import (
     THINK_CLOSE,
     THINK_OPEN,
 )
-from ui.boxes import region_hex, region_label
+from ui.boxes import region_hex, region_label, region_text_hex
 
 _GROUP_TAGS = (GROUND_OPEN, GROUND_CLOSE, OBJECTS_OPEN, OBJECTS_CLOSE)
 _PIECES = re.compile(f"{REGION_REFERENCE.pattern}|(?P<tag>{'|'.join(map(re.escape, _GROUP_TAGS))})")
@@ -38,8 +38,8 @@ def chip(index: int, known: bool = True) -> str:
     """One region chip; a reference to a box that does not exist is greyed and struck through."""
     if not known:
         return f'<span class="fo1-chip fo1-missing" title="no such box">#{index}</span>'
-    colour = region_hex(index)
-    return f'<span class="fo1-chip" style="--chip:{colour}">{region_label(index)}</span>'
+    colours = f"--chip:{region_hex(index)};--chip-text:{region_text_hex(index)}"
+    return f'<span class="fo1-chip" style="{colours}">{region_label(index)}</span>'
 
 
 def rich_text(text: str, num_regions: int) -> str:
@@ -98,9 +98,8 @@ def detection_rows(detections: sv.Detections) -> list[list[object]]:
 
 CHIP_CSS = """
 .fo1-chip { display: inline-block; padding: 0 0.45em; margin: 0 0.1em; border-radius: 0.6em;
-  background: var(--chip); color: #fff; font-weight: 600; font-size: 0.9em;
-  text-shadow: 0 0 2px #000; }
-.fo1-chip.fo1-missing { background: #999; text-decoration: line-through; }
+  background: var(--chip); color: var(--chip-text); font-weight: 600; font-size: 0.9em; }
+.fo1-chip.fo1-missing { background: #999; color: #fff; text-decoration: line-through; }
 .fo1-answer { font-size: 1.05em; line-height: 1.7; min-height: 2em; }
 .fo1-history { max-height: 22em; overflow-y: auto; border-left: 3px solid #ccc;
   padding-left: 0.6em; }

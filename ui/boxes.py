@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from fo1_core.errors import FO1Error
-from fo1_core.render import PALETTE, color_for_region
+from fo1_core.render import PALETTE, color_for_region, text_color_for_region
 from fo1_core.templates import MAX_REGIONS
 from ui.editor import turned
 
@@ -33,6 +33,11 @@ def region_rgb(index: int) -> tuple[int, int, int]:
 
 def region_hex(index: int) -> str:
     return color_for_region(index).as_hex()
+
+
+def region_text_hex(index: int) -> str:
+    """The colour of text on region `index`'s colour, as in the drawn labels."""
+    return text_color_for_region(index).as_hex()
 
 
 def editor_boxes(boxes: list[Box]) -> list[dict[str, Any]]:
