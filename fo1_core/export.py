@@ -1,4 +1,4 @@
-"""Answers as data: a JSON document that reloads to the same detections, and COCO results.
+"""Answers as data: a JSON document that reloads to the same detections, and COCO files.
 
 Masks are written as compressed COCO RLE (``{"size": [h, w], "counts": str}``), the form
 ``pycocotools`` reads, encoded here with numpy so pycocotools is not needed at run time.
@@ -60,6 +60,30 @@ def coco_categories(labels: Iterable[str]) -> list[dict]:
     """COCO categories (ids from 1) for the distinct non-empty labels, in first-seen order."""
     names = dict.fromkeys(label for label in labels if label)
     return [{"id": i, "name": name} for i, name in enumerate(names, start=1)]
+
+
+def to_coco_dataset(detections: sv.Detections, file_name: str, width: int, height: int) -> dict:
+    """A one-image COCO instances file of the labelled detections, as `COCO()` and annotation
+    tools load it: ``images``, ``annotations`` (with each detection's ``score``) and
+    ``categories`` numbered from 1 by the labels' first appearance."""
+    categories = coco_categories(detections.data.get(CLASS_NAME_KEY, []))
+    annotations = [
+        {
+            "id": number,
+            **result,
+            "area": _area(result),
+            "iscrowd": 0,
+        }
+        for number, result in enumerate(to_coco_results(detections, 1, categories), start=1)
+    ]
+    image = {"id": 1, "file_name": file_name, "width": width, "height": height}
+    return {"images": [image], "annotations": annotations, "categories": categories}
+
+
+def _area(result: dict) -> float:
+    if "segmentation" in result:
+        return float(decode_rle(result["segmentation"]).sum())
+    return result["bbox"][2] * result["bbox"][3]
 
 
 def to_coco_results(detections: sv.Detections, image_id: int, categories: list[dict]) -> list[dict]:

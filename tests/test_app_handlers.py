@@ -3,6 +3,8 @@ every bad input ending in a visible message with the user's boxes left alone."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import threading
@@ -13,6 +15,7 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools.coco import COCO
 
 from fo1_core.export import decode_rle
 from fo1_core.session import load
@@ -96,7 +99,15 @@ def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers)
         "fo1-coco.json",
         "fo1-report.html",
     ]
-    report = Path(files[3]).read_text()
+    # The COCO file loads as a dataset (and its annotations as results) in pycocotools.
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(files[2])
+        coco.loadRes(coco.dataset["annotations"])
+    assert coco.imgs[1] == {"id": 1, "file_name": "coffee.jpg", "width": 600, "height": 400}
+    assert [c["name"] for c in coco.cats.values()] == ["red circle"]
+    boxes = sorted(a["bbox"] for a in coco.anns.values())
+    assert boxes == [[170.0, 10.0, 250.0, 190.0], [320.0, 60.0, 110.0, 260.0]]
+    report = Path(files[3]).read_text(encoding="utf-8")
     assert report.count("data:image/jpeg;base64,") == 2
     assert "http://" not in report and "https://" not in report and "<script" not in report
     assert RIGGED_ANSWER.replace("<", "&lt;").replace(">", "&gt;") in report

@@ -197,7 +197,15 @@ def test_report_is_one_offline_file() -> None:
     answer = parse_answer("<ground>a<script></ground><objects><region0></objects>", 1)
     detections = to_detections(answer, np.array([[1, 2, 10, 12]]))
     result = Result(
-        image, image, [[1, 2, 10, 12]], "Detection", "find <b>", answer, detections, "Done"
+        image,
+        "cat.jpg",
+        image,
+        [[1, 2, 10, 12]],
+        "Detection",
+        "find <b>",
+        answer,
+        detections,
+        "Done",
     )
     html = report_html(result)
     assert html.count("<img") == 2 and html.count("data:image/jpeg;base64,") == 2
@@ -243,7 +251,7 @@ def test_report_without_detections() -> None:
     answer = parse_answer("nothing here", 0)
     empty = to_detections(answer, np.zeros((0, 4)))
     image = np.zeros((8, 8, 3), np.uint8)
-    result = Result(image, image, [], "Free prompt", "hi", answer, empty, "Done")
+    result = Result(image, "cat.jpg", image, [], "Free prompt", "hi", answer, empty, "Done")
     assert "nothing here" in report_html(result)
     assert isinstance(empty, sv.Detections)
 

@@ -15,6 +15,7 @@ from fo1_core.export import (
     decode_rle,
     encode_rle,
     from_json,
+    to_coco_dataset,
     to_coco_results,
     to_json,
 )
@@ -174,3 +175,27 @@ def test_coco_results_file_is_accepted_for_matching_ground_truth(
     evaluation.summarize()
     # The answer names exactly the ground-truth boxes: a perfect score.
     assert evaluation.stats[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("with_masks", [False, True])
+def test_coco_dataset_is_the_answer_as_annotations(with_masks: bool, tmp_path: Path) -> None:
+    masks = box_masks() if with_masks else None
+    detections = to_detections(parse_answer(TEXT, num_regions=len(BOXES)), BOXES, masks=masks)
+    path = tmp_path / "answer.json"
+    path.write_text(json.dumps(to_coco_dataset(detections, "cat.jpg", WIDTH, HEIGHT)))
+    dataset = COCO(str(path))
+    assert dataset.imgs == {1: {"id": 1, "file_name": "cat.jpg", "width": WIDTH, "height": HEIGHT}}
+    # The unlabelled reference to region 3 is not an annotation; ids are unique from 1.
+    annotations = dataset.loadAnns(dataset.getAnnIds())
+    assert [a["id"] for a in annotations] == [1, 2, 3]
+    assert [a["category_id"] for a in annotations] == [1, 1, 2]
+    assert [a["bbox"] for a in annotations] == [
+        [0.0, 0.0, 20.0, 20.0],
+        [30.0, 20.0, 49.0, 39.0],
+        [10.5, 5.25, 29.5, 24.75],
+    ]
+    # Area: of the mask when there is one (whole pixels), else of the box.
+    expected = [400, 49 * 39, 30 * 25] if with_masks else [400, 49 * 39, 29.5 * 24.75]
+    assert [a["area"] for a in annotations] == expected
+    if with_masks:
+        assert np.array_equal(dataset.annToMask(annotations[1]), box_masks()[2])

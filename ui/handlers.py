@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
@@ -50,6 +51,11 @@ def _selection_in(prompt: str, selection: object) -> tuple[int, int]:
         return len(prompt), len(prompt)
     start, end = sorted(min(max(int(at), 0), len(prompt)) for at in selection)
     return start, end
+
+
+def image_name(image: str | object) -> str:
+    """The asked-about image's file name, for the COCO file's image entry."""
+    return Path(image).name if isinstance(image, str) else "image.png"
 
 
 def status_html(message: str, kind: str = "info") -> str:
@@ -297,6 +303,7 @@ class Handlers:
             warnings = " ".join([*notes, *conversation_notes(step.generation)])
             result = Result(
                 image=image,
+                image_name=image_name(question.image),
                 boxes_image=draw_proposals(open_for_drawing(question.image), question.boxes),
                 boxes=question.boxes,
                 task_label=task_label(question.task),

@@ -1,4 +1,5 @@
-"""Files a user takes away: annotated image, JSON, COCO results and a one-file HTML report.
+"""Files a user takes away: annotated image, JSON, a COCO instances file and a one-file HTML
+report.
 
 The report embeds the image as a data URI and carries no scripts or external links, so it opens
 offline and is safe to mail around.
@@ -22,8 +23,8 @@ import numpy as np
 import supervision as sv
 from PIL import Image
 
-from fo1_core.answers import CLASS_NAME_KEY, Answer
-from fo1_core.export import coco_categories, to_coco_results, to_json
+from fo1_core.answers import Answer
+from fo1_core.export import to_coco_dataset, to_json
 from ui.answer_view import (
     CHIP_CSS,
     DETECTION_COLUMNS,
@@ -40,6 +41,7 @@ class Result:
     """One finished question, everything the downloads need."""
 
     image: np.ndarray  # the annotated image, RGB
+    image_name: str  # the file name of the image asked about
     boxes_image: np.ndarray  # every box with its index, as the question saw them
     boxes: list[Box]
     task_label: str
@@ -88,21 +90,14 @@ def write_downloads(result: Result, folder: Path) -> Downloads:
     document["boxes"] = result.boxes
     document["prompt"] = result.prompt
     json_path = folder / "fo1-answer.json"
-    json_path.write_text(json.dumps(document, indent=2))
-    categories = coco_categories(document_labels(result.detections))
-    coco = {
-        "categories": categories,
-        "results": to_coco_results(result.detections, image_id=1, categories=categories),
-    }
+    json_path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+    height, width = result.image.shape[:2]
+    coco = to_coco_dataset(result.detections, result.image_name, width, height)
     coco_path = folder / "fo1-coco.json"
-    coco_path.write_text(json.dumps(coco, indent=2))
+    coco_path.write_text(json.dumps(coco, indent=2), encoding="utf-8")
     report_path = folder / "fo1-report.html"
-    report_path.write_text(report_html(result))
+    report_path.write_text(report_html(result), encoding="utf-8")
     return Downloads(str(image_path), str(json_path), str(coco_path), str(report_path))
-
-
-def document_labels(detections: sv.Detections) -> list[str]:
-    return [str(label) for label in detections.data.get(CLASS_NAME_KEY, [])]
 
 
 def data_uri(image: np.ndarray) -> str:
