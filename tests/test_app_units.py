@@ -7,6 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -245,6 +248,22 @@ def test_answer_files_are_removed_once_old() -> None:
     latest = folders.new()
     assert not first.exists() and recent.exists() and latest.exists()
     assert {recent.parent, latest.parent} == {folders.root}
+
+
+def test_answers_finishing_together_both_get_their_folder() -> None:
+    folders = AnswerFolders(keep_s=60)
+
+    def finish(barrier: threading.Barrier) -> Path:
+        barrier.wait()
+        return folders.new()
+
+    for _ in range(20):
+        for _ in range(30):  # expired answers, which both cleanups go for at once
+            os.utime(folders.new(), (0, 0))
+        barrier = threading.Barrier(2)
+        with ThreadPoolExecutor(2) as pool:
+            made = list(pool.map(finish, [barrier, barrier]))
+        assert all(folder.is_dir() for folder in made)
 
 
 def test_report_without_detections() -> None:

@@ -77,7 +77,11 @@ class AnswerFolders:
     def new(self) -> Path:
         cutoff = time.time() - self.keep_s
         for old in self.root.iterdir():
-            if old.stat().st_mtime < cutoff:
+            try:
+                expired = old.stat().st_mtime < cutoff
+            except FileNotFoundError:  # another answer finishing now removed it first
+                continue
+            if expired:
                 shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(dir=self.root))
 
