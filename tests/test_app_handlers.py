@@ -20,7 +20,7 @@ from pycocotools.coco import COCO
 from fo1_core.export import decode_rle
 from fo1_core.session import load
 from tests.conftest import RIGGED_ANSWER
-from ui.answering import Answerer
+from ui.answering import Answerer, Question
 from ui.boxes import editor_value
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.handlers import Handlers
@@ -328,3 +328,18 @@ def test_without_follow_up_each_question_stands_alone(answering: Handlers) -> No
     list(run(answering, editor_value(IMAGE, BOXES), conversation=first))
     second, _ = answering.remember_turn(False, first, session)
     assert len(second["turns"]) == 1 and history == ""
+
+
+def test_bare_references_are_drawn_as_they_stream(tmp_path: Path) -> None:
+    from tests.rigged import make_rigged_checkpoint
+
+    # A reasoning-style answer: region references in prose, no grounded group.
+    checkpoint = make_rigged_checkpoint(tmp_path, "A<region1> near<region0>.")
+    answerer = Answerer(load(checkpoint, device="cpu"))
+    question = Question(IMAGE, BOXES, "OD_template", "cup")
+    steps = list(answerer.steps(question, answerer.prepare(question), 32))
+    drawn = [
+        [int(i) for i in s.detections.data["region_index"]] for s in steps if s.image is not None
+    ]
+    # The bare image first, then each new reference as it arrives, not only when the answer ends.
+    assert drawn == [[], [1], [1, 0], [1, 0]]

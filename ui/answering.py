@@ -15,7 +15,13 @@ import numpy as np
 import supervision as sv
 from PIL import Image
 
-from fo1_core.answers import Answer, parse_answer, to_detections
+from fo1_core.answers import (
+    CLASS_NAME_KEY,
+    REGION_INDEX_KEY,
+    Answer,
+    parse_answer,
+    to_detections,
+)
 from fo1_core.errors import FO1Error
 from fo1_core.processing import open_image
 from fo1_core.prompting import region_list_text
@@ -41,8 +47,8 @@ class Question:
 @dataclass
 class Step:
     answer: Answer
-    detections: sv.Detections
-    image: np.ndarray | None  # a new drawing when the grounded groups changed, else None
+    detections: sv.Detections  # with the proposer's masks on steps that draw
+    image: np.ndarray | None  # a new drawing when the regions the answer names changed
     tokens: int
     generation: Generation | None = None  # on the last step only
 
@@ -102,7 +108,7 @@ class Answerer:
         picture = open_for_drawing(question.image)
         boxes = np.asarray(question.boxes[:MAX_REGIONS], dtype=np.float32).reshape(-1, 4)
         masks = None if question.masks is None else question.masks[:MAX_REGIONS]
-        text, tokens, drawn_groups = "", 0, None
+        text, tokens, drawn = "", 0, None
         # On ZeroGPU, Stop cancels the job instead (see `ui.layout`).
         shared_cancel = None if ON_ZERO_GPU else cancel
         for event in self._stream_on_gpu(request, max_new_tokens, shared_cancel):
@@ -112,12 +118,18 @@ class Answerer:
                 text += event
                 tokens += 1
             answer = parse_answer(text, len(boxes))
-            detections = to_detections(answer, boxes, masks)
-            image = None
-            if answer.groups != drawn_groups or isinstance(event, Generation):
-                drawn_groups = answer.groups
-                image = draw_answer(picture, detections)
             final = event if isinstance(event, Generation) else None
+            # Masks are full-size: only copied out for a drawing, which only a change calls for.
+            detections = to_detections(answer, boxes)
+            data = detections.data
+            shown = list(
+                zip(data[REGION_INDEX_KEY].tolist(), data[CLASS_NAME_KEY].tolist(), strict=True)
+            )
+            image = None
+            if shown != drawn or final:
+                drawn = shown
+                detections = to_detections(answer, boxes, masks)
+                image = draw_answer(picture, detections)
             tokens = len(final.token_ids) if final else tokens
             yield Step(answer, detections, image, tokens, final)
 
