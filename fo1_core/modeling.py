@@ -73,7 +73,9 @@ class FO1Model(Qwen2_5_VLModel):
     ) -> ImageEncoding:
         """Runs the ViT once: merged embeddings for the prompt, tapped map for the regions."""
         vision = self.config.vision_config
-        tapped_block = self.visual.blocks[vision.fullatt_block_indexes[-1]]
+        # The deepest full-attention block, as the reference (which records them in block order)
+        # takes its last, whatever order the config lists them in.
+        tapped_block = self.visual.blocks[max(vision.fullatt_block_indexes)]
         with _record_outputs([tapped_block]) as tapped:
             out = self.visual(pixel_values.to(self.visual.dtype), grid_thw=image_grid_thw)
         embeds = self.image_projector(out.pooler_output)

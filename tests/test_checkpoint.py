@@ -70,7 +70,10 @@ def _rewrite_weights(folder: Path, edit) -> None:
     ("edit", "message"),
     [
         # a tensor the config needs is not in the files
-        (lambda w: w.pop("model.mm_projector_aux.0.weight"), "missing (1): model.mm_projector_aux"),
+        (
+            lambda w: w.pop(next(k for k in sorted(w) if k.startswith("model.mm_projector_aux."))),
+            "missing (1): model.mm_projector_aux",
+        ),
         # a tensor nothing in the config uses
         (lambda w: w.update({"model.extra_head.weight": torch.zeros(2)}), "unexpected (1)"),
         # a tensor with the wrong shape
@@ -190,7 +193,8 @@ VARIANTS = [
     # the optional LayerNorms on both halves of the region feature
     ({"mm_apply_region_layer_norm": True}, "model.object_vp_extractor.aux_region_norm.weight"),
     # a linear primary projector between the merger and the decoder
-    ({"mm_projector_type": "linear", "mm_hidden_size": 64}, "model.mm_projector.weight"),
+    # (its input width is the merger's output, `mm_hidden_size`, set from the vision config)
+    ({"mm_projector_type": "linear"}, "model.mm_projector.weight"),
     # a deeper region projector
     ({"mm_projector_aux_type": "mlp3x_gelu"}, "model.mm_projector_aux.4.weight"),
     # an output head stored apart from the embeddings
@@ -208,6 +212,7 @@ def test_config_variants_save_load_and_answer(
     """Each FO1 option builds its modules from config.json and round-trips the official names."""
     folder = _copy_checkpoint(tmp_path)
     config = FO1Config.from_pretrained(folder)
+    config.mm_hidden_size = config.vision_config.out_hidden_size
     for key, value in options.items():
         setattr(config, key, value)
     torch.manual_seed(0)

@@ -100,6 +100,25 @@ def test_vision_and_region_features(pipeline: FO1Pipeline, name: str) -> None:
         _assert_close(regions, expected, _relative(expected, 1e-3))
 
 
+def test_the_deepest_full_attention_block_is_tapped_whatever_the_listed_order(
+    pipeline: FO1Pipeline,
+) -> None:
+    request, _, tensors = _request(pipeline, CASES[0])
+    vision = pipeline.model.config.vision_config
+    listed = list(vision.fullatt_block_indexes)
+    vision.fullatt_block_indexes[:] = sorted(listed, reverse=True)
+    try:
+        with torch.inference_mode():
+            image = pipeline.model.model.encode_image(
+                request.vision.pixel_values.to(TEST_DEVICE),
+                request.vision.image_grid_thw.to(TEST_DEVICE),
+            )
+    finally:
+        vision.fullatt_block_indexes[:] = listed
+    expected = tensors["vt_last_fullatt_map"]
+    _assert_close(image.vit_map, expected, _relative(expected, 1e-4))
+
+
 def _teacher_forced(pipeline: FO1Pipeline, request: Request, generated: list[int]):
     """One forward over prompt + generated ids, capturing the decoder's inputs."""
     inputs = pipeline.model_inputs(request)
