@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import supervision as sv
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from detect_tools import registry
 from detect_tools.base import CLASS_NAME, MAX_PROPOSALS, ProposalOptions, ProposerError
@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         try:
-            image = Image.open(args.image)
-            image.load()
+            with Image.open(args.image) as file:
+                # Boxes in the frame the image is shown in, as the app and `python -m fo1_core`
+                # take them.
+                image = ImageOps.exif_transpose(file)
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
             raise ProposerError(f"Cannot read image {args.image}: {error}") from error
         options = ProposalOptions(args.threshold, args.nms_iou or None, args.max_count)

@@ -21,6 +21,8 @@ import supervision as sv
 import torch
 from PIL import Image
 
+from detect_tools.images import as_rgb
+
 logger = logging.getLogger(__name__)
 
 MAX_PROPOSALS = 100
@@ -99,7 +101,7 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 
 def check_image(image: Image.Image) -> Image.Image:
-    """The image as RGB, or a ProposerError for an empty or oversized one."""
+    """The image as 8-bit RGB (`as_rgb`), or a ProposerError for an empty or oversized one."""
     if not isinstance(image, Image.Image):
         raise ProposerError(f"Expected a PIL image, got {type(image).__name__}.")
     width, height = image.size
@@ -110,7 +112,7 @@ def check_image(image: Image.Image) -> Image.Image:
             f"The image is {width}×{height} pixels, more than the {MAX_IMAGE_PIXELS:,} allowed: "
             "resize it before asking for proposals."
         )
-    return image.convert("RGB")
+    return as_rgb(image)
 
 
 def empty_detections(image_size: tuple[int, int], with_mask: bool = False) -> sv.Detections:

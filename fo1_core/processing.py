@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+from detect_tools.images import as_rgb
 from fo1_core.configuration import AUX_IMAGE_SIZE
 from fo1_core.errors import FO1Error
 from fo1_core.templates import MAX_REGIONS
@@ -62,7 +63,7 @@ def open_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
             f"the limit is {MAX_INPUT_PIXELS / 1e6:.0f}. Please downscale it first."
         )
     try:
-        image = _to_rgb(ImageOps.exif_transpose(image))
+        image = as_rgb(ImageOps.exif_transpose(image))
     except (OSError, ValueError, SyntaxError) as error:
         raise FO1Error(f"The image file is damaged or truncated ({error}).") from error
     if min(image.size) < SMALLEST_ACCEPTED_SIDE:
@@ -76,34 +77,6 @@ def open_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
             f"{MAX_ASPECT_RATIO}:1; crop it to a less extreme shape."
         )
     return image
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB as a viewer shows it: 16-bit and float depths scaled, transparency over white."""
-    if image.mode.startswith(("I", "F")):
-        image = _to_eight_bit_grey(image)
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def _to_eight_bit_grey(image: Image.Image) -> Image.Image:
-    """An integer or float image as 8-bit grey ("L"), or grey + alpha ("LA") where the file names
-    a transparent value (a PNG's tRNS chunk), which the scaling would otherwise lose."""
-    values = np.asarray(image, dtype=np.float64)
-    transparent = image.info.get("transparency")
-    if image.mode.startswith("I;16"):
-        scaled = values / 257  # the 16-bit range onto the 8-bit one, dark images staying dark
-    elif image.mode == "F" and values.max(initial=0) <= 1:
-        scaled = values * 255  # floats in [0, 1]
-    else:  # 32-bit integers or floats: their own range, at least 16 bits' worth
-        peak = values.max(initial=0)
-        scaled = values * (255 / max(peak, 65535)) if peak > 255 else values
-    grey = Image.fromarray(scaled.clip(0, 255).round().astype(np.uint8))
-    if isinstance(transparent, (int, float)):
-        grey.putalpha(Image.fromarray(np.where(values == transparent, 0, 255).astype(np.uint8)))
-    return grey
 
 
 def capped_size(width: int, height: int) -> tuple[int, int]:

@@ -82,7 +82,7 @@ def open_image(source: str | Image.Image | None) -> Image.Image:
         return ImageOps.exif_transpose(source)
     try:
         with Image.open(source) as image:
-            return ImageOps.exif_transpose(image).convert("RGB")
+            return ImageOps.exif_transpose(image)
     except Image.DecompressionBombError as error:
         raise ProposerError(f"The image is too large to open safely ({error}).") from error
     except (UnidentifiedImageError, OSError, ValueError) as error:

@@ -104,3 +104,16 @@ def test_bad_images_are_user_errors(image, message):
 
 def test_grey_image_becomes_rgb():
     assert check_image(Image.new("L", (4, 4))).mode == "RGB"
+
+
+@pytest.mark.parametrize(
+    ("image", "shown"),
+    [
+        # 16-bit grey: scaled to 8 bits (plain RGB conversion clips it to white)
+        (Image.new("I;16", (4, 4), 257 * 40), 40),
+        # a transparent cut-out: on white (plain RGB conversion makes it black)
+        (Image.new("RGBA", (4, 4), (0, 0, 0, 0)), 255),
+    ],
+)
+def test_proposers_see_the_picture_the_model_sees(image, shown):
+    assert np.unique(np.asarray(check_image(image))).tolist() == [shown]

@@ -61,6 +61,25 @@ def test_cli_writes_json(image_file, tmp_path):
     assert [40, 30, 120, 90] in [[round(v) for v in box] for box in boxes]
 
 
+def test_cli_boxes_are_in_the_frame_the_photo_is_shown_in(tmp_path):
+    # A phone photo stored landscape with "rotate 90° clockwise" in its EXIF: shown portrait.
+    pixels = np.full((120, 160, 3), 200, dtype=np.uint8)
+    pixels[30:90, 40:120] = (20, 40, 200)
+    stored = Image.fromarray(pixels)
+    exif = stored.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    stored.save(path, exif=exif, quality=95)
+    out = tmp_path / "out.json"
+    assert main(["--proposer", "offline", "--image", str(path), "--json", str(out)]) == 0
+    boxes = [[round(v) for v in p["box"]] for p in json.loads(out.read_text())["proposals"]]
+    # The stored block (x 40–120, y 30–90) turned with the picture into a 120×160 frame.
+    assert any(
+        abs(x1 - 30) <= 2 and abs(y1 - 40) <= 2 and abs(x2 - 90) <= 2 and abs(y2 - 120) <= 2
+        for x1, y1, x2, y2 in boxes
+    ), boxes
+
+
 def test_cli_with_a_model_checkpoint_and_masks(image_file, sam3_checkpoint, capsys):
     argv = ["--proposer", "sam3", "--image", str(image_file), "--text", "cup, person"]
     argv += ["--checkpoint", str(sam3_checkpoint), "--device", "cpu", "--max-count", "3"]

@@ -1,0 +1,39 @@
+"""Images as every proposer and the model see them: 8-bit RGB, the way a viewer shows the file.
+
+Shared so that the boxes a proposer finds and the picture the model reads agree on 16-bit scans,
+float images and transparent cut-outs (plain ``convert("RGB")`` clips the first to white and turns
+transparency black).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def as_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB as a viewer shows it: 16-bit and float depths scaled, transparency over white."""
+    if image.mode.startswith(("I", "F")):
+        image = _to_eight_bit_grey(image)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _to_eight_bit_grey(image: Image.Image) -> Image.Image:
+    """An integer or float image as 8-bit grey ("L"), or grey + alpha ("LA") where the file names
+    a transparent value (a PNG's tRNS chunk), which the scaling would otherwise lose."""
+    values = np.asarray(image, dtype=np.float64)
+    transparent = image.info.get("transparency")
+    if image.mode.startswith("I;16"):
+        scaled = values / 257  # the 16-bit range onto the 8-bit one, dark images staying dark
+    elif image.mode == "F" and values.max(initial=0) <= 1:
+        scaled = values * 255  # floats in [0, 1]
+    else:  # 32-bit integers or floats: their own range, at least 16 bits' worth
+        peak = values.max(initial=0)
+        scaled = values * (255 / max(peak, 65535)) if peak > 255 else values
+    grey = Image.fromarray(scaled.clip(0, 255).round().astype(np.uint8))
+    if isinstance(transparent, (int, float)):
+        grey.putalpha(Image.fromarray(np.where(values == transparent, 0, 255).astype(np.uint8)))
+    return grey
