@@ -58,8 +58,17 @@ class Sam3Proposer(ModelProposer):
         pixels = processor(images=image, return_tensors="pt").pixel_values
         vision = model.get_vision_features(pixel_values=pixels.to(self.device, self.dtype))
         outputs, scores = [], []
+        # Tokenized as the processor does (padded to the text encoder's length), but a concept
+        # longer than that is cut to fit instead of failing the whole prompt.
+        length = model.config.text_config.max_position_embeddings
         for concept in concepts:
-            tokens = processor(text=concept, return_tensors="pt").to(self.device)
+            tokens = processor.tokenizer(
+                concept,
+                padding="max_length",
+                max_length=length,
+                truncation=True,
+                return_tensors="pt",
+            ).to(self.device)
             output = model(
                 vision_embeds=vision,
                 input_ids=tokens.input_ids,

@@ -50,3 +50,10 @@ def test_confident_instances_raise_the_threshold(proposer, photo, monkeypatch):
 def test_needs_a_prompt(proposer, photo):
     with pytest.raises(ProposerError, match="text prompt"):
         proposer.propose(photo)
+
+
+def test_a_long_description_is_cut_to_what_sam3_reads(proposer, photo):
+    # Longer than the text encoder's positions (the tiny tokenizer spells it letter by letter).
+    pasted = "the small red ceramic coffee cup on the kitchen table next to the window"
+    proposals = proposer.propose(photo, f"person, {pasted}", ProposalOptions(nms_iou=None))
+    assert set(proposals.data["class_name"]) == {"person", pasted}
