@@ -126,14 +126,15 @@ def test_sharded_checkpoint_loads_the_same_weights(tmp_path: Path) -> None:
         (False, torch.float32),  # emulated bfloat16 would be slower than fp32
     ],
 )
-def test_cpu_default_dtype_follows_the_cpu_with_tied_head(
+def test_cpu_default_dtype_follows_the_cpu_with_the_head_tied_as_configured(
     monkeypatch: pytest.MonkeyPatch, native_bfloat16: bool, dtype: torch.dtype
 ) -> None:
     monkeypatch.setattr(checkpoint, "cpu_has_bfloat16", lambda: native_bfloat16)
     model, folder = load_model(REFERENCE_DIR, device="cpu")
     assert folder == REFERENCE_DIR
     assert model.dtype == dtype
-    assert model.lm_head.weight is model.model.language_model.embed_tokens.weight
+    tied = model.lm_head.weight is model.model.language_model.embed_tokens.weight
+    assert tied == model.config.tie_word_embeddings
     assert not model.training
 
 
