@@ -68,10 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     text = json.dumps(detections_to_json(detections, args.proposer), indent=2)
-    if args.json:
-        args.json.write_text(text + "\n")
-    else:
+    if not args.json:
         print(text)
+        return 0
+    try:
+        args.json.write_text(text + "\n")
+    except OSError as error:
+        print(f"error: could not write {args.json}: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

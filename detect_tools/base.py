@@ -201,6 +201,8 @@ class ModelProposer(Proposer):
     """
 
     default_checkpoint: ClassVar[str]
+    model_types: ClassVar[tuple[str, ...]]
+    """The `model_type`s its checkpoints' config.json may name."""
 
     def __init__(
         self,
@@ -209,7 +211,10 @@ class ModelProposer(Proposer):
         dtype: torch.dtype | None = None,
     ) -> None:
         self.checkpoint = str(checkpoint) if checkpoint is not None else self.default_checkpoint
-        self.device = torch.device(device) if device is not None else default_device()
+        try:
+            self.device = torch.device(device) if device is not None else default_device()
+        except (RuntimeError, TypeError) as error:
+            raise ProposerError(f"Unknown device {device!r}: use cpu, cuda or cuda:N.") from error
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ProposerError(
                 "This machine has no usable CUDA GPU: run on the CPU (--device cpu)."
@@ -249,7 +254,16 @@ class ModelProposer(Proposer):
             "Loading %s from %s on %s (%s)", self.name, self.checkpoint, self.device, self.dtype
         )
         try:
+            stored = _stored_model_type(self.checkpoint)
+            if stored is not None and stored not in self.model_types:
+                # transformers would load it with a warning, random weights and odd errors later.
+                raise ProposerError(
+                    f"{self.checkpoint!r} holds a model of type {stored!r}, not {self.label}: "
+                    "pass the folder of this proposer's checkpoint."
+                )
             loaded = self._load()
+        except ProposerError:
+            raise
         except (OSError, ValueError) as error:
             # transformers reports an unreachable hub, a missing repo and a folder without the
             # expected files as OSError, and a folder of the wrong kind as ValueError; the user's
@@ -259,9 +273,27 @@ class ModelProposer(Proposer):
                 "If this machine cannot reach the Hugging Face hub, download the checkpoint "
                 "elsewhere and pass its local folder (checkpoint= / --checkpoint)."
             ) from error
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as error:  # noqa: BLE001 (any other failure: the files are not this model)
+            # Another model's folder or a half-downloaded file fails deep inside transformers or
+            # safetensors, with errors of many kinds.
+            raise ProposerError(
+                f"{self.checkpoint!r} could not be loaded as {self.label}: its files are damaged "
+                f"or incomplete ({type(error).__name__}: {error}). Download it again."
+            ) from error
         loaded.model.to(self.device).eval()
         return loaded
 
     @abstractmethod
     def _load(self) -> LoadedModel:
         """Model (in ``self.dtype``) and processor via ``from_pretrained(self.checkpoint)``."""
+
+
+def _stored_model_type(checkpoint: str) -> str | None:
+    """The `model_type` a checkpoint's config.json names (from a hub id, only that file is
+    fetched; loading fetches the rest)."""
+    from transformers import PretrainedConfig
+
+    config, _ = PretrainedConfig.get_config_dict(checkpoint)
+    return config.get("model_type")

@@ -30,6 +30,7 @@ class Florence2Proposer(ModelProposer):
     label = "Florence-2 region proposals"
     task = "<REGION_PROPOSAL>"
     default_checkpoint = DEFAULT_CHECKPOINT
+    model_types = ("florence2",)
 
     def __init__(
         self,

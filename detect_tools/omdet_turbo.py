@@ -31,6 +31,7 @@ class OmDetTurboProposer(ModelProposer):
     needs_text = True
     default_threshold = 0.3
     default_checkpoint = DEFAULT_CHECKPOINT
+    model_types = ("omdet-turbo",)
 
     def _load(self) -> LoadedModel:
         # The default config builds its Swin backbone through timm (a runtime dependency).

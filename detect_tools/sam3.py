@@ -43,6 +43,8 @@ class Sam3Proposer(ModelProposer):
     needs_text = True
     default_threshold = LOW_THRESHOLD
     default_checkpoint = DEFAULT_CHECKPOINT
+    # facebook/sam3 is the video model's checkpoint; Sam3Model loads its detector part.
+    model_types = ("sam3", "sam3_video")
 
     def _load(self) -> LoadedModel:
         from transformers import Sam3Model, Sam3Processor

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -96,6 +97,8 @@ def test_cli_with_a_model_checkpoint_and_masks(image_file, sam3_checkpoint, caps
         (["--proposer", "sam3"], "needs a text prompt"),
         (["--proposer", "offline", "--max-count", "500"], "between 1 and 100"),
         (["--proposer", "offline", "--image", "/no/such.png"], "Cannot read image"),
+        (["--proposer", "sam3", "--device", "gpu", "--text", "cup"], "Unknown device 'gpu'"),
+        (["--proposer", "offline", "--json", "/no/such/folder/out.json"], "could not write"),
     ],
 )
 def test_cli_errors_are_one_clear_line(argv, message, image_file, capsys):
@@ -124,6 +127,42 @@ def test_model_proposers_run_in_bfloat16(name, fixture, text, request, photo, co
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def _half_written(checkpoint, tmp_path):
+    """A copy of `checkpoint` whose weights file stops halfway, as an interrupted download."""
+    copy = tmp_path / "half"
+    shutil.copytree(checkpoint, copy)
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "folder"),
+    [
+        # another proposer's checkpoint
+        ("florence2", None, lambda request, tmp: request.getfixturevalue("sam3_checkpoint")),
+        ("sam3", "cup", lambda request, tmp: request.getfixturevalue("omdet_turbo_checkpoint")),
+        # an interrupted download
+        (
+            "omdet-turbo",
+            "cup",
+            lambda request, tmp: _half_written(
+                request.getfixturevalue("omdet_turbo_checkpoint"), tmp
+            ),
+        ),
+    ],
+)
+def test_a_wrong_or_damaged_checkpoint_is_one_clear_line(
+    name, text, folder, request, tmp_path, image_file, capsys
+):
+    argv = ["--proposer", name, "--image", str(image_file), "--device", "cpu"]
+    argv += ["--checkpoint", str(folder(request, tmp_path))] + (["--text", text] if text else [])
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert any(says in error for says in ("model of type", "is not a", "could not be loaded"))
+    assert "Traceback" not in error
+
+
 def test_asking_for_cuda_without_a_gpu_says_use_cpu(florence2_checkpoint):
     with pytest.raises(ProposerError, match="--device cpu"):
         registry.get("florence2", florence2_checkpoint, "cuda")
