@@ -224,8 +224,14 @@ class _GroupParser:
             *most, last = [str(index) for index in self.missing]
             named = f"Regions {', '.join(most)} and {last} do" if most else f"Region {last} does"
             self._warn(f"{named} not exist ({self.limit_reason}); ignored.")
-        if self.state != "outside":
-            self._warn(f"The answer ends inside the group {self.label!r}; it is not shown yet.")
+        if self.state == "objects" and self.indexes:
+            # Its regions are already bare references, drawn without a label.
+            self._warn(
+                f"The answer ends inside the group {self.label!r}: its regions are shown "
+                "without that label."
+            )
+        elif self.state != "outside":
+            self._warn(f"The answer ends inside the group {self.label.strip()!r}.")
 
     def _region(self, index: int) -> None:
         if index >= self.limit:

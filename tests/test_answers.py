@@ -151,9 +151,16 @@ def test_edge_cases(
             f"{R(26)}{R(26)}{R(8)} and {R(15)}{R(74)}{R(8)}",
             "Regions 26, 8, 15 and 74 do not exist (only 3 boxes); ignored.",
         ),
+        # cut off inside a group's regions: drawn, but without the label
+        (
+            f"<ground>cat</ground><objects>{R(0)}{R(1)}",
+            "The answer ends inside the group 'cat': its regions are shown without that label.",
+        ),
+        # cut off before any region: nothing of it is drawn
+        ("<ground>cat </ground><objects>", "The answer ends inside the group 'cat'."),
     ],
 )
-def test_missing_regions_are_named_once(text: str, warning: str) -> None:
+def test_warnings(text: str, warning: str) -> None:
     assert parse_answer(text, num_regions=3).warnings == [warning]
 
 
