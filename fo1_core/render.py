@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import supervision as sv
-from PIL import Image
+from PIL import Image, ImageFont
 
 from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY
 
@@ -100,6 +100,32 @@ def draw_answer(image: np.ndarray | Image.Image, detections: sv.Detections) -> n
     return _draw(image, detections, indexes, labels)
 
 
+def fit_label(label: str, font_size: int, padding: int, width: int) -> str:
+    """`label` cut with "…" to fit an image `width` pixels wide (the full text stays in the answer
+    and the downloads); unchanged without a TrueType font to measure it with."""
+    path = find_font()
+    if path is None:
+        return label
+    font = _font(path, font_size)
+    room = width - 2 * padding
+    if font.getlength(label) <= room:
+        return label
+    # The longest prefix that fits with the ellipsis (found by halving: labels can be long).
+    fits, too_long = 0, len(label)
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if font.getlength(label[:middle] + "…") <= room:
+            fits = middle
+        else:
+            too_long = middle
+    return label[: max(fits, 1)].rstrip() + "…"
+
+
+@functools.cache
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, size)
+
+
 @functools.cache
 def find_font() -> str | None:
     """Path of a Unicode TrueType font on this machine, or None (PIL's Latin-only default)."""
@@ -121,6 +147,7 @@ def _draw(
     if len(detections) == 0:
         return scene[..., ::-1].copy()
     scale = scene_scale(scene.shape[1], scene.shape[0])
+    labels = [fit_label(label, scale.font_size, scale.padding, scene.shape[1]) for label in labels]
     if detections.mask is not None:
         sv.MaskAnnotator(color=PALETTE, opacity=MASK_OPACITY).annotate(
             scene, detections, custom_color_lookup=indexes

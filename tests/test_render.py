@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFont
 
 from fo1_core.answers import parse_answer, to_detections
 from fo1_core.render import (
@@ -12,6 +12,7 @@ from fo1_core.render import (
     draw_answer,
     draw_proposals,
     find_font,
+    fit_label,
     scene_scale,
     text_color_for_region,
 )
@@ -161,3 +162,23 @@ def contrast(first, second) -> float:
 def test_label_text_is_readable_on_every_region_colour(index: int) -> None:
     # WCAG AA for normal text: 4.5:1. The old brightness rule gave white on cyan (1.8:1).
     assert contrast(color_for_region(index), text_color_for_region(index)) >= 4.5
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        "#0 a very long label describing the cat sitting on the mat near the window",
+        "#0 " + "猫" * 80,  # wide glyphs
+        "#0 " + "x" * 50_000,  # a runaway answer
+    ],
+)
+def test_a_label_wider_than_the_image_is_cut_to_fit(label: str) -> None:
+    fitted = fit_label(label, font_size=12, padding=3, width=300)
+    assert fitted.endswith("…") and label.startswith(fitted[:-1])
+    font = ImageFont.truetype(find_font(), 12)
+    assert font.getlength(fitted) <= 300 - 2 * 3
+    assert font.getlength(fitted[:-1] + label[len(fitted) - 1] + "…") > 300 - 2 * 3  # no shorter
+
+
+def test_a_label_that_fits_is_left_alone() -> None:
+    assert fit_label("#3 cat", font_size=12, padding=3, width=300) == "#3 cat"
