@@ -32,7 +32,7 @@ MAX_IMAGE_PIXELS = 64_000_000
 """Larger images are refused: decoding alone would take gigabytes, and no proposer needs them."""
 
 MIN_BOX_SIDE = 1.0
-"""Boxes thinner than one pixel after clipping cannot be drawn or pooled, so they are dropped."""
+"""Boxes thinner than one whole pixel after clipping cannot be drawn or pooled: dropped."""
 
 CLASS_NAME = "class_name"
 """The ``sv.Detections.data`` key holding a proposer's own label (supervision's convention)."""
@@ -145,7 +145,10 @@ def finalize(
         xyxy=np.clip(xyxy, 0, [width, height, width, height]).astype(np.float32),
         confidence=detections.confidence.astype(np.float32),
     )
-    sides = detections.xyxy[:, 2:] - detections.xyxy[:, :2]
+    # Measured in whole pixels, as the box editor shows them: [3.5, 4.5] is a pixel wide but
+    # rounds (half to even) to [4, 4], a box with no area that the model would refuse.
+    whole = np.round(detections.xyxy)
+    sides = whole[:, 2:] - whole[:, :2]
     keep = (sides >= MIN_BOX_SIDE).all(1) & (detections.confidence >= threshold)
     detections = detections[keep]
     if len(detections) and options.nms_iou is not None:

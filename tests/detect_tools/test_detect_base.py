@@ -39,6 +39,10 @@ def _detections(boxes: list[list[float]], scores: list[float]) -> sv.Detections:
         ([[150, 10, 160, 20]], [0.5], ProposalOptions(), 0.0, []),
         # zero-width box dropped
         ([[10, 10, 10, 20]], [0.5], ProposalOptions(), 0.0, []),
+        # a pixel wide, but no whole pixel once rounded (half to even) as the box editor shows it
+        ([[3.5, 10, 4.5, 20]], [0.5], ProposalOptions(), 0.0, []),
+        # whole pixels once rounded: kept
+        ([[3.46, 10, 4.54, 20]], [0.5], ProposalOptions(), 0.0, [[3.46, 10, 4.54, 20]]),
         # below threshold dropped
         ([[0, 0, 10, 10], [20, 0, 30, 10]], [0.2, 0.9], ProposalOptions(), 0.5, [[20, 0, 30, 10]]),
         # near-duplicate suppressed, the better one kept
