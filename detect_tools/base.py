@@ -183,12 +183,15 @@ class Proposer(ABC):
                 '(for example "red cup, person").'
             )
         threshold = self.default_threshold if options.threshold is None else options.threshold
-        raw = self._predict(image, text.strip() if text else None, threshold)
+        raw = self._predict(image, text.strip() if text else None, threshold, options)
         return finalize(raw, image.size, threshold, options)
 
     @abstractmethod
-    def _predict(self, image: Image.Image, text: str | None, threshold: float) -> sv.Detections:
-        """Raw candidates in image pixels; scores below ``threshold`` may be left for `finalize`."""
+    def _predict(
+        self, image: Image.Image, text: str | None, threshold: float, options: ProposalOptions
+    ) -> sv.Detections:
+        """Raw candidates in image pixels; scores below ``threshold`` may be left for `finalize`,
+        which applies `options` (a proposer may use them to skip work on what it would drop)."""
 
 
 @dataclass

@@ -16,7 +16,7 @@ import supervision as sv
 import torch
 from PIL import Image
 
-from detect_tools.base import CLASS_NAME, LoadedModel, ModelProposer
+from detect_tools.base import CLASS_NAME, LoadedModel, ModelProposer, ProposalOptions
 
 DEFAULT_CHECKPOINT = "florence-community/Florence-2-large"
 LOCATION_BINS = 1000
@@ -54,7 +54,9 @@ class Florence2Proposer(ModelProposer):
         return LoadedModel(model, processor)
 
     @torch.inference_mode()
-    def _predict(self, image: Image.Image, text: str | None, threshold: float) -> sv.Detections:
+    def _predict(
+        self, image: Image.Image, text: str | None, threshold: float, options: ProposalOptions
+    ) -> sv.Detections:
         model, processor = self.loaded.model, self.loaded.processor
         inputs = processor(text=self.task, images=image, return_tensors="pt")
         inputs = inputs.to(self.device)

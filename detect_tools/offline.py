@@ -23,7 +23,7 @@ import supervision as sv
 from PIL import Image
 from skimage.segmentation import felzenszwalb
 
-from detect_tools.base import Proposer
+from detect_tools.base import ProposalOptions, Proposer
 
 WORK_SIDE = 512
 """Segmentation runs on a copy with this long side: it sets speed (~1 s at 2 cores) and detail."""
@@ -54,7 +54,9 @@ class OfflineProposer(Proposer):
     # Above 0: the whole image (which touches no other region) scores 0 and is no proposal.
     default_threshold = 0.01
 
-    def _predict(self, image: Image.Image, text: str | None, threshold: float) -> sv.Detections:
+    def _predict(
+        self, image: Image.Image, text: str | None, threshold: float, options: ProposalOptions
+    ) -> sv.Detections:
         pixels = np.asarray(image)
         height, width = pixels.shape[:2]
         scale = min(1.0, WORK_SIDE / max(height, width))

@@ -12,7 +12,7 @@ import supervision as sv
 import torch
 from PIL import Image
 
-from detect_tools.base import CLASS_NAME, LoadedModel, ModelProposer, split_prompt
+from detect_tools.base import CLASS_NAME, LoadedModel, ModelProposer, ProposalOptions, split_prompt
 
 DEFAULT_CHECKPOINT = "omlab/omdet-turbo-swin-tiny-hf"
 
@@ -42,7 +42,9 @@ class OmDetTurboProposer(ModelProposer):
         return LoadedModel(model, processor)
 
     @torch.inference_mode()
-    def _predict(self, image: Image.Image, text: str | None, threshold: float) -> sv.Detections:
+    def _predict(
+        self, image: Image.Image, text: str | None, threshold: float, options: ProposalOptions
+    ) -> sv.Detections:
         classes = split_prompt(text or "")
         model, processor = self.loaded.model, self.loaded.processor
         inputs = processor(images=image, text=classes, return_tensors="pt").to(self.device)

@@ -1,8 +1,9 @@
 """SAM3 (transformers' port): text-prompted instance masks, turned into boxes with their masks.
 
 Each category of the prompt ("red cup, person") is one SAM3 concept prompt; the image is encoded
-once and reused for every concept. Candidates from all concepts are pooled, sorted by score and
-cut to the region limit, so the answer can later be drawn as masks.
+once and reused for every concept. Candidates from all concepts are pooled and chosen on their
+predicted boxes (threshold, NMS, count); only the chosen ones get full-size masks, from which
+their boxes are then taken, so the answer can later be drawn as masks.
 
 Adaptive threshold: when SAM3 is confident about something (best score ≥ `CONFIDENT_THRESHOLD`)
 only confident instances are kept; when even the best is weak, the low threshold
@@ -19,10 +20,11 @@ from PIL import Image
 
 from detect_tools.base import (
     CLASS_NAME,
-    MAX_PROPOSALS,
     LoadedModel,
     ModelProposer,
+    ProposalOptions,
     empty_detections,
+    finalize,
     split_prompt,
 )
 
@@ -54,16 +56,19 @@ class Sam3Proposer(ModelProposer):
         return LoadedModel(model, processor)
 
     @torch.inference_mode()
-    def _predict(self, image: Image.Image, text: str | None, threshold: float) -> sv.Detections:
+    def _predict(
+        self, image: Image.Image, text: str | None, threshold: float, options: ProposalOptions
+    ) -> sv.Detections:
         concepts = split_prompt(text or "")
         model, processor = self.loaded.model, self.loaded.processor
+        width, height = image.size
         pixels = processor(images=image, return_tensors="pt").pixel_values
         vision = model.get_vision_features(pixel_values=pixels.to(self.device, self.dtype))
-        outputs, scores = [], []
         # Tokenized as the processor does (padded to the text encoder's length), but a concept
         # longer than that is cut to fit instead of failing the whole prompt.
         length = model.config.text_config.max_position_embeddings
-        for concept in concepts:
+        outputs, found = [], []
+        for index, concept in enumerate(concepts):
             tokens = processor.tokenizer(
                 concept,
                 padding="max_length",
@@ -81,20 +86,37 @@ class Sam3Proposer(ModelProposer):
                 if output.get(key) is not None:
                     output[key] = output[key].float()
             outputs.append(output)
-            # Scores only (threshold -1 keeps every query, in query order; masks stay small).
-            scores.append(processor.post_process_instance_segmentation(output, -1.0)[0]["scores"])
-        pooled = torch.cat(scores).cpu()  # (concepts · queries,)
-        best = float(pooled.max()) if len(pooled) else 0.0
+            # Every query's predicted box and score (threshold -1 keeps them all, in order).
+            boxes = processor.post_process_object_detection(
+                output, -1.0, target_sizes=[(height, width)]
+            )[0]
+            queries = len(boxes["scores"])
+            found.append(
+                sv.Detections(
+                    xyxy=boxes["boxes"].cpu().numpy(),
+                    confidence=boxes["scores"].cpu().numpy(),
+                    data={"concept": np.full(queries, index), "query": np.arange(queries)},
+                )
+            )
+        candidates = sv.Detections.merge(found)
+        best = float(candidates.confidence.max()) if len(candidates) else 0.0
         cut = max(threshold, CONFIDENT_THRESHOLD) if best >= CONFIDENT_THRESHOLD else threshold
-        keep = torch.nonzero(pooled >= cut).flatten()
-        keep = keep[pooled[keep].argsort(descending=True)][:MAX_PROPOSALS]
-        queries = outputs[0]["pred_logits"].shape[1]
+        # What the proposal will keep, chosen on the predicted boxes first: only those masks are
+        # upsampled to the image, each H·W (a 12 MP photo's 100 candidates would be gigabytes).
+        chosen = finalize(candidates, image.size, cut, options)
+        if not len(chosen):
+            return empty_detections(image.size, with_mask=True)
         parts = [
-            self._instances(outputs[c], keep[keep // queries == c] % queries, image.size, c, name)
-            for c, name in enumerate(concepts)
+            self._instances(
+                outputs[index],
+                torch.from_numpy(chosen.data["query"][chosen.data["concept"] == index]),
+                image.size,
+                index,
+                concept,
+            )
+            for index, concept in enumerate(concepts)
         ]
-        parts = [part for part in parts if len(part)]
-        return sv.Detections.merge(parts) if parts else empty_detections(image.size, with_mask=True)
+        return sv.Detections.merge([part for part in parts if len(part)])
 
     def _instances(
         self,

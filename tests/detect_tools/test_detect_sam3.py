@@ -57,3 +57,18 @@ def test_a_long_description_is_cut_to_what_sam3_reads(proposer, photo):
     pasted = "the small red ceramic coffee cup on the kitchen table next to the window"
     proposals = proposer.propose(photo, f"person, {pasted}", ProposalOptions(nms_iou=None))
     assert set(proposals.data["class_name"]) == {"person", pasted}
+
+
+def test_only_the_kept_candidates_get_full_size_masks(proposer, photo, monkeypatch):
+    upsampled = []
+    instances = proposer._instances
+    monkeypatch.setattr(
+        proposer,
+        "_instances",
+        lambda output, queries, *rest: (
+            upsampled.append(len(queries)),
+            instances(output, queries, *rest),
+        )[1],
+    )
+    proposals = proposer.propose(photo, "red cup, person", ProposalOptions(max_count=3))
+    assert len(proposals) <= 3 and sum(upsampled) <= 3  # not the 2 × 20 candidates
