@@ -8,6 +8,7 @@ the region encoder, prompt, splice and generate() — runs exactly as for a real
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -33,10 +34,33 @@ def _successors(tokenizer, answer: str, loop: str) -> dict[int, int]:
     return successors
 
 
+def _tags_as_tokens(model: FO1ForConditionalGeneration, tokenizer, text: str) -> bool:
+    """Adds the tags in `text` (`<region3>`, `<ground>`, …) that this tokenizer splits as tokens
+    of their own, with fresh embedding rows: a chain step per tag, whatever tokenizer the
+    fixture has (SPEC §6.2 allows FO1's strings not to be single tokens). True if it added any."""
+    split = [
+        tag
+        for tag in dict.fromkeys(re.findall(r"<[^<>]+>", text))
+        if len(tokenizer(tag, add_special_tokens=False)["input_ids"]) > 1
+    ]
+    if not split:
+        return False
+    tokenizer.add_tokens(split)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    rows = model.get_input_embeddings().weight
+    with torch.no_grad():
+        for token in tokenizer.convert_tokens_to_ids(split):
+            rows[token] = torch.randn_like(rows[token]) * rows.std()
+    return True
+
+
 def make_rigged_checkpoint(folder: Path, answer: str, loop: str = "") -> Path:
     """Writes the checkpoint to `folder`. After `answer` it stops, or repeats `loop` forever."""
     model, source = load_model(REFERENCE_DIR, device="cpu")
     tokenizer = AutoTokenizer.from_pretrained(str(source), config=model.config)
+    torch.manual_seed(0)
+    added = _tags_as_tokens(model, tokenizer, answer + loop)
     weights = model.state_dict()
     for key in weights:
         if key.endswith(("self_attn.o_proj.weight", "mlp.down_proj.weight")):
@@ -54,4 +78,6 @@ def make_rigged_checkpoint(folder: Path, answer: str, loop: str = "") -> Path:
     rigged = FO1ForConditionalGeneration(config)
     rigged.load_state_dict(weights)
     save_checkpoint(rigged, folder, copy_from=source)
+    if added:
+        tokenizer.save_pretrained(folder)
     return folder

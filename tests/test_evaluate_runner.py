@@ -22,7 +22,9 @@ class NamedBoxes(Proposer):
     def __init__(self) -> None:
         self.prompts: list[str] = []
 
-    def _predict(self, image: Image.Image, text: str | None, threshold: float) -> sv.Detections:
+    def _predict(
+        self, image: Image.Image, text: str | None, threshold: float, options: ProposalOptions
+    ) -> sv.Detections:
         self.prompts.append(text or "")
         numbers = [int(name[1:]) for name in split_prompt(text or "")]
         return sv.Detections(
