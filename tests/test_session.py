@@ -94,8 +94,12 @@ def test_decode_speed_runs_from_first_to_last_token(
 
     monkeypatch.setattr(endless.encoder, "keep_turn", slow_keep_turn)
     result = endless.ask(IMAGE, BOXES, "OD_template", "red circle", max_new_tokens=20)
-    assert len(result.token_ids) == 20 and result.timings["total_s"] > 0.5
-    assert result.timings["decode_tokens_per_s"] > 19 / 0.5
+    timings = result.timings
+    assert len(result.token_ids) == 20 and timings["total_s"] > 0.5
+    # The 19 gaps between tokens fit in what is left of the total without the slow step; with it
+    # counted they would not (a busy machine slows decoding, not this comparison).
+    decoding_s = 19 / timings["decode_tokens_per_s"]
+    assert decoding_s < timings["total_s"] - timings["first_token_s"] - 0.5
 
 
 def test_answer_does_not_depend_on_a_prior_request(answering: FO1Pipeline) -> None:
