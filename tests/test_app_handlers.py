@@ -253,7 +253,8 @@ def test_box_changes_refresh_the_region_pickers(answering: Handlers) -> None:
 
 @pytest.mark.parametrize("index", range(len(load_examples())))
 def test_examples_load_with_numbered_boxes(answering: Handlers, index: int) -> None:
-    editor, task, *_ = answering.load_example(gr.SelectData(None, {"index": index, "value": None}))
+    selected = gr.SelectData(None, {"index": index, "value": None})
+    editor, task, *_ = answering.load_example(selected, gr.Request(session_hash="test-session"))
     example = load_examples()[index]
     assert task == example.task
     assert [box["label"] for box in editor["boxes"]] == [f"#{i}" for i in range(len(example.boxes))]
@@ -343,3 +344,11 @@ def test_bare_references_are_drawn_as_they_stream(tmp_path: Path) -> None:
     ]
     # The bare image first, then each new reference as it arrives, not only when the answer ends.
     assert drawn == [[], [1], [1, 0], [1, 0]]
+
+
+def test_a_new_image_stops_the_answer_about_the_old_one(endless: Handlers) -> None:
+    steps = run(endless, editor_value(IMAGE, BOXES), limit=4000)
+    next(steps)  # streaming
+    endless.new_image(gr.Request(session_hash="test-session"))
+    *_, (_, _, _, status, _, _) = steps
+    assert "Stopped" in status

@@ -91,10 +91,11 @@ class Handlers:
         choices = region_choices(len(boxes))
         return gr.update(choices=choices), gr.update(choices=choices, value=None), note
 
-    @staticmethod
-    def new_image() -> tuple:
+    def new_image(self, request: gr.Request) -> tuple:
         """A new image (or none): the old one's masks, proposal time, answer and conversation
-        no longer apply. Outputs: masks, proposal time, then `cleared_answer`'s."""
+        no longer apply, and its answer in progress stops. Outputs: masks, proposal time, then
+        `cleared_answer`'s."""
+        self._cancel_answer(request)
         return {}, None, *cleared_answer()
 
     @staticmethod
@@ -170,7 +171,7 @@ class Handlers:
         caret = len(inserted)
         return inserted + after, gr.update(value=None), [caret, caret]
 
-    def load_example(self, event: gr.SelectData):
+    def load_example(self, event: gr.SelectData, request: gr.Request):
         example = self.examples[event.index]
         free = example.text if example.task == FREE_PROMPT else gr.skip()
         text = example.text if example.task != FREE_PROMPT else gr.skip()
@@ -181,7 +182,7 @@ class Handlers:
             # The choices come too: a Run before `boxes_changed` lands is checked against them.
             gr.update(choices=region_choices(len(example.boxes)), value=list(example.regions)),
             free,
-            *self.new_image(),
+            *self.new_image(request),
         )
 
     # Answering -----------------------------------------------------------------------------
@@ -191,6 +192,9 @@ class Handlers:
         queue has no stop event yet: it sees, when it starts, that Stop came after its Run click
         (`page_time`, like the click's time, is read from the page's clock)."""
         self._stopped_at[request.session_hash] = page_time or 0.0
+        self._cancel_answer(request)
+
+    def _cancel_answer(self, request: gr.Request) -> None:
         event = self._cancels.get(request.session_hash)
         if event is not None:
             event.set()

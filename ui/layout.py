@@ -291,6 +291,10 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             concurrency_limit=settings.concurrency,
         )
         answer.change(None, js=FOLLOW_THE_ANSWER, api_visibility="private")
+        # A new image ends the answer about the old one, queued or streaming: its output would
+        # land next to the new image (`Handlers.new_image` also stops the generation itself).
+        for new_image in (editor.upload, editor.clear, gallery.select):
+            new_image(None, cancels=[answering], api_visibility="private")
         answering.then(
             handlers.remember_turn,
             [follow_up, conversation],

@@ -447,3 +447,21 @@ def test_a_new_image_clears_the_old_answer(page) -> None:
     assert page.locator("#fo1-answer").inner_text().strip() == ""
     assert page.locator("#fo1-status").inner_text().strip() == ""
     shot(page, "13-new-image-clears-the-answer")
+
+
+def test_a_new_image_during_an_answer_ends_it(page) -> None:
+    page.locator("#fo1-gallery").get_by_text("Chelsea: reason about regions").click()
+    wait_for_note(page, "3 boxes")
+    run_detection(page, "red circle", max_tokens=8192)
+    page.locator("#fo1-answer", has_text="many regions").wait_for()
+    page.locator("#fo1-gallery").get_by_text("Coffee: detect cup and spoon").click()
+    wait_for_note(page, "3 boxes")
+    page.wait_for_timeout(SETTLE_MS)
+    # Nothing of the old answer comes back next to the new image.
+    assert page.locator("#fo1-answer").inner_text().strip() == ""
+    assert page.locator("#fo1-result img").count() == 0
+    assert "Answering" not in status_text(page)
+    # And the model is free: the next question is answered at once.
+    run_detection(page, "cup", max_tokens=32)
+    page.locator("#fo1-status", has_text="token limit").wait_for()
+    shot(page, "14-new-image-during-an-answer")
