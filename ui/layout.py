@@ -185,7 +185,14 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 with gr.Accordion("Reasoning", open=False):
                     reasoning = gr.HTML(elem_id="fo1-reasoning")
         with gr.Row():
-            result = gr.Image(label="Result", type="numpy", interactive=False, elem_id="fo1-result")
+            result = gr.Image(
+                label="Result",
+                show_label=False,  # as the editor: the tag would hide a top-left box's label
+                type="numpy",
+                interactive=False,
+                buttons=["download", "fullscreen"],  # sharing only works on Spaces
+                elem_id="fo1-result",
+            )
             with gr.Column():
                 table = gr.Dataframe(
                     headers=DETECTION_COLUMNS, label="Detections", interactive=False
