@@ -77,7 +77,11 @@ def user_text_for_task(task: str, text: str, num_regions: int) -> str:
     elif task in TASKS:
         template = TASKS[task]
         if template.fill is not FillKind.NONE and not text.strip():
-            what = "pick at least one region" if template.fill is FillKind.REGIONS else "type"
+            what = (
+                "pick at least one region"
+                if template.fill is FillKind.REGIONS
+                else f"type {template.asks_for}"
+            )
             raise FO1Error(f"The task '{template.label}' needs input: {what}.")
         user_text = template.render(text.strip())
     else:

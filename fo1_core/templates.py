@@ -76,6 +76,7 @@ class TaskTemplate:
     label: str
     template: str
     fill: FillKind
+    asks_for: str = ""  # what to type, for a `FillKind.TEXT` task's message when it is empty
 
     def render(self, fill: str = "") -> str:
         return self.template.format(fill) if self.fill is not FillKind.NONE else self.template
@@ -86,7 +87,7 @@ _OD = "Please detect {} in this image. Answer the question with object indexes."
 TASKS: dict[str, TaskTemplate] = {
     task.name: task
     for task in (
-        TaskTemplate("OD_template", "Detection", _OD, FillKind.TEXT),
+        TaskTemplate("OD_template", "Detection", _OD, FillKind.TEXT, "the categories to detect"),
         TaskTemplate(
             "OD_Counting_template",
             "Counting",
@@ -94,8 +95,11 @@ TASKS: dict[str, TaskTemplate] = {
             "Locate them with object indexes and then answer the question with the number of "
             "objects.",
             FillKind.TEXT,
+            "what to count",
         ),
-        TaskTemplate("REC_template", "Referring expression", _OD, FillKind.TEXT),
+        TaskTemplate(
+            "REC_template", "Referring expression", _OD, FillKind.TEXT, "the object to find"
+        ),
         TaskTemplate(
             "Region_OCR_template",
             "Region OCR",
@@ -138,6 +142,7 @@ TASKS: dict[str, TaskTemplate] = {
             "process process and provide image regions that can help you answer the question "
             "better. {}",
             FillKind.TEXT,
+            "a question",
         ),
         TaskTemplate(
             "OD_All_template",

@@ -124,7 +124,7 @@ def test_placeholder_strings_are_removed_from_the_prompt(client: Client) -> None
         # no image at all
         (None, BOXES, "OD_template", "cup", "No image"),
         # a region task without boxes
-        (IMAGE, [], "Brief_Region_Caption_template", "", "no boxes"),
+        (IMAGE, [], "Brief_Region_Caption_template", "", "there are none"),
         # a region task whose references name boxes that do not exist
         (IMAGE, BOXES, "Brief_Region_Caption_template", "<region7>", "region7"),
         # a free prompt referring to a missing region

@@ -163,13 +163,15 @@ def assert_model_is_free(handlers: Handlers) -> None:
         # no image uploaded
         (None, "OD_template", "cup", (), "No image"),
         # a region task with no boxes
-        (editor_value(IMAGE, []), "Brief_Region_Caption_template", "", (), "no boxes"),
+        (editor_value(IMAGE, []), "Brief_Region_Caption_template", "", (), "there are none"),
+        # a detection with no boxes: FO1 could only name boxes that do not exist
+        (editor_value(IMAGE, []), "OD_template", "cup", (), "draw boxes on the image"),
         # a region task with boxes but none picked
         (editor_value(IMAGE, BOXES), "Region_OCR_template", "", (), "pick at least one region"),
         # the same, with the detection task's (hidden) text box still filled in
         (editor_value(IMAGE, BOXES), "Region_OCR_template", "cup", (), "pick at least one region"),
-        # a detection task with nothing typed
-        (editor_value(IMAGE, BOXES), "OD_template", "  ", (), "needs input"),
+        # a detection task with nothing typed: the message names what to type
+        (editor_value(IMAGE, BOXES), "OD_template", "  ", (), "type the categories to detect"),
         # a picked region that was deleted since
         (editor_value(IMAGE, BOXES[:1]), "Brief_Region_Caption_template", "", (2,), "region2"),
     ],
