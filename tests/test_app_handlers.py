@@ -8,6 +8,7 @@ import io
 import json
 import re
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -255,8 +256,7 @@ def test_box_changes_refresh_the_region_pickers(answering: Handlers) -> None:
 
 @pytest.mark.parametrize("index", range(len(load_examples())))
 def test_examples_load_with_numbered_boxes(answering: Handlers, index: int) -> None:
-    selected = gr.SelectData(None, {"index": index, "value": None})
-    editor, task, *_ = answering.load_example(selected, gr.Request(session_hash="test-session"))
+    editor, task, *_ = answering.load_example(gr.SelectData(None, {"index": index, "value": None}))
     example = load_examples()[index]
     assert task == example.task
     assert [box["label"] for box in editor["boxes"]] == [f"#{i}" for i in range(len(example.boxes))]
@@ -348,9 +348,19 @@ def test_bare_references_are_drawn_as_they_stream(tmp_path: Path) -> None:
     assert drawn == [[], [1], [1, 0], [1, 0]]
 
 
-def test_a_new_image_stops_the_answer_about_the_old_one(endless: Handlers) -> None:
-    steps = run(endless, editor_value(IMAGE, BOXES), limit=4000)
+def test_a_new_image_ends_the_answer_about_the_old_one(endless: Handlers) -> None:
+    request = gr.Request(session_hash="test-session")
+    steps = run(endless, editor_value(IMAGE, BOXES), limit=4000, clicked_at=1.0)
     next(steps)  # streaming
-    endless.new_image(gr.Request(session_hash="test-session"))
-    *_, (_, _, _, status, _, _) = steps
-    assert "Stopped" in status
+    # It waits until that answer has ended, which needs the stream to be read on.
+    superseding = threading.Thread(target=endless.supersede, args=(2.0, request))
+    superseding.start()
+    while "test-session" not in endless._superseded_at:
+        time.sleep(0.001)
+    assert list(steps) == []  # nothing more lands next to the new image
+    superseding.join(timeout=5)
+    assert not superseding.is_alive()
+    # A question asked about the old image that was still queued shows nothing either.
+    assert list(run(endless, editor_value(IMAGE, BOXES), clicked_at=1.5)) == []
+    # One asked about the new image runs.
+    assert "Answering" in next(run(endless, editor_value(IMAGE, BOXES), clicked_at=3.0))[3]

@@ -28,6 +28,10 @@ from ui.report import AnswerFolders, Result, write_downloads
 
 logger = logging.getLogger(__name__)
 
+SUPERSEDE_WAIT_S = 10.0
+"""How long a new image waits for the old answer to end (a token, or a prefill on a slow CPU)
+before the answer area is cleared anyway."""
+
 STREAM_INTERVAL_S = 0.05
 """At most ~20 UI updates a second: each is a websocket message and a browser re-render."""
 
@@ -76,6 +80,10 @@ class Handlers:
         self._cancels: dict[str, threading.Event] = {}
         # When each session last pressed Stop, by the page's clock (see `stop`).
         self._stopped_at: dict[str, float] = {}
+        # When each session last got a new image, by the page's clock, and when its last answer
+        # ended (see `supersede`).
+        self._superseded_at: dict[str, float] = {}
+        self._ended: dict[str, threading.Event] = {}
         self._answer_folders = AnswerFolders()
         # The last finished turn of each session, until `remember_turn` files it.
         self._finished: dict[str, tuple[ConversationKey, str, str]] = {}
@@ -91,12 +99,21 @@ class Handlers:
         choices = region_choices(len(boxes))
         return gr.update(choices=choices), gr.update(choices=choices, value=None), note
 
-    def new_image(self, request: gr.Request) -> tuple:
+    @staticmethod
+    def new_image() -> tuple:
         """A new image (or none): the old one's masks, proposal time, answer and conversation
-        no longer apply, and its answer in progress stops. Outputs: masks, proposal time, then
-        `cleared_answer`'s."""
-        self._cancel_answer(request)
+        no longer apply. Outputs: masks, proposal time, then `cleared_answer`'s."""
         return {}, None, *cleared_answer()
+
+    def supersede(self, page_time: float | None, request: gr.Request) -> None:
+        """A new image came at `page_time` (the page's clock): an answer about the old one, in
+        progress or still queued, stops and shows nothing more (it would land by the new one)."""
+        self._superseded_at[request.session_hash] = page_time or 0.0
+        self._cancel_answer(request)
+        # Once the answer has ended, all it yielded has been sent: the clearing that follows
+        # this event cannot be overtaken by a piece of it.
+        if (ended := self._ended.get(request.session_hash)) is not None:
+            ended.wait(SUPERSEDE_WAIT_S)
 
     @staticmethod
     def forget_masks() -> MaskStore:
@@ -171,7 +188,7 @@ class Handlers:
         caret = len(inserted)
         return inserted + after, gr.update(value=None), [caret, caret]
 
-    def load_example(self, event: gr.SelectData, request: gr.Request):
+    def load_example(self, event: gr.SelectData):
         example = self.examples[event.index]
         free = example.text if example.task == FREE_PROMPT else gr.skip()
         text = example.text if example.task != FREE_PROMPT else gr.skip()
@@ -182,7 +199,6 @@ class Handlers:
             # The choices come too: a Run before `boxes_changed` lands is checked against them.
             gr.update(choices=region_choices(len(example.boxes)), value=list(example.regions)),
             free,
-            *self.new_image(request),
         )
 
     # Answering -----------------------------------------------------------------------------
@@ -220,6 +236,13 @@ class Handlers:
         image and boxes are those the conversation is about. `clicked_at`: when Run was clicked,
         by the page's clock.
         """
+
+        def superseded() -> bool:
+            since = self._superseded_at.get(request.session_hash)
+            return None not in (clicked_at, since) and since > clicked_at
+
+        if superseded():
+            return
         stopped_at = self._stopped_at.pop(request.session_hash, None)
         if None not in (clicked_at, stopped_at) and stopped_at > clicked_at:
             message = "Stopped by you before the answer started."
@@ -241,8 +264,9 @@ class Handlers:
         except FO1Error as error:
             yield (gr.skip(), gr.skip(), gr.skip(), error_html(str(error)), gr.skip(), gr.skip())
             return
-        cancel = threading.Event()
+        cancel, ended = threading.Event(), threading.Event()
         self._cancels[request.session_hash] = cancel
+        self._ended[request.session_hash] = ended
         started_over = follow_up and conversation and conversation.get("turns") and not history
         restart = [NEW_CONVERSATION] if started_over else []
         yield (
@@ -262,6 +286,8 @@ class Handlers:
             for outputs, generation in self._stream(
                 question, prepared, int(max_new_tokens), cancel, proposals_s, conversation_notes
             ):
+                if superseded():
+                    return
                 if generation is not None and generation.stop_reason != "cancelled":
                     turn = (key, prepared.user_text, generation.answer)
                     self._finished[request.session_hash] = turn
@@ -277,6 +303,7 @@ class Handlers:
             cancel.set()
             if self._cancels.get(request.session_hash) is cancel:
                 del self._cancels[request.session_hash]
+            ended.set()
 
     def _stream(
         self, question, prepared, max_new_tokens, cancel, proposals_s, conversation_notes

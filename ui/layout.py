@@ -223,8 +223,17 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         # one) nor writes it back (that would drop a box drawn before this reply lands; the
         # browser shows the image EXIF-rotated, as the model sees it).
         answer_area = [answer, reasoning, result, status, table, downloads, conversation, history]
-        for new_image in (editor.upload, editor.clear):
+        # A new image first ends the answer about the old one, queued or streaming, then clears
+        # the answer area: in that order, no piece of the old stream lands after the clearing.
+        for new_image in (editor.upload, editor.clear, gallery.select):
             new_image(
+                handlers.supersede,
+                page_time,
+                None,
+                js=WITH_PAGE_TIME,
+                api_visibility="private",
+                concurrency_limit=None,
+            ).then(
                 handlers.new_image,
                 None,
                 [masks, proposals_s, *answer_area],
@@ -273,10 +282,11 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         gallery.select(
             handlers.load_example,
             None,
-            [editor, task, text, regions, free_text, masks, proposals_s, *answer_area],
+            [editor, task, text, regions, free_text],
             api_visibility="private",
         )
-        answering = run.click(
+        answering = gr.on(
+            [run.click, text.submit],  # Enter in the task's one-line text field asks too
             handlers.run,
             [
                 editor,
@@ -298,10 +308,6 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             concurrency_limit=settings.concurrency,
         )
         answer.change(None, js=FOLLOW_THE_ANSWER, api_visibility="private")
-        # A new image ends the answer about the old one, queued or streaming: its output would
-        # land next to the new image (`Handlers.new_image` also stops the generation itself).
-        for new_image in (editor.upload, editor.clear, gallery.select):
-            new_image(None, cancels=[answering], api_visibility="private")
         answering.then(
             handlers.remember_turn,
             [follow_up, conversation],

@@ -391,6 +391,10 @@ def test_regions_ticked_for_boxes_since_cleared_do_not_block_a_run(page) -> None
     assert page.locator("#fo1-regions input:checked").count() == 2
     page.get_by_text("Clear boxes").click()
     wait_for_note(page, "No boxes yet")
+    page.locator("#fo1-editor canvas").hover()
+    page.keyboard.press("c")  # the box tool (an example opens with the hand tool)
+    drag(page, canvas_point(page, 0.3, 0.1), canvas_point(page, 0.7, 0.6))
+    wait_for_note(page, "1 box")
     run_detection(page, "astronaut", max_tokens=16)
     page.locator("#fo1-status", has_text="Stopped at the token limit · 16 tokens").wait_for()
     shot(page, "10-run-after-clearing-picked-regions")
@@ -461,7 +465,9 @@ def test_a_new_image_during_an_answer_ends_it(page) -> None:
     assert page.locator("#fo1-answer").inner_text().strip() == ""
     assert page.locator("#fo1-result img").count() == 0
     assert "Answering" not in status_text(page)
-    # And the model is free: the next question is answered at once.
-    run_detection(page, "cup", max_tokens=32)
+    # And the model is free: the next question (asked with Enter) is answered at once.
+    set_number(page, "fo1-max-tokens", 32)
+    page.get_by_label("Categories").fill("cup")
+    page.get_by_label("Categories").press("Enter")
     page.locator("#fo1-status", has_text="token limit").wait_for()
     shot(page, "14-new-image-during-an-answer")
