@@ -16,7 +16,9 @@ from pathlib import Path
 import spaces  # noqa: F401, I001
 import torch
 
-from fo1_core.checkpoint import PUBLISHED_CHECKPOINT, default_device_and_dtype
+from detect_tools.registry import available as available_proposers
+from fo1_core.checkpoint import PUBLISHED_CHECKPOINT, default_device_and_dtype, parse_device
+from fo1_core.cli import positive
 from fo1_core.errors import FO1Error
 from fo1_core.session import DECODE_MODES, STATIC_CACHE_TOKENS, load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
@@ -35,9 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve the network")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
-    parser.add_argument("--token-limit", type=int, default=4096, help="largest max-new-tokens")
+    parser.add_argument("--port", type=port, default=7860)
+    parser.add_argument("--max-new-tokens", type=positive, default=DEFAULT_MAX_NEW_TOKENS)
+    parser.add_argument("--token-limit", type=positive, default=4096, help="largest max-new-tokens")
     parser.add_argument(
         "--decode",
         default="auto",
@@ -47,18 +49,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--static-cache-tokens",
-        type=int,
+        type=positive,
         default=STATIC_CACHE_TOKENS,
         help="KV slots of static/compiled/graphed decoding; longer requests use a growing cache",
     )
-    parser.add_argument("--concurrency", type=int, default=1, help="GPU jobs at once")
-    parser.add_argument("--queue-size", type=int, default=32, help="jobs waiting at most")
-    parser.add_argument("--proposer", default="offline", help="proposer selected at start")
+    parser.add_argument("--concurrency", type=positive, default=1, help="GPU jobs at once")
+    parser.add_argument("--queue-size", type=positive, default=32, help="jobs waiting at most")
+    parser.add_argument(
+        "--proposer",
+        default="offline",
+        choices=list(available_proposers()),
+        help="proposer selected at start",
+    )
     parser.add_argument("--max-file-size", default="50mb", help="largest upload, e.g. 50mb")
     parser.add_argument(
-        "--file-ttl", type=int, default=3600, help="seconds uploads and results are kept"
+        "--file-ttl", type=positive, default=3600, help="seconds uploads and results are kept"
     )
     return parser.parse_args(argv)
+
+
+def port(text: str) -> int:
+    """A TCP port number."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
+    return number
 
 
 def decode_mode(args: argparse.Namespace) -> str:
@@ -66,7 +84,7 @@ def decode_mode(args: argparse.Namespace) -> str:
     would compile again inside a visitor's time slot, and CPUs gain less than compiling costs."""
     if args.decode != "auto":
         return args.decode
-    device = torch.device(args.device) if args.device else default_device_and_dtype()[0]
+    device = parse_device(args.device) if args.device else default_device_and_dtype()[0]
     return "compiled" if device.type == "cuda" and not ON_ZERO_GPU else "dynamic"
 
 
@@ -105,14 +123,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo = build_app(pipeline, settings)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
-    demo.launch(
-        server_name=args.host,
-        server_port=args.port,
-        allowed_paths=[str(EXAMPLES_DIR), str(ASSETS_DIR)],
-        max_file_size=args.max_file_size,
-        show_error=True,
-        css=app_css(),
-    )
+    try:
+        demo.launch(
+            server_name=args.host,
+            server_port=args.port,
+            allowed_paths=[str(EXAMPLES_DIR), str(ASSETS_DIR)],
+            max_file_size=args.max_file_size,
+            show_error=True,
+            css=app_css(),
+        )
+    except OSError as error:  # the port is taken, or the host is not this machine's
+        message = f"error: cannot serve on {args.host}:{args.port}: {error}"
+        print(message, file=sys.stderr)  # noqa: T201 (the one line a user must see)
+        return 2
     return 0
 
 

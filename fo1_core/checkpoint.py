@@ -221,6 +221,14 @@ def load_weights(model: FO1ForConditionalGeneration, folder: Path) -> LoadReport
     return LoadReport(missing=missing, unexpected=unexpected, mismatched=mismatched)
 
 
+def parse_device(device: str | torch.device) -> torch.device:
+    """`device` as torch reads it, or an `FO1Error` naming the ones it could be."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise FO1Error(f"Unknown device {device!r}: use cpu, cuda or cuda:N.") from error
+
+
 def load_model(
     name_or_path: str | Path,
     device: str | torch.device | None = None,
@@ -233,8 +241,12 @@ def load_model(
     processor settings are read from the same folder).
     """
     folder = resolve_checkpoint(name_or_path)
+    if not (folder / "config.json").is_file():
+        raise FO1Error(
+            f"{folder} has no config.json: pass the folder that holds the checkpoint's files."
+        )
     default_device, default_dtype = default_device_and_dtype()
-    device = torch.device(device) if device is not None else default_device
+    device = parse_device(device) if device is not None else default_device
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FO1Error("A CUDA GPU was asked for, but PyTorch finds none here: use the CPU.")
     dtype = dtype or (default_dtype if device.type == default_device.type else torch.float32)

@@ -95,6 +95,10 @@ def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray,
     `MAX_REGIONS` boxes are cut to the first `MAX_REGIONS`, with a notice.
     """
     try:
+        # numpy would read "10" and True as numbers; a user's boxes file should not pass with them.
+        written = np.asarray(boxes if boxes is not None else [], dtype=object).ravel()
+        if any(isinstance(value, str | bytes | bool | np.bool_) for value in written):
+            raise ValueError("not a number")
         array = np.asarray(boxes if boxes is not None else [], dtype=np.float64)
     except (TypeError, ValueError) as error:
         raise FO1Error("Boxes must be a list of [x1, y1, x2, y2] numbers.") from error

@@ -297,6 +297,28 @@ def test_command_line_defaults() -> None:
     assert (args.host, args.port, args.device) == ("127.0.0.1", 7860, None)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--concurrency", "0"],  # every question would wait forever
+        ["--queue-size", "-3"],  # every question would be refused as "queue full"
+        ["--file-ttl", "-5"],  # results would be gone before the browser fetched them
+        ["--max-new-tokens", "0"],
+        ["--port", "70000"],
+        ["--proposer", "nosuch"],  # was ignored without a word
+    ],
+)
+def test_command_line_refuses_settings_that_cannot_work(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv)
+    assert exit_.value.code == 2
+
+
+def test_an_unknown_device_is_one_message() -> None:
+    with pytest.raises(FO1Error, match="Unknown device 'quantum'"):
+        decode_mode(parse_args(["--device", "quantum"]))
+
+
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 

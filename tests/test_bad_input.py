@@ -54,6 +54,9 @@ BOX = [[10, 10, 50, 50]]
         (IMAGE, [[1, 2, 3]], "OD_template", "cat", "x1, y1, x2, y2"),
         # not numbers at all
         (IMAGE, [["a", "b", "c", "d"]], "OD_template", "cat", "list of [x1, y1, x2, y2]"),
+        # numbers written as text, and a flag: numpy would read them as numbers
+        (IMAGE, [["1", "2", "30", "40"]], "OD_template", "cat", "list of [x1, y1, x2, y2]"),
+        (IMAGE, [[True, 2, 30, 40]], "OD_template", "cat", "list of [x1, y1, x2, y2]"),
         # a region reference beyond the boxes given
         (IMAGE, BOX, "free", "What is <region5>?", "<region5>, but there are region0–region0"),
         # a region task with no boxes

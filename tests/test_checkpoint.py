@@ -145,6 +145,8 @@ def _truncate(file: Path) -> None:
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
+        # a folder without the checkpoint's config (its parent folder, say)
+        (lambda f: (f / "config.json").unlink(), "has no config.json"),
         # a sharded download that stopped before its last file
         (lambda f: (_shard(f) / "model-00002-of-00002.safetensors").unlink(), "1 of its 2"),
         # a weight file cut short

@@ -72,3 +72,16 @@ def test_given_boxes_win_over_the_proposer(
 def test_no_boxes_and_no_proposer_is_a_user_error() -> None:
     with pytest.raises(FO1Error, match="--proposer"):
         BoxSource(None, ProposalOptions()).boxes(Image.new("RGB", (10, 10)), ["cat"])
+
+
+@pytest.mark.parametrize(
+    ("given", "scores", "message"),
+    [
+        ([[1, 2, 3]], None, "must be \\[\\[x1"),  # three numbers
+        ("oops", None, "must be numbers"),
+        ([[1, 2, 30, 40]], [0.5, 0.6], "1 boxes but 2 scores"),
+    ],
+)
+def test_malformed_boxes_of_an_item_are_its_own_error(given, scores, message) -> None:
+    with pytest.raises(FO1Error, match=message):
+        BoxSource(None, ProposalOptions()).boxes(Image.new("RGB", (50, 50)), [], given, scores)

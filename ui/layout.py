@@ -162,7 +162,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                     free_text = gr.Textbox(label="Prompt", lines=3, elem_id="fo1-free")
                     insert = gr.Dropdown([], label="Insert a region reference", value=None)
                 max_new_tokens = gr.Slider(
-                    16,
+                    min(16, settings.max_new_tokens),  # Gradio refuses a start below its minimum
                     settings.token_limit,
                     value=settings.max_new_tokens,
                     step=16,
@@ -353,7 +353,12 @@ def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> N
     with gr.Group(visible=False):
         # No conversion here: fo1_core composites transparency and scales 16-bit images itself.
         image = gr.Image(type="filepath", label="image", image_mode=None)
-        proposer = gr.Dropdown(proposer_names, label="proposer", allow_custom_value=True)
+        proposer = gr.Dropdown(
+            proposer_names,
+            value=settings.default_proposer or "offline",  # as the README says; no download
+            label="proposer",
+            allow_custom_value=True,
+        )
         text = gr.Textbox(label="text")
         threshold = gr.Number(label="threshold", value=None)
         # Not rounded by Gradio, which fails on NaN with a traceback; `Proposing` checks it.

@@ -56,8 +56,17 @@ class BoxSource:
     ) -> Boxes:
         """`names` are what to look for, for a text-prompted proposer (e.g. category names)."""
         if given is not None:
-            xyxy = np.asarray(given, dtype=np.float64).reshape(-1, 4)
-            scores = None if given_scores is None else np.asarray(given_scores, dtype=np.float64)
+            # A malformed entry is this item's error (recorded, retried), not the run's end.
+            try:
+                xyxy = np.asarray(given, dtype=np.float64)
+                scores = None if given_scores is None else np.asarray(given_scores, np.float64)
+            except (TypeError, ValueError) as error:
+                raise FO1Error("The item's boxes and scores must be numbers.") from error
+            if xyxy.size and (xyxy.ndim != 2 or xyxy.shape[1] != 4):
+                raise FO1Error(f"The item's boxes must be [[x1, y1, x2, y2], …]; got {given!r:.80}")
+            xyxy = xyxy.reshape(-1, 4)
+            if scores is not None and scores.shape != (len(xyxy),):
+                raise FO1Error(f"The item has {len(xyxy)} boxes but {scores.size} scores.")
             return Boxes(xyxy, scores, None)
         if self.proposer is None:
             raise FO1Error("This item has no boxes of its own: pass --proposer NAME.")
