@@ -252,6 +252,7 @@ def test_box_changes_refresh_the_region_pickers(answering: Handlers) -> None:
     assert insert["choices"] == regions["choices"] and insert["value"] is None
     assert note == "3 boxes"
     assert "No boxes yet" in answering.boxes_changed(editor_value(IMAGE, []))[2]
+    assert answering.boxes_changed(None)[2] == "No image yet."
 
 
 @pytest.mark.parametrize("index", range(len(load_examples())))

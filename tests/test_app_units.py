@@ -28,7 +28,7 @@ from fo1_core.render import color_for_region, text_color_for_region
 from fo1_core.templates import FREE_PROMPT, TASKS
 from tests.browser.app_server import REPO
 from ui.answer_view import answer_html, chip, reasoning_html, rich_text
-from ui.boxes import in_drawing_order, parse_boxes, region_hex
+from ui.boxes import boxes_of, image_of, in_drawing_order, parse_boxes, region_hex
 from ui.editor import box_editor
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.gpu import MAX_SECONDS, duration_for, on_gpu
@@ -151,8 +151,10 @@ def test_editor_rejects_malformed_boxes_readably(boxes: list[dict], message: str
 def test_editor_rejects_a_broken_file_readably(tmp_path) -> None:
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"nope")
-    with pytest.raises(gr.Error, match="not an image"):
-        box_editor().preprocess(AnnotatedImageData(image=FileData(path=str(broken))))
+    # Not an exception: every later event reading the editor would fail on it too.
+    value = box_editor().preprocess(AnnotatedImageData(image=FileData(path=str(broken))))
+    assert "not an image" in value["unreadable"]
+    assert (image_of(value), boxes_of(value)) == (None, [])
 
 
 @pytest.mark.parametrize(

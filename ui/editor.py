@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import functools
 import hashlib
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -24,6 +25,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ui.errors import user_error
 
+UNREADABLE = "unreadable"
+"""Key of the editor value a file that cannot be opened comes back as (see `readable_errors`)."""
+UNREADABLE_NOTE = "That file could not be opened."
+"""The box note for such a file: on it, `EMPTY_IF_UNREADABLE` empties the editor in the page."""
+EMPTY_IF_UNREADABLE = f"(note) => note === {json.dumps(UNREADABLE_NOTE)} ? null : undefined"
+"""Run in the page, not by a server reply: a reply writing the editor, even to leave it as it is,
+loses boxes drawn while it was on its way."""
 UNREADABLE_IMAGE = "The file is not an image this app can read: use a JPEG, PNG or WebP."
 BAD_BOXES = (
     'Boxes must be {"xmin", "ymin", "xmax", "ymax"} numbers with an optional "label" and a '
@@ -34,9 +42,13 @@ BAD_BOXES = (
 def readable_errors(
     preprocess: Callable, payload_errors: tuple[type[Exception], ...], payload_message: str
 ) -> Callable:
-    """`preprocess` raising `gr.Error` with a user's message instead of a server-side trace.
+    """`preprocess` with a user's message instead of a server-side trace.
 
-    `payload_errors` are what a malformed payload (rather than a bad image file) raises.
+    A file it cannot open comes back as `{UNREADABLE: message}`, which every handler reads as
+    "no image" (raising would fail every later event that reads the editor, while the editor
+    kept showing the broken file); `Handlers.boxes_changed` says why and empties the editor.
+    `payload_errors` are what a malformed payload (rather than a bad image file) raises; those
+    raise `gr.Error`.
     """
 
     @functools.wraps(preprocess)
@@ -44,9 +56,9 @@ def readable_errors(
         try:
             return preprocess(self, payload)
         except Image.DecompressionBombError as error:
-            raise user_error(f"The image is too large to open safely ({error}).") from error
-        except (UnidentifiedImageError, OSError, SyntaxError) as error:
-            raise user_error(UNREADABLE_IMAGE) from error
+            return {UNREADABLE: f"The image is too large to open safely ({error})."}
+        except (UnidentifiedImageError, OSError, SyntaxError):
+            return {UNREADABLE: UNREADABLE_IMAGE}
         except payload_errors as error:
             raise user_error(payload_message) from error
 

@@ -22,6 +22,7 @@ from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_co
 from ui.answer_view import answer_html, conversation_html, detection_rows, reasoning_html
 from ui.answering import Answerer, Question, open_for_drawing, status_line, task_label
 from ui.boxes import boxes_of, editor_value, image_of, region_label
+from ui.editor import UNREADABLE, UNREADABLE_NOTE
 from ui.examples import Example
 from ui.proposing import MaskStore, PackedMask, Proposing, box_key, masks_for
 from ui.report import AnswerFolders, Result, write_downloads
@@ -91,9 +92,21 @@ class Handlers:
     # Boxes ---------------------------------------------------------------------------------
 
     def boxes_changed(self, value: dict | None):
-        """Refreshes every region picker and the box count (the page numbers the boxes)."""
+        """Refreshes every region picker and the box count (the page numbers the boxes).
+
+        A file that cannot be opened gets its reason as a message and `UNREADABLE_NOTE`, on
+        which the page empties the editor back to its drop zone (`EMPTY_IF_UNREADABLE`)."""
+        if value and UNREADABLE in value:
+            gr.Warning(value[UNREADABLE])
+            empty = region_choices(0)
+            return gr.update(choices=empty), gr.update(choices=empty, value=None), UNREADABLE_NOTE
         boxes = boxes_of(value)
-        note = box_count(len(boxes)) if boxes else "No boxes yet: drag on the image to draw one."
+        if boxes:
+            note = box_count(len(boxes))
+        elif (value or {}).get("image") is None:
+            note = "No image yet."
+        else:
+            note = "No boxes yet: drag on the image to draw one."
         if len(boxes) > MAX_REGIONS:
             note += f" — the model takes {MAX_REGIONS}; boxes from #{MAX_REGIONS} on are ignored."
         choices = region_choices(len(boxes))

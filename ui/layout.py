@@ -13,7 +13,7 @@ from ui.answer_view import CHIP_CSS, DETECTION_COLUMNS
 from ui.answering import Answerer
 from ui.api import Api
 from ui.boxes import CLEAR_IN_BROWSER, RELABEL_IN_BROWSER, region_hex
-from ui.editor import box_editor
+from ui.editor import EMPTY_IF_UNREADABLE, box_editor
 from ui.examples import load_examples
 from ui.gpu import ON_ZERO_GPU
 from ui.handlers import Handlers
@@ -218,7 +218,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             [regions, insert, box_note],
             api_visibility="private",
             concurrency_limit=None,
-        )
+        ).then(None, box_note, editor, js=EMPTY_IF_UNREADABLE, api_visibility="private")
         # Neither reads the editor (`change` already checks the new file: one message for a bad
         # one) nor writes it back (that would drop a box drawn before this reply lands; the
         # browser shows the image EXIF-rotated, as the model sees it).

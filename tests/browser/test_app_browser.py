@@ -104,6 +104,11 @@ def test_broken_upload_is_one_readable_message(page, tmp_path: Path) -> None:
     shot(page, "0-broken-upload")
     # Gradio stacks equal-kind toasts into one, each message an item of its own.
     assert page.get_by_test_id("toast-text").count() == 1
+    # The editor is back to its drop zone, and Run says what is missing, in the status.
+    page.locator("#fo1-editor", has_text="Drop Image Here").wait_for()
+    page.locator("#fo1-run").click()
+    page.locator("#fo1-status .fo1-error", has_text="No image").wait_for()
+    assert page.locator(".error").count() == 0  # no output marked as failed
 
 
 SLOW_EVENTS = """([kind, delay, busy]) => {
