@@ -148,6 +148,16 @@ def test_counts_below_one_are_refused(tmp_path: Path, extra: tuple[str, str]) ->
     assert stopped.value.code == 2
 
 
+def test_coco_without_a_source_of_boxes_is_refused_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = _coco_args(tmp_path / "no-checkpoint", tmp_path)
+    at = args.index("--proposals")
+    del args[at : at + 2]
+    assert main(args) == 2
+    assert "pass --proposer NAME or --proposals FILE" in capsys.readouterr().err
+
+
 def test_an_unreadable_annotations_file_is_one_message(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -108,6 +108,9 @@ def _print_timings(records: dict[str, dict]) -> None:
 
 
 def _coco(args: argparse.Namespace, shard: Shard) -> int:
+    if args.proposer is None and args.proposals is None:
+        # COCO images carry no boxes of their own: without either, every image would fail.
+        raise FO1Error("COCO images need boxes: pass --proposer NAME or --proposals FILE.")
     annotations = coco.read_annotations(args.annotations)
     images = coco.load_images(annotations, args.images, args.proposals, args.limit)
     pipeline, box_source = _load(args, shard)
