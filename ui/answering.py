@@ -60,9 +60,10 @@ def task_label(task: str) -> str:
 def fill_text(question: Question) -> str:
     """The template fill: picked regions for region tasks, else the typed text."""
     template = TASKS.get(question.task)
-    if template is not None and not question.boxes and question.image is not None:
-        # Every task answers by naming boxes; only a free prompt can do without. (With no image
-        # at all, that is what the user hears about first.)
+    if template is not None and not question.boxes:
+        # Every task answers by naming boxes; only a free prompt can do without. A missing or
+        # unreadable image is what the user hears about first.
+        open_image(question.image)
         raise FO1Error(
             f"The task '{template.label}' answers by naming boxes, but there are none: draw "
             "boxes on the image or propose some first (a free prompt needs none)."

@@ -40,25 +40,33 @@ BAD_BOXES = (
 
 
 def readable_errors(
-    preprocess: Callable, payload_errors: tuple[type[Exception], ...], payload_message: str
+    preprocess: Callable,
+    payload_errors: tuple[type[Exception], ...],
+    payload_message: str,
+    keep_unreadable: bool = False,
 ) -> Callable:
-    """`preprocess` with a user's message instead of a server-side trace.
+    """`preprocess` raising `gr.Error` with a user's message instead of a server-side trace.
 
-    A file it cannot open comes back as `{UNREADABLE: message}`, which every handler reads as
-    "no image" (raising would fail every later event that reads the editor, while the editor
-    kept showing the broken file); `Handlers.boxes_changed` says why and empties the editor.
-    `payload_errors` are what a malformed payload (rather than a bad image file) raises; those
-    raise `gr.Error`.
+    `payload_errors` are what a malformed payload (rather than a bad image file) raises. With
+    `keep_unreadable`, a file that cannot be opened comes back as `{UNREADABLE: message}`
+    instead, which every handler reads as "no image": the editor's value is read by every later
+    event, which would all fail while it kept showing the broken file (`Handlers.boxes_changed`
+    says why and has the page empty the editor).
     """
+
+    def unreadable(message: str, error: Exception) -> dict[str, str]:
+        if keep_unreadable:
+            return {UNREADABLE: message}
+        raise user_error(message) from error
 
     @functools.wraps(preprocess)
     def checked(self, payload):
         try:
             return preprocess(self, payload)
         except Image.DecompressionBombError as error:
-            return {UNREADABLE: f"The image is too large to open safely ({error})."}
-        except (UnidentifiedImageError, OSError, SyntaxError):
-            return {UNREADABLE: UNREADABLE_IMAGE}
+            return unreadable(f"The image is too large to open safely ({error}).", error)
+        except (UnidentifiedImageError, OSError, SyntaxError) as error:
+            return unreadable(UNREADABLE_IMAGE, error)
         except payload_errors as error:
             raise user_error(payload_message) from error
 
@@ -68,7 +76,7 @@ def readable_errors(
 
 if not getattr(image_annotator.preprocess, "readable", False):
     image_annotator.preprocess = readable_errors(
-        image_annotator.preprocess, (KeyError, TypeError, ValueError), BAD_BOXES
+        image_annotator.preprocess, (KeyError, TypeError, ValueError), BAD_BOXES, True
     )
 
 
