@@ -18,7 +18,7 @@ import torch
 
 from detect_tools.registry import available as available_proposers
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT, default_device_and_dtype, parse_device
-from fo1_core.cli import positive
+from fo1_core.cli import positive, whole_number
 from fo1_core.errors import FO1Error
 from fo1_core.session import DECODE_MODES, STATIC_CACHE_TOKENS, load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve the network")
-    parser.add_argument("--port", type=port, default=7860)
+    parser.add_argument("--port", type=whole_number(1, 65535), default=7860)
     parser.add_argument("--max-new-tokens", type=positive, default=DEFAULT_MAX_NEW_TOKENS)
     parser.add_argument("--token-limit", type=positive, default=4096, help="largest max-new-tokens")
     parser.add_argument(
@@ -66,17 +66,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--file-ttl", type=positive, default=3600, help="seconds uploads and results are kept"
     )
     return parser.parse_args(argv)
-
-
-def port(text: str) -> int:
-    """A TCP port number."""
-    try:
-        number = int(text)
-    except ValueError:
-        number = -1
-    if not 1 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
-    return number
 
 
 def decode_mode(args: argparse.Namespace) -> str:

@@ -7,7 +7,7 @@ Masks are written as compressed COCO RLE (``{"size": [h, w], "counts": str}``), 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import supervision as sv
@@ -67,23 +67,15 @@ def to_coco_dataset(detections: sv.Detections, file_name: str, width: int, heigh
     tools load it: ``images``, ``annotations`` (with each detection's ``score``) and
     ``categories`` numbered from 1 by the labels' first appearance."""
     categories = coco_categories(detections.data.get(CLASS_NAME_KEY, []))
-    annotations = [
-        {
-            "id": number,
-            **result,
-            "area": _area(result),
-            "iscrowd": 0,
-        }
-        for number, result in enumerate(to_coco_results(detections, 1, categories), start=1)
-    ]
+    annotations = []
+    for number, (i, result) in enumerate(_coco_entries(detections, 1, categories), start=1):
+        _, _, box_width, box_height = result["bbox"]
+        area = (
+            box_width * box_height if detections.mask is None else float(detections.mask[i].sum())
+        )
+        annotations.append({"id": number, **result, "area": area, "iscrowd": 0})
     image = {"id": 1, "file_name": file_name, "width": width, "height": height}
     return {"images": [image], "annotations": annotations, "categories": categories}
-
-
-def _area(result: dict) -> float:
-    if "segmentation" in result:
-        return float(decode_rle(result["segmentation"]).sum())
-    return result["bbox"][2] * result["bbox"][3]
 
 
 def to_coco_results(detections: sv.Detections, image_id: int, categories: list[dict]) -> list[dict]:
@@ -93,9 +85,15 @@ def to_coco_results(detections: sv.Detections, image_id: int, categories: list[d
     (such as unlabelled bare references) are left out. Without confidences the score is 1.0;
     masks are added as ``segmentation`` RLE.
     """
+    return [result for _, result in _coco_entries(detections, image_id, categories)]
+
+
+def _coco_entries(
+    detections: sv.Detections, image_id: int, categories: list[dict]
+) -> Iterator[tuple[int, dict]]:
+    """`to_coco_results`' entries, each with the index of the detection it comes from."""
     category_ids = {category["name"]: category["id"] for category in categories}
     labels = detections.data.get(CLASS_NAME_KEY, [""] * len(detections))
-    results = []
     for i, label in enumerate(labels):
         if label not in category_ids:
             continue
@@ -108,8 +106,7 @@ def to_coco_results(detections: sv.Detections, image_id: int, categories: list[d
         }
         if detections.mask is not None:
             result["segmentation"] = encode_rle(detections.mask[i])
-        results.append(result)
-    return results
+        yield i, result
 
 
 def encode_rle(mask: np.ndarray) -> dict:

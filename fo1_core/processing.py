@@ -95,11 +95,11 @@ def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray,
     `MAX_REGIONS` boxes are cut to the first `MAX_REGIONS`, with a notice.
     """
     try:
+        written = np.asarray(boxes if boxes is not None else [], dtype=object)
         # numpy would read "10" and True as numbers; a user's boxes file should not pass with them.
-        written = np.asarray(boxes if boxes is not None else [], dtype=object).ravel()
-        if any(isinstance(value, str | bytes | bool | np.bool_) for value in written):
+        if any(isinstance(value, str | bytes | bool | np.bool_) for value in written.ravel()):
             raise ValueError("not a number")
-        array = np.asarray(boxes if boxes is not None else [], dtype=np.float64)
+        array = written.astype(np.float64)
     except (TypeError, ValueError) as error:
         raise FO1Error("Boxes must be a list of [x1, y1, x2, y2] numbers.") from error
     if array.size == 0:

@@ -131,7 +131,8 @@ class Answerer:
             image = None
             if shown != drawn or final:
                 drawn = shown
-                detections = to_detections(answer, boxes, masks)
+                if masks is not None:
+                    detections = to_detections(answer, boxes, masks)
                 image = draw_answer(picture, detections)
             tokens = len(final.token_ids) if final else tokens
             yield Step(answer, detections, image, tokens, final)

@@ -9,7 +9,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -58,6 +58,20 @@ def _selection_in(prompt: str, selection: object) -> tuple[int, int]:
     return start, end
 
 
+def _later(moment: float | None, clicked_at: float | None) -> bool:
+    """Whether `moment` (a Stop, a new image) came after the Run click, both by the page's clock."""
+    return None not in (moment, clicked_at) and moment > clicked_at
+
+
+@dataclass
+class _Running:
+    """A session's answer in progress: `cancel` stops it after the current token, `ended` is set
+    once its stream has returned."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)
+
+
 def image_name(image: str | object) -> str:
     """The asked-about image's file name, for the COCO file's image entry."""
     return Path(image).name if isinstance(image, str) else "image.png"
@@ -78,13 +92,11 @@ class Handlers:
     examples: list[Example]
 
     def __post_init__(self) -> None:
-        self._cancels: dict[str, threading.Event] = {}
-        # When each session last pressed Stop, by the page's clock (see `stop`).
+        self._running: dict[str, _Running] = {}  # each session's answer in progress
+        # When each session last pressed Stop, and last got a new image, by the page's clock
+        # (see `stop` and `supersede`).
         self._stopped_at: dict[str, float] = {}
-        # When each session last got a new image, by the page's clock, and when its last answer
-        # ended (see `supersede`).
         self._superseded_at: dict[str, float] = {}
-        self._ended: dict[str, threading.Event] = {}
         self._answer_folders = AnswerFolders()
         # The last finished turn of each session, until `remember_turn` files it.
         self._finished: dict[str, tuple[ConversationKey, str, str]] = {}
@@ -122,11 +134,11 @@ class Handlers:
         """A new image came at `page_time` (the page's clock): an answer about the old one, in
         progress or still queued, stops and shows nothing more (it would land by the new one)."""
         self._superseded_at[request.session_hash] = page_time or 0.0
-        self._cancel_answer(request)
         # Once the answer has ended, all it yielded has been sent: the clearing that follows
         # this event cannot be overtaken by a piece of it.
-        if (ended := self._ended.get(request.session_hash)) is not None:
-            ended.wait(SUPERSEDE_WAIT_S)
+        if (running := self._running.get(request.session_hash)) is not None:
+            running.cancel.set()
+            running.ended.wait(SUPERSEDE_WAIT_S)
 
     @staticmethod
     def forget_masks() -> MaskStore:
@@ -221,12 +233,8 @@ class Handlers:
         queue has no stop event yet: it sees, when it starts, that Stop came after its Run click
         (`page_time`, like the click's time, is read from the page's clock)."""
         self._stopped_at[request.session_hash] = page_time or 0.0
-        self._cancel_answer(request)
-
-    def _cancel_answer(self, request: gr.Request) -> None:
-        event = self._cancels.get(request.session_hash)
-        if event is not None:
-            event.set()
+        if (running := self._running.get(request.session_hash)) is not None:
+            running.cancel.set()
 
     def run(
         self,
@@ -251,13 +259,11 @@ class Handlers:
         """
 
         def superseded() -> bool:
-            since = self._superseded_at.get(request.session_hash)
-            return None not in (clicked_at, since) and since > clicked_at
+            return _later(self._superseded_at.get(request.session_hash), clicked_at)
 
         if superseded():
             return
-        stopped_at = self._stopped_at.pop(request.session_hash, None)
-        if None not in (clicked_at, stopped_at) and stopped_at > clicked_at:
+        if _later(self._stopped_at.pop(request.session_hash, None), clicked_at):
             message = "Stopped by you before the answer started."
             yield (gr.skip(), gr.skip(), gr.skip(), status_html(message), gr.skip(), gr.skip())
             return
@@ -277,9 +283,8 @@ class Handlers:
         except FO1Error as error:
             yield (gr.skip(), gr.skip(), gr.skip(), error_html(str(error)), gr.skip(), gr.skip())
             return
-        cancel, ended = threading.Event(), threading.Event()
-        self._cancels[request.session_hash] = cancel
-        self._ended[request.session_hash] = ended
+        running = _Running()
+        self._running[request.session_hash] = running
         started_over = follow_up and conversation and conversation.get("turns") and not history
         restart = [NEW_CONVERSATION] if started_over else []
         yield (
@@ -297,7 +302,12 @@ class Handlers:
 
         try:
             for outputs, generation in self._stream(
-                question, prepared, int(max_new_tokens), cancel, proposals_s, conversation_notes
+                question,
+                prepared,
+                int(max_new_tokens),
+                running.cancel,
+                proposals_s,
+                conversation_notes,
             ):
                 if superseded():
                     return
@@ -313,10 +323,10 @@ class Handlers:
             yield (gr.skip(), gr.skip(), gr.skip(), error_html(message), gr.skip(), gr.skip())
         finally:
             # A closed stream (Stop on ZeroGPU, a closed tab) must also end the worker thread.
-            cancel.set()
-            if self._cancels.get(request.session_hash) is cancel:
-                del self._cancels[request.session_hash]
-            ended.set()
+            running.cancel.set()
+            if self._running.get(request.session_hash) is running:
+                del self._running[request.session_hash]
+            running.ended.set()
 
     def _stream(
         self, question, prepared, max_new_tokens, cancel, proposals_s, conversation_notes

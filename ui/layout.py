@@ -23,8 +23,9 @@ GPU = "gpu"
 """One concurrency group for everything that runs a model: they share one GPU."""
 
 WITH_PAGE_TIME = "(...inputs) => [...inputs.slice(0, -1), Date.now()]"
-"""Run's and Stop's page-side step: their last input becomes the page's clock, so the server can
-tell a Stop pressed after a Run click that still waits in the queue (`Handlers.stop`)."""
+"""Run's, Stop's and a new image's page-side step: their last input becomes the page's clock, so
+the server can tell a Stop or a new image that came after a Run click still waiting in the queue
+(`Handlers.stop`, `Handlers.supersede`)."""
 
 FOLLOW_THE_ANSWER = """() => requestAnimationFrame(() => {
     const panel = document.querySelector("#fo1-answer .fo1-answer");
@@ -219,12 +220,11 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             concurrency_limit=None,
         ).then(None, box_note, editor, js=EMPTY_IF_UNREADABLE, api_visibility="private")
-        # Neither reads the editor (`change` already checks the new file: one message for a bad
-        # one) nor writes it back (that would drop a box drawn before this reply lands; the
-        # browser shows the image EXIF-rotated, as the model sees it).
         answer_area = [answer, reasoning, result, status, table, downloads, conversation, history]
         # A new image first ends the answer about the old one, queued or streaming, then clears
         # the answer area: in that order, no piece of the old stream lands after the clearing.
+        # Neither step reads the editor (`change` already checks the new file: one message for a
+        # bad one) nor writes it back (that would drop a box drawn before the reply lands).
         for new_image in (editor.upload, editor.clear, gallery.select):
             new_image(
                 handlers.supersede,
