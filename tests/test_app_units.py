@@ -268,6 +268,29 @@ def test_answers_finishing_together_both_get_their_folder() -> None:
         assert all(folder.is_dir() for folder in made)
 
 
+def test_downloads_are_written_as_utf8_whatever_the_locale(tmp_path) -> None:
+    # An ASCII locale (a bare container, say): "·" in the report and a CJK label must not fail.
+    # (The script itself is ASCII: such a locale cannot pass other text on a command line.)
+    script = f"""
+import numpy as np
+from pathlib import Path
+from fo1_core.answers import parse_answer, to_detections
+from ui.report import Result, write_downloads
+answer = parse_answer("<ground>\\u732b</ground><objects><region0></objects>", 1)
+image = np.zeros((20, 30, 3), np.uint8)
+boxes = [[1, 2, 10, 12]]
+detections = to_detections(answer, np.array(boxes))
+result = Result(image, "cat.jpg", image, boxes, "Detection", "cat", answer, detections, "Done")
+write_downloads(result, Path({str(tmp_path)!r}))
+"""
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "猫" in (tmp_path / "fo1-report.html").read_text(encoding="utf-8")
+
+
 def test_report_without_detections() -> None:
     answer = parse_answer("nothing here", 0)
     empty = to_detections(answer, np.zeros((0, 4)))
