@@ -215,6 +215,22 @@ def test_offline_proposals_add_to_the_boxes(answering: Handlers) -> None:
     assert seconds > 0 and "5 proposals" in status
 
 
+def test_proposing_twice_does_not_add_the_same_boxes_again(
+    answering: Handlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nudged = [v + 2 for v in BOXES[1]]  # the same object, a proposer's pixel or two away
+    found = Proposals([BOXES[0], nudged, [5, 5, 60, 60]], [0.9] * 3, ["cup"] * 3, None, 0.1)
+    monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
+    editor, _, status, _ = answering.propose(
+        editor_value(IMAGE, BOXES), "offline", "", 0.0, 5, "add", {}
+    )
+    corners = [[box[k] for k in ("xmin", "ymin", "xmax", "ymax")] for box in editor["boxes"]]
+    assert corners == [*BOXES, [5, 5, 60, 60]]
+    assert "3 proposals in 0.10 s, 2 already among your boxes; 4 boxes now." in status
+    again, _, status, _ = answering.propose(editor, "offline", "", 0.0, 5, "add", {})
+    assert len(again["boxes"]) == 4 and "all already among your boxes" in status
+
+
 def test_proposed_masks_are_kept_drawn_and_exported(
     answering: Handlers, monkeypatch: pytest.MonkeyPatch
 ) -> None:

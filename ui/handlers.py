@@ -24,7 +24,7 @@ from ui.answering import Answerer, Question, open_for_drawing, status_line, task
 from ui.boxes import boxes_of, editor_value, image_of, region_label
 from ui.editor import UNREADABLE, UNREADABLE_NOTE
 from ui.examples import Example
-from ui.proposing import MaskStore, PackedMask, Proposing, box_key, masks_for
+from ui.proposing import MaskStore, PackedMask, Proposing, box_key, masks_for, new_to
 from ui.report import AnswerFolders, Result, write_downloads
 
 logger = logging.getLogger(__name__)
@@ -165,13 +165,14 @@ class Handlers:
             return gr.skip(), gr.skip(), error_html(f"The proposer failed: {error}"), gr.skip()
         keep = boxes_of(value) if mode == "add" else []
         masks = dict(masks) if mode == "add" else {}
+        fresh = new_to(keep, found.boxes)
         if found.masks is not None:
-            pairs = zip(found.boxes, found.masks, strict=True)
-            masks.update({box_key(box): PackedMask.pack(mask) for box, mask in pairs})
-        boxes = keep + found.boxes
-        message = (
-            f"{len(found.boxes)} proposals in {found.seconds:.2f} s; {box_count(len(boxes))} now."
-        )
+            masks.update({box_key(found.boxes[i]): PackedMask.pack(found.masks[i]) for i in fresh})
+        boxes = keep + [found.boxes[i] for i in fresh]
+        known = len(found.boxes) - len(fresh)
+        already = f", {'all' if not fresh else known} already among your boxes" if known else ""
+        proposals = "1 proposal" if len(found.boxes) == 1 else f"{len(found.boxes)} proposals"
+        message = f"{proposals} in {found.seconds:.2f} s{already}; {box_count(len(boxes))} now."
         if len(boxes) > MAX_REGIONS:
             message += f" Only the first {MAX_REGIONS} go to the model."
         return editor_value(image_of(value), boxes), masks, status_html(message), found.seconds

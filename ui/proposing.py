@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import supervision as sv
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 import detect_tools
@@ -68,6 +69,19 @@ class Proposals:
             "has_masks": self.masks is not None,
             "seconds": round(self.seconds, 3),
         }
+
+
+DUPLICATE_IOU = 0.9
+"""A proposal overlapping one of the user's boxes this much is that box again (the same proposer
+run twice, or two proposers finding the same object), and is not added a second time."""
+
+
+def new_to(kept: list[Box], found: list[Box]) -> list[int]:
+    """Indices of the `found` boxes that are not already among the `kept` ones."""
+    if not kept or not found:
+        return list(range(len(found)))
+    overlap = sv.box_iou_batch(np.array(found, float), np.array(kept, float))
+    return [i for i, row in enumerate(overlap) if row.max() < DUPLICATE_IOU]
 
 
 def box_key(box: Box) -> tuple[int, int, int, int]:
