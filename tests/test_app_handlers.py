@@ -24,7 +24,7 @@ from tests.conftest import RIGGED_ANSWER
 from ui.answering import Answerer, Question
 from ui.boxes import editor_value
 from ui.examples import EXAMPLES_DIR, load_examples
-from ui.handlers import Handlers
+from ui.handlers import STALE_NOTE, Handlers
 from ui.proposing import Proposals, Proposing
 
 pytestmark = pytest.mark.slow
@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 IMAGE = str(EXAMPLES_DIR / "coffee.jpg")
 BOXES = [[170, 10, 420, 200], [80, 60, 490, 390], [320, 60, 430, 320]]
 SKIP = gr.skip()
+REQUEST = gr.Request(session_hash="test-session")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -70,7 +71,6 @@ def run(
     clicked_at=None,
     masks=None,
 ):
-    request = gr.Request(session_hash="test-session")
     return handlers.run(
         value,
         task,
@@ -83,8 +83,12 @@ def run(
         follow_up,
         conversation,
         clicked_at,
-        request,
+        REQUEST,
     )
+
+
+def boxes_changed(handlers: Handlers, value, status: str = "") -> tuple:
+    return handlers.boxes_changed(value, status, REQUEST)
 
 
 def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers) -> None:
@@ -263,12 +267,45 @@ def test_box_changes_refresh_the_region_pickers(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES[:2])
     # The editor puts a new box first, unnamed, until the page numbers it.
     value["boxes"].insert(0, {**value["boxes"][1], "label": "", "color": (0, 0, 0), "xmin": 1})
-    regions, insert, note = answering.boxes_changed(value)
+    regions, insert, note, _ = boxes_changed(answering, value)
     assert regions["choices"] == [("#0", 0), ("#1", 1), ("#2", 2)]
     assert insert["choices"] == regions["choices"] and insert["value"] is None
     assert note == "3 boxes"
-    assert "No boxes yet" in answering.boxes_changed(editor_value(IMAGE, []))[2]
-    assert answering.boxes_changed(None)[2] == "No image yet."
+    assert "No boxes yet" in boxes_changed(answering, editor_value(IMAGE, []))[2]
+    assert boxes_changed(answering, None)[2] == "No image yet."
+
+
+def test_an_answer_is_marked_stale_while_the_boxes_differ_from_those_asked_about(
+    answering: Handlers,
+) -> None:
+    asked = editor_value(IMAGE, BOXES)
+    boxes_changed(answering, asked)
+    *_, (_, _, _, done, _, _) = run(answering, asked)
+    assert STALE_NOTE not in done
+    assert boxes_changed(answering, asked, done)[3] == SKIP
+    moved = editor_value(IMAGE, [BOXES[0], [v + 30 for v in BOXES[1]], BOXES[2]])
+    stale = boxes_changed(answering, moved, done)[3]
+    assert stale == done + STALE_NOTE and "Run again" in stale
+    assert boxes_changed(answering, asked, stale)[3] == done  # moved back: the answer fits again
+
+
+def test_boxes_changed_while_streaming_mark_the_finished_answer(answering: Handlers) -> None:
+    asked = editor_value(IMAGE, BOXES)
+    boxes_changed(answering, asked)
+    steps = run(answering, asked)
+    next(steps)  # the answer has started
+    fewer = editor_value(IMAGE, BOXES[:2])
+    assert boxes_changed(answering, fewer, "Answering…")[3] == SKIP  # the stream owns the status
+    *_, (_, _, _, status, _, _) = steps
+    assert "Done" in status and status.endswith(STALE_NOTE)
+
+
+def test_a_new_image_has_no_stale_answer(answering: Handlers) -> None:
+    boxes_changed(answering, editor_value(IMAGE, BOXES))
+    list(run(answering, editor_value(IMAGE, BOXES)))
+    answering.new_image(REQUEST)
+    other = editor_value(str(EXAMPLES_DIR / "rocket.jpg"), [])
+    assert boxes_changed(answering, other)[3] == SKIP
 
 
 @pytest.mark.parametrize("index", range(len(load_examples())))

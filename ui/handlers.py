@@ -21,7 +21,7 @@ from fo1_core.session import Generation
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count, region_token
 from ui.answer_view import answer_html, conversation_html, detection_rows, reasoning_html
 from ui.answering import Answerer, Question, open_for_drawing, status_line, task_label
-from ui.boxes import boxes_of, editor_value, image_of, region_label
+from ui.boxes import Box, boxes_of, editor_value, image_of, region_label
 from ui.editor import UNREADABLE, UNREADABLE_NOTE
 from ui.examples import Example
 from ui.proposing import MaskStore, PackedMask, Proposing, box_key, masks_for, new_to
@@ -100,19 +100,40 @@ class Handlers:
         self._answer_folders = AnswerFolders()
         # The last finished turn of each session, until `remember_turn` files it.
         self._finished: dict[str, tuple[ConversationKey, str, str]] = {}
+        # The image and boxes of each session's shown answer, and those in its editor now.
+        self._answered: dict[str, ConversationKey] = {}
+        self._editing: dict[str, ConversationKey] = {}
+
+    def forget_session(self, request: gr.Request) -> None:
+        """The page was closed: nothing of its session is needed any more."""
+        kept = (self._stopped_at, self._superseded_at, self._finished, self._answered)
+        for per_session in (*kept, self._editing):
+            per_session.pop(request.session_hash, None)
 
     # Boxes ---------------------------------------------------------------------------------
 
-    def boxes_changed(self, value: dict | None):
-        """Refreshes every region picker and the box count (the page numbers the boxes).
+    def boxes_changed(self, value: dict | None, status: str | None, request: gr.Request):
+        """Refreshes every region picker and the box count (the page numbers the boxes), and
+        marks the shown answer as about other boxes, or no longer so (`with_stale_note`).
 
         A file that cannot be opened gets its reason as a message and `UNREADABLE_NOTE`, on
         which the page empties the editor back to its drop zone (`EMPTY_IF_UNREADABLE`)."""
         if value and UNREADABLE in value:
             gr.Warning(value[UNREADABLE])
             empty = region_choices(0)
-            return gr.update(choices=empty), gr.update(choices=empty, value=None), UNREADABLE_NOTE
+            return (
+                gr.update(choices=empty),
+                gr.update(choices=empty, value=None),
+                UNREADABLE_NOTE,
+                gr.skip(),
+            )
         boxes = boxes_of(value)
+        session = request.session_hash
+        self._editing[session] = conversation_key(image_of(value), boxes)
+        marked = with_stale_note(status, self._stale(session))
+        # A streaming answer rewrites the status itself, and checks the boxes once it ends.
+        unchanged = session in self._running or marked == (status or "")
+        stale = gr.skip() if unchanged else marked
         if boxes:
             note = box_count(len(boxes))
         elif (value or {}).get("image") is None:
@@ -122,12 +143,18 @@ class Handlers:
         if len(boxes) > MAX_REGIONS:
             note += f" — the model takes {MAX_REGIONS}; boxes from #{MAX_REGIONS} on are ignored."
         choices = region_choices(len(boxes))
-        return gr.update(choices=choices), gr.update(choices=choices, value=None), note
+        return gr.update(choices=choices), gr.update(choices=choices, value=None), note, stale
 
-    @staticmethod
-    def new_image() -> tuple:
+    def _stale(self, session: str) -> bool:
+        """Whether the session's shown answer is about other boxes (or another image) than its
+        editor holds now."""
+        answered = self._answered.get(session)
+        return answered is not None and answered != self._editing.get(session, answered)
+
+    def new_image(self, request: gr.Request) -> tuple:
         """A new image (or none): the old one's masks, proposal time, answer and conversation
         no longer apply. Outputs: masks, proposal time, then `cleared_answer`'s."""
+        self._answered.pop(request.session_hash, None)
         return {}, None, *cleared_answer()
 
     def supersede(self, page_time: float | None, request: gr.Request) -> None:
@@ -277,7 +304,7 @@ class Handlers:
             regions=tuple(regions or ()),
             masks=masks_for(boxes, masks or {}),
         )
-        key = conversation_key(question)
+        key = conversation_key(question.image, question.boxes)
         history = turns_about(conversation, key) if follow_up else []
         try:
             prepared = self.answerer.prepare(question, history)
@@ -286,6 +313,7 @@ class Handlers:
             return
         running = _Running()
         self._running[request.session_hash] = running
+        self._answered[request.session_hash] = key
         started_over = follow_up and conversation and conversation.get("turns") and not history
         restart = [NEW_CONVERSATION] if started_over else []
         yield (
@@ -309,6 +337,7 @@ class Handlers:
                 running.cancel,
                 proposals_s,
                 conversation_notes,
+                lambda: self._stale(request.session_hash),
             ):
                 if superseded():
                     return
@@ -330,7 +359,7 @@ class Handlers:
             running.ended.set()
 
     def _stream(
-        self, question, prepared, max_new_tokens, cancel, proposals_s, conversation_notes
+        self, question, prepared, max_new_tokens, cancel, proposals_s, conversation_notes, stale
     ) -> Iterator[tuple]:
         num = min(len(question.boxes), MAX_REGIONS)
         last = 0.0
@@ -374,7 +403,7 @@ class Handlers:
                     answer_html(step.answer, num),
                     reasoning_html(step.answer, num),
                     image,
-                    status_html(f"{status}. {warnings}".strip(), kind),
+                    with_stale_note(status_html(f"{status}. {warnings}".strip(), kind), stale()),
                     detection_rows(step.detections),
                     [files.image, files.json, files.coco, files.report],
                 ),
@@ -402,6 +431,19 @@ class Handlers:
 
 
 NEW_CONVERSATION = "The image or boxes changed, so a new conversation starts."
+STALE_NOTE = status_html(
+    "The boxes changed after this answer: its region numbers are the boxes drawn on the result "
+    "image. Run again to ask about the boxes as they are now.",
+    "warning",
+)
+
+
+def with_stale_note(status: str | None, stale: bool) -> str:
+    """The status with `STALE_NOTE` after it while the shown answer is about other boxes."""
+    status = (status or "").replace(STALE_NOTE, "")
+    return status + STALE_NOTE if stale else status
+
+
 NOT_KEPT = "A stopped answer is not kept in the conversation."
 
 
@@ -428,9 +470,9 @@ def shown_text(task: str, text: str, free_text: str) -> str:
 ConversationKey = tuple[str, tuple[tuple[float, ...], ...]]
 
 
-def conversation_key(question: Question) -> ConversationKey:
-    """What a conversation is about: one image file and one box list."""
-    return str(question.image), tuple(tuple(box) for box in question.boxes)
+def conversation_key(image: str | None, boxes: list[Box]) -> ConversationKey:
+    """What a conversation (and an answer) is about: one image file and one box list."""
+    return str(image), tuple(tuple(box) for box in boxes)
 
 
 def turns_about(conversation: dict | None, key: ConversationKey) -> list[tuple[str, str]]:

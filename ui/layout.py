@@ -215,8 +215,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         )
         editor.change(
             handlers.boxes_changed,
-            editor,
-            [regions, insert, box_note],
+            [editor, status],
+            [regions, insert, box_note, status],
             api_visibility="private",
             concurrency_limit=None,
         ).then(None, box_note, editor, js=EMPTY_IF_UNREADABLE, api_visibility="private")
@@ -340,6 +340,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             concurrency_limit=None,
             cancels=[answering] if ON_ZERO_GPU else None,
         )
+        demo.unload(handlers.forget_session)
         _api_endpoints(api, proposer_names, settings)
     return demo
 

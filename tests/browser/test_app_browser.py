@@ -476,3 +476,18 @@ def test_a_new_image_during_an_answer_ends_it(page) -> None:
     page.get_by_label("Categories").press("Enter")
     page.locator("#fo1-status", has_text="token limit").wait_for()
     shot(page, "14-new-image-during-an-answer")
+
+
+def test_an_answer_about_boxes_since_changed_says_so(page) -> None:
+    page.locator("#fo1-gallery").get_by_text("Coffee: detect cup and spoon").click()
+    wait_for_note(page, "3 boxes")
+    run_detection(page, "red circle", max_tokens=32)
+    page.locator("#fo1-status", has_text="token limit").wait_for()
+    assert "Run again" not in status_text(page)
+    page.get_by_label("Drag boxes").click()
+    page.mouse.click(*canvas_point(page, 200 / 600, 30 / 400))  # inside box #0 only
+    page.get_by_label("Remove box").click()
+    wait_for_note(page, "2 boxes")
+    page.locator("#fo1-status", has_text="The boxes changed after this answer").wait_for()
+    assert "token limit" in status_text(page)  # the answer's own status stays
+    shot(page, "15-answer-about-changed-boxes")
