@@ -83,6 +83,12 @@ def app_css() -> str:
 .fo1-warning {{ background: #fff4d6; color: #6b4e00; }}
 .fo1-done {{ background: #e3f6e5; color: #1d5a24; }}
 #fo1-answer .fo1-answer {{ max-height: 20em; overflow-y: auto; }}
+/* The examples as columns of at least 140 px, as many as fit: all four show on a phone too. */
+#fo1-gallery .grid-wrap {{ min-height: 0; max-height: none; }}
+#fo1-gallery .grid-container {{
+    grid-template-columns: repeat(auto-fit, minmax(min(140px, 100%), 1fr));
+    grid-template-rows: none;
+}}
 """
 
 
@@ -148,8 +154,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 gallery = gr.Gallery(
                     [(str(e.image), e.title) for e in examples],
                     label="Examples (click to load)",
-                    columns=4,
-                    height=180,
+                    height="auto",  # every example in view: `app_css` fits the columns
                     allow_preview=False,
                     elem_id="fo1-gallery",
                 )

@@ -491,3 +491,22 @@ def test_an_answer_about_boxes_since_changed_says_so(page) -> None:
     page.locator("#fo1-status", has_text="The boxes changed after this answer").wait_for()
     assert "token limit" in status_text(page)  # the answer's own status stays
     shot(page, "15-answer-about-changed-boxes")
+
+
+def test_every_example_is_in_view_on_a_phone(page, app_url: str) -> None:
+    phone = page.context.browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone.goto(app_url)
+    gallery = phone.locator("#fo1-gallery")
+    gallery.scroll_into_view_if_needed()
+    frame = gallery.bounding_box()
+    thumbnails = gallery.locator("button.thumbnail-item")
+    assert thumbnails.count() == 4
+    for i in range(4):
+        thumb = thumbnails.nth(i).bounding_box()
+        assert thumb["width"] >= 120  # big enough to tell the images apart
+        assert (
+            frame["x"] <= thumb["x"] and thumb["x"] + thumb["width"] <= frame["x"] + frame["width"]
+        )
+        assert thumb["y"] + thumb["height"] <= frame["y"] + frame["height"]
+    shot(phone, "16-examples-on-a-phone")
+    phone.close()
