@@ -23,6 +23,7 @@ from fo1_core.session import load
 from tests.conftest import RIGGED_ANSWER
 from ui.answering import Answerer, Question
 from ui.boxes import editor_value
+from ui.editor import FILE_NAME
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.handlers import STALE_NOTE, Handlers
 from ui.proposing import Proposals, Proposing
@@ -116,6 +117,13 @@ def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers)
     assert report.count("data:image/jpeg;base64,") == 2
     assert "http://" not in report and "https://" not in report and "<script" not in report
     assert RIGGED_ANSWER.replace("<", "&lt;").replace(">", "&gt;") in report
+
+
+def test_the_coco_file_names_the_image_as_uploaded(answering: Handlers) -> None:
+    value = {**editor_value(IMAGE, BOXES), FILE_NAME: "kitchen table.JPG"}
+    *_, (*_, files) = run(answering, value)
+    coco = json.loads(Path(files[2]).read_text(encoding="utf-8"))
+    assert coco["images"][0]["file_name"] == "kitchen table.JPG"
 
 
 def test_stop_really_stops_the_worker(endless: Handlers) -> None:

@@ -28,7 +28,7 @@ from fo1_core.render import color_for_region, text_color_for_region
 from fo1_core.templates import FREE_PROMPT, TASKS
 from tests.browser.app_server import REPO
 from ui.answer_view import answer_html, chip, reasoning_html, rich_text
-from ui.boxes import boxes_of, image_of, in_drawing_order, parse_boxes, region_hex
+from ui.boxes import boxes_of, file_name_of, image_of, in_drawing_order, parse_boxes, region_hex
 from ui.editor import box_editor
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.gpu import MAX_SECONDS, duration_for, on_gpu
@@ -146,6 +146,18 @@ def test_editor_rejects_malformed_boxes_readably(boxes: list[dict], message: str
     payload = AnnotatedImageData(image=FileData(path=str(EXAMPLES_DIR / "coffee.jpg")), boxes=boxes)
     with pytest.raises(gr.Error, match=message):
         box_editor().preprocess(payload)
+
+
+def test_the_editor_keeps_the_uploaded_files_own_name() -> None:
+    upload = FileData(path=str(EXAMPLES_DIR / "coffee.jpg"), orig_name="My café photo.JPG")
+    value = box_editor(image_type="filepath").preprocess(AnnotatedImageData(image=upload))
+    assert Path(value["image"]).name != "My café photo.JPG"  # the component's own copy
+    assert file_name_of(value) == "My café photo.JPG"
+    assert file_name_of({**value, "orientation": 3}) == "My café photo-turned-270.png"
+    unnamed = box_editor(image_type="filepath").preprocess(
+        AnnotatedImageData(image=FileData(path=upload.path))
+    )
+    assert file_name_of(unnamed) == Path(unnamed["image"]).name
 
 
 def test_editor_rejects_a_broken_file_readably(tmp_path) -> None:

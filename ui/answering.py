@@ -42,6 +42,7 @@ class Question:
     text: str = ""  # categories / expression / question, or the free prompt
     regions: tuple[int, ...] = ()  # picked regions, for region tasks
     masks: np.ndarray | None = None  # (N, H, W) proposer masks aligned with `boxes`, for drawing
+    file_name: str = "image.png"  # what the user calls the image, for the downloads
 
 
 @dataclass

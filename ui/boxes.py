@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from fo1_core.errors import FO1Error
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
 from fo1_core.templates import MAX_REGIONS
-from ui.editor import turned
+from ui.editor import FILE_NAME, turned
 
 Box = list[float]
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
@@ -76,6 +77,20 @@ def in_drawing_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             new.append(entry)
     return [entry for *_, entry in sorted(numbered, key=lambda item: item[:2])] + new[::-1]
+
+
+def file_name_of(value: dict[str, Any] | None) -> str:
+    """The name the user knows the editor's image by: the uploaded file's own name (marked as
+    turned when the rotate buttons turned it), else that of the file the app holds."""
+    value = value or {}
+    image = image_of(value)
+    if image is None:
+        return "image.png"
+    name = value.get(FILE_NAME)
+    if not name:
+        return Path(image).name
+    turns = int(value.get("orientation") or 0) % 4
+    return f"{Path(name).stem}-turned-{90 * turns}.png" if turns else name
 
 
 def image_of(value: dict[str, Any] | None) -> str | None:

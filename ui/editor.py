@@ -25,6 +25,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ui.errors import user_error
 
+FILE_NAME = "file_name"
+"""Key of the editor value holding the uploaded file's name as the user's computer had it (the
+component saves every upload again, under a name of its own)."""
 UNREADABLE = "unreadable"
 """Key of the editor value a file that cannot be opened comes back as (see `readable_errors`)."""
 UNREADABLE_NOTE = "That file could not be opened."
@@ -74,9 +77,30 @@ def readable_errors(
     return checked
 
 
+def with_file_name(preprocess: Callable) -> Callable:
+    """`preprocess` adding the upload's own file name to its value (`FILE_NAME`)."""
+
+    @functools.wraps(preprocess)
+    def named(self, payload):
+        value = preprocess(self, payload)
+        upload = getattr(payload, "image", None)
+        if (
+            isinstance(value, dict)
+            and value.get("image") is not None
+            and getattr(upload, "orig_name", None)
+        ):
+            value[FILE_NAME] = Path(upload.orig_name).name
+        return value
+
+    return named
+
+
 if not getattr(image_annotator.preprocess, "readable", False):
     image_annotator.preprocess = readable_errors(
-        image_annotator.preprocess, (KeyError, TypeError, ValueError), BAD_BOXES, True
+        with_file_name(image_annotator.preprocess),
+        (KeyError, TypeError, ValueError),
+        BAD_BOXES,
+        True,
     )
 
 

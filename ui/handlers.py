@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import gradio as gr
 
@@ -21,7 +20,7 @@ from fo1_core.session import Generation
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count, region_token
 from ui.answer_view import answer_html, conversation_html, detection_rows, reasoning_html
 from ui.answering import Answerer, Question, open_for_drawing, status_line, task_label
-from ui.boxes import Box, boxes_of, editor_value, image_of, region_label
+from ui.boxes import Box, boxes_of, editor_value, file_name_of, image_of, region_label
 from ui.editor import UNREADABLE, UNREADABLE_NOTE
 from ui.examples import Example
 from ui.proposing import MaskStore, PackedMask, Proposing, box_key, masks_for, new_to
@@ -70,11 +69,6 @@ class _Running:
 
     cancel: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)
-
-
-def image_name(image: str | object) -> str:
-    """The asked-about image's file name, for the COCO file's image entry."""
-    return Path(image).name if isinstance(image, str) else "image.png"
 
 
 def status_html(message: str, kind: str = "info") -> str:
@@ -303,6 +297,7 @@ class Handlers:
             text=shown_text(task, text, free_text),
             regions=tuple(regions or ()),
             masks=masks_for(boxes, masks or {}),
+            file_name=file_name_of(value),
         )
         key = conversation_key(question.image, question.boxes)
         history = turns_about(conversation, key) if follow_up else []
@@ -387,7 +382,7 @@ class Handlers:
             warnings = " ".join([*notes, *conversation_notes(step.generation)])
             result = Result(
                 image=image,
-                image_name=image_name(question.image),
+                image_name=question.file_name,
                 boxes_image=draw_proposals(open_for_drawing(question.image), question.boxes),
                 boxes=question.boxes,
                 task_label=task_label(question.task),
