@@ -104,6 +104,35 @@ if not getattr(image_annotator.preprocess, "readable", False):
     )
 
 
+SCREEN_SHARE = 0.7
+"""At most this share of the window's height goes to the image in the editor."""
+
+FIT_TO_SCREEN = """() => {
+    const editor = document.querySelector("#fo1-editor");
+    if (!editor) return;
+    const fit = () => {
+        const canvas = editor.querySelector("canvas");
+        const frame = canvas && canvas.parentElement;
+        if (!frame || !canvas.width || !canvas.height) return;
+        const widest = `${Math.floor(SHARE * innerHeight * canvas.width / canvas.height)}px`;
+        if (frame.style.maxWidth !== widest) {
+            frame.style.maxWidth = widest;
+            frame.style.margin = "0 auto";
+        }
+    };
+    new MutationObserver(fit).observe(editor, {
+        subtree: true, childList: true, attributes: true, attributeFilter: ["width", "height"],
+    });
+    addEventListener("resize", fit);
+}""".replace("SHARE", str(SCREEN_SHARE))
+"""Installed once in the page: keeps a tall image within `SCREEN_SHARE` of the window's height.
+
+The editor scales an image to its full width only, so a portrait photo ran far below the screen
+and could not be boxed whole. Narrowing the canvas's frame to the width at which the image fits
+makes the editor size its canvas (and the boxes on it) anew, undistorted: the canvas reports its
+image's proportions through its own width and height, which this watches."""
+
+
 def box_editor(**options: Any) -> image_annotator:
     return image_annotator(**options)
 

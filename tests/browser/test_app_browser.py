@@ -18,6 +18,7 @@ from PIL import Image
 from tests.browser.app_server import REPO, running_app
 from tests.test_app_units import DRAWING_ORDERS, box
 from ui.boxes import RELABEL_IN_BROWSER, in_drawing_order, region_label, region_rgb
+from ui.editor import SCREEN_SHARE
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -180,6 +181,32 @@ def test_exif_rotated_upload_is_drawn_on_as_shown(page, tmp_path: Path) -> None:
     scale = box.get("scaleFactor", 1)
     assert box["xmax"] / scale == pytest.approx(570, abs=15)
     assert box["ymax"] / scale == pytest.approx(380, abs=15)
+
+
+def test_a_tall_image_fits_the_window_and_is_boxed_where_drawn(page, tmp_path: Path) -> None:
+    tall = tmp_path / "tall.jpg"
+    Image.open(REPO / "examples" / "rocket.jpg").resize((400, 1400)).save(tall)
+    upload(page, tall)
+    canvas = page.locator("#fo1-editor canvas")
+    window = page.viewport_size["height"]
+    page.wait_for_function(f"document.querySelector('#fo1-editor canvas').height <= {window}")
+    frame = canvas.bounding_box()
+    assert 0.6 * window <= frame["height"] <= SCREEN_SHARE * window + 1
+    assert frame["width"] / frame["height"] == pytest.approx(400 / 1400, abs=0.01)
+    with page.expect_request(
+        lambda request: any(box["xmax"] > box["xmin"] for box in sent_boxes(request))
+    ) as sent:
+        drag(
+            page,
+            (frame["x"] + 0.25 * frame["width"], frame["y"] + 0.25 * frame["height"]),
+            (frame["x"] + 0.75 * frame["width"], frame["y"] + 0.5 * frame["height"]),
+        )
+    wait_for_note(page, "1 box")
+    shot(page, "0-tall-image")
+    (box,) = sent_boxes(sent.value)
+    scale = box.get("scaleFactor", 1)
+    drawn = [box[corner] / scale for corner in ("xmin", "ymin", "xmax", "ymax")]
+    assert drawn == pytest.approx([100, 350, 300, 700], abs=10)
 
 
 def test_boxes_are_drawn_moved_and_deleted(page) -> None:
