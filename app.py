@@ -61,6 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=list(available_proposers()),
         help="proposer selected at start",
     )
+    parser.add_argument(
+        "--encode-ahead",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="encode the image and boxes while the question is typed, when the model is idle "
+        "(never on ZeroGPU)",
+    )
     parser.add_argument("--max-file-size", default="50mb", help="largest upload, e.g. 50mb")
     parser.add_argument(
         "--file-ttl", type=positive, default=3600, help="seconds uploads and results are kept"
@@ -109,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         default_proposer=args.proposer,
         file_ttl=args.file_ttl,
+        encode_ahead=args.encode_ahead,
     )
     demo = build_app(pipeline, settings)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)

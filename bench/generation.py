@@ -8,11 +8,14 @@ Each row is one checkpoint asked about a 640×480 image with 10 boxes. `first_tt
 features, regions and prompt prefix); `uncached_ttft_s`: that follow-up recomputed from scratch,
 as the official pipeline does; `moved_box_ttft_s`: that follow-up again after one box moved (the
 image's features and its part of the prompt reused; one region and the rest of the prompt
-computed), and `moved_box_ratio` that over `first_ttft_s`; `turn5_ttft_s`: the fifth question
-of one conversation (the four before it written into its prompt), and `turn5_ratio` that over
-`first_ttft_s`. Random checkpoints never emit the end token, so each run decodes `--new-tokens`
-tokens. One row per checkpoint and `--decode` mode; `warm_up_s` is the pipeline's warm-up (where
-a compiled decode step is built). Medians of `--runs` runs after one more run.
+computed), and `moved_box_ratio` that over `first_ttft_s`; `ahead_ttft_s`: the first question
+once the image and boxes were encoded ahead of it (`FO1Pipeline.encode_ahead`, as the app does
+while the question is typed), and `ahead_ratio` that over `first_ttft_s`; `turn5_ttft_s`: the
+fifth question of one conversation (the four before it written into its prompt), and
+`turn5_ratio` that over `first_ttft_s`. Random checkpoints never emit the end token, so each
+run decodes `--new-tokens` tokens. One row per checkpoint and `--decode` mode; `warm_up_s` is the
+pipeline's warm-up (where a compiled decode step is built). Medians of `--runs` runs after one
+more run.
 `graphs` counts the graphs compiled for the row: `compiled` builds two, one for questions on a
 cached prefix and one for the uncached comparison (which passes M-RoPE positions in another
 layout); more means recompiling. `cudagraph_skips`: compiled graphs that run without CUDA graphs
@@ -86,7 +89,7 @@ def bench_profile(
     first_q = pipeline.prepare(IMAGE, BOXES, "OD_template", "red cup")
     followup_q = pipeline.prepare(IMAGE, BOXES, "OD_Counting_template", "blue bottles")
     moved_q = pipeline.prepare(IMAGE, MOVED_BOXES, "OD_Counting_template", "blue bottles")
-    first, followup, moved, uncached, decode, turn5 = [], [], [], [], [], []
+    first, followup, moved, uncached, decode, turn5, ahead = [], [], [], [], [], [], []
     for _ in range(args.runs + 1):
         pipeline.encoder.clear()
         result = pipeline.generate(first_q, new_tokens)
@@ -99,8 +102,11 @@ def bench_profile(
         uncached.append(plain.timings["first_token_s"])
         pipeline.encoder.clear()
         turn5.append(_last_turn_ttft(pipeline, new_tokens))
-    first, followup, moved, uncached, decode, turn5 = (
-        v[1:] for v in (first, followup, moved, uncached, decode, turn5)
+        pipeline.encoder.clear()
+        pipeline.encode_ahead(first_q.vision).wait()
+        ahead.append(pipeline.generate(first_q, new_tokens).timings["first_token_s"])
+    first, followup, moved, uncached, decode, turn5, ahead = (
+        v[1:] for v in (first, followup, moved, uncached, decode, turn5, ahead)
     )
     row = {
         "profile": profile,
@@ -119,6 +125,8 @@ def bench_profile(
         "moved_box_ratio": _median(moved) / _median(first),
         "turn5_ttft_s": _median(turn5),
         "turn5_ratio": _median(turn5) / _median(first),
+        "ahead_ttft_s": _median(ahead),
+        "ahead_ratio": _median(ahead) / _median(first),
         "decode_tok_s": _median(decode),
         "peak_mem_MB": peak_memory_mb(pipeline.model.device),
         **{k: now - compiled_before[k] for k, now in _compiled().items()},

@@ -18,13 +18,14 @@ from collections.abc import Callable
 _lock = threading.Lock()
 _jobs: queue.SimpleQueue = queue.SimpleQueue()
 _thread: threading.Thread | None = None
+_unfinished = 0  # jobs queued or running
 
 
 def _forget_the_parents_thread() -> None:
     """In a forked child only the forking thread runs: the parent's lock, queue and thread stay
     there. Reset at the fork itself, before any thread of the child can submit a job."""
-    global _lock, _jobs, _thread
-    _lock, _jobs, _thread = threading.Lock(), queue.SimpleQueue(), None
+    global _lock, _jobs, _thread, _unfinished
+    _lock, _jobs, _thread, _unfinished = threading.Lock(), queue.SimpleQueue(), None, 0
 
 
 os.register_at_fork(after_in_child=_forget_the_parents_thread)
@@ -32,9 +33,10 @@ os.register_at_fork(after_in_child=_forget_the_parents_thread)
 
 def submit(job: Callable[[], None]) -> threading.Event:
     """Queues `job`; the returned event is set once it has returned or raised."""
-    global _thread
+    global _thread, _unfinished
     finished = threading.Event()
     with _lock:
+        _unfinished += 1
         if _thread is None or not _thread.is_alive():
             _thread = threading.Thread(
                 target=_serve, args=(_jobs,), name="fo1-generate", daemon=True
@@ -44,7 +46,13 @@ def submit(job: Callable[[], None]) -> threading.Event:
     return finished
 
 
+def idle() -> bool:
+    """Whether no job is queued or running."""
+    return _unfinished == 0
+
+
 def _serve(jobs: queue.SimpleQueue) -> None:
+    global _unfinished
     while True:
         job, finished = jobs.get()
         try:
@@ -52,4 +60,6 @@ def _serve(jobs: queue.SimpleQueue) -> None:
         finally:
             # The job holds its pipeline: an idle thread must not keep a model in memory.
             del job
+            with _lock:
+                _unfinished -= 1
             finished.set()

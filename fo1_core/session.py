@@ -37,7 +37,7 @@ from fo1_core.modeling import FO1ForConditionalGeneration
 from fo1_core.processing import ImagePreprocessor, VisionInputs, num_image_tokens
 from fo1_core.prompting import build_prompt, sanitize_user_text, tokenize_prompt, user_text_for_task
 from fo1_core.streaming import DONE, Cancelled, TokenQueue
-from fo1_core.templates import CHAT_CONTROL_STRINGS, DEFAULT_MAX_NEW_TOKENS, IM_END
+from fo1_core.templates import CHAT_CONTROL_STRINGS, DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, IM_END
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +269,24 @@ class FO1Pipeline:
         if limit is not None and len(ids) + image_tokens - 1 > limit:
             raise FO1Error(f"The prompt is too long for this model ({limit} tokens at most).")
         return Request(user_text, prompt, ids, vision)
+
+    def encode_ahead(self, vision: VisionInputs) -> threading.Event:
+        """Queues what every question about `vision` starts with (the image's and the regions'
+        features, and the prompt's KV up to its region line) into the caches, so that the next
+        question about it only prefills its own words. Returns an event set once done.
+
+        A failure is logged only: the question itself meets it again and reports it.
+        """
+        head = self.request(vision, FREE_PROMPT, "?").prompt_ids
+
+        def encode() -> None:
+            try:
+                with self._model_lock, torch.inference_mode():
+                    self.encoder.prefix(head, vision)
+            except Exception:
+                logger.exception("Encoding an image and its boxes ahead of a question failed")
+
+        return model_thread.submit(encode)
 
     def model_inputs(self, request: Request, use_cache: bool = False) -> dict:
         """Keyword arguments of `model.generate` / `model(...)` for the whole, uncached prompt."""

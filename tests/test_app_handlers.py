@@ -18,9 +18,11 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
+from fo1_core import model_thread
 from fo1_core.export import decode_rle
 from fo1_core.session import load
 from tests.conftest import RIGGED_ANSWER
+from ui.ahead import EncodeAhead
 from ui.answering import Answerer, Question
 from ui.boxes import editor_value
 from ui.editor import FILE_NAME
@@ -332,6 +334,35 @@ def test_after_moving_a_box_the_status_says_what_was_reused(answering: Handlers)
     assert "Done" in steps[-1][3]
     reused = r"image and its \d+ prompt tokens and 2 of 3 boxes already encoded"
     assert re.search(reused, steps[-1][3])
+
+
+def test_boxes_on_screen_are_encoded_before_the_first_question(answering: Handlers) -> None:
+    pipeline = answering.answerer.pipeline
+    pipeline.encoder.clear()
+    ahead = Handlers(answering.answerer, answering.proposing, [], EncodeAhead(pipeline))
+    value = editor_value(IMAGE, BOXES)
+    boxes_changed(ahead, value)
+    assert ahead.ahead.wait(60)
+    *_, (_, _, _, status, _, _) = run(ahead, value)
+    assert "Done" in status
+    assert re.search(r"image, boxes and \d+ prompt tokens already encoded", status)
+
+
+def test_only_the_newest_boxes_are_encoded_once_the_model_is_free(answering: Handlers) -> None:
+    pipeline = answering.answerer.pipeline
+    pipeline.encoder.clear()
+    ahead = EncodeAhead(pipeline)
+    release = threading.Event()
+    busy = model_thread.submit(release.wait)  # a question of another user, say
+    ahead.want(IMAGE, BOXES)
+    ahead.want(str(EXAMPLES_DIR / "rocket.jpg"), [[10, 10, 100, 100]])
+    time.sleep(0.3)
+    assert pipeline.encoder.images.stats().misses == 0  # nothing runs before that question
+    release.set()
+    busy.wait()
+    assert ahead.wait(60)
+    assert pipeline.encoder.images.stats().misses == 1  # the rocket only: the cup was replaced
+    assert pipeline.encoder.prefixes.stats().misses == 1
 
 
 def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:

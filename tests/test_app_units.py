@@ -332,6 +332,7 @@ def test_command_line_defaults() -> None:
     args = parse_args([])
     assert args.checkpoint == "omlab/VLM-FO1_Qwen2.5-VL-3B-v01"
     assert (args.host, args.port, args.device) == ("127.0.0.1", 7860, None)
+    assert args.encode_ahead and not parse_args(["--no-encode-ahead"]).encode_ahead
 
 
 @pytest.mark.parametrize(

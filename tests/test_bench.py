@@ -28,6 +28,7 @@ def test_generation_benchmark_writes_its_rows(
         assert row["new_tokens"] == 4
         assert 0 < row["followup_ttft_s"] < row["first_ttft_s"]
         assert 0 < row["turn5_ttft_s"] < row["first_ttft_s"]
+        assert 0 < row["ahead_ttft_s"] < row["first_ttft_s"]
         assert {"load_s", "uncached_ttft_s", "moved_box_ttft_s", "decode_tok_s"} <= set(row)
         assert row["graphs"] == row["cudagraph_skips"] == 0  # neither mode compiles
         assert row["same_ids"] == row["cached_same_ids"] == 4  # fp32 on the CPU: exact

@@ -59,6 +59,19 @@ def test_cached_prefix_reproduces_the_golden_logits(
     _assert_close(logits[0, asked - 1 :], tensors["step_logits"], 1e-2)
 
 
+@pytest.mark.parametrize("name", CASES)
+def test_encoding_ahead_answers_the_golden_ids_from_the_cache(
+    fresh: FO1Pipeline, name: str
+) -> None:
+    request, case, _ = _request(fresh, name)
+    assert fresh.encode_ahead(request.vision).wait(60)
+    prefixes = fresh.encoder.prefixes.stats()
+    result = fresh.generate(request, case["generation"]["max_new_tokens"])
+    assert result.reused.prefix  # the question prefilled its own words only
+    assert fresh.encoder.prefixes.stats().hits == prefixes.hits + 1
+    assert result.token_ids == case["generated_ids"]
+
+
 def test_followup_question_reuses_everything_before_its_words(fresh: FO1Pipeline) -> None:
     first = fresh.prepare(IMAGE, BOXES, "OD_template", "red circle")
     assert fresh.generate(first, 6).reused == Reused()

@@ -18,6 +18,7 @@ from fo1_core.errors import FO1Error
 from fo1_core.render import draw_proposals
 from fo1_core.session import Generation
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count, region_token
+from ui.ahead import EncodeAhead
 from ui.answer_view import answer_html, conversation_html, detection_rows, reasoning_html
 from ui.answering import Answerer, Question, open_for_drawing, status_line, task_label
 from ui.boxes import Box, boxes_of, editor_value, file_name_of, image_of, region_label
@@ -84,6 +85,7 @@ class Handlers:
     answerer: Answerer
     proposing: Proposing
     examples: list[Example]
+    ahead: EncodeAhead | None = None  # encodes the boxes on screen before the question comes
 
     def __post_init__(self) -> None:
         self._running: dict[str, _Running] = {}  # each session's answer in progress
@@ -122,6 +124,8 @@ class Handlers:
                 gr.skip(),
             )
         boxes = boxes_of(value)
+        if self.ahead is not None:
+            self.ahead.want(image_of(value), boxes)
         session = request.session_hash
         self._editing[session] = conversation_key(image_of(value), boxes)
         marked = with_stale_note(status, self._stale(session))

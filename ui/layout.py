@@ -9,6 +9,7 @@ import gradio as gr
 
 from fo1_core.session import FO1Pipeline
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, MAX_REGIONS, TASKS
+from ui.ahead import EncodeAhead
 from ui.answer_view import CHIP_CSS, DETECTION_COLUMNS
 from ui.answering import Answerer
 from ui.api import Api
@@ -67,6 +68,7 @@ class Settings:
     device: str | None = None  # for proposers; None picks CUDA when available
     default_proposer: str = "offline"
     file_ttl: int = 3600  # seconds uploads and results are kept (all are deleted at shutdown)
+    encode_ahead: bool = True  # encode the image and boxes while the question is being typed
 
 
 def app_css() -> str:
@@ -97,7 +99,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
     answerer = Answerer(pipeline)
     proposing = Proposing(settings.device)
     examples = load_examples()
-    handlers = Handlers(answerer, proposing, examples)
+    # On ZeroGPU there is no GPU outside a question's own slot.
+    ahead = EncodeAhead(pipeline) if settings.encode_ahead and not ON_ZERO_GPU else None
+    handlers = Handlers(answerer, proposing, examples, ahead)
     api = Api(answerer, proposing, settings.max_new_tokens)
     task_choices = [(t.label, name) for name, t in TASKS.items()] + [("Free prompt", FREE_PROMPT)]
     proposer_names = [name for _, name in proposing.choices()]
