@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from transformers.initialization import no_init_weights
 
+from detect_tools.images import refuse_url
 from fo1_core.configuration import FO1Config
 from fo1_core.errors import FO1Error
 from fo1_core.modeling import FO1ForConditionalGeneration
@@ -130,6 +131,7 @@ def avoid_cudnn_attention(device: torch.device) -> None:
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """A local folder as it is; anything else is a hub id, downloaded with a progress bar."""
+    refuse_url(name_or_path, FO1Error)
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
