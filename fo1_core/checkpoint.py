@@ -231,6 +231,13 @@ def parse_device(device: str | torch.device) -> torch.device:
         raise FO1Error(f"Unknown device {device!r}: use cpu, cuda or cuda:N.") from error
 
 
+def require_present(device: torch.device) -> None:
+    """An `FO1Error` for a CUDA device on a machine where PyTorch finds none. Apart from
+    `parse_device`, which also reads devices only to choose by their type (the app's decoding)."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FO1Error("A CUDA GPU was asked for, but PyTorch finds none here: use the CPU.")
+
+
 def load_model(
     name_or_path: str | Path,
     device: str | torch.device | None = None,
@@ -249,8 +256,7 @@ def load_model(
         )
     default_device, default_dtype = default_device_and_dtype()
     device = parse_device(device) if device is not None else default_device
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FO1Error("A CUDA GPU was asked for, but PyTorch finds none here: use the CPU.")
+    require_present(device)
     dtype = dtype or (default_dtype if device.type == default_device.type else torch.float32)
     try:
         config = FO1Config.from_pretrained(folder)
