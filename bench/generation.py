@@ -38,9 +38,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from bench.options import add_model_options, cudnn_attention, load_pipeline
-from bench.random_checkpoint import checkpoint_folder
+from bench.options import add_model_options, cudnn_attention, exits_on_user_error, load_pipeline
+from bench.random_checkpoint import checkpoint_folder, profile_or_folder
 from bench.table import peak_memory_mb, report
+from fo1_core.cli import positive
 from fo1_core.session import Conversation, FO1Pipeline
 
 BOXES = [[20 + 55 * i, 40 + 30 * (i % 3), 80 + 55 * i, 140 + 30 * (i % 3)] for i in range(10)]
@@ -136,14 +137,19 @@ def bench_profile(
     return row, result.token_ids
 
 
+@exits_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--profiles", nargs="+", default=["tiny", "mid"], help="tiny, mid, 3b or checkpoint folders"
+        "--profiles",
+        nargs="+",
+        type=profile_or_folder,
+        default=["tiny", "mid"],
+        help="tiny, mid, 3b or checkpoint folders",
     )
     add_model_options(parser)
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--new-tokens", type=positive, default=64)
+    parser.add_argument("--runs", type=positive, default=3)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     with tempfile.TemporaryDirectory() as scratch:

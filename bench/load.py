@@ -28,6 +28,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from bench.table import print_table
+from fo1_core.cli import positive
 from tests.browser.app_server import running_app
 from tests.conftest import RIGGED_ANSWER
 from tests.rigged import make_rigged_checkpoint
@@ -187,10 +188,10 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--questions", type=int, default=4, help="questions per client")
+    parser.add_argument("--clients", type=positive, default=20)
+    parser.add_argument("--questions", type=positive, default=4, help="questions per client")
     parser.add_argument("--timeout", type=float, default=300, help="seconds for the whole run")
-    parser.add_argument("--queue-size", type=int, default=32, help="the app's waiting line")
+    parser.add_argument("--queue-size", type=positive, default=32, help="the app's waiting line")
     args = parser.parse_args()
     result = run(args.clients, args.questions, args.timeout, args.queue_size)
     print_table([result.row()])

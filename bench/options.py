@@ -1,18 +1,67 @@
-"""Options every FO1 benchmark takes: where and how the model runs, and where the rows go."""
+"""Options every FO1 benchmark takes: where and how the model runs, and where the rows go.
+
+A mistake in them ends the benchmark before anything is built, with one `error:` line and exit
+status 2, as `python -m fo1_core` ends; a bug keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from fo1_core.checkpoint import default_device_and_dtype
+from detect_tools.base import ProposerError
+from fo1_core.checkpoint import default_device_and_dtype, parse_device, require_present
+from fo1_core.errors import FO1Error
+from fo1_core.processing import SMALLEST_ACCEPTED_SIDE
 from fo1_core.session import DECODE_MODES, FO1Pipeline, load
 
 
+def device_name(text: str) -> str:
+    """An argparse type: a device this machine has, found out before a model is built on it."""
+    try:
+        require_present(parse_device(text))
+    except FO1Error as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+    return text
+
+
+def writable_file(text: str) -> Path:
+    """An argparse type for the rows' file: opened at once (and left as it was), so that a
+    mistyped folder ends the run before the benchmark rather than after it."""
+    path = Path(text)
+    existed = path.exists()
+    try:
+        path.open("a").close()
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {error.strerror}") from error
+    if not existed:
+        path.unlink()
+    return path
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """An argparse type: `WIDTHxHEIGHT` in pixels, each side one FO1 accepts."""
+    match = re.fullmatch(r"(\d+)x(\d+)", text)
+    if not match or min(int(side) for side in match.groups()) < SMALLEST_ACCEPTED_SIDE:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT such as 1024x768, each side at least "
+            f"{SMALLEST_ACCEPTED_SIDE} px, got {text!r}"
+        )
+    return int(match[1]), int(match[2])
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", type=writable_file, help="also write the rows here")
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default=str(default_device_and_dtype()[0]))
+    parser.add_argument("--device", type=device_name, default=str(default_device_and_dtype()[0]))
     parser.add_argument("--dtype", choices=["bfloat16", "float32"], help="default: the loader's")
     parser.add_argument(
         "--decode", nargs="+", default=["dynamic"], choices=DECODE_MODES, help="one row each"
@@ -22,7 +71,22 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let SDPA use cuDNN again after loading (PyTorch's own choice), to compare",
     )
-    parser.add_argument("--json", type=Path, help="also write the rows here")
+    add_json_option(parser)
+
+
+def exits_on_user_error(main: Callable[[], None]) -> Callable[[], None]:
+    """`main`, ending with one `error:` line and exit status 2 on a mistake found only while it
+    runs (a folder that holds no checkpoint, a proposer that cannot load)."""
+
+    @functools.wraps(main)
+    def run() -> None:
+        try:
+            main()
+        except (FO1Error, ProposerError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return run
 
 
 def dtype_of(args: argparse.Namespace) -> torch.dtype | None:

@@ -31,10 +31,11 @@ from pathlib import Path
 import torch
 
 from bench.generation import BOXES, IMAGE
-from bench.options import add_model_options, cudnn_attention, load_pipeline
-from bench.random_checkpoint import checkpoint_folder
+from bench.options import add_model_options, cudnn_attention, exits_on_user_error, load_pipeline
+from bench.random_checkpoint import checkpoint_folder, profile_or_folder
 from bench.table import peak_memory_mb, report
 from fo1_core import model_thread
+from fo1_core.cli import positive
 from fo1_core.session import FO1Pipeline, Generation, Request
 
 
@@ -104,12 +105,18 @@ def profile_decode(folder: Path, profile: str, args: argparse.Namespace, decode:
     return row
 
 
+@exits_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="tiny", help="tiny, mid, 3b or a checkpoint folder")
+    parser.add_argument(
+        "--profile",
+        type=profile_or_folder,
+        default="tiny",
+        help="tiny, mid, 3b or a checkpoint folder",
+    )
     add_model_options(parser)
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--lines", type=int, default=25, help="rows of each profile table")
+    parser.add_argument("--new-tokens", type=positive, default=64)
+    parser.add_argument("--lines", type=positive, default=25, help="rows of each profile table")
     parser.add_argument("--torch-profiler", action="store_true")
     args = parser.parse_args()
     rows = []

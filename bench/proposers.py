@@ -23,8 +23,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from bench.options import exits_on_user_error, image_size  # noqa: E402
 from detect_tools import registry, tiny  # noqa: E402
 from detect_tools.base import ModelProposer, ProposalOptions, Proposer  # noqa: E402
+from fo1_core.cli import positive  # noqa: E402
 
 PROMPT = "red cup, person"
 TINY_BUILDERS = {
@@ -71,23 +73,40 @@ def bench(
     return rows
 
 
+def image_sizes(text: str) -> list[tuple[int, int]]:
+    """An argparse type: `WIDTHxHEIGHT` sizes separated by commas."""
+    return [image_size(size) for size in text.split(",")]
+
+
+def proposer_names(text: str) -> list[str]:
+    """An argparse type: proposer names separated by commas, all checked before any is timed."""
+    names = text.split(",")
+    unknown = [name for name in names if name not in registry.PROPOSERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown proposer {unknown[0]!r}: choose from {', '.join(registry.available())}"
+        )
+    return names
+
+
+@exits_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="640x480,1024x768")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--proposers", default=",".join(registry.available()))
+    parser.add_argument("--sizes", type=image_sizes, default="640x480,1024x768")
+    parser.add_argument("--repeat", type=positive, default=3)
+    parser.add_argument("--proposers", type=proposer_names, default=",".join(registry.available()))
     for name in ("florence2", "omdet-turbo", "sam3"):
         parser.add_argument(f"--checkpoint-{name}", help=f"real {name} checkpoint (folder or id)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    images = [scene(*map(int, size.split("x"))) for size in args.sizes.split(",")]
+    images = [scene(*size) for size in args.sizes]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
     print(f"{'proposer':<14} {'checkpoint':<24} {'device':<6} {'image':<10} {'s/image':>8} "
           f"{'proposals/s':>12}")  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
         tiny_folders: dict[str, Path] = {}
-        for name in args.proposers.split(","):
+        for name in args.proposers:
             flag = CHECKPOINT_FLAG.get(name, name).replace("-", "_")
             checkpoint = getattr(args, f"checkpoint_{flag}", None)
             shown = checkpoint or ("tiny random" if name in TINY_BUILDERS else "none")

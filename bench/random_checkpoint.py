@@ -17,12 +17,15 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
+from bench.options import device_name
 from fo1_core.checkpoint import save_checkpoint
 from fo1_core.configuration import FO1Config
 from fo1_core.modeling import FO1ForConditionalGeneration
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "fo1-reference"
 TINY = SHARED / "tiny"
+RANDOM_PROFILES = ("mid", "3b")
+PROFILES = ("tiny", *RANDOM_PROFILES)
 MID = {
     "hidden_size": 512,
     "intermediate_size": 1408,
@@ -85,24 +88,45 @@ def make_random_checkpoint(folder: Path, profile: str, device: str = "cpu") -> P
     return folder
 
 
+def checkpoint_dir(text: str) -> Path:
+    """An argparse type: a checkpoint's folder (one with a config.json)."""
+    folder = Path(text)
+    if not (folder / "config.json").is_file():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a checkpoint folder (one with a config.json)"
+        )
+    return folder
+
+
+def profile_or_folder(text: str) -> str:
+    """An argparse type: one of `PROFILES` or a checkpoint folder, checked before any is built."""
+    if text in PROFILES or (Path(text) / "config.json").is_file():
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is neither {', '.join(PROFILES)} nor a checkpoint folder "
+        "(one with a config.json)"
+    )
+
+
 def checkpoint_folder(name: str, scratch: Path, device: str = "cpu") -> Path:
     """`tiny` (the fixture), `mid` or `3b` (built into `scratch`), or a checkpoint folder's path."""
     if name == "tiny":
         return TINY
-    if name in ("mid", "3b"):
+    if name in RANDOM_PROFILES:
         return make_random_checkpoint(scratch / name, name, device)
-    folder = Path(name)
-    if not folder.is_dir():
-        raise SystemExit(f"error: {name!r} is neither tiny, mid, 3b nor a checkpoint folder")
-    return folder
+    return Path(name)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", choices=["mid", "3b"], default="mid")
+    parser.add_argument("--profile", choices=RANDOM_PROFILES, default="mid")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device_name, default="cpu")
     args = parser.parse_args()
+    try:  # before the model is built: a path that cannot be a folder ends the program at once
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        parser.error(f"cannot make the folder {args.out}: {error.strerror}")
     make_random_checkpoint(args.out, args.profile, args.device)
 
 

@@ -19,7 +19,6 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -28,10 +27,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.ops import roi_align
 
-from bench.random_checkpoint import TINY, profile_config
+from bench.options import add_json_option, device_name, exits_on_user_error, image_size
+from bench.random_checkpoint import PROFILES, TINY, profile_config
 from bench.table import peak_memory_mb, report
 from fo1_core import region_encoder
 from fo1_core.checkpoint import default_device_and_dtype
+from fo1_core.cli import positive
 from fo1_core.configuration import FO1Config
 from fo1_core.processing import AUX_IMAGE_SIZE, ImagePreprocessor
 from fo1_core.region_encoder import HybridRegionEncoder
@@ -97,7 +98,7 @@ def _row(args: argparse.Namespace, method: str, encode: Callable[..., torch.Tens
         "profile": args.profile,
         "device": args.device,
         "dtype": args.dtype,
-        "image": args.size,
+        "image": "x".join(map(str, args.size)),
         "boxes": args.boxes,
         "method": method,
         "pyramid_s": inputs["pyramid_s"],
@@ -107,18 +108,19 @@ def _row(args: argparse.Namespace, method: str, encode: Callable[..., torch.Tens
     }
 
 
+@exits_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="3b", choices=["tiny", "mid", "3b"])
-    parser.add_argument("--size", default="1024x768")
-    parser.add_argument("--boxes", type=int, default=100)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", default="3b", choices=PROFILES)
+    parser.add_argument("--size", type=image_size, default="1024x768")
+    parser.add_argument("--boxes", type=positive, default=100)
+    parser.add_argument("--runs", type=positive, default=3)
     device, dtype = default_device_and_dtype()
-    parser.add_argument("--device", default=str(device))
+    parser.add_argument("--device", type=device_name, default=str(device))
     parser.add_argument(
         "--dtype", choices=["bfloat16", "float32"], default=str(dtype).removeprefix("torch.")
     )
-    parser.add_argument("--json", type=Path, help="also write the rows here")
+    add_json_option(parser)
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -126,7 +128,7 @@ def main() -> None:
     tiny = args.profile == "tiny"
     config = FO1Config.from_pretrained(TINY) if tiny else profile_config(args.profile)
     encoder = HybridRegionEncoder(config).to(args.device, dtype).eval()
-    width, height = (int(side) for side in args.size.split("x"))
+    width, height = args.size
     boxes = random_boxes(width, height, args.boxes)
     vision = ImagePreprocessor(TINY)(Image.new("RGB", (width, height)), boxes)
     grid = tuple(vision.image_grid_thw[0, 1:].tolist())

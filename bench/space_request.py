@@ -22,12 +22,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.options import add_model_options, cudnn_attention, load_pipeline
+from bench.options import (
+    add_model_options,
+    cudnn_attention,
+    exits_on_user_error,
+    image_size,
+    load_pipeline,
+)
 from bench.proposers import scene
-from bench.random_checkpoint import checkpoint_folder
+from bench.random_checkpoint import checkpoint_folder, profile_or_folder
 from bench.table import peak_memory_mb, report
 from detect_tools import registry
 from detect_tools.base import ProposalOptions
+from fo1_core.cli import positive
 from fo1_core.templates import MAX_REGIONS
 
 TASK, CATEGORIES = "OD_template", "person, car, dog, red cup"
@@ -71,19 +78,25 @@ def run_once(pipeline, proposer, image, count: int, new_tokens: int) -> dict:
     }
 
 
+@exits_on_user_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="mid", help="tiny, mid, 3b or a checkpoint folder")
+    parser.add_argument(
+        "--profile",
+        type=profile_or_folder,
+        default="mid",
+        help="tiny, mid, 3b or a checkpoint folder",
+    )
     add_model_options(parser)
     parser.add_argument("--proposer", default="offline", choices=sorted(registry.available()))
     parser.add_argument("--proposer-checkpoint", help="its checkpoint (model proposers)")
-    parser.add_argument("--size", default="1024x768")
-    parser.add_argument("--boxes", type=int, default=MAX_REGIONS)
-    parser.add_argument("--new-tokens", type=int, default=256)
-    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--size", type=image_size, default="1024x768")
+    parser.add_argument("--boxes", type=positive, default=MAX_REGIONS)
+    parser.add_argument("--new-tokens", type=positive, default=256)
+    parser.add_argument("--runs", type=positive, default=2)
     args = parser.parse_args()
 
-    image = scene(*map(int, args.size.split("x")))
+    image = scene(*args.size)
     proposer = registry.get(args.proposer, args.proposer_checkpoint)
     proposer.propose(image, CATEGORIES if proposer.needs_text else None)  # loads its model
     print(
@@ -108,7 +121,7 @@ def main() -> None:
                 "dtype": str(pipeline.model.dtype).removeprefix("torch."),
                 "decode": warm_up.decode,
                 "cudnn_sdpa": cudnn_attention(args),
-                "image": args.size,
+                "image": f"{image.width}x{image.height}",
                 "boxes": args.boxes,
                 "proposer": args.proposer,
                 "warm_up_s": warm_up.seconds,

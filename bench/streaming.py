@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer
 
-from bench.random_checkpoint import TINY
+from bench.options import add_json_option
+from bench.random_checkpoint import TINY, checkpoint_dir
 from bench.table import report
+from fo1_core.cli import positive
 from fo1_core.streaming import TokenQueue
 
 ANSWER = "<ground>red cup</ground><objects><region2><region5></objects> a cat 🐱, naïve café. "
@@ -35,9 +36,11 @@ def stream_cost(tokenizer, ids: list[int]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", type=Path, default=TINY, help="whose tokenizer")
-    parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096])
-    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--checkpoint", type=checkpoint_dir, default=str(TINY), help="whose tokenizer"
+    )
+    parser.add_argument("--lengths", type=positive, nargs="+", default=[256, 1024, 4096])
+    add_json_option(parser)
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(str(args.checkpoint))
     ids = tokenizer(ANSWER * max(args.lengths), add_special_tokens=False).input_ids

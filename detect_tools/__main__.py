@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from detect_tools import registry
 from detect_tools.base import CLASS_NAME, MAX_PROPOSALS, ProposalOptions, ProposerError
+from detect_tools.images import refuse_url
 
 
 def detections_to_json(detections: sv.Detections, proposer: str) -> dict:
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m detect_tools", description="Propose candidate boxes for an image."
     )
     parser.add_argument("--proposer", required=True, help=f"one of: {', '.join(names)}")
-    parser.add_argument("--image", required=True, type=Path)
+    parser.add_argument("--image", required=True, help="a local file")
     parser.add_argument("--text", help="what to find, for text-prompted proposers")
     parser.add_argument("--json", type=Path, help="write here instead of standard output")
     parser.add_argument("--checkpoint", help="local model folder or hub id (default: the hub's)")
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     try:
+        refuse_url(args.image, ProposerError)  # as typed: `Path` would fold its `//`
         try:
             with Image.open(args.image) as file:
                 # Boxes in the frame the image is shown in, as the app and `python -m fo1_core`

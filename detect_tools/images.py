@@ -2,13 +2,31 @@
 
 Shared so that the boxes a proposer finds and the picture the model reads agree on 16-bit scans,
 float images and transparent cut-outs (plain ``convert("RGB")`` clips the first to white and turns
-transparency black).
+transparency black). Also shared: which paths are URLs, which neither package fetches.
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
+
+URL = re.compile(r"[a-z][a-z0-9+.-]+:/|data:", re.IGNORECASE)
+"""A scheme of two letters or more and a slash (`Path` folds `//` into one), or a data URL. One
+letter and a colon is a Windows drive."""
+
+
+def refuse_url(path: str | Path, error: type[Exception]) -> None:
+    """Raises `error` with a message for the user when `path` is a URL: the project never fetches
+    on a user's behalf, and opening a URL as a file would say that the file is missing. A data
+    URL can be megabytes long, hence the cut."""
+    if URL.match(str(path)):
+        raise error(
+            f"{str(path)!r:.100} is a URL; this tool reads local files only: download it first "
+            "and give its path."
+        )
 
 
 def as_rgb(image: Image.Image) -> Image.Image:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
-from fo1_core.cli import positive
+from fo1_core.cli import local_path, positive
 from fo1_core.errors import FO1Error
 from fo1_core.session import load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, TASKS
@@ -23,9 +23,9 @@ from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, TASKS
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m fo1_core", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=PUBLISHED_CHECKPOINT, help="hub id or local folder")
-    parser.add_argument("--image", required=True, type=Path)
+    parser.add_argument("--image", required=True, type=local_path)
     parser.add_argument(
-        "--boxes", type=Path, help="JSON file: a list of [x1, y1, x2, y2] in image pixels"
+        "--boxes", type=local_path, help="JSON file: a list of [x1, y1, x2, y2] in image pixels"
     )
     parser.add_argument("--task", default="OD_template", choices=[*TASKS, FREE_PROMPT])
     parser.add_argument("--text", default="", help="the template's fill, or the free prompt")

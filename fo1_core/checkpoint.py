@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from transformers.initialization import no_init_weights
 
+from detect_tools.images import refuse_url
 from fo1_core.configuration import FO1Config
 from fo1_core.errors import FO1Error
 from fo1_core.modeling import FO1ForConditionalGeneration
@@ -130,6 +131,7 @@ def avoid_cudnn_attention(device: torch.device) -> None:
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """A local folder as it is; anything else is a hub id, downloaded with a progress bar."""
+    refuse_url(name_or_path, FO1Error)
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
@@ -229,6 +231,13 @@ def parse_device(device: str | torch.device) -> torch.device:
         raise FO1Error(f"Unknown device {device!r}: use cpu, cuda or cuda:N.") from error
 
 
+def require_present(device: torch.device) -> None:
+    """An `FO1Error` for a CUDA device on a machine where PyTorch finds none. Apart from
+    `parse_device`, which also reads devices only to choose by their type (the app's decoding)."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FO1Error("A CUDA GPU was asked for, but PyTorch finds none here: use the CPU.")
+
+
 def load_model(
     name_or_path: str | Path,
     device: str | torch.device | None = None,
@@ -247,8 +256,7 @@ def load_model(
         )
     default_device, default_dtype = default_device_and_dtype()
     device = parse_device(device) if device is not None else default_device
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FO1Error("A CUDA GPU was asked for, but PyTorch finds none here: use the CPU.")
+    require_present(device)
     dtype = dtype or (default_dtype if device.type == default_device.type else torch.float32)
     try:
         config = FO1Config.from_pretrained(folder)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
+
+from detect_tools.images import refuse_url
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -24,3 +27,9 @@ def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
 
 positive = whole_number(1)
 """A count of at least 1 (tokens, images, categories)."""
+
+
+def local_path(text: str) -> Path:
+    """An argparse type for a file or folder to read: a URL is refused before anything loads."""
+    refuse_url(text, argparse.ArgumentTypeError)
+    return Path(text)

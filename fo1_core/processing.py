@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from detect_tools.images import as_rgb
+from detect_tools.images import as_rgb, refuse_url
 from fo1_core.configuration import AUX_IMAGE_SIZE
 from fo1_core.errors import FO1Error
 from fo1_core.templates import MAX_REGIONS
@@ -40,6 +40,8 @@ def open_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
     """Reads an image as the user sees it: EXIF orientation applied, RGB, size checked."""
     if source is None:
         raise FO1Error("No image: upload an image first.")
+    if isinstance(source, (str, Path)):
+        refuse_url(source, FO1Error)
     if isinstance(source, Image.Image):
         image = source
     else:

@@ -34,6 +34,8 @@ BOX = [[10, 10, 50, 50]]
     [
         # no image at all
         (None, BOX, "OD_template", "cat", "No image"),
+        # a URL where a file path belongs: refused, not "not there"
+        ("https://example.com/cat.jpg", BOX, "OD_template", "cat", "is a URL"),
         # bytes that are not an image
         (b"definitely not a png", BOX, "OD_template", "cat", "not an image"),
         # a PNG cut in half

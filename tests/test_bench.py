@@ -1,4 +1,5 @@
-"""The speed benchmarks still run and write every column their docs promise (numbers not judged)."""
+"""The speed benchmarks still run and write every column their docs promise (numbers not judged),
+and a mistaken option ends one with one line and exit status 2 before anything is built."""
 
 from __future__ import annotations
 
@@ -7,8 +8,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from bench import generation, profile_question, regions, space_request, streaming
+from bench import (
+    generation,
+    load,
+    profile_question,
+    proposers,
+    random_checkpoint,
+    regions,
+    space_request,
+    streaming,
+)
 
 
 def run_main(module, monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
@@ -83,3 +94,69 @@ def test_streaming_benchmark_times_each_answer_length(
     rows = json.loads(out.read_text())
     assert [row["answer_tokens"] for row in rows] == [16, 64]
     assert all(row["ms_per_token"] > 0 for row in rows)
+
+
+WHOLE = "expected a whole number at least 1"
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "message"),
+    [
+        # no runs: no median to report
+        (generation, ["--runs", "0"], f"argument --runs: {WHOLE}, got '0'"),
+        (regions, ["--runs", "-1"], f"argument --runs: {WHOLE}, got '-1'"),
+        (space_request, ["--boxes", "0"], f"argument --boxes: {WHOLE}"),
+        (profile_question, ["--new-tokens", "0"], f"argument --new-tokens: {WHOLE}"),
+        (streaming, ["--lengths", "16", "0"], f"argument --lengths: {WHOLE}"),
+        (proposers, ["--repeat", "0"], f"argument --repeat: {WHOLE}"),
+        (load, ["--clients", "0"], f"argument --clients: {WHOLE}"),
+        # a device torch does not know, and one this machine does not have
+        (generation, ["--device", "banana"], "argument --device: Unknown device 'banana'"),
+        (random_checkpoint, ["--out", "{tmp}/x", "--device", "banana"], "Unknown device"),
+        pytest.param(regions, ["--device", "cuda"], "PyTorch finds none here", marks=NO_GPU),
+        # neither a built-in profile nor a checkpoint folder, even after a good one
+        (generation, ["--profiles", "tiny", "{tmp}"], "is neither tiny, mid, 3b nor a checkpoint"),
+        (profile_question, ["--profile", "banana"], "is neither tiny, mid, 3b nor a checkpoint"),
+        (streaming, ["--checkpoint", "{tmp}/missing"], "is not a checkpoint folder"),
+        # rows into a folder that does not exist, or onto a folder: refused before the run
+        (generation, ["--json", "{tmp}/missing/out.json"], "argument --json: cannot write"),
+        (regions, ["--json", "{tmp}"], "Is a directory"),
+        (streaming, ["--json", "{tmp}/missing/out.json"], "No such file or directory"),
+        (random_checkpoint, ["--out", "{tmp}/file.txt/x"], "cannot make the folder"),
+        # image sizes that are not WIDTHxHEIGHT, or that FO1 refuses
+        (space_request, ["--size", "banana"], "expected WIDTHxHEIGHT such as 1024x768"),
+        (proposers, ["--sizes", "640x480,3x3"], "each side at least 8 px, got '3x3'"),
+        (proposers, ["--proposers", "offline,yolo"], "unknown proposer 'yolo': choose from"),
+        # found only while running: a proposer checkpoint folder that is not there
+        (
+            proposers,
+            ["--sizes", "64x64", "--proposers", "florence2", "--checkpoint-florence2", "{tmp}/no"],
+            "checkpoint folder {tmp}/no does not exist",
+        ),
+    ],
+)
+def test_a_mistaken_option_is_one_line_and_exit_status_2(
+    module,
+    argv: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    (tmp_path / "file.txt").write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        run_main(module, monkeypatch, *(arg.format(tmp=tmp_path) for arg in argv))
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in error.splitlines()[-1], error
+    assert "Traceback" not in error
+
+
+def test_checking_the_rows_file_leaves_none_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "rows.json"
+    with pytest.raises(SystemExit):
+        run_main(generation, monkeypatch, "--json", str(out), "--runs", "0")
+    assert not out.exists()

@@ -177,6 +177,11 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path, name: str) -> None:
         load_model(name.format(tmp=tmp_path), device="cpu")
 
 
+def test_a_url_is_refused_as_a_url_not_a_missing_folder() -> None:
+    with pytest.raises(FO1Error, match="is a URL; this tool reads local files only"):
+        load_model("https://huggingface.co/omlab/VLM-FO1_Qwen2.5-VL-3B-v01", device="cpu")
+
+
 def test_unreachable_hub_says_how_to_use_a_local_folder(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FO1Error, match="pass its local folder"):

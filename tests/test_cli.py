@@ -1,4 +1,5 @@
-"""`python -m fo1_core` answers one question from the shell and writes a JSON record."""
+"""`python -m fo1_core` answers one question from the shell and writes a JSON record; it and
+`python -m fo1_core.evaluate` refuse URLs where files belong."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
+from fo1_core.__main__ import main as cli_main
+from fo1_core.evaluate.__main__ import main as evaluate_main
 from tests.conftest import REPO, RIGGED_ANSWER
 
 
@@ -52,3 +56,41 @@ def test_cli_bad_input_is_one_clear_line(answering_checkpoint: Path, tmp_path: P
     assert done.returncode == 2
     assert "error: Box #0 is inverted" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--image", "https://example.com/cat.jpg"],
+        ["--image", "HTTP://example.com/cat.jpg"],  # schemes have no case
+        ["--image", "ftp://example.com/cat.jpg"],
+        ["--image", "data:image/png;base64," + "A" * 10_000],  # cut in the message
+        ["--image", "cat.jpg", "--boxes", "https://example.com/boxes.json"],
+    ],
+)
+def test_cli_refuses_a_url_before_loading_anything(
+    argv: list[str], capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        cli_main(["--checkpoint", "never/loaded", *argv])
+    assert exit.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert "is a URL; this tool reads local files only: download it first" in error
+    assert len(error) < 300
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["count", "--dataset", "https://example.com/items.jsonl"],
+        ["count", "--dataset", "items.jsonl", "--images", "https://example.com/images/"],
+        ["coco", "--images", "images", "--annotations", "https://example.com/instances.json"],
+    ],
+)
+def test_evaluation_refuses_a_url_before_loading_anything(
+    argv: list[str], capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        evaluate_main([*argv, "--out", "never.json"])
+    assert exit.value.code == 2
+    assert "is a URL; this tool reads local files only" in capsys.readouterr().err

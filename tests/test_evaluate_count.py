@@ -150,6 +150,11 @@ def test_load_items_names_a_missing_field(tmp_path: Path, item: dict, message: s
         ),
         ([{"image": "a.png", "noun": "cats", "answer": "ten"}], "not a whole number: 'ten'"),
         ([{"image": "a.png", "noun": "cats", "answer": 2.7}], "not a whole number: 2.7"),
+        # an image URL: every item would fail, after the model loaded
+        (
+            [{"image": "https://example.com/0.jpg", "noun": "cats", "answer": 2}],
+            "'https://example.com/0.jpg' is a URL",
+        ),
     ],
 )
 def test_load_items_refuses_items_it_could_not_score(

@@ -19,7 +19,7 @@ from pathlib import Path
 from detect_tools import registry
 from detect_tools.base import MAX_PROPOSALS, ProposalOptions, ProposerError
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
-from fo1_core.cli import positive
+from fo1_core.cli import local_path, positive
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate import coco, count
 from fo1_core.evaluate.datafiles import file_digest
@@ -54,11 +54,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     detection = commands.add_parser("coco", help="COCO detection mAP (pycocotools)")
-    detection.add_argument("--images", type=Path, required=True, help="folder of the images")
-    detection.add_argument("--annotations", type=Path, required=True, help="instances_*.json")
+    detection.add_argument("--images", type=local_path, required=True, help="folder of the images")
+    detection.add_argument("--annotations", type=local_path, required=True, help="instances_*.json")
     detection.add_argument(
         "--proposals",
-        type=Path,
+        type=local_path,
         help="precomputed boxes instead of a proposer: JSON/JSONL items with image_id (or id), "
         "boxes (or bbox_list) and optional scores (or score_list)",
     )
@@ -69,8 +69,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     _common(detection)
     counting = commands.add_parser("count", help="counting accuracy (CountBench, PixMo-Count)")
-    counting.add_argument("--dataset", type=Path, required=True, help="JSON/JSONL items")
-    counting.add_argument("--images", type=Path, help="image folder (default: the dataset's)")
+    counting.add_argument("--dataset", type=local_path, required=True, help="JSON/JSONL items")
+    counting.add_argument("--images", type=local_path, help="image folder (default: the dataset's)")
     _common(counting)
     return parser.parse_args(argv)
 

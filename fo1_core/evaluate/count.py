@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from detect_tools.images import refuse_url
 from fo1_core.answers import count_rule
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate.datafiles import BOX_FIELDS, pick, read_items
@@ -71,10 +72,13 @@ def load_items(path: Path, images_dir: Path | None, limit: int | None) -> list[C
         question = pick(item, QUESTION_FIELDS)
         if noun is None:
             pick(item, QUESTION_FIELDS, "noun or question")  # raises, naming the fields
+        image = str(pick(item, IMAGE_FIELDS, "image"))
+        # Before the model loads: joined to a folder, a URL would only fail item by item.
+        refuse_url(image, FO1Error)
         items.append(
             CountItem(
                 key=str(item.get("id", position)),
-                image=root / str(pick(item, IMAGE_FIELDS, "image")),
+                image=root / image,
                 truth=_whole_number(pick(item, TRUTH_FIELDS, "true number"), item),
                 noun=None if noun is None else str(noun),
                 question=None if question is None else str(question),

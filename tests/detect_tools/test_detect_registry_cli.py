@@ -97,6 +97,10 @@ def test_cli_with_a_model_checkpoint_and_masks(image_file, sam3_checkpoint, caps
         (["--proposer", "sam3"], "needs a text prompt"),
         (["--proposer", "offline", "--max-count", "500"], "between 1 and 100"),
         (["--proposer", "offline", "--image", "/no/such.png"], "Cannot read image"),
+        (
+            ["--proposer", "offline", "--image", "https://example.com/cat.jpg"],
+            "'https://example.com/cat.jpg' is a URL; this tool reads local files only",
+        ),
         (["--proposer", "sam3", "--device", "gpu", "--text", "cup"], "Unknown device 'gpu'"),
         (["--proposer", "offline", "--json", "/no/such/folder/out.json"], "could not write"),
     ],
