@@ -104,7 +104,7 @@ def bench_profile(
         pipeline.encoder.clear()
         turn5.append(_last_turn_ttft(pipeline, new_tokens))
         pipeline.encoder.clear()
-        pipeline.encode_ahead(first_q.vision).wait()
+        pipeline.encode_ahead(IMAGE, BOXES).wait()
         ahead.append(pipeline.generate(first_q, new_tokens).timings["first_token_s"])
     first, followup, moved, uncached, decode, turn5, ahead = (
         v[1:] for v in (first, followup, moved, uncached, decode, turn5, ahead)

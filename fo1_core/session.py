@@ -270,13 +270,19 @@ class FO1Pipeline:
             raise FO1Error(f"The prompt is too long for this model ({limit} tokens at most).")
         return Request(user_text, prompt, ids, vision)
 
-    def encode_ahead(self, vision: VisionInputs) -> threading.Event:
-        """Queues what every question about `vision` starts with (the image's and the regions'
-        features, and the prompt's KV up to its region line) into the caches, so that the next
-        question about it only prefills its own words. Returns an event set once done.
+    @staticmethod
+    def idle() -> bool:
+        """Whether no question (of any pipeline in this process) is queued or running."""
+        return model_thread.idle()
 
-        A failure is logged only: the question itself meets it again and reports it.
+    def encode_ahead(self, image: Image.Image | str | Path, boxes: object) -> threading.Event:
+        """Queues what every question about `image` and `boxes` starts with (the image's and the
+        regions' features, and the prompt's KV up to its region line) into the caches, so that
+        the next question about them only prefills its own words. Returns an event set once
+        done. Bad input raises `FO1Error` here, as `prepare` does; a failure in the model is
+        logged only: the question itself meets it again and reports it.
         """
+        vision = self.preprocessor(image, boxes)
         head = self.request(vision, FREE_PROMPT, "?").prompt_ids
 
         def encode() -> None:

@@ -64,7 +64,8 @@ def test_encoding_ahead_answers_the_golden_ids_from_the_cache(
     fresh: FO1Pipeline, name: str
 ) -> None:
     request, case, _ = _request(fresh, name)
-    assert fresh.encode_ahead(request.vision).wait(60)
+    image, *_ = question(name, case)
+    assert fresh.encode_ahead(image, case["boxes_xyxy_original"]).wait(60)
     prefixes = fresh.encoder.prefixes.stats()
     result = fresh.generate(request, case["generation"]["max_new_tokens"])
     assert result.reused.prefix  # the question prefilled its own words only

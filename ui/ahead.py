@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Sequence
 
-from fo1_core import model_thread
 from fo1_core.errors import FO1Error
 from fo1_core.session import FO1Pipeline
 from ui.boxes import Box
@@ -55,7 +54,7 @@ class EncodeAhead:
 
     def _serve(self) -> None:
         while True:
-            while not model_thread.idle():  # questions go first
+            while not self.pipeline.idle():  # questions go first
                 time.sleep(IDLE_POLL_S)
             with self._lock:
                 if self._wanted is None:
@@ -65,10 +64,10 @@ class EncodeAhead:
                 image, boxes = self._wanted
                 self._wanted = None
             try:
-                vision = self.pipeline.preprocessor(image, boxes)
+                encoded = self.pipeline.encode_ahead(image, boxes)
             except FO1Error:
                 continue  # the question will say what is wrong with the image or boxes
             except Exception:
                 logger.exception("Preparing an image to encode ahead failed")
                 continue
-            self.pipeline.encode_ahead(vision).wait()
+            encoded.wait()
