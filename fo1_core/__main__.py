@@ -48,8 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        boxes = _read_boxes(args.boxes)
+        if args.task in TASKS and not boxes:
+            # Still asked, as the official pipeline would: only its answer cannot mean anything.
+            logging.warning(
+                "%s: give them with --boxes; without, its answer can only name regions that do "
+                "not exist.",
+                TASKS[args.task].without_boxes,
+            )
         pipeline = load(args.checkpoint, device=args.device)
-        request = pipeline.prepare(args.image, _read_boxes(args.boxes), args.task, args.text)
+        request = pipeline.prepare(args.image, boxes, args.task, args.text)
         for notice in request.notices:
             logging.warning(notice)
         result = pipeline.generate(request, args.max_new_tokens)

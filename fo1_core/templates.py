@@ -81,6 +81,11 @@ class TaskTemplate:
     def render(self, fill: str = "") -> str:
         return self.template.format(fill) if self.fill is not FillKind.NONE else self.template
 
+    @property
+    def without_boxes(self) -> str:
+        """Why asking it about no boxes makes no sense (each caller says how to give some)."""
+        return f"The task '{self.label}' answers by naming boxes, but there are none"
+
 
 _OD = "Please detect {} in this image. Answer the question with object indexes."
 

@@ -46,6 +46,19 @@ def test_cli_prints_the_answer_and_writes_json(answering_checkpoint: Path, tmp_p
     assert set(record["timings"]) >= {"first_token_s", "decode_tokens_per_s", "total_s"}
 
 
+def test_cli_warns_that_a_box_task_without_boxes_cannot_mean_anything(
+    answering_checkpoint: Path, tmp_path: Path
+) -> None:
+    Image.new("RGB", (90, 60), "white").save(tmp_path / "image.png")
+    done = _run(
+        "--checkpoint", str(answering_checkpoint), "--image", str(tmp_path / "image.png"),
+        "--task", "OD_Counting_template", "--text", "cats", "--device", "cpu",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr  # still asked, as the official pipeline would
+    assert "The task 'Counting' answers by naming boxes, but there are none" in done.stderr
+    assert "--boxes" in done.stderr
+
+
 def test_cli_bad_input_is_one_clear_line(answering_checkpoint: Path, tmp_path: Path) -> None:
     Image.new("RGB", (90, 60), "white").save(tmp_path / "image.png")
     (tmp_path / "boxes.json").write_text(json.dumps([[50, 5, 10, 50]]))

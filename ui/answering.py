@@ -66,8 +66,8 @@ def fill_text(question: Question) -> str:
         # unreadable image is what the user hears about first.
         open_image(question.image)
         raise FO1Error(
-            f"The task '{template.label}' answers by naming boxes, but there are none: draw "
-            "boxes on the image or propose some first (a free prompt needs none)."
+            f"{template.without_boxes}: draw boxes on the image or propose some first (a free "
+            "prompt needs none)."
         )
     if template is not None and template.fill is FillKind.REGIONS:
         if question.regions:
