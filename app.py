@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", error)
         print(f"error: {error}", file=sys.stderr)  # noqa: T201 (the one line a user must see)
         return 2
-    if warms_up(pipeline.decode, pipeline.model.device):
+    if warms_up(pipeline.decode, pipeline.device):
         logger.info("Warming up (a first question; compiling when decoding compiled) …")
         warm = pipeline.warm_up()
         logger.info("Warm-up took %.1f s; decoding %s.", warm.seconds, warm.decode)

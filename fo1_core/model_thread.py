@@ -10,10 +10,13 @@ in a new process starts the thread there.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
 from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -57,6 +60,10 @@ def _serve(jobs: queue.SimpleQueue) -> None:
         job, finished = jobs.get()
         try:
             job()
+        except Exception:
+            # Jobs report their own failures; one that does not must not end the thread and
+            # strand the jobs queued behind it.
+            logger.exception("A job on the generation thread failed")
         finally:
             # The job holds its pipeline: an idle thread must not keep a model in memory.
             del job

@@ -270,9 +270,14 @@ class FO1Pipeline:
             raise FO1Error(f"The prompt is too long for this model ({limit} tokens at most).")
         return Request(user_text, prompt, ids, vision)
 
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
     @staticmethod
     def idle() -> bool:
-        """Whether no question (of any pipeline in this process) is queued or running."""
+        """Whether the generation thread, which every pipeline of the process shares, has no job
+        queued or running (a question, or an encoding ahead)."""
         return model_thread.idle()
 
     def encode_ahead(self, image: Image.Image | str | Path, boxes: object) -> threading.Event:

@@ -19,6 +19,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from fo1_core import model_thread
+from fo1_core.errors import FO1Error
 from fo1_core.export import decode_rle
 from fo1_core.session import load
 from tests.conftest import RIGGED_ANSWER
@@ -310,6 +311,22 @@ def test_boxes_changed_while_streaming_mark_the_finished_answer(answering: Handl
     assert "Done" in status and status.endswith(STALE_NOTE)
 
 
+def test_a_failed_answer_is_not_marked_stale(
+    answering: Handlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answering.new_image(REQUEST)
+    boxes_changed(answering, editor_value(IMAGE, BOXES))
+
+    def failing(*_):
+        raise FO1Error("The GPU is out of memory.")
+        yield
+
+    monkeypatch.setattr(answering.answerer, "steps", failing)
+    *_, (_, _, _, status, _, _) = run(answering, editor_value(IMAGE, BOXES))
+    assert "out of memory" in status
+    assert boxes_changed(answering, editor_value(IMAGE, BOXES[:1]), status)[3] == SKIP
+
+
 def test_a_new_image_has_no_stale_answer(answering: Handlers) -> None:
     boxes_changed(answering, editor_value(IMAGE, BOXES))
     list(run(answering, editor_value(IMAGE, BOXES)))
@@ -362,7 +379,11 @@ def test_only_the_newest_boxes_are_encoded_once_the_model_is_free(answering: Han
     busy.wait()
     assert ahead.wait(60)
     assert pipeline.encoder.images.stats().misses == 1  # the rocket only: the cup was replaced
-    assert pipeline.encoder.prefixes.stats().misses == 1
+    prefixes = pipeline.encoder.prefixes.stats()
+    assert prefixes.misses == 1
+    ahead.want(str(EXAMPLES_DIR / "rocket.jpg"), [[10, 10, 100, 100]])  # the editor's echo
+    assert ahead.wait(60)
+    assert pipeline.encoder.prefixes.stats() == prefixes  # not even looked up again
 
 
 def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:
@@ -441,6 +462,20 @@ def test_bare_references_are_drawn_as_they_stream(tmp_path: Path) -> None:
     assert drawn == [[], [1], [1, 0], [1, 0]]
 
 
+def test_closing_the_page_stops_its_answer_and_keeps_nothing_of_it(endless: Handlers) -> None:
+    closing = gr.Request(session_hash="closing")
+    steps = endless.run(
+        editor_value(IMAGE, BOXES), "OD_template", "cup", [], "", 100_000, {}, None, False, None,
+        None, closing,
+    )  # fmt: skip
+    next(steps)
+    next(steps)  # streaming
+    endless.forget_session(closing)
+    *_, (_, _, _, status, _, _) = steps
+    assert "Stopped by you" in status
+    assert "closing" not in endless._sessions
+
+
 def test_a_new_image_ends_the_answer_about_the_old_one(endless: Handlers) -> None:
     request = gr.Request(session_hash="test-session")
     steps = run(endless, editor_value(IMAGE, BOXES), limit=4000, clicked_at=1.0)
@@ -448,7 +483,7 @@ def test_a_new_image_ends_the_answer_about_the_old_one(endless: Handlers) -> Non
     # It waits until that answer has ended, which needs the stream to be read on.
     superseding = threading.Thread(target=endless.supersede, args=(2.0, request))
     superseding.start()
-    while "test-session" not in endless._superseded_at:
+    while endless._session(request).superseded_at is None:
         time.sleep(0.001)
     assert list(steps) == []  # nothing more lands next to the new image
     superseding.join(timeout=5)

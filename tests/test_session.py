@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fo1_core import checkpoint, decode_attention, recorded_step
+from fo1_core import checkpoint, decode_attention, model_thread, recorded_step
 from fo1_core.errors import FO1Error
 from fo1_core.session import FO1Pipeline, Generation, load
 from tests.conftest import RIGGED_ANSWER as ANSWER
@@ -126,6 +126,19 @@ def test_every_question_of_every_pipeline_runs_on_one_generation_thread(
         break  # a reader that leaves early stops the job, not the thread
     assert pipelines[1].generate(request).text == ANSWER + "<|im_end|>"
     assert len(generation_threads()) == 1
+
+
+def test_a_failing_job_does_not_strand_the_jobs_queued_behind_it(answering: FO1Pipeline) -> None:
+    def failing() -> None:
+        raise RuntimeError("a job that reports nothing")
+
+    release = threading.Event()
+    model_thread.submit(release.wait)
+    model_thread.submit(failing)
+    behind = model_thread.submit(lambda: None)
+    release.set()
+    assert behind.wait(10)
+    assert answering.idle()
 
 
 def test_warm_up_compiles_before_the_first_user_and_leaves_no_cached_image(

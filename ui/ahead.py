@@ -2,8 +2,13 @@
 
 Most of a first question's wait is the image, its regions and the prompt up to the region line
 (`FO1Pipeline.encode_ahead`); none of it depends on the question. Done between two box edits,
-the question itself only prefills its own words. Only when the model has nothing else to do, and
-only for the newest boxes: an edit made meanwhile replaces the one still waiting.
+the question itself only prefills its own words.
+
+An encoding starts only when the generation thread is idle; a question that comes while one runs
+waits for it, which mostly costs nothing, as it needs that very work (another user's image on a
+shared server is the exception). One slot serves the whole process: the newest edit, whoever
+made it, replaces the one still waiting, and the same image and boxes are not encoded twice in
+a row (the editor reports each edit twice: once drawn, once renumbered).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class EncodeAhead:
         self.pipeline = pipeline
         self._lock = threading.Lock()
         self._wanted: tuple[str, list[Box]] | None = None
+        self._last: tuple[str, list[Box]] | None = None  # the newest wanted, encoded or not
         self._worker: threading.Thread | None = None
         self._done = threading.Event()
         self._done.set()
@@ -38,8 +44,11 @@ class EncodeAhead:
         """Encodes `image` with `boxes` once the model is idle, unless newer ones come first."""
         if image is None:
             return
+        wanted = (image, [list(box) for box in boxes])
         with self._lock:
-            self._wanted = (image, [list(box) for box in boxes])
+            if wanted == self._last:
+                return
+            self._wanted = self._last = wanted
             self._done.clear()
             if self._worker is None:
                 # A thread only while there is work: an idle one would keep the model alive.

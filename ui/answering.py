@@ -69,10 +69,8 @@ def fill_text(question: Question) -> str:
             f"{template.without_boxes}: draw boxes on the image or propose some first (a free "
             "prompt needs none)."
         )
-    if template is not None and template.fill is FillKind.REGIONS:
-        if question.regions:
-            return region_list_text(sorted(set(question.regions)))
-        return question.text
+    if template is not None and template.fill is FillKind.REGIONS and question.regions:
+        return region_list_text(sorted(set(question.regions)))
     return question.text
 
 

@@ -72,6 +72,30 @@ class _Running:
     ended: threading.Event = field(default_factory=threading.Event)
 
 
+@dataclass
+class _Session:
+    """What the server keeps of one open page. An answer holds on to its session's record, so
+    one still running when the page closes writes into a record no longer kept."""
+
+    running: _Running | None = None
+    # When Stop was last pressed, and a new image last came, by the page's clock (see `stop`
+    # and `supersede`).
+    stopped_at: float | None = None
+    superseded_at: float | None = None
+    finished: tuple[ConversationKey, str, str] | None = None  # until `remember_turn` files it
+    answered: ConversationKey | None = None  # the image and boxes of the answer shown
+    editing: ConversationKey | None = None  # those in the editor now
+
+    def changed_since(self, asked: ConversationKey) -> bool:
+        """Whether the editor holds other boxes (or another image) than `asked`."""
+        return self.editing is not None and self.editing != asked
+
+    @property
+    def stale(self) -> bool:
+        """Whether the answer shown is about other boxes than the editor's."""
+        return self.answered is not None and self.changed_since(self.answered)
+
+
 def status_html(message: str, kind: str = "info") -> str:
     return f'<div class="fo1-status fo1-{kind}">{html.escape(message)}</div>'
 
@@ -88,23 +112,17 @@ class Handlers:
     ahead: EncodeAhead | None = None  # encodes the boxes on screen before the question comes
 
     def __post_init__(self) -> None:
-        self._running: dict[str, _Running] = {}  # each session's answer in progress
-        # When each session last pressed Stop, and last got a new image, by the page's clock
-        # (see `stop` and `supersede`).
-        self._stopped_at: dict[str, float] = {}
-        self._superseded_at: dict[str, float] = {}
+        self._sessions: dict[str, _Session] = {}
         self._answer_folders = AnswerFolders()
-        # The last finished turn of each session, until `remember_turn` files it.
-        self._finished: dict[str, tuple[ConversationKey, str, str]] = {}
-        # The image and boxes of each session's shown answer, and those in its editor now.
-        self._answered: dict[str, ConversationKey] = {}
-        self._editing: dict[str, ConversationKey] = {}
+
+    def _session(self, request: gr.Request) -> _Session:
+        return self._sessions.setdefault(request.session_hash, _Session())
 
     def forget_session(self, request: gr.Request) -> None:
-        """The page was closed: nothing of its session is needed any more."""
-        kept = (self._stopped_at, self._superseded_at, self._finished, self._answered)
-        for per_session in (*kept, self._editing):
-            per_session.pop(request.session_hash, None)
+        """The page was closed: its answer stops and nothing of its session is kept."""
+        session = self._sessions.pop(request.session_hash, None)
+        if session is not None and session.running is not None:
+            session.running.cancel.set()
 
     # Boxes ---------------------------------------------------------------------------------
 
@@ -126,11 +144,11 @@ class Handlers:
         boxes = boxes_of(value)
         if self.ahead is not None:
             self.ahead.want(image_of(value), boxes)
-        session = request.session_hash
-        self._editing[session] = conversation_key(image_of(value), boxes)
-        marked = with_stale_note(status, self._stale(session))
+        session = self._session(request)
+        session.editing = conversation_key(image_of(value), boxes)
+        marked = with_stale_note(status, session.stale)
         # A streaming answer rewrites the status itself, and checks the boxes once it ends.
-        unchanged = session in self._running or marked == (status or "")
+        unchanged = session.running is not None or marked == (status or "")
         stale = gr.skip() if unchanged else marked
         if boxes:
             note = box_count(len(boxes))
@@ -143,25 +161,20 @@ class Handlers:
         choices = region_choices(len(boxes))
         return gr.update(choices=choices), gr.update(choices=choices, value=None), note, stale
 
-    def _stale(self, session: str) -> bool:
-        """Whether the session's shown answer is about other boxes (or another image) than its
-        editor holds now."""
-        answered = self._answered.get(session)
-        return answered is not None and answered != self._editing.get(session, answered)
-
     def new_image(self, request: gr.Request) -> tuple:
         """A new image (or none): the old one's masks, proposal time, answer and conversation
         no longer apply. Outputs: masks, proposal time, then `cleared_answer`'s."""
-        self._answered.pop(request.session_hash, None)
+        self._session(request).answered = None
         return {}, None, *cleared_answer()
 
     def supersede(self, page_time: float | None, request: gr.Request) -> None:
         """A new image came at `page_time` (the page's clock): an answer about the old one, in
         progress or still queued, stops and shows nothing more (it would land by the new one)."""
-        self._superseded_at[request.session_hash] = page_time or 0.0
+        session = self._session(request)
+        session.superseded_at = page_time or 0.0
         # Once the answer has ended, all it yielded has been sent: the clearing that follows
         # this event cannot be overtaken by a piece of it.
-        if (running := self._running.get(request.session_hash)) is not None:
+        if (running := session.running) is not None:
             running.cancel.set()
             running.ended.wait(SUPERSEDE_WAIT_S)
 
@@ -258,8 +271,9 @@ class Handlers:
         """Stops the session's answer after the current token. An answer still waiting in the
         queue has no stop event yet: it sees, when it starts, that Stop came after its Run click
         (`page_time`, like the click's time, is read from the page's clock)."""
-        self._stopped_at[request.session_hash] = page_time or 0.0
-        if (running := self._running.get(request.session_hash)) is not None:
+        session = self._session(request)
+        session.stopped_at = page_time or 0.0
+        if (running := session.running) is not None:
             running.cancel.set()
 
     def run(
@@ -284,12 +298,15 @@ class Handlers:
         by the page's clock.
         """
 
+        session = self._session(request)
+
         def superseded() -> bool:
-            return _later(self._superseded_at.get(request.session_hash), clicked_at)
+            return _later(session.superseded_at, clicked_at)
 
         if superseded():
             return
-        if _later(self._stopped_at.pop(request.session_hash, None), clicked_at):
+        stopped_at, session.stopped_at = session.stopped_at, None
+        if _later(stopped_at, clicked_at):
             message = "Stopped by you before the answer started."
             yield (gr.skip(), gr.skip(), gr.skip(), status_html(message), gr.skip(), gr.skip())
             return
@@ -310,9 +327,7 @@ class Handlers:
         except FO1Error as error:
             yield (gr.skip(), gr.skip(), gr.skip(), error_html(str(error)), gr.skip(), gr.skip())
             return
-        running = _Running()
-        self._running[request.session_hash] = running
-        self._answered[request.session_hash] = key
+        running = session.running = _Running()
         started_over = follow_up and conversation and conversation.get("turns") and not history
         restart = [NEW_CONVERSATION] if started_over else []
         yield (
@@ -336,13 +351,14 @@ class Handlers:
                 running.cancel,
                 proposals_s,
                 conversation_notes,
-                lambda: self._stale(request.session_hash),
+                lambda: session.changed_since(key),
             ):
                 if superseded():
                     return
+                session.answered = key  # an answer about these boxes is on screen
                 if generation is not None and generation.stop_reason != "cancelled":
                     turn = (key, prepared.user_text, generation.answer)
-                    self._finished[request.session_hash] = turn
+                    session.finished = turn
                 yield outputs
         except FO1Error as error:
             yield (gr.skip(), gr.skip(), gr.skip(), error_html(str(error)), gr.skip(), gr.skip())
@@ -353,8 +369,8 @@ class Handlers:
         finally:
             # A closed stream (Stop on ZeroGPU, a closed tab) must also end the worker thread.
             running.cancel.set()
-            if self._running.get(request.session_hash) is running:
-                del self._running[request.session_hash]
+            if session.running is running:
+                session.running = None
             running.ended.set()
 
     def _stream(
@@ -412,7 +428,8 @@ class Handlers:
     def remember_turn(self, follow_up: bool, conversation: dict | None, request: gr.Request):
         """Files the turn `run` just finished: appended in follow-up mode, else a fresh start,
         so ticking follow-up after a question continues from that question."""
-        finished = self._finished.pop(request.session_hash, None)
+        session = self._session(request)
+        finished, session.finished = session.finished, None
         if finished is None:
             return gr.skip(), gr.skip()
         key, question, answer = finished
