@@ -28,7 +28,15 @@ from fo1_core.render import color_for_region, text_color_for_region
 from fo1_core.templates import FREE_PROMPT, TASKS
 from tests.browser.app_server import REPO
 from ui.answer_view import answer_html, chip, reasoning_html, rich_text
-from ui.boxes import boxes_of, file_name_of, image_of, in_drawing_order, parse_boxes, region_hex
+from ui.boxes import (
+    boxes_of,
+    editor_value,
+    file_name_of,
+    image_of,
+    in_drawing_order,
+    parse_boxes,
+    region_hex,
+)
 from ui.editor import box_editor
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.gpu import MAX_SECONDS, duration_for, on_gpu
@@ -158,6 +166,15 @@ def test_the_editor_keeps_the_uploaded_files_own_name() -> None:
         AnnotatedImageData(image=FileData(path=upload.path))
     )
     assert file_name_of(unnamed) == Path(unnamed["image"]).name
+
+
+def test_an_image_written_back_to_the_editor_keeps_its_uploaded_name() -> None:
+    editor = box_editor(image_type="filepath")
+    value = editor_value(str(EXAMPLES_DIR / "coffee.jpg"), [[1, 2, 30, 40]], "kitchen.JPG")
+    sent = editor.postprocess(value)  # as after Propose
+    assert sent.image.orig_name == "kitchen.JPG" and len(sent.boxes) == 1
+    back = editor.preprocess(AnnotatedImageData(image=sent.image))  # the page sends it back
+    assert file_name_of(back) == "kitchen.JPG"
 
 
 def test_editor_rejects_a_broken_file_readably(tmp_path) -> None:

@@ -53,8 +53,15 @@ def editor_boxes(boxes: list[Box]) -> list[dict[str, Any]]:
     ]
 
 
-def editor_value(image: str | None, boxes: list[Box]) -> dict[str, Any] | None:
-    return None if image is None else {"image": image, "boxes": editor_boxes(boxes)}
+def editor_value(
+    image: str | None, boxes: list[Box], file_name: str | None = None
+) -> dict[str, Any] | None:
+    """The editor showing `image` with `boxes`; `file_name`: what the user calls the image, if
+    not the file's own name (an upload the editor saved again, see `ui.editor.FILE_NAME`)."""
+    if image is None:
+        return None
+    value = {"image": image, "boxes": editor_boxes(boxes)}
+    return value | {FILE_NAME: file_name} if file_name else value
 
 
 def boxes_of(value: dict[str, Any] | None) -> list[Box]:

@@ -77,6 +77,23 @@ def readable_errors(
     return checked
 
 
+def named_for_the_page(postprocess: Callable) -> Callable:
+    """`postprocess` handing the page a value's `FILE_NAME` as its image's name, so that an
+    image the server writes back (with proposed boxes, say) keeps the name it was uploaded by."""
+
+    @functools.wraps(postprocess)
+    def named(self, value):
+        name = value.get(FILE_NAME) if isinstance(value, dict) else None
+        if name:
+            value = {key: item for key, item in value.items() if key != FILE_NAME}
+        data = postprocess(self, value)
+        if name and data is not None and data.image is not None:
+            data.image = data.image.model_copy(update={"orig_name": name})
+        return data
+
+    return named
+
+
 def with_file_name(preprocess: Callable) -> Callable:
     """`preprocess` adding the upload's own file name to its value (`FILE_NAME`)."""
 
@@ -102,6 +119,7 @@ if not getattr(image_annotator.preprocess, "readable", False):
         BAD_BOXES,
         True,
     )
+    image_annotator.postprocess = named_for_the_page(image_annotator.postprocess)
 
 
 SCREEN_SHARE = 0.7

@@ -213,7 +213,8 @@ class Handlers:
         message = f"{proposals} in {found.seconds:.2f} s{already}; {box_count(len(boxes))} now."
         if len(boxes) > MAX_REGIONS:
             message += f" Only the first {MAX_REGIONS} go to the model."
-        return editor_value(image_of(value), boxes), masks, status_html(message), found.seconds
+        shown = editor_value(image_of(value), boxes, file_name_of(value))
+        return shown, masks, status_html(message), found.seconds
 
     def proposer_changed(self, name: str):
         try:
