@@ -24,6 +24,7 @@ import app
 from app import decode_mode, parse_args, warms_up
 from fo1_core.answers import parse_answer, to_detections
 from fo1_core.errors import FO1Error
+from fo1_core.processing import open_image
 from fo1_core.render import color_for_region, text_color_for_region
 from fo1_core.templates import FREE_PROMPT, TASKS
 from tests.browser.app_server import REPO
@@ -166,6 +167,23 @@ def test_the_editor_keeps_the_uploaded_files_own_name() -> None:
         AnnotatedImageData(image=FileData(path=upload.path))
     )
     assert file_name_of(unnamed) == Path(unnamed["image"]).name
+
+
+def test_the_editor_hands_on_transparent_and_16_bit_images_as_the_browser_shows_them(
+    tmp_path,
+) -> None:
+    Image.new("RGBA", (100, 80), (0, 0, 255, 128)).save(tmp_path / "half-transparent.png")
+    ramp = np.tile(np.linspace(0, 65535, 100).astype(np.uint16), (80, 1))
+    Image.fromarray(ramp).save(tmp_path / "16-bit.png")
+    seen = {}
+    for name in ("half-transparent.png", "16-bit.png"):
+        upload = FileData(path=str(tmp_path / name), orig_name=name)
+        value = box_editor(image_type="filepath").preprocess(AnnotatedImageData(image=upload))
+        seen[name] = np.asarray(open_image(value["image"]))
+        assert (seen[name] == np.asarray(open_image(upload.path))).all()
+    # Half-transparent blue on white, as shown; not opaque blue (alpha dropped onto black).
+    assert seen["half-transparent.png"][0, 0].tolist() == [127, 127, 255]
+    assert seen["16-bit.png"][0, [0, 50, 99], 0].tolist() == [0, 129, 255]  # not clipped white
 
 
 def test_an_image_written_back_to_the_editor_keeps_its_uploaded_name() -> None:

@@ -152,7 +152,10 @@ image's proportions through its own width and height, which this watches."""
 
 
 def box_editor(**options: Any) -> image_annotator:
-    return image_annotator(**options)
+    """The editor, passing uploads on in their own mode: its default, RGB, would drop alpha onto
+    black and clip 16-bit images to white, where `fo1_core.processing.open_image` composites
+    onto white and scales 16 bits as the browser shows them."""
+    return image_annotator(**{"image_mode": None, **options})
 
 
 _TURNED = Path(tempfile.mkdtemp(prefix="fo1-turned-"))
