@@ -103,10 +103,10 @@ def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers)
     assert image.shape == (400, 600, 3)
     assert [row[:2] for row in table] == [[0, "red circle"], [2, "red circle"]]
     assert [Path(f).name for f in files] == [
-        "fo1-answer.png",
-        "fo1-answer.json",
-        "fo1-coco.json",
-        "fo1-report.html",
+        "coffee-fo1-answer.png",
+        "coffee-fo1-answer.json",
+        "coffee-fo1-coco.json",
+        "coffee-fo1-report.html",
     ]
     # The COCO file loads as a dataset (and its annotations as results) in pycocotools.
     with contextlib.redirect_stdout(io.StringIO()):
@@ -136,10 +136,17 @@ def test_stop_really_stops_the_worker(endless: Handlers) -> None:
     endless.stop(None, gr.Request(session_hash="test-session"))
     *_, last = stream
     status = last[3]
-    assert "Stopped by you" in status
+    assert "Stopped by you" in status and "fo1-done" not in status  # not styled as a success
     tokens = int(status.split(" tokens")[0].split("·")[-1].split()[-1])
     assert tokens < 5_000
     assert_model_is_free(endless)
+
+
+def test_an_answer_at_the_token_limit_says_it_may_be_cut_short(endless: Handlers) -> None:
+    *_, (_, _, _, status, _, _) = run(endless, editor_value(IMAGE, BOXES), limit=16)
+    assert "Stopped at the token limit" in status and "fo1-warning" in status
+    assert "raise “Max new tokens”" in status
+    endless.remember_turn(False, {}, REQUEST)  # as the page does after every answer
 
 
 def test_stop_pressed_while_the_question_waits_stops_it_before_it_starts(
@@ -311,6 +318,17 @@ def test_boxes_changed_while_streaming_mark_the_finished_answer(answering: Handl
     assert "Done" in status and status.endswith(STALE_NOTE)
 
 
+def test_a_question_refused_says_the_answer_shown_is_the_one_before(answering: Handlers) -> None:
+    answering.new_image(REQUEST)
+    *_, (_, _, _, refused, _, _) = run(answering, editor_value(IMAGE, BOXES), text="")
+    assert "type the categories to detect" in refused and "question before" not in refused
+    list(run(answering, editor_value(IMAGE, BOXES)))
+    *_, (answer, _, image, refused, _, _) = run(answering, editor_value(IMAGE, BOXES), text="")
+    assert answer == SKIP and image == SKIP  # the answer stays on screen
+    assert "The answer shown is the one to the question before." in refused
+    answering.remember_turn(False, {}, REQUEST)
+
+
 def test_a_failed_answer_is_not_marked_stale(
     answering: Handlers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -411,6 +429,20 @@ def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:
     assert history.count("<li>") == 2
     # The second question started from the first turn's cache: image, regions, question, answer.
     assert answering.answerer.pipeline.encoder.turns.stats().hits > turns
+    # Its downloads carry the turn before it too.
+    *_, files = steps[-1]
+    document = json.loads(Path(files[1]).read_text(encoding="utf-8"))
+    assert document["earlier_turns"] == [
+        {"question": conversation["turns"][0][0], "answer": RIGGED_ANSWER}
+    ]
+    assert (document["prompt"], document["image"], document["stop_reason"]) == (
+        free,
+        "coffee.jpg",
+        "eos",
+    )
+    assert document["timings"]["first_token_s"] > 0
+    report = Path(files[3]).read_text(encoding="utf-8")
+    assert "Earlier in this conversation" in report and 'name="viewport"' in report
 
 
 def test_moving_a_box_starts_a_new_conversation(answering: Handlers) -> None:

@@ -335,7 +335,8 @@ write_downloads(result, Path({str(tmp_path)!r}))
         [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert "猫" in (tmp_path / "fo1-report.html").read_text(encoding="utf-8")
+    assert "猫" in (tmp_path / "cat-fo1-report.html").read_text(encoding="utf-8")
+    assert "猫" in (tmp_path / "cat-fo1-answer.json").read_text(encoding="utf-8")
 
 
 def test_report_without_detections() -> None:

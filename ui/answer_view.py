@@ -68,7 +68,9 @@ def answer_html(answer: Answer, num_regions: int) -> str:
     return f'<div class="fo1-answer">{rendered or "<i>…</i>"}</div>'
 
 
-def conversation_html(turns: list[tuple[str, str]], num_regions: int) -> str:
+def conversation_html(
+    turns: list[tuple[str, str]], num_regions: int, title: str = "Conversation so far"
+) -> str:
     """Earlier turns of a follow-up conversation, oldest first, with region chips."""
     if not turns:
         return ""
@@ -77,7 +79,7 @@ def conversation_html(turns: list[tuple[str, str]], num_regions: int) -> str:
         f"{answer_html(parse_answer(answer, num_regions), num_regions)}</li>"
         for question, answer in turns
     )
-    return f'<div class="fo1-history"><b>Conversation so far</b><ol>{items}</ol></div>'
+    return f'<div class="fo1-history"><b>{title}</b><ol>{items}</ol></div>'
 
 
 def reasoning_html(answer: Answer, num_regions: int) -> str:

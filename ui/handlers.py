@@ -8,7 +8,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -16,7 +16,7 @@ import gradio as gr
 from detect_tools import ProposerError
 from fo1_core.errors import FO1Error
 from fo1_core.render import draw_proposals
-from fo1_core.session import Generation
+from fo1_core.session import Generation, Request
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count, region_token
 from ui.ahead import EncodeAhead
 from ui.answer_view import answer_html, conversation_html, detection_rows, reasoning_html
@@ -70,6 +70,18 @@ class _Running:
 
     cancel: threading.Event = field(default_factory=threading.Event)
     ended: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class _Asked:
+    """A question on its way, with what its finished answer is told with."""
+
+    question: Question
+    prepared: Request
+    history: list[tuple[str, str]]  # the earlier turns it sees, in follow-up mode
+    proposals_s: float | None  # how long the proposals took, for the status line
+    closing_notes: Callable[[Generation], list[str]]  # about the conversation, for the status
+    boxes_changed: Callable[[], bool]  # whether the editor holds other boxes by now
 
 
 @dataclass
@@ -326,7 +338,10 @@ class Handlers:
         try:
             prepared = self.answerer.prepare(question, history)
         except FO1Error as error:
-            yield (gr.skip(), gr.skip(), gr.skip(), error_html(str(error)), gr.skip(), gr.skip())
+            # The answer on screen stays; said so, it does not read as this question's.
+            shown = [EARLIER_ANSWER] if session.answered is not None else []
+            message = error_html(" ".join([str(error), *shown]))
+            yield (gr.skip(), gr.skip(), gr.skip(), message, gr.skip(), gr.skip())
             return
         running = session.running = _Running()
         started_over = follow_up and conversation and conversation.get("turns") and not history
@@ -344,16 +359,16 @@ class Handlers:
             stopped = follow_up and generation.stop_reason == "cancelled"
             return [*restart, *([NOT_KEPT] if stopped else [])]
 
+        asked = _Asked(
+            question,
+            prepared,
+            history,
+            proposals_s,
+            conversation_notes,
+            boxes_changed=lambda: session.changed_since(key),
+        )
         try:
-            for outputs, generation in self._stream(
-                question,
-                prepared,
-                int(max_new_tokens),
-                running.cancel,
-                proposals_s,
-                conversation_notes,
-                lambda: session.changed_since(key),
-            ):
+            for outputs, generation in self._stream(asked, int(max_new_tokens), running.cancel):
                 if superseded():
                     return
                 session.answered = key  # an answer about these boxes is on screen
@@ -375,8 +390,10 @@ class Handlers:
             running.ended.set()
 
     def _stream(
-        self, question, prepared, max_new_tokens, cancel, proposals_s, conversation_notes, stale
-    ) -> Iterator[tuple]:
+        self, asked: _Asked, max_new_tokens: int, cancel: threading.Event
+    ) -> Iterator[tuple[tuple, Generation | None]]:
+        """The six outputs after each step (throttled), and the `Generation` with the last."""
+        question, prepared = asked.question, asked.prepared
         num = min(len(question.boxes), MAX_REGIONS)
         last = 0.0
         image = None
@@ -398,9 +415,12 @@ class Handlers:
                     None,
                 )
                 continue
-            status = status_line(step.generation, len(question.boxes), proposals_s)
+            status = status_line(step.generation, len(question.boxes), asked.proposals_s)
+            stop_reason = step.generation.stop_reason
             notes = [*step.generation.notices, *step.answer.warnings]
-            warnings = " ".join([*notes, *conversation_notes(step.generation)])
+            if stop_reason == "max_new_tokens":
+                notes.append(CUT_SHORT)
+            warnings = " ".join([*notes, *asked.closing_notes(step.generation)])
             result = Result(
                 image=image,
                 image_name=question.file_name,
@@ -411,15 +431,21 @@ class Handlers:
                 answer=step.answer,
                 detections=step.detections,
                 status=status,
+                stop_reason=stop_reason,
+                timings=step.generation.timings,
+                earlier_turns=asked.history,
             )
             files = write_downloads(result, self._answer_folders.new())
-            kind = "warning" if warnings else "done"
+            # Stopped by the user: as asked, neither a success nor a problem.
+            kind = "warning" if warnings else "info" if stop_reason == "cancelled" else "done"
             yield (
                 (
                     answer_html(step.answer, num),
                     reasoning_html(step.answer, num),
                     image,
-                    with_stale_note(status_html(f"{status}. {warnings}".strip(), kind), stale()),
+                    with_stale_note(
+                        status_html(f"{status}. {warnings}".strip(), kind), asked.boxes_changed()
+                    ),
                     detection_rows(step.detections),
                     [files.image, files.json, files.coco, files.report],
                 ),
@@ -462,6 +488,8 @@ def with_stale_note(status: str | None, stale: bool) -> str:
 
 
 NOT_KEPT = "A stopped answer is not kept in the conversation."
+EARLIER_ANSWER = "The answer shown is the one to the question before."
+CUT_SHORT = "The answer may be cut short: raise “Max new tokens” to let it finish."
 
 
 def cleared_answer() -> tuple:

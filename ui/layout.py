@@ -199,6 +199,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 label="Result",
                 show_label=False,  # as the editor: the tag would hide a top-left box's label
                 type="numpy",
+                format="png",  # its download button saves this format (WebP by default)
                 interactive=False,
                 buttons=["download", "fullscreen"],  # sharing only works on Spaces
                 elem_id="fo1-result",

@@ -12,10 +12,11 @@ import base64
 import html
 import io
 import json
+import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from ui.answer_view import (
     DETECTION_COLUMNS,
     answer_html,
     chip,
+    conversation_html,
     detection_rows,
     reasoning_html,
 )
@@ -49,6 +51,9 @@ class Result:
     answer: Answer
     detections: sv.Detections
     status: str
+    stop_reason: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    earlier_turns: list[tuple[str, str]] = field(default_factory=list)  # (question, answer)
 
 
 @dataclass
@@ -86,20 +91,38 @@ class AnswerFolders:
         return Path(tempfile.mkdtemp(dir=self.root))
 
 
+def file_stem(image_name: str) -> str:
+    """The start of the downloads' names: the image's, so that answers about several images
+    land in one folder side by side rather than as "fo1-answer (3).png"."""
+    stem = re.sub(r"[^\w.-]+", "_", Path(image_name).stem).strip("._")[:60]
+    return f"{stem}-fo1" if stem else "fo1"
+
+
 def write_downloads(result: Result, folder: Path) -> Downloads:
     """Writes the four files to `folder` (Gradio serves copies of them)."""
-    image_path = folder / "fo1-answer.png"
+    stem = file_stem(result.image_name)
+    image_path = folder / f"{stem}-answer.png"
     Image.fromarray(result.image).save(image_path)
-    document = to_json(result.answer, result.detections)
-    document["boxes"] = result.boxes
-    document["prompt"] = result.prompt
-    json_path = folder / "fo1-answer.json"
-    json_path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+    document = {
+        "image": result.image_name,
+        "task": result.task_label,
+        "prompt": result.prompt,
+        "earlier_turns": [
+            {"question": question, "answer": answer} for question, answer in result.earlier_turns
+        ],
+        **to_json(result.answer, result.detections),
+        "boxes": result.boxes,
+        "stop_reason": result.stop_reason,
+        "timings": result.timings,
+        "status": result.status,
+    }
+    json_path = folder / f"{stem}-answer.json"
+    json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
     height, width = result.image.shape[:2]
     coco = to_coco_dataset(result.detections, result.image_name, width, height)
-    coco_path = folder / "fo1-coco.json"
+    coco_path = folder / f"{stem}-coco.json"
     coco_path.write_text(json.dumps(coco, indent=2), encoding="utf-8")
-    report_path = folder / "fo1-report.html"
+    report_path = folder / f"{stem}-report.html"
     report_path.write_text(report_html(result), encoding="utf-8")
     return Downloads(str(image_path), str(json_path), str(coco_path), str(report_path))
 
@@ -125,9 +148,11 @@ def report_html(result: Result) -> str:
         for row in detection_rows(result.detections)
     )
     header = "".join(f"<th>{name}</th>" for name in DETECTION_COLUMNS)
+    conversation = conversation_html(result.earlier_turns, num, "Earlier in this conversation")
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>VLM-FO1 report</title>
 <style>
 body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; }}
@@ -139,6 +164,7 @@ pre {{ white-space: pre-wrap; background: #f5f5f5; padding: 0.6em; }}
 <h1>VLM-FO1 answer</h1>
 <p>{html.escape(created)} · {html.escape(result.status)}</p>
 <img alt="annotated image" src="{data_uri(result.image)}">
+{conversation}
 <h2>Question</h2>
 <p><b>Task:</b> {html.escape(result.task_label)}</p>
 <pre>{html.escape(result.prompt)}</pre>
