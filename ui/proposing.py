@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import supervision as sv
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 import detect_tools
 from detect_tools import ProposalOptions, ProposerError
+from fo1_core.processing import open_image
 from ui.boxes import Box
 from ui.gpu import on_gpu
 
@@ -89,20 +90,6 @@ def box_key(box: Box) -> tuple[int, int, int, int]:
     return x1, y1, x2, y2
 
 
-def open_image(source: str | Image.Image | None) -> Image.Image:
-    if source is None:
-        raise ProposerError("No image: upload an image first.")
-    if isinstance(source, Image.Image):
-        return ImageOps.exif_transpose(source)
-    try:
-        with Image.open(source) as image:
-            return ImageOps.exif_transpose(image)
-    except Image.DecompressionBombError as error:
-        raise ProposerError(f"The image is too large to open safely ({error}).") from error
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ProposerError(f"The file is not an image this app can read ({error}).") from error
-
-
 class Proposing:
     """Runs any registered proposer; model proposers load on first use and may fail visibly."""
 
@@ -146,7 +133,8 @@ class Proposing:
         threshold: float | None,
         max_count: int,
     ) -> Proposals:
-        """Raises `ProposerError` with a message for the user on every failure it can name."""
+        """Raises `ProposerError` or `FO1Error` (an image the model could not read either) with
+        a message for the user on every failure it can name."""
         if not isinstance(max_count, int | float) or not math.isfinite(max_count):
             raise ProposerError(f"Maximum count must be a whole number, got {max_count!r:.50}.")
         picture = open_image(image)
