@@ -38,7 +38,7 @@ from ui.boxes import (
     parse_boxes,
     region_hex,
 )
-from ui.editor import box_editor
+from ui.editor import box_editor, turned
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.gpu import MAX_SECONDS, duration_for, on_gpu
 from ui.handlers import Handlers
@@ -297,6 +297,18 @@ def test_answer_files_are_removed_once_old() -> None:
     latest = folders.new()
     assert not first.exists() and recent.exists() and latest.exists()
     assert {recent.parent, latest.parent} == {folders.root}
+
+
+def test_turned_copies_go_once_unused_for_long(tmp_path) -> None:
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (40, 20)).save(tmp_path / name)
+    old, used = turned(str(tmp_path / "a.png"), 1), turned(str(tmp_path / "b.png"), 1)
+    for copy in (old, used):
+        os.utime(copy, (0, 0))  # made long ago
+    assert turned(str(tmp_path / "b.png"), 1) == used  # looked at again: kept
+    turned(str(tmp_path / "a.png"), 2)  # a new copy clears the old ones
+    assert not Path(old).exists() and Path(used).exists()
+    assert Image.open(used).size == (20, 40)
 
 
 def test_answers_finishing_together_both_get_their_folder() -> None:

@@ -10,12 +10,9 @@ the instance is lost when Gradio copies components into each session's state.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import hashlib
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from gradio_image_annotation import image_annotator
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ui.errors import user_error
+from ui.files import AppFolder
 
 FILE_NAME = "file_name"
 """Key of the editor value holding the uploaded file's name as the user's computer had it (the
@@ -158,8 +156,10 @@ def box_editor(**options: Any) -> image_annotator:
     return image_annotator(**{"image_mode": None, **options})
 
 
-_TURNED = Path(tempfile.mkdtemp(prefix="fo1-turned-"))
-atexit.register(shutil.rmtree, _TURNED, ignore_errors=True)
+TURNED_KEPT_S = 3600
+"""How long a turned copy is kept after its last use: as long as Gradio keeps uploads by default
+(`app.py --file-ttl`), after which the image it was turned from is gone too."""
+_TURNED = AppFolder("fo1-turned-", TURNED_KEPT_S)
 
 
 def turned(image: str, turns: int) -> str:
@@ -169,8 +169,11 @@ def turned(image: str, turns: int) -> str:
     if not turns:
         return image
     name = hashlib.sha256(f"{image}:{turns}".encode()).hexdigest()[:32]
-    path = _TURNED / f"{name}.png"
-    if not path.exists():
+    path = _TURNED.root / f"{name}.png"
+    if path.exists():
+        path.touch()  # in use: kept for another while
+    else:
+        _TURNED.prune()
         try:
             with Image.open(image) as source:
                 ImageOps.exif_transpose(source).rotate(-90 * turns, expand=True).save(path)

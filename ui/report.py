@@ -7,15 +7,12 @@ offline and is safe to mail around.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import html
 import io
 import json
 import re
-import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +33,7 @@ from ui.answer_view import (
     reasoning_html,
 )
 from ui.boxes import Box
+from ui.files import AppFolder
 
 
 @dataclass
@@ -69,25 +67,14 @@ ANSWER_FILES_KEPT_S = 600
 (emptied after `--file-ttl`) when the handler hands them over, so the original is soon unused."""
 
 
-class AnswerFolders:
-    """One temporary folder per answer, under one folder of the app's: making a new one removes
-    those older than `keep_s`, and all of them go when the app exits, so a long-running Space
-    does not fill its disk."""
+class AnswerFolders(AppFolder):
+    """One temporary folder per answer; making a new one removes those older than `keep_s`."""
 
     def __init__(self, keep_s: float = ANSWER_FILES_KEPT_S) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="fo1-answers-"))
-        self.keep_s = keep_s
-        atexit.register(shutil.rmtree, self.root, ignore_errors=True)
+        super().__init__("fo1-answers-", keep_s)
 
     def new(self) -> Path:
-        cutoff = time.time() - self.keep_s
-        for old in self.root.iterdir():
-            try:
-                expired = old.stat().st_mtime < cutoff
-            except FileNotFoundError:  # another answer finishing now removed it first
-                continue
-            if expired:
-                shutil.rmtree(old, ignore_errors=True)
+        self.prune()
         return Path(tempfile.mkdtemp(dir=self.root))
 
 

@@ -1,0 +1,34 @@
+"""Folders for the files the app writes itself (answers' downloads, turned images): each removed
+when the app exits, and emptied of old entries as new ones come, so that a Space running for
+weeks does not fill its disk."""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+class AppFolder:
+    """A temporary folder whose entries older than `keep_s` go at each `prune`."""
+
+    def __init__(self, prefix: str, keep_s: float) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix=prefix))
+        self.keep_s = keep_s
+        atexit.register(shutil.rmtree, self.root, ignore_errors=True)
+
+    def prune(self) -> None:
+        cutoff = time.time() - self.keep_s
+        for old in self.root.iterdir():
+            try:
+                expired = old.stat().st_mtime < cutoff
+            except FileNotFoundError:  # another request pruning now removed it first
+                continue
+            if not expired:
+                continue
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
