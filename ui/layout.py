@@ -85,10 +85,10 @@ def app_css() -> str:
 .fo1-warning {{ background: #fff4d6; color: #6b4e00; }}
 .fo1-done {{ background: #e3f6e5; color: #1d5a24; }}
 #fo1-answer .fo1-answer {{ max-height: 20em; overflow-y: auto; }}
-/* The examples as columns of at least 140 px, as many as fit: all four show on a phone too. */
+/* The examples in columns of 140 px or more, as many as fit: all four show on a phone too. */
 #fo1-gallery .grid-wrap {{ min-height: 0; max-height: none; }}
 #fo1-gallery .grid-container {{
-    grid-template-columns: repeat(auto-fit, minmax(min(140px, 100%), 1fr));
+    grid-template-columns: repeat(auto-fill, minmax(min(140px, 100%), 1fr));
     grid-template-rows: none;
 }}
 """
@@ -112,6 +112,15 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
     ttl = settings.file_ttl
     with gr.Blocks(title="VLM-FO1 demo", delete_cache=(ttl, ttl)) as demo:
         gr.Markdown(INTRO)
+        # Above the editor, not under it: first thing a visitor can try, and on a phone, where
+        # the columns stack, it no longer stands between the boxes and the Run button.
+        gallery = gr.Gallery(
+            [(str(e.image), e.title) for e in examples],
+            label="Examples (click to load)",
+            height="auto",  # every example in view: `app_css` fits the columns
+            allow_preview=False,
+            elem_id="fo1-gallery",
+        )
         masks = gr.State({})
         proposals_s = gr.State(None)
         conversation = gr.State({})
@@ -155,13 +164,6 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                         label="Proposals",
                     )
                     propose = gr.Button("Propose", elem_id="fo1-propose")
-                gallery = gr.Gallery(
-                    [(str(e.image), e.title) for e in examples],
-                    label="Examples (click to load)",
-                    height="auto",  # every example in view: `app_css` fits the columns
-                    allow_preview=False,
-                    elem_id="fo1-gallery",
-                )
             with gr.Column(scale=2):
                 task = gr.Dropdown(task_choices, value="OD_template", label="Task")
                 text = gr.Textbox(label="Categories", placeholder="e.g. person, red cup, dog")
