@@ -149,6 +149,45 @@ makes the editor size its canvas (and the boxes on it) anew, undistorted: the ca
 image's proportions through its own width and height, which this watches."""
 
 
+LABEL_HEIGHT = 20
+"""The height of the tag (`#i`) the editor draws above each box (gradio_image_annotation 0.5.6)."""
+
+TAGS_INSIDE_AT_THE_TOP = """() => {
+    const editor = document.querySelector("#fo1-editor");
+    if (!editor) return;
+    const patch = (canvas) => {
+        const context = canvas.getContext("2d");
+        if (!context || context.fo1Tags) return;
+        context.fo1Tags = true;
+        const {fillRect, strokeRect, fillText} = context;
+        let shift = 0;
+        context.fillRect = function (x, y, width, height) {
+            shift = height === TAG && y < 0 ? -y : 0;
+            return fillRect.call(this, x, y + shift, width, height);
+        };
+        context.strokeRect = function (x, y, width, height) {
+            return strokeRect.call(this, x, y + (height === TAG ? shift : 0), width, height);
+        };
+        context.fillText = function (text, x, y, ...rest) {
+            const by = shift;
+            shift = 0;
+            return fillText.call(this, text, x, y + by, ...rest);
+        };
+    };
+    const patchAll = () => editor.querySelectorAll("canvas").forEach(patch);
+    new MutationObserver(patchAll).observe(editor, {subtree: true, childList: true});
+    patchAll();
+}""".replace("TAG", str(LABEL_HEIGHT))
+"""Installed once in the page: a box's `#i` tag that would be drawn above the image (a box
+touching its top edge) is drawn just inside the box instead.
+
+The editor draws each tag as a white rectangle of `LABEL_HEIGHT` px, its outline and its text,
+above the box and outside the canvas for a box at the top, so the region numbers everything in
+the app refers to were missing from such boxes: the whole image, a proposer's boxes along the
+top, two of the Launch pad example's five. The editor offers no other place for them; this moves
+the three drawing calls of such a tag down, on that canvas only."""
+
+
 def box_editor(**options: Any) -> image_annotator:
     """The editor, passing uploads on in their own mode: its default, RGB, would drop alpha onto
     black and clip 16-bit images to white, where `fo1_core.processing.open_image` composites

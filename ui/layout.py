@@ -14,7 +14,7 @@ from ui.answer_view import CHIP_CSS, DETECTION_COLUMNS
 from ui.answering import Answerer
 from ui.api import Api
 from ui.boxes import CLEAR_IN_BROWSER, RELABEL_IN_BROWSER, region_hex
-from ui.editor import EMPTY_IF_UNREADABLE, FIT_TO_SCREEN, box_editor
+from ui.editor import EMPTY_IF_UNREADABLE, FIT_TO_SCREEN, TAGS_INSIDE_AT_THE_TOP, box_editor
 from ui.examples import load_examples
 from ui.gpu import ON_ZERO_GPU
 from ui.handlers import Handlers
@@ -261,7 +261,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             concurrency_limit=None,
         )
-        demo.load(None, js=FIT_TO_SCREEN, api_visibility="private")
+        for page_script in (FIT_TO_SCREEN, TAGS_INSIDE_AT_THE_TOP):
+            demo.load(None, js=page_script, api_visibility="private")
         demo.load(
             handlers.proposer_changed,
             proposer,

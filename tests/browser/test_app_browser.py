@@ -537,3 +537,23 @@ def test_every_example_is_in_view_on_a_phone(page, app_url: str) -> None:
         assert thumb["y"] + thumb["height"] <= frame["y"] + frame["height"]
     shot(phone, "16-examples-on-a-phone")
     phone.close()
+
+
+def test_boxes_along_the_top_edge_show_their_number(page) -> None:
+    page.locator("#fo1-gallery").get_by_text("Launch pad").click()
+    wait_for_note(page, "5 boxes")
+    page.wait_for_timeout(500)
+    # Boxes #1 and #4 start at the image's top: their tags are drawn just inside them.
+    tag_pixels = page.evaluate(
+        """(corners) => {
+            const canvas = document.querySelector('#fo1-editor canvas');
+            const scale = canvas.height / 427;
+            const left = (canvas.width - 640 * scale) / 2;
+            const context = canvas.getContext('2d');
+            return corners.map(x => Array.from(
+                context.getImageData(Math.round(left + x * scale) + 3, 4, 1, 1).data));
+        }""",
+        [0, 540],
+    )
+    shot(page, "17-tags-along-the-top")
+    assert all(min(pixel[:3]) >= 245 for pixel in tag_pixels), tag_pixels
