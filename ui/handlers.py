@@ -138,7 +138,7 @@ class Handlers:
 
     # Boxes ---------------------------------------------------------------------------------
 
-    def boxes_changed(self, value: dict | None, status: str | None, request: gr.Request):
+    def boxes_changed(self, value: dict | None, status: str | None, request: gr.Request) -> tuple:
         """Refreshes every region picker and the box count (the page numbers the boxes), and
         marks the shown answer as about other boxes, or no longer so (`with_stale_note`).
 
@@ -204,7 +204,7 @@ class Handlers:
         max_count: float,
         mode: str,
         masks: MaskStore,
-    ):
+    ) -> tuple:
         """Adds the proposals to the boxes (or replaces them); masks are kept for drawing."""
         try:
             found = self.proposing.propose(image_of(value), proposer, text, threshold, max_count)
@@ -228,7 +228,7 @@ class Handlers:
         shown = editor_value(image_of(value), boxes, file_name_of(value))
         return shown, masks, status_html(message), found.seconds
 
-    def proposer_changed(self, name: str):
+    def proposer_changed(self, name: str) -> tuple:
         try:
             proposer = self.proposing.proposer(name)
         except ProposerError as error:
@@ -241,7 +241,7 @@ class Handlers:
     # Tasks ---------------------------------------------------------------------------------
 
     @staticmethod
-    def task_changed(task: str):
+    def task_changed(task: str) -> tuple:
         fill = TASKS[task].fill if task in TASKS else None
         label, placeholder = TEXT_INPUTS.get(task, ("Text", ""))
         return (
@@ -251,7 +251,7 @@ class Handlers:
         )
 
     @staticmethod
-    def insert_region(prompt: str | None, index: int | None, selection: object):
+    def insert_region(prompt: str | None, index: int | None, selection: object) -> tuple:
         """Puts `<regionN>` where the prompt's caret (or selection, which it replaces) was, spaced
         from the words around it, and hands back the caret's new place just after it."""
         if index is None:
@@ -265,7 +265,7 @@ class Handlers:
         caret = len(inserted)
         return inserted + after, gr.update(value=None), [caret, caret]
 
-    def load_example(self, event: gr.SelectData):
+    def load_example(self, event: gr.SelectData) -> tuple:
         example = self.examples[event.index]
         free = example.text if example.task == FREE_PROMPT else gr.skip()
         text = example.text if example.task != FREE_PROMPT else gr.skip()
@@ -452,7 +452,9 @@ class Handlers:
                 step.generation,
             )
 
-    def remember_turn(self, follow_up: bool, conversation: dict | None, request: gr.Request):
+    def remember_turn(
+        self, follow_up: bool, conversation: dict | None, request: gr.Request
+    ) -> tuple:
         """Files the turn `run` just finished: appended in follow-up mode, else a fresh start,
         so ticking follow-up after a question continues from that question."""
         session = self._session(request)
@@ -465,11 +467,11 @@ class Handlers:
         return updated, history_view(follow_up, updated)
 
     @staticmethod
-    def new_conversation():
+    def new_conversation() -> tuple:
         return {}, ""
 
     @staticmethod
-    def follow_up_toggled(follow_up: bool, conversation: dict | None):
+    def follow_up_toggled(follow_up: bool, conversation: dict | None) -> str:
         return history_view(follow_up, conversation)
 
 

@@ -28,12 +28,14 @@ WITH_PAGE_TIME = "(...inputs) => [...inputs.slice(0, -1), Date.now()]"
 the server can tell a Stop or a new image that came after a Run click still waiting in the queue
 (`Handlers.stop`, `Handlers.supersede`)."""
 
-FOLLOW_THE_ANSWER = """() => requestAnimationFrame(() => {
-    const panel = document.querySelector("#fo1-answer .fo1-answer");
+SCROLL_TO_THE_END = """() => requestAnimationFrame(() => {
+    const panel = document.querySelector("SELECTOR");
     if (panel) panel.scrollTop = panel.scrollHeight;
 })"""
-"""Keeps the newest text of a streaming answer in view: each update redraws the answer panel,
-which would otherwise show its first lines only."""
+"""Keeps the newest part of a scrolling panel in view: each update redraws it, which would
+otherwise show its first lines only (a streaming answer's, a conversation's first turns)."""
+FOLLOW_THE_ANSWER = SCROLL_TO_THE_END.replace("SELECTOR", "#fo1-answer .fo1-answer")
+SHOW_THE_LATEST_TURN = SCROLL_TO_THE_END.replace("SELECTOR", "#fo1-history .fo1-history")
 
 WITH_SELECTION = """(prompt, index, selection) => {
     const box = document.querySelector("#fo1-free textarea");
@@ -322,6 +324,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             concurrency_limit=settings.concurrency,
         )
         answer.change(None, js=FOLLOW_THE_ANSWER, api_visibility="private")
+        history.change(None, js=SHOW_THE_LATEST_TURN, api_visibility="private")
         answering.then(
             handlers.remember_turn,
             [follow_up, conversation],

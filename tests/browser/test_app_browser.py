@@ -402,6 +402,10 @@ def test_follow_up_mode_keeps_the_conversation(page) -> None:
     page.locator("#fo1-run").click()
     page.wait_for_function("document.querySelectorAll('#fo1-history li').length == 2")
     assert "And" in history.nth(1).inner_text()
+    page.wait_for_timeout(300)
+    # The newest turn is in view, however long the earlier ones.
+    at_end = "(p => p.scrollTop + p.clientHeight >= p.scrollHeight - 2)"
+    assert page.evaluate(f"{at_end}(document.querySelector('#fo1-history .fo1-history'))")
     page.locator("#fo1-history").scroll_into_view_if_needed()
     shot(page, "8-follow-up")
     page.get_by_role("button", name="New conversation").click()
