@@ -236,6 +236,11 @@ def require_present(device: torch.device) -> None:
     `parse_device`, which also reads devices only to choose by their type (the app's decoding)."""
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FO1Error("A CUDA GPU was asked for, but PyTorch finds none here: use the CPU.")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise FO1Error(
+            f"There is no GPU {device}: this machine has {torch.cuda.device_count()} "
+            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})."
+        )
 
 
 def load_model(

@@ -334,6 +334,8 @@ def test_a_failed_answer_is_not_marked_stale(
 ) -> None:
     answering.new_image(REQUEST)
     boxes_changed(answering, editor_value(IMAGE, BOXES))
+    list(run(answering, editor_value(IMAGE, BOXES)))  # an answer, then one that fails
+    answering.remember_turn(False, {}, REQUEST)
 
     def failing(*_):
         raise FO1Error("The GPU is out of memory.")
@@ -342,7 +344,17 @@ def test_a_failed_answer_is_not_marked_stale(
     monkeypatch.setattr(answering.answerer, "steps", failing)
     *_, (_, _, _, status, _, _) = run(answering, editor_value(IMAGE, BOXES))
     assert "out of memory" in status
+    # The failed question emptied the answer area: no answer is there to be stale or earlier.
     assert boxes_changed(answering, editor_value(IMAGE, BOXES[:1]), status)[3] == SKIP
+    *_, (_, _, _, refused, _, _) = run(answering, editor_value(IMAGE, BOXES), text="")
+    assert "question before" not in refused
+
+
+def test_a_question_closed_as_it_starts_leaves_nothing_running(endless: Handlers) -> None:
+    steps = run(endless, editor_value(IMAGE, BOXES), limit=100_000)
+    next(steps)  # "Answering…", then the page is closed (or ZeroGPU cancels the job)
+    steps.close()
+    assert endless._session(REQUEST).running is None
 
 
 def test_a_new_image_has_no_stale_answer(answering: Handlers) -> None:

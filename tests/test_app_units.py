@@ -43,7 +43,7 @@ from ui.examples import EXAMPLES_DIR, load_examples
 from ui.gpu import MAX_SECONDS, duration_for, on_gpu
 from ui.handlers import Handlers
 from ui.proposing import PackedMask, box_key, masks_for
-from ui.report import AnswerFolders, Result, report_html
+from ui.report import AnswerFolders, Result, report_html, write_downloads
 
 
 @pytest.mark.parametrize(
@@ -349,6 +349,18 @@ write_downloads(result, Path({str(tmp_path)!r}))
     assert done.returncode == 0, done.stderr
     assert "猫" in (tmp_path / "cat-fo1-report.html").read_text(encoding="utf-8")
     assert "猫" in (tmp_path / "cat-fo1-answer.json").read_text(encoding="utf-8")
+
+
+def test_downloads_of_an_image_with_a_long_unicode_name(tmp_path) -> None:
+    answer = parse_answer("<ground>cup</ground><objects><region0></objects>", 1)
+    image = np.zeros((20, 30, 3), np.uint8)
+    boxes = [[1, 2, 10, 12]]
+    detections = to_detections(answer, np.array(boxes))
+    name = "𝐜𝐨𝐟𝐟𝐞𝐞" * 10 + ".jpg"  # 60 letters of 4 bytes each: a legal file name
+    result = Result(image, name, image, boxes, "Detection", "cup", answer, detections, "Done")
+    files = write_downloads(result, tmp_path)
+    assert all(Path(path).exists() for path in (files.image, files.json, files.coco))
+    assert json.loads(Path(files.json).read_text(encoding="utf-8"))["image"] == name
 
 
 def test_report_without_detections() -> None:

@@ -130,11 +130,11 @@ FIT_TO_SCREEN = """() => {
         const canvas = editor.querySelector("canvas");
         const frame = canvas && canvas.parentElement;
         if (!frame || !canvas.width || !canvas.height) return;
-        const widest = `${Math.floor(SHARE * innerHeight * canvas.width / canvas.height)}px`;
-        if (frame.style.maxWidth !== widest) {
-            frame.style.maxWidth = widest;
-            frame.style.margin = "0 auto";
-        }
+        const widest = Math.floor(SHARE * innerHeight * canvas.width / canvas.height);
+        // The canvas's sizes are rounded: two neighbouring widths can each ask for the other.
+        if (Math.abs(parseFloat(frame.style.maxWidth) - widest) <= 2) return;
+        frame.style.maxWidth = `${widest}px`;
+        frame.style.margin = "0 auto";
     };
     new MutationObserver(fit).observe(editor, {
         subtree: true, childList: true, attributes: true, attributeFilter: ["width", "height"],
@@ -162,7 +162,9 @@ TAGS_INSIDE_AT_THE_TOP = """() => {
         const {fillRect, strokeRect, fillText} = context;
         let shift = 0;
         context.fillRect = function (x, y, width, height) {
-            shift = height === TAG && y < 0 ? -y : 0;
+            // Only a tag cut off by the top edge; one whose box is wholly above the canvas
+            // (zoomed in) stays out of sight with it.
+            shift = height === TAG && y < 0 && y >= -TAG ? -y : 0;
             return fillRect.call(this, x, y + shift, width, height);
         };
         context.strokeRect = function (x, y, width, height) {

@@ -343,17 +343,8 @@ class Handlers:
             message = error_html(" ".join([str(error), *shown]))
             yield (gr.skip(), gr.skip(), gr.skip(), message, gr.skip(), gr.skip())
             return
-        running = session.running = _Running()
         started_over = follow_up and conversation and conversation.get("turns") and not history
         restart = [NEW_CONVERSATION] if started_over else []
-        yield (
-            answer_html_placeholder(),
-            reasoning_placeholder(),
-            None,
-            status_html(" ".join(["Answering…", *prepared.notices, *restart])),
-            [],
-            None,
-        )
 
         def conversation_notes(generation: Generation) -> list[str]:
             stopped = follow_up and generation.stop_reason == "cancelled"
@@ -367,7 +358,17 @@ class Handlers:
             conversation_notes,
             boxes_changed=lambda: session.changed_since(key),
         )
+        running = session.running = _Running()
         try:
+            session.answered = None  # the placeholder empties the answer area
+            yield (
+                answer_html_placeholder(),
+                reasoning_placeholder(),
+                None,
+                status_html(" ".join(["Answering…", *prepared.notices, *restart])),
+                [],
+                None,
+            )
             for outputs, generation in self._stream(asked, int(max_new_tokens), running.cancel):
                 if superseded():
                     return

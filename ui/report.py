@@ -78,10 +78,16 @@ class AnswerFolders(AppFolder):
         return Path(tempfile.mkdtemp(dir=self.root))
 
 
+STEM_BYTES = 120
+"""The most of a download's name taken from the image's, in UTF-8 bytes."""
+
+
 def file_stem(image_name: str) -> str:
     """The start of the downloads' names: the image's, so that answers about several images
     land in one folder side by side rather than as "fo1-answer (3).png"."""
-    stem = re.sub(r"[^\w.-]+", "_", Path(image_name).stem).strip("._")[:60]
+    stem = re.sub(r"[^\w.-]+", "_", Path(image_name).stem).strip("._")
+    # Cut by bytes: file systems limit names to 255 of them, and a letter can take four.
+    stem = stem.encode("utf-8", "ignore")[:STEM_BYTES].decode("utf-8", "ignore")
     return f"{stem}-fo1" if stem else "fo1"
 
 
@@ -104,7 +110,9 @@ def write_downloads(result: Result, folder: Path) -> Downloads:
         "status": result.status,
     }
     json_path = folder / f"{stem}-answer.json"
-    json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+    # As written, not \u-escaped; a lone surrogate (a crafted file name) cannot be UTF-8.
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    json_path.write_text(text, encoding="utf-8", errors="replace")
     height, width = result.image.shape[:2]
     coco = to_coco_dataset(result.detections, result.image_name, width, height)
     coco_path = folder / f"{stem}-coco.json"

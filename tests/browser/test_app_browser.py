@@ -209,6 +209,24 @@ def test_a_tall_image_fits_the_window_and_is_boxed_where_drawn(page, tmp_path: P
     assert drawn == pytest.approx([100, 350, 300, 700], abs=10)
 
 
+def test_a_fitted_image_settles_at_one_size(page, app_url: str, tmp_path: Path) -> None:
+    # A 3:4 photo in a window this high once made the fitting flip between two widths forever.
+    portrait = tmp_path / "portrait.jpg"
+    Image.open(REPO / "examples" / "rocket.jpg").resize((768, 1024)).save(portrait)
+    short = page.context.browser.new_page(viewport={"width": 1400, "height": 507})
+    short.goto(app_url)
+    short.locator("#fo1-editor input[type=file]").set_input_files(str(portrait))
+    short.locator("#fo1-editor canvas").wait_for()
+    short.wait_for_timeout(1500)
+    width = "document.querySelector('#fo1-editor canvas').width"
+    widths = set()
+    for _ in range(10):
+        widths.add(short.evaluate(width))
+        short.wait_for_timeout(50)
+    short.close()
+    assert len(widths) == 1, widths
+
+
 def test_boxes_are_drawn_moved_and_deleted(page) -> None:
     upload(page, IMAGE)  # and draw at once: the upload's reply must not take the box away
     drag(page, canvas_point(page, 0.3, 0.05), canvas_point(page, 0.7, 0.5))  # the cup → #0
