@@ -91,6 +91,15 @@ class ProposalOptions:
             )
 
 
+def read_device(device: str | torch.device, error: type[Exception]) -> torch.device:
+    """`device` as torch reads it, or `error` naming the ones it could be (shared with
+    `fo1_core`, which raises its own error type)."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as failure:
+        raise error(f"Unknown device {device!r}: use cpu, cuda or cuda:N.") from failure
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -217,10 +226,7 @@ class ModelProposer(Proposer):
         dtype: torch.dtype | None = None,
     ) -> None:
         self.checkpoint = str(checkpoint) if checkpoint is not None else self.default_checkpoint
-        try:
-            self.device = torch.device(device) if device is not None else default_device()
-        except (RuntimeError, TypeError) as error:
-            raise ProposerError(f"Unknown device {device!r}: use cpu, cuda or cuda:N.") from error
+        self.device = read_device(device, ProposerError) if device is not None else default_device()
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ProposerError(
                 "This machine has no usable CUDA GPU: run on the CPU (--device cpu)."

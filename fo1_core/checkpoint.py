@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from transformers.initialization import no_init_weights
 
+from detect_tools.base import read_device
 from detect_tools.images import refuse_url
 from fo1_core.configuration import FO1Config
 from fo1_core.errors import FO1Error
@@ -225,21 +226,20 @@ def load_weights(model: FO1ForConditionalGeneration, folder: Path) -> LoadReport
 
 def parse_device(device: str | torch.device) -> torch.device:
     """`device` as torch reads it, or an `FO1Error` naming the ones it could be."""
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise FO1Error(f"Unknown device {device!r}: use cpu, cuda or cuda:N.") from error
+    return read_device(device, FO1Error)
 
 
 def require_present(device: torch.device) -> None:
     """An `FO1Error` for a CUDA device on a machine where PyTorch finds none. Apart from
     `parse_device`, which also reads devices only to choose by their type (the app's decoding)."""
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type != "cuda":
+        return
+    if not torch.cuda.is_available():
         raise FO1Error("A CUDA GPU was asked for, but PyTorch finds none here: use the CPU.")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+    count = torch.cuda.device_count()
+    if (device.index or 0) >= count:
         raise FO1Error(
-            f"There is no GPU {device}: this machine has {torch.cuda.device_count()} "
-            f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})."
+            f"There is no GPU {device}: this machine has {count} (cuda:0 to cuda:{count - 1})."
         )
 
 

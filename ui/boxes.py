@@ -90,12 +90,10 @@ def file_name_of(value: dict[str, Any] | None) -> str:
     """The name the user knows the editor's image by: the uploaded file's own name (marked as
     turned when the rotate buttons turned it), else that of the file the app holds."""
     value = value or {}
-    image = image_of(value)
+    image = value.get("image")
     if image is None:
         return "image.png"
-    name = value.get(FILE_NAME)
-    if not name:
-        return Path(image).name
+    name = value.get(FILE_NAME) or Path(image).name
     turns = int(value.get("orientation") or 0) % 4
     return f"{Path(name).stem}-turned-{90 * turns}.png" if turns else name
 

@@ -81,7 +81,7 @@ class _Asked:
     history: list[tuple[str, str]]  # the earlier turns it sees, in follow-up mode
     proposals_s: float | None  # how long the proposals took, for the status line
     closing_notes: Callable[[Generation], list[str]]  # about the conversation, for the status
-    boxes_changed: Callable[[], bool]  # whether the editor holds other boxes by now
+    editor_differs: Callable[[], bool]  # whether the editor holds other boxes by now
 
 
 @dataclass
@@ -153,18 +153,18 @@ class Handlers:
                 UNREADABLE_NOTE,
                 gr.skip(),
             )
-        boxes = boxes_of(value)
+        image, boxes = image_of(value), boxes_of(value)
         if self.ahead is not None:
-            self.ahead.want(image_of(value), boxes)
+            self.ahead.want(image, boxes)
         session = self._session(request)
-        session.editing = conversation_key(image_of(value), boxes)
+        session.editing = conversation_key(image, boxes)
         marked = with_stale_note(status, session.stale)
         # A streaming answer rewrites the status itself, and checks the boxes once it ends.
         unchanged = session.running is not None or marked == (status or "")
         stale = gr.skip() if unchanged else marked
         if boxes:
             note = box_count(len(boxes))
-        elif (value or {}).get("image") is None:
+        elif image is None:
             note = "No image yet."
         else:
             note = "No boxes yet: drag on the image to draw one."
@@ -206,8 +206,9 @@ class Handlers:
         masks: MaskStore,
     ) -> tuple:
         """Adds the proposals to the boxes (or replaces them); masks are kept for drawing."""
+        image = image_of(value)
         try:
-            found = self.proposing.propose(image_of(value), proposer, text, threshold, max_count)
+            found = self.proposing.propose(image, proposer, text, threshold, max_count)
         except (ProposerError, FO1Error) as error:
             return gr.skip(), gr.skip(), error_html(str(error)), gr.skip()
         except Exception as error:
@@ -225,7 +226,7 @@ class Handlers:
         message = f"{proposals} in {found.seconds:.2f} s{already}; {box_count(len(boxes))} now."
         if len(boxes) > MAX_REGIONS:
             message += f" Only the first {MAX_REGIONS} go to the model."
-        shown = editor_value(image_of(value), boxes, file_name_of(value))
+        shown = editor_value(image, boxes, file_name_of(value))
         return shown, masks, status_html(message), found.seconds
 
     def proposer_changed(self, name: str) -> tuple:
@@ -356,7 +357,7 @@ class Handlers:
             history,
             proposals_s,
             conversation_notes,
-            boxes_changed=lambda: session.changed_since(key),
+            editor_differs=lambda: session.changed_since(key),
         )
         running = session.running = _Running()
         try:
@@ -445,7 +446,7 @@ class Handlers:
                     reasoning_html(step.answer, num),
                     image,
                     with_stale_note(
-                        status_html(f"{status}. {warnings}".strip(), kind), asked.boxes_changed()
+                        status_html(f"{status}. {warnings}".strip(), kind), asked.editor_differs()
                     ),
                     detection_rows(step.detections),
                     [files.image, files.json, files.coco, files.report],

@@ -87,6 +87,20 @@ def wait_for_note(page, text: str) -> None:
     page.wait_for_timeout(300)  # the renumbered boxes are redrawn right after the note
 
 
+def open_example(page, title: str, boxes: str = "3 boxes") -> None:
+    """Loads the example whose title starts with `title`, once the page has numbered its boxes."""
+    page.locator("#fo1-gallery").get_by_text(title).click()
+    wait_for_note(page, boxes)
+
+
+def delete_coffee_cup_box(page) -> None:
+    """Selects the Coffee example's box #0 (where no other box is) and removes it."""
+    page.get_by_label("Drag boxes").click()
+    page.mouse.click(*canvas_point(page, 200 / 600, 30 / 400))
+    page.get_by_label("Remove box").click()
+    wait_for_note(page, "2 boxes")
+
+
 def choose_task(page, label: str) -> None:
     page.get_by_label("Task").click()
     page.get_by_role("option", name=label, exact=True).click()
@@ -370,8 +384,7 @@ def test_detection_streams_and_stop_really_stops(page) -> None:
 
 
 def test_example_proposals_and_free_prompt(page) -> None:
-    page.locator("#fo1-gallery").get_by_text("Coffee: detect cup and spoon").click()
-    wait_for_note(page, "3 boxes")
+    open_example(page, "Coffee: detect cup and spoon")
     assert page.get_by_label("Categories").input_value() == "cup, spoon"
 
     page.get_by_text("Propose boxes", exact=True).first.click()
@@ -440,8 +453,7 @@ def test_a_box_drawn_right_after_clearing_stays(page) -> None:
 
 
 def test_regions_ticked_for_boxes_since_cleared_do_not_block_a_run(page) -> None:
-    page.locator("#fo1-gallery").get_by_text("Astronaut: caption two regions").click()
-    wait_for_note(page, "4 boxes")
+    open_example(page, "Astronaut: caption two regions", "4 boxes")
     assert page.locator("#fo1-regions input:checked").count() == 2
     page.get_by_text("Clear boxes").click()
     wait_for_note(page, "No boxes yet")
@@ -461,30 +473,24 @@ def picked_regions(page) -> list[str]:
 
 
 def test_picked_regions_stay_on_their_boxes_when_one_before_them_is_deleted(page) -> None:
-    page.locator("#fo1-gallery").get_by_text("Coffee: detect cup and spoon").click()
-    wait_for_note(page, "3 boxes")
+    open_example(page, "Coffee: detect cup and spoon")
     choose_task(page, "Brief region caption")
     for region in ("#1", "#2"):
         page.locator("#fo1-regions").get_by_text(region, exact=True).click()
     assert picked_regions(page) == ["#1", "#2"]
-    page.get_by_label("Drag boxes").click()
-    page.mouse.click(*canvas_point(page, 200 / 600, 30 / 400))  # inside box #0 only
-    page.get_by_label("Remove box").click()
-    wait_for_note(page, "2 boxes")
+    delete_coffee_cup_box(page)
     page.wait_for_timeout(500)
     assert picked_regions(page) == ["#0", "#1"]  # the same two boxes, renumbered
     shot(page, "12-picks-follow-their-boxes")
 
 
 def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None:
-    page.locator("#fo1-gallery").get_by_text("Coffee: detect cup and spoon").click()
-    wait_for_note(page, "3 boxes")
+    open_example(page, "Coffee: detect cup and spoon")
     run_detection(page, "red circle", max_tokens=8192)
     page.locator("#fo1-answer", has_text="many regions").wait_for()
     waiting = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     waiting.goto(app_url)
-    waiting.locator("#fo1-gallery").get_by_text("Coffee: detect cup and spoon").click()
-    wait_for_note(waiting, "3 boxes")
+    open_example(waiting, "Coffee: detect cup and spoon")
     waiting.locator("#fo1-run").click()
     waiting.wait_for_timeout(1000)  # queued behind the first page's answer
     waiting.locator("#fo1-stop").click()
@@ -499,8 +505,7 @@ def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None
 
 def test_a_new_image_clears_the_old_answer(page) -> None:
     assert page.locator("#fo1-result img").count() == 1  # the answer of the test before
-    page.locator("#fo1-gallery").get_by_text("Chelsea: reason about regions").click()
-    wait_for_note(page, "3 boxes")
+    open_example(page, "Chelsea: reason about regions")
     page.wait_for_function("!document.querySelector('#fo1-result img')")
     assert page.locator("#fo1-answer").inner_text().strip() == ""
     assert page.locator("#fo1-status").inner_text().strip() == ""
@@ -508,12 +513,10 @@ def test_a_new_image_clears_the_old_answer(page) -> None:
 
 
 def test_a_new_image_during_an_answer_ends_it(page) -> None:
-    page.locator("#fo1-gallery").get_by_text("Chelsea: reason about regions").click()
-    wait_for_note(page, "3 boxes")
+    open_example(page, "Chelsea: reason about regions")
     run_detection(page, "red circle", max_tokens=8192)
     page.locator("#fo1-answer", has_text="many regions").wait_for()
-    page.locator("#fo1-gallery").get_by_text("Coffee: detect cup and spoon").click()
-    wait_for_note(page, "3 boxes")
+    open_example(page, "Coffee: detect cup and spoon")
     page.wait_for_timeout(SETTLE_MS)
     # Nothing of the old answer comes back next to the new image.
     assert page.locator("#fo1-answer").inner_text().strip() == ""
@@ -528,15 +531,11 @@ def test_a_new_image_during_an_answer_ends_it(page) -> None:
 
 
 def test_an_answer_about_boxes_since_changed_says_so(page) -> None:
-    page.locator("#fo1-gallery").get_by_text("Coffee: detect cup and spoon").click()
-    wait_for_note(page, "3 boxes")
+    open_example(page, "Coffee: detect cup and spoon")
     run_detection(page, "red circle", max_tokens=32)
     page.locator("#fo1-status", has_text="token limit").wait_for()
     assert "Run again" not in status_text(page)
-    page.get_by_label("Drag boxes").click()
-    page.mouse.click(*canvas_point(page, 200 / 600, 30 / 400))  # inside box #0 only
-    page.get_by_label("Remove box").click()
-    wait_for_note(page, "2 boxes")
+    delete_coffee_cup_box(page)
     page.locator("#fo1-status", has_text="The boxes changed after this answer").wait_for()
     assert "token limit" in status_text(page)  # the answer's own status stays
     shot(page, "15-answer-about-changed-boxes")
@@ -562,8 +561,7 @@ def test_every_example_is_in_view_on_a_phone(page, app_url: str) -> None:
 
 
 def test_boxes_along_the_top_edge_show_their_number(page) -> None:
-    page.locator("#fo1-gallery").get_by_text("Launch pad").click()
-    wait_for_note(page, "5 boxes")
+    open_example(page, "Launch pad", "5 boxes")
     page.wait_for_timeout(500)
     # Boxes #1 and #4 start at the image's top: their tags are drawn just inside them.
     tag_pixels = page.evaluate(
