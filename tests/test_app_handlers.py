@@ -28,7 +28,7 @@ from ui.answering import Answerer, Question
 from ui.boxes import editor_value
 from ui.editor import FILE_NAME
 from ui.examples import EXAMPLES_DIR, load_examples
-from ui.handlers import STALE_NOTE, Handlers
+from ui.handlers import CONVERSATION, ENDED_CONVERSATION, STALE_NOTE, Handlers
 from ui.proposing import Proposals, Proposing
 
 pytestmark = pytest.mark.slow
@@ -91,8 +91,10 @@ def run(
     )
 
 
-def boxes_changed(handlers: Handlers, value, status: str = "") -> tuple:
-    return handlers.boxes_changed(value, status, REQUEST)
+def boxes_changed(
+    handlers: Handlers, value, status: str = "", follow_up=False, conversation=None
+) -> tuple:
+    return handlers.boxes_changed(value, status, follow_up, conversation, REQUEST)
 
 
 def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers) -> None:
@@ -285,7 +287,7 @@ def test_box_changes_refresh_the_region_pickers(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES[:2])
     # The editor puts a new box first, unnamed, until the page numbers it.
     value["boxes"].insert(0, {**value["boxes"][1], "label": "", "color": (0, 0, 0), "xmin": 1})
-    regions, insert, note, _ = boxes_changed(answering, value)
+    regions, insert, note, *_ = boxes_changed(answering, value)
     assert regions["choices"] == [("#0", 0), ("#1", 1), ("#2", 2)]
     assert insert["choices"] == regions["choices"] and insert["value"] is None
     assert note == "3 boxes"
@@ -416,6 +418,18 @@ def test_only_the_newest_boxes_are_encoded_once_the_model_is_free(answering: Han
     assert pipeline.encoder.prefixes.stats() == prefixes  # not even looked up again
 
 
+def test_nothing_is_encoded_ahead_while_a_proposer_runs(answering: Handlers) -> None:
+    pipeline = answering.answerer.pipeline
+    pipeline.encoder.clear()
+    ahead = EncodeAhead(pipeline)
+    with ahead.held():
+        ahead.want(IMAGE, BOXES)
+        time.sleep(0.3)
+        assert pipeline.encoder.images.stats().misses == 0
+    assert ahead.wait(60)
+    assert pipeline.encoder.images.stats().misses == 1
+
+
 def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:
     session = gr.Request(session_hash="test-session")
     value = editor_value(IMAGE, BOXES)
@@ -469,6 +483,22 @@ def test_moving_a_box_starts_a_new_conversation(answering: Handlers) -> None:
     assert "a new conversation starts" in steps[-1][3]  # still said once the answer is out
     conversation, _ = answering.remember_turn(True, conversation, session)
     assert len(conversation["turns"]) == 1
+
+
+def test_a_conversation_about_other_boxes_says_the_next_question_starts_anew(
+    answering: Handlers,
+) -> None:
+    asked = editor_value(IMAGE, BOXES)
+    boxes_changed(answering, asked)
+    list(run(answering, asked, follow_up=True))
+    conversation, history = answering.remember_turn(True, {}, REQUEST)
+    assert CONVERSATION in history
+    moved = editor_value(IMAGE, [BOXES[0], [v + 30 for v in BOXES[1]], BOXES[2]])
+    history = boxes_changed(answering, moved, "", True, conversation)[4]
+    assert ENDED_CONVERSATION in history and "You:" in history  # the turns stay readable
+    assert answering.follow_up_toggled(True, conversation, REQUEST) == history
+    assert CONVERSATION in boxes_changed(answering, asked, "", True, conversation)[4]
+    assert boxes_changed(answering, moved, "", False, conversation)[4] == ""
 
 
 def test_a_stopped_follow_up_answer_says_it_is_not_kept(endless: Handlers) -> None:

@@ -4,11 +4,12 @@ Most of a first question's wait is the image, its regions and the prompt up to t
 (`FO1Pipeline.encode_ahead`); none of it depends on the question. Done between two box edits,
 the question itself only prefills its own words.
 
-An encoding starts only when the generation thread is idle; a question that comes while one runs
-waits for it, which mostly costs nothing, as it needs that very work (another user's image on a
-shared server is the exception). One slot serves the whole process: the newest edit, whoever
-made it, replaces the one still waiting, and the same image and boxes are not encoded twice in
-a row (the editor reports each edit twice: once drawn, once renumbered).
+An encoding starts only when the generation thread is idle and no proposer is running (`held`:
+both want the same cores or GPU, and someone is waiting for the proposals); a question that
+comes while one runs waits for it, which mostly costs nothing, as it needs that very work
+(another user's image on a shared server is the exception). One slot serves the whole process:
+the newest edit, whoever made it, replaces the one still waiting, and the same image and boxes
+are not encoded twice in a row (the editor reports each edit twice: once drawn, once renumbered).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from fo1_core.errors import FO1Error
 from fo1_core.session import FO1Pipeline
@@ -39,6 +41,21 @@ class EncodeAhead:
         self._worker: threading.Thread | None = None
         self._done = threading.Event()
         self._done.set()
+        self._holds = 0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No encoding starts while in this block (one already started finishes)."""
+        with self._lock:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds -= 1
+
+    def _free(self) -> bool:
+        return self._holds == 0 and self.pipeline.idle()
 
     def want(self, image: str | None, boxes: Sequence[Box]) -> None:
         """Encodes `image` with `boxes` once the model is idle, unless newer ones come first."""
@@ -63,7 +80,7 @@ class EncodeAhead:
 
     def _serve(self) -> None:
         while True:
-            while not self.pipeline.idle():  # questions go first
+            while not self._free():  # questions and proposals go first
                 time.sleep(IDLE_POLL_S)
             with self._lock:
                 if self._wanted is None:

@@ -68,9 +68,7 @@ def answer_html(answer: Answer, num_regions: int) -> str:
     return f'<div class="fo1-answer">{rendered or "<i>…</i>"}</div>'
 
 
-def conversation_html(
-    turns: list[tuple[str, str]], num_regions: int, title: str = "Conversation so far"
-) -> str:
+def conversation_html(turns: list[tuple[str, str]], num_regions: int, title: str) -> str:
     """Earlier turns of a follow-up conversation, oldest first, with region chips."""
     if not turns:
         return ""

@@ -9,6 +9,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -138,9 +139,17 @@ class Handlers:
 
     # Boxes ---------------------------------------------------------------------------------
 
-    def boxes_changed(self, value: dict | None, status: str | None, request: gr.Request) -> tuple:
-        """Refreshes every region picker and the box count (the page numbers the boxes), and
-        marks the shown answer as about other boxes, or no longer so (`with_stale_note`).
+    def boxes_changed(
+        self,
+        value: dict | None,
+        status: str | None,
+        follow_up: bool,
+        conversation: dict | None,
+        request: gr.Request,
+    ) -> tuple:
+        """Refreshes every region picker and the box count (the page numbers the boxes), marks
+        the shown answer as about other boxes, or no longer so (`with_stale_note`), and the
+        conversation so far as one the next question does not continue (`history_view`).
 
         A file that cannot be opened gets its reason as a message and `UNREADABLE_NOTE`, on
         which the page empties the editor back to its drop zone (`EMPTY_IF_UNREADABLE`)."""
@@ -152,6 +161,7 @@ class Handlers:
                 gr.update(choices=empty, value=None),
                 UNREADABLE_NOTE,
                 gr.skip(),
+                gr.skip(),
             )
         image, boxes = image_of(value), boxes_of(value)
         if self.ahead is not None:
@@ -159,9 +169,11 @@ class Handlers:
         session = self._session(request)
         session.editing = conversation_key(image, boxes)
         marked = with_stale_note(status, session.stale)
-        # A streaming answer rewrites the status itself, and checks the boxes once it ends.
-        unchanged = session.running is not None or marked == (status or "")
-        stale = gr.skip() if unchanged else marked
+        # A streaming answer rewrites the status and history itself, and checks the boxes once
+        # it ends.
+        streaming = session.running is not None
+        stale = gr.skip() if streaming or marked == (status or "") else marked
+        history = gr.skip() if streaming else history_view(follow_up, conversation, session.editing)
         if boxes:
             note = box_count(len(boxes))
         elif image is None:
@@ -171,7 +183,13 @@ class Handlers:
         if len(boxes) > MAX_REGIONS:
             note += f" — the model takes {MAX_REGIONS}; boxes from #{MAX_REGIONS} on are ignored."
         choices = region_choices(len(boxes))
-        return gr.update(choices=choices), gr.update(choices=choices, value=None), note, stale
+        return (
+            gr.update(choices=choices),
+            gr.update(choices=choices, value=None),
+            note,
+            stale,
+            history,
+        )
 
     def new_image(self, request: gr.Request) -> tuple:
         """A new image (or none): the old one's masks, proposal time, answer and conversation
@@ -208,7 +226,9 @@ class Handlers:
         """Adds the proposals to the boxes (or replaces them); masks are kept for drawing."""
         image = image_of(value)
         try:
-            found = self.proposing.propose(image, proposer, text, threshold, max_count)
+            held = self.ahead.held() if self.ahead is not None else nullcontext()
+            with held:  # the user waits for these: no encoding ahead competes with them
+                found = self.proposing.propose(image, proposer, text, threshold, max_count)
         except (ProposerError, FO1Error) as error:
             return gr.skip(), gr.skip(), error_html(str(error)), gr.skip()
         except Exception as error:
@@ -466,18 +486,24 @@ class Handlers:
         key, question, answer = finished
         turns = turns_about(conversation, key) if follow_up else []
         updated = {"key": key, "turns": [*turns, (question, answer)]}
-        return updated, history_view(follow_up, updated)
+        return updated, history_view(follow_up, updated, session.editing)
 
     @staticmethod
     def new_conversation() -> tuple:
         return {}, ""
 
-    @staticmethod
-    def follow_up_toggled(follow_up: bool, conversation: dict | None) -> str:
-        return history_view(follow_up, conversation)
+    def follow_up_toggled(
+        self, follow_up: bool, conversation: dict | None, request: gr.Request
+    ) -> str:
+        return history_view(follow_up, conversation, self._session(request).editing)
 
 
 NEW_CONVERSATION = "The image or boxes changed, so a new conversation starts."
+CONVERSATION = "Conversation so far"
+ENDED_CONVERSATION = (
+    "Earlier conversation, about other boxes: the next question starts a new one "
+    "(put the boxes back to continue this one)"
+)
 STALE_NOTE = status_html(
     "The boxes changed after this answer: its region numbers are the boxes drawn on the result "
     "image. Run again to ask about the boxes as they are now.",
@@ -531,12 +557,19 @@ def turns_about(conversation: dict | None, key: ConversationKey) -> list[tuple[s
     return [tuple(turn) for turn in conversation.get("turns", [])]
 
 
-def history_view(follow_up: bool, conversation: dict | None) -> str:
+def history_view(
+    follow_up: bool, conversation: dict | None, editing: ConversationKey | None = None
+) -> str:
+    """The conversation so far, in follow-up mode; titled as one the next question will not
+    continue when the editor's boxes (`editing`) are no longer the ones it is about."""
     turns = (conversation or {}).get("turns", [])
     if not follow_up or not turns:
         return ""
-    key = (conversation or {}).get("key")
-    return conversation_html(turns, len(key[1]) if key else 0)
+    key = conversation.get("key")
+    moved_on = editing is not None and not turns_about(conversation, editing)
+    return conversation_html(
+        turns, len(key[1]) if key else 0, ENDED_CONVERSATION if moved_on else CONVERSATION
+    )
 
 
 def answer_html_placeholder() -> str:

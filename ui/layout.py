@@ -229,8 +229,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         )
         editor.change(
             handlers.boxes_changed,
-            [editor, status],
-            [regions, insert, box_note, status],
+            [editor, status, follow_up, conversation],
+            [regions, insert, box_note, status, history],
             api_visibility="private",
             concurrency_limit=None,
         ).then(None, box_note, editor, js=EMPTY_IF_UNREADABLE, api_visibility="private")

@@ -439,6 +439,14 @@ def test_follow_up_mode_keeps_the_conversation(page) -> None:
     assert page.evaluate(f"{at_end}(document.querySelector('#fo1-history .fo1-history'))")
     page.locator("#fo1-history").scroll_into_view_if_needed()
     shot(page, "8-follow-up")
+    # Another box: the next question will not continue this conversation, and it says so.
+    page.locator("#fo1-editor canvas").hover()
+    page.keyboard.press("c")
+    drag(page, canvas_point(page, 0.05, 0.05), canvas_point(page, 0.2, 0.2))
+    page.locator("#fo1-history", has_text="Earlier conversation, about other boxes").wait_for()
+    assert history.count() == 2
+    page.locator("#fo1-history").scroll_into_view_if_needed()
+    shot(page, "8-follow-up-about-other-boxes")
     page.get_by_role("button", name="New conversation").click()
     page.wait_for_function("document.querySelectorAll('#fo1-history li').length == 0")
 
