@@ -25,7 +25,7 @@ from fo1_core.session import load
 from tests.conftest import RIGGED_ANSWER
 from ui.ahead import EncodeAhead
 from ui.answering import Answerer, Question
-from ui.boxes import editor_value
+from ui.boxes import boxes_of, editor_value
 from ui.editor import FILE_NAME
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.handlers import CONVERSATION, ENDED_CONVERSATION, STALE_NOTE, Handlers
@@ -293,6 +293,22 @@ def test_box_changes_refresh_the_region_pickers(answering: Handlers) -> None:
     assert note == "3 boxes"
     assert "No boxes yet" in boxes_changed(answering, editor_value(IMAGE, []))[2]
     assert boxes_changed(answering, None)[2] == "No image yet."
+
+
+def test_boxes_typed_as_numbers_replace_the_drawn_ones(answering: Handlers) -> None:
+    value = editor_value(IMAGE, BOXES)
+    assert (
+        boxes_changed(answering, value)[5]
+        == "170, 10, 420, 200\n80, 60, 490, 390\n320, 60, 430, 320"
+    )
+    width = Image.open(IMAGE).width
+    typed = f"10, 10, 60, 60\n[{width + 100}, 0, {width - 50}, 40]"  # out of the image, inverted
+    shown, status = answering.boxes_typed(value, typed)
+    assert boxes_of(shown) == [[10, 10, 60, 60], [width - 50, 0, width, 40]]
+    assert "2 boxes set" in status
+    shown, status = answering.boxes_typed(value, "10, 10, 60")
+    assert shown == SKIP and "Line 1 holds 3 values" in status and "fo1-error" in status
+    assert "upload one" in answering.boxes_typed(None, "1, 2, 3, 4")[1]
 
 
 def test_an_answer_is_marked_stale_while_the_boxes_differ_from_those_asked_about(

@@ -26,10 +26,12 @@ from fo1_core.answers import parse_answer, to_detections
 from fo1_core.errors import FO1Error
 from fo1_core.processing import open_image
 from fo1_core.render import color_for_region, text_color_for_region
-from fo1_core.templates import FREE_PROMPT, TASKS
+from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS
 from tests.browser.app_server import REPO
 from ui.answer_view import answer_html, chip, reasoning_html, rich_text
 from ui.boxes import (
+    boxes_as_text,
+    boxes_from_text,
     boxes_of,
     editor_value,
     file_name_of,
@@ -122,6 +124,48 @@ def test_parse_boxes(raw, boxes) -> None:
 def test_parse_boxes_rejects(raw, message: str) -> None:
     with pytest.raises(FO1Error, match=message):
         parse_boxes(raw)
+
+
+@pytest.mark.parametrize(
+    ("typed", "boxes"),
+    [
+        ("10, 20, 110, 220\n\n5 5 50 60", [[10, 20, 110, 220], [5, 5, 50, 60]]),
+        ("[10, 20, 110, 220]; (1.5,2,3,4)", None),  # one line, eight values: refused below
+        ("[[10, 20, 110, 220], [0, 0, 9, 9]]", [[10, 20, 110, 220], [0, 0, 9, 9]]),  # JSON
+        ('{"boxes": [[1, 2, 30, 40]], "scores": [0.9]}', [[1, 2, 30, 40]]),  # /propose's answer
+        ("110, 220, 10, 20", [[10, 20, 110, 220]]),  # corners in the other order
+        ("-20, -5, 700, 300", [[0, 0, 640, 300]]),  # cut to the image
+        ("   \n", []),  # nothing: no boxes
+    ],
+)
+def test_boxes_from_text(typed: str, boxes) -> None:
+    if boxes is None:
+        with pytest.raises(FO1Error, match="Line 1 holds 8 values"):
+            boxes_from_text(typed, 640, 480)
+    else:
+        assert boxes_from_text(typed, 640, 480) == boxes
+        assert boxes_from_text(boxes_as_text(boxes), 640, 480) == boxes  # shown, read back
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("1, 2, 3, 4\n1, 2, 3", "Line 2 holds 3 values; a box is four numbers"),
+        ("1, 2, 3, four", "Line 1 holds something that is not a number"),
+        ("1, 2, inf, 4", "not finite"),
+        ("0, 0, 10, 10\n700, 10, 800, 50", r"Line 2 \(700, 10, 800, 50\) has no area inside"),
+        ("5, 5, 5, 50", "no area"),
+        ("[[1, 2, 3, NaN]]", "finite"),
+        ("[[0, 0, 10, 10], [700, 0, 800, 10]]", "Box 1"),
+        (
+            "\n".join(["0, 0, 10, 10"] * (MAX_REGIONS + 1)),
+            f"{MAX_REGIONS + 1} boxes typed; the model takes at most {MAX_REGIONS}",
+        ),
+    ],
+)
+def test_boxes_from_text_names_the_mistake(typed: str, message: str) -> None:
+    with pytest.raises(FO1Error, match=message):
+        boxes_from_text(typed, 640, 480)
 
 
 def box(label: str, x: int) -> dict:

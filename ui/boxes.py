@@ -152,6 +152,66 @@ would refuse the picker's stale value as its input.
 """
 
 
+def boxes_as_text(boxes: list[Box]) -> str:
+    """One `x1, y1, x2, y2` line per box, region order, as `boxes_from_text` reads them back."""
+    return "\n".join(", ".join(f"{v:g}" for v in box) for box in boxes)
+
+
+_FIELD = re.compile(r"[^\s,;\[\]()]+")
+_JSON = re.compile(r"\s*(\[\s*\[|\{)")
+
+
+def boxes_from_text(text: str, width: int, height: int) -> list[Box]:
+    """Boxes typed or pasted for a `width`×`height` image: one per line, four numbers
+    `x1, y1, x2, y2` in pixels (commas, spaces or brackets between them), or the API's JSON list.
+
+    Corners may come in either order; a box reaching out of the image is cut to it. Raises
+    `FO1Error` naming the line of the first box that is not four numbers or has no area inside
+    the image.
+    """
+    if _JSON.match(text):  # pasted from the API, or a list of lists written by hand
+        lines = [(i, box) for i, box in enumerate(parse_boxes(text))]
+        where = "Box"
+    else:
+        lines = [
+            (number, _numbers(fields, number))
+            for number, line in enumerate(text.splitlines(), 1)
+            if (fields := _FIELD.findall(line))
+        ]
+        where = "Line"
+    if len(lines) > MAX_REGIONS:
+        raise FO1Error(f"{len(lines)} boxes typed; the model takes at most {MAX_REGIONS}.")
+    boxes = []
+    for number, (x1, y1, x2, y2) in lines:
+        box = [
+            min(max(min(x1, x2), 0), width),
+            min(max(min(y1, y2), 0), height),
+            min(max(max(x1, x2), 0), width),
+            min(max(max(y1, y2), 0), height),
+        ]
+        if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+            raise FO1Error(
+                f"{where} {number} ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area inside the "
+                f"{width}×{height} image."
+            )
+        boxes.append(box)
+    return boxes
+
+
+def _numbers(fields: list[str], line: int) -> list[float]:
+    if len(fields) != 4:
+        raise FO1Error(
+            f"Line {line} holds {len(fields)} values; a box is four numbers: x1, y1, x2, y2."
+        )
+    try:
+        values = [float(field) for field in fields]
+    except ValueError:
+        raise FO1Error(f"Line {line} holds something that is not a number.") from None
+    if not all(math.isfinite(v) for v in values):
+        raise FO1Error(f"Line {line} holds a number that is not finite.")
+    return values
+
+
 def parse_boxes(raw: object) -> list[Box]:
     """Boxes sent to the API: a JSON list (or its text) of `[x1, y1, x2, y2]` numbers.
 

@@ -16,13 +16,23 @@ import gradio as gr
 
 from detect_tools import ProposerError
 from fo1_core.errors import FO1Error
+from fo1_core.processing import open_image
 from fo1_core.render import draw_proposals
 from fo1_core.session import Generation, Request
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count, region_token
 from ui.ahead import EncodeAhead
 from ui.answer_view import answer_html, conversation_html, detection_rows, reasoning_html
 from ui.answering import Answerer, Question, open_for_drawing, status_line, task_label
-from ui.boxes import Box, boxes_of, editor_value, file_name_of, image_of, region_label
+from ui.boxes import (
+    Box,
+    boxes_as_text,
+    boxes_from_text,
+    boxes_of,
+    editor_value,
+    file_name_of,
+    image_of,
+    region_label,
+)
 from ui.editor import UNREADABLE, UNREADABLE_NOTE
 from ui.examples import Example
 from ui.proposing import MaskStore, PackedMask, Proposing, box_key, masks_for, new_to
@@ -147,9 +157,10 @@ class Handlers:
         conversation: dict | None,
         request: gr.Request,
     ) -> tuple:
-        """Refreshes every region picker and the box count (the page numbers the boxes), marks
-        the shown answer as about other boxes, or no longer so (`with_stale_note`), and the
-        conversation so far as one the next question does not continue (`history_view`).
+        """Refreshes every region picker, the box count (the page numbers the boxes) and the
+        boxes as numbers, marks the shown answer as about other boxes, or no longer so
+        (`with_stale_note`), and the conversation so far as one the next question does not
+        continue (`history_view`).
 
         A file that cannot be opened gets its reason as a message and `UNREADABLE_NOTE`, on
         which the page empties the editor back to its drop zone (`EMPTY_IF_UNREADABLE`)."""
@@ -162,6 +173,7 @@ class Handlers:
                 UNREADABLE_NOTE,
                 gr.skip(),
                 gr.skip(),
+                "",
             )
         image, boxes = image_of(value), boxes_of(value)
         if self.ahead is not None:
@@ -189,7 +201,23 @@ class Handlers:
             note,
             stale,
             history,
+            boxes_as_text(boxes),
         )
+
+    @staticmethod
+    def boxes_typed(value: dict | None, typed: str | None) -> tuple:
+        """Sets the editor's boxes to those typed as numbers (`boxes_from_text`); a mistake is
+        named in the status and the typed text stays to be corrected. Outputs: editor, status."""
+        image = image_of(value)
+        try:
+            if image is None:
+                raise FO1Error("No image yet: upload one, then type its boxes.")
+            width, height = open_image(image).size
+            boxes = boxes_from_text(typed or "", width, height)
+        except FO1Error as error:
+            return gr.skip(), error_html(str(error))
+        shown = editor_value(image, boxes, file_name_of(value))
+        return shown, status_html(f"{box_count(len(boxes))} set from the numbers typed.")
 
     def new_image(self, request: gr.Request) -> tuple:
         """A new image (or none): the old one's masks, proposal time, answer and conversation

@@ -166,6 +166,14 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                         label="Proposals",
                     )
                     propose = gr.Button("Propose", elem_id="fo1-propose")
+                with gr.Accordion("Boxes as numbers", open=False):
+                    numbers = gr.Textbox(
+                        label="x1, y1, x2, y2 in pixels, one box per line (box #0 first)",
+                        lines=4,
+                        max_lines=12,
+                        elem_id="fo1-box-numbers",
+                    )
+                    set_boxes = gr.Button("Set these boxes", elem_id="fo1-set-boxes")
             with gr.Column(scale=2):
                 task = gr.Dropdown(task_choices, value="OD_template", label="Task")
                 text = gr.Textbox(label="Categories", placeholder="e.g. person, red cup, dog")
@@ -230,7 +238,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         editor.change(
             handlers.boxes_changed,
             [editor, status, follow_up, conversation],
-            [regions, insert, box_note, status, history],
+            [regions, insert, box_note, status, history, numbers],
             api_visibility="private",
             concurrency_limit=None,
         ).then(None, box_note, editor, js=EMPTY_IF_UNREADABLE, api_visibility="private")
@@ -256,6 +264,13 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             )
         clear.click(None, editor, editor, js=CLEAR_IN_BROWSER, api_visibility="private")
         clear.click(handlers.forget_masks, None, masks, api_visibility="private")
+        set_boxes.click(
+            handlers.boxes_typed,
+            [editor, numbers],
+            [editor, status],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
         proposer.change(
             handlers.proposer_changed,
             proposer,

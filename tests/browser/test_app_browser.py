@@ -585,3 +585,20 @@ def test_boxes_along_the_top_edge_show_their_number(page) -> None:
     )
     shot(page, "17-tags-along-the-top")
     assert all(min(pixel[:3]) >= 245 for pixel in tag_pixels), tag_pixels
+
+
+def test_boxes_are_read_and_set_as_numbers(page) -> None:
+    open_example(page, "Coffee: detect cup and spoon")
+    page.get_by_text("Boxes as numbers").click()
+    numbers = page.locator("#fo1-box-numbers textarea")
+    assert numbers.input_value().splitlines()[0] == "170, 10, 420, 200"  # box #0, drawn first
+    numbers.fill("20, 30, 200, 250\n300 40 580 380")  # typed with the keyboard only
+    page.locator("#fo1-set-boxes").click()
+    wait_for_note(page, "2 boxes")
+    assert "2 boxes set from the numbers typed" in status_text(page)
+    numbers.fill("20, 30, 200")
+    page.locator("#fo1-set-boxes").click()
+    page.locator("#fo1-status", has_text="Line 1 holds 3 values").wait_for()
+    assert numbers.input_value() == "20, 30, 200"  # kept, to be corrected
+    assert "2 boxes" in box_count(page)
+    shot(page, "18-boxes-as-numbers")
