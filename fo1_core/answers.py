@@ -104,10 +104,16 @@ def parse_answer(text: str, num_regions: int | None = None) -> Answer:
     parser.finish()
     cleaned = _clean(text)
     thinking = _section(cleaned, THINK_OPEN, THINK_CLOSE)
-    final = _section(cleaned, ANSWER_OPEN, ANSWER_CLOSE)
-    if final is None and thinking is not None and THINK_CLOSE in cleaned:
-        # `<think>…</think>` followed by plain text: that text is the answer.
-        final = cleaned.split(THINK_CLOSE, 1)[1].strip() or None
+    if thinking is None:
+        final = _section(cleaned, ANSWER_OPEN, ANSWER_CLOSE)
+    else:
+        # The answer comes after the reasoning, which may itself mention `<answer>` (the
+        # reasoning template asks for those tags); while the reasoning streams, none is out yet.
+        _, closed, after = cleaned.partition(THINK_OPEN)[2].partition(THINK_CLOSE)
+        final = _section(after, ANSWER_OPEN, ANSWER_CLOSE) if closed else None
+        if final is None and closed:
+            # `<think>…</think>` followed by plain text: that text is the answer.
+            final = after.strip() or None
     return Answer(
         text=text,
         groups=[GroundedGroup(label, tuple(idx)) for label, idx in parser.groups.items()],
@@ -120,9 +126,19 @@ def parse_answer(text: str, num_regions: int | None = None) -> Answer:
 
 
 def count_rule(text: str) -> int:
-    """SPEC §10.2 counting rule: drop every region tag, then the first integer left, else 0."""
+    """SPEC §10.2 counting rule: drop every region tag, then the first integer left, else 0.
+
+    A number of more than `COUNT_DIGITS` digits (a model stuck writing zeros, say) reads as
+    `10 ** COUNT_DIGITS`: no image holds that many of anything, and Python refuses to read a
+    number of more than 4 300 digits."""
     match = _INTEGER.search(REGION_REFERENCE.sub("", text))
-    return int(match.group()) if match else 0
+    if match is None:
+        return 0
+    digits = match.group().lstrip("0") or "0"
+    return int(digits) if len(digits) <= COUNT_DIGITS else 10**COUNT_DIGITS
+
+
+COUNT_DIGITS = 18
 
 
 def to_detections(

@@ -102,7 +102,7 @@ def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray,
         if any(isinstance(value, str | bytes | bool | np.bool_) for value in written.ravel()):
             raise ValueError("not a number")
         array = written.astype(np.float64)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:  # Overflow: a JSON integer too big
         raise FO1Error("Boxes must be a list of [x1, y1, x2, y2] numbers.") from error
     if array.size == 0:
         return np.zeros((0, 4)), []

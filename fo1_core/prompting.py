@@ -36,8 +36,8 @@ from fo1_core.templates import (
 
 
 def sanitize_user_text(text: str, tokenizer: PreTrainedTokenizerBase) -> str:
-    """Removes strings that would hijack the prompt: placeholders and the tokenizer's special
-    tokens (chat control, vision markers). Region references `<regionN>` are kept."""
+    """Removes strings that would hijack the prompt: placeholders and the tokenizer's added
+    tokens (chat control, vision markers, tool calls). FO1's tags and `<regionN>` are kept."""
     # Lone surrogates (possible in text from a browser or JSON) cannot be tokenised.
     text = text.encode("utf-8", errors="replace").decode("utf-8")
     controls = _control_strings(tokenizer)
@@ -54,9 +54,9 @@ def _control_strings(tokenizer: PreTrainedTokenizerBase) -> frozenset[str]:
     """What `sanitize_user_text` removes, found once per tokenizer: every question and every
     earlier answer of a conversation is sanitised."""
     controls = {IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, *tokenizer.all_special_tokens}
-    controls |= {
-        token.content for token in tokenizer.added_tokens_decoder.values() if token.special
-    }
+    # Added tokens not marked special are control tokens too (Qwen's `<tool_call>`, `<|fim_…|>`):
+    # typed, they would reach the model as the single token it was trained on, not as text.
+    controls |= {token.content for token in tokenizer.added_tokens_decoder.values()}
     # FO1's own strings stay, even from a tokenizer that marks them special: region tasks and
     # earlier answers are written in them.
     return frozenset(

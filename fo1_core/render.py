@@ -18,6 +18,7 @@ import numpy as np
 import supervision as sv
 from PIL import Image, ImageFont
 
+from detect_tools.images import as_rgb
 from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY
 
 PALETTE = sv.ColorPalette.DEFAULT
@@ -101,8 +102,9 @@ def draw_answer(image: np.ndarray | Image.Image, detections: sv.Detections) -> n
 
 
 def fit_label(label: str, font_size: int, padding: int, width: int) -> str:
-    """`label` cut with "…" to fit an image `width` pixels wide (the full text stays in the answer
-    and the downloads); unchanged without a TrueType font to measure it with."""
+    """`label` (`#3 cat`) cut with "…" to fit an image `width` pixels wide, its region tag kept
+    whole however narrow the image: without it the label names no box (the full text stays in
+    the answer and the downloads). Unchanged without a TrueType font to measure it with."""
     path = find_font()
     if path is None:
         return label
@@ -110,15 +112,18 @@ def fit_label(label: str, font_size: int, padding: int, width: int) -> str:
     room = width - 2 * padding
     if font.getlength(label) <= room:
         return label
+    tag = len(label.split(" ", 1)[0])
+    if font.getlength(label[:tag] + "…") > room:
+        return label[:tag]
     # The longest prefix that fits with the ellipsis (found by halving: labels can be long).
-    fits, too_long = 0, len(label)
+    fits, too_long = tag, len(label)
     while too_long - fits > 1:
         middle = (fits + too_long) // 2
         if font.getlength(label[:middle] + "…") <= room:
             fits = middle
         else:
             too_long = middle
-    return label[: max(fits, 1)].rstrip() + "…"
+    return label[:fits].rstrip() + "…"
 
 
 @functools.cache
@@ -173,7 +178,9 @@ def _region_indexes(detections: sv.Detections) -> np.ndarray:
 
 
 def _to_bgr(image: np.ndarray | Image.Image) -> np.ndarray:
-    rgb = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    """8-bit BGR, a PIL image read as the model reads it (`as_rgb`: depth scaled, transparency
+    over white); an array is taken as 8-bit RGB or grey, as the app's own are."""
+    rgb = np.asarray(as_rgb(image) if isinstance(image, Image.Image) else image)
     if rgb.ndim == 2:
         rgb = np.stack([rgb] * 3, axis=-1)
     return np.ascontiguousarray(rgb[..., 2::-1], dtype=np.uint8)

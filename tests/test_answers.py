@@ -8,6 +8,7 @@ import pytest
 
 from fo1_core.answers import (
     CLASS_NAME_KEY,
+    COUNT_DIGITS,
     REGION_INDEX_KEY,
     GroundedGroup,
     count_rule,
@@ -213,6 +214,14 @@ def test_tags_split_across_chunks_are_not_shown_half_written(chunk_size: int) ->
         ("<answer>yes</answer>", None, "yes"),
         # no reasoning tags
         ("Just text.", None, None),
+        # the reasoning quotes the answer tags (as the reasoning template does)
+        (
+            f"<think>Reply in <answer> tags. {R(1)}</think><answer>The cup {R(1)}</answer>",
+            f"Reply in <answer> tags. {R(1)}",
+            f"The cup {R(1)}",
+        ),
+        # …and while it streams, nothing is the answer yet
+        ("<think>Reply in <answer> tags, then", "Reply in <answer> tags, then", None),
     ],
 )
 def test_reasoning_split(text: str, thinking: str | None, final: str | None) -> None:
@@ -236,11 +245,21 @@ def test_reasoning_split(text: str, thinking: str | None, final: str | None) -> 
         ("", 0),
         # first integer wins
         ("3 of the 5 boxes are cats", 3),
+        # a model stuck writing zeros: a number no image holds, not an error
+        ("1" + "0" * 5000, 10**COUNT_DIGITS),
+        ("There are 0007 cats", 7),
     ],
 )
 def test_count_rule(text: str, count: int) -> None:
     assert count_rule(text) == count
     assert parse_answer(text).count == count
+
+
+@pytest.mark.parametrize("text", ["<region02>", "<region\u0662>", "<region\uff11>"])
+def test_only_the_token_spelling_of_a_region_is_a_reference(text: str) -> None:
+    """A leading zero or non-ASCII digits are text to the tokenizer, not its region token."""
+    answer = parse_answer(f"<ground>cat</ground><objects>{text}</objects>", num_regions=5)
+    assert answer.references == [] and answer.groups == [GroundedGroup("cat", ())]
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,9 @@ from ui.report import AnswerFolders, Result, report_html, write_downloads
         (f"<region{'7' * 5000}>", ["&lt;region777"], ["fo1-chip"]),
         # quotes cannot break out of attributes
         ('" onmouseover="x', ["&quot; onmouseover=&quot;x"], ['" onmouseover']),
+        # an answer cut off inside a label: its bold ends with it, not with the page
+        ("next to a <ground>red", ["<b>red</b>"], []),
+        ("<ground>a<ground>b</ground>c", ["<b>ab</b> c"], ["<b><b>"]),
     ],
 )
 def test_rich_text(text: str, present: list[str], absent: list[str]) -> None:

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer
 from fo1_core.errors import FO1Error
 from fo1_core.prompting import sanitize_user_text
 from fo1_core.session import FO1Pipeline
-from fo1_core.templates import MAX_REGIONS
+from fo1_core.templates import ANSWER_TAGS, MAX_REGIONS, REGION_REFERENCE
 from tests.conftest import REFERENCE_DIR
 
 
@@ -130,6 +130,20 @@ def test_placeholder_and_control_strings_are_sanitised(pipeline: FO1Pipeline, te
     assert request.prompt.count("<regionfeat>") == 1
     assert "<|" not in request.user_text
     assert request.prompt_ids.count(-200) == 1 and request.prompt_ids.count(-300) == 1
+
+
+def test_every_added_token_but_fo1s_own_is_taken_out_of_user_text(pipeline: FO1Pipeline) -> None:
+    """Qwen's tokenizer adds `<tool_call>` and `<|fim_prefix|>` without marking them special;
+    typed, they would still reach the model as its control tokens."""
+    added = [token.content for token in pipeline.tokenizer.added_tokens_decoder.values()]
+    controls = [c for c in added if c not in ANSWER_TAGS and not REGION_REFERENCE.fullmatch(c)]
+    request = pipeline.prepare(IMAGE, BOX, "OD_template", "cat " + " ".join(controls))
+    assert [c for c in controls if c in request.user_text] == []
+
+
+def test_a_box_coordinate_too_large_for_a_float_is_refused(pipeline: FO1Pipeline) -> None:
+    with pytest.raises(FO1Error, match="numbers"):
+        pipeline.prepare(IMAGE, [[10**400, 0, 50, 50]], "OD_template", "cat")
 
 
 def test_region_tokens_stay_when_the_tokenizer_marks_them_special(tmp_path: Path) -> None:

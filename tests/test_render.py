@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFont
 
+from detect_tools.images import as_rgb
 from fo1_core.answers import parse_answer, to_detections
 from fo1_core.render import (
     PALETTE,
@@ -96,6 +97,20 @@ def test_input_untouched_and_pil_or_array_give_the_same_rgb_array() -> None:
     np.testing.assert_array_equal(from_array, from_pil)
 
 
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.fromarray(np.full((120, 160), 20000, np.uint16)),  # 16-bit grey
+        Image.new("RGBA", (160, 120), (0, 0, 0, 0)),  # transparent
+    ],
+    ids=["16-bit", "transparent"],
+)
+def test_a_pil_image_is_drawn_on_as_the_model_sees_it(image: Image.Image) -> None:
+    seen = np.asarray(as_rgb(image))
+    drawn = draw_answer(image, answer_detections("No cats."))
+    np.testing.assert_array_equal(drawn, seen)
+
+
 def test_nothing_to_draw_returns_a_copy() -> None:
     source = grey()
     image = draw_answer(source, answer_detections("No cats."))
@@ -178,6 +193,12 @@ def test_a_label_wider_than_the_image_is_cut_to_fit(label: str) -> None:
     font = ImageFont.truetype(find_font(), 12)
     assert font.getlength(fitted) <= 300 - 2 * 3
     assert font.getlength(fitted[:-1] + label[len(fitted) - 1] + "…") > 300 - 2 * 3  # no shorter
+
+
+@pytest.mark.parametrize("width", [12, 28, 40])
+def test_a_tiny_image_keeps_each_labels_region_tag(width: int) -> None:
+    fitted = fit_label("#12 a sleeping cat", font_size=12, padding=3, width=width)
+    assert fitted in ("#12", "#12…")
 
 
 def test_a_label_that_fits_is_left_alone() -> None:

@@ -44,20 +44,24 @@ def chip(index: int, known: bool = True) -> str:
 
 def rich_text(text: str, num_regions: int) -> str:
     """`text` escaped, with `<regionN>` as chips, grounded labels in bold, structure tags hidden."""
-    out, pos = [], 0
+    out, pos, bold = [], 0, False
     for match in _PIECES.finditer(text):
         out.append(html.escape(text[pos : match.start()]))
         pos = match.end()
         if match.group("index") is not None:
             index = int(match.group("index"))
             out.append(chip(index, index < num_regions))
-        elif match.group("tag") == GROUND_OPEN:
+        elif match.group("tag") == GROUND_OPEN and not bold:
             out.append("<b>")
-        elif match.group("tag") == GROUND_CLOSE:
+            bold = True
+        elif match.group("tag") == GROUND_CLOSE and bold:
             out.append("</b> ")
+            bold = False
         elif match.group("tag") == OBJECTS_CLOSE:
             out.append(" ")
     out.append(html.escape(text[pos:]))
+    # An answer cut off inside a label leaves no bold running on into the rest of the page.
+    out.append("</b>" if bold else "")
     return "".join(out).strip().replace("\n", "<br>")
 
 
