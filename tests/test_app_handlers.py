@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
+import ui.handlers as handlers_module
 from fo1_core import model_thread
 from fo1_core.errors import FO1Error
 from fo1_core.export import decode_rle
@@ -28,7 +29,7 @@ from ui.answering import Answerer, Question
 from ui.boxes import boxes_of, editor_value
 from ui.editor import FILE_NAME
 from ui.examples import EXAMPLES_DIR, load_examples
-from ui.handlers import CONVERSATION, ENDED_CONVERSATION, STALE_NOTE, Handlers
+from ui.handlers import CONVERSATION, ENDED_CONVERSATION, STALE_NOTE, STOPPED_EARLY, Handlers
 from ui.proposing import Proposals, Proposing
 
 pytestmark = pytest.mark.slow
@@ -74,6 +75,7 @@ def run(
     conversation=None,
     clicked_at=None,
     masks=None,
+    request=REQUEST,
 ):
     return handlers.run(
         value,
@@ -87,14 +89,14 @@ def run(
         follow_up,
         conversation,
         clicked_at,
-        REQUEST,
+        request,
     )
 
 
 def boxes_changed(
-    handlers: Handlers, value, status: str = "", follow_up=False, conversation=None
+    handlers: Handlers, value, status: str = "", follow_up=False, conversation=None, at=None
 ) -> tuple:
-    return handlers.boxes_changed(value, status, follow_up, conversation, REQUEST)
+    return handlers.boxes_changed(value, status, follow_up, conversation, at, REQUEST)
 
 
 def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers) -> None:
@@ -148,7 +150,7 @@ def test_an_answer_at_the_token_limit_says_it_may_be_cut_short(endless: Handlers
     *_, (_, _, _, status, _, _) = run(endless, editor_value(IMAGE, BOXES), limit=16)
     assert "Stopped at the token limit" in status and "fo1-warning" in status
     assert "raise “Max new tokens”" in status
-    endless.remember_turn(False, {}, REQUEST)  # as the page does after every answer
+    endless.remember_turn(False, {}, "", REQUEST)  # as the page does after every answer
 
 
 def test_stop_pressed_while_the_question_waits_stops_it_before_it_starts(
@@ -222,7 +224,7 @@ def test_broken_image_is_a_visible_message(answering: Handlers, tmp_path: Path) 
 def test_failing_proposer_keeps_the_boxes(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES)
     editor, masks, status, seconds = answering.propose(
-        value, "florence2", "", 0.1, 10, "replace", {}
+        value, "florence2", "", 0.1, 10, "replace", {}, None, REQUEST
     )
     assert editor == SKIP and masks == SKIP and seconds == SKIP
     assert "fo1-error" in status and "could not be loaded" in status
@@ -230,7 +232,9 @@ def test_failing_proposer_keeps_the_boxes(answering: Handlers) -> None:
 
 def test_offline_proposals_add_to_the_boxes(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES)
-    editor, _, status, seconds = answering.propose(value, "offline", "", 0.0, 5, "add", {})
+    editor, _, status, seconds = answering.propose(
+        value, "offline", "", 0.0, 5, "add", {}, None, REQUEST
+    )
     labels = [box["label"] for box in editor["boxes"]]
     assert labels == [f"#{i}" for i in range(len(BOXES) + 5)]
     assert [[box[k] for k in ("xmin", "ymin", "xmax", "ymax")] for box in editor["boxes"][:3]] == (
@@ -246,13 +250,50 @@ def test_proposing_twice_does_not_add_the_same_boxes_again(
     found = Proposals([BOXES[0], nudged, [5, 5, 60, 60]], [0.9] * 3, ["cup"] * 3, None, 0.1)
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
     editor, _, status, _ = answering.propose(
-        editor_value(IMAGE, BOXES), "offline", "", 0.0, 5, "add", {}
+        editor_value(IMAGE, BOXES), "offline", "", 0.0, 5, "add", {}, None, REQUEST
     )
     corners = [[box[k] for k in ("xmin", "ymin", "xmax", "ymax")] for box in editor["boxes"]]
     assert corners == [*BOXES, [5, 5, 60, 60]]
     assert "3 proposals in 0.10 s, 2 already among your boxes; 4 boxes now." in status
-    again, _, status, _ = answering.propose(editor, "offline", "", 0.0, 5, "add", {})
+    again, _, status, _ = answering.propose(editor, "offline", "", 0.0, 5, "add", {}, None, REQUEST)
     assert len(again["boxes"]) == 4 and "all already among your boxes" in status
+
+
+def test_proposals_land_on_the_boxes_drawn_while_the_proposer_ran(
+    answering: Handlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = Proposals([[5, 5, 60, 60]], [0.9], ["cup"], None, 0.1)
+    clicked = editor_value(IMAGE, BOXES[:1])
+
+    def meanwhile(*_):
+        boxes_changed(answering, editor_value(IMAGE, BOXES[:2]), at=2.0)  # a box drawn
+        return found
+
+    monkeypatch.setattr(answering.proposing, "propose", meanwhile)
+    editor, *_ = answering.propose(clicked, "offline", "", 0.0, 5, "add", {}, 1.0, REQUEST)
+    assert boxes_of(editor) == [*BOXES[:2], [5, 5, 60, 60]]  # the new box stays
+
+    def new_image_meanwhile(*_):
+        answering.supersede(2.0, REQUEST)
+        return found
+
+    monkeypatch.setattr(answering.proposing, "propose", new_image_meanwhile)
+    editor, masks, status, _ = answering.propose(
+        clicked, "offline", "", 0.0, 5, "add", {}, 1.0, REQUEST
+    )
+    assert (editor, masks) == (SKIP, SKIP) and "A new image came" in status
+
+
+def test_no_proposals_leave_the_boxes_even_when_replacing(
+    answering: Handlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(answering.proposing, "propose", lambda *_: Proposals([], [], [], None, 0.1))
+    value = editor_value(IMAGE, BOXES)
+    editor, masks, status, _ = answering.propose(
+        value, "offline", "", 0.0, 5, "replace", {}, None, REQUEST
+    )
+    assert (editor, masks) == (SKIP, SKIP)
+    assert "No proposals in 0.10 s: your boxes are as they were." in status
 
 
 def test_proposed_masks_are_kept_drawn_and_exported(
@@ -265,7 +306,9 @@ def test_proposed_masks_are_kept_drawn_and_exported(
     found = Proposals(BOXES, [0.9] * 3, ["cup"] * 3, masks, seconds=0.1)
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
     value = editor_value(IMAGE, [])
-    editor, kept, _, _ = answering.propose(value, "sam3", "cup", 0.5, 10, "replace", {})
+    editor, kept, _, _ = answering.propose(
+        value, "sam3", "cup", 0.5, 10, "replace", {}, None, REQUEST
+    )
     *_, files = list(run(answering, editor, masks=kept))[-1]
     detections = json.loads(Path(files[1]).read_text())["detections"]
     assert [d["region_index"] for d in detections] == [0, 2]
@@ -344,7 +387,7 @@ def test_a_question_refused_says_the_answer_shown_is_the_one_before(answering: H
     *_, (answer, _, image, refused, _, _) = run(answering, editor_value(IMAGE, BOXES), text="")
     assert answer == SKIP and image == SKIP  # the answer stays on screen
     assert "The answer shown is the one to the question before." in refused
-    answering.remember_turn(False, {}, REQUEST)
+    answering.remember_turn(False, {}, "", REQUEST)
 
 
 def test_a_failed_answer_is_not_marked_stale(
@@ -353,7 +396,7 @@ def test_a_failed_answer_is_not_marked_stale(
     answering.new_image(REQUEST)
     boxes_changed(answering, editor_value(IMAGE, BOXES))
     list(run(answering, editor_value(IMAGE, BOXES)))  # an answer, then one that fails
-    answering.remember_turn(False, {}, REQUEST)
+    answering.remember_turn(False, {}, "", REQUEST)
 
     def failing(*_):
         raise FO1Error("The GPU is out of memory.")
@@ -366,6 +409,56 @@ def test_a_failed_answer_is_not_marked_stale(
     assert boxes_changed(answering, editor_value(IMAGE, BOXES[:1]), status)[3] == SKIP
     *_, (_, _, _, refused, _, _) = run(answering, editor_value(IMAGE, BOXES), text="")
     assert "question before" not in refused
+
+
+def test_a_refused_question_keeps_the_note_that_the_answer_is_about_other_boxes(
+    answering: Handlers,
+) -> None:
+    asked = editor_value(IMAGE, BOXES)
+    boxes_changed(answering, asked)
+    *_, (_, _, _, done, _, _) = run(answering, asked)
+    answering.remember_turn(False, {}, done, REQUEST)
+    moved = editor_value(IMAGE, BOXES[:2])
+    boxes_changed(answering, moved, done)
+    *_, (_, _, _, refused, _, _) = run(answering, moved, text="")
+    assert "type the categories" in refused and refused.endswith(STALE_NOTE)
+
+
+def test_a_box_change_sent_with_the_streaming_status_is_marked_once_the_answer_ends(
+    answering: Handlers,
+) -> None:
+    asked = editor_value(IMAGE, BOXES)
+    boxes_changed(answering, asked)
+    *_, (_, _, _, streaming, _, _), (_, _, _, done, _, _) = run(answering, asked)
+    # The page sent the status it showed while streaming; the answer had ended meanwhile.
+    assert boxes_changed(answering, editor_value(IMAGE, BOXES[:2]), streaming)[3] == SKIP
+    assert answering.remember_turn(False, {}, done, REQUEST)[2] == done + STALE_NOTE
+
+
+@pytest.mark.parametrize("event", ["stop", "supersede"])
+def test_a_stop_or_new_image_while_the_question_is_prepared_ends_it(
+    endless: Handlers, monkeypatch: pytest.MonkeyPatch, event: str
+) -> None:
+    prepare = endless.answerer.prepare
+    page = gr.Request(session_hash=f"interrupted-by-{event}")
+    # A new image waits for the answer to end: here it is the same thread, which would wait it out.
+    monkeypatch.setattr(handlers_module, "SUPERSEDE_WAIT_S", 0)
+
+    def interrupted(*args):
+        getattr(endless, event)(2.0, page)  # after the Run click at 1.0 (a large photo)
+        return prepare(*args)
+
+    monkeypatch.setattr(endless.answerer, "prepare", interrupted)
+    value = editor_value(IMAGE, BOXES)
+    steps = list(run(endless, value, limit=100_000, clicked_at=1.0, request=page))
+    assert steps == ([(SKIP, SKIP, SKIP, STOPPED_EARLY, SKIP, SKIP)] if event == "stop" else [])
+    assert endless._session(page).running is None
+
+
+def test_a_turn_that_ended_just_before_a_new_image_is_not_filed(answering: Handlers) -> None:
+    list(run(answering, editor_value(IMAGE, BOXES), follow_up=True))
+    answering.new_image(REQUEST)  # before the page files the turn
+    assert answering.remember_turn(True, {}, "", REQUEST)[:2] == (SKIP, SKIP)
 
 
 def test_a_question_closed_as_it_starts_leaves_nothing_running(endless: Handlers) -> None:
@@ -452,7 +545,7 @@ def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:
     answering.answerer.pipeline.encoder.clear()
     first = list(run(answering, value, text="cup", follow_up=True))
     assert "already encoded" not in first[-1][3]
-    conversation, history = answering.remember_turn(True, {}, session)
+    conversation, history, _ = answering.remember_turn(True, {}, "", session)
     assert len(conversation["turns"]) == 1 and "You:" in history
 
     turns = answering.answerer.pipeline.encoder.turns.stats().hits
@@ -462,7 +555,7 @@ def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:
     )
     assert "Done" in steps[-1][3]
     assert re.search(r"image, boxes and \d+ prompt tokens already encoded", steps[-1][3])
-    conversation, history = answering.remember_turn(True, conversation, session)
+    conversation, history, _ = answering.remember_turn(True, conversation, "", session)
     assert [question for question, _ in conversation["turns"]] == [
         "Please detect cup in this image. Answer the question with object indexes.",
         free,
@@ -490,14 +583,14 @@ def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:
 def test_moving_a_box_starts_a_new_conversation(answering: Handlers) -> None:
     session = gr.Request(session_hash="test-session")
     list(run(answering, editor_value(IMAGE, BOXES), follow_up=True))
-    conversation, _ = answering.remember_turn(True, {}, session)
+    conversation, *_ = answering.remember_turn(True, {}, "", session)
     moved = [BOXES[0], BOXES[1], [300, 50, 420, 300]]
     steps = list(
         run(answering, editor_value(IMAGE, moved), follow_up=True, conversation=conversation)
     )
     assert "a new conversation starts" in steps[0][3]
     assert "a new conversation starts" in steps[-1][3]  # still said once the answer is out
-    conversation, _ = answering.remember_turn(True, conversation, session)
+    conversation, *_ = answering.remember_turn(True, conversation, "", session)
     assert len(conversation["turns"]) == 1
 
 
@@ -507,7 +600,7 @@ def test_a_conversation_about_other_boxes_says_the_next_question_starts_anew(
     asked = editor_value(IMAGE, BOXES)
     boxes_changed(answering, asked)
     list(run(answering, asked, follow_up=True))
-    conversation, history = answering.remember_turn(True, {}, REQUEST)
+    conversation, history, _ = answering.remember_turn(True, {}, "", REQUEST)
     assert CONVERSATION in history
     moved = editor_value(IMAGE, [BOXES[0], [v + 30 for v in BOXES[1]], BOXES[2]])
     history = boxes_changed(answering, moved, "", True, conversation)[4]
@@ -525,15 +618,15 @@ def test_a_stopped_follow_up_answer_says_it_is_not_kept(endless: Handlers) -> No
     endless.stop(None, session)
     *_, last = stream
     assert "Stopped by you" in last[3] and "not kept in the conversation" in last[3]
-    assert endless.remember_turn(True, {}, session) == (SKIP, SKIP)
+    assert endless.remember_turn(True, {}, "", session) == (SKIP, SKIP, SKIP)
 
 
 def test_without_follow_up_each_question_stands_alone(answering: Handlers) -> None:
     session = gr.Request(session_hash="test-session")
     list(run(answering, editor_value(IMAGE, BOXES)))
-    first, history = answering.remember_turn(False, {}, session)
+    first, history, _ = answering.remember_turn(False, {}, "", session)
     list(run(answering, editor_value(IMAGE, BOXES), conversation=first))
-    second, _ = answering.remember_turn(False, first, session)
+    second, *_ = answering.remember_turn(False, first, "", session)
     assert len(second["turns"]) == 1 and history == ""
 
 

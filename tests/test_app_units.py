@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -356,6 +357,22 @@ def test_turned_copies_go_once_unused_for_long(tmp_path) -> None:
     turned(str(tmp_path / "a.png"), 2)  # a new copy clears the old ones
     assert not Path(old).exists() and Path(used).exists()
     assert Image.open(used).size == (20, 40)
+
+
+def test_a_turned_copy_is_never_read_half_written(tmp_path) -> None:
+    """The editor's events for one turn come together: each reader gets the whole image."""
+    source = tmp_path / "large.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1500, 2000, 3), np.uint8)).save(
+        source
+    )
+
+    def read_turned(delay: float) -> tuple[int, int]:
+        time.sleep(delay)
+        return open_image(turned(str(source), 1)).size
+
+    with ThreadPoolExecutor(4) as pool:
+        sizes = list(pool.map(read_turned, [0, 0.05, 0.1, 0.2]))
+    assert sizes == [(1500, 2000)] * 4
 
 
 def test_answers_finishing_together_both_get_their_folder() -> None:

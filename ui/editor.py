@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -215,9 +217,14 @@ def turned(image: str, turns: int) -> str:
         path.touch()  # in use: kept for another while
     else:
         _TURNED.prune()
+        # Written whole under another name, then renamed: the editor's events for one turn come
+        # together, and one must not read the file while another is still writing it.
+        partial = path.with_name(f"{name}.{threading.get_ident()}.partial.png")
         try:
             with Image.open(image) as source:
-                ImageOps.exif_transpose(source).rotate(-90 * turns, expand=True).save(path)
+                ImageOps.exif_transpose(source).rotate(-90 * turns, expand=True).save(partial)
+            os.replace(partial, path)
         except (OSError, ValueError, Image.DecompressionBombError):
+            partial.unlink(missing_ok=True)
             return image  # opening it for the model gives the message about what is wrong
     return str(path)

@@ -108,6 +108,7 @@ class _Session:
     finished: tuple[ConversationKey, str, str] | None = None  # until `remember_turn` files it
     answered: ConversationKey | None = None  # the image and boxes of the answer shown
     editing: ConversationKey | None = None  # those in the editor now
+    edited_at: float | None = None  # when they last changed, by the page's clock
 
     def changed_since(self, asked: ConversationKey) -> bool:
         """Whether the editor holds other boxes (or another image) than `asked`."""
@@ -155,6 +156,7 @@ class Handlers:
         status: str | None,
         follow_up: bool,
         conversation: dict | None,
+        page_time: float | None,
         request: gr.Request,
     ) -> tuple:
         """Refreshes every region picker, the box count (the page numbers the boxes) and the
@@ -180,10 +182,11 @@ class Handlers:
             self.ahead.want(image, boxes)
         session = self._session(request)
         session.editing = conversation_key(image, boxes)
+        session.edited_at = page_time
         marked = with_stale_note(status, session.stale)
-        # A streaming answer rewrites the status and history itself, and checks the boxes once
-        # it ends.
-        streaming = session.running is not None
+        # A streaming answer rewrites the status and history itself, and `remember_turn` checks
+        # the boxes once it ends (the page may send its streaming status after the end).
+        streaming = session.running is not None or (status or "").startswith(ANSWERING_STATUS)
         stale = gr.skip() if streaming or marked == (status or "") else marked
         history = gr.skip() if streaming else history_view(follow_up, conversation, session.editing)
         if boxes:
@@ -222,7 +225,8 @@ class Handlers:
     def new_image(self, request: gr.Request) -> tuple:
         """A new image (or none): the old one's masks, proposal time, answer and conversation
         no longer apply. Outputs: masks, proposal time, then `cleared_answer`'s."""
-        self._session(request).answered = None
+        session = self._session(request)
+        session.answered = session.finished = None  # a turn not yet filed is the old image's
         return {}, None, *cleared_answer()
 
     def supersede(self, page_time: float | None, request: gr.Request) -> None:
@@ -250,8 +254,14 @@ class Handlers:
         max_count: float,
         mode: str,
         masks: MaskStore,
+        clicked_at: float | None,
+        request: gr.Request,
     ) -> tuple:
-        """Adds the proposals to the boxes (or replaces them); masks are kept for drawing."""
+        """Adds the proposals to the boxes (or replaces them); masks are kept for drawing.
+
+        Propose may wait behind other questions: the boxes it adds to are the editor's when it
+        ends, and after a new image (both by the page's clock, `clicked_at` being the click's)
+        it adds nothing. Outputs: editor, masks, status, proposal time."""
         image = image_of(value)
         try:
             held = self.ahead.held() if self.ahead is not None else nullcontext()
@@ -262,7 +272,18 @@ class Handlers:
         except Exception as error:
             logger.exception("Proposer %s failed", proposer)
             return gr.skip(), gr.skip(), error_html(f"The proposer failed: {error}"), gr.skip()
-        keep = boxes_of(value) if mode == "add" else []
+        session = self._session(request)
+        if _later(session.superseded_at, clicked_at):
+            message = "A new image came while the proposer ran: its proposals are not added."
+            return gr.skip(), gr.skip(), status_html(message, "warning"), gr.skip()
+        seconds = f"{found.seconds:.2f} s"
+        if not found.boxes:
+            message = f"No proposals in {seconds}: your boxes are as they were."
+            return gr.skip(), gr.skip(), status_html(message, "warning"), found.seconds
+        keep = boxes_of(value)
+        if _later(session.edited_at, clicked_at) and session.editing is not None:
+            keep = [list(box) for box in session.editing[1]]  # drawn while the proposer ran
+        keep = keep if mode == "add" else []
         masks = dict(masks) if mode == "add" else {}
         fresh = new_to(keep, found.boxes)
         if found.masks is not None:
@@ -271,7 +292,7 @@ class Handlers:
         known = len(found.boxes) - len(fresh)
         already = f", {'all' if not fresh else known} already among your boxes" if known else ""
         proposals = "1 proposal" if len(found.boxes) == 1 else f"{len(found.boxes)} proposals"
-        message = f"{proposals} in {found.seconds:.2f} s{already}; {box_count(len(boxes))} now."
+        message = f"{proposals} in {seconds}{already}; {box_count(len(boxes))} now."
         if len(boxes) > MAX_REGIONS:
             message += f" Only the first {MAX_REGIONS} go to the model."
         shown = editor_value(image, boxes, file_name_of(value))
@@ -369,52 +390,59 @@ class Handlers:
             return
         stopped_at, session.stopped_at = session.stopped_at, None
         if _later(stopped_at, clicked_at):
-            message = "Stopped by you before the answer started."
-            yield (gr.skip(), gr.skip(), gr.skip(), status_html(message), gr.skip(), gr.skip())
+            yield (gr.skip(), gr.skip(), gr.skip(), STOPPED_EARLY, gr.skip(), gr.skip())
             return
-        boxes = boxes_of(value)
-        question = Question(
-            image=image_of(value),
-            boxes=boxes,
-            task=task,
-            text=shown_text(task, text, free_text),
-            regions=tuple(regions or ()),
-            masks=masks_for(boxes, masks or {}),
-            file_name=file_name_of(value),
-        )
-        key = conversation_key(question.image, question.boxes)
-        history = turns_about(conversation, key) if follow_up else []
-        try:
-            prepared = self.answerer.prepare(question, history)
-        except FO1Error as error:
-            # The answer on screen stays; said so, it does not read as this question's.
-            shown = [EARLIER_ANSWER] if session.answered is not None else []
-            message = error_html(" ".join([str(error), *shown]))
-            yield (gr.skip(), gr.skip(), gr.skip(), message, gr.skip(), gr.skip())
-            return
-        started_over = follow_up and conversation and conversation.get("turns") and not history
-        restart = [NEW_CONVERSATION] if started_over else []
-
-        def conversation_notes(generation: Generation) -> list[str]:
-            stopped = follow_up and generation.stop_reason == "cancelled"
-            return [*restart, *([NOT_KEPT] if stopped else [])]
-
-        asked = _Asked(
-            question,
-            prepared,
-            history,
-            proposals_s,
-            conversation_notes,
-            editor_differs=lambda: session.changed_since(key),
-        )
+        # Running from here: a Stop or a new image that comes while the question is prepared
+        # (a large photo takes a while) finds it, and is looked at once the question is ready.
         running = session.running = _Running()
         try:
+            boxes = boxes_of(value)
+            question = Question(
+                image=image_of(value),
+                boxes=boxes,
+                task=task,
+                text=shown_text(task, text, free_text),
+                regions=tuple(regions or ()),
+                masks=masks_for(boxes, masks or {}),
+                file_name=file_name_of(value),
+            )
+            key = conversation_key(question.image, question.boxes)
+            history = turns_about(conversation, key) if follow_up else []
+            try:
+                prepared = self.answerer.prepare(question, history)
+            except FO1Error as error:
+                # The answer on screen stays; said so, it does not read as this question's, nor
+                # (if so) as about the boxes in the editor now.
+                shown = [EARLIER_ANSWER] if session.answered is not None else []
+                message = error_html(" ".join([str(error), *shown]))
+                status = with_stale_note(message, session.stale)
+                yield (gr.skip(), gr.skip(), gr.skip(), status, gr.skip(), gr.skip())
+                return
+            if running.cancel.is_set():
+                if not superseded():
+                    yield (gr.skip(), gr.skip(), gr.skip(), STOPPED_EARLY, gr.skip(), gr.skip())
+                return
+            turns = follow_up and conversation and conversation.get("turns")
+            restart = [NEW_CONVERSATION] if turns and not history else []
+
+            def conversation_notes(generation: Generation) -> list[str]:
+                stopped = follow_up and generation.stop_reason == "cancelled"
+                return [*restart, *([NOT_KEPT] if stopped else [])]
+
+            asked = _Asked(
+                question,
+                prepared,
+                history,
+                proposals_s,
+                conversation_notes,
+                editor_differs=lambda: session.changed_since(key),
+            )
             session.answered = None  # the placeholder empties the answer area
             yield (
                 answer_html_placeholder(),
                 reasoning_placeholder(),
                 None,
-                status_html(" ".join(["Answering…", *prepared.notices, *restart])),
+                status_html(" ".join([ANSWERING, *prepared.notices, *restart])),
                 [],
                 None,
             )
@@ -423,8 +451,7 @@ class Handlers:
                     return
                 session.answered = key  # an answer about these boxes is on screen
                 if generation is not None and generation.stop_reason != "cancelled":
-                    turn = (key, prepared.user_text, generation.answer)
-                    session.finished = turn
+                    session.finished = (key, prepared.user_text, generation.answer)
                 yield outputs
         except FO1Error as error:
             yield (gr.skip(), gr.skip(), gr.skip(), error_html(str(error)), gr.skip(), gr.skip())
@@ -458,7 +485,7 @@ class Handlers:
                         answer_html(step.answer, num),
                         reasoning_html(step.answer, num),
                         step.image if step.image is not None else gr.skip(),
-                        status_html(f"Answering… {step.tokens} tokens"),
+                        status_html(f"{ANSWERING} {step.tokens} tokens"),
                         gr.skip(),
                         gr.skip(),
                     ),
@@ -503,18 +530,22 @@ class Handlers:
             )
 
     def remember_turn(
-        self, follow_up: bool, conversation: dict | None, request: gr.Request
+        self, follow_up: bool, conversation: dict | None, status: str | None, request: gr.Request
     ) -> tuple:
-        """Files the turn `run` just finished: appended in follow-up mode, else a fresh start,
-        so ticking follow-up after a question continues from that question."""
+        """After `run`: files the turn it finished (appended in follow-up mode, else a fresh
+        start, so ticking follow-up after a question continues from that question), and marks
+        its status if the boxes changed as it ended (`boxes_changed` leaves that to this).
+        Outputs: conversation, history, status."""
         session = self._session(request)
+        marked = with_stale_note(status, session.stale)
+        stale = gr.skip() if marked == (status or "") else marked
         finished, session.finished = session.finished, None
         if finished is None:
-            return gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), stale
         key, question, answer = finished
         turns = turns_about(conversation, key) if follow_up else []
         updated = {"key": key, "turns": [*turns, (question, answer)]}
-        return updated, history_view(follow_up, updated, session.editing)
+        return updated, history_view(follow_up, updated, session.editing), stale
 
     @staticmethod
     def new_conversation() -> tuple:
@@ -526,6 +557,9 @@ class Handlers:
         return history_view(follow_up, conversation, self._session(request).editing)
 
 
+ANSWERING = "Answering…"
+ANSWERING_STATUS = status_html(ANSWERING).removesuffix("</div>")
+"""How every status of an answer still streaming begins."""
 NEW_CONVERSATION = "The image or boxes changed, so a new conversation starts."
 CONVERSATION = "Conversation so far"
 ENDED_CONVERSATION = (
@@ -546,6 +580,7 @@ def with_stale_note(status: str | None, stale: bool) -> str:
 
 
 NOT_KEPT = "A stopped answer is not kept in the conversation."
+STOPPED_EARLY = status_html("Stopped by you before the answer started.")
 EARLIER_ANSWER = "The answer shown is the one to the question before."
 CUT_SHORT = "The answer may be cut short: raise “Max new tokens” to let it finish."
 

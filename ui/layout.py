@@ -24,9 +24,9 @@ GPU = "gpu"
 """One concurrency group for everything that runs a model: they share one GPU."""
 
 WITH_PAGE_TIME = "(...inputs) => [...inputs.slice(0, -1), Date.now()]"
-"""Run's, Stop's and a new image's page-side step: their last input becomes the page's clock, so
-the server can tell a Stop or a new image that came after a Run click still waiting in the queue
-(`Handlers.stop`, `Handlers.supersede`)."""
+"""The page-side step of Run, Stop, Propose, a box edit and a new image: their last input becomes
+the page's clock, so the server can tell a Stop, a box edit or a new image that came after a
+click still waiting in the queue (`Handlers.stop`, `Handlers.supersede`, `Handlers.propose`)."""
 
 SCROLL_TO_THE_END = """() => requestAnimationFrame(() => {
     const panel = document.querySelector("SELECTOR");
@@ -237,8 +237,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         )
         editor.change(
             handlers.boxes_changed,
-            [editor, status, follow_up, conversation],
+            [editor, status, follow_up, conversation, page_time],
             [regions, insert, box_note, status, history, numbers],
+            js=WITH_PAGE_TIME,
             api_visibility="private",
             concurrency_limit=None,
         ).then(None, box_note, editor, js=EMPTY_IF_UNREADABLE, api_visibility="private")
@@ -288,8 +289,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         )
         propose.click(
             handlers.propose,
-            [editor, proposer, proposer_text, threshold, max_count, mode, masks],
+            [editor, proposer, proposer_text, threshold, max_count, mode, masks, page_time],
             [editor, masks, status, proposals_s],
+            js=WITH_PAGE_TIME,
             api_name="ui_propose",
             api_visibility="private",
             concurrency_id=GPU,
@@ -342,8 +344,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         history.change(None, js=SHOW_THE_LATEST_TURN, api_visibility="private")
         answering.then(
             handlers.remember_turn,
-            [follow_up, conversation],
-            [conversation, history],
+            [follow_up, conversation, status],
+            [conversation, history, status],
             api_visibility="private",
             concurrency_limit=None,
         )
