@@ -104,7 +104,8 @@ def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers)
     answer, reasoning, image, status, table, files = steps[-1]
     assert "Done" in status and "fo1-done" in status
     assert "red circle" in answer and answer.count("fo1-chip") == 2
-    assert image.shape == (400, 600, 3)
+    assert np.asarray(Image.open(image)).shape == (400, 600, 3)
+    assert Path(image).name == "coffee-fo1-answer.png"  # what its download button saves
     assert [row[:2] for row in table] == [[0, "red circle"], [2, "red circle"]]
     assert [Path(f).name for f in files] == [
         "coffee-fo1-answer.png",
@@ -322,7 +323,8 @@ def test_the_editors_rotate_buttons_turn_the_image_the_model_sees(answering: Han
     *_, (_, _, image, status, table, _) = run(answering, value)
     assert "Done" in status
     width, height = Image.open(IMAGE).size
-    assert image.shape == (width, height, 3)  # drawn on the turned image, as the boxes were
+    # Drawn on the turned image, as the boxes were.
+    assert np.asarray(Image.open(image)).shape == (width, height, 3)
     assert [row[2:] for row in table] == [boxes[0], boxes[2]]
 
 

@@ -519,7 +519,7 @@ class Handlers:
                 (
                     answer_html(step.answer, num),
                     reasoning_html(step.answer, num),
-                    image,
+                    files.image,  # as a file, its download button saves it by the image's name
                     with_stale_note(
                         status_html(f"{status}. {warnings}".strip(), kind), asked.editor_differs()
                     ),

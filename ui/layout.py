@@ -28,6 +28,27 @@ WITH_PAGE_TIME = "(...inputs) => [...inputs.slice(0, -1), Date.now()]"
 the page's clock, so the server can tell a Stop, a box edit or a new image that came after a
 click still waiting in the queue (`Handlers.stop`, `Handlers.supersede`, `Handlers.propose`)."""
 
+SHOW_THE_ANSWER = """() => {
+    const answer = document.querySelector("#fo1-answer");
+    if (answer && answer.getBoundingClientRect().top > 0.6 * innerHeight) {
+        document.querySelector("#fo1-run").scrollIntoView({block: "start", behavior: "smooth"});
+    }
+}"""
+"""Where the answer would stream in below the window (a laptop's screen, a phone), scrolls to put
+Run at the top, the status and answer under it."""
+
+ASK = f"""(...inputs) => {{
+    document.body.classList.add("fo1-busy");
+    ({SHOW_THE_ANSWER})();
+    return ({WITH_PAGE_TIME})(...inputs);
+}}"""
+"""Run's page-side step: marks the page as waiting for its answer (`app_css` dims Run, `IDLE`
+ends it), shows where the answer comes, and adds the click's time (`WITH_PAGE_TIME`). In the
+run's own step, not a listener of its own: Gradio starts a page-only listener of the same click
+after the answer has ended."""
+
+IDLE = "() => { document.body.classList.remove('fo1-busy'); }"
+
 SCROLL_TO_THE_END = """() => requestAnimationFrame(() => {
     const panel = document.querySelector("SELECTOR");
     if (panel) panel.scrollTop = panel.scrollHeight;
@@ -57,9 +78,10 @@ PLACE_CARET = """(selection) => requestAnimationFrame(() => {
 
 INTRO = """# VLM-FO1: ask about regions
 Draw boxes on the image (or propose them), pick a task, and the model answers by naming boxes.
-Each box is a region `#i` in the order drawn. Under the image, the box tool (or **C**) draws; the
-hand tool (or **D**) moves a box, resizes it by a corner, or selects it to remove with **Delete**
-or the bin button. An image that comes with boxes opens with the hand tool."""
+Each box is a region `#i` in the order drawn. Under the image, the box tool (or <kbd>C</kbd>)
+draws; the hand tool (or <kbd>D</kbd>) moves a box, resizes it by a corner, or selects it to remove
+with <kbd>Delete</kbd> or the bin button. An image that comes with boxes opens with the hand tool.
+"Boxes as numbers" shows and sets them as coordinates."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +108,18 @@ def app_css() -> str:
 .fo1-error {{ background: #fde2e1; color: #8a1c12; font-weight: 600; }}
 .fo1-warning {{ background: #fff4d6; color: #6b4e00; }}
 .fo1-done {{ background: #e3f6e5; color: #1d5a24; }}
+.dark .fo1-error {{ background: #4c1d19; color: #ffd9d4; }}
+.dark .fo1-warning {{ background: #45370f; color: #ffecb3; }}
+.dark .fo1-done {{ background: #173d1d; color: #cdeccf; }}
+kbd {{ padding: 0 0.35em; border: 1px solid var(--border-color-primary); border-radius: 0.3em;
+    font: inherit; font-size: 0.9em; background: var(--background-fill-secondary); }}
+/* While the page's question is queued or answered (`ASK`): Run is dimmed, Stop is not. */
+body.fo1-busy #fo1-run, body:not(.fo1-busy) #fo1-stop {{ opacity: 0.5; }}
+body.fo1-busy #fo1-run {{ cursor: progress; }}
 #fo1-answer .fo1-answer {{ max-height: 20em; overflow-y: auto; }}
 /* The examples in columns of 140 px or more, as many as fit: all four show on a phone too. */
 #fo1-gallery .grid-wrap {{ min-height: 0; max-height: none; }}
+#fo1-gallery .caption-label {{ white-space: normal; max-width: calc(100% - 1em); }}
 #fo1-gallery .grid-container {{
     grid-template-columns: repeat(auto-fill, minmax(min(140px, 100%), 1fr));
     grid-template-rows: none;
@@ -318,8 +349,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             [editor, task, text, regions, free_text],
             api_visibility="private",
         )
+        asked = [run.click, text.submit]  # Enter in the task's one-line text field asks too
         answering = gr.on(
-            [run.click, text.submit],  # Enter in the task's one-line text field asks too
+            asked,
             handlers.run,
             [
                 editor,
@@ -335,11 +367,12 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 page_time,
             ],
             [answer, reasoning, result, status, table, downloads],
-            js=WITH_PAGE_TIME,
+            js=ASK,
             api_visibility="private",
             concurrency_id=GPU,
             concurrency_limit=settings.concurrency,
         )
+        answering.then(None, js=IDLE, api_visibility="private")
         answer.change(None, js=FOLLOW_THE_ANSWER, api_visibility="private")
         history.change(None, js=SHOW_THE_LATEST_TURN, api_visibility="private")
         answering.then(
@@ -365,6 +398,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         )
         # Off ZeroGPU the stop event ends generation cleanly (the partial answer is kept and
         # drawn); on ZeroGPU the stream runs in another process, so the job is cancelled too.
+        stop.click(None, js=IDLE, api_visibility="private")
         stop.click(
             handlers.stop,
             page_time,

@@ -370,9 +370,16 @@ def test_detection_streams_and_stop_really_stops(page) -> None:
     page.locator("#fo1-status", has_text="Answering").wait_for()
     page.locator("#fo1-answer", has_text="many regions").wait_for()
     assert "Answering" in status_text(page)
+    # While it answers, Run is dimmed and Stop is not; the answer is in the window.
+    assert page.evaluate("document.body.classList.contains('fo1-busy')")
+    assert page.locator("#fo1-answer").bounding_box()["y"] < page.viewport_size["height"]
     shot(page, "4-streaming")
     page.locator("#fo1-stop").click()
     page.locator("#fo1-status", has_text="Stopped by you").wait_for()
+    page.wait_for_function("!document.body.classList.contains('fo1-busy')")
+    # The result image's own download button saves it by the image's name.
+    name = page.locator("#fo1-result a[download]").first.get_attribute("download")
+    assert re.fullmatch(r".+-fo1-answer\.png", name), name
     page.wait_for_timeout(300)
     # The panel shows the newest text, not the first lines.
     scrolled = "(p => p.scrollTop > 0 && p.scrollTop + p.clientHeight >= p.scrollHeight - 2)"
@@ -589,7 +596,7 @@ def test_boxes_along_the_top_edge_show_their_number(page) -> None:
 
 def test_boxes_are_read_and_set_as_numbers(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
-    page.get_by_text("Boxes as numbers").click()
+    page.get_by_text("Boxes as numbers", exact=True).click()
     numbers = page.locator("#fo1-box-numbers textarea")
     assert numbers.input_value().splitlines()[0] == "170, 10, 420, 200"  # box #0, drawn first
     numbers.fill("20, 30, 200, 250\n300 40 580 380")  # typed with the keyboard only
