@@ -69,7 +69,12 @@ def to_coco_dataset(detections: sv.Detections, file_name: str, width: int, heigh
     categories = coco_categories(detections.data.get(CLASS_NAME_KEY, []))
     annotations = []
     for number, (i, result) in enumerate(_coco_entries(detections, 1, categories), start=1):
-        _, _, box_width, box_height = result["bbox"]
+        # A box given partly outside the image is cut to it: annotation tools refuse the rest.
+        x, y, box_width, box_height = result["bbox"]
+        x1, y1 = min(max(x, 0), width), min(max(y, 0), height)
+        x2, y2 = min(max(x + box_width, 0), width), min(max(y + box_height, 0), height)
+        box_width, box_height = x2 - x1, y2 - y1
+        result["bbox"] = [x1, y1, box_width, box_height]
         area = (
             box_width * box_height if detections.mask is None else float(detections.mask[i].sum())
         )

@@ -199,3 +199,12 @@ def test_coco_dataset_is_the_answer_as_annotations(with_masks: bool, tmp_path: P
     assert [a["area"] for a in annotations] == expected
     if with_masks:
         assert np.array_equal(dataset.annToMask(annotations[1]), box_masks()[2])
+
+
+def test_coco_dataset_boxes_are_cut_to_the_image() -> None:
+    """A box given partly outside the image (the API allows it) is annotated inside it."""
+    outside = np.array([[-10.0, -5.0, 50.0, 40.0], [70.0, 50.0, WIDTH + 30.0, HEIGHT + 30.0]])
+    answer = parse_answer("<ground>cat</ground><objects><region0><region1></objects>", 2)
+    dataset = to_coco_dataset(to_detections(answer, outside), "cat.jpg", WIDTH, HEIGHT)
+    assert [a["bbox"] for a in dataset["annotations"]] == [[0, 0, 50, 40], [70, 50, 10, 10]]
+    assert [a["area"] for a in dataset["annotations"]] == [2000, 100]
