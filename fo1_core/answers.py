@@ -17,6 +17,7 @@ dropped and reported in ``Answer.warnings``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -53,6 +54,8 @@ _TOKEN = re.compile(
     f"|(?P<control>{'|'.join(map(re.escape, CHAT_CONTROL_STRINGS))})"
 )
 _INTEGER = re.compile(r"\d+")
+COUNT_DIGITS = 18
+"""The longest count `count_rule` reads as written (see there)."""
 _KNOWN_TAGS = (*ANSWER_TAGS, *CHAT_CONTROL_STRINGS)
 
 
@@ -103,13 +106,17 @@ def parse_answer(text: str, num_regions: int | None = None) -> Answer:
         parser.feed(kind, value)
     parser.finish()
     cleaned = _clean(text)
-    thinking = _section(cleaned, THINK_OPEN, THINK_CLOSE)
-    if thinking is None:
+    think_at, answer_at = cleaned.find(THINK_OPEN), cleaned.find(ANSWER_OPEN)
+    if think_at < 0 or 0 <= answer_at < think_at:
+        # No reasoning before the answer; an answer may still mention `<think>`.
         final = _section(cleaned, ANSWER_OPEN, ANSWER_CLOSE)
+        after = cleaned.partition(ANSWER_CLOSE)[2] if final is not None else cleaned
+        thinking = _section(after, THINK_OPEN, THINK_CLOSE)
     else:
         # The answer comes after the reasoning, which may itself mention `<answer>` (the
         # reasoning template asks for those tags); while the reasoning streams, none is out yet.
-        _, closed, after = cleaned.partition(THINK_OPEN)[2].partition(THINK_CLOSE)
+        thinking = _section(cleaned, THINK_OPEN, THINK_CLOSE)
+        _, closed, after = cleaned[think_at:].partition(THINK_CLOSE)
         final = _section(after, ANSWER_OPEN, ANSWER_CLOSE) if closed else None
         if final is None and closed:
             # `<think>…</think>` followed by plain text: that text is the answer.
@@ -134,11 +141,8 @@ def count_rule(text: str) -> int:
     match = _INTEGER.search(REGION_REFERENCE.sub("", text))
     if match is None:
         return 0
-    digits = match.group().lstrip("0") or "0"
+    digits = "".join(str(unicodedata.digit(c)) for c in match.group()).lstrip("0") or "0"
     return int(digits) if len(digits) <= COUNT_DIGITS else 10**COUNT_DIGITS
-
-
-COUNT_DIGITS = 18
 
 
 def to_detections(

@@ -13,6 +13,7 @@ import numpy as np
 import supervision as sv
 
 from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY, Answer, class_ids
+from fo1_core.processing import clip_box
 
 
 def to_json(answer: Answer, detections: sv.Detections) -> dict:
@@ -71,8 +72,7 @@ def to_coco_dataset(detections: sv.Detections, file_name: str, width: int, heigh
     for number, (i, result) in enumerate(_coco_entries(detections, 1, categories), start=1):
         # A box given partly outside the image is cut to it: annotation tools refuse the rest.
         x, y, box_width, box_height = result["bbox"]
-        x1, y1 = min(max(x, 0), width), min(max(y, 0), height)
-        x2, y2 = min(max(x + box_width, 0), width), min(max(y + box_height, 0), height)
+        x1, y1, x2, y2 = clip_box([x, y, x + box_width, y + box_height], width, height)
         box_width, box_height = x2 - x1, y2 - y1
         result["bbox"] = [x1, y1, box_width, box_height]
         area = (

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -38,26 +39,7 @@ BICUBIC = 3
 
 def open_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
     """Reads an image as the user sees it: EXIF orientation applied, RGB, size checked."""
-    if source is None:
-        raise FO1Error("No image: upload an image first.")
-    if isinstance(source, (str, Path)):
-        refuse_url(source, FO1Error)
-    if isinstance(source, Image.Image):
-        image = source
-    else:
-        try:
-            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        except Image.DecompressionBombError as error:
-            raise FO1Error(f"The image is too large to open safely ({error}).") from error
-        except FileNotFoundError as error:  # a mistyped path, or an upload the server deleted
-            raise FO1Error(
-                f"The image file '{Path(source).name}' is not there: check the path, or upload "
-                "the image again."
-            ) from error
-        except (UnidentifiedImageError, OSError) as error:
-            raise FO1Error(
-                "The file is not an image this app can read: use a JPEG, PNG or WebP."
-            ) from error
+    image = source if isinstance(source, Image.Image) else _open(source)
     width, height = image.size
     if width * height > MAX_INPUT_PIXELS:
         raise FO1Error(
@@ -79,6 +61,47 @@ def open_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
             f"{MAX_ASPECT_RATIO}:1; crop it to a less extreme shape."
         )
     return image
+
+
+def image_size(source: str | Path) -> tuple[int, int]:
+    """The width and height of the image file at `source` as the user sees it (EXIF orientation
+    applied), from its header: nothing is decoded."""
+    with _open(source) as image:
+        width, height = image.size
+        turned = image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+    return (height, width) if turned else (width, height)
+
+
+def _open(source: str | Path | bytes | None) -> Image.Image:
+    """`Image.open`, lazily, with a message for each way it fails."""
+    if source is None:
+        raise FO1Error("No image: upload an image first.")
+    if isinstance(source, (str, Path)):
+        refuse_url(source, FO1Error)
+    try:
+        return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except Image.DecompressionBombError as error:
+        raise FO1Error(f"The image is too large to open safely ({error}).") from error
+    except FileNotFoundError as error:  # a mistyped path, or an upload the server deleted
+        raise FO1Error(
+            f"The image file '{Path(source).name}' is not there: check the path, or upload "
+            "the image again."
+        ) from error
+    except (UnidentifiedImageError, OSError) as error:
+        raise FO1Error(
+            "The file is not an image this app can read: use a JPEG, PNG or WebP."
+        ) from error
+
+
+def clip_box(box: Sequence[float], width: float, height: float) -> list[float]:
+    """`[x1, y1, x2, y2]` cut to a `width`×`height` image (no area left if wholly outside)."""
+    x1, y1, x2, y2 = box
+    return [
+        min(max(x1, 0), width),
+        min(max(y1, 0), height),
+        min(max(x2, 0), width),
+        min(max(y2, 0), height),
+    ]
 
 
 def capped_size(width: int, height: int) -> tuple[int, int]:
@@ -121,8 +144,7 @@ def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray,
             raise FO1Error(f"Box #{index} has a coordinate that is not a number.")
         if x2 < x1 or y2 < y1:
             raise FO1Error(f"Box #{index} is inverted: x2 < x1 or y2 < y1 in {[x1, y1, x2, y2]}.")
-        cx1, cy1 = min(max(x1, 0), width), min(max(y1, 0), height)
-        cx2, cy2 = min(max(x2, 0), width), min(max(y2, 0), height)
+        cx1, cy1, cx2, cy2 = clip_box((x1, y1, x2, y2), width, height)
         if cx2 <= cx1 or cy2 <= cy1:
             raise FO1Error(
                 f"Box #{index} {[x1, y1, x2, y2]} has no area inside the {width}×{height} image."

@@ -222,6 +222,9 @@ def test_tags_split_across_chunks_are_not_shown_half_written(chunk_size: int) ->
         ),
         # …and while it streams, nothing is the answer yet
         ("<think>Reply in <answer> tags, then", "Reply in <answer> tags, then", None),
+        # an answer that mentions <think> is an answer, not reasoning
+        ("<answer>Write <think> first</answer>", None, "Write <think> first"),
+        ("<answer>a</answer><think>b</think>", "b", "a"),
     ],
 )
 def test_reasoning_split(text: str, thinking: str | None, final: str | None) -> None:
@@ -248,6 +251,7 @@ def test_reasoning_split(text: str, thinking: str | None, final: str | None) -> 
         # a model stuck writing zeros: a number no image holds, not an error
         ("1" + "0" * 5000, 10**COUNT_DIGITS),
         ("There are 0007 cats", 7),
+        ("There are \u0660\u0660\u0667 cats", 7),  # other scripts' digits, as Python reads them
     ],
 )
 def test_count_rule(text: str, count: int) -> None:

@@ -29,7 +29,14 @@ from ui.answering import Answerer, Question
 from ui.boxes import boxes_of, editor_value
 from ui.editor import FILE_NAME
 from ui.examples import EXAMPLES_DIR, load_examples
-from ui.handlers import CONVERSATION, ENDED_CONVERSATION, STALE_NOTE, STOPPED_EARLY, Handlers
+from ui.handlers import (
+    CONVERSATION,
+    ENDED_CONVERSATION,
+    STALE_NOTE,
+    STOPPED_EARLY,
+    Handlers,
+    conversation_key,
+)
 from ui.proposing import Proposals, Proposing
 
 pytestmark = pytest.mark.slow
@@ -94,9 +101,15 @@ def run(
 
 
 def boxes_changed(
-    handlers: Handlers, value, status: str = "", follow_up=False, conversation=None, at=None
+    handlers: Handlers,
+    value,
+    status: str = "",
+    follow_up=False,
+    conversation=None,
+    at=None,
+    request=REQUEST,
 ) -> tuple:
-    return handlers.boxes_changed(value, status, follow_up, conversation, at, REQUEST)
+    return handlers.boxes_changed(value, status, follow_up, conversation, at, request)
 
 
 def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers) -> None:
@@ -260,29 +273,32 @@ def test_proposing_twice_does_not_add_the_same_boxes_again(
     assert len(again["boxes"]) == 4 and "all already among your boxes" in status
 
 
-def test_proposals_land_on_the_boxes_drawn_while_the_proposer_ran(
-    answering: Handlers, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("meanwhile", ["box drawn", "new image", "image turned"])
+def test_proposals_land_on_the_boxes_as_they_are_when_the_proposer_ends(
+    answering: Handlers, monkeypatch: pytest.MonkeyPatch, meanwhile: str
 ) -> None:
+    page = gr.Request(session_hash=f"propose-{meanwhile}")
     found = Proposals([[5, 5, 60, 60]], [0.9], ["cup"], None, 0.1)
     clicked = editor_value(IMAGE, BOXES[:1])
 
-    def meanwhile(*_):
-        boxes_changed(answering, editor_value(IMAGE, BOXES[:2]), at=2.0)  # a box drawn
+    def propose_while_the_user_works(*_):
+        if meanwhile == "box drawn":
+            boxes_changed(answering, editor_value(IMAGE, BOXES[:2]), at=2.0, request=page)
+        elif meanwhile == "new image":
+            answering.supersede(2.0, page)
+        else:  # the editor's rotate buttons send the turned file as an edit
+            turned_value = {**editor_value(IMAGE, BOXES[:1]), "orientation": 1}
+            boxes_changed(answering, turned_value, at=2.0, request=page)
         return found
 
-    monkeypatch.setattr(answering.proposing, "propose", meanwhile)
-    editor, *_ = answering.propose(clicked, "offline", "", 0.0, 5, "add", {}, 1.0, REQUEST)
-    assert boxes_of(editor) == [*BOXES[:2], [5, 5, 60, 60]]  # the new box stays
-
-    def new_image_meanwhile(*_):
-        answering.supersede(2.0, REQUEST)
-        return found
-
-    monkeypatch.setattr(answering.proposing, "propose", new_image_meanwhile)
+    monkeypatch.setattr(answering.proposing, "propose", propose_while_the_user_works)
     editor, masks, status, _ = answering.propose(
-        clicked, "offline", "", 0.0, 5, "add", {}, 1.0, REQUEST
+        clicked, "offline", "", 0.0, 5, "add", {}, 1.0, page
     )
-    assert (editor, masks) == (SKIP, SKIP) and "A new image came" in status
+    if meanwhile == "box drawn":
+        assert boxes_of(editor) == [*BOXES[:2], [5, 5, 60, 60]]  # the new box stays
+    else:
+        assert (editor, masks) == (SKIP, SKIP) and "The image changed" in status
 
 
 def test_no_proposals_leave_the_boxes_even_when_replacing(
@@ -432,9 +448,28 @@ def test_a_box_change_sent_with_the_streaming_status_is_marked_once_the_answer_e
     asked = editor_value(IMAGE, BOXES)
     boxes_changed(answering, asked)
     *_, (_, _, _, streaming, _, _), (_, _, _, done, _, _) = run(answering, asked)
-    # The page sent the status it showed while streaming; the answer had ended meanwhile.
-    assert boxes_changed(answering, editor_value(IMAGE, BOXES[:2]), streaming)[3] == SKIP
-    assert answering.remember_turn(False, {}, done, REQUEST)[2] == done + STALE_NOTE
+    # The page sent the status it showed while streaming; the answer had ended meanwhile: its
+    # final status is the one marked, and the conversation is left to `remember_turn`.
+    _, _, _, marked, history, _ = boxes_changed(
+        answering, editor_value(IMAGE, BOXES[:2]), streaming
+    )
+    assert marked == done + STALE_NOTE and history == SKIP
+    assert answering.remember_turn(False, {}, marked, REQUEST)[2] == SKIP  # already said
+    assert answering.remember_turn(False, {}, done, REQUEST)[2] == done + STALE_NOTE  # if first
+
+
+def test_a_box_change_after_an_answer_cut_off_mid_stream_is_marked(endless: Handlers) -> None:
+    """On ZeroGPU, Stop cancels the job: the page keeps the last streaming status."""
+    asked = editor_value(IMAGE, BOXES)
+    boxes_changed(endless, asked)
+    steps = run(endless, asked, limit=100_000)
+    *_, (_, _, _, streaming, _, _) = [next(steps) for _ in range(3)]
+    steps.close()
+    follow_up = {"key": conversation_key(IMAGE, BOXES), "turns": [("q", "a")]}
+    _, _, _, marked, history, _ = boxes_changed(
+        endless, editor_value(IMAGE, BOXES[:2]), streaming, True, follow_up
+    )
+    assert marked == streaming + STALE_NOTE and ENDED_CONVERSATION in history
 
 
 @pytest.mark.parametrize("event", ["stop", "supersede"])
@@ -452,7 +487,7 @@ def test_a_stop_or_new_image_while_the_question_is_prepared_ends_it(
 
     monkeypatch.setattr(endless.answerer, "prepare", interrupted)
     value = editor_value(IMAGE, BOXES)
-    steps = list(run(endless, value, limit=100_000, clicked_at=1.0, request=page))
+    steps = list(run(endless, value, limit=64, clicked_at=1.0, request=page))
     assert steps == ([(SKIP, SKIP, SKIP, STOPPED_EARLY, SKIP, SKIP)] if event == "stop" else [])
     assert endless._session(page).running is None
 
@@ -460,7 +495,7 @@ def test_a_stop_or_new_image_while_the_question_is_prepared_ends_it(
 def test_a_turn_that_ended_just_before_a_new_image_is_not_filed(answering: Handlers) -> None:
     list(run(answering, editor_value(IMAGE, BOXES), follow_up=True))
     answering.new_image(REQUEST)  # before the page files the turn
-    assert answering.remember_turn(True, {}, "", REQUEST)[:2] == (SKIP, SKIP)
+    assert answering.remember_turn(True, {}, "", REQUEST)[:2] == (SKIP, "")
 
 
 def test_a_question_closed_as_it_starts_leaves_nothing_running(endless: Handlers) -> None:
@@ -544,6 +579,7 @@ def test_nothing_is_encoded_ahead_while_a_proposer_runs(answering: Handlers) -> 
 def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:
     session = gr.Request(session_hash="test-session")
     value = editor_value(IMAGE, BOXES)
+    boxes_changed(answering, value)  # as the page does when an image comes
     answering.answerer.pipeline.encoder.clear()
     first = list(run(answering, value, text="cup", follow_up=True))
     assert "already encoded" not in first[-1][3]
@@ -620,7 +656,7 @@ def test_a_stopped_follow_up_answer_says_it_is_not_kept(endless: Handlers) -> No
     endless.stop(None, session)
     *_, last = stream
     assert "Stopped by you" in last[3] and "not kept in the conversation" in last[3]
-    assert endless.remember_turn(True, {}, "", session) == (SKIP, SKIP, SKIP)
+    assert endless.remember_turn(True, {}, "", session)[:2] == (SKIP, "")  # nothing filed
 
 
 def test_without_follow_up_each_question_stands_alone(answering: Handlers) -> None:

@@ -31,6 +31,7 @@ from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS
 from tests.browser.app_server import REPO
 from ui.answer_view import answer_html, chip, reasoning_html, rich_text
 from ui.boxes import (
+    MAX_TYPED_BOXES,
     boxes_as_text,
     boxes_from_text,
     boxes_of,
@@ -151,6 +152,11 @@ def test_boxes_from_text(typed: str, boxes) -> None:
         assert boxes_from_text(boxes_as_text(boxes), 640, 480) == boxes  # shown, read back
 
 
+def test_more_boxes_than_the_model_reads_are_set_as_the_editor_allows() -> None:
+    many = [[i, 0, i + 5, 5] for i in range(MAX_REGIONS + 2)]
+    assert boxes_from_text(boxes_as_text(many), 640, 480) == many
+
+
 @pytest.mark.parametrize(
     ("typed", "message"),
     [
@@ -162,8 +168,8 @@ def test_boxes_from_text(typed: str, boxes) -> None:
         ("[[1, 2, 3, NaN]]", "finite"),
         ("[[0, 0, 10, 10], [700, 0, 800, 10]]", "Box 1"),
         (
-            "\n".join(["0, 0, 10, 10"] * (MAX_REGIONS + 1)),
-            f"{MAX_REGIONS + 1} boxes typed; the model takes at most {MAX_REGIONS}",
+            "\n".join(["0, 0, 10, 10"] * (MAX_TYPED_BOXES + 1)),
+            f"{MAX_TYPED_BOXES + 1} boxes typed; at most {MAX_TYPED_BOXES} can be set at once",
         ),
     ],
 )

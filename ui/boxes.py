@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fo1_core.errors import FO1Error
+from fo1_core.processing import clip_box
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
 from fo1_core.templates import MAX_REGIONS
 from ui.editor import FILE_NAME, turned
@@ -166,29 +167,27 @@ def boxes_from_text(text: str, width: int, height: int) -> list[Box]:
     `x1, y1, x2, y2` in pixels (commas, spaces or brackets between them), or the API's JSON list.
 
     Corners may come in either order; a box reaching out of the image is cut to it. Raises
-    `FO1Error` naming the line of the first box that is not four numbers or has no area inside
-    the image.
+    `FO1Error` naming the line (or JSON entry) of the first box that is not four numbers or has
+    no area inside the image, or when there are more than `MAX_TYPED_BOXES`.
     """
     if _JSON.match(text):  # pasted from the API, or a list of lists written by hand
-        lines = [(i, box) for i, box in enumerate(parse_boxes(text))]
+        numbered_boxes = list(enumerate(parse_boxes(text)))
         where = "Box"
     else:
-        lines = [
+        numbered_boxes = [
             (number, _numbers(fields, number))
             for number, line in enumerate(text.splitlines(), 1)
             if (fields := _FIELD.findall(line))
         ]
         where = "Line"
-    if len(lines) > MAX_REGIONS:
-        raise FO1Error(f"{len(lines)} boxes typed; the model takes at most {MAX_REGIONS}.")
+    if len(numbered_boxes) > MAX_TYPED_BOXES:
+        raise FO1Error(
+            f"{len(numbered_boxes)} boxes typed; at most {MAX_TYPED_BOXES} can be set at once "
+            f"(the model reads the first {MAX_REGIONS})."
+        )
     boxes = []
-    for number, (x1, y1, x2, y2) in lines:
-        box = [
-            min(max(min(x1, x2), 0), width),
-            min(max(min(y1, y2), 0), height),
-            min(max(max(x1, x2), 0), width),
-            min(max(max(y1, y2), 0), height),
-        ]
+    for number, (x1, y1, x2, y2) in numbered_boxes:
+        box = clip_box([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)], width, height)
         if box[2] - box[0] < 1 or box[3] - box[1] < 1:
             raise FO1Error(
                 f"{where} {number} ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area inside the "
@@ -196,6 +195,11 @@ def boxes_from_text(text: str, width: int, height: int) -> list[Box]:
             )
         boxes.append(box)
     return boxes
+
+
+MAX_TYPED_BOXES = 10 * MAX_REGIONS
+"""More than the model reads, as the editor allows (the box note says which are ignored); a
+paste of thousands would stall the page's editor."""
 
 
 def _numbers(fields: list[str], line: int) -> list[float]:

@@ -16,7 +16,7 @@ import gradio as gr
 
 from detect_tools import ProposerError
 from fo1_core.errors import FO1Error
-from fo1_core.processing import open_image
+from fo1_core.processing import image_size
 from fo1_core.render import draw_proposals
 from fo1_core.session import Generation, Request
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count, region_token
@@ -109,6 +109,7 @@ class _Session:
     answered: ConversationKey | None = None  # the image and boxes of the answer shown
     editing: ConversationKey | None = None  # those in the editor now
     edited_at: float | None = None  # when they last changed, by the page's clock
+    sent_status: str = ""  # the status an answer last sent to the page
 
     def changed_since(self, asked: ConversationKey) -> bool:
         """Whether the editor holds other boxes (or another image) than `asked`."""
@@ -183,12 +184,19 @@ class Handlers:
         session = self._session(request)
         session.editing = conversation_key(image, boxes)
         session.edited_at = page_time
-        marked = with_stale_note(status, session.stale)
-        # A streaming answer rewrites the status and history itself, and `remember_turn` checks
-        # the boxes once it ends (the page may send its streaming status after the end).
-        streaming = session.running is not None or (status or "").startswith(ANSWERING_STATUS)
-        stale = gr.skip() if streaming or marked == (status or "") else marked
-        history = gr.skip() if streaming else history_view(follow_up, conversation, session.editing)
+        status = status or ""
+        # An answer streaming rewrites the status itself and checks the boxes at its end. One
+        # that ended before the page showed its end: its final status is the one to mark, and
+        # `remember_turn`, which comes after it, shows the conversation.
+        streaming = session.running is not None
+        behind = _streaming(status) and not _streaming(session.sent_status)
+        marked = with_stale_note(session.sent_status if behind else status, session.stale)
+        stale = gr.skip() if streaming or marked == status else marked
+        history = (
+            gr.skip()
+            if streaming or behind
+            else history_view(follow_up, conversation, session.editing)
+        )
         if boxes:
             note = box_count(len(boxes))
         elif image is None:
@@ -215,7 +223,7 @@ class Handlers:
         try:
             if image is None:
                 raise FO1Error("No image yet: upload one, then type its boxes.")
-            width, height = open_image(image).size
+            width, height = image_size(image)
             boxes = boxes_from_text(typed or "", width, height)
         except FO1Error as error:
             return gr.skip(), error_html(str(error))
@@ -273,15 +281,18 @@ class Handlers:
             logger.exception("Proposer %s failed", proposer)
             return gr.skip(), gr.skip(), error_html(f"The proposer failed: {error}"), gr.skip()
         session = self._session(request)
-        if _later(session.superseded_at, clicked_at):
-            message = "A new image came while the proposer ran: its proposals are not added."
+        edited = _later(session.edited_at, clicked_at) and session.editing is not None
+        if _later(session.superseded_at, clicked_at) or (
+            edited and session.editing[0] != str(image)  # turned with the editor's buttons
+        ):
+            message = "The image changed while the proposer ran: its proposals are not added."
             return gr.skip(), gr.skip(), status_html(message, "warning"), gr.skip()
         seconds = f"{found.seconds:.2f} s"
         if not found.boxes:
             message = f"No proposals in {seconds}: your boxes are as they were."
             return gr.skip(), gr.skip(), status_html(message, "warning"), found.seconds
         keep = boxes_of(value)
-        if _later(session.edited_at, clicked_at) and session.editing is not None:
+        if edited:
             keep = [list(box) for box in session.editing[1]]  # drawn while the proposer ran
         keep = keep if mode == "add" else []
         masks = dict(masks) if mode == "add" else {}
@@ -380,9 +391,44 @@ class Handlers:
         image and boxes are those the conversation is about. `clicked_at`: when Run was clicked,
         by the page's clock.
         """
-
         session = self._session(request)
+        answer = self._answer(
+            session,
+            value,
+            task,
+            text,
+            regions,
+            free_text,
+            max_new_tokens,
+            masks,
+            proposals_s,
+            follow_up,
+            conversation,
+            clicked_at,
+        )
+        try:
+            for outputs in answer:
+                if isinstance(outputs[3], str):
+                    session.sent_status = outputs[3]
+                yield outputs
+        finally:  # a closed stream closes the answer at once: its worker job ends with it
+            answer.close()
 
+    def _answer(
+        self,
+        session: _Session,
+        value: dict | None,
+        task: str,
+        text: str,
+        regions: list[int] | None,
+        free_text: str,
+        max_new_tokens: float,
+        masks: MaskStore,
+        proposals_s: float | None,
+        follow_up: bool,
+        conversation: dict | None,
+        clicked_at: float | None,
+    ) -> Iterator[tuple]:
         def superseded() -> bool:
             return _later(session.superseded_at, clicked_at)
 
@@ -540,8 +586,8 @@ class Handlers:
         marked = with_stale_note(status, session.stale)
         stale = gr.skip() if marked == (status or "") else marked
         finished, session.finished = session.finished, None
-        if finished is None:
-            return gr.skip(), gr.skip(), stale
+        if finished is None:  # stopped, failed or refused: the boxes may have changed meanwhile
+            return gr.skip(), history_view(follow_up, conversation, session.editing), stale
         key, question, answer = finished
         turns = turns_about(conversation, key) if follow_up else []
         updated = {"key": key, "turns": [*turns, (question, answer)]}
@@ -558,8 +604,13 @@ class Handlers:
 
 
 ANSWERING = "Answering…"
-ANSWERING_STATUS = status_html(ANSWERING).removesuffix("</div>")
-"""How every status of an answer still streaming begins."""
+
+
+def _streaming(status: str) -> bool:
+    """Whether `status` is that of an answer still streaming."""
+    return status.startswith(status_html(ANSWERING).removesuffix("</div>"))
+
+
 NEW_CONVERSATION = "The image or boxes changed, so a new conversation starts."
 CONVERSATION = "Conversation so far"
 ENDED_CONVERSATION = (
@@ -629,6 +680,8 @@ def history_view(
     if not follow_up or not turns:
         return ""
     key = conversation.get("key")
+    if editing is not None and key is not None and key[0] != editing[0]:
+        return ""  # about another image: nothing to continue (`new_image` has cleared it)
     moved_on = editing is not None and not turns_about(conversation, editing)
     return conversation_html(
         turns, len(key[1]) if key else 0, ENDED_CONVERSATION if moved_on else CONVERSATION

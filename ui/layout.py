@@ -349,9 +349,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             [editor, task, text, regions, free_text],
             api_visibility="private",
         )
-        asked = [run.click, text.submit]  # Enter in the task's one-line text field asks too
+        ask_triggers = [run.click, text.submit]  # Enter in the one-line text field asks too
         answering = gr.on(
-            asked,
+            ask_triggers,
             handlers.run,
             [
                 editor,

@@ -556,6 +556,23 @@ def test_an_answer_about_boxes_since_changed_says_so(page) -> None:
     shot(page, "15-answer-about-changed-boxes")
 
 
+def test_on_a_laptop_screen_run_brings_the_answer_into_view(page, app_url: str) -> None:
+    laptop = page.context.browser.new_page(viewport={"width": 1366, "height": 700})
+    laptop.goto(app_url)
+    open_example(laptop, "Coffee: detect cup and spoon")
+    assert laptop.locator("#fo1-answer").bounding_box()["y"] > 700  # below the window
+    run_detection(laptop, "red circle", max_tokens=32)
+    laptop.locator("#fo1-status", has_text="Answering").wait_for()
+    laptop.wait_for_timeout(600)  # the smooth scroll
+    assert laptop.evaluate("scrollY") > 0
+    assert laptop.locator("#fo1-status").bounding_box()["y"] < 700
+    laptop.locator("#fo1-status", has_text="token limit").wait_for()
+    # Answered: Run is itself again.
+    laptop.wait_for_function("!document.body.classList.contains('fo1-busy')")
+    shot(laptop, "19-laptop-answer-in-view")
+    laptop.close()
+
+
 def test_every_example_is_in_view_on_a_phone(page, app_url: str) -> None:
     phone = page.context.browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     phone.goto(app_url)
