@@ -3,7 +3,9 @@ user's image and boxes untouched (`gr.skip()`), so no input ever ends in a dead 
 
 from __future__ import annotations
 
+import functools
 import html
+import inspect
 import logging
 import math
 import threading
@@ -11,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import gradio as gr
 
@@ -127,6 +130,26 @@ def status_html(message: str, kind: str = "info") -> str:
 
 def error_html(message: str) -> str:
     return status_html(message, "error")
+
+
+def _keeping_the_status(run: Callable[..., Iterator[tuple]]) -> Callable[..., Iterator[tuple]]:
+    """`Handlers.run`, keeping in its session the status each output sends to the page
+    (`_Session.sent_status`, which `boxes_changed` reads)."""
+
+    @functools.wraps(run)  # Gradio reads the parameters (and the `gr.Request` one) through it
+    def keeping(self: Handlers, *args: Any, **kwargs: Any) -> Iterator[tuple]:
+        request = inspect.signature(run).bind(self, *args, **kwargs).arguments["request"]
+        session = self._session(request)
+        outputs_stream = run(self, *args, **kwargs)
+        try:
+            for outputs in outputs_stream:
+                if isinstance(outputs[3], str):
+                    session.sent_status = outputs[3]
+                yield outputs
+        finally:  # a closed stream closes the answer at once: its worker job ends with it
+            outputs_stream.close()
+
+    return keeping
 
 
 @dataclass
@@ -370,6 +393,7 @@ class Handlers:
         if (running := session.running) is not None:
             running.cancel.set()
 
+    @_keeping_the_status
     def run(
         self,
         value: dict | None,
@@ -392,43 +416,7 @@ class Handlers:
         by the page's clock.
         """
         session = self._session(request)
-        answer = self._answer(
-            session,
-            value,
-            task,
-            text,
-            regions,
-            free_text,
-            max_new_tokens,
-            masks,
-            proposals_s,
-            follow_up,
-            conversation,
-            clicked_at,
-        )
-        try:
-            for outputs in answer:
-                if isinstance(outputs[3], str):
-                    session.sent_status = outputs[3]
-                yield outputs
-        finally:  # a closed stream closes the answer at once: its worker job ends with it
-            answer.close()
 
-    def _answer(
-        self,
-        session: _Session,
-        value: dict | None,
-        task: str,
-        text: str,
-        regions: list[int] | None,
-        free_text: str,
-        max_new_tokens: float,
-        masks: MaskStore,
-        proposals_s: float | None,
-        follow_up: bool,
-        conversation: dict | None,
-        clicked_at: float | None,
-    ) -> Iterator[tuple]:
         def superseded() -> bool:
             return _later(session.superseded_at, clicked_at)
 
