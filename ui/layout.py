@@ -119,6 +119,8 @@ body.fo1-busy #fo1-run {{ cursor: progress; }}
 #fo1-answer .fo1-answer {{ max-height: 20em; overflow-y: auto; }}
 /* The examples in columns of 140 px or more, as many as fit: all four show on a phone too. */
 #fo1-gallery .grid-wrap {{ min-height: 0; max-height: none; }}
+/* Download names wrap on a phone: cut, the answer's JSON and the COCO file looked alike. */
+#fo1-downloads .filename .stem {{ white-space: normal; overflow-wrap: anywhere; }}
 #fo1-gallery .caption-label {{ white-space: normal; max-width: calc(100% - 1em); }}
 #fo1-gallery .grid-container {{
     grid-template-columns: repeat(auto-fill, minmax(min(140px, 100%), 1fr));
@@ -255,6 +257,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                     label="Downloads (image, JSON, COCO, HTML report)",
                     file_count="multiple",
                     interactive=False,
+                    elem_id="fo1-downloads",
                 )
                 if ON_ZERO_GPU or _on_spaces():
                     gr.DeepLinkButton()
