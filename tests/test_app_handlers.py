@@ -356,6 +356,22 @@ def test_box_changes_refresh_the_region_pickers(answering: Handlers) -> None:
     assert boxes_changed(answering, None)[2] == "No image yet."
 
 
+def test_undo_goes_back_through_this_images_box_edits(answering: Handlers) -> None:
+    page = gr.Request(session_hash="undo")
+    three, two = editor_value(IMAGE, BOXES), editor_value(IMAGE, BOXES[:2])
+    boxes_changed(answering, three, request=page)
+    boxes_changed(answering, two, request=page)  # a box deleted
+    drawing = editor_value(IMAGE, [*BOXES[:2], [50, 50, 50, 50]])  # a box as its drag starts
+    boxes_changed(answering, drawing, request=page)
+    undone = answering.undo_boxes(drawing, page)
+    assert boxes_of(undone) == BOXES  # back before the deletion, the half-drawn box gone too
+    boxes_changed(answering, undone, request=page)  # the editor reports what undo set
+    assert answering.undo_boxes(undone, page) == SKIP  # nothing before the first state
+    rocket = editor_value(str(EXAMPLES_DIR / "rocket.jpg"), [[10, 10, 90, 90]])
+    boxes_changed(answering, rocket, request=page)
+    assert answering.undo_boxes(rocket, page) == SKIP  # another image's boxes are not undone
+
+
 def test_boxes_typed_as_numbers_replace_the_drawn_ones(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES)
     assert (

@@ -43,6 +43,8 @@ from ui.report import AnswerFolders, Result, write_downloads
 
 logger = logging.getLogger(__name__)
 
+UNDO_STEPS = 50
+"""How many box edits back `Handlers.undo_boxes` goes."""
 SUPERSEDE_WAIT_S = 10.0
 """How long a new image waits for the old answer to end (a token, or a prefill on a slow CPU)
 before the answer area is cleared anyway."""
@@ -113,6 +115,17 @@ class _Session:
     editing: ConversationKey | None = None  # those in the editor now
     edited_at: float | None = None  # when they last changed, by the page's clock
     sent_status: str = ""  # the status an answer last sent to the page
+    edits: list[ConversationKey] = field(default_factory=list)  # this image's, for `undo_boxes`
+
+    def edited(self, key: ConversationKey) -> None:
+        """The editor holds `key` now: remembered as the newest step to undo back from."""
+        self.editing = key
+        if any(x2 <= x1 or y2 <= y1 for x1, y1, x2, y2 in key[1]):
+            return  # a box still being drawn, no area yet: not a step of its own
+        if self.edits and self.edits[-1][0] != key[0]:
+            self.edits.clear()  # another image: its boxes are not this one's to undo to
+        if not self.edits or self.edits[-1] != key:
+            self.edits = [*self.edits, key][-UNDO_STEPS:]
 
     def changed_since(self, asked: ConversationKey) -> bool:
         """Whether the editor holds other boxes (or another image) than `asked`."""
@@ -205,7 +218,7 @@ class Handlers:
         if self.ahead is not None:
             self.ahead.want(image, boxes)
         session = self._session(request)
-        session.editing = conversation_key(image, boxes)
+        session.edited(conversation_key(image, boxes))
         session.edited_at = page_time
         status = status or ""
         # An answer streaming rewrites the status itself and checks the boxes at its end. One
@@ -237,6 +250,17 @@ class Handlers:
             history,
             boxes_as_text(boxes),
         )
+
+    def undo_boxes(self, value: dict | None, request: gr.Request) -> dict | None:
+        """The editor's boxes as they were before its last change (drawn, moved, deleted,
+        cleared, proposed or typed); after another image, nothing."""
+        edits = self._session(request).edits
+        image = image_of(value)
+        if len(edits) < 2 or edits[-1][0] != str(image):
+            gr.Info("Nothing to undo.")
+            return gr.skip()
+        edits.pop()
+        return editor_value(image, [list(box) for box in edits[-1][1]], file_name_of(value))
 
     @staticmethod
     def boxes_typed(value: dict | None, typed: str | None) -> tuple:

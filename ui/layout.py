@@ -28,6 +28,18 @@ WITH_PAGE_TIME = "(...inputs) => [...inputs.slice(0, -1), Date.now()]"
 the page's clock, so the server can tell a Stop, a box edit or a new image that came after a
 click still waiting in the queue (`Handlers.stop`, `Handlers.supersede`, `Handlers.propose`)."""
 
+UNDO_KEY = """() => {
+    addEventListener("keydown", (event) => {
+        const typing = event.target.closest("input, textarea, [contenteditable]");
+        if (typing || !(event.ctrlKey || event.metaKey) || event.shiftKey) return;
+        if (event.key.toLowerCase() !== "z") return;
+        event.preventDefault();
+        document.querySelector("#fo1-undo")?.click();
+    });
+}"""
+"""Installed once in the page: Ctrl+Z (⌘Z) undoes the last box edit, outside text fields (where
+it undoes typing)."""
+
 SHOW_THE_ANSWER = """() => {
     const answer = document.querySelector("#fo1-answer");
     if (answer && answer.getBoundingClientRect().top > 0.6 * innerHeight) {
@@ -80,8 +92,9 @@ INTRO = """# VLM-FO1: ask about regions
 Draw boxes on the image (or propose them), pick a task, and the model answers by naming boxes.
 Each box is a region `#i` in the order drawn. Under the image, the box tool (or <kbd>C</kbd>)
 draws; the hand tool (or <kbd>D</kbd>) moves a box, resizes it by a corner, or selects it to remove
-with <kbd>Delete</kbd> or the bin button. An image that comes with boxes opens with the hand tool.
-"Boxes as numbers" shows and sets them as coordinates."""
+with <kbd>Delete</kbd> or the bin button; Undo (<kbd>Ctrl</kbd>+<kbd>Z</kbd>) takes a box edit back.
+An image that comes with boxes opens with the hand tool. "Boxes as numbers" shows and sets them
+as coordinates."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +190,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 )
                 with gr.Row():
                     box_note = gr.Markdown("No image yet.", elem_id="fo1-box-note")
+                    undo = gr.Button("Undo", size="sm", scale=0, elem_id="fo1-undo")
                     clear = gr.Button("Clear boxes", size="sm", scale=0)
                 with gr.Accordion("Propose boxes", open=False):
                     proposer = gr.Dropdown(
@@ -297,6 +311,13 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 api_visibility="private",
                 concurrency_limit=None,
             )
+        undo.click(
+            handlers.undo_boxes,
+            editor,
+            editor,
+            api_visibility="private",
+            concurrency_limit=None,
+        )
         clear.click(None, editor, editor, js=CLEAR_IN_BROWSER, api_visibility="private")
         clear.click(handlers.forget_masks, None, masks, api_visibility="private")
         set_boxes.click(
@@ -313,7 +334,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             concurrency_limit=None,
         )
-        for page_script in (FIT_TO_SCREEN, TAGS_INSIDE_AT_THE_TOP):
+        for page_script in (FIT_TO_SCREEN, TAGS_INSIDE_AT_THE_TOP, UNDO_KEY):
             demo.load(None, js=page_script, api_visibility="private")
         demo.load(
             handlers.proposer_changed,

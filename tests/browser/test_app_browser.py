@@ -545,6 +545,19 @@ def test_a_new_image_during_an_answer_ends_it(page) -> None:
     shot(page, "14-new-image-during-an-answer")
 
 
+def test_a_deleted_box_comes_back_with_undo(page) -> None:
+    open_example(page, "Coffee: detect cup and spoon")
+    delete_coffee_cup_box(page)
+    page.locator("#fo1-box-note").click()  # outside text fields
+    page.keyboard.press("Control+z")
+    wait_for_note(page, "3 boxes")
+    page.get_by_text("Clear boxes").click()
+    wait_for_note(page, "No boxes yet")
+    page.locator("#fo1-undo").click()
+    wait_for_note(page, "3 boxes")
+    shot(page, "20-undone")
+
+
 def test_an_answer_about_boxes_since_changed_says_so(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     run_detection(page, "red circle", max_tokens=32)
