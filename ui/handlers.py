@@ -295,11 +295,6 @@ class Handlers:
             running.cancel.set()
             running.ended.wait(SUPERSEDE_WAIT_S)
 
-    @staticmethod
-    def forget_masks() -> MaskStore:
-        """The boxes were cleared (in the page): their masks go with them."""
-        return {}
-
     def propose(
         self,
         value: dict | None,

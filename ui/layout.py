@@ -319,7 +319,6 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             concurrency_limit=None,
         )
         clear.click(None, editor, editor, js=CLEAR_IN_BROWSER, api_visibility="private")
-        clear.click(handlers.forget_masks, None, masks, api_visibility="private")
         set_boxes.click(
             handlers.boxes_typed,
             [editor, numbers],
