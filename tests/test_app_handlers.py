@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -372,6 +373,30 @@ def test_undo_goes_back_through_this_images_box_edits(answering: Handlers) -> No
     assert answering.undo_boxes(rocket, page) == SKIP  # another image's boxes are not undone
 
 
+def test_the_image_is_known_by_its_content_not_by_the_copy_the_editor_holds(
+    answering: Handlers, tmp_path: Path
+) -> None:
+    """Gradio copies the image again each time the server sends the editor back (Undo, Propose,
+    typed boxes): the conversation, the stale note and Undo still know it."""
+    page = gr.Request(session_hash="copies")
+    copy = tmp_path / "again" / "coffee.jpg"
+    copy.parent.mkdir()
+    shutil.copy(IMAGE, copy)
+    asked = editor_value(IMAGE, BOXES)
+    boxes_changed(answering, asked, request=page)
+    *_, (_, _, _, done, _, _) = run(answering, asked, follow_up=True, request=page)
+    conversation, *_ = answering.remember_turn(True, {}, done, page)
+    moved = editor_value(str(copy), BOXES[:2])
+    assert boxes_changed(answering, moved, done, True, conversation, request=page)[3].endswith(
+        STALE_NOTE
+    )
+    put_back = answering.undo_boxes(moved, page)
+    assert boxes_of(put_back) == BOXES
+    shown = done + STALE_NOTE
+    changed = boxes_changed(answering, put_back, shown, True, conversation, request=page)
+    assert changed[3] == done and CONVERSATION in changed[4]  # the conversation goes on
+
+
 def test_boxes_typed_as_numbers_replace_the_drawn_ones(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES)
     assert (
@@ -382,9 +407,12 @@ def test_boxes_typed_as_numbers_replace_the_drawn_ones(answering: Handlers) -> N
     typed = f"10, 10, 60, 60\n[{width + 100}, 0, {width - 50}, 40]"  # out of the image, inverted
     shown, status = answering.boxes_typed(value, typed)
     assert boxes_of(shown) == [[10, 10, 60, 60], [width - 50, 0, width, 40]]
-    assert "2 boxes set" in status
+    assert "2 boxes set" in status and f"Cut to the {width}×" in status
+    assert "1 box reached out of it" in status and "fo1-warning" in status
     shown, status = answering.boxes_typed(value, "10, 10, 60")
-    assert shown == SKIP and "Line 1 holds 3 values" in status and "fo1-error" in status
+    assert (
+        shown == SKIP and "Line 1 (10, 10, 60) holds 3 values" in status and "fo1-error" in status
+    )
     assert "upload one" in answering.boxes_typed(None, "1, 2, 3, 4")[1]
 
 

@@ -42,7 +42,7 @@ from ui.boxes import (
     parse_boxes,
     region_hex,
 )
-from ui.editor import box_editor, turned
+from ui.editor import UNREADABLE, box_editor, turned
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.gpu import MAX_SECONDS, duration_for, on_gpu
 from ui.handlers import Handlers
@@ -145,23 +145,24 @@ def test_parse_boxes_rejects(raw, message: str) -> None:
 )
 def test_boxes_from_text(typed: str, boxes) -> None:
     if boxes is None:
-        with pytest.raises(FO1Error, match="Line 1 holds 8 values"):
+        with pytest.raises(FO1Error, match=r"Line 1 \(.*\) holds 8 values"):
             boxes_from_text(typed, 640, 480)
     else:
-        assert boxes_from_text(typed, 640, 480) == boxes
-        assert boxes_from_text(boxes_as_text(boxes), 640, 480) == boxes  # shown, read back
+        assert boxes_from_text(typed, 640, 480)[0] == boxes
+        assert boxes_from_text(boxes_as_text(boxes), 640, 480) == (boxes, 0)  # shown, read back
 
 
 def test_more_boxes_than_the_model_reads_are_set_as_the_editor_allows() -> None:
     many = [[i, 0, i + 5, 5] for i in range(MAX_REGIONS + 2)]
-    assert boxes_from_text(boxes_as_text(many), 640, 480) == many
+    assert boxes_from_text(boxes_as_text(many), 640, 480) == (many, 0)
 
 
 @pytest.mark.parametrize(
     ("typed", "message"),
     [
-        ("1, 2, 3, 4\n1, 2, 3", "Line 2 holds 3 values; a box is four numbers"),
-        ("1, 2, 3, four", "Line 1 holds something that is not a number"),
+        ("1, 2, 3, 4\n1, 2, 3", r"Line 2 \(1, 2, 3\) holds 3 values; a box is four numbers"),
+        ("cup: 1, 2, 3, 4", r"Line 1 \(cup: 1, 2, 3, 4\) holds 5 values.*\(no label\)"),
+        ("1, 2, 3, four", "Line 1 .* holds something that is not a number"),
         ("1, 2, inf, 4", "not finite"),
         ("0, 0, 10, 10\n700, 10, 800, 50", r"Line 2 \(700, 10, 800, 50\) has no area inside"),
         ("5, 5, 5, 50", "no area"),
@@ -221,6 +222,24 @@ def test_the_editor_keeps_the_uploaded_files_own_name() -> None:
         AnnotatedImageData(image=FileData(path=upload.path))
     )
     assert file_name_of(unnamed) == Path(unnamed["image"]).name
+
+
+def test_the_editor_hands_on_the_uploaded_file_itself_not_a_recompressed_copy(tmp_path) -> None:
+    """Each time the server sends the editor back, its image returns: saved again as a JPEG, it
+    lost detail each round and read as another image."""
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)).save(photo)
+    for _ in range(3):
+        value = box_editor(image_type="filepath").preprocess(
+            AnnotatedImageData(image=FileData(path=str(photo), orig_name="photo.jpg"))
+        )
+        assert value["image"] == str(photo)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(photo.read_bytes()[:300])
+    broken = box_editor(image_type="filepath").preprocess(
+        AnnotatedImageData(image=FileData(path=str(truncated)))
+    )
+    assert UNREADABLE in broken  # still found out, as the component's own step did
 
 
 def test_the_editor_hands_on_transparent_and_16_bit_images_as_the_browser_shows_them(

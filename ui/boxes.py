@@ -162,11 +162,12 @@ _FIELD = re.compile(r"[^\s,;\[\]()]+")
 _JSON = re.compile(r"\s*(\[\s*\[|\{)")
 
 
-def boxes_from_text(text: str, width: int, height: int) -> list[Box]:
+def boxes_from_text(text: str, width: int, height: int) -> tuple[list[Box], int]:
     """Boxes typed or pasted for a `width`×`height` image: one per line, four numbers
-    `x1, y1, x2, y2` in pixels (commas, spaces or brackets between them), or the API's JSON list.
+    `x1, y1, x2, y2` in pixels (commas, spaces or brackets between them), or the API's JSON list;
+    and how many of them reached out of the image and were cut to it.
 
-    Corners may come in either order; a box reaching out of the image is cut to it. Raises
+    Corners may come in either order. Raises
     `FO1Error` naming the line (or JSON entry) of the first box that is not four numbers or has
     no area inside the image, or when there are more than `MAX_TYPED_BOXES`.
     """
@@ -175,7 +176,7 @@ def boxes_from_text(text: str, width: int, height: int) -> list[Box]:
         where = "Box"
     else:
         numbered_boxes = [
-            (number, _numbers(fields, number))
+            (number, _numbers(line, fields, number))
             for number, line in enumerate(text.splitlines(), 1)
             if (fields := _FIELD.findall(line))
         ]
@@ -185,16 +186,18 @@ def boxes_from_text(text: str, width: int, height: int) -> list[Box]:
             f"{len(numbered_boxes)} boxes typed; at most {MAX_TYPED_BOXES} can be set at once "
             f"(the model reads the first {MAX_REGIONS})."
         )
-    boxes = []
+    boxes, cut = [], 0
     for number, (x1, y1, x2, y2) in numbered_boxes:
-        box = clip_box([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)], width, height)
+        ordered = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
+        box = clip_box(ordered, width, height)
         if box[2] - box[0] < 1 or box[3] - box[1] < 1:
             raise FO1Error(
                 f"{where} {number} ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area inside the "
                 f"{width}×{height} image."
             )
         boxes.append(box)
-    return boxes
+        cut += box != ordered
+    return boxes, cut
 
 
 MAX_TYPED_BOXES = 10 * MAX_REGIONS
@@ -202,17 +205,19 @@ MAX_TYPED_BOXES = 10 * MAX_REGIONS
 paste of thousands would stall the page's editor."""
 
 
-def _numbers(fields: list[str], line: int) -> list[float]:
+def _numbers(line: str, fields: list[str], number: int) -> list[float]:
+    shown = line.strip() if len(line.strip()) <= 40 else line.strip()[:39] + "…"
     if len(fields) != 4:
         raise FO1Error(
-            f"Line {line} holds {len(fields)} values; a box is four numbers: x1, y1, x2, y2."
+            f"Line {number} ({shown}) holds {len(fields)} values; a box is four numbers: "
+            "x1, y1, x2, y2 (no label)."
         )
     try:
         values = [float(field) for field in fields]
     except ValueError:
-        raise FO1Error(f"Line {line} holds something that is not a number.") from None
+        raise FO1Error(f"Line {number} ({shown}) holds something that is not a number.") from None
     if not all(math.isfinite(v) for v in values):
-        raise FO1Error(f"Line {line} holds a number that is not finite.")
+        raise FO1Error(f"Line {number} ({shown}) holds a number that is not finite.")
     return values
 
 

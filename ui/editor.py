@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gradio.data_classes import FileData
 from gradio_image_annotation import image_annotator
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -112,7 +113,33 @@ def with_file_name(preprocess: Callable) -> Callable:
     return named
 
 
+def as_uploaded(self: image_annotator, image: FileData | None) -> str | None:
+    """The editor's image file as it came, once checked to open as an image.
+
+    The component's own step saved the image again at every event: a JPEG the server sent back
+    (Undo, Propose, typed boxes) was compressed once more each time, losing detail, and as other
+    bytes it read as another image. EXIF orientation, which that step applied, is applied by
+    everything that opens the file here (`fo1_core.processing.open_image`, `turned`)."""
+    if image is None:
+        return None
+    path = str(image.path)
+    if path.lower().endswith(".svg"):
+        return path  # refused with a message when opened for the model
+    stat = os.stat(path)
+    _check_opens(path, stat.st_size, stat.st_mtime_ns)
+    return path
+
+
+@functools.lru_cache(maxsize=256)
+def _check_opens(path: str, size: int, modified_ns: int) -> None:
+    """Decodes the file once per version (size and time key it): a broken or truncated file
+    raises here, as the component's own step would have."""
+    with Image.open(path) as image:
+        image.load()
+
+
 if not getattr(image_annotator.preprocess, "readable", False):
+    image_annotator.preprocess_image = as_uploaded
     image_annotator.preprocess = readable_errors(
         with_file_name(image_annotator.preprocess),
         (KeyError, TypeError, ValueError),
@@ -193,10 +220,10 @@ the three drawing calls of such a tag down, on that canvas only."""
 
 
 def box_editor(**options: Any) -> image_annotator:
-    """The editor, passing uploads on in their own mode: its default, RGB, would drop alpha onto
-    black and clip 16-bit images to white, where `fo1_core.processing.open_image` composites
-    onto white and scales 16 bits as the browser shows them."""
-    return image_annotator(**{"image_mode": None, **options})
+    """The box editor, its images reaching the handlers as uploaded (`as_uploaded`): in their
+    own mode (alpha, 16 bits), which `fo1_core.processing.open_image` reads as the browser shows
+    them, and in their own bytes."""
+    return image_annotator(**options)
 
 
 TURNED_KEPT_S = 3600

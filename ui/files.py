@@ -5,6 +5,9 @@ weeks does not fill its disk."""
 from __future__ import annotations
 
 import atexit
+import functools
+import hashlib
+import os
 import shutil
 import tempfile
 import time
@@ -32,3 +35,26 @@ class AppFolder:
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 old.unlink(missing_ok=True)
+
+
+def file_identity(path: str | None) -> str:
+    """What the file at `path` holds, as a digest: the same image whatever copy of it the editor
+    holds (Gradio copies it again each time the server sends the editor back, as Undo, Propose
+    and typed boxes do). A file that cannot be read is named by its path."""
+    if path is None:
+        return "no image"
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return str(path)
+    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, size: int, modified_ns: int) -> str:
+    """Read once per file version: each box edit asks again (the size and time key the version)."""
+    try:
+        with open(path, "rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError:
+        return path

@@ -38,6 +38,7 @@ from ui.boxes import (
 )
 from ui.editor import UNREADABLE, UNREADABLE_NOTE
 from ui.examples import Example
+from ui.files import file_identity
 from ui.proposing import MaskStore, PackedMask, Proposing, box_key, masks_for, new_to
 from ui.report import AnswerFolders, Result, write_downloads
 
@@ -256,7 +257,7 @@ class Handlers:
         cleared, proposed or typed); after another image, nothing."""
         edits = self._session(request).edits
         image = image_of(value)
-        if len(edits) < 2 or edits[-1][0] != str(image):
+        if len(edits) < 2 or edits[-1][0] != file_identity(image):
             gr.Info("Nothing to undo.")
             return gr.skip()
         edits.pop()
@@ -271,11 +272,14 @@ class Handlers:
             if image is None:
                 raise FO1Error("No image yet: upload one, then type its boxes.")
             width, height = image_size(image)
-            boxes = boxes_from_text(typed or "", width, height)
+            boxes, cut = boxes_from_text(typed or "", width, height)
         except FO1Error as error:
             return gr.skip(), error_html(str(error))
         shown = editor_value(image, boxes, file_name_of(value))
-        return shown, status_html(f"{box_count(len(boxes))} set from the numbers typed.")
+        message = f"{box_count(len(boxes))} set from the numbers typed."
+        if cut:
+            message += f" Cut to the {width}×{height} image: {box_count(cut)} reached out of it."
+        return shown, status_html(message, "warning" if cut else "info")
 
     def new_image(self, request: gr.Request) -> tuple:
         """A new image (or none): the old one's masks, proposal time, answer and conversation
@@ -325,7 +329,7 @@ class Handlers:
         session = self._session(request)
         edited = _later(session.edited_at, clicked_at) and session.editing is not None
         if _later(session.superseded_at, clicked_at) or (
-            edited and session.editing[0] != str(image)  # turned with the editor's buttons
+            edited and session.editing[0] != file_identity(image)  # turned by its buttons
         ):
             message = "The image changed while the proposer ran: its proposals are not added."
             return gr.skip(), gr.skip(), status_html(message, "warning"), gr.skip()
@@ -667,8 +671,9 @@ ConversationKey = tuple[str, tuple[tuple[float, ...], ...]]
 
 
 def conversation_key(image: str | None, boxes: list[Box]) -> ConversationKey:
-    """What a conversation (and an answer) is about: one image file and one box list."""
-    return str(image), tuple(tuple(box) for box in boxes)
+    """What a conversation (and an answer) is about: one image (by content, `file_identity`) and
+    one box list."""
+    return file_identity(image), tuple(tuple(box) for box in boxes)
 
 
 def turns_about(conversation: dict | None, key: ConversationKey) -> list[tuple[str, str]]:

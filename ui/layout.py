@@ -28,17 +28,28 @@ WITH_PAGE_TIME = "(...inputs) => [...inputs.slice(0, -1), Date.now()]"
 the page's clock, so the server can tell a Stop, a box edit or a new image that came after a
 click still waiting in the queue (`Handlers.stop`, `Handlers.supersede`, `Handlers.propose`)."""
 
-UNDO_KEY = """() => {
+KEYS_AND_TURNS = """() => {
+    const click = (id) => document.querySelector(id)?.click();
     addEventListener("keydown", (event) => {
-        const typing = event.target.closest("input, textarea, [contenteditable]");
-        if (typing || !(event.ctrlKey || event.metaKey) || event.shiftKey) return;
-        if (event.key.toLowerCase() !== "z") return;
-        event.preventDefault();
-        document.querySelector("#fo1-undo")?.click();
+        if (!(event.ctrlKey || event.metaKey) || event.shiftKey) return;
+        const field = event.target.closest("input, textarea, [contenteditable]");
+        if (event.key === "Enter" && field?.closest("#fo1-free")) {
+            event.preventDefault();
+            click("#fo1-run");
+        } else if (event.key.toLowerCase() === "z" && !field) {
+            event.preventDefault();
+            click("#fo1-undo");
+        }
     });
+    addEventListener("click", (event) => {
+        if (event.target.closest("#fo1-editor button[aria-label^='Rotate']")) {
+            setTimeout(() => click("#fo1-turned"), 50);  // once the editor has turned
+        }
+    }, true);
 }"""
-"""Installed once in the page: Ctrl+Z (⌘Z) undoes the last box edit, outside text fields (where
-it undoes typing)."""
+"""Installed once in the page: Ctrl+Enter (⌘↩) in the free prompt asks, as Enter does in the
+one-line fields; Ctrl+Z (⌘Z) outside text fields (where it undoes typing) undoes the last box
+edit; turning the image with the editor's buttons reports its turned boxes (`turned`)."""
 
 SHOW_THE_ANSWER = """() => {
     const answer = document.querySelector("#fo1-answer");
@@ -124,6 +135,7 @@ def app_css() -> str:
 .dark .fo1-error {{ background: #4c1d19; color: #ffd9d4; }}
 .dark .fo1-warning {{ background: #45370f; color: #ffecb3; }}
 .dark .fo1-done {{ background: #173d1d; color: #cdeccf; }}
+.fo1-hidden {{ display: none !important; }}
 kbd {{ padding: 0 0.35em; border: 1px solid var(--border-color-primary); border-radius: 0.3em;
     font: inherit; font-size: 0.9em; background: var(--background-fill-secondary); }}
 /* While the page's question is queued or answered (`ASK`): Run is dimmed, Stop is not. */
@@ -188,6 +200,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                     sources=["upload", "clipboard"],
                     elem_id="fo1-editor",
                 )
+                # Clicked by `KEYS_AND_TURNS` when the editor's image is turned: the editor itself
+                # reports no change then, and its boxes are measured anew.
+                turned = gr.Button("Turned", elem_id="fo1-turned", elem_classes="fo1-hidden")
                 with gr.Row():
                     box_note = gr.Markdown("No image yet.", elem_id="fo1-box-note")
                     undo = gr.Button("Undo", size="sm", scale=0, elem_id="fo1-undo")
@@ -228,7 +243,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                     [], label="Regions to ask about", visible=False, elem_id="fo1-regions"
                 )
                 with gr.Group(visible=False) as free_group:
-                    free_text = gr.Textbox(label="Prompt", lines=3, elem_id="fo1-free")
+                    free_text = gr.Textbox(
+                        label="Prompt (Ctrl+Enter asks)", lines=3, elem_id="fo1-free"
+                    )
                     insert = gr.Dropdown([], label="Insert a region reference", value=None)
                 max_new_tokens = gr.Slider(
                     min(16, settings.max_new_tokens),  # Gradio refuses a start below its minimum
@@ -283,7 +300,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             js=RELABEL_IN_BROWSER,
             api_visibility="private",
         )
-        editor.change(
+        gr.on(
+            [editor.change, turned.click],
             handlers.boxes_changed,
             [editor, status, follow_up, conversation, page_time],
             [regions, insert, box_note, status, history, numbers],
@@ -333,7 +351,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             concurrency_limit=None,
         )
-        for page_script in (FIT_TO_SCREEN, TAGS_INSIDE_AT_THE_TOP, UNDO_KEY):
+        for page_script in (FIT_TO_SCREEN, TAGS_INSIDE_AT_THE_TOP, KEYS_AND_TURNS):
             demo.load(None, js=page_script, api_visibility="private")
         demo.load(
             handlers.proposer_changed,

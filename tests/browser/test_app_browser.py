@@ -635,7 +635,28 @@ def test_boxes_are_read_and_set_as_numbers(page) -> None:
     assert "2 boxes set from the numbers typed" in status_text(page)
     numbers.fill("20, 30, 200")
     page.locator("#fo1-set-boxes").click()
-    page.locator("#fo1-status", has_text="Line 1 holds 3 values").wait_for()
+    page.locator("#fo1-status", has_text="Line 1 (20, 30, 200) holds 3 values").wait_for()
     assert numbers.input_value() == "20, 30, 200"  # kept, to be corrected
     assert "2 boxes" in box_count(page)
     shot(page, "18-boxes-as-numbers")
+    # Turned with the editor's button, the boxes are measured on the turned image (600×400 to
+    # 400×600: x' = 400 - y, y' = x).
+    page.get_by_label("Rotate clockwise").click()
+    page.wait_for_function(
+        "document.querySelector('#fo1-box-numbers textarea').value.startsWith('150, 20, 370, 200')"
+    )
+    page.get_by_label("Rotate counterclockwise").click()
+    page.wait_for_function(
+        "document.querySelector('#fo1-box-numbers textarea').value.startsWith('20, 30, 200, 250')"
+    )
+
+
+def test_ctrl_enter_in_the_free_prompt_asks(page) -> None:
+    open_example(page, "Coffee: detect cup and spoon")
+    choose_task(page, "Free prompt")
+    set_number(page, "fo1-max-tokens", 16)
+    prompt = page.locator("#fo1-free textarea")
+    prompt.fill("What is in <region0>?")
+    prompt.press("Control+Enter")
+    page.locator("#fo1-status", has_text="16 tokens").wait_for()
+    assert prompt.input_value() == "What is in <region0>?"  # no new line added
