@@ -397,6 +397,20 @@ def test_the_image_is_known_by_its_content_not_by_the_copy_the_editor_holds(
     assert changed[3] == done and CONVERSATION in changed[4]  # the conversation goes on
 
 
+def test_each_kind_of_task_keeps_its_own_text(answering: Handlers) -> None:
+    texts = {}
+    # Categories carry over to counting: both name things.
+    text, texts, before = answering.task_picked("OD_Counting_template", "cup", texts, "OD_template")
+    assert text == SKIP and before == "OD_Counting_template"
+    # A question is not asked with them; it gets its own text, which comes back later.
+    reasoning = "Viusal_Region_Reasoning_template"
+    text, texts, before = answering.task_picked(reasoning, "cup", texts, before)
+    assert text == ""
+    text, texts, before = answering.task_picked("REC_template", "Which is hot?", texts, before)
+    assert text == "cup"
+    assert answering.task_picked(reasoning, "cup", texts, before)[0] == "Which is hot?"
+
+
 def test_boxes_typed_as_numbers_replace_the_drawn_ones(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES)
     assert (

@@ -336,6 +336,8 @@ def test_report_is_one_offline_file() -> None:
     assert html.count("<img") == 2 and html.count("data:image/jpeg;base64,") == 2
     assert "<script" not in html and "http" not in html.replace("http-equiv", "")
     assert "find &lt;b&gt;" in html
+    assert "<h1>VLM-FO1 answer about cat.jpg</h1>" in html  # names its image, opened on its own
+    assert "<td>1</td><td>2</td><td>10</td><td>12</td>" in html  # as the boxes: 10, not 10.0
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 1), (1, 9), (37, 53)])

@@ -61,6 +61,14 @@ TEXT_INPUTS = {
 }
 
 
+QUESTION_TASKS = {"Viusal_Region_Reasoning_template"}
+"""Tasks whose one-line text is a question; the others' name things (categories, an expression)."""
+
+
+def _text_kind(task: str | None) -> str:
+    return "question" if task in QUESTION_TASKS else "names"
+
+
 _CLOSING_PUNCTUATION = set(",.;:!?)]}")
 
 
@@ -378,6 +386,16 @@ class Handlers:
         )
 
     @staticmethod
+    def task_picked(task: str, text: str | None, texts: dict | None, before: str | None) -> tuple:
+        """The user picked `task` instead of `before`: the one-line text stays when it asks for
+        the same kind of thing (categories, what to count, an expression), else each kind gets
+        back its own (a question for region reasoning), so no categories are asked as a
+        question. Outputs: text, the texts kept by kind, the task now picked."""
+        texts = {**(texts or {}), _text_kind(before): text or ""}
+        kind = _text_kind(task)
+        return (gr.skip() if kind == _text_kind(before) else texts.get(kind, "")), texts, task
+
+    @staticmethod
     def insert_region(prompt: str | None, index: int | None, selection: object) -> tuple:
         """Puts `<regionN>` where the prompt's caret (or selection, which it replaces) was, spaced
         from the words around it, and hands back the caret's new place just after it."""
@@ -403,6 +421,8 @@ class Handlers:
             # The choices come too: a Run before `boxes_changed` lands is checked against them.
             gr.update(choices=region_choices(len(example.boxes)), value=list(example.regions)),
             free,
+            example.task,
+            {_text_kind(example.task): example.text},  # the example's own texts only
         )
 
     # Answering -----------------------------------------------------------------------------

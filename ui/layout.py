@@ -99,6 +99,8 @@ PLACE_CARET = """(selection) => requestAnimationFrame(() => {
 })"""
 """Back in the prompt just after the inserted reference, ready to type on."""
 
+DEFAULT_TASK = "OD_template"
+
 INTRO = """# VLM-FO1: ask about regions
 Draw boxes on the image (or propose them), pick a task, and the model answers by naming boxes.
 Each box is a region `#i` in the order drawn. Under the image, the box tool (or <kbd>C</kbd>)
@@ -184,6 +186,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         masks = gr.State({})
         proposals_s = gr.State(None)
         conversation = gr.State({})
+        texts = gr.State({})  # the one-line text of each kind of task (`Handlers.task_picked`)
+        picked_task = gr.State(DEFAULT_TASK)
         page_time = gr.Number(visible=False)  # filled in the page by `WITH_PAGE_TIME`
         selection = gr.JSON(visible=False)  # the prompt's caret, filled by `WITH_SELECTION`
         with gr.Row():
@@ -237,7 +241,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                     )
                     set_boxes = gr.Button("Set these boxes", elem_id="fo1-set-boxes")
             with gr.Column(scale=2):
-                task = gr.Dropdown(task_choices, value="OD_template", label="Task")
+                task = gr.Dropdown(task_choices, value=DEFAULT_TASK, label="Task")
                 text = gr.Textbox(label="Categories", placeholder="e.g. person, red cup, dog")
                 regions = gr.CheckboxGroup(
                     [], label="Regions to ask about", visible=False, elem_id="fo1-regions"
@@ -369,6 +373,13 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             concurrency_id=GPU,
             concurrency_limit=settings.concurrency,
         )
+        task.input(
+            handlers.task_picked,
+            [task, text, texts, picked_task],
+            [text, texts, picked_task],
+            api_visibility="private",
+            concurrency_limit=None,
+        )
         task.change(
             handlers.task_changed,
             task,
@@ -387,7 +398,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         gallery.select(
             handlers.load_example,
             None,
-            [editor, task, text, regions, free_text],
+            [editor, task, text, regions, free_text, picked_task, texts],
             api_visibility="private",
         )
         ask_triggers = [run.click, text.submit]  # Enter in the one-line text field asks too

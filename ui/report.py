@@ -138,17 +138,18 @@ def report_html(result: Result) -> str:
     detection_table = "".join(
         "<tr>"
         + f"<td>{chip(int(row[0]))}</td><td>{html.escape(str(row[1]))}</td>"
-        + "".join(f"<td>{v}</td>" for v in row[2:])
+        + "".join(f"<td>{v:g}</td>" for v in row[2:])  # as the boxes above: 170, not 170.0
         + "</tr>"
         for row in detection_rows(result.detections)
     )
     header = "".join(f"<th>{name}</th>" for name in DETECTION_COLUMNS)
     conversation = conversation_html(result.earlier_turns, num, "Earlier in this conversation")
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    name = html.escape(result.image_name)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>VLM-FO1 report</title>
+<title>{name} · VLM-FO1 answer</title>
 <style>
 body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; }}
 img {{ max-width: 100%; border: 1px solid #ccc; }}
@@ -156,7 +157,7 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding
 pre {{ white-space: pre-wrap; background: #f5f5f5; padding: 0.6em; }}
 {CHIP_CSS}
 </style></head><body>
-<h1>VLM-FO1 answer</h1>
+<h1>VLM-FO1 answer about {name}</h1>
 <p>{html.escape(created)} · {html.escape(result.status)}</p>
 <img alt="annotated image" src="{data_uri(result.image)}">
 {conversation}

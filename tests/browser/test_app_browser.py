@@ -653,6 +653,11 @@ def test_boxes_are_read_and_set_as_numbers(page) -> None:
 
 def test_ctrl_enter_in_the_free_prompt_asks(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
+    # The categories are not carried into a question, and come back with their task.
+    choose_task(page, "Region reasoning")
+    assert page.get_by_label("Question", exact=True).input_value() == ""
+    choose_task(page, "Detection")
+    assert page.get_by_label("Categories").input_value() == "cup, spoon"
     choose_task(page, "Free prompt")
     set_number(page, "fo1-max-tokens", 16)
     prompt = page.locator("#fo1-free textarea")
