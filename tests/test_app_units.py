@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -375,8 +376,8 @@ def test_answer_files_are_removed_once_old() -> None:
 
 
 def test_turned_copies_go_once_unused_for_long(tmp_path) -> None:
-    for name in ("a.png", "b.png"):
-        Image.new("RGB", (40, 20)).save(tmp_path / name)
+    for name, colour in (("a.png", "red"), ("b.png", "blue")):  # two images, not one twice
+        Image.new("RGB", (40, 20), colour).save(tmp_path / name)
     old, used = turned(str(tmp_path / "a.png"), 1), turned(str(tmp_path / "b.png"), 1)
     for copy in (old, used):
         os.utime(copy, (0, 0))  # made long ago
@@ -384,6 +385,15 @@ def test_turned_copies_go_once_unused_for_long(tmp_path) -> None:
     turned(str(tmp_path / "a.png"), 2)  # a new copy clears the old ones
     assert not Path(old).exists() and Path(used).exists()
     assert Image.open(used).size == (20, 40)
+
+
+def test_copies_of_one_image_share_its_turned_copy(tmp_path) -> None:
+    """Gradio copies the editor's image again each time the server sends it back: turning one
+    copy is not redone for the next."""
+    Image.new("RGB", (40, 20), "green").save(tmp_path / "first.png")
+    (tmp_path / "again").mkdir()
+    shutil.copy(tmp_path / "first.png", tmp_path / "again" / "first.png")
+    assert turned(str(tmp_path / "first.png"), 1) == turned(str(tmp_path / "again/first.png"), 1)
 
 
 def test_a_turned_copy_is_never_read_half_written(tmp_path) -> None:

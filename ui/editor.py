@@ -24,7 +24,7 @@ from gradio_image_annotation import image_annotator
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ui.errors import user_error
-from ui.files import AppFolder
+from ui.files import AppFolder, FileVersion, file_identity, file_version
 
 FILE_NAME = "file_name"
 """Key of the editor value holding the uploaded file's name as the user's computer had it (the
@@ -125,16 +125,15 @@ def as_uploaded(self: image_annotator, image: FileData | None) -> str | None:
     path = str(image.path)
     if path.lower().endswith(".svg"):
         return path  # refused with a message when opened for the model
-    stat = os.stat(path)
-    _check_opens(path, stat.st_size, stat.st_mtime_ns)
+    _check_opens(file_version(path))
     return path
 
 
 @functools.lru_cache(maxsize=256)
-def _check_opens(path: str, size: int, modified_ns: int) -> None:
-    """Decodes the file once per version (size and time key it): a broken or truncated file
-    raises here, as the component's own step would have."""
-    with Image.open(path) as image:
+def _check_opens(version: FileVersion) -> None:
+    """Decodes the file once per version: a broken or truncated file raises here, as the
+    component's own step would have."""
+    with Image.open(version[0]) as image:
         image.load()
 
 
@@ -238,7 +237,8 @@ def turned(image: str, turns: int) -> str:
     turns %= 4
     if not turns:
         return image
-    name = hashlib.sha256(f"{image}:{turns}".encode()).hexdigest()[:32]
+    # Named by content: the copies Gradio makes of the image share one turned copy.
+    name = hashlib.sha256(f"{file_identity(image)}:{turns}".encode()).hexdigest()[:32]
     path = _TURNED.root / f"{name}.png"
     if path.exists():
         path.touch()  # in use: kept for another while

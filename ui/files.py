@@ -37,6 +37,17 @@ class AppFolder:
                 old.unlink(missing_ok=True)
 
 
+FileVersion = tuple[str, int, int]
+"""A file's path, size and modification time: what work read from a file once is cached by, so
+that a file rewritten in place is read again."""
+
+
+def file_version(path: str) -> FileVersion:
+    """`path`'s `FileVersion`; raises `OSError` if there is no such file."""
+    stat = os.stat(path)
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
 def file_identity(path: str | None) -> str:
     """What the file at `path` holds, as a digest: the same image whatever copy of it the editor
     holds (Gradio copies it again each time the server sends the editor back, as Undo, Propose
@@ -44,17 +55,13 @@ def file_identity(path: str | None) -> str:
     if path is None:
         return "no image"
     try:
-        stat = os.stat(path)
+        return _digest(file_version(path))
     except OSError:
         return str(path)
-    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=256)
-def _digest(path: str, size: int, modified_ns: int) -> str:
-    """Read once per file version: each box edit asks again (the size and time key the version)."""
-    try:
-        with open(path, "rb") as file:
-            return hashlib.file_digest(file, "sha256").hexdigest()
-    except OSError:
-        return path
+def _digest(version: FileVersion) -> str:
+    """Read once per file version: each box edit asks again."""
+    with open(version[0], "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()

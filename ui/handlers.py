@@ -345,10 +345,12 @@ class Handlers:
         if not found.boxes:
             message = f"No proposals in {seconds}: your boxes are as they were."
             return gr.skip(), gr.skip(), status_html(message, "warning"), found.seconds
-        keep = boxes_of(value)
-        if edited:
+        if mode != "add":
+            keep = []
+        elif edited:
             keep = [list(box) for box in session.editing[1]]  # drawn while the proposer ran
-        keep = keep if mode == "add" else []
+        else:
+            keep = boxes_of(value)
         masks = dict(masks) if mode == "add" else {}
         fresh = new_to(keep, found.boxes)
         if found.masks is not None:
