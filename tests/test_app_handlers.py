@@ -26,6 +26,7 @@ from fo1_core.export import decode_rle
 from fo1_core.session import load
 from tests.conftest import RIGGED_ANSWER
 from ui.ahead import EncodeAhead
+from ui.answer_view import LATEST_TURN_NOTE
 from ui.answering import Answerer, Question
 from ui.boxes import boxes_of, editor_value
 from ui.editor import FILE_NAME
@@ -141,6 +142,19 @@ def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers)
     assert RIGGED_ANSWER.replace("<", "&lt;").replace(">", "&gt;") in report
 
 
+def test_the_answer_names_the_question_it_answers(answering: Handlers) -> None:
+    """Above the answer, from the first step to the last: the task and the question the model
+    read, so picking another task or text while it streams does not mislabel it."""
+    value = editor_value(IMAGE, BOXES)
+    steps = list(run(answering, value, task="Brief_Region_Caption_template", regions=[1]))
+    for answer, *_ in (steps[0], steps[-1]):
+        asked = re.search(r'<div class="fo1-asked"[^>]*>(.*?)</div>', answer).group(1)
+        assert asked.startswith('<span class="fo1-task">Brief region caption:</span>')
+        assert asked.count("fo1-chip") == 1 and ">#1<" in asked  # the picked region, as a chip
+    cup = list(run(answering, value, text="cup <b>"))[-1][0]
+    assert "Detection:</span> Please detect cup &lt;b&gt; in this image." in cup
+
+
 def test_the_coco_file_names_the_image_as_uploaded(answering: Handlers) -> None:
     value = {**editor_value(IMAGE, BOXES), FILE_NAME: "kitchen table.JPG"}
     *_, (*_, files) = run(answering, value)
@@ -178,6 +192,26 @@ def test_stop_pressed_while_the_question_waits_stops_it_before_it_starts(
     answering.stop(2_000.0, session)  # a Stop before the click does not stop it
     steps = list(run(answering, editor_value(IMAGE, BOXES), clicked_at=3_000.0))
     assert "Done" in steps[-1][3]
+
+
+def test_the_latest_turn_is_marked_as_the_answer_shown_until_another_replaces_it(
+    endless: Handlers,
+) -> None:
+    value = editor_value(IMAGE, BOXES)
+    boxes_changed(endless, value)
+    list(run(endless, value, limit=8, follow_up=True))
+    conversation, history, _ = endless.remember_turn(True, {}, "", REQUEST)
+    assert LATEST_TURN_NOTE in history and 'class="fo1-latest"' in history
+    # A refused question leaves that answer on screen.
+    list(run(endless, value, task="Region_OCR_template", follow_up=True))
+    assert 'class="fo1-latest"' in endless.remember_turn(True, conversation, "", REQUEST)[1]
+    # A stopped one takes its place and is not kept: the latest turn kept is listed as any other.
+    stream = run(endless, value, limit=100_000, follow_up=True, conversation=conversation)
+    next(stream)
+    endless.stop(None, REQUEST)
+    list(stream)
+    kept, history, _ = endless.remember_turn(True, conversation, "", REQUEST)
+    assert kept == SKIP and "<li>" in history and "fo1-latest" not in history
 
 
 def test_closing_the_stream_stops_the_worker(endless: Handlers) -> None:
@@ -657,7 +691,8 @@ def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:
         free,
     ]
     assert all(answer == RIGGED_ANSWER for _, answer in conversation["turns"])
-    assert history.count("<li>") == 2
+    # The second turn is the answer on screen: the page lists it only once a new one is asked.
+    assert history.count("<li") == 2 and '<li class="fo1-latest"><b>You:</b> And what' in history
     # The second question started from the first turn's cache: image, regions, question, answer.
     assert answering.answerer.pipeline.encoder.turns.stats().hits > turns
     # Its downloads carry the turn before it too.

@@ -72,16 +72,35 @@ def answer_html(answer: Answer, num_regions: int) -> str:
     return f'<div class="fo1-answer">{rendered or "<i>…</i>"}</div>'
 
 
-def conversation_html(turns: list[tuple[str, str]], num_regions: int, title: str) -> str:
-    """Earlier turns of a follow-up conversation, oldest first, with region chips."""
+def asked_html(task: str, question: str, num_regions: int) -> str:
+    """What the answer below it answers (the task and the question as the model read it), so it
+    stays told apart from what the fields hold once the user picks another task or text."""
+    label = f'<span class="fo1-task">{html.escape(task)}:</span>'
+    asked = rich_text(question, num_regions)
+    return f'<div class="fo1-asked" title="{html.escape(question)}">{label} {asked}</div>'
+
+
+def conversation_html(
+    turns: list[tuple[str, str]], num_regions: int, title: str, latest_shown: bool = False
+) -> str:
+    """Earlier turns of a follow-up conversation, oldest first, with region chips.
+
+    `latest_shown`: the last turn is the answer on screen below; it is marked `fo1-latest`, with
+    a note saying so, for the page to show one or the other (`ui.layout.app_css`)."""
     if not turns:
         return ""
-    items = "".join(
-        f"<li><b>You:</b> {rich_text(question, num_regions)}<br><b>FO1:</b> "
+    items = [
+        f"<b>You:</b> {rich_text(question, num_regions)}<br><b>FO1:</b> "
         f"{answer_html(parse_answer(answer, num_regions), num_regions)}</li>"
         for question, answer in turns
-    )
-    return f'<div class="fo1-history"><b>{title}</b><ol>{items}</ol></div>'
+    ]
+    latest = '<li class="fo1-latest">' if latest_shown else "<li>"
+    listed = "".join(["<li>" + item for item in items[:-1]] + [latest + items[-1]])
+    note = f'<span class="fo1-latest-note"> — {LATEST_TURN_NOTE}</span>' if latest_shown else ""
+    return f'<div class="fo1-history"><b>{title}</b>{note}<ol>{listed}</ol></div>'
+
+
+LATEST_TURN_NOTE = "its latest turn is the answer below"
 
 
 def reasoning_html(answer: Answer, num_regions: int) -> str:
@@ -105,6 +124,9 @@ CHIP_CSS = """
   background: var(--chip); color: var(--chip-text); font-weight: 600; font-size: 0.9em; }
 .fo1-chip.fo1-missing { background: #999; color: #fff; text-decoration: line-through; }
 .fo1-answer { font-size: 1.05em; line-height: 1.7; min-height: 2em; }
+.fo1-asked { opacity: 0.8; font-size: 0.9em; margin-bottom: 0.3em; overflow: hidden;
+  display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical; }
+.fo1-asked .fo1-task { font-weight: 600; }
 .fo1-history { max-height: 22em; overflow-y: auto; border-left: 3px solid #ccc;
   padding-left: 0.6em; }
 .fo1-history .fo1-answer { font-size: 1em; min-height: 0; }

@@ -18,13 +18,20 @@ from typing import Any
 import gradio as gr
 
 from detect_tools import ProposerError
+from fo1_core.answers import Answer
 from fo1_core.errors import FO1Error
 from fo1_core.processing import image_size
 from fo1_core.render import draw_proposals
 from fo1_core.session import Generation, Request
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count, region_token
 from ui.ahead import EncodeAhead
-from ui.answer_view import answer_html, conversation_html, detection_rows, reasoning_html
+from ui.answer_view import (
+    answer_html,
+    asked_html,
+    conversation_html,
+    detection_rows,
+    reasoning_html,
+)
 from ui.answering import Answerer, Question, open_for_drawing, status_line, task_label
 from ui.boxes import (
     Box,
@@ -108,6 +115,13 @@ class _Asked:
     closing_notes: Callable[[Generation], list[str]]  # about the conversation, for the status
     editor_differs: Callable[[], bool]  # whether the editor holds other boxes by now
 
+    def answer_html(self, answer: Answer | None) -> str:
+        """The answer so far (None: none yet) under the question it answers."""
+        num = min(len(self.question.boxes), MAX_REGIONS)
+        body = answer_html_placeholder() if answer is None else answer_html(answer, num)
+        label = task_label(self.question.task)
+        return asked_html(label, self.prepared.user_text, num) + body
+
 
 @dataclass
 class _Session:
@@ -121,6 +135,7 @@ class _Session:
     superseded_at: float | None = None
     finished: tuple[ConversationKey, str, str] | None = None  # until `remember_turn` files it
     answered: ConversationKey | None = None  # the image and boxes of the answer shown
+    answered_last_turn: bool = False  # whether that answer is the conversation's latest turn
     editing: ConversationKey | None = None  # those in the editor now
     edited_at: float | None = None  # when they last changed, by the page's clock
     sent_status: str = ""  # the status an answer last sent to the page
@@ -144,6 +159,10 @@ class _Session:
     def stale(self) -> bool:
         """Whether the answer shown is about other boxes than the editor's."""
         return self.answered is not None and self.changed_since(self.answered)
+
+    def history(self, follow_up: bool, conversation: dict | None) -> str:
+        """`history_view` of `conversation` as this page shows it."""
+        return history_view(follow_up, conversation, self.editing, self.answered_last_turn)
 
 
 def status_html(message: str, kind: str = "info") -> str:
@@ -237,11 +256,7 @@ class Handlers:
         behind = _streaming(status) and not _streaming(session.sent_status)
         marked = with_stale_note(session.sent_status if behind else status, session.stale)
         stale = gr.skip() if streaming or marked == status else marked
-        history = (
-            gr.skip()
-            if streaming or behind
-            else history_view(follow_up, conversation, session.editing)
-        )
+        history = gr.skip() if streaming or behind else session.history(follow_up, conversation)
         if boxes:
             note = box_count(len(boxes))
         elif image is None:
@@ -294,6 +309,7 @@ class Handlers:
         no longer apply. Outputs: masks, proposal time, then `cleared_answer`'s."""
         session = self._session(request)
         session.answered = session.finished = None  # a turn not yet filed is the old image's
+        session.answered_last_turn = False
         return {}, None, *cleared_answer()
 
     def supersede(self, page_time: float | None, request: gr.Request) -> None:
@@ -517,8 +533,9 @@ class Handlers:
                 editor_differs=lambda: session.changed_since(key),
             )
             session.answered = None  # the placeholder empties the answer area
+            session.answered_last_turn = False
             yield (
-                answer_html_placeholder(),
+                asked.answer_html(None),
                 reasoning_placeholder(),
                 None,
                 status_html(" ".join([ANSWERING, *prepared.notices, *restart])),
@@ -561,7 +578,7 @@ class Handlers:
                 last = time.perf_counter()
                 yield (
                     (
-                        answer_html(step.answer, num),
+                        asked.answer_html(step.answer),
                         reasoning_html(step.answer, num),
                         step.image if step.image is not None else gr.skip(),
                         status_html(f"{ANSWERING} {step.tokens} tokens"),
@@ -596,7 +613,7 @@ class Handlers:
             kind = "warning" if warnings else "info" if stop_reason == "cancelled" else "done"
             yield (
                 (
-                    answer_html(step.answer, num),
+                    asked.answer_html(step.answer),
                     reasoning_html(step.answer, num),
                     files.image,  # as a file, its download button saves it by the image's name
                     with_stale_note(
@@ -620,11 +637,12 @@ class Handlers:
         stale = gr.skip() if marked == (status or "") else marked
         finished, session.finished = session.finished, None
         if finished is None:  # stopped, failed or refused: the boxes may have changed meanwhile
-            return gr.skip(), history_view(follow_up, conversation, session.editing), stale
+            return gr.skip(), session.history(follow_up, conversation), stale
         key, question, answer = finished
         turns = turns_about(conversation, key) if follow_up else []
         updated = {"key": key, "turns": [*turns, (question, answer)]}
-        return updated, history_view(follow_up, updated, session.editing), stale
+        session.answered_last_turn = True
+        return updated, session.history(follow_up, updated), stale
 
     @staticmethod
     def new_conversation() -> tuple:
@@ -633,7 +651,7 @@ class Handlers:
     def follow_up_toggled(
         self, follow_up: bool, conversation: dict | None, request: gr.Request
     ) -> str:
-        return history_view(follow_up, conversation, self._session(request).editing)
+        return self._session(request).history(follow_up, conversation)
 
 
 ANSWERING = "Answering…"
@@ -706,10 +724,14 @@ def turns_about(conversation: dict | None, key: ConversationKey) -> list[tuple[s
 
 
 def history_view(
-    follow_up: bool, conversation: dict | None, editing: ConversationKey | None = None
+    follow_up: bool,
+    conversation: dict | None,
+    editing: ConversationKey | None = None,
+    latest_shown: bool = False,
 ) -> str:
     """The conversation so far, in follow-up mode; titled as one the next question will not
-    continue when the editor's boxes (`editing`) are no longer the ones it is about."""
+    continue when the editor's boxes (`editing`) are no longer the ones it is about.
+    `latest_shown`: its latest turn is the answer on screen (`conversation_html`)."""
     turns = (conversation or {}).get("turns", [])
     if not follow_up or not turns:
         return ""
@@ -717,9 +739,8 @@ def history_view(
     if editing is not None and key is not None and key[0] != editing[0]:
         return ""  # about another image: nothing to continue (`new_image` has cleared it)
     moved_on = editing is not None and not turns_about(conversation, editing)
-    return conversation_html(
-        turns, len(key[1]) if key else 0, ENDED_CONVERSATION if moved_on else CONVERSATION
-    )
+    title = ENDED_CONVERSATION if moved_on else CONVERSATION
+    return conversation_html(turns, len(key[1]) if key else 0, title, latest_shown)
 
 
 def answer_html_placeholder() -> str:

@@ -144,6 +144,10 @@ kbd {{ padding: 0 0.35em; border: 1px solid var(--border-color-primary); border-
 body.fo1-busy #fo1-run, body:not(.fo1-busy) #fo1-stop {{ opacity: 0.5; }}
 body.fo1-busy #fo1-run {{ cursor: progress; }}
 #fo1-answer .fo1-answer {{ max-height: 20em; overflow-y: auto; }}
+/* The conversation's latest turn is left out while it is the answer shown below it, not once a
+   new question is on its way (`ASK`) to take that answer's place. */
+body:not(.fo1-busy) #fo1-history li.fo1-latest, body.fo1-busy #fo1-history .fo1-latest-note {{
+    display: none; }}
 /* The examples in columns of 140 px or more, as many as fit: all four show on a phone too. */
 #fo1-gallery .grid-wrap {{ min-height: 0; max-height: none; }}
 /* Download names wrap on a phone: cut, the answer's JSON and the COCO file looked alike. */

@@ -343,8 +343,11 @@ def test_region_task_streams_an_answer_and_draws_it(page) -> None:
     page.locator("#fo1-status", has_text="Stopped at the token limit").wait_for()
     answer = page.locator("#fo1-answer")
     assert "red circle" in answer.inner_text()
-    chips = answer.locator(".fo1-chip")
+    chips = answer.locator(".fo1-answer .fo1-chip")
     assert [chips.nth(i).inner_text() for i in range(chips.count())][:2] == ["#0", "#2"]
+    # Above it, what it answers: the task and the question, with the picked region.
+    asked = answer.locator(".fo1-asked").inner_text()
+    assert asked.startswith("Brief region caption: ") and "#0" in asked, asked
     assert page.locator("#fo1-result img").count() == 1
     assert "256 tokens" in status_text(page)
     page.locator("#fo1-answer").scroll_into_view_if_needed()
@@ -434,12 +437,20 @@ def test_follow_up_mode_keeps_the_conversation(page) -> None:
     # The free-prompt answer above is the conversation's first turn once follow-up is ticked.
     page.locator("#fo1-follow-up input").check()
     history = page.locator("#fo1-history li")
-    history.first.wait_for()
-    assert history.count() == 1
+    latest_note = page.locator("#fo1-history .fo1-latest-note")
+    latest_note.wait_for()
+    # That turn is the answer on screen: listed again only once the next question replaces it.
+    assert history.count() == 1 and not history.first.is_visible()
     page.locator("#fo1-free textarea").fill("And <region0>?")
     page.locator("#fo1-run").click()
+    history.first.wait_for(state="visible")
+    assert not latest_note.is_visible()
     page.wait_for_function("document.querySelectorAll('#fo1-history li').length == 2")
-    assert "And" in history.nth(1).inner_text()
+    page.locator("#fo1-status", has_text="Stopped at the token limit").wait_for()
+    assert "And" in history.nth(1).text_content() and not history.nth(1).is_visible()
+    assert history.first.is_visible() and latest_note.is_visible()
+    asked = page.locator("#fo1-answer .fo1-asked").inner_text()
+    assert asked.startswith("Free prompt: And #0"), asked
     page.wait_for_timeout(300)
     # The newest turn is in view, however long the earlier ones.
     at_end = "(p => p.scrollTop + p.clientHeight >= p.scrollHeight - 2)"
