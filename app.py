@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from pathlib import Path
 
 # `spaces` must be imported before torch: on ZeroGPU it patches CUDA initialisation.
 import spaces  # noqa: F401, I001
@@ -26,19 +26,35 @@ from ui import Settings, app_css, build_app
 from ui.examples import EXAMPLES_DIR
 from ui.gpu import ON_ZERO_GPU
 
-ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 logger = logging.getLogger("app")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="VLM-FO1 browser demo")
+    parser = argparse.ArgumentParser(
+        description="VLM-FO1 browser demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument(
         "--checkpoint", default=PUBLISHED_CHECKPOINT, help="hub id or local checkpoint folder"
     )
-    parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")
-    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve the network")
-    parser.add_argument("--port", type=whole_number(1, 65535), default=7860)
-    parser.add_argument("--max-new-tokens", type=positive, default=DEFAULT_MAX_NEW_TOKENS)
+    parser.add_argument("--device", help="cuda, cpu, …; None: cuda when available")
+    # A Hugging Face Space says where to serve in Gradio's variables (0.0.0.0 there).
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="0.0.0.0 to serve the network; GRADIO_SERVER_NAME, when set, is the default",
+    )
+    parser.add_argument(
+        "--port",
+        type=whole_number(1, 65535),
+        default=os.environ.get("GRADIO_SERVER_PORT", "7860"),
+        help="GRADIO_SERVER_PORT, when set, is the default",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=positive,
+        default=DEFAULT_MAX_NEW_TOKENS,
+        help="the answer length the page starts with",
+    )
     parser.add_argument("--token-limit", type=positive, default=4096, help="largest max-new-tokens")
     parser.add_argument(
         "--decode",
@@ -124,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         demo.launch(
             server_name=args.host,
             server_port=args.port,
-            allowed_paths=[str(EXAMPLES_DIR), str(ASSETS_DIR)],
+            allowed_paths=[str(EXAMPLES_DIR)],
             max_file_size=args.max_file_size,
             show_error=True,
             css=app_css(),

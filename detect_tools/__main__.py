@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from detect_tools import registry
 from detect_tools.base import CLASS_NAME, MAX_PROPOSALS, ProposalOptions, ProposerError
-from detect_tools.images import refuse_url
+from detect_tools.images import open_image_file, refuse_url
 
 
 def detections_to_json(detections: sv.Detections, proposer: str) -> dict:
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         refuse_url(args.image, ProposerError)  # as typed: `Path` would fold its `//`
         try:
-            with Image.open(args.image) as file:
+            with open_image_file(args.image) as file:
                 # Boxes in the frame the image is shown in, as the app and `python -m fo1_core`
                 # take them.
                 image = ImageOps.exif_transpose(file)

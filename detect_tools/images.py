@@ -2,13 +2,15 @@
 
 Shared so that the boxes a proposer finds and the picture the model reads agree on 16-bit scans,
 float images and transparent cut-outs (plain ``convert("RGB")`` clips the first to white and turns
-transparency black). Also shared: which paths are URLs, which neither package fetches.
+transparency black). Also shared: which paths are URLs, which neither package fetches, and which
+file formats either opens.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image
@@ -16,6 +18,19 @@ from PIL import Image
 URL = re.compile(r"[a-z][a-z0-9+.-]+:/|data:", re.IGNORECASE)
 """A scheme of two letters or more and a slash (`Path` folds `//` into one), or a data URL. One
 letter and a colon is a Windows drive."""
+
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "GIF", "BMP", "TIFF")
+"""The formats `open_image_file` reads (JPEG includes phones' MPO). Pillow knows others, some
+decoded by outside programs (EPS runs Ghostscript on the user's file): none of those is read."""
+UNREADABLE_IMAGE = (
+    "The file is not an image this app can read: use a JPEG, PNG, WebP, AVIF, GIF, BMP or TIFF."
+)
+
+
+def open_image_file(source: str | Path | IO[bytes]) -> Image.Image:
+    """`Image.open` (lazily) for `IMAGE_FORMATS` only: other files raise
+    `UnidentifiedImageError`."""
+    return Image.open(source, formats=IMAGE_FORMATS)
 
 
 def refuse_url(path: str | Path, error: type[Exception]) -> None:

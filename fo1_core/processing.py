@@ -20,7 +20,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from detect_tools.images import as_rgb, refuse_url
+from detect_tools.images import UNREADABLE_IMAGE, as_rgb, open_image_file, refuse_url
 from fo1_core.configuration import AUX_IMAGE_SIZE
 from fo1_core.errors import FO1Error
 from fo1_core.templates import MAX_REGIONS
@@ -79,7 +79,7 @@ def _open(source: str | Path | bytes | None) -> Image.Image:
     if isinstance(source, (str, Path)):
         refuse_url(source, FO1Error)
     try:
-        return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        return open_image_file(io.BytesIO(source) if isinstance(source, bytes) else source)
     except Image.DecompressionBombError as error:
         raise FO1Error(f"The image is too large to open safely ({error}).") from error
     except FileNotFoundError as error:  # a mistyped path, or an upload the server deleted
@@ -88,9 +88,7 @@ def _open(source: str | Path | bytes | None) -> Image.Image:
             "the image again."
         ) from error
     except (UnidentifiedImageError, OSError) as error:
-        raise FO1Error(
-            "The file is not an image this app can read: use a JPEG, PNG or WebP."
-        ) from error
+        raise FO1Error(UNREADABLE_IMAGE) from error
 
 
 def clip_box(box: Sequence[float], width: float, height: float) -> list[float]:

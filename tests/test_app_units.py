@@ -30,6 +30,7 @@ from fo1_core.processing import open_image
 from fo1_core.render import color_for_region, text_color_for_region
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS
 from tests.browser.app_server import REPO
+from tests.test_bad_input import EPS
 from ui.answer_view import answer_html, chip, reasoning_html, rich_text
 from ui.boxes import (
     MAX_TYPED_BOXES,
@@ -269,9 +270,10 @@ def test_an_image_written_back_to_the_editor_keeps_its_uploaded_name() -> None:
     assert file_name_of(back) == "kitchen.JPG"
 
 
-def test_editor_rejects_a_broken_file_readably(tmp_path) -> None:
+@pytest.mark.parametrize("content", [b"nope", EPS])  # EPS: decoded by running Ghostscript
+def test_editor_rejects_a_broken_file_readably(tmp_path, content: bytes) -> None:
     broken = tmp_path / "broken.png"
-    broken.write_bytes(b"nope")
+    broken.write_bytes(content)
     # Not an exception: every later event reading the editor would fail on it too.
     value = box_editor().preprocess(AnnotatedImageData(image=FileData(path=str(broken))))
     assert "not an image" in value["unreadable"]
@@ -494,6 +496,15 @@ def test_command_line_defaults() -> None:
     assert args.checkpoint == "omlab/VLM-FO1_Qwen2.5-VL-3B-v01"
     assert (args.host, args.port, args.device) == ("127.0.0.1", 7860, None)
     assert args.encode_ahead and not parse_args(["--no-encode-ahead"]).encode_ahead
+
+
+def test_the_app_serves_where_a_space_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Hugging Face Space names the address to serve on in Gradio's variables (0.0.0.0):
+    serving on 127.0.0.1 there leaves the Space unreachable."""
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    assert (parse_args([]).host, parse_args([]).port) == ("0.0.0.0", 7861)
+    assert parse_args(["--host", "::1", "--port", "80"]).port == 80
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ def _png_bytes(image: Image.Image) -> bytes:
 
 IMAGE = Image.new("RGB", (120, 80), (200, 30, 30))
 BOX = [[10, 10, 50, 50]]
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\nnewpath 0 0 moveto 40 40 lineto stroke\n"
 
 
 @pytest.mark.parametrize(
@@ -38,6 +39,8 @@ BOX = [[10, 10, 50, 50]]
         ("https://example.com/cat.jpg", BOX, "OD_template", "cat", "is a URL"),
         # bytes that are not an image
         (b"definitely not a png", BOX, "OD_template", "cat", "not an image"),
+        # a format Pillow hands to an outside program (Ghostscript) to decode
+        (EPS, BOX, "OD_template", "cat", "not an image"),
         # a PNG cut in half
         (_png_bytes(Image.new("RGB", (300, 300), (1, 2, 3)))[:200], BOX, "OD_template", "cat", ""),
         # smaller than the smallest side accepted

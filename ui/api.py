@@ -21,12 +21,13 @@ import numpy as np
 from gradio_client.utils import is_http_url_like
 
 from detect_tools import ProposerError
+from detect_tools.images import UNREADABLE_IMAGE
 from fo1_core.errors import FO1Error
 from fo1_core.export import to_json
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
 from ui.answering import Answerer, Question
 from ui.boxes import parse_boxes
-from ui.editor import UNREADABLE_IMAGE, readable_errors
+from ui.editor import readable_errors
 from ui.errors import user_error
 from ui.proposing import Proposing
 

@@ -23,6 +23,7 @@ from gradio.data_classes import FileData
 from gradio_image_annotation import image_annotator
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from detect_tools.images import UNREADABLE_IMAGE, open_image_file
 from ui.errors import user_error
 from ui.files import AppFolder, FileVersion, file_identity, file_version
 
@@ -36,7 +37,6 @@ UNREADABLE_NOTE = "That file could not be opened."
 EMPTY_IF_UNREADABLE = f"(note) => note === {json.dumps(UNREADABLE_NOTE)} ? null : undefined"
 """Run in the page, not by a server reply: a reply writing the editor, even to leave it as it is,
 loses boxes drawn while it was on its way."""
-UNREADABLE_IMAGE = "The file is not an image this app can read: use a JPEG, PNG or WebP."
 BAD_BOXES = (
     'Boxes must be {"xmin", "ymin", "xmax", "ymax"} numbers with an optional "label" and a '
     '"color" like "rgb(255, 0, 0)".'
@@ -133,7 +133,7 @@ def as_uploaded(self: image_annotator, image: FileData | None) -> str | None:
 def _check_opens(version: FileVersion) -> None:
     """Decodes the file once per version: a broken or truncated file raises here, as the
     component's own step would have."""
-    with Image.open(version[0]) as image:
+    with open_image_file(version[0]) as image:
         image.load()
 
 
@@ -248,7 +248,7 @@ def turned(image: str, turns: int) -> str:
         # together, and one must not read the file while another is still writing it.
         partial = path.with_name(f"{name}.{threading.get_ident()}.partial.png")
         try:
-            with Image.open(image) as source:
+            with open_image_file(image) as source:
                 ImageOps.exif_transpose(source).rotate(-90 * turns, expand=True).save(partial)
             os.replace(partial, path)
         except (OSError, ValueError, Image.DecompressionBombError):
