@@ -23,7 +23,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from detect_tools.images import UNREADABLE_IMAGE, as_rgb, open_image_file, refuse_url
 from fo1_core.configuration import AUX_IMAGE_SIZE
 from fo1_core.errors import FO1Error
-from fo1_core.templates import MAX_REGIONS
+from fo1_core.templates import MAX_REGIONS, box_count
 
 MAX_LONG_SIDE = 2048
 MIN_SIDE = 28
@@ -114,8 +114,9 @@ def capped_size(width: int, height: int) -> tuple[int, int]:
 def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
     """Validates user boxes `[[x1, y1, x2, y2], …]` in image pixels; returns them and notices.
 
-    Boxes partly outside the image are kept (they are clipped later, as upstream does). More than
-    `MAX_REGIONS` boxes are cut to the first `MAX_REGIONS`, with a notice.
+    Boxes partly outside the image are cut to it, with a notice: the towers read them so (as
+    upstream clips them), and the answer's detections and files then hold the boxes the model
+    read. More than `MAX_REGIONS` boxes are cut to the first `MAX_REGIONS`, with a notice.
     """
     try:
         written = np.asarray(boxes if boxes is not None else [], dtype=object)
@@ -137,17 +138,23 @@ def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray,
         )
         array = array[:MAX_REGIONS]
     width, height = image_size
+    clipped = []
     for index, (x1, y1, x2, y2) in enumerate(array.tolist()):
         if not np.all(np.isfinite([x1, y1, x2, y2])):
             raise FO1Error(f"Box #{index} has a coordinate that is not a number.")
         if x2 < x1 or y2 < y1:
             raise FO1Error(f"Box #{index} is inverted: x2 < x1 or y2 < y1 in {[x1, y1, x2, y2]}.")
-        cx1, cy1, cx2, cy2 = clip_box((x1, y1, x2, y2), width, height)
+        clipped.append(clip_box((x1, y1, x2, y2), width, height))
+        cx1, cy1, cx2, cy2 = clipped[-1]
         if cx2 <= cx1 or cy2 <= cy1:
             raise FO1Error(
                 f"Box #{index} {[x1, y1, x2, y2]} has no area inside the {width}×{height} image."
             )
-    return array, notices
+    inside = np.asarray(clipped, dtype=np.float64)
+    if cut := [index for index, moved in enumerate((inside != array).any(axis=1)) if moved]:
+        named = ", ".join(f"#{index}" for index in cut[:10]) + (", …" if len(cut) > 10 else "")
+        notices.append(f"Cut to the image: {box_count(len(cut))} reaching out of it ({named}).")
+    return inside, notices
 
 
 @dataclass

@@ -143,16 +143,20 @@ def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers)
 
 
 def test_the_answer_names_the_question_it_answers(answering: Handlers) -> None:
-    """Above the answer, from the first step to the last: the task and the question the model
-    read, so picking another task or text while it streams does not mislabel it."""
+    """Above the answer, from the first step to the last: the task and what the user asked it,
+    so picking another task or text while it streams does not mislabel it."""
     value = editor_value(IMAGE, BOXES)
     steps = list(run(answering, value, task="Brief_Region_Caption_template", regions=[1]))
     for answer, *_ in (steps[0], steps[-1]):
         asked = re.search(r'<div class="fo1-asked"[^>]*>(.*?)</div>', answer).group(1)
         assert asked.startswith('<span class="fo1-task">Brief region caption:</span>')
         assert asked.count("fo1-chip") == 1 and ">#1<" in asked  # the picked region, as a chip
-    cup = list(run(answering, value, text="cup <b>"))[-1][0]
-    assert "Detection:</span> Please detect cup &lt;b&gt; in this image." in cup
+    # What the user typed, not the template around it (the whole prompt is the tooltip).
+    cup = list(run(answering, value, text=" cup <b> "))[-1][0]
+    assert 'title="Please detect cup &lt;b&gt; in this image.' in cup
+    assert "Detection:</span> cup &lt;b&gt;</div>" in cup
+    whole = list(run(answering, value, task="Grounding_template", text="cup"))[-1][0]
+    assert '<span class="fo1-task">Grounded caption</span> </div>' in whole
 
 
 def test_the_coco_file_names_the_image_as_uploaded(answering: Handlers) -> None:

@@ -95,8 +95,11 @@ def test_huge_image_is_refused_before_decoding(pipeline: FO1Pipeline, tmp_path: 
 
 
 def test_boxes_partly_outside_are_clipped(pipeline: FO1Pipeline) -> None:
-    request = pipeline.prepare(IMAGE, [[-20, -5, 60, 200]], "OD_template", "cat")
-    assert request.vision.boxes.tolist() == [[-20, -5, 60, 200]]  # answers refer to these
+    boxes = [[-20, -5, 60, 200], [1, 2, 3, 4], [0, 0, 1e39, 1e39]]  # 1e39: past float32
+    request = pipeline.prepare(IMAGE, boxes, "OD_template", "cat")
+    # Answers refer to these: detections, drawings and files hold the boxes the model read.
+    assert request.vision.boxes.tolist() == [[0, 0, 60, 80], [1, 2, 3, 4], [0, 0, 120, 80]]
+    assert "Cut to the image: 2 boxes reaching out of it (#0, #2)." in request.vision.notices
     aux = request.vision.aux_boxes[0].tolist()
     assert aux[0] == 0 and aux[1] == 0 and aux[3] == 768
 

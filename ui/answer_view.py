@@ -72,12 +72,16 @@ def answer_html(answer: Answer, num_regions: int) -> str:
     return f'<div class="fo1-answer">{rendered or "<i>…</i>"}</div>'
 
 
-def asked_html(task: str, question: str, num_regions: int) -> str:
-    """What the answer below it answers (the task and the question as the model read it), so it
-    stays told apart from what the fields hold once the user picks another task or text."""
-    label = f'<span class="fo1-task">{html.escape(task)}:</span>'
-    asked = rich_text(question, num_regions)
-    return f'<div class="fo1-asked" title="{html.escape(question)}">{label} {asked}</div>'
+def asked_html(task: str, asked: str, num_regions: int, prompt: str) -> str:
+    """What the answer below it answers: the task and what the user gave it (typed text, picked
+    regions), the whole `prompt` the model read on hovering. It stays told apart from what the
+    fields hold once the user picks another task or text."""
+    label = html.escape(task) + (":" if asked else "")
+    given = rich_text(asked, num_regions)
+    return (
+        f'<div class="fo1-asked" title="{html.escape(prompt)}">'
+        f'<span class="fo1-task">{label}</span> {given}</div>'
+    )
 
 
 def conversation_html(

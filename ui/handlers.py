@@ -32,7 +32,14 @@ from ui.answer_view import (
     detection_rows,
     reasoning_html,
 )
-from ui.answering import Answerer, Question, open_for_drawing, status_line, task_label
+from ui.answering import (
+    Answerer,
+    Question,
+    fill_text,
+    open_for_drawing,
+    status_line,
+    task_label,
+)
 from ui.boxes import (
     Box,
     boxes_as_text,
@@ -119,8 +126,8 @@ class _Asked:
         """The answer so far (None: none yet) under the question it answers."""
         num = min(len(self.question.boxes), MAX_REGIONS)
         body = answer_html_placeholder() if answer is None else answer_html(answer, num)
-        label = task_label(self.question.task)
-        return asked_html(label, self.prepared.user_text, num) + body
+        label, given = task_label(self.question.task), fill_text(self.question).strip()
+        return asked_html(label, given, num, self.prepared.user_text) + body
 
 
 @dataclass
