@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import supervision as sv
 import torch
+from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 from PIL import Image
 
 from detect_tools.images import as_rgb
@@ -277,9 +278,17 @@ class ModelProposer(Proposer):
         except ProposerError:
             raise
         except (OSError, ValueError) as error:
-            # transformers reports an unreachable hub, a missing repo and a folder without the
-            # expected files as OSError, and a folder of the wrong kind as ValueError; the user's
-            # fix is the same for each.
+            if _hub_unreachable(error):
+                # transformers' own text names its docs' URL and "offline mode": the user needs
+                # to know the weights are missing here, and how to bring them.
+                raise ProposerError(
+                    f"The {self.label} model is not on this machine, and the Hugging Face hub "
+                    f"cannot be reached to download {self.checkpoint!r}. Download it where the "
+                    "hub can be reached (it is then found in the Hugging Face cache), or give "
+                    "its local folder (checkpoint= / --checkpoint)."
+                ) from error
+            # transformers reports a missing repo and a folder without the expected files as
+            # OSError, and a folder of the wrong kind as ValueError; the user's fix is the same.
             raise ProposerError(
                 f"The {self.label} model could not be loaded from {self.checkpoint!r} ({error}). "
                 "If this machine cannot reach the Hugging Face hub, download the checkpoint "
@@ -309,3 +318,14 @@ def _stored_model_type(checkpoint: str) -> str | None:
 
     config, _ = PretrainedConfig.get_config_dict(checkpoint)
     return config.get("model_type")
+
+
+def _hub_unreachable(error: BaseException) -> bool:
+    """Whether `error` comes from weights that are neither cached nor downloadable (offline mode,
+    or no connection), as huggingface_hub tells it under transformers' wrapping."""
+    chain: list[BaseException] = []
+    link: BaseException | None = error
+    while link is not None and link not in chain:  # a chain can loop back on itself
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    return any(isinstance(link, LocalEntryNotFoundError | OfflineModeIsEnabled) for link in chain)

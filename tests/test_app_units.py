@@ -126,6 +126,8 @@ def test_parse_boxes(raw, boxes) -> None:
         ({"boxes": 5}, "JSON list"),  # the /propose shape around no list
         ({"boxes": None}, "JSON list"),
         (f"[[1{'0' * 400}, 0, 1, 1]]", "finite"),  # a JSON integer too large for a float
+        (f"[[1{'0' * 5000}, 0, 1, 1]]", "JSON list"),  # past Python's digit limit for an int
+        ("[" * 100_000 + "]" * 100_000, "JSON list"),  # nested past the recursion limit
     ],
 )
 def test_parse_boxes_rejects(raw, message: str) -> None:
@@ -152,6 +154,11 @@ def test_boxes_from_text(typed: str, boxes) -> None:
     else:
         assert boxes_from_text(typed, 640, 480)[0] == boxes
         assert boxes_from_text(boxes_as_text(boxes), 640, 480) == (boxes, 0)  # shown, read back
+
+
+def test_a_typed_line_that_is_not_a_box_is_quoted() -> None:
+    with pytest.raises(FO1Error, match=r"^Line 2 \(abc\) holds 1 value; a box is four numbers"):
+        boxes_from_text("1 2 3 4\nabc", 640, 480)
 
 
 def test_more_boxes_than_the_model_reads_are_set_as_the_editor_allows() -> None:
@@ -454,16 +461,24 @@ write_downloads(result, Path({str(tmp_path)!r}))
     assert "猫" in (tmp_path / "cat-fo1-answer.json").read_text(encoding="utf-8")
 
 
-def test_downloads_of_an_image_with_a_long_unicode_name(tmp_path) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        "𝐜𝐨𝐟𝐟𝐞𝐞" * 10 + ".jpg",  # 60 letters of 4 bytes each: a legal file name
+        "a\udcffb.png",  # lone surrogates, as a crafted upload's name can hold
+        "a\ud800b.png",
+    ],
+)
+def test_downloads_of_an_image_with_an_unusual_name(tmp_path, name: str) -> None:
     answer = parse_answer("<ground>cup</ground><objects><region0></objects>", 1)
     image = np.zeros((20, 30, 3), np.uint8)
     boxes = [[1, 2, 10, 12]]
     detections = to_detections(answer, np.array(boxes))
-    name = "𝐜𝐨𝐟𝐟𝐞𝐞" * 10 + ".jpg"  # 60 letters of 4 bytes each: a legal file name
     result = Result(image, name, image, boxes, "Detection", "cup", answer, detections, "Done")
     files = write_downloads(result, tmp_path)
-    assert all(Path(path).exists() for path in (files.image, files.json, files.coco))
-    assert json.loads(Path(files.json).read_text(encoding="utf-8"))["image"] == name
+    assert all(Path(path).exists() for path in (files.image, files.json, files.coco, files.report))
+    shown = json.loads(Path(files.json).read_text(encoding="utf-8"))["image"]
+    assert shown == name.encode("utf-8", "replace").decode("utf-8")
 
 
 def test_report_without_detections() -> None:

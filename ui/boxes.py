@@ -209,7 +209,7 @@ def _numbers(line: str, fields: list[str], number: int) -> list[float]:
     shown = line.strip() if len(line.strip()) <= 40 else line.strip()[:39] + "…"
     if len(fields) != 4:
         raise FO1Error(
-            f"Line {number} ({shown}) holds {len(fields)} values; a box is four numbers: "
+            f"Line {number} ({shown}) holds {_values(len(fields))}; a box is four numbers: "
             "x1, y1, x2, y2 (no label)."
         )
     try:
@@ -219,6 +219,10 @@ def _numbers(line: str, fields: list[str], number: int) -> list[float]:
     if not all(math.isfinite(v) for v in values):
         raise FO1Error(f"Line {number} ({shown}) holds a number that is not finite.")
     return values
+
+
+def _values(count: int) -> str:
+    return "1 value" if count == 1 else f"{count} values"
 
 
 def parse_boxes(raw: object) -> list[Box]:
@@ -232,7 +236,8 @@ def parse_boxes(raw: object) -> list[Box]:
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
-        except json.JSONDecodeError as error:
+        # ValueError: also an integer of thousands of digits; RecursionError: lists nested deep.
+        except (ValueError, RecursionError) as error:
             raise FO1Error(f"Boxes must be a JSON list of [x1, y1, x2, y2] ({error}).") from error
     if isinstance(raw, dict) and "boxes" in raw:  # the /propose answer, passed on as it is
         raw = raw["boxes"]

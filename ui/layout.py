@@ -130,7 +130,7 @@ def app_css() -> str:
     )
     return f"""{CHIP_CSS}
 {swatches}
-.fo1-status {{ padding: 0.3em 0.6em; border-radius: 0.4em; }}
+.fo1-status {{ padding: 0.3em 0.6em; border-radius: 0.4em; overflow-wrap: anywhere; }}
 .fo1-error {{ background: #fde2e1; color: #8a1c12; font-weight: 600; }}
 .fo1-warning {{ background: #fff4d6; color: #6b4e00; }}
 .fo1-done {{ background: #e3f6e5; color: #1d5a24; }}

@@ -110,7 +110,8 @@ def write_downloads(result: Result, folder: Path) -> Downloads:
         "status": result.status,
     }
     json_path = folder / f"{stem}-answer.json"
-    # As written, not \u-escaped; a lone surrogate (a crafted file name) cannot be UTF-8.
+    # As written, not \u-escaped; a lone surrogate (a crafted file name) cannot be UTF-8, here
+    # or in the report.
     text = json.dumps(document, indent=2, ensure_ascii=False)
     json_path.write_text(text, encoding="utf-8", errors="replace")
     height, width = result.image.shape[:2]
@@ -118,7 +119,7 @@ def write_downloads(result: Result, folder: Path) -> Downloads:
     coco_path = folder / f"{stem}-coco.json"
     coco_path.write_text(json.dumps(coco, indent=2), encoding="utf-8")
     report_path = folder / f"{stem}-report.html"
-    report_path.write_text(report_html(result), encoding="utf-8")
+    report_path.write_text(report_html(result), encoding="utf-8", errors="replace")
     return Downloads(str(image_path), str(json_path), str(coco_path), str(report_path))
 
 
