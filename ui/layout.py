@@ -60,6 +60,16 @@ SHOW_THE_ANSWER = """() => {
 """Where the answer would stream in below the window (a laptop's screen, a phone), scrolls to put
 Run at the top, the status and answer under it."""
 
+SHOW_A_PROBLEM = """() => requestAnimationFrame(() => {
+    const problem = document.querySelector("#fo1-status .fo1-error");
+    const place = problem?.getBoundingClientRect();
+    if (place && (place.top > innerHeight || place.bottom < 0)) {
+        problem.scrollIntoView({block: "center", behavior: "smooth"});
+    }
+})"""
+"""After Propose or Set these boxes, brings a problem they report into view: on a phone the
+status sits far below their buttons, and they seemed to do nothing."""
+
 ASK = f"""(...inputs) => {{
     document.body.classList.add("fo1-busy");
     ({SHOW_THE_ANSWER})();
@@ -144,6 +154,8 @@ kbd {{ padding: 0 0.35em; border: 1px solid var(--border-color-primary); border-
 body.fo1-busy #fo1-run, body:not(.fo1-busy) #fo1-stop {{ opacity: 0.5; }}
 body.fo1-busy #fo1-run {{ cursor: progress; }}
 #fo1-answer .fo1-answer {{ max-height: 20em; overflow-y: auto; }}
+/* No gap for a conversation not shown. */
+#fo1-history:not(:has(.fo1-history)) {{ display: none; }}
 /* The conversation's latest turn is left out while it is the answer shown below it, not once a
    new question is on its way (`ASK`) to take that answer's place. */
 body:not(.fo1-busy) #fo1-history li.fo1-latest, body.fo1-busy #fo1-history .fo1-latest-note {{
@@ -211,10 +223,11 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 # Clicked by `KEYS_AND_TURNS` when the editor's image is turned: the editor itself
                 # reports no change then, and its boxes are measured anew.
                 turned = gr.Button("Turned", elem_id="fo1-turned", elem_classes="fo1-hidden")
+                # Narrow enough for one line on a phone (Gradio wraps a row at 160 px a child).
                 with gr.Row():
-                    box_note = gr.Markdown("No image yet.", elem_id="fo1-box-note")
-                    undo = gr.Button("Undo", size="sm", scale=0, elem_id="fo1-undo")
-                    clear = gr.Button("Clear boxes", size="sm", scale=0)
+                    box_note = gr.Markdown("No image yet.", elem_id="fo1-box-note", min_width=90)
+                    undo = gr.Button("Undo", size="sm", scale=0, min_width=70, elem_id="fo1-undo")
+                    clear = gr.Button("Clear boxes", size="sm", scale=0, min_width=110)
                 with gr.Accordion("Propose boxes", open=False):
                     proposer = gr.Dropdown(
                         proposing.choices(), value=default_proposer, label="Proposer"
@@ -351,7 +364,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             [editor, status],
             api_visibility="private",
             concurrency_limit=None,
-        )
+        ).then(None, js=SHOW_A_PROBLEM, api_visibility="private")
         proposer.change(
             handlers.proposer_changed,
             proposer,
@@ -376,7 +389,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             concurrency_id=GPU,
             concurrency_limit=settings.concurrency,
-        )
+        ).then(None, js=SHOW_A_PROBLEM, api_visibility="private")
         task.input(
             handlers.task_picked,
             [task, text, texts, picked_task],

@@ -409,7 +409,7 @@ def test_example_proposals_and_free_prompt(page) -> None:
     page.get_by_label("Proposer").click()
     page.get_by_role("option", name="Florence-2 region proposals").click()
     page.locator("#fo1-propose").click()
-    page.locator("#fo1-status .fo1-error", has_text="could not be loaded").wait_for()
+    page.locator("#fo1-status .fo1-error", has_text="not on this machine").wait_for()
     assert "7 boxes" in box_count(page)
 
     choose_task(page, "Free prompt")
@@ -613,6 +613,25 @@ def test_every_example_is_in_view_on_a_phone(page, app_url: str) -> None:
         )
         assert thumb["y"] + thumb["height"] <= frame["y"] + frame["height"]
     shot(phone, "16-examples-on-a-phone")
+    phone.close()
+
+
+def test_on_a_phone_a_failed_proposal_is_brought_into_view(page, app_url: str) -> None:
+    """The status sits far below the Propose button there: a problem is scrolled to."""
+    phone = page.context.browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone.goto(app_url)
+    open_example(phone, "Coffee: detect cup and spoon")
+    phone.get_by_text("Propose boxes", exact=True).first.click()
+    phone.get_by_label("Proposer").click()
+    phone.get_by_role("option", name="Florence-2 region proposals").click()
+    phone.locator("#fo1-propose").scroll_into_view_if_needed()
+    phone.locator("#fo1-propose").click()
+    problem = phone.locator("#fo1-status .fo1-error", has_text="not on this machine")
+    problem.wait_for()
+    phone.wait_for_timeout(800)  # the smooth scroll
+    place = problem.bounding_box()
+    assert 0 <= place["y"] and place["y"] + place["height"] <= 844, place
+    shot(phone, "21-phone-proposal-problem")
     phone.close()
 
 
