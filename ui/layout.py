@@ -44,12 +44,16 @@ KEYS_AND_TURNS = """() => {
     addEventListener("click", (event) => {
         if (event.target.closest("#fo1-editor button[aria-label^='Rotate']")) {
             setTimeout(() => click("#fo1-turned"), 50);  // once the editor has turned
+        } else if (event.target.closest("#fo1-run")) {
+            const page = document.body.classList;
+            if (page.contains("fo1-stopping")) page.add("fo1-run-next");
         }
     }, true);
 }"""
 """Installed once in the page: Ctrl+Enter (⌘↩) in the free prompt asks, as Enter does in the
 one-line fields; Ctrl+Z (⌘Z) outside text fields (where it undoes typing) undoes the last box
-edit; turning the image with the editor's buttons reports its turned boxes (`turned`)."""
+edit; turning the image with the editor's buttons reports its turned boxes (`turned`); Run
+clicked while a stopped answer is still ending is remembered (`IDLE` asks then)."""
 
 SHOW_THE_ANSWER = """() => {
     const answer = document.querySelector("#fo1-answer");
@@ -71,6 +75,7 @@ SHOW_A_PROBLEM = """() => requestAnimationFrame(() => {
 status sits far below their buttons, and they seemed to do nothing."""
 
 ASK = f"""(...inputs) => {{
+    document.body.classList.remove("fo1-stopping", "fo1-run-next");
     document.body.classList.add("fo1-busy");
     ({SHOW_THE_ANSWER})();
     return ({WITH_PAGE_TIME})(...inputs);
@@ -80,7 +85,25 @@ ends it), shows where the answer comes, and adds the click's time (`WITH_PAGE_TI
 run's own step, not a listener of its own: Gradio starts a page-only listener of the same click
 after the answer has ended."""
 
-IDLE = "() => { document.body.classList.remove('fo1-busy'); }"
+IDLE = """() => {
+    const page = document.body.classList;
+    page.remove("fo1-busy", "fo1-stopping");
+    if (page.contains("fo1-run-next")) {
+        page.remove("fo1-run-next");
+        document.querySelector("#fo1-run")?.click();
+    }
+}"""
+"""The page's question has ended: Run is itself again, and asks if it was clicked while a stopped
+answer was ending (Gradio drops a click on a button whose last run has not ended)."""
+
+STOPPING = """() => {
+    const page = document.body.classList;
+    if (page.contains("fo1-busy")) page.add("fo1-stopping");
+    page.remove("fo1-busy");
+}"""
+"""Stop: Run is itself again at once, and a click on it before the answer has ended is kept
+for `IDLE`. (Where Stop cancels the answer outright, ZeroGPU, `IDLE` may not come: `ASK`
+forgets the click it ran for.)"""
 
 SCROLL_TO_THE_END = """() => requestAnimationFrame(() => {
     const panel = document.querySelector("SELECTOR");
@@ -467,7 +490,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         )
         # Off ZeroGPU the stop event ends generation cleanly (the partial answer is kept and
         # drawn); on ZeroGPU the stream runs in another process, so the job is cancelled too.
-        stop.click(None, js=IDLE, api_visibility="private")
+        stop.click(None, js=STOPPING, api_visibility="private")
         stop.click(
             handlers.stop,
             page_time,

@@ -393,6 +393,21 @@ def test_detection_streams_and_stop_really_stops(page) -> None:
     shot(page, "5-stopped")
 
 
+def test_run_clicked_as_a_stopped_answer_ends_asks_again(page) -> None:
+    """Gradio drops a click on Run while its last run is still ending: the page keeps it."""
+    run_detection(page, "red circle", max_tokens=8192)
+    page.locator("#fo1-answer", has_text="many regions").wait_for()
+    page.locator("#fo1-stop").click()
+    page.locator("#fo1-run").click()  # before the stopped answer has ended
+    page.locator("#fo1-status", has_text="Stopped by you").wait_for()
+    page.locator("#fo1-status", has_text="Answering").wait_for()  # asked again
+    page.locator("#fo1-stop").click()
+    page.locator("#fo1-status", has_text="Stopped by you").wait_for()
+    page.wait_for_function("!document.body.classList.contains('fo1-busy')")
+    page.wait_for_timeout(1000)
+    assert "Stopped by you" in status_text(page)  # and asked once only
+
+
 def test_example_proposals_and_free_prompt(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     assert page.get_by_label("Categories").input_value() == "cup, spoon"
