@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
-from fo1_core.cli import local_path, positive
+from fo1_core.cli import local_path, output_file, positive, read_json
 from fo1_core.errors import FO1Error
 from fo1_core.session import load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, TASKS
@@ -31,17 +31,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--text", default="", help="the template's fill, or the free prompt")
     parser.add_argument("--max-new-tokens", type=positive, default=DEFAULT_MAX_NEW_TOKENS)
     parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")
-    parser.add_argument("--json", type=Path, help="write raw text, token ids and timings here")
+    parser.add_argument(
+        "--json", type=output_file, help="write raw text, token ids and timings here"
+    )
     return parser.parse_args(argv)
 
 
-def _read_boxes(path: Path | None) -> list:
+def _read_boxes(path: Path | None) -> object:
     if path is None:
         return []
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise FO1Error(f"Could not read boxes from {path}: {error}") from error
+    return read_json(path, f"boxes from {path}")
 
 
 def main(argv: list[str] | None = None) -> int:

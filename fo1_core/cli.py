@@ -1,12 +1,16 @@
-"""Argument types shared by the command lines: `python -m fo1_core`, its `evaluate`, `app.py`."""
+"""What the command lines share (`python -m fo1_core`, its `evaluate`, `app.py`): argument types,
+and reading the JSON files a user names."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from detect_tools.images import refuse_url
+from fo1_core.errors import FO1Error
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -33,3 +37,49 @@ def local_path(text: str) -> Path:
     """An argparse type for a file or folder to read: a URL is refused before anything loads."""
     refuse_url(text, argparse.ArgumentTypeError)
     return Path(text)
+
+
+def output_file(text: str) -> Path:
+    """An argparse type for a file to write: refused before anything loads when it could not be
+    written, rather than after a run of minutes or hours."""
+    path = Path(text)
+    if path.is_dir():
+        problem = "it is a folder; name a file in it"
+    elif not path.parent.is_dir():
+        problem = f"the folder {str(path.parent)!r} does not exist"
+    elif not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        problem = "permission denied"
+    else:
+        return path
+    raise argparse.ArgumentTypeError(f"could not write {text!r}: {problem}")
+
+
+def read_text(path: Path, name: str | None = None) -> str:
+    """The UTF-8 text of a file the user named; an FO1Error saying why not, naming the file as
+    `name` (default: its path)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise FO1Error(f"Could not read {name or path}: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
+        raise FO1Error(
+            f"Could not read {name or path}: it is not UTF-8 text (byte {error.start})."
+        ) from error
+
+
+def parse_json(text: str, name: str) -> object:
+    """The JSON document in `text`, read from what `name` says; an FO1Error naming it otherwise."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        problem = f"it is not valid JSON ({error})"
+    except RecursionError:
+        problem = "its lists or objects nest too deeply"
+    except ValueError:  # the only other one: Python reads integers of at most 4300 digits
+        problem = "it holds a number with too many digits"
+    raise FO1Error(f"Could not read {name}: {problem}.")
+
+
+def read_json(path: Path, name: str | None = None) -> object:
+    """The JSON document in a file the user named (see `read_text` for `name`)."""
+    return parse_json(read_text(path, name), name or str(path))

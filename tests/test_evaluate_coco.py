@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,118 @@ def test_an_unreadable_annotations_file_is_one_message(
     assert "is not a COCO annotations file" in capsys.readouterr().err
 
 
+def _without(entry: dict, field: str) -> dict:
+    return {key: value for key, value in entry.items() if key != field}
+
+
+IMAGE = {"id": 1, "file_name": "001.png", "width": 96, "height": 64}
+BOX = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 24, 24], "area": 576}
+
+
+@pytest.mark.parametrize(
+    ("key", "entries", "message"),
+    [
+        # nothing to ask about
+        ("categories", [], "lists no categories"),
+        # nothing to score (pycocotools would score every annotation instead)
+        ("images", [], "lists no images: there is nothing to score"),
+        # a category the model cannot be asked about
+        ("categories", [{"id": 1}], "categories[0] has no name"),
+        ("categories", [{"id": 1, "name": 5}], "categories[0] has name 5, not text"),
+        # mixed id types: "2" is no whole number
+        (
+            "categories",
+            [{"id": 1, "name": "cat"}, {"id": "2", "name": "dog"}],
+            "categories[1] has id '2', not a whole number",
+        ),
+        # the model is asked for names: both would get the boxes it finds for one
+        (
+            "categories",
+            [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat"}],
+            "two categories have the name 'cat'",
+        ),
+        # an image that cannot be found, or whose results cannot be matched
+        ("images", [_without(IMAGE, "id")], "images[0] has no id"),
+        ("images", [{**IMAGE, "file_name": None}], "images[0] has no file_name"),
+        # pycocotools keeps one of two images of one id
+        ("images", [IMAGE, IMAGE], "two images have the id 1"),
+        # pycocotools needs these of every ground-truth box, and would fail after the run
+        ("annotations", [_without(BOX, "bbox")], "annotations[0] has no bbox"),
+        ("annotations", [_without(BOX, "area")], "annotations[0] has no area"),
+        ("annotations", [_without(BOX, "id")], "annotations[0] has no id"),
+        (
+            "annotations",
+            [{**BOX, "bbox": [4, 4, 24]}],
+            "has bbox [4, 4, 24], not [x, y, width, height]",
+        ),
+        ("annotations", ["box"], "annotations[0] is not a JSON object"),
+    ],
+)
+def test_a_malformed_annotations_file_is_refused_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture, key: str, entries: list, message: str
+) -> None:
+    args = _coco_args(tmp_path / "no-checkpoint", tmp_path)
+    instances = tmp_path / "instances.json"
+    instances.write_text(json.dumps({**json.loads(instances.read_text()), key: entries}))
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {instances}") and message in error, error
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda folder: folder / "instances.json",  # the same path
+        lambda folder: folder / "images" / ".." / "instances.json",  # another path to it
+        lambda folder: folder / "link.json",  # a link to it
+    ],
+)
+def test_out_that_is_the_annotations_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture, spelling: Callable[[Path], Path]
+) -> None:
+    args = _coco_args(tmp_path / "no-checkpoint", tmp_path)
+    (tmp_path / "link.json").symlink_to(tmp_path / "instances.json")
+    before = (tmp_path / "instances.json").read_text()
+    args[args.index("--out") + 1] = str(spelling(tmp_path))
+    assert main(args) == 2
+    assert "is the --annotations file" in capsys.readouterr().err
+    assert (tmp_path / "instances.json").read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("images", "it is a folder"),  # a folder of the dataset
+        ("/", "it is a folder"),  # the root, which has no name to add ".records" to
+        ("nowhere/preds.json", "the folder 'nowhere' does not exist"),
+    ],
+)
+def test_out_that_cannot_be_written_is_refused_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, out, message
+) -> None:
+    args = _coco_args(tmp_path / "no-checkpoint", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args[args.index("--out") + 1] = out
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+    assert f"argument --out: could not write '{out}': {message}" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_box_past_float32s_range_is_cut_to_the_image(
+    answering_checkpoint: Path, tmp_path: Path
+) -> None:
+    args = _coco_args(answering_checkpoint, tmp_path, "--limit", "1")
+    proposals = tmp_path / "proposals.jsonl"
+    boxes = [list(box) for box, _ in LAYOUT[:2]] + [[0, 0, 1e39, 1e39]]
+    proposals.write_text(json.dumps({"id": 1, "bbox_list": boxes}))
+    assert main(args) == 0
+    results = json.loads((tmp_path / "preds.json").read_text())
+    # The answer names region 2 as a red circle: the box the model read, the whole 96×64 image.
+    assert [0.0, 0.0, 96.0, 64.0] in [result["bbox"] for result in results]
+
+
 @pytest.mark.slow
 def test_coco_with_a_proposer_times_it(
     answering_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
@@ -237,6 +350,26 @@ def test_missing_proposals_for_an_image_is_an_error(tmp_path: Path) -> None:
     proposals.write_text(json.dumps({"image_id": 1, "boxes": [[0, 0, 5, 5]]}))
     annotations = json.loads(instances.read_text())
     with pytest.raises(FO1Error, match="no boxes for image 2"):
+        load_images(annotations, tmp_path / "images", proposals, None)
+
+
+@pytest.mark.parametrize(
+    "image_id",
+    [
+        "x1",  # text
+        1.5,  # a fraction would have been cut to image 1
+        [1],
+    ],
+)
+def test_a_proposals_image_id_that_is_no_whole_number_is_an_error(
+    tmp_path: Path, image_id: object
+) -> None:
+    from fo1_core.evaluate.coco import load_images
+
+    _, instances, proposals = _dataset(tmp_path)
+    proposals.write_text(json.dumps({"image_id": image_id, "boxes": [[0, 0, 5, 5]]}))
+    annotations = json.loads(instances.read_text())
+    with pytest.raises(FO1Error, match=f"{proposals}: the image id .* is not a whole number"):
         load_images(annotations, tmp_path / "images", proposals, None)
 
 

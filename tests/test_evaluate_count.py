@@ -114,6 +114,8 @@ def test_count_under_torchrun_matches_one_process(
         ({"image": "a.png", "question": "How many?", "answer": 1}, (None, "How many?", 1)),
         # CountBench's own field name for the truth
         ({"image": "a.png", "object": "cats", "number": 7}, ("cats", None, 7)),
+        # a true number past float's range, read as the integer it is
+        ({"image": "a.png", "noun": "cats", "answer": 10**400}, ("cats", None, 10**400)),
     ],
 )
 def test_load_items_accepts_common_field_names(tmp_path: Path, item: dict, expected: tuple) -> None:
@@ -150,6 +152,9 @@ def test_load_items_names_a_missing_field(tmp_path: Path, item: dict, message: s
         ),
         ([{"image": "a.png", "noun": "cats", "answer": "ten"}], "not a whole number: 'ten'"),
         ([{"image": "a.png", "noun": "cats", "answer": 2.7}], "not a whole number: 2.7"),
+        ([{"image": "a.png", "noun": "cats", "answer": True}], "not a whole number: True"),
+        # an empty dataset: an accuracy of 0/0 would mean nothing
+        ([], "holds no items: there is nothing to score"),
         # an image URL: every item would fail, after the model loaded
         (
             [{"image": "https://example.com/0.jpg", "noun": "cats", "answer": 2}],
@@ -164,6 +169,20 @@ def test_load_items_refuses_items_it_could_not_score(
     path.write_text(json.dumps(items))
     with pytest.raises(FO1Error, match=message):
         load_items(path, None, None)
+
+
+@pytest.mark.parametrize("via_link", [False, True])
+def test_out_that_is_the_dataset_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture, via_link: bool
+) -> None:
+    dataset = _dataset(tmp_path)
+    before = dataset.read_text()
+    out = tmp_path / "link.jsonl" if via_link else dataset
+    if via_link:
+        out.symlink_to(dataset)
+    assert main(_count_args(tmp_path / "no-checkpoint", dataset, out)) == 2
+    assert f"--out {out} is the --dataset file" in capsys.readouterr().err
+    assert dataset.read_text() == before
 
 
 def test_score_counts_failures_as_wrong() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import supervision as sv
@@ -9,7 +11,8 @@ from PIL import Image
 
 from detect_tools.base import MAX_PROMPT_CLASSES, ProposalOptions, Proposer, split_prompt
 from fo1_core.errors import FO1Error
-from fo1_core.evaluate.runner import BoxSource
+from fo1_core.evaluate.distributed import Shard
+from fo1_core.evaluate.runner import BoxSource, run
 
 
 class NamedBoxes(Proposer):
@@ -80,8 +83,29 @@ def test_no_boxes_and_no_proposer_is_a_user_error() -> None:
         ([[1, 2, 3]], None, "must be \\[\\[x1"),  # three numbers
         ("oops", None, "must be numbers"),
         ([[1, 2, 30, 40]], [0.5, 0.6], "1 boxes but 2 scores"),
+        # scores that would be written to the results file as NaN or Infinity, not JSON
+        ([[1, 2, 30, 40]], [float("nan")], "scores must be finite numbers"),
+        ([[1, 2, 30, 40]], [1e39], "scores must be finite numbers"),  # past float32
     ],
 )
 def test_malformed_boxes_of_an_item_are_its_own_error(given, scores, message) -> None:
     with pytest.raises(FO1Error, match=message):
         BoxSource(None, ProposalOptions()).boxes(Image.new("RGB", (50, 50)), [], given, scores)
+
+
+def test_an_unforeseen_error_is_its_items_record_and_logged_in_full(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def work(item: int) -> dict:
+        if item == 1:
+            raise KeyError("bbox")
+        return {"done": item}
+
+    records = run([0, 1, 2], str, work, tmp_path / "out.json", {}, Shard())
+    assert records == {
+        "0": {"key": "0", "done": 0},
+        "1": {"key": "1", "error": "KeyError: 'bbox'"},
+        "2": {"key": "2", "done": 2},
+    }
+    assert "Item 1 failed unexpectedly" in caplog.text
+    assert "Traceback" in caplog.text  # a bug is not hidden behind one line

@@ -30,6 +30,9 @@ def _files(folder: Path) -> None:
     (folder / "nan.json").write_text("[[NaN, 1, 30, 30]]")
     (folder / "not-json.json").write_text("[[1, 2, 3, 4]")
     (folder / "object.json").write_text('{"boxes": 3}')
+    (folder / "latin1.json").write_bytes(b"[[1, 1, 30, 30]] # caf\xe9")
+    (folder / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (folder / "long.json").write_text(f"[[0, 0, {'9' * 5000}, 30]]")
 
 
 CASES = [
@@ -45,6 +48,12 @@ CASES = [
     (["--image", "good.png", "--boxes", "not-json.json"], 2, "Could not read boxes"),
     # a JSON object instead of a list
     (["--image", "good.png", "--boxes", "object.json"], 2, "list"),
+    # boxes that are not UTF-8 text
+    (["--image", "good.png", "--boxes", "latin1.json"], 2, "latin1.json: it is not UTF-8 text"),
+    # lists within lists past Python's recursion limit
+    (["--image", "good.png", "--boxes", "deep.json"], 2, "deep.json: its lists or objects nest"),
+    # an integer past Python's 4300-digit limit for reading one
+    (["--image", "good.png", "--boxes", "long.json"], 2, "long.json: it holds a number with too"),
     # NaN, which Python's JSON reader accepts
     (["--image", "good.png", "--boxes", "nan.json"], 2, "not a number"),
     # bytes that are not UTF-8 in the text (Python passes them on as lone surrogates)
@@ -53,8 +62,9 @@ CASES = [
     (["--image", "good.png", "--boxes", "good.json", "--text", "x" * 100_000], 2, "characters"),
     # no tokens to answer with
     (["--image", "good.png", "--max-new-tokens", "0"], 2, "at least 1"),
-    # results into a folder that does not exist
-    (["--image", "good.png", "--text", "cup", "--json", "nowhere/a.json"], 2, "could not write"),
+    # results into a folder that does not exist, or onto a folder: refused before loading
+    (["--image", "good.png", "--json", "nowhere/a.json"], 2, "'nowhere' does not exist"),
+    (["--image", "good.png", "--json", "."], 2, "could not write '.': it is a folder"),
 ]
 
 

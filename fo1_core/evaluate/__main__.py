@@ -19,7 +19,7 @@ from pathlib import Path
 from detect_tools import registry
 from detect_tools.base import MAX_PROPOSALS, ProposalOptions, ProposerError
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
-from fo1_core.cli import local_path, positive
+from fo1_core.cli import local_path, output_file, positive
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate import coco, count
 from fo1_core.evaluate.datafiles import file_digest
@@ -45,7 +45,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, help="proposal score threshold")
     parser.add_argument("--max-boxes", type=int, default=MAX_PROPOSALS, help="proposals kept")
     parser.add_argument("--limit", type=positive, help="evaluate only the first N images/items")
-    parser.add_argument("--out", type=Path, required=True, help="results file (JSON)")
+    parser.add_argument("--out", type=output_file, required=True, help="results file (JSON)")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -107,7 +107,19 @@ def _print_timings(records: dict[str, dict]) -> None:
     )
 
 
+def _refuse_overwriting(out: Path, **inputs: Path | None) -> None:
+    """Refuses an --out that is one of the run's input files (`inputs` by option name), however
+    it is spelled: through a link, say."""
+    for option, given in inputs.items():
+        if given is not None and out.exists() and given.exists() and out.samefile(given):
+            raise FO1Error(
+                f"--out {out} is the --{option} file: the results would overwrite it. "
+                "Pass another --out."
+            )
+
+
 def _coco(args: argparse.Namespace, shard: Shard) -> int:
+    _refuse_overwriting(args.out, annotations=args.annotations, proposals=args.proposals)
     if args.proposer is None and args.proposals is None:
         # COCO images carry no boxes of their own: without either, every image would fail.
         raise FO1Error("COCO images need boxes: pass --proposer NAME or --proposals FILE.")
@@ -155,6 +167,7 @@ def _ap(value: float | None) -> str:
 
 
 def _count(args: argparse.Namespace, shard: Shard) -> int:
+    _refuse_overwriting(args.out, dataset=args.dataset)
     items = count.load_items(args.dataset, args.images, args.limit)
     pipeline, box_source = _load(args, shard)
     counter = count.Counter(pipeline, box_source, args.max_new_tokens)

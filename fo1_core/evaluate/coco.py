@@ -15,21 +15,28 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
+import math
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fo1_core.answers import parse_answer, to_detections
+from fo1_core.cli import read_json
 from fo1_core.errors import FO1Error
-from fo1_core.evaluate.datafiles import BOX_FIELDS, SCORE_FIELDS, pick, read_items
+from fo1_core.evaluate.datafiles import (
+    BOX_FIELDS,
+    SCORE_FIELDS,
+    as_whole_number,
+    pick,
+    read_items,
+)
 from fo1_core.evaluate.runner import BoxSource, ask, timings
 from fo1_core.export import to_coco_results
 from fo1_core.processing import open_image
 from fo1_core.session import FO1Pipeline
-from fo1_core.templates import MAX_REGIONS
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +71,11 @@ def load_images(
     given: dict[int, dict] = {}
     if proposals is not None:
         for item in read_items(proposals):
-            given[int(pick(item, ("image_id", "id"), "image id"))] = item
+            written = pick(item, ("image_id", "id"), "image id")
+            image_id = as_whole_number(written)
+            if image_id is None:
+                raise FO1Error(f"{proposals}: the image id {written!r:.80} is not a whole number.")
+            given[image_id] = item
     images = []
     for entry in annotations["images"][:limit]:
         extra = given.get(entry["id"])
@@ -81,18 +92,95 @@ def load_images(
     return images
 
 
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no number
+
+
+def _number(value: object) -> bool:
+    return _whole(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _box(value: object) -> bool:
+    return isinstance(value, list) and len(value) == 4 and all(map(_number, value))
+
+
+WHOLE = (_whole, "a whole number")
+NUMBER = (_number, "a number")
+TEXT = (_text, "text")
+BOX = (_box, "[x, y, width, height]")
+REQUIRED_FIELDS = {
+    "images": {"id": WHOLE, "file_name": TEXT},
+    "categories": {"id": WHOLE, "name": TEXT},
+    # What pycocotools reads of a ground-truth box. It fills no gaps (its leniency is for results
+    # files), and a guessed `area` would move the small/medium/large APs, so none are guessed.
+    "annotations": {
+        "id": WHOLE,
+        "image_id": WHOLE,
+        "category_id": WHOLE,
+        "bbox": BOX,
+        "area": NUMBER,
+    },
+}
+"""The fields each entry of a COCO annotations file needs here: a check and what it wants."""
+UNIQUE_FIELDS = (
+    ("images", "id"),
+    ("categories", "id"),
+    ("categories", "name"),
+    ("annotations", "id"),
+)
+
+
 def read_annotations(path: Path) -> dict:
-    """A COCO `instances_*.json`: its images, categories and annotations."""
-    try:
-        annotations = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise FO1Error(f"Could not read the annotations {path}: {error}") from error
-    keys = ("images", "categories", "annotations")
+    """A COCO `instances_*.json`: its images, categories and annotations, checked up front so
+    that a malformed file is one message before the model loads, not a traceback after a run."""
+    annotations = read_json(path, f"the annotations {path}")
     if not isinstance(annotations, dict) or not all(
-        isinstance(annotations.get(key), list) for key in keys
+        isinstance(annotations.get(key), list) for key in REQUIRED_FIELDS
     ):
-        raise FO1Error(f"{path} is not a COCO annotations file (lists {', '.join(keys)}).")
+        raise FO1Error(
+            f"{path} is not a COCO annotations file (lists {', '.join(REQUIRED_FIELDS)})."
+        )
+    for key, what in (("images", "to score"), ("categories", "to ask the model about")):
+        if not annotations[key]:
+            raise FO1Error(f"{path} lists no {key}: there is nothing {what}.")
+    for key, fields in REQUIRED_FIELDS.items():
+        for position, entry in enumerate(annotations[key]):
+            _check_entry(entry, fields, f"{path}: {key}[{position}]")
+    # pycocotools keeps one entry per id and drops the others unsaid; the model is asked for
+    # names, so two categories of one name would both get the boxes it finds for that name.
+    for key, name in UNIQUE_FIELDS:
+        if (repeated := _repeated(entry[name] for entry in annotations[key])) is not None:
+            raise FO1Error(
+                f"{path}: two {key} have the {name} {repeated!r:.80}; each needs its own."
+            )
     return annotations
+
+
+def _check_entry(
+    entry: object, fields: dict[str, tuple[Callable[[object], bool], str]], where: str
+) -> None:
+    if not isinstance(entry, dict):
+        raise FO1Error(f"{where} is not a JSON object.")
+    for name, (check, wanted) in fields.items():
+        value = entry.get(name)
+        if value is None:
+            raise FO1Error(f"{where} has no {name}.")
+        if not check(value):
+            raise FO1Error(f"{where} has {name} {value!r:.80}, not {wanted}.")
+
+
+def _repeated(values: Iterable[Hashable]) -> Hashable | None:
+    """The first value seen twice, if any."""
+    seen = set()
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    return None
 
 
 def category_prompts(categories: list[dict], per_prompt: int | None) -> list[str]:
@@ -127,12 +215,14 @@ class CocoDetector:
         results, texts, fo1_s = [], [], 0.0
         if len(boxes.xyxy):
             questions = [(DETECTION_TASK, fill) for fill in self.fills]
-            answers, fo1_s = ask(self.pipeline, picture, boxes.xyxy, questions, self.max_new_tokens)
-            for answer in answers:
-                # The pipeline sees at most the first MAX_REGIONS boxes; indexes refer to those.
-                parsed = parse_answer(answer.text, min(len(boxes.xyxy), MAX_REGIONS))
+            asked = ask(self.pipeline, picture, boxes.xyxy, questions, self.max_new_tokens)
+            fo1_s = asked.seconds
+            for answer in asked.answers:
+                # Region indexes refer to the boxes the model read (cut to the image, the first
+                # MAX_REGIONS); the scores follow the same order.
+                parsed = parse_answer(answer.text, len(asked.boxes))
                 found = to_detections(
-                    parsed, boxes.xyxy, scores=boxes.scores, include_references=False
+                    parsed, asked.boxes, scores=boxes.scores, include_references=False
                 )
                 results += to_coco_results(found, image.id, self.categories)
                 texts.append(answer.text)

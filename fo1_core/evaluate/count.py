@@ -20,14 +20,13 @@ the first integer left, else 0. Accuracy is exact matches over all items; an ite
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from detect_tools.images import refuse_url
 from fo1_core.answers import count_rule
 from fo1_core.errors import FO1Error
-from fo1_core.evaluate.datafiles import BOX_FIELDS, pick, read_items
+from fo1_core.evaluate.datafiles import BOX_FIELDS, as_whole_number, pick, read_items
 from fo1_core.evaluate.runner import BoxSource, ask, timings
 from fo1_core.processing import open_image
 from fo1_core.session import FO1Pipeline
@@ -85,6 +84,8 @@ def load_items(path: Path, images_dir: Path | None, limit: int | None) -> list[C
                 boxes=pick(item, BOX_FIELDS),
             )
         )
+    if not items:
+        raise FO1Error(f"{path} holds no items: there is nothing to score.")
     seen: set[str] = set()
     repeated: set[str] = set()
     for item in items:
@@ -99,13 +100,12 @@ def load_items(path: Path, images_dir: Path | None, limit: int | None) -> list[C
 
 def _whole_number(value: object, item: dict) -> int:
     """A true count as written in the dataset (`3`, `"3"` or `3.0`), else an error."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not number.is_integer() or number < 0:
-        raise FO1Error(f"An item's true number is not a whole number: {value!r} in {item}")
-    return int(number)
+    number = as_whole_number(value)
+    if number is None or number < 0:
+        raise FO1Error(
+            f"An item's true number is not a whole number: {value!r:.80} in {item!r:.300}"
+        )
+    return number
 
 
 class Counter:
@@ -120,13 +120,14 @@ class Counter:
         picture = open_image(item.image)
         boxes = self.box_source.boxes(picture, [item.what], item.boxes)
         question = (COUNTING_TASK, item.noun) if item.noun else (FREE_PROMPT, item.question or "")
-        (answer,), fo1_s = ask(self.pipeline, picture, boxes.xyxy, [question], self.max_new_tokens)
+        asked = ask(self.pipeline, picture, boxes.xyxy, [question], self.max_new_tokens)
+        (answer,) = asked.answers
         return {
             "truth": item.truth,
             "prediction": count_rule(answer.text),
             "answer": answer.text,
             "boxes": len(boxes.xyxy),
-            "timings": timings(boxes, fo1_s),
+            "timings": timings(boxes, asked.seconds),
         }
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from fo1_core.cli import parse_json, read_text
 from fo1_core.errors import FO1Error
 
 BOX_FIELDS = ("boxes", "bboxes", "bbox_list")
@@ -27,20 +27,31 @@ def file_digest(path: Path | None) -> str | None:
 
 def read_items(path: Path) -> list[dict]:
     """The items of a `.json` file holding a list, or of a JSON-lines file (one item a line)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise FO1Error(f"Could not read {path}: {error}") from error
-    try:
-        if text.lstrip().startswith("["):
-            items = json.loads(text)
-        else:
-            items = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as error:
-        raise FO1Error(f"{path} is neither a JSON list nor JSON lines: {error}") from error
+    text = read_text(path)
+    if text.lstrip().startswith("["):
+        items = parse_json(text, str(path))
+    else:
+        items = [
+            parse_json(line, f"{path} line {number}")
+            for number, line in enumerate(text.splitlines(), start=1)
+            if line.strip()
+        ]
     if not all(isinstance(item, dict) for item in items):
         raise FO1Error(f"{path}: every item must be a JSON object.")
     return items
+
+
+def as_whole_number(value: object) -> int | None:
+    """`3`, `"3"` or `3.0` as an int; None for anything else (a fraction, text, true/false)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value  # as it is: float() of an int past 10**308 would overflow
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else None
 
 
 def pick(item: dict, names: Sequence[str], what: str | None = None) -> object:

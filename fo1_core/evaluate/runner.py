@@ -67,6 +67,12 @@ class BoxSource:
             xyxy = xyxy.reshape(-1, 4)
             if scores is not None and scores.shape != (len(xyxy),):
                 raise FO1Error(f"The item has {len(xyxy)} boxes but {scores.size} scores.")
+            # Detections hold float32 scores: NaN, or past float32's range, would reach the
+            # results file as NaN or Infinity, which JSON readers refuse.
+            if scores is not None and not (np.abs(scores) <= np.finfo(np.float32).max).all():
+                raise FO1Error(
+                    f"The item's scores must be finite numbers; got {given_scores!r:.80}"
+                )
             return Boxes(xyxy, scores, None)
         if self.proposer is None:
             raise FO1Error("This item has no boxes of its own: pass --proposer NAME.")
@@ -88,17 +94,27 @@ class BoxSource:
         return finalize(sv.Detections.merge(passes), image.size, 0.0, self.options)
 
 
+@dataclass
+class Asked:
+    """FO1's answers about one image, the boxes it read and the seconds it took."""
+
+    answers: list[Generation]
+    boxes: np.ndarray  # (N, 4) original pixels, cut to the image; at most MAX_REGIONS
+    seconds: float
+
+
 def ask(
     pipeline: FO1Pipeline,
     image: Image.Image,
     boxes: np.ndarray,
     questions: Sequence[tuple[str, str]],
     max_new_tokens: int,
-) -> tuple[list[Generation], float]:
-    """Answers (task, text) questions about one image in a row; returns them and the seconds.
+) -> Asked:
+    """Answers (task, text) questions about one image in a row.
 
     The image is preprocessed once and the questions go one after another, so the pipeline's
     cache computes the vision features, region embeddings and prompt prefix only for the first.
+    The answers' region indexes refer to the returned boxes, which are the ones to report.
     """
     start = time.perf_counter()
     vision = pipeline.preprocessor(image, boxes.tolist())
@@ -108,7 +124,7 @@ def ask(
         if answer.stop_reason == "max_new_tokens":
             logger.warning("An answer hit --max-new-tokens %d and was cut off", max_new_tokens)
         answers.append(answer)
-    return answers, time.perf_counter() - start
+    return Asked(answers, vision.boxes, time.perf_counter() - start)
 
 
 def timings(boxes: Boxes, fo1_s: float) -> dict[str, float]:
@@ -128,9 +144,9 @@ def run(
 ) -> dict[str, dict] | None:
     """Runs `work` on this rank's unfinished items, recording each; rank 0 returns all records.
 
-    A user-caused failure on one item (unreadable image, bad boxes) is recorded as that item's
-    `error` and the run goes on, as one broken file should not cost a night's run; a later run
-    tries that item again. Other ranks return None once everyone is done.
+    A failure on one item (unreadable image, bad boxes, or anything unforeseen) is recorded as
+    that item's `error` and the run goes on, as one broken file should not cost a night's run;
+    a later run tries that item again. Other ranks return None once everyone is done.
     """
     folder = records_folder(out)
     check_settings(folder, settings)
@@ -152,6 +168,11 @@ def run(
             except (FO1Error, ProposerError) as error:
                 logger.warning("Item %s failed: %s", key(item), error)
                 record = {"error": str(error)}
+            except Exception as error:
+                # Input no check foresaw, or a bug: one item must not end the run, but the
+                # traceback is logged in full so that the cause is not hidden.
+                logger.exception("Item %s failed unexpectedly", key(item))
+                record = {"error": f"{type(error).__name__}: {error}"}
             log.append({"key": key(item), **record})
     wait_for_all(shard)
     if not shard.is_main:
