@@ -411,6 +411,24 @@ def test_undo_goes_back_through_this_images_box_edits(answering: Handlers) -> No
     assert answering.undo_boxes(rocket, page) == SKIP  # another image's boxes are not undone
 
 
+def test_undo_turns_the_image_back_and_brings_a_removed_one_back(answering: Handlers) -> None:
+    """The editor's rotate arrows look like undo and redo, and its × empties it: neither may
+    lose the user's boxes for good."""
+    page = gr.Request(session_hash="undo-turn")
+    named = {**editor_value(IMAGE, BOXES), FILE_NAME: "kitchen.jpg"}
+    boxes_changed(answering, named, request=page)
+    turned = {**named, "boxes": editor_value(IMAGE, [[10, 10, 90, 90]])["boxes"], "orientation": 1}
+    boxes_changed(answering, turned, request=page)  # the boxes turned with the image
+    undone = answering.undo_boxes(turned, page)
+    assert (undone["orientation"], boxes_of(undone), undone[FILE_NAME]) == (0, BOXES, "kitchen.jpg")
+    boxes_changed(answering, undone, request=page)
+    boxes_changed(answering, None, request=page)  # the editor's ×
+    back = answering.undo_boxes(None, page)
+    assert (Path(back["image"]), boxes_of(back), back["orientation"]) == (Path(IMAGE), BOXES, 0)
+    boxes_changed(answering, back, request=page)
+    assert answering.undo_boxes(back, page) == SKIP  # nothing before the first state
+
+
 def test_the_image_is_known_by_its_content_not_by_the_copy_the_editor_holds(
     answering: Handlers, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -50,7 +51,7 @@ from ui.boxes import (
     image_of,
     region_label,
 )
-from ui.editor import UNREADABLE, UNREADABLE_NOTE
+from ui.editor import FILE_NAME, UNREADABLE, UNREADABLE_NOTE
 from ui.examples import Example
 from ui.files import file_identity
 from ui.proposing import MaskStore, PackedMask, Proposing, box_key, masks_for, new_to
@@ -60,6 +61,29 @@ logger = logging.getLogger(__name__)
 
 UNDO_STEPS = 50
 """How many box edits back `Handlers.undo_boxes` goes."""
+
+
+@dataclass(frozen=True)
+class _Edit:
+    """One state of the editor that Undo can go back to."""
+
+    key: ConversationKey  # the image as the user sees it, and its boxes
+    image: str  # the editor's file, before its rotate buttons turn it
+    orientation: int  # how many quarter turns clockwise they have turned it
+    file_name: str | None  # the uploaded file's own name (`ui.editor.FILE_NAME`)
+
+    def same_image(self, other: _Edit) -> bool:
+        """Whether `other` shows this image: the same file turned (by its buttons), or the same
+        picture from another file (the turned copy Propose or typed boxes send back)."""
+        return other.key[0] == self.key[0] or file_identity(other.image) == file_identity(
+            self.image
+        )
+
+    def value(self) -> dict:
+        shown = editor_value(self.image, [list(box) for box in self.key[1]], self.file_name)
+        return shown | {"orientation": self.orientation}
+
+
 SUPERSEDE_WAIT_S = 10.0
 """How long a new image waits for the old answer to end (a token, or a prefill on a slow CPU)
 before the answer area is cleared anyway."""
@@ -146,17 +170,22 @@ class _Session:
     editing: ConversationKey | None = None  # those in the editor now
     edited_at: float | None = None  # when they last changed, by the page's clock
     sent_status: str = ""  # the status an answer last sent to the page
-    edits: list[ConversationKey] = field(default_factory=list)  # this image's, for `undo_boxes`
+    edits: list[_Edit] = field(default_factory=list)  # this image's, for `undo_boxes`
 
-    def edited(self, key: ConversationKey) -> None:
-        """The editor holds `key` now: remembered as the newest step to undo back from."""
+    def edited(self, key: ConversationKey, value: dict | None) -> None:
+        """The editor holds `key` now, shown from `value`: remembered as the newest step to undo
+        back from. Turning the image is such a step; emptying the editor is not, and leaves the
+        steps for Undo to bring the image back."""
         self.editing = key
+        if value is None or value.get("image") is None:
+            return
         if any(x2 <= x1 or y2 <= y1 for x1, y1, x2, y2 in key[1]):
             return  # a box still being drawn, no area yet: not a step of its own
-        if self.edits and self.edits[-1][0] != key[0]:
+        edit = _Edit(key, value["image"], int(value.get("orientation") or 0), value.get(FILE_NAME))
+        if self.edits and not self.edits[-1].same_image(edit):
             self.edits.clear()  # another image: its boxes are not this one's to undo to
-        if not self.edits or self.edits[-1] != key:
-            self.edits = [*self.edits, key][-UNDO_STEPS:]
+        if not self.edits or self.edits[-1].key != key:
+            self.edits = [*self.edits, edit][-UNDO_STEPS:]
 
     def changed_since(self, asked: ConversationKey) -> bool:
         """Whether the editor holds other boxes (or another image) than `asked`."""
@@ -253,7 +282,7 @@ class Handlers:
         if self.ahead is not None:
             self.ahead.want(image, boxes)
         session = self._session(request)
-        session.edited(conversation_key(image, boxes))
+        session.edited(conversation_key(image, boxes), value)
         session.edited_at = page_time
         status = status or ""
         # An answer streaming rewrites the status itself and checks the boxes at its end. One
@@ -283,15 +312,19 @@ class Handlers:
         )
 
     def undo_boxes(self, value: dict | None, request: gr.Request) -> dict | None:
-        """The editor's boxes as they were before its last change (drawn, moved, deleted,
-        cleared, proposed or typed); after another image, nothing."""
+        """The editor as it was before its last change: its boxes before the last one drawn,
+        moved, deleted, cleared, proposed or typed, the image before its rotate buttons turned
+        it, or, emptied by its remove button, the image and boxes it held. After another image,
+        nothing."""
         edits = self._session(request).edits
-        image = image_of(value)
-        if len(edits) < 2 or edits[-1][0] != file_identity(image):
+        image = (value or {}).get("image")
+        if image is None and edits and Path(edits[-1].image).is_file():
+            return edits[-1].value()
+        if len(edits) < 2 or image is None or edits[-1].key[0] != file_identity(image_of(value)):
             gr.Info("Nothing to undo.")
             return gr.skip()
         edits.pop()
-        return editor_value(image, [list(box) for box in edits[-1][1]], file_name_of(value))
+        return edits[-1].value()
 
     @staticmethod
     def boxes_typed(value: dict | None, typed: str | None) -> tuple:

@@ -694,6 +694,22 @@ def test_boxes_are_read_and_set_as_numbers(page) -> None:
     page.wait_for_function(
         "document.querySelector('#fo1-box-numbers textarea').value.startsWith('20, 30, 200, 250')"
     )
+    # The arrows look like undo and redo, and the × empties the editor: Undo takes either back.
+    page.get_by_label("Rotate clockwise").click()
+    page.wait_for_function(
+        "document.querySelector('#fo1-box-numbers textarea').value.startsWith('150, 20, 370, 200')"
+    )
+    page.locator("#fo1-undo").click()
+    page.wait_for_function(
+        "document.querySelector('#fo1-box-numbers textarea').value.startsWith('20, 30, 200, 250')"
+    )
+    canvas = page.locator("#fo1-editor canvas").bounding_box()
+    assert canvas["width"] > canvas["height"]  # the 600×400 image, upright again
+    page.locator("#fo1-editor").get_by_label("Remove Image").click()
+    wait_for_note(page, "No image yet")
+    page.locator("#fo1-undo").click()
+    wait_for_note(page, "2 boxes")
+    shot(page, "18-undo-brings-the-image-back")
 
 
 def test_ctrl_enter_in_the_free_prompt_asks(page) -> None:
