@@ -87,6 +87,12 @@ def wait_for_note(page, text: str) -> None:
     page.wait_for_timeout(300)  # the renumbered boxes are redrawn right after the note
 
 
+def wait_for_first_box(page, numbers: str) -> None:
+    """Until "Boxes as numbers" starts with `numbers` (box #0's line)."""
+    script = "n => document.querySelector('#fo1-box-numbers textarea').value.startsWith(n)"
+    page.wait_for_function(script, arg=numbers)
+
+
 def open_example(page, title: str, boxes: str = "3 boxes") -> None:
     """Loads the example whose title starts with `title`, once the page has numbered its boxes."""
     page.locator("#fo1-gallery").get_by_text(title).click()
@@ -687,22 +693,14 @@ def test_boxes_are_read_and_set_as_numbers(page) -> None:
     # Turned with the editor's button, the boxes are measured on the turned image (600×400 to
     # 400×600: x' = 400 - y, y' = x).
     page.get_by_label("Rotate clockwise").click()
-    page.wait_for_function(
-        "document.querySelector('#fo1-box-numbers textarea').value.startsWith('150, 20, 370, 200')"
-    )
+    wait_for_first_box(page, "150, 20, 370, 200")
     page.get_by_label("Rotate counterclockwise").click()
-    page.wait_for_function(
-        "document.querySelector('#fo1-box-numbers textarea').value.startsWith('20, 30, 200, 250')"
-    )
+    wait_for_first_box(page, "20, 30, 200, 250")
     # The arrows look like undo and redo, and the × empties the editor: Undo takes either back.
     page.get_by_label("Rotate clockwise").click()
-    page.wait_for_function(
-        "document.querySelector('#fo1-box-numbers textarea').value.startsWith('150, 20, 370, 200')"
-    )
+    wait_for_first_box(page, "150, 20, 370, 200")
     page.locator("#fo1-undo").click()
-    page.wait_for_function(
-        "document.querySelector('#fo1-box-numbers textarea').value.startsWith('20, 30, 200, 250')"
-    )
+    wait_for_first_box(page, "20, 30, 200, 250")
     canvas = page.locator("#fo1-editor canvas").bounding_box()
     assert canvas["width"] > canvas["height"]  # the 600×400 image, upright again
     page.locator("#fo1-editor").get_by_label("Remove Image").click()
