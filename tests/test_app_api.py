@@ -186,7 +186,7 @@ def test_huge_image_is_a_specific_error(client: Client, huge_image: str) -> None
         # a proposer that does not exist
         ("yolo", None, 5, "Unknown proposer"),
         # a model proposer whose weights cannot be downloaded here
-        ("florence2", None, 5, "could not be loaded"),
+        ("florence2", None, 5, "not on this machine"),
         # a threshold outside [0, 1]
         ("offline", 2.0, 5, "between 0 and 1"),
         # a count of zero

@@ -216,6 +216,12 @@ def test_the_latest_turn_is_marked_as_the_answer_shown_until_another_replaces_it
     list(stream)
     kept, history, _ = endless.remember_turn(True, conversation, "", REQUEST)
     assert kept == SKIP and "<li>" in history and "fo1-latest" not in history
+    # The page may still hold the conversation before the latest turn: none of it is hidden.
+    list(run(endless, value, text="spoon", limit=8, follow_up=True, conversation=conversation))
+    newer = endless.remember_turn(True, conversation, "", REQUEST)[0]
+    assert len(newer["turns"]) == 2
+    assert "fo1-latest" not in endless.follow_up_toggled(True, conversation, REQUEST)
+    assert "fo1-latest" in endless.follow_up_toggled(True, newer, REQUEST)
 
 
 def test_closing_the_stream_stops_the_worker(endless: Handlers) -> None:
@@ -280,7 +286,7 @@ def test_failing_proposer_keeps_the_boxes(answering: Handlers) -> None:
         value, "florence2", "", 0.1, 10, "replace", {}, None, REQUEST
     )
     assert editor == SKIP and masks == SKIP and seconds == SKIP
-    assert "fo1-error" in status and "could not be loaded" in status
+    assert "fo1-error" in status and "not on this machine" in status
 
 
 def test_offline_proposals_add_to_the_boxes(answering: Handlers) -> None:
@@ -406,6 +412,9 @@ def test_undo_goes_back_through_this_images_box_edits(answering: Handlers) -> No
     assert boxes_of(undone) == BOXES  # back before the deletion, the half-drawn box gone too
     boxes_changed(answering, undone, request=page)  # the editor reports what undo set
     assert answering.undo_boxes(undone, page) == SKIP  # nothing before the first state
+    # Undo before the page's report of a box drawn has landed: that box goes, no more.
+    drawn = editor_value(IMAGE, [*BOXES, [5, 5, 60, 60]])
+    assert boxes_of(answering.undo_boxes(drawn, page)) == BOXES
     rocket = editor_value(str(EXAMPLES_DIR / "rocket.jpg"), [[10, 10, 90, 90]])
     boxes_changed(answering, rocket, request=page)
     assert answering.undo_boxes(rocket, page) == SKIP  # another image's boxes are not undone

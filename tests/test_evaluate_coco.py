@@ -173,7 +173,7 @@ def _without(entry: dict, field: str) -> dict:
 
 
 IMAGE = {"id": 1, "file_name": "001.png", "width": 96, "height": 64}
-BOX = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 24, 24], "area": 576}
+BOX = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 24, 24], "area": 576, "iscrowd": 0}
 
 
 @pytest.mark.parametrize(
@@ -207,6 +207,7 @@ BOX = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 24, 24], "area":
         ("annotations", [_without(BOX, "bbox")], "annotations[0] has no bbox"),
         ("annotations", [_without(BOX, "area")], "annotations[0] has no area"),
         ("annotations", [_without(BOX, "id")], "annotations[0] has no id"),
+        ("annotations", [_without(BOX, "iscrowd")], "annotations[0] has no iscrowd"),
         (
             "annotations",
             [{**BOX, "bbox": [4, 4, 24]}],

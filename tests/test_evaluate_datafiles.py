@@ -50,6 +50,15 @@ def test_a_bad_json_line_is_named_by_its_number(tmp_path: Path) -> None:
         read_items(path)
 
 
+def test_one_object_written_over_several_lines_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "items.json"
+    path.write_text('{\n  "items": [{"id": 1}]\n}\n')
+    with pytest.raises(FO1Error, match="holds one JSON object: write a list of items"):
+        read_items(path)
+    path.write_text('{"id": 1}\n')  # one item a line, one line
+    assert read_items(path) == [{"id": 1}]
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [

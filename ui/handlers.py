@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +61,11 @@ logger = logging.getLogger(__name__)
 
 UNDO_STEPS = 50
 """How many box edits back `Handlers.undo_boxes` goes."""
+
+
+def _has_area(box: Sequence[float]) -> bool:
+    x1, y1, x2, y2 = box
+    return x2 > x1 and y2 > y1
 
 
 @dataclass(frozen=True)
@@ -145,13 +150,19 @@ class _Asked:
     proposals_s: float | None  # how long the proposals took, for the status line
     closing_notes: Callable[[Generation], list[str]]  # about the conversation, for the status
     editor_differs: Callable[[], bool]  # whether the editor holds other boxes by now
+    num_regions: int = field(init=False)  # the boxes the model reads
+    heading: str = field(init=False)  # `asked_html`, made once: the answer is redrawn often
+
+    def __post_init__(self) -> None:
+        self.num_regions = min(len(self.question.boxes), MAX_REGIONS)
+        label, given = task_label(self.question.task), fill_text(self.question).strip()
+        self.heading = asked_html(label, given, self.num_regions, self.prepared.user_text)
 
     def answer_html(self, answer: Answer | None) -> str:
         """The answer so far (None: none yet) under the question it answers."""
-        num = min(len(self.question.boxes), MAX_REGIONS)
-        body = answer_html_placeholder() if answer is None else answer_html(answer, num)
-        label, given = task_label(self.question.task), fill_text(self.question).strip()
-        return asked_html(label, given, num, self.prepared.user_text) + body
+        if answer is None:
+            return self.heading + answer_html_placeholder()
+        return self.heading + answer_html(answer, self.num_regions)
 
 
 @dataclass
@@ -166,7 +177,8 @@ class _Session:
     superseded_at: float | None = None
     finished: tuple[ConversationKey, str, str] | None = None  # until `remember_turn` files it
     answered: ConversationKey | None = None  # the image and boxes of the answer shown
-    answered_last_turn: bool = False  # whether that answer is the conversation's latest turn
+    # That answer as a turn of its conversation, once filed (`remember_turn`).
+    answered_turn: tuple[ConversationKey, str, str] | None = None
     editing: ConversationKey | None = None  # those in the editor now
     edited_at: float | None = None  # when they last changed, by the page's clock
     sent_status: str = ""  # the status an answer last sent to the page
@@ -179,7 +191,7 @@ class _Session:
         self.editing = key
         if value is None or value.get("image") is None:
             return
-        if any(x2 <= x1 or y2 <= y1 for x1, y1, x2, y2 in key[1]):
+        if not all(map(_has_area, key[1])):
             return  # a box still being drawn, no area yet: not a step of its own
         edit = _Edit(key, value["image"], int(value.get("orientation") or 0), value.get(FILE_NAME))
         if self.edits and not self.edits[-1].same_image(edit):
@@ -197,8 +209,13 @@ class _Session:
         return self.answered is not None and self.changed_since(self.answered)
 
     def history(self, follow_up: bool, conversation: dict | None) -> str:
-        """`history_view` of `conversation` as this page shows it."""
-        return history_view(follow_up, conversation, self.editing, self.answered_last_turn)
+        """`history_view` of `conversation` as this page shows it: its latest turn marked when it
+        is the answer on screen (the page may send an older conversation than the server's)."""
+        conversation = conversation or {}
+        turns = conversation.get("turns") or [()]
+        latest = (conversation.get("key"), *turns[-1])
+        latest_shown = self.answered_turn is not None and latest == self.answered_turn
+        return history_view(follow_up, conversation, self.editing, latest_shown)
 
 
 def status_html(message: str, kind: str = "info") -> str:
@@ -317,14 +334,18 @@ class Handlers:
         it, or, emptied by its remove button, the image and boxes it held. After another image,
         nothing."""
         edits = self._session(request).edits
-        image = (value or {}).get("image")
-        if image is None and edits and Path(edits[-1].image).is_file():
-            return edits[-1].value()
-        if len(edits) < 2 or image is None or edits[-1].key[0] != file_identity(image_of(value)):
-            gr.Info("Nothing to undo.")
-            return gr.skip()
-        edits.pop()
-        return edits[-1].value()
+        if (value or {}).get("image") is None:
+            if edits and Path(edits[-1].image).is_file():
+                return edits[-1].value()
+        elif edits and edits[-1].key[0] == file_identity(image_of(value)):
+            shown = tuple(tuple(box) for box in boxes_of(value) if _has_area(box))
+            if shown != edits[-1].key[1]:
+                return edits[-1].value()  # a change whose report has not landed yet: that one
+            if len(edits) > 1:
+                edits.pop()
+                return edits[-1].value()
+        gr.Info("Nothing to undo.")
+        return gr.skip()
 
     @staticmethod
     def boxes_typed(value: dict | None, typed: str | None) -> tuple:
@@ -349,7 +370,7 @@ class Handlers:
         no longer apply. Outputs: masks, proposal time, then `cleared_answer`'s."""
         session = self._session(request)
         session.answered = session.finished = None  # a turn not yet filed is the old image's
-        session.answered_last_turn = False
+        session.answered_turn = None
         return {}, None, *cleared_answer()
 
     def supersede(self, page_time: float | None, request: gr.Request) -> None:
@@ -573,7 +594,7 @@ class Handlers:
                 editor_differs=lambda: session.changed_since(key),
             )
             session.answered = None  # the placeholder empties the answer area
-            session.answered_last_turn = False
+            session.answered_turn = None
             yield (
                 asked.answer_html(None),
                 reasoning_placeholder(),
@@ -607,7 +628,7 @@ class Handlers:
     ) -> Iterator[tuple[tuple, Generation | None]]:
         """The six outputs after each step (throttled), and the `Generation` with the last."""
         question, prepared = asked.question, asked.prepared
-        num = min(len(question.boxes), MAX_REGIONS)
+        num = asked.num_regions
         last = 0.0
         image = None
         for step in self.answerer.steps(question, prepared, max_new_tokens, cancel):
@@ -681,7 +702,7 @@ class Handlers:
         key, question, answer = finished
         turns = turns_about(conversation, key) if follow_up else []
         updated = {"key": key, "turns": [*turns, (question, answer)]}
-        session.answered_last_turn = True
+        session.answered_turn = (key, question, answer)
         return updated, session.history(follow_up, updated), stale
 
     @staticmethod

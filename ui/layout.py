@@ -30,7 +30,10 @@ click still waiting in the queue (`Handlers.stop`, `Handlers.supersede`, `Handle
 
 KEYS_AND_TURNS = """() => {
     const click = (id) => document.querySelector(id)?.click();
+    const page = document.body.classList;
     addEventListener("keydown", (event) => {
+        const asking = event.key === "Enter" && event.target.closest("#fo1-text input");
+        if (asking && page.contains("fo1-stopping")) page.add("fo1-run-next");
         if (!(event.ctrlKey || event.metaKey) || event.shiftKey) return;
         const field = event.target.closest("input, textarea, [contenteditable]");
         if (event.key === "Enter" && field?.closest("#fo1-free")) {
@@ -44,16 +47,16 @@ KEYS_AND_TURNS = """() => {
     addEventListener("click", (event) => {
         if (event.target.closest("#fo1-editor button[aria-label^='Rotate']")) {
             setTimeout(() => click("#fo1-turned"), 50);  // once the editor has turned
-        } else if (event.target.closest("#fo1-run")) {
-            const page = document.body.classList;
-            if (page.contains("fo1-stopping")) page.add("fo1-run-next");
+        } else if (event.target.closest("#fo1-run") && page.contains("fo1-stopping")) {
+            page.add("fo1-run-next");
         }
     }, true);
 }"""
 """Installed once in the page: Ctrl+Enter (⌘↩) in the free prompt asks, as Enter does in the
 one-line fields; Ctrl+Z (⌘Z) outside text fields (where it undoes typing) undoes the last box
 edit; turning the image with the editor's buttons reports its turned boxes (`turned`); Run
-clicked while a stopped answer is still ending is remembered (`IDLE` asks then)."""
+clicked, or Enter pressed in the task's text field, while a stopped answer is still ending is
+remembered (`IDLE` asks then)."""
 
 SHOW_THE_ANSWER = """() => {
     const answer = document.querySelector("#fo1-answer");
@@ -76,7 +79,7 @@ status sits far below their buttons, and they seemed to do nothing."""
 
 ASK = f"""(...inputs) => {{
     document.body.classList.remove("fo1-stopping", "fo1-run-next");
-    document.body.classList.add("fo1-busy");
+    document.body.classList.add("fo1-busy", "fo1-asking");
     ({SHOW_THE_ANSWER})();
     return ({WITH_PAGE_TIME})(...inputs);
 }}"""
@@ -87,7 +90,7 @@ after the answer has ended."""
 
 IDLE = """() => {
     const page = document.body.classList;
-    page.remove("fo1-busy", "fo1-stopping");
+    page.remove("fo1-busy", "fo1-asking", "fo1-stopping");
     if (page.contains("fo1-run-next")) {
         page.remove("fo1-run-next");
         document.querySelector("#fo1-run")?.click();
@@ -99,11 +102,11 @@ answer was ending (Gradio drops a click on a button whose last run has not ended
 STOPPING = """() => {
     const page = document.body.classList;
     if (page.contains("fo1-busy")) page.add("fo1-stopping");
-    page.remove("fo1-busy");
+    page.remove("fo1-busy", "fo1-run-next");
 }"""
 """Stop: Run is itself again at once, and a click on it before the answer has ended is kept
-for `IDLE`. (Where Stop cancels the answer outright, ZeroGPU, `IDLE` may not come: `ASK`
-forgets the click it ran for.)"""
+for `IDLE` (a second Stop forgets it). `fo1-asking` stays until then: the stopped answer has
+taken the place of the one before it (see `app_css`)."""
 
 SCROLL_TO_THE_END = """() => requestAnimationFrame(() => {
     const panel = document.querySelector("SELECTOR");
@@ -180,9 +183,9 @@ body.fo1-busy #fo1-run {{ cursor: progress; }}
 /* No gap for a conversation not shown. */
 #fo1-history:not(:has(.fo1-history)) {{ display: none; }}
 /* The conversation's latest turn is left out while it is the answer shown below it, not once a
-   new question is on its way (`ASK`) to take that answer's place. */
-body:not(.fo1-busy) #fo1-history li.fo1-latest, body.fo1-busy #fo1-history .fo1-latest-note {{
-    display: none; }}
+   new question is on its way (`ASK` to `IDLE`) to take that answer's place. */
+body:not(.fo1-asking) #fo1-history li.fo1-latest,
+body.fo1-asking #fo1-history .fo1-latest-note {{ display: none; }}
 /* The examples in columns of 140 px or more, as many as fit: all four show on a phone too. */
 #fo1-gallery .grid-wrap {{ min-height: 0; max-height: none; }}
 /* Download names wrap on a phone: cut, the answer's JSON and the COCO file looked alike. */
@@ -282,7 +285,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                     set_boxes = gr.Button("Set these boxes", elem_id="fo1-set-boxes")
             with gr.Column(scale=2):
                 task = gr.Dropdown(task_choices, value=DEFAULT_TASK, label="Task")
-                text = gr.Textbox(label="Categories", placeholder="e.g. person, red cup, dog")
+                text = gr.Textbox(
+                    label="Categories", placeholder="e.g. person, red cup, dog", elem_id="fo1-text"
+                )
                 regions = gr.CheckboxGroup(
                     [], label="Regions to ask about", visible=False, elem_id="fo1-regions"
                 )

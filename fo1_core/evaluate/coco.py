@@ -123,6 +123,7 @@ REQUIRED_FIELDS = {
         "category_id": WHOLE,
         "bbox": BOX,
         "area": NUMBER,
+        "iscrowd": WHOLE,
     },
 }
 """The fields each entry of a COCO annotations file needs here: a check and what it wants."""

@@ -31,14 +31,28 @@ def read_items(path: Path) -> list[dict]:
     if text.lstrip().startswith("["):
         items = parse_json(text, str(path))
     else:
-        items = [
-            parse_json(line, f"{path} line {number}")
-            for number, line in enumerate(text.splitlines(), start=1)
-            if line.strip()
-        ]
+        try:
+            items = [
+                parse_json(line, f"{path} line {number}")
+                for number, line in enumerate(text.splitlines(), start=1)
+                if line.strip()
+            ]
+        except FO1Error:
+            if _is_one_object(text):  # written over several lines: not JSON lines
+                raise FO1Error(
+                    f"{path} holds one JSON object: write a list of items, or one item a line."
+                ) from None
+            raise
     if not all(isinstance(item, dict) for item in items):
         raise FO1Error(f"{path}: every item must be a JSON object.")
     return items
+
+
+def _is_one_object(text: str) -> bool:
+    try:
+        return isinstance(parse_json(text, ""), dict)
+    except FO1Error:
+        return False
 
 
 def as_whole_number(value: object) -> int | None:
