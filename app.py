@@ -17,6 +17,7 @@ import spaces  # noqa: F401, I001
 import torch
 
 from detect_tools.registry import available as available_proposers
+from detect_tools.registry import with_models as proposers_with_models
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT, default_device_and_dtype, parse_device
 from fo1_core.cli import positive, whole_number
 from fo1_core.errors import FO1Error
@@ -27,6 +28,18 @@ from ui.examples import EXAMPLES_DIR
 from ui.gpu import ON_ZERO_GPU
 
 logger = logging.getLogger("app")
+
+
+def proposer_checkpoint(text: str) -> tuple[str, str]:
+    """`NAME=FOLDER` of `--proposer-checkpoint`."""
+    name, _, checkpoint = text.partition("=")
+    if not checkpoint:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=FOLDER, e.g. florence2=/models/f2")
+    if name not in proposers_with_models():
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is not a proposer with a model: one of {', '.join(proposers_with_models())}"
+        )
+    return name, checkpoint
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,6 +89,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="offline",
         choices=list(available_proposers()),
         help="proposer selected at start",
+    )
+    parser.add_argument(
+        "--proposer-checkpoint",
+        type=proposer_checkpoint,
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="a proposer's local checkpoint folder (or hub id) instead of its hub default; "
+        "once per proposer",
     )
     parser.add_argument(
         "--encode-ahead",
@@ -131,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=args.concurrency,
         device=args.device,
         default_proposer=args.proposer,
+        proposer_checkpoints=dict(args.proposer_checkpoint),
         file_ttl=args.file_ttl,
         encode_ahead=args.encode_ahead,
     )

@@ -256,12 +256,20 @@ class ModelProposer(Proposer):
                     self._loaded = self._load_checked()
         return self._loaded
 
+    @property
+    def where_to_pass_a_folder(self) -> str:
+        """Where each way of running proposers takes this one's checkpoint folder."""
+        return (
+            f"app.py --proposer-checkpoint {self.name}=FOLDER, "
+            "python -m detect_tools --checkpoint FOLDER, or checkpoint= in Python"
+        )
+
     def _load_checked(self) -> LoadedModel:
         looks_local = Path(self.checkpoint).is_absolute() or self.checkpoint.startswith(".")
         if looks_local and not Path(self.checkpoint).is_dir():
             raise ProposerError(
                 f"The {self.label} checkpoint folder {self.checkpoint} does not exist: "
-                "pass the folder that holds its config.json (checkpoint= / --checkpoint)."
+                f"pass the folder that holds its config.json ({self.where_to_pass_a_folder})."
             )
         logger.info(
             "Loading %s from %s on %s (%s)", self.name, self.checkpoint, self.device, self.dtype
@@ -285,14 +293,14 @@ class ModelProposer(Proposer):
                     f"The {self.label} model is not on this machine, and the Hugging Face hub "
                     f"cannot be reached to download {self.checkpoint!r}. Download it where the "
                     "hub can be reached (it is then found in the Hugging Face cache), or give "
-                    "its local folder (checkpoint= / --checkpoint)."
+                    f"its local folder ({self.where_to_pass_a_folder})."
                 ) from error
             # transformers reports a missing repo and a folder without the expected files as
             # OSError, and a folder of the wrong kind as ValueError; the user's fix is the same.
             raise ProposerError(
                 f"The {self.label} model could not be loaded from {self.checkpoint!r} ({error}). "
                 "If this machine cannot reach the Hugging Face hub, download the checkpoint "
-                "elsewhere and pass its local folder (checkpoint= / --checkpoint)."
+                f"elsewhere and pass its local folder ({self.where_to_pass_a_folder})."
             ) from error
         except torch.OutOfMemoryError:
             raise

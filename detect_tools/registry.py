@@ -37,6 +37,11 @@ def available() -> dict[str, str]:
     return {name: cls.label for name, cls in PROPOSERS.items()}
 
 
+def with_models() -> list[str]:
+    """Names of the proposers that load a checkpoint."""
+    return [name for name, cls in PROPOSERS.items() if issubclass(cls, ModelProposer)]
+
+
 def get(
     name: str,
     checkpoint: str | Path | None = None,

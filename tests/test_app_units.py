@@ -531,12 +531,20 @@ def test_the_app_serves_where_a_space_says(monkeypatch: pytest.MonkeyPatch) -> N
         ["--max-new-tokens", "0"],
         ["--port", "70000"],
         ["--proposer", "nosuch"],  # was ignored without a word
+        ["--proposer-checkpoint", "florence2"],  # no folder
+        ["--proposer-checkpoint", "offline=/models/x"],  # loads no model
     ],
 )
 def test_command_line_refuses_settings_that_cannot_work(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         parse_args(argv)
     assert exit_.value.code == 2
+
+
+def test_each_proposer_can_be_given_its_folder() -> None:
+    argv = ["--proposer-checkpoint", "sam3=/models/sam3", "--proposer-checkpoint", "florence2=f2"]
+    assert dict(parse_args(argv).proposer_checkpoint) == {"sam3": "/models/sam3", "florence2": "f2"}
+    assert parse_args([]).proposer_checkpoint == []
 
 
 def test_an_unknown_device_is_one_message() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import gradio as gr
 
@@ -153,6 +154,7 @@ class Settings:
     concurrency: int = 1
     device: str | None = None  # for proposers; None picks CUDA when available
     default_proposer: str = "offline"
+    proposer_checkpoints: Mapping[str, str] = field(default_factory=dict)  # name → folder or id
     file_ttl: int = 3600  # seconds uploads and results are kept (all are deleted at shutdown)
     encode_ahead: bool = True  # encode the image and boxes while the question is being typed
 
@@ -201,7 +203,7 @@ body.fo1-asking #fo1-history .fo1-latest-note {{ display: none; }}
 def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blocks:
     settings = settings or Settings()
     answerer = Answerer(pipeline)
-    proposing = Proposing(settings.device)
+    proposing = Proposing(settings.device, settings.proposer_checkpoints)
     examples = load_examples()
     # On ZeroGPU there is no GPU outside a question's own slot.
     ahead = EncodeAhead(pipeline) if settings.encode_ahead and not ON_ZERO_GPU else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,8 +94,12 @@ def box_key(box: Box) -> tuple[int, int, int, int]:
 class Proposing:
     """Runs any registered proposer; model proposers load on first use and may fail visibly."""
 
-    def __init__(self, device: str | None = None) -> None:
+    def __init__(
+        self, device: str | None = None, checkpoints: Mapping[str, str] | None = None
+    ) -> None:
+        """`checkpoints`: proposer name → its local folder or hub id, where not the default."""
         self.device = device
+        self.checkpoints = dict(checkpoints or {})
         self._propose_on_gpu = on_gpu(self._propose)
 
     @staticmethod
@@ -103,7 +108,7 @@ class Proposing:
 
     def proposer(self, name: str) -> detect_tools.Proposer:
         try:
-            return detect_tools.get(name, device=self.device)
+            return detect_tools.get(name, self.checkpoints.get(name), device=self.device)
         except ProposerError:
             raise
         except Exception as error:  # a constructor may check its environment

@@ -70,12 +70,28 @@ def canvas_point(page, fx: float, fy: float) -> tuple[float, float]:
     return left + fx * width, box["y"] + fy * height
 
 
-def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
+def drag_without_letting_go(page, start: tuple[float, float], end: tuple[float, float]) -> None:
     page.mouse.move(*start)
     page.mouse.down()
     page.mouse.move((start[0] + end[0]) / 2, (start[1] + end[1]) / 2, steps=5)
     page.mouse.move(*end, steps=5)
+
+
+def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    drag_without_letting_go(page, start, end)
     page.mouse.up()
+
+
+def draw_box(page, start: tuple[float, float], end: tuple[float, float]) -> list[float]:
+    """Draws the page's only box and returns its corners in image pixels, as the editor sends
+    them once the button is up: it also sends the box as it starts, and Gradio may read that
+    one only while it is being drawn."""
+    drag_without_letting_go(page, start, end)
+    with page.expect_request(lambda request: bool(sent_boxes(request))) as sent:
+        page.mouse.up()
+    (box,) = sent_boxes(sent.value)
+    scale = box.get("scaleFactor", 1)
+    return [box[corner] / scale for corner in ("xmin", "ymin", "xmax", "ymax")]
 
 
 def box_count(page) -> str:
@@ -114,6 +130,28 @@ def choose_task(page, label: str) -> None:
 
 def status_text(page) -> str:
     return page.locator("#fo1-status").inner_text()
+
+
+WATCH_THE_STATUS = """() => {
+    const status = document.querySelector("#fo1-status");
+    window.fo1StatusShown = [];
+    new MutationObserver(() => window.fo1StatusShown.push(status.innerText))
+        .observe(status, {subtree: true, childList: true, characterData: true});
+}"""
+
+STATUS_HAS_SHOWN = """texts => {
+    let found = 0;
+    for (const shown of window.fo1StatusShown) {
+        if (found < texts.length && shown.includes(texts[found])) found++;
+    }
+    return found === texts.length;
+}"""
+
+
+def wait_for_statuses(page, *texts: str) -> None:
+    """Until the status has shown each of `texts` in turn since `WATCH_THE_STATUS`, however
+    briefly (a kept Run follows a stopped answer at once)."""
+    page.wait_for_function(STATUS_HAS_SHOWN, arg=list(texts))
 
 
 def test_broken_upload_is_one_readable_message(page, tmp_path: Path) -> None:
@@ -190,17 +228,10 @@ def test_exif_rotated_upload_is_drawn_on_as_shown(page, tmp_path: Path) -> None:
     image.paste("red", (0, 0, 400, 100))
     image.save(rotated, exif=exif)
     upload(page, rotated)
-    # The editor also sends the box as it starts, with no area yet: wait for the finished one.
-    with page.expect_request(
-        lambda request: any(box["xmax"] > box["xmin"] for box in sent_boxes(request))
-    ) as sent:
-        drag(page, canvas_point(page, 0.5, 0.5), canvas_point(page, 0.95, 0.95))
+    drawn = draw_box(page, canvas_point(page, 0.5, 0.5), canvas_point(page, 0.95, 0.95))
     wait_for_note(page, "1 box")
     shot(page, "0-exif-rotated")
-    (box,) = sent_boxes(sent.value)
-    scale = box.get("scaleFactor", 1)
-    assert box["xmax"] / scale == pytest.approx(570, abs=15)
-    assert box["ymax"] / scale == pytest.approx(380, abs=15)
+    assert drawn[2:] == pytest.approx([570, 380], abs=15)
 
 
 def test_a_tall_image_fits_the_window_and_is_boxed_where_drawn(page, tmp_path: Path) -> None:
@@ -213,19 +244,13 @@ def test_a_tall_image_fits_the_window_and_is_boxed_where_drawn(page, tmp_path: P
     frame = canvas.bounding_box()
     assert 0.6 * window <= frame["height"] <= SCREEN_SHARE * window + 1
     assert frame["width"] / frame["height"] == pytest.approx(400 / 1400, abs=0.01)
-    with page.expect_request(
-        lambda request: any(box["xmax"] > box["xmin"] for box in sent_boxes(request))
-    ) as sent:
-        drag(
-            page,
-            (frame["x"] + 0.25 * frame["width"], frame["y"] + 0.25 * frame["height"]),
-            (frame["x"] + 0.75 * frame["width"], frame["y"] + 0.5 * frame["height"]),
-        )
+    drawn = draw_box(
+        page,
+        (frame["x"] + 0.25 * frame["width"], frame["y"] + 0.25 * frame["height"]),
+        (frame["x"] + 0.75 * frame["width"], frame["y"] + 0.5 * frame["height"]),
+    )
     wait_for_note(page, "1 box")
     shot(page, "0-tall-image")
-    (box,) = sent_boxes(sent.value)
-    scale = box.get("scaleFactor", 1)
-    drawn = [box[corner] / scale for corner in ("xmin", "ymin", "xmax", "ymax")]
     assert drawn == pytest.approx([100, 350, 300, 700], abs=10)
 
 
@@ -403,10 +428,10 @@ def test_run_clicked_as_a_stopped_answer_ends_asks_again(page) -> None:
     """Gradio drops a click on Run while its last run is still ending: the page keeps it."""
     run_detection(page, "red circle", max_tokens=8192)
     page.locator("#fo1-answer", has_text="many regions").wait_for()
+    page.evaluate(WATCH_THE_STATUS)
     page.locator("#fo1-stop").click()
     page.locator("#fo1-run").click()  # before the stopped answer has ended
-    page.locator("#fo1-status", has_text="Stopped by you").wait_for()
-    page.locator("#fo1-status", has_text="Answering").wait_for()  # asked again
+    wait_for_statuses(page, "Stopped by you", "Answering")  # asked again
     page.locator("#fo1-stop").click()
     page.locator("#fo1-status", has_text="Stopped by you").wait_for()
     page.wait_for_function("!document.body.classList.contains('fo1-busy')")

@@ -17,6 +17,7 @@ from detect_tools.base import (
     ProposerError,
     split_prompt,
 )
+from ui.proposing import Proposing
 
 
 def test_every_proposer_is_listed_with_a_label():
@@ -187,3 +188,14 @@ def test_split_prompt(text, expected):
 def test_split_prompt_refuses_a_pasted_list():
     with pytest.raises(ProposerError, match="At most"):
         split_prompt(", ".join(f"thing{i}" for i in range(MAX_PROMPT_CLASSES + 1)))
+
+
+def test_the_app_proposes_with_the_folder_it_was_given(florence2_checkpoint, photo):
+    """`app.py --proposer-checkpoint florence2=FOLDER`: a Space without the hub still proposes."""
+    proposals = Proposing("cpu", {"florence2": str(florence2_checkpoint)}).propose(
+        photo, "florence2", None, None, 5
+    )
+    assert 0 < len(proposals.boxes) <= 5
+    missing = Proposing("cpu", {"florence2": "/nowhere/florence2"})
+    with pytest.raises(ProposerError, match="app.py --proposer-checkpoint florence2=FOLDER"):
+        missing.propose(photo, "florence2", None, None, 5)
