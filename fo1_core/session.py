@@ -42,8 +42,8 @@ from fo1_core.templates import CHAT_CONTROL_STRINGS, DEFAULT_MAX_NEW_TOKENS, FRE
 logger = logging.getLogger(__name__)
 
 OUT_OF_MEMORY = (
-    "The GPU ran out of memory for this question, even after the kept image features were "
-    "dropped. Try a smaller image, fewer boxes or fewer new tokens."
+    "The GPU ran out of memory for this question; the kept image features were dropped to free "
+    "it. Try a smaller image, fewer boxes or fewer new tokens."
 )
 
 STATIC_CACHE_TOKENS = 8192
@@ -347,14 +347,14 @@ class FO1Pipeline:
                         answer()
                         break
                     except torch.OutOfMemoryError as error:
-                        # Once part of the answer is out, it cannot start over unseen.
+                        # What the caches keep may be what filled the GPU: drop it, and try
+                        # again unless part of the answer is out (it cannot start over unseen).
+                        self._release_memory()
                         if retry or streamer.ids:
                             raise FO1Error(OUT_OF_MEMORY) from error
-                        # What the caches keep may be what filled the GPU: drop it, try again.
                         logger.warning(
-                            "Out of GPU memory; emptying the caches and retrying: %s", error
+                            "Out of GPU memory; emptied the caches and retrying: %s", error
                         )
-                        self._release_memory()
                         streamer.restart()
             streamer.events.put(DONE)
         except Exception as error:  # re-raised in the caller's thread
@@ -533,10 +533,11 @@ class Conversation:
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         cancel: threading.Event | None = None,
     ) -> Iterator[str | Generation]:
-        """Streams the next answer; the finished turn is added to the history."""
+        """Streams the next answer; the finished turn is added to the history, a stopped one not
+        (the next question would otherwise see an answer cut off mid-word)."""
         request = self.pipeline.request(self.vision, task, text, self.history)
         for event in self.pipeline.stream(request, max_new_tokens, cancel):
-            if isinstance(event, Generation):
+            if isinstance(event, Generation) and event.stop_reason != "cancelled":
                 self.history.append((request.user_text, event.answer))
             yield event
 

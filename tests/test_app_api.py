@@ -106,6 +106,16 @@ def test_more_boxes_than_the_model_takes_are_capped_with_a_notice(client: Client
     assert any("100" in warning for warning in detections["warnings"])
 
 
+def test_answers_hold_boxes_cut_to_the_image_as_the_model_read_them(client: Client) -> None:
+    boxes = [[-20, -5, 60, 200], BOXES[1], [320, 60, 900, 500]]
+    _, _, detections = answer(client, handle_file(IMAGE), boxes, "OD_template", "cup")
+    assert [d["box_xyxy"] for d in detections["detections"]] == [
+        [0, 0, 60, 200],
+        [320, 60, 600, 400],
+    ]
+    assert any("Cut to the image: 2 boxes" in warning for warning in detections["warnings"])
+
+
 def test_answer_naming_a_missing_region_is_reported_not_drawn(client: Client) -> None:
     # The model names region 2, but only one box was given.
     _, _, detections = answer(client, handle_file(IMAGE), BOXES[:1], "OD_template", "cup")

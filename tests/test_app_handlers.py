@@ -26,7 +26,7 @@ from fo1_core.export import decode_rle
 from fo1_core.session import load
 from tests.conftest import RIGGED_ANSWER
 from ui.ahead import EncodeAhead
-from ui.answer_view import LATEST_TURN_NOTE
+from ui.answer_view import LATEST_TURN_NOTE, Turn
 from ui.answering import Answerer, Question
 from ui.boxes import boxes_of, editor_value
 from ui.editor import FILE_NAME
@@ -588,7 +588,7 @@ def test_a_box_change_after_an_answer_cut_off_mid_stream_is_marked(endless: Hand
     steps = run(endless, asked, limit=100_000)
     *_, (_, _, _, streaming, _, _) = [next(steps) for _ in range(3)]
     steps.close()
-    follow_up = {"key": conversation_key(IMAGE, BOXES), "turns": [("q", "a")]}
+    follow_up = {"key": conversation_key(IMAGE, BOXES), "turns": [Turn("q", "a", "q")]}
     _, _, _, marked, history, _ = boxes_changed(
         endless, editor_value(IMAGE, BOXES[:2]), streaming, True, follow_up
     )
@@ -717,20 +717,27 @@ def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:
     assert "Done" in steps[-1][3]
     assert re.search(r"image, boxes and \d+ prompt tokens already encoded", steps[-1][3])
     conversation, history, _ = answering.remember_turn(True, conversation, "", session)
-    assert [question for question, _ in conversation["turns"]] == [
+    assert [turn.question for turn in conversation["turns"]] == [
         "Please detect cup in this image. Answer the question with object indexes.",
         free,
     ]
-    assert all(answer == RIGGED_ANSWER for _, answer in conversation["turns"])
+    assert all(turn.answer == RIGGED_ANSWER for turn in conversation["turns"])
+    # Listed as asked, not as the template the model read.
+    assert "<b>You:</b> Detection: cup<br>" in history and "Please detect" not in history
     # The second turn is the answer on screen: the page lists it only once a new one is asked.
-    assert history.count("<li") == 2 and '<li class="fo1-latest"><b>You:</b> And what' in history
+    assert history.count("<li") == 2
+    assert '<li class="fo1-latest"><b>You:</b> Free prompt: And what' in history
     # The second question started from the first turn's cache: image, regions, question, answer.
     assert answering.answerer.pipeline.encoder.turns.stats().hits > turns
     # Its downloads carry the turn before it too.
     *_, files = steps[-1]
     document = json.loads(Path(files[1]).read_text(encoding="utf-8"))
     assert document["earlier_turns"] == [
-        {"question": conversation["turns"][0][0], "answer": RIGGED_ANSWER}
+        {
+            "asked": "Detection: cup",
+            "question": conversation["turns"][0].question,
+            "answer": RIGGED_ANSWER,
+        }
     ]
     assert (document["prompt"], document["image"], document["stop_reason"]) == (
         free,

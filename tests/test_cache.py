@@ -3,6 +3,7 @@ and give exactly what the uncached path gives."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -151,6 +152,21 @@ def test_conversation_feeds_earlier_turns_back(answering_checkpoint: Path) -> No
     assert request.prompt.count("<|im_start|>assistant\n") == 3
     assert request.prompt.count("<image>") == 1 and request.prompt.count("<regionfeat>") == 3
     assert pipeline.encoder.turns.stats().hits >= 1
+
+
+def test_a_stopped_turn_is_not_kept_in_the_conversation(answering_checkpoint: Path) -> None:
+    pipeline = load(answering_checkpoint, device="cpu")
+    chat = Conversation(pipeline, IMAGE, BOXES)
+    chat.ask("OD_template", "red circle")
+    cancel = threading.Event()
+    events = []
+    for event in chat.stream("free", "And what is <region1>?", cancel=cancel):
+        events.append(event)
+        cancel.set()  # Stop as the first words come in
+    assert events[-1].stop_reason == "cancelled" and events[-1].answer != RIGGED_ANSWER
+    assert [question for question, _ in chat.history] == [
+        "Please detect red circle in this image. Answer the question with object indexes."
+    ]
 
 
 QUESTIONS = [

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import NamedTuple
 
 import supervision as sv
 
@@ -84,8 +85,16 @@ def asked_html(task: str, asked: str, num_regions: int, prompt: str) -> str:
     )
 
 
+class Turn(NamedTuple):
+    """One question and answer of a follow-up conversation."""
+
+    question: str  # as the model read it (a task's whole template), and reads it again
+    answer: str
+    shown: str  # as the user asked it: the task and what they gave it
+
+
 def conversation_html(
-    turns: list[tuple[str, str]], num_regions: int, title: str, latest_shown: bool = False
+    turns: list[Turn], num_regions: int, title: str, latest_shown: bool = False
 ) -> str:
     """Earlier turns of a follow-up conversation, oldest first, with region chips.
 
@@ -94,9 +103,9 @@ def conversation_html(
     if not turns:
         return ""
     items = [
-        f"<b>You:</b> {rich_text(question, num_regions)}<br><b>FO1:</b> "
-        f"{answer_html(parse_answer(answer, num_regions), num_regions)}</li>"
-        for question, answer in turns
+        f"<b>You:</b> {rich_text(turn.shown, num_regions)}<br><b>FO1:</b> "
+        f"{answer_html(parse_answer(turn.answer, num_regions), num_regions)}</li>"
+        for turn in turns
     ]
     latest = '<li class="fo1-latest">' if latest_shown else "<li>"
     listed = "".join(["<li>" + item for item in items[:-1]] + [latest + items[-1]])

@@ -108,7 +108,8 @@ class Answerer:
     ) -> Iterator[Step]:
         """Parsed answers as tokens arrive; the last step carries the `Generation`."""
         picture = open_for_drawing(question.image)
-        boxes = np.asarray(question.boxes[:MAX_REGIONS], dtype=np.float32).reshape(-1, 4)
+        # The boxes the model read (cut to the image, `MAX_REGIONS` at most): answers name them.
+        boxes = request.vision.boxes.astype(np.float32).reshape(-1, 4)
         masks = None if question.masks is None else question.masks[:MAX_REGIONS]
         text, tokens, drawn = "", 0, None
         # On ZeroGPU, Stop cancels the job instead (see `ui.layout`).

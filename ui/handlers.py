@@ -27,6 +27,7 @@ from fo1_core.session import Generation, Request
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count, region_token
 from ui.ahead import EncodeAhead
 from ui.answer_view import (
+    Turn,
     answer_html,
     asked_html,
     conversation_html,
@@ -146,17 +147,19 @@ class _Asked:
 
     question: Question
     prepared: Request
-    history: list[tuple[str, str]]  # the earlier turns it sees, in follow-up mode
+    earlier: list[Turn]  # the earlier turns it sees, in follow-up mode
     proposals_s: float | None  # how long the proposals took, for the status line
     closing_notes: Callable[[Generation], list[str]]  # about the conversation, for the status
     editor_differs: Callable[[], bool]  # whether the editor holds other boxes by now
     num_regions: int = field(init=False)  # the boxes the model reads
     heading: str = field(init=False)  # `asked_html`, made once: the answer is redrawn often
+    shown: str = field(init=False)  # the question as the conversation lists it
 
     def __post_init__(self) -> None:
-        self.num_regions = min(len(self.question.boxes), MAX_REGIONS)
+        self.num_regions = self.prepared.vision.num_regions
         label, given = task_label(self.question.task), fill_text(self.question).strip()
         self.heading = asked_html(label, given, self.num_regions, self.prepared.user_text)
+        self.shown = f"{label}: {given}" if given else label
 
     def answer_html(self, answer: Answer | None) -> str:
         """The answer so far (None: none yet) under the question it answers."""
@@ -175,10 +178,10 @@ class _Session:
     # and `supersede`).
     stopped_at: float | None = None
     superseded_at: float | None = None
-    finished: tuple[ConversationKey, str, str] | None = None  # until `remember_turn` files it
+    finished: tuple[ConversationKey, Turn] | None = None  # until `remember_turn` files it
     answered: ConversationKey | None = None  # the image and boxes of the answer shown
     # That answer as a turn of its conversation, once filed (`remember_turn`).
-    answered_turn: tuple[ConversationKey, str, str] | None = None
+    answered_turn: tuple[ConversationKey, Turn] | None = None
     editing: ConversationKey | None = None  # those in the editor now
     edited_at: float | None = None  # when they last changed, by the page's clock
     sent_status: str = ""  # the status an answer last sent to the page
@@ -212,9 +215,9 @@ class _Session:
         """`history_view` of `conversation` as this page shows it: its latest turn marked when it
         is the answer on screen (the page may send an older conversation than the server's)."""
         conversation = conversation or {}
-        turns = conversation.get("turns") or [()]
-        latest = (conversation.get("key"), *turns[-1])
-        latest_shown = self.answered_turn is not None and latest == self.answered_turn
+        turns = conversation.get("turns")
+        latest = (conversation.get("key"), turns[-1]) if turns else None
+        latest_shown = latest is not None and latest == self.answered_turn
         return history_view(follow_up, conversation, self.editing, latest_shown)
 
 
@@ -588,7 +591,7 @@ class Handlers:
             asked = _Asked(
                 question,
                 prepared,
-                history,
+                conversation["turns"] if history else [],
                 proposals_s,
                 conversation_notes,
                 editor_differs=lambda: session.changed_since(key),
@@ -608,7 +611,8 @@ class Handlers:
                     return
                 session.answered = key  # an answer about these boxes is on screen
                 if generation is not None and generation.stop_reason != "cancelled":
-                    session.finished = (key, prepared.user_text, generation.answer)
+                    turn = Turn(prepared.user_text, generation.answer, asked.shown)
+                    session.finished = (key, turn)
                 yield outputs
         except FO1Error as error:
             yield (gr.skip(), gr.skip(), gr.skip(), error_html(str(error)), gr.skip(), gr.skip())
@@ -649,17 +653,18 @@ class Handlers:
                     None,
                 )
                 continue
-            status = status_line(step.generation, len(question.boxes), asked.proposals_s)
+            status = status_line(step.generation, asked.num_regions, asked.proposals_s)
             stop_reason = step.generation.stop_reason
             notes = [*step.generation.notices, *step.answer.warnings]
             if stop_reason == "max_new_tokens":
                 notes.append(CUT_SHORT)
             warnings = " ".join([*notes, *asked.closing_notes(step.generation)])
+            read_boxes = prepared.vision.boxes.tolist()
             result = Result(
                 image=image,
                 image_name=question.file_name,
-                boxes_image=draw_proposals(open_for_drawing(question.image), question.boxes),
-                boxes=question.boxes,
+                boxes_image=draw_proposals(open_for_drawing(question.image), read_boxes),
+                boxes=read_boxes,
                 task_label=task_label(question.task),
                 prompt=prepared.user_text,
                 answer=step.answer,
@@ -667,7 +672,7 @@ class Handlers:
                 status=status,
                 stop_reason=stop_reason,
                 timings=step.generation.timings,
-                earlier_turns=asked.history,
+                earlier_turns=asked.earlier,
             )
             files = write_downloads(result, self._answer_folders.new())
             # Stopped by the user: as asked, neither a success nor a problem.
@@ -699,10 +704,10 @@ class Handlers:
         finished, session.finished = session.finished, None
         if finished is None:  # stopped, failed or refused: the boxes may have changed meanwhile
             return gr.skip(), session.history(follow_up, conversation), stale
-        key, question, answer = finished
-        turns = turns_about(conversation, key) if follow_up else []
-        updated = {"key": key, "turns": [*turns, (question, answer)]}
-        session.answered_turn = (key, question, answer)
+        key, turn = finished
+        turns = conversation["turns"] if follow_up and turns_about(conversation, key) else []
+        updated = {"key": key, "turns": [*turns, turn]}
+        session.answered_turn = finished
         return updated, session.history(follow_up, updated), stale
 
     @staticmethod
@@ -778,10 +783,11 @@ def conversation_key(image: str | None, boxes: list[Box]) -> ConversationKey:
 
 
 def turns_about(conversation: dict | None, key: ConversationKey) -> list[tuple[str, str]]:
+    """The (question, answer) turns the model sees again, of a conversation about `key`."""
     conversation = conversation or {}
     if conversation.get("key") != key:
         return []
-    return [tuple(turn) for turn in conversation.get("turns", [])]
+    return [(turn.question, turn.answer) for turn in conversation.get("turns", [])]
 
 
 def history_view(

@@ -26,6 +26,7 @@ from fo1_core.export import to_coco_dataset, to_json
 from ui.answer_view import (
     CHIP_CSS,
     DETECTION_COLUMNS,
+    Turn,
     answer_html,
     chip,
     conversation_html,
@@ -51,7 +52,7 @@ class Result:
     status: str
     stop_reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
-    earlier_turns: list[tuple[str, str]] = field(default_factory=list)  # (question, answer)
+    earlier_turns: list[Turn] = field(default_factory=list)
 
 
 @dataclass
@@ -101,7 +102,8 @@ def write_downloads(result: Result, folder: Path) -> Downloads:
         "task": result.task_label,
         "prompt": result.prompt,
         "earlier_turns": [
-            {"question": question, "answer": answer} for question, answer in result.earlier_turns
+            {"asked": turn.shown, "question": turn.question, "answer": turn.answer}
+            for turn in result.earlier_turns
         ],
         **to_json(result.answer, result.detections),
         "boxes": result.boxes,
