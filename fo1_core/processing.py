@@ -40,27 +40,31 @@ BICUBIC = 3
 def open_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
     """Reads an image as the user sees it: EXIF orientation applied, RGB, size checked."""
     image = source if isinstance(source, Image.Image) else _open(source)
-    width, height = image.size
+    check_size(*image.size)  # from the header: a refused image is never decoded
+    try:
+        return as_rgb(ImageOps.exif_transpose(image))
+    except (OSError, ValueError, SyntaxError) as error:
+        raise FO1Error(f"The image file is damaged or truncated ({error}).") from error
+
+
+def check_size(width: int, height: int) -> None:
+    """Raises `FO1Error`, naming the limit, for an image size the model cannot take (either
+    way up: EXIF orientation changes none of the limits)."""
     if width * height > MAX_INPUT_PIXELS:
         raise FO1Error(
             f"The image is {width}×{height} = {width * height / 1e6:.0f} megapixels; "
             f"the limit is {MAX_INPUT_PIXELS / 1e6:.0f}. Please downscale it first."
         )
-    try:
-        image = as_rgb(ImageOps.exif_transpose(image))
-    except (OSError, ValueError, SyntaxError) as error:
-        raise FO1Error(f"The image file is damaged or truncated ({error}).") from error
-    if min(image.size) < SMALLEST_ACCEPTED_SIDE:
+    if min(width, height) < SMALLEST_ACCEPTED_SIDE:
         raise FO1Error(
-            f"The image is {image.width}×{image.height} px; each side needs at least "
+            f"The image is {width}×{height} px; each side needs at least "
             f"{SMALLEST_ACCEPTED_SIDE} px."
         )
-    if max(image.size) / min(image.size) > MAX_ASPECT_RATIO:
+    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
         raise FO1Error(
-            f"The image is {image.width}×{image.height} px, an aspect ratio above "
-            f"{MAX_ASPECT_RATIO}:1; crop it to a less extreme shape."
+            f"The image is {width}×{height} px, an aspect ratio above {MAX_ASPECT_RATIO}:1; "
+            "crop it to a less extreme shape."
         )
-    return image
 
 
 def image_size(source: str | Path) -> tuple[int, int]:

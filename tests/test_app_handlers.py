@@ -85,6 +85,7 @@ def run(
     clicked_at=None,
     masks=None,
     request=REQUEST,
+    proposed=None,
 ):
     return handlers.run(
         value,
@@ -94,7 +95,7 @@ def run(
         free,
         limit,
         masks or {},
-        None,
+        proposed,
         follow_up,
         conversation,
         clicked_at,
@@ -291,7 +292,7 @@ def test_failing_proposer_keeps_the_boxes(answering: Handlers) -> None:
 
 def test_offline_proposals_add_to_the_boxes(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES)
-    editor, _, status, seconds = answering.propose(
+    editor, _, status, proposed = answering.propose(
         value, "offline", "", 0.0, 5, "add", {}, None, REQUEST
     )
     labels = [box["label"] for box in editor["boxes"]]
@@ -299,7 +300,11 @@ def test_offline_proposals_add_to_the_boxes(answering: Handlers) -> None:
     assert [[box[k] for k in ("xmin", "ymin", "xmax", "ymax")] for box in editor["boxes"][:3]] == (
         BOXES
     )
-    assert seconds > 0 and "5 proposals" in status
+    assert proposed.seconds > 0 and f"5 proposals in {proposed.seconds:.2f} s; 5 added." in status
+    # An answer about the proposed boxes says how long proposing took; once they are undone, not.
+    about_proposals = list(run(answering, editor, proposed=proposed))[-1][3]
+    assert f"proposals {proposed.seconds:.2f} s" in about_proposals
+    assert "proposals" not in list(run(answering, value, proposed=proposed))[-1][3]
 
 
 def test_proposing_twice_does_not_add_the_same_boxes_again(
@@ -313,7 +318,7 @@ def test_proposing_twice_does_not_add_the_same_boxes_again(
     )
     corners = [[box[k] for k in ("xmin", "ymin", "xmax", "ymax")] for box in editor["boxes"]]
     assert corners == [*BOXES, [5, 5, 60, 60]]
-    assert "3 proposals in 0.10 s, 2 already among your boxes; 4 boxes now." in status
+    assert "3 proposals in 0.10 s, 2 already among your boxes; 1 added." in status
     again, _, status, _ = answering.propose(editor, "offline", "", 0.0, 5, "add", {}, None, REQUEST)
     assert len(again["boxes"]) == 4 and "all already among your boxes" in status
 
@@ -399,6 +404,18 @@ def test_box_changes_refresh_the_region_pickers(answering: Handlers) -> None:
     assert note == "3 boxes"
     assert "No boxes yet" in boxes_changed(answering, editor_value(IMAGE, []))[2]
     assert boxes_changed(answering, None)[2] == "No image yet."
+
+
+def test_boxes_drawn_into_the_margin_are_named_at_once(answering: Handlers) -> None:
+    """The editor draws a box past the image's edge into the margin around it; the model will
+    read it cut to the image, and the note says so before Run does."""
+    past_the_corner = [510, 280, 720, 480]  # the image is 600×400
+    note = boxes_changed(answering, editor_value(IMAGE, [*BOXES, past_the_corner]))[2]
+    assert note == "4 boxes — #3 reaches out of the image: the model reads it cut to it."
+    note = boxes_changed(
+        answering, editor_value(IMAGE, [[-5, 0, 50, 50], *BOXES[:1], [0, 0, 1e4, 9]])
+    )[2]
+    assert note.endswith("#0 and #2 reach out of the image: the model reads them cut to it.")
 
 
 def test_undo_goes_back_through_this_images_box_edits(answering: Handlers) -> None:

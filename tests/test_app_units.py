@@ -288,6 +288,21 @@ def test_editor_rejects_a_broken_file_readably(tmp_path, content: bytes) -> None
 
 
 @pytest.mark.parametrize(
+    ("size", "message"),
+    [((8, 1300), "an aspect ratio above 150:1"), ((5, 40), "each side needs at least 8 px")],
+)
+def test_editor_refuses_an_image_the_model_cannot_take_at_once(
+    tmp_path, size: tuple[int, int], message: str
+) -> None:
+    """Said on upload, before boxes are drawn on it, not at Run."""
+    path = tmp_path / "thin.png"
+    Image.new("RGB", size).save(path)
+    value = box_editor().preprocess(AnnotatedImageData(image=FileData(path=str(path))))
+    assert message in value["unreadable"]
+    assert (image_of(value), boxes_of(value)) == (None, [])
+
+
+@pytest.mark.parametrize(
     ("prompt", "selection", "text", "caret"),
     [
         # caret mid-sentence: spaced from the words either side, caret just after the reference

@@ -153,6 +153,19 @@ would refuse the picker's stale value as its input.
 """
 
 
+def reaching_out(boxes: list[Box], width: int, height: int) -> str:
+    """For the box note: which of `boxes` reach out of a `width`×`height` image ("" if none).
+    The editor lets a box be drawn into the margin around the image; the model reads it cut
+    to the image (`fo1_core.processing.clip_box`)."""
+    out = [i for i, box in enumerate(boxes) if clip_box(box, width, height) != list(box)]
+    if not out:
+        return ""
+    if len(out) == 1:
+        return f"{region_label(out[0])} reaches out of the image: the model reads it cut to it."
+    named = ", ".join(map(region_label, out[:-1])) + f" and {region_label(out[-1])}"
+    return f"{named} reach out of the image: the model reads them cut to it."
+
+
 def boxes_as_text(boxes: list[Box]) -> str:
     """One `x1, y1, x2, y2` line per box, region order, as `boxes_from_text` reads them back."""
     return "\n".join(", ".join(f"{v:g}" for v in box) for box in boxes)

@@ -24,6 +24,8 @@ from gradio_image_annotation import image_annotator
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from detect_tools.images import UNREADABLE_IMAGE, open_image_file
+from fo1_core.errors import FO1Error
+from fo1_core.processing import check_size
 from ui.errors import user_error
 from ui.files import AppFolder, FileVersion, file_identity, file_version
 
@@ -32,7 +34,7 @@ FILE_NAME = "file_name"
 component saves every upload again, under a name of its own)."""
 UNREADABLE = "unreadable"
 """Key of the editor value a file that cannot be opened comes back as (see `readable_errors`)."""
-UNREADABLE_NOTE = "That file could not be opened."
+UNREADABLE_NOTE = "That file could not be used."
 """The box note for such a file: on it, `EMPTY_IF_UNREADABLE` empties the editor in the page."""
 EMPTY_IF_UNREADABLE = f"(note) => note === {json.dumps(UNREADABLE_NOTE)} ? null : undefined"
 """Run in the page, not by a server reply: a reply writing the editor, even to leave it as it is,
@@ -71,6 +73,8 @@ def readable_errors(
             return unreadable(f"The image is too large to open safely ({error}).", error)
         except (UnidentifiedImageError, OSError, SyntaxError) as error:
             return unreadable(UNREADABLE_IMAGE, error)
+        except FO1Error as error:
+            return unreadable(str(error), error)
         except payload_errors as error:
             raise user_error(payload_message) from error
 
@@ -132,8 +136,10 @@ def as_uploaded(self: image_annotator, image: FileData | None) -> str | None:
 @functools.lru_cache(maxsize=256)
 def _check_opens(version: FileVersion) -> None:
     """Decodes the file once per version: a broken or truncated file raises here, as the
-    component's own step would have."""
+    component's own step would have, and so does an image the model cannot take (its size is
+    checked first), before boxes are drawn on it in vain."""
     with open_image_file(version[0]) as image:
+        check_size(*image.size)
         image.load()
 
 

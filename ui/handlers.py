@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,12 +50,21 @@ from ui.boxes import (
     editor_value,
     file_name_of,
     image_of,
+    reaching_out,
     region_label,
 )
 from ui.editor import FILE_NAME, UNREADABLE, UNREADABLE_NOTE
 from ui.examples import Example
 from ui.files import file_identity
-from ui.proposing import MaskStore, PackedMask, Proposing, box_key, masks_for, new_to
+from ui.proposing import (
+    MaskStore,
+    PackedMask,
+    Proposed,
+    Proposing,
+    box_key,
+    masks_for,
+    new_to,
+)
 from ui.report import AnswerFolders, Result, write_downloads
 
 logger = logging.getLogger(__name__)
@@ -321,6 +330,9 @@ class Handlers:
             note = "No boxes yet: drag on the image to draw one."
         if len(boxes) > MAX_REGIONS:
             note += f" — the model takes {MAX_REGIONS}; boxes from #{MAX_REGIONS} on are ignored."
+        with suppress(FO1Error):  # a file gone meanwhile: the next step that reads it says so
+            if boxes and (out := reaching_out(boxes, *image_size(image))):
+                note += f" — {out}"
         choices = region_choices(len(boxes))
         return (
             gr.update(choices=choices),
@@ -424,7 +436,7 @@ class Handlers:
         seconds = f"{found.seconds:.2f} s"
         if not found.boxes:
             message = f"No proposals in {seconds}: your boxes are as they were."
-            return gr.skip(), gr.skip(), status_html(message, "warning"), found.seconds
+            return gr.skip(), gr.skip(), status_html(message, "warning"), gr.skip()
         if mode != "add":
             keep = []
         elif edited:
@@ -439,11 +451,16 @@ class Handlers:
         known = len(found.boxes) - len(fresh)
         already = f", {'all' if not fresh else known} already among your boxes" if known else ""
         proposals = "1 proposal" if len(found.boxes) == 1 else f"{len(found.boxes)} proposals"
-        message = f"{proposals} in {seconds}{already}; {box_count(len(boxes))} now."
-        if len(boxes) > MAX_REGIONS:
-            message += f" Only the first {MAX_REGIONS} go to the model."
+        # What Propose did, not how many boxes there are: that the box note keeps up to date,
+        # and an Undo would leave a count here wrong.
+        if mode != "add":
+            done = ", in place of your boxes" if boxes_of(value) else ""
+        else:
+            done = f"; {len(fresh)} added" if fresh else ""
+        message = f"{proposals} in {seconds}{already}{done}."
+        proposed = Proposed(found.seconds, frozenset(box_key(found.boxes[i]) for i in fresh))
         shown = editor_value(image, boxes, file_name_of(value))
-        return shown, masks, status_html(message), found.seconds
+        return shown, masks, status_html(message), proposed
 
     def proposer_changed(self, name: str) -> tuple:
         try:
@@ -528,7 +545,7 @@ class Handlers:
         free_text: str,
         max_new_tokens: float,
         masks: MaskStore,
-        proposals_s: float | None,
+        proposed: Proposed | None,
         follow_up: bool,
         conversation: dict | None,
         clicked_at: float | None,
@@ -592,7 +609,7 @@ class Handlers:
                 question,
                 prepared,
                 conversation["turns"] if history else [],
-                proposals_s,
+                proposed.seconds_if_asked(boxes) if proposed else None,
                 conversation_notes,
                 editor_differs=lambda: session.changed_since(key),
             )

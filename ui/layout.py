@@ -35,8 +35,14 @@ KEYS_AND_TURNS = """() => {
     addEventListener("keydown", (event) => {
         const asking = event.key === "Enter" && event.target.closest("#fo1-text input");
         if (asking && page.contains("fo1-stopping")) page.add("fo1-run-next");
+        const field = event.target.closest("input, textarea, select, [contenteditable]");
+        const tool = {c: "Create box", d: "Drag boxes"}[event.key.toLowerCase()];
+        const modified = event.ctrlKey || event.metaKey || event.altKey;
+        if (tool && !modified && !field) {
+            click(`#fo1-editor button[aria-label='${tool}']`);
+            return;
+        }
         if (!(event.ctrlKey || event.metaKey) || event.shiftKey) return;
-        const field = event.target.closest("input, textarea, [contenteditable]");
         if (event.key === "Enter" && field?.closest("#fo1-free")) {
             event.preventDefault();
             click("#fo1-run");
@@ -55,9 +61,10 @@ KEYS_AND_TURNS = """() => {
 }"""
 """Installed once in the page: Ctrl+Enter (⌘↩) in the free prompt asks, as Enter does in the
 one-line fields; Ctrl+Z (⌘Z) outside text fields (where it undoes typing) undoes the last box
-edit; turning the image with the editor's buttons reports its turned boxes (`turned`); Run
-clicked, or Enter pressed in the task's text field, while a stopped answer is still ending is
-remembered (`IDLE` asks then)."""
+edit; C and D outside text fields pick the editor's box and hand tools, as they do in the editor
+once it has the focus (which it keeps to itself then); turning the image with the editor's
+buttons reports its turned boxes (`turned`); Run clicked, or Enter pressed in the task's text
+field, while a stopped answer is still ending is remembered (`IDLE` asks then)."""
 
 SHOW_THE_ANSWER = """() => {
     const answer = document.querySelector("#fo1-answer");
@@ -190,8 +197,11 @@ body:not(.fo1-asking) #fo1-history li.fo1-latest,
 body.fo1-asking #fo1-history .fo1-latest-note {{ display: none; }}
 /* The examples in columns of 140 px or more, as many as fit: all four show on a phone too. */
 #fo1-gallery .grid-wrap {{ min-height: 0; max-height: none; }}
-/* Download names wrap on a phone: cut, the answer's JSON and the COCO file looked alike. */
-#fo1-downloads .filename .stem {{ white-space: normal; overflow-wrap: anywhere; }}
+/* Download names wrap on a phone: cut, the answer's JSON and the COCO file looked alike. The
+   extension follows its name, not in a column of its own beside it. */
+#fo1-downloads .filename {{ flex-wrap: wrap; }}
+#fo1-downloads .filename .stem {{ white-space: normal; overflow-wrap: anywhere; min-width: 0; }}
+#fo1-downloads .filename .ext {{ white-space: nowrap; }}
 #fo1-gallery .caption-label {{ white-space: normal; max-width: calc(100% - 1em); }}
 #fo1-gallery .grid-container {{
     grid-template-columns: repeat(auto-fill, minmax(min(140px, 100%), 1fr));
@@ -228,7 +238,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             elem_id="fo1-gallery",
         )
         masks = gr.State({})
-        proposals_s = gr.State(None)
+        proposed = gr.State(None)
         conversation = gr.State({})
         texts = gr.State({})  # the one-line text of each kind of task (`Handlers.task_picked`)
         picked_task = gr.State(DEFAULT_TASK)
@@ -376,7 +386,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             ).then(
                 handlers.new_image,
                 None,
-                [masks, proposals_s, *answer_area],
+                [masks, proposed, *answer_area],
                 api_visibility="private",
                 concurrency_limit=None,
             )
@@ -413,7 +423,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         propose.click(
             handlers.propose,
             [editor, proposer, proposer_text, threshold, max_count, mode, masks, page_time],
-            [editor, masks, status, proposals_s],
+            [editor, masks, status, proposed],
             js=WITH_PAGE_TIME,
             api_name="ui_propose",
             api_visibility="private",
@@ -460,7 +470,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 free_text,
                 max_new_tokens,
                 masks,
-                proposals_s,
+                proposed,
                 follow_up,
                 conversation,
                 page_time,

@@ -91,6 +91,18 @@ def box_key(box: Box) -> tuple[int, int, int, int]:
     return x1, y1, x2, y2
 
 
+@dataclass(frozen=True)
+class Proposed:
+    """The last Propose, for the status of answers about its boxes."""
+
+    seconds: float
+    boxes: frozenset[tuple[int, int, int, int]]  # `box_key`s of the boxes it added
+
+    def seconds_if_asked(self, boxes: list[Box]) -> float | None:
+        """How long it took, while one of its boxes is among `boxes` as it gave it."""
+        return self.seconds if any(box_key(box) in self.boxes for box in boxes) else None
+
+
 class Proposing:
     """Runs any registered proposer; model proposers load on first use and may fail visibly."""
 

@@ -547,6 +547,22 @@ def test_regions_ticked_for_boxes_since_cleared_do_not_block_a_run(page) -> None
     shot(page, "10-run-after-clearing-picked-regions")
 
 
+def test_c_and_d_pick_the_tools_without_a_click_on_the_image_first(page) -> None:
+    open_example(page, "Coffee: detect cup and spoon")  # opens with the hand tool
+    page.locator("#fo1-box-note").click()  # the focus is outside the editor
+    selected = "name => document.querySelector(`#fo1-editor button[aria-label='${name}']`)"
+    selected += ".classList.contains('selected')"
+    page.keyboard.press("c")
+    page.wait_for_function(selected, arg="Create box")
+    drag(page, canvas_point(page, 0.05, 0.6), canvas_point(page, 0.2, 0.9))
+    wait_for_note(page, "4 boxes")
+    page.get_by_label("Categories").fill("cd")  # typed in a field: no tool changes
+    assert page.evaluate(selected, "Create box")
+    page.locator("#fo1-box-note").click()
+    page.keyboard.press("d")
+    page.wait_for_function(selected, arg="Drag boxes")
+
+
 def picked_regions(page) -> list[str]:
     script = "[...document.querySelectorAll('#fo1-regions label')]"
     script += ".filter(l => l.querySelector('input').checked).map(l => l.innerText.trim())"
@@ -688,6 +704,23 @@ def test_on_a_phone_a_failed_proposal_is_brought_into_view(page, app_url: str) -
     place = problem.bounding_box()
     assert 0 <= place["y"] and place["y"] + place["height"] <= 844, place
     shot(phone, "21-phone-proposal-problem")
+    phone.close()
+
+
+def test_on_a_phone_download_names_read_whole(page, app_url: str) -> None:
+    phone = page.context.browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone.goto(app_url)
+    open_example(phone, "Coffee: detect cup and spoon")
+    run_detection(phone, "cup", max_tokens=16)
+    names = phone.locator("#fo1-downloads .filename")
+    names.nth(3).wait_for()
+    for i in range(4):
+        stem = names.nth(i).locator(".stem").bounding_box()
+        ext = names.nth(i).locator(".ext").bounding_box()
+        # The extension follows the name's last line, not a column beside a wrapped name.
+        assert ext["y"] + ext["height"] / 2 >= stem["y"] + stem["height"] - ext["height"], i
+    names.first.scroll_into_view_if_needed()
+    shot(phone, "22-phone-downloads")
     phone.close()
 
 
