@@ -260,8 +260,9 @@ class ModelProposer(Proposer):
     def where_to_pass_a_folder(self) -> str:
         """Where each way of running proposers takes this one's checkpoint folder."""
         return (
-            f"app.py --proposer-checkpoint {self.name}=FOLDER, "
-            "python -m detect_tools --checkpoint FOLDER, or checkpoint= in Python"
+            f"app.py --proposer-checkpoint {self.name}=FOLDER; python -m fo1_core.evaluate and "
+            "bench.space_request --proposer-checkpoint FOLDER; python -m detect_tools "
+            "--checkpoint FOLDER; checkpoint= in Python"
         )
 
     def _load_checked(self) -> LoadedModel:

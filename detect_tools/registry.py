@@ -7,6 +7,7 @@ proposer by name, and a second request must not load a second copy.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -39,7 +40,24 @@ def available() -> dict[str, str]:
 
 def with_models() -> list[str]:
     """Names of the proposers that load a checkpoint."""
-    return [name for name, cls in PROPOSERS.items() if issubclass(cls, ModelProposer)]
+    return list(_model_proposers())
+
+
+def with_shared_models(checkpoints: Mapping[str, str]) -> dict[str, str]:
+    """`checkpoints` (proposer name → folder or id) given also to each proposer that loads the
+    same model by default as one named there: Florence-2's region and detection proposers share
+    one folder."""
+    models = {name: cls.default_checkpoint for name, cls in _model_proposers().items()}
+    shared = dict(checkpoints)
+    for name, checkpoint in checkpoints.items():
+        for other, default in models.items():
+            if default == models.get(name):
+                shared.setdefault(other, checkpoint)
+    return shared
+
+
+def _model_proposers() -> dict[str, type[ModelProposer]]:
+    return {name: cls for name, cls in PROPOSERS.items() if issubclass(cls, ModelProposer)}
 
 
 def get(

@@ -319,8 +319,11 @@ def test_proposing_twice_does_not_add_the_same_boxes_again(
     corners = [[box[k] for k in ("xmin", "ymin", "xmax", "ymax")] for box in editor["boxes"]]
     assert corners == [*BOXES, [5, 5, 60, 60]]
     assert "3 proposals in 0.10 s, 2 already among your boxes; 1 added." in status
-    again, _, status, _ = answering.propose(editor, "offline", "", 0.0, 5, "add", {}, None, REQUEST)
+    again, _, status, proposed = answering.propose(
+        editor, "offline", "", 0.0, 5, "add", {}, None, REQUEST
+    )
     assert len(again["boxes"]) == 4 and "all already among your boxes" in status
+    assert proposed == SKIP  # the first Propose's boxes are still its own
 
 
 @pytest.mark.parametrize("meanwhile", ["box drawn", "new image", "image turned"])
@@ -412,10 +415,29 @@ def test_boxes_drawn_into_the_margin_are_named_at_once(answering: Handlers) -> N
     past_the_corner = [510, 280, 720, 480]  # the image is 600×400
     note = boxes_changed(answering, editor_value(IMAGE, [*BOXES, past_the_corner]))[2]
     assert note == "4 boxes — #3 reaches out of the image: the model reads it cut to it."
-    note = boxes_changed(
-        answering, editor_value(IMAGE, [[-5, 0, 50, 50], *BOXES[:1], [0, 0, 1e4, 9]])
-    )[2]
-    assert note.endswith("#0 and #2 reach out of the image: the model reads them cut to it.")
+    boxes = [[-5, 0, 50, 50], BOXES[0], [0, 0, 1e4, 9], [610, 10, 700, 50]]
+    note = boxes_changed(answering, editor_value(IMAGE, boxes))[2]
+    assert "#0 and #2 reach out of the image: the model reads them cut to it." in note
+    assert note.endswith(
+        "#3 lies outside the image: move it onto it or delete it (Run refuses it)."
+    )
+    # Boxes past the model's 100 are not named: the note says it ignores them.
+    many = [[i, 0, i + 10, 10] for i in range(100)] + [past_the_corner]
+    assert "reaches out" not in boxes_changed(answering, editor_value(IMAGE, many))[2]
+
+
+def test_downloads_hold_boxes_cut_to_the_image_as_the_model_read_them(answering: Handlers) -> None:
+    boxes = [[-20, -5, 200, 200], BOXES[1], [320, 60, 900, 500]]
+    *_, (_, _, _, status, table, files) = run(answering, editor_value(IMAGE, boxes))
+    read = [[0, 0, 200, 200], BOXES[1], [320, 60, 600, 400]]
+    assert "Cut to the image: 2 boxes" in status
+    assert [row[2:] for row in table] == [read[0], read[2]]
+    assert json.loads(Path(files[1]).read_text(encoding="utf-8"))["boxes"] == read
+    coco = json.loads(Path(files[2]).read_text(encoding="utf-8"))
+    assert [annotation["bbox"] for annotation in coco["annotations"]] == [
+        [0, 0, 200, 200],
+        [320, 60, 280, 340],
+    ]
 
 
 def test_undo_goes_back_through_this_images_box_edits(answering: Handlers) -> None:

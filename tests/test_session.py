@@ -218,16 +218,19 @@ def test_a_dropped_pipeline_frees_its_model(answering_checkpoint: Path) -> None:
     assert len(generation_threads()) == 1
 
 
-class _RunsOutOfMemory:
-    """Wraps a model method: the listed calls (1-based) raise CUDA's out-of-memory error."""
+OUT_OF_MEMORY = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    def __init__(self, method, failing: set[int]) -> None:
-        self.method, self.failing, self.calls = method, failing, 0
+
+class _Fails:
+    """Wraps a model method: the listed calls (1-based) raise `error` (CUDA's out-of-memory)."""
+
+    def __init__(self, method, failing: set[int], error: Exception = OUT_OF_MEMORY) -> None:
+        self.method, self.failing, self.error, self.calls = method, failing, error, 0
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
         if self.calls in self.failing:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise self.error
         return self.method(*args, **kwargs)
 
 
@@ -237,7 +240,7 @@ def test_out_of_memory_before_the_answer_empties_the_caches_and_answers(
     answering.ask(Image.new("RGB", (90, 90), (200, 30, 30)), BOXES[:1], "OD_template", "cup")
     assert answering.encoder.images.stats().entries >= 1
     vision = answering.model.model
-    monkeypatch.setattr(vision, "encode_image", _RunsOutOfMemory(vision.encode_image, {1}))
+    monkeypatch.setattr(vision, "encode_image", _Fails(vision.encode_image, {1}))
     new_image = Image.new("RGB", (120, 100), (10, 200, 120))  # not in the caches yet
     result = answering.ask(new_image, BOXES, "OD_template", "red circle")
     assert vision.encode_image.calls == 2
@@ -251,7 +254,7 @@ def test_out_of_memory_twice_says_what_to_try_and_the_next_question_is_answered(
 ) -> None:
     answering.encoder.clear()
     vision = answering.model.model
-    monkeypatch.setattr(vision, "encode_image", _RunsOutOfMemory(vision.encode_image, {1, 2}))
+    monkeypatch.setattr(vision, "encode_image", _Fails(vision.encode_image, {1, 2}))
     with pytest.raises(FO1Error, match="ran out of memory.*smaller image, fewer boxes"):
         answering.ask(IMAGE, BOXES, "OD_template", "red circle")
     assert answering.ask(IMAGE, BOXES, "OD_template", "red circle").text == ANSWER + "<|im_end|>"
@@ -261,7 +264,7 @@ def test_out_of_memory_mid_answer_is_not_retried(
     answering: FO1Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     head = answering.model.lm_head
-    monkeypatch.setattr(head, "forward", _RunsOutOfMemory(head.forward, {4}))
+    monkeypatch.setattr(head, "forward", _Fails(head.forward, {4}))
     request = answering.prepare(IMAGE, BOXES, "OD_template", "red circle")
     pieces = []
     with pytest.raises(FO1Error, match="ran out of memory"):
@@ -277,7 +280,7 @@ def test_out_of_memory_in_the_questions_prefill_answers_from_the_prompt_again(
     answering.ask(IMAGE, BOXES, "OD_template", "red circle")
     # The first forward pass of generate(), which has already handed the prompt to the streamer.
     head = answering.model.lm_head
-    monkeypatch.setattr(head, "forward", _RunsOutOfMemory(head.forward, {1}))
+    monkeypatch.setattr(head, "forward", _Fails(head.forward, {1}))
     pieces = list(answering.stream(answering.prepare(IMAGE, BOXES, "OD_template", "red circle")))
     assert "".join(pieces[:-1]) == pieces[-1].text == ANSWER + "<|im_end|>"
 
@@ -289,12 +292,32 @@ def test_out_of_memory_inside_a_layer_frees_the_caches_for_the_next_question(
     # The first layer's keys of a decode step are cached by then, the later layers' not: a kept
     # prompt written to halfway must not be reused.
     mlp = answering.model.model.language_model.layers[0].mlp
-    monkeypatch.setattr(mlp, "forward", _RunsOutOfMemory(mlp.forward, {4}))
+    monkeypatch.setattr(mlp, "forward", _Fails(mlp.forward, {4}))
     with pytest.raises(FO1Error, match="ran out of memory.*were dropped"):
         answering.ask(IMAGE, BOXES, "OD_template", "red circle")
     monkeypatch.undo()
     for cache in (answering.encoder.images, answering.encoder.prefixes, answering.encoder.turns):
         assert cache.stats().entries == 0
+    assert answering.ask(IMAGE, BOXES, "OD_template", "red circle").text == ANSWER + "<|im_end|>"
+
+
+def test_a_failure_inside_a_layer_leaves_the_kept_prompts_intact(
+    answering: FO1Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Other failures than memory keep the caches: what a failed step wrote halfway must not
+    be in the prompts kept for the next question."""
+    answering.ask(IMAGE, BOXES, "OD_template", "red circle")
+    # The first layer's keys of a decode step are cached by then, the later layers' not.
+    mlp = answering.model.model.language_model.layers[0].mlp
+    monkeypatch.setattr(mlp, "forward", _Fails(mlp.forward, {4}, RuntimeError("a kernel failed")))
+    with pytest.raises(Exception, match="a kernel failed"):
+        answering.ask(IMAGE, BOXES, "OD_template", "red circle")
+    monkeypatch.undo()
+    assert answering.encoder.prefixes.stats().entries > 0
+    for cache in (answering.encoder.prefixes, answering.encoder.turns):
+        for key in cache.keys():
+            kept = cache.get(key)
+            assert {layer.keys.shape[-2] for layer in kept.kv.layers} == {kept.length}
     assert answering.ask(IMAGE, BOXES, "OD_template", "red circle").text == ANSWER + "<|im_end|>"
 
 

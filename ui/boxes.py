@@ -112,7 +112,9 @@ CLEAR_IN_BROWSER = "(value) => value ? {...value, boxes: []} : undefined"
 
 RELABEL_IN_BROWSER = """(value, picked) => {
     const colors = REGION_COLORS;
-    if (!value || !value.boxes) return [undefined, undefined];
+    if (!value || !value.boxes || document.body.classList.contains("fo1-stroke")) {
+        return [undefined, undefined];
+    }
     const boxes = JSON.parse(JSON.stringify(value.boxes));
     if (boxes.some(b => b.xmax <= b.xmin || b.ymax <= b.ymin)) return [undefined, undefined];
     const numbered = [], fresh = [];
@@ -142,8 +144,11 @@ RELABEL_IN_BROWSER = """(value, picked) => {
 
 It runs in the page, on the editor's current value, so no reply from a busy server can replace
 the boxes with an older list and take away a box drawn in the meantime. It leaves the editor
-alone (`undefined`) while a box is still being drawn (no area yet: replacing the value would cut
-the stroke short) or when every box is already named in place; the order is `in_drawing_order`'s.
+alone (`undefined`) while a box is still being drawn or moved (`ui.editor.MARK_STROKES`, or no
+area yet): replacing the value then cuts the stroke short, and the box stays as it was when
+this ran, a step into the drag (the editor reports the box as the stroke starts, and a busy page
+runs this a moment later). It also leaves it alone when every box is already named in place.
+The order is `in_drawing_order`'s.
 
 A picked region keeps pointing at its box when boxes before it are deleted, and is unticked
 with a deleted box: Gradio refuses a whole Run while the picker holds a value that is no longer
@@ -153,17 +158,31 @@ would refuse the picker's stale value as its input.
 """
 
 
-def reaching_out(boxes: list[Box], width: int, height: int) -> str:
-    """For the box note: which of `boxes` reach out of a `width`×`height` image ("" if none).
-    The editor lets a box be drawn into the margin around the image; the model reads it cut
-    to the image (`fo1_core.processing.clip_box`)."""
-    out = [i for i, box in enumerate(boxes) if clip_box(box, width, height) != list(box)]
-    if not out:
-        return ""
-    if len(out) == 1:
-        return f"{region_label(out[0])} reaches out of the image: the model reads it cut to it."
-    named = ", ".join(map(region_label, out[:-1])) + f" and {region_label(out[-1])}"
-    return f"{named} reach out of the image: the model reads them cut to it."
+def outside_the_image(boxes: list[Box], width: int, height: int) -> str:
+    """For the box note: which of the boxes the model reads reach out of a `width`×`height`
+    image, or lie wholly outside it ("" if none). The editor lets a box be drawn into the margin
+    around the image: the model reads it cut to the image (`fo1_core.processing.check_boxes`),
+    and Run refuses one with no area left."""
+    cut = [clip_box(box, width, height) for box in boxes[:MAX_REGIONS]]
+    empty = [i for i, (x1, y1, x2, y2) in enumerate(cut) if x2 <= x1 or y2 <= y1]
+    out = [i for i, box in enumerate(cut) if box != list(boxes[i]) and i not in empty]
+    notes = []
+    if out:
+        verb, them = ("reaches", "it") if len(out) == 1 else ("reach", "them")
+        notes.append(f"{_listed(out)} {verb} out of the image: the model reads {them} cut to it.")
+    if empty:
+        verb, them = ("lies", "it") if len(empty) == 1 else ("lie", "them")
+        notes.append(
+            f"{_listed(empty)} {verb} outside the image: move {them} onto it or delete "
+            f"{them} (Run refuses {them})."
+        )
+    return " ".join(notes)
+
+
+def _listed(indices: list[int]) -> str:
+    """`#0`, `#0 and #2`, `#0, #1 and #2`."""
+    labels = [region_label(i) for i in indices]
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + f" and {labels[-1]}"
 
 
 def boxes_as_text(boxes: list[Box]) -> str:

@@ -183,6 +183,20 @@ makes the editor size its canvas (and the boxes on it) anew, undistorted: the ca
 image's proportions through its own width and height, which this watches."""
 
 
+MARK_STROKES = """() => {
+    const page = document.body.classList;
+    addEventListener("pointerdown", (event) => {
+        if (event.target.closest("#fo1-editor canvas")) page.add("fo1-stroke");
+    }, true);
+    for (const end of ["pointerup", "pointercancel"]) {
+        addEventListener(end, () => page.remove("fo1-stroke"), true);
+    }
+}"""
+"""Installed once in the page: `fo1-stroke` marks the page while a pointer is down on the editor
+(a box drawn, moved or resized), for `ui.boxes.RELABEL_IN_BROWSER` to wait for its end. Both
+listeners capture, so the mark is gone before the editor reports the stroke's end."""
+
+
 LABEL_HEIGHT = 20
 """The height of the tag (`#i`) the editor draws above each box (gradio_image_annotation 0.5.6)."""
 

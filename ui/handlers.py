@@ -50,7 +50,7 @@ from ui.boxes import (
     editor_value,
     file_name_of,
     image_of,
-    reaching_out,
+    outside_the_image,
     region_label,
 )
 from ui.editor import FILE_NAME, UNREADABLE, UNREADABLE_NOTE
@@ -331,8 +331,8 @@ class Handlers:
         if len(boxes) > MAX_REGIONS:
             note += f" — the model takes {MAX_REGIONS}; boxes from #{MAX_REGIONS} on are ignored."
         with suppress(FO1Error):  # a file gone meanwhile: the next step that reads it says so
-            if boxes and (out := reaching_out(boxes, *image_size(image))):
-                note += f" — {out}"
+            if boxes and (outside := outside_the_image(boxes, *image_size(image))):
+                note += f" — {outside}"
         choices = region_choices(len(boxes))
         return (
             gr.update(choices=choices),
@@ -458,7 +458,12 @@ class Handlers:
         else:
             done = f"; {len(fresh)} added" if fresh else ""
         message = f"{proposals} in {seconds}{already}{done}."
-        proposed = Proposed(found.seconds, frozenset(box_key(found.boxes[i]) for i in fresh))
+        # Nothing added: answers about an earlier Propose's boxes still cite that one.
+        proposed = (
+            Proposed(found.seconds, frozenset(box_key(found.boxes[i]) for i in fresh))
+            if fresh
+            else gr.skip()
+        )
         shown = editor_value(image, boxes, file_name_of(value))
         return shown, masks, status_html(message), proposed
 

@@ -15,7 +15,13 @@ from ui.answer_view import CHIP_CSS, DETECTION_COLUMNS
 from ui.answering import Answerer
 from ui.api import Api
 from ui.boxes import CLEAR_IN_BROWSER, RELABEL_IN_BROWSER, region_hex
-from ui.editor import EMPTY_IF_UNREADABLE, FIT_TO_SCREEN, TAGS_INSIDE_AT_THE_TOP, box_editor
+from ui.editor import (
+    EMPTY_IF_UNREADABLE,
+    FIT_TO_SCREEN,
+    MARK_STROKES,
+    TAGS_INSIDE_AT_THE_TOP,
+    box_editor,
+)
 from ui.examples import load_examples
 from ui.gpu import ON_ZERO_GPU
 from ui.handlers import Handlers
@@ -36,7 +42,7 @@ KEYS_AND_TURNS = """() => {
         const asking = event.key === "Enter" && event.target.closest("#fo1-text input");
         if (asking && page.contains("fo1-stopping")) page.add("fo1-run-next");
         const field = event.target.closest("input, textarea, select, [contenteditable]");
-        const tool = {c: "Create box", d: "Drag boxes"}[event.key.toLowerCase()];
+        const tool = {c: "Create box", d: "Drag boxes"}[event.key?.toLowerCase()];
         const modified = event.ctrlKey || event.metaKey || event.altKey;
         if (tool && !modified && !field) {
             click(`#fo1-editor button[aria-label='${tool}']`);
@@ -46,7 +52,7 @@ KEYS_AND_TURNS = """() => {
         if (event.key === "Enter" && field?.closest("#fo1-free")) {
             event.preventDefault();
             click("#fo1-run");
-        } else if (event.key.toLowerCase() === "z" && !field) {
+        } else if (event.key?.toLowerCase() === "z" && !field) {
             event.preventDefault();
             click("#fo1-undo");
         }
@@ -412,7 +418,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             concurrency_limit=None,
         )
-        for page_script in (FIT_TO_SCREEN, TAGS_INSIDE_AT_THE_TOP, KEYS_AND_TURNS):
+        for page_script in (FIT_TO_SCREEN, TAGS_INSIDE_AT_THE_TOP, MARK_STROKES, KEYS_AND_TURNS):
             demo.load(None, js=page_script, api_visibility="private")
         demo.load(
             handlers.proposer_changed,

@@ -17,6 +17,7 @@ from PIL import Image
 
 import detect_tools
 from detect_tools import ProposalOptions, ProposerError
+from detect_tools.registry import with_shared_models
 from fo1_core.processing import open_image
 from ui.boxes import Box
 from ui.gpu import on_gpu
@@ -111,7 +112,7 @@ class Proposing:
     ) -> None:
         """`checkpoints`: proposer name → its local folder or hub id, where not the default."""
         self.device = device
-        self.checkpoints = dict(checkpoints or {})
+        self.checkpoints = with_shared_models(checkpoints or {})
         self._propose_on_gpu = on_gpu(self._propose)
 
     @staticmethod

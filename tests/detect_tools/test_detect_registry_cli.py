@@ -196,6 +196,11 @@ def test_the_app_proposes_with_the_folder_it_was_given(florence2_checkpoint, pho
         photo, "florence2", None, None, 5
     )
     assert 0 < len(proposals.boxes) <= 5
+    # Florence-2's detection proposer loads the same model: the one folder serves it too.
+    assert registry.with_shared_models({"florence2": "/models/f2"}) == {
+        "florence2": "/models/f2",
+        "florence2-od": "/models/f2",
+    }
     missing = Proposing("cpu", {"florence2": "/nowhere/florence2"})
     with pytest.raises(ProposerError, match="app.py --proposer-checkpoint florence2=FOLDER"):
         missing.propose(photo, "florence2", None, None, 5)
