@@ -34,7 +34,7 @@ from bench.random_checkpoint import checkpoint_folder, profile_or_folder
 from bench.table import peak_memory_mb, report
 from detect_tools import registry
 from detect_tools.base import ProposalOptions
-from fo1_core.cli import positive
+from fo1_core.cli import positive, whole_number
 from fo1_core.templates import MAX_REGIONS
 
 TASK, CATEGORIES = "OD_template", "person, car, dog, red cup"
@@ -91,7 +91,12 @@ def main() -> None:
     parser.add_argument("--proposer", default="offline", choices=sorted(registry.available()))
     parser.add_argument("--proposer-checkpoint", help="its checkpoint (model proposers)")
     parser.add_argument("--size", type=image_size, default="1024x768")
-    parser.add_argument("--boxes", type=positive, default=MAX_REGIONS)
+    parser.add_argument(
+        "--boxes",
+        type=whole_number(1, MAX_REGIONS),
+        default=MAX_REGIONS,
+        help="boxes asked about (the model reads at most this many)",
+    )
     parser.add_argument("--new-tokens", type=positive, default=256)
     parser.add_argument("--runs", type=positive, default=2)
     args = parser.parse_args()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from detect_tools.outputs import write_atomically
+
 
 def _cell(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
@@ -26,7 +28,7 @@ def report(rows: list[dict[str, object]], json_path: Path | None) -> None:
     print_table(rows)
     print(flush=True)
     if json_path:
-        json_path.write_text(json.dumps(rows, indent=2))
+        write_atomically(json_path, json.dumps(rows, indent=2))
 
 
 def peak_memory_mb(device: torch.device) -> float:

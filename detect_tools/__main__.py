@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from detect_tools import registry
 from detect_tools.base import CLASS_NAME, MAX_PROPOSALS, ProposalOptions, ProposerError
 from detect_tools.images import open_image_file, refuse_url
+from detect_tools.outputs import refuse_overwriting, write_atomically
 
 
 def detections_to_json(detections: sv.Detections, proposer: str) -> dict:
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         refuse_url(args.image, ProposerError)  # as typed: `Path` would fold its `//`
+        if args.json:
+            refuse_overwriting(args.json, "json", ProposerError, image=Path(args.image))
         try:
             with open_image_file(args.image) as file:
                 # Boxes in the frame the image is shown in, as the app and `python -m fo1_core`
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         return 0
     try:
-        args.json.write_text(text + "\n")
+        write_atomically(args.json, text + "\n")
     except OSError as error:
         print(f"error: could not write {args.json}: {error}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from detect_tools.outputs import refuse_overwriting, write_atomically
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
 from fo1_core.cli import local_path, output_file, positive, read_json
 from fo1_core.errors import FO1Error
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if args.json:
+            refuse_overwriting(args.json, "json", FO1Error, image=args.image, boxes=args.boxes)
         boxes = _read_boxes(args.boxes)
         if args.task in TASKS and not boxes:
             # Still asked, as the official pipeline would: only its answer cannot mean anything.
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             "notices": result.notices,
         }
         try:
-            args.json.write_text(json.dumps(record, indent=2))
+            write_atomically(args.json, json.dumps(record, indent=2))
         except OSError as error:
             print(f"error: could not write {args.json}: {error}", file=sys.stderr)
             return 2

@@ -65,6 +65,9 @@ CASES = [
     # results into a folder that does not exist, or onto a folder: refused before loading
     (["--image", "good.png", "--json", "nowhere/a.json"], 2, "'nowhere' does not exist"),
     (["--image", "good.png", "--json", "."], 2, "could not write '.': it is a folder"),
+    # results onto the command's own input: refused, the input kept
+    (["--image", "good.png", "--json", "good.png"], 2, "--json good.png is the --image file"),
+    (["--image", "good.png", "--boxes", "good.json", "--json", "./good.json"], 2, "--boxes file"),
 ]
 
 

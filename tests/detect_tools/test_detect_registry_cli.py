@@ -63,6 +63,13 @@ def test_cli_writes_json(image_file, tmp_path):
     assert [40, 30, 120, 90] in [[round(v) for v in box] for box in boxes]
 
 
+def test_cli_never_writes_over_its_image(image_file, capsys):
+    before, path = image_file.read_bytes(), str(image_file)
+    assert main(["--proposer", "offline", "--image", path, "--json", path]) == 2
+    assert "is the --image file" in capsys.readouterr().err
+    assert image_file.read_bytes() == before
+
+
 def test_cli_boxes_are_in_the_frame_the_photo_is_shown_in(tmp_path):
     # A phone photo stored landscape with "rotate 90° clockwise" in its EXIF: shown portrait.
     pixels = np.full((120, 160, 3), 200, dtype=np.uint8)
