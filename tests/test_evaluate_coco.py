@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate.__main__ import main
-from fo1_core.evaluate.coco import category_prompts, score
+from fo1_core.evaluate.coco import category_prompts, read_annotations, score
 from fo1_core.evaluate.records import records_folder
 from tests.conftest import REPO
 
@@ -185,7 +185,15 @@ BOX = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 24, 24], "area":
         ("images", [], "lists no images: there is nothing to score"),
         # a category the model cannot be asked about
         ("categories", [{"id": 1}], "categories[0] has no name"),
-        ("categories", [{"id": 1, "name": 5}], "categories[0] has name 5, not text"),
+        ("categories", [{"id": 1, "name": 5}], "categories[0] has name 5, not a name"),
+        # a name the model could never answer with
+        ("categories", [{"id": 1, "name": " "}], "categories[0] has name ' ', not a name"),
+        # the same name once its spaces are stripped
+        (
+            "categories",
+            [{"id": 1, "name": "cat"}, {"id": 2, "name": "cat "}],
+            "two categories have the name 'cat'",
+        ),
         # mixed id types: "2" is no whole number
         (
             "categories",
@@ -214,6 +222,17 @@ BOX = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 24, 24], "area":
             "has bbox [4, 4, 24], not [x, y, width, height]",
         ),
         ("annotations", ["box"], "annotations[0] is not a JSON object"),
+        # pycocotools drops a box of an image or category the file does not list
+        (
+            "annotations",
+            [BOX, {**BOX, "id": 2, "image_id": 9}],
+            "annotations[1] has image_id 9, which none of its images has as id",
+        ),
+        (
+            "annotations",
+            [{**BOX, "category_id": 7}],
+            "annotations[0] has category_id 7, which none of its categories has as id",
+        ),
     ],
 )
 def test_a_malformed_annotations_file_is_refused_before_loading(
@@ -245,6 +264,52 @@ def test_out_that_is_the_annotations_file_is_refused(
     assert main(args) == 2
     assert "is the --annotations file" in capsys.readouterr().err
     assert (tmp_path / "instances.json").read_text() == before
+
+
+def test_category_names_are_stripped(tmp_path: Path) -> None:
+    _, instances, _ = _dataset(tmp_path, images=1)
+    document = json.loads(instances.read_text())
+    document["categories"][0]["name"] = " red circle\n"
+    instances.write_text(json.dumps(document))
+    names = [category["name"] for category in read_annotations(instances)["categories"]]
+    assert names == ["red circle", "blue square"]
+
+
+def test_out_that_is_one_of_the_images_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = _coco_args(tmp_path / "no-checkpoint", tmp_path)
+    image = tmp_path / "images" / "002.png"
+    before = image.read_bytes()
+    args[args.index("--out") + 1] = str(image)
+    assert main(args) == 2
+    assert f"--out {image} is the image {image}, which this run reads" in capsys.readouterr().err
+    assert image.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        ("nowhere", "it does not exist"),
+        ("instances.json", "it is not a folder"),
+    ],
+)
+def test_an_images_folder_that_is_none_is_refused(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    images: str,
+    message: str,
+) -> None:
+    args = _coco_args(tmp_path / "no-checkpoint", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args[args.index("--images") + 1] = images
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+    assert f"argument --images: could not read the folder '{images}': {message}" in (
+        capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(
@@ -351,6 +416,18 @@ def test_missing_proposals_for_an_image_is_an_error(tmp_path: Path) -> None:
     proposals.write_text(json.dumps({"image_id": 1, "boxes": [[0, 0, 5, 5]]}))
     annotations = json.loads(instances.read_text())
     with pytest.raises(FO1Error, match="no boxes for image 2"):
+        load_images(annotations, tmp_path / "images", proposals, None)
+
+
+def test_proposals_given_twice_for_an_image_are_an_error(tmp_path: Path) -> None:
+    from fo1_core.evaluate.coco import load_images
+
+    _, instances, proposals = _dataset(tmp_path)
+    lines = proposals.read_text().splitlines()
+    # the same image under both accepted spellings of its id: which boxes were meant?
+    proposals.write_text("\n".join([*lines, json.dumps({"image_id": 2, "boxes": []})]))
+    annotations = json.loads(instances.read_text())
+    with pytest.raises(FO1Error, match=f"{proposals}: the image id 2 appears more than once"):
         load_images(annotations, tmp_path / "images", proposals, None)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -116,6 +117,8 @@ def test_count_under_torchrun_matches_one_process(
         ({"image": "a.png", "object": "cats", "number": 7}, ("cats", None, 7)),
         # a true number past float's range, read as the integer it is
         ({"image": "a.png", "noun": "cats", "answer": 10**400}, ("cats", None, 10**400)),
+        # a null id is no id: numbered by position
+        ({"id": None, "image": "a.png", "noun": "cats", "answer": 2}, ("cats", None, 2)),
     ],
 )
 def test_load_items_accepts_common_field_names(tmp_path: Path, item: dict, expected: tuple) -> None:
@@ -131,7 +134,10 @@ def test_load_items_accepts_common_field_names(tmp_path: Path, item: dict, expec
     ("item", "message"),
     [
         ({"noun": "cats", "answer": 2}, "no image"),
-        ({"image": "a.png", "answer": 2}, "no noun or question"),
+        (
+            {"image": "a.png", "answer": 2},
+            "no noun or question \\(one of the fields noun, object, category, label, question\\)",
+        ),
         ({"image": "a.png", "noun": "cats"}, "no true number"),
     ],
 )
@@ -153,6 +159,7 @@ def test_load_items_names_a_missing_field(tmp_path: Path, item: dict, message: s
         ([{"image": "a.png", "noun": "cats", "answer": "ten"}], "not a whole number: 'ten'"),
         ([{"image": "a.png", "noun": "cats", "answer": 2.7}], "not a whole number: 2.7"),
         ([{"image": "a.png", "noun": "cats", "answer": True}], "not a whole number: True"),
+        ([{"image": "a.png", "noun": "cats", "answer": -1}], "must be 0 or more: -1"),
         # an empty dataset: an accuracy of 0/0 would mean nothing
         ([], "holds no items: there is nothing to score"),
         # an image URL: every item would fail, after the model loaded
@@ -183,6 +190,103 @@ def test_out_that_is_the_dataset_is_refused(
     assert main(_count_args(tmp_path / "no-checkpoint", dataset, out)) == 2
     assert f"--out {out} is the --dataset file" in capsys.readouterr().err
     assert dataset.read_text() == before
+
+
+def test_items_without_an_id_or_with_a_null_one_are_numbered_by_position(tmp_path: Path) -> None:
+    item = {"image": "a.png", "noun": "cats", "answer": 2}
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps([{"id": None, **item}, item, {"id": None, **item}]))
+    assert [loaded.key for loaded in load_items(path, None, None)] == ["0", "1", "2"]
+
+
+def test_out_that_is_one_of_the_images_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    dataset = _dataset(tmp_path)
+    image = tmp_path / "images" / "2.png"
+    before = image.read_bytes()
+    assert main(_count_args(tmp_path / "no-checkpoint", dataset, image)) == 2
+    assert f"--out {image} is the image {image}, which this run reads" in capsys.readouterr().err
+    assert image.read_bytes() == before
+
+
+def test_items_without_boxes_and_no_proposer_are_refused_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    dataset = _dataset(tmp_path)
+    items = [json.loads(line) for line in dataset.read_text().splitlines()]
+    del items[1]["boxes"]
+    dataset.write_text("\n".join(json.dumps(item) for item in items))
+    assert main(_count_args(tmp_path / "no-checkpoint", dataset, tmp_path / "out.json")) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {dataset}: item 1 has no boxes of its own"), error
+    assert "pass --proposer NAME" in error
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--max-boxes", "0"), "Maximum count must be between 1 and"),
+        (("--threshold", "2"), "Score threshold must be a number between 0 and 1"),
+    ],
+)
+def test_bad_proposal_options_are_refused_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture, extra: tuple[str, str], message: str
+) -> None:
+    dataset = _dataset(tmp_path)
+    args = _count_args(tmp_path / "no-checkpoint", dataset, tmp_path / "out.json")
+    assert main([*args, *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        ("nowhere", "it does not exist"),
+        ("count.jsonl", "it is not a folder"),  # a file, not a folder
+    ],
+)
+def test_an_images_folder_that_is_none_is_refused(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    images: str,
+    message: str,
+) -> None:
+    dataset = _dataset(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args = _count_args(tmp_path / "no-checkpoint", dataset, tmp_path / "out.json")
+    with pytest.raises(SystemExit) as stopped:
+        main([*args, "--images", images])
+    assert stopped.value.code == 2
+    assert f"could not read the folder '{images}': {message}" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_results_file_that_cannot_be_written_is_one_message_and_no_torn_file(
+    counting_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dataset = _dataset(tmp_path)
+    out = tmp_path / "counts.json"
+    out.write_text("the last run's results")
+    write_text = Path.write_text
+
+    def fill_the_disk(path: Path, text: str, *args: object, **kwargs: object) -> int:
+        """Writes half of a results file (not the records), then fails as a size limit does."""
+        if path.parent != tmp_path:
+            return write_text(path, text, *args, **kwargs)
+        write_text(path, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(Path, "write_text", fill_the_disk)
+    assert main(_count_args(counting_checkpoint, dataset, out)) == 2
+    monkeypatch.undo()
+    assert f"error: could not write {out}: File too large" in capsys.readouterr().err
+    assert out.read_text() == "the last run's results"  # whole, as it was
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no draft
 
 
 def test_score_counts_failures_as_wrong() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from fo1_core.errors import FO1Error
 from fo1_core.evaluate.distributed import Shard, shard_from_env
 from fo1_core.evaluate.records import RecordLog, check_settings, read_records
 from fo1_core.evaluate.timing import StageTiming, summarize
+from tests.conftest import REPO
 
 
 def test_records_survive_a_line_cut_by_a_crash(tmp_path: Path) -> None:
@@ -22,6 +25,33 @@ def test_records_survive_a_line_cut_by_a_crash(tmp_path: Path) -> None:
     with RecordLog(tmp_path, rank=0) as log:  # the resumed run redoes item 2
         log.append({"key": "2", "value": 2})
     assert read_records(tmp_path) == {"1": {"key": "1", "value": 1}, "2": {"key": "2", "value": 2}}
+
+
+FULL_DISK = """
+import resource, sys
+from pathlib import Path
+from fo1_core.errors import FO1Error
+from fo1_core.evaluate.records import RecordLog
+
+resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))  # files of at most 1 KiB
+with RecordLog(Path(sys.argv[1]), rank=0) as log:
+    log.append({"key": "1"})
+    try:
+        log.append({"key": "2", "answer": "x" * 2000})
+    except FO1Error as error:
+        print(error)
+"""
+
+
+def test_a_record_that_cannot_be_written_is_one_message(tmp_path: Path) -> None:
+    # A real size limit, in a process of its own: the kernel, not a stand-in, refuses the write.
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0 and not done.stderr, done.stderr  # closed without a traceback
+    assert f"could not write {tmp_path / 'rank-0.jsonl'}: File too large" in done.stdout
+    assert list(read_records(tmp_path)) == ["1"]  # the line cut short is redone next run
 
 
 def test_records_of_every_rank_are_read(tmp_path: Path) -> None:
@@ -37,6 +67,27 @@ def test_settings_are_kept_and_checked(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "settings.json").read_text())["checkpoint"] == "a"
     with pytest.raises(FO1Error, match="other settings \\(checkpoint\\)"):
         check_settings(tmp_path, {"checkpoint": "b", "threshold": None})
+
+
+def test_a_file_where_the_records_folder_goes_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "counts.json.records"
+    folder.write_text("not a folder")
+    with pytest.raises(FO1Error, match=f"{folder} is a file, .*: remove it, or pass another"):
+        check_settings(folder, {"checkpoint": "a"})
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "",  # empty: the disk filled up, say
+        '{"checkpoint": "a"',  # cut short
+        '["checkpoint"]',  # JSON, but not settings
+    ],
+)
+def test_damaged_settings_are_refused(tmp_path: Path, stored: str) -> None:
+    (tmp_path / "settings.json").write_text(stored)
+    with pytest.raises(FO1Error, match=f"not the settings of .*: delete {tmp_path} to start"):
+        check_settings(tmp_path, {"checkpoint": "a"})
 
 
 @pytest.mark.parametrize(

@@ -14,15 +14,17 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from detect_tools import registry
 from detect_tools.base import MAX_PROPOSALS, ProposalOptions, ProposerError
+from detect_tools.outputs import refuse_overwriting, write_atomically
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
 from fo1_core.cli import local_path, output_file, positive
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate import coco, count
-from fo1_core.evaluate.datafiles import file_digest
+from fo1_core.evaluate.datafiles import BOX_FIELDS, file_digest
 from fo1_core.evaluate.distributed import Shard, shard_from_env, start, stop
 from fo1_core.evaluate.runner import BoxSource, run
 from fo1_core.evaluate.timing import format_table, summarize
@@ -32,6 +34,16 @@ logger = logging.getLogger("fo1_core.evaluate")
 
 EVAL_MAX_NEW_TOKENS = 4096
 """The official evaluation scripts allow 4096 new tokens: an answer naming many boxes is long."""
+
+
+def _folder(text: str) -> Path:
+    """An argparse type for a folder to read: refused before anything loads when it is none,
+    rather than every image failing one by one after the model loaded."""
+    path = local_path(text)
+    if not path.is_dir():
+        problem = "it is not a folder" if path.exists() else "it does not exist"
+        raise argparse.ArgumentTypeError(f"could not read the folder {text!r}: {problem}")
+    return path
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +66,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     detection = commands.add_parser("coco", help="COCO detection mAP (pycocotools)")
-    detection.add_argument("--images", type=local_path, required=True, help="folder of the images")
+    detection.add_argument("--images", type=_folder, required=True, help="folder of the images")
     detection.add_argument("--annotations", type=local_path, required=True, help="instances_*.json")
     detection.add_argument(
         "--proposals",
@@ -70,7 +82,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     _common(detection)
     counting = commands.add_parser("count", help="counting accuracy (CountBench, PixMo-Count)")
     counting.add_argument("--dataset", type=local_path, required=True, help="JSON/JSONL items")
-    counting.add_argument("--images", type=local_path, help="image folder (default: the dataset's)")
+    counting.add_argument("--images", type=_folder, help="image folder (default: the dataset's)")
     _common(counting)
     return parser.parse_args(argv)
 
@@ -90,12 +102,13 @@ def _settings(args: argparse.Namespace, **extra: object) -> dict:
 
 
 def _load(args: argparse.Namespace, shard: Shard) -> tuple[FO1Pipeline, BoxSource]:
+    # Checked first: a bad --threshold or --max-boxes should not wait for the model to load.
+    options = ProposalOptions(threshold=args.threshold, max_count=args.max_boxes)
     device = shard.device(args.device)
     pipeline = load(args.checkpoint, device=device)
     proposer = None
     if args.proposer:
         proposer = registry.get(args.proposer, args.proposer_checkpoint, device)
-    options = ProposalOptions(threshold=args.threshold, max_count=args.max_boxes)
     return pipeline, BoxSource(proposer, options)
 
 
@@ -107,24 +120,39 @@ def _print_timings(records: dict[str, dict]) -> None:
     )
 
 
-def _refuse_overwriting(out: Path, **inputs: Path | None) -> None:
-    """Refuses an --out that is one of the run's input files (`inputs` by option name), however
-    it is spelled: through a link, say."""
-    for option, given in inputs.items():
-        if given is not None and out.exists() and given.exists() and out.samefile(given):
+def _refuse_overwriting(out: Path, images: Iterable[Path], **inputs: Path | None) -> None:
+    """Refuses an --out that is one of the run's input files (`inputs` by option name) or one of
+    the `images` it reads, however it is spelled: through a link, say."""
+    refuse_overwriting(out, "out", FO1Error, **inputs)
+    for image in images:
+        if out.exists() and image.exists() and out.samefile(image):
             raise FO1Error(
-                f"--out {out} is the --{option} file: the results would overwrite it. "
-                "Pass another --out."
+                f"--out {out} is the image {image}, which this run reads: the results would "
+                "overwrite it. Pass another --out."
             )
 
 
+def _write_results(out: Path, text: str) -> None:
+    """Writes `out` whole or not at all (`write_atomically`), and a failure is one message
+    rather than a traceback."""
+    try:
+        write_atomically(out, text)
+    except OSError as error:
+        raise FO1Error(f"could not write {out}: {error.strerror or error}") from error
+
+
 def _coco(args: argparse.Namespace, shard: Shard) -> int:
-    _refuse_overwriting(args.out, annotations=args.annotations, proposals=args.proposals)
     if args.proposer is None and args.proposals is None:
         # COCO images carry no boxes of their own: without either, every image would fail.
         raise FO1Error("COCO images need boxes: pass --proposer NAME or --proposals FILE.")
     annotations = coco.read_annotations(args.annotations)
     images = coco.load_images(annotations, args.images, args.proposals, args.limit)
+    _refuse_overwriting(
+        args.out,
+        [image.path for image in images],
+        annotations=args.annotations,
+        proposals=args.proposals,
+    )
     pipeline, box_source = _load(args, shard)
     detector = coco.CocoDetector(
         pipeline,
@@ -146,7 +174,7 @@ def _coco(args: argparse.Namespace, shard: Shard) -> int:
     if records is None:
         return 0
     results = coco.merge(records)
-    args.out.write_text(json.dumps(results))
+    _write_results(args.out, json.dumps(results))
     logger.info("Wrote %d detections on %d images to %s", len(results), len(records), args.out)
     result = coco.score(args.annotations, results, [image.id for image in images])
     print(f"mAP {_ap(result.map)}  AP50 {_ap(result.map_50)}  AP75 {_ap(result.map_75)}")
@@ -167,8 +195,15 @@ def _ap(value: float | None) -> str:
 
 
 def _count(args: argparse.Namespace, shard: Shard) -> int:
-    _refuse_overwriting(args.out, dataset=args.dataset)
     items = count.load_items(args.dataset, args.images, args.limit)
+    _refuse_overwriting(args.out, [item.image for item in items], dataset=args.dataset)
+    bare = next((item for item in items if item.boxes is None), None)
+    if args.proposer is None and bare is not None:
+        # As for COCO: without a proposer such an item fails, after the model loaded.
+        raise FO1Error(
+            f"{args.dataset}: item {bare.key} has no boxes of its own (one of the fields "
+            f"{', '.join(BOX_FIELDS)}): pass --proposer NAME, or give every item its boxes."
+        )
     pipeline, box_source = _load(args, shard)
     counter = count.Counter(pipeline, box_source, args.max_new_tokens)
     settings = _settings(
@@ -182,7 +217,7 @@ def _count(args: argparse.Namespace, shard: Shard) -> int:
         return 0
     result = count.score(items, records)
     document = {**vars(result), "items": [{"key": k, **r} for k, r in records.items()]}
-    args.out.write_text(json.dumps(document, indent=1))
+    _write_results(args.out, json.dumps(document, indent=1))
     print(
         f"Accuracy {result.accuracy:.4f} ({result.correct}/{result.total}, {result.failed} failed)"
     )

@@ -75,6 +75,12 @@ def load_images(
             image_id = as_whole_number(written)
             if image_id is None:
                 raise FO1Error(f"{proposals}: the image id {written!r:.80} is not a whole number.")
+            if image_id in given:
+                # Two sets of boxes for one image: which one was meant cannot be told.
+                raise FO1Error(
+                    f"{proposals}: the image id {image_id} appears more than once; "
+                    "each image needs one item of boxes."
+                )
             given[image_id] = item
     images = []
     for entry in annotations["images"][:limit]:
@@ -104,6 +110,10 @@ def _text(value: object) -> bool:
     return isinstance(value, str)
 
 
+def _name(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
 def _box(value: object) -> bool:
     return isinstance(value, list) and len(value) == 4 and all(map(_number, value))
 
@@ -111,10 +121,11 @@ def _box(value: object) -> bool:
 WHOLE = (_whole, "a whole number")
 NUMBER = (_number, "a number")
 TEXT = (_text, "text")
+NAME = (_name, "a name (text that is not blank)")
 BOX = (_box, "[x, y, width, height]")
 REQUIRED_FIELDS = {
     "images": {"id": WHOLE, "file_name": TEXT},
-    "categories": {"id": WHOLE, "name": TEXT},
+    "categories": {"id": WHOLE, "name": NAME},
     # What pycocotools reads of a ground-truth box. It fills no gaps (its leniency is for results
     # files), and a guessed `area` would move the small/medium/large APs, so none are guessed.
     "annotations": {
@@ -151,6 +162,9 @@ def read_annotations(path: Path) -> dict:
     for key, fields in REQUIRED_FIELDS.items():
         for position, entry in enumerate(annotations[key]):
             _check_entry(entry, fields, f"{path}: {key}[{position}]")
+    # The model's labels come back stripped: "red box " could never match one of them.
+    for category in annotations["categories"]:
+        category["name"] = category["name"].strip()
     # pycocotools keeps one entry per id and drops the others unsaid; the model is asked for
     # names, so two categories of one name would both get the boxes it finds for that name.
     for key, name in UNIQUE_FIELDS:
@@ -158,6 +172,15 @@ def read_annotations(path: Path) -> dict:
             raise FO1Error(
                 f"{path}: two {key} have the {name} {repeated!r:.80}; each needs its own."
             )
+    # pycocotools drops such a box unsaid: the score would leave out part of the ground truth.
+    for key, name in (("images", "image_id"), ("categories", "category_id")):
+        known = {entry["id"] for entry in annotations[key]}
+        for position, entry in enumerate(annotations["annotations"]):
+            if entry[name] not in known:
+                raise FO1Error(
+                    f"{path}: annotations[{position}] has {name} {entry[name]}, which none of "
+                    f"its {key} has as id; add it to the {key} or remove the annotation."
+                )
     return annotations
 
 

@@ -11,7 +11,7 @@ Dataset file: a JSON list or JSON lines, one object per item::
 - the true number: `answer` (also `count`, `number`);
 - optional `boxes` (also `bboxes`, `bbox_list`): precomputed candidate boxes, so FO1 can be scored
   without a proposer; items without them need `--proposer`;
-- optional `id`: the item's key for resuming (default: its position in the file).
+- optional `id`: the item's key for resuming (when missing or null: its position in the file).
 
 The prediction is the official counting rule (`fo1_core.answers.count_rule`): region tags removed,
 the first integer left, else 0. Accuracy is exact matches over all items; an item that failed
@@ -69,14 +69,15 @@ def load_items(path: Path, images_dir: Path | None, limit: int | None) -> list[C
     for position, item in enumerate(read_items(path)[:limit]):
         noun = pick(item, NOUN_FIELDS)
         question = pick(item, QUESTION_FIELDS)
-        if noun is None:
-            pick(item, QUESTION_FIELDS, "noun or question")  # raises, naming the fields
+        if noun is None and question is None:
+            pick(item, (*NOUN_FIELDS, *QUESTION_FIELDS), "noun or question")  # raises, naming them
+        own_id = item.get("id")  # null is no id, as a missing one: numbered by position
         image = str(pick(item, IMAGE_FIELDS, "image"))
         # Before the model loads: joined to a folder, a URL would only fail item by item.
         refuse_url(image, FO1Error)
         items.append(
             CountItem(
-                key=str(item.get("id", position)),
+                key=str(position if own_id is None else own_id),
                 image=root / image,
                 truth=_whole_number(pick(item, TRUTH_FIELDS, "true number"), item),
                 noun=None if noun is None else str(noun),
@@ -101,10 +102,12 @@ def load_items(path: Path, images_dir: Path | None, limit: int | None) -> list[C
 def _whole_number(value: object, item: dict) -> int:
     """A true count as written in the dataset (`3`, `"3"` or `3.0`), else an error."""
     number = as_whole_number(value)
-    if number is None or number < 0:
+    if number is None:
         raise FO1Error(
             f"An item's true number is not a whole number: {value!r:.80} in {item!r:.300}"
         )
+    if number < 0:
+        raise FO1Error(f"An item's true number must be 0 or more: {value!r:.80} in {item!r:.300}")
     return number
 
 

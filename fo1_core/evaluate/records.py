@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import uuid
+from contextlib import suppress
 from pathlib import Path
 
 from fo1_core.errors import FO1Error
@@ -28,7 +29,13 @@ def records_folder(out: Path) -> Path:
 
 def check_settings(folder: Path, settings: dict) -> None:
     """Stores `settings` on the first run; on a resumed run, refuses settings that differ."""
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise FO1Error(
+            f"{folder} is a file, where this run keeps its records: remove it, or pass another "
+            "--out."
+        ) from None
     path = folder / SETTINGS_FILE
     # Ranks start together: the file appears whole (hard link of a finished temporary file) and
     # only the first rank's link succeeds; the others compare against it.
@@ -40,13 +47,28 @@ def check_settings(folder: Path, settings: dict) -> None:
         pass
     finally:
         draft.unlink()
-    stored = json.loads(path.read_text())
+    stored = _read_settings(path)
     changed = sorted(k for k in {*stored, *settings} if stored.get(k) != settings.get(k))
     if changed:
         raise FO1Error(
             f"{folder} holds results of a run with other settings ({', '.join(changed)}). "
             "Pass another --out, or delete that folder to start over."
         )
+
+
+def _read_settings(path: Path) -> dict:
+    """The settings a run stored; a file cut short or edited by hand is an error saying what
+    to do, as its records cannot be told to belong to this run."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        stored = None
+    if not isinstance(stored, dict):
+        raise FO1Error(
+            f"{path} is not the settings of an earlier run (empty or damaged), so its records "
+            f"cannot be trusted: delete {path.parent} to start over, or pass another --out."
+        )
+    return stored
 
 
 def read_records(folder: Path) -> dict[str, dict]:
@@ -81,12 +103,20 @@ class RecordLog:
                 self._file.write("\n")
 
     def append(self, record: dict) -> None:
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as error:
+            raise FO1Error(
+                f"could not write {self.path}: {error.strerror or error}. The items recorded "
+                "so far are kept: make room and run again with the same --out."
+            ) from error
 
     def close(self) -> None:
-        self._file.close()
+        # Every append flushes: only the line whose append failed, already reported, is left.
+        with suppress(OSError):
+            self._file.close()
 
     def __enter__(self) -> RecordLog:
         return self
