@@ -288,48 +288,31 @@ def test_out_that_is_one_of_the_images_is_refused(
 
 
 @pytest.mark.parametrize(
-    ("images", "message"),
+    ("option", "value", "message"),
     [
-        ("nowhere", "it does not exist"),
-        ("instances.json", "it is not a folder"),
+        ("--images", "nowhere", "could not read the folder 'nowhere': it does not exist"),
+        ("--images", "instances.json", "the folder 'instances.json': it is not a folder"),
+        ("--out", "images", "could not write 'images': it is a folder"),  # the dataset's folder
+        ("--out", "/", "could not write '/': it is a folder"),  # no name to add ".records" to
+        ("--out", "nowhere/preds.json", "the folder 'nowhere' does not exist"),
     ],
 )
-def test_an_images_folder_that_is_none_is_refused(
+def test_paths_that_cannot_be_used_are_refused_before_loading(
     tmp_path: Path,
     capsys: pytest.CaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
-    images: str,
+    option: str,
+    value: str,
     message: str,
 ) -> None:
     args = _coco_args(tmp_path / "no-checkpoint", tmp_path)
     monkeypatch.chdir(tmp_path)
-    args[args.index("--images") + 1] = images
+    args[args.index(option) + 1] = value
     with pytest.raises(SystemExit) as stopped:
         main(args)
     assert stopped.value.code == 2
-    assert f"argument --images: could not read the folder '{images}': {message}" in (
-        capsys.readouterr().err
-    )
-
-
-@pytest.mark.parametrize(
-    ("out", "message"),
-    [
-        ("images", "it is a folder"),  # a folder of the dataset
-        ("/", "it is a folder"),  # the root, which has no name to add ".records" to
-        ("nowhere/preds.json", "the folder 'nowhere' does not exist"),
-    ],
-)
-def test_out_that_cannot_be_written_is_refused_before_loading(
-    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, out, message
-) -> None:
-    args = _coco_args(tmp_path / "no-checkpoint", tmp_path)
-    monkeypatch.chdir(tmp_path)
-    args[args.index("--out") + 1] = out
-    with pytest.raises(SystemExit) as stopped:
-        main(args)
-    assert stopped.value.code == 2
-    assert f"argument --out: could not write '{out}': {message}" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert f"argument {option}: " in error and message in error
 
 
 @pytest.mark.slow
