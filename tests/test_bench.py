@@ -106,7 +106,8 @@ NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine w
         # no runs: no median to report
         (generation, ["--runs", "0"], f"argument --runs: {WHOLE}, got '0'"),
         (regions, ["--runs", "-1"], f"argument --runs: {WHOLE}, got '-1'"),
-        (space_request, ["--boxes", "0"], f"argument --boxes: {WHOLE}"),
+        # more boxes than the model reads
+        (space_request, ["--boxes", "101"], "argument --boxes: expected a whole number from 1 to"),
         (profile_question, ["--new-tokens", "0"], f"argument --new-tokens: {WHOLE}"),
         (streaming, ["--lengths", "16", "0"], f"argument --lengths: {WHOLE}"),
         (proposers, ["--repeat", "0"], f"argument --repeat: {WHOLE}"),

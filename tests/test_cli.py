@@ -97,7 +97,7 @@ def test_cli_refuses_a_url_before_loading_anything(
     [
         ["count", "--dataset", "https://example.com/items.jsonl"],
         ["count", "--dataset", "items.jsonl", "--images", "https://example.com/images/"],
-        ["coco", "--images", "images", "--annotations", "https://example.com/instances.json"],
+        ["coco", "--images", ".", "--annotations", "https://example.com/instances.json"],
     ],
 )
 def test_evaluation_refuses_a_url_before_loading_anything(
