@@ -35,9 +35,9 @@ def proposer_checkpoint(text: str) -> tuple[str, str]:
     name, _, checkpoint = text.partition("=")
     if not checkpoint:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=FOLDER, e.g. florence2=/models/f2")
-    if name not in proposers_with_models():
+    if name not in (names := proposers_with_models()):
         raise argparse.ArgumentTypeError(
-            f"{name!r} is not a proposer with a model: one of {', '.join(proposers_with_models())}"
+            f"{name!r} is not a proposer with a model: one of {', '.join(names)}"
         )
     return name, checkpoint
 

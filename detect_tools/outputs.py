@@ -13,11 +13,16 @@ def refuse_overwriting(
     """Raises `error` when `out` (given as `--{out_option}`) is one of the run's input files
     (`inputs` by option name), however it is spelled: through a link, say."""
     for option, given in inputs.items():
-        if given is not None and out.exists() and given.exists() and out.samefile(given):
+        if given is not None and same_file(out, given):
             raise error(
                 f"--{out_option} {out} is the --{option} file: writing would overwrite it. "
                 f"Pass another --{out_option}."
             )
+
+
+def same_file(out: Path, given: Path) -> bool:
+    """Whether `out` names the existing file `given`, through a link or another spelling."""
+    return out.exists() and given.exists() and out.samefile(given)
 
 
 def write_atomically(path: Path, text: str) -> None:

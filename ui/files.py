@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fo1_core.processing import image_size
+
 
 class AppFolder:
     """A temporary folder whose entries older than `keep_s` go at each `prune`."""
@@ -58,6 +60,18 @@ def file_identity(path: str | None) -> str:
         return _digest(file_version(path))
     except OSError:
         return str(path)
+
+
+def shown_size(path: str) -> tuple[int, int]:
+    """`fo1_core.processing.image_size` of the file at `path`, read once per file version: each
+    box edit asks again, and a PNG's orientation is only known once the whole file is read.
+    Raises `OSError` (no such file) or `FO1Error` (not an image)."""
+    return _shown_size(file_version(path))
+
+
+@functools.lru_cache(maxsize=256)
+def _shown_size(version: FileVersion) -> tuple[int, int]:
+    return image_size(version[0])
 
 
 @functools.lru_cache(maxsize=256)

@@ -55,7 +55,7 @@ from ui.boxes import (
 )
 from ui.editor import FILE_NAME, UNREADABLE, UNREADABLE_NOTE
 from ui.examples import Example
-from ui.files import file_identity
+from ui.files import file_identity, shown_size
 from ui.proposing import (
     MaskStore,
     PackedMask,
@@ -330,8 +330,9 @@ class Handlers:
             note = "No boxes yet: drag on the image to draw one."
         if len(boxes) > MAX_REGIONS:
             note += f" — the model takes {MAX_REGIONS}; boxes from #{MAX_REGIONS} on are ignored."
-        with suppress(FO1Error):  # a file gone meanwhile: the next step that reads it says so
-            if boxes and (outside := outside_the_image(boxes, *image_size(image))):
+        # A file gone meanwhile: the next step that reads it says so.
+        with suppress(FO1Error, OSError):
+            if boxes and (outside := outside_the_image(boxes, *shown_size(image))):
                 note += f" — {outside}"
         choices = region_choices(len(boxes))
         return (
@@ -727,7 +728,8 @@ class Handlers:
         if finished is None:  # stopped, failed or refused: the boxes may have changed meanwhile
             return gr.skip(), session.history(follow_up, conversation), stale
         key, turn = finished
-        turns = conversation["turns"] if follow_up and turns_about(conversation, key) else []
+        continued = follow_up and (conversation or {}).get("key") == key
+        turns = conversation["turns"] if continued else []
         updated = {"key": key, "turns": [*turns, turn]}
         session.answered_turn = finished
         return updated, session.history(follow_up, updated), stale

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from detect_tools import registry
 from detect_tools.base import MAX_PROPOSALS, ProposalOptions, ProposerError
-from detect_tools.outputs import refuse_overwriting, write_atomically
+from detect_tools.outputs import refuse_overwriting, same_file, write_atomically
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
 from fo1_core.cli import local_path, output_file, positive
 from fo1_core.errors import FO1Error
@@ -124,8 +124,10 @@ def _refuse_overwriting(out: Path, images: Iterable[Path], **inputs: Path | None
     """Refuses an --out that is one of the run's input files (`inputs` by option name) or one of
     the `images` it reads, however it is spelled: through a link, say."""
     refuse_overwriting(out, "out", FO1Error, **inputs)
+    if not out.exists():
+        return  # a new file: none of the images
     for image in images:
-        if out.exists() and image.exists() and out.samefile(image):
+        if same_file(out, image):
             raise FO1Error(
                 f"--out {out} is the image {image}, which this run reads: the results would "
                 "overwrite it. Pass another --out."
