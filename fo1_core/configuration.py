@@ -27,7 +27,16 @@ DAVIT_LARGE = {
 """The auxiliary tower of the published model (Florence-2-large's image encoder)."""
 
 AUX_IMAGE_SIZE = 768
-"""The DaViT input is always 768×768 (the checkpoint's `aux_image_size` is not read upstream)."""
+"""The DaViT input side when squashed (the checkpoint's `aux_image_size` is not read upstream)."""
+
+AUX_SQUARE_SIDES = (384, 448, 512, 576, 640, 704, 768, 832, 896, 960, 1024, 1280, 1536, 1792, 2048)
+"""The sides `dynamic_square` chooses from: the one whose square's area is closest the image's."""
+
+AUX_ASPECT_RATIOS = ("squash", "dynamic_square", "dynamic")
+"""How the DaViT input is sized: 768×768, the closest listed square, or the image's own size."""
+
+POSITION_EMBEDDINGS = ("bbox_based", "feature_map_based", "hybrid")
+"""Where the region encoder adds position: to each box's feature, to the DaViT maps, or both."""
 
 SIMPLEFP_SCALES = (4.0, 2.0, 1.0, 0.5)
 """SimpleFP upsampling factors relative to the ViT patch grid, finest first."""
@@ -77,8 +86,17 @@ class FO1Config(Qwen2_5_VLConfig):
         )
 
     @property
+    def aux_aspect_ratio(self) -> str:
+        return self.aux_image_aspect_ratio or "squash"
+
+    @property
+    def uses_aux_regions(self) -> bool:
+        """Whether region features include the DaViT part (all but the ViT-only variant)."""
+        return not self.mm_use_vt_region_feature_only
+
+    @property
     def aux_region_width(self) -> int:
-        return sum(self.aux_vision_config().embed_dim)
+        return sum(self.aux_vision_config().embed_dim) if self.uses_aux_regions else 0
 
     @property
     def simplefp_out_channels(self) -> int:
@@ -87,31 +105,68 @@ class FO1Config(Qwen2_5_VLConfig):
             return self.mm_simplefp_out_channels
         return (self.mm_region_hidden_size - self.aux_region_width) // len(SIMPLEFP_SCALES)
 
+    @property
+    def tapped_vit_blocks(self) -> list[int]:
+        """The ViT blocks whose outputs regions are pooled from, in block order: the deepest
+        full-attention block feeds the SimpleFP; without it, every full-attention block is pooled
+        (upstream records them in block order whatever order the config lists them in)."""
+        blocks = sorted(self.vision_config.fullatt_block_indexes)
+        return blocks[-1:] if self.mm_use_simpleFPN_for_vt else blocks
+
+    @property
+    def vt_region_width(self) -> int:
+        if self.mm_use_simpleFPN_for_vt:
+            return len(SIMPLEFP_SCALES) * self.simplefp_out_channels
+        return len(self.tapped_vit_blocks) * self.vision_config.hidden_size
+
     def check_supported(self) -> None:
-        """Refuse, by name, configuration choices this implementation does not build."""
+        """Refuse, by name, configuration choices this implementation does not build: those the
+        official implementation cannot run either, or whose widths it hard-codes for other
+        models."""
         expected = {
-            "mm_use_region_index_token": True,
-            "mm_use_vision_tower_region_feature": True,
-            "mm_use_simpleFPN_for_vt": True,
-            "mm_use_vt_region_feature_only": False,
-            "mm_pos_embedding_strategy": "bbox_based",
+            "mm_use_region_index_token": (True,),
+            "mm_use_vision_tower_region_feature": (True,),
+            "mm_region_feature_combination": ("concat", "concat_aux_pos"),
+            "mm_pos_embedding_strategy": POSITION_EMBEDDINGS,
+            "aux_image_aspect_ratio": (None, *AUX_ASPECT_RATIOS),
         }
-        wrong = {k: getattr(self, k) for k, v in expected.items() if getattr(self, k) != v}
-        if self.mm_region_feature_combination not in ("concat", "concat_aux_pos"):
-            wrong["mm_region_feature_combination"] = self.mm_region_feature_combination
+        wrong = {k: getattr(self, k) for k, v in expected.items() if getattr(self, k) not in v}
         if self.mm_vision_tower_aux is None or self.mm_region_hidden_size is None:
             wrong["mm_vision_tower_aux / mm_region_hidden_size"] = "missing"
-        if self.aux_image_aspect_ratio not in (None, "squash"):
-            wrong["aux_image_aspect_ratio"] = self.aux_image_aspect_ratio
         if wrong:
             details = ", ".join(f"{k}={v!r}" for k, v in wrong.items())
             raise FO1Error(
                 f"This checkpoint uses an FO1 variant this app does not support ({details}); "
-                "it supports the hybrid region encoder of the published VLM-FO1 models."
+                "it supports the region encoders of the published VLM-FO1 models."
             )
-        width = self.aux_region_width + len(SIMPLEFP_SCALES) * self.simplefp_out_channels
-        if width != self.mm_region_hidden_size:
+        self._check_widths()
+
+    def _check_widths(self) -> None:
+        parts = {"ViT part": self.vt_region_width}
+        if self.uses_aux_regions:
+            parts = {"DaViT widths": self.aux_region_width, **parts}
+        if sum(parts.values()) != self.mm_region_hidden_size:
+            named = " + ".join(f"{name} {width}" for name, width in parts.items())
             raise FO1Error(
-                f"Inconsistent checkpoint config: DaViT widths + 4 × SimpleFP width = {width}, "
+                f"Inconsistent checkpoint config: {named} = {sum(parts.values())}, "
                 f"but mm_region_hidden_size = {self.mm_region_hidden_size}."
             )
+        uneven = [w for w in self.aux_vision_config().embed_dim if w % 4]
+        if self.adds_map_position_embedding and uneven:
+            raise FO1Error(
+                f"Inconsistent checkpoint config: {self.mm_pos_embedding_strategy} position "
+                f"embedding needs DaViT widths divisible by 4, not {uneven}."
+            )
+
+    @property
+    def adds_box_position_embedding(self) -> bool:
+        """A sine embedding of each box is added to its feature (the ViT-only variant adds it
+        whatever the strategy)."""
+        strategy = self.mm_pos_embedding_strategy in ("bbox_based", "hybrid")
+        return self.mm_apply_position_embedding and (strategy or not self.uses_aux_regions)
+
+    @property
+    def adds_map_position_embedding(self) -> bool:
+        """A 2-D sine map is added to every DaViT stage before its boxes are pooled."""
+        strategy = self.mm_pos_embedding_strategy in ("feature_map_based", "hybrid")
+        return self.mm_apply_position_embedding and strategy and self.uses_aux_regions

@@ -20,7 +20,7 @@ from transformers import Cache, DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from fo1_core.cache import LRUCache
-from fo1_core.modeling import REGIONS, FO1ForConditionalGeneration
+from fo1_core.modeling import REGIONS, FO1ForConditionalGeneration, ImageEncoding
 from fo1_core.processing import VisionInputs, num_image_tokens
 from fo1_core.prompting import (
     ModelIds,
@@ -43,8 +43,7 @@ TURN_CACHE = (8, GIB)
 
 @dataclass
 class ImageFeatures:
-    embeds: torch.Tensor  # (image tokens, hidden): what the prompt's image slot receives
-    vit_map: torch.Tensor  # (1, vision hidden, gh, gw): the map SimpleFP is built from
+    image: ImageEncoding  # the embeddings and the ViT maps regions are pooled from
     aux_maps: list[torch.Tensor]  # DaViT stages, finest first
 
 
@@ -109,7 +108,7 @@ class Encoder:
             vision.pixel_values.to(self.device), vision.image_grid_thw.to(self.device)
         )
         aux_maps = model.encode_aux(vision.aux_pixel_values.to(self.device))
-        return ImageFeatures(image.embeds, image.vit_map, aux_maps)
+        return ImageFeatures(image, aux_maps)
 
     def region_embeds(
         self, vision: VisionInputs, features: ImageFeatures, use_cache: bool = True
@@ -138,9 +137,9 @@ class Encoder:
         self, vision: VisionInputs, features: ImageFeatures, use_cache: bool
     ) -> list[torch.Tensor]:
         if not use_cache:
-            return self.model.model.region_pyramid(features.vit_map)
+            return self.model.model.region_pyramid(features.image)
         return self.pyramids.get_or_create(
-            vision.image_key, lambda: self.model.model.region_pyramid(features.vit_map)
+            vision.image_key, lambda: self.model.model.region_pyramid(features.image)
         )
 
     @staticmethod
@@ -156,7 +155,7 @@ class Encoder:
     def full_inputs(self, prompt_ids: list[int], vision: VisionInputs, use_cache: bool) -> dict:
         """Keyword arguments of `model.generate`/`model(...)` for the whole prompt."""
         features = self.image_features(vision, use_cache)
-        encoded = {"image": BaseModelOutputWithPooling(pooler_output=(features.embeds,))}
+        encoded = {"image": BaseModelOutputWithPooling(pooler_output=(features.image.embeds,))}
         regions = self.region_embeds(vision, features, use_cache)
         if regions is not None:
             encoded[REGIONS] = BaseModelOutputWithPooling(pooler_output=regions)

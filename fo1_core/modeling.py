@@ -33,10 +33,15 @@ REGIONS = "regions"
 
 @dataclass
 class ImageEncoding:
-    """One image's LLM embeddings and the ViT map its regions are pooled from."""
+    """One image's LLM embeddings and the ViT maps its regions are pooled from."""
 
     embeds: torch.Tensor  # (gh·gw/merge², hidden)
-    vit_map: torch.Tensor  # (1, vision hidden, gh, gw), raster order
+    vit_maps: list[torch.Tensor]  # the tapped blocks' (1, vision hidden, gh, gw), raster order
+
+    @property
+    def vit_map(self) -> torch.Tensor:
+        """The deepest tapped block's map (the SimpleFP's input)."""
+        return self.vit_maps[-1]
 
 
 @contextmanager
@@ -71,15 +76,13 @@ class FO1Model(Qwen2_5_VLModel):
     def encode_image(
         self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor
     ) -> ImageEncoding:
-        """Runs the ViT once: merged embeddings for the prompt, tapped map for the regions."""
-        vision = self.config.vision_config
-        # The deepest full-attention block, as the reference (which records them in block order)
-        # takes its last, whatever order the config lists them in.
-        tapped_block = self.visual.blocks[max(vision.fullatt_block_indexes)]
-        with _record_outputs([tapped_block]) as tapped:
+        """Runs the ViT once: merged embeddings for the prompt, tapped maps for the regions."""
+        tapped_blocks = [self.visual.blocks[i] for i in self.config.tapped_vit_blocks]
+        with _record_outputs(tapped_blocks) as tapped:
             out = self.visual(pixel_values.to(self.visual.dtype), grid_thw=image_grid_thw)
         embeds = self.image_projector(out.pooler_output)
-        return ImageEncoding(embeds=embeds, vit_map=self._raster_map(tapped[0], image_grid_thw))
+        maps = [self._raster_map(hidden, image_grid_thw) for hidden in tapped]
+        return ImageEncoding(embeds=embeds, vit_maps=maps)
 
     def _raster_map(self, hidden: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
         """ViT hidden states in window order `(L, C)` → a `(1, C, gh, gw)` map in raster order."""
@@ -95,16 +98,18 @@ class FO1Model(Qwen2_5_VLModel):
         return grid.reshape(gh, gw, -1).permute(2, 0, 1).unsqueeze(0)
 
     def encode_aux(self, aux_pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        """DaViT stage outputs, finest first, each `(1, C_i, H_i, W_i)`."""
+        """DaViT stage outputs, finest first, each `(1, C_i, H_i, W_i)`; none when the region
+        features leave the DaViT part out (the tower is then not run)."""
+        if not self.config.uses_aux_regions:
+            return []
         stage_ends = [stage[-1] for stage in self.aux_visual.blocks]
         with _record_outputs(stage_ends) as maps:
             self.aux_visual(aux_pixel_values.to(self.aux_visual.dtype))
         return maps
 
-    def region_pyramid(self, vit_map: torch.Tensor) -> list[torch.Tensor]:
-        """The SimpleFP maps regions are pooled from: one image's, whatever its boxes."""
-        fpn_dtype = next(self.region_encoder.simple_fpn.parameters()).dtype
-        return self.region_encoder.simple_fpn(vit_map.to(fpn_dtype))
+    def region_pyramid(self, image: ImageEncoding) -> list[torch.Tensor]:
+        """The ViT-side maps regions are pooled from: one image's, whatever its boxes."""
+        return self.region_encoder.pyramid(image.vit_maps)
 
     def encode_regions(
         self,
@@ -115,7 +120,7 @@ class FO1Model(Qwen2_5_VLModel):
     ) -> torch.Tensor:
         """Region embeddings `(N, hidden)`, one per box, in box order.
 
-        `vt_maps` is `region_pyramid(vit_map)`. Boxes are pooled independently, so any subset
+        `vt_maps` is `region_pyramid(image)`. Boxes are pooled independently, so any subset
         of boxes can be encoded on its own.
         """
         regions = self.region_encoder(aux_maps, vt_maps, aux_boxes, vt_boxes)

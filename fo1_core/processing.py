@@ -1,8 +1,9 @@
 """Image and box preprocessing for FO1 (SPEC §5): what both vision towers and the HFRE receive.
 
 The image is capped at 2048 px on its long side, resized for the Qwen ViT by the checkpoint's own
-image processor (PIL backend, which reproduces the official pixels exactly) and squashed to
-768×768 for DaViT. Boxes are clipped to the image and expressed in both towers' pixel units.
+image processor (PIL backend, which reproduces the official pixels exactly) and, for DaViT,
+squashed to 768×768 (or sized as the checkpoint's `aux_image_aspect_ratio` says). Boxes are
+clipped to the image and expressed in both towers' pixel units.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from detect_tools.images import UNREADABLE_IMAGE, as_rgb, open_image_file, refuse_url
-from fo1_core.configuration import AUX_IMAGE_SIZE
+from fo1_core.configuration import AUX_ASPECT_RATIOS, AUX_IMAGE_SIZE, AUX_SQUARE_SIDES
 from fo1_core.errors import FO1Error
 from fo1_core.templates import MAX_REGIONS, box_count
 
@@ -167,7 +168,7 @@ class VisionInputs:
 
     pixel_values: torch.Tensor  # (gh·gw, C·T·p·p)
     image_grid_thw: torch.Tensor  # (1, 3)
-    aux_pixel_values: torch.Tensor  # (1, 3, 768, 768)
+    aux_pixel_values: torch.Tensor  # (1, 3, H, W): 768×768 unless the config sizes it otherwise
     aux_boxes: torch.Tensor  # (N, 4) xyxy in DaViT-input pixels
     vt_boxes: torch.Tensor  # (N, 4) xyxy in ViT-input pixels
     boxes: np.ndarray  # (N, 4) the user's boxes, original image pixels
@@ -180,9 +181,15 @@ class VisionInputs:
 
 
 class ImagePreprocessor:
-    """Reads the checkpoint's `preprocessor_config.json` once; turns image + boxes into tensors."""
+    """Reads the checkpoint's `preprocessor_config.json` once; turns image + boxes into tensors.
 
-    def __init__(self, checkpoint_folder: str | Path) -> None:
+    `aux_aspect_ratio` is the checkpoint's `aux_image_aspect_ratio` (`FO1Config.aux_aspect_ratio`).
+    """
+
+    def __init__(self, checkpoint_folder: str | Path, aux_aspect_ratio: str = "squash") -> None:
+        if aux_aspect_ratio not in AUX_ASPECT_RATIOS:
+            raise ValueError(f"aux_aspect_ratio must be one of {AUX_ASPECT_RATIOS}")
+        self.aux_aspect_ratio = aux_aspect_ratio
         try:
             self.primary = Qwen2VLImageProcessorPil.from_pretrained(str(checkpoint_folder))
         except (OSError, ValueError) as error:
@@ -216,10 +223,17 @@ class ImagePreprocessor:
         if (width, height) != image.size:
             image = image.resize((width, height), BICUBIC)
         primary = self.primary(images=image, return_tensors="pt")
-        aux_pixels = self.aux(images=image, return_tensors="pt")["pixel_values"]
+        aux_width, aux_height = self.aux_size(width, height)
+        aux_pixels = self.aux(
+            images=image,
+            size={"height": aux_height, "width": aux_width},
+            do_resize=(aux_width, aux_height) != (width, height),
+            return_tensors="pt",
+        )["pixel_values"]
         grid = primary["image_grid_thw"]
-        _, gh, gw = grid[0].tolist()
-        aux_boxes, vt_boxes = self._tower_boxes(user_boxes * scale, width, height, gh, gw)
+        aux_boxes, vt_boxes = self._tower_boxes(
+            user_boxes * scale, (width, height), (aux_width, aux_height), grid[0].tolist()[1:]
+        )
         return VisionInputs(
             pixel_values=primary["pixel_values"],
             image_grid_thw=grid,
@@ -231,17 +245,32 @@ class ImagePreprocessor:
             notices=notices,
         )
 
+    def aux_size(self, width: int, height: int) -> tuple[int, int]:
+        """The DaViT input's width and height for an image of `width`×`height` (after the cap)."""
+        if self.aux_aspect_ratio == "dynamic":
+            return width, height
+        if self.aux_aspect_ratio == "dynamic_square":
+            # The first listed side wins a tie, as upstream's search keeps it.
+            side = min(AUX_SQUARE_SIDES, key=lambda side: abs(side * side - width * height))
+            return side, side
+        return AUX_IMAGE_SIZE, AUX_IMAGE_SIZE
+
     def _tower_boxes(
-        self, boxes: np.ndarray, width: int, height: int, gh: int, gw: int
+        self,
+        boxes: np.ndarray,
+        size: tuple[int, int],
+        aux_size: tuple[int, int],
+        grid_hw: Sequence[int],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        # Same arithmetic and rounding as upstream: clip, float64 → 768² as float32, then scale
-        # to the ViT input with a float32 factor (SPEC §5.4).
-        clipped = np.clip(boxes, 0, [width, height, width, height])
-        aux = torch.tensor(clipped * AUX_IMAGE_SIZE / [width, height, width, height])
+        # Same arithmetic and rounding as upstream: clip, float64 → DaViT input as float32, then
+        # scale to the ViT input with a float32 factor (SPEC §5.4).
+        (width, height), (aux_width, aux_height) = size, aux_size
+        extent, aux_extent = np.array([width, height] * 2), np.array([aux_width, aux_height] * 2)
+        aux = torch.tensor(np.clip(boxes, 0, extent) * aux_extent / extent)
         aux = aux.to(torch.float32).reshape(-1, 4)
-        patch = self.patch_size
-        fx = torch.tensor(gw * patch / AUX_IMAGE_SIZE, dtype=torch.float32)
-        fy = torch.tensor(gh * patch / AUX_IMAGE_SIZE, dtype=torch.float32)
+        gh, gw = grid_hw
+        fx = torch.tensor(gw * self.patch_size / aux_width, dtype=torch.float32)
+        fy = torch.tensor(gh * self.patch_size / aux_height, dtype=torch.float32)
         return aux, aux * torch.stack([fx, fy, fx, fy])
 
 

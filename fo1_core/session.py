@@ -187,7 +187,7 @@ class FO1Pipeline:
             generation_config = GenerationConfig.from_pretrained(str(folder))
         except OSError:
             generation_config = None
-        preprocessor = ImagePreprocessor(folder)
+        preprocessor = ImagePreprocessor(folder, model.config.aux_aspect_ratio)
         return cls(model, tokenizer, preprocessor, generation_config, decode, static_cache_tokens)
 
     def warm_up(self) -> WarmUp:

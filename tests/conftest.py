@@ -41,8 +41,8 @@ def spy_on_graphed_calls(pipeline: FO1Pipeline) -> tuple[GraphedForward, list[di
     return graphed, calls
 
 
-def golden_cases() -> list[str]:
-    manifest = json.loads((REFERENCE_DIR / "golden" / "manifest.json").read_text())
+def golden_cases(root: Path = REFERENCE_DIR) -> list[str]:
+    manifest = json.loads((root / "golden" / "manifest.json").read_text())
     return [case["name"] for case in manifest["cases"]]
 
 

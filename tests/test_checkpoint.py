@@ -188,12 +188,38 @@ def test_unreachable_hub_says_how_to_use_a_local_folder(monkeypatch) -> None:
         load_model("omlab/VLM-FO1_Qwen2.5-VL-3B-v01", device="cpu")
 
 
-def test_unsupported_variant_is_refused_by_name(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        # regions from DaViT alone: upstream's region encoder cannot run them either
+        ({"mm_use_vision_tower_region_feature": False}, "mm_use_vision_tower_region_feature=False"),
+        ({"mm_region_feature_combination": "mean"}, "mm_region_feature_combination='mean'"),
+        ({"aux_image_aspect_ratio": "pad"}, "aux_image_aspect_ratio='pad'"),
+        # the ViT part without SimpleFP is one map per full-attention block, not 4 × 8 wide
+        (
+            {"mm_use_simpleFPN_for_vt": False},
+            r"DaViT widths \d+ \+ ViT part \d+ = \d+, but mm_region_hidden_size = \d+",
+        ),
+        # a 2-D sine map splits each DaViT stage's channels in four
+        (
+            {"mm_pos_embedding_strategy": "hybrid", "mm_vision_tower_aux_config": "uneven"},
+            "hybrid position embedding needs DaViT widths divisible by 4",
+        ),
+    ],
+)
+def test_unsupported_variant_is_refused_by_name(
+    tmp_path: Path, options: dict, message: str
+) -> None:
     folder = _copy_checkpoint(tmp_path)
     config = json.loads((folder / "config.json").read_text())
-    config["mm_use_simpleFPN_for_vt"] = False
+    if options.get("mm_vision_tower_aux_config") == "uneven":
+        davit = config["mm_vision_tower_aux_config"]
+        widths = davit["dim_embed"]  # the same sum, the first stage 2 wide
+        widths = [2, widths[0] + widths[1] - 2, *widths[2:]]
+        options["mm_vision_tower_aux_config"] = {**davit, "dim_embed": widths}
+    config.update(options)
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(FO1Error, match="mm_use_simpleFPN_for_vt=False"):
+    with pytest.raises(FO1Error, match=message):
         load_model(folder, device="cpu")
 
 
@@ -209,6 +235,25 @@ VARIANTS = [
     ({"tie_word_embeddings": False}, "lm_head.weight"),
     # no box position embedding, a 5×5 RoI grid
     ({"mm_apply_position_embedding": False, "mm_roi_output_size": 5}, "model.norm.weight"),
+    # position as a sine map on each DaViT stage, alone or beside the box's
+    ({"mm_pos_embedding_strategy": "feature_map_based"}, "model.norm.weight"),
+    (
+        {"mm_pos_embedding_strategy": "hybrid", "mm_region_feature_combination": "concat_aux_pos"},
+        "model.norm.weight",
+    ),
+    # the DaViT input sized from the image: the closest listed square, or the image's own size
+    ({"aux_image_aspect_ratio": "dynamic_square"}, "model.norm.weight"),
+    ({"aux_image_aspect_ratio": "dynamic"}, "model.norm.weight"),
+    # the ViT part pooled from every full-attention block's map, without a SimpleFP
+    (
+        {"mm_use_simpleFPN_for_vt": False, "mm_apply_region_layer_norm": True},
+        "model.object_vp_extractor.vt_region_norm.weight",
+    ),
+    # the ViT part alone (upstream keeps its LayerNorm's weights but does not apply them)
+    (
+        {"mm_use_vt_region_feature_only": True, "mm_apply_region_layer_norm": True},
+        "model.object_vp_extractor.simple_fpn.simfp_1.0.weight",
+    ),
 ]
 
 
@@ -221,8 +266,10 @@ def test_config_variants_save_load_and_answer(
     folder = _copy_checkpoint(tmp_path)
     config = FO1Config.from_pretrained(folder)
     config.mm_hidden_size = config.vision_config.out_hidden_size
+    config.mm_simplefp_out_channels = config.simplefp_out_channels
     for key, value in options.items():
         setattr(config, key, value)
+    config.mm_region_hidden_size = config.aux_region_width + config.vt_region_width
     torch.manual_seed(0)
     save_checkpoint(FO1ForConditionalGeneration._from_config(config), folder)
     assert expected_key in load_file(folder / "model.safetensors")

@@ -1,4 +1,6 @@
-"""Parity with the official implementation on every golden case of the reference fixture.
+"""Parity with the official implementation on every golden case of the reference fixture, and of
+the variant fixtures in `tests/fixtures/fo1_variants/` (config options the published model
+leaves at their defaults, run through the official code the same way).
 
 Tolerances are those of the fixture README: ids, prompt and positions exact; pixels ≤ 1e-5;
 features relative to the reference's magnitude; logits ≤ 1e-2; free-running greedy ids exact.
@@ -7,6 +9,7 @@ features relative to the reference's magnitude; logits ≤ 1e-2; free-running gr
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,25 +22,48 @@ from fo1_core.templates import FREE_PROMPT
 from tests.conftest import REFERENCE_DIR, TEST_DEVICE, golden_cases, spy_on_graphed_calls
 
 CASES = golden_cases()
+VARIANTS_DIR = Path(__file__).parent / "fixtures" / "fo1_variants"
+FIXTURES = [REFERENCE_DIR, *sorted(p for p in VARIANTS_DIR.iterdir() if p.is_dir())]
+EVERY_CASE = [
+    pytest.param(root, name, id=f"{root.name}-{name}")
+    for root in FIXTURES
+    for name in golden_cases(root)
+]
+"""(fixture folder, case) for the reference fixture's cases and every variant's."""
 
 
-def _case(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    folder = REFERENCE_DIR / "golden" / name
+@pytest.fixture(scope="module")
+def pipelines(pipeline: FO1Pipeline) -> Callable[[Path], FO1Pipeline]:
+    """The pipeline of a fixture folder, each loaded once."""
+    loaded = {REFERENCE_DIR: pipeline}
+
+    def of(root: Path) -> FO1Pipeline:
+        if root not in loaded:
+            loaded[root] = load(root, TEST_DEVICE, torch.float32, attn_implementation="eager")
+        return loaded[root]
+
+    return of
+
+
+def _case(name: str, root: Path = REFERENCE_DIR) -> tuple[dict, dict[str, torch.Tensor]]:
+    folder = root / "golden" / name
     case = json.loads((folder / "case.json").read_text())
     return case, load_file(folder / "tensors.safetensors")
 
 
-def question(name: str, case: dict) -> tuple[Path, str, str]:
+def question(name: str, case: dict, root: Path = REFERENCE_DIR) -> tuple[Path, str, str]:
     """The golden case's image, task and text, as `FO1Pipeline.prepare` takes them."""
     # A case either fills a task template or sends its user text as it is.
     task = case["task_template"] or FREE_PROMPT
     text = case["template_fill"] or "" if case["task_template"] else case["user_text"]
-    return REFERENCE_DIR / "golden" / name / case["image"], task, text
+    return root / "golden" / name / case["image"], task, text
 
 
-def _request(pipeline: FO1Pipeline, name: str) -> tuple[Request, dict, dict]:
-    case, tensors = _case(name)
-    image, task, text = question(name, case)
+def _request(
+    pipeline: FO1Pipeline, name: str, root: Path = REFERENCE_DIR
+) -> tuple[Request, dict, dict]:
+    case, tensors = _case(name, root)
+    image, task, text = question(name, case, root)
     request = pipeline.prepare(image, case["boxes_xyxy_original"], task, text)
     return request, case, tensors
 
@@ -52,17 +78,21 @@ def _relative(expected: torch.Tensor, factor: float) -> float:
     return factor * expected.abs().max().item()
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_prompt_and_ids_exact(pipeline: FO1Pipeline, name: str) -> None:
-    request, case, _ = _request(pipeline, name)
+@pytest.mark.parametrize(("root", "name"), EVERY_CASE)
+def test_prompt_and_ids_exact(
+    pipelines: Callable[[Path], FO1Pipeline], root: Path, name: str
+) -> None:
+    pipeline = pipelines(root)
+    request, case, _ = _request(pipeline, name, root)
     assert request.user_text == case["user_text"]
     assert request.prompt == case["prompt"]
     assert request.prompt_ids == case["input_ids"]
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_preprocessing(pipeline: FO1Pipeline, name: str) -> None:
-    request, case, tensors = _request(pipeline, name)
+@pytest.mark.parametrize(("root", "name"), EVERY_CASE)
+def test_preprocessing(pipelines: Callable[[Path], FO1Pipeline], root: Path, name: str) -> None:
+    pipeline = pipelines(root)
+    request, case, tensors = _request(pipeline, name, root)
     vision = request.vision
     assert vision.image_grid_thw[0].tolist() == case["image_grid_thw"]
     assert list(vision.aux_pixel_values.shape[-2:]) == case["aux_input_hw"]
@@ -70,15 +100,27 @@ def test_preprocessing(pipeline: FO1Pipeline, name: str) -> None:
     if case["boxes_xyxy_original"]:
         _assert_close(vision.aux_boxes, tensors["aux_boxes"], 1e-4)
         _assert_close(vision.vt_boxes, tensors["vt_boxes"], 1e-4)
-        encoder = pipeline.model.model.region_encoder
-        grid = case["image_grid_thw"][1:]
-        normalized = encoder.normalized_boxes(vision.vt_boxes.to(TEST_DEVICE), grid)
+        model = pipeline.model.model
+        with torch.inference_mode():
+            image = model.encode_image(
+                vision.pixel_values.to(TEST_DEVICE), vision.image_grid_thw.to(TEST_DEVICE)
+            )
+            aux_maps = model.encode_aux(vision.aux_pixel_values.to(TEST_DEVICE))
+            normalized = model.region_encoder.position_boxes(
+                aux_maps,
+                model.region_pyramid(image),
+                vision.aux_boxes.to(TEST_DEVICE),
+                vision.vt_boxes.to(TEST_DEVICE),
+            )
         _assert_close(normalized, tensors["pos_embed_boxes_cxcywh"], 1e-4)
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_vision_and_region_features(pipeline: FO1Pipeline, name: str) -> None:
-    request, case, tensors = _request(pipeline, name)
+@pytest.mark.parametrize(("root", "name"), EVERY_CASE)
+def test_vision_and_region_features(
+    pipelines: Callable[[Path], FO1Pipeline], root: Path, name: str
+) -> None:
+    pipeline = pipelines(root)
+    request, case, tensors = _request(pipeline, name, root)
     model, vision = pipeline.model.model, request.vision
     pixels, grid = vision.pixel_values.to(TEST_DEVICE), vision.image_grid_thw.to(TEST_DEVICE)
     aux_boxes, vt_boxes = vision.aux_boxes.to(TEST_DEVICE), vision.vt_boxes.to(TEST_DEVICE)
@@ -91,7 +133,7 @@ def test_vision_and_region_features(pipeline: FO1Pipeline, name: str) -> None:
         if not case["boxes_xyxy_original"]:
             return
         aux_maps = model.encode_aux(vision.aux_pixel_values.to(TEST_DEVICE))
-        vt_maps = model.region_pyramid(image.vit_map)
+        vt_maps = model.region_pyramid(image)
         pre = model.region_encoder(aux_maps, vt_maps, aux_boxes, vt_boxes)
         expected = tensors["region_feat_pre_proj"]
         _assert_close(pre, expected, _relative(expected, 1e-3))
@@ -144,9 +186,12 @@ def _teacher_forced(pipeline: FO1Pipeline, request: Request, generated: list[int
     return logits, seen["inputs_embeds"][0], seen["position_ids"]
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_embeddings_positions_and_logits(pipeline: FO1Pipeline, name: str) -> None:
-    request, case, tensors = _request(pipeline, name)
+@pytest.mark.parametrize(("root", "name"), EVERY_CASE)
+def test_embeddings_positions_and_logits(
+    pipelines: Callable[[Path], FO1Pipeline], root: Path, name: str
+) -> None:
+    pipeline = pipelines(root)
+    request, case, tensors = _request(pipeline, name, root)
     generated = case["generated_ids"]
     logits, embeds, positions = _teacher_forced(pipeline, request, generated)
     prompt_len = case["inputs_embeds_shape"][1]
@@ -166,9 +211,12 @@ def test_embeddings_positions_and_logits(pipeline: FO1Pipeline, name: str) -> No
 
 
 @pytest.mark.parametrize("use_cache", [False, True], ids=["uncached", "cached"])
-@pytest.mark.parametrize("name", CASES)
-def test_free_running_greedy_ids_exact(pipeline: FO1Pipeline, name: str, use_cache: bool) -> None:
-    request, case, _ = _request(pipeline, name)
+@pytest.mark.parametrize(("root", "name"), EVERY_CASE)
+def test_free_running_greedy_ids_exact(
+    pipelines: Callable[[Path], FO1Pipeline], root: Path, name: str, use_cache: bool
+) -> None:
+    pipeline = pipelines(root)
+    request, case, _ = _request(pipeline, name, root)
     max_new_tokens = case["generation"]["max_new_tokens"]
     result = pipeline.generate(request, max_new_tokens, use_cache=use_cache)
     assert result.token_ids == case["generated_ids"]
