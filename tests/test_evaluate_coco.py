@@ -273,6 +273,9 @@ def test_category_names_are_stripped(tmp_path: Path) -> None:
     instances.write_text(json.dumps(document))
     names = [category["name"] for category in read_annotations(instances)["categories"]]
     assert names == ["red circle", "blue square"]
+    # the per-category AP lines name each category as the model was asked about it
+    found = [{"image_id": 1, "category_id": 1, "bbox": [4, 4, 24, 24], "score": 0.9}]
+    assert list(score(instances, found, [1]).per_category) == ["red circle", "blue square"]
 
 
 def test_out_that_is_one_of_the_images_is_refused(

@@ -54,6 +54,30 @@ def test_a_record_that_cannot_be_written_is_one_message(tmp_path: Path) -> None:
     assert list(read_records(tmp_path)) == ["1"]  # the line cut short is redone next run
 
 
+SETTINGS_ON_A_FULL_DISK = """
+import resource, sys
+from pathlib import Path
+from fo1_core.errors import FO1Error
+from fo1_core.evaluate.records import check_settings
+
+resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))  # files of at most 64 bytes
+try:
+    check_settings(Path(sys.argv[1]), {"checkpoint": "x" * 200})
+except FO1Error as error:
+    print(error)
+"""
+
+
+def test_settings_that_cannot_be_written_are_one_message(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SETTINGS_ON_A_FULL_DISK, str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    assert f"could not write {tmp_path / 'settings.json'}: File too large" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # no half-written draft left behind
+
+
 def test_records_of_every_rank_are_read(tmp_path: Path) -> None:
     for rank in range(3):
         with RecordLog(tmp_path, rank) as log:

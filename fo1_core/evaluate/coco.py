@@ -299,7 +299,8 @@ def score(annotations_path: Path, results: list[dict], image_ids: list[int]) -> 
     for k, category_id in enumerate(evaluation.params.catIds):
         values = precision[:, :, k]
         if (values > -1).any():
-            per_category[truth.cats[category_id]["name"]] = float(np.mean(values[values > -1]))
+            name = truth.cats[category_id]["name"].strip()  # as the run asked about it
+            per_category[name] = float(np.mean(values[values > -1]))
     # pycocotools writes -1 for an AP with no ground truth to measure it against.
     defined = [float(stat) if stat >= 0 else None for stat in evaluation.stats[:3]]
     return CocoScore(

@@ -36,17 +36,23 @@ def check_settings(folder: Path, settings: dict) -> None:
             f"{folder} is a file, where this run keeps its records: remove it, or pass another "
             "--out."
         ) from None
+    except OSError as error:
+        raise FO1Error(f"could not make {folder}: {error.strerror or error}.") from error
     path = folder / SETTINGS_FILE
     # Ranks start together: the file appears whole (hard link of a finished temporary file) and
     # only the first rank's link succeeds; the others compare against it.
     draft = folder / f".{SETTINGS_FILE}.{uuid.uuid4().hex}"
-    draft.write_text(json.dumps(settings, indent=2, sort_keys=True))
     try:
-        os.link(draft, path)
-    except FileExistsError:
-        pass
+        draft.write_text(json.dumps(settings, indent=2, sort_keys=True))
+        with suppress(FileExistsError):
+            os.link(draft, path)
+    except OSError as error:
+        raise FO1Error(
+            f"could not write {path}: {error.strerror or error}. Make room, or pass another --out."
+        ) from error
     finally:
-        draft.unlink()
+        with suppress(OSError):
+            draft.unlink()
     stored = _read_settings(path)
     changed = sorted(k for k in {*stored, *settings} if stored.get(k) != settings.get(k))
     if changed:
