@@ -4,9 +4,11 @@
     python -m bench.regions --profile mid --boxes 10 --json out.json
 
 Only the region encoder is built (random weights, random tower maps of the shapes the image gives
-the profile), so the 3B shape runs in seconds on a CPU. Each row is one pooling: `ours` (RoIAlign
-means as row and column weights, `fo1_core/region_pooling.py`) or `upstream` (`roi_align` on the
-DaViT stages upsampled to the finest one's size, as the official implementation runs it).
+the profile), so the 3B shape runs in seconds on a CPU. The profiles are all the published
+model's variant: a SimpleFP, and DaViT's input squashed to 768². Each row is one pooling: `ours`
+(RoIAlign means as row and column weights, `fo1_core/region_pooling.py`) or `upstream`
+(`roi_align` on the DaViT stages upsampled to the finest one's size, as the official
+implementation runs it).
 `pyramid_s`: the SimpleFP pyramid of the image (the app keeps it per image; upstream builds it
 for every question); `all_boxes_s`: pooling every box; `moved_box_s`: pooling one moved box;
 `max_abs_diff`: the largest difference of the pooled features from upstream's. Medians of
@@ -33,8 +35,8 @@ from bench.table import peak_memory_mb, report
 from fo1_core import region_encoder
 from fo1_core.checkpoint import default_device_and_dtype
 from fo1_core.cli import positive
-from fo1_core.configuration import FO1Config
-from fo1_core.processing import AUX_IMAGE_SIZE, ImagePreprocessor
+from fo1_core.configuration import AUX_IMAGE_SIZE, FO1Config
+from fo1_core.processing import ImagePreprocessor
 from fo1_core.region_encoder import HybridRegionEncoder
 
 
@@ -136,9 +138,9 @@ def main() -> None:
     aux_boxes, vt_boxes = vision.aux_boxes.to(args.device), vision.vt_boxes.to(args.device)
     rows, features = [], []
     with torch.inference_mode():
-        vt_maps = encoder.simple_fpn(vit_map)
+        vt_maps = encoder.pyramid([vit_map])
         inputs = {
-            "pyramid_s": _seconds(lambda: encoder.simple_fpn(vit_map), args.runs),
+            "pyramid_s": _seconds(lambda: encoder.pyramid([vit_map]), args.runs),
             "all_boxes": (aux_maps, vt_maps, aux_boxes, vt_boxes),
             "moved_box": (aux_maps, vt_maps, aux_boxes[:1] + 8, vt_boxes[:1] + 8),
         }

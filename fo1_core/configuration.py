@@ -33,7 +33,8 @@ AUX_SQUARE_SIDES = (384, 448, 512, 576, 640, 704, 768, 832, 896, 960, 1024, 1280
 """The sides `dynamic_square` chooses from: the one whose square's area is closest the image's."""
 
 AUX_ASPECT_RATIOS = ("squash", "dynamic_square", "dynamic")
-"""How the DaViT input is sized: 768×768, the closest listed square, or the image's own size."""
+"""How the DaViT input is sized: `AUX_IMAGE_SIZE` square, the closest of `AUX_SQUARE_SIDES`, or
+the image's own size."""
 
 POSITION_EMBEDDINGS = ("bbox_based", "feature_map_based", "hybrid")
 """Where the region encoder adds position: to each box's feature, to the DaViT maps, or both."""
@@ -87,6 +88,7 @@ class FO1Config(Qwen2_5_VLConfig):
 
     @property
     def aux_aspect_ratio(self) -> str:
+        """One of `AUX_ASPECT_RATIOS`: a checkpoint without the field is squashed."""
         return self.aux_image_aspect_ratio or "squash"
 
     @property
@@ -115,21 +117,24 @@ class FO1Config(Qwen2_5_VLConfig):
 
     @property
     def vt_region_width(self) -> int:
+        """Width of the ViT part of a region feature."""
         if self.mm_use_simpleFPN_for_vt:
             return len(SIMPLEFP_SCALES) * self.simplefp_out_channels
         return len(self.tapped_vit_blocks) * self.vision_config.hidden_size
 
     def check_supported(self) -> None:
         """Refuse, by name, configuration choices this implementation does not build: those the
-        official implementation cannot run either, or whose widths it hard-codes for other
-        models."""
+        official implementation cannot run either or whose widths it hard-codes for other
+        models, and option values it does not name (upstream would quietly read an unknown
+        aspect mode as `squash`, a typo'd strategy as no position at all)."""
         expected = {
             "mm_use_region_index_token": (True,),
             "mm_use_vision_tower_region_feature": (True,),
-            "mm_region_feature_combination": ("concat", "concat_aux_pos"),
             "mm_pos_embedding_strategy": POSITION_EMBEDDINGS,
             "aux_image_aspect_ratio": (None, *AUX_ASPECT_RATIOS),
         }
+        if self.uses_aux_regions:  # the ViT-only path has nothing to combine
+            expected["mm_region_feature_combination"] = ("concat", "concat_aux_pos")
         wrong = {k: getattr(self, k) for k, v in expected.items() if getattr(self, k) not in v}
         if self.mm_vision_tower_aux is None or self.mm_region_hidden_size is None:
             wrong["mm_vision_tower_aux / mm_region_hidden_size"] = "missing"
@@ -156,6 +161,12 @@ class FO1Config(Qwen2_5_VLConfig):
             raise FO1Error(
                 f"Inconsistent checkpoint config: {self.mm_pos_embedding_strategy} position "
                 f"embedding needs DaViT widths divisible by 4, not {uneven}."
+            )
+        # Each box coordinate gets a quarter of the width, as sin/cos pairs.
+        if self.adds_box_position_embedding and self.mm_region_hidden_size % 8:
+            raise FO1Error(
+                "Inconsistent checkpoint config: the box position embedding needs "
+                f"mm_region_hidden_size divisible by 8, not {self.mm_region_hidden_size}."
             )
 
     @property

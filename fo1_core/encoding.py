@@ -1,8 +1,8 @@
 """Everything computed before the first answer token, and kept for the next question.
 
-For one preprocessed image the vision features (ViT embeddings, the tapped ViT map, the DaViT
-stages) are computed once, and the SimpleFP pyramid once when a box first needs it; each box's
-region embedding once per (image, box); and the KV cache of the prompt up to the end of the region
+For one preprocessed image the ViT's embeddings and tapped maps are computed once, and the DaViT
+stages and the SimpleFP pyramid once when a box first needs them; each box's region embedding
+once per (image, box); and the KV cache of the prompt up to the end of the region
 line once per (image, boxes, prefix ids). A follow-up question about the same image and boxes
 then only prefills its own words. After a box is drawn, moved or deleted, the KV of the prompt up
 to the image's end still holds, so only the region line and the question are prefilled. The KV
@@ -30,8 +30,11 @@ from fo1_core.prompting import (
 )
 
 GIB = 1 << 30
-IMAGE_CACHE = (16, 2 * GIB)
-"""(entries, bytes) kept of image features: about 50 MB per 1024 px image at 3B in bf16."""
+IMAGE_CACHE = (16, GIB)
+"""(entries, bytes) kept of ViT features: about 20 MB per 1024 px image at 3B in bf16."""
+AUX_MAP_CACHE = (16, GIB)
+"""(entries, bytes) kept of DaViT stages: about 35 MB per image at 3B in bf16 for the 768² input
+(more where the checkpoint sizes the DaViT input from the image)."""
 PYRAMID_CACHE = (8, GIB)
 """(entries, bytes) kept of SimpleFP pyramids: about 90 MB per 1024 px image at 3B in bf16."""
 REGION_CACHE = (4096, GIB // 4)
@@ -39,12 +42,6 @@ PREFIX_CACHE = (16, GIB)
 IMAGE_PREFIX_CACHE = (8, GIB // 2)
 """(entries, bytes) kept of KV caches up to the image's end: about 40 MB per 1024 px image at 3B."""
 TURN_CACHE = (8, GIB)
-
-
-@dataclass
-class ImageFeatures:
-    image: ImageEncoding  # the embeddings and the ViT maps regions are pooled from
-    aux_maps: list[torch.Tensor]  # DaViT stages, finest first
 
 
 @dataclass
@@ -75,7 +72,8 @@ class Encoder:
     def __init__(self, model: FO1ForConditionalGeneration, merge_size: int) -> None:
         self.model = model
         self.merge_size = merge_size
-        self.images: LRUCache[ImageFeatures] = LRUCache(*IMAGE_CACHE)
+        self.images: LRUCache[ImageEncoding] = LRUCache(*IMAGE_CACHE)
+        self.aux_maps: LRUCache[list[torch.Tensor]] = LRUCache(*AUX_MAP_CACHE)
         self.pyramids: LRUCache[list[torch.Tensor]] = LRUCache(*PYRAMID_CACHE)
         self.regions: LRUCache[torch.Tensor] = LRUCache(*REGION_CACHE)
         self.prefixes: LRUCache[PromptPrefix] = LRUCache(*PREFIX_CACHE)
@@ -85,6 +83,7 @@ class Encoder:
     def clear(self) -> None:
         for cache in (
             self.images,
+            self.aux_maps,
             self.pyramids,
             self.regions,
             self.prefixes,
@@ -97,21 +96,27 @@ class Encoder:
     def device(self) -> torch.device:
         return self.model.device
 
-    def image_features(self, vision: VisionInputs, use_cache: bool = True) -> ImageFeatures:
+    def image_features(self, vision: VisionInputs, use_cache: bool = True) -> ImageEncoding:
         if not use_cache:
             return self._encode_image(vision)
         return self.images.get_or_create(vision.image_key, lambda: self._encode_image(vision))
 
-    def _encode_image(self, vision: VisionInputs) -> ImageFeatures:
-        model = self.model.model
-        image = model.encode_image(
+    def _encode_image(self, vision: VisionInputs) -> ImageEncoding:
+        return self.model.model.encode_image(
             vision.pixel_values.to(self.device), vision.image_grid_thw.to(self.device)
         )
-        aux_maps = model.encode_aux(vision.aux_pixel_values.to(self.device))
-        return ImageFeatures(image, aux_maps)
+
+    def _aux_maps(self, vision: VisionInputs, use_cache: bool) -> list[torch.Tensor]:
+        """The DaViT stages, run only once a box needs them (as upstream, which skips DaViT for a
+        question without boxes)."""
+
+        def encode() -> list[torch.Tensor]:
+            return self.model.model.encode_aux(vision.aux_pixel_values.to(self.device))
+
+        return self.aux_maps.get_or_create(vision.image_key, encode) if use_cache else encode()
 
     def region_embeds(
-        self, vision: VisionInputs, features: ImageFeatures, use_cache: bool = True
+        self, vision: VisionInputs, features: ImageEncoding, use_cache: bool = True
     ) -> torch.Tensor | None:
         """`(N, hidden)` region embeddings; with the cache, only boxes not seen before are run."""
         if not vision.num_regions:
@@ -123,7 +128,7 @@ class Encoder:
         if missing:
             new = self.model.model.encode_regions(
                 self._region_pyramid(vision, features, use_cache),
-                features.aux_maps,
+                self._aux_maps(vision, use_cache),
                 aux[missing],
                 vt[missing],
             )
@@ -134,13 +139,13 @@ class Encoder:
         return torch.stack(found)
 
     def _region_pyramid(
-        self, vision: VisionInputs, features: ImageFeatures, use_cache: bool
+        self, vision: VisionInputs, features: ImageEncoding, use_cache: bool
     ) -> list[torch.Tensor]:
-        if not use_cache:
-            return self.model.model.region_pyramid(features.image)
-        return self.pyramids.get_or_create(
-            vision.image_key, lambda: self.model.model.region_pyramid(features.image)
-        )
+        model = self.model.model
+        # Without a SimpleFP the pyramid is the cached ViT maps themselves.
+        if not use_cache or model.region_encoder.simple_fpn is None:
+            return model.region_pyramid(features)
+        return self.pyramids.get_or_create(vision.image_key, lambda: model.region_pyramid(features))
 
     @staticmethod
     def _region_keys(vision: VisionInputs) -> list[tuple]:
@@ -155,7 +160,7 @@ class Encoder:
     def full_inputs(self, prompt_ids: list[int], vision: VisionInputs, use_cache: bool) -> dict:
         """Keyword arguments of `model.generate`/`model(...)` for the whole prompt."""
         features = self.image_features(vision, use_cache)
-        encoded = {"image": BaseModelOutputWithPooling(pooler_output=(features.image.embeds,))}
+        encoded = {"image": BaseModelOutputWithPooling(pooler_output=(features.embeds,))}
         regions = self.region_embeds(vision, features, use_cache)
         if regions is not None:
             encoded[REGIONS] = BaseModelOutputWithPooling(pooler_output=regions)

@@ -38,11 +38,6 @@ class ImageEncoding:
     embeds: torch.Tensor  # (gh·gw/merge², hidden)
     vit_maps: list[torch.Tensor]  # the tapped blocks' (1, vision hidden, gh, gw), raster order
 
-    @property
-    def vit_map(self) -> torch.Tensor:
-        """The deepest tapped block's map (the SimpleFP's input)."""
-        return self.vit_maps[-1]
-
 
 @contextmanager
 def _record_outputs(modules: Sequence[nn.Module]) -> Iterator[list[torch.Tensor]]:
@@ -98,14 +93,15 @@ class FO1Model(Qwen2_5_VLModel):
         return grid.reshape(gh, gw, -1).permute(2, 0, 1).unsqueeze(0)
 
     def encode_aux(self, aux_pixel_values: torch.Tensor) -> list[torch.Tensor]:
-        """DaViT stage outputs, finest first, each `(1, C_i, H_i, W_i)`; none when the region
-        features leave the DaViT part out (the tower is then not run)."""
+        """DaViT stage outputs, finest first, each `(1, C_i, H_i, W_i)`, as the region encoder
+        pools them (position maps added where the config says); none when the region features
+        leave the DaViT part out (the tower is then not run)."""
         if not self.config.uses_aux_regions:
             return []
         stage_ends = [stage[-1] for stage in self.aux_visual.blocks]
         with _record_outputs(stage_ends) as maps:
             self.aux_visual(aux_pixel_values.to(self.aux_visual.dtype))
-        return maps
+        return self.region_encoder.with_position_maps(maps)
 
     def region_pyramid(self, image: ImageEncoding) -> list[torch.Tensor]:
         """The ViT-side maps regions are pooled from: one image's, whatever its boxes."""

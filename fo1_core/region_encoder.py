@@ -171,12 +171,20 @@ class HybridRegionEncoder(nn.Module):
         self.uses_aux = config.uses_aux_regions
         self.box_embedding = config.adds_box_position_embedding
         self.map_embedding = config.adds_map_position_embedding
-        self.embeds_aux_boxes = config.mm_region_feature_combination == "concat_aux_pos"
+        combination = config.mm_region_feature_combination
+        self.embeds_aux_boxes = self.uses_aux and combination == "concat_aux_pos"
         self.aux_region_norm = self.vt_region_norm = None
         if config.mm_apply_region_layer_norm:
             self.vt_region_norm = nn.LayerNorm(config.vt_region_width)
             if self.uses_aux:
                 self.aux_region_norm = nn.LayerNorm(sum(aux.embed_dim))
+
+    def with_position_maps(self, aux_maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The DaViT stages as boxes are pooled from them: with a 2-D sine map added to each
+        when the config asks for one (in the stages' dtype, as upstream)."""
+        if not self.map_embedding:
+            return aux_maps
+        return [m + _map_embedding_like(m) for m in aux_maps]
 
     def pyramid(self, vit_maps: list[torch.Tensor]) -> list[torch.Tensor]:
         """The ViT-side maps boxes are pooled from, given the tapped maps in block order."""
@@ -193,8 +201,8 @@ class HybridRegionEncoder(nn.Module):
         vt_boxes: torch.Tensor,
     ) -> torch.Tensor:
         """
-        aux_maps: DaViT stage outputs, finest first, each `(1, C_i, H_i, W_i)` (unused, and may
-            be empty, without the DaViT part).
+        aux_maps: `with_position_maps(DaViT stage outputs)`, finest first, each
+            `(1, C_i, H_i, W_i)` (unused, and may be empty, without the DaViT part).
         vt_maps: `pyramid(vit_maps)`.
         aux_boxes / vt_boxes: `(N, 4)` xyxy in DaViT-input and ViT-input pixels.
         """
@@ -202,8 +210,6 @@ class HybridRegionEncoder(nn.Module):
         if self.uses_aux:
             # Upstream upsamples every DaViT stage to the finest (first) one's size and pools
             # them as one map.
-            if self.map_embedding:
-                aux_maps = [m + _map_embedding_like(m) for m in aux_maps]
             aux = roi_mean(aux_maps, aux_boxes, 1 / self.aux_stride, self.roi_size)
             if self.aux_region_norm is not None:
                 aux = _layer_norm_fp32(self.aux_region_norm, aux)

@@ -51,11 +51,12 @@ def roi_axis_weights(
     return weights
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)
 def upsampling_matrix(out_length: int, in_length: int) -> torch.Tensor:
     """`(out_length, in_length)`: bilinear `F.interpolate` (`align_corners=False`) on one axis.
 
-    Kept per pair of lengths: a checkpoint's maps come in a few sizes. Not to be written to."""
+    Kept per pair of lengths, a bounded number: maps come in a few sizes, unless the DaViT input
+    takes each image's own size. Not to be written to."""
     ratio = in_length / out_length
     source = (torch.arange(out_length, dtype=torch.float32) + 0.5) * ratio - 0.5
     source = source.clamp(min=0.0)

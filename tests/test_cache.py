@@ -109,6 +109,18 @@ def test_moving_one_box_re_encodes_only_that_box_and_the_prompt_after_the_image(
     assert cached.token_ids == uncached.token_ids
 
 
+def test_davit_runs_once_a_box_needs_it(fresh: FO1Pipeline) -> None:
+    # Upstream runs no DaViT for a question without boxes; a box later on the same image runs
+    # it once, and a further box reuses its stages.
+    fresh.generate(fresh.prepare(IMAGE, [], "Grounding_template", "a cat"), 2)
+    aux_maps = fresh.encoder.aux_maps
+    assert aux_maps.stats().entries == 0 and fresh.encoder.images.stats().misses == 1
+    fresh.generate(fresh.prepare(IMAGE, BOXES[:1], "OD_template", "cat"), 2)
+    fresh.generate(fresh.prepare(IMAGE, BOXES, "OD_template", "cat"), 2)
+    assert (aux_maps.stats().misses, aux_maps.stats().hits) == (1, 1)
+    assert fresh.encoder.images.stats().misses == 1
+
+
 def test_another_image_with_the_same_size_is_not_confused(fresh: FO1Pipeline) -> None:
     other = Image.new("RGB", IMAGE.size, (200, 40, 40))
     fresh.generate(fresh.prepare(IMAGE, BOXES, "OD_template", "cat"), 2)

@@ -200,10 +200,14 @@ def test_unreachable_hub_says_how_to_use_a_local_folder(monkeypatch) -> None:
             {"mm_use_simpleFPN_for_vt": False},
             r"DaViT widths \d+ \+ ViT part \d+ = \d+, but mm_region_hidden_size = \d+",
         ),
-        # a 2-D sine map splits each DaViT stage's channels in four
+        # each box coordinate gets a quarter of the width, as sin/cos pairs
         (
-            {"mm_pos_embedding_strategy": "hybrid", "mm_vision_tower_aux_config": "uneven"},
-            "hybrid position embedding needs DaViT widths divisible by 4",
+            {
+                "mm_use_vt_region_feature_only": True,
+                "mm_simplefp_out_channels": 1,
+                "mm_region_hidden_size": 4,
+            },
+            "mm_region_hidden_size divisible by 8, not 4",
         ),
     ],
 )
@@ -212,14 +216,22 @@ def test_unsupported_variant_is_refused_by_name(
 ) -> None:
     folder = _copy_checkpoint(tmp_path)
     config = json.loads((folder / "config.json").read_text())
-    if options.get("mm_vision_tower_aux_config") == "uneven":
-        davit = config["mm_vision_tower_aux_config"]
-        widths = davit["dim_embed"]  # the same sum, the first stage 2 wide
-        widths = [2, widths[0] + widths[1] - 2, *widths[2:]]
-        options["mm_vision_tower_aux_config"] = {**davit, "dim_embed": widths}
     config.update(options)
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(FO1Error, match=message):
+        load_model(folder, device="cpu")
+
+
+def test_a_sine_map_needs_davit_widths_in_fours(tmp_path: Path) -> None:
+    folder = _copy_checkpoint(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    davit = config["mm_vision_tower_aux_config"]
+    widths = davit["dim_embed"]  # the same sum, the first stage 2 wide
+    widths = [2, widths[0] + widths[1] - 2, *widths[2:]]
+    config["mm_vision_tower_aux_config"] = {**davit, "dim_embed": widths}
+    config["mm_pos_embedding_strategy"] = "hybrid"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(FO1Error, match="hybrid position embedding needs DaViT widths divisible"):
         load_model(folder, device="cpu")
 
 
@@ -249,9 +261,14 @@ VARIANTS = [
         {"mm_use_simpleFPN_for_vt": False, "mm_apply_region_layer_norm": True},
         "model.object_vp_extractor.vt_region_norm.weight",
     ),
-    # the ViT part alone (upstream keeps its LayerNorm's weights but does not apply them)
+    # the ViT part alone (upstream keeps its LayerNorm's weights but does not apply them, and
+    # has no DaViT boxes to embed)
     (
         {"mm_use_vt_region_feature_only": True, "mm_apply_region_layer_norm": True},
+        "model.object_vp_extractor.simple_fpn.simfp_1.0.weight",
+    ),
+    (
+        {"mm_use_vt_region_feature_only": True, "mm_region_feature_combination": "concat_aux_pos"},
         "model.object_vp_extractor.simple_fpn.simfp_1.0.weight",
     ),
 ]

@@ -129,7 +129,7 @@ def test_vision_and_region_features(
         expected = tensors["image_features"]
         _assert_close(image.embeds, expected, _relative(expected, 1e-4))
         expected = tensors["vt_last_fullatt_map"]
-        _assert_close(image.vit_map, expected, _relative(expected, 1e-4))
+        _assert_close(image.vit_maps[-1], expected, _relative(expected, 1e-4))
         if not case["boxes_xyxy_original"]:
             return
         aux_maps = model.encode_aux(vision.aux_pixel_values.to(TEST_DEVICE))
@@ -158,7 +158,7 @@ def test_the_deepest_full_attention_block_is_tapped_whatever_the_listed_order(
     finally:
         vision.fullatt_block_indexes[:] = listed
     expected = tensors["vt_last_fullatt_map"]
-    _assert_close(image.vit_map, expected, _relative(expected, 1e-4))
+    _assert_close(image.vit_maps[-1], expected, _relative(expected, 1e-4))
 
 
 def _teacher_forced(pipeline: FO1Pipeline, request: Request, generated: list[int]):
