@@ -34,23 +34,24 @@ def _successors(tokenizer, answer: str, loop: str) -> dict[int, int]:
     return successors
 
 
-def _tags_as_tokens(model: FO1ForConditionalGeneration, tokenizer, text: str) -> bool:
-    """Adds the tags in `text` (`<region3>`, `<ground>`, …) that this tokenizer splits as tokens
-    of their own, with fresh embedding rows: a chain step per tag, whatever tokenizer the
-    fixture has (SPEC §6.2 allows FO1's strings not to be single tokens). True if it added any."""
-    split = [
-        tag
-        for tag in dict.fromkeys(re.findall(r"<[^<>]+>", text))
-        if len(tokenizer(tag, add_special_tokens=False)["input_ids"]) > 1
-    ]
-    if not split:
+def _split_tags(tokenizer, text: str) -> list[str]:
+    """The tags in `text` (`<region3>`, `<ground>`, …) this tokenizer spells in pieces (SPEC
+    §6.2 allows FO1's strings not to be single tokens)."""
+    tags = dict.fromkeys(re.findall(r"<[^<>]+>", text))
+    return [tag for tag in tags if len(tokenizer(tag, add_special_tokens=False)["input_ids"]) > 1]
+
+
+def _as_tokens(model: FO1ForConditionalGeneration, tokenizer, strings: list[str]) -> bool:
+    """Adds `strings` as tokens of their own, with fresh embedding rows: one chain step each,
+    whatever tokenizer the fixture has. True if it added any."""
+    if not strings:
         return False
-    tokenizer.add_tokens(split)
+    tokenizer.add_tokens(strings)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     rows = model.get_input_embeddings().weight
     with torch.no_grad():
-        for token in tokenizer.convert_tokens_to_ids(split):
+        for token in tokenizer.convert_tokens_to_ids(strings):
             rows[token] = torch.randn_like(rows[token]) * rows.std()
     return True
 
@@ -60,7 +61,16 @@ def make_rigged_checkpoint(folder: Path, answer: str, loop: str = "") -> Path:
     model, source = load_model(REFERENCE_DIR, device="cpu")
     tokenizer = AutoTokenizer.from_pretrained(str(source), config=model.config)
     torch.manual_seed(0)
-    added = _tags_as_tokens(model, tokenizer, answer + loop)
+    added = _as_tokens(model, tokenizer, _split_tags(tokenizer, answer + loop))
+    try:
+        successors = _successors(tokenizer, answer, loop)
+    except ValueError:
+        if not loop:
+            raise
+        # This tokenizer spells the loop with a token that comes back with another successor
+        # (a lone space, say): the whole loop becomes one token following itself.
+        added = _as_tokens(model, tokenizer, [loop]) or added
+        successors = _successors(tokenizer, answer, loop)
     weights = model.state_dict()
     for key in weights:
         if key.endswith(("self_attn.o_proj.weight", "mlp.down_proj.weight")):
@@ -68,7 +78,7 @@ def make_rigged_checkpoint(folder: Path, answer: str, loop: str = "") -> Path:
     decoder = model.model.language_model
     head = torch.zeros_like(decoder.embed_tokens.weight)
     with torch.no_grad():
-        for token, following in _successors(tokenizer, answer, loop).items():
+        for token, following in successors.items():
             hidden = decoder.norm(decoder.embed_tokens.weight[token])
             head[following] += 10 * hidden / hidden.norm()
     weights["lm_head.weight"] = head

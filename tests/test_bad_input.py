@@ -101,7 +101,8 @@ def test_boxes_partly_outside_are_clipped(pipeline: FO1Pipeline) -> None:
     assert request.vision.boxes.tolist() == [[0, 0, 60, 80], [1, 2, 3, 4], [0, 0, 120, 80]]
     assert "Cut to the image: 2 boxes reaching out of it (#0, #2)." in request.vision.notices
     aux = request.vision.aux_boxes[0].tolist()
-    assert aux[0] == 0 and aux[1] == 0 and aux[3] == 768
+    _, aux_height = pipeline.preprocessor.aux_size(*IMAGE.size)
+    assert aux[0] == 0 and aux[1] == 0 and aux[3] == aux_height
 
 
 def test_more_boxes_than_region_tokens_are_capped_with_a_notice(pipeline: FO1Pipeline) -> None:
@@ -168,6 +169,9 @@ def test_region_tokens_stay_when_the_tokenizer_marks_them_special(tmp_path: Path
             token["special"] = token["special"] or token["content"].startswith(ours)
         (tmp_path / name).write_text(json.dumps(config))
     tokenizer = AutoTokenizer.from_pretrained(str(tmp_path))
+    # A fixture whose tokenizer spells them in pieces (SPEC §6.2) gets them as special tokens.
+    tags = ["<region0>", "<region2>", "<ground>", "</ground>", "<objects>", "</objects>"]
+    tokenizer.add_tokens([tag for tag in tags if tag not in tokenizer.get_added_vocab()], True)
     added = tokenizer.added_tokens_decoder.values()
     assert any(token.special and token.content == "<region0>" for token in added)
     text = "<ground>cup</ground><objects><region0>, <region2></objects><|im_start|>"
@@ -194,4 +198,5 @@ def test_exif_rotation_is_applied(pipeline: FO1Pipeline) -> None:
 
 def test_tiny_image_is_enlarged_with_its_boxes(pipeline: FO1Pipeline) -> None:
     request = pipeline.prepare(Image.new("RGB", (14, 28)), [[0, 0, 14, 28]], "OD_template", "cat")
-    assert np.allclose(request.vision.aux_boxes[0].tolist(), [0, 0, 768, 768])
+    aux_size = pipeline.preprocessor.aux_size(28, 28)  # the enlarged image's DaViT input
+    assert np.allclose(request.vision.aux_boxes[0].tolist(), [0, 0, *aux_size])

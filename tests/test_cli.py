@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from transformers import AutoTokenizer
 
 from fo1_core.__main__ import main as cli_main
 from fo1_core.evaluate.__main__ import main as evaluate_main
@@ -41,7 +42,9 @@ def test_cli_prints_the_answer_and_writes_json(answering_checkpoint: Path, tmp_p
     assert done.stdout.strip() == RIGGED_ANSWER + "<|im_end|>"
     record = json.loads(out.read_text())
     assert record["stop_reason"] == "eos"
-    assert len(record["token_ids"]) == 10
+    tokenizer = AutoTokenizer.from_pretrained(str(answering_checkpoint))
+    answer_ids = tokenizer(RIGGED_ANSWER + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    assert record["token_ids"] == answer_ids
     assert "Please detect red circle" in record["prompt"]
     assert set(record["timings"]) >= {"first_token_s", "decode_tokens_per_s", "total_s"}
 

@@ -424,6 +424,11 @@ def test_detection_streams_and_stop_really_stops(page) -> None:
     assert page.evaluate("document.body.classList.contains('fo1-busy')")
     assert page.locator("#fo1-answer").bounding_box()["y"] < page.viewport_size["height"]
     shot(page, "4-streaming")
+    # Enough text to overflow the panel, so that where it is scrolled to shows below.
+    page.wait_for_function(
+        "(p => p && p.scrollHeight > p.clientHeight + 40)"
+        "(document.querySelector('#fo1-answer .fo1-answer'))"
+    )
     page.locator("#fo1-stop").click()
     page.locator("#fo1-status", has_text="Stopped by you").wait_for()
     page.wait_for_function("!document.body.classList.contains('fo1-busy')")
