@@ -93,8 +93,15 @@ def user_text_for_task(task: str, text: str, num_regions: int) -> str:
     missing = sorted({i for i in region_references(user_text) if i >= num_regions})
     if missing:
         names = ", ".join(region_token(i) for i in missing)
-        have = f"region0–region{num_regions - 1}" if num_regions else "no boxes"
-        raise FO1Error(f"The prompt refers to {names}, but there are {have}.")
+        last = num_regions - 1
+        have = (
+            f"boxes #0–#{last} only ({region_token(0)}–{region_token(last)})"
+            if num_regions > 1
+            else f"box #0 only ({region_token(0)})"
+            if num_regions
+            else "no boxes"
+        )
+        raise FO1Error(f"The prompt refers to {names}, but the image has {have}.")
     return user_text
 
 

@@ -165,6 +165,11 @@ def test_warnings(text: str, warning: str) -> None:
     assert parse_answer(text, num_regions=3).warnings == [warning]
 
 
+def test_a_region_named_when_no_boxes_were_given() -> None:
+    answer = parse_answer(f"<ground>cat</ground><objects>{R(0)}</objects>", num_regions=0)
+    assert answer.warnings == ["Region 0 does not exist (no boxes were given); ignored."]
+
+
 STREAMED = [case["model_output"] for case in PARSE_CASES["cases"]] + [
     f"<think>Look at {R(12)}.</think><answer>A <ground>dog</ground><objects>{R(12)}{R(3)}"
     f"</objects> runs.</answer>{IM_END}",

@@ -38,6 +38,7 @@ from ui.handlers import (
     STOPPED_EARLY,
     Handlers,
     conversation_key,
+    status_html,
 )
 from ui.proposing import Proposals, Proposing
 
@@ -532,6 +533,19 @@ def test_boxes_typed_as_numbers_replace_the_drawn_ones(answering: Handlers) -> N
         shown == SKIP and "Line 1 (10, 10, 60) holds 3 values" in status and "fo1-error" in status
     )
     assert "upload one" in answering.boxes_typed(None, "1, 2, 3, 4")[1]
+    shown, status = answering.boxes_typed(value, "  ")  # the numbers field emptied
+    assert boxes_of(shown) == [] and "every box was removed (Undo brings them back)" in status
+
+
+def test_picking_another_proposer_keeps_what_the_status_says_of_the_answer(
+    answering: Handlers,
+) -> None:
+    about_the_answer = status_html("The boxes changed after this answer.", "warning")
+    assert answering.proposer_changed("offline", about_the_answer)[2] == SKIP
+    # an error about the proposer picked before goes with it
+    failed = answering.proposer_changed("no such proposer", "")[2]
+    assert "fo1-error" in failed
+    assert answering.proposer_changed("offline", failed)[2] == ""
 
 
 def test_an_answer_is_marked_stale_while_the_boxes_differ_from_those_asked_about(

@@ -63,9 +63,10 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\nnewpath 0 0 moveto 40
         (IMAGE, [["1", "2", "30", "40"]], "OD_template", "cat", "list of [x1, y1, x2, y2]"),
         (IMAGE, [[True, 2, 30, 40]], "OD_template", "cat", "list of [x1, y1, x2, y2]"),
         # a region reference beyond the boxes given
-        (IMAGE, BOX, "free", "What is <region5>?", "<region5>, but there are region0–region0"),
+        (IMAGE, BOX, "free", "What is <region5>?", "<region5>, but the image has box #0 only"),
+        (IMAGE, BOX * 2, "free", "<region1>, <region3>?", "image has boxes #0–#1 only"),
         # a region task with no boxes
-        (IMAGE, None, "Brief_Region_Caption_template", "<region0>", "there are no boxes"),
+        (IMAGE, None, "Brief_Region_Caption_template", "<region0>", "the image has no boxes"),
         # a task that needs text, with none
         (IMAGE, BOX, "OD_template", "  ", "needs input"),
         # a task name that does not exist

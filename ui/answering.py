@@ -162,7 +162,8 @@ def status_line(generation: Generation, num_boxes: int, proposals_s: float | Non
 def reuse_note(reused: Reused, num_boxes: int) -> str | None:
     """Why a follow-up's first token came fast: what it found already encoded (None: nothing)."""
     if reused.prefix:
-        return f"image, boxes and {reused.tokens} prompt tokens already encoded"
+        encoded = "image, boxes" if num_boxes else "image"
+        return f"{encoded} and {reused.tokens} prompt tokens already encoded"
     image = f"image and its {reused.tokens} prompt tokens" if reused.tokens else "image"
     if reused.image and reused.regions:
         return f"{image} and {reused.regions} of {box_count(num_boxes)} already encoded"

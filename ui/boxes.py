@@ -223,9 +223,11 @@ def boxes_from_text(text: str, width: int, height: int) -> tuple[list[Box], int]
         ordered = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
         box = clip_box(ordered, width, height)
         if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+            fractions = all(abs(value) <= 1 for value in (x1, y1, x2, y2))
             raise FO1Error(
                 f"{where} {number} ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area inside the "
                 f"{width}×{height} image."
+                + (" Coordinates are pixels, not fractions of the image." if fractions else "")
             )
         boxes.append(box)
         cut += box != ordered

@@ -238,6 +238,14 @@ def error_html(message: str) -> str:
     return status_html(message, "error")
 
 
+PROPOSER_ERROR = "fo1-proposer-error"
+
+
+def proposer_error_html(message: str) -> str:
+    """An error about the picked proposer: picking another one takes it away."""
+    return error_html(message).replace('class="', f'class="{PROPOSER_ERROR} ', 1)
+
+
 def _keeping_the_status(run: Callable[..., Iterator[tuple]]) -> Callable[..., Iterator[tuple]]:
     """`Handlers.run`, keeping in its session the status each output sends to the page
     (`_Session.sent_status`, which `boxes_changed` reads)."""
@@ -377,6 +385,8 @@ class Handlers:
             return gr.skip(), error_html(str(error))
         shown = editor_value(image, boxes, file_name_of(value))
         message = f"{box_count(len(boxes))} set from the numbers typed."
+        if not boxes and boxes_of(value):
+            message = "No numbers typed, so every box was removed (Undo brings them back)."
         if cut:
             message += f" Cut to the {width}×{height} image: {box_count(cut)} reached out of it."
         return shown, status_html(message, "warning" if cut else "info")
@@ -423,10 +433,11 @@ class Handlers:
             with held:  # the user waits for these: no encoding ahead competes with them
                 found = self.proposing.propose(image, proposer, text, threshold, max_count)
         except (ProposerError, FO1Error) as error:
-            return gr.skip(), gr.skip(), error_html(str(error)), gr.skip()
+            return gr.skip(), gr.skip(), proposer_error_html(str(error)), gr.skip()
         except Exception as error:
             logger.exception("Proposer %s failed", proposer)
-            return gr.skip(), gr.skip(), error_html(f"The proposer failed: {error}"), gr.skip()
+            failed = proposer_error_html(f"The proposer failed: {error}")
+            return gr.skip(), gr.skip(), failed, gr.skip()
         session = self._session(request)
         edited = _later(session.edited_at, clicked_at) and session.editing is not None
         if _later(session.superseded_at, clicked_at) or (
@@ -468,15 +479,18 @@ class Handlers:
         shown = editor_value(image, boxes, file_name_of(value))
         return shown, masks, status_html(message), proposed
 
-    def proposer_changed(self, name: str) -> tuple:
+    def proposer_changed(self, name: str, status: str | None) -> tuple:
+        """Outputs: threshold, the proposer's text, status (an error about the proposer picked
+        before goes; whatever else it says, about the answer say, stays)."""
         try:
             proposer = self.proposing.proposer(name)
         except ProposerError as error:
-            return gr.skip(), gr.skip(), error_html(str(error))
+            return gr.skip(), gr.skip(), proposer_error_html(str(error))
         text = gr.update(
             visible=proposer.needs_text, label="What to find (required)", interactive=True
         )
-        return gr.update(value=proposer.default_threshold), text, ""
+        status = "" if PROPOSER_ERROR in (status or "") else gr.skip()
+        return gr.update(value=proposer.default_threshold), text, status
 
     # Tasks ---------------------------------------------------------------------------------
 

@@ -413,7 +413,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         ).then(None, js=SHOW_A_PROBLEM, api_visibility="private")
         proposer.change(
             handlers.proposer_changed,
-            proposer,
+            [proposer, status],
             [threshold, proposer_text, status],
             api_visibility="private",
             concurrency_limit=None,
@@ -422,7 +422,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             demo.load(None, js=page_script, api_visibility="private")
         demo.load(
             handlers.proposer_changed,
-            proposer,
+            [proposer, status],
             [threshold, proposer_text, status],
             api_visibility="private",
         )
