@@ -28,7 +28,7 @@ from tests.conftest import RIGGED_ANSWER
 from ui.ahead import EncodeAhead
 from ui.answer_view import LATEST_TURN_NOTE, Turn
 from ui.answering import Answerer, Question
-from ui.boxes import boxes_of, editor_value
+from ui.boxes import boxes_of, editor_value, image_of
 from ui.editor import FILE_NAME
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.handlers import (
@@ -455,9 +455,14 @@ def test_undo_goes_back_through_this_images_box_edits(answering: Handlers) -> No
     # Undo before the page's report of a box drawn has landed: that box goes, no more.
     drawn = editor_value(IMAGE, [*BOXES, [5, 5, 60, 60]])
     assert boxes_of(answering.undo_boxes(drawn, page)) == BOXES
+    # Another image (an example clicked, say): Undo brings back the one before with its boxes,
+    # once; that image's own box edits are not undone from there.
     rocket = editor_value(str(EXAMPLES_DIR / "rocket.jpg"), [[10, 10, 90, 90]])
     boxes_changed(answering, rocket, request=page)
-    assert answering.undo_boxes(rocket, page) == SKIP  # another image's boxes are not undone
+    back = answering.undo_boxes(rocket, page)
+    assert (image_of(back), boxes_of(back)) == (IMAGE, BOXES)
+    boxes_changed(answering, back, request=page)
+    assert answering.undo_boxes(back, page) == SKIP
 
 
 def test_undo_turns_the_image_back_and_brings_a_removed_one_back(answering: Handlers) -> None:

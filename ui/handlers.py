@@ -199,7 +199,8 @@ class _Session:
     def edited(self, key: ConversationKey, value: dict | None) -> None:
         """The editor holds `key` now, shown from `value`: remembered as the newest step to undo
         back from. Turning the image is such a step; emptying the editor is not, and leaves the
-        steps for Undo to bring the image back."""
+        steps for Undo to bring the image back. Another image (uploaded, or an example clicked)
+        keeps one step of the image before: Undo brings it back with its boxes."""
         self.editing = key
         if value is None or value.get("image") is None:
             return
@@ -207,7 +208,7 @@ class _Session:
             return  # a box still being drawn, no area yet: not a step of its own
         edit = _Edit(key, value["image"], int(value.get("orientation") or 0), value.get(FILE_NAME))
         if self.edits and not self.edits[-1].same_image(edit):
-            self.edits.clear()  # another image: its boxes are not this one's to undo to
+            self.edits = self.edits[-1:]  # the earlier image's box edits are not this one's
         if not self.edits or self.edits[-1].key != key:
             self.edits = [*self.edits, edit][-UNDO_STEPS:]
 
@@ -355,8 +356,8 @@ class Handlers:
     def undo_boxes(self, value: dict | None, request: gr.Request) -> dict | None:
         """The editor as it was before its last change: its boxes before the last one drawn,
         moved, deleted, cleared, proposed or typed, the image before its rotate buttons turned
-        it, or, emptied by its remove button, the image and boxes it held. After another image,
-        nothing."""
+        it, or, emptied by its remove button or replaced by another image, the image and boxes
+        it held."""
         edits = self._session(request).edits
         if (value or {}).get("image") is None:
             if edits and Path(edits[-1].image).is_file():
