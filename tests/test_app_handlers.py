@@ -284,20 +284,21 @@ def test_broken_image_is_a_visible_message(answering: Handlers, tmp_path: Path) 
 
 def test_failing_proposer_keeps_the_boxes(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES)
-    editor, masks, status, seconds = answering.propose(
+    editor, masks, status, seconds, picked = answering.propose(
         value, "florence2", "", 0.1, 10, "replace", {}, None, REQUEST
     )
-    assert editor == SKIP and masks == SKIP and seconds == SKIP
+    assert editor == SKIP and masks == SKIP and seconds == SKIP and picked == SKIP
     assert "fo1-error" in status and "not on this machine" in status
 
 
 def test_offline_proposals_add_to_the_boxes(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES)
-    editor, _, status, proposed = answering.propose(
+    editor, _, status, proposed, picked = answering.propose(
         value, "offline", "", 0.0, 5, "add", {}, None, REQUEST
     )
     labels = [box["label"] for box in editor["boxes"]]
     assert labels == [f"#{i}" for i in range(len(BOXES) + 5)]
+    assert picked == SKIP  # the boxes picked from are still there, numbered as before
     assert [[box[k] for k in ("xmin", "ymin", "xmax", "ymax")] for box in editor["boxes"][:3]] == (
         BOXES
     )
@@ -314,13 +315,13 @@ def test_proposing_twice_does_not_add_the_same_boxes_again(
     nudged = [v + 2 for v in BOXES[1]]  # the same object, a proposer's pixel or two away
     found = Proposals([BOXES[0], nudged, [5, 5, 60, 60]], [0.9] * 3, ["cup"] * 3, None, 0.1)
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
-    editor, _, status, _ = answering.propose(
+    editor, _, status, *_ = answering.propose(
         editor_value(IMAGE, BOXES), "offline", "", 0.0, 5, "add", {}, None, REQUEST
     )
     corners = [[box[k] for k in ("xmin", "ymin", "xmax", "ymax")] for box in editor["boxes"]]
     assert corners == [*BOXES, [5, 5, 60, 60]]
     assert "3 proposals in 0.10 s, 2 already among your boxes; 1 added." in status
-    again, _, status, proposed = answering.propose(
+    again, _, status, proposed, _ = answering.propose(
         editor, "offline", "", 0.0, 5, "add", {}, None, REQUEST
     )
     assert len(again["boxes"]) == 4 and "all already among your boxes" in status
@@ -346,7 +347,7 @@ def test_proposals_land_on_the_boxes_as_they_are_when_the_proposer_ends(
         return found
 
     monkeypatch.setattr(answering.proposing, "propose", propose_while_the_user_works)
-    editor, masks, status, _ = answering.propose(
+    editor, masks, status, *_ = answering.propose(
         clicked, "offline", "", 0.0, 5, "add", {}, 1.0, page
     )
     if meanwhile == "box drawn":
@@ -360,7 +361,7 @@ def test_no_proposals_leave_the_boxes_even_when_replacing(
 ) -> None:
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: Proposals([], [], [], None, 0.1))
     value = editor_value(IMAGE, BOXES)
-    editor, masks, status, _ = answering.propose(
+    editor, masks, status, *_ = answering.propose(
         value, "offline", "", 0.0, 5, "replace", {}, None, REQUEST
     )
     assert (editor, masks) == (SKIP, SKIP)
@@ -377,9 +378,10 @@ def test_proposed_masks_are_kept_drawn_and_exported(
     found = Proposals(BOXES, [0.9] * 3, ["cup"] * 3, masks, seconds=0.1)
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
     value = editor_value(IMAGE, [])
-    editor, kept, _, _ = answering.propose(
+    editor, kept, *_, picked = answering.propose(
         value, "sam3", "cup", 0.5, 10, "replace", {}, None, REQUEST
     )
+    assert picked == []  # the proposals took the place of the boxes picked from
     *_, files = list(run(answering, editor, masks=kept))[-1]
     detections = json.loads(Path(files[1]).read_text())["detections"]
     assert [d["region_index"] for d in detections] == [0, 2]
@@ -529,16 +531,18 @@ def test_boxes_typed_as_numbers_replace_the_drawn_ones(answering: Handlers) -> N
     )
     width = Image.open(IMAGE).width
     typed = f"10, 10, 60, 60\n[{width + 100}, 0, {width - 50}, 40]"  # out of the image, inverted
-    shown, status = answering.boxes_typed(value, typed)
+    shown, status, picked = answering.boxes_typed(value, typed)
     assert boxes_of(shown) == [[10, 10, 60, 60], [width - 50, 0, width, 40]]
     assert "2 boxes set" in status and f"Cut to the {width}×" in status
     assert "1 box reached out of it" in status and "fo1-warning" in status
-    shown, status = answering.boxes_typed(value, "10, 10, 60")
+    assert picked == []  # the regions picked were the drawn boxes'
+    shown, status, picked = answering.boxes_typed(value, "10, 10, 60")
     assert (
         shown == SKIP and "Line 1 (10, 10, 60) holds 3 values" in status and "fo1-error" in status
     )
+    assert picked == SKIP  # nothing set: the picks stay
     assert "upload one" in answering.boxes_typed(None, "1, 2, 3, 4")[1]
-    shown, status = answering.boxes_typed(value, "  ")  # the numbers field emptied
+    shown, status, _ = answering.boxes_typed(value, "  ")  # the numbers field emptied
     assert boxes_of(shown) == [] and "every box was removed (Undo brings them back)" in status
 
 

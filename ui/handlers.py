@@ -375,7 +375,8 @@ class Handlers:
     @staticmethod
     def boxes_typed(value: dict | None, typed: str | None) -> tuple:
         """Sets the editor's boxes to those typed as numbers (`boxes_from_text`); a mistake is
-        named in the status and the typed text stays to be corrected. Outputs: editor, status."""
+        named in the status and the typed text stays to be corrected. Outputs: editor, status,
+        picked regions (none: the numbers name other boxes than those picked)."""
         image = image_of(value)
         try:
             if image is None:
@@ -383,14 +384,14 @@ class Handlers:
             width, height = image_size(image)
             boxes, cut = boxes_from_text(typed or "", width, height)
         except FO1Error as error:
-            return gr.skip(), error_html(str(error))
+            return gr.skip(), error_html(str(error)), gr.skip()
         shown = editor_value(image, boxes, file_name_of(value))
         message = f"{box_count(len(boxes))} set from the numbers typed."
         if not boxes and boxes_of(value):
             message = "No numbers typed, so every box was removed (Undo brings them back)."
         if cut:
             message += f" Cut to the {width}×{height} image: {box_count(cut)} reached out of it."
-        return shown, status_html(message, "warning" if cut else "info")
+        return shown, status_html(message, "warning" if cut else "info"), []
 
     def new_image(self, request: gr.Request) -> tuple:
         """A new image (or none): the old one's masks, proposal time, answer and conversation
@@ -427,29 +428,30 @@ class Handlers:
 
         Propose may wait behind other questions: the boxes it adds to are the editor's when it
         ends, and after a new image (both by the page's clock, `clicked_at` being the click's)
-        it adds nothing. Outputs: editor, masks, status, proposal time."""
+        it adds nothing. Outputs: editor, masks, status, proposal time, picked regions (none
+        once the proposals replace the boxes picked from)."""
         image = image_of(value)
         try:
             held = self.ahead.held() if self.ahead is not None else nullcontext()
             with held:  # the user waits for these: no encoding ahead competes with them
                 found = self.proposing.propose(image, proposer, text, threshold, max_count)
         except (ProposerError, FO1Error) as error:
-            return gr.skip(), gr.skip(), proposer_error_html(str(error)), gr.skip()
+            return gr.skip(), gr.skip(), proposer_error_html(str(error)), gr.skip(), gr.skip()
         except Exception as error:
             logger.exception("Proposer %s failed", proposer)
             failed = proposer_error_html(f"The proposer failed: {error}")
-            return gr.skip(), gr.skip(), failed, gr.skip()
+            return gr.skip(), gr.skip(), failed, gr.skip(), gr.skip()
         session = self._session(request)
         edited = _later(session.edited_at, clicked_at) and session.editing is not None
         if _later(session.superseded_at, clicked_at) or (
             edited and session.editing[0] != file_identity(image)  # turned by its buttons
         ):
             message = "The image changed while the proposer ran: its proposals are not added."
-            return gr.skip(), gr.skip(), status_html(message, "warning"), gr.skip()
+            return gr.skip(), gr.skip(), status_html(message, "warning"), gr.skip(), gr.skip()
         seconds = f"{found.seconds:.2f} s"
         if not found.boxes:
             message = f"No proposals in {seconds}: your boxes are as they were."
-            return gr.skip(), gr.skip(), status_html(message, "warning"), gr.skip()
+            return gr.skip(), gr.skip(), status_html(message, "warning"), gr.skip(), gr.skip()
         if mode != "add":
             keep = []
         elif edited:
@@ -478,7 +480,8 @@ class Handlers:
             else gr.skip()
         )
         shown = editor_value(image, boxes, file_name_of(value))
-        return shown, masks, status_html(message), proposed
+        picked = gr.skip() if mode == "add" else []
+        return shown, masks, status_html(message), proposed, picked
 
     def proposer_changed(self, name: str, status: str | None) -> tuple:
         """Outputs: threshold, the proposer's text, status (an error about the proposer picked

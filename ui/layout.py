@@ -407,7 +407,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         set_boxes.click(
             handlers.boxes_typed,
             [editor, numbers],
-            [editor, status],
+            [editor, status, regions],
             api_visibility="private",
             concurrency_limit=None,
         ).then(None, js=SHOW_A_PROBLEM, api_visibility="private")
@@ -429,7 +429,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         propose.click(
             handlers.propose,
             [editor, proposer, proposer_text, threshold, max_count, mode, masks, page_time],
-            [editor, masks, status, proposed],
+            [editor, masks, status, proposed, regions],
             js=WITH_PAGE_TIME,
             api_name="ui_propose",
             api_visibility="private",

@@ -769,10 +769,14 @@ def test_boxes_are_read_and_set_as_numbers(page) -> None:
     page.get_by_text("Boxes as numbers", exact=True).click()
     numbers = page.locator("#fo1-box-numbers textarea")
     assert numbers.input_value().splitlines()[0] == "170, 10, 420, 200"  # box #0, drawn first
+    choose_task(page, "Brief region caption")
+    page.locator("#fo1-regions").get_by_text("#1", exact=True).click()
     numbers.fill("20, 30, 200, 250\n300 40 580 380")  # typed with the keyboard only
     page.locator("#fo1-set-boxes").click()
     wait_for_note(page, "2 boxes")
     assert "2 boxes set from the numbers typed" in status_text(page)
+    # #1 now names another box than the one picked: the pick goes with the boxes it was from.
+    page.wait_for_function("!document.querySelector('#fo1-regions input:checked')")
     numbers.fill("20, 30, 200")
     page.locator("#fo1-set-boxes").click()
     page.locator("#fo1-status", has_text="Line 1 (20, 30, 200) holds 3 values").wait_for()
