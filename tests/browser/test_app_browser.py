@@ -801,8 +801,8 @@ def test_boxes_are_read_and_set_as_numbers(page) -> None:
     page.locator("#fo1-undo").click()
     wait_for_note(page, "2 boxes")
     shot(page, "18-undo-brings-the-image-back")
-    # So does an example clicked over the user's own image and boxes.
-    open_example(page, "Coffee: detect cup and spoon")
+    # So does an example of another image clicked over the user's image and boxes.
+    open_example(page, "Chelsea: reason about regions")
     page.locator("#fo1-undo").click()
     wait_for_note(page, "2 boxes")
     wait_for_first_box(page, "20, 30, 200, 250")
