@@ -36,7 +36,8 @@ AUX_MAP_CACHE = (16, GIB)
 """(entries, bytes) kept of DaViT stages: about 35 MB per image at 3B in bf16 for the 768² input
 (more where the checkpoint sizes the DaViT input from the image)."""
 PYRAMID_CACHE = (8, GIB)
-"""(entries, bytes) kept of SimpleFP pyramids: about 90 MB per 1024 px image at 3B in bf16."""
+"""(entries, bytes) kept of the ViT-side maps boxes are pooled from: SimpleFP pyramids, about 90 MB
+per 1024 px image at 3B in bf16 (without a SimpleFP, the ViT maps themselves)."""
 REGION_CACHE = (4096, GIB // 4)
 PREFIX_CACHE = (16, GIB)
 IMAGE_PREFIX_CACHE = (8, GIB // 2)
@@ -141,11 +142,10 @@ class Encoder:
     def _region_pyramid(
         self, vision: VisionInputs, features: ImageEncoding, use_cache: bool
     ) -> list[torch.Tensor]:
-        model = self.model.model
-        # Without a SimpleFP the pyramid is the cached ViT maps themselves.
-        if not use_cache or model.region_encoder.simple_fpn is None:
-            return model.region_pyramid(features)
-        return self.pyramids.get_or_create(vision.image_key, lambda: model.region_pyramid(features))
+        pyramid = self.model.model.region_pyramid
+        if not use_cache:
+            return pyramid(features)
+        return self.pyramids.get_or_create(vision.image_key, lambda: pyramid(features))
 
     @staticmethod
     def _region_keys(vision: VisionInputs) -> list[tuple]:

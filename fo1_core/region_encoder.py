@@ -162,9 +162,9 @@ class HybridRegionEncoder(nn.Module):
         if config.mm_use_simpleFPN_for_vt:
             self.simple_fpn = SimpleFeaturePyramid(vision.hidden_size, config.simplefp_out_channels)
             self.vt_strides = [vision.patch_size / scale for scale in SIMPLEFP_SCALES]
-        else:
+        else:  # every tapped map, at patch stride
             self.simple_fpn = None
-            self.vt_strides = None  # the tapped maps, all at patch stride, are pooled as one
+            self.vt_strides = [vision.patch_size] * len(config.tapped_vit_blocks)
         self.aux_stride = aux.patch_stride[0]
         self.roi_size = config.mm_roi_output_size
         self.region_width = config.mm_region_hidden_size
@@ -206,7 +206,13 @@ class HybridRegionEncoder(nn.Module):
         vt_maps: `pyramid(vit_maps)`.
         aux_boxes / vt_boxes: `(N, 4)` xyxy in DaViT-input and ViT-input pixels.
         """
-        vt = self._pool_vt(vt_maps, vt_boxes)
+        vt = torch.cat(
+            [
+                roi_mean([level], vt_boxes, 1 / stride, self.roi_size)
+                for level, stride in zip(vt_maps, self.vt_strides, strict=True)
+            ],
+            dim=1,
+        )
         if self.uses_aux:
             # Upstream upsamples every DaViT stage to the finest (first) one's size and pools
             # them as one map.
@@ -222,17 +228,6 @@ class HybridRegionEncoder(nn.Module):
             regions = regions + box_sine_embedding(cxcywh, self.region_width)
         return regions
 
-    def _pool_vt(self, vt_maps: list[torch.Tensor], vt_boxes: torch.Tensor) -> torch.Tensor:
-        if self.vt_strides is None:
-            return roi_mean(vt_maps, vt_boxes, 1 / self.patch_size, self.roi_size)
-        return torch.cat(
-            [
-                roi_mean([level], vt_boxes, 1 / stride, self.roi_size)
-                for level, stride in zip(vt_maps, self.vt_strides, strict=True)
-            ],
-            dim=1,
-        )
-
     def position_boxes(
         self,
         aux_maps: list[torch.Tensor],
@@ -245,8 +240,8 @@ class HybridRegionEncoder(nn.Module):
         the finest DaViT stage's."""
         if self.embeds_aux_boxes:
             return normalized_boxes(aux_boxes, aux_maps[0].shape[-2:], self.aux_stride)
-        level = 0 if self.vt_strides is None else self.vt_strides.index(self.patch_size)
-        return normalized_boxes(vt_boxes, vt_maps[level].shape[-2:], self.patch_size)
+        grid = vt_maps[self.vt_strides.index(self.patch_size)].shape[-2:]
+        return normalized_boxes(vt_boxes, grid, self.patch_size)
 
 
 def normalized_boxes(boxes: torch.Tensor, grid_hw: Sequence[int], stride: float) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -27,54 +28,44 @@ def test_records_survive_a_line_cut_by_a_crash(tmp_path: Path) -> None:
     assert read_records(tmp_path) == {"1": {"key": "1", "value": 1}, "2": {"key": "2", "value": 2}}
 
 
-FULL_DISK = """
-import resource, sys
+def _on_a_full_disk(max_bytes: int, body: str, folder: Path) -> str:
+    """What `body` prints, run with `folder` as `FOLDER` in a process of its own whose files may
+    hold at most `max_bytes`: the kernel, not a stand-in, refuses the write. It must end without
+    a traceback."""
+    script = f"""
+import resource
 from pathlib import Path
 from fo1_core.errors import FO1Error
-from fo1_core.evaluate.records import RecordLog
+from fo1_core.evaluate.records import RecordLog, check_settings
 
-resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))  # files of at most 1 KiB
-with RecordLog(Path(sys.argv[1]), rank=0) as log:
-    log.append({"key": "1"})
-    try:
-        log.append({"key": "2", "answer": "x" * 2000})
-    except FO1Error as error:
-        print(error)
-"""
-
-
-def test_a_record_that_cannot_be_written_is_one_message(tmp_path: Path) -> None:
-    # A real size limit, in a process of its own: the kernel, not a stand-in, refuses the write.
-    done = subprocess.run(
-        [sys.executable, "-c", FULL_DISK, str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0 and not done.stderr, done.stderr  # closed without a traceback
-    assert f"could not write {tmp_path / 'rank-0.jsonl'}: File too large" in done.stdout
-    assert list(read_records(tmp_path)) == ["1"]  # the line cut short is redone next run
-
-
-SETTINGS_ON_A_FULL_DISK = """
-import resource, sys
-from pathlib import Path
-from fo1_core.errors import FO1Error
-from fo1_core.evaluate.records import check_settings
-
-resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))  # files of at most 64 bytes
+resource.setrlimit(resource.RLIMIT_FSIZE, ({max_bytes}, {max_bytes}))
+FOLDER = Path({str(folder)!r})
 try:
-    check_settings(Path(sys.argv[1]), {"checkpoint": "x" * 200})
+{textwrap.indent(body.strip(), "    ")}
 except FO1Error as error:
     print(error)
 """
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    return done.stdout
+
+
+def test_a_record_that_cannot_be_written_is_one_message(tmp_path: Path) -> None:
+    written = """
+with RecordLog(FOLDER, rank=0) as log:
+    log.append({"key": "1"})
+    log.append({"key": "2", "answer": "x" * 2000})
+"""
+    printed = _on_a_full_disk(1024, written, tmp_path)
+    assert f"could not write {tmp_path / 'rank-0.jsonl'}: File too large" in printed
+    assert list(read_records(tmp_path)) == ["1"]  # the line cut short is redone next run
 
 
 def test_settings_that_cannot_be_written_are_one_message(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", SETTINGS_ON_A_FULL_DISK, str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0 and not done.stderr, done.stderr
-    assert f"could not write {tmp_path / 'settings.json'}: File too large" in done.stdout
+    printed = _on_a_full_disk(64, 'check_settings(FOLDER, {"checkpoint": "x" * 200})', tmp_path)
+    assert f"could not write {tmp_path / 'settings.json'}: File too large" in printed
     assert list(tmp_path.iterdir()) == []  # no half-written draft left behind
 
 

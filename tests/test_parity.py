@@ -32,17 +32,21 @@ EVERY_CASE = [
 """(fixture folder, case) for the reference fixture's cases and every variant's."""
 
 
+Asked = tuple[FO1Pipeline, Request, dict, dict]
+
+
 @pytest.fixture(scope="module")
-def pipelines(pipeline: FO1Pipeline) -> Callable[[Path], FO1Pipeline]:
-    """The pipeline of a fixture folder, each loaded once."""
+def golden(pipeline: FO1Pipeline) -> Callable[[Path, str], Asked]:
+    """A fixture folder's case asked of that folder's pipeline (each loaded once): the pipeline,
+    the request, the case and its tensors."""
     loaded = {REFERENCE_DIR: pipeline}
 
-    def of(root: Path) -> FO1Pipeline:
+    def asked(root: Path, name: str) -> Asked:
         if root not in loaded:
             loaded[root] = load(root, TEST_DEVICE, torch.float32, attn_implementation="eager")
-        return loaded[root]
+        return loaded[root], *_request(loaded[root], name, root)
 
-    return of
+    return asked
 
 
 def _case(name: str, root: Path = REFERENCE_DIR) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -79,20 +83,16 @@ def _relative(expected: torch.Tensor, factor: float) -> float:
 
 
 @pytest.mark.parametrize(("root", "name"), EVERY_CASE)
-def test_prompt_and_ids_exact(
-    pipelines: Callable[[Path], FO1Pipeline], root: Path, name: str
-) -> None:
-    pipeline = pipelines(root)
-    request, case, _ = _request(pipeline, name, root)
+def test_prompt_and_ids_exact(golden: Callable[[Path, str], Asked], root: Path, name: str) -> None:
+    _, request, case, _ = golden(root, name)
     assert request.user_text == case["user_text"]
     assert request.prompt == case["prompt"]
     assert request.prompt_ids == case["input_ids"]
 
 
 @pytest.mark.parametrize(("root", "name"), EVERY_CASE)
-def test_preprocessing(pipelines: Callable[[Path], FO1Pipeline], root: Path, name: str) -> None:
-    pipeline = pipelines(root)
-    request, case, tensors = _request(pipeline, name, root)
+def test_preprocessing(golden: Callable[[Path, str], Asked], root: Path, name: str) -> None:
+    pipeline, request, case, tensors = golden(root, name)
     vision = request.vision
     assert vision.image_grid_thw[0].tolist() == case["image_grid_thw"]
     assert list(vision.aux_pixel_values.shape[-2:]) == case["aux_input_hw"]
@@ -117,10 +117,9 @@ def test_preprocessing(pipelines: Callable[[Path], FO1Pipeline], root: Path, nam
 
 @pytest.mark.parametrize(("root", "name"), EVERY_CASE)
 def test_vision_and_region_features(
-    pipelines: Callable[[Path], FO1Pipeline], root: Path, name: str
+    golden: Callable[[Path, str], Asked], root: Path, name: str
 ) -> None:
-    pipeline = pipelines(root)
-    request, case, tensors = _request(pipeline, name, root)
+    pipeline, request, case, tensors = golden(root, name)
     model, vision = pipeline.model.model, request.vision
     pixels, grid = vision.pixel_values.to(TEST_DEVICE), vision.image_grid_thw.to(TEST_DEVICE)
     aux_boxes, vt_boxes = vision.aux_boxes.to(TEST_DEVICE), vision.vt_boxes.to(TEST_DEVICE)
@@ -188,10 +187,9 @@ def _teacher_forced(pipeline: FO1Pipeline, request: Request, generated: list[int
 
 @pytest.mark.parametrize(("root", "name"), EVERY_CASE)
 def test_embeddings_positions_and_logits(
-    pipelines: Callable[[Path], FO1Pipeline], root: Path, name: str
+    golden: Callable[[Path, str], Asked], root: Path, name: str
 ) -> None:
-    pipeline = pipelines(root)
-    request, case, tensors = _request(pipeline, name, root)
+    pipeline, request, case, tensors = golden(root, name)
     generated = case["generated_ids"]
     logits, embeds, positions = _teacher_forced(pipeline, request, generated)
     prompt_len = case["inputs_embeds_shape"][1]
@@ -213,10 +211,9 @@ def test_embeddings_positions_and_logits(
 @pytest.mark.parametrize("use_cache", [False, True], ids=["uncached", "cached"])
 @pytest.mark.parametrize(("root", "name"), EVERY_CASE)
 def test_free_running_greedy_ids_exact(
-    pipelines: Callable[[Path], FO1Pipeline], root: Path, name: str, use_cache: bool
+    golden: Callable[[Path, str], Asked], root: Path, name: str, use_cache: bool
 ) -> None:
-    pipeline = pipelines(root)
-    request, case, _ = _request(pipeline, name, root)
+    pipeline, request, case, _ = golden(root, name)
     max_new_tokens = case["generation"]["max_new_tokens"]
     result = pipeline.generate(request, max_new_tokens, use_cache=use_cache)
     assert result.token_ids == case["generated_ids"]

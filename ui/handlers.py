@@ -231,8 +231,10 @@ class _Session:
         return history_view(follow_up, conversation, self.editing, latest_shown)
 
 
-def status_html(message: str, kind: str = "info") -> str:
-    return f'<div class="fo1-status fo1-{kind}">{html.escape(message)}</div>'
+def status_html(message: str, kind: str = "info", mark: str = "") -> str:
+    """The status block; `mark` is one more class, to tell this status apart later."""
+    classes = f"fo1-status fo1-{kind} {mark}".rstrip()
+    return f'<div class="{classes}">{html.escape(message)}</div>'
 
 
 def error_html(message: str) -> str:
@@ -244,7 +246,7 @@ PROPOSER_ERROR = "fo1-proposer-error"
 
 def proposer_error_html(message: str) -> str:
     """An error about the picked proposer: picking another one takes it away."""
-    return error_html(message).replace('class="', f'class="{PROPOSER_ERROR} ', 1)
+    return status_html(message, "error", PROPOSER_ERROR)
 
 
 def _keeping_the_status(run: Callable[..., Iterator[tuple]]) -> Callable[..., Iterator[tuple]]:
