@@ -86,9 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queue-size", type=positive, default=32, help="jobs waiting at most")
     parser.add_argument(
         "--proposer",
-        default="offline",
         choices=list(available_proposers()),
-        help="proposer selected at start",
+        help="proposer selected at start (default: florence2 where its weights are cached or "
+        "the hub is online, else offline)",
     )
     parser.add_argument(
         "--proposer-checkpoint",

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import numpy as np
 import supervision as sv
 import torch
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import try_to_load_from_cache
 from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 from PIL import Image
 
@@ -256,6 +258,18 @@ class ModelProposer(Proposer):
                     self._loaded = self._load_checked()
         return self._loaded
 
+    @classmethod
+    def within_reach(cls, checkpoint: str | Path | None = None) -> bool:
+        """Whether loading may find the weights without a network check: a folder was named
+        (a missing one is then reported by name at load), the hub id is in the Hugging Face
+        cache, or the hub may be asked (not in offline mode)."""
+        source = str(checkpoint) if checkpoint is not None else cls.default_checkpoint
+        if _names_a_folder(source) or Path(source).is_dir():
+            return True
+        if not hub_constants.HF_HUB_OFFLINE:
+            return True
+        return isinstance(try_to_load_from_cache(source, "config.json"), str)
+
     @property
     def where_to_pass_a_folder(self) -> str:
         """Where each way of running proposers takes this one's checkpoint folder."""
@@ -266,8 +280,7 @@ class ModelProposer(Proposer):
         )
 
     def _load_checked(self) -> LoadedModel:
-        looks_local = Path(self.checkpoint).is_absolute() or self.checkpoint.startswith(".")
-        if looks_local and not Path(self.checkpoint).is_dir():
+        if _names_a_folder(self.checkpoint) and not Path(self.checkpoint).is_dir():
             raise ProposerError(
                 f"The {self.label} checkpoint folder {self.checkpoint} does not exist: "
                 f"pass the folder that holds its config.json ({self.where_to_pass_a_folder})."
@@ -318,6 +331,11 @@ class ModelProposer(Proposer):
     @abstractmethod
     def _load(self) -> LoadedModel:
         """Model (in ``self.dtype``) and processor via ``from_pretrained(self.checkpoint)``."""
+
+
+def _names_a_folder(checkpoint: str) -> bool:
+    """A path, never a hub id (`owner/name` is neither absolute nor dotted)."""
+    return Path(checkpoint).is_absolute() or checkpoint.startswith(".")
 
 
 def _stored_model_type(checkpoint: str) -> str | None:

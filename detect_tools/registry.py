@@ -38,6 +38,17 @@ def available() -> dict[str, str]:
     return {name: cls.label for name, cls in PROPOSERS.items()}
 
 
+def within_reach(checkpoints: Mapping[str, str]) -> dict[str, str]:
+    """Name → label of the proposers that can run here: those without a model, and those whose
+    weights are given as a folder (`checkpoints`), cached, or downloadable (see
+    `ModelProposer.within_reach`)."""
+    return {
+        name: cls.label
+        for name, cls in PROPOSERS.items()
+        if not issubclass(cls, ModelProposer) or cls.within_reach(checkpoints.get(name))
+    }
+
+
 def with_models() -> list[str]:
     """Names of the proposers that load a checkpoint."""
     return list(_model_proposers())

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import gradio as gr
 
+import detect_tools
 from fo1_core.session import FO1Pipeline
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, MAX_REGIONS, TASKS
 from ui.ahead import EncodeAhead
@@ -26,6 +28,8 @@ from ui.examples import load_examples
 from ui.gpu import ON_ZERO_GPU
 from ui.handlers import Handlers
 from ui.proposing import Proposing
+
+logger = logging.getLogger(__name__)
 
 GPU = "gpu"
 """One concurrency group for everything that runs a model: they share one GPU."""
@@ -166,7 +170,7 @@ class Settings:
     token_limit: int = 4096
     concurrency: int = 1
     device: str | None = None  # for proposers; None picks CUDA when available
-    default_proposer: str = "offline"
+    default_proposer: str | None = None  # None: `Proposing.default`
     proposer_checkpoints: Mapping[str, str] = field(default_factory=dict)  # name → folder or id
     file_ttl: int = 3600  # seconds uploads and results are kept (all are deleted at shutdown)
     encode_ahead: bool = True  # encode the image and boxes while the question is being typed
@@ -226,10 +230,14 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
     handlers = Handlers(answerer, proposing, examples, ahead)
     api = Api(answerer, proposing, settings.max_new_tokens)
     task_choices = [(t.label, name) for name, t in TASKS.items()] + [("Free prompt", FREE_PROMPT)]
-    proposer_names = [name for _, name in proposing.choices()]
-    default_proposer = (
-        settings.default_proposer if settings.default_proposer in proposer_names else None
-    )
+    default_proposer = proposing.default(settings.default_proposer)
+    proposer_choices = proposing.choices(settings.default_proposer)
+    if missing := set(detect_tools.available()) - {name for _, name in proposer_choices}:
+        logger.info(
+            "Not offered (no weights in the Hugging Face cache, the hub offline): %s; give a "
+            "folder with --proposer-checkpoint NAME=FOLDER",
+            ", ".join(sorted(missing)),
+        )
 
     ttl = settings.file_ttl
     with gr.Blocks(title="VLM-FO1 demo", delete_cache=(ttl, ttl)) as demo:
@@ -274,7 +282,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                     clear = gr.Button("Clear boxes", size="sm", scale=0, min_width=110)
                 with gr.Accordion("Propose boxes", open=False):
                     proposer = gr.Dropdown(
-                        proposing.choices(), value=default_proposer, label="Proposer"
+                        proposer_choices, value=default_proposer, label="Proposer"
                     )
                     proposer_text = gr.Textbox(label="What to find", visible=False)
                     with gr.Row():
@@ -524,7 +532,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             cancels=[answering] if ON_ZERO_GPU else None,
         )
         demo.unload(handlers.forget_session)
-        _api_endpoints(api, proposer_names, settings)
+        _api_endpoints(api, [name for _, name in proposer_choices], default_proposer, settings)
     return demo
 
 
@@ -532,14 +540,16 @@ def _on_spaces() -> bool:
     return bool(os.environ.get("SPACE_ID"))
 
 
-def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> None:
+def _api_endpoints(
+    api: Api, proposer_names: list[str], default_proposer: str, settings: Settings
+) -> None:
     """Hidden components whose only purpose is to type the `/propose` and `/answer` endpoints."""
     with gr.Group(visible=False):
         # No conversion here: fo1_core composites transparency and scales 16-bit images itself.
         image = gr.Image(type="filepath", label="image", image_mode=None)
         proposer = gr.Dropdown(
             proposer_names,
-            value=settings.default_proposer or "offline",  # as the README says; no download
+            value=default_proposer,
             label="proposer",
             allow_custom_value=True,
         )

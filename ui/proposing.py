@@ -17,7 +17,7 @@ from PIL import Image
 
 import detect_tools
 from detect_tools import ProposalOptions, ProposerError
-from detect_tools.registry import with_shared_models
+from detect_tools.registry import with_shared_models, within_reach
 from fo1_core.processing import open_image
 from ui.boxes import Box
 from ui.gpu import on_gpu
@@ -104,6 +104,11 @@ class Proposed:
         return self.seconds if any(box_key(box) in self.boxes for box in boxes) else None
 
 
+PREFERRED_PROPOSERS = ("florence2", "offline")
+"""The proposer selected at start unless one is named, the first within reach: class-agnostic
+region proposals give every kind of object a box for FO1 to name; the offline one needs nothing."""
+
+
 class Proposing:
     """Runs any registered proposer; model proposers load on first use and may fail visibly."""
 
@@ -113,11 +118,22 @@ class Proposing:
         """`checkpoints`: proposer name → its local folder or hub id, where not the default."""
         self.device = device
         self.checkpoints = with_shared_models(checkpoints or {})
+        # Fixed at start: a visitor is offered only what can run on this server.
+        self.within_reach = within_reach(self.checkpoints)
         self._propose_on_gpu = on_gpu(self._propose)
 
-    @staticmethod
-    def choices() -> list[tuple[str, str]]:
-        return [(label, name) for name, label in detect_tools.available().items()]
+    def default(self, named: str | None = None) -> str:
+        """`named`, or the first of `PREFERRED_PROPOSERS` within reach."""
+        return named or next(name for name in PREFERRED_PROPOSERS if name in self.within_reach)
+
+    def choices(self, named: str | None = None) -> list[tuple[str, str]]:
+        """(label, name) of the proposers within reach, and of `named` in any case: a proposer
+        its operator asked for fails at Propose with a message on what it lacks."""
+        return [
+            (label, name)
+            for name, label in detect_tools.available().items()
+            if name in self.within_reach or name == named
+        ]
 
     def proposer(self, name: str) -> detect_tools.Proposer:
         try:

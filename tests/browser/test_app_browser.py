@@ -36,8 +36,12 @@ SETTLE_MS = 3000
 
 
 @pytest.fixture(scope="module")
-def app_url(endless_checkpoint: Path) -> Iterator[str]:
-    with running_app(endless_checkpoint, "--max-new-tokens", "256", "--token-limit", "8192") as url:
+def app_url(endless_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    # Florence-2 is offered for its folder, which is missing: a proposer that fails at Propose.
+    missing = tmp_path_factory.mktemp("proposers") / "florence2"
+    options = ["--max-new-tokens", "256", "--token-limit", "8192", "--proposer", "offline"]
+    options += ["--proposer-checkpoint", f"florence2={missing}"]
+    with running_app(endless_checkpoint, *options) as url:
         yield url
 
 
@@ -481,11 +485,18 @@ def test_example_proposals_and_free_prompt(page) -> None:
     assert "4 proposals" in status_text(page)
     shot(page, "6-proposals")
 
-    # A model proposer without its weights: a visible message, and the boxes stay.
+    # Offered: the proposers with a folder, or needing none; not those the offline hub lacks.
     page.get_by_label("Proposer").click()
+    offered = page.get_by_role("option").all_inner_texts()
+    assert [name.strip("✓\n ") for name in offered] == [
+        "Florence-2 region proposals",
+        "Florence-2 object detection",
+        "Offline (coarse, no model)",
+    ]
+    # A model proposer whose folder is missing: a visible message, and the boxes stay.
     page.get_by_role("option", name="Florence-2 region proposals").click()
     page.locator("#fo1-propose").click()
-    page.locator("#fo1-status .fo1-error", has_text="not on this machine").wait_for()
+    page.locator("#fo1-status .fo1-error", has_text="does not exist").wait_for()
     assert "7 boxes" in box_count(page)
 
     choose_task(page, "Free prompt")
@@ -719,7 +730,7 @@ def test_on_a_phone_a_failed_proposal_is_brought_into_view(page, app_url: str) -
     phone.get_by_role("option", name="Florence-2 region proposals").click()
     phone.locator("#fo1-propose").scroll_into_view_if_needed()
     phone.locator("#fo1-propose").click()
-    problem = phone.locator("#fo1-status .fo1-error", has_text="not on this machine")
+    problem = phone.locator("#fo1-status .fo1-error", has_text="does not exist")
     problem.wait_for()
     phone.wait_for_timeout(800)  # the smooth scroll
     place = problem.bounding_box()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
@@ -211,3 +212,31 @@ def test_the_app_proposes_with_the_folder_it_was_given(florence2_checkpoint, pho
     missing = Proposing("cpu", {"florence2": "/nowhere/florence2"})
     with pytest.raises(ProposerError, match="app.py --proposer-checkpoint florence2=FOLDER"):
         missing.propose(photo, "florence2", None, None, 5)
+
+
+def test_a_visitor_is_offered_the_proposers_that_can_run_here(tmp_path, monkeypatch):
+    """Hub offline: a model proposer is offered once a folder is given or its weights are cached,
+    and Florence-2's region proposals are preselected then, the offline one otherwise."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    bare = Proposing("cpu")
+    assert [name for _, name in bare.choices()] == ["offline"]
+    assert bare.default() == "offline"
+    # The operator's own pick stays offered: its Propose then says what it lacks.
+    assert [name for _, name in bare.choices("sam3")] == ["sam3", "offline"]
+    assert bare.default("sam3") == "sam3"
+
+    given = Proposing("cpu", {"florence2": "/models/florence2"})
+    assert [name for _, name in given.choices()] == ["florence2", "florence2-od", "offline"]
+    assert given.default() == "florence2"
+
+    snapshot = tmp_path / "cache/models--omlab--omdet-turbo-swin-tiny-hf/snapshots/abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs/main").write_text("abc")
+    assert [name for _, name in Proposing("cpu").choices()] == ["omdet-turbo", "offline"]
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    online = Proposing("cpu")
+    assert {name for _, name in online.choices()} == set(registry.available())
+    assert online.default() == "florence2"
