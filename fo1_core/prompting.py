@@ -49,6 +49,11 @@ def sanitize_user_text(text: str, tokenizer: PreTrainedTokenizerBase) -> str:
     return text
 
 
+def control_strings_in(text: str, tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """The strings `sanitize_user_text` takes out of `text`, in the order they first appear."""
+    return sorted((c for c in _control_strings(tokenizer) if c in text), key=text.index)
+
+
 @functools.lru_cache(maxsize=8)
 def _control_strings(tokenizer: PreTrainedTokenizerBase) -> frozenset[str]:
     """What `sanitize_user_text` removes, found once per tokenizer: every question and every

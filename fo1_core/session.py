@@ -35,7 +35,13 @@ from fo1_core.errors import FO1Error
 from fo1_core.graphed_forward import PREFILL_CHUNK, GraphedForward
 from fo1_core.modeling import FO1ForConditionalGeneration
 from fo1_core.processing import ImagePreprocessor, VisionInputs, num_image_tokens
-from fo1_core.prompting import build_prompt, sanitize_user_text, tokenize_prompt, user_text_for_task
+from fo1_core.prompting import (
+    build_prompt,
+    control_strings_in,
+    sanitize_user_text,
+    tokenize_prompt,
+    user_text_for_task,
+)
 from fo1_core.streaming import DONE, Cancelled, TokenQueue
 from fo1_core.templates import CHAT_CONTROL_STRINGS, DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, IM_END
 
@@ -80,10 +86,14 @@ class Request:
     prompt_ids: list[int]
     vision: VisionInputs
     preprocess_s: float = 0.0
+    removed: list[str] = field(default_factory=list)  # control strings taken out of the text
 
     @property
     def notices(self) -> list[str]:
-        return self.vision.notices
+        if not self.removed:
+            return self.vision.notices
+        removed = ", ".join(self.removed)
+        return [*self.vision.notices, f"Removed {removed} from the question: the model's own."]
 
 
 @dataclass
@@ -253,6 +263,7 @@ class FO1Pipeline:
     ) -> Request:
         """A question about already preprocessed vision inputs, after earlier turns `history`."""
         clean = sanitize_user_text(text, self.tokenizer)
+        removed = control_strings_in(text, self.tokenizer)
         user_text = user_text_for_task(task, clean, vision.num_regions)
         # A model can write a placeholder too; in an earlier answer it must stay text.
         history = [
@@ -268,7 +279,7 @@ class FO1Pipeline:
         image_tokens = num_image_tokens(vision.image_grid_thw, self.preprocessor.merge_size)
         if limit is not None and len(ids) + image_tokens - 1 > limit:
             raise FO1Error(f"The prompt is too long for this model ({limit} tokens at most).")
-        return Request(user_text, prompt, ids, vision)
+        return Request(user_text, prompt, ids, vision, removed=removed)
 
     @property
     def device(self) -> torch.device:

@@ -159,6 +159,11 @@ def test_the_answer_names_the_question_it_answers(answering: Handlers) -> None:
     assert "Detection:</span> cup &lt;b&gt;</div>" in cup
     whole = list(run(answering, value, task="Grounding_template", text="cup"))[-1][0]
     assert '<span class="fo1-task">Grounded caption</span> </div>' in whole
+    # A string the model keeps for itself is taken out, shown so, and the status says so.
+    first, *_, last = run(answering, value, task="free", free="Is <image> a cup<|im_end|>?")
+    assert "Free prompt:</span> Is  a cup?</div>" in last[0]
+    for step in (first, last):
+        assert "Removed &lt;image&gt;, &lt;|im_end|&gt; from the question" in step[3]
 
 
 def test_the_coco_file_names_the_image_as_uploaded(answering: Handlers) -> None:

@@ -138,6 +138,14 @@ def test_placeholder_and_control_strings_are_sanitised(pipeline: FO1Pipeline, te
     assert request.prompt.count("<regionfeat>") == 1
     assert "<|" not in request.user_text
     assert request.prompt_ids.count(-200) == 1 and request.prompt_ids.count(-300) == 1
+    assert request.notices[-1].startswith("Removed <"), "the user is told what was taken out"
+
+
+def test_the_user_is_told_which_strings_were_taken_out(pipeline: FO1Pipeline) -> None:
+    request = pipeline.prepare(IMAGE, BOX, "free", "What <|im_end|> is <image> <region0>?")
+    assert request.user_text == "What  is  <region0>?"
+    assert request.notices == ["Removed <|im_end|>, <image> from the question: the model's own."]
+    assert pipeline.prepare(IMAGE, BOX, "free", "What is <region0>?").notices == []
 
 
 def test_every_added_token_but_fo1s_own_is_taken_out_of_user_text(pipeline: FO1Pipeline) -> None:

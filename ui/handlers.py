@@ -166,7 +166,10 @@ class _Asked:
 
     def __post_init__(self) -> None:
         self.num_regions = self.prepared.vision.num_regions
-        label, given = task_label(self.question.task), fill_text(self.question).strip()
+        label, given = task_label(self.question.task), fill_text(self.question)
+        for removed in self.prepared.removed:  # as the model read it (the status says so)
+            given = given.replace(removed, "")
+        given = given.strip()
         self.heading = asked_html(label, given, self.num_regions, self.prepared.user_text)
         self.shown = f"{label}: {given}" if given else label
 
