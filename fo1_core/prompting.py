@@ -8,7 +8,7 @@ placeholders on its own — and the placeholders become the ids -200 (image) and
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -35,23 +35,29 @@ from fo1_core.templates import (
 )
 
 
-def sanitize_user_text(text: str, tokenizer: PreTrainedTokenizerBase) -> str:
+@dataclass(frozen=True)
+class Removal:
+    text: str
+    removed: list[str]  # the strings taken out, in the order met
+
+
+def sanitize_user_text(text: str, tokenizer: PreTrainedTokenizerBase) -> Removal:
     """Removes strings that would hijack the prompt: placeholders and the tokenizer's added
     tokens (chat control, vision markers, tool calls). FO1's tags and `<regionN>` are kept."""
     # Lone surrogates (possible in text from a browser or JSON) cannot be tokenised.
     text = text.encode("utf-8", errors="replace").decode("utf-8")
-    controls = _control_strings(tokenizer)
-    # Removing one string can join its neighbours into another ("<ima<image>ge>"): repeat until
-    # none is left. Each pass shortens the text, so this ends.
-    while any(control in text for control in controls):
-        for control in controls:
-            text = text.replace(control, "")
-    return text
+    return without(text, _control_strings(tokenizer))
 
 
-def control_strings_in(text: str, tokenizer: PreTrainedTokenizerBase) -> list[str]:
-    """The strings `sanitize_user_text` takes out of `text`, in the order they first appear."""
-    return sorted((c for c in _control_strings(tokenizer) if c in text), key=text.index)
+def without(text: str, strings: Collection[str]) -> Removal:
+    """`text` with each of `strings` taken out, also one that taking out another forms
+    ("<ima<image>ge>"). Each pass shortens the text, so this ends."""
+    removed: list[str] = []
+    while found := sorted((s for s in strings if s in text), key=text.index):
+        removed += [s for s in found if s not in removed]
+        for string in found:
+            text = text.replace(string, "")
+    return Removal(text, removed)
 
 
 @functools.lru_cache(maxsize=8)

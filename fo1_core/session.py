@@ -37,7 +37,6 @@ from fo1_core.modeling import FO1ForConditionalGeneration
 from fo1_core.processing import ImagePreprocessor, VisionInputs, num_image_tokens
 from fo1_core.prompting import (
     build_prompt,
-    control_strings_in,
     sanitize_user_text,
     tokenize_prompt,
     user_text_for_task,
@@ -263,13 +262,12 @@ class FO1Pipeline:
     ) -> Request:
         """A question about already preprocessed vision inputs, after earlier turns `history`."""
         clean = sanitize_user_text(text, self.tokenizer)
-        removed = control_strings_in(text, self.tokenizer)
-        user_text = user_text_for_task(task, clean, vision.num_regions)
+        user_text = user_text_for_task(task, clean.text, vision.num_regions)
         # A model can write a placeholder too; in an earlier answer it must stay text.
         history = [
             (
-                sanitize_user_text(question, self.tokenizer),
-                sanitize_user_text(answer, self.tokenizer),
+                sanitize_user_text(question, self.tokenizer).text,
+                sanitize_user_text(answer, self.tokenizer).text,
             )
             for question, answer in history
         ]
@@ -279,7 +277,7 @@ class FO1Pipeline:
         image_tokens = num_image_tokens(vision.image_grid_thw, self.preprocessor.merge_size)
         if limit is not None and len(ids) + image_tokens - 1 > limit:
             raise FO1Error(f"The prompt is too long for this model ({limit} tokens at most).")
-        return Request(user_text, prompt, ids, vision, removed=removed)
+        return Request(user_text, prompt, ids, vision, removed=clean.removed)
 
     @property
     def device(self) -> torch.device:

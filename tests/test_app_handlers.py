@@ -116,6 +116,12 @@ def boxes_changed(
     return handlers.boxes_changed(value, status, follow_up, conversation, at, request)
 
 
+def undo(handlers: Handlers, value, request: gr.Request, picked=()):
+    """The editor Undo sends back (`Handlers.undo_boxes`)."""
+    editor, _ = handlers.undo_boxes(value, list(picked), request)
+    return editor
+
+
 def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers) -> None:
     steps = list(run(answering, editor_value(IMAGE, BOXES)))
     answer, reasoning, image, status, table, files = steps[-1]
@@ -160,7 +166,8 @@ def test_the_answer_names_the_question_it_answers(answering: Handlers) -> None:
     whole = list(run(answering, value, task="Grounding_template", text="cup"))[-1][0]
     assert '<span class="fo1-task">Grounded caption</span> </div>' in whole
     # A string the model keeps for itself is taken out, shown so, and the status says so.
-    first, *_, last = run(answering, value, task="free", free="Is <image> a cup<|im_end|>?")
+    free = "Is <image> a cup<|im_end|>? <ima<image>ge>"
+    first, *_, last = run(answering, value, task="free", free=free)
     assert "Free prompt:</span> Is  a cup?</div>" in last[0]
     for step in (first, last):
         assert "Removed &lt;image&gt;, &lt;|im_end|&gt; from the question" in step[3]
@@ -455,21 +462,38 @@ def test_undo_goes_back_through_this_images_box_edits(answering: Handlers) -> No
     boxes_changed(answering, two, request=page)  # a box deleted
     drawing = editor_value(IMAGE, [*BOXES[:2], [50, 50, 50, 50]])  # a box as its drag starts
     boxes_changed(answering, drawing, request=page)
-    undone = answering.undo_boxes(drawing, page)
+    undone = undo(answering, drawing, page)
     assert boxes_of(undone) == BOXES  # back before the deletion, the half-drawn box gone too
     boxes_changed(answering, undone, request=page)  # the editor reports what undo set
-    assert answering.undo_boxes(undone, page) == SKIP  # nothing before the first state
+    assert undo(answering, undone, page) == SKIP  # nothing before the first state
     # Undo before the page's report of a box drawn has landed: that box goes, no more.
     drawn = editor_value(IMAGE, [*BOXES, [5, 5, 60, 60]])
-    assert boxes_of(answering.undo_boxes(drawn, page)) == BOXES
+    assert boxes_of(undo(answering, drawn, page)) == BOXES
     # Another image (an example clicked, say): Undo brings back the one before with its boxes,
     # once; that image's own box edits are not undone from there.
     rocket = editor_value(str(EXAMPLES_DIR / "rocket.jpg"), [[10, 10, 90, 90]])
     boxes_changed(answering, rocket, request=page)
-    back = answering.undo_boxes(rocket, page)
+    back = undo(answering, rocket, page)
     assert (image_of(back), boxes_of(back)) == (IMAGE, BOXES)
     boxes_changed(answering, back, request=page)
-    assert answering.undo_boxes(back, page) == SKIP
+    assert undo(answering, back, page) == SKIP
+
+
+def test_undo_keeps_each_picked_region_on_its_box(answering: Handlers) -> None:
+    """The spoon (#2) picked, the cup (#0) deleted, so the spoon is #1: Undo brings the cup back
+    as #0, and the pick goes back to the spoon, #2, not to the saucer that is #1 again."""
+    page = gr.Request(session_hash="undo-picks")
+    boxes_changed(answering, editor_value(IMAGE, BOXES), request=page)
+    deleted = editor_value(IMAGE, BOXES[1:])
+    boxes_changed(answering, deleted, request=page)
+    editor, regions = answering.undo_boxes(deleted, [1], page)
+    assert boxes_of(editor) == BOXES
+    assert regions["value"] == [2] and [i for _, i in regions["choices"]] == [0, 1, 2]
+    # A box picked and then undone away is picked no more.
+    drawn = editor_value(IMAGE, [*BOXES, [5, 5, 60, 60]])
+    boxes_changed(answering, drawn, request=page)
+    editor, regions = answering.undo_boxes(drawn, [0, 3], page)
+    assert boxes_of(editor) == BOXES and regions["value"] == [0]
 
 
 def test_undo_turns_the_image_back_and_brings_a_removed_one_back(answering: Handlers) -> None:
@@ -480,14 +504,14 @@ def test_undo_turns_the_image_back_and_brings_a_removed_one_back(answering: Hand
     boxes_changed(answering, named, request=page)
     turned = {**named, "boxes": editor_value(IMAGE, [[10, 10, 90, 90]])["boxes"], "orientation": 1}
     boxes_changed(answering, turned, request=page)  # the boxes turned with the image
-    undone = answering.undo_boxes(turned, page)
+    undone = undo(answering, turned, page)
     assert (undone["orientation"], boxes_of(undone), undone[FILE_NAME]) == (0, BOXES, "kitchen.jpg")
     boxes_changed(answering, undone, request=page)
     boxes_changed(answering, None, request=page)  # the editor's ×
-    back = answering.undo_boxes(None, page)
+    back = undo(answering, None, page)
     assert (Path(back["image"]), boxes_of(back), back["orientation"]) == (Path(IMAGE), BOXES, 0)
     boxes_changed(answering, back, request=page)
-    assert answering.undo_boxes(back, page) == SKIP  # nothing before the first state
+    assert undo(answering, back, page) == SKIP  # nothing before the first state
 
 
 def test_the_image_is_known_by_its_content_not_by_the_copy_the_editor_holds(
@@ -507,7 +531,7 @@ def test_the_image_is_known_by_its_content_not_by_the_copy_the_editor_holds(
     assert boxes_changed(answering, moved, done, True, conversation, request=page)[3].endswith(
         STALE_NOTE
     )
-    put_back = answering.undo_boxes(moved, page)
+    put_back = undo(answering, moved, page)
     assert boxes_of(put_back) == BOXES
     shown = done + STALE_NOTE
     changed = boxes_changed(answering, put_back, shown, True, conversation, request=page)

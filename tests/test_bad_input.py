@@ -146,6 +146,10 @@ def test_the_user_is_told_which_strings_were_taken_out(pipeline: FO1Pipeline) ->
     assert request.user_text == "What  is  <region0>?"
     assert request.notices == ["Removed <|im_end|>, <image> from the question: the model's own."]
     assert pipeline.prepare(IMAGE, BOX, "free", "What is <region0>?").notices == []
+    # One that taking out another forms is named too.
+    nested = pipeline.prepare(IMAGE, BOX, "free", "red <|im_<ima<image>ge>end|> cup")
+    assert nested.user_text == "red  cup"
+    assert nested.removed == ["<image>", "<|im_end|>"]
 
 
 def test_every_added_token_but_fo1s_own_is_taken_out_of_user_text(pipeline: FO1Pipeline) -> None:
@@ -184,7 +188,7 @@ def test_region_tokens_stay_when_the_tokenizer_marks_them_special(tmp_path: Path
     added = tokenizer.added_tokens_decoder.values()
     assert any(token.special and token.content == "<region0>" for token in added)
     text = "<ground>cup</ground><objects><region0>, <region2></objects><|im_start|>"
-    assert sanitize_user_text(text, tokenizer) == text.removesuffix("<|im_start|>")
+    assert sanitize_user_text(text, tokenizer).text == text.removesuffix("<|im_start|>")
 
 
 def test_placeholders_in_an_earlier_answer_stay_text(pipeline: FO1Pipeline) -> None:

@@ -67,7 +67,9 @@ def test_cancel_stops_generation_between_tokens(endless: FO1Pipeline) -> None:
             if len(received) == 20:
                 cancel.set()
     assert result.stop_reason == "cancelled"
-    assert len(result.token_ids) < 30
+    # The model thread runs ahead of this reader by however many tokens a busy machine lets
+    # it: far fewer than the 5000 allowed all the same.
+    assert len(result.token_ids) < 200
     again = endless.ask(IMAGE, BOXES, "OD_template", "red circle", max_new_tokens=40)
     assert again.stop_reason == "max_new_tokens"
     assert again.text.startswith(ANSWER + " many regions many")

@@ -106,8 +106,12 @@ def image_of(value: dict[str, Any] | None) -> str | None:
     return None if image is None else turned(image, int(value.get("orientation") or 0))
 
 
-CLEAR_IN_BROWSER = "(value) => value ? {...value, boxes: []} : undefined"
-"""Clears the boxes in the page, so a box drawn right after is not cleared by a late reply."""
+CLEAR_IN_BROWSER = """(value) => {
+    document.querySelector("#fo1-editor button[aria-label='Create box']")?.click();
+    return value ? {...value, boxes: []} : undefined;
+}"""
+"""Clears the boxes in the page, so a box drawn right after is not cleared by a late reply, and
+picks the box tool: with no box left the hand tool has nothing to do (an example opens with it)."""
 
 
 RELABEL_IN_BROWSER = """(value, picked) => {

@@ -22,6 +22,7 @@ from detect_tools import ProposerError
 from fo1_core.answers import Answer
 from fo1_core.errors import FO1Error
 from fo1_core.processing import image_size
+from fo1_core.prompting import without
 from fo1_core.render import draw_proposals
 from fo1_core.session import Generation, Request
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count, region_token
@@ -166,10 +167,9 @@ class _Asked:
 
     def __post_init__(self) -> None:
         self.num_regions = self.prepared.vision.num_regions
-        label, given = task_label(self.question.task), fill_text(self.question)
-        for removed in self.prepared.removed:  # as the model read it (the status says so)
-            given = given.replace(removed, "")
-        given = given.strip()
+        label = task_label(self.question.task)
+        # As the model read it: without the strings taken out (the status names them).
+        given = without(fill_text(self.question), self.prepared.removed).text.strip()
         self.heading = asked_html(label, given, self.num_regions, self.prepared.user_text)
         self.shown = f"{label}: {given}" if given else label
 
@@ -358,24 +358,33 @@ class Handlers:
             boxes_as_text(boxes),
         )
 
-    def undo_boxes(self, value: dict | None, request: gr.Request) -> dict | None:
+    def undo_boxes(self, value: dict | None, picked: list[int] | None, request: gr.Request):
         """The editor as it was before its last change: its boxes before the last one drawn,
         moved, deleted, cleared, proposed or typed, the image before its rotate buttons turned
         it, or, emptied by its remove button or replaced by another image, the image and boxes
-        it held."""
-        edits = self._session(request).edits
+        it held. Outputs: editor, picked regions (each picked box stays picked where Undo puts
+        it; the numbers alone would name other boxes once one comes back)."""
+        target = self._undo_target(value, self._session(request).edits)
+        if target is None:
+            gr.Info("Nothing to undo.")
+            return gr.skip(), gr.skip()
+        restored = [list(box) for box in target.key[1]]
+        picks = picked_again(boxes_of(value), picked or [], restored)
+        return target.value(), gr.update(choices=region_choices(len(restored)), value=picks)
+
+    @staticmethod
+    def _undo_target(value: dict | None, edits: list[_Edit]) -> _Edit | None:
         if (value or {}).get("image") is None:
             if edits and Path(edits[-1].image).is_file():
-                return edits[-1].value()
+                return edits[-1]
         elif edits and edits[-1].key[0] == file_identity(image_of(value)):
             shown = tuple(tuple(box) for box in boxes_of(value) if _has_area(box))
             if shown != edits[-1].key[1]:
-                return edits[-1].value()  # a change whose report has not landed yet: that one
+                return edits[-1]  # a change whose report has not landed yet: that one
             if len(edits) > 1:
                 edits.pop()
-                return edits[-1].value()
-        gr.Info("Nothing to undo.")
-        return gr.skip()
+                return edits[-1]
+        return None
 
     @staticmethod
     def boxes_typed(value: dict | None, typed: str | None) -> tuple:
@@ -804,6 +813,12 @@ def cleared_answer() -> tuple:
     """For a new image: the answer, reasoning, result image, status, detections, downloads,
     conversation and its history, emptied."""
     return "", "", None, "", [], None, {}, ""
+
+
+def picked_again(before: list[Box], picked: list[int], after: list[Box]) -> list[int]:
+    """The indexes in `after` of the boxes `picked` among `before` (by their corners)."""
+    wanted = {tuple(before[i]) for i in picked if 0 <= i < len(before)}
+    return [i for i, box in enumerate(after[:MAX_REGIONS]) if tuple(box) in wanted]
 
 
 def region_choices(boxes: int) -> list[tuple[str, int]]:

@@ -42,9 +42,10 @@ click still waiting in the queue (`Handlers.stop`, `Handlers.supersede`, `Handle
 KEYS_AND_TURNS = """() => {
     const click = (id) => document.querySelector(id)?.click();
     const page = document.body.classList;
+    const waiting = () => page.contains("fo1-busy") || page.contains("fo1-stopping");
     addEventListener("keydown", (event) => {
-        const asking = event.key === "Enter" && event.target.closest("#fo1-text input");
-        if (asking && page.contains("fo1-stopping")) page.add("fo1-run-next");
+        const asking = event.key === "Enter" && event.target.closest("#fo1-text textarea");
+        if (asking && waiting()) page.add("fo1-run-next");
         const field = event.target.closest("input, textarea, select, [contenteditable]");
         const tool = {c: "Create box", d: "Drag boxes"}[event.key?.toLowerCase()];
         const modified = event.ctrlKey || event.metaKey || event.altKey;
@@ -64,7 +65,7 @@ KEYS_AND_TURNS = """() => {
     addEventListener("click", (event) => {
         if (event.target.closest("#fo1-editor button[aria-label^='Rotate']")) {
             setTimeout(() => click("#fo1-turned"), 50);  // once the editor has turned
-        } else if (event.target.closest("#fo1-run") && page.contains("fo1-stopping")) {
+        } else if (event.target.closest("#fo1-run") && waiting()) {
             page.add("fo1-run-next");
         }
     }, true);
@@ -114,17 +115,19 @@ IDLE = """() => {
         document.querySelector("#fo1-run")?.click();
     }
 }"""
-"""The page's question has ended: Run is itself again, and asks if it was clicked while a stopped
-answer was ending (Gradio drops a click on a button whose last run has not ended)."""
+"""The page's question has ended: Run is itself again, and asks if it was clicked (or Enter
+asked) while that answer was on its way (Gradio drops a click on a button whose last run has not
+ended, and the page would not say so)."""
 
 STOPPING = """() => {
     const page = document.body.classList;
     if (page.contains("fo1-busy")) page.add("fo1-stopping");
-    page.remove("fo1-busy", "fo1-run-next");
+    else page.remove("fo1-run-next");
+    page.remove("fo1-busy");
 }"""
-"""Stop: Run is itself again at once, and a click on it before the answer has ended is kept
-for `IDLE` (a second Stop forgets it). `fo1-asking` stays until then: the stopped answer has
-taken the place of the one before it (see `app_css`)."""
+"""Stop: Run is itself again at once, and a question asked before the answer has ended (before
+or after this Stop) is kept for `IDLE`; a second Stop forgets it. `fo1-asking` stays until then:
+the stopped answer has taken the place of the one before it (see `app_css`)."""
 
 SCROLL_TO_THE_END = """() => requestAnimationFrame(() => {
     const panel = document.querySelector("SELECTOR");
@@ -198,6 +201,11 @@ kbd {{ padding: 0 0.35em; border: 1px solid var(--border-color-primary); border-
 /* While the page's question is queued or answered (`ASK`): Run is dimmed, Stop is not. */
 body.fo1-busy #fo1-run, body:not(.fo1-busy) #fo1-stop {{ opacity: 0.5; }}
 body.fo1-busy #fo1-run {{ cursor: progress; }}
+/* A question asked while the answer before it is on its way is kept for `IDLE`: said so. */
+body.fo1-run-next #fo1-status::before {{ display: block; padding: 0.3em 0.6em;
+    content: "Your next question is asked once this answer ends (Stop ends it now)."; }}
+body.fo1-run-next.fo1-stopping #fo1-status::before {{
+    content: "Your next question is asked once this answer has stopped (Stop again: not asked)."; }}
 #fo1-answer .fo1-answer {{ max-height: 20em; overflow-y: auto; }}
 /* No gap for a conversation not shown. */
 #fo1-history:not(:has(.fo1-history)) {{ display: none; }}
@@ -406,8 +414,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             )
         undo.click(
             handlers.undo_boxes,
-            editor,
-            editor,
+            [editor, regions],
+            [editor, regions],
             api_visibility="private",
             concurrency_limit=None,
         )

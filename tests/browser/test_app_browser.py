@@ -473,6 +473,28 @@ def test_run_clicked_as_a_stopped_answer_ends_asks_again(page) -> None:
     assert "Stopped by you" in status_text(page)
 
 
+NOTE_ABOVE_THE_STATUS = (
+    "getComputedStyle(document.querySelector('#fo1-status'), '::before').content"
+)
+
+
+def test_a_question_asked_while_an_answer_streams_is_kept_and_said_so(page) -> None:
+    run_detection(page, "red circle", max_tokens=8192)
+    page.locator("#fo1-answer", has_text="many regions").wait_for()
+    page.get_by_label("Categories").fill("saucer")
+    page.get_by_label("Categories").press("Enter")
+    assert "asked once this answer ends" in page.evaluate(NOTE_ABOVE_THE_STATUS)
+    shot(page, "4b-question-kept-while-streaming")
+    page.evaluate(WATCH_THE_STATUS)
+    page.locator("#fo1-stop").click()  # ends the answer: the kept question is asked then
+    wait_for_statuses(page, "Stopped by you", "Answering")
+    page.locator(".fo1-asked", has_text="saucer").wait_for()
+    assert page.evaluate(NOTE_ABOVE_THE_STATUS) == "none"
+    page.locator("#fo1-stop").click()
+    page.locator("#fo1-status", has_text="Stopped by you").wait_for()
+    page.wait_for_function("!document.body.classList.contains('fo1-busy')")
+
+
 def test_example_proposals_and_free_prompt(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     assert page.get_by_label("Categories").input_value() == "cup, spoon"
@@ -570,8 +592,7 @@ def test_regions_ticked_for_boxes_since_cleared_do_not_block_a_run(page) -> None
     assert page.locator("#fo1-regions input:checked").count() == 2
     page.get_by_text("Clear boxes").click()
     wait_for_note(page, "No boxes yet")
-    page.locator("#fo1-editor canvas").hover()
-    page.keyboard.press("c")  # the box tool (an example opens with the hand tool)
+    # The box tool is picked (an example opens with the hand tool): a drag draws at once.
     drag(page, canvas_point(page, 0.3, 0.1), canvas_point(page, 0.7, 0.6))
     wait_for_note(page, "1 box")
     run_detection(page, "astronaut", max_tokens=16)
@@ -611,6 +632,15 @@ def test_picked_regions_stay_on_their_boxes_when_one_before_them_is_deleted(page
     page.wait_for_timeout(500)
     assert picked_regions(page) == ["#0", "#1"]  # the same two boxes, renumbered
     shot(page, "12-picks-follow-their-boxes")
+    # Undo brings the cup back as #0: the picks follow the saucer and the spoon back too.
+    page.locator("#fo1-undo").click()
+    wait_for_note(page, "3 boxes")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#fo1-regions input:checked')].length == 2"
+        " && document.querySelectorAll('#fo1-regions input').length == 3"
+    )
+    page.wait_for_timeout(500)
+    assert picked_regions(page) == ["#1", "#2"]
 
 
 def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None:
