@@ -27,15 +27,13 @@ from fo1_core.errors import FO1Error
 from fo1_core.templates import MAX_REGIONS, box_count
 
 MAX_LONG_SIDE = 2048
-MIN_SIDE = 28
-"""Smaller images are enlarged to this side first (the ViT needs one 28 px merged cell)."""
 SMALLEST_ACCEPTED_SIDE = 8
 MAX_INPUT_PIXELS = 100_000_000
 MAX_ASPECT_RATIO = 150
-"""Beyond this, the 2048 cap leaves the short side below one ViT cell."""
+"""Beyond this, the 2048 cap leaves the short side under 14 px: a strip with nothing to see."""
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-BICUBIC = 3
+BICUBIC = Image.Resampling.BICUBIC
 
 
 def open_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
@@ -107,13 +105,14 @@ def clip_box(box: Sequence[float], width: float, height: float) -> list[float]:
     ]
 
 
-def capped_size(width: int, height: int) -> tuple[int, int]:
-    """Size after the official long-side cap (SPEC §5.1), with tiny images enlarged."""
-    width, height = max(MIN_SIDE, width), max(MIN_SIDE, height)
+def capped_size(width: int, height: int, min_side: int) -> tuple[int, int]:
+    """Size after the official long-side cap (SPEC §5.1), with a side under `min_side` (one
+    merged ViT cell, which the image processor needs at least) enlarged to it."""
+    width, height = max(min_side, width), max(min_side, height)
     if max(width, height) > MAX_LONG_SIDE:
         scale = MAX_LONG_SIDE / max(width, height)
         width, height = int(width * scale), int(height * scale)
-    return max(MIN_SIDE, width), max(MIN_SIDE, height)
+    return max(min_side, width), max(min_side, height)
 
 
 def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
@@ -215,10 +214,12 @@ class ImagePreprocessor:
     def patch_size(self) -> int:
         return self.primary.patch_size
 
-    def __call__(self, image: Image.Image, boxes: object = None) -> VisionInputs:
+    def __call__(
+        self, image: str | Path | bytes | Image.Image, boxes: object = None
+    ) -> VisionInputs:
         image = open_image(image)
         user_boxes, notices = check_boxes(boxes, image.size)
-        width, height = capped_size(*image.size)
+        width, height = capped_size(*image.size, min_side=self.patch_size * self.merge_size)
         scale = np.array([width / image.width, height / image.height] * 2)
         if (width, height) != image.size:
             image = image.resize((width, height), BICUBIC)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
@@ -50,3 +53,19 @@ def test_aux_pixels_and_boxes_follow_the_aux_size(mode: str) -> None:
 def test_an_unknown_aspect_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="aux_aspect_ratio"):
         ImagePreprocessor(REFERENCE_DIR, "pad")
+
+
+@pytest.mark.parametrize("patch_size", [14, 16])
+def test_a_thin_image_is_enlarged_to_one_merged_cell_of_the_checkpoints_vit(
+    patch_size: int, tmp_path: Path
+) -> None:
+    settings = json.loads((REFERENCE_DIR / "preprocessor_config.json").read_text())
+    (tmp_path / "preprocessor_config.json").write_text(
+        json.dumps({**settings, "patch_size": patch_size})
+    )
+    preprocessor = ImagePreprocessor(tmp_path)
+    cell = patch_size * preprocessor.merge_size
+    vision = preprocessor(Image.new("RGB", (200, 10), (200, 30, 30)), [[0, 0, 100, 10]])
+    _, gh, gw = vision.image_grid_thw[0].tolist()
+    assert gh * patch_size == cell  # one merged cell high, the box stretched with it
+    assert vision.vt_boxes[0, 3] == cell
