@@ -1,9 +1,12 @@
-"""What streaming one token costs the generation thread, by answer length.
+"""What streaming one token costs, by answer length.
 
     python -m bench.streaming [--checkpoint FOLDER] [--lengths 256 1024 4096]
 
 `TokenQueue.put` runs between two decode steps, on the thread that launches them, so on a GPU
-its time adds to every token's. The answer is a detection answer with multi-byte text, repeated.
+its time adds to every token's. `parse_ms` is one parse of the answer so far (with its
+detections), which the app does at most 20 times a second (`ui.answering`): parsed after every
+token instead, a long answer would cost that much per token, holding the GIL the decode loop
+needs. The answer is a detection answer with multi-byte text, repeated.
 """
 
 from __future__ import annotations
@@ -11,14 +14,17 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 from transformers import AutoTokenizer
 
 from bench.options import add_json_option
 from bench.random_checkpoint import TINY, checkpoint_dir
 from bench.table import report
+from fo1_core.answers import parse_answer, to_detections
 from fo1_core.cli import positive
 from fo1_core.streaming import TokenQueue
+from fo1_core.templates import MAX_REGIONS
 
 ANSWER = "<ground>red cup</ground><objects><region2><region5></objects> a cat 🐱, naïve café. "
 
@@ -34,6 +40,15 @@ def stream_cost(tokenizer, ids: list[int]) -> float:
     return (time.perf_counter() - start) / len(ids) * 1e3
 
 
+def parse_cost(text: str, repeats: int = 5) -> float:
+    """Milliseconds to parse `text` and turn it into detections, as the app does."""
+    boxes = np.tile(np.array([[0, 0, 10, 10]], np.float32), (MAX_REGIONS, 1))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        to_detections(parse_answer(text, MAX_REGIONS), boxes)
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -46,7 +61,14 @@ def main() -> None:
     ids = tokenizer(ANSWER * max(args.lengths), add_special_tokens=False).input_ids
     rows = []
     for length in args.lengths:
-        rows.append({"answer_tokens": length, "ms_per_token": stream_cost(tokenizer, ids[:length])})
+        text = tokenizer.decode(ids[:length])
+        rows.append(
+            {
+                "answer_tokens": length,
+                "ms_per_token": stream_cost(tokenizer, ids[:length]),
+                "parse_ms": parse_cost(text),
+            }
+        )
         report(rows, args.json)
 
 

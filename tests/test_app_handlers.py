@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import re
 import shutil
 import threading
@@ -903,6 +904,10 @@ def test_bare_references_are_drawn_as_they_stream(tmp_path: Path) -> None:
     ]
     # The bare image first, then each new reference as it arrives, not only when the answer ends.
     assert drawn == [[], [1], [1, 0], [1, 0]]
+    # Parsed at most once an interval: a long one leaves the last step only, parsed whole.
+    *early, last = answerer.steps(question, answerer.prepare(question), 32, None, math.inf)
+    assert early == [] and last.generation is not None
+    assert [int(i) for i in last.detections.data["region_index"]] == [1, 0]
 
 
 def test_closing_the_page_stops_its_answer_and_keeps_nothing_of_it(endless: Handlers) -> None:

@@ -93,7 +93,7 @@ def test_streaming_benchmark_times_each_answer_length(
     run_main(streaming, monkeypatch, "--lengths", "16", "64", "--json", str(out))
     rows = json.loads(out.read_text())
     assert [row["answer_tokens"] for row in rows] == [16, 64]
-    assert all(row["ms_per_token"] > 0 for row in rows)
+    assert all(row["ms_per_token"] > 0 and row["parse_ms"] > 0 for row in rows)
 
 
 WHOLE = "expected a whole number at least 1"

@@ -1,13 +1,15 @@
 """One question from the UI or the API: validate, stream on the GPU, parse and redraw as it goes.
 
-The pipeline's token stream is re-parsed after every piece; the result image is redrawn only when
-a grounded group completes, which is the only time it changes.
+The answer so far is parsed again at most once per interval (each parse reads the whole text:
+after every token, a long answer would cost time growing with its square, and hold the GIL the
+decode loop needs); the result image is redrawn only when the regions the answer names change.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -105,23 +107,28 @@ class Answerer:
         request: Request,
         max_new_tokens: int,
         cancel: threading.Event | None = None,
+        interval_s: float = 0.0,
     ) -> Iterator[Step]:
-        """Parsed answers as tokens arrive; the last step carries the `Generation`."""
+        """Parsed answers as tokens arrive, at most one per `interval_s` (`math.inf`: the last
+        only); the last step carries the `Generation`."""
         picture = open_for_drawing(question.image)
         # The boxes the model read (cut to the image, `MAX_REGIONS` at most): answers name them.
         boxes = request.vision.boxes.astype(np.float32).reshape(-1, 4)
         masks = None if question.masks is None else question.masks[:MAX_REGIONS]
-        text, tokens, drawn = "", 0, None
+        text, tokens, drawn, parsed_at = "", 0, None, time.perf_counter()
         # On ZeroGPU, Stop cancels the job instead (see `ui.layout`).
         shared_cancel = None if ON_ZERO_GPU else cancel
         for event in self._stream_on_gpu(request, max_new_tokens, shared_cancel):
-            if isinstance(event, Generation):
-                text = event.text
+            final = event if isinstance(event, Generation) else None
+            if final is not None:
+                text, tokens = final.text, len(final.token_ids)
             else:
                 text += event
-                tokens += 1
+                tokens += 1  # a piece of text: one token, but a character split over several
+                if time.perf_counter() - parsed_at < interval_s:
+                    continue
+            parsed_at = time.perf_counter()
             answer = parse_answer(text, len(boxes))
-            final = event if isinstance(event, Generation) else None
             # Masks are full-size: only copied out for a drawing, which only a change calls for.
             detections = to_detections(answer, boxes)
             data = detections.data
@@ -134,7 +141,6 @@ class Answerer:
                 if masks is not None:
                     detections = to_detections(answer, boxes, masks)
                 image = draw_answer(picture, detections)
-            tokens = len(final.token_ids) if final else tokens
             yield Step(answer, detections, image, tokens, final)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -84,7 +85,7 @@ class Api:
         try:
             question = Question(image=image, boxes=parse_boxes(boxes), task=task, text=text or "")
             request = self.answerer.prepare(question)
-            *_, last = self.answerer.steps(question, request, self.max_new_tokens)
+            *_, last = self.answerer.steps(question, request, self.max_new_tokens, None, math.inf)
         except FO1Error as error:
             raise user_error(str(error)) from error
         except Exception as error:

@@ -9,7 +9,6 @@ import inspect
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
@@ -688,14 +687,11 @@ class Handlers:
         """The six outputs after each step (throttled), and the `Generation` with the last."""
         question, prepared = asked.question, asked.prepared
         num = asked.num_regions
-        last = 0.0
         image = None
-        for step in self.answerer.steps(question, prepared, max_new_tokens, cancel):
+        steps = self.answerer.steps(question, prepared, max_new_tokens, cancel, STREAM_INTERVAL_S)
+        for step in steps:
             image = step.image if step.image is not None else image
             if step.generation is None:
-                if step.image is None and time.perf_counter() - last < STREAM_INTERVAL_S:
-                    continue
-                last = time.perf_counter()
                 yield (
                     (
                         asked.answer_html(step.answer),
