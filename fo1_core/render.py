@@ -10,7 +10,9 @@ in the proposals view and in the answer view.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,16 +57,29 @@ class SceneScale:
     padding: int
 
 
+MIN_DRAWN_SIDE = 512
+"""A drawing's long side at least: a smaller image is drawn enlarged (whole times, each pixel a
+block), or its labels would be larger than the image itself."""
+
+
 def scene_scale(width: int, height: int) -> SceneScale:
     """Sizes that stay legible from a 200 px crop to a 4000 px photo shown fit-to-screen.
 
-    The geometric mean of the sides keeps panoramas from getting either huge or tiny labels.
+    Mostly from the geometric mean of the sides; a panorama, shown shrunk to fit its long side,
+    gets labels sized by that side (about 12 px on a 700 px wide panel), within a tenth of its
+    short side so that they still leave the picture to see.
     """
     side = (width * height) ** 0.5
-    font_size = max(12, round(side / 40))
+    fitted = min(max(width, height) / 55, min(width, height) / 10)
+    font_size = max(12, round(side / 40), round(fitted))
     return SceneScale(
         thickness=max(2, round(side / 300)), font_size=font_size, padding=max(3, font_size // 4)
     )
+
+
+def drawing_factor(width: int, height: int) -> int:
+    """How many times an image is enlarged to be drawn on (`MIN_DRAWN_SIDE`)."""
+    return max(1, math.ceil(MIN_DRAWN_SIDE / max(width, height)))
 
 
 def color_for_region(index: int) -> sv.Color:
@@ -151,6 +166,14 @@ def _draw(
     scene = _to_bgr(image)
     if len(detections) == 0:
         return scene[..., ::-1].copy()
+    if (factor := drawing_factor(scene.shape[1], scene.shape[0])) > 1:
+        scene = np.ascontiguousarray(scene.repeat(factor, axis=0).repeat(factor, axis=1))
+        mask = detections.mask
+        detections = dataclasses.replace(
+            detections,
+            xyxy=detections.xyxy * factor,
+            mask=None if mask is None else mask.repeat(factor, axis=1).repeat(factor, axis=2),
+        )
     scale = scene_scale(scene.shape[1], scene.shape[0])
     labels = [fit_label(label, scale.font_size, scale.padding, scene.shape[1]) for label in labels]
     if detections.mask is not None:

@@ -6,6 +6,7 @@ from PIL import Image, ImageFont
 
 from fo1_core.answers import parse_answer, to_detections
 from fo1_core.render import (
+    MIN_DRAWN_SIDE,
     PALETTE,
     _luminance,
     color_for_region,
@@ -25,7 +26,8 @@ BOXES = np.array(
 )
 
 
-def grey(width: int = 200, height: int = 200) -> np.ndarray:
+def grey(width: int = MIN_DRAWN_SIDE, height: int = MIN_DRAWN_SIDE) -> np.ndarray:
+    """An image drawn at its own size (`BOXES` lie in its top-left corner)."""
     return np.full((height, width, 3), GREY, dtype=np.uint8)
 
 
@@ -136,9 +138,11 @@ def test_labels_scale_with_the_image(width: int, height: int) -> None:
     answer = parse_answer(f"<ground>cat</ground><objects>{region_token(1)}</objects>")
     detections = to_detections(answer, np.concatenate([box, box]))
     image = draw_answer(grey(width, height), detections)
-    text_rows = label_height(image, int(box[0, 1]), color_for_region(1).as_rgb())
+    factor = image.shape[0] // height  # a small image is drawn enlarged
+    assert image.shape[:2] == (height * factor, width * factor)
+    text_rows = label_height(image, int(box[0, 1]) * factor, color_for_region(1).as_rgb())
     assert text_rows >= 12  # readable at 100 % zoom
-    assert 0.01 * height <= text_rows <= 0.15 * height
+    assert 0.01 * image.shape[0] <= text_rows <= 0.15 * image.shape[0]
     scale = scene_scale(width, height)
     assert scale.thickness >= 2 and scale.font_size >= 12
 
@@ -201,3 +205,24 @@ def test_a_tiny_image_keeps_each_labels_region_tag(width: int) -> None:
 
 def test_a_label_that_fits_is_left_alone() -> None:
     assert fit_label("#3 cat", font_size=12, padding=3, width=300) == "#3 cat"
+
+
+def test_a_tiny_image_is_drawn_enlarged_so_its_boxes_labels_and_masks_show() -> None:
+    box = np.array([[5, 5, 30, 25]], dtype=np.float32)
+    mask = np.zeros((1, 30, 40), bool)
+    mask[0, 10:20, 10:20] = True
+    answer = parse_answer(f"<ground>cup</ground><objects>{region_token(0)}</objects>", 1)
+    image = draw_answer(grey(40, 30), to_detections(answer, box, masks=mask))
+    factor = 13  # the smallest whole factor that brings 40 px to 512 or more
+    assert image.shape == (30 * factor, 40 * factor, 3)
+    assert bottom_edge_pixel(image, box[0] * factor) == color_for_region(0).as_rgb()
+    assert tuple(image[15 * factor, 15 * factor]) != (GREY, GREY, GREY)  # the mask, tinted
+    assert tuple(image[27 * factor, 35 * factor]) == (GREY, GREY, GREY)  # beside it, not
+    assert label_height(image, int(box[0, 1]) * factor, color_for_region(0).as_rgb()) >= 12
+
+
+def test_a_panoramas_labels_read_once_it_is_fitted_to_a_panel() -> None:
+    """3000×400 shown 700 px wide: its labels are still about 9 px high or more."""
+    scale = scene_scale(3000, 400)
+    assert scale.font_size * 700 / 3000 >= 9
+    assert scale.font_size + 2 * scale.padding <= 0.15 * 400
