@@ -29,10 +29,11 @@ from tests.conftest import RIGGED_ANSWER
 from ui.ahead import EncodeAhead
 from ui.answer_view import LATEST_TURN_NOTE, Turn
 from ui.answering import Answerer, Question
-from ui.boxes import boxes_of, editor_value, image_of
+from ui.boxes import boxes_of, editor_value, image_of, in_drawing_order
 from ui.editor import FILE_NAME
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.handlers import (
+    ANSWERING,
     CONVERSATION,
     ENDED_CONVERSATION,
     STALE_NOTE,
@@ -125,6 +126,12 @@ def undo(handlers: Handlers, value, request: gr.Request, picked=()):
 
 def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers) -> None:
     steps = list(run(answering, editor_value(IMAGE, BOXES)))
+    # While it streams, the table fills with each drawing: never rows the image does not show.
+    streamed = [
+        (image, table) for _, _, image, status, table, _ in steps if ANSWERING in str(status)
+    ]
+    skipped = [(isinstance(image, dict), table == SKIP) for image, table in streamed]
+    assert all(image == table for image, table in skipped) and (False, False) in skipped
     answer, reasoning, image, status, table, files = steps[-1]
     assert "Done" in status and "fo1-done" in status
     assert "red circle" in answer and answer.count("fo1-chip") == 2
@@ -309,12 +316,10 @@ def test_offline_proposals_add_to_the_boxes(answering: Handlers) -> None:
     editor, _, status, proposed, picked = answering.propose(
         value, "offline", "", 0.0, 5, "add", {}, None, REQUEST
     )
-    labels = [box["label"] for box in editor["boxes"]]
+    labels = [box["label"] for box in in_drawing_order(editor["boxes"])]
     assert labels == [f"#{i}" for i in range(len(BOXES) + 5)]
     assert picked == SKIP  # the boxes picked from are still there, numbered as before
-    assert [[box[k] for k in ("xmin", "ymin", "xmax", "ymax")] for box in editor["boxes"][:3]] == (
-        BOXES
-    )
+    assert boxes_of(editor)[:3] == BOXES
     assert proposed.seconds > 0 and f"5 proposals in {proposed.seconds:.2f} s; 5 added." in status
     # An answer about the proposed boxes says how long proposing took; once they are undone, not.
     about_proposals = list(run(answering, editor, proposed=proposed))[-1][3]
@@ -331,8 +336,7 @@ def test_proposing_twice_does_not_add_the_same_boxes_again(
     editor, _, status, *_ = answering.propose(
         editor_value(IMAGE, BOXES), "offline", "", 0.0, 5, "add", {}, None, REQUEST
     )
-    corners = [[box[k] for k in ("xmin", "ymin", "xmax", "ymax")] for box in editor["boxes"]]
-    assert corners == [*BOXES, [5, 5, 60, 60]]
+    assert boxes_of(editor) == [*BOXES, [5, 5, 60, 60]]
     assert "3 proposals in 0.10 s, 2 already among your boxes; 1 added." in status
     again, _, status, proposed, _ = answering.propose(
         editor, "offline", "", 0.0, 5, "add", {}, None, REQUEST
@@ -420,8 +424,9 @@ def test_box_changes_refresh_the_region_pickers(answering: Handlers) -> None:
     regions, insert, note, *_ = boxes_changed(answering, value)
     assert regions["choices"] == [("#0", 0), ("#1", 1), ("#2", 2)]
     assert insert["choices"] == regions["choices"] and insert["value"] is None
-    assert note == "3 boxes"
-    assert "No boxes yet" in boxes_changed(answering, editor_value(IMAGE, []))[2]
+    assert note == "3 boxes" and regions["info"] == ""
+    none, _, note, *_ = boxes_changed(answering, editor_value(IMAGE, []))
+    assert "No boxes yet" in note and "No boxes yet" in none["info"]  # not an empty picker only
     assert boxes_changed(answering, None)[2] == "No image yet."
 
 
@@ -733,7 +738,9 @@ def test_examples_load_with_numbered_boxes(answering: Handlers, index: int) -> N
     editor, task, *_ = answering.load_example(gr.SelectData(None, {"index": index, "value": None}))
     example = load_examples()[index]
     assert task == example.task
-    assert [box["label"] for box in editor["boxes"]] == [f"#{i}" for i in range(len(example.boxes))]
+    labels = [box["label"] for box in in_drawing_order(editor["boxes"])]
+    assert labels == [f"#{i}" for i in range(len(example.boxes))]
+    assert boxes_of(editor) == example.boxes
 
 
 def test_after_moving_a_box_the_status_says_what_was_reused(answering: Handlers) -> None:

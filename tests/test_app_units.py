@@ -37,6 +37,7 @@ from ui.boxes import (
     boxes_as_text,
     boxes_from_text,
     boxes_of,
+    editor_boxes,
     editor_value,
     file_name_of,
     image_of,
@@ -207,6 +208,14 @@ DRAWING_ORDERS = [
 def test_drawing_order(labels: list[str], order: list[int]) -> None:
     entries = [box(label, i) for i, label in enumerate(labels)]
     assert [entry["xmin"] for entry in in_drawing_order(entries)] == order
+
+
+def test_the_editor_lists_the_smallest_box_first_named_in_region_order() -> None:
+    """It selects the first box of its list under a click: a box inside another can be picked."""
+    boxes = [[0, 0, 100, 100], [10, 10, 20, 20], [0, 0, 50, 50]]
+    entries = editor_boxes(boxes)
+    assert [entry["label"] for entry in entries] == ["#1", "#2", "#0"]
+    assert boxes_of({"boxes": entries}) == boxes
 
 
 @pytest.mark.parametrize(

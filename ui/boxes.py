@@ -43,8 +43,10 @@ def region_text_hex(index: int) -> str:
 
 
 def editor_boxes(boxes: list[Box]) -> list[dict[str, Any]]:
-    """Editor entries for `boxes`, each named and coloured by its index."""
-    return [
+    """Editor entries for `boxes`, each named and coloured by its index, smallest first: the
+    editor selects the first box of its list under a click, so a box inside another can be
+    picked (the names keep the region order, `in_drawing_order`)."""
+    entries = [
         {
             **{key: round(float(v)) for key, v in zip(CORNERS, box, strict=True)},
             "label": region_label(i),
@@ -52,6 +54,11 @@ def editor_boxes(boxes: list[Box]) -> list[dict[str, Any]]:
         }
         for i, box in enumerate(boxes)
     ]
+    return sorted(entries, key=_area)
+
+
+def _area(entry: dict[str, Any]) -> float:
+    return (entry["xmax"] - entry["xmin"]) * (entry["ymax"] - entry["ymin"])
 
 
 def editor_value(
@@ -129,10 +136,13 @@ RELABEL_IN_BROWSER = """(value, picked) => {
     });
     numbered.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     const ordered = numbered.map(([, , box]) => box).concat(fresh.reverse());
+    const unchanged = ordered.every((box, i) =>
+        box.label === `#${i}` && box.color === colors[i % colors.length]);
+    const area = (box) => (box.xmax - box.xmin) * (box.ymax - box.ymin);
     const named = ordered.map((box, i) =>
-        ({...box, label: `#${i}`, color: colors[i % colors.length]}));
-    const unchanged = named.every((box, i) =>
-        box.label === boxes[i].label && box.color === boxes[i].color);
+        ({...box, label: `#${i}`, color: colors[i % colors.length]}))
+        .map((box, i) => [box, i]).sort(([a, i], [b, j]) => area(a) - area(b) || i - j)
+        .map(([box]) => box);
     const numbers = numbered.map(([number]) => number);
     const count = Math.min(named.length, MAX_REGIONS);
     const moved = (picked ?? []).map(index => numbers.indexOf(index))
@@ -151,8 +161,9 @@ the boxes with an older list and take away a box drawn in the meantime. It leave
 alone (`undefined`) while a box is still being drawn or moved (`ui.editor.MARK_STROKES`, or no
 area yet): replacing the value then cuts the stroke short, and the box stays as it was when
 this ran, a step into the drag (the editor reports the box as the stroke starts, and a busy page
-runs this a moment later). It also leaves it alone when every box is already named in place.
-The order is `in_drawing_order`'s.
+runs this a moment later). It also leaves it alone when every box is already named right,
+whatever its place in the list: a box resized, or moved, keeps its place and stays selected.
+Boxes are numbered in `in_drawing_order`'s order, and listed smallest first (`editor_boxes`).
 
 A picked region keeps pointing at its box when boxes before it are deleted, and is unticked
 with a deleted box: Gradio refuses a whole Run while the picker holds a value that is no longer

@@ -349,7 +349,7 @@ class Handlers:
                 note += f" — {outside}"
         choices = region_choices(len(boxes))
         return (
-            gr.update(choices=choices),
+            gr.update(choices=choices, info="" if boxes else NO_REGIONS),
             gr.update(choices=choices, value=None),
             note,
             stale,
@@ -698,7 +698,8 @@ class Handlers:
                         reasoning_html(step.answer, num),
                         step.image if step.image is not None else gr.skip(),
                         status_html(f"{ANSWERING} {step.tokens} tokens"),
-                        gr.skip(),
+                        # With the drawing: the rows of the groups it shows, as they complete.
+                        detection_rows(step.detections) if step.image is not None else gr.skip(),
                         gr.skip(),
                     ),
                     None,
@@ -773,6 +774,7 @@ class Handlers:
 
 
 ANSWERING = "Answering…"
+NO_REGIONS = "No boxes yet: each box you draw or propose is a region to pick here."
 
 
 def _streaming(status: str) -> bool:

@@ -78,8 +78,9 @@ buttons reports its turned boxes (`turned`); Run clicked, or Enter pressed in th
 field, while a stopped answer is still ending is remembered (`IDLE` asks then)."""
 
 SHOW_THE_ANSWER = """() => {
-    const answer = document.querySelector("#fo1-answer");
-    if (answer && answer.getBoundingClientRect().top > 0.6 * innerHeight) {
+    // Just above where the answer comes, and in the page before it does.
+    const above = document.querySelector("#fo1-follow-up");
+    if (above && above.getBoundingClientRect().bottom > 0.6 * innerHeight) {
         document.querySelector("#fo1-run").scrollIntoView({block: "start", behavior: "smooth"});
     }
 }"""
@@ -207,8 +208,10 @@ body.fo1-run-next #fo1-status::before {{ display: block; padding: 0.3em 0.6em;
 body.fo1-run-next.fo1-stopping #fo1-status::before {{
     content: "Your next question is asked once this answer has stopped (Stop again: not asked)."; }}
 #fo1-answer .fo1-answer {{ max-height: 20em; overflow-y: auto; }}
-/* No gap for a conversation not shown. */
-#fo1-history:not(:has(.fo1-history)) {{ display: none; }}
+/* No gap for a conversation not shown, nor for a status or an answer not there yet. */
+#fo1-history:not(:has(.fo1-history)),
+body:not(.fo1-run-next) #fo1-status:not(:has(.fo1-status)),
+#fo1-answer:not(:has(.fo1-answer)) {{ display: none; }}
 /* The conversation's latest turn is left out while it is the answer shown below it, not once a
    new question is on its way (`ASK` to `IDLE`) to take that answer's place. */
 body:not(.fo1-asking) #fo1-history li.fo1-latest,

@@ -387,6 +387,17 @@ def test_picked_regions_follow_their_boxes(page, labels, picked, moved) -> None:
     assert relabel(page, value, picked)[1] == moved
 
 
+def test_the_page_lists_the_smallest_box_first_and_leaves_a_resized_one_in_place(page) -> None:
+    """The editor selects the first box of its list under a click; a list rewritten after a
+    resize would leave its selection on another box."""
+    big, small, new = box("#0", 0), box("#1", 10), box("", 20)
+    big["xmax"] = big["ymax"] = 100
+    named = relabel(page, {"boxes": [big, small, new]})[0]["boxes"]
+    assert [entry["label"] for entry in named] == ["#1", "#2", "#0"]
+    grown = [{**named[0], "xmax": 300, "ymax": 300}, *named[1:]]  # now the largest
+    assert relabel(page, {"boxes": grown}) == [None, None]
+
+
 def test_region_task_streams_an_answer_and_draws_it(page) -> None:
     choose_task(page, "Brief region caption")
     page.locator("#fo1-regions").get_by_text("#0", exact=True).click()
@@ -643,6 +654,18 @@ def test_picked_regions_stay_on_their_boxes_when_one_before_them_is_deleted(page
     assert picked_regions(page) == ["#1", "#2"]
 
 
+def test_a_click_inside_two_boxes_selects_the_smaller(page) -> None:
+    open_example(page, "Coffee: detect cup and spoon")
+    page.get_by_label("Drag boxes").click()
+    page.mouse.click(*canvas_point(page, 375 / 600, 250 / 400))  # the spoon, on the saucer
+    page.get_by_label("Remove box").click()
+    wait_for_note(page, "2 boxes")
+    page.get_by_text("Boxes as numbers", exact=True).click()
+    numbers = page.locator("#fo1-box-numbers textarea")
+    assert numbers.input_value() == "170, 10, 420, 200\n80, 60, 490, 390"  # cup and saucer
+    page.get_by_text("Boxes as numbers", exact=True).click()
+
+
 def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     run_detection(page, "red circle", max_tokens=8192)
@@ -718,7 +741,7 @@ def test_on_a_laptop_screen_run_brings_the_answer_into_view(page, app_url: str) 
     laptop = page.context.browser.new_page(viewport={"width": 1366, "height": 700})
     laptop.goto(app_url)
     open_example(laptop, "Coffee: detect cup and spoon")
-    assert laptop.locator("#fo1-answer").bounding_box()["y"] > 700  # below the window
+    assert laptop.locator("#fo1-follow-up").bounding_box()["y"] > 600  # the answer comes below
     run_detection(laptop, "red circle", max_tokens=32)
     laptop.locator("#fo1-status", has_text="Answering").wait_for()
     laptop.wait_for_timeout(600)  # the smooth scroll
