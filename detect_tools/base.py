@@ -37,7 +37,7 @@ MAX_IMAGE_PIXELS = 64_000_000
 MIN_BOX_SIDE = 1.0
 """Boxes thinner than one whole pixel after clipping cannot be drawn or pooled: dropped."""
 
-CLASS_NAME = "class_name"
+CLASS_NAME = sv.config.CLASS_NAME_DATA_FIELD
 """The ``sv.Detections.data`` key holding a proposer's own label (supervision's convention)."""
 
 

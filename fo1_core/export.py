@@ -136,8 +136,9 @@ def decode_rle(rle: dict) -> np.ndarray:
 
 
 def _compress(runs: list[int]) -> str:
-    # COCO's text form: from the third run on, each run is stored as the difference to the run
-    # two places back, then written 5 bits per character (bit 0x20 = more follows) plus 48.
+    # COCO's text form: from the fourth run on (index 3, as pycocotools), each run is stored as
+    # the difference to the run two places back, then written 5 bits per character (bit 0x20 =
+    # more follows) plus 48.
     chars = []
     for i, run in enumerate(runs):
         value = run - runs[i - 2] if i > 2 else run

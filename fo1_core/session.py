@@ -15,9 +15,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers import (
@@ -88,11 +90,29 @@ class Request:
     removed: list[str] = field(default_factory=list)  # control strings taken out of the text
 
     @property
+    def boxes(self) -> np.ndarray:
+        """(N, 4) xyxy in image pixels: the boxes as the model reads them (cut to the image,
+        `MAX_REGIONS` at most), which its answers name."""
+        return self.vision.boxes.reshape(-1, 4)
+
+    @property
+    def num_regions(self) -> int:
+        return self.vision.num_regions
+
+    @property
     def notices(self) -> list[str]:
         if not self.removed:
             return self.vision.notices
         removed = ", ".join(self.removed)
         return [*self.vision.notices, f"Removed {removed} from the question: the model's own."]
+
+
+class StopReason(StrEnum):
+    """Why an answer ended; the values are what JSON outputs write."""
+
+    EOS = "eos"  # the model ended it
+    TOKEN_LIMIT = "max_new_tokens"
+    CANCELLED = "cancelled"
 
 
 @dataclass
@@ -101,7 +121,7 @@ class Generation:
 
     text: str
     token_ids: list[int]
-    stop_reason: str  # "eos", "max_new_tokens" or "cancelled"
+    stop_reason: StopReason
     timings: dict[str, float] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     reused: Reused = field(default_factory=Reused)
@@ -478,11 +498,11 @@ class FO1Pipeline:
         end = time.perf_counter()
         ids = streamer.ids
         if ids and ids[-1] in self.eos_token_ids:
-            reason = "eos"
+            reason = StopReason.EOS
         elif len(ids) >= max_new_tokens:  # also when Stop came with the last token
-            reason = "max_new_tokens"
+            reason = StopReason.TOKEN_LIMIT
         else:
-            reason = "cancelled" if cancelled else "eos"
+            reason = StopReason.CANCELLED if cancelled else StopReason.EOS
         started = end if progress.started is None else progress.started
         first = streamer.first_token_at or end
         return Generation(
@@ -546,7 +566,7 @@ class Conversation:
         (the next question would otherwise see an answer cut off mid-word)."""
         request = self.pipeline.request(self.vision, task, text, self.history)
         for event in self.pipeline.stream(request, max_new_tokens, cancel):
-            if isinstance(event, Generation) and event.stop_reason != "cancelled":
+            if isinstance(event, Generation) and event.stop_reason != StopReason.CANCELLED:
                 self.history.append((request.user_text, event.answer))
             yield event
 

@@ -24,11 +24,12 @@ from fo1_core.answers import (
     parse_answer,
     to_detections,
 )
+from fo1_core.encoding import Reused
 from fo1_core.errors import FO1Error
 from fo1_core.processing import open_image
 from fo1_core.prompting import region_list_text
 from fo1_core.render import draw_answer
-from fo1_core.session import FO1Pipeline, Generation, Request, Reused
+from fo1_core.session import FO1Pipeline, Generation, Request, StopReason
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count
 from ui.boxes import Box
 from ui.gpu import ON_ZERO_GPU, on_gpu
@@ -112,8 +113,7 @@ class Answerer:
         """Parsed answers as tokens arrive, at most one per `interval_s` (`math.inf`: the last
         only); the last step carries the `Generation`."""
         picture = open_for_drawing(question.image)
-        # The boxes the model read (cut to the image, `MAX_REGIONS` at most): answers name them.
-        boxes = request.vision.boxes.astype(np.float32).reshape(-1, 4)
+        boxes = request.boxes.astype(np.float32)
         masks = None if question.masks is None else question.masks[:MAX_REGIONS]
         text, tokens, drawn, parsed_at = "", 0, None, time.perf_counter()
         # On ZeroGPU, Stop cancels the job instead (see `ui.layout`).
@@ -148,9 +148,9 @@ def status_line(generation: Generation, num_boxes: int, proposals_s: float | Non
     """`Stopped by you · 45 tokens · 12 boxes · proposals 1.2 s · first token 0.31 s · …`."""
     timings = generation.timings
     reason = {
-        "eos": "Done",
-        "cancelled": "Stopped by you",
-        "max_new_tokens": "Stopped at the token limit",
+        StopReason.EOS: "Done",
+        StopReason.CANCELLED: "Stopped by you",
+        StopReason.TOKEN_LIMIT: "Stopped at the token limit",
     }.get(generation.stop_reason, generation.stop_reason)
     parts = [reason, f"{len(generation.token_ids)} tokens", box_count(num_boxes)]
     if proposals_s is not None:

@@ -23,7 +23,7 @@ from fo1_core.errors import FO1Error
 from fo1_core.processing import image_size
 from fo1_core.prompting import without
 from fo1_core.render import draw_proposals
-from fo1_core.session import Generation, Request
+from fo1_core.session import Generation, Request, StopReason
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count, region_token
 from ui.ahead import EncodeAhead
 from ui.answer_view import (
@@ -165,7 +165,7 @@ class _Asked:
     shown: str = field(init=False)  # the question as the conversation lists it
 
     def __post_init__(self) -> None:
-        self.num_regions = self.prepared.vision.num_regions
+        self.num_regions = self.prepared.num_regions
         label = task_label(self.question.task)
         # As the model read it: without the strings taken out (the status names them).
         given = without(fill_text(self.question), self.prepared.removed).text.strip()
@@ -639,7 +639,7 @@ class Handlers:
             restart = [NEW_CONVERSATION] if turns and not history else []
 
             def conversation_notes(generation: Generation) -> list[str]:
-                stopped = follow_up and generation.stop_reason == "cancelled"
+                stopped = follow_up and generation.stop_reason == StopReason.CANCELLED
                 return [*restart, *([NOT_KEPT] if stopped else [])]
 
             asked = _Asked(
@@ -664,7 +664,7 @@ class Handlers:
                 if superseded():
                     return
                 session.answered = key  # an answer about these boxes is on screen
-                if generation is not None and generation.stop_reason != "cancelled":
+                if generation is not None and generation.stop_reason != StopReason.CANCELLED:
                     turn = Turn(prepared.user_text, generation.answer, asked.shown)
                     session.finished = (key, turn)
                 yield outputs
@@ -708,10 +708,10 @@ class Handlers:
             status = status_line(step.generation, asked.num_regions, asked.proposals_s)
             stop_reason = step.generation.stop_reason
             notes = [*step.generation.notices, *step.answer.warnings]
-            if stop_reason == "max_new_tokens":
+            if stop_reason == StopReason.TOKEN_LIMIT:
                 notes.append(CUT_SHORT)
             warnings = " ".join([*notes, *asked.closing_notes(step.generation)])
-            read_boxes = prepared.vision.boxes.tolist()
+            read_boxes = prepared.boxes.tolist()
             result = Result(
                 image=image,
                 image_name=question.file_name,
@@ -728,7 +728,8 @@ class Handlers:
             )
             files = write_downloads(result, self._answer_folders.new())
             # Stopped by the user: as asked, neither a success nor a problem.
-            kind = "warning" if warnings else "info" if stop_reason == "cancelled" else "done"
+            cancelled = stop_reason == StopReason.CANCELLED
+            kind = "warning" if warnings else "info" if cancelled else "done"
             yield (
                 (
                     asked.answer_html(step.answer),

@@ -17,6 +17,7 @@ from PIL import Image
 
 import detect_tools
 from detect_tools import ProposalOptions, ProposerError
+from detect_tools.base import CLASS_NAME
 from detect_tools.registry import with_shared_models, within_reach
 from fo1_core.processing import open_image
 from ui.boxes import Box
@@ -148,7 +149,7 @@ class Proposing:
     ) -> Proposals:
         start = time.perf_counter()
         detections = self.proposer(name).propose(image, text, options)
-        labels = detections.data.get("class_name")
+        labels = detections.data.get(CLASS_NAME)
         return Proposals(
             boxes=[[round(float(v), 1) for v in box] for box in detections.xyxy],
             scores=[round(float(s), 4) for s in detections.confidence],

@@ -24,7 +24,7 @@ from detect_tools.base import (
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate.distributed import Shard, wait_for_all
 from fo1_core.evaluate.records import RecordLog, check_settings, read_records, records_folder
-from fo1_core.session import FO1Pipeline, Generation
+from fo1_core.session import FO1Pipeline, Generation, StopReason
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def ask(
     answers = []
     for task, text in questions:
         answer = pipeline.generate(pipeline.request(vision, task, text), max_new_tokens)
-        if answer.stop_reason == "max_new_tokens":
+        if answer.stop_reason == StopReason.TOKEN_LIMIT:
             logger.warning("An answer hit --max-new-tokens %d and was cut off", max_new_tokens)
         answers.append(answer)
     return Asked(answers, vision.boxes, time.perf_counter() - start)
