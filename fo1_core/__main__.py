@@ -18,7 +18,7 @@ from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
 from fo1_core.cli import local_path, output_file, positive, read_json
 from fo1_core.errors import FO1Error
 from fo1_core.session import load
-from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, TASKS
+from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TASK, FREE_PROMPT, TASKS
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -28,7 +28,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--boxes", type=local_path, help="JSON file: a list of [x1, y1, x2, y2] in image pixels"
     )
-    parser.add_argument("--task", default="OD_template", choices=[*TASKS, FREE_PROMPT])
+    parser.add_argument("--task", default=DEFAULT_TASK, choices=[*TASKS, FREE_PROMPT])
     parser.add_argument("--text", default="", help="the template's fill, or the free prompt")
     parser.add_argument("--max-new-tokens", type=positive, default=DEFAULT_MAX_NEW_TOKENS)
     parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")

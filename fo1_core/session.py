@@ -227,7 +227,7 @@ class FO1Pipeline:
         """
         start = time.perf_counter()
         image = Image.new("RGB", (448, 448), (128, 128, 128))
-        request = self.prepare(image, [[32, 32, 224, 224], [200, 160, 416, 400]], "free", "Hi")
+        request = self.prepare(image, [[32, 32, 224, 224], [200, 160, 416, 400]], FREE_PROMPT, "Hi")
         error = None
         try:
             self.generate(request, WARM_UP_TOKENS)

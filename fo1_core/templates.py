@@ -78,7 +78,12 @@ class TaskTemplate:
     label: str
     template: str
     fill: FillKind
-    asks_for: str = ""  # what to type, for a `FillKind.TEXT` task's message when it is empty
+    # A `FillKind.TEXT` task's text: what to type (for the message when it is empty), its field's
+    # name and an example, and whether it is a question (the others name things).
+    asks_for: str = ""
+    field_label: str = ""
+    example: str = ""
+    is_question: bool = False
 
     def render(self, fill: str = "") -> str:
         return self.template.format(fill) if self.fill is not FillKind.NONE else self.template
@@ -94,7 +99,15 @@ _OD = "Please detect {} in this image. Answer the question with object indexes."
 TASKS: dict[str, TaskTemplate] = {
     task.name: task
     for task in (
-        TaskTemplate("OD_template", "Detection", _OD, FillKind.TEXT, "the categories to detect"),
+        TaskTemplate(
+            "OD_template",
+            "Detection",
+            _OD,
+            FillKind.TEXT,
+            "the categories to detect",
+            "Categories",
+            "e.g. person, red cup, dog",
+        ),
         TaskTemplate(
             "OD_Counting_template",
             "Counting",
@@ -103,9 +116,17 @@ TASKS: dict[str, TaskTemplate] = {
             "objects.",
             FillKind.TEXT,
             "what to count",
+            "What to count",
+            "e.g. apples",
         ),
         TaskTemplate(
-            "REC_template", "Referring expression", _OD, FillKind.TEXT, "the object to find"
+            "REC_template",
+            "Referring expression",
+            _OD,
+            FillKind.TEXT,
+            "the object to find",
+            "Referring expression",
+            "e.g. the man in the blue shirt",
         ),
         TaskTemplate(
             "Region_OCR_template",
@@ -150,6 +171,9 @@ TASKS: dict[str, TaskTemplate] = {
             "better. {}",
             FillKind.TEXT,
             "a question",
+            "Question",
+            "e.g. Which of these can I eat?",
+            is_question=True,
         ),
         TaskTemplate(
             "OD_All_template",
@@ -162,3 +186,6 @@ TASKS: dict[str, TaskTemplate] = {
 }
 FREE_PROMPT = "free"
 """Task name for a user-written prompt sent as it is (after sanitising)."""
+FREE_PROMPT_LABEL = "Free prompt"
+DEFAULT_TASK = "OD_template"
+"""The task the app and the command line ask when none is picked."""

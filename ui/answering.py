@@ -30,7 +30,14 @@ from fo1_core.processing import open_image
 from fo1_core.prompting import region_list_text
 from fo1_core.render import draw_answer
 from fo1_core.session import FO1Pipeline, Generation, Request, StopReason
-from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count
+from fo1_core.templates import (
+    FREE_PROMPT,
+    FREE_PROMPT_LABEL,
+    MAX_REGIONS,
+    TASKS,
+    FillKind,
+    box_count,
+)
 from ui.boxes import Box
 from ui.gpu import ON_ZERO_GPU, on_gpu
 
@@ -58,7 +65,9 @@ class Step:
 
 
 def task_label(task: str) -> str:
-    return "Free prompt" if task == FREE_PROMPT else TASKS[task].label if task in TASKS else task
+    if task == FREE_PROMPT:
+        return FREE_PROMPT_LABEL
+    return TASKS[task].label if task in TASKS else task
 
 
 def fill_text(question: Question) -> str:

@@ -106,20 +106,11 @@ before the answer area is cleared anyway."""
 STREAM_INTERVAL_S = 0.05
 """At most ~20 UI updates a second: each is a websocket message and a browser re-render."""
 
-TEXT_INPUTS = {
-    "OD_template": ("Categories", "e.g. person, red cup, dog"),
-    "OD_Counting_template": ("What to count", "e.g. apples"),
-    "REC_template": ("Referring expression", "e.g. the man in the blue shirt"),
-    "Viusal_Region_Reasoning_template": ("Question", "e.g. Which of these can I eat?"),
-}
-
-
-QUESTION_TASKS = {"Viusal_Region_Reasoning_template"}
-"""Tasks whose one-line text is a question; the others' name things (categories, an expression)."""
-
 
 def _text_kind(task: str | None) -> str:
-    return "question" if task in QUESTION_TASKS else "names"
+    """Whether a task's one-line text is a question or names things (categories, an expression)."""
+    template = TASKS.get(task or "")
+    return "question" if template is not None and template.is_question else "names"
 
 
 _CLOSING_PUNCTUATION = set(",.;:!?)]}")
@@ -513,10 +504,11 @@ class Handlers:
 
     @staticmethod
     def task_changed(task: str) -> tuple:
-        fill = TASKS[task].fill if task in TASKS else None
-        label, placeholder = TEXT_INPUTS.get(task, ("Text", ""))
+        template = TASKS.get(task)
+        fill = template.fill if template is not None else None
+        label, example = (template.field_label, template.example) if template else ("Text", "")
         return (
-            gr.update(visible=fill is FillKind.TEXT, label=label, placeholder=placeholder),
+            gr.update(visible=fill is FillKind.TEXT, label=label, placeholder=example),
             gr.update(visible=fill is FillKind.REGIONS),
             gr.update(visible=task == FREE_PROMPT),
         )

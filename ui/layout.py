@@ -11,7 +11,14 @@ import gradio as gr
 
 import detect_tools
 from fo1_core.session import FO1Pipeline
-from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, MAX_REGIONS, TASKS
+from fo1_core.templates import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_TASK,
+    FREE_PROMPT,
+    FREE_PROMPT_LABEL,
+    MAX_REGIONS,
+    TASKS,
+)
 from ui.ahead import EncodeAhead
 from ui.answer_view import CHIP_CSS, DETECTION_COLUMNS
 from ui.answering import Answerer
@@ -157,7 +164,6 @@ PLACE_CARET = """(selection) => requestAnimationFrame(() => {
 })"""
 """Back in the prompt just after the inserted reference, ready to type on."""
 
-DEFAULT_TASK = "OD_template"
 
 INTRO = """# VLM-FO1: ask about regions
 Draw boxes on the image (or propose them), pick a task, and the model answers by naming boxes.
@@ -240,7 +246,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
     ahead = EncodeAhead(pipeline) if settings.encode_ahead and not ON_ZERO_GPU else None
     handlers = Handlers(answerer, proposing, examples, ahead)
     api = Api(answerer, proposing, settings.max_new_tokens)
-    task_choices = [(t.label, name) for name, t in TASKS.items()] + [("Free prompt", FREE_PROMPT)]
+    task_choices = [(t.label, name) for name, t in TASKS.items()]
+    task_choices.append((FREE_PROMPT_LABEL, FREE_PROMPT))
     default_proposer = proposing.default(settings.default_proposer)
     proposer_choices = proposing.choices(settings.default_proposer)
     if missing := set(detect_tools.available()) - {name for _, name in proposer_choices}:
