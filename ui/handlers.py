@@ -11,7 +11,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -242,9 +242,27 @@ def proposer_error_html(message: str) -> str:
     return status_html(message, "error", PROPOSER_ERROR)
 
 
-def _keeping_the_status(run: Callable[..., Iterator[tuple]]) -> Callable[..., Iterator[tuple]]:
-    """`Handlers.run`, keeping in its session the status each output sends to the page
-    (`_Session.sent_status`, which `boxes_changed` reads)."""
+@dataclass
+class AnswerOutputs:
+    """One update of the answer area by `Handlers.run`; what is not given stays as it is."""
+
+    answer: Any = field(default_factory=gr.skip)
+    reasoning: Any = field(default_factory=gr.skip)
+    image: Any = field(default_factory=gr.skip)
+    status: Any = field(default_factory=gr.skip)
+    table: Any = field(default_factory=gr.skip)
+    downloads: Any = field(default_factory=gr.skip)
+
+    def sent(self) -> tuple:
+        """In the order of `Handlers.run`'s outputs in `ui.layout`."""
+        return tuple(getattr(self, output.name) for output in fields(self))
+
+
+def _keeping_the_status(
+    run: Callable[..., Iterator[AnswerOutputs]],
+) -> Callable[..., Iterator[tuple]]:
+    """`Handlers.run`, its outputs sent as Gradio takes them, keeping in its session the status
+    each sends to the page (`_Session.sent_status`, which `boxes_changed` reads)."""
 
     @functools.wraps(run)  # Gradio reads the parameters (and the `gr.Request` one) through it
     def keeping(self: Handlers, *args: Any, **kwargs: Any) -> Iterator[tuple]:
@@ -253,9 +271,9 @@ def _keeping_the_status(run: Callable[..., Iterator[tuple]]) -> Callable[..., It
         outputs_stream = run(self, *args, **kwargs)
         try:
             for outputs in outputs_stream:
-                if isinstance(outputs[3], str):
-                    session.sent_status = outputs[3]
-                yield outputs
+                if isinstance(outputs.status, str):
+                    session.sent_status = outputs.status
+                yield outputs.sent()
         finally:  # a closed stream closes the answer at once: its worker job ends with it
             outputs_stream.close()
 
@@ -579,8 +597,9 @@ class Handlers:
         conversation: dict | None,
         clicked_at: float | None,
         request: gr.Request,
-    ) -> Iterator[tuple]:
-        """Streams (answer, reasoning, result image, status, table, downloads).
+    ) -> Iterator[AnswerOutputs]:
+        """Streams the answer area (`AnswerOutputs`: answer, reasoning, result image, status,
+        table, downloads).
 
         In follow-up mode the question sees the conversation's earlier turns, as long as the
         image and boxes are those the conversation is about. `clicked_at`: when Run was clicked,
@@ -595,7 +614,7 @@ class Handlers:
             return
         stopped_at, session.stopped_at = session.stopped_at, None
         if _later(stopped_at, clicked_at):
-            yield (gr.skip(), gr.skip(), gr.skip(), STOPPED_EARLY, gr.skip(), gr.skip())
+            yield AnswerOutputs(status=STOPPED_EARLY)
             return
         # Running from here: a Stop or a new image that comes while the question is prepared
         # (a large photo takes a while) finds it, and is looked at once the question is ready.
@@ -621,11 +640,11 @@ class Handlers:
                 shown = [EARLIER_ANSWER] if session.answered is not None else []
                 message = error_html(" ".join([str(error), *shown]))
                 status = with_stale_note(message, session.stale)
-                yield (gr.skip(), gr.skip(), gr.skip(), status, gr.skip(), gr.skip())
+                yield AnswerOutputs(status=status)
                 return
             if running.cancel.is_set():
                 if not superseded():
-                    yield (gr.skip(), gr.skip(), gr.skip(), STOPPED_EARLY, gr.skip(), gr.skip())
+                    yield AnswerOutputs(status=STOPPED_EARLY)
                 return
             turns = follow_up and conversation and conversation.get("turns")
             restart = [NEW_CONVERSATION] if turns and not history else []
@@ -644,13 +663,13 @@ class Handlers:
             )
             session.answered = None  # the placeholder empties the answer area
             session.answered_turn = None
-            yield (
+            yield AnswerOutputs(
                 asked.answer_html(None),
                 reasoning_placeholder(),
-                None,
-                status_html(" ".join([ANSWERING, *prepared.notices, *restart])),
-                [],
-                None,
+                image=None,
+                status=status_html(" ".join([ANSWERING, *prepared.notices, *restart])),
+                table=[],
+                downloads=None,
             )
             for outputs, generation in self._stream(asked, int(max_new_tokens), running.cancel):
                 if superseded():
@@ -661,11 +680,11 @@ class Handlers:
                     session.finished = (key, turn)
                 yield outputs
         except FO1Error as error:
-            yield (gr.skip(), gr.skip(), gr.skip(), error_html(str(error)), gr.skip(), gr.skip())
+            yield AnswerOutputs(status=error_html(str(error)))
         except Exception as error:
             logger.exception("Generation failed")
             message = f"Generation failed ({type(error).__name__}: {error})."
-            yield (gr.skip(), gr.skip(), gr.skip(), error_html(message), gr.skip(), gr.skip())
+            yield AnswerOutputs(status=error_html(message))
         finally:
             # A closed stream (Stop on ZeroGPU, a closed tab) must also end the worker thread.
             running.cancel.set()
@@ -675,8 +694,8 @@ class Handlers:
 
     def _stream(
         self, asked: _Asked, max_new_tokens: int, cancel: threading.Event
-    ) -> Iterator[tuple[tuple, Generation | None]]:
-        """The six outputs after each step (throttled), and the `Generation` with the last."""
+    ) -> Iterator[tuple[AnswerOutputs, Generation | None]]:
+        """The outputs after each step (throttled), and the `Generation` with the last."""
         question, prepared = asked.question, asked.prepared
         num = asked.num_regions
         image = None
@@ -684,18 +703,15 @@ class Handlers:
         for step in steps:
             image = step.image if step.image is not None else image
             if step.generation is None:
-                yield (
-                    (
-                        asked.answer_html(step.answer),
-                        reasoning_html(step.answer, num),
-                        step.image if step.image is not None else gr.skip(),
-                        status_html(f"{ANSWERING} {step.tokens} tokens"),
-                        # With the drawing: the rows of the groups it shows, as they complete.
-                        detection_rows(step.detections) if step.image is not None else gr.skip(),
-                        gr.skip(),
-                    ),
-                    None,
+                outputs = AnswerOutputs(
+                    asked.answer_html(step.answer),
+                    reasoning_html(step.answer, num),
+                    status=status_html(f"{ANSWERING} {step.tokens} tokens"),
                 )
+                if step.image is not None:
+                    # With the drawing: the rows of the groups it shows, as they complete.
+                    outputs.image, outputs.table = step.image, detection_rows(step.detections)
+                yield outputs, None
                 continue
             status = status_line(step.generation, asked.num_regions, asked.proposals_s)
             stop_reason = step.generation.stop_reason
@@ -722,19 +738,17 @@ class Handlers:
             # Stopped by the user: as asked, neither a success nor a problem.
             cancelled = stop_reason == StopReason.CANCELLED
             kind = "warning" if warnings else "info" if cancelled else "done"
-            yield (
-                (
-                    asked.answer_html(step.answer),
-                    reasoning_html(step.answer, num),
-                    files.image,  # as a file, its download button saves it by the image's name
-                    with_stale_note(
-                        status_html(f"{status}. {warnings}".strip(), kind), asked.editor_differs()
-                    ),
-                    detection_rows(step.detections),
-                    [files.image, files.json, files.coco, files.report],
+            outputs = AnswerOutputs(
+                asked.answer_html(step.answer),
+                reasoning_html(step.answer, num),
+                files.image,  # as a file, its download button saves it by the image's name
+                with_stale_note(
+                    status_html(f"{status}. {warnings}".strip(), kind), asked.editor_differs()
                 ),
-                step.generation,
+                detection_rows(step.detections),
+                [files.image, files.json, files.coco, files.report],
             )
+            yield outputs, step.generation
 
     def remember_turn(
         self, follow_up: bool, conversation: dict | None, status: str | None, request: gr.Request
