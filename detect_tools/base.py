@@ -206,6 +206,10 @@ class Proposer(ABC):
         which applies `options` (a proposer may use them to skip work on what it would drop)."""
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+"""A checkpoint's weights are one of these (a download cut short leaves its config only)."""
+
+
 @dataclass
 class LoadedModel:
     model: Any
@@ -261,14 +265,15 @@ class ModelProposer(Proposer):
     @classmethod
     def within_reach(cls, checkpoint: str | Path | None = None) -> bool:
         """Whether loading may find the weights without a network check: a folder was named
-        (a missing one is then reported by name at load), the hub id is in the Hugging Face
-        cache, or the hub may be asked (not in offline mode)."""
+        (a missing one is then reported by name at load), the hub id's config and weights are
+        in the Hugging Face cache, or the hub may be asked (not in offline mode)."""
         source = str(checkpoint) if checkpoint is not None else cls.default_checkpoint
         if _names_a_folder(source) or Path(source).is_dir():
             return True
         if not hub_constants.HF_HUB_OFFLINE:
             return True
-        return isinstance(try_to_load_from_cache(source, "config.json"), str)
+        cached = [isinstance(try_to_load_from_cache(source, name), str) for name in WEIGHT_FILES]
+        return isinstance(try_to_load_from_cache(source, "config.json"), str) and any(cached)
 
     @property
     def where_to_pass_a_folder(self) -> str:

@@ -66,8 +66,8 @@ def scene_scale(width: int, height: int) -> SceneScale:
     """Sizes that stay legible from a 200 px crop to a 4000 px photo shown fit-to-screen.
 
     Mostly from the geometric mean of the sides; a panorama, shown shrunk to fit its long side,
-    gets labels sized by that side (about 12 px on a 700 px wide panel), within a tenth of its
-    short side so that they still leave the picture to see.
+    gets larger labels, sized by that side (about 12 px on a 700 px wide panel) up to a tenth of
+    its short side, so that they still leave the picture to see.
     """
     side = (width * height) ** 0.5
     fitted = min(max(width, height) / 55, min(width, height) / 10)
@@ -164,16 +164,16 @@ def _draw(
     labels: list[str],
 ) -> np.ndarray:
     scene = _to_bgr(image)
-    if len(detections) == 0:
-        return scene[..., ::-1].copy()
     if (factor := drawing_factor(scene.shape[1], scene.shape[0])) > 1:
-        scene = np.ascontiguousarray(scene.repeat(factor, axis=0).repeat(factor, axis=1))
+        scene = scene.repeat(factor, axis=0).repeat(factor, axis=1)
         mask = detections.mask
         detections = dataclasses.replace(
             detections,
             xyxy=detections.xyxy * factor,
             mask=None if mask is None else mask.repeat(factor, axis=1).repeat(factor, axis=2),
         )
+    if len(detections) == 0:
+        return scene[..., ::-1].copy()
     scale = scene_scale(scene.shape[1], scene.shape[0])
     labels = [fit_label(label, scale.font_size, scale.padding, scene.shape[1]) for label in labels]
     if detections.mask is not None:

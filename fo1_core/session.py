@@ -82,11 +82,12 @@ class WarmUp:
 class Request:
     """A prepared question: prompt text and ids (with -200/-300 placeholders) plus vision inputs."""
 
-    user_text: str
+    user_text: str  # the question as the model reads it: the task's template filled
     prompt: str
     prompt_ids: list[int]
     vision: VisionInputs
     preprocess_s: float = 0.0
+    text: str = ""  # what the user gave the template, as the model reads it (`removed` out)
     removed: list[str] = field(default_factory=list)  # control strings taken out of the text
 
     @property
@@ -297,7 +298,7 @@ class FO1Pipeline:
         image_tokens = num_image_tokens(vision.image_grid_thw, self.preprocessor.merge_size)
         if limit is not None and len(ids) + image_tokens - 1 > limit:
             raise FO1Error(f"The prompt is too long for this model ({limit} tokens at most).")
-        return Request(user_text, prompt, ids, vision, removed=clean.removed)
+        return Request(user_text, prompt, ids, vision, text=clean.text, removed=clean.removed)
 
     @property
     def device(self) -> torch.device:

@@ -15,7 +15,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from fo1_core.render import color_for_region
+from fo1_core.render import color_for_region, drawing_factor
 from tests.browser.app_server import REPO, running_app
 from tests.conftest import RIGGED_ANSWER
 
@@ -179,7 +179,8 @@ def test_exif_rotation_is_applied(client: Client, tmp_path: Path) -> None:
         "OD_template",
         "x",
     )
-    assert np.asarray(Image.open(image)).shape[:2] == (60, 40)
+    factor = drawing_factor(40, 60)  # a small image is drawn on enlarged
+    assert np.asarray(Image.open(image)).shape[:2] == (60 * factor, 40 * factor)
     assert detections["detections"][0]["box_xyxy"] == [0, 0, 30, 50]
 
 

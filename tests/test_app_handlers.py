@@ -130,8 +130,9 @@ def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers)
     streamed = [
         (image, table) for _, _, image, status, table, _ in steps if ANSWERING in str(status)
     ]
-    skipped = [(isinstance(image, dict), table == SKIP) for image, table in streamed]
-    assert all(image == table for image, table in skipped) and (False, False) in skipped
+    left = [(isinstance(image, dict), table == SKIP) for image, table in streamed]
+    assert all(image_left == table_left for image_left, table_left in left)
+    assert (False, False) in left
     answer, reasoning, image, status, table, files = steps[-1]
     assert "Done" in status and "fo1-done" in status
     assert "red circle" in answer and answer.count("fo1-chip") == 2
@@ -186,6 +187,19 @@ def test_the_coco_file_names_the_image_as_uploaded(answering: Handlers) -> None:
     *_, (*_, files) = run(answering, value)
     coco = json.loads(Path(files[2]).read_text(encoding="utf-8"))
     assert coco["images"][0]["file_name"] == "kitchen table.JPG"
+
+
+def test_a_small_images_files_keep_its_size_though_its_drawing_is_enlarged(
+    answering: Handlers, tmp_path: Path
+) -> None:
+    small = tmp_path / "small.png"
+    Image.open(IMAGE).resize((150, 100)).save(small)
+    boxes = [[v // 4 for v in box] for box in BOXES]
+    *_, (_, _, image, _, table, files) = run(answering, editor_value(str(small), boxes))
+    assert np.asarray(Image.open(image)).shape == (400, 600, 3)  # drawn 4 times as large
+    coco = json.loads(Path(files[2]).read_text(encoding="utf-8"))
+    assert (coco["images"][0]["width"], coco["images"][0]["height"]) == (150, 100)
+    assert [row[2:] for row in table] == [boxes[0], boxes[2]]  # in the image's own pixels
 
 
 def test_stop_really_stops_the_worker(endless: Handlers) -> None:
@@ -500,6 +514,12 @@ def test_undo_keeps_each_picked_region_on_its_box(answering: Handlers) -> None:
     boxes_changed(answering, drawn, request=page)
     editor, regions = answering.undo_boxes(drawn, [0, 3], page)
     assert boxes_of(editor) == BOXES and regions["value"] == [0]
+    # Of two boxes alike, the one picked stays the only one picked.
+    twice = editor_value(IMAGE, [*BOXES, BOXES[0], [5, 5, 60, 60]])
+    boxes_changed(answering, editor_value(IMAGE, [*BOXES, BOXES[0]]), request=page)
+    boxes_changed(answering, twice, request=page)
+    _, regions = answering.undo_boxes(twice, [3], page)
+    assert regions["value"] == [0]
 
 
 def test_undo_turns_the_image_back_and_brings_a_removed_one_back(answering: Handlers) -> None:

@@ -101,14 +101,14 @@ def test_input_untouched_and_pil_or_array_give_the_same_rgb_array() -> None:
 @pytest.mark.parametrize(
     ("image", "grey"),
     [
-        (Image.fromarray(np.full((120, 160), 20000, np.uint16)), 78),  # 16-bit: 20000 / 257
-        (Image.new("RGBA", (160, 120), (0, 0, 0, 0)), 255),  # transparent: over white
+        (Image.fromarray(np.full((384, 512), 20000, np.uint16)), 78),  # 16-bit: 20000 / 257
+        (Image.new("RGBA", (512, 384), (0, 0, 0, 0)), 255),  # transparent: over white
     ],
     ids=["16-bit", "transparent"],
 )
 def test_a_pil_image_is_drawn_on_as_the_model_sees_it(image: Image.Image, grey: int) -> None:
     drawn = draw_answer(image, answer_detections("No cats."))
-    assert drawn.shape == (120, 160, 3) and (drawn == grey).all()
+    assert drawn.shape == (384, 512, 3) and (drawn == grey).all()
 
 
 def test_nothing_to_draw_returns_a_copy() -> None:

@@ -133,7 +133,7 @@ class Answerer:
                 text, tokens = final.text, len(final.token_ids)
             else:
                 text += event
-                tokens += 1  # a piece of text: one token, but a character split over several
+                tokens += 1  # a piece is a token's text (or a few, that end a split character)
                 if time.perf_counter() - parsed_at < interval_s:
                     continue
             parsed_at = time.perf_counter()

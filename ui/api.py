@@ -85,7 +85,8 @@ class Api:
         try:
             question = Question(image=image, boxes=parse_boxes(boxes), task=task, text=text or "")
             request = self.answerer.prepare(question)
-            *_, last = self.answerer.steps(question, request, self.max_new_tokens, None, math.inf)
+            steps = self.answerer.steps(question, request, self.max_new_tokens, interval_s=math.inf)
+            *_, last = steps
         except FO1Error as error:
             raise user_error(str(error)) from error
         except Exception as error:

@@ -139,10 +139,13 @@ RELABEL_IN_BROWSER = """(value, picked) => {
     const unchanged = ordered.every((box, i) =>
         box.label === `#${i}` && box.color === colors[i % colors.length]);
     const area = (box) => (box.xmax - box.xmin) * (box.ymax - box.ymin);
-    const named = ordered.map((box, i) =>
-        ({...box, label: `#${i}`, color: colors[i % colors.length]}))
-        .map((box, i) => [box, i]).sort(([a, i], [b, j]) => area(a) - area(b) || i - j)
-        .map(([box]) => box);
+    const renamed = ordered.map((box, i) =>
+        ({...box, label: `#${i}`, color: colors[i % colors.length]}));
+    // New boxes stay first, newest first, as the editor put them: it keeps the one just drawn
+    // selected by its place. The others go smallest first.
+    const kept = renamed.slice(0, numbered.length).map((box, i) => [box, i])
+        .sort(([a, i], [b, j]) => area(a) - area(b) || i - j).map(([box]) => box);
+    const named = [...renamed.slice(numbered.length).reverse(), ...kept];
     const numbers = numbered.map(([number]) => number);
     const count = Math.min(named.length, MAX_REGIONS);
     const moved = (picked ?? []).map(index => numbers.indexOf(index))
@@ -163,7 +166,8 @@ area yet): replacing the value then cuts the stroke short, and the box stays as 
 this ran, a step into the drag (the editor reports the box as the stroke starts, and a busy page
 runs this a moment later). It also leaves it alone when every box is already named right,
 whatever its place in the list: a box resized, or moved, keeps its place and stays selected.
-Boxes are numbered in `in_drawing_order`'s order, and listed smallest first (`editor_boxes`).
+Boxes are numbered in `in_drawing_order`'s order, and listed smallest first (`editor_boxes`)
+after those just drawn.
 
 A picked region keeps pointing at its box when boxes before it are deleted, and is unticked
 with a deleted box: Gradio refuses a whole Run while the picker holds a value that is no longer

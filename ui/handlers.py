@@ -9,6 +9,7 @@ import inspect
 import logging
 import math
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field, fields
@@ -21,7 +22,6 @@ from detect_tools import ProposerError
 from fo1_core.answers import Answer
 from fo1_core.errors import FO1Error
 from fo1_core.processing import image_size
-from fo1_core.prompting import without
 from fo1_core.render import draw_proposals
 from fo1_core.session import Generation, Request, StopReason
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS, FillKind, box_count, region_token
@@ -37,7 +37,6 @@ from ui.answer_view import (
 from ui.answering import (
     Answerer,
     Question,
-    fill_text,
     open_for_drawing,
     status_line,
     task_label,
@@ -158,8 +157,7 @@ class _Asked:
     def __post_init__(self) -> None:
         self.num_regions = self.prepared.num_regions
         label = task_label(self.question.task)
-        # As the model read it: without the strings taken out (the status names them).
-        given = without(fill_text(self.question), self.prepared.removed).text.strip()
+        given = self.prepared.text.strip()  # as the model read it (the status names what not)
         self.heading = asked_html(label, given, self.num_regions, self.prepared.user_text)
         self.shown = f"{label}: {given}" if given else label
 
@@ -366,7 +364,9 @@ class Handlers:
             boxes_as_text(boxes),
         )
 
-    def undo_boxes(self, value: dict | None, picked: list[int] | None, request: gr.Request):
+    def undo_boxes(
+        self, value: dict | None, picked: list[int] | None, request: gr.Request
+    ) -> tuple:
         """The editor as it was before its last change: its boxes before the last one drawn,
         moved, deleted, cleared, proposed or typed, the image before its rotate buttons turned
         it, or, emptied by its remove button or replaced by another image, the image and boxes
@@ -720,10 +720,11 @@ class Handlers:
                 notes.append(CUT_SHORT)
             warnings = " ".join([*notes, *asked.closing_notes(step.generation)])
             read_boxes = prepared.boxes.tolist()
+            picture = open_for_drawing(question.image)
             result = Result(
                 image=image,
                 image_name=question.file_name,
-                boxes_image=draw_proposals(open_for_drawing(question.image), read_boxes),
+                boxes_image=draw_proposals(picture, read_boxes),
                 boxes=read_boxes,
                 task_label=task_label(question.task),
                 prompt=prepared.user_text,
@@ -733,6 +734,7 @@ class Handlers:
                 stop_reason=stop_reason,
                 timings=step.generation.timings,
                 earlier_turns=asked.earlier,
+                image_size=(picture.shape[1], picture.shape[0]),
             )
             files = write_downloads(result, self._answer_folders.new())
             # Stopped by the user: as asked, neither a success nor a problem.
@@ -821,9 +823,15 @@ def cleared_answer() -> tuple:
 
 
 def picked_again(before: list[Box], picked: list[int], after: list[Box]) -> list[int]:
-    """The indexes in `after` of the boxes `picked` among `before` (by their corners)."""
-    wanted = {tuple(before[i]) for i in picked if 0 <= i < len(before)}
-    return [i for i, box in enumerate(after[:MAX_REGIONS]) if tuple(box) in wanted]
+    """The indexes in `after` of the boxes `picked` among `before`, each found by its corners
+    once (of two boxes alike, one picked stays one picked)."""
+    wanted = Counter(tuple(before[i]) for i in set(picked) if 0 <= i < len(before))
+    found = []
+    for i, box in enumerate(after[:MAX_REGIONS]):
+        if wanted[tuple(box)] > 0:
+            wanted[tuple(box)] -= 1
+            found.append(i)
+    return found
 
 
 def region_choices(boxes: int) -> list[tuple[str, int]]:

@@ -49,10 +49,17 @@ click still waiting in the queue (`Handlers.stop`, `Handlers.supersede`, `Handle
 KEYS_AND_TURNS = """() => {
     const click = (id) => document.querySelector(id)?.click();
     const page = document.body.classList;
-    const waiting = () => page.contains("fo1-busy") || page.contains("fo1-stopping");
+    // A question asked while one is on its way is kept; not the same ask again (a double
+    // click, a held key, a click just after the one that asked). Once Stop was pressed, any.
+    const keep = (again) => {
+        const doubled = again || Date.now() - (window.fo1AskedAt ?? 0) < 500;
+        if (page.contains("fo1-stopping") || (page.contains("fo1-busy") && !doubled)) {
+            page.add("fo1-run-next");
+        }
+    };
     addEventListener("keydown", (event) => {
         const asking = event.key === "Enter" && event.target.closest("#fo1-text textarea");
-        if (asking && waiting()) page.add("fo1-run-next");
+        if (asking) keep(event.repeat || event.shiftKey);
         const field = event.target.closest("input, textarea, select, [contenteditable]");
         const tool = {c: "Create box", d: "Drag boxes"}[event.key?.toLowerCase()];
         const modified = event.ctrlKey || event.metaKey || event.altKey;
@@ -63,7 +70,7 @@ KEYS_AND_TURNS = """() => {
         if (!(event.ctrlKey || event.metaKey) || event.shiftKey) return;
         if (event.key === "Enter" && field?.closest("#fo1-free")) {
             event.preventDefault();
-            click("#fo1-run");
+            if (!event.repeat) click("#fo1-run");
         } else if (event.key?.toLowerCase() === "z" && !field) {
             event.preventDefault();
             click("#fo1-undo");
@@ -72,8 +79,10 @@ KEYS_AND_TURNS = """() => {
     addEventListener("click", (event) => {
         if (event.target.closest("#fo1-editor button[aria-label^='Rotate']")) {
             setTimeout(() => click("#fo1-turned"), 50);  // once the editor has turned
-        } else if (event.target.closest("#fo1-run") && waiting()) {
-            page.add("fo1-run-next");
+        } else if (event.target.closest("#fo1-run")) {
+            keep(event.detail > 1);
+        } else if (event.target.closest("#fo1-status")) {
+            page.remove("fo1-run-next");  // its note says a click forgets the kept question
         }
     }, true);
 }"""
@@ -81,13 +90,15 @@ KEYS_AND_TURNS = """() => {
 one-line fields; Ctrl+Z (⌘Z) outside text fields (where it undoes typing) undoes the last box
 edit; C and D outside text fields pick the editor's box and hand tools, as they do in the editor
 once it has the focus (which it keeps to itself then); turning the image with the editor's
-buttons reports its turned boxes (`turned`); Run clicked, or Enter pressed in the task's text
-field, while a stopped answer is still ending is remembered (`IDLE` asks then)."""
+buttons reports its turned boxes (`turned`); a question asked (Run, Enter in the task's text
+field, Ctrl+Enter in the free prompt) while the page's answer is on its way or ending is kept
+(`IDLE` asks it then; a click on the status forgets it)."""
 
 SHOW_THE_ANSWER = """() => {
-    // Just above where the answer comes, and in the page before it does.
-    const above = document.querySelector("#fo1-follow-up");
-    if (above && above.getBoundingClientRect().bottom > 0.6 * innerHeight) {
+    // What stands just above the answer (the conversation, the status), in the page before it.
+    const bottom = Math.max(...["#fo1-follow-up", "#fo1-history", "#fo1-status"].map(
+        (id) => document.querySelector(id)?.getBoundingClientRect().bottom ?? 0));
+    if (bottom > 0.6 * innerHeight) {
         document.querySelector("#fo1-run").scrollIntoView({block: "start", behavior: "smooth"});
     }
 }"""
@@ -107,6 +118,7 @@ status sits far below their buttons, and they seemed to do nothing."""
 ASK = f"""(...inputs) => {{
     document.body.classList.remove("fo1-stopping", "fo1-run-next");
     document.body.classList.add("fo1-busy", "fo1-asking");
+    window.fo1AskedAt = Date.now();
     ({SHOW_THE_ANSWER})();
     return ({WITH_PAGE_TIME})(...inputs);
 }}"""
@@ -210,14 +222,17 @@ body.fo1-busy #fo1-run, body:not(.fo1-busy) #fo1-stop {{ opacity: 0.5; }}
 body.fo1-busy #fo1-run {{ cursor: progress; }}
 /* A question asked while the answer before it is on its way is kept for `IDLE`: said so. */
 body.fo1-run-next #fo1-status::before {{ display: block; padding: 0.3em 0.6em;
-    content: "Your next question is asked once this answer ends (Stop ends it now)."; }}
+    cursor: pointer;
+    content: "Your next question is asked once this answer ends "
+        "(Stop ends it now; a click here forgets the question)."; }}
 body.fo1-run-next.fo1-stopping #fo1-status::before {{
-    content: "Your next question is asked once this answer has stopped (Stop again: not asked)."; }}
+    content: "Your next question is asked once this answer has stopped "
+        "(a click here forgets it)."; }}
 #fo1-answer .fo1-answer {{ max-height: 20em; overflow-y: auto; }}
 /* No gap for a conversation not shown, nor for a status or an answer not there yet. */
 #fo1-history:not(:has(.fo1-history)),
-body:not(.fo1-run-next) #fo1-status:not(:has(.fo1-status)),
-#fo1-answer:not(:has(.fo1-answer)) {{ display: none; }}
+body:not(.fo1-busy):not(.fo1-run-next) #fo1-status:not(:has(.fo1-status)),
+body:not(.fo1-busy) #fo1-answer:not(:has(.fo1-answer)) {{ display: none; }}
 /* The conversation's latest turn is left out while it is the answer shown below it, not once a
    new question is on its way (`ASK` to `IDLE`) to take that answer's place. */
 body:not(.fo1-asking) #fo1-history li.fo1-latest,
@@ -550,7 +565,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             cancels=[answering] if ON_ZERO_GPU else None,
         )
         demo.unload(handlers.forget_session)
-        _api_endpoints(api, [name for _, name in proposer_choices], default_proposer, settings)
+        _api_endpoints(api, [name for _, name in proposer_choices], settings)
     return demo
 
 
@@ -558,16 +573,14 @@ def _on_spaces() -> bool:
     return bool(os.environ.get("SPACE_ID"))
 
 
-def _api_endpoints(
-    api: Api, proposer_names: list[str], default_proposer: str, settings: Settings
-) -> None:
+def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> None:
     """Hidden components whose only purpose is to type the `/propose` and `/answer` endpoints."""
     with gr.Group(visible=False):
         # No conversion here: fo1_core composites transparency and scales 16-bit images itself.
         image = gr.Image(type="filepath", label="image", image_mode=None)
         proposer = gr.Dropdown(
             proposer_names,
-            value=default_proposer,
+            value="offline",  # a client that names none is not made to wait for a download
             label="proposer",
             allow_custom_value=True,
         )

@@ -53,6 +53,9 @@ class Result:
     stop_reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     earlier_turns: list[Turn] = field(default_factory=list)
+    # (width, height) of the image asked about, which the boxes and masks are in; None: that of
+    # `image` (a small image's drawing is larger, `fo1_core.render.drawing_factor`).
+    image_size: tuple[int, int] | None = None
 
 
 @dataclass
@@ -116,7 +119,7 @@ def write_downloads(result: Result, folder: Path) -> Downloads:
     # or in the report.
     text = json.dumps(document, indent=2, ensure_ascii=False)
     json_path.write_text(text, encoding="utf-8", errors="replace")
-    height, width = result.image.shape[:2]
+    width, height = result.image_size or result.image.shape[1::-1]
     coco = to_coco_dataset(result.detections, result.image_name, width, height)
     coco_path = folder / f"{stem}-coco.json"
     coco_path.write_text(json.dumps(coco, indent=2), encoding="utf-8")

@@ -234,6 +234,9 @@ def test_a_visitor_is_offered_the_proposers_that_can_run_here(tmp_path, monkeypa
     (snapshot / "config.json").write_text("{}")
     (snapshot.parents[1] / "refs").mkdir()
     (snapshot.parents[1] / "refs/main").write_text("abc")
+    # Its config alone is a download cut short: not offered until its weights are there too.
+    assert [name for _, name in Proposing("cpu").choices()] == ["offline"]
+    (snapshot / "model.safetensors").write_bytes(b"")
     assert [name for _, name in Proposing("cpu").choices()] == ["omdet-turbo", "offline"]
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
