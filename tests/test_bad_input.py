@@ -13,6 +13,7 @@ from PIL import Image
 from transformers import AutoTokenizer
 
 from fo1_core.errors import FO1Error
+from fo1_core.processing import check_size
 from fo1_core.prompting import sanitize_user_text
 from fo1_core.session import FO1Pipeline
 from fo1_core.templates import ANSWER_TAGS, MAX_REGIONS, REGION_REFERENCE
@@ -93,6 +94,9 @@ def test_huge_image_is_refused_before_decoding(pipeline: FO1Pipeline, tmp_path: 
     Image.new("1", (12_000, 9_000)).save(path)
     with pytest.raises(FO1Error, match="108 megapixels"):
         pipeline.prepare(path, BOX, "OD_template", "cat")
+    # Just over the limit: not told as the limit itself.
+    with pytest.raises(FO1Error, match="100.01 megapixels; the limit is 100"):
+        check_size(10_001, 10_000)
 
 
 def test_boxes_partly_outside_are_clipped(pipeline: FO1Pipeline) -> None:
