@@ -198,6 +198,10 @@ class Settings:
     encode_ahead: bool = True  # encode the image and boxes while the question is being typed
 
 
+PENDING = "[data-testid=status-tracker]:not(.hide)"
+"""Gradio's progress on a component, while an event that updates it waits or runs."""
+
+
 def app_css() -> str:
     """Style sheet for `launch(css=...)` (Gradio 6 takes it there, not in `Blocks`)."""
     # Region picker swatches in the same colours as the boxes and chips.
@@ -229,10 +233,11 @@ body.fo1-run-next.fo1-stopping #fo1-status::before {{
     content: "Your next question is asked once this answer has stopped "
         "(a click here forgets it)."; }}
 #fo1-answer .fo1-answer {{ max-height: 20em; overflow-y: auto; }}
-/* No gap for a conversation not shown, nor for a status or an answer not there yet. */
+/* No gap for a conversation not shown, nor for a status or an answer not there yet, unless
+   Gradio shows its progress there (a place in the queue, a Propose running). */
 #fo1-history:not(:has(.fo1-history)),
-body:not(.fo1-busy):not(.fo1-run-next) #fo1-status:not(:has(.fo1-status)),
-body:not(.fo1-busy) #fo1-answer:not(:has(.fo1-answer)) {{ display: none; }}
+body:not(.fo1-run-next) #fo1-status:not(:has(.fo1-status, {PENDING})),
+#fo1-answer:not(:has(.fo1-answer, {PENDING})) {{ display: none; }}
 /* The conversation's latest turn is left out while it is the answer shown below it, not once a
    new question is on its way (`ASK` to `IDLE`) to take that answer's place. */
 body:not(.fo1-asking) #fo1-history li.fo1-latest,
@@ -472,6 +477,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             [editor, proposer, proposer_text, threshold, max_count, mode, masks, page_time],
             [editor, masks, status, proposed, regions],
             js=WITH_PAGE_TIME,
+            # Not over the editor: boxes can be drawn while proposals wait or run.
+            show_progress_on=[status],
             api_name="ui_propose",
             api_visibility="private",
             concurrency_id=GPU,

@@ -520,6 +520,15 @@ def test_a_question_asked_while_an_answer_streams_is_kept_and_said_so(page) -> N
     page.wait_for_function("!document.body.classList.contains('fo1-busy')")
 
 
+WATCH_THE_EDITORS_PROGRESS = """() => {
+    const tracker = document.querySelector("#fo1-editor [data-testid=status-tracker]");
+    window.fo1EditorCovered = false;
+    new MutationObserver(() => {
+        if (!tracker.classList.contains("hide")) window.fo1EditorCovered = true;
+    }).observe(tracker, {attributes: true});
+}"""
+
+
 def test_example_proposals_and_free_prompt(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     assert page.get_by_label("Categories").input_value() == "cup, spoon"
@@ -527,9 +536,12 @@ def test_example_proposals_and_free_prompt(page) -> None:
     page.get_by_text("Propose boxes", exact=True).first.click()
     page.get_by_label("Add to my boxes").check()
     set_number(page, "fo1-max-count", 4)
+    page.evaluate(WATCH_THE_EDITORS_PROGRESS)
     page.locator("#fo1-propose").click()
     wait_for_note(page, "7 boxes")
     assert "4 proposals" in status_text(page)
+    # Its progress showed on the status, never over the image, where boxes can be drawn meanwhile.
+    assert page.evaluate("window.fo1EditorCovered") is False
     shot(page, "6-proposals")
 
     # Offered: the proposers with a folder, or needing none; not those the offline hub lacks.
