@@ -30,19 +30,12 @@ from ui.ahead import EncodeAhead
 from ui.answer_view import LATEST_TURN_NOTE, Turn
 from ui.answering import Answerer, Question
 from ui.boxes import boxes_of, editor_value, image_of, in_drawing_order
+from ui.conversation import CONVERSATION, ENDED_CONVERSATION, conversation_key
 from ui.editor import FILE_NAME
 from ui.examples import EXAMPLES_DIR, load_examples
-from ui.handlers import (
-    ANSWERING,
-    CONVERSATION,
-    ENDED_CONVERSATION,
-    STALE_NOTE,
-    STOPPED_EARLY,
-    Handlers,
-    conversation_key,
-    status_html,
-)
+from ui.handlers import Handlers
 from ui.proposing import Proposals, Proposing
+from ui.status import ANSWERING, STALE_NOTE, STOPPED_EARLY, status_html
 
 pytestmark = pytest.mark.slow
 

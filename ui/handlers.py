@@ -4,7 +4,6 @@ user's image and boxes untouched (`gr.skip()`), so no input ever ends in a dead 
 from __future__ import annotations
 
 import functools
-import html
 import inspect
 import logging
 import math
@@ -30,7 +29,6 @@ from ui.answer_view import (
     Turn,
     answer_html,
     asked_html,
-    conversation_html,
     detection_rows,
     reasoning_html,
 )
@@ -52,6 +50,13 @@ from ui.boxes import (
     outside_the_image,
     region_label,
 )
+from ui.conversation import (
+    NEW_CONVERSATION,
+    ConversationKey,
+    conversation_key,
+    history_view,
+    turns_about,
+)
 from ui.editor import FILE_NAME, UNREADABLE, UNREADABLE_NOTE
 from ui.examples import Example
 from ui.files import file_identity, shown_size
@@ -65,6 +70,19 @@ from ui.proposing import (
     new_to,
 )
 from ui.report import AnswerFolders, Result, write_downloads
+from ui.status import (
+    ANSWERING,
+    CUT_SHORT,
+    EARLIER_ANSWER,
+    NOT_KEPT,
+    PROPOSER_ERROR,
+    STOPPED_EARLY,
+    error_html,
+    is_streaming,
+    proposer_error_html,
+    status_html,
+    with_stale_note,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -222,24 +240,6 @@ class _Session:
         return history_view(follow_up, conversation, self.editing, latest_shown)
 
 
-def status_html(message: str, kind: str = "info", mark: str = "") -> str:
-    """The status block; `mark` is one more class, to tell this status apart later."""
-    classes = f"fo1-status fo1-{kind} {mark}".rstrip()
-    return f'<div class="{classes}">{html.escape(message)}</div>'
-
-
-def error_html(message: str) -> str:
-    return status_html(message, "error")
-
-
-PROPOSER_ERROR = "fo1-proposer-error"
-
-
-def proposer_error_html(message: str) -> str:
-    """An error about the picked proposer: picking another one takes it away."""
-    return status_html(message, "error", PROPOSER_ERROR)
-
-
 @dataclass
 class AnswerOutputs:
     """One update of the answer area by `Handlers.run`; what is not given stays as it is."""
@@ -338,7 +338,7 @@ class Handlers:
         # that ended before the page showed its end: its final status is the one to mark, and
         # `remember_turn`, which comes after it, shows the conversation.
         streaming = session.running is not None
-        behind = _streaming(status) and not _streaming(session.sent_status)
+        behind = is_streaming(status) and not is_streaming(session.sent_status)
         marked = with_stale_note(session.sent_status if behind else status, session.stale)
         stale = gr.skip() if streaming or marked == status else marked
         history = gr.skip() if streaming or behind else session.history(follow_up, conversation)
@@ -782,38 +782,7 @@ class Handlers:
         return self._session(request).history(follow_up, conversation)
 
 
-ANSWERING = "Answering…"
 NO_REGIONS = "No boxes yet: each box you draw or propose is a region to pick here."
-
-
-def _streaming(status: str) -> bool:
-    """Whether `status` is that of an answer still streaming."""
-    return status.startswith(status_html(ANSWERING).removesuffix("</div>"))
-
-
-NEW_CONVERSATION = "The image or boxes changed, so a new conversation starts."
-CONVERSATION = "Conversation so far"
-ENDED_CONVERSATION = (
-    "Earlier conversation, about other boxes: the next question starts a new one "
-    "(put the boxes back to continue this one)"
-)
-STALE_NOTE = status_html(
-    "The boxes changed after this answer: its region numbers are the boxes drawn on the result "
-    "image. Run again to ask about the boxes as they are now.",
-    "warning",
-)
-
-
-def with_stale_note(status: str | None, stale: bool) -> str:
-    """The status with `STALE_NOTE` after it while the shown answer is about other boxes."""
-    status = (status or "").replace(STALE_NOTE, "")
-    return status + STALE_NOTE if stale else status
-
-
-NOT_KEPT = "A stopped answer is not kept in the conversation."
-STOPPED_EARLY = status_html("Stopped by you before the answer started.")
-EARLIER_ANSWER = "The answer shown is the one to the question before."
-CUT_SHORT = "The answer may be cut short: raise “Max new tokens” to let it finish."
 
 
 def cleared_answer() -> tuple:
@@ -846,43 +815,6 @@ def shown_text(task: str, text: str, free_text: str) -> str:
         return free_text
     template = TASKS.get(task)
     return text if template is None or template.fill is FillKind.TEXT else ""
-
-
-ConversationKey = tuple[str, tuple[tuple[float, ...], ...]]
-
-
-def conversation_key(image: str | None, boxes: list[Box]) -> ConversationKey:
-    """What a conversation (and an answer) is about: one image (by content, `file_identity`) and
-    one box list."""
-    return file_identity(image), tuple(tuple(box) for box in boxes)
-
-
-def turns_about(conversation: dict | None, key: ConversationKey) -> list[tuple[str, str]]:
-    """The (question, answer) turns the model sees again, of a conversation about `key`."""
-    conversation = conversation or {}
-    if conversation.get("key") != key:
-        return []
-    return [(turn.question, turn.answer) for turn in conversation.get("turns", [])]
-
-
-def history_view(
-    follow_up: bool,
-    conversation: dict | None,
-    editing: ConversationKey | None = None,
-    latest_shown: bool = False,
-) -> str:
-    """The conversation so far, in follow-up mode; titled as one the next question will not
-    continue when the editor's boxes (`editing`) are no longer the ones it is about.
-    `latest_shown`: its latest turn is the answer on screen (`conversation_html`)."""
-    turns = (conversation or {}).get("turns", [])
-    if not follow_up or not turns:
-        return ""
-    key = conversation.get("key")
-    if editing is not None and key is not None and key[0] != editing[0]:
-        return ""  # about another image: nothing to continue (`new_image` has cleared it)
-    moved_on = editing is not None and not turns_about(conversation, editing)
-    title = ENDED_CONVERSATION if moved_on else CONVERSATION
-    return conversation_html(turns, len(key[1]) if key else 0, title, latest_shown)
 
 
 def answer_html_placeholder() -> str:

@@ -1,0 +1,50 @@
+"""The status line under Run: its HTML, and the messages it shows about an answer."""
+
+from __future__ import annotations
+
+import html
+
+
+def status_html(message: str, kind: str = "info", mark: str = "") -> str:
+    """The status block; `mark` is one more class, to tell this status apart later."""
+    classes = f"fo1-status fo1-{kind} {mark}".rstrip()
+    return f'<div class="{classes}">{html.escape(message)}</div>'
+
+
+def error_html(message: str) -> str:
+    return status_html(message, "error")
+
+
+PROPOSER_ERROR = "fo1-proposer-error"
+
+
+def proposer_error_html(message: str) -> str:
+    """An error about the picked proposer: picking another one takes it away."""
+    return status_html(message, "error", PROPOSER_ERROR)
+
+
+ANSWERING = "Answering…"
+
+
+def is_streaming(status: str) -> bool:
+    """Whether `status` is that of an answer still streaming."""
+    return status.startswith(status_html(ANSWERING).removesuffix("</div>"))
+
+
+STALE_NOTE = status_html(
+    "The boxes changed after this answer: its region numbers are the boxes drawn on the result "
+    "image. Run again to ask about the boxes as they are now.",
+    "warning",
+)
+
+
+def with_stale_note(status: str | None, stale: bool) -> str:
+    """The status with `STALE_NOTE` after it while the shown answer is about other boxes."""
+    status = (status or "").replace(STALE_NOTE, "")
+    return status + STALE_NOTE if stale else status
+
+
+NOT_KEPT = "A stopped answer is not kept in the conversation."
+STOPPED_EARLY = status_html("Stopped by you before the answer started.")
+EARLIER_ANSWER = "The answer shown is the one to the question before."
+CUT_SHORT = "The answer may be cut short: raise “Max new tokens” to let it finish."
