@@ -58,6 +58,18 @@ KEYS_AND_TURNS = """() => {
         }
     };
     addEventListener("keydown", (event) => {
+        // A held Enter asks once: Gradio's own field would ask again at each repeat.
+        const asking = event.key === "Enter" && event.target.closest("#fo1-text textarea");
+        if (asking && event.repeat) {
+            event.preventDefault();
+            event.stopPropagation();
+        }
+    }, true);
+    addEventListener("input", (event) => {
+        // The question kept is the one asked: edited, it must be asked again to be kept.
+        if (event.target.closest("#fo1-text, #fo1-free")) page.remove("fo1-run-next");
+    }, true);
+    addEventListener("keydown", (event) => {
         const asking = event.key === "Enter" && event.target.closest("#fo1-text textarea");
         if (asking) keep(event.repeat || event.shiftKey);
         const field = event.target.closest("input, textarea, select, [contenteditable]");
@@ -81,8 +93,8 @@ KEYS_AND_TURNS = """() => {
             setTimeout(() => click("#fo1-turned"), 50);  // once the editor has turned
         } else if (event.target.closest("#fo1-run")) {
             keep(event.detail > 1);
-        } else if (event.target.closest("#fo1-status")) {
-            page.remove("fo1-run-next");  // its note says a click forgets the kept question
+        } else if (event.target.id === "fo1-status") {
+            page.remove("fo1-run-next");  // a click on its note (not on the status's text)
         }
     }, true);
 }"""
@@ -92,7 +104,7 @@ edit; C and D outside text fields pick the editor's box and hand tools, as they 
 once it has the focus (which it keeps to itself then); turning the image with the editor's
 buttons reports its turned boxes (`turned`); a question asked (Run, Enter in the task's text
 field, Ctrl+Enter in the free prompt) while the page's answer is on its way or ending is kept
-(`IDLE` asks it then; a click on the status forgets it)."""
+(`IDLE` asks it then; a click on its note, editing it, another task or image forget it)."""
 
 SHOW_THE_ANSWER = """() => {
     // What stands just above the answer (the conversation, the status), in the page before it.
@@ -105,6 +117,20 @@ SHOW_THE_ANSWER = """() => {
 """Where the answer would stream in below the window (a laptop's screen, a phone), scrolls to put
 Run at the top, the status and answer under it."""
 
+FORGET_THE_KEPT_QUESTION = 'document.body.classList.remove("fo1-run-next")'
+"""Another image or task: a question kept for later (`KEYS_AND_TURNS`) is no longer the one to
+ask."""
+
+
+def page_step(statement: str) -> str:
+    """A page-side step that runs `statement`, then adds the page's clock (`WITH_PAGE_TIME`)."""
+    return f"(...inputs) => {{ {statement}; return ({WITH_PAGE_TIME})(...inputs); }}"
+
+
+PROPOSING = page_step('document.body.classList.add("fo1-proposing")')
+"""Propose's page-side step: its button says it is on its way (its progress shows on the status,
+which an answer streaming there may fill) until `PROPOSED`."""
+
 SHOW_A_PROBLEM = """() => requestAnimationFrame(() => {
     const problem = document.querySelector("#fo1-status .fo1-error");
     const place = problem?.getBoundingClientRect();
@@ -114,6 +140,11 @@ SHOW_A_PROBLEM = """() => requestAnimationFrame(() => {
 })"""
 """After Propose or Set these boxes, brings a problem they report into view: on a phone the
 status sits far below their buttons, and they seemed to do nothing."""
+
+PROPOSED = f"""() => {{
+    document.body.classList.remove("fo1-proposing");
+    ({SHOW_A_PROBLEM})();
+}}"""
 
 ASK = f"""(...inputs) => {{
     document.body.classList.remove("fo1-stopping", "fo1-run-next");
@@ -228,10 +259,15 @@ body.fo1-busy #fo1-run {{ cursor: progress; }}
 body.fo1-run-next #fo1-status::before {{ display: block; padding: 0.3em 0.6em;
     cursor: pointer;
     content: "Your next question is asked once this answer ends "
-        "(Stop ends it now; a click here forgets the question)."; }}
+        "(Stop ends it now; editing the question, or a click here, forgets it)."; }}
 body.fo1-run-next.fo1-stopping #fo1-status::before {{
     content: "Your next question is asked once this answer has stopped "
-        "(a click here forgets it)."; }}
+        "(editing the question, or a click here, forgets it)."; }}
+/* Room for Gradio's progress (a place in the queue), which would spill over what follows. */
+#fo1-status:has({PENDING}) {{ min-height: 4.5em; }}
+/* A Propose waiting behind an answer, or running (`PROPOSING`). */
+body.fo1-proposing #fo1-propose {{ opacity: 0.6; cursor: progress; }}
+body.fo1-proposing #fo1-propose::after {{ content: " (on its way…)"; }}
 #fo1-answer .fo1-answer {{ max-height: 20em; overflow-y: auto; }}
 /* No gap for a conversation not shown, nor for a status or an answer not there yet, unless
    Gradio shows its progress there (a place in the queue, a Propose running). */
@@ -432,7 +468,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 handlers.supersede,
                 page_time,
                 None,
-                js=WITH_PAGE_TIME,
+                js=page_step(FORGET_THE_KEPT_QUESTION),
                 api_visibility="private",
                 concurrency_limit=None,
             ).then(
@@ -476,14 +512,14 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             handlers.propose,
             [editor, proposer, proposer_text, threshold, max_count, mode, masks, page_time],
             [editor, masks, status, proposed, regions],
-            js=WITH_PAGE_TIME,
+            js=PROPOSING,
             # Not over the editor: boxes can be drawn while proposals wait or run.
             show_progress_on=[status],
             api_name="ui_propose",
             api_visibility="private",
             concurrency_id=GPU,
             concurrency_limit=settings.concurrency,
-        ).then(None, js=SHOW_A_PROBLEM, api_visibility="private")
+        ).then(None, js=PROPOSED, api_visibility="private")
         task.input(
             handlers.task_picked,
             [task, text, texts, picked_task],
@@ -498,6 +534,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             concurrency_limit=None,
         )
+        task.change(None, js=f"() => {{ {FORGET_THE_KEPT_QUESTION}; }}", api_visibility="private")
         insert.select(
             handlers.insert_region,
             [free_text, insert, selection],
@@ -542,6 +579,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             handlers.remember_turn,
             [follow_up, conversation, status],
             [conversation, history, status],
+            show_progress="hidden",  # instant: a progress flash over the finished status
             api_visibility="private",
             concurrency_limit=None,
         )
