@@ -23,6 +23,12 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub import try_to_load_from_cache
 from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 from PIL import Image
+from transformers.utils import (
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    WEIGHTS_INDEX_NAME,
+    WEIGHTS_NAME,
+)
 
 from detect_tools.images import as_rgb
 
@@ -206,8 +212,9 @@ class Proposer(ABC):
         which applies `options` (a proposer may use them to skip work on what it would drop)."""
 
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
-"""A checkpoint's weights are one of these (a download cut short leaves its config only)."""
+WEIGHT_FILES = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+"""The files transformers loads a checkpoint's weights from (a download cut short may leave its
+config only)."""
 
 
 @dataclass

@@ -50,8 +50,8 @@ def check_size(width: int, height: int) -> None:
     """Raises `FO1Error`, naming the limit, for an image size the model cannot take (either
     way up: EXIF orientation changes none of the limits)."""
     if width * height > MAX_INPUT_PIXELS:
-        # To the hundredth: just over the limit must not read as the limit itself.
-        megapixels = f"{width * height / 1e6:.2f}".rstrip("0").rstrip(".")
+        # Up to the hundredth: just over the limit must not read as the limit itself.
+        megapixels = f"{math.ceil(width * height / 1e4) / 100:.2f}".rstrip("0").rstrip(".")
         raise FO1Error(
             f"The image is {width}×{height} = {megapixels} megapixels; "
             f"the limit is {MAX_INPUT_PIXELS / 1e6:.0f}. Please downscale it first."

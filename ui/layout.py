@@ -58,9 +58,10 @@ KEYS_AND_TURNS = """() => {
         }
     };
     addEventListener("keydown", (event) => {
-        // A held Enter asks once: Gradio's own field would ask again at each repeat.
-        const asking = event.key === "Enter" && event.target.closest("#fo1-text textarea");
-        if (asking && event.repeat) {
+        // A held Enter asks once: Gradio's own field (and a focused Run button) would ask again
+        // at each repeat.
+        const held = event.repeat && ["Enter", " "].includes(event.key);
+        if (held && event.target.closest("#fo1-text textarea, #fo1-run")) {
             event.preventDefault();
             event.stopPropagation();
         }
@@ -263,8 +264,9 @@ body.fo1-run-next #fo1-status::before {{ display: block; padding: 0.3em 0.6em;
 body.fo1-run-next.fo1-stopping #fo1-status::before {{
     content: "Your next question is asked once this answer has stopped "
         "(editing the question, or a click here, forgets it)."; }}
-/* Room for Gradio's progress (a place in the queue), which would spill over what follows. */
-#fo1-status:has({PENDING}) {{ min-height: 4.5em; }}
+/* Room for Gradio's progress (a place in the queue), which would spill over what follows; not
+   for its mark while the answer streams. */
+#fo1-status:has({PENDING}:not(.generating)) {{ min-height: 4.5em; }}
 /* A Propose waiting behind an answer, or running (`PROPOSING`). */
 body.fo1-proposing #fo1-propose {{ opacity: 0.6; cursor: progress; }}
 body.fo1-proposing #fo1-propose::after {{ content: " (on its way…)"; }}
@@ -508,7 +510,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             [threshold, proposer_text, status],
             api_visibility="private",
         )
-        propose.click(
+        proposing = propose.click(
             handlers.propose,
             [editor, proposer, proposer_text, threshold, max_count, mode, masks, page_time],
             [editor, masks, status, proposed, regions],
@@ -519,7 +521,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             concurrency_id=GPU,
             concurrency_limit=settings.concurrency,
-        ).then(None, js=PROPOSED, api_visibility="private")
+        )
+        for ended in (proposing.then, proposing.failure):
+            ended(None, js=PROPOSED, api_visibility="private")
         task.input(
             handlers.task_picked,
             [task, text, texts, picked_task],
@@ -572,7 +576,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             concurrency_id=GPU,
             concurrency_limit=settings.concurrency,
         )
-        answering.then(None, js=IDLE, api_visibility="private")
+        # Gradio runs `.then` steps after a success or a cancel, `.failure` ones after an error.
+        for ended in (answering.then, answering.failure):
+            ended(None, js=IDLE, api_visibility="private")
         answer.change(None, js=FOLLOW_THE_ANSWER, api_visibility="private")
         history.change(None, js=SHOW_THE_LATEST_TURN, api_visibility="private")
         answering.then(

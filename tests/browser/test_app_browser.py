@@ -566,6 +566,7 @@ def test_example_proposals_and_free_prompt(page) -> None:
     page.locator("#fo1-propose").click()
     page.locator("#fo1-status .fo1-error", has_text="does not exist").wait_for()
     assert "7 boxes" in box_count(page)
+    page.wait_for_function("!document.body.classList.contains('fo1-proposing')")
 
     choose_task(page, "Free prompt")
     prompt = page.locator("#fo1-free textarea")
@@ -834,6 +835,7 @@ def test_on_a_phone_download_names_read_whole(page, app_url: str) -> None:
     run_detection(phone, "cup", max_tokens=16)
     names = phone.locator("#fo1-downloads .filename")
     names.nth(3).wait_for()
+    phone.wait_for_timeout(500)  # the list is laid out again as its sizes come in
     for i in range(4):
         stem = names.nth(i).locator(".stem").bounding_box()
         ext = names.nth(i).locator(".ext").bounding_box()
