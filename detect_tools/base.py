@@ -279,8 +279,11 @@ class ModelProposer(Proposer):
             return True
         if not hub_constants.HF_HUB_OFFLINE:
             return True
-        cached = [isinstance(try_to_load_from_cache(source, name), str) for name in WEIGHT_FILES]
-        return isinstance(try_to_load_from_cache(source, "config.json"), str) and any(cached)
+
+        def cached(name: str) -> bool:  # not None, nor the "known missing" marker
+            return isinstance(try_to_load_from_cache(source, name), str)
+
+        return cached("config.json") and any(map(cached, WEIGHT_FILES))
 
     @property
     def where_to_pass_a_folder(self) -> str:

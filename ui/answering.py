@@ -61,6 +61,7 @@ class Step:
     detections: sv.Detections  # with the proposer's masks on steps that draw
     image: np.ndarray | None  # a new drawing when the regions the answer names changed
     tokens: int
+    picture: np.ndarray  # the image asked about, as drawn on (RGB, its own size)
     generation: Generation | None = None  # on the last step only
 
 
@@ -150,7 +151,7 @@ class Answerer:
                 if masks is not None:
                     detections = to_detections(answer, boxes, masks)
                 image = draw_answer(picture, detections)
-            yield Step(answer, detections, image, tokens, final)
+            yield Step(answer, detections, image, tokens, picture, final)
 
 
 def status_line(generation: Generation, num_boxes: int, proposals_s: float | None) -> str:

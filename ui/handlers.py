@@ -35,7 +35,6 @@ from ui.answer_view import (
 from ui.answering import (
     Answerer,
     Question,
-    open_for_drawing,
     status_line,
     task_label,
 )
@@ -720,7 +719,7 @@ class Handlers:
                 notes.append(CUT_SHORT)
             warnings = " ".join([*notes, *asked.closing_notes(step.generation)])
             read_boxes = prepared.boxes.tolist()
-            picture = open_for_drawing(question.image)
+            picture = step.picture
             result = Result(
                 image=image,
                 image_name=question.file_name,

@@ -147,13 +147,12 @@ PROPOSED = f"""() => {{
     ({SHOW_A_PROBLEM})();
 }}"""
 
-ASK = f"""(...inputs) => {{
-    document.body.classList.remove("fo1-stopping", "fo1-run-next");
+ASK = page_step(
+    f"""document.body.classList.remove("fo1-stopping", "fo1-run-next");
     document.body.classList.add("fo1-busy", "fo1-asking");
     window.fo1AskedAt = Date.now();
-    ({SHOW_THE_ANSWER})();
-    return ({WITH_PAGE_TIME})(...inputs);
-}}"""
+    ({SHOW_THE_ANSWER})()"""
+)
 """Run's page-side step: marks the page as waiting for its answer (`app_css` dims Run, `IDLE`
 ends it), shows where the answer comes, and adds the click's time (`WITH_PAGE_TIME`). In the
 run's own step, not a listener of its own: Gradio starts a page-only listener of the same click
@@ -510,7 +509,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             [threshold, proposer_text, status],
             api_visibility="private",
         )
-        proposing = propose.click(
+        proposals_asked = propose.click(
             handlers.propose,
             [editor, proposer, proposer_text, threshold, max_count, mode, masks, page_time],
             [editor, masks, status, proposed, regions],
@@ -522,7 +521,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             concurrency_id=GPU,
             concurrency_limit=settings.concurrency,
         )
-        for ended in (proposing.then, proposing.failure):
+        for ended in (proposals_asked.then, proposals_asked.failure):
             ended(None, js=PROPOSED, api_visibility="private")
         task.input(
             handlers.task_picked,
