@@ -68,7 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_MAX_NEW_TOKENS,
         help="the answer length the page starts with",
     )
-    parser.add_argument("--token-limit", type=positive, default=4096, help="largest max-new-tokens")
+    parser.add_argument(
+        "--token-limit", type=positive, default=Settings.token_limit, help="largest max-new-tokens"
+    )
     parser.add_argument(
         "--decode",
         default="auto",
@@ -108,7 +110,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--max-file-size", default="50mb", help="largest upload, e.g. 50mb")
     parser.add_argument(
-        "--file-ttl", type=positive, default=3600, help="seconds uploads and results are kept"
+        "--file-ttl",
+        type=positive,
+        default=Settings.file_ttl,
+        help="seconds uploads and results are kept",
     )
     return parser.parse_args(argv)
 

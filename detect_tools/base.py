@@ -37,8 +37,9 @@ logger = logging.getLogger(__name__)
 MAX_PROPOSALS = 100
 """The most proposals any proposer returns: the downstream model has 100 region tokens."""
 
-MAX_IMAGE_PIXELS = 64_000_000
-"""Larger images are refused: decoding alone would take gigabytes, and no proposer needs them."""
+MAX_IMAGE_PIXELS = 100_000_000
+"""Larger images are refused: decoding alone would take gigabytes, and no proposer needs them.
+FO1 takes images up to the same size, so an image it can be asked about can have proposals."""
 
 MIN_BOX_SIDE = 1.0
 """Boxes thinner than one whole pixel after clipping cannot be drawn or pooled: dropped."""
@@ -331,11 +332,12 @@ class ModelProposer(Proposer):
                 "If this machine cannot reach the Hugging Face hub, download the checkpoint "
                 f"elsewhere and pass its local folder ({self.where_to_pass_a_folder})."
             ) from error
-        except torch.OutOfMemoryError:
+        except (torch.OutOfMemoryError, ImportError):  # not the files' fault: told as they are
             raise
         except Exception as error:  # noqa: BLE001 (any other failure: the files are not this model)
             # Another model's folder or a half-downloaded file fails deep inside transformers or
-            # safetensors, with errors of many kinds.
+            # safetensors, with errors of many kinds; the log keeps where.
+            logger.exception("Loading %s from %s failed", self.name, self.checkpoint)
             raise ProposerError(
                 f"{self.checkpoint!r} could not be loaded as {self.label}: its files are damaged "
                 f"or incomplete ({type(error).__name__}: {error}). Download it again."

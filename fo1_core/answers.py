@@ -100,7 +100,10 @@ def parse_answer(text: str, num_regions: int | None = None) -> Answer:
     if num_regions is None:
         parser = _GroupParser(MAX_REGIONS, f"FO1 has {MAX_REGIONS} region tokens")
     else:
-        given = f"only {box_count(num_regions)}" if num_regions else "no boxes were given"
+        if num_regions >= MAX_REGIONS:  # more boxes may be on screen: they were not read
+            given = f"the model reads the first {MAX_REGIONS} boxes only"
+        else:
+            given = f"only {box_count(num_regions)}" if num_regions else "no boxes were given"
         parser = _GroupParser(min(num_regions, MAX_REGIONS), given)
     complete = _drop_partial_tag(text)
     for kind, value in _tokens(complete):

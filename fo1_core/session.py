@@ -260,7 +260,7 @@ class FO1Pipeline:
         self,
         image: Image.Image | str | Path,
         boxes: object = None,
-        task: str = "",
+        task: str = FREE_PROMPT,
         text: str = "",
         history: Sequence[tuple[str, str]] = (),
     ) -> Request:
@@ -399,6 +399,8 @@ class FO1Pipeline:
         use_cache: bool,
         progress: _Progress,
     ) -> None:
+        if cancel.is_set():  # stopped or superseded while it waited for the model thread
+            return
         prefix = None
         if use_cache:
             prefix, progress.reused = self.encoder.prefix(request.prompt_ids, request.vision)
@@ -534,7 +536,7 @@ class FO1Pipeline:
         self,
         image: Image.Image | str | Path,
         boxes: object = None,
-        task: str = "",
+        task: str = FREE_PROMPT,
         text: str = "",
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     ) -> Generation:

@@ -170,6 +170,14 @@ def test_a_region_named_when_no_boxes_were_given() -> None:
     assert answer.warnings == ["Region 0 does not exist (no boxes were given); ignored."]
 
 
+def test_a_region_past_the_boxes_the_model_reads() -> None:
+    """Box #120 may be on screen: it was not read, rather than not there."""
+    answer = parse_answer(f"{R(1)}{R(120)}", num_regions=MAX_REGIONS)
+    assert answer.warnings == [
+        f"Region 120 does not exist (the model reads the first {MAX_REGIONS} boxes only); ignored."
+    ]
+
+
 STREAMED = [case["model_output"] for case in PARSE_CASES["cases"]] + [
     f"<think>Look at {R(12)}.</think><answer>A <ground>dog</ground><objects>{R(12)}{R(3)}"
     f"</objects> runs.</answer>{IM_END}",

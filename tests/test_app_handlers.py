@@ -25,11 +25,12 @@ from fo1_core import model_thread
 from fo1_core.errors import FO1Error
 from fo1_core.export import decode_rle
 from fo1_core.session import load
+from fo1_core.templates import MAX_REGIONS
 from tests.conftest import RIGGED_ANSWER
 from ui.ahead import EncodeAhead
 from ui.answer_view import LATEST_TURN_NOTE, Turn
 from ui.answering import Answerer, Question
-from ui.boxes import boxes_of, editor_value, image_of, in_drawing_order
+from ui.boxes import boxes_as_text, boxes_of, editor_value, image_of, in_drawing_order
 from ui.conversation import CONVERSATION, ENDED_CONVERSATION, conversation_key
 from ui.editor import FILE_NAME
 from ui.examples import EXAMPLES_DIR, load_examples
@@ -352,6 +353,15 @@ def test_proposing_twice_does_not_add_the_same_boxes_again(
     assert proposed == SKIP  # the first Propose's boxes are still its own
 
 
+def test_proposals_added_past_the_models_regions_are_named(answering: Handlers) -> None:
+    drawn = [[i, 0, i + 10, 10] for i in range(MAX_REGIONS - 2)]
+    editor, _, status, *_ = answering.propose(
+        editor_value(IMAGE, drawn), "offline", "", 0.0, 5, "add", {}, None, REQUEST
+    )
+    assert len(boxes_of(editor)) == MAX_REGIONS + 3 and "fo1-warning" in status
+    assert f"5 added. 3 of them come after the first {MAX_REGIONS} boxes" in status
+
+
 @pytest.mark.parametrize("meanwhile", ["box drawn", "new image", "image turned"])
 def test_proposals_land_on_the_boxes_as_they_are_when_the_proposer_ends(
     answering: Handlers, monkeypatch: pytest.MonkeyPatch, meanwhile: str
@@ -460,12 +470,16 @@ def test_downloads_hold_boxes_cut_to_the_image_as_the_model_read_them(answering:
     read = [[0, 0, 200, 200], BOXES[1], [320, 60, 600, 400]]
     assert "Cut to the image: 2 boxes" in status
     assert [row[2:] for row in table] == [read[0], read[2]]
-    assert json.loads(Path(files[1]).read_text(encoding="utf-8"))["boxes"] == read
+    document = json.loads(Path(files[1]).read_text(encoding="utf-8"))
+    assert document["boxes"] == read
     coco = json.loads(Path(files[2]).read_text(encoding="utf-8"))
     assert [annotation["bbox"] for annotation in coco["annotations"]] == [
         [0, 0, 200, 200],
         [320, 60, 280, 340],
     ]
+    # The files say what the status said of it.
+    assert [note[:25] for note in document["warnings"]] == ["Cut to the image: 2 boxes"]
+    assert "⚠ Cut to the image: 2 boxes" in Path(files[3]).read_text(encoding="utf-8")
 
 
 def test_undo_goes_back_through_this_images_box_edits(answering: Handlers) -> None:
@@ -579,18 +593,23 @@ def test_boxes_typed_as_numbers_replace_the_drawn_ones(answering: Handlers) -> N
     )
     width = Image.open(IMAGE).width
     typed = f"10, 10, 60, 60\n[{width + 100}, 0, {width - 50}, 40]"  # out of the image, inverted
-    shown, status, picked = answering.boxes_typed(value, typed)
+    shown, status, picked = answering.boxes_typed(value, typed, [1])
     assert boxes_of(shown) == [[10, 10, 60, 60], [width - 50, 0, width, 40]]
     assert "2 boxes set" in status and f"Cut to the {width}×" in status
     assert "1 box reached out of it" in status and "fo1-warning" in status
     assert picked == []  # the regions picked were the drawn boxes'
-    shown, status, picked = answering.boxes_typed(value, "10, 10, 60")
+    shown, status, picked = answering.boxes_typed(value, "10, 10, 60", [1])
     assert (
         shown == SKIP and "Line 1 (10, 10, 60) holds 3 values" in status and "fo1-error" in status
     )
     assert picked == SKIP  # nothing set: the picks stay
-    assert "upload one" in answering.boxes_typed(None, "1, 2, 3, 4")[1]
-    shown, status, _ = answering.boxes_typed(value, "  ")  # the numbers field emptied
+    # A box added in front of the others (and one deleted): the picked ones stay picked.
+    typed = "0, 0, 50, 50\n" + boxes_as_text([BOXES[1], BOXES[2]])
+    shown, _, picked = answering.boxes_typed(value, typed, [1, 2])
+    assert boxes_of(shown)[1:] == [BOXES[1], BOXES[2]] and picked == [1, 2]
+    assert answering.boxes_typed(value, boxes_as_text(BOXES[:1]), [1, 2])[2] == []
+    assert "upload one" in answering.boxes_typed(None, "1, 2, 3, 4", [])[1]
+    shown, status, _ = answering.boxes_typed(value, "  ", None)  # the numbers field emptied
     assert boxes_of(shown) == [] and "every box was removed (Undo brings them back)" in status
 
 
@@ -941,6 +960,8 @@ def test_closing_the_page_stops_its_answer_and_keeps_nothing_of_it(endless: Hand
     endless.forget_session(closing)
     *_, (_, _, _, status, _, _) = steps
     assert "Stopped by you" in status
+    endless.remember_turn(False, None, status, closing)  # the answer's `.then`, after the close
+    endless.boxes_changed(editor_value(IMAGE, []), None, False, None, None, closing)  # queued
     assert "closing" not in endless._sessions
 
 

@@ -24,9 +24,12 @@ from PIL import Image
 
 import app
 from app import decode_mode, parse_args, warms_up
+from detect_tools import ProposerError, tiny
+from detect_tools.base import MAX_IMAGE_PIXELS
+from detect_tools.florence2 import Florence2Proposer
 from fo1_core.answers import parse_answer, to_detections
 from fo1_core.errors import FO1Error
-from fo1_core.processing import open_image
+from fo1_core.processing import MAX_INPUT_PIXELS, open_image
 from fo1_core.render import color_for_region, text_color_for_region
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS
 from tests.browser.app_server import REPO
@@ -49,7 +52,7 @@ from ui.editor import UNREADABLE, box_editor, turned
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.gpu import MAX_SECONDS, duration_for, on_gpu
 from ui.handlers import Handlers
-from ui.proposing import PackedMask, box_key, masks_for
+from ui.proposing import PackedMask, Proposing, box_key, masks_for
 from ui.report import AnswerFolders, Result, report_html, write_downloads
 
 
@@ -160,6 +163,19 @@ def test_boxes_from_text(typed: str, boxes) -> None:
 def test_a_typed_line_that_is_not_a_box_is_quoted() -> None:
     with pytest.raises(FO1Error, match=r"^Line 2 \(abc\) holds 1 value; a box is four numbers"):
         boxes_from_text("1 2 3 4\nabc", 640, 480)
+
+
+def test_every_typed_line_that_is_not_a_box_is_named_at_once() -> None:
+    """A long paste is corrected in one go, not one line per try."""
+    typed = ["1, 2, 3", "10, 10, 20, 20", "700, 700, 800, 800", "foo", "4 5", "6", "7, 8"]
+    with pytest.raises(FO1Error) as raised:
+        boxes_from_text("\n".join(typed), 640, 480)
+    message = str(raised.value)
+    assert message.startswith("Line 1 (1, 2, 3) holds 3 values")
+    assert "Line 3 (700, 700, 800, 800) has no area" in message and "Line 4 (foo)" in message
+    assert "Line 5" not in message and message.endswith(" 3 more lines cannot be set either.")
+    with pytest.raises(FO1Error, match=r"Line 2 .* Line 3 .*no area.*image\.$"):
+        boxes_from_text("0, 0, 9, 9\n1 2\n0, 0, 0, 50", 640, 480)
 
 
 def test_more_boxes_than_the_model_reads_are_set_as_the_editor_allows() -> None:
@@ -570,6 +586,27 @@ def test_each_proposer_can_be_given_its_folder() -> None:
     argv = ["--proposer-checkpoint", "sam3=/models/sam3", "--proposer-checkpoint", "florence2=f2"]
     assert dict(parse_args(argv).proposer_checkpoint) == {"sam3": "/models/sam3", "florence2": "f2"}
     assert parse_args([]).proposer_checkpoint == []
+
+
+def test_a_proposer_whose_model_class_is_missing_says_so_and_logs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An older transformers without the model's class: not "damaged files, download again"."""
+
+    def import_fails(self: Florence2Proposer) -> None:
+        raise ImportError("cannot import name 'Florence2ForConditionalGeneration'")
+
+    monkeypatch.setattr(Florence2Proposer, "_load", import_fails)
+    proposing = Proposing("cpu", {"florence2": str(tiny.build_florence2(tmp_path))})
+    with pytest.raises(ProposerError) as raised:
+        proposing.propose(Image.new("RGB", (64, 48)), "florence2", None, None, 10)
+    assert "ImportError: cannot import name 'Florence2" in str(raised.value)
+    assert "damaged" not in str(raised.value)
+    assert any(record.exc_info for record in caplog.records)  # the server log has the traceback
+
+
+def test_an_image_the_model_takes_can_have_proposals() -> None:
+    assert MAX_IMAGE_PIXELS == MAX_INPUT_PIXELS
 
 
 def test_an_unknown_device_is_one_message() -> None:

@@ -78,9 +78,22 @@ def test_cancel_stops_generation_between_tokens(endless: FO1Pipeline) -> None:
 def test_stop_with_the_last_allowed_token_reads_as_the_token_limit(endless: FO1Pipeline) -> None:
     request = endless.prepare(IMAGE, BOXES, "OD_template", "red circle")
     cancel = threading.Event()
-    cancel.set()  # checked after each token, so the one token allowed is generated anyway
-    *_, result = endless.stream(request, max_new_tokens=1, cancel=cancel)
+    for event in endless.stream(request, max_new_tokens=1, cancel=cancel):
+        cancel.set()  # with the one token allowed
+        result = event
     assert len(result.token_ids) == 1 and result.stop_reason == "max_new_tokens"
+
+
+def test_a_question_stopped_before_its_turn_encodes_nothing(endless: FO1Pipeline) -> None:
+    """Stop (or a new image) while the question waits behind another: no image encoding, no
+    prefill, no token."""
+    endless.encoder.clear()
+    request = endless.prepare(IMAGE, BOXES, "OD_template", "red circle")
+    cancel = threading.Event()
+    cancel.set()
+    *pieces, result = endless.stream(request, max_new_tokens=50, cancel=cancel)
+    assert pieces == [] and result.token_ids == [] and result.stop_reason == "cancelled"
+    assert endless.encoder.images.stats().entries == 0
 
 
 def test_decode_speed_runs_from_first_to_last_token(

@@ -1,5 +1,6 @@
 """The Gradio app: Blocks layout, handlers and API endpoints over `fo1_core` and `detect_tools`."""
 
-from ui.layout import Settings, app_css, build_app
+from ui.layout import Settings, build_app
+from ui.style import app_css
 
 __all__ = ["Settings", "app_css", "build_app"]

@@ -99,7 +99,7 @@ def conversation_html(
     """Earlier turns of a follow-up conversation, oldest first, with region chips.
 
     `latest_shown`: the last turn is the answer on screen below; it is marked `fo1-latest`, with
-    a note saying so, for the page to show one or the other (`ui.layout.app_css`)."""
+    a note saying so, for the page to show one or the other (`ui.style.app_css`)."""
     if not turns:
         return ""
     items = [

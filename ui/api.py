@@ -21,7 +21,7 @@ import gradio as gr
 import numpy as np
 from gradio_client.utils import is_http_url_like
 
-from detect_tools import ProposerError
+from detect_tools import MAX_PROPOSALS, ProposerError
 from detect_tools.images import UNREADABLE_IMAGE
 from fo1_core.errors import FO1Error
 from fo1_core.export import to_json
@@ -72,7 +72,7 @@ class Api:
     ) -> dict:
         """Boxes proposed for `image`: `{"boxes": [[x1, y1, x2, y2], …], "scores", "labels"}`."""
         try:
-            count = 100 if max_boxes is None else max_boxes
+            count = MAX_PROPOSALS if max_boxes is None else max_boxes
             found = self.proposing.propose(image, proposer, text, threshold, count)
         except (ProposerError, FO1Error) as error:
             raise user_error(str(error)) from error

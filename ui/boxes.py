@@ -29,8 +29,13 @@ def region_label(index: int) -> str:
     return f"#{index}"
 
 
+UNREAD_RGB = (150, 150, 150)
+"""The colour of boxes past the first `MAX_REGIONS` in the editor: the model does not read them."""
+
+
 def region_rgb(index: int) -> tuple[int, int, int]:
-    return color_for_region(index).as_rgb()
+    """The colour of box `index` in the editor: its region's, grey past the model's regions."""
+    return color_for_region(index).as_rgb() if index < MAX_REGIONS else UNREAD_RGB
 
 
 def region_hex(index: int) -> str:
@@ -121,8 +126,10 @@ CLEAR_IN_BROWSER = """(value) => {
 picks the box tool: with no box left the hand tool has nothing to do (an example opens with it)."""
 
 
-RELABEL_IN_BROWSER = """(value, picked) => {
+RELABEL_IN_BROWSER = (
+    """(value, picked) => {
     const colors = REGION_COLORS;
+    const colorOf = (i) => i < MAX_REGIONS ? colors[i % colors.length] : UNREAD_COLOR;
     if (!value || !value.boxes || document.body.classList.contains("fo1-stroke")) {
         return [undefined, undefined];
     }
@@ -137,10 +144,10 @@ RELABEL_IN_BROWSER = """(value, picked) => {
     numbered.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     const ordered = numbered.map(([, , box]) => box).concat(fresh.reverse());
     const unchanged = ordered.every((box, i) =>
-        box.label === `#${i}` && box.color === colors[i % colors.length]);
+        box.label === `#${i}` && box.color === colorOf(i));
     const area = (box) => (box.xmax - box.xmin) * (box.ymax - box.ymin);
     const renamed = ordered.map((box, i) =>
-        ({...box, label: `#${i}`, color: colors[i % colors.length]}));
+        ({...box, label: `#${i}`, color: colorOf(i)}));
     // New boxes stay first, newest first, as the editor put them: it keeps the one just drawn
     // selected by its place. The others go smallest first.
     const kept = renamed.slice(0, numbered.length).map((box, i) => [box, i])
@@ -153,11 +160,17 @@ RELABEL_IN_BROWSER = """(value, picked) => {
     const same = moved.length === (picked ?? []).length && moved.every((i, k) => i === picked[k]);
     return [unchanged ? undefined : {...value, boxes: named}, same ? undefined : moved];
 }""".replace(
-    "REGION_COLORS",
-    json.dumps([f"rgb({r}, {g}, {b})" for r, g, b in map(region_rgb, range(len(PALETTE.colors)))]),
-).replace("MAX_REGIONS", str(MAX_REGIONS))
+        "REGION_COLORS",
+        json.dumps(
+            [f"rgb({r}, {g}, {b})" for r, g, b in map(region_rgb, range(len(PALETTE.colors)))]
+        ),
+    )
+    .replace("MAX_REGIONS", str(MAX_REGIONS))
+    .replace("UNREAD_COLOR", json.dumps("rgb({}, {}, {})".format(*UNREAD_RGB)))
+)
 """A browser-side `change` handler for the editor (and the region picker) that names each box
-`#i` in colour `i`, and moves the picked regions with their boxes.
+`#i` in colour `i` (grey past the model's regions), and moves the picked regions with their
+boxes.
 
 It runs in the page, on the editor's current value, so no reply from a busy server can replace
 the boxes with an older list and take away a box drawn in the meantime. It leaves the editor
@@ -218,48 +231,63 @@ def boxes_from_text(text: str, width: int, height: int) -> tuple[list[Box], int]
     `x1, y1, x2, y2` in pixels (commas, spaces or brackets between them), or the API's JSON list;
     and how many of them reached out of the image and were cut to it.
 
-    Corners may come in either order. Raises
-    `FO1Error` naming the line (or JSON entry) of the first box that is not four numbers or has
-    no area inside the image, or when there are more than `MAX_TYPED_BOXES`.
+    Corners may come in either order. Raises `FO1Error` naming each line (or JSON entry) whose
+    box is not four numbers or has no area inside the image, the first `SHOWN_PROBLEMS` in
+    full: a long paste is corrected in one go. Also when there are more than `MAX_TYPED_BOXES`.
     """
     if _JSON.match(text):  # pasted from the API, or a list of lists written by hand
-        numbered_boxes = list(enumerate(parse_boxes(text)))
+        entries = [(number, box) for number, box in enumerate(parse_boxes(text))]
         where = "Box"
     else:
-        numbered_boxes = [
-            (number, _numbers(line, fields, number))
+        entries = [
+            (number, line)
             for number, line in enumerate(text.splitlines(), 1)
-            if (fields := _FIELD.findall(line))
+            if _FIELD.search(line)
         ]
         where = "Line"
-    if len(numbered_boxes) > MAX_TYPED_BOXES:
+    if len(entries) > MAX_TYPED_BOXES:
         raise FO1Error(
-            f"{len(numbered_boxes)} boxes typed; at most {MAX_TYPED_BOXES} can be set at once "
+            f"{len(entries)} boxes typed; at most {MAX_TYPED_BOXES} can be set at once "
             f"(the model reads the first {MAX_REGIONS})."
         )
-    boxes, cut = [], 0
-    for number, (x1, y1, x2, y2) in numbered_boxes:
+    boxes, cut, problems = [], 0, []
+    for number, entry in entries:
+        try:
+            x1, y1, x2, y2 = entry if isinstance(entry, list) else _numbers(entry, number)
+        except FO1Error as error:
+            problems.append(str(error))
+            continue
         ordered = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
         box = clip_box(ordered, width, height)
         if box[2] - box[0] < 1 or box[3] - box[1] < 1:
             fractions = all(abs(value) <= 1 for value in (x1, y1, x2, y2))
-            raise FO1Error(
+            problems.append(
                 f"{where} {number} ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area inside the "
                 f"{width}×{height} image."
                 + (" Coordinates are pixels, not fractions of the image." if fractions else "")
             )
+            continue
         boxes.append(box)
         cut += box != ordered
+    if problems:
+        more = len(problems) - SHOWN_PROBLEMS
+        plural = "s" if more > 1 else ""
+        others = f" {more} more {where.lower()}{plural} cannot be set either." if more > 0 else ""
+        raise FO1Error(" ".join(problems[:SHOWN_PROBLEMS]) + others)
     return boxes, cut
 
+
+SHOWN_PROBLEMS = 3
+"""How many of the typed lines that are not boxes are named in full; the rest are counted."""
 
 MAX_TYPED_BOXES = 10 * MAX_REGIONS
 """More than the model reads, as the editor allows (the box note says which are ignored); a
 paste of thousands would stall the page's editor."""
 
 
-def _numbers(line: str, fields: list[str], number: int) -> list[float]:
+def _numbers(line: str, number: int) -> list[float]:
     shown = line.strip() if len(line.strip()) <= 40 else line.strip()[:39] + "…"
+    fields = _FIELD.findall(line)
     if len(fields) != 4:
         raise FO1Error(
             f"Line {number} ({shown}) holds {_values(len(fields))}; a box is four numbers: "

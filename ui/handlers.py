@@ -8,7 +8,7 @@ import inspect
 import logging
 import math
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field, fields
@@ -87,6 +87,9 @@ logger = logging.getLogger(__name__)
 
 UNDO_STEPS = 50
 """How many box edits back `Handlers.undo_boxes` goes."""
+
+CLOSED_PAGES = 10_000
+"""How many closed pages are remembered as closed, so that their late events keep nothing."""
 
 
 def _has_area(box: Sequence[float]) -> bool:
@@ -286,13 +289,20 @@ class Handlers:
 
     def __post_init__(self) -> None:
         self._sessions: dict[str, _Session] = {}
+        self._closed: OrderedDict[str, None] = OrderedDict()  # newest last, `CLOSED_PAGES` kept
         self._answer_folders = AnswerFolders()
 
     def _session(self, request: gr.Request) -> _Session:
+        if request.session_hash in self._closed:
+            # An event queued before the page closed runs after: nothing keeps what it leaves.
+            return _Session()
         return self._sessions.setdefault(request.session_hash, _Session())
 
     def forget_session(self, request: gr.Request) -> None:
         """The page was closed: its answer stops and nothing of its session is kept."""
+        self._closed[request.session_hash] = None
+        while len(self._closed) > CLOSED_PAGES:
+            self._closed.popitem(last=False)
         session = self._sessions.pop(request.session_hash, None)
         if session is not None and session.running is not None:
             session.running.cancel.set()
@@ -394,10 +404,10 @@ class Handlers:
         return None
 
     @staticmethod
-    def boxes_typed(value: dict | None, typed: str | None) -> tuple:
+    def boxes_typed(value: dict | None, typed: str | None, picked: list[int] | None) -> tuple:
         """Sets the editor's boxes to those typed as numbers (`boxes_from_text`); a mistake is
         named in the status and the typed text stays to be corrected. Outputs: editor, status,
-        picked regions (none: the numbers name other boxes than those picked)."""
+        picked regions (those picked stay so on their boxes where the numbers keep them)."""
         image = image_of(value)
         try:
             if image is None:
@@ -412,7 +422,8 @@ class Handlers:
             message = "No numbers typed, so every box was removed (Undo brings them back)."
         if cut:
             message += f" Cut to the {width}×{height} image: {box_count(cut)} reached out of it."
-        return shown, status_html(message, "warning" if cut else "info"), []
+        picks = picked_again(boxes_of(value), picked or [], boxes_of(shown))
+        return shown, status_html(message, "warning" if cut else "info"), picks
 
     def new_image(self, request: gr.Request) -> tuple:
         """A new image (or none): the old one's masks, proposal time, answer and conversation
@@ -494,6 +505,12 @@ class Handlers:
         else:
             done = f"; {len(fresh)} added" if fresh else ""
         message = f"{proposals} in {seconds}{already}{done}."
+        unread = len(boxes) - max(len(keep), MAX_REGIONS)
+        if unread > 0:
+            message += (
+                f" {unread} of them come after the first {MAX_REGIONS} boxes, all the model "
+                "reads: delete boxes or lower “At most” to have them read."
+            )
         # Nothing added: answers about an earlier Propose's boxes still cite that one.
         proposed = (
             Proposed(found.seconds, frozenset(box_key(found.boxes[i]) for i in fresh))
@@ -502,7 +519,8 @@ class Handlers:
         )
         shown = editor_value(image, boxes, file_name_of(value))
         picked = gr.skip() if mode == "add" else []
-        return shown, masks, status_html(message), proposed, picked
+        kind = "warning" if unread > 0 else "info"
+        return shown, masks, status_html(message, kind), proposed, picked
 
     def proposer_changed(self, name: str, status: str | None) -> tuple:
         """Outputs: threshold, the proposer's text, status (an error about the proposer picked
@@ -717,7 +735,7 @@ class Handlers:
             notes = [*step.generation.notices, *step.answer.warnings]
             if stop_reason == StopReason.TOKEN_LIMIT:
                 notes.append(CUT_SHORT)
-            warnings = " ".join([*notes, *asked.closing_notes(step.generation)])
+            notes += asked.closing_notes(step.generation)
             read_boxes = prepared.boxes.tolist()
             picture = step.picture
             result = Result(
@@ -730,6 +748,7 @@ class Handlers:
                 answer=step.answer,
                 detections=step.detections,
                 status=status,
+                warnings=notes,
                 stop_reason=stop_reason,
                 timings=step.generation.timings,
                 earlier_turns=asked.earlier,
@@ -738,13 +757,13 @@ class Handlers:
             files = write_downloads(result, self._answer_folders.new())
             # Stopped by the user: as asked, neither a success nor a problem.
             cancelled = stop_reason == StopReason.CANCELLED
-            kind = "warning" if warnings else "info" if cancelled else "done"
+            kind = "warning" if notes else "info" if cancelled else "done"
             outputs = AnswerOutputs(
                 asked.answer_html(step.answer),
                 reasoning_html(step.answer, num),
                 files.image,  # as a file, its download button saves it by the image's name
                 with_stale_note(
-                    status_html(f"{status}. {warnings}".strip(), kind), asked.editor_differs()
+                    status_html(" ".join([f"{status}.", *notes]), kind), asked.editor_differs()
                 ),
                 detection_rows(step.detections),
                 [files.image, files.json, files.coco, files.report],

@@ -6,6 +6,7 @@ masks, so a box the user has not moved finds its mask again by its corners.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -22,6 +23,12 @@ from detect_tools.registry import with_shared_models, within_reach
 from fo1_core.processing import open_image
 from ui.boxes import Box
 from ui.gpu import on_gpu
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PROPOSALS = 30
+"""How many proposals the page and the API ask for unless told: a useful set of candidates that
+leaves the region picker short enough to read."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,7 @@ class Proposing:
         except ProposerError:
             raise
         except Exception as error:  # a constructor may check its environment
+            logger.exception("The proposer %s could not start", name)
             raise ProposerError(f"The proposer {name!r} cannot start here ({error}).") from error
 
     def _propose(
@@ -179,6 +187,7 @@ class Proposing:
         except (ProposerError, MemoryError):
             raise
         except Exception as error:  # a model that loads but cannot run: still the user's notice
+            logger.exception("The proposer %s failed", name)
             message = f"The proposer {name!r} failed ({type(error).__name__}: {error})."
             raise ProposerError(message) from error
 

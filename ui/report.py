@@ -50,6 +50,7 @@ class Result:
     answer: Answer
     detections: sv.Detections
     status: str
+    warnings: list[str] = field(default_factory=list)  # what the status added to `status`
     stop_reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     earlier_turns: list[Turn] = field(default_factory=list)
@@ -113,6 +114,7 @@ def write_downloads(result: Result, folder: Path) -> Downloads:
         "stop_reason": result.stop_reason,
         "timings": result.timings,
         "status": result.status,
+        "warnings": result.warnings,
     }
     json_path = folder / f"{stem}-answer.json"
     # As written, not \u-escaped; a lone surrogate (a crafted file name) cannot be UTF-8, here
@@ -150,6 +152,7 @@ def report_html(result: Result) -> str:
     )
     header = "".join(f"<th>{name}</th>" for name in DETECTION_COLUMNS)
     conversation = conversation_html(result.earlier_turns, num, "Earlier in this conversation")
+    warnings = "".join(f"<p class=warning>⚠ {html.escape(note)}</p>" for note in result.warnings)
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     name = html.escape(result.image_name)
     return f"""<!DOCTYPE html>
@@ -161,11 +164,12 @@ body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0
 img {{ max-width: 100%; border: 1px solid #ccc; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding: 2px 8px; }}
 pre {{ white-space: pre-wrap; background: #f5f5f5; padding: 0.6em; }}
+.warning {{ background: #fff4e0; border-left: 4px solid #e69500; padding: 0.3em 0.6em; }}
 {CHIP_CSS}
 </style></head><body>
 <h1>VLM-FO1 answer about {name}</h1>
 <p>{html.escape(created)} · {html.escape(result.status)}</p>
-<img alt="annotated image" src="{data_uri(result.image)}">
+{warnings}<img alt="annotated image" src="{data_uri(result.image)}">
 {conversation}
 <h2>Question</h2>
 <p><b>Task:</b> {html.escape(result.task_label)}</p>

@@ -17,9 +17,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fo1_core.templates import MAX_REGIONS
 from tests.browser.app_server import REPO, running_app
 from tests.test_app_units import DRAWING_ORDERS, box
-from ui.boxes import RELABEL_IN_BROWSER, in_drawing_order, region_label, region_rgb
+from ui.boxes import (
+    RELABEL_IN_BROWSER,
+    UNREAD_RGB,
+    in_drawing_order,
+    region_label,
+    region_rgb,
+)
 from ui.editor import SCREEN_SHARE
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -365,6 +372,19 @@ def test_the_page_numbers_boxes_as_the_server_reads_them(
     assert relabel(page, {"boxes": named}) == [None, None]
     being_drawn = {"boxes": [*value["boxes"], {**box("", 9), "xmax": 9}]}
     assert relabel(page, being_drawn) == [None, None]
+
+
+def test_boxes_past_the_models_regions_are_grey(page) -> None:
+    """The model does not read them: they do not look like the boxes it reads."""
+    named = relabel(page, {"boxes": [box("", i) for i in range(MAX_REGIONS + 2)]})[0]["boxes"]
+    colors = {entry["label"]: entry["color"] for entry in named}
+    grey = "rgb({}, {}, {})".format(*UNREAD_RGB)
+    assert colors[region_label(MAX_REGIONS - 1)] == "rgb({}, {}, {})".format(
+        *region_rgb(MAX_REGIONS - 1)
+    )
+    assert colors[region_label(MAX_REGIONS)] == colors[region_label(MAX_REGIONS + 1)] == grey
+    assert region_rgb(MAX_REGIONS) == UNREAD_RGB  # as the server names them
+    assert relabel(page, {"boxes": named}) == [None, None]
 
 
 def relabel(page, value: dict, picked: list[int] | None = None) -> list:
@@ -841,6 +861,9 @@ def test_on_a_phone_download_names_read_whole(page, app_url: str) -> None:
         ext = names.nth(i).locator(".ext").bounding_box()
         # The extension follows the name's last line, not a column beside a wrapped name.
         assert ext["y"] + ext["height"] / 2 > stem["y"] + stem["height"] - 0.75 * ext["height"], i
+    # No remove button: a stray tap would lose the answer's files.
+    removers = phone.locator("#fo1-downloads button[aria-label='Remove this file']")
+    assert removers.count() == 4 and not any(removers.nth(i).is_visible() for i in range(4))
     names.first.scroll_into_view_if_needed()
     shot(phone, "22-phone-downloads")
     phone.close()

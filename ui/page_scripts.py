@@ -1,0 +1,170 @@
+"""Scripts the page runs itself: keyboard shortcuts, the page state of Run, Stop and Propose,
+scrolling, and the page's clock that the server compares events by (`ui.layout` wires them)."""
+
+from __future__ import annotations
+
+WITH_PAGE_TIME = "(...inputs) => [...inputs.slice(0, -1), Date.now()]"
+"""The page-side step of Run, Stop, Propose, a box edit and a new image: their last input becomes
+the page's clock, so the server can tell a Stop, a box edit or a new image that came after a
+click still waiting in the queue (`Handlers.stop`, `Handlers.supersede`, `Handlers.propose`)."""
+
+KEYS_AND_TURNS = """() => {
+    const click = (id) => document.querySelector(id)?.click();
+    const page = document.body.classList;
+    // A question asked while one is on its way is kept; not the same ask again (a double
+    // click, a held key, a click just after the one that asked). Once Stop was pressed, any.
+    const keep = (again) => {
+        const doubled = again || Date.now() - (window.fo1AskedAt ?? 0) < 500;
+        if (page.contains("fo1-stopping") || (page.contains("fo1-busy") && !doubled)) {
+            page.add("fo1-run-next");
+        }
+    };
+    addEventListener("keydown", (event) => {
+        // A held Enter asks once: Gradio's own field (and a focused Run button) would ask again
+        // at each repeat.
+        const held = event.repeat && ["Enter", " "].includes(event.key);
+        if (held && event.target.closest("#fo1-text textarea, #fo1-run")) {
+            event.preventDefault();
+            event.stopPropagation();
+        }
+    }, true);
+    addEventListener("input", (event) => {
+        // The question kept is the one asked: edited, it must be asked again to be kept.
+        if (event.target.closest("#fo1-text, #fo1-free")) page.remove("fo1-run-next");
+    }, true);
+    addEventListener("keydown", (event) => {
+        const asking = event.key === "Enter" && event.target.closest("#fo1-text textarea");
+        if (asking) keep(event.repeat || event.shiftKey);
+        const field = event.target.closest("input, textarea, select, [contenteditable]");
+        const tool = {c: "Create box", d: "Drag boxes"}[event.key?.toLowerCase()];
+        const modified = event.ctrlKey || event.metaKey || event.altKey;
+        if (tool && !modified && !field) {
+            click(`#fo1-editor button[aria-label='${tool}']`);
+            return;
+        }
+        if (!(event.ctrlKey || event.metaKey) || event.shiftKey) return;
+        if (event.key === "Enter" && field?.closest("#fo1-free")) {
+            event.preventDefault();
+            if (!event.repeat) click("#fo1-run");
+        } else if (event.key?.toLowerCase() === "z" && !field) {
+            event.preventDefault();
+            click("#fo1-undo");
+        }
+    });
+    addEventListener("click", (event) => {
+        if (event.target.closest("#fo1-editor button[aria-label^='Rotate']")) {
+            setTimeout(() => click("#fo1-turned"), 50);  // once the editor has turned
+        } else if (event.target.closest("#fo1-run")) {
+            keep(event.detail > 1);
+        } else if (event.target.id === "fo1-status") {
+            page.remove("fo1-run-next");  // a click on its note (not on the status's text)
+        }
+    }, true);
+}"""
+"""Installed once in the page: Ctrl+Enter (⌘↩) in the free prompt asks, as Enter does in the
+one-line fields; Ctrl+Z (⌘Z) outside text fields (where it undoes typing) undoes the last box
+edit; C and D outside text fields pick the editor's box and hand tools, as they do in the editor
+once it has the focus (which it keeps to itself then); turning the image with the editor's
+buttons reports its turned boxes (`turned`); a question asked (Run, Enter in the task's text
+field, Ctrl+Enter in the free prompt) while the page's answer is on its way or ending is kept
+(`IDLE` asks it then; a click on its note, editing it, another task or image forget it)."""
+
+SHOW_THE_ANSWER = """() => {
+    // What stands just above the answer (the conversation, the status), in the page before it.
+    const bottom = Math.max(...["#fo1-follow-up", "#fo1-history", "#fo1-status"].map(
+        (id) => document.querySelector(id)?.getBoundingClientRect().bottom ?? 0));
+    if (bottom > 0.6 * innerHeight) {
+        document.querySelector("#fo1-run").scrollIntoView({block: "start", behavior: "smooth"});
+    }
+}"""
+"""Where the answer would stream in below the window (a laptop's screen, a phone), scrolls to put
+Run at the top, the status and answer under it."""
+
+FORGET_THE_KEPT_QUESTION = 'document.body.classList.remove("fo1-run-next")'
+"""Another image or task: a question kept for later (`KEYS_AND_TURNS`) is no longer the one to
+ask."""
+
+
+def page_step(statement: str) -> str:
+    """A page-side step that runs `statement`, then adds the page's clock (`WITH_PAGE_TIME`)."""
+    return f"(...inputs) => {{ {statement}; return ({WITH_PAGE_TIME})(...inputs); }}"
+
+
+PROPOSING = page_step('document.body.classList.add("fo1-proposing")')
+"""Propose's page-side step: its button says it is on its way (its progress shows on the status,
+which an answer streaming there may fill) until `PROPOSED`."""
+
+SHOW_A_PROBLEM = """() => requestAnimationFrame(() => {
+    const problem = document.querySelector("#fo1-status .fo1-error");
+    const place = problem?.getBoundingClientRect();
+    if (place && (place.top > innerHeight || place.bottom < 0)) {
+        problem.scrollIntoView({block: "center", behavior: "smooth"});
+    }
+})"""
+"""After Propose or Set these boxes, brings a problem they report into view: on a phone the
+status sits far below their buttons, and they seemed to do nothing."""
+
+PROPOSED = f"""() => {{
+    document.body.classList.remove("fo1-proposing");
+    ({SHOW_A_PROBLEM})();
+}}"""
+
+ASK = page_step(
+    f"""document.body.classList.remove("fo1-stopping", "fo1-run-next");
+    document.body.classList.add("fo1-busy", "fo1-asking");
+    window.fo1AskedAt = Date.now();
+    ({SHOW_THE_ANSWER})()"""
+)
+"""Run's page-side step: marks the page as waiting for its answer (`app_css` dims Run, `IDLE`
+ends it), shows where the answer comes, and adds the click's time (`WITH_PAGE_TIME`). In the
+run's own step, not a listener of its own: Gradio starts a page-only listener of the same click
+after the answer has ended."""
+
+IDLE = """() => {
+    const page = document.body.classList;
+    page.remove("fo1-busy", "fo1-asking", "fo1-stopping");
+    if (page.contains("fo1-run-next")) {
+        page.remove("fo1-run-next");
+        document.querySelector("#fo1-run")?.click();
+    }
+}"""
+"""The page's question has ended: Run is itself again, and asks if it was clicked (or Enter
+asked) while that answer was on its way (Gradio drops a click on a button whose last run has not
+ended, and the page would not say so)."""
+
+STOPPING = """() => {
+    const page = document.body.classList;
+    if (page.contains("fo1-busy")) page.add("fo1-stopping");
+    else page.remove("fo1-run-next");
+    page.remove("fo1-busy");
+}"""
+"""Stop: Run is itself again at once, and a question asked before the answer has ended (before
+or after this Stop) is kept for `IDLE`; a second Stop forgets it. `fo1-asking` stays until then:
+the stopped answer has taken the place of the one before it (see `app_css`)."""
+
+SCROLL_TO_THE_END = """() => requestAnimationFrame(() => {
+    const panel = document.querySelector("SELECTOR");
+    if (panel) panel.scrollTop = panel.scrollHeight;
+})"""
+"""Keeps the newest part of a scrolling panel in view: each update redraws it, which would
+otherwise show its first lines only (a streaming answer's, a conversation's first turns)."""
+FOLLOW_THE_ANSWER = SCROLL_TO_THE_END.replace("SELECTOR", "#fo1-answer .fo1-answer")
+SHOW_THE_LATEST_TURN = SCROLL_TO_THE_END.replace("SELECTOR", "#fo1-history .fo1-history")
+
+WITH_SELECTION = """(prompt, index, selection) => {
+    const box = document.querySelector("#fo1-free textarea");
+    if (!box) return [prompt, index, null];
+    const points = (end) => Array.from(box.value.slice(0, end)).length;
+    return [prompt, index, [points(box.selectionStart), points(box.selectionEnd)]];
+}"""
+"""The free prompt's caret or selection, in code points as Python counts them (the textarea counts
+UTF-16 units), so a region reference goes where the user was typing (`Handlers.insert_region`)."""
+
+PLACE_CARET = """(selection) => requestAnimationFrame(() => {
+    const box = document.querySelector("#fo1-free textarea");
+    if (!box || !Array.isArray(selection)) return;
+    const at = Array.from(box.value).slice(0, selection[0]).join("").length;
+    box.focus();
+    box.setSelectionRange(at, at);
+})"""
+"""Back in the prompt just after the inserted reference, ready to type on."""

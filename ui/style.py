@@ -1,0 +1,75 @@
+"""The page's style sheet: colours shared with the drawn boxes, layout on a phone, and what the
+page state (`ui.page_scripts`) shows."""
+
+from __future__ import annotations
+
+from fo1_core.templates import MAX_REGIONS
+from ui.answer_view import CHIP_CSS
+from ui.boxes import region_hex
+
+PENDING = "[data-testid=status-tracker]:not(.hide)"
+"""Gradio's progress on a component, while an event that updates it waits or runs."""
+
+
+def app_css() -> str:
+    """Style sheet for `launch(css=...)` (Gradio 6 takes it there, not in `Blocks`)."""
+    # Region picker swatches in the same colours as the boxes and chips.
+    swatches = "\n".join(
+        f"#fo1-regions label:nth-of-type({i + 1}) {{ border-left: 0.7em solid {region_hex(i)}; }}"
+        for i in range(MAX_REGIONS)
+    )
+    return f"""{CHIP_CSS}
+{swatches}
+.fo1-status {{ padding: 0.3em 0.6em; border-radius: 0.4em; overflow-wrap: anywhere; }}
+.fo1-error {{ background: #fde2e1; color: #8a1c12; font-weight: 600; }}
+.fo1-warning {{ background: #fff4d6; color: #6b4e00; }}
+.fo1-done {{ background: #e3f6e5; color: #1d5a24; }}
+.dark .fo1-error {{ background: #4c1d19; color: #ffd9d4; }}
+.dark .fo1-warning {{ background: #45370f; color: #ffecb3; }}
+.dark .fo1-done {{ background: #173d1d; color: #cdeccf; }}
+.fo1-hidden {{ display: none !important; }}
+kbd {{ padding: 0 0.35em; border: 1px solid var(--border-color-primary); border-radius: 0.3em;
+    font: inherit; font-size: 0.9em; background: var(--background-fill-secondary); }}
+/* While the page's question is queued or answered (`ASK`): Run is dimmed, Stop is not. */
+body.fo1-busy #fo1-run, body:not(.fo1-busy) #fo1-stop {{ opacity: 0.5; }}
+body.fo1-busy #fo1-run {{ cursor: progress; }}
+/* A question asked while the answer before it is on its way is kept for `IDLE`: said so. */
+body.fo1-run-next #fo1-status::before {{ display: block; padding: 0.3em 0.6em;
+    cursor: pointer;
+    content: "Your next question is asked once this answer ends "
+        "(Stop ends it now; editing the question, or a click here, forgets it)."; }}
+body.fo1-run-next.fo1-stopping #fo1-status::before {{
+    content: "Your next question is asked once this answer has stopped "
+        "(editing the question, or a click here, forgets it)."; }}
+/* Room for Gradio's progress (a place in the queue), which would spill over what follows; not
+   for its mark while the answer streams. */
+#fo1-status:has({PENDING}:not(.generating)) {{ min-height: 4.5em; }}
+/* A Propose waiting behind an answer, or running (`PROPOSING`). */
+body.fo1-proposing #fo1-propose {{ opacity: 0.6; cursor: progress; }}
+body.fo1-proposing #fo1-propose::after {{ content: " (on its way…)"; }}
+#fo1-answer .fo1-answer {{ max-height: 20em; overflow-y: auto; }}
+/* No gap for a conversation not shown, nor for a status or an answer not there yet, unless
+   Gradio shows its progress there (a place in the queue, a Propose running). */
+#fo1-history:not(:has(.fo1-history)),
+body:not(.fo1-run-next) #fo1-status:not(:has(.fo1-status, {PENDING})),
+#fo1-answer:not(:has(.fo1-answer, {PENDING})) {{ display: none; }}
+/* The conversation's latest turn is left out while it is the answer shown below it, not once a
+   new question is on its way (`ASK` to `IDLE`) to take that answer's place. */
+body:not(.fo1-asking) #fo1-history li.fo1-latest,
+body.fo1-asking #fo1-history .fo1-latest-note {{ display: none; }}
+/* The examples in columns of 140 px or more, as many as fit: all four show on a phone too. */
+#fo1-gallery .grid-wrap {{ min-height: 0; max-height: none; }}
+/* Download names wrap on a phone: cut, the answer's JSON and the COCO file looked alike. The
+   extension follows its name, not in a column of its own beside it. */
+#fo1-downloads .filename {{ flex-wrap: wrap; }}
+#fo1-downloads .filename .stem {{ white-space: normal; overflow-wrap: anywhere; min-width: 0; }}
+#fo1-downloads .filename .ext {{ white-space: nowrap; }}
+/* Gradio gives a list of files a remove button even where it cannot be added back to: a file
+   removed by a stray tap would be gone until the question is asked again. */
+#fo1-downloads .label-clear-button {{ display: none; }}
+#fo1-gallery .caption-label {{ white-space: normal; max-width: calc(100% - 1em); }}
+#fo1-gallery .grid-container {{
+    grid-template-columns: repeat(auto-fill, minmax(min(140px, 100%), 1fr));
+    grid-template-rows: none;
+}}
+"""
