@@ -50,7 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="local model folder or hub id (default: the hub's)")
     parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")
     parser.add_argument("--threshold", type=float, help="minimum score (default: per proposer)")
-    parser.add_argument("--nms-iou", type=float, default=0.7, help="0 turns NMS off")
+    parser.add_argument(
+        "--nms-iou",
+        type=float,
+        default=0.7,
+        help="in (0, 1]: overlap that merges boxes; 0 turns NMS off",
+    )
     parser.add_argument("--max-count", type=int, default=MAX_PROPOSALS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -94,7 +94,7 @@ class ProposalOptions:
                 f"Score threshold must be a number between 0 and 1, got {self.threshold!r:.50}."
             )
         if self.nms_iou is not None and not 0.0 < self.nms_iou <= 1.0:
-            raise ProposerError(f"NMS IoU must be in (0, 1], got {self.nms_iou}.")
+            raise ProposerError(f"NMS IoU must be in (0, 1] (or none: no NMS), got {self.nms_iou}.")
         if not 1 <= self.max_count <= MAX_PROPOSALS:
             raise ProposerError(
                 f"Maximum count must be between 1 and {MAX_PROPOSALS}, got {self.max_count}."

@@ -1,4 +1,4 @@
-"""Command line: ask FO1 one question about one image and print the answer.
+"""Command line: ask FO1 one question about one image and print the answer as it comes.
 
     python -m fo1_core --checkpoint PATH_OR_ID --image IMG --boxes boxes.json \
         --task OD_template --text "red cup" --json out.json
@@ -17,7 +17,8 @@ from detect_tools.outputs import refuse_overwriting, write_atomically
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
 from fo1_core.cli import local_path, output_file, positive, read_json
 from fo1_core.errors import FO1Error
-from fo1_core.session import load
+from fo1_core.processing import check_boxes, open_image
+from fo1_core.session import StopReason, load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TASK, FREE_PROMPT, TASKS
 
 
@@ -26,7 +27,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", default=PUBLISHED_CHECKPOINT, help="hub id or local folder")
     parser.add_argument("--image", required=True, type=local_path)
     parser.add_argument(
-        "--boxes", type=local_path, help="JSON file: a list of [x1, y1, x2, y2] in image pixels"
+        "--boxes",
+        type=local_path,
+        help="JSON file: a list of [x1, y1, x2, y2] in image pixels, or what python -m "
+        "detect_tools --json or the app's /propose wrote",
     )
     parser.add_argument("--task", default=DEFAULT_TASK, choices=[*TASKS, FREE_PROMPT])
     parser.add_argument("--text", default="", help="the template's fill, or the free prompt")
@@ -41,7 +45,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _read_boxes(path: Path | None) -> object:
     if path is None:
         return []
-    return read_json(path, f"boxes from {path}")
+    boxes = read_json(path, f"boxes from {path}")
+    if isinstance(boxes, dict) and isinstance(boxes.get("proposals"), list):  # detect_tools'
+        return [
+            proposal.get("box") if isinstance(proposal, dict) else proposal
+            for proposal in boxes["proposals"]
+        ]
+    if isinstance(boxes, dict) and "boxes" in boxes:  # the app's /propose
+        return boxes["boxes"]
+    return boxes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,15 +70,30 @@ def main(argv: list[str] | None = None) -> int:
                 "not exist.",
                 TASKS[args.task].without_boxes,
             )
+        # A mistake in the image or boxes is told before the model loads, not minutes after.
+        image = open_image(args.image)
+        check_boxes(boxes, image.size)
         pipeline = load(args.checkpoint, device=args.device)
-        request = pipeline.prepare(args.image, boxes, args.task, args.text)
+        request = pipeline.prepare(image, boxes, args.task, args.text)
         for notice in request.notices:
             logging.warning(notice)
-        result = pipeline.generate(request, args.max_new_tokens)
+        for event in pipeline.stream(request, args.max_new_tokens):
+            if isinstance(event, str):
+                print(event, end="", flush=True)
+            else:
+                result = event
     except FO1Error as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(result.text)
+    except KeyboardInterrupt:  # the answer stops with the loop; nothing is written
+        print("\nStopped.", file=sys.stderr)
+        return 130
+    print()
+    if result.stop_reason == StopReason.TOKEN_LIMIT:
+        logging.warning(
+            "The answer was cut at --max-new-tokens %d: raise it to let it finish.",
+            args.max_new_tokens,
+        )
     if args.json:
         record = {
             "text": result.text,

@@ -62,16 +62,37 @@ def test_cli_warns_that_a_box_task_without_boxes_cannot_mean_anything(
     assert "--boxes" in done.stderr
 
 
-def test_cli_bad_input_is_one_clear_line(answering_checkpoint: Path, tmp_path: Path) -> None:
+def test_cli_bad_input_is_one_clear_line_before_the_model_loads(tmp_path: Path) -> None:
     Image.new("RGB", (90, 60), "white").save(tmp_path / "image.png")
     (tmp_path / "boxes.json").write_text(json.dumps([[50, 5, 10, 50]]))
     done = _run(
-        "--checkpoint", str(answering_checkpoint), "--image", str(tmp_path / "image.png"),
+        "--checkpoint", str(tmp_path / "never-loaded"), "--image", str(tmp_path / "image.png"),
         "--boxes", str(tmp_path / "boxes.json"), "--text", "cat", "--device", "cpu",
     )  # fmt: skip
     assert done.returncode == 2
     assert "error: Box #0 is inverted" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cli_reads_proposals_and_says_when_the_answer_is_cut(
+    answering_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`python -m detect_tools --json` output is a boxes file; a cut answer is said to be."""
+    Image.new("RGB", (90, 60), "white").save(tmp_path / "image.png")
+    proposals = [{"box": [1, 1, 30, 30], "score": 0.9}, {"box": [40, 5, 80, 50], "score": 0.5}]
+    boxes = tmp_path / "proposals.json"
+    boxes.write_text(json.dumps({"proposer": "offline", "count": 2, "proposals": proposals}))
+    out = tmp_path / "out.json"
+    argv = ["--checkpoint", str(answering_checkpoint), "--image", str(tmp_path / "image.png")]
+    argv += ["--boxes", str(boxes), "--text", "cat", "--device", "cpu", "--json", str(out)]
+    assert cli_main([*argv, "--max-new-tokens", "2"]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.strip() and RIGGED_ANSWER.startswith(printed.out.strip())
+    assert "cut at --max-new-tokens 2" in caplog.text
+    assert "<region1>" in json.loads(out.read_text())["prompt"]
 
 
 @pytest.mark.parametrize(

@@ -356,6 +356,9 @@ def test_coco_refuses_to_mix_runs_with_other_settings(
     assert main(_coco_args(answering_checkpoint, tmp_path, "--limit", "1")) == 0
     assert main(_coco_args(answering_checkpoint, tmp_path, max_new_tokens=41)) == 2
     assert "other settings (max_new_tokens)" in capsys.readouterr().err
+    # Told before the model loads: this checkpoint is never looked for.
+    assert main(_coco_args(tmp_path / "never-loaded", tmp_path)) == 2
+    assert "other settings (checkpoint)" in capsys.readouterr().err
     # The same file name with other contents: its earlier records do not hold for it.
     instances = tmp_path / "instances.json"
     annotations = json.loads(instances.read_text())

@@ -130,6 +130,15 @@ def test_load_items_accepts_common_field_names(tmp_path: Path, item: dict, expec
     assert loaded.key == "0"
 
 
+def test_a_coco_file_given_as_counting_items_is_named_not_printed(tmp_path: Path) -> None:
+    path = tmp_path / "instances.json"
+    coco = {"images": [{"id": i, "file_name": f"{i}.jpg"} for i in range(10_000)]}
+    path.write_text(json.dumps([coco]))
+    with pytest.raises(FO1Error, match="looks like a COCO annotations file") as raised:
+        load_items(path, None, None)
+    assert len(str(raised.value)) < 300
+
+
 @pytest.mark.parametrize(
     ("item", "message"),
     [

@@ -72,6 +72,17 @@ def test_given_boxes_win_over_the_proposer(
     assert proposer.prompts == []
 
 
+def test_given_boxes_are_kept_as_a_proposers_would_be() -> None:
+    """--threshold and --max-boxes hold for boxes given with the data (`--proposals`) too."""
+    given = [[0, 0, 5, 5], [1, 1, 4, 4], [2, 2, 6, 6], [3, 3, 9, 9]]
+    source = BoxSource(None, ProposalOptions(threshold=0.3, max_count=2))
+    image = Image.new("RGB", (10, 10))
+    scored = source.boxes(image, [], given, [0.2, 0.5, 0.9, 0.4])
+    assert scored.xyxy.tolist() == [[2, 2, 6, 6], [1, 1, 4, 4]]
+    assert scored.scores.tolist() == [0.9, 0.5]
+    assert source.boxes(image, [], given).xyxy.tolist() == given[:2]  # no scores: the first
+
+
 def test_no_boxes_and_no_proposer_is_a_user_error() -> None:
     with pytest.raises(FO1Error, match="--proposer"):
         BoxSource(None, ProposalOptions()).boxes(Image.new("RGB", (10, 10)), ["cat"])

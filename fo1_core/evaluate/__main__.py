@@ -26,6 +26,7 @@ from fo1_core.errors import FO1Error
 from fo1_core.evaluate import coco, count
 from fo1_core.evaluate.datafiles import BOX_FIELDS, file_digest
 from fo1_core.evaluate.distributed import Shard, shard_from_env, start, stop
+from fo1_core.evaluate.records import records_folder, refuse_other_settings
 from fo1_core.evaluate.runner import BoxSource, run
 from fo1_core.evaluate.timing import format_table, summarize
 from fo1_core.session import FO1Pipeline, load
@@ -101,9 +102,11 @@ def _settings(args: argparse.Namespace, **extra: object) -> dict:
     }
 
 
-def _load(args: argparse.Namespace, shard: Shard) -> tuple[FO1Pipeline, BoxSource]:
-    # Checked first: a bad --threshold or --max-boxes should not wait for the model to load.
+def _load(args: argparse.Namespace, shard: Shard, settings: dict) -> tuple[FO1Pipeline, BoxSource]:
+    # Checked first: a bad --threshold or --max-boxes, or an --out holding another run's
+    # records, should not wait for the model to load.
     options = ProposalOptions(threshold=args.threshold, max_count=args.max_boxes)
+    refuse_other_settings(records_folder(args.out), settings)
     device = shard.device(args.device)
     pipeline = load(args.checkpoint, device=device)
     proposer = None
@@ -155,14 +158,6 @@ def _coco(args: argparse.Namespace, shard: Shard) -> int:
         annotations=args.annotations,
         proposals=args.proposals,
     )
-    pipeline, box_source = _load(args, shard)
-    detector = coco.CocoDetector(
-        pipeline,
-        box_source,
-        annotations["categories"],
-        args.categories_per_prompt,
-        args.max_new_tokens,
-    )
     settings = _settings(
         args,
         images=args.images.resolve(),
@@ -171,6 +166,14 @@ def _coco(args: argparse.Namespace, shard: Shard) -> int:
         proposals=args.proposals and args.proposals.resolve(),
         proposals_sha256=file_digest(args.proposals),
         categories_per_prompt=args.categories_per_prompt,
+    )
+    pipeline, box_source = _load(args, shard, settings)
+    detector = coco.CocoDetector(
+        pipeline,
+        box_source,
+        annotations["categories"],
+        args.categories_per_prompt,
+        args.max_new_tokens,
     )
     records = run(images, lambda image: str(image.id), detector, args.out, settings, shard)
     if records is None:
@@ -206,14 +209,14 @@ def _count(args: argparse.Namespace, shard: Shard) -> int:
             f"{args.dataset}: item {bare.key} has no boxes of its own (one of the fields "
             f"{', '.join(BOX_FIELDS)}): pass --proposer NAME, or give every item its boxes."
         )
-    pipeline, box_source = _load(args, shard)
-    counter = count.Counter(pipeline, box_source, args.max_new_tokens)
     settings = _settings(
         args,
         dataset=args.dataset.resolve(),
         dataset_sha256=file_digest(args.dataset),
         images=args.images,
     )
+    pipeline, box_source = _load(args, shard, settings)
+    counter = count.Counter(pipeline, box_source, args.max_new_tokens)
     records = run(items, lambda item: item.key, counter, args.out, settings, shard)
     if records is None:
         return 0
@@ -241,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     except (FO1Error, ProposerError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # each finished item is already on disk
+        print(
+            f"\nStopped. The items done so far are kept: run again with --out {args.out} to go on.",
+            file=sys.stderr,
+        )
+        return 130
     finally:
         stop(shard)
 

@@ -129,7 +129,7 @@ class Counter:
             "truth": item.truth,
             "prediction": count_rule(answer.text),
             "answer": answer.text,
-            "boxes": len(boxes.xyxy),
+            "boxes": len(asked.boxes),  # those the model read
             "timings": timings(boxes, asked.seconds),
         }
 

@@ -74,5 +74,8 @@ def pick(item: dict, names: Sequence[str], what: str | None = None) -> object:
         if item.get(name) is not None:
             return item[name]
     if what is not None:
-        raise FO1Error(f"An item has no {what} (one of the fields {', '.join(names)}): {item}")
+        hint = " (this looks like a COCO annotations file: use `coco`)" if "images" in item else ""
+        raise FO1Error(
+            f"An item has no {what} (one of the fields {', '.join(names)}): {item!r:.80}{hint}"
+        )
     return None

@@ -53,6 +53,15 @@ def check_settings(folder: Path, settings: dict) -> None:
     finally:
         with suppress(OSError):
             draft.unlink()
+    refuse_other_settings(folder, settings)
+
+
+def refuse_other_settings(folder: Path, settings: dict) -> None:
+    """Raises `FO1Error` if `folder` holds records of a run with settings other than
+    `settings`; writes nothing (a check before the model loads, `check_settings` after)."""
+    path = folder / SETTINGS_FILE
+    if not path.exists():
+        return
     stored = _read_settings(path)
     changed = sorted(k for k in {*stored, *settings} if stored.get(k) != settings.get(k))
     if changed:

@@ -73,12 +73,27 @@ class BoxSource:
                 raise FO1Error(
                     f"The item's scores must be finite numbers; got {given_scores!r:.80}"
                 )
-            return Boxes(xyxy, scores, None)
+            return self._kept(Boxes(xyxy, scores, None))
         if self.proposer is None:
             raise FO1Error("This item has no boxes of its own: pass --proposer NAME.")
         start = time.perf_counter()
         found = self._propose(image, names)
         return Boxes(found.xyxy, found.confidence, time.perf_counter() - start)
+
+    def _kept(self, given: Boxes) -> Boxes:
+        """Given boxes as a proposer's would be kept: scored under the threshold dropped, then
+        the best `max_count` (the first, without scores)."""
+        if given.scores is None:
+            if len(given.xyxy) > self.options.max_count:
+                logger.warning(
+                    "%d boxes given without scores: the first %d are kept (--max-boxes).",
+                    len(given.xyxy),
+                    self.options.max_count,
+                )
+            return Boxes(given.xyxy[: self.options.max_count], None, None)
+        keep = np.flatnonzero(given.scores >= (self.options.threshold or 0.0))
+        best = keep[np.argsort(-given.scores[keep], kind="stable")][: self.options.max_count]
+        return Boxes(given.xyxy[best], given.scores[best], None)
 
     def _propose(self, image: Image.Image, names: Sequence[str]) -> sv.Detections:
         if not self.proposer.needs_text:
@@ -118,6 +133,8 @@ def ask(
     """
     start = time.perf_counter()
     vision = pipeline.preprocessor(image, boxes.tolist())
+    for notice in vision.notices:
+        logger.warning(notice)
     answers = []
     for task, text in questions:
         answer = pipeline.generate(pipeline.request(vision, task, text), max_new_tokens)
