@@ -27,7 +27,12 @@ def same_file(out: Path, given: Path) -> bool:
 
 def write_atomically(path: Path, text: str) -> None:
     """Writes `text` to `path` as UTF-8; a write that fails (a full disk, a size limit) leaves
-    what `path` held before, not half a file. Raises `OSError`."""
+    what `path` held before, not half a file. A link is written through, to the file it names;
+    a device or a pipe (`/dev/stdout`) is written to as it is. Raises `OSError`."""
+    path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        path.write_text(text, encoding="utf-8")
+        return
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         partial.write_text(text, encoding="utf-8")

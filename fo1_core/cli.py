@@ -45,6 +45,10 @@ def output_file(text: str) -> Path:
     path = Path(text)
     if path.is_dir():
         problem = "it is a folder; name a file in it"
+    elif path.exists() and not path.is_file():  # a device or a pipe: written to as it is
+        if os.access(path, os.W_OK):
+            return path
+        problem = "permission denied"
     elif not path.parent.is_dir():
         problem = f"the folder {str(path.parent)!r} does not exist"
     elif not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):

@@ -15,6 +15,14 @@ import supervision as sv
 from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY, Answer, class_ids
 from fo1_core.processing import clip_box
 
+DECIMALS = 4
+"""Decimals written for boxes and scores: detections hold float32, whose 10.3 would otherwise be
+written 10.300000190734863."""
+
+
+def _written(value: float) -> float:
+    return round(float(value), DECIMALS) + 0.0  # + 0.0: no -0.0 in the files
+
 
 def to_json(answer: Answer, detections: sv.Detections) -> dict:
     """A JSON-ready dict: the raw answer text and one entry per detection.
@@ -27,9 +35,9 @@ def to_json(answer: Answer, detections: sv.Detections) -> dict:
     for i in range(len(detections)):
         entry = {
             "region_index": int(detections.data[REGION_INDEX_KEY][i]),
-            "box_xyxy": [float(v) for v in detections.xyxy[i]],
+            "box_xyxy": [_written(v) for v in detections.xyxy[i]],
             "label": str(labels[i]),
-            "score": None if detections.confidence is None else float(detections.confidence[i]),
+            "score": None if detections.confidence is None else _written(detections.confidence[i]),
         }
         if detections.mask is not None:
             entry["mask"] = encode_rle(detections.mask[i])
@@ -73,7 +81,7 @@ def to_coco_dataset(detections: sv.Detections, file_name: str, width: int, heigh
         # A box given partly outside the image is cut to it: annotation tools refuse the rest.
         x, y, box_width, box_height = result["bbox"]
         x1, y1, x2, y2 = clip_box([x, y, x + box_width, y + box_height], width, height)
-        box_width, box_height = x2 - x1, y2 - y1
+        box_width, box_height = _written(x2 - x1), _written(y2 - y1)
         result["bbox"] = [x1, y1, box_width, box_height]
         area = (
             box_width * box_height if detections.mask is None else float(detections.mask[i].sum())
@@ -102,12 +110,12 @@ def _coco_entries(
     for i, label in enumerate(labels):
         if label not in category_ids:
             continue
-        x1, y1, x2, y2 = (float(v) for v in detections.xyxy[i])
+        x1, y1, x2, y2 = (_written(v) for v in detections.xyxy[i])
         result = {
             "image_id": image_id,
             "category_id": category_ids[label],
-            "bbox": [x1, y1, x2 - x1, y2 - y1],
-            "score": 1.0 if detections.confidence is None else float(detections.confidence[i]),
+            "bbox": [x1, y1, _written(x2 - x1), _written(y2 - y1)],
+            "score": 1.0 if detections.confidence is None else _written(detections.confidence[i]),
         }
         if detections.mask is not None:
             result["segmentation"] = encode_rle(detections.mask[i])

@@ -184,6 +184,16 @@ def test_exif_rotation_is_applied(client: Client, tmp_path: Path) -> None:
     assert detections["detections"][0]["box_xyxy"] == [0, 0, 30, 50]
 
 
+def test_a_panorama_wider_than_webp_allows_is_answered(client: Client, tmp_path: Path) -> None:
+    """WebP holds 16 383 px a side: the drawing is sent scaled, the boxes stay in the image's."""
+    path = tmp_path / "panorama.png"
+    Image.new("RGB", (17_000, 400), "white").save(path)
+    boxes = [[100, 10, 5000, 300], [0, 0, 50, 50], [12_000, 20, 16_900, 390]]
+    image, _, detections = answer(client, handle_file(str(path)), boxes, "OD_template", "x")
+    assert np.asarray(Image.open(image)).shape[:2] == (round(400 * 16_383 / 17_000), 16_383)
+    assert [d["box_xyxy"] for d in detections["detections"]] == [boxes[0], boxes[2]]
+
+
 def test_huge_image_is_a_specific_error(client: Client, huge_image: str) -> None:
     with pytest.raises(Exception, match="megapixels"):
         answer(client, handle_file(huge_image), BOXES, "OD_template", "cup")

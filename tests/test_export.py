@@ -92,6 +92,20 @@ def test_json_fields() -> None:
     assert last["region_index"] == 3 and last["label"] == ""
 
 
+def test_files_hold_the_numbers_given_not_their_float32_noise() -> None:
+    boxes = [[10.3, 10.7, 50.1, 50.9], [-0.0, -0.0, 30, 30]]
+    answer = parse_answer("<ground>cat</ground><objects><region0><region1></objects>", 2)
+    detections = to_detections(answer, boxes, scores=np.array([0.9, 0.3]))
+    document = to_json(answer, detections)
+    assert [d["box_xyxy"] for d in document["detections"]] == [boxes[0], [0.0, 0.0, 30.0, 30.0]]
+    assert [d["score"] for d in document["detections"]] == [0.9, 0.3]
+    assert "-0.0" not in json.dumps(document)
+    first, _ = to_coco_results(detections, 1, [{"id": 1, "name": "cat"}])
+    assert first["bbox"] == [10.3, 10.7, 39.8, 40.2] and first["score"] == 0.9
+    coco = to_coco_dataset(detections, "a.png", 64, 64)
+    assert coco["annotations"][0]["bbox"] == [10.3, 10.7, 39.8, 40.2]
+
+
 def test_json_of_an_empty_answer_reloads_empty() -> None:
     answer = parse_answer("No cats here.")
     reloaded = from_json(json.dumps(to_json(answer, to_detections(answer, BOXES))))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import resource
 from pathlib import Path
 
@@ -22,6 +23,22 @@ def test_a_write_that_fails_leaves_the_file_as_it_was(tmp_path: Path) -> None:
     assert [path.name for path in tmp_path.iterdir()] == ["results.json"]  # no partial file left
     write_atomically(out, "é")
     assert out.read_bytes() == "é".encode()
+
+
+def test_a_link_is_written_through_and_a_pipe_written_to(tmp_path: Path) -> None:
+    real = tmp_path / "real.json"
+    real.write_text("{}")
+    (tmp_path / "link.json").symlink_to(real)
+    write_atomically(tmp_path / "link.json", "[1]")
+    assert (tmp_path / "link.json").is_symlink() and real.read_text() == "[1]"
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        write_atomically(pipe, "through")
+        assert os.read(reader, 100) == b"through" and pipe.exists() and not pipe.is_file()
+    finally:
+        os.close(reader)
 
 
 def test_an_input_is_refused_as_the_output_however_spelled(tmp_path: Path) -> None:
