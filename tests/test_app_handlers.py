@@ -30,6 +30,7 @@ from tests.conftest import RIGGED_ANSWER
 from ui.ahead import EncodeAhead
 from ui.answer_view import LATEST_TURN_NOTE, Turn
 from ui.answering import Answerer, Question
+from ui.api import Api
 from ui.boxes import boxes_as_text, boxes_of, editor_value, image_of, in_drawing_order
 from ui.conversation import CONVERSATION, ENDED_CONVERSATION, conversation_key
 from ui.editor import FILE_NAME
@@ -963,6 +964,17 @@ def test_closing_the_page_stops_its_answer_and_keeps_nothing_of_it(endless: Hand
     endless.remember_turn(False, None, status, closing)  # the answer's `.then`, after the close
     endless.boxes_changed(editor_value(IMAGE, []), None, False, None, None, closing)  # queued
     assert "closing" not in endless._sessions
+
+
+def test_an_api_answer_its_client_cancelled_frees_the_model(endless: Handlers) -> None:
+    """Gradio closes a cancelled call's generator: the answer stops there, not at its last token
+    with every caller behind it waiting."""
+    api = Api(endless.answerer, endless.proposing, max_new_tokens=100_000)
+    outputs = api.answer(IMAGE, BOXES, "OD_template", "cup")
+    assert next(outputs) == (SKIP, SKIP, SKIP)  # the answer is streaming
+    outputs.close()
+    after = endless.answerer.pipeline.ask(IMAGE, BOXES, "OD_template", "cup", max_new_tokens=2)
+    assert after.timings["queued_s"] < 2
 
 
 def test_a_new_image_ends_the_answer_about_the_old_one(endless: Handlers) -> None:

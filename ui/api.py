@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -34,6 +34,9 @@ from ui.errors import user_error
 from ui.proposing import Proposing
 
 logger = logging.getLogger(__name__)
+
+CANCEL_CHECK_S = 0.5
+"""How often `/answer` lets Gradio close a call its client cancelled."""
 
 WEBP_MAX_SIDE = 16383
 """The longest side WebP holds: `/answer` sends its drawing as WebP, a panorama's scaled to fit."""
@@ -84,13 +87,20 @@ class Api:
 
     def answer(
         self, image: str | None, boxes: object, task: str, text: str | None
-    ) -> tuple[np.ndarray, str, dict]:
-        """(annotated image, raw answer text, detections as JSON) for one question."""
+    ) -> Iterator[tuple[Any, Any, Any]]:
+        """(annotated image, raw answer text, detections as JSON) for one question, sent once it
+        is answered. Until then it yields nothing new every `CANCEL_CHECK_S`: a call the client
+        cancels is closed there by Gradio, which stops the answer (one that only returned would
+        hold the model, and every caller behind it, until its last token)."""
         try:
             question = Question(image=image, boxes=parse_boxes(boxes), task=task, text=text or "")
             request = self.answerer.prepare(question)
-            steps = self.answerer.steps(question, request, self.max_new_tokens, interval_s=math.inf)
-            *_, last = steps
+            steps = self.answerer.steps(
+                question, request, self.max_new_tokens, None, CANCEL_CHECK_S
+            )
+            for last in steps:
+                if last.generation is None:
+                    yield gr.skip(), gr.skip(), gr.skip()
         except FO1Error as error:
             raise user_error(str(error)) from error
         except Exception as error:
@@ -102,7 +112,7 @@ class Api:
         document["timings"] = last.generation.timings
         document["reused"] = asdict(last.generation.reused)
         document["warnings"] = [*last.generation.notices, *last.answer.warnings]
-        return within_webp(last.image), last.answer.text, document
+        yield within_webp(last.image), last.answer.text, document
 
 
 def within_webp(image: np.ndarray) -> np.ndarray:
