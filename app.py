@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 
 # `spaces` must be imported before torch: on ZeroGPU it patches CUDA initialisation.
@@ -40,6 +41,20 @@ def proposer_checkpoint(text: str) -> tuple[str, str]:
             f"{name!r} is not a proposer with a model: one of {', '.join(names)}"
         )
     return name, checkpoint
+
+
+FILE_SIZE_UNITS = {"": 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+
+
+def file_size(text: str) -> int:
+    """An argparse type: `50mb`, `1.5gb` or a count of bytes, as a count of bytes (Gradio reads
+    only whole numbers with a unit, and fails on anything else with a traceback at launch)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", text.lower())
+    if match is None or match[2] not in FILE_SIZE_UNITS or float(match[1]) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a file size: write it as 50mb, 1.5gb or a number of bytes"
+        )
+    return round(float(match[1]) * FILE_SIZE_UNITS[match[2]])
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -108,7 +123,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="encode the image and boxes while the question is typed, when the model is idle "
         "(never on ZeroGPU)",
     )
-    parser.add_argument("--max-file-size", default="50mb", help="largest upload, e.g. 50mb")
+    parser.add_argument(
+        "--max-file-size", type=file_size, default="50mb", help="largest upload, e.g. 50mb"
+    )
     parser.add_argument(
         "--file-ttl",
         type=positive,

@@ -574,12 +574,22 @@ def test_the_app_serves_where_a_space_says(monkeypatch: pytest.MonkeyPatch) -> N
         ["--proposer", "nosuch"],  # was ignored without a word
         ["--proposer-checkpoint", "florence2"],  # no folder
         ["--proposer-checkpoint", "offline=/models/x"],  # loads no model
+        ["--max-file-size", "banana"],  # a traceback at launch, after the model loaded
+        ["--max-file-size", "0"],
+        ["--max-file-size", "50mib"],
     ],
 )
 def test_command_line_refuses_settings_that_cannot_work(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         parse_args(argv)
     assert exit_.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("written", "size"), [("50mb", 50 * 2**20), ("1.5 GB", 3 * 2**29), ("1000", 1000)]
+)
+def test_upload_sizes_are_read_as_written(written: str, size: int) -> None:
+    assert parse_args(["--max-file-size", written]).max_file_size == size
 
 
 def test_each_proposer_can_be_given_its_folder() -> None:

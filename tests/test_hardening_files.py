@@ -73,7 +73,7 @@ def test_host_defaults_to_loopback_and_uploads_are_capped() -> None:
 
     args = parse_args([])
     assert args.host == "127.0.0.1"
-    assert args.max_file_size == "50mb"
+    assert args.max_file_size == 50 * 2**20  # 50mb
 
 
 def _outward_address() -> str | None:
