@@ -17,7 +17,7 @@ from detect_tools.outputs import refuse_overwriting, write_atomically
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
 from fo1_core.cli import local_path, output_file, positive, read_json
 from fo1_core.errors import FO1Error
-from fo1_core.processing import check_boxes, open_image
+from fo1_core.processing import check_boxes, open_image, unwrap_boxes
 from fo1_core.session import StopReason, load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TASK, FREE_PROMPT, TASKS
 
@@ -45,15 +45,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _read_boxes(path: Path | None) -> object:
     if path is None:
         return []
-    boxes = read_json(path, f"boxes from {path}")
-    if isinstance(boxes, dict) and isinstance(boxes.get("proposals"), list):  # detect_tools'
-        return [
-            proposal.get("box") if isinstance(proposal, dict) else proposal
-            for proposal in boxes["proposals"]
-        ]
-    if isinstance(boxes, dict) and "boxes" in boxes:  # the app's /propose
-        return boxes["boxes"]
-    return boxes
+    return unwrap_boxes(read_json(path, f"boxes from {path}"))
 
 
 def main(argv: list[str] | None = None) -> int:

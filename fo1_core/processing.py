@@ -117,6 +117,19 @@ def capped_size(width: int, height: int, min_side: int) -> tuple[int, int]:
     return max(min_side, width), max(min_side, height)
 
 
+def unwrap_boxes(document: object) -> object:
+    """The box list in a proposals document, passed on as it is: the app's `/propose` result
+    (`{"boxes": [...]}`) or `python -m detect_tools --json`'s (`{"proposals": [{"box": ...}]}`);
+    anything else is returned unchanged, for `check_boxes` to judge."""
+    for key in ("boxes", "proposals"):
+        if isinstance(document, dict) and key in document:
+            entries = document[key]
+            if not isinstance(entries, list):
+                return entries
+            return [entry.get("box") if isinstance(entry, dict) else entry for entry in entries]
+    return document
+
+
 def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
     """Validates user boxes `[[x1, y1, x2, y2], …]` in image pixels; returns them and notices.
 

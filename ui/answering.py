@@ -119,9 +119,12 @@ class Answerer:
         max_new_tokens: int,
         cancel: threading.Event | None = None,
         interval_s: float = 0.0,
+        drawn_while_streaming: bool = True,
     ) -> Iterator[Step]:
         """Parsed answers as tokens arrive, at most one per `interval_s` (`math.inf`: the last
-        only); the last step carries the `Generation`."""
+        only); the last step carries the `Generation`. The result image comes with each step
+        that changes it, or with the last only (`drawn_while_streaming` false: no one sees the
+        others)."""
         picture = open_for_drawing(question.image)
         boxes = request.boxes.astype(np.float32)
         masks = None if question.masks is None else question.masks[:MAX_REGIONS]
@@ -146,7 +149,7 @@ class Answerer:
                 zip(data[REGION_INDEX_KEY].tolist(), data[CLASS_NAME_KEY].tolist(), strict=True)
             )
             image = None
-            if shown != drawn or final:
+            if final or (drawn_while_streaming and shown != drawn):
                 drawn = shown
                 if masks is not None:
                     detections = to_detections(answer, boxes, masks)

@@ -96,8 +96,9 @@ class Api:
             question = Question(image=image, boxes=parse_boxes(boxes), task=task, text=text or "")
             request = self.answerer.prepare(question)
             steps = self.answerer.steps(
-                question, request, self.max_new_tokens, None, CANCEL_CHECK_S
-            )
+                question, request, self.max_new_tokens, None, CANCEL_CHECK_S,
+                drawn_while_streaming=False,
+            )  # fmt: skip
             for last in steps:
                 if last.generation is None:
                     yield gr.skip(), gr.skip(), gr.skip()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fo1_core.errors import FO1Error
-from fo1_core.processing import clip_box
+from fo1_core.processing import clip_box, unwrap_boxes
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
 from fo1_core.templates import MAX_REGIONS
 from ui.editor import FILE_NAME, turned
@@ -236,7 +236,7 @@ def boxes_from_text(text: str, width: int, height: int) -> tuple[list[Box], int]
     full: a long paste is corrected in one go. Also when there are more than `MAX_TYPED_BOXES`.
     """
     if _JSON.match(text):  # pasted from the API, or a list of lists written by hand
-        entries = [(number, box) for number, box in enumerate(parse_boxes(text))]
+        entries = list(enumerate(parse_boxes(text)))
         where = "Box"
     else:
         entries = [
@@ -320,10 +320,7 @@ def parse_boxes(raw: object) -> list[Box]:
         # ValueError: also an integer of thousands of digits; RecursionError: lists nested deep.
         except (ValueError, RecursionError) as error:
             raise FO1Error(f"Boxes must be a JSON list of [x1, y1, x2, y2] ({error}).") from error
-    if isinstance(raw, dict) and "boxes" in raw:  # the /propose answer, passed on as it is
-        raw = raw["boxes"]
-        if isinstance(raw, list):
-            raw = [entry.get("box") if isinstance(entry, dict) else entry for entry in raw]
+    raw = unwrap_boxes(raw)
     if not isinstance(raw, list):
         raise FO1Error(f"Boxes must be a JSON list of [x1, y1, x2, y2], got {type(raw).__name__}.")
     boxes = []
