@@ -948,6 +948,12 @@ def test_bare_references_are_drawn_as_they_stream(tmp_path: Path) -> None:
     *early, last = answerer.steps(question, answerer.prepare(question), 32, None, math.inf)
     assert early == [] and last.generation is not None
     assert [int(i) for i in last.detections.data["region_index"]] == [1, 0]
+    # Drawn for the last step only where no one sees the others (the API).
+    *early, last = answerer.steps(
+        question, answerer.prepare(question), 32, drawn_while_streaming=False
+    )
+    assert len(early) > 1 and all(step.image is None for step in early)
+    assert last.image is not None
 
 
 def test_closing_the_page_stops_its_answer_and_keeps_nothing_of_it(endless: Handlers) -> None:
