@@ -18,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from detect_tools import registry
 from detect_tools.base import CLASS_NAME, MAX_PROPOSALS, ProposalOptions, ProposerError
 from detect_tools.images import open_image_file, refuse_url
-from detect_tools.outputs import refuse_overwriting, write_atomically
+from detect_tools.outputs import exit_with, refuse_overwriting, write_atomically
 
 
 def detections_to_json(detections: sv.Detections, proposer: str) -> dict:
@@ -90,4 +90,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 URL = re.compile(r"[a-z][a-z0-9+.-]+:/|data:", re.IGNORECASE)
 """A scheme of two letters or more and a slash (`Path` folds `//` into one), or a data URL. One
@@ -25,6 +25,11 @@ decoded by outside programs (EPS runs Ghostscript on the user's file): none of t
 UNREADABLE_IMAGE = (
     "The file is not an image this app can read: use a JPEG, PNG, WebP, AVIF, GIF, BMP or TIFF."
 )
+
+
+PngImagePlugin.MAX_TEXT_CHUNK = PngImagePlugin.MAX_TEXT_MEMORY
+"""Pillow refuses a PNG whose compressed text chunk (metadata, such as an editor's history)
+unpacks to over 1 MB; its 64 MB cap on all text chunks together still bounds the memory."""
 
 
 def open_image_file(source: str | Path | IO[bytes]) -> Image.Image:

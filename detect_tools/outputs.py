@@ -1,10 +1,34 @@
-"""Writing the file a command line was asked for: never over one of its own inputs, and whole
-or not at all. Shared by `python -m detect_tools` and FO1's command lines."""
+"""Writing what a command line was asked for: a file never over one of its own inputs, and
+whole or not at all; standard output until its reader stops. Shared by `python -m detect_tools`
+and FO1's command lines."""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
+
+CLOSED_PIPE_STATUS = 141
+"""A program's status when killed for writing to a closed pipe (128 + SIGPIPE), as the shell
+reports `yes | head`'s `yes`."""
+
+
+def exit_with(main: Callable[[], int]) -> NoReturn:
+    """Exits with `main()`'s status. A reader that stops reading (`| head`, `| less` closed)
+    ends the program quietly, as it ends other command-line tools, instead of with a
+    traceback."""
+    try:
+        try:
+            status = main()
+        finally:  # an exit from inside `main` too (argparse's, after --help)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes standard output again at exit, which would fail and be reported.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = CLOSED_PIPE_STATUS
+    sys.exit(status)
 
 
 def refuse_overwriting(

@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from detect_tools.outputs import refuse_overwriting, write_atomically
+from detect_tools.outputs import exit_with, refuse_overwriting, write_atomically
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
 from fo1_core.cli import local_path, output_file, positive, read_json
 from fo1_core.errors import FO1Error
@@ -105,4 +105,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

@@ -36,14 +36,43 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 BICUBIC = Image.Resampling.BICUBIC
 
 
-def open_image(source: str | Path | bytes | Image.Image | None) -> Image.Image:
+ImageSource = str | Path | bytes | Image.Image | np.ndarray
+"""An image file's path or bytes, a PIL image, or a uint8 array of shape (H, W), (H, W, 3) RGB
+or (H, W, 4) RGBA."""
+
+
+def open_image(source: ImageSource | None) -> Image.Image:
     """Reads an image as the user sees it: EXIF orientation applied, RGB, size checked."""
-    image = source if isinstance(source, Image.Image) else _open(source)
+    return read_image(source)[0]
+
+
+def read_image(source: ImageSource | None) -> tuple[Image.Image, list[str]]:
+    """`open_image`, with notices of what the model will not see (the later frames of an
+    animation or of a multi-page file)."""
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, np.ndarray):
+        image = _from_array(source)
+    else:
+        image = _open(source)
     check_size(*image.size)  # from the header: a refused image is never decoded
+    frames = getattr(image, "n_frames", 1)
+    notices = [] if frames == 1 else [f"The image has {frames} frames; FO1 reads the first only."]
     try:
-        return as_rgb(ImageOps.exif_transpose(image))
+        return as_rgb(ImageOps.exif_transpose(image)), notices
     except (OSError, ValueError, SyntaxError) as error:
         raise FO1Error(f"The image file is damaged or truncated ({error}).") from error
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    if array.dtype != np.uint8 or not (
+        array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))
+    ):
+        raise FO1Error(
+            "An image given as an array must be uint8 of shape (H, W), (H, W, 3) RGB or "
+            f"(H, W, 4) RGBA; got {array.dtype} of shape {array.shape}."
+        )
+    return Image.fromarray(array)
 
 
 def check_size(width: int, height: int) -> None:
@@ -229,11 +258,9 @@ class ImagePreprocessor:
     def patch_size(self) -> int:
         return self.primary.patch_size
 
-    def __call__(
-        self, image: str | Path | bytes | Image.Image, boxes: object = None
-    ) -> VisionInputs:
-        image = open_image(image)
-        user_boxes, notices = check_boxes(boxes, image.size)
+    def __call__(self, image: ImageSource, boxes: object = None) -> VisionInputs:
+        image, image_notices = read_image(image)
+        user_boxes, box_notices = check_boxes(boxes, image.size)
         width, height = capped_size(*image.size, min_side=self.patch_size * self.merge_size)
         scale = np.array([width / image.width, height / image.height] * 2)
         if (width, height) != image.size:
@@ -258,7 +285,7 @@ class ImagePreprocessor:
             vt_boxes=vt_boxes,
             boxes=user_boxes,
             image_key=f"{width}x{height}:{_content_hash(image)}",
-            notices=notices,
+            notices=image_notices + box_notices,
         )
 
     def aux_size(self, width: int, height: int) -> tuple[int, int]:

@@ -11,6 +11,7 @@ prefill. `Conversation` chains such questions.
 from __future__ import annotations
 
 import logging
+import numbers
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +37,7 @@ from fo1_core.encoding import Encoder, PromptPrefix, Reused
 from fo1_core.errors import FO1Error
 from fo1_core.graphed_forward import PREFILL_CHUNK, GraphedForward
 from fo1_core.modeling import FO1ForConditionalGeneration
-from fo1_core.processing import ImagePreprocessor, VisionInputs, num_image_tokens
+from fo1_core.processing import ImagePreprocessor, ImageSource, VisionInputs, num_image_tokens
 from fo1_core.prompting import (
     build_prompt,
     sanitize_user_text,
@@ -258,7 +259,7 @@ class FO1Pipeline:
 
     def prepare(
         self,
-        image: Image.Image | str | Path,
+        image: ImageSource,
         boxes: object = None,
         task: str = FREE_PROMPT,
         text: str = "",
@@ -310,7 +311,7 @@ class FO1Pipeline:
         queued or running (a question, or an encoding ahead)."""
         return model_thread.idle()
 
-    def encode_ahead(self, image: Image.Image | str | Path, boxes: object) -> threading.Event:
+    def encode_ahead(self, image: ImageSource, boxes: object) -> threading.Event:
         """Queues what every question about `image` and `boxes` starts with (the image's and the
         regions' features, and the prompt's KV up to its region line) into the caches, so that
         the next question about them only prefills its own words. Returns an event set once
@@ -346,6 +347,7 @@ class FO1Pipeline:
         Setting `cancel` stops generation after the current token; so does leaving the loop early.
         `use_cache=False` recomputes everything, as the official pipeline does.
         """
+        max_new_tokens = checked_max_new_tokens(max_new_tokens)
         cancel = cancel or threading.Event()
         streamer = TokenQueue(self.tokenizer)
         progress = _Progress(submitted=time.perf_counter())
@@ -534,7 +536,7 @@ class FO1Pipeline:
 
     def ask(
         self,
-        image: Image.Image | str | Path,
+        image: ImageSource,
         boxes: object = None,
         task: str = FREE_PROMPT,
         text: str = "",
@@ -551,9 +553,7 @@ class Conversation:
     prompt as ChatML history, so every turn reuses the cached image, regions and prefix.
     """
 
-    def __init__(
-        self, pipeline: FO1Pipeline, image: Image.Image | str | Path, boxes: object = None
-    ):
+    def __init__(self, pipeline: FO1Pipeline, image: ImageSource, boxes: object = None):
         self.pipeline = pipeline
         self.vision = pipeline.preprocessor(image, boxes)
         self.history: list[tuple[str, str]] = []
@@ -576,6 +576,13 @@ class Conversation:
     def ask(self, task: str, text: str, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Generation:
         *_, result = self.stream(task, text, max_new_tokens)
         return result
+
+
+def checked_max_new_tokens(value: object) -> int:
+    """`value` as an `int`; `FO1Error` unless it is a whole number of at least 1 (numpy's too)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise FO1Error(f"max_new_tokens must be a whole number of at least 1; got {value!r}.")
+    return int(value)
 
 
 def load(

@@ -14,5 +14,5 @@ def encoded(image: Image.Image, fmt: str, **options) -> bytes:
 
 
 def animated_gif() -> bytes:
-    frames = [Image.new("P", (40, 30), i) for i in range(3)]
+    frames = [Image.new("L", (40, 30), 100 * i) for i in range(3)]  # different: none merged
     return encoded(frames[0], "GIF", save_all=True, append_images=frames[1:])

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+import torch
+from PIL import Image, PngImagePlugin
 from transformers import AutoTokenizer
 
 from fo1_core.errors import FO1Error
@@ -18,6 +19,7 @@ from fo1_core.prompting import sanitize_user_text
 from fo1_core.session import FO1Pipeline
 from fo1_core.templates import ANSWER_TAGS, MAX_REGIONS, REGION_REFERENCE
 from tests.conftest import REFERENCE_DIR
+from tests.images import animated_gif
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -38,6 +40,9 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\nnewpath 0 0 moveto 40
         (None, BOX, "OD_template", "cat", "No image"),
         # a URL where a file path belongs: refused, not "not there"
         ("https://example.com/cat.jpg", BOX, "OD_template", "cat", "is a URL"),
+        # an array that is not 8-bit pixels: floats, or a stack of images
+        (np.zeros((40, 60, 3)), BOX, "OD_template", "cat", "got float64 of shape (40, 60, 3)"),
+        (np.zeros((2, 40, 60, 3), np.uint8), BOX, "OD_template", "cat", "must be uint8 of shape"),
         # bytes that are not an image
         (b"definitely not a png", BOX, "OD_template", "cat", "not an image"),
         # a format Pillow hands to an outside program (Ghostscript) to decode
@@ -82,6 +87,36 @@ def test_bad_input_raises_a_named_fo1_error(
     with pytest.raises(FO1Error, match=None) as error:
         pipeline.prepare(image, boxes, task, text)
     assert message in str(error.value)
+
+
+def test_an_array_is_read_as_the_picture_it_holds(pipeline: FO1Pipeline) -> None:
+    pixels = np.asarray(IMAGE)
+    from_array = pipeline.prepare(pixels, BOX, "OD_template", "cat").vision
+    from_image = pipeline.prepare(IMAGE, BOX, "OD_template", "cat").vision
+    assert torch.equal(from_array.pixel_values, from_image.pixel_values)
+    grey = pipeline.prepare(pixels[:, :, 0], BOX, "OD_template", "cat").vision
+    assert grey.pixel_values.shape == from_image.pixel_values.shape
+
+
+def test_an_animation_is_read_at_its_first_frame_and_said_so(pipeline: FO1Pipeline) -> None:
+    request = pipeline.prepare(animated_gif(), BOX, "OD_template", "cat")
+    assert "The image has 3 frames; FO1 reads the first only." in request.notices
+
+
+def test_a_png_with_a_large_compressed_text_chunk_opens(pipeline: FO1Pipeline) -> None:
+    metadata = PngImagePlugin.PngInfo()  # an editor's history, say: 2 MB of text, zipped
+    metadata.add_text("history", "step " * 400_000, zip=True)
+    buffer = io.BytesIO()
+    IMAGE.save(buffer, format="PNG", pnginfo=metadata)
+    assert pipeline.prepare(buffer.getvalue(), BOX, "OD_template", "cat").vision.num_regions == 1
+
+
+@pytest.mark.parametrize("limit", [0, -5, None, 2.5, "10", True])
+def test_a_token_limit_that_is_no_count_is_refused(pipeline: FO1Pipeline, limit: object) -> None:
+    request = pipeline.prepare(IMAGE, BOX, "OD_template", "cat")
+    with pytest.raises(FO1Error, match="max_new_tokens must be a whole number of at least 1"):
+        pipeline.generate(request, limit)
+    assert pipeline.generate(request, np.int64(2)).token_ids  # numpy's integers are counts too
 
 
 def test_a_region_number_too_long_to_read_stays_text(pipeline: FO1Pipeline) -> None:

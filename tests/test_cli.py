@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 from transformers import AutoTokenizer
 
+from detect_tools.outputs import CLOSED_PIPE_STATUS
 from fo1_core.__main__ import main as cli_main
 from fo1_core.evaluate.__main__ import main as evaluate_main
 from tests.conftest import REPO, RIGGED_ANSWER
@@ -131,3 +133,32 @@ def test_evaluation_refuses_a_url_before_loading_anything(
         evaluate_main([*argv, "--out", "never.json"])
     assert exit.value.code == 2
     assert "is a URL; this tool reads local files only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["detect_tools", "--proposer", "offline", "--image", "examples/coffee.jpg"],
+        ["fo1_core", "--image", "examples/coffee.jpg", "--task", "free", "--text", "What is it?"],
+    ],
+)
+def test_a_reader_that_stops_reading_ends_the_command_quietly(
+    command: list[str], answering_checkpoint: Path
+) -> None:
+    # As `python -m ... | head -0`: the reader is gone before anything is written.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    if command[0] == "fo1_core":
+        command += ["--checkpoint", str(answering_checkpoint), "--device", "cpu"]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", *command],
+            cwd=REPO,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=300,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == CLOSED_PIPE_STATUS
+    assert b"Error" not in done.stderr  # no traceback: what it logs before writing stays

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from detect_tools import registry
 from detect_tools.base import MAX_PROPOSALS, ProposalOptions, ProposerError
-from detect_tools.outputs import refuse_overwriting, same_file, write_atomically
+from detect_tools.outputs import exit_with, refuse_overwriting, same_file, write_atomically
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
 from fo1_core.cli import local_path, output_file, positive
 from fo1_core.errors import FO1Error
@@ -255,4 +255,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)
