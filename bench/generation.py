@@ -139,7 +139,9 @@ def bench_profile(
 
 @exits_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.generation", description=__doc__.split("\n")[0]
+    )
     parser.add_argument(
         "--profiles",
         nargs="+",

@@ -189,7 +189,9 @@ def run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--clients", type=positive, default=20)
     parser.add_argument("--questions", type=positive, default=4, help="questions per client")
     parser.add_argument("--timeout", type=float, default=300, help="seconds for the whole run")

@@ -107,7 +107,9 @@ def profile_decode(folder: Path, profile: str, args: argparse.Namespace, decode:
 
 @exits_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.profile_question", description=__doc__.split("\n")[0]
+    )
     parser.add_argument(
         "--profile",
         type=profile_or_folder,

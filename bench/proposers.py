@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,12 +20,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-from bench.options import exits_on_user_error, image_size  # noqa: E402
-from detect_tools import registry, tiny  # noqa: E402
-from detect_tools.base import ModelProposer, ProposalOptions, Proposer  # noqa: E402
-from fo1_core.cli import positive  # noqa: E402
+from bench.options import exits_on_user_error, image_size
+from detect_tools import registry, tiny
+from detect_tools.base import ModelProposer, ProposalOptions, Proposer
+from fo1_core.cli import positive
 
 PROMPT = "red cup, person"
 TINY_BUILDERS = {
@@ -91,7 +88,9 @@ def proposer_names(text: str) -> list[str]:
 
 @exits_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.proposers", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--sizes", type=image_sizes, default="640x480,1024x768")
     parser.add_argument("--repeat", type=positive, default=3)
     parser.add_argument("--proposers", type=proposer_names, default=",".join(registry.available()))

@@ -118,7 +118,9 @@ def checkpoint_folder(name: str, scratch: Path, device: str = "cpu") -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.random_checkpoint", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--profile", choices=RANDOM_PROFILES, default="mid")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", type=device_name, default="cpu")

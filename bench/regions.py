@@ -112,7 +112,9 @@ def _row(args: argparse.Namespace, method: str, encode: Callable[..., torch.Tens
 
 @exits_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.regions", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--profile", default="3b", choices=PROFILES)
     parser.add_argument("--size", type=image_size, default="1024x768")
     parser.add_argument("--boxes", type=positive, default=100)

@@ -80,7 +80,9 @@ def run_once(pipeline, proposer, image, count: int, new_tokens: int) -> dict:
 
 @exits_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.space_request", description=__doc__.split("\n")[0]
+    )
     parser.add_argument(
         "--profile",
         type=profile_or_folder,

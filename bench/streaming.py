@@ -50,7 +50,9 @@ def parse_cost(text: str, repeats: int = 5) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.streaming", description=__doc__.split("\n")[0]
+    )
     parser.add_argument(
         "--checkpoint", type=checkpoint_dir, default=str(TINY), help="whose tokenizer"
     )
