@@ -333,6 +333,19 @@ def test_a_box_past_float32s_range_is_cut_to_the_image(
 
 
 @pytest.mark.slow
+def test_an_image_read_at_another_size_than_annotated_is_said(
+    answering_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    args = _coco_args(answering_checkpoint, tmp_path, "--limit", "1")
+    turned = Image.open(tmp_path / "images" / "001.png")
+    exif = turned.getexif()
+    exif[0x0112] = 6  # orientation: shown turned a quarter, as a phone marks a portrait photo
+    turned.save(tmp_path / "images" / "001.png", exif=exif)
+    assert main(args) == 0
+    assert "Image 1 (001.png) reads as 64×96 but the annotations say 96×64" in caplog.text
+
+
+@pytest.mark.slow
 def test_coco_with_a_proposer_times_it(
     answering_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

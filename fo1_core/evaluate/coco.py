@@ -49,6 +49,7 @@ class CocoImage:
     path: Path
     boxes: list | None = None  # precomputed boxes, when given
     scores: list | None = None
+    size: tuple[int, int] | None = None  # (width, height) as the annotations give it
 
 
 @dataclass
@@ -93,9 +94,15 @@ def load_images(
                 path=images_dir / entry["file_name"],
                 boxes=None if extra is None else pick(extra, BOX_FIELDS, "boxes"),
                 scores=None if extra is None else pick(extra, SCORE_FIELDS),
+                size=_annotated_size(entry),
             )
         )
     return images
+
+
+def _annotated_size(entry: dict) -> tuple[int, int] | None:
+    width, height = entry.get("width"), entry.get("height")
+    return (width, height) if _number(width) and _number(height) else None
 
 
 def _whole(value: object) -> bool:
@@ -233,6 +240,17 @@ class CocoDetector:
 
     def __call__(self, image: CocoImage) -> dict:
         picture = open_image(image.path)
+        if image.size is not None and picture.size != image.size:
+            # Turned by its EXIF orientation, or another file than the one annotated: the
+            # answers' boxes and the ground truth's are in different pixels.
+            logger.warning(
+                "Image %s (%s) reads as %d×%d but the annotations say %d×%d: its boxes and the "
+                "ground truth's may not line up.",
+                image.id,
+                image.path.name,
+                *picture.size,
+                *image.size,
+            )
         # Text-prompted proposers look for every category, as FO1 is asked about every one.
         names = [category["name"] for category in self.categories]
         boxes = self.box_source.boxes(picture, names, image.boxes, image.scores)
