@@ -19,8 +19,8 @@ import torch
 
 from detect_tools.registry import available as available_proposers
 from detect_tools.registry import with_models as proposers_with_models
-from fo1_core.checkpoint import PUBLISHED_CHECKPOINT, default_device_and_dtype, parse_device
-from fo1_core.cli import positive, whole_number
+from fo1_core.checkpoint import default_device_and_dtype, parse_device
+from fo1_core.cli import add_checkpoint_option, positive, whole_number
 from fo1_core.errors import FO1Error
 from fo1_core.session import DECODE_MODES, STATIC_CACHE_TOKENS, load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
@@ -61,9 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="VLM-FO1 browser demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument(
-        "--checkpoint", default=PUBLISHED_CHECKPOINT, help="hub id or local checkpoint folder"
-    )
+    add_checkpoint_option(parser)
     parser.add_argument("--device", help="cuda, cpu, …; None: cuda when available")
     # A Hugging Face Space says where to serve in Gradio's variables (0.0.0.0 there).
     parser.add_argument(

@@ -54,9 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         "--nms-iou",
         type=float,
         default=0.7,
-        help="in (0, 1]: overlap that merges boxes; 0 turns NMS off",
+        help="in (0, 1]: overlap that merges boxes; 0 turns NMS off (default: %(default)s)",
     )
-    parser.add_argument("--max-count", type=int, default=MAX_PROPOSALS)
+    parser.add_argument(
+        "--max-count",
+        type=int,
+        default=MAX_PROPOSALS,
+        help="the most boxes kept, best first (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 

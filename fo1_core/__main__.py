@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 from detect_tools.outputs import exit_with, refuse_overwriting, write_atomically
-from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
-from fo1_core.cli import local_path, output_file, positive, read_json
+from fo1_core.cli import add_checkpoint_option, local_path, output_file, positive, read_json
 from fo1_core.errors import FO1Error
 from fo1_core.processing import check_boxes, open_image, unwrap_boxes
 from fo1_core.session import StopReason, load
@@ -24,17 +23,29 @@ from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TASK, FREE_PROMPT
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m fo1_core", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", default=PUBLISHED_CHECKPOINT, help="hub id or local folder")
-    parser.add_argument("--image", required=True, type=local_path)
+    add_checkpoint_option(parser)
+    parser.add_argument("--image", required=True, type=local_path, help="a local image file")
     parser.add_argument(
         "--boxes",
         type=local_path,
         help="JSON file: a list of [x1, y1, x2, y2] in image pixels, or what python -m "
         "detect_tools --json or the app's /propose wrote",
     )
-    parser.add_argument("--task", default=DEFAULT_TASK, choices=[*TASKS, FREE_PROMPT])
+    tasks = ", ".join(f"{name} ({task.label})" for name, task in TASKS.items())
+    parser.add_argument(
+        "--task",
+        default=DEFAULT_TASK,
+        choices=[*TASKS, FREE_PROMPT],
+        metavar="TASK",
+        help=f"{tasks}, or {FREE_PROMPT}: --text as it is (default: %(default)s)",
+    )
     parser.add_argument("--text", default="", help="the template's fill, or the free prompt")
-    parser.add_argument("--max-new-tokens", type=positive, default=DEFAULT_MAX_NEW_TOKENS)
+    parser.add_argument(
+        "--max-new-tokens",
+        type=positive,
+        default=DEFAULT_MAX_NEW_TOKENS,
+        help="where the answer is cut (default: %(default)s)",
+    )
     parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")
     parser.add_argument(
         "--json", type=output_file, help="write raw text, token ids and timings here"

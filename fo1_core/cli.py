@@ -10,7 +10,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from detect_tools.images import refuse_url
+from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
 from fo1_core.errors import FO1Error
+
+
+def add_checkpoint_option(parser: argparse.ArgumentParser) -> None:
+    """`--checkpoint`: the published model unless another is named."""
+    parser.add_argument(
+        "--checkpoint",
+        default=PUBLISHED_CHECKPOINT,
+        help="hub id or local checkpoint folder (default: %(default)s)",
+    )
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:

@@ -20,8 +20,7 @@ from pathlib import Path
 from detect_tools import registry
 from detect_tools.base import MAX_PROPOSALS, ProposalOptions, ProposerError
 from detect_tools.outputs import exit_with, refuse_overwriting, same_file, write_atomically
-from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
-from fo1_core.cli import local_path, output_file, positive
+from fo1_core.cli import add_checkpoint_option, local_path, output_file, positive
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate import coco, count
 from fo1_core.evaluate.datafiles import BOX_FIELDS, file_digest
@@ -48,15 +47,22 @@ def _folder(text: str) -> Path:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", default=PUBLISHED_CHECKPOINT, help="hub id or local folder")
+    add_checkpoint_option(parser)
     parser.add_argument("--device", help="cuda, cpu, … (default: cuda:LOCAL_RANK when available)")
-    parser.add_argument("--max-new-tokens", type=positive, default=EVAL_MAX_NEW_TOKENS)
+    parser.add_argument(
+        "--max-new-tokens",
+        type=positive,
+        default=EVAL_MAX_NEW_TOKENS,
+        help="where each answer is cut (default: %(default)s)",
+    )
     parser.add_argument(
         "--proposer", choices=sorted(registry.PROPOSERS), help="box proposer (see detect_tools)"
     )
     parser.add_argument("--proposer-checkpoint", help="the proposer's hub id or local folder")
     parser.add_argument("--threshold", type=float, help="proposal score threshold")
-    parser.add_argument("--max-boxes", type=int, default=MAX_PROPOSALS, help="proposals kept")
+    parser.add_argument(
+        "--max-boxes", type=int, default=MAX_PROPOSALS, help="proposals kept (default: %(default)s)"
+    )
     parser.add_argument("--limit", type=positive, help="evaluate only the first N images/items")
     parser.add_argument("--out", type=output_file, required=True, help="results file (JSON)")
 
