@@ -7,9 +7,13 @@ an error whose message names the problem, never as a traceback or a hang.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -24,12 +28,35 @@ pytestmark = pytest.mark.slow
 IMAGE = REPO / "examples" / "coffee.jpg"  # 600×400
 BOXES = [[170, 10, 420, 200], [80, 60, 490, 390], [320, 60, 430, 320]]
 APP_LOG = REPO / "test-artifacts" / "app-api.log"
+WITHIN_S = 10
+"""An answer starts streaming, or an abandoned one frees the model, within this many seconds; one
+that nothing stops runs for minutes (`endless_url`)."""
+KILLED_CLIENT = """
+import sys, time
+from gradio_client import Client, handle_file
+url, image, boxes, within_s = sys.argv[1:]
+job = Client(url, verbose=False).submit(
+    handle_file(image), boxes, "OD_template", "cup", api_name="/answer"
+)
+deadline = time.monotonic() + float(within_s)
+while not job.outputs() and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("streaming" if job.outputs() else "silent", flush=True)
+time.sleep(600)
+"""
 
 
 @pytest.fixture(scope="module")
 def client(answering_checkpoint: Path) -> Iterator[Client]:
     with running_app(answering_checkpoint, log=APP_LOG) as url:
         yield Client(url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def endless_url(endless_checkpoint: Path) -> Iterator[str]:
+    """An app whose answers run to 100 000 tokens unless something stops them."""
+    with running_app(endless_checkpoint, "--max-new-tokens", "100000") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +264,49 @@ def test_visitor_mistakes_leave_no_tracebacks_in_the_server_log(client, broken_i
     with pytest.raises(Exception, match="Unknown task"):
         answer(client, handle_file(IMAGE), BOXES, "../x", "")
     assert "Traceback" not in APP_LOG.read_text()
+
+
+def _dropped_connection(url: str) -> None:
+    """Asks over plain HTTP and closes the connection once the answer streams."""
+    with IMAGE.open("rb") as file:
+        path = httpx.post(f"{url}gradio_api/upload", files={"files": file}).json()[0]
+    image = {"path": path, "meta": {"_type": "gradio.FileData"}}
+    body = {"data": [image, BOXES, "OD_template", "cup"]}
+    event_id = httpx.post(f"{url}gradio_api/call/answer", json=body).json()["event_id"]
+    deadline = time.monotonic() + WITHIN_S
+    # Gradio's heartbeats come every 15 s: a stream that stays silent meets the read timeout.
+    stream = f"{url}gradio_api/call/answer/{event_id}"
+    with httpx.stream("GET", stream, timeout=WITHIN_S) as events:
+        for line in events.iter_lines():
+            if line.startswith("event: generating"):
+                return
+            assert time.monotonic() < deadline, "the answer did not start streaming"
+
+
+def _killed_client(url: str) -> None:
+    """Asks from a `gradio_client` in another process, killed once the answer streams."""
+    arguments = [url, str(IMAGE), str(BOXES), str(WITHIN_S)]
+    command = [sys.executable, "-c", KILLED_CLIENT, *arguments]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as client:
+        try:
+            assert client.stdout.readline().strip() == "streaming"
+        finally:
+            client.kill()
+
+
+@pytest.mark.parametrize("leave", [_dropped_connection, _killed_client])
+def test_an_answer_whose_client_went_away_frees_the_model(endless_url: str, leave) -> None:
+    """A client that goes away without cancelling stops its answer too: Gradio closes the call
+    of a closed event stream at its next yield (`CANCEL_CHECK_S`), and the next caller gets the
+    model instead of waiting for the abandoned answer's last token."""
+    leave(endless_url)
+    gone = time.monotonic()
+    job = Client(endless_url, verbose=False).submit(
+        handle_file(IMAGE), BOXES, "OD_template", "cup", api_name="/answer"
+    )
+    try:
+        while not job.outputs():  # its first output comes with its first token
+            assert time.monotonic() - gone < WITHIN_S, "the abandoned answer still holds the model"
+            time.sleep(0.05)
+    finally:
+        job.cancel()

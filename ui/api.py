@@ -36,7 +36,8 @@ from ui.proposing import Proposing
 logger = logging.getLogger(__name__)
 
 CANCEL_CHECK_S = 0.5
-"""How often `/answer` lets Gradio close a call its client cancelled."""
+"""How often `/answer` lets Gradio close a call its client cancelled or left (the client's event
+stream closed: Gradio marks the call's session gone and closes the call at its next yield)."""
 
 WEBP_MAX_SIDE = 16383
 """The longest side WebP holds: `/answer` sends its drawing as WebP, a panorama's scaled to fit."""
@@ -90,8 +91,8 @@ class Api:
     ) -> Iterator[tuple[Any, Any, Any]]:
         """(annotated image, raw answer text, detections as JSON) for one question, sent once it
         is answered. Until then it yields nothing new every `CANCEL_CHECK_S`: a call the client
-        cancels is closed there by Gradio, which stops the answer (one that only returned would
-        hold the model, and every caller behind it, until its last token)."""
+        cancels, or leaves, is closed there by Gradio, which stops the answer (one that only
+        returned would hold the model, and every caller behind it, until its last token)."""
         try:
             question = Question(image=image, boxes=parse_boxes(boxes), task=task, text=text or "")
             request = self.answerer.prepare(question)
