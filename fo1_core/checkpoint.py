@@ -203,6 +203,8 @@ def load_weights(model: FO1ForConditionalGeneration, folder: Path) -> LoadReport
                 with safe_open(str(file), framework="pt") as weights:
                     for official in weights.keys():
                         key = to_our_key(official)
+                        if _unused_tower(model, key):
+                            continue
                         target = params.get(key)
                         if target is None or key in tied:
                             if key not in tied:
@@ -222,6 +224,12 @@ def load_weights(model: FO1ForConditionalGeneration, folder: Path) -> LoadReport
                 ) from error
     missing = [to_official_key(k) for k in params if k not in seen and k not in tied]
     return LoadReport(missing=missing, unexpected=unexpected, mismatched=mismatched)
+
+
+def _unused_tower(model: FO1ForConditionalGeneration, key: str) -> bool:
+    """Whether `key` is a weight of the DaViT tower, which a model whose regions leave the
+    DaViT part out (`FO1Config.uses_aux_regions`) does not build."""
+    return model.model.aux_visual is None and key.startswith(_AUX_OURS)
 
 
 def parse_device(device: str | torch.device) -> torch.device:

@@ -56,7 +56,12 @@ class FO1Model(Qwen2_5_VLModel):
     def __init__(self, config: FO1Config) -> None:
         super().__init__(config)
         text_hidden = config.text_config.hidden_size
-        self.aux_visual = Florence2VisionBackbone._from_config(config.aux_vision_config())
+        # The ViT-only variant's checkpoints still hold the DaViT tower, which it never runs.
+        self.aux_visual = (
+            Florence2VisionBackbone._from_config(config.aux_vision_config())
+            if config.uses_aux_regions
+            else None
+        )
         self.region_encoder = HybridRegionEncoder(config)
         self.image_projector = build_projector(
             config.mm_projector_type,
@@ -96,7 +101,7 @@ class FO1Model(Qwen2_5_VLModel):
         """DaViT stage outputs, finest first, each `(1, C_i, H_i, W_i)`, as the region encoder
         pools them (position maps added where the config says); none when the region features
         leave the DaViT part out (the tower is then not run)."""
-        if not self.config.uses_aux_regions:
+        if self.aux_visual is None:
             return []
         stage_ends = [stage[-1] for stage in self.aux_visual.blocks]
         with _record_outputs(stage_ends) as maps:
@@ -120,7 +125,7 @@ class FO1Model(Qwen2_5_VLModel):
         of boxes can be encoded on its own.
         """
         regions = self.region_encoder(aux_maps, vt_maps, aux_boxes, vt_boxes)
-        return self.region_projector(regions.to(self.aux_visual.dtype))
+        return self.region_projector(regions.to(self.visual.dtype))
 
     def forward(
         self,

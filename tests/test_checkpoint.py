@@ -301,6 +301,17 @@ def test_config_variants_save_load_and_answer(
     assert len(result.token_ids) >= 1
 
 
+def test_the_vit_only_variant_leaves_the_davit_tower_it_never_runs_unloaded() -> None:
+    folder = Path(__file__).parent / "fixtures" / "fo1_variants" / "vit_only"
+    stored = load_file(folder / "model.safetensors")
+    tower = [key for key in stored if key.startswith("model.vision_tower_aux.")]
+    assert tower  # the official format keeps the tower's weights in this variant too
+    model, _ = load_model(folder, device="cpu", dtype=torch.float32)  # strict: nothing left over
+    assert model.model.aux_visual is None
+    kept = sum(parameter.numel() for parameter in model.parameters())
+    assert kept == sum(stored[key].numel() for key in stored if key not in tower)
+
+
 @pytest.mark.parametrize(
     "device, cudnn_after",
     [
