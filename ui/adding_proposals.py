@@ -1,0 +1,61 @@
+"""What Propose does to the editor once the proposer has run: its proposals added to the boxes
+(or in their place), their masks kept for drawing, and a status saying what it did. Running
+the proposer is `ui.proposing`'s, which the API shares."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from fo1_core.templates import MAX_REGIONS
+from ui.boxes import Box, boxes_of, editor_value, file_name_of, image_of
+from ui.proposing import MaskStore, PackedMask, Proposals, Proposed, box_key, new_to
+from ui.status import status_html
+
+
+def proposals_added(
+    found: Proposals, value: dict | None, drawn: list[Box] | None, mode: str, masks: MaskStore
+) -> tuple:
+    """`found` added to the editor's boxes (`value`, or `drawn`: those drawn while the proposer
+    ran), or in their place when `mode` is not "add". Outputs: editor, masks, status, proposal
+    time, picked regions (none once the proposals replace the boxes picked from)."""
+    seconds = f"{found.seconds:.2f} s"
+    if not found.boxes:
+        message = f"No proposals in {seconds}: your boxes are as they were."
+        return gr.skip(), gr.skip(), status_html(message, "warning"), gr.skip(), gr.skip()
+    if mode != "add":
+        keep = []
+    elif drawn is not None:
+        keep = drawn
+    else:
+        keep = boxes_of(value)
+    masks = dict(masks) if mode == "add" else {}
+    fresh = new_to(keep, found.boxes)
+    if found.masks is not None:
+        masks.update({box_key(found.boxes[i]): PackedMask.pack(found.masks[i]) for i in fresh})
+    boxes = keep + [found.boxes[i] for i in fresh]
+    known = len(found.boxes) - len(fresh)
+    already = f", {'all' if not fresh else known} already among your boxes" if known else ""
+    proposals = "1 proposal" if len(found.boxes) == 1 else f"{len(found.boxes)} proposals"
+    # What Propose did, not how many boxes there are: that the box note keeps up to date,
+    # and an Undo would leave a count here wrong.
+    if mode != "add":
+        done = ", in place of your boxes" if boxes_of(value) else ""
+    else:
+        done = f"; {len(fresh)} added" if fresh else ""
+    message = f"{proposals} in {seconds}{already}{done}."
+    unread = len(boxes) - max(len(keep), MAX_REGIONS)
+    if unread > 0:
+        message += (
+            f" {unread} of them come after the first {MAX_REGIONS} boxes, all the model "
+            "reads: delete boxes or lower “At most” to have them read."
+        )
+    # Nothing added: answers about an earlier Propose's boxes still cite that one.
+    proposed = (
+        Proposed(found.seconds, frozenset(box_key(found.boxes[i]) for i in fresh))
+        if fresh
+        else gr.skip()
+    )
+    shown = editor_value(image_of(value), boxes, file_name_of(value))
+    picked = gr.skip() if mode == "add" else []
+    kind = "warning" if unread > 0 else "info"
+    return shown, masks, status_html(message, kind), proposed, picked

@@ -1,0 +1,185 @@
+"""What the answer area shows of one question: its heading over a placeholder, the answer as it
+streams, and once it ends the answer with its status, result image, table and downloads.
+`Handlers.run` decides when a question runs and what stops it; this, what each update shows."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from fo1_core.answers import Answer
+from fo1_core.render import draw_proposals
+from fo1_core.session import Generation, Request, StopReason
+from ui.answer_view import Turn, answer_html, asked_html, detection_rows, reasoning_html
+from ui.answering import Answerer, Question, Step, status_line, task_label
+from ui.conversation import NEW_CONVERSATION
+from ui.report import AnswerFolders, Result, write_downloads
+from ui.status import ANSWERING, CUT_SHORT, NOT_KEPT, status_html, with_stale_note
+
+STREAM_INTERVAL_S = 0.05
+"""At most ~20 UI updates a second: each is a websocket message and a browser re-render."""
+
+
+@dataclass
+class AnswerOutputs:
+    """One update of the answer area by `Handlers.run`; what is not given stays as it is."""
+
+    answer: Any = field(default_factory=gr.skip)
+    reasoning: Any = field(default_factory=gr.skip)
+    image: Any = field(default_factory=gr.skip)
+    status: Any = field(default_factory=gr.skip)
+    table: Any = field(default_factory=gr.skip)
+    downloads: Any = field(default_factory=gr.skip)
+
+    def sent(self) -> tuple:
+        """In the order of `Handlers.run`'s outputs in `ui.layout`."""
+        return tuple(getattr(self, output.name) for output in fields(self))
+
+
+@dataclass
+class Asked:
+    """A question on its way, with what its finished answer is told with."""
+
+    question: Question
+    prepared: Request
+    earlier: list[Turn]  # the earlier turns it sees, in follow-up mode
+    proposals_s: float | None  # how long the proposals took, for the status line
+    follow_up: bool  # asked in follow-up mode
+    restarted: bool  # a new conversation in place of the page's, about other boxes
+    editor_differs: Callable[[], bool]  # whether the editor holds other boxes by now
+    num_regions: int = field(init=False)  # the boxes the model reads
+    heading: str = field(init=False)  # `asked_html`, made once: the answer is redrawn often
+    shown: str = field(init=False)  # the question as the conversation lists it
+
+    def __post_init__(self) -> None:
+        self.num_regions = self.prepared.num_regions
+        label = task_label(self.question.task)
+        given = self.prepared.text.strip()  # as the model read it (the status names what not)
+        self.heading = asked_html(label, given, self.num_regions, self.prepared.user_text)
+        self.shown = f"{label}: {given}" if given else label
+
+    def answer_html(self, answer: Answer | None) -> str:
+        """The answer so far (None: none yet) under the question it answers."""
+        if answer is None:
+            return self.heading + answer_html_placeholder()
+        return self.heading + answer_html(answer, self.num_regions)
+
+    def started(self) -> AnswerOutputs:
+        """The answer area as the answer starts: the question over placeholders, the rest
+        emptied."""
+        status = " ".join([ANSWERING, *self.prepared.notices, *self._restart_notes()])
+        return AnswerOutputs(
+            self.answer_html(None),
+            reasoning_placeholder(),
+            image=None,
+            status=status_html(status),
+            table=[],
+            downloads=None,
+        )
+
+    def closing_notes(self, generation: Generation) -> list[str]:
+        """About the conversation, for the final status."""
+        stopped = self.follow_up and generation.stop_reason == StopReason.CANCELLED
+        return [*self._restart_notes(), *([NOT_KEPT] if stopped else [])]
+
+    def _restart_notes(self) -> list[str]:
+        return [NEW_CONVERSATION] if self.restarted else []
+
+
+def answer_outputs(
+    answerer: Answerer,
+    folders: AnswerFolders,
+    asked: Asked,
+    max_new_tokens: int,
+    cancel: threading.Event,
+) -> Iterator[tuple[AnswerOutputs, Generation | None]]:
+    """The outputs after each step (throttled), and the `Generation` with the last."""
+    question, prepared = asked.question, asked.prepared
+    image = None
+    steps = answerer.steps(question, prepared, max_new_tokens, cancel, STREAM_INTERVAL_S)
+    for step in steps:
+        image = step.image if step.image is not None else image
+        if step.generation is None:
+            yield _streaming(asked, step), None
+        else:
+            yield _finished(asked, step, step.generation, image, folders), step.generation
+
+
+def _streaming(asked: Asked, step: Step) -> AnswerOutputs:
+    outputs = AnswerOutputs(
+        asked.answer_html(step.answer),
+        reasoning_html(step.answer, asked.num_regions),
+        status=status_html(f"{ANSWERING} {step.tokens} tokens"),
+    )
+    if step.image is not None:
+        # With the drawing: the rows of the groups it shows, as they complete.
+        outputs.image, outputs.table = step.image, detection_rows(step.detections)
+    return outputs
+
+
+def _finished(
+    asked: Asked,
+    step: Step,
+    generation: Generation,
+    image: np.ndarray | None,
+    folders: AnswerFolders,
+) -> AnswerOutputs:
+    """The whole answer, its status and its files; `image`: the last drawing of it."""
+    question, prepared = asked.question, asked.prepared
+    status = status_line(generation, asked.num_regions, asked.proposals_s)
+    stop_reason = generation.stop_reason
+    notes = [*generation.notices, *step.answer.warnings]
+    if stop_reason == StopReason.TOKEN_LIMIT:
+        notes.append(CUT_SHORT)
+    notes += asked.closing_notes(generation)
+    read_boxes = prepared.boxes.tolist()
+    picture = step.picture
+    result = Result(
+        image=image,
+        image_name=question.file_name,
+        boxes_image=draw_proposals(picture, read_boxes),
+        boxes=read_boxes,
+        task_label=task_label(question.task),
+        prompt=prepared.user_text,
+        answer=step.answer,
+        detections=step.detections,
+        status=status,
+        warnings=notes,
+        stop_reason=stop_reason,
+        timings=generation.timings,
+        earlier_turns=asked.earlier,
+        image_size=(picture.shape[1], picture.shape[0]),
+    )
+    files = write_downloads(result, folders.new())
+    # Stopped by the user: as asked, neither a success nor a problem.
+    cancelled = stop_reason == StopReason.CANCELLED
+    kind = "warning" if notes else "info" if cancelled else "done"
+    return AnswerOutputs(
+        asked.answer_html(step.answer),
+        reasoning_html(step.answer, asked.num_regions),
+        files.image,  # as a file, its download button saves it by the image's name
+        with_stale_note(
+            status_html(" ".join([f"{status}.", *notes]), kind), asked.editor_differs()
+        ),
+        detection_rows(step.detections),
+        [files.image, files.json, files.coco, files.report],
+    )
+
+
+def cleared_answer() -> tuple:
+    """For a new image: the answer, reasoning, result image, status, detections, downloads,
+    conversation and its history, emptied."""
+    return "", "", None, "", [], None, {}, ""
+
+
+def answer_html_placeholder() -> str:
+    return '<div class="fo1-answer"><i>…</i></div>'
+
+
+def reasoning_placeholder() -> str:
+    return '<div class="fo1-reasoning"><i>…</i></div>'

@@ -1,0 +1,172 @@
+"""The box editor's own events (Undo, boxes typed as numbers) and what follows every box edit
+(the region pickers, the box note). None of it needs the model or the answer on screen, so it
+reads apart from the question's way to an answer in `ui.handlers`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from fo1_core.errors import FO1Error
+from fo1_core.processing import image_size
+from fo1_core.templates import MAX_REGIONS, box_count
+from ui.boxes import (
+    Box,
+    boxes_from_text,
+    boxes_of,
+    editor_value,
+    file_name_of,
+    image_of,
+    outside_the_image,
+    region_label,
+)
+from ui.conversation import ConversationKey
+from ui.editor import FILE_NAME
+from ui.files import file_identity, shown_size
+from ui.status import error_html, status_html
+
+UNDO_STEPS = 50
+"""How many box edits back `Handlers.undo_boxes` goes."""
+
+NO_REGIONS = "No boxes yet: each box you draw or propose is a region to pick here."
+
+
+def has_area(box: Sequence[float]) -> bool:
+    x1, y1, x2, y2 = box
+    return x2 > x1 and y2 > y1
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One state of the editor that Undo can go back to."""
+
+    key: ConversationKey  # the image as the user sees it, and its boxes
+    image: str  # the editor's file, before its rotate buttons turn it
+    orientation: int  # how many quarter turns clockwise they have turned it
+    file_name: str | None  # the uploaded file's own name (`ui.editor.FILE_NAME`)
+
+    def same_image(self, other: Edit) -> bool:
+        """Whether `other` shows this image: the same file turned (by its buttons), or the same
+        picture from another file (the turned copy Propose or typed boxes send back)."""
+        return other.key[0] == self.key[0] or file_identity(other.image) == file_identity(
+            self.image
+        )
+
+    def value(self) -> dict:
+        shown = editor_value(self.image, [list(box) for box in self.key[1]], self.file_name)
+        return shown | {"orientation": self.orientation}
+
+
+@dataclass
+class UndoSteps:
+    """One page's editor states that Undo can go back to, oldest first: this image's box
+    edits, after one step of the image before."""
+
+    edits: list[Edit] = field(default_factory=list)
+
+    def record(self, key: ConversationKey, value: dict | None) -> None:
+        """The editor holds `key` now, shown from `value`: remembered as the newest step to undo
+        back from. Turning the image is such a step; emptying the editor is not, and leaves the
+        steps for Undo to bring the image back. Another image (uploaded, or an example clicked)
+        keeps one step of the image before: Undo brings it back with its boxes."""
+        if value is None or value.get("image") is None:
+            return
+        if not all(map(has_area, key[1])):
+            return  # a box still being drawn, no area yet: not a step of its own
+        edit = Edit(key, value["image"], int(value.get("orientation") or 0), value.get(FILE_NAME))
+        if self.edits and not self.edits[-1].same_image(edit):
+            self.edits = self.edits[-1:]  # the earlier image's box edits are not this one's
+        if not self.edits or self.edits[-1].key != key:
+            self.edits = [*self.edits, edit][-UNDO_STEPS:]
+
+    def target(self, value: dict | None) -> Edit | None:
+        """The step Undo goes back to from the editor's `value` (None: nothing to undo)."""
+        edits = self.edits
+        if (value or {}).get("image") is None:
+            if edits and Path(edits[-1].image).is_file():
+                return edits[-1]
+        elif edits and edits[-1].key[0] == file_identity(image_of(value)):
+            shown = tuple(tuple(box) for box in boxes_of(value) if has_area(box))
+            if shown != edits[-1].key[1]:
+                return edits[-1]  # a change whose report has not landed yet: that one
+            if len(edits) > 1:
+                edits.pop()
+                return edits[-1]
+        return None
+
+
+def undo_boxes(steps: UndoSteps, value: dict | None, picked: list[int] | None) -> tuple:
+    """The editor as it was before its last change: its boxes before the last one drawn,
+    moved, deleted, cleared, proposed or typed, the image before its rotate buttons turned
+    it, or, emptied by its remove button or replaced by another image, the image and boxes
+    it held. Outputs: editor, picked regions (each picked box stays picked where Undo puts
+    it; the numbers alone would name other boxes once one comes back)."""
+    target = steps.target(value)
+    if target is None:
+        gr.Info("Nothing to undo.")
+        return gr.skip(), gr.skip()
+    restored = [list(box) for box in target.key[1]]
+    picks = picked_again(boxes_of(value), picked or [], restored)
+    return target.value(), gr.update(choices=region_choices(len(restored)), value=picks)
+
+
+def boxes_typed(value: dict | None, typed: str | None, picked: list[int] | None) -> tuple:
+    """Sets the editor's boxes to those typed as numbers (`boxes_from_text`); a mistake is
+    named in the status and the typed text stays to be corrected. Outputs: editor, status,
+    picked regions (those picked stay so on their boxes where the numbers keep them)."""
+    image = image_of(value)
+    try:
+        if image is None:
+            raise FO1Error("No image yet: upload one, then type its boxes.")
+        width, height = image_size(image)
+        boxes, cut = boxes_from_text(typed or "", width, height)
+    except FO1Error as error:
+        return gr.skip(), error_html(str(error)), gr.skip()
+    shown = editor_value(image, boxes, file_name_of(value))
+    message = f"{box_count(len(boxes))} set from the numbers typed."
+    if not boxes and boxes_of(value):
+        message = "No numbers typed, so every box was removed (Undo brings them back)."
+    if cut:
+        message += f" Cut to the {width}×{height} image: {box_count(cut)} reached out of it."
+    picks = picked_again(boxes_of(value), picked or [], boxes_of(shown))
+    return shown, status_html(message, "warning" if cut else "info"), picks
+
+
+def box_note(image: str | None, boxes: list[Box]) -> str:
+    """The note under the editor: how many boxes (the page numbers them), how many the model
+    reads, and those reaching out of the image."""
+    if boxes:
+        note = box_count(len(boxes))
+    elif image is None:
+        note = "No image yet."
+    else:
+        note = "No boxes yet: drag on the image to draw one."
+    if len(boxes) > MAX_REGIONS:
+        note += f" — the model takes {MAX_REGIONS}; boxes from #{MAX_REGIONS} on are ignored."
+    # A file gone meanwhile: the next step that reads it says so.
+    with suppress(FO1Error, OSError):
+        if boxes and (outside := outside_the_image(boxes, *shown_size(image))):
+            note += f" — {outside}"
+    return note
+
+
+def picked_again(before: list[Box], picked: list[int], after: list[Box]) -> list[int]:
+    """The indexes in `after` of the boxes `picked` among `before`, each found by its corners
+    once (of two boxes alike, one picked stays one picked)."""
+    wanted = Counter(tuple(before[i]) for i in set(picked) if 0 <= i < len(before))
+    found = []
+    for i, box in enumerate(after[:MAX_REGIONS]):
+        if wanted[tuple(box)] > 0:
+            wanted[tuple(box)] -= 1
+            found.append(i)
+    return found
+
+
+def region_choices(boxes: int) -> list[tuple[str, int]]:
+    """The region pickers' choices for `boxes` boxes: those the model reads."""
+    return [(region_label(i), i) for i in range(min(boxes, MAX_REGIONS))]

@@ -1,0 +1,105 @@
+"""What the server keeps of each open page, between its events: the answer running, what the
+answer on screen and the editor are about, and the editor's Undo steps. Events of one page can
+overtake each other, so each reads and leaves here what the others need to know."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from ui.answer_view import Turn
+from ui.box_edits import UndoSteps
+from ui.conversation import ConversationKey, history_view
+
+CLOSED_PAGES = 10_000
+"""How many closed pages are remembered as closed, so that their late events keep nothing."""
+
+
+@dataclass
+class Running:
+    """A session's answer in progress: `cancel` stops it after the current token, `ended` is set
+    once its stream has returned."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    ended: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Session:
+    """What the server keeps of one open page. An answer holds on to its session's record, so
+    one still running when the page closes writes into a record no longer kept."""
+
+    running: Running | None = None
+    # When Stop was last pressed, and a new image last came, by the page's clock (see
+    # `Handlers.stop` and `Handlers.supersede`).
+    stopped_at: float | None = None
+    superseded_at: float | None = None
+    finished: tuple[ConversationKey, Turn] | None = None  # until `remember_turn` files it
+    answered: ConversationKey | None = None  # the image and boxes of the answer shown
+    # That answer as a turn of its conversation, once filed (`remember_turn`).
+    answered_turn: tuple[ConversationKey, Turn] | None = None
+    editing: ConversationKey | None = None  # those in the editor now
+    edited_at: float | None = None  # when they last changed, by the page's clock
+    sent_status: str = ""  # the status an answer last sent to the page
+    undo: UndoSteps = field(default_factory=UndoSteps)  # this image's, for `undo_boxes`
+
+    def edited(self, key: ConversationKey, value: dict | None) -> None:
+        """The editor holds `key` now, shown from `value` (a step for Undo, `UndoSteps.record`)."""
+        self.editing = key
+        self.undo.record(key, value)
+
+    def ended(self, running: Running) -> None:
+        """`running`'s stream has returned: its worker is told to stop too, the session no
+        longer has it running, and a new image waiting for it (`Handlers.supersede`) goes on."""
+        running.cancel.set()
+        if self.running is running:
+            self.running = None
+        running.ended.set()
+
+    def changed_since(self, asked: ConversationKey) -> bool:
+        """Whether the editor holds other boxes (or another image) than `asked`."""
+        return self.editing is not None and self.editing != asked
+
+    @property
+    def stale(self) -> bool:
+        """Whether the answer shown is about other boxes than the editor's."""
+        return self.answered is not None and self.changed_since(self.answered)
+
+    def history(self, follow_up: bool, conversation: dict | None) -> str:
+        """`history_view` of `conversation` as this page shows it: its latest turn marked when it
+        is the answer on screen (the page may send an older conversation than the server's)."""
+        conversation = conversation or {}
+        turns = conversation.get("turns")
+        latest = (conversation.get("key"), turns[-1]) if turns else None
+        latest_shown = latest is not None and latest == self.answered_turn
+        return history_view(follow_up, conversation, self.editing, latest_shown)
+
+
+class Sessions:
+    """The session of each open page, by Gradio's session hash."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, Session] = {}
+        self._closed: OrderedDict[str, None] = OrderedDict()  # newest last, `CLOSED_PAGES` kept
+
+    def __contains__(self, session_hash: str) -> bool:
+        """Whether anything of that page's session is kept."""
+        return session_hash in self._open
+
+    def of(self, request: gr.Request) -> Session:
+        if request.session_hash in self._closed:
+            # An event queued before the page closed runs after: nothing keeps what it leaves.
+            return Session()
+        return self._open.setdefault(request.session_hash, Session())
+
+    def forget(self, request: gr.Request) -> None:
+        """The page was closed: its answer stops and nothing of its session is kept."""
+        self._closed[request.session_hash] = None
+        while len(self._closed) > CLOSED_PAGES:
+            self._closed.popitem(last=False)
+        session = self._open.pop(request.session_hash, None)
+        if session is not None and session.running is not None:
+            session.running.cancel.set()

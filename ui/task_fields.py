@@ -1,0 +1,95 @@
+"""The fields that follow the task picked: which of them shows, the text each kind of task
+keeps, `<regionN>` put into the free prompt where its caret was, and an example's fields. These
+events need neither the model nor the page's session: plain functions of what the page sends."""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+
+from fo1_core.templates import FREE_PROMPT, TASKS, FillKind, region_token
+from ui.box_edits import region_choices
+from ui.boxes import editor_value
+from ui.examples import Example
+
+_CLOSING_PUNCTUATION = set(",.;:!?)]}")
+
+
+def _text_kind(task: str | None) -> str:
+    """Whether a task's one-line text is a question or names things (categories, an expression)."""
+    template = TASKS.get(task or "")
+    return "question" if template is not None and template.is_question else "names"
+
+
+def _selection_in(prompt: str, selection: object) -> tuple[int, int]:
+    """The page's [start, end] selection in the prompt (code points), clamped into it; the
+    prompt's end when the page sent none (an API caller, or a prompt never focused)."""
+    if not isinstance(selection, list | tuple) or len(selection) != 2:
+        return len(prompt), len(prompt)
+    if not all(isinstance(at, int | float) and math.isfinite(at) for at in selection):
+        return len(prompt), len(prompt)
+    start, end = sorted(min(max(int(at), 0), len(prompt)) for at in selection)
+    return start, end
+
+
+def task_changed(task: str) -> tuple:
+    template = TASKS.get(task)
+    fill = template.fill if template is not None else None
+    label, example = (template.field_label, template.example) if template else ("Text", "")
+    return (
+        gr.update(visible=fill is FillKind.TEXT, label=label, placeholder=example),
+        gr.update(visible=fill is FillKind.REGIONS),
+        gr.update(visible=task == FREE_PROMPT),
+    )
+
+
+def task_picked(task: str, text: str | None, texts: dict | None, before: str | None) -> tuple:
+    """The user picked `task` instead of `before`: the one-line text stays when it asks for
+    the same kind of thing (categories, what to count, an expression), else each kind gets
+    back its own (a question for region reasoning), so no categories are asked as a
+    question. Outputs: text, the texts kept by kind, the task now picked."""
+    texts = {**(texts or {}), _text_kind(before): text or ""}
+    kind = _text_kind(task)
+    return (gr.skip() if kind == _text_kind(before) else texts.get(kind, "")), texts, task
+
+
+def insert_region(prompt: str | None, index: int | None, selection: object) -> tuple:
+    """Puts `<regionN>` where the prompt's caret (or selection, which it replaces) was, spaced
+    from the words around it, and hands back the caret's new place just after it."""
+    if index is None:
+        return gr.skip(), gr.skip(), gr.skip()
+    prompt = prompt or ""
+    start, end = _selection_in(prompt, selection)
+    before, after = prompt[:start], prompt[end:]
+    lead = "" if not before or before[-1].isspace() else " "
+    trail = "" if after[:1].isspace() or after[:1] in _CLOSING_PUNCTUATION else " "
+    inserted = f"{before}{lead}{region_token(int(index))}{trail}"
+    caret = len(inserted)
+    return inserted + after, gr.update(value=None), [caret, caret]
+
+
+def example_fields(example: Example) -> tuple:
+    """Outputs: editor, task, text, picked regions, free prompt, the task now picked, the texts
+    kept by kind."""
+    free = example.text if example.task == FREE_PROMPT else gr.skip()
+    text = example.text if example.task != FREE_PROMPT else gr.skip()
+    return (
+        editor_value(str(example.image), example.boxes),
+        example.task,
+        text,
+        # The choices come too: a Run before `boxes_changed` lands is checked against them.
+        gr.update(choices=region_choices(len(example.boxes)), value=list(example.regions)),
+        free,
+        example.task,
+        {_text_kind(example.task): example.text},  # the example's own texts only
+    )
+
+
+def shown_text(task: str, text: str, free_text: str) -> str:
+    """What the task's visible text field holds: the free prompt, the task's text box, or nothing
+    (region tasks read the region picker; a hidden text box keeps what another task was given)."""
+    if task == FREE_PROMPT:
+        return free_text
+    template = TASKS.get(task)
+    return text if template is None or template.fill is FillKind.TEXT else ""
