@@ -48,7 +48,15 @@ from ui.boxes import (
     parse_boxes,
     region_hex,
 )
-from ui.editor import UNREADABLE, box_editor, turned
+from ui.editor import (
+    EDITOR_SIDE,
+    SMALL_SIDE,
+    UNREADABLE,
+    box_editor,
+    enlargement,
+    shown_enlarged,
+    turned,
+)
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.gpu import MAX_SECONDS, duration_for, on_gpu
 from ui.handlers import Handlers
@@ -301,6 +309,77 @@ def test_an_image_written_back_to_the_editor_keeps_its_uploaded_name() -> None:
     assert sent.image.orig_name == "kitchen.JPG" and len(sent.boxes) == 1
     back = editor.preprocess(AnnotatedImageData(image=sent.image))  # the page sends it back
     assert file_name_of(back) == "kitchen.JPG"
+
+
+@pytest.mark.parametrize(
+    ("size", "factor"),
+    [
+        ((40, 30), 32),  # an icon: to EDITOR_SIDE on its long side
+        ((30, 120), 11),  # tall: by its long side (the page fits it to the window)
+        ((SMALL_SIDE - 1, 300), 3),  # the largest enlarged: whole times, past EDITOR_SIDE
+        ((SMALL_SIDE, 300), 1),  # from SMALL_SIDE on, the editor's own sizing
+        ((600, 400), 1),  # the examples
+    ],
+)
+def test_a_small_image_is_enlarged_for_the_editor_whole_times(size, factor) -> None:
+    assert enlargement(*size) == factor
+    assert factor == 1 or max(size) * factor >= EDITOR_SIDE
+
+
+def pixel_picture(path: Path, size: tuple[int, int]) -> np.ndarray:
+    pixels = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), np.uint8)
+    Image.fromarray(pixels).save(path)
+    return pixels
+
+
+def test_a_small_image_goes_to_the_editor_enlarged_and_comes_back_in_its_own_pixels(
+    tmp_path,
+) -> None:
+    small = tmp_path / "icon.png"
+    pixels = pixel_picture(small, (40, 30))
+    editor = box_editor(image_type="filepath")
+    sent = editor.postprocess(editor_value(str(small), [[10, 5, 30, 20]]))  # as after Propose
+    shown = np.asarray(Image.open(sent.image.path))
+    assert shown.shape == (960, 1280, 3)
+    assert (shown[::32, ::32] == pixels).all() and (shown[31::32, 31::32] == pixels).all()
+    assert [sent.boxes[0][key] for key in ("xmin", "ymin", "xmax", "ymax")] == [320, 160, 960, 640]
+    assert sent.image.orig_name == "icon.png"  # not the copy's name
+    # The page sends it back with a box drawn on the enlarged copy, shown at 0.5 of its size.
+    drawn = {"xmin": 160, "ymin": 81, "xmax": 327, "ymax": 239, "scaleFactor": 0.5}
+    back = editor.preprocess(AnnotatedImageData(image=sent.image, boxes=[drawn]))
+    assert back["image"] == str(small)  # the model reads the file uploaded, not the copy
+    assert boxes_of(back) == [[10, 5, 20, 15]]  # whole pixels of the image
+    assert file_name_of(back) == "icon.png"
+    # Written back again (Undo, typed boxes), it is handed the same copy.
+    assert editor.postprocess(back).image.path == sent.image.path
+
+
+@pytest.mark.parametrize(
+    ("drawn", "pixels"),
+    [
+        ((64, 64, 192, 96), [2, 2, 6, 3]),  # rounded to the nearest pixel edge
+        ((70, 70, 74, 74), [2, 2, 3, 3]),  # within one pixel (4 px, the editor's least): kept
+        ((90, 0, 97, 5), [2, 0, 3, 1]),  # across a pixel edge, under a pixel wide: its first
+    ],
+)
+def test_a_box_drawn_on_an_enlarged_image_keeps_its_area(tmp_path, drawn, pixels) -> None:
+    small = tmp_path / "icon.png"
+    pixel_picture(small, (40, 30))  # enlarged 32 times
+    editor = box_editor(image_type="filepath")
+    sent = editor.postprocess(editor_value(str(small), []))
+    box = dict(zip(("xmin", "ymin", "xmax", "ymax"), drawn, strict=True))
+    back = editor.preprocess(AnnotatedImageData(image=sent.image, boxes=[box]))
+    assert boxes_of(back) == [pixels]
+
+
+def test_only_a_small_upload_is_written_back_to_the_editor(tmp_path) -> None:
+    """A reply writing the editor loses the boxes drawn while it was on its way."""
+    small = tmp_path / "icon.png"
+    pixel_picture(small, (40, 30))
+    value = {"image": str(small), "boxes": []}
+    assert shown_enlarged(value) == value
+    for kept in ({"image": str(EXAMPLES_DIR / "coffee.jpg"), "boxes": []}, None, {UNREADABLE: "x"}):
+        assert shown_enlarged(kept) == gr.skip()
 
 
 @pytest.mark.parametrize("content", [b"nope", EPS])  # EPS: decoded by running Ghostscript

@@ -18,10 +18,9 @@ from fo1_core.errors import FO1Error
 from fo1_core.processing import clip_box, unwrap_boxes
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
 from fo1_core.templates import MAX_REGIONS
-from ui.editor import FILE_NAME, turned
+from ui.editor import CORNERS, FILE_NAME, turned
 
 Box = list[float]
-CORNERS = ("xmin", "ymin", "xmax", "ymax")
 _NUMBER = re.compile(r"#(\d+)")
 
 

@@ -1,5 +1,6 @@
 """The box editor: `gradio_image_annotation` with bad uploads turned into a readable message,
-and its image as the user sees it after the editor's rotate buttons (`turned`).
+its image as the user sees it after the editor's rotate buttons (`turned`), and a small image
+handed to it enlarged, its boxes still measured in the image's own pixels (`enlarged`).
 
 The stock component raises from its preprocessing (a file that is not an image, a box colour in
 the wrong form from a client), which Gradio shows as a long error naming server paths. The
@@ -13,21 +14,24 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gradio as gr
 from gradio.data_classes import FileData
 from gradio_image_annotation import image_annotator
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from detect_tools.images import UNREADABLE_IMAGE, open_image_file
 from fo1_core.errors import FO1Error
-from fo1_core.processing import check_size
+from fo1_core.processing import check_size, open_image
 from ui.errors import user_error
-from ui.files import AppFolder, FileVersion, file_identity, file_version
+from ui.files import AppFolder, FileVersion, file_identity, file_version, shown_size
 
 FILE_NAME = "file_name"
 """Key of the editor value holding the uploaded file's name as the user's computer had it (the
@@ -39,6 +43,8 @@ UNREADABLE_NOTE = "That file could not be used."
 EMPTY_IF_UNREADABLE = f"(note) => note === {json.dumps(UNREADABLE_NOTE)} ? null : undefined"
 """Run in the page, not by a server reply: a reply writing the editor, even to leave it as it is,
 loses boxes drawn while it was on its way."""
+CORNERS = ("xmin", "ymin", "xmax", "ymax")
+"""A box's corners in the editor's value."""
 BAD_BOXES = (
     'Boxes must be {"xmin", "ymin", "xmax", "ymax"} numbers with an optional "label" and a '
     '"color" like "rgb(255, 0, 0)".'
@@ -117,6 +123,58 @@ def with_file_name(preprocess: Callable) -> Callable:
     return named
 
 
+def in_image_pixels(preprocess: Callable) -> Callable:
+    """`preprocess` giving, for an image the editor was handed enlarged (`enlarged`), the image
+    it was enlarged from, and the boxes drawn on the enlarged copy in that image's pixels."""
+
+    @functools.wraps(preprocess)
+    def measured(self, payload):
+        value = preprocess(self, payload)
+        if not isinstance(value, dict) or value.get("image") is None:
+            return value
+        image, factor = original(value["image"])
+        if factor == 1:
+            return value
+        boxes = [box | _in_pixels(box, factor) for box in value.get("boxes") or []]
+        return {**value, "image": image, "boxes": boxes}
+
+    return measured
+
+
+def _in_pixels(box: dict[str, Any], factor: int) -> dict[str, int]:
+    """`box`'s corners on an image enlarged `factor` times, in the image's own whole pixels; a box
+    drawn within one pixel (the editor takes one of 4 px on screen) keeps that pixel."""
+    corners = {}
+    for low, high in (("xmin", "xmax"), ("ymin", "ymax")):
+        start, end = box[low] / factor, box[high] / factor
+        if round(end) > round(start):
+            corners |= {low: round(start), high: round(end)}
+        else:
+            corners |= {low: math.floor(start), high: math.floor(start) + 1}
+    return corners
+
+
+def enlarged_for_the_page(postprocess: Callable) -> Callable:
+    """`postprocess` handing the page a small image enlarged (`enlarged`), its boxes with it, by
+    the name the user knows the image by."""
+
+    @functools.wraps(postprocess)
+    def shown(self, value):
+        image = value.get("image") if isinstance(value, dict) else None
+        if isinstance(image, str | Path):
+            copy, factor = enlarged(str(image))
+            if factor > 1:
+                boxes = [
+                    box | {key: box[key] * factor for key in CORNERS}
+                    for box in value.get("boxes") or []
+                ]
+                name = value.get(FILE_NAME) or Path(image).name
+                value = {**value, "image": copy, "boxes": boxes, FILE_NAME: name}
+        return postprocess(self, value)
+
+    return shown
+
+
 def as_uploaded(self: image_annotator, image: FileData | None) -> str | None:
     """The editor's image file as it came, once checked to open as an image.
 
@@ -146,12 +204,14 @@ def _check_opens(version: FileVersion) -> None:
 if not getattr(image_annotator.preprocess, "readable", False):
     image_annotator.preprocess_image = as_uploaded
     image_annotator.preprocess = readable_errors(
-        with_file_name(image_annotator.preprocess),
+        with_file_name(in_image_pixels(image_annotator.preprocess)),
         (KeyError, TypeError, ValueError),
         BAD_BOXES,
         True,
     )
-    image_annotator.postprocess = named_for_the_page(image_annotator.postprocess)
+    image_annotator.postprocess = enlarged_for_the_page(
+        named_for_the_page(image_annotator.postprocess)
+    )
 
 
 SCREEN_SHARE = 0.7
@@ -257,21 +317,103 @@ def turned(image: str, turns: int) -> str:
     turns %= 4
     if not turns:
         return image
-    # Named by content: the copies Gradio makes of the image share one turned copy.
-    name = hashlib.sha256(f"{file_identity(image)}:{turns}".encode()).hexdigest()[:32]
-    path = _TURNED.root / f"{name}.png"
+
+    def write(path: Path) -> None:
+        with open_image_file(image) as source:
+            ImageOps.exif_transpose(source).rotate(-90 * turns, expand=True).save(path)
+
+    return _copy_of(_TURNED, image, str(turns), write) or image
+
+
+def _copy_of(folder: AppFolder, image: str, kind: str, write: Callable[[Path], None]) -> str | None:
+    """The file `write` makes of `image` in `folder`, made once per image and `kind`; None if it
+    cannot be made (opening the image for the model gives the message about what is wrong)."""
+    # Named by content: the copies Gradio makes of the image share one.
+    name = hashlib.sha256(f"{file_identity(image)}:{kind}".encode()).hexdigest()[:32]
+    path = folder.root / f"{name}.png"
     if path.exists():
         path.touch()  # in use: kept for another while
-    else:
-        _TURNED.prune()
-        # Written whole under another name, then renamed: the editor's events for one turn come
-        # together, and one must not read the file while another is still writing it.
-        partial = path.with_name(f"{name}.{threading.get_ident()}.partial.png")
-        try:
-            with open_image_file(image) as source:
-                ImageOps.exif_transpose(source).rotate(-90 * turns, expand=True).save(partial)
-            os.replace(partial, path)
-        except (OSError, ValueError, Image.DecompressionBombError):
-            partial.unlink(missing_ok=True)
-            return image  # opening it for the model gives the message about what is wrong
+        return str(path)
+    folder.prune()
+    # Written whole under another name, then renamed: the editor's events for one image come
+    # together, and one must not read the file while another is still writing it.
+    partial = path.with_name(f"{name}.{threading.get_ident()}.partial.png")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    except (OSError, ValueError, FO1Error, Image.DecompressionBombError):
+        partial.unlink(missing_ok=True)
+        return None
     return str(path)
+
+
+EDITOR_SIDE = 1280
+"""A small image (`SMALL_SIDE`) reaches the editor enlarged whole times to a long side of at
+least this: wider than the editor on any screen (1102 px at most). The editor shrinks a larger
+image to its width, but showed a smaller one at its own size: a 40×30 icon as a stamp, hardly
+to be boxed."""
+SMALL_SIDE = 512
+"""An image whose long side is under this is enlarged for the editor (`EDITOR_SIDE`)."""
+_ENLARGED = AppFolder("fo1-enlarged-", TURNED_KEPT_S)
+_ORIGINALS: OrderedDict[str, tuple[str, int]] = OrderedDict()
+"""Each enlarged copy, by its content (`file_identity`: the same for each copy Gradio makes of
+it), to the image it was enlarged from and how many times."""
+ORIGINALS_KEPT = 4096
+_ORIGINALS_LOCK = threading.Lock()
+
+
+def enlargement(width: int, height: int) -> int:
+    """How many times a `width`×`height` image is enlarged for the editor (1: not at all)."""
+    side = max(width, height)
+    return math.ceil(EDITOR_SIDE / side) if side < SMALL_SIDE else 1
+
+
+def enlarged(image: str) -> tuple[str, int]:
+    """`image` as the editor is handed it, and how many times it is enlarged there.
+
+    A small image (`enlargement`) as a copy of the app's, each pixel a block of whole pixels (a
+    photo stays sharp, an icon's pixels show), as the model reads it (`open_image`: EXIF
+    orientation applied, transparency over white); boxes drawn on it are measured back in its
+    own pixels (`in_image_pixels`, which finds it through `original`). Any other image as it is.
+    """
+    try:
+        factor = enlargement(*shown_size(image))
+    except (OSError, FO1Error, Image.DecompressionBombError):
+        return image, 1  # opening it for the model gives the message about what is wrong
+    if factor == 1:
+        return image, 1
+
+    def write(path: Path) -> None:
+        source = open_image(image)
+        size = (source.width * factor, source.height * factor)
+        source.resize(size, Image.Resampling.NEAREST).save(path)
+
+    copy = _copy_of(_ENLARGED, image, f"x{factor}", write)
+    if copy is None:
+        return image, 1
+    key = file_identity(copy)
+    with _ORIGINALS_LOCK:
+        _ORIGINALS[key] = (image, factor)
+        _ORIGINALS.move_to_end(key)
+        while len(_ORIGINALS) > ORIGINALS_KEPT:
+            _ORIGINALS.popitem(last=False)
+    return copy, factor
+
+
+def original(image: str) -> tuple[str, int]:
+    """The image that `image`, a file the editor sent, was enlarged from (`enlarged`), and how
+    many times; any other image is its own, once."""
+    key = file_identity(image)
+    with _ORIGINALS_LOCK:
+        return _ORIGINALS.get(key, (image, 1))
+
+
+def shown_enlarged(value: dict | None) -> Any:
+    """An upload's step: the editor's value written back when its image is small, for
+    `enlarged_for_the_page` to hand it enlarged (the page shows an upload as it came until then,
+    too small to draw a box on). Any other image is left alone (`gr.skip`): a reply writing the
+    editor loses the boxes drawn while it was on its way."""
+    image = (value or {}).get("image")
+    if image is None or enlarged(image)[1] == 1:
+        return gr.skip()
+    return value

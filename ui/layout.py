@@ -30,6 +30,7 @@ from ui.editor import (
     MARK_STROKES,
     TAGS_INSIDE_AT_THE_TOP,
     box_editor,
+    shown_enlarged,
 )
 from ui.examples import load_examples
 from ui.gpu import ON_ZERO_GPU
@@ -263,6 +264,10 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 api_visibility="private",
                 concurrency_limit=None,
             )
+        # Only a small image, shown at its own size until then, is written back: enlarged.
+        editor.upload(
+            shown_enlarged, editor, editor, api_visibility="private", concurrency_limit=None
+        )
         undo.click(
             handlers.undo_boxes,
             [editor, regions],

@@ -21,13 +21,14 @@ from fo1_core.templates import MAX_REGIONS
 from tests.browser.app_server import REPO, running_app
 from tests.test_app_units import DRAWING_ORDERS, box
 from ui.boxes import (
+    CORNERS,
     RELABEL_IN_BROWSER,
     UNREAD_RGB,
     in_drawing_order,
     region_label,
     region_rgb,
 )
-from ui.editor import SCREEN_SHARE
+from ui.editor import SCREEN_SHARE, enlargement
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -297,6 +298,96 @@ def test_a_fitted_image_settles_at_one_size(page, app_url: str, tmp_path: Path) 
         short.wait_for_timeout(50)
     short.close()
     assert len(widths) == 1, widths
+
+
+SHOWN_PIXEL = """([x, y, width, height]) => {
+    const canvas = document.querySelector('#fo1-editor canvas');
+    const [cx, cy] = [(x + 0.5) * canvas.width / width, (y + 0.5) * canvas.height / height];
+    return Array.from(canvas.getContext('2d').getImageData(cx, cy, 1, 1).data.slice(0, 3));
+}"""
+
+
+@pytest.mark.parametrize(
+    ("size", "first", "second"),
+    [
+        ((40, 30), [10, 5, 30, 20], [20, 22, 38, 28]),  # to the editor's width
+        ((30, 120), [7, 20, 22, 80], [15, 85, 28, 95]),  # tall: to the window's height
+    ],
+)
+def test_a_small_image_is_shown_enlarged_and_boxed_in_its_own_pixels(
+    page, tmp_path: Path, size: tuple[int, int], first: list[int], second: list[int]
+) -> None:
+    """The editor showed an image narrower than itself at its own size: a 40×30 icon as a stamp
+    on which no box could be drawn."""
+    width, height = size
+    small = tmp_path / f"small-{width}x{height}.png"
+    pixels = np.random.default_rng(0).integers(130, 255, (height, width, 3), np.uint8)  # light
+    Image.fromarray(pixels).save(small)
+    page.locator("#fo1-editor input[type=file]").set_input_files(str(small))
+    page.wait_for_function(
+        """([width, height]) => {
+            const canvas = document.querySelector('#fo1-editor canvas');
+            return canvas?.height > 4 * height
+                && Math.abs(canvas.width / canvas.height - width / height) < 0.02;
+        }""",
+        arg=[width, height],
+    )
+    page.wait_for_timeout(500)  # settled (`FIT_TO_SCREEN`), and drawn
+    page.get_by_text("Boxes as numbers", exact=True).click()
+    page.evaluate("scrollTo(0, 0)")  # the click brought the numbers into view
+    frame = page.locator("#fo1-editor canvas").bounding_box()
+    editor = page.locator("#fo1-editor .annotator-container").bounding_box()
+    window = page.viewport_size["height"]
+    # As large as a large image would be shown: the editor's width, or the share of the window.
+    reached = max(frame["width"] / editor["width"], frame["height"] / (SCREEN_SHARE * window))
+    assert reached == pytest.approx(1, abs=0.01)
+    # Each pixel a block of one colour: the middle of a block is the pixel's colour exactly.
+    for x, y in ((0, 0), (width // 2, height // 3), (width - 1, height - 1)):
+        shown = page.evaluate(SHOWN_PIXEL, [x, y, width, height])
+        assert shown == pytest.approx(pixels[y, x].tolist(), abs=6)
+
+    def point(x: float, y: float) -> tuple[float, float]:
+        # Measured again: the editor takes the focus after a box, which can scroll the page.
+        frame = page.locator("#fo1-editor canvas").bounding_box()
+        return frame["x"] + x * frame["width"] / width, frame["y"] + y * frame["height"] / height
+
+    sent: list[list[dict]] = []
+
+    def record(request) -> None:
+        sent.append(sent_boxes(request))
+
+    def both_named() -> list[dict]:
+        labels = ["#0", "#1"]
+        named = (boxes for boxes in reversed(sent) if sorted(b["label"] for b in boxes) == labels)
+        return next(named, [])
+
+    page.on("request", record)
+    try:
+        drag(page, point(*first[:2]), point(*first[2:]))
+        wait_for_note(page, "1 box")
+        # The server reads the box in the image's own pixels, not the enlarged copy's.
+        wait_for_first_box(page, ", ".join(map(str, first)))
+        drag(page, point(*second[:2]), point(*second[2:]))
+        wait_for_note(page, "2 boxes")
+        expected = "\n".join(", ".join(map(str, box)) for box in (first, second))
+        page.wait_for_function(
+            "n => document.querySelector('#fo1-box-numbers textarea').value === n", arg=expected
+        )
+        deadline = time.monotonic() + 10
+        while not both_named() and time.monotonic() < deadline:
+            page.wait_for_timeout(200)
+        shot(page, f"0-small-image-{width}x{height}")
+    finally:
+        page.remove_listener("request", record)
+        page.get_by_text("Boxes as numbers", exact=True).click()  # closed again, as it was
+    # The editor lists the box just drawn first, yet names it #1, as the numbers (and the
+    # model) count it: in the order drawn.
+    factor = enlargement(width, height)
+    last = both_named()
+    assert [entry["label"] for entry in last] == ["#1", "#0"]
+    for entry, drawn in zip(last, (second, first), strict=True):
+        corners = [entry[key] / entry["scaleFactor"] / factor for key in CORNERS]
+        assert corners == pytest.approx(drawn, abs=0.5)
 
 
 def test_boxes_are_drawn_moved_and_deleted(page) -> None:
