@@ -36,6 +36,7 @@ from ui.examples import load_examples
 from ui.gpu import ON_ZERO_GPU
 from ui.handlers import Handlers
 from ui.page_scripts import (
+    ANNOUNCED,
     ASK,
     FOLLOW_THE_ANSWER,
     FORGET_THE_KEPT_QUESTION,
@@ -138,11 +139,23 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 # Narrow enough for one line on a phone (Gradio wraps a row at 160 px a child).
                 with gr.Row():
                     box_note = gr.Markdown("No image yet.", elem_id="fo1-box-note", min_width=90)
-                    undo = gr.Button("Undo", size="sm", scale=0, min_width=70, elem_id="fo1-undo")
-                    clear = gr.Button("Clear boxes", size="sm", scale=0, min_width=110)
+                    undo = gr.Button(
+                        "Undo",
+                        size="sm",
+                        scale=0,
+                        min_width=70,
+                        elem_id="fo1-undo",
+                        elem_classes="fo1-small",
+                    )
+                    clear = gr.Button(
+                        "Clear boxes", size="sm", scale=0, min_width=110, elem_classes="fo1-small"
+                    )
                 with gr.Accordion("Propose boxes", open=False):
                     proposer = gr.Dropdown(
-                        proposer_choices, value=default_proposer, label="Proposer"
+                        proposer_choices,
+                        value=default_proposer,
+                        label="Proposer",
+                        filterable=False,  # a list to pick from: no phone keyboard popping up
                     )
                     proposer_text = gr.Textbox(label="What to find", visible=False)
                     with gr.Row():
@@ -170,7 +183,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                     )
                     set_boxes = gr.Button("Set these boxes", elem_id="fo1-set-boxes")
             with gr.Column(scale=2):
-                task = gr.Dropdown(task_choices, value=DEFAULT_TASK, label="Task")
+                task = gr.Dropdown(task_choices, value=DEFAULT_TASK, label="Task", filterable=False)
                 text = gr.Textbox(
                     label="Categories", placeholder="e.g. person, red cup, dog", elem_id="fo1-text"
                 )
@@ -181,7 +194,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                     free_text = gr.Textbox(
                         label="Prompt (Ctrl+Enter asks)", lines=3, elem_id="fo1-free"
                     )
-                    insert = gr.Dropdown([], label="Insert a region reference", value=None)
+                    insert = gr.Dropdown(
+                        [], label="Insert a region reference", value=None, filterable=False
+                    )
                 max_new_tokens = gr.Slider(
                     min(16, settings.max_new_tokens),  # Gradio refuses a start below its minimum
                     settings.token_limit,
@@ -199,7 +214,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                         value=False,
                         elem_id="fo1-follow-up",
                     )
-                    new_chat = gr.Button("New conversation", size="sm", scale=0)
+                    new_chat = gr.Button(
+                        "New conversation", size="sm", scale=0, elem_classes="fo1-small"
+                    )
                 history = gr.HTML(elem_id="fo1-history")
                 status = gr.HTML(elem_id="fo1-status")
                 answer = gr.HTML(label="Answer", elem_id="fo1-answer")
@@ -290,7 +307,14 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             concurrency_limit=None,
         )
-        for page_script in (FIT_TO_SCREEN, TAGS_INSIDE_AT_THE_TOP, MARK_STROKES, KEYS_AND_TURNS):
+        page_scripts = (
+            FIT_TO_SCREEN,
+            TAGS_INSIDE_AT_THE_TOP,
+            MARK_STROKES,
+            KEYS_AND_TURNS,
+            ANNOUNCED,
+        )
+        for page_script in page_scripts:
             demo.load(None, js=page_script, api_visibility="private")
         demo.load(
             handlers.proposer_changed,
@@ -303,8 +327,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             [editor, proposer, proposer_text, threshold, max_count, mode, masks, page_time],
             [editor, masks, status, proposed, regions],
             js=PROPOSING,
-            # Not over the editor: boxes can be drawn while proposals wait or run.
-            show_progress_on=[status],
+            # Not over the editor: boxes can be drawn while proposals wait or run. Beside it too,
+            # on the box count: on a phone the status is a screen below Propose.
+            show_progress_on=[status, box_note],
             api_name="ui_propose",
             api_visibility="private",
             concurrency_id=GPU,

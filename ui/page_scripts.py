@@ -104,9 +104,22 @@ SHOW_A_PROBLEM = """() => requestAnimationFrame(() => {
 """After Propose or Set these boxes, brings a problem they report into view: on a phone the
 status sits far below their buttons, and they seemed to do nothing."""
 
+SHOW_THE_BOXES = """() => requestAnimationFrame(() => {
+    if (document.querySelector("#fo1-status .fo1-error")) return;  // `SHOW_A_PROBLEM`'s
+    const place = document.querySelector("#fo1-editor")?.getBoundingClientRect();
+    if (!place) return;
+    const seen = Math.min(place.bottom, innerHeight) - Math.max(place.top, 0);
+    if (seen < Math.min(place.height, innerHeight) / 3) {
+        document.querySelector("#fo1-editor").scrollIntoView({block: "start", behavior: "smooth"});
+    }
+})"""
+"""After Propose, brings the image into view where its new boxes are mostly out of it: on a phone
+the image is a screen above the Propose button, and Propose seemed to do nothing."""
+
 PROPOSED = f"""() => {{
     document.body.classList.remove("fo1-proposing");
     ({SHOW_A_PROBLEM})();
+    ({SHOW_THE_BOXES})();
 }}"""
 
 ASK = page_step(
@@ -168,3 +181,27 @@ PLACE_CARET = """(selection) => requestAnimationFrame(() => {
     box.setSelectionRange(at, at);
 })"""
 """Back in the prompt just after the inserted reference, ready to type on."""
+
+ANNOUNCED = """() => {
+    for (const id of ["#fo1-status", "#fo1-box-note"]) {
+        document.querySelector(id)?.setAttribute("role", "status");
+    }
+    const name = () => {
+        for (const image of document.querySelectorAll("#fo1-result img")) {
+            image.alt = "The image with the answer's boxes drawn on it";
+        }
+        for (const row of document.querySelectorAll("#fo1-downloads tr")) {
+            const file = row.querySelector("td.filename");
+            const link = row.querySelector("a");
+            const text = file?.getAttribute("aria-label") || file?.textContent.trim();
+            if (link && text) link.setAttribute("aria-label", `Download ${text}`);
+        }
+    };
+    for (const id of ["#fo1-result", "#fo1-downloads"]) {
+        const part = document.querySelector(id);
+        if (part) new MutationObserver(name).observe(part, {subtree: true, childList: true});
+    }
+}"""
+"""Installed once in the page: for screen readers, the status and the box count are read out as
+they change (`role=status` is a polite live region), the result image has a text, and each
+download link names its file (Gradio names it by its size)."""

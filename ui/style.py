@@ -67,6 +67,22 @@ body.fo1-asking #fo1-history .fo1-latest-note {{ display: none; }}
 /* Gradio gives a list of files a remove button even where it cannot be added back to: a file
    removed by a stray tap would be gone until the question is asked again. */
 #fo1-downloads .label-clear-button {{ display: none; }}
+/* The editor's Download and remove buttons in a row of their own above the image: over it, they
+   hid the tags of boxes at its top right and sat where a finger takes a box's corner. */
+#fo1-editor .icon-buttons {{ position: static; justify-content: flex-end; }}
+/* The size column as narrow as its text: the file's name has the rest. */
+#fo1-downloads td.download {{ width: 1%; white-space: nowrap; }}
+/* Focus shown where Gradio shows none (the slider) or a faint border (the region boxes). */
+#fo1-max-tokens input[type=range]:focus-visible, #fo1-max-count input[type=range]:focus-visible,
+#fo1-regions input:focus-visible {{
+    outline: 2px solid var(--color-accent); outline-offset: 2px; }}
+/* Fingers: every control at least 36 px across (`pointer: coarse` is a touch screen). */
+@media (pointer: coarse) {{
+    #fo1-editor button.icon, #fo1-editor .icon-buttons button {{
+        min-width: 36px; min-height: 36px; }}
+    button.fo1-small, #fo1-result button {{ min-height: 36px; min-width: 36px; }}
+    #fo1-downloads a.download-link {{ display: inline-block; padding: 8px 0; }}
+}}
 #fo1-gallery .caption-label {{ white-space: normal; max-width: calc(100% - 1em); }}
 #fo1-gallery .grid-container {{
     grid-template-columns: repeat(auto-fill, minmax(min(140px, 100%), 1fr));

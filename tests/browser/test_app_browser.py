@@ -955,9 +955,44 @@ def test_on_a_phone_download_names_read_whole(page, app_url: str) -> None:
     # No remove button: a stray tap would lose the answer's files.
     removers = phone.locator("#fo1-downloads button[aria-label='Remove this file']")
     assert removers.count() == 4 and not any(removers.nth(i).is_visible() for i in range(4))
+    # Read out by their files' names, as Gradio reads them by their sizes.
+    links = phone.locator("#fo1-downloads a.download-link")
+    named = [links.nth(i).get_attribute("aria-label") for i in range(4)]
+    assert named[0] == "Download coffee-fo1-answer.png", named
+    assert all(name.startswith("Download coffee-fo1-") for name in named), named
     names.first.scroll_into_view_if_needed()
     shot(phone, "22-phone-downloads")
     phone.close()
+
+
+def test_on_a_phone_proposals_bring_the_image_into_view(page, app_url: str) -> None:
+    """Propose sits a screen below the image there: its boxes landed out of sight, and it seemed
+    to do nothing. Every control is large enough for a finger."""
+    phone = page.context.browser.new_page(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    phone.goto(app_url)
+    open_example(phone, "Coffee: detect cup and spoon")
+    for control in ("#fo1-editor .icon-buttons button", "button.fo1-small"):
+        for place in [one.bounding_box() for one in phone.locator(control).all()]:
+            assert place["width"] >= 36 and place["height"] >= 36, (control, place)
+    phone.get_by_text("Propose boxes", exact=True).first.click()
+    phone.locator("#fo1-propose").scroll_into_view_if_needed()
+    phone.locator("#fo1-propose").click()
+    phone.wait_for_function("() => !document.body.classList.contains('fo1-proposing')")
+    phone.wait_for_timeout(800)  # the smooth scroll
+    place = phone.locator("#fo1-editor").bounding_box()
+    assert -5 <= place["y"] < 844 / 2, place
+    shot(phone, "23-phone-proposals-in-view")
+    phone.close()
+
+
+def test_lists_are_picked_from_not_typed_in_and_the_status_is_read_out(page) -> None:
+    # A typing field popped up a phone's keyboard, and typed letters were added to the task's
+    # name ("DetectionBrief"), matching nothing.
+    assert page.get_by_label("Task").get_attribute("readonly") is not None
+    assert page.locator("#fo1-status").get_attribute("role") == "status"
+    assert page.locator("#fo1-box-note").get_attribute("role") == "status"
 
 
 def test_boxes_along_the_top_edge_show_their_number(page) -> None:
