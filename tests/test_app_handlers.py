@@ -948,9 +948,16 @@ def test_bare_references_are_drawn_as_they_stream(tmp_path: Path) -> None:
     *early, last = answerer.steps(question, answerer.prepare(question), 32, None, math.inf)
     assert early == [] and last.generation is not None
     assert [int(i) for i in last.detections.data["region_index"]] == [1, 0]
+    # Drawn again at most once a draw interval (the page's, for long answers): here the first
+    # step's drawing, then the last's.
+    steps = list(answerer.steps(question, answerer.prepare(question), 32, draw_interval_s=60))
+    drawn = [
+        [int(i) for i in s.detections.data["region_index"]] for s in steps if s.image is not None
+    ]
+    assert len(steps) > 3 and drawn == [[], [1, 0]]
     # Drawn for the last step only where no one sees the others (the API).
     *early, last = answerer.steps(
-        question, answerer.prepare(question), 32, drawn_while_streaming=False
+        question, answerer.prepare(question), 32, draw_interval_s=math.inf
     )
     assert len(early) > 1 and all(step.image is None for step in early)
     assert last.image is not None

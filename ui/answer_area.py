@@ -23,6 +23,10 @@ from ui.status import ANSWERING, CUT_SHORT, NOT_KEPT, status_html, with_stale_no
 
 STREAM_INTERVAL_S = 0.05
 """At most ~20 UI updates a second: each is a websocket message and a browser re-render."""
+DRAW_INTERVAL_S = 0.4
+"""The result image is drawn again at most this often while the answer streams: each drawing is
+an image encoded, sent and decoded by the browser, which a long answer naming many boxes did up
+to 20 times a second, making a phone's page sluggish and taking CPU from the decoding."""
 
 
 @dataclass
@@ -101,7 +105,9 @@ def answer_outputs(
     """The outputs after each step (throttled), and the `Generation` with the last."""
     question, prepared = asked.question, asked.prepared
     image = None
-    steps = answerer.steps(question, prepared, max_new_tokens, cancel, STREAM_INTERVAL_S)
+    steps = answerer.steps(
+        question, prepared, max_new_tokens, cancel, STREAM_INTERVAL_S, DRAW_INTERVAL_S
+    )
     for step in steps:
         image = step.image if step.image is not None else image
         if step.generation is None:

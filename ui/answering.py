@@ -8,6 +8,7 @@ decode loop needs); the result image is redrawn only when the regions the answer
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -119,16 +120,16 @@ class Answerer:
         max_new_tokens: int,
         cancel: threading.Event | None = None,
         interval_s: float = 0.0,
-        drawn_while_streaming: bool = True,
+        draw_interval_s: float = 0.0,
     ) -> Iterator[Step]:
         """Parsed answers as tokens arrive, at most one per `interval_s` (`math.inf`: the last
-        only); the last step carries the `Generation`. The result image comes with each step
-        that changes it, or with the last only (`drawn_while_streaming` false: no one sees the
-        others)."""
+        only); the last step carries the `Generation`. The result image comes with a step that
+        changes it, at most one per `draw_interval_s` (`math.inf`: with the last only, where no
+        one sees the others), and with the last."""
         picture = open_for_drawing(question.image)
         boxes = request.boxes.astype(np.float32)
         masks = None if question.masks is None else question.masks[:MAX_REGIONS]
-        text, tokens, drawn, parsed_at = "", 0, None, time.perf_counter()
+        text, tokens, drawn, parsed_at, drawn_at = "", 0, None, time.perf_counter(), -math.inf
         # On ZeroGPU, Stop cancels the job instead (see `ui.layout`).
         shared_cancel = None if ON_ZERO_GPU else cancel
         for event in self._stream_on_gpu(request, max_new_tokens, shared_cancel):
@@ -149,8 +150,8 @@ class Answerer:
                 zip(data[REGION_INDEX_KEY].tolist(), data[CLASS_NAME_KEY].tolist(), strict=True)
             )
             image = None
-            if final or (drawn_while_streaming and shown != drawn):
-                drawn = shown
+            if final or (shown != drawn and parsed_at - drawn_at > draw_interval_s):
+                drawn, drawn_at = shown, parsed_at
                 if masks is not None:
                     detections = to_detections(answer, boxes, masks)
                 image = draw_answer(picture, detections)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -98,7 +99,7 @@ class Api:
             request = self.answerer.prepare(question)
             steps = self.answerer.steps(
                 question, request, self.max_new_tokens, None, CANCEL_CHECK_S,
-                drawn_while_streaming=False,
+                draw_interval_s=math.inf,
             )  # fmt: skip
             for last in steps:
                 if last.generation is None:
