@@ -150,7 +150,7 @@ def box_note(image: str | None, boxes: list[Box]) -> str:
         note += f" — the model takes {MAX_REGIONS}; boxes from #{MAX_REGIONS} on are ignored."
     # A file gone meanwhile: the next step that reads it says so.
     with suppress(FO1Error, OSError):
-        if boxes and (outside := outside_the_image(boxes, *shown_size(image))):
+        if boxes and image and (outside := outside_the_image(boxes, *shown_size(image))):
             note += f" — {outside}"
     return note
 

@@ -53,7 +53,8 @@ before the answer area is cleared anyway."""
 
 
 def _later(moment: float | None, clicked_at: float | None) -> bool:
-    """Whether `moment` (a Stop, a new image) came after the Run click, both by the page's clock."""
+    """Whether `moment` (a Stop, a new image, a box edit) came after the click (Run, Propose)
+    made at `clicked_at`, both by the page's clock."""
     return None not in (moment, clicked_at) and moment > clicked_at
 
 

@@ -1,4 +1,5 @@
-"""The Blocks layout and its event wiring; behaviour lives in `ui.handlers` and `ui.api`."""
+"""The Blocks layout and its event wiring. Behaviour lives in `ui.handlers` (the page's events)
+and `ui.api` (the endpoints); what runs in the page in `ui.page_scripts` and `ui.style`."""
 
 from __future__ import annotations
 
