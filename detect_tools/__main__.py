@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from detect_tools import registry
 from detect_tools.base import CLASS_NAME, MAX_PROPOSALS, ProposalOptions, ProposerError
-from detect_tools.images import open_image_file, refuse_url
+from detect_tools.images import open_image_file, refuse_special_file, refuse_url
 from detect_tools.outputs import exit_with, refuse_overwriting, write_atomically
 
 
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         refuse_url(args.image, ProposerError)  # as typed: `Path` would fold its `//`
+        refuse_special_file(args.image, ProposerError, f"the image {args.image}")
         if args.json:
             refuse_overwriting(args.json, "json", ProposerError, image=Path(args.image))
         try:

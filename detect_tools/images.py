@@ -8,7 +8,9 @@ file formats either opens.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import IO
 
@@ -47,6 +49,29 @@ def refuse_url(path: str | Path, error: type[Exception]) -> None:
             f"{str(path)!r:.100} is a URL; this tool reads local files only: download it first "
             "and give its path."
         )
+
+
+_KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def refuse_special_file(path: str | Path, error: type[Exception], name: str) -> None:
+    """Raises `error` with a message for the user, naming the file as `name`, when `path` is no
+    regular file: reading a named pipe waits for a writer that may never come, and a device such
+    as /dev/zero never ends. No tool reads standard input, so `-` is not an exception. A path
+    that is not there is left to the reading that follows, which says so in its own words."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        return
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
+        raise error(f"Could not read {name}: it is {kind}; it must be a regular file.")
 
 
 def as_rgb(image: Image.Image) -> Image.Image:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from detect_tools.images import refuse_url
+from detect_tools.images import refuse_special_file, refuse_url
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
 from fo1_core.errors import FO1Error
 
@@ -71,6 +71,7 @@ def output_file(text: str) -> Path:
 def read_text(path: Path, name: str | None = None) -> str:
     """The UTF-8 text of a file the user named; an FO1Error saying why not, naming the file as
     `name` (default: its path)."""
+    refuse_special_file(path, FO1Error, name or str(path))
     try:
         return path.read_text(encoding="utf-8")
     except OSError as error:

@@ -21,7 +21,13 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from detect_tools.images import UNREADABLE_IMAGE, as_rgb, open_image_file, refuse_url
+from detect_tools.images import (
+    UNREADABLE_IMAGE,
+    as_rgb,
+    open_image_file,
+    refuse_special_file,
+    refuse_url,
+)
 from fo1_core.configuration import AUX_ASPECT_RATIOS, AUX_IMAGE_SIZE, AUX_SQUARE_SIDES
 from fo1_core.errors import FO1Error
 from fo1_core.templates import MAX_REGIONS, box_count
@@ -112,6 +118,7 @@ def _open(source: str | Path | bytes | None) -> Image.Image:
         raise FO1Error("No image: upload an image first.")
     if isinstance(source, (str, Path)):
         refuse_url(source, FO1Error)
+        refuse_special_file(source, FO1Error, f"the image {source}")
     try:
         return open_image_file(io.BytesIO(source) if isinstance(source, bytes) else source)
     except Image.DecompressionBombError as error:

@@ -1,4 +1,5 @@
-"""`python -m fo1_core` given bad files and text: one `error:` line and exit code 2, or an answer.
+"""`python -m fo1_core` given bad files and text: one `error:` line and exit code 2, or an answer;
+and every file argument of the command lines given a pipe, a device or a folder.
 
 Each case starts Python and loads the rigged checkpoint (seconds each), so the table is short
 and every row is an input class the API tests cannot send (files on disk, command-line bytes).
@@ -35,6 +36,11 @@ def _files(folder: Path) -> None:
     (folder / "long.json").write_text(f"[[0, 0, {'9' * 5000}, 30]]")
 
 
+def _run(command: list, folder: Path, timeout: float) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, timeout=timeout)
+
+
 CASES = [
     # an image file that does not exist
     (["--image", "missing.png", "--boxes", "good.json"], 2, "'missing.png' is not there"),
@@ -43,7 +49,7 @@ CASES = [
     # an empty file
     (["--image", "zero.png", "--boxes", "good.json"], 2, "not an image this app can read"),
     # a folder where the image should be
-    (["--image", ".", "--boxes", "good.json"], 2, "not an image this app can read"),
+    (["--image", ".", "--boxes", "good.json"], 2, "the image .: it is a folder"),
     # boxes that are not JSON
     (["--image", "good.png", "--boxes", "not-json.json"], 2, "Could not read boxes"),
     # a JSON object instead of a list
@@ -76,8 +82,7 @@ def test_cli_bad_input(answering_checkpoint: Path, tmp_path: Path, args, code, m
     _files(tmp_path)
     command = [sys.executable, "-m", "fo1_core", "--checkpoint", str(answering_checkpoint)]
     command += ["--device", "cpu", *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=300)
+    done = _run(command, tmp_path, timeout=300)
     stderr = done.stderr.decode(errors="replace")
     assert done.returncode == code, stderr
     assert "Traceback" not in stderr
@@ -85,3 +90,51 @@ def test_cli_bad_input(answering_checkpoint: Path, tmp_path: Path, args, code, m
         assert done.stdout.decode().startswith(RIGGED_ANSWER)
     else:
         assert "error: " in stderr and message in stderr, stderr
+
+
+PIPE = "a named pipe"
+DEVICE = "a device"
+NOT_REGULAR_CASES = [
+    # a named pipe: reading it waits for a writer that never comes
+    (["fo1_core", "--image", "pipe"], "the image pipe", PIPE),
+    (["fo1_core", "--image", "good.png", "--boxes", "pipe"], "boxes from pipe", PIPE),
+    (["detect_tools", "--proposer", "offline", "--image", "pipe"], "the image pipe", PIPE),
+    (["fo1_core.evaluate", "count", "--dataset", "pipe"], "pipe", PIPE),
+    (["fo1_core.evaluate", "coco", "--annotations", "pipe"], "the annotations pipe", PIPE),
+    (
+        ["fo1_core.evaluate", "coco", "--annotations", "coco.json", "--proposals", "pipe"],
+        "pipe",
+        PIPE,
+    ),
+    # a device that never ends
+    (["fo1_core", "--image", "/dev/zero"], "the image /dev/zero", DEVICE),
+    (["fo1_core", "--image", "good.png", "--boxes", "/dev/zero"], "boxes from /dev/zero", DEVICE),
+    # a folder
+    (["fo1_core", "--image", "good.png", "--boxes", "."], "boxes from .", "a folder"),
+]
+EVALUATION_OPTIONS = {
+    "count": ["--proposer", "offline", "--out", "out.json"],
+    "coco": ["--images", ".", "--proposer", "offline", "--out", "out.json"],
+}
+COCO = {
+    "images": [{"id": 1, "file_name": "good.png", "width": 90, "height": 60}],
+    "annotations": [],
+    "categories": [{"id": 1, "name": "cup"}],
+}
+
+
+@pytest.mark.parametrize(("args", "named", "kind"), NOT_REGULAR_CASES)
+def test_a_file_that_is_no_regular_file_is_refused(tmp_path: Path, args, named, kind) -> None:
+    _files(tmp_path)
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "coco.json").write_text(json.dumps(COCO))
+    module, *options = args
+    command = [sys.executable, "-m", module, *options, "--checkpoint", "never-loaded"]
+    if module == "fo1_core.evaluate":
+        command += EVALUATION_OPTIONS[options[0]]
+    # A regression waits or reads forever: the timeout fails it instead.
+    done = _run(command, tmp_path, timeout=60)
+    stderr = done.stderr.decode(errors="replace")
+    assert done.returncode == 2, stderr
+    assert f"error: Could not read {named}: it is {kind}; it must be a regular file." in stderr
+    assert "Traceback" not in stderr
