@@ -14,7 +14,14 @@ import sys
 from pathlib import Path
 
 from detect_tools.outputs import exit_with, refuse_overwriting, write_atomically
-from fo1_core.cli import add_checkpoint_option, local_path, output_file, positive, read_json
+from fo1_core.cli import (
+    MAX_BOXES_FILE_BYTES,
+    add_checkpoint_option,
+    local_path,
+    output_file,
+    positive,
+    read_json,
+)
 from fo1_core.errors import FO1Error
 from fo1_core.processing import check_boxes, open_image, unwrap_boxes
 from fo1_core.session import StopReason, load
@@ -56,7 +63,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _read_boxes(path: Path | None) -> object:
     if path is None:
         return []
-    return unwrap_boxes(read_json(path, f"boxes from {path}"))
+    return unwrap_boxes(read_json(path, f"boxes from {path}", MAX_BOXES_FILE_BYTES))
 
 
 def main(argv: list[str] | None = None) -> int:

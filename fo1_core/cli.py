@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -68,18 +69,38 @@ def output_file(text: str) -> Path:
     raise argparse.ArgumentTypeError(f"could not write {text!r}: {problem}")
 
 
-def read_text(path: Path, name: str | None = None) -> str:
-    """The UTF-8 text of a file the user named; an FO1Error saying why not, naming the file as
-    `name` (default: its path)."""
-    refuse_special_file(path, FO1Error, name or str(path))
+MAX_DATA_FILE_BYTES = 2_000_000_000
+"""The most a data file (COCO annotations, count items, proposals) may hold: over four times
+COCO's largest annotations file (instances_train2017.json, 448 MB). A bigger one is taken for a
+mistake, not read until memory runs out (parsed JSON takes several times its size)."""
+MAX_BOXES_FILE_BYTES = 10_000_000
+"""The most a boxes file may hold: 500 times what `python -m detect_tools --json` writes for 100
+proposals (under 20 kB); a list of 300 000 boxes from another tool still fits (the model reads the
+first 100)."""
+
+
+def read_text(path: Path, name: str | None = None, max_bytes: int = MAX_DATA_FILE_BYTES) -> str:
+    """The UTF-8 text of a file the user named, of at most `max_bytes`; an FO1Error saying why
+    not, naming the file as `name` (default: its path)."""
+    name = name or str(path)
+    refuse_special_file(path, FO1Error, name)
     try:
+        if (size := path.stat().st_size) > max_bytes:
+            raise FO1Error(
+                f"Could not read {name}: it is {_megabytes(size)}; at most "
+                f"{_megabytes(max_bytes)} is read from such a file."
+            )
         return path.read_text(encoding="utf-8")
     except OSError as error:
-        raise FO1Error(f"Could not read {name or path}: {error.strerror or error}") from error
+        raise FO1Error(f"Could not read {name}: {error.strerror or error}") from error
     except UnicodeDecodeError as error:
-        raise FO1Error(
-            f"Could not read {name or path}: it is not UTF-8 text (byte {error.start})."
-        ) from error
+        problem = f"it is not UTF-8 text (byte {error.start})"
+        raise FO1Error(f"Could not read {name}: {problem}.") from error
+
+
+def _megabytes(size: int) -> str:
+    """`size` bytes in megabytes, rounded up: just over a limit must not read as the limit."""
+    return f"{math.ceil(size / 1e5) / 10:,.1f}".removesuffix(".0") + " MB"
 
 
 def parse_json(text: str, name: str) -> object:
@@ -95,6 +116,6 @@ def parse_json(text: str, name: str) -> object:
     raise FO1Error(f"Could not read {name}: {problem}.")
 
 
-def read_json(path: Path, name: str | None = None) -> object:
-    """The JSON document in a file the user named (see `read_text` for `name`)."""
-    return parse_json(read_text(path, name), name or str(path))
+def read_json(path: Path, name: str | None = None, max_bytes: int = MAX_DATA_FILE_BYTES) -> object:
+    """The JSON document in a file the user named (see `read_text`)."""
+    return parse_json(read_text(path, name, max_bytes), name or str(path))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fo1_core.cli import MAX_DATA_FILE_BYTES
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate.coco import read_annotations
 from fo1_core.evaluate.datafiles import as_whole_number, read_items
@@ -41,6 +42,17 @@ def test_unreadable_json_is_one_message_naming_the_file(
     with pytest.raises(FO1Error, match=message) as error:
         reader(path)
     assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("reader", [read_items, read_annotations])
+def test_a_data_file_past_the_cap_is_refused_unread(
+    tmp_path: Path, reader: Callable[[Path], object]
+) -> None:
+    path = tmp_path / "data.json"
+    with path.open("wb") as file:  # sparse: it takes no room on disk
+        file.truncate(MAX_DATA_FILE_BYTES + 1)
+    with pytest.raises(FO1Error, match="data.json: it is 2,000.1 MB; at most 2,000 MB is read"):
+        reader(path)
 
 
 def test_a_bad_json_line_is_named_by_its_number(tmp_path: Path) -> None:

@@ -34,6 +34,9 @@ def _files(folder: Path) -> None:
     (folder / "latin1.json").write_bytes(b"[[1, 1, 30, 30]] # caf\xe9")
     (folder / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     (folder / "long.json").write_text(f"[[0, 0, {'9' * 5000}, 30]]")
+    (folder / "padded.json").write_text(json.dumps(GOOD_BOXES) + " " * 10_999_000)
+    with open(folder / "huge.json", "wb") as huge:  # sparse: it takes no room on disk
+        huge.truncate(2 * 10**9)
 
 
 def _run(command: list, folder: Path, timeout: float) -> subprocess.CompletedProcess:
@@ -60,6 +63,9 @@ CASES = [
     (["--image", "good.png", "--boxes", "deep.json"], 2, "deep.json: its lists or objects nest"),
     # an integer past Python's 4300-digit limit for reading one
     (["--image", "good.png", "--boxes", "long.json"], 2, "long.json: it holds a number with too"),
+    # good boxes padded past the 10 MB a boxes file may hold, and 2 GB: refused unread
+    (["--image", "good.png", "--boxes", "padded.json"], 2, "padded.json: it is 11 MB; at most 10"),
+    (["--image", "good.png", "--boxes", "huge.json"], 2, "huge.json: it is 2,000 MB; at most 10"),
     # NaN, which Python's JSON reader accepts
     (["--image", "good.png", "--boxes", "nan.json"], 2, "not a number"),
     # bytes that are not UTF-8 in the text (Python passes them on as lone surrogates)
