@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 import supervision as sv
 import torch
 from huggingface_hub import constants as hub_constants
@@ -42,7 +43,8 @@ MAX_IMAGE_PIXELS = 100_000_000
 FO1 takes images up to the same size, so an image it can be asked about can have proposals."""
 
 MIN_BOX_SIDE = 1.0
-"""Boxes thinner than one whole pixel after clipping cannot be drawn or pooled: dropped."""
+"""Boxes thinner than one whole pixel after clipping cannot be drawn or pooled: proposals are
+dropped, boxes given to FO1 refused (`covers_a_pixel`)."""
 
 CLASS_NAME = sv.config.CLASS_NAME_DATA_FIELD
 """The ``sv.Detections.data`` key holding a proposer's own label (supervision's convention)."""
@@ -144,6 +146,21 @@ def empty_detections(image_size: tuple[int, int], with_mask: bool = False) -> sv
     )
 
 
+def whole_pixel_sides(xyxy: npt.ArrayLike) -> np.ndarray:
+    """Widths and heights (shape (..., 2)) of boxes `[x1, y1, x2, y2]` (shape (..., 4)) in whole
+    pixels, as the box editor shows them: [3.5, 4.5] is a pixel wide but rounds (half to even)
+    to [4, 4], a box with no area."""
+    whole = np.round(np.asarray(xyxy, dtype=np.float64))
+    return whole[..., 2:] - whole[..., :2]
+
+
+def covers_a_pixel(xyxy: npt.ArrayLike) -> np.ndarray:
+    """Whether boxes (shape (..., 4), cut to the image) are at least `MIN_BOX_SIDE` wide and
+    high in whole pixels. The one rule for every path a box takes: proposals, boxes typed in the
+    page and boxes given to FO1."""
+    return (whole_pixel_sides(xyxy) >= MIN_BOX_SIDE).all(-1)
+
+
 def finalize(
     detections: sv.Detections,
     image_size: tuple[int, int],
@@ -164,11 +181,7 @@ def finalize(
         xyxy=np.clip(xyxy, 0, [width, height, width, height]).astype(np.float32),
         confidence=detections.confidence.astype(np.float32),
     )
-    # Measured in whole pixels, as the box editor shows them: [3.5, 4.5] is a pixel wide but
-    # rounds (half to even) to [4, 4], a box with no area that the model would refuse.
-    whole = np.round(detections.xyxy)
-    sides = whole[:, 2:] - whole[:, :2]
-    keep = (sides >= MIN_BOX_SIDE).all(1) & (detections.confidence >= threshold)
+    keep = covers_a_pixel(detections.xyxy) & (detections.confidence >= threshold)
     detections = detections[keep]
     if len(detections) and options.nms_iou is not None:
         predictions = np.c_[detections.xyxy, detections.confidence]

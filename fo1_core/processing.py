@@ -21,6 +21,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+from detect_tools.base import covers_a_pixel, whole_pixel_sides
 from detect_tools.images import (
     UNREADABLE_IMAGE,
     as_rgb,
@@ -143,6 +144,23 @@ def clip_box(box: Sequence[float], width: float, height: float) -> list[float]:
     ]
 
 
+def box_problem(box: Sequence[float], width: int, height: int) -> str | None:
+    """Why a box cut to a `width`×`height` image cannot be read, to follow the box's name in a
+    message; None when it can. A box under a whole pixel (`covers_a_pixel`) is refused as the
+    page refuses it when typed and drops it when proposed, rather than pooled from a sliver."""
+    x1, y1, x2, y2 = box
+    if x2 <= x1 or y2 <= y1:
+        return f"has no area inside the {width}×{height} image"
+    if not covers_a_pixel(box):
+        wide, high = whole_pixel_sides(box)
+        return (
+            f"is {x2 - x1:.3g}×{y2 - y1:.3g} px inside the {width}×{height} image ({wide:g}×"
+            f"{high:g} in whole pixels, as the editor draws it): a box needs at least one whole "
+            "pixel each way"
+        )
+    return None
+
+
 def capped_size(width: int, height: int, min_side: int) -> tuple[int, int]:
     """Size after the official long-side cap (SPEC §5.1), with a side under `min_side` (one
     merged ViT cell, which the image processor needs at least) enlarged to it."""
@@ -200,11 +218,8 @@ def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray,
         if x2 < x1 or y2 < y1:
             raise FO1Error(f"Box #{index} is inverted: x2 < x1 or y2 < y1 in {[x1, y1, x2, y2]}.")
         clipped.append(clip_box((x1, y1, x2, y2), width, height))
-        cx1, cy1, cx2, cy2 = clipped[-1]
-        if cx2 <= cx1 or cy2 <= cy1:
-            raise FO1Error(
-                f"Box #{index} {[x1, y1, x2, y2]} has no area inside the {width}×{height} image."
-            )
+        if problem := box_problem(clipped[-1], width, height):
+            raise FO1Error(f"Box #{index} {[x1, y1, x2, y2]} {problem}.")
     inside = np.asarray(clipped, dtype=np.float64)
     if cut := [index for index, moved in enumerate((inside != array).any(axis=1)) if moved]:
         named = ", ".join(f"#{index}" for index in cut[:10]) + (", …" if len(cut) > 10 else "")

@@ -200,7 +200,9 @@ def test_more_boxes_than_the_model_reads_are_set_as_the_editor_allows() -> None:
         ("1, 2, inf, 4", "not finite"),
         ("0, 0, 10, 10\n700, 10, 800, 50", r"Line 2 \(700, 10, 800, 50\) has no area inside"),
         ("5, 5, 5, 50", "no area"),
-        ("0.1, 0.2, 0.5, 0.6", r"no area inside .* Coordinates are pixels, not fractions"),
+        ("0.1, 0.2, 0.5, 0.6", r"whole pixel each way\. Coordinates are pixels, not fractions"),
+        # under a whole pixel, as the API and the command line refuse it
+        ("10, 10, 10.2, 50", r"Line 1 \(10, 10, 10.2, 50\) is 0.2×40 px inside the 640×480"),
         ("[[1, 2, 3, NaN]]", "finite"),
         ("[[0, 0, 10, 10], [700, 0, 800, 10]]", "Box 1"),
         (

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import supervision as sv
 import torch
 from PIL import Image, PngImagePlugin
 from transformers import AutoTokenizer
 
+from detect_tools.base import ProposalOptions, finalize
 from fo1_core.errors import FO1Error
-from fo1_core.processing import check_size
+from fo1_core.processing import check_boxes, check_size
 from fo1_core.prompting import sanitize_user_text
 from fo1_core.session import FO1Pipeline
 from fo1_core.templates import ANSWER_TAGS, MAX_REGIONS, REGION_REFERENCE
@@ -61,6 +63,12 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\nnewpath 0 0 moveto 40
         (IMAGE, [[0, 0, 10, 10], [200, 200, 300, 300]], "OD_template", "cat", "Box #1"),
         # zero area
         (IMAGE, [[10, 10, 10, 40]], "OD_template", "cat", "Box #0 [10.0, 10.0, 10.0, 40.0] has no"),
+        # a sliver under a pixel wide, as the page refuses it typed and drops it proposed
+        (IMAGE, [[10, 10, 10.2, 50]], "OD_template", "cat", "Box #0 [10.0, 10.0, 10.2, 50.0] is"),
+        # … or left so thin once cut to the image
+        (IMAGE, [BOX[0], [119.7, 10, 130, 50]], "OD_template", "cat", "130.0, 50.0] is 0.3×40 px"),
+        # a pixel wide, but no whole pixel once rounded (half to even), as the editor draws it
+        (IMAGE, [[3.5, 10, 4.5, 50]], "OD_template", "cat", "is 1×40 px inside the 120×80 image"),
         # not four numbers per box
         (IMAGE, [[1, 2, 3]], "OD_template", "cat", "x1, y1, x2, y2"),
         # not numbers at all
@@ -87,6 +95,30 @@ def test_bad_input_raises_a_named_fo1_error(
     with pytest.raises(FO1Error, match=None) as error:
         pipeline.prepare(image, boxes, task, text)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        [10, 10, 10.2, 50],  # a fifth of a pixel wide
+        [3.5, 10, 4.5, 50],  # a pixel wide, but rounds (half to even) to no whole pixel
+        [3.46, 10, 4.54, 50],  # rounds to one whole pixel
+        [2.5, 10, 3.4, 50],  # under a pixel wide, but rounds to one whole pixel
+        [119.4, 10, 125, 50],  # cut to the image's last pixel
+        [119.6, 10, 125, 50],  # cut to a sliver of it
+    ],
+)
+def test_a_box_is_read_exactly_when_a_proposer_would_keep_it(box: list[float]) -> None:
+    """One rule: `/propose`'s boxes go to `/answer` as they are, and those dropped there are
+    refused here."""
+    proposal = sv.Detections(xyxy=np.array([box], np.float32), confidence=np.ones(1, np.float32))
+    kept = len(finalize(proposal, IMAGE.size, 0.0, ProposalOptions())) == 1
+    try:
+        check_boxes([box], IMAGE.size)
+    except FO1Error:
+        assert not kept
+    else:
+        assert kept
 
 
 def test_an_array_is_read_as_the_picture_it_holds(pipeline: FO1Pipeline) -> None:

@@ -181,6 +181,15 @@ def test_still_serving_after_the_fuzzing(client: Client, images: dict[str, str])
     assert_still_serving(client, images)
 
 
+def test_a_box_under_a_whole_pixel_is_refused_naming_it(client: Client, images) -> None:
+    # As the page refuses it typed, and drops it among proposals: not pooled from a sliver.
+    boxes = [GOOD_BOXES[0], [10, 10, 10.2, 40]]
+    with pytest.raises(Exception, match=r"Box #1 \[10.0, 10.0, 10.2, 40.0\] is 0.2×30 px inside"):
+        client.predict(
+            handle_file(images["good.png"]), boxes, "OD_template", "cup", api_name="/answer"
+        )
+
+
 def _call_raw(url: str, endpoint: str, body: str) -> str:
     """Posts `body` as it is (JSON with NaN, which no JSON client sends) and returns the events."""
     headers = {"Content-Type": "application/json"}

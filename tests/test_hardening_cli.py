@@ -29,6 +29,7 @@ def _files(folder: Path) -> None:
     (folder / "zero.png").write_bytes(b"")
     (folder / "good.json").write_text(json.dumps(GOOD_BOXES))
     (folder / "nan.json").write_text("[[NaN, 1, 30, 30]]")
+    (folder / "sliver.json").write_text("[[1, 1, 30, 30], [10, 10, 10.2, 50]]")
     (folder / "not-json.json").write_text("[[1, 2, 3, 4]")
     (folder / "object.json").write_text('{"boxes": 3}')
     (folder / "latin1.json").write_bytes(b"[[1, 1, 30, 30]] # caf\xe9")
@@ -66,6 +67,12 @@ CASES = [
     # good boxes padded past the 10 MB a boxes file may hold, and 2 GB: refused unread
     (["--image", "good.png", "--boxes", "padded.json"], 2, "padded.json: it is 11 MB; at most 10"),
     (["--image", "good.png", "--boxes", "huge.json"], 2, "huge.json: it is 2,000 MB; at most 10"),
+    # a box a fifth of a pixel wide: refused, naming it and its size
+    (
+        ["--image", "good.png", "--boxes", "sliver.json", "--text", "cup"],
+        2,
+        "Box #1 [10.0, 10.0, 10.2, 50.0] is 0.2×40",
+    ),
     # NaN, which Python's JSON reader accepts
     (["--image", "good.png", "--boxes", "nan.json"], 2, "not a number"),
     # bytes that are not UTF-8 in the text (Python passes them on as lone surrogates)

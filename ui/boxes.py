@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fo1_core.errors import FO1Error
-from fo1_core.processing import clip_box, unwrap_boxes
+from fo1_core.processing import box_problem, clip_box, unwrap_boxes
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
 from fo1_core.templates import MAX_REGIONS
 from ui.editor import CORNERS, FILE_NAME, turned
@@ -258,11 +258,10 @@ def boxes_from_text(text: str, width: int, height: int) -> tuple[list[Box], int]
             continue
         ordered = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
         box = clip_box(ordered, width, height)
-        if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+        if problem := box_problem(box, width, height):
             fractions = all(abs(value) <= 1 for value in (x1, y1, x2, y2))
             problems.append(
-                f"{where} {number} ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area inside the "
-                f"{width}×{height} image."
+                f"{where} {number} ({x1:g}, {y1:g}, {x2:g}, {y2:g}) {problem}."
                 + (" Coordinates are pixels, not fractions of the image." if fractions else "")
             )
             continue
