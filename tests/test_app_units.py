@@ -62,6 +62,7 @@ from ui.gpu import MAX_SECONDS, duration_for, on_gpu
 from ui.handlers import Handlers
 from ui.proposing import PackedMask, Proposing, box_key, masks_for
 from ui.report import AnswerFolders, Result, report_html, write_downloads
+from ui.sessions import OPEN_PAGES, Sessions
 
 
 @pytest.mark.parametrize(
@@ -732,3 +733,18 @@ def test_unreachable_hub_says_how_to_pass_a_local_folder() -> None:
     )
     assert done.returncode == 2
     assert "local folder" in done.stderr and "--checkpoint" in done.stderr
+
+
+def test_pages_that_never_close_keep_a_bounded_number_of_records() -> None:
+    """A script calling the page's events with made-up session hashes never unloads a page; the
+    records of the pages heard from least recently go, the one in use keeps what it had."""
+    sessions = Sessions()
+    in_use = gr.Request(session_hash="in-use")
+    sessions.of(in_use).stopped_at = 12.5
+    for index in range(2 * OPEN_PAGES):
+        sessions.of(gr.Request(session_hash=f"script-{index}"))
+        if index % 100 == 0:
+            sessions.of(in_use)
+    assert len(sessions._open) == OPEN_PAGES
+    assert "script-0" not in sessions and f"script-{2 * OPEN_PAGES - 1}" in sessions
+    assert sessions.of(in_use).stopped_at == 12.5

@@ -17,6 +17,13 @@ from ui.conversation import ConversationKey, history_view
 CLOSED_PAGES = 10_000
 """How many closed pages are remembered as closed, so that their late events keep nothing."""
 
+OPEN_PAGES = 1_000
+"""How many pages' sessions are kept at most, the least recently heard from dropped first. A page
+that never loads (a script calling the events with made-up session hashes) never sends the unload
+that would free its record; without a bound, such calls grow the server's memory without end.
+One server answers a handful of pages at once, so a dropped page has been idle behind a thousand
+others, and loses only its Undo steps and which answer it shows."""
+
 
 @dataclass
 class Running:
@@ -82,8 +89,9 @@ class Sessions:
     """The session of each open page, by Gradio's session hash."""
 
     def __init__(self) -> None:
-        self._open: dict[str, Session] = {}
+        self._open: OrderedDict[str, Session] = OrderedDict()  # last heard from last
         self._closed: OrderedDict[str, None] = OrderedDict()  # newest last, `CLOSED_PAGES` kept
+        self._lock = threading.Lock()  # events of many pages run on threads of their own
 
     def __contains__(self, session_hash: str) -> bool:
         """Whether anything of that page's session is kept."""
@@ -93,13 +101,19 @@ class Sessions:
         if request.session_hash in self._closed:
             # An event queued before the page closed runs after: nothing keeps what it leaves.
             return Session()
-        return self._open.setdefault(request.session_hash, Session())
+        with self._lock:
+            session = self._open.setdefault(request.session_hash, Session())
+            self._open.move_to_end(request.session_hash)
+            while len(self._open) > OPEN_PAGES:
+                self._open.popitem(last=False)
+        return session
 
     def forget(self, request: gr.Request) -> None:
         """The page was closed: its answer stops and nothing of its session is kept."""
-        self._closed[request.session_hash] = None
-        while len(self._closed) > CLOSED_PAGES:
-            self._closed.popitem(last=False)
-        session = self._open.pop(request.session_hash, None)
+        with self._lock:
+            self._closed[request.session_hash] = None
+            while len(self._closed) > CLOSED_PAGES:
+                self._closed.popitem(last=False)
+            session = self._open.pop(request.session_hash, None)
         if session is not None and session.running is not None:
             session.running.cancel.set()
