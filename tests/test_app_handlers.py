@@ -530,6 +530,31 @@ def test_undo_keeps_each_picked_region_on_its_box(answering: Handlers) -> None:
     assert regions["value"] == [0]
 
 
+def test_undo_picks_again_a_region_whose_box_an_edit_took_away(answering: Handlers) -> None:
+    """The saucer (#1) picked, then deleted (or retyped elsewhere): the page unticks it, and
+    Undo, which brings the box back, ticks it again, keeping what was picked since."""
+    page = gr.Request(session_hash="undo-dropped-pick")
+    three = editor_value(IMAGE, BOXES)
+    boxes_changed(answering, three, request=page)
+    answering.regions_picked(three, [1], page)
+    deleted = editor_value(IMAGE, [BOXES[0], BOXES[2]])
+    boxes_changed(answering, deleted, request=page)
+    answering.regions_picked(deleted, [], page)  # the page unticks the deleted box
+    answering.regions_picked(deleted, [1], page)  # and the spoon, #1 now, is ticked
+    editor, regions = answering.undo_boxes(deleted, [1], page)
+    assert boxes_of(editor) == BOXES and regions["value"] == [1, 2]
+    boxes_changed(answering, editor, request=page)
+    answering.regions_picked(editor, [1, 2], page)
+    # Boxes typed as numbers move the saucer: its pick goes, and Undo brings both back.
+    moved = [BOXES[0], [10, 10, 60, 60], BOXES[2]]
+    typed, _, picks = answering.boxes_typed(editor, boxes_as_text(moved), [1, 2])
+    assert picks == [2]
+    boxes_changed(answering, typed, request=page)
+    answering.regions_picked(typed, picks, page)
+    editor, regions = answering.undo_boxes(typed, picks, page)
+    assert boxes_of(editor) == BOXES and regions["value"] == [1, 2]
+
+
 def test_undo_turns_the_image_back_and_brings_a_removed_one_back(answering: Handlers) -> None:
     """The editor's rotate arrows look like undo and redo, and its × empties it: neither may
     lose the user's boxes for good."""

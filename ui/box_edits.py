@@ -32,6 +32,9 @@ from ui.status import error_html, status_html
 
 UNDO_STEPS = 50
 """How many box edits back `Handlers.undo_boxes` goes."""
+PICKS_KEPT = 2 * UNDO_STEPS
+"""Of how many box lists `UndoSteps` keeps the regions picked: those of its steps, and a few it
+has not recorded yet (the picker can report before the editor does)."""
 
 NO_REGIONS = "No boxes yet: each box you draw or propose is a region to pick here."
 
@@ -68,6 +71,18 @@ class UndoSteps:
     edits, after one step of the image before."""
 
     edits: list[Edit] = field(default_factory=list)
+    # The regions last picked with the editor holding each box list, oldest first.
+    picks: dict[ConversationKey, tuple[int, ...]] = field(default_factory=dict)
+
+    def picked(self, key: ConversationKey, picked: list[int]) -> None:
+        """The region picker holds `picked` while the editor holds `key`: Undo back to `key`
+        picks them again, a pick that a box edit dropped (its box deleted or retyped) too."""
+        if not all(map(has_area, key[1])):
+            return  # a box still being drawn: its list is no step to go back to
+        self.picks.pop(key, None)
+        self.picks[key] = tuple(picked)
+        if len(self.picks) > PICKS_KEPT:
+            del self.picks[next(iter(self.picks))]
 
     def record(self, key: ConversationKey, value: dict | None) -> None:
         """The editor holds `key` now, shown from `value`: remembered as the newest step to undo
@@ -104,14 +119,16 @@ def undo_boxes(steps: UndoSteps, value: dict | None, picked: list[int] | None) -
     """The editor as it was before its last change: its boxes before the last one drawn,
     moved, deleted, cleared, proposed or typed, the image before its rotate buttons turned
     it, or, emptied by its remove button or replaced by another image, the image and boxes
-    it held. Outputs: editor, picked regions (each picked box stays picked where Undo puts
-    it; the numbers alone would name other boxes once one comes back)."""
+    it held. Outputs: editor, picked regions: those picked with the boxes it goes back to, and
+    each box picked since stays picked where Undo puts it (the numbers alone would name other
+    boxes once one comes back)."""
     target = steps.target(value)
     if target is None:
         gr.Info("Nothing to undo.")
         return gr.skip(), gr.skip()
     restored = [list(box) for box in target.key[1]]
-    picks = picked_again(boxes_of(value), picked or [], restored)
+    kept = picked_again(boxes_of(value), picked or [], restored)
+    picks = sorted({*kept, *steps.picks.get(target.key, ())})
     return target.value(), gr.update(choices=region_choices(len(restored)), value=picks)
 
 

@@ -194,6 +194,13 @@ class Handlers:
         """`box_edits.undo_boxes`, back through this page's steps."""
         return box_edits.undo_boxes(self._session(request).undo, value, picked)
 
+    def regions_picked(
+        self, value: dict | None, picked: list[int] | None, request: gr.Request
+    ) -> None:
+        """The region picker changed (`UndoSteps.picked`)."""
+        key = conversation_key(image_of(value), boxes_of(value))
+        self._session(request).undo.picked(key, picked or [])
+
     def new_image(self, request: gr.Request) -> tuple:
         """A new image (or none): the old one's masks, proposal time, answer and conversation
         no longer apply. Outputs: masks, proposal time, then `cleared_answer`'s."""

@@ -293,6 +293,15 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             concurrency_limit=None,
         )
+        # Read with the editor's boxes: the picks Undo gives back with them (`UndoSteps.picked`).
+        regions.change(
+            handlers.regions_picked,
+            [editor, regions],
+            None,
+            api_visibility="private",
+            concurrency_limit=None,
+            show_progress="hidden",
+        )
         clear.click(None, editor, editor, js=CLEAR_IN_BROWSER, api_visibility="private")
         set_boxes.click(
             handlers.boxes_typed,

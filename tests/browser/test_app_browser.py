@@ -801,6 +801,19 @@ def test_picked_regions_stay_on_their_boxes_when_one_before_them_is_deleted(page
     assert picked_regions(page) == ["#1", "#2"]
 
 
+def test_undo_ticks_again_a_region_whose_box_was_deleted(page) -> None:
+    open_example(page, "Coffee: detect cup and spoon")
+    choose_task(page, "Brief region caption")
+    page.locator("#fo1-regions").get_by_text("#0", exact=True).click()
+    page.wait_for_timeout(500)  # the pick reaches the server before the box goes
+    delete_coffee_cup_box(page)
+    page.wait_for_function("!document.querySelector('#fo1-regions input:checked')")
+    page.locator("#fo1-undo").click()
+    wait_for_note(page, "3 boxes")
+    page.wait_for_function("document.querySelectorAll('#fo1-regions input:checked').length")
+    assert picked_regions(page) == ["#0"]  # the cup, back and picked as it was
+
+
 def test_a_click_inside_two_boxes_selects_the_smaller(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     page.get_by_label("Drag boxes").click()
