@@ -115,8 +115,20 @@ def boxes_changed(
 
 def undo(handlers: Handlers, value, request: gr.Request, picked=()):
     """The editor Undo sends back (`Handlers.undo_boxes`)."""
-    editor, _ = handlers.undo_boxes(value, list(picked), request)
+    editor, *_ = handlers.undo_boxes(value, list(picked), request)
     return editor
+
+
+def load_example(
+    handlers: Handlers,
+    index: int,
+    fields=("OD_template", "", "", "OD_template", {}),
+    request=REQUEST,
+) -> tuple:
+    """Example `index` clicked over the task `fields` (task, text, free prompt, task picked,
+    texts kept by kind)."""
+    event = gr.SelectData(None, {"index": index, "value": None})
+    return handlers.load_example(*fields, event, request)
 
 
 def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers) -> None:
@@ -514,19 +526,19 @@ def test_undo_keeps_each_picked_region_on_its_box(answering: Handlers) -> None:
     boxes_changed(answering, editor_value(IMAGE, BOXES), request=page)
     deleted = editor_value(IMAGE, BOXES[1:])
     boxes_changed(answering, deleted, request=page)
-    editor, regions = answering.undo_boxes(deleted, [1], page)
+    editor, regions, *_ = answering.undo_boxes(deleted, [1], page)
     assert boxes_of(editor) == BOXES
     assert regions["value"] == [2] and [i for _, i in regions["choices"]] == [0, 1, 2]
     # A box picked and then undone away is picked no more.
     drawn = editor_value(IMAGE, [*BOXES, [5, 5, 60, 60]])
     boxes_changed(answering, drawn, request=page)
-    editor, regions = answering.undo_boxes(drawn, [0, 3], page)
+    editor, regions, *_ = answering.undo_boxes(drawn, [0, 3], page)
     assert boxes_of(editor) == BOXES and regions["value"] == [0]
     # Of two boxes alike, the one picked stays the only one picked.
     twice = editor_value(IMAGE, [*BOXES, BOXES[0], [5, 5, 60, 60]])
     boxes_changed(answering, editor_value(IMAGE, [*BOXES, BOXES[0]]), request=page)
     boxes_changed(answering, twice, request=page)
-    _, regions = answering.undo_boxes(twice, [3], page)
+    _, regions, *_ = answering.undo_boxes(twice, [3], page)
     assert regions["value"] == [0]
 
 
@@ -541,7 +553,7 @@ def test_undo_picks_again_a_region_whose_box_an_edit_took_away(answering: Handle
     boxes_changed(answering, deleted, request=page)
     answering.regions_picked(deleted, [], page)  # the page unticks the deleted box
     answering.regions_picked(deleted, [1], page)  # and the spoon, #1 now, is ticked
-    editor, regions = answering.undo_boxes(deleted, [1], page)
+    editor, regions, *_ = answering.undo_boxes(deleted, [1], page)
     assert boxes_of(editor) == BOXES and regions["value"] == [1, 2]
     boxes_changed(answering, editor, request=page)
     answering.regions_picked(editor, [1, 2], page)
@@ -551,8 +563,28 @@ def test_undo_picks_again_a_region_whose_box_an_edit_took_away(answering: Handle
     assert picks == [2]
     boxes_changed(answering, typed, request=page)
     answering.regions_picked(typed, picks, page)
-    editor, regions = answering.undo_boxes(typed, picks, page)
+    editor, regions, *_ = answering.undo_boxes(typed, picks, page)
     assert boxes_of(editor) == BOXES and regions["value"] == [1, 2]
+
+
+def test_undo_after_an_example_brings_back_the_task_and_text_it_replaced(
+    answering: Handlers,
+) -> None:
+    page = gr.Request(session_hash="undo-example")
+    mine = editor_value(IMAGE, BOXES[:1])
+    boxes_changed(answering, mine, request=page)
+    fields = ("OD_Counting_template", "saucers", "", "OD_Counting_template", {"names": "saucers"})
+    example, task, text, *_ = load_example(answering, 2, fields, page)  # Chelsea's question
+    assert (task, text) != fields[:2]
+    boxes_changed(answering, example, request=page)
+    editor, _, *restored = answering.undo_boxes(example, [], page)
+    assert boxes_of(editor) == BOXES[:1] and tuple(restored[:5]) == fields
+    # Once: Undo within the image brought back leaves the fields the user has since typed.
+    boxes_changed(answering, editor, request=page)
+    drawn = editor_value(IMAGE, BOXES[:2])
+    boxes_changed(answering, drawn, request=page)
+    _, _, *restored = answering.undo_boxes(drawn, [], page)
+    assert restored[:5] == [SKIP] * 5
 
 
 def test_undo_turns_the_image_back_and_brings_a_removed_one_back(answering: Handlers) -> None:
@@ -793,7 +825,7 @@ def test_a_new_image_has_no_stale_answer(answering: Handlers) -> None:
 
 @pytest.mark.parametrize("index", range(len(load_examples())))
 def test_examples_load_with_numbered_boxes(answering: Handlers, index: int) -> None:
-    editor, task, *_ = answering.load_example(gr.SelectData(None, {"index": index, "value": None}))
+    editor, task, *_ = load_example(answering, index)
     example = load_examples()[index]
     assert task == example.task
     labels = [box["label"] for box in in_drawing_order(editor["boxes"])]

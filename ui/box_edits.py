@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -65,6 +66,24 @@ class Edit:
         return shown | {"orientation": self.orientation}
 
 
+@dataclass(frozen=True)
+class PageLeft:
+    """What else the page showed with an image when it left it for another, or emptied the
+    editor: Undo, bringing that image back, brings this back with it."""
+
+    # Task, text, free prompt, task picked and texts kept by kind, as the page held them before
+    # an example replaced them (`task_fields.example_fields`).
+    fields: tuple | None = None
+
+    def __or__(self, later: PageLeft) -> PageLeft:
+        """This, with what `later` kept and this did not."""
+        return PageLeft(self.fields or later.fields)
+
+    def outputs(self) -> tuple[Any, ...]:
+        """Task, text, free prompt, task picked, texts kept by kind."""
+        return self.fields or (gr.skip(),) * 5
+
+
 @dataclass
 class UndoSteps:
     """One page's editor states that Undo can go back to, oldest first: this image's box
@@ -73,6 +92,28 @@ class UndoSteps:
     edits: list[Edit] = field(default_factory=list)
     # The regions last picked with the editor holding each box list, oldest first.
     picks: dict[ConversationKey, tuple[int, ...]] = field(default_factory=dict)
+    # What the page showed with the image it last left (`leave`), and that image's last step.
+    left: tuple[Edit, PageLeft] | None = None
+
+    def leave(self, coming: str | None, page: PageLeft) -> None:
+        """The page leaves its image for `coming` (None: the editor emptied, or an example's
+        image, which the server sends after this), showing `page` with it. What was kept first
+        stands: after the editor's ×, the next image leaves an empty page, not the image."""
+        coming_identity = None if coming is None else file_identity(coming)
+        for edit in reversed(self.edits):
+            if coming_identity not in (edit.key[0], file_identity(edit.image)):
+                if self.left is not None and self.left[0] is edit:
+                    page = self.left[1] | page
+                self.left = (edit, page)
+                return
+
+    def brought_back(self, edit: Edit) -> PageLeft:
+        """What Undo, going back to `edit`, brings back with it: once, what the page showed
+        with it when leaving its image (`leave`)."""
+        if self.left is None or self.left[0] is not edit:
+            return PageLeft()
+        page, self.left = self.left[1], None
+        return page
 
     def picked(self, key: ConversationKey, picked: list[int]) -> None:
         """The region picker holds `picked` while the editor holds `key`: Undo back to `key`
@@ -98,6 +139,8 @@ class UndoSteps:
             self.edits = self.edits[-1:]  # the earlier image's box edits are not this one's
         if not self.edits or self.edits[-1].key != key:
             self.edits = [*self.edits, edit][-UNDO_STEPS:]
+        if self.left is not None and all(edit is not self.left[0] for edit in self.edits):
+            self.left = None  # its step is gone: nothing brings it back
 
     def target(self, value: dict | None) -> Edit | None:
         """The step Undo goes back to from the editor's `value` (None: nothing to undo)."""
@@ -119,17 +162,19 @@ def undo_boxes(steps: UndoSteps, value: dict | None, picked: list[int] | None) -
     """The editor as it was before its last change: its boxes before the last one drawn,
     moved, deleted, cleared, proposed or typed, the image before its rotate buttons turned
     it, or, emptied by its remove button or replaced by another image, the image and boxes
-    it held. Outputs: editor, picked regions: those picked with the boxes it goes back to, and
-    each box picked since stays picked where Undo puts it (the numbers alone would name other
-    boxes once one comes back)."""
+    it held, with what else the page showed with it then (`PageLeft`). Outputs: editor, picked
+    regions: those picked with the boxes it goes back to, and each box picked since stays
+    picked where Undo puts it (the numbers alone would name other boxes once one comes back);
+    then `PageLeft.outputs`."""
     target = steps.target(value)
     if target is None:
         gr.Info("Nothing to undo.")
-        return gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), *PageLeft().outputs()
     restored = [list(box) for box in target.key[1]]
     kept = picked_again(boxes_of(value), picked or [], restored)
     picks = sorted({*kept, *steps.picks.get(target.key, ())})
-    return target.value(), gr.update(choices=region_choices(len(restored)), value=picks)
+    regions = gr.update(choices=region_choices(len(restored)), value=picks)
+    return target.value(), regions, *steps.brought_back(target).outputs()
 
 
 def boxes_typed(value: dict | None, typed: str | None, picked: list[int] | None) -> tuple:

@@ -274,7 +274,20 @@ class Handlers:
 
     # Tasks ---------------------------------------------------------------------------------
 
-    def load_example(self, event: gr.SelectData) -> tuple:
+    def load_example(
+        self,
+        task: str,
+        text: str,
+        free_text: str,
+        picked_task: str,
+        texts: dict | None,
+        event: gr.SelectData,
+        request: gr.Request,
+    ) -> tuple:
+        """`task_fields.example_fields`; the task fields it replaces come back with the image it
+        replaces on Undo (`UndoSteps.leave`)."""
+        fields = (task, text, free_text, picked_task, texts)
+        self._session(request).undo.leave(None, box_edits.PageLeft(fields))
         return task_fields.example_fields(self.examples[event.index])
 
     # Answering -----------------------------------------------------------------------------

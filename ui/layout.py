@@ -289,7 +289,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         undo.click(
             handlers.undo_boxes,
             [editor, regions],
-            [editor, regions],
+            [editor, regions, task, text, free_text, picked_task, texts],
             api_visibility="private",
             concurrency_limit=None,
         )
@@ -372,9 +372,11 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         ).then(None, selection, None, js=PLACE_CARET, api_visibility="private")
         gallery.select(
             handlers.load_example,
-            None,
+            [task, text, free_text, picked_task, texts],
             [editor, task, text, regions, free_text, picked_task, texts],
             api_visibility="private",
+            # At once: what it keeps for Undo is of the image it replaces (`UndoSteps.leave`).
+            concurrency_limit=None,
         )
         ask_triggers = [run.click, text.submit]  # Enter in the one-line text field asks too
         answering = gr.on(

@@ -1072,6 +1072,23 @@ def test_boxes_are_read_and_set_as_numbers(page) -> None:
     shot(page, "18b-undo-after-an-example")
 
 
+def test_undo_after_an_example_brings_back_the_task_and_text_typed(page) -> None:
+    open_example(page, "Coffee: detect cup and spoon")
+    delete_coffee_cup_box(page)  # the user's own boxes
+    choose_task(page, "Detection")
+    page.get_by_label("Categories").fill("saucer")
+    open_example(page, "Chelsea: reason about regions")
+    assert page.get_by_label("Question", exact=True).input_value() == "Where is the cat looking?"
+    page.locator("#fo1-undo").click()
+    wait_for_note(page, "2 boxes")
+    page.get_by_label("Categories").wait_for()
+    assert page.get_by_label("Categories").input_value() == "saucer"
+    assert page.get_by_label("Task").input_value() == "Detection"
+    # Their texts by kind come back too: the question typed for the example's task is not.
+    choose_task(page, "Region reasoning")
+    assert page.get_by_label("Question", exact=True).input_value() == ""
+
+
 def test_ctrl_enter_in_the_free_prompt_asks(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     # The categories are not carried into a question, and come back with their task.
