@@ -28,6 +28,7 @@ from fo1_core.session import load
 from fo1_core.templates import MAX_REGIONS
 from tests.conftest import RIGGED_ANSWER
 from ui.ahead import EncodeAhead
+from ui.answer_area import cleared_answer
 from ui.answer_view import LATEST_TURN_NOTE, Turn
 from ui.answering import Answerer, Question
 from ui.api import Api
@@ -36,7 +37,8 @@ from ui.conversation import CONVERSATION, ENDED_CONVERSATION, conversation_key
 from ui.editor import FILE_NAME
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.handlers import Handlers
-from ui.proposing import Proposals, Proposing
+from ui.page_left import MASKS_KEPT_BYTES
+from ui.proposing import PackedMask, Proposals, Proposed, Proposing, box_key
 from ui.status import ANSWERING, STALE_NOTE, STOPPED_EARLY, status_html
 
 pytestmark = pytest.mark.slow
@@ -603,6 +605,55 @@ def test_undo_turns_the_image_back_and_brings_a_removed_one_back(answering: Hand
     assert (Path(back["image"]), boxes_of(back), back["orientation"]) == (Path(IMAGE), BOXES, 0)
     boxes_changed(answering, back, request=page)
     assert undo(answering, back, page) == SKIP  # nothing before the first state
+
+
+def test_undo_brings_back_the_answer_and_masks_shown_with_the_image_left(
+    answering: Handlers,
+) -> None:
+    """The editor's ×, or another image uploaded, empties the answer area and drops the SAM3
+    masks: Undo, bringing the image and boxes back, brings them back too."""
+    page = gr.Request(session_hash="undo-answer")
+    asked = editor_value(IMAGE, BOXES)
+    boxes_changed(answering, asked, request=page)
+    *_, (answer, reasoning, image, done, table, files) = run(answering, asked, request=page)
+    conversation, history, _ = answering.remember_turn(True, {}, done, page)
+    mask = np.zeros((400, 600), bool)
+    mask[20:180, 200:400] = True
+    masks = {box_key(BOXES[0]): PackedMask.pack(mask)}
+    proposed = Proposed(1.5, frozenset({box_key(BOXES[0])}))
+    shown = (answer, reasoning, image, done, table, files, conversation, history)
+    for coming in (None, editor_value(str(EXAMPLES_DIR / "rocket.jpg"), [])):
+        if coming is not None:  # the editor may report the new image first
+            boxes_changed(answering, coming, request=page)
+        answering.image_left(coming, masks, proposed, *shown, page)
+        answering.new_image(page)
+        boxes_changed(answering, coming, request=page)
+        editor, _, *restored = answering.undo_boxes(coming, [], page)
+        assert boxes_of(editor) == BOXES
+        assert restored[5:] == [masks, proposed, *shown]
+        # The answer on screen is about these boxes again: its conversation's latest turn.
+        after = boxes_changed(answering, editor, done, True, conversation, request=page)
+        assert after[3] == SKIP and LATEST_TURN_NOTE in after[4]
+    # Masks past the bound are not kept: Undo brings the boxes back without them.
+    half = np.zeros(4000 * 1500 // 8, np.uint8)  # half of a 4000×3000 photo, packed
+    huge = {(i, 0, 9, 9): PackedMask((3000, 4000), 0, 0, 1500, 4000, half) for i in range(100)}
+    assert len(huge) * half.nbytes > MASKS_KEPT_BYTES
+    answering.image_left(None, huge, proposed, *shown, page)
+    answering.new_image(page)
+    with pytest.warns(UserWarning, match="masks were too large to keep"):
+        _, _, *restored = answering.undo_boxes(None, [], page)
+    assert restored[5:8] == [{}, proposed, answer]
+    # Emptied by the ×, then given an image: Undo brings back what the × took, not the empty
+    # page the image came to.
+    answering.image_left(None, masks, proposed, *shown, page)
+    answering.new_image(page)
+    boxes_changed(answering, None, request=page)
+    rocket = editor_value(str(EXAMPLES_DIR / "rocket.jpg"), [])
+    answering.image_left(rocket, {}, None, *cleared_answer(), page)
+    answering.new_image(page)
+    boxes_changed(answering, rocket, request=page)
+    _, _, *restored = answering.undo_boxes(rocket, [], page)
+    assert restored[5:] == [masks, proposed, *shown]
 
 
 def test_the_image_is_known_by_its_content_not_by_the_copy_the_editor_holds(

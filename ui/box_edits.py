@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import gradio as gr
 
@@ -29,6 +28,7 @@ from ui.boxes import (
 from ui.conversation import ConversationKey
 from ui.editor import FILE_NAME
 from ui.files import file_identity, shown_size
+from ui.page_left import PageLeft
 from ui.status import error_html, status_html
 
 UNDO_STEPS = 50
@@ -64,24 +64,6 @@ class Edit:
     def value(self) -> dict:
         shown = editor_value(self.image, [list(box) for box in self.key[1]], self.file_name)
         return shown | {"orientation": self.orientation}
-
-
-@dataclass(frozen=True)
-class PageLeft:
-    """What else the page showed with an image when it left it for another, or emptied the
-    editor: Undo, bringing that image back, brings this back with it."""
-
-    # Task, text, free prompt, task picked and texts kept by kind, as the page held them before
-    # an example replaced them (`task_fields.example_fields`).
-    fields: tuple | None = None
-
-    def __or__(self, later: PageLeft) -> PageLeft:
-        """This, with what `later` kept and this did not."""
-        return PageLeft(self.fields or later.fields)
-
-    def outputs(self) -> tuple[Any, ...]:
-        """Task, text, free prompt, task picked, texts kept by kind."""
-        return self.fields or (gr.skip(),) * 5
 
 
 @dataclass
@@ -165,16 +147,16 @@ def undo_boxes(steps: UndoSteps, value: dict | None, picked: list[int] | None) -
     it held, with what else the page showed with it then (`PageLeft`). Outputs: editor, picked
     regions: those picked with the boxes it goes back to, and each box picked since stays
     picked where Undo puts it (the numbers alone would name other boxes once one comes back);
-    then `PageLeft.outputs`."""
+    then the `PageLeft` to give back."""
     target = steps.target(value)
     if target is None:
         gr.Info("Nothing to undo.")
-        return gr.skip(), gr.skip(), *PageLeft().outputs()
+        return gr.skip(), gr.skip(), PageLeft()
     restored = [list(box) for box in target.key[1]]
     kept = picked_again(boxes_of(value), picked or [], restored)
     picks = sorted({*kept, *steps.picks.get(target.key, ())})
     regions = gr.update(choices=region_choices(len(restored)), value=picks)
-    return target.value(), regions, *steps.brought_back(target).outputs()
+    return target.value(), regions, steps.brought_back(target)
 
 
 def boxes_typed(value: dict | None, typed: str | None, picked: list[int] | None) -> tuple:

@@ -2,7 +2,8 @@
 area. Each turns errors into a visible message and leaves the user's image and boxes untouched
 (`gr.skip()`), so no input ever ends in a dead UI. Editing the boxes (`ui.box_edits`), the task's
 fields (`ui.task_fields`) and what Propose adds (`ui.adding_proposals`) have their own modules;
-what one event leaves for the others is kept per page (`ui.sessions`)."""
+what one event leaves for the others is kept per page (`ui.sessions`), and what Undo brings back
+with an image the page left (`ui.page_left`)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from ui.conversation import conversation_key, turns_about
 from ui.editor import UNREADABLE, UNREADABLE_NOTE
 from ui.examples import Example
 from ui.files import file_identity
+from ui.page_left import AnswerLeft, PageLeft
 from ui.proposing import MaskStore, Proposed, Proposing, masks_for
 from ui.report import AnswerFolders
 from ui.sessions import Running, Session, Sessions
@@ -191,8 +193,16 @@ class Handlers:
     def undo_boxes(
         self, value: dict | None, picked: list[int] | None, request: gr.Request
     ) -> tuple:
-        """`box_edits.undo_boxes`, back through this page's steps."""
-        return box_edits.undo_boxes(self._session(request).undo, value, picked)
+        """`box_edits.undo_boxes`, back through this page's steps. Outputs: editor, picked
+        regions, then `PageLeft.outputs`."""
+        session = self._session(request)
+        editor, regions, page = box_edits.undo_boxes(session.undo, value, picked)
+        if page.answer is not None:  # the answer on screen is that one again
+            session.answered, session.answered_turn = (
+                page.answer.answered,
+                page.answer.answered_turn,
+            )
+        return editor, regions, *page.outputs()
 
     def regions_picked(
         self, value: dict | None, picked: list[int] | None, request: gr.Request
@@ -200,6 +210,30 @@ class Handlers:
         """The region picker changed (`UndoSteps.picked`)."""
         key = conversation_key(image_of(value), boxes_of(value))
         self._session(request).undo.picked(key, picked or [])
+
+    def image_left(
+        self,
+        coming: dict | None,
+        masks: MaskStore | None,
+        proposed: Proposed | None,
+        answer: str,
+        reasoning: str,
+        result: str | None,
+        status: str | None,
+        table: Any,
+        downloads: list[str] | None,
+        conversation: dict | None,
+        history: str,
+        request: gr.Request,
+    ) -> None:
+        """The editor gets the image `coming` holds (None: none, or an example's): its masks,
+        proposal time and answer area, as the page shows them still, come back with the image it
+        leaves on Undo (`UndoSteps.leave`). Sent with `supersede`, this is under way before
+        `new_image` empties the page and forgets the answer shown."""
+        session = self._session(request)
+        shown = (answer, reasoning, result, status, table, downloads, conversation, history)
+        left = AnswerLeft.kept(masks, proposed, shown, session.answered, session.answered_turn)
+        session.undo.leave(image_of(coming), PageLeft(answer=left))
 
     def new_image(self, request: gr.Request) -> tuple:
         """A new image (or none): the old one's masks, proposal time, answer and conversation
@@ -287,7 +321,7 @@ class Handlers:
         """`task_fields.example_fields`; the task fields it replaces come back with the image it
         replaces on Undo (`UndoSteps.leave`)."""
         fields = (task, text, free_text, picked_task, texts)
-        self._session(request).undo.leave(None, box_edits.PageLeft(fields))
+        self._session(request).undo.leave(None, PageLeft(fields))
         return task_fields.example_fields(self.examples[event.index])
 
     # Answering -----------------------------------------------------------------------------

@@ -227,7 +227,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             result = gr.Image(
                 label="Result",
                 show_label=False,  # as the editor: the tag would hide a top-left box's label
-                type="numpy",
+                # Read back as the file shown (`Handlers.image_left`), not decoded.
+                type="filepath",
+                image_mode=None,
                 format="png",  # its download button saves this format (WebP by default)
                 interactive=False,
                 buttons=["download", "fullscreen"],  # sharing only works on Spaces
@@ -267,7 +269,23 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         # the answer area: in that order, no piece of the old stream lands after the clearing.
         # Neither step reads the editor (`change` already checks the new file: one message for a
         # bad one) nor writes it back (that would drop a box drawn before the reply lands).
-        for new_image in (editor.upload, editor.clear, gallery.select):
+        # What the page shows with the image it leaves is read as the new one comes, before either
+        # step below changes it: Undo brings it back with that image (`Handlers.image_left`). An
+        # example's image comes from the server later: the editor still holds the image left.
+        no_image = gr.State(None)
+        for new_image, coming in (
+            (editor.upload, editor),
+            (editor.clear, editor),
+            (gallery.select, no_image),
+        ):
+            new_image(
+                handlers.image_left,
+                [coming, masks, proposed, *answer_area],
+                None,
+                api_visibility="private",
+                concurrency_limit=None,
+                show_progress="hidden",
+            )
             new_image(
                 handlers.supersede,
                 page_time,
@@ -289,7 +307,18 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         undo.click(
             handlers.undo_boxes,
             [editor, regions],
-            [editor, regions, task, text, free_text, picked_task, texts],
+            [
+                editor,
+                regions,
+                task,
+                text,
+                free_text,
+                picked_task,
+                texts,
+                masks,
+                proposed,
+                *answer_area,
+            ],
             api_visibility="private",
             concurrency_limit=None,
         )

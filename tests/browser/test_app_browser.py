@@ -897,6 +897,24 @@ def test_an_answer_about_boxes_since_changed_says_so(page) -> None:
     shot(page, "15-answer-about-changed-boxes")
 
 
+def test_undo_after_the_remove_button_brings_the_answer_back(page) -> None:
+    open_example(page, "Coffee: detect cup and spoon")
+    run_detection(page, "red circle", max_tokens=32)
+    page.locator("#fo1-status", has_text="token limit").wait_for()
+    page.wait_for_function("!document.body.classList.contains('fo1-busy')")
+    page.locator("#fo1-editor").get_by_label("Remove Image").click()
+    wait_for_note(page, "No image yet")
+    page.wait_for_function("!document.querySelector('#fo1-result img')")
+    page.locator("#fo1-undo").click()
+    wait_for_note(page, "3 boxes")
+    page.wait_for_function("document.querySelector('#fo1-result img')")  # lazy: off screen
+    page.locator("#fo1-downloads .filename").nth(3).wait_for()  # the four files
+    assert "red circle" in page.locator("#fo1-answer").inner_text()
+    page.wait_for_timeout(500)  # the box edit's reply, which would mark an answer not theirs
+    assert "token limit" in status_text(page) and "boxes changed" not in status_text(page)
+    shot(page, "15b-undo-brings-the-answer-back")
+
+
 def test_on_a_laptop_screen_run_brings_the_answer_into_view(page, app_url: str) -> None:
     laptop = page.context.browser.new_page(viewport={"width": 1366, "height": 700})
     laptop.goto(app_url)
