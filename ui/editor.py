@@ -257,10 +257,31 @@ MARK_STROKES = """() => {
 listeners capture, so the mark is gone before the editor reports the stroke's end."""
 
 
+TOUCH_HANDLE_SIZE = 24
+"""The side of the square around each corner and side of a box in which a finger resizes it, in
+CSS pixels (the editor sizes its canvas to its element and measures handles in canvas pixels,
+whatever the zoom): WCAG 2.2's least target for a pointer (2.5.8), 12 px either side of a corner.
+The editor's own 8 px, kept for a mouse, left a finger just off a corner moving the box, or the
+box beside it, instead of resizing it."""
+
+FINGER_SIZED_HANDLES = f"""() => matchMedia("(pointer: coarse)").matches
+    ? {{__type__: "update", handle_size: {TOUCH_HANDLE_SIZE}}}
+    : undefined"""
+"""Run once as the page loads, its output the editor: on a touch screen (`pointer: coarse`, as in
+`ui.style`) the boxes drawn or loaded from then on take `TOUCH_HANDLE_SIZE` handles. The size is
+one of the component's settings, the same for every visitor, so it is set in each page instead:
+24 px squares on every box's corners and sides would cover a mouse user's small boxes for a
+precision a mouse does not need."""
+
+SHOWN_HANDLE_SIZE = 12
+"""The side of those handles as drawn (`TAGS_AND_HANDLES_DRAWN`): drawn whole, 24 px squares on
+every corner and side covered the boxes' tags and much of a small box on a phone's image."""
+
 LABEL_HEIGHT = 20
 """The height of the tag (`#i`) the editor draws above each box (gradio_image_annotation 0.5.6)."""
 
-TAGS_INSIDE_AT_THE_TOP = """() => {
+TAGS_AND_HANDLES_DRAWN = (
+    """() => {
     const editor = document.querySelector("#fo1-editor");
     if (!editor) return;
     const patch = (canvas) => {
@@ -270,6 +291,10 @@ TAGS_INSIDE_AT_THE_TOP = """() => {
         const {fillRect, strokeRect, fillText} = context;
         let shift = 0;
         context.fillRect = function (x, y, width, height) {
+            if (Math.abs(width - HANDLE) < 0.5 && Math.abs(height - HANDLE) < 0.5) {
+                const inset = (width - SHOWN) / 2;
+                return fillRect.call(this, x + inset, y + inset, SHOWN, SHOWN);
+            }
             // Only a tag cut off by the top edge; one whose box is wholly above the canvas
             // (zoomed in) stays out of sight with it.
             shift = height === TAG && y < 0 && y >= -TAG ? -y : 0;
@@ -288,8 +313,12 @@ TAGS_INSIDE_AT_THE_TOP = """() => {
     new MutationObserver(patchAll).observe(editor, {subtree: true, childList: true});
     patchAll();
 }""".replace("TAG", str(LABEL_HEIGHT))
+    .replace("HANDLE", str(TOUCH_HANDLE_SIZE))
+    .replace("SHOWN", str(SHOWN_HANDLE_SIZE))
+)
 """Installed once in the page: a box's `#i` tag that would be drawn above the image (a box
-touching its top edge) is drawn just inside the box instead.
+touching its top edge) is drawn just inside the box instead, and a finger's resize handles
+(`TOUCH_HANDLE_SIZE`) are drawn smaller than the squares they take touches in.
 
 The editor draws each tag as a white rectangle of `LABEL_HEIGHT` px, its outline and its text,
 above the box and outside the canvas for a box at the top, so the region numbers everything in

@@ -27,9 +27,10 @@ from ui.api import Api
 from ui.boxes import CLEAR_IN_BROWSER, RELABEL_IN_BROWSER
 from ui.editor import (
     EMPTY_IF_UNREADABLE,
+    FINGER_SIZED_HANDLES,
     FIT_TO_SCREEN,
     MARK_STROKES,
-    TAGS_INSIDE_AT_THE_TOP,
+    TAGS_AND_HANDLES_DRAWN,
     box_editor,
     shown_enlarged,
 )
@@ -186,7 +187,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             with gr.Column(scale=2):
                 task = gr.Dropdown(task_choices, value=DEFAULT_TASK, label="Task", filterable=False)
                 text = gr.Textbox(
-                    label="Categories", placeholder="e.g. person, red cup, dog", elem_id="fo1-text"
+                    label="Categories",
+                    placeholder="e.g. person, red cup, dog",
+                    elem_id="fo1-text",
                 )
                 regions = gr.CheckboxGroup(
                     [], label="Regions to ask about", visible=False, elem_id="fo1-regions"
@@ -348,13 +351,14 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         )
         page_scripts = (
             FIT_TO_SCREEN,
-            TAGS_INSIDE_AT_THE_TOP,
+            TAGS_AND_HANDLES_DRAWN,
             MARK_STROKES,
             KEYS_AND_TURNS,
             ANNOUNCED,
         )
         for page_script in page_scripts:
             demo.load(None, js=page_script, api_visibility="private")
+        demo.load(None, None, editor, js=FINGER_SIZED_HANDLES, api_visibility="private")
         demo.load(
             handlers.proposer_changed,
             [proposer, status],

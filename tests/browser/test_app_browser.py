@@ -70,9 +70,10 @@ def page(app_url: str):
         browser.close()
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, full_page: bool = True) -> None:
+    """The page, whole or (not `full_page`) as much of it as the window shows."""
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"), full_page=full_page)
 
 
 def canvas_point(page, fx: float, fy: float) -> tuple[float, float]:
@@ -1016,6 +1017,52 @@ def test_on_a_phone_proposals_bring_the_image_into_view(page, app_url: str) -> N
     assert -5 <= place["y"] < 844 / 2, place
     shot(phone, "23-phone-proposals-in-view")
     phone.close()
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+"""A phone's page: its window, and a touch screen (`pointer: coarse`)."""
+
+
+def touch_drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """A finger on the screen at `start`, moved to `end` and lifted (a touch, not a mouse)."""
+    screen = page.context.new_cdp_session(page)
+
+    def touch(kind: str, points: list[tuple[float, float]]) -> None:
+        places = [{"x": x, "y": y} for x, y in points]
+        screen.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": places})
+
+    touch("touchStart", [start])
+    for step in range(1, 9):
+        touch("touchMove", [tuple(a + (b - a) * step / 8 for a, b in zip(start, end, strict=True))])
+    touch("touchEnd", [])
+    screen.detach()
+
+
+def test_on_a_phone_a_finger_just_off_a_corner_resizes_the_box(page, app_url: str) -> None:
+    """The editor's 8 px handles: a finger 9 px off box #0's corner, inside box #1, moved #1."""
+    phone = page.context.browser.new_page(**PHONE)
+    phone.goto(app_url)
+    open_example(phone, "Coffee: detect cup and spoon")  # opens with the hand tool
+    phone.get_by_text("Boxes as numbers", exact=True).click()
+    wait_for_first_box(phone, "170, 10, 420, 200")
+    phone.locator("#fo1-editor").scroll_into_view_if_needed()
+    frame = phone.locator("#fo1-editor canvas").bounding_box()
+    scale = frame["width"] / 600  # the 600×400 image fills the phone's width
+    corner = (frame["x"] + 420 * scale, frame["y"] + 200 * scale)  # box #0's bottom right
+    touched = (corner[0] + 9, corner[1] + 9)
+    touch_drag(phone, touched, (touched[0] + 20, touched[1] + 30))
+    grown = f"170, 10, {round(420 + 20 / scale)}, {round(200 + 30 / scale)}"
+    phone.wait_for_function(
+        "() => document.querySelector('#fo1-box-numbers textarea').value !== "
+        "'170, 10, 420, 200\\n80, 60, 490, 390\\n320, 60, 430, 320'"
+    )
+    shot(phone, "24-phone-corner-resized", full_page=False)
+    lines = phone.locator("#fo1-box-numbers textarea").input_value().splitlines()
+    phone.close()
+    first = [int(n) for n in lines[0].split(", ")]
+    expected = [int(n) for n in grown.split(", ")]
+    assert first == pytest.approx(expected, abs=BOX_TOLERANCE), lines
+    assert lines[1] == "80, 60, 490, 390"  # box #1, under the finger, stays where it was
 
 
 def test_lists_are_picked_from_not_typed_in_and_the_status_is_read_out(page) -> None:
