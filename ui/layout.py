@@ -121,7 +121,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         picked_task = gr.State(DEFAULT_TASK)
         page_time = gr.Number(visible=False)  # filled in the page by `WITH_PAGE_TIME`
         selection = gr.JSON(visible=False)  # the prompt's caret, filled by `WITH_SELECTION`
-        with gr.Row():
+        # On a phone the two columns stack, and `app_css` orders their pieces anew there.
+        with gr.Row(elem_id="fo1-workspace"):
             with gr.Column(scale=3):
                 editor = box_editor(
                     label="Image and boxes",
@@ -152,7 +153,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                     clear = gr.Button(
                         "Clear boxes", size="sm", scale=0, min_width=110, elem_classes="fo1-small"
                     )
-                with gr.Accordion("Propose boxes", open=False):
+                with gr.Accordion("Propose boxes", open=False, elem_classes="fo1-box-tools"):
                     proposer = gr.Dropdown(
                         proposer_choices,
                         value=default_proposer,
@@ -176,7 +177,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                         label="Proposals",
                     )
                     propose = gr.Button("Propose", elem_id="fo1-propose")
-                with gr.Accordion("Boxes as numbers", open=False):
+                with gr.Accordion("Boxes as numbers", open=False, elem_classes="fo1-box-tools"):
                     numbers = gr.Textbox(
                         label="x1, y1, x2, y2 in pixels, one box per line (box #0 first)",
                         lines=4,
@@ -184,23 +185,27 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                         elem_id="fo1-box-numbers",
                     )
                     set_boxes = gr.Button("Set these boxes", elem_id="fo1-set-boxes")
-            with gr.Column(scale=2):
-                task = gr.Dropdown(task_choices, value=DEFAULT_TASK, label="Task", filterable=False)
-                text = gr.Textbox(
-                    label="Categories",
-                    placeholder="e.g. person, red cup, dog",
-                    elem_id="fo1-text",
-                )
-                regions = gr.CheckboxGroup(
-                    [], label="Regions to ask about", visible=False, elem_id="fo1-regions"
-                )
-                with gr.Group(visible=False) as free_group:
-                    free_text = gr.Textbox(
-                        label="Prompt (Ctrl+Enter asks)", lines=3, elem_id="fo1-free"
+            with gr.Column(scale=2, elem_id="fo1-asking"):
+                # The task and the regions it asks about: on a phone, right under the boxes.
+                with gr.Column(elem_id="fo1-question"):
+                    task = gr.Dropdown(
+                        task_choices, value=DEFAULT_TASK, label="Task", filterable=False
                     )
-                    insert = gr.Dropdown(
-                        [], label="Insert a region reference", value=None, filterable=False
+                    text = gr.Textbox(
+                        label="Categories",
+                        placeholder="e.g. person, red cup, dog",
+                        elem_id="fo1-text",
                     )
+                    regions = gr.CheckboxGroup(
+                        [], label="Regions to ask about", visible=False, elem_id="fo1-regions"
+                    )
+                    with gr.Group(visible=False) as free_group:
+                        free_text = gr.Textbox(
+                            label="Prompt (Ctrl+Enter asks)", lines=3, elem_id="fo1-free"
+                        )
+                        insert = gr.Dropdown(
+                            [], label="Insert a region reference", value=None, filterable=False
+                        )
                 max_new_tokens = gr.Slider(
                     min(16, settings.max_new_tokens),  # Gradio refuses a start below its minimum
                     settings.token_limit,

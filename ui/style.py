@@ -76,6 +76,15 @@ body.fo1-asking #fo1-history .fo1-latest-note {{ display: none; }}
 #fo1-max-tokens input[type=range]:focus-visible, #fo1-max-count input[type=range]:focus-visible,
 #fo1-regions input:focus-visible {{
     outline: 2px solid var(--color-accent); outline-offset: 2px; }}
+/* A phone (Gradio stacks the columns under 768 px): the task and its region picker come right
+   after the boxes and their Undo, the rest of each column after them, so that regions are
+   picked with their boxes in view, not a screen below them past Propose and the numbers. */
+@media (max-width: 767px) {{
+    #fo1-workspace {{ flex-direction: column; align-items: stretch; }}
+    #fo1-workspace > .column {{ display: contents; }}
+    #fo1-workspace .fo1-box-tools {{ order: 1; }}
+    #fo1-asking > :not(#fo1-question) {{ order: 2; }}
+}}
 /* Fingers: every control at least 36 px across (`pointer: coarse` is a touch screen). */
 @media (pointer: coarse) {{
     #fo1-editor button.icon, #fo1-editor .icon-buttons button {{

@@ -1065,6 +1065,27 @@ def test_on_a_phone_a_finger_just_off_a_corner_resizes_the_box(page, app_url: st
     assert lines[1] == "80, 60, 490, 390"  # box #1, under the finger, stays where it was
 
 
+def test_on_a_phone_regions_are_picked_with_the_image_in_view(page, app_url: str) -> None:
+    """The columns stacked, the region picker came after Propose and the numbers, a screen below
+    the boxes it names; one who had proposed boxes scrolled between the two."""
+    phone = page.context.browser.new_page(**PHONE)
+    phone.goto(app_url)
+    open_example(phone, "Coffee: detect cup and spoon")
+    phone.get_by_text("Propose boxes", exact=True).first.click()
+    for task, picker in (("Brief region caption", "#fo1-regions"), ("Free prompt", "#fo1-free")):
+        choose_task(phone, task)
+        image = phone.locator("#fo1-editor canvas").bounding_box()
+        if picker == "#fo1-free":  # its region list is under the prompt
+            place = phone.get_by_label("Insert a region reference").bounding_box()
+        else:
+            place = phone.locator(picker).bounding_box()
+        # The image and the picker in one screen.
+        assert place["y"] + place["height"] - image["y"] <= 844, (task, image, place)
+        phone.evaluate("top => scrollBy(0, top)", image["y"] - 8)
+        shot(phone, f"25-phone-{picker[5:]}-by-the-image", full_page=False)
+    phone.close()
+
+
 def test_lists_are_picked_from_not_typed_in_and_the_status_is_read_out(page) -> None:
     # A typing field popped up a phone's keyboard, and typed letters were added to the task's
     # name ("DetectionBrief"), matching nothing.
