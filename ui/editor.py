@@ -243,6 +243,39 @@ makes the editor size its canvas (and the boxes on it) anew, undistorted: the ca
 image's proportions through its own width and height, which this watches."""
 
 
+TOOLS_SHOWN_S = 3
+"""How long after a new image the editor's size is watched (`TOOLS_IN_VIEW`): long enough for a
+phone to load and lay out the image, short enough not to move the page under a later scroll."""
+
+TOOLS_IN_VIEW = """() => {
+    const editor = document.querySelector("#fo1-editor");
+    const below = document.querySelector("#fo1-box-note")?.closest(".row");
+    if (!editor || !below) return;
+    let until = 0;
+    const show = () => {
+        if (Date.now() > until) return;
+        const hidden = below.getBoundingClientRect().bottom + 8 - innerHeight;  // and a margin
+        // Never past the image's top: the image matters more than its tools.
+        const room = editor.getBoundingClientRect().top;
+        if (hidden > 1) scrollBy({top: Math.min(hidden, room), behavior: "smooth"});
+    };
+    new ResizeObserver(show).observe(editor);
+    addEventListener(NEW_IMAGE, () => {
+        until = Date.now() + 1000 * WATCHED;
+        requestAnimationFrame(show);
+    });
+}""".replace("NEW_IMAGE", '"fo1-new-image"').replace("WATCHED", str(TOOLS_SHOWN_S))
+"""Installed once in the page: a new image (`NEW_IMAGE_SHOWN`) whose editor runs below the window
+is scrolled up until the editor's tools, Undo and the box count are in view too.
+
+On a laptop's screen (1280×720) and on a phone the examples and the introduction push the editor
+down: a loaded example filled the window's lower part, its tools and Undo below it, to be found
+by scrolling. The editor fits such a window (`SCREEN_SHARE` of it for the image); watched while
+its image loads and is sized (`FIT_TO_SCREEN`), it is brought up by as much as it grows."""
+
+NEW_IMAGE_SHOWN = '() => dispatchEvent(new Event("fo1-new-image"))'
+"""The page-side step after an example or an upload reached the editor (`TOOLS_IN_VIEW`)."""
+
 MARK_STROKES = """() => {
     const page = document.body.classList;
     addEventListener("pointerdown", (event) => {

@@ -30,7 +30,9 @@ from ui.editor import (
     FINGER_SIZED_HANDLES,
     FIT_TO_SCREEN,
     MARK_STROKES,
+    NEW_IMAGE_SHOWN,
     TAGS_AND_HANDLES_DRAWN,
+    TOOLS_IN_VIEW,
     box_editor,
     shown_enlarged,
 )
@@ -312,6 +314,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         editor.upload(
             shown_enlarged, editor, editor, api_visibility="private", concurrency_limit=None
         )
+        editor.upload(None, js=NEW_IMAGE_SHOWN, api_visibility="private")
         undo.click(
             handlers.undo_boxes,
             [editor, regions],
@@ -356,6 +359,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         )
         page_scripts = (
             FIT_TO_SCREEN,
+            TOOLS_IN_VIEW,
             TAGS_AND_HANDLES_DRAWN,
             MARK_STROKES,
             KEYS_AND_TURNS,
@@ -415,7 +419,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             # At once: what it keeps for Undo is of the image it replaces (`UndoSteps.leave`).
             concurrency_limit=None,
-        )
+        ).then(None, js=NEW_IMAGE_SHOWN, api_visibility="private")
         ask_triggers = [run.click, text.submit]  # Enter in the one-line text field asks too
         answering = gr.on(
             ask_triggers,

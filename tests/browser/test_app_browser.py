@@ -920,12 +920,15 @@ def test_on_a_laptop_screen_run_brings_the_answer_into_view(page, app_url: str) 
     laptop = page.context.browser.new_page(viewport={"width": 1366, "height": 700})
     laptop.goto(app_url)
     open_example(laptop, "Coffee: detect cup and spoon")
-    assert laptop.locator("#fo1-follow-up").bounding_box()["y"] > 600  # the answer comes below
+    laptop.wait_for_timeout(600)  # the example's editor brought into view, tools and all
+    follow_up = laptop.locator("#fo1-follow-up").bounding_box()
+    assert follow_up["y"] + follow_up["height"] > 0.75 * 700  # the answer comes at the foot
+    before = laptop.evaluate("scrollY")
     run_detection(laptop, "red circle", max_tokens=32)
     # 32 tokens can come and go between two frames: the status seen is the finished one.
     laptop.locator("#fo1-status", has_text="token limit").wait_for()
     laptop.wait_for_timeout(600)  # the smooth scroll, started as Run was clicked
-    assert laptop.evaluate("scrollY") > 0
+    assert laptop.evaluate("scrollY") > before
     assert laptop.locator("#fo1-status").bounding_box()["y"] < 700
     # Answered: Run is itself again.
     laptop.wait_for_function("!document.body.classList.contains('fo1-busy')")
@@ -1043,6 +1046,7 @@ def test_on_a_phone_a_finger_just_off_a_corner_resizes_the_box(page, app_url: st
     phone = page.context.browser.new_page(**PHONE)
     phone.goto(app_url)
     open_example(phone, "Coffee: detect cup and spoon")  # opens with the hand tool
+    phone.wait_for_timeout(800)  # the smooth scroll bringing the editor's tools into view
     phone.get_by_text("Boxes as numbers", exact=True).click()
     wait_for_first_box(phone, "170, 10, 420, 200")
     phone.locator("#fo1-editor").scroll_into_view_if_needed()
@@ -1084,6 +1088,35 @@ def test_on_a_phone_regions_are_picked_with_the_image_in_view(page, app_url: str
         phone.evaluate("top => scrollBy(0, top)", image["y"] - 8)
         shot(phone, f"25-phone-{picker[5:]}-by-the-image", full_page=False)
     phone.close()
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "example"),
+    [
+        (1280, 720, "Astronaut"),  # square: the image at its tallest
+        (1280, 720, "Coffee"),
+        (1440, 900, "Astronaut"),
+        (390, 844, "Launch pad"),
+    ],
+)
+def test_a_loaded_example_shows_the_editor_with_its_tools(
+    page, app_url: str, width: int, height: int, example: str
+) -> None:
+    """Below the introduction and the examples, a loaded image filled the window's lower part on
+    a laptop and on a phone; its tools, Undo and the box count were below the window."""
+    screen = page.context.browser.new_page(viewport={"width": width, "height": height})
+    screen.goto(app_url)
+    count = {"Astronaut": "4 boxes", "Coffee": "3 boxes", "Launch pad": "5 boxes"}[example]
+    open_example(screen, example, count)
+    screen.wait_for_timeout(1000)  # the smooth scroll
+    image = screen.locator("#fo1-editor canvas").bounding_box()
+    tools = [screen.get_by_label("Create box"), screen.locator("#fo1-undo")]
+    shot(screen, f"26-{width}x{height}-{example}-tools-in-view", full_page=False)
+    places = [tool.bounding_box() for tool in tools]
+    screen.close()
+    assert image["y"] >= 0, image  # the image whole
+    for place in places:
+        assert place["y"] + place["height"] <= height, places
 
 
 def test_lists_are_picked_from_not_typed_in_and_the_status_is_read_out(page) -> None:
