@@ -247,7 +247,12 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             )
             with gr.Column():
                 table = gr.Dataframe(
-                    headers=DETECTION_COLUMNS, label="Detections", interactive=False
+                    headers=DETECTION_COLUMNS,
+                    label="Detections",
+                    interactive=False,
+                    wrap=True,  # a long label takes lines, not the numbers' room
+                    column_widths=["17%", "27%", "14%", "14%", "14%", "14%"],  # a phone's width
+                    elem_id="fo1-detections",
                 )
                 downloads = gr.File(
                     label="Downloads (image, JSON, COCO, HTML report)",

@@ -1119,6 +1119,42 @@ def test_a_loaded_example_shows_the_editor_with_its_tools(
         assert place["y"] + place["height"] <= height, places
 
 
+CUT_CELLS = """() => {
+    const table = document.querySelector("[role=grid][aria-label=Detections] table").parentNode;
+    const edge = table.getBoundingClientRect().right;
+    return [...table.querySelectorAll(".cell-wrap")]
+        .filter((cell) => !cell.closest(".sizing-body"))  // Gradio's hidden copy, to measure
+        .filter((cell) => cell.getBoundingClientRect().right > edge + 1
+            || cell.scrollWidth > cell.clientWidth + 1)
+        .map((cell) => cell.innerText);
+}"""
+"""The texts of the Detections table's cells that are cut, or out of its sight to the right."""
+
+
+def test_on_a_phone_the_detections_table_reads_whole(page, app_url: str, tmp_path: Path) -> None:
+    """Six columns ran past a phone's width: the table showed its boxes up to y1 or x2, the rest
+    to be scrolled to sideways with nothing to say so."""
+    large = tmp_path / "large.jpg"
+    Image.new("RGB", (4000, 3000), "gray").save(large)  # corners of four digits
+    phone = page.context.browser.new_page(**PHONE)
+    phone.goto(app_url)
+    phone.locator("#fo1-editor input[type=file]").set_input_files(str(large))
+    wait_for_note(phone, "No boxes yet")
+    phone.get_by_text("Boxes as numbers", exact=True).click()
+    numbers = "1000, 1200, 3999, 2999\n10, 20, 1500, 2500\n2000, 1010, 3500, 2100"
+    phone.locator("#fo1-box-numbers textarea").fill(numbers)
+    phone.locator("#fo1-set-boxes").click()
+    wait_for_note(phone, "3 boxes")
+    run_detection(phone, "red circle", max_tokens=16)
+    table = phone.get_by_role("grid", name="Detections")
+    table.get_by_text("2100").wait_for()  # box #2's bottom, in the last column
+    table.scroll_into_view_if_needed()
+    shot(phone, "27-phone-detections", full_page=False)
+    cut = phone.evaluate(CUT_CELLS)
+    phone.close()
+    assert cut == []
+
+
 def test_lists_are_picked_from_not_typed_in_and_the_status_is_read_out(page) -> None:
     # A typing field popped up a phone's keyboard, and typed letters were added to the task's
     # name ("DetectionBrief"), matching nothing.
