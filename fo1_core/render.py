@@ -77,9 +77,22 @@ def scene_scale(width: int, height: int) -> SceneScale:
     )
 
 
+MAX_SHOWN_SIDE = 4096
+"""The long side of a drawing the page or the API shows at most: a larger image is shown reduced
+(whole times, `shown_reduction`). A 4K screen is 3840 px wide and the result panel, even full
+screen, no wider; a 100-megapixel drawing only cost time in the model's queue slot (4 s to draw,
+7 s to encode as WebP). Downloads keep the image's own size."""
+
+
 def drawing_factor(width: int, height: int) -> int:
     """How many times an image is enlarged to be drawn on (`MIN_DRAWN_SIDE`)."""
     return max(1, math.ceil(MIN_DRAWN_SIDE / max(width, height)))
+
+
+def shown_reduction(width: int, height: int) -> int:
+    """How many times an image is reduced to be shown (`MAX_SHOWN_SIDE`): whole times, so that
+    `PIL.Image.reduce` does it in one cheap pass and a mask by taking every so many pixels."""
+    return max(1, math.ceil(max(width, height) / MAX_SHOWN_SIDE))
 
 
 def color_for_region(index: int) -> sv.Color:
@@ -93,27 +106,31 @@ def text_color_for_region(index: int) -> sv.Color:
 
 
 def draw_proposals(
-    image: np.ndarray | Image.Image, boxes: sv.Detections | np.ndarray
+    image: np.ndarray | Image.Image, boxes: sv.Detections | np.ndarray, reduced: int = 1
 ) -> np.ndarray:
     """Every box with its index number (``#i``), the way the user picks regions to ask about.
 
     ``boxes`` is an (N, 4) xyxy array or detections; box ``i`` is region ``i`` unless the
-    detections carry their own region indexes.
+    detections carry their own region indexes. ``reduced``: ``image`` is the image the boxes
+    are in, reduced that many times (`shown_reduction`).
     """
     if isinstance(boxes, sv.Detections):
         detections = boxes
     else:
         detections = sv.Detections(xyxy=np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
     indexes = _region_indexes(detections)
-    return _draw(image, detections, indexes, [f"#{i}" for i in indexes])
+    return _draw(image, detections, indexes, [f"#{i}" for i in indexes], reduced)
 
 
-def draw_answer(image: np.ndarray | Image.Image, detections: sv.Detections) -> np.ndarray:
-    """The answer's detections: masks when present, boxes, and labels such as ``#3 cat``."""
+def draw_answer(
+    image: np.ndarray | Image.Image, detections: sv.Detections, reduced: int = 1
+) -> np.ndarray:
+    """The answer's detections: masks when present, boxes, and labels such as ``#3 cat``.
+    ``reduced``: as in `draw_proposals`."""
     indexes = _region_indexes(detections)
     names = detections.data.get(CLASS_NAME_KEY, [""] * len(detections))
     labels = [f"#{i} {name}".strip() for i, name in zip(indexes, names, strict=True)]
-    return _draw(image, detections, indexes, labels)
+    return _draw(image, detections, indexes, labels, reduced)
 
 
 def fit_label(label: str, font_size: int, padding: int, width: int) -> str:
@@ -162,11 +179,18 @@ def _draw(
     detections: sv.Detections,
     indexes: np.ndarray,
     labels: list[str],
+    reduced: int,
 ) -> np.ndarray:
     scene = _to_bgr(image)
-    if (factor := drawing_factor(scene.shape[1], scene.shape[0])) > 1:
+    mask = detections.mask
+    if reduced > 1:
+        detections = dataclasses.replace(
+            detections,
+            xyxy=detections.xyxy / reduced,
+            mask=None if mask is None else mask[:, ::reduced, ::reduced],  # as `Image.reduce`
+        )
+    elif (factor := drawing_factor(scene.shape[1], scene.shape[0])) > 1:
         scene = scene.repeat(factor, axis=0).repeat(factor, axis=1)
-        mask = detections.mask
         detections = dataclasses.replace(
             detections,
             xyxy=detections.xyxy * factor,

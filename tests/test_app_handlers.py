@@ -24,6 +24,7 @@ import ui.handlers as handlers_module
 from fo1_core import model_thread
 from fo1_core.errors import FO1Error
 from fo1_core.export import decode_rle
+from fo1_core.render import color_for_region
 from fo1_core.session import load
 from fo1_core.templates import MAX_REGIONS
 from tests.conftest import RIGGED_ANSWER
@@ -209,6 +210,45 @@ def test_a_small_images_files_keep_its_size_though_its_drawing_is_enlarged(
     coco = json.loads(Path(files[2]).read_text(encoding="utf-8"))
     assert (coco["images"][0]["width"], coco["images"][0]["height"]) == (150, 100)
     assert [row[2:] for row in table] == [boxes[0], boxes[2]]  # in the image's own pixels
+
+
+HUGE_BOXES = [[300, 300, 3000, 2400], [4000, 600, 6000, 3000], [4500, 3300, 8400, 5700]]
+
+
+@pytest.fixture(scope="module")
+def huge_photo(tmp_path_factory: pytest.TempPathFactory) -> str:
+    # 9000×6000, 54 megapixels (a phone's largest photos): more than any screen shows.
+    path = tmp_path_factory.mktemp("huge") / "huge.png"
+    Image.new("RGB", (9000, 6000), "white").save(path)
+    return str(path)
+
+
+def region_colour_at(image: str | np.ndarray, x: float, y: float) -> bool:
+    pixel = np.asarray(Image.open(image) if isinstance(image, str) else image)[int(y), int(x)]
+    return tuple(int(v) for v in pixel) == color_for_region(2).as_rgb()
+
+
+def test_a_huge_image_is_shown_reduced_and_downloaded_whole(
+    answering: Handlers, huge_photo: str
+) -> None:
+    *_, (_, _, image, _, table, files) = run(answering, editor_value(huge_photo, HUGE_BOXES))
+    # Shown three times smaller, box 2's bottom edge where it is on the image, in its colour.
+    assert np.asarray(Image.open(image)).shape == (2000, 3000, 3)
+    assert Path(image).name == "huge-fo1-answer-3000x2000.png"
+    assert region_colour_at(image, (4500 + 8400) / 6, 5700 / 3)
+    assert [row[2:] for row in table] == [HUGE_BOXES[0], HUGE_BOXES[2]]  # the image's pixels
+    # The download is the whole image, drawn on at its own size.
+    assert Path(files[0]).name == "huge-fo1-answer.png"
+    assert np.asarray(Image.open(files[0])).shape == (6000, 9000, 3)
+    assert region_colour_at(files[0], (4500 + 8400) / 2, 5700)
+    coco = json.loads(Path(files[2]).read_text(encoding="utf-8"))
+    assert (coco["images"][0]["width"], coco["images"][0]["height"]) == (9000, 6000)
+    # The API sends the drawing as the page shows it, its detections in the image's pixels.
+    api = Api(answering.answerer, answering.proposing)
+    image, _, document = list(api.answer(huge_photo, HUGE_BOXES, "OD_template", "cup"))[-1]
+    assert image.shape == (2000, 3000, 3)
+    assert region_colour_at(image, (4500 + 8400) / 6, 5700 / 3)
+    assert document["detections"][1]["box_xyxy"] == HUGE_BOXES[2]
 
 
 def test_stop_really_stops_the_worker(endless: Handlers) -> None:

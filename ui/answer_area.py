@@ -18,7 +18,7 @@ from fo1_core.session import Generation, Request, StopReason
 from ui.answer_view import Turn, answer_html, asked_html, detection_rows, reasoning_html
 from ui.answering import Answerer, Question, Step, status_line, task_label
 from ui.conversation import NEW_CONVERSATION
-from ui.report import AnswerFolders, Result, write_downloads
+from ui.report import AnswerFolders, Result, write_downloads, write_shown
 from ui.status import ANSWERING, CUT_SHORT, NOT_KEPT, status_html, with_stale_note
 
 STREAM_INTERVAL_S = 0.05
@@ -148,7 +148,7 @@ def _finished(
     result = Result(
         image=image,
         image_name=question.file_name,
-        boxes_image=draw_proposals(picture, read_boxes),
+        boxes_image=draw_proposals(picture.pixels, read_boxes, picture.reduced),
         boxes=read_boxes,
         task_label=task_label(question.task),
         prompt=prepared.user_text,
@@ -159,16 +159,20 @@ def _finished(
         stop_reason=stop_reason,
         timings=generation.timings,
         earlier_turns=asked.earlier,
-        image_size=(picture.shape[1], picture.shape[0]),
+        image_size=picture.size,
+        source=question.image,
+        reduced=picture.reduced,
     )
-    files = write_downloads(result, folders.new())
+    folder = folders.new()
+    shown = write_shown(result, folder)
+    files = write_downloads(result, folder, shown)
     # Stopped by the user: as asked, neither a success nor a problem.
     cancelled = stop_reason == StopReason.CANCELLED
     kind = "warning" if notes else "info" if cancelled else "done"
     return AnswerOutputs(
         asked.answer_html(step.answer),
         reasoning_html(step.answer, asked.num_regions),
-        files.image,  # as a file, its download button saves it by the image's name
+        shown,  # as a file, its download button saves it by the image's name
         with_stale_note(
             status_html(" ".join([f"{status}.", *notes]), kind), asked.editor_differs()
         ),

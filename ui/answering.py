@@ -29,7 +29,7 @@ from fo1_core.encoding import Reused
 from fo1_core.errors import FO1Error
 from fo1_core.processing import open_image
 from fo1_core.prompting import region_list_text
-from fo1_core.render import draw_answer
+from fo1_core.render import draw_answer, shown_reduction
 from fo1_core.session import FO1Pipeline, Generation, Request, StopReason
 from fo1_core.templates import (
     FREE_PROMPT,
@@ -56,13 +56,31 @@ class Question:
     file_name: str = "image.png"  # what the user calls the image, for the downloads
 
 
+@dataclass(frozen=True)
+class Picture:
+    """The image asked about as the page and the API show it."""
+
+    pixels: np.ndarray  # RGB, reduced `reduced` times (`fo1_core.render.shown_reduction`)
+    reduced: int
+    size: tuple[int, int]  # the image's own (width, height), which boxes and masks are in
+
+
+def shown_picture(image: str | Image.Image) -> Picture:
+    """The image, reduced once here to be shown: every drawing of the answer is then as cheap as
+    a screen-sized image's."""
+    opened = open_image(image)
+    reduced = shown_reduction(*opened.size)
+    shown = opened.reduce(reduced) if reduced > 1 else opened
+    return Picture(np.asarray(shown), reduced, opened.size)
+
+
 @dataclass
 class Step:
     answer: Answer
     detections: sv.Detections  # with the proposer's masks on steps that draw
     image: np.ndarray | None  # a new drawing when the regions the answer names changed
     tokens: int
-    picture: np.ndarray  # the image asked about, as drawn on (RGB, its own size)
+    picture: Picture  # the image asked about, as drawn on
     generation: Generation | None = None  # on the last step only
 
 
@@ -86,10 +104,6 @@ def fill_text(question: Question) -> str:
     if template is not None and template.fill is FillKind.REGIONS and question.regions:
         return region_list_text(sorted(set(question.regions)))
     return question.text
-
-
-def open_for_drawing(image: str | Image.Image) -> np.ndarray:
-    return np.asarray(open_image(image))
 
 
 class Answerer:
@@ -126,7 +140,7 @@ class Answerer:
         only); the last step carries the `Generation`. The result image comes with a step that
         changes it, at most one per `draw_interval_s` (`math.inf`: with the last only, where no
         one sees the others), and with the last."""
-        picture = open_for_drawing(question.image)
+        picture = shown_picture(question.image)
         boxes = request.boxes.astype(np.float32)
         masks = None if question.masks is None else question.masks[:MAX_REGIONS]
         text, tokens, drawn, parsed_at, drawn_at = "", 0, None, time.perf_counter(), -math.inf
@@ -154,7 +168,7 @@ class Answerer:
                 drawn, drawn_at = shown, parsed_at
                 if masks is not None:
                     detections = to_detections(answer, boxes, masks)
-                image = draw_answer(picture, detections)
+                image = draw_answer(picture.pixels, detections, picture.reduced)
             yield Step(answer, detections, image, tokens, picture, final)
 
 

@@ -19,9 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import gradio as gr
-import numpy as np
 from gradio_client.utils import is_http_url_like
-from PIL import Image
 
 from detect_tools import MAX_PROPOSALS, ProposerError
 from detect_tools.images import UNREADABLE_IMAGE
@@ -39,9 +37,6 @@ logger = logging.getLogger(__name__)
 CANCEL_CHECK_S = 0.5
 """How often `/answer` lets Gradio close a call its client cancelled or left (the client's event
 stream closed: Gradio marks the call's session gone and closes the call at its next yield)."""
-
-WEBP_MAX_SIDE = 16383
-"""The longest side WebP holds: `/answer` sends its drawing as WebP, a panorama's scaled to fit."""
 
 
 def refuse_urls(move: Callable) -> Callable:
@@ -115,15 +110,4 @@ class Api:
         document["timings"] = last.generation.timings
         document["reused"] = asdict(last.generation.reused)
         document["warnings"] = [*last.generation.notices, *last.answer.warnings]
-        yield within_webp(last.image), last.answer.text, document
-
-
-def within_webp(image: np.ndarray) -> np.ndarray:
-    """`image`, scaled down to fit `WEBP_MAX_SIDE` where it does not (Gradio would fail to send
-    it, and the answer with it); the detections keep the image's own pixels."""
-    height, width = image.shape[:2]
-    scale = WEBP_MAX_SIDE / max(height, width)
-    if scale >= 1:
-        return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+        yield last.image, last.answer.text, document

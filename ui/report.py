@@ -23,6 +23,8 @@ from PIL import Image
 
 from fo1_core.answers import Answer
 from fo1_core.export import to_coco_dataset, to_json
+from fo1_core.processing import open_image
+from fo1_core.render import draw_answer
 from ui.answer_view import (
     CHIP_CSS,
     DETECTION_COLUMNS,
@@ -41,9 +43,9 @@ from ui.files import AppFolder
 class Result:
     """One finished question, everything the downloads need."""
 
-    image: np.ndarray  # the annotated image, RGB
+    image: np.ndarray  # the annotated image as shown, RGB
     image_name: str  # the file name of the image asked about
-    boxes_image: np.ndarray  # every box with its index, as the question saw them
+    boxes_image: np.ndarray  # every box with its index, as the question saw them, as shown
     boxes: list[Box]
     task_label: str
     prompt: str
@@ -57,6 +59,10 @@ class Result:
     # (width, height) of the image asked about, which the boxes and masks are in; None: that of
     # `image` (a small image's drawing is larger, `fo1_core.render.drawing_factor`).
     image_size: tuple[int, int] | None = None
+    # The image asked about, drawn on again at its own size for the download where `image` is
+    # it reduced `reduced` times (`fo1_core.render.shown_reduction`).
+    source: str | Image.Image | None = None
+    reduced: int = 1
 
 
 @dataclass
@@ -96,11 +102,26 @@ def file_stem(image_name: str) -> str:
     return f"{stem}-fo1" if stem else "fo1"
 
 
-def write_downloads(result: Result, folder: Path) -> Downloads:
-    """Writes the four files to `folder` (Gradio serves copies of them)."""
+def write_shown(result: Result, folder: Path) -> str:
+    """The drawing as shown, as a PNG in `folder` named by the image (its download button saves
+    it so): the annotated image's download too, unless the image was reduced to be shown (then
+    its name gives its size)."""
+    height, width = result.image.shape[:2]
+    suffix = "" if result.reduced == 1 else f"-{width}x{height}"
+    path = folder / f"{file_stem(result.image_name)}-answer{suffix}.png"
+    Image.fromarray(result.image).save(path)
+    return str(path)
+
+
+def write_downloads(result: Result, folder: Path, shown: str) -> Downloads:
+    """Writes the four files to `folder` (Gradio serves copies of them); `shown`: the drawing as
+    shown (`write_shown`). The annotated image is at the image's own size."""
     stem = file_stem(result.image_name)
-    image_path = folder / f"{stem}-answer.png"
-    Image.fromarray(result.image).save(image_path)
+    image_path = Path(shown)
+    if result.reduced > 1:
+        image_path = folder / f"{stem}-answer.png"
+        drawn = draw_answer(open_image(result.source), result.detections)
+        Image.fromarray(drawn).save(image_path)
     document = {
         "image": result.image_name,
         "task": result.task_label,
