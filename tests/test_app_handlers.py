@@ -104,6 +104,13 @@ def run(
     )
 
 
+def with_downloads(handlers: Handlers, outputs, request=REQUEST) -> tuple:
+    """The last of `run`'s `outputs`, with the downloads the page gets after it
+    (`Handlers.downloads`)."""
+    *_, last = outputs
+    return (*last[:-1], handlers.downloads(request))
+
+
 def boxes_changed(
     handlers: Handlers,
     value,
@@ -144,6 +151,8 @@ def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers)
     assert all(image_left == table_left for image_left, table_left in left)
     assert (False, False) in left
     answer, reasoning, image, status, table, files = steps[-1]
+    assert files == SKIP  # written once the answer leaves the model's slot:
+    files = answering.downloads(REQUEST)
     assert "Done" in status and "fo1-done" in status
     assert "red circle" in answer and answer.count("fo1-chip") == 2
     assert np.asarray(Image.open(image)).shape == (400, 600, 3)
@@ -194,7 +203,7 @@ def test_the_answer_names_the_question_it_answers(answering: Handlers) -> None:
 
 def test_the_coco_file_names_the_image_as_uploaded(answering: Handlers) -> None:
     value = {**editor_value(IMAGE, BOXES), FILE_NAME: "kitchen table.JPG"}
-    *_, (*_, files) = run(answering, value)
+    files = with_downloads(answering, run(answering, value))[-1]
     coco = json.loads(Path(files[2]).read_text(encoding="utf-8"))
     assert coco["images"][0]["file_name"] == "kitchen table.JPG"
 
@@ -205,7 +214,9 @@ def test_a_small_images_files_keep_its_size_though_its_drawing_is_enlarged(
     small = tmp_path / "small.png"
     Image.open(IMAGE).resize((150, 100)).save(small)
     boxes = [[v // 4 for v in box] for box in BOXES]
-    *_, (_, _, image, _, table, files) = run(answering, editor_value(str(small), boxes))
+    _, _, image, _, table, files = with_downloads(
+        answering, run(answering, editor_value(str(small), boxes))
+    )
     assert np.asarray(Image.open(image)).shape == (400, 600, 3)  # drawn 4 times as large
     coco = json.loads(Path(files[2]).read_text(encoding="utf-8"))
     assert (coco["images"][0]["width"], coco["images"][0]["height"]) == (150, 100)
@@ -231,7 +242,9 @@ def region_colour_at(image: str | np.ndarray, x: float, y: float) -> bool:
 def test_a_huge_image_is_shown_reduced_and_downloaded_whole(
     answering: Handlers, huge_photo: str
 ) -> None:
-    *_, (_, _, image, _, table, files) = run(answering, editor_value(huge_photo, HUGE_BOXES))
+    _, _, image, _, table, files = with_downloads(
+        answering, run(answering, editor_value(huge_photo, HUGE_BOXES))
+    )
     # Shown three times smaller, box 2's bottom edge where it is on the image, in its colour.
     assert np.asarray(Image.open(image)).shape == (2000, 3000, 3)
     assert Path(image).name == "huge-fo1-answer-3000x2000.png"
@@ -249,6 +262,14 @@ def test_a_huge_image_is_shown_reduced_and_downloaded_whole(
     assert image.shape == (2000, 3000, 3)
     assert region_colour_at(image, (4500 + 8400) / 6, 5700 / 3)
     assert document["detections"][1]["box_xyxy"] == HUGE_BOXES[2]
+
+
+def test_a_new_image_before_the_downloads_are_written_gets_none_of_them(
+    answering: Handlers,
+) -> None:
+    list(run(answering, editor_value(IMAGE, BOXES)))
+    answering.new_image(REQUEST)
+    assert answering.downloads(REQUEST) == SKIP
 
 
 def test_stop_really_stops_the_worker(endless: Handlers) -> None:
@@ -471,7 +492,7 @@ def test_proposed_masks_are_kept_drawn_and_exported(
         value, "sam3", "cup", 0.5, 10, "replace", {}, None, REQUEST
     )
     assert picked == []  # the proposals took the place of the boxes picked from
-    *_, files = list(run(answering, editor, masks=kept))[-1]
+    *_, files = with_downloads(answering, run(answering, editor, masks=kept))
     detections = json.loads(Path(files[1]).read_text())["detections"]
     assert [d["region_index"] for d in detections] == [0, 2]
     for detection in detections:
@@ -521,7 +542,9 @@ def test_boxes_drawn_into_the_margin_are_named_at_once(answering: Handlers) -> N
 
 def test_downloads_hold_boxes_cut_to_the_image_as_the_model_read_them(answering: Handlers) -> None:
     boxes = [[-20, -5, 200, 200], BOXES[1], [320, 60, 900, 500]]
-    *_, (_, _, _, status, table, files) = run(answering, editor_value(IMAGE, boxes))
+    _, _, _, status, table, files = with_downloads(
+        answering, run(answering, editor_value(IMAGE, boxes))
+    )
     read = [[0, 0, 200, 200], BOXES[1], [320, 60, 600, 400]]
     assert "Cut to the image: 2 boxes" in status
     assert [row[2:] for row in table] == [read[0], read[2]]
@@ -1010,7 +1033,7 @@ def test_follow_up_questions_see_earlier_turns(answering: Handlers) -> None:
     # The second question started from the first turn's cache: image, regions, question, answer.
     assert answering.answerer.pipeline.encoder.turns.stats().hits > turns
     # Its downloads carry the turn before it too.
-    *_, files = steps[-1]
+    files = answering.downloads(REQUEST)
     document = json.loads(Path(files[1]).read_text(encoding="utf-8"))
     assert document["earlier_turns"] == [
         {

@@ -18,7 +18,7 @@ from fo1_core.session import Generation, Request, StopReason
 from ui.answer_view import Turn, answer_html, asked_html, detection_rows, reasoning_html
 from ui.answering import Answerer, Question, Step, status_line, task_label
 from ui.conversation import NEW_CONVERSATION
-from ui.report import AnswerFolders, Result, write_downloads, write_shown
+from ui.report import AnswerFolders, Result, Unwritten, write_shown
 from ui.status import ANSWERING, CUT_SHORT, NOT_KEPT, status_html, with_stale_note
 
 STREAM_INTERVAL_S = 0.05
@@ -95,14 +95,23 @@ class Asked:
         return [NEW_CONVERSATION] if self.restarted else []
 
 
+@dataclass
+class Ended:
+    """What the last outputs of an answer come with."""
+
+    generation: Generation
+    downloads: Unwritten  # written once the answer leaves the model's slot
+
+
 def answer_outputs(
     answerer: Answerer,
     folders: AnswerFolders,
     asked: Asked,
     max_new_tokens: int,
     cancel: threading.Event,
-) -> Iterator[tuple[AnswerOutputs, Generation | None]]:
-    """The outputs after each step (throttled), and the `Generation` with the last."""
+) -> Iterator[tuple[AnswerOutputs, Ended | None]]:
+    """The outputs after each step (throttled), and `Ended` with the last; the downloads are
+    left to `Ended.downloads`."""
     question, prepared = asked.question, asked.prepared
     image = None
     steps = answerer.steps(
@@ -113,7 +122,8 @@ def answer_outputs(
         if step.generation is None:
             yield _streaming(asked, step), None
         else:
-            yield _finished(asked, step, step.generation, image, folders), step.generation
+            outputs, downloads = _finished(asked, step, step.generation, image, folders)
+            yield outputs, Ended(step.generation, downloads)
 
 
 def _streaming(asked: Asked, step: Step) -> AnswerOutputs:
@@ -134,8 +144,9 @@ def _finished(
     generation: Generation,
     image: np.ndarray | None,
     folders: AnswerFolders,
-) -> AnswerOutputs:
-    """The whole answer, its status and its files; `image`: the last drawing of it."""
+) -> tuple[AnswerOutputs, Unwritten]:
+    """The whole answer and its status, and its downloads to write; `image`: the last drawing
+    of it."""
     question, prepared = asked.question, asked.prepared
     status = status_line(generation, asked.num_regions, asked.proposals_s)
     stop_reason = generation.stop_reason
@@ -165,11 +176,10 @@ def _finished(
     )
     folder = folders.new()
     shown = write_shown(result, folder)
-    files = write_downloads(result, folder, shown)
     # Stopped by the user: as asked, neither a success nor a problem.
     cancelled = stop_reason == StopReason.CANCELLED
     kind = "warning" if notes else "info" if cancelled else "done"
-    return AnswerOutputs(
+    outputs = AnswerOutputs(
         asked.answer_html(step.answer),
         reasoning_html(step.answer, asked.num_regions),
         shown,  # as a file, its download button saves it by the image's name
@@ -177,8 +187,8 @@ def _finished(
             status_html(" ".join([f"{status}.", *notes]), kind), asked.editor_differs()
         ),
         detection_rows(step.detections),
-        [files.image, files.json, files.coco, files.report],
     )
+    return outputs, Unwritten(result, folder, shown)
 
 
 def cleared_answer() -> tuple:

@@ -240,7 +240,7 @@ class Handlers:
         no longer apply. Outputs: masks, proposal time, then `cleared_answer`'s."""
         session = self._session(request)
         session.answered = session.finished = None  # a turn not yet filed is the old image's
-        session.answered_turn = None
+        session.answered_turn = session.unwritten = None
         return {}, None, *cleared_answer()
 
     def supersede(self, page_time: float | None, request: gr.Request) -> None:
@@ -396,18 +396,21 @@ class Handlers:
                 editor_differs=lambda: session.changed_since(key),
             )
             session.answered = None  # the placeholder empties the answer area
-            session.answered_turn = None
+            session.answered_turn = session.unwritten = None
             yield asked.started()
             steps = answer_outputs(
                 self.answerer, self._answer_folders, asked, int(max_new_tokens), running.cancel
             )
-            for outputs, generation in steps:
+            for outputs, ended in steps:
                 if superseded():
                     return
                 session.answered = key  # an answer about these boxes is on screen
-                if generation is not None and generation.stop_reason != StopReason.CANCELLED:
-                    turn = Turn(prepared.user_text, generation.answer, asked.shown)
-                    session.finished = (key, turn)
+                if ended is not None:
+                    session.unwritten = ended.downloads
+                    generation = ended.generation
+                    if generation.stop_reason != StopReason.CANCELLED:
+                        turn = Turn(prepared.user_text, generation.answer, asked.shown)
+                        session.finished = (key, turn)
                 yield outputs
         except FO1Error as error:
             yield AnswerOutputs(status=error_html(str(error)))
@@ -418,6 +421,19 @@ class Handlers:
         finally:
             # A closed stream (Stop on ZeroGPU, a closed tab) must also end the worker thread.
             session.ended(running)
+
+    def downloads(self, request: gr.Request) -> Any:
+        """After `run`, outside the model's queue slot: the files of the answer it finished
+        (`Unwritten`), unless another question or image has come since."""
+        session = self._session(request)
+        unwritten = session.unwritten
+        if unwritten is None:
+            return gr.skip()
+        files = unwritten.write()
+        if session.unwritten is not unwritten:
+            return gr.skip()
+        session.unwritten = None
+        return files
 
     def remember_turn(
         self, follow_up: bool, conversation: dict | None, status: str | None, request: gr.Request

@@ -454,6 +454,15 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         answer.change(None, js=FOLLOW_THE_ANSWER, api_visibility="private")
         history.change(None, js=SHOW_THE_LATEST_TURN, api_visibility="private")
         answering.then(
+            handlers.downloads,
+            None,
+            downloads,
+            api_visibility="private",
+            # Not the model's: one at a time, each holding a full-size copy of its image.
+            concurrency_id="downloads",
+            concurrency_limit=1,
+        )
+        answering.then(
             handlers.remember_turn,
             [follow_up, conversation, status],
             [conversation, history, status],

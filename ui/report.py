@@ -151,6 +151,22 @@ def write_downloads(result: Result, folder: Path, shown: str) -> Downloads:
     return Downloads(str(image_path), str(json_path), str(coco_path), str(report_path))
 
 
+@dataclass
+class Unwritten:
+    """A finished answer's downloads, written after the model's queue slot (`write`): for a
+    huge image, drawing and encoding it at its own size takes seconds that no one waiting for
+    the model should wait through."""
+
+    result: Result
+    folder: Path
+    shown: str  # `write_shown`'s file
+
+    def write(self) -> list[str]:
+        """The files, in the order the page lists them."""
+        files = write_downloads(self.result, self.folder, self.shown)
+        return [files.image, files.json, files.coco, files.report]
+
+
 def data_uri(image: np.ndarray) -> str:
     # JPEG: a photo as PNG would make the report several times larger for no visible gain.
     buffer = io.BytesIO()

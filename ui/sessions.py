@@ -13,6 +13,7 @@ import gradio as gr
 from ui.answer_view import Turn
 from ui.box_edits import UndoSteps
 from ui.conversation import ConversationKey, history_view
+from ui.report import Unwritten
 
 CLOSED_PAGES = 10_000
 """How many closed pages are remembered as closed, so that their late events keep nothing."""
@@ -51,6 +52,7 @@ class Session:
     editing: ConversationKey | None = None  # those in the editor now
     edited_at: float | None = None  # when they last changed, by the page's clock
     sent_status: str = ""  # the status an answer last sent to the page
+    unwritten: Unwritten | None = None  # the answer shown's downloads, until `Handlers.downloads`
     undo: UndoSteps = field(default_factory=UndoSteps)  # this image's, for `undo_boxes`
 
     def edited(self, key: ConversationKey, value: dict | None) -> None:
