@@ -19,7 +19,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from fo1_core.render import color_for_region, drawing_factor
+from fo1_core.render import color_for_region, drawing_factor, shown_reduction
 from tests.browser.app_server import REPO, running_app
 from tests.conftest import RIGGED_ANSWER
 
@@ -212,12 +212,15 @@ def test_exif_rotation_is_applied(client: Client, tmp_path: Path) -> None:
 
 
 def test_a_panorama_wider_than_webp_allows_is_answered(client: Client, tmp_path: Path) -> None:
-    """WebP holds 16 383 px a side: the drawing is sent scaled, the boxes stay in the image's."""
+    """WebP holds 16 383 px a side, a screen far less: the drawing is sent reduced whole times,
+    the boxes stay in the image's pixels."""
     path = tmp_path / "panorama.png"
     Image.new("RGB", (17_000, 400), "white").save(path)
     boxes = [[100, 10, 5000, 300], [0, 0, 50, 50], [12_000, 20, 16_900, 390]]
     image, _, detections = answer(client, handle_file(str(path)), boxes, "OD_template", "x")
-    assert np.asarray(Image.open(image)).shape[:2] == (round(400 * 16_383 / 17_000), 16_383)
+    reduced = shown_reduction(17_000, 400)
+    assert reduced == 5
+    assert np.asarray(Image.open(image)).shape[:2] == (400 // reduced, 17_000 // reduced)
     assert [d["box_xyxy"] for d in detections["detections"]] == [boxes[0], boxes[2]]
 
 

@@ -678,7 +678,9 @@ def test_undo_brings_back_the_answer_and_masks_shown_with_the_image_left(
     page = gr.Request(session_hash="undo-answer")
     asked = editor_value(IMAGE, BOXES)
     boxes_changed(answering, asked, request=page)
-    *_, (answer, reasoning, image, done, table, files) = run(answering, asked, request=page)
+    answer, reasoning, image, done, table, files = with_downloads(
+        answering, run(answering, asked, request=page), page
+    )
     conversation, history, _ = answering.remember_turn(True, {}, done, page)
     mask = np.zeros((400, 600), bool)
     mask[20:180, 200:400] = True

@@ -113,11 +113,11 @@ def write_shown(result: Result, folder: Path) -> str:
     return str(path)
 
 
-def write_downloads(result: Result, folder: Path, shown: str) -> Downloads:
+def write_downloads(result: Result, folder: Path, shown: str | None = None) -> Downloads:
     """Writes the four files to `folder` (Gradio serves copies of them); `shown`: the drawing as
-    shown (`write_shown`). The annotated image is at the image's own size."""
+    shown, where `write_shown` already wrote it. The annotated image is at the image's own size."""
     stem = file_stem(result.image_name)
-    image_path = Path(shown)
+    image_path = Path(shown or write_shown(result, folder))
     if result.reduced > 1:
         image_path = folder / f"{stem}-answer.png"
         drawn = draw_answer(open_image(result.source), result.detections)
