@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     width, height = args.size
     handlers = Handlers(Answerer(load(TINY, device="cpu")), Proposing("cpu"), [])
-    result = gr.Image(type="numpy", format="png", interactive=False)  # as `ui.layout`'s
+    result = gr.Image(type="filepath", format="png", interactive=False)  # as `ui.layout`'s
     boxes = [[10, 10, 2000, 2000], [width // 3, height // 3, width // 2, height // 2]]
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "big.png"
