@@ -205,3 +205,36 @@ ANNOUNCED = """() => {
 """Installed once in the page: for screen readers, the status and the box count are read out as
 they change (`role=status` is a polite live region), the result image has a text, and each
 download link names its file (Gradio names it by its size)."""
+
+WAITING_FOR_THE_MODEL = """() => {
+    const status = document.querySelector("#fo1-status");
+    if (!status) return;
+    let timer = null;
+    const place = () => {
+        // Gradio's own progress there reads "queue: N/M" while the event waits for the model.
+        const tracker = status.querySelector("[data-testid=status-tracker]:not(.hide)");
+        const queued = tracker?.textContent.match(/queue: (\\d+)\\//);
+        if (!queued) {
+            clearTimeout(timer);
+            timer = null;
+            delete status.dataset.fo1Waiting;
+            return;
+        }
+        const before = Number(queued[1]) - 1;
+        const next = before ? `${before} more wait before yours` : "yours is next";
+        const say = () => {
+            status.dataset.fo1Waiting = "Waiting for the model: it is busy with a question "
+                + `or proposals asked before yours; ${next}.`;
+        };
+        if ("fo1Waiting" in status.dataset) say();
+        else timer ??= setTimeout(say, 700);
+    };
+    new MutationObserver(place).observe(status, {
+        subtree: true, childList: true, characterData: true, attributeFilter: ["class"]});
+}"""
+"""Installed once in the page: while Run or Propose waits behind what the model is busy with
+(another page's question or proposals), the status says so and how many wait before it, in place
+of the status before and of Gradio's place in the queue and time estimate (`app_css`): a visitor
+saw "queue: 1/1 | 16.4/10.1s" over an old status, the estimate run past, and no cause named.
+Every event waits in the queue for a moment, even with the model free: only a longer wait is
+said."""

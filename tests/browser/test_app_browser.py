@@ -29,6 +29,7 @@ from ui.boxes import (
     region_rgb,
 )
 from ui.editor import SCREEN_SHARE, enlargement
+from ui.style import PENDING
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -827,6 +828,9 @@ def test_a_click_inside_two_boxes_selects_the_smaller(page) -> None:
     page.get_by_text("Boxes as numbers", exact=True).click()
 
 
+WAITING_NOTE = "getComputedStyle(document.querySelector('#fo1-status'), '::after').content"
+
+
 def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     run_detection(page, "red circle", max_tokens=8192)
@@ -834,10 +838,23 @@ def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None
     waiting = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     waiting.goto(app_url)
     open_example(waiting, "Coffee: detect cup and spoon")
-    waiting.locator("#fo1-run").click()
-    waiting.wait_for_timeout(1000)  # queued behind the first page's answer
+    waiting.get_by_text("Boxes as numbers", exact=True).click()
+    waiting.locator("#fo1-box-numbers textarea").fill("20, 30, 200, 250\n300, 40, 580, 380")
+    waiting.locator("#fo1-set-boxes").click()
+    wait_for_note(waiting, "2 boxes")
+    assert "2 boxes set from the numbers typed" in status_text(waiting)
+    waiting.locator("#fo1-run").click()  # queued behind the first page's answer
+    # Said so, in place of the status before and of Gradio's place in the queue and its time
+    # estimate; the answer area is not covered by them either.
+    waiting.wait_for_function(f"{WAITING_NOTE}.includes('Waiting for the model')")
+    assert "yours is next" in waiting.evaluate(WAITING_NOTE)
+    assert not waiting.get_by_text("2 boxes set from the numbers typed").is_visible()
+    assert not waiting.get_by_text(re.compile("queue:")).first.is_visible()
+    assert waiting.locator(f"#fo1-result {PENDING}, #fo1-answer {PENDING}").count() == 0
+    shot(waiting, "11-waiting-for-another-users-answer", full_page=False)
     waiting.locator("#fo1-stop").click()
-    waiting.wait_for_timeout(500)
+    waiting.wait_for_function(f"{WAITING_NOTE}.includes('Stopped by you')")
+    waiting.wait_for_timeout(500)  # the Stop has reached the server
     page.locator("#fo1-stop").click()
     page.locator("#fo1-status", has_text="Stopped by you").wait_for()
     waiting.locator("#fo1-status", has_text="Stopped by you before the answer started").wait_for()
