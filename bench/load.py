@@ -95,14 +95,15 @@ def client_boxes(index: int) -> list[list[int]]:
     return [[2 + index, 2, 40 + index, 30], [5, 5, 20, 20], [10 + index, 20, 60 + index, 60]]
 
 
-def _memory_mib(pid: int, key: str) -> float:
+def memory_mib(pid: int, key: str) -> float:
+    """`key` of `/proc/PID/status` (`VmRSS`, `VmHWM`) in MiB; 0 where it is missing."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
-def _server_pid() -> int:
+def server_pid() -> int:
     """The `app.py` child of this process (`running_app` yields only its URL)."""
     me = str(os.getpid())
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -154,7 +155,7 @@ def _client(url: str, index: int, result: LoadResult, folder: Path, deadline: fl
 
 def _watch_memory(pid: int, result: LoadResult, done: threading.Event) -> None:
     while not done.wait(0.2):
-        result.peak_rss_mib = max(result.peak_rss_mib, _memory_mib(pid, "VmHWM"))
+        result.peak_rss_mib = max(result.peak_rss_mib, memory_mib(pid, "VmHWM"))
 
 
 def run(
@@ -167,7 +168,7 @@ def run(
         checkpoint = make_rigged_checkpoint(folder / "checkpoint", RIGGED_ANSWER)
         extra = ("--queue-size", str(queue_size))
         with running_app(checkpoint, *extra, log=folder / "app.log") as url:
-            pid = _server_pid()
+            pid = server_pid()
             done = threading.Event()
             watcher = threading.Thread(target=_watch_memory, args=(pid, result, done), daemon=True)
             watcher.start()
@@ -183,8 +184,8 @@ def run(
             for thread in threads:
                 thread.join(max(0.0, deadline - time.monotonic()) + 5)
             done.set()
-            result.peak_rss_mib = max(result.peak_rss_mib, _memory_mib(pid, "VmHWM"))
-            result.final_rss_mib = _memory_mib(pid, "VmRSS")
+            result.peak_rss_mib = max(result.peak_rss_mib, memory_mib(pid, "VmHWM"))
+            result.final_rss_mib = memory_mib(pid, "VmRSS")
     return result
 
 

@@ -12,6 +12,7 @@ import torch
 
 from bench import (
     generation,
+    image_sizes,
     load,
     profile_question,
     proposers,
@@ -112,6 +113,7 @@ NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine w
         (streaming, ["--lengths", "16", "0"], f"argument --lengths: {WHOLE}"),
         (proposers, ["--repeat", "0"], f"argument --repeat: {WHOLE}"),
         (load, ["--clients", "0"], f"argument --clients: {WHOLE}"),
+        (image_sizes, ["--every", "0"], f"argument --every: {WHOLE}"),
         # a device torch does not know, and one this machine does not have
         (generation, ["--device", "banana"], "argument --device: Unknown device 'banana'"),
         (random_checkpoint, ["--out", "{tmp}/x", "--device", "banana"], "Unknown device"),
