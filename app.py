@@ -148,7 +148,26 @@ def warms_up(decode: str, device: torch.device) -> bool:
     return not ON_ZERO_GPU and (decode == "compiled" or device.type == "cuda")
 
 
+KERNEL_CACHE_LIMITS = {
+    # oneDNN compiles a kernel per tensor shape and keeps 1 024 of them; ideep keeps a
+    # convolution per shape too. Every image size brings new shapes and a server meets sizes
+    # without end: on a CPU these kernels were 500 MB of what one grew over 100 image sizes.
+    # 128 still holds every decode step's kernels (a limit near 0 compiles them again for each
+    # token, at half the decoding speed); a new image's prefill compiles its own at any limit.
+    "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "128",
+    "LRU_CACHE_CAPACITY": "16",
+}
+
+
+def limit_kernel_caches() -> None:
+    """Sets `KERNEL_CACHE_LIMITS` where the environment does not say otherwise; read when the
+    first kernel is made, so before the model is loaded."""
+    for name, limit in KERNEL_CACHE_LIMITS.items():
+        os.environ.setdefault(name, limit)
+
+
 def main(argv: list[str] | None = None) -> int:
+    limit_kernel_caches()
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logger.info("Loading %s …", args.checkpoint)
