@@ -75,12 +75,17 @@ def refuse_special_file(path: str | Path, error: type[Exception], name: str) -> 
 
 
 def as_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB as a viewer shows it: 16-bit and float depths scaled, transparency over white."""
+    """8-bit RGB as a viewer shows it: 16-bit and float depths scaled, transparency over white.
+    An RGB image is returned itself, decoded, not copied: a 100-megapixel copy takes longer than
+    its decoding."""
     if image.mode.startswith(("I", "F")):
         image = _to_eight_bit_grey(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    if image.mode == "RGB":
+        image.load()
+        return image
     return image.convert("RGB")
 
 

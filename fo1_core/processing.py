@@ -66,14 +66,11 @@ def read_image(source: ImageSource | None) -> tuple[Image.Image, list[str]]:
     frames = getattr(image, "n_frames", 1)
     notices = [] if frames == 1 else [f"The image has {frames} frames; FO1 reads the first only."]
     try:
-        opened_here = isinstance(source, str | Path | bytes)
-        if not opened_here or image.mode != "RGB" or "transparency" in image.info:
-            return as_rgb(ImageOps.exif_transpose(image)), notices
-        # No one else holds it: turned in place, not copied (a 100-megapixel image's two copies
-        # took longer than its decoding).
-        ImageOps.exif_transpose(image, in_place=True)
-        image.load()
-        return image, notices
+        if image is source:
+            image = ImageOps.exif_transpose(image)  # a copy: the caller's image stays as it was
+        else:
+            ImageOps.exif_transpose(image, in_place=True)  # made here: turned, not copied
+        return as_rgb(image), notices
     except (OSError, ValueError, SyntaxError) as error:
         raise FO1Error(f"The image file is damaged or truncated ({error}).") from error
 

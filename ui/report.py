@@ -117,11 +117,12 @@ def write_downloads(result: Result, folder: Path, shown: str | None = None) -> D
     """Writes the four files to `folder` (Gradio serves copies of them); `shown`: the drawing as
     shown, where `write_shown` already wrote it. The annotated image is at the image's own size."""
     stem = file_stem(result.image_name)
-    image_path = Path(shown or write_shown(result, folder))
     if result.reduced > 1:
         image_path = folder / f"{stem}-answer.png"
         drawn = draw_answer(open_image(result.source), result.detections)
         Image.fromarray(drawn).save(image_path)
+    else:
+        image_path = Path(shown or write_shown(result, folder))
     document = {
         "image": result.image_name,
         "task": result.task_label,
