@@ -745,18 +745,37 @@ def test_the_image_is_known_by_its_content_not_by_the_copy_the_editor_holds(
     assert changed[3] == done and CONVERSATION in changed[4]  # the conversation goes on
 
 
+def picked(answering: Handlers, task: str, text: str, texts: dict, before: str) -> tuple:
+    """The text field's value (or SKIP), the texts kept by kind, the task now picked."""
+    shown, _, _, texts, before = answering.task_changed(task, text, texts, before)
+    return shown.get("value", SKIP), texts, before
+
+
 def test_each_kind_of_task_keeps_its_own_text(answering: Handlers) -> None:
     texts = {}
     # Categories carry over to counting: both name things.
-    text, texts, before = answering.task_picked("OD_Counting_template", "cup", texts, "OD_template")
+    text, texts, before = picked(answering, "OD_Counting_template", "cup", texts, "OD_template")
     assert text == SKIP and before == "OD_Counting_template"
     # A question is not asked with them; it gets its own text, which comes back later.
     reasoning = "Viusal_Region_Reasoning_template"
-    text, texts, before = answering.task_picked(reasoning, "cup", texts, before)
+    text, texts, before = picked(answering, reasoning, "cup", texts, before)
     assert text == ""
-    text, texts, before = answering.task_picked("REC_template", "Which is hot?", texts, before)
+    text, texts, before = picked(answering, "REC_template", "Which is hot?", texts, before)
     assert text == "cup"
-    assert answering.task_picked(reasoning, "cup", texts, before)[0] == "Which is hot?"
+    assert picked(answering, reasoning, "cup", texts, before)[0] == "Which is hot?"
+
+
+def test_a_task_set_with_its_text_keeps_it(answering: Handlers) -> None:
+    # An example or Undo sets the task, its text and the task picked in one step: the change
+    # that follows relabels the field and leaves the text as set.
+    shown, _, _, texts, before = answering.task_changed(
+        "Viusal_Region_Reasoning_template",
+        "Where is the cat looking?",
+        {},
+        "Viusal_Region_Reasoning_template",
+    )
+    assert "value" not in shown and shown["label"] == "Question"
+    assert texts == SKIP and before == "Viusal_Region_Reasoning_template"
 
 
 def test_boxes_typed_as_numbers_replace_the_drawn_ones(answering: Handlers) -> None:

@@ -122,7 +122,6 @@ class Handlers:
     # The events that need neither the page's session nor the model.
     boxes_typed = staticmethod(box_edits.boxes_typed)
     task_changed = staticmethod(task_fields.task_changed)
-    task_picked = staticmethod(task_fields.task_picked)
     insert_region = staticmethod(task_fields.insert_region)
 
     def __post_init__(self) -> None:

@@ -120,7 +120,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         masks = gr.State({})
         proposed = gr.State(None)
         conversation = gr.State({})
-        texts = gr.State({})  # the one-line text of each kind of task (`Handlers.task_picked`)
+        texts = gr.State({})  # the one-line text of each kind of task (`Handlers.task_changed`)
         picked_task = gr.State(DEFAULT_TASK)
         page_time = gr.Number(visible=False)  # filled in the page by `WITH_PAGE_TIME`
         selection = gr.JSON(visible=False)  # the prompt's caret, filled by `WITH_SELECTION`
@@ -396,17 +396,10 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         )
         for ended in (proposals_asked.then, proposals_asked.failure):
             ended(None, js=PROPOSED, api_visibility="private")
-        task.input(
-            handlers.task_picked,
-            [task, text, texts, picked_task],
-            [text, texts, picked_task],
-            api_visibility="private",
-            concurrency_limit=None,
-        )
         task.change(
             handlers.task_changed,
-            task,
-            [text, regions, free_group],
+            [task, text, texts, picked_task],
+            [text, regions, free_group, texts, picked_task],
             api_visibility="private",
             concurrency_limit=None,
         )

@@ -33,25 +33,32 @@ def _selection_in(prompt: str, selection: object) -> tuple[int, int]:
     return start, end
 
 
-def task_changed(task: str) -> tuple:
+def task_changed(task: str, text: str | None, texts: dict | None, before: str | None) -> tuple:
+    """The fields that follow the task shown, in one answer so that a field is never seen
+    relabelled with another kind's text. A task the user picked instead of `before` keeps the
+    one-line text when it asks for the same kind of thing (categories, what to count, an
+    expression), else each kind gets back its own (a question for region reasoning), so no
+    categories are asked as a question. An example or Undo sets the task with its text and
+    `before` alike: their text stays. Outputs: text, regions, free prompt, the texts kept by
+    kind, the task now picked."""
     template = TASKS.get(task)
     fill = template.fill if template is not None else None
     label, example = (template.field_label, template.example) if template else ("Text", "")
+    shown = {"visible": fill is FillKind.TEXT, "label": label, "placeholder": example}
+    kind = _text_kind(task)
+    if task == before:
+        kept = gr.skip()
+    else:
+        kept = {**(texts or {}), _text_kind(before): text or ""}
+        if kind != _text_kind(before):
+            shown["value"] = kept.get(kind, "")
     return (
-        gr.update(visible=fill is FillKind.TEXT, label=label, placeholder=example),
+        gr.update(**shown),
         gr.update(visible=fill is FillKind.REGIONS),
         gr.update(visible=task == FREE_PROMPT),
+        kept,
+        task,
     )
-
-
-def task_picked(task: str, text: str | None, texts: dict | None, before: str | None) -> tuple:
-    """The user picked `task` instead of `before`: the one-line text stays when it asks for
-    the same kind of thing (categories, what to count, an expression), else each kind gets
-    back its own (a question for region reasoning), so no categories are asked as a
-    question. Outputs: text, the texts kept by kind, the task now picked."""
-    texts = {**(texts or {}), _text_kind(before): text or ""}
-    kind = _text_kind(task)
-    return (gr.skip() if kind == _text_kind(before) else texts.get(kind, "")), texts, task
 
 
 def insert_region(prompt: str | None, index: int | None, selection: object) -> tuple:
