@@ -22,6 +22,7 @@ from detect_tools.registry import with_models as proposers_with_models
 from fo1_core.checkpoint import default_device_and_dtype, parse_device
 from fo1_core.cli import add_checkpoint_option, positive, whole_number
 from fo1_core.errors import FO1Error
+from fo1_core.host_memory import limit_kernel_caches
 from fo1_core.session import DECODE_MODES, STATIC_CACHE_TOKENS, load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
 from ui import Settings, app_css, build_app
@@ -146,24 +147,6 @@ def warms_up(decode: str, device: torch.device) -> bool:
     """Whether to answer a question before serving, so that the first visitor does not wait for
     CUDA's start-up or the compiler. On ZeroGPU the server process has no GPU to do it with."""
     return not ON_ZERO_GPU and (decode == "compiled" or device.type == "cuda")
-
-
-KERNEL_CACHE_LIMITS = {
-    # oneDNN compiles a kernel per tensor shape and keeps 1 024 of them; ideep keeps a
-    # convolution per shape too. Every image size brings new shapes and a server meets sizes
-    # without end: on a CPU these kernels were 500 MB of what one grew over 100 image sizes.
-    # 128 still holds every decode step's kernels (a limit near 0 compiles them again for each
-    # token, at half the decoding speed); a new image's prefill compiles its own at any limit.
-    "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "128",
-    "LRU_CACHE_CAPACITY": "16",
-}
-
-
-def limit_kernel_caches() -> None:
-    """Sets `KERNEL_CACHE_LIMITS` where the environment does not say otherwise; read when the
-    first kernel is made, so before the model is loaded."""
-    for name, limit in KERNEL_CACHE_LIMITS.items():
-        os.environ.setdefault(name, limit)
 
 
 def main(argv: list[str] | None = None) -> int:

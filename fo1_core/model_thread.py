@@ -10,12 +10,13 @@ in a new process starts the thread there.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import queue
 import threading
 from collections.abc import Callable
+
+from fo1_core.host_memory import trim_heap
 
 logger = logging.getLogger(__name__)
 
@@ -23,17 +24,6 @@ _lock = threading.Lock()
 _jobs: queue.SimpleQueue = queue.SimpleQueue()
 _thread: threading.Thread | None = None
 _unfinished = 0  # jobs queued or running
-
-
-def _heap_trimmer() -> Callable[[int], int] | None:
-    """glibc's `malloc_trim`; None with another C library (musl, macOS, Windows)."""
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError, TypeError):
-        return None
-
-
-_trim_heap = _heap_trimmer()
 
 
 def _forget_the_parents_thread() -> None:
@@ -82,8 +72,4 @@ def _serve(jobs: queue.SimpleQueue) -> None:
             with _lock:
                 _unfinished -= 1
             finished.set()
-            if _trim_heap is not None:
-                # Images of many sizes leave freed buffers of many sizes between live ones, and
-                # glibc keeps those pages: about 1 MB more per new image size on a CPU. Handing
-                # them back takes a few milliseconds, after the caller has its answer.
-                _trim_heap(0)
+            trim_heap()  # after the caller has its answer

@@ -36,6 +36,7 @@ from fo1_core.checkpoint import load_model
 from fo1_core.encoding import Encoder, PromptPrefix, Reused
 from fo1_core.errors import FO1Error
 from fo1_core.graphed_forward import PREFILL_CHUNK, GraphedForward
+from fo1_core.host_memory import limit_kernel_caches
 from fo1_core.modeling import FO1ForConditionalGeneration
 from fo1_core.processing import ImagePreprocessor, ImageSource, VisionInputs, num_image_tokens
 from fo1_core.prompting import (
@@ -199,6 +200,7 @@ class FO1Pipeline:
         decode: str = "dynamic",
         static_cache_tokens: int = STATIC_CACHE_TOKENS,
     ) -> FO1Pipeline:
+        limit_kernel_caches()  # for every caller: the CLI, an evaluation, a Python program
         grouped_decode = attn_implementation is None and decode != "dynamic"
         if grouped_decode:
             # Flash-attention breaks the compiled decode step into pieces (transformers turns

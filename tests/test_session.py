@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 import weakref
@@ -344,3 +345,15 @@ def test_kept_prompts_hold_only_the_memory_they_are_counted_for(answering: FO1Pi
         for key in cache.keys():
             for layer in cache.get(key).kv.layers:
                 assert layer.keys.untyped_storage().nbytes() == layer.keys.nbytes
+
+
+def test_loading_limits_the_kernels_kept_for_each_shape_unless_told_otherwise(
+    answering_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CLI, an evaluation and a Python program load through here, not only the app: each
+    # would otherwise keep oneDNN's 1 024 kernels per process, growing with every image size.
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "4")  # a user's own setting stays
+    load(answering_checkpoint, "cpu", torch.float32)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "128"
+    assert os.environ["LRU_CACHE_CAPACITY"] == "4"
