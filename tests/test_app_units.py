@@ -25,11 +25,11 @@ from PIL import Image
 import app
 from app import decode_mode, parse_args, warms_up
 from detect_tools import ProposerError, tiny
-from detect_tools.base import MAX_IMAGE_PIXELS
+from detect_tools.base import MAX_IMAGE_PIXELS, Proposer
 from detect_tools.florence2 import Florence2Proposer
 from fo1_core.answers import parse_answer, to_detections
 from fo1_core.errors import FO1Error
-from fo1_core.processing import MAX_INPUT_PIXELS, open_image
+from fo1_core.processing import MAX_INPUT_PIXELS, box_problem, open_image
 from fo1_core.render import color_for_region, text_color_for_region
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS
 from tests.browser.app_server import REPO
@@ -494,6 +494,23 @@ def test_a_session_keeps_a_small_mask_of_a_large_photo_small() -> None:
     assert store[box_key([2000, 1000, 2150, 1100])].bits.nbytes < 2_000
     found = masks_for([[0, 0, 10, 10], [2000, 1000, 2150, 1100]], store)
     assert found.shape == (2, 3000, 4000) and not found[0].any() and (found[1] == mask).all()
+
+
+class OnePixelWide(Proposer):
+    name = "one-pixel"
+    label = "One pixel wide"
+
+    def _predict(self, image, text, threshold, options) -> sv.Detections:
+        corners = [[3.46, 1, 4.54, 9], [10.451, 1, 11.549, 9], [20.5, 1, 21.5, 9]]
+        return sv.Detections(xyxy=np.array(corners, np.float32), confidence=np.ones(3, np.float32))
+
+
+def test_proposals_given_by_the_api_are_taken_back_by_it(monkeypatch) -> None:
+    monkeypatch.setattr(Proposing, "proposer", lambda self, name: OnePixelWide())
+    proposals = Proposing().propose(Image.new("RGB", (40, 10)), "one-pixel", None, None, 5)
+    assert len(proposals.boxes) == 3
+    assert [box_problem(box, 40, 10) for box in proposals.boxes] == [None] * 3
+    assert proposals.boxes[0] == [3.46, 1.0, 4.54, 9.0]
 
 
 def test_answer_files_are_removed_once_old() -> None:
