@@ -39,7 +39,7 @@ from ui.editor import FILE_NAME
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.handlers import Handlers
 from ui.page_left import MASKS_KEPT_BYTES
-from ui.proposing import PackedMask, Proposals, Proposed, Proposing, box_key
+from ui.proposing import PackedMask, Proposals, Proposed, Proposing, box_key, within
 from ui.status import ANSWERING, STALE_NOTE, STOPPED_EARLY, status_html
 
 pytestmark = pytest.mark.slow
@@ -497,6 +497,46 @@ def test_proposed_masks_are_kept_drawn_and_exported(
     assert [d["region_index"] for d in detections] == [0, 2]
     for detection in detections:
         assert (decode_rle(detection["mask"]) == masks[detection["region_index"]]).all()
+
+
+def test_undo_after_proposals_replaced_the_boxes_brings_back_their_masks(
+    answering: Handlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = gr.Request(session_hash="undo-replace")
+    width, height = Image.open(IMAGE).size
+    masks = np.zeros((len(BOXES), height, width), bool)
+    for mask, (x1, y1, x2, y2) in zip(masks, BOXES, strict=True):
+        mask[y1 + 20 : y2 - 20, x1 + 20 : x2 - 20] = True
+    segmented = Proposals(BOXES, [0.9] * 3, ["cup"] * 3, masks, seconds=0.1)
+    boxed = Proposals([[5, 5, 50, 50]], [0.8], [""], None, seconds=0.1)
+    value, kept = editor_value(IMAGE, []), {}
+    boxes_changed(answering, value, request=page)
+    for found in (segmented, boxed):
+        monkeypatch.setattr(answering.proposing, "propose", lambda *_, found=found: found)
+        value, kept, *_ = answering.propose(
+            value, "sam3", "cup", 0.5, 10, "replace", kept, None, page
+        )
+        boxes_changed(answering, value, request=page)
+    back = undo(answering, value, page)
+    assert boxes_of(back) == BOXES
+    boxes_changed(answering, back, request=page)
+    *_, files = with_downloads(answering, run(answering, back, masks=kept, request=page), page)
+    detections = json.loads(Path(files[1]).read_text())["detections"]
+    assert detections and all(
+        (decode_rle(d["mask"]) == masks[d["region_index"]]).all() for d in detections
+    )
+
+
+def test_masks_of_boxes_no_longer_shown_are_dropped_oldest_first_past_the_bound() -> None:
+    half = np.zeros(MASKS_KEPT_BYTES // 3, np.uint8)
+    store = {(i, 0, 9, 9): PackedMask((3000, 4000), 0, 0, 1, 1, half) for i in range(5)}
+    shown = [[0, 0, 9, 9], [4, 0, 9, 9]]
+    assert list(within(store, shown, MASKS_KEPT_BYTES)) == [
+        (0, 0, 9, 9),
+        (3, 0, 9, 9),
+        (4, 0, 9, 9),
+    ]
+    assert within(store, shown, 10 * MASKS_KEPT_BYTES) == store
 
 
 def test_the_editors_rotate_buttons_turn_the_image_the_model_sees(answering: Handlers) -> None:

@@ -8,7 +8,8 @@ import gradio as gr
 
 from fo1_core.templates import MAX_REGIONS
 from ui.boxes import Box, boxes_of, editor_value, file_name_of, image_of
-from ui.proposing import MaskStore, PackedMask, Proposals, Proposed, box_key, new_to
+from ui.page_left import MASKS_KEPT_BYTES
+from ui.proposing import MaskStore, PackedMask, Proposals, Proposed, box_key, new_to, within
 from ui.status import status_html
 
 
@@ -28,11 +29,16 @@ def proposals_added(
         keep = drawn
     else:
         keep = boxes_of(value)
-    masks = dict(masks) if mode == "add" else {}
     fresh = new_to(keep, found.boxes)
-    if found.masks is not None:
-        masks.update({box_key(found.boxes[i]): PackedMask.pack(found.masks[i]) for i in fresh})
     boxes = keep + [found.boxes[i] for i in fresh]
+    # The masks of boxes replaced stay, within a bound: Undo can bring those boxes back.
+    masks = dict(masks)
+    if found.masks is not None:
+        for i in fresh:
+            key = box_key(found.boxes[i])
+            masks.pop(key, None)  # newest last, so the oldest go first past the bound
+            masks[key] = PackedMask.pack(found.masks[i])
+    masks = within(masks, boxes, MASKS_KEPT_BYTES)
     known = len(found.boxes) - len(fresh)
     already = f", {'all' if not fresh else known} already among your boxes" if known else ""
     proposals = "1 proposal" if len(found.boxes) == 1 else f"{len(found.boxes)} proposals"

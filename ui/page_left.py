@@ -17,9 +17,10 @@ from ui.proposing import MaskStore, Proposed
 from ui.status import is_streaming
 
 MASKS_KEPT_BYTES = 32 * 2**20
-"""The most of a proposer's masks (packed, `PackedMask`) kept of an image left: more, and Undo
-brings its boxes back without them. SAM3 masks of 100 large objects on a 12-megapixel photo take
-150 MB; those of a few dozen ordinary ones a few MB."""
+"""The most of a proposer's masks (packed, `PackedMask`) kept of an image left, and of boxes a
+Propose replaced (`ui.proposing.within`): more, and Undo brings those boxes back without them.
+SAM3 masks of 100 large objects on a 12-megapixel photo take 150 MB; those of a few dozen
+ordinary ones a few MB."""
 
 MASKS_NOT_KEPT = "The proposer's masks were too large to keep: propose again to draw them."
 

@@ -199,6 +199,21 @@ class Proposing:
             raise ProposerError(message) from error
 
 
+def within(store: MaskStore, boxes: list[Box], limit: int) -> MaskStore:
+    """`store` less its oldest masks of boxes not among `boxes`, until it holds at most `limit`
+    bytes or only theirs: the masks of the boxes shown are always kept."""
+    shown = {box_key(box) for box in boxes}
+    total = sum(mask.bits.nbytes for mask in store.values())
+    kept = dict(store)
+    for key, mask in store.items():
+        if total <= limit:
+            break
+        if key not in shown:
+            total -= mask.bits.nbytes
+            del kept[key]
+    return kept
+
+
 def masks_for(boxes: list[Box], store: MaskStore) -> np.ndarray | None:
     """(N, H, W) masks aligned with `boxes`, empty where a box has none; None without any."""
     found = [store.get(box_key(box)) for box in boxes]
