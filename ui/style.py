@@ -103,7 +103,9 @@ body.fo1-asking #fo1-history .fo1-latest-note {{ display: none; }}
 @media (pointer: coarse) {{
     #fo1-editor button.icon, #fo1-editor .icon-buttons button {{
         min-width: 36px; min-height: 36px; }}
-    button.fo1-small, #fo1-result button {{ min-height: 36px; min-width: 36px; }}
+    #fo1-result button {{ min-width: 36px; }}
+    /* Not narrower than Gradio makes them: a word wider than the button stuck out past it. */
+    button.fo1-small, #fo1-result button {{ min-height: 36px; }}
     #fo1-downloads a.download-link {{ display: inline-block; padding: 8px 0; }}
 }}
 #fo1-gallery .caption-label {{ white-space: normal; max-width: calc(100% - 1em); }}

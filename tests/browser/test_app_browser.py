@@ -1086,6 +1086,30 @@ def test_on_a_phone_a_finger_just_off_a_corner_resizes_the_box(page, app_url: st
     assert lines[1] == "80, 60, 490, 390"  # box #1, under the finger, stays where it was
 
 
+@pytest.mark.parametrize("width", [390, 320])
+def test_on_a_phone_small_buttons_hold_their_words(page, app_url: str, width: int) -> None:
+    """Made at least 36 px wide for a finger, they were also let shrink to that: "New
+    conversation" stuck out past its button and its row."""
+    phone = page.context.browser.new_page(**{**PHONE, "viewport": {"width": width, "height": 844}})
+    phone.goto(app_url)
+    phone.wait_for_selector("#fo1-editor")
+    buttons = phone.locator("button.fo1-small")
+    assert buttons.count() == 3
+    for button in buttons.all():
+        fits = button.evaluate(
+            """(button) => {
+                const row = button.closest(".row").getBoundingClientRect();
+                const place = button.getBoundingClientRect();
+                return [button.textContent.trim(), button.scrollWidth <= button.clientWidth,
+                        row.left <= place.left && place.right <= row.right];
+            }"""
+        )
+        assert fits[1:] == [True, True], fits
+    phone.get_by_role("button", name="New conversation").scroll_into_view_if_needed()
+    shot(phone, f"28-phone-{width}-new-conversation", full_page=False)
+    phone.close()
+
+
 def test_on_a_phone_regions_are_picked_with_the_image_in_view(page, app_url: str) -> None:
     """The columns stacked, the region picker came after Propose and the numbers, a screen below
     the boxes it names; one who had proposed boxes scrolled between the two."""
