@@ -67,7 +67,10 @@ def read_image(source: ImageSource | None) -> tuple[Image.Image, list[str]]:
     notices = [] if frames == 1 else [f"The image has {frames} frames; FO1 reads the first only."]
     try:
         if image is source:
-            image = ImageOps.exif_transpose(image)  # a copy: the caller's image stays as it was
+            # Turned on a copy, so the caller's image stays as it was; one with nothing to turn
+            # is read itself (an opened image, `open_image`'s, is handed on without a copy).
+            if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+                image = ImageOps.exif_transpose(image)
         else:
             ImageOps.exif_transpose(image, in_place=True)  # made here: turned, not copied
         return as_rgb(image), notices

@@ -17,7 +17,7 @@ import gradio as gr
 import huggingface_hub.constants
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 from pycocotools.coco import COCO
 
 import ui.handlers as handlers_module
@@ -28,6 +28,7 @@ from fo1_core.render import color_for_region
 from fo1_core.session import load
 from fo1_core.templates import MAX_REGIONS
 from tests.conftest import RIGGED_ANSWER
+from tests.images import animated_gif
 from ui.ahead import EncodeAhead
 from ui.answer_area import cleared_answer
 from ui.answer_view import LATEST_TURN_NOTE, Turn
@@ -537,6 +538,27 @@ def test_masks_of_boxes_no_longer_shown_are_dropped_oldest_first_past_the_bound(
         (4, 0, 9, 9),
     ]
     assert within(store, shown, 10 * MASKS_KEPT_BYTES) == store
+
+
+def test_a_question_decodes_its_image_once_in_the_models_turn(
+    answering: Handlers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model's copy and the copy drawn on were each decoded from the file: half a second of
+    a 100-megapixel PNG, with every question behind it waiting for the model."""
+    decoded = []
+    load = ImageFile.ImageFile.load
+
+    def counted(image: ImageFile.ImageFile):
+        if image.tile:  # not decoded yet
+            decoded.append(image.filename)
+        return load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counted)
+    path = tmp_path / "frames.gif"
+    path.write_bytes(animated_gif())
+    *_, (_, _, image, status, *_) = run(answering, editor_value(str(path), [[0, 0, 20, 20]]))
+    assert "Done" in status and "3 frames" in status  # what the file says is still told
+    assert decoded == [str(path)]
 
 
 def test_the_editors_rotate_buttons_turn_the_image_the_model_sees(answering: Handlers) -> None:

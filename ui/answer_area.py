@@ -14,9 +14,9 @@ import numpy as np
 
 from fo1_core.answers import Answer
 from fo1_core.render import draw_proposals
-from fo1_core.session import Generation, Request, StopReason
+from fo1_core.session import Generation, StopReason
 from ui.answer_view import Turn, answer_html, asked_html, detection_rows, reasoning_html
-from ui.answering import Answerer, Question, Step, status_line, task_label
+from ui.answering import Answerer, Prepared, Question, Step, status_line, task_label
 from ui.conversation import NEW_CONVERSATION
 from ui.report import AnswerFolders, Result, Unwritten, write_shown
 from ui.status import ANSWERING, CUT_SHORT, NOT_KEPT, status_html, with_stale_note
@@ -50,7 +50,7 @@ class Asked:
     """A question on its way, with what its finished answer is told with."""
 
     question: Question
-    prepared: Request
+    prepared: Prepared
     earlier: list[Turn]  # the earlier turns it sees, in follow-up mode
     proposals_s: float | None  # how long the proposals took, for the status line
     follow_up: bool  # asked in follow-up mode
@@ -61,10 +61,11 @@ class Asked:
     shown: str = field(init=False)  # the question as the conversation lists it
 
     def __post_init__(self) -> None:
-        self.num_regions = self.prepared.num_regions
+        request = self.prepared.request
+        self.num_regions = request.num_regions
         label = task_label(self.question.task)
-        given = self.prepared.text.strip()  # as the model read it (the status names what not)
-        self.heading = asked_html(label, given, self.num_regions, self.prepared.user_text)
+        given = request.text.strip()  # as the model read it (the status names what not)
+        self.heading = asked_html(label, given, self.num_regions, request.user_text)
         self.shown = f"{label}: {given}" if given else label
 
     def answer_html(self, answer: Answer | None) -> str:
@@ -76,7 +77,7 @@ class Asked:
     def started(self) -> AnswerOutputs:
         """The answer area as the answer starts: the question over placeholders, the rest
         emptied."""
-        status = " ".join([ANSWERING, *self.prepared.notices, *self._restart_notes()])
+        status = " ".join([ANSWERING, *self.prepared.request.notices, *self._restart_notes()])
         return AnswerOutputs(
             self.answer_html(None),
             reasoning_placeholder(),
@@ -147,14 +148,14 @@ def _finished(
 ) -> tuple[AnswerOutputs, Unwritten]:
     """The whole answer and its status, and its downloads to write; `image`: the last drawing
     of it."""
-    question, prepared = asked.question, asked.prepared
+    question, request = asked.question, asked.prepared.request
     status = status_line(generation, asked.num_regions, asked.proposals_s)
     stop_reason = generation.stop_reason
     notes = [*generation.notices, *step.answer.warnings]
     if stop_reason == StopReason.TOKEN_LIMIT:
         notes.append(CUT_SHORT)
     notes += asked.closing_notes(generation)
-    read_boxes = prepared.boxes.tolist()
+    read_boxes = request.boxes.tolist()
     picture = step.picture
     result = Result(
         image=image,
@@ -162,7 +163,7 @@ def _finished(
         boxes_image=draw_proposals(picture.pixels, read_boxes, picture.reduced),
         boxes=read_boxes,
         task_label=task_label(question.task),
-        prompt=prepared.user_text,
+        prompt=request.user_text,
         answer=step.answer,
         detections=step.detections,
         status=status,

@@ -27,7 +27,7 @@ from fo1_core.answers import (
 )
 from fo1_core.encoding import Reused
 from fo1_core.errors import FO1Error
-from fo1_core.processing import open_image
+from fo1_core.processing import open_image, read_image
 from fo1_core.prompting import region_list_text
 from fo1_core.render import draw_answer, shown_reduction
 from fo1_core.session import FO1Pipeline, Generation, Request, StopReason
@@ -65,13 +65,20 @@ class Picture:
     size: tuple[int, int]  # the image's own (width, height), which boxes and masks are in
 
 
-def shown_picture(image: str | Image.Image) -> Picture:
-    """The image, reduced once here to be shown: every drawing of the answer is then as cheap as
-    a screen-sized image's."""
-    opened = open_image(image)
-    reduced = shown_reduction(*opened.size)
-    shown = opened.reduce(reduced) if reduced > 1 else opened
-    return Picture(np.asarray(shown), reduced, opened.size)
+def shown_picture(image: Image.Image) -> Picture:
+    """The image (opened, `open_image`), reduced once here to be shown: every drawing of the
+    answer is then as cheap as a screen-sized image's."""
+    reduced = shown_reduction(*image.size)
+    shown = image.reduce(reduced) if reduced > 1 else image
+    return Picture(np.asarray(shown), reduced, image.size)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A question ready for the model, with its image as the answer is drawn on."""
+
+    request: Request
+    picture: Picture
 
 
 @dataclass
@@ -113,14 +120,17 @@ class Answerer:
         self.pipeline = pipeline
         self._stream_on_gpu = on_gpu(self._stream, max_new_tokens=lambda _r, limit, _c: limit)
 
-    def prepare(self, question: Question, history: Sequence[tuple[str, str]] = ()) -> Request:
+    def prepare(self, question: Question, history: Sequence[tuple[str, str]] = ()) -> Prepared:
         """Checks and preprocesses a question; raises `FO1Error` with a message for the user.
 
         `history`: earlier (question, answer) turns of a conversation about the same boxes.
         """
-        return self.pipeline.prepare(
-            question.image, question.boxes, question.task, fill_text(question), history
-        )
+        text = fill_text(question)
+        # Decoded once for the model and the drawing: a 100-megapixel PNG takes half a second.
+        image, notices = read_image(question.image)
+        request = self.pipeline.prepare(image, question.boxes, question.task, text, history)
+        request.vision.notices[:0] = notices  # of the file, which the model gets decoded
+        return Prepared(request, shown_picture(image))
 
     def _stream(
         self, request: Request, max_new_tokens: int, cancel: threading.Event | None
@@ -130,7 +140,7 @@ class Answerer:
     def steps(
         self,
         question: Question,
-        request: Request,
+        prepared: Prepared,
         max_new_tokens: int,
         cancel: threading.Event | None = None,
         interval_s: float = 0.0,
@@ -140,7 +150,7 @@ class Answerer:
         only); the last step carries the `Generation`. The result image comes with a step that
         changes it, at most one per `draw_interval_s` (`math.inf`: with the last only, where no
         one sees the others), and with the last."""
-        picture = shown_picture(question.image)
+        request, picture = prepared.request, prepared.picture
         boxes = request.boxes.astype(np.float32)
         masks = None if question.masks is None else question.masks[:MAX_REGIONS]
         text, tokens, drawn, parsed_at, drawn_at = "", 0, None, time.perf_counter(), -math.inf

@@ -91,9 +91,9 @@ class Api:
         returned would hold the model, and every caller behind it, until its last token)."""
         try:
             question = Question(image=image, boxes=parse_boxes(boxes), task=task, text=text or "")
-            request = self.answerer.prepare(question)
+            prepared = self.answerer.prepare(question)
             steps = self.answerer.steps(
-                question, request, self.max_new_tokens, None, CANCEL_CHECK_S,
+                question, prepared, self.max_new_tokens, None, CANCEL_CHECK_S,
                 draw_interval_s=math.inf,
             )  # fmt: skip
             for last in steps:

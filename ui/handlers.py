@@ -408,7 +408,7 @@ class Handlers:
                     session.unwritten = ended.downloads
                     generation = ended.generation
                     if generation.stop_reason != StopReason.CANCELLED:
-                        turn = Turn(prepared.user_text, generation.answer, asked.shown)
+                        turn = Turn(prepared.request.user_text, generation.answer, asked.shown)
                         session.finished = (key, turn)
                 yield outputs
         except FO1Error as error:
