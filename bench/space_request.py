@@ -7,8 +7,8 @@
 start empty in every run, as in a freshly forked ZeroGPU worker. Proposals are topped up with a
 grid of boxes to exactly `--boxes`. Random FO1 weights never stop early, so each answer is
 `--new-tokens` tokens long. `followup_ttft_s`: the visitor's next question about the same image
-and boxes (a count), which finds them encoded; it is not part of `total_s`. Needs neither Gradio
-nor `spaces`, so it runs on a bare GPU machine.
+and boxes (a count), which finds them encoded (`followup_reused_tokens` prompt positions); it is
+not part of `total_s`. Needs neither Gradio nor `spaces`, so it runs on a bare GPU machine.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def run_once(pipeline, proposer, image, count: int, new_tokens: int) -> dict:
     request = pipeline.prepare(image, boxes.tolist(), TASK, CATEGORIES)
     timings = pipeline.generate(request, new_tokens).timings
     followup = pipeline.prepare(image, boxes.tolist(), FOLLOWUP_TASK, FOLLOWUP_TEXT)
-    followup_s = pipeline.generate(followup, new_tokens).timings["first_token_s"]
+    answered = pipeline.generate(followup, new_tokens)
+    followup_s = answered.timings["first_token_s"]
     return {
         "proposed": len(proposed),
         "proposals_s": proposals_s,
@@ -75,6 +76,7 @@ def run_once(pipeline, proposer, image, count: int, new_tokens: int) -> dict:
         "answer_s": timings["total_s"],
         "followup_ttft_s": followup_s,
         "followup_ttft_ratio": followup_s / timings["first_token_s"],
+        "followup_reused_tokens": answered.reused.tokens,
     }
 
 

@@ -69,7 +69,8 @@ def test_space_request_benchmark_asks_about_the_requested_boxes(
     (row,) = json.loads(out.read_text())
     assert (row["boxes"], row["image"], row["fits_60s"]) == (30, "320x240", True)
     assert row["total_s"] >= row["proposals_s"] + row["first_token_s"]
-    assert 0 < row["followup_ttft_s"] < row["first_token_s"]
+    # Found encoded, not timed: on the tiny model encoding is too quick to tell from the noise.
+    assert row["followup_ttft_s"] > 0 and row["followup_reused_tokens"] > 0
 
 
 def test_question_profile_times_cold_and_warm_questions_and_profiles_the_generation_thread(
