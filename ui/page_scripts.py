@@ -209,7 +209,19 @@ download link names its file (Gradio names it by its size)."""
 WAITING_FOR_THE_MODEL = """() => {
     const status = document.querySelector("#fo1-status");
     if (!status) return;
+    const note = document.createElement("p");
+    note.id = "fo1-waiting";
+    note.setAttribute("role", "status");
+    status.before(note);
     let timer = null;
+    let waiting = null;  // what the note says while the question waits, unless stopped
+    const show = () => {
+        const stopped = document.body.classList.contains("fo1-stopping");
+        const said = waiting === null ? "" : stopped ? "Stopped by you: your question leaves "
+            + "the queue without an answer once the model gets to it." : waiting;
+        if (note.textContent !== said) note.textContent = said;
+        status.toggleAttribute("data-fo1-waiting", waiting !== null);
+    };
     const place = () => {
         // Gradio's own progress there reads "queue: N/M" while the event waits for the model.
         const tracker = status.querySelector("[data-testid=status-tracker]:not(.hide)");
@@ -217,24 +229,29 @@ WAITING_FOR_THE_MODEL = """() => {
         if (!queued) {
             clearTimeout(timer);
             timer = null;
-            delete status.dataset.fo1Waiting;
+            waiting = null;
+            show();
             return;
         }
         const before = Number(queued[1]) - 1;
         const next = before ? `${before} more wait before yours` : "yours is next";
         const say = () => {
-            status.dataset.fo1Waiting = "Waiting for the model: it is busy with a question "
-                + `or proposals asked before yours; ${next}.`;
+            waiting = "Waiting for the model: it is busy with a question or proposals asked "
+                + `before yours; ${next}.`;
+            show();
         };
-        if ("fo1Waiting" in status.dataset) say();
+        if (waiting !== null) say();
         else timer ??= setTimeout(say, 700);
     };
     new MutationObserver(place).observe(status, {
         subtree: true, childList: true, characterData: true, attributeFilter: ["class"]});
+    new MutationObserver(show).observe(document.body, {attributeFilter: ["class"]});
 }"""
 """Installed once in the page: while Run or Propose waits behind what the model is busy with
-(another page's question or proposals), the status says so and how many wait before it, in place
+(another page's question or proposals), a note says so and how many wait before it, in place
 of the status before and of Gradio's place in the queue and time estimate (`app_css`): a visitor
 saw "queue: 1/1 | 16.4/10.1s" over an old status, the estimate run past, and no cause named.
+The note is text of its own, a polite live region (`role=status`) that screen readers announce,
+not drawn by CSS.
 Every event waits in the queue for a moment, even with the model free: only a longer wait is
 said."""

@@ -44,17 +44,11 @@ body.fo1-run-next.fo1-stopping #fo1-status::before {{
 /* Room for Gradio's progress (a place in the queue), which would spill over what follows; not
    for its mark while the answer streams. */
 #fo1-status:has({PENDING}:not(.generating)) {{ min-height: 4.5em; }}
-/* Run or Propose waiting behind what the model is busy with (`WAITING_FOR_THE_MODEL`): said in
-   place of Gradio's place in the queue and time estimate, and of the status before. */
-#fo1-status[data-fo1-waiting] [data-testid=status-tracker],
-#fo1-status[data-fo1-waiting] .fo1-status {{ display: none; }}
-#fo1-status[data-fo1-waiting]::after {{ display: block; padding: 0.3em 0.6em; }}
-/* Exclusive, not by weight: Gradio adds a weightier copy of each rule, which would win. */
-body:not(.fo1-stopping) #fo1-status[data-fo1-waiting]::after {{
-    content: attr(data-fo1-waiting); }}
-body.fo1-stopping #fo1-status[data-fo1-waiting]::after {{
-    content: "Stopped by you: your question leaves the queue without an answer once the model "
-        "gets to it."; }}
+/* Run or Propose waiting behind what the model is busy with (`WAITING_FOR_THE_MODEL`): its note
+   said in place of Gradio's place in the queue and time estimate, and of the status before. */
+#fo1-status[data-fo1-waiting] {{ display: none !important; }}
+#fo1-waiting {{ margin: 0; padding: 0.3em 0.6em; }}
+#fo1-waiting:empty {{ display: none; }}
 /* A Propose waiting behind an answer, or running (`PROPOSING`). */
 body.fo1-proposing #fo1-propose {{ opacity: 0.6; cursor: progress; }}
 body.fo1-proposing #fo1-propose::after {{ content: " (on its way…)"; }}

@@ -828,7 +828,9 @@ def test_a_click_inside_two_boxes_selects_the_smaller(page) -> None:
     page.get_by_text("Boxes as numbers", exact=True).click()
 
 
-WAITING_NOTE = "getComputedStyle(document.querySelector('#fo1-status'), '::after').content"
+WAITING_NOTE = "document.querySelector('#fo1-waiting[role=status]')?.textContent ?? ''"
+"""The note of a question waiting for the model: text in a live region, which screen readers
+announce."""
 
 
 def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None:
@@ -848,6 +850,7 @@ def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None
     # estimate; the answer area is not covered by them either.
     waiting.wait_for_function(f"{WAITING_NOTE}.includes('Waiting for the model')")
     assert "yours is next" in waiting.evaluate(WAITING_NOTE)
+    assert waiting.get_by_role("status").filter(has_text="yours is next").is_visible()
     assert not waiting.get_by_text("2 boxes set from the numbers typed").is_visible()
     assert not waiting.get_by_text(re.compile("queue:")).first.is_visible()
     assert waiting.locator(f"#fo1-result {PENDING}, #fo1-answer {PENDING}").count() == 0
