@@ -51,8 +51,8 @@ from ui.page_scripts import (
     PROPOSING,
     SHOW_A_PROBLEM,
     SHOW_THE_LATEST_TURN,
+    STATUS_NOTES,
     STOPPING,
-    WAITING_FOR_THE_MODEL,
     WITH_PAGE_TIME,
     WITH_SELECTION,
     page_step,
@@ -370,7 +370,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             MARK_STROKES,
             KEYS_AND_TURNS,
             ANNOUNCED,
-            WAITING_FOR_THE_MODEL,
+            STATUS_NOTES,
         )
         for page_script in page_scripts:
             demo.load(None, js=page_script, api_visibility="private")
@@ -440,7 +440,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             [answer, reasoning, result, status, table, downloads],
             js=ASK,
             # Not over the answer area: while the question waits for the model the status says
-            # so (`WAITING_FOR_THE_MODEL`), and the answer before stays readable till replaced.
+            # so (`STATUS_NOTES`), and the answer before stays readable till replaced.
             show_progress_on=status,
             api_visibility="private",
             concurrency_id=GPU,

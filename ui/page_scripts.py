@@ -56,8 +56,8 @@ KEYS_AND_TURNS = """() => {
             setTimeout(() => click("#fo1-turned"), 50);  // once the editor has turned
         } else if (event.target.closest("#fo1-run")) {
             keep(event.detail > 1);
-        } else if (event.target.id === "fo1-status") {
-            page.remove("fo1-run-next");  // a click on its note (not on the status's text)
+        } else if (event.target.closest("#fo1-page-note")) {
+            page.remove("fo1-run-next");  // a click on its note (`STATUS_NOTES`)
         }
     }, true);
 }"""
@@ -206,19 +206,28 @@ ANNOUNCED = """() => {
 they change (`role=status` is a polite live region), the result image has a text, and each
 download link names its file (Gradio names it by its size)."""
 
-WAITING_FOR_THE_MODEL = """() => {
+STATUS_NOTES = """() => {
     const status = document.querySelector("#fo1-status");
     if (!status) return;
+    const page = document.body.classList;
     const note = document.createElement("p");
-    note.id = "fo1-waiting";
+    note.id = "fo1-page-note";
     note.setAttribute("role", "status");
     status.before(note);
     let timer = null;
     let waiting = null;  // what the note says while the question waits, unless stopped
     const show = () => {
-        const stopped = document.body.classList.contains("fo1-stopping");
-        const said = waiting === null ? "" : stopped ? "Stopped by you: your question leaves "
-            + "the queue without an answer once the model gets to it." : waiting;
+        const stopping = page.contains("fo1-stopping");
+        const kept = !page.contains("fo1-run-next") ? "" : stopping
+            ? "Your next question is asked once this answer has stopped (editing the question, "
+                + "or a click here, forgets it)."
+            : "Your next question is asked once this answer ends (Stop ends it now; editing the "
+                + "question, or a click here, forgets it).";
+        const queued = waiting === null ? "" : stopping
+            ? "Stopped by you: your question leaves the queue without an answer once the model "
+                + "gets to it."
+            : waiting;
+        const said = [kept, queued].filter(Boolean).join("\\n");
         if (note.textContent !== said) note.textContent = said;
         status.toggleAttribute("data-fo1-waiting", waiting !== null);
     };
@@ -247,11 +256,12 @@ WAITING_FOR_THE_MODEL = """() => {
         subtree: true, childList: true, characterData: true, attributeFilter: ["class"]});
     new MutationObserver(show).observe(document.body, {attributeFilter: ["class"]});
 }"""
-"""Installed once in the page: while Run or Propose waits behind what the model is busy with
-(another page's question or proposals), a note says so and how many wait before it, in place
-of the status before and of Gradio's place in the queue and time estimate (`app_css`): a visitor
-saw "queue: 1/1 | 16.4/10.1s" over an old status, the estimate run past, and no cause named.
-The note is text of its own, a polite live region (`role=status`) that screen readers announce,
-not drawn by CSS.
-Every event waits in the queue for a moment, even with the model free: only a longer wait is
-said."""
+"""Installed once in the page: a note over the status, a polite live region (`role=status`) that
+screen readers announce, says
+- that a question asked while the page's answer is on its way is kept, and asked once it ends
+  (`KEYS_AND_TURNS`; a click on the note forgets it);
+- while Run or Propose waits behind what the model is busy with (another page's question or
+  proposals), that it does and how many wait before it, in place of the status before and of
+  Gradio's place in the queue and time estimate (`app_css`): a visitor saw "queue: 1/1 |
+  16.4/10.1s" over an old status, the estimate run past, and no cause named. Every event waits
+  in the queue for a moment, even with the model free: only a longer wait is said."""

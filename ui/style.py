@@ -33,22 +33,16 @@ kbd {{ padding: 0 0.35em; border: 1px solid var(--border-color-primary); border-
 /* While the page's question is queued or answered (`ASK`): Run is dimmed, Stop is not. */
 body.fo1-busy #fo1-run, body:not(.fo1-busy) #fo1-stop {{ opacity: 0.5; }}
 body.fo1-busy #fo1-run {{ cursor: progress; }}
-/* A question asked while the answer before it is on its way is kept for `IDLE`: said so. */
-body.fo1-run-next #fo1-status::before {{ display: block; padding: 0.3em 0.6em;
-    cursor: pointer;
-    content: "Your next question is asked once this answer ends "
-        "(Stop ends it now; editing the question, or a click here, forgets it)."; }}
-body.fo1-run-next.fo1-stopping #fo1-status::before {{
-    content: "Your next question is asked once this answer has stopped "
-        "(editing the question, or a click here, forgets it)."; }}
 /* Room for Gradio's progress (a place in the queue), which would spill over what follows; not
    for its mark while the answer streams. */
 #fo1-status:has({PENDING}:not(.generating)) {{ min-height: 4.5em; }}
-/* Run or Propose waiting behind what the model is busy with (`WAITING_FOR_THE_MODEL`): its note
-   said in place of Gradio's place in the queue and time estimate, and of the status before. */
+/* The notes over the status (`STATUS_NOTES`): a question kept for `IDLE`, and Run or Propose
+   waiting behind what the model is busy with, said in place of Gradio's place in the queue and
+   time estimate, and of the status before. */
 #fo1-status[data-fo1-waiting] {{ display: none !important; }}
-#fo1-waiting {{ margin: 0; padding: 0.3em 0.6em; }}
-#fo1-waiting:empty {{ display: none; }}
+#fo1-page-note {{ margin: 0; padding: 0.3em 0.6em; white-space: pre-line; }}
+#fo1-page-note:empty {{ display: none; }}
+body.fo1-run-next #fo1-page-note {{ cursor: pointer; }}
 /* A Propose waiting behind an answer, or running (`PROPOSING`). */
 body.fo1-proposing #fo1-propose {{ opacity: 0.6; cursor: progress; }}
 body.fo1-proposing #fo1-propose::after {{ content: " (on its way…)"; }}
@@ -56,7 +50,7 @@ body.fo1-proposing #fo1-propose::after {{ content: " (on its way…)"; }}
 /* No gap for a conversation not shown, nor for a status or an answer not there yet, unless
    Gradio shows its progress there (a place in the queue, a Propose running). */
 #fo1-history:not(:has(.fo1-history)),
-body:not(.fo1-run-next) #fo1-status:not(:has(.fo1-status, {PENDING})),
+#fo1-status:not(:has(.fo1-status, {PENDING})),
 #fo1-answer:not(:has(.fo1-answer, {PENDING})) {{ display: none; }}
 /* The conversation's latest turn is left out while it is the answer shown below it, not once a
    new question is on its way (`ASK` to `IDLE`) to take that answer's place. */

@@ -8,6 +8,7 @@ Screenshots go to `test-artifacts/`.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -598,9 +599,15 @@ def test_run_clicked_as_a_stopped_answer_ends_asks_again(page) -> None:
     assert "Stopped by you" in status_text(page)
 
 
-NOTE_ABOVE_THE_STATUS = (
-    "getComputedStyle(document.querySelector('#fo1-status'), '::before').content"
-)
+NOTE_ABOVE_THE_STATUS = "document.querySelector('#fo1-page-note[role=status]').textContent"
+"""The note over the status (`ui.page_scripts.STATUS_NOTES`): text in a live region, which screen
+readers announce."""
+
+
+def wait_for_page_note(page, text: str) -> None:
+    """Until the note over the status holds `text` ("": until it is empty)."""
+    said = f"({NOTE_ABOVE_THE_STATUS})"
+    page.wait_for_function(f"{said}.includes({json.dumps(text)})" if text else f"{said} === ''")
 
 
 def test_a_question_asked_while_an_answer_streams_is_kept_and_said_so(page) -> None:
@@ -610,29 +617,29 @@ def test_a_question_asked_while_an_answer_streams_is_kept_and_said_so(page) -> N
     page.wait_for_function("Date.now() - window.fo1AskedAt > 600")
     page.get_by_label("Categories").fill("saucer")
     page.get_by_label("Categories").press("Enter")
-    assert "asked once this answer ends" in page.evaluate(NOTE_ABOVE_THE_STATUS)
-    page.locator("#fo1-status").click(position={"x": 4, "y": 4})  # on the note: forgotten
-    assert page.evaluate(NOTE_ABOVE_THE_STATUS) == "none"
+    wait_for_page_note(page, "asked once this answer ends")
+    page.locator("#fo1-page-note").click()  # forgotten
+    wait_for_page_note(page, "")
     page.get_by_label("Categories").press("Enter")
-    assert "asked once this answer ends" in page.evaluate(NOTE_ABOVE_THE_STATUS)
+    wait_for_page_note(page, "asked once this answer ends")
     page.keyboard.type("s")  # edited after it was asked: forgotten until asked again
-    assert page.evaluate(NOTE_ABOVE_THE_STATUS) == "none"
+    wait_for_page_note(page, "")
     page.get_by_label("Categories").fill("saucer")
     page.get_by_label("Categories").press("Enter")
-    assert "asked once this answer ends" in page.evaluate(NOTE_ABOVE_THE_STATUS)
+    wait_for_page_note(page, "asked once this answer ends")
     shot(page, "4b-question-kept-while-streaming")
     page.evaluate(WATCH_THE_STATUS)
     page.locator("#fo1-stop").click()  # ends the answer: the kept question is asked then
     wait_for_statuses(page, "Stopped by you", "Answering")
     page.locator(".fo1-asked", has_text="saucer").wait_for()
-    assert page.evaluate(NOTE_ABOVE_THE_STATUS) == "none"
+    wait_for_page_note(page, "")
     page.locator("#fo1-stop").click()
     page.locator("#fo1-status", has_text="Stopped by you").wait_for()
     page.wait_for_function("!document.body.classList.contains('fo1-busy')")
     # A double click asks once: its second click is no question kept for later.
     page.locator("#fo1-run").dblclick()
     page.locator("#fo1-status", has_text="Answering").wait_for()
-    assert page.evaluate(NOTE_ABOVE_THE_STATUS) == "none"
+    wait_for_page_note(page, "")
     # A question kept, then another image: it is not asked, about either image.
     page.wait_for_function("Date.now() - window.fo1AskedAt > 600")
     page.get_by_label("Categories").press("Enter")
@@ -828,11 +835,6 @@ def test_a_click_inside_two_boxes_selects_the_smaller(page) -> None:
     page.get_by_text("Boxes as numbers", exact=True).click()
 
 
-WAITING_NOTE = "document.querySelector('#fo1-waiting[role=status]')?.textContent ?? ''"
-"""The note of a question waiting for the model: text in a live region, which screen readers
-announce."""
-
-
 def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     run_detection(page, "red circle", max_tokens=8192)
@@ -848,15 +850,15 @@ def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None
     waiting.locator("#fo1-run").click()  # queued behind the first page's answer
     # Said so, in place of the status before and of Gradio's place in the queue and its time
     # estimate; the answer area is not covered by them either.
-    waiting.wait_for_function(f"{WAITING_NOTE}.includes('Waiting for the model')")
-    assert "yours is next" in waiting.evaluate(WAITING_NOTE)
+    wait_for_page_note(waiting, "Waiting for the model")
+    assert "yours is next" in waiting.evaluate(NOTE_ABOVE_THE_STATUS)
     assert waiting.get_by_role("status").filter(has_text="yours is next").is_visible()
     assert not waiting.get_by_text("2 boxes set from the numbers typed").is_visible()
     assert not waiting.get_by_text(re.compile("queue:")).first.is_visible()
     assert waiting.locator(f"#fo1-result {PENDING}, #fo1-answer {PENDING}").count() == 0
     shot(waiting, "11-waiting-for-another-users-answer", full_page=False)
     waiting.locator("#fo1-stop").click()
-    waiting.wait_for_function(f"{WAITING_NOTE}.includes('Stopped by you')")
+    wait_for_page_note(waiting, "Stopped by you")
     waiting.wait_for_timeout(500)  # the Stop has reached the server
     page.locator("#fo1-stop").click()
     page.locator("#fo1-status", has_text="Stopped by you").wait_for()
