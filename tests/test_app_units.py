@@ -3,6 +3,7 @@ examples, and the command line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -60,8 +61,9 @@ from ui.editor import (
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.gpu import MAX_SECONDS, duration_for, on_gpu
 from ui.handlers import Handlers
+from ui.layout import build_app
 from ui.proposing import PackedMask, Proposing, box_key, masks_for
-from ui.report import AnswerFolders, Result, report_html, write_downloads
+from ui.report import FULL_SIZE_DRAWINGS, AnswerFolders, Result, report_html, write_downloads
 from ui.sessions import OPEN_PAGES, Sessions
 
 
@@ -619,6 +621,31 @@ def test_downloads_of_an_image_with_an_unusual_name(tmp_path, name: str) -> None
     assert all(Path(path).exists() for path in (files.image, files.json, files.coco, files.report))
     shown = json.loads(Path(files.json).read_text(encoding="utf-8"))["image"]
     assert shown == name.encode("utf-8", "replace").decode("utf-8")
+
+
+def test_downloads_wait_only_behind_a_huge_images_full_size_drawing(
+    tmp_path: Path, pipeline
+) -> None:
+    """One at a time across every visitor, the downloads of a small image waited seconds behind
+    those of a stranger's 100-megapixel photo, drawn again at its own size."""
+    downloads = [fn for fn in build_app(pipeline).fns.values() if fn.name == "downloads"]
+    assert [fn.concurrency_limit for fn in downloads] == [None]
+    answer = parse_answer("<ground>cup</ground><objects><region0></objects>", 1)
+    image = np.zeros((20, 30, 3), np.uint8)
+    boxes = [[1, 2, 10, 12]]
+    detections = to_detections(answer, np.array(boxes))
+    small = Result(image, "small.jpg", image, boxes, "Detection", "cup", answer, detections, "")
+    huge = dataclasses.replace(small, image_name="huge.jpg", source=Image.new("RGB", (60, 40)))
+    huge.reduced = 2
+    written = []
+    with FULL_SIZE_DRAWINGS:  # another huge image's drawing under way
+        assert Path(write_downloads(small, tmp_path).image).is_file()  # not kept waiting
+        waiting = threading.Thread(target=lambda: written.append(write_downloads(huge, tmp_path)))
+        waiting.start()
+        waiting.join(0.5)
+        assert not written  # kept waiting: one full-size copy at a time
+    waiting.join(30)
+    assert Path(written[0].image).name == "huge-fo1-answer.png"  # drawn at its own size
 
 
 def test_report_without_detections() -> None:

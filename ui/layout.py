@@ -456,9 +456,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             None,
             downloads,
             api_visibility="private",
-            # Not the model's: one at a time, each holding a full-size copy of its image.
-            concurrency_id="downloads",
-            concurrency_limit=1,
+            # Not the model's; a huge image's full-size drawing is one at a time on its own
+            # (`ui.report.FULL_SIZE_DRAWINGS`), so that the others' files need not wait for it.
+            concurrency_limit=None,
         )
         answering.then(
             handlers.remember_turn,

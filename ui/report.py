@@ -13,6 +13,7 @@ import io
 import json
 import re
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,14 +114,21 @@ def write_shown(result: Result, folder: Path) -> str:
     return str(path)
 
 
+FULL_SIZE_DRAWINGS = threading.Lock()
+"""Held while an annotated image is drawn at a huge image's own size (`write_downloads` of an
+image shown reduced): one at a time, each holding a full-size copy (300 MB at 100 megapixels).
+Other answers' downloads are written meanwhile: they waited seconds behind a stranger's photo."""
+
+
 def write_downloads(result: Result, folder: Path, shown: str | None = None) -> Downloads:
     """Writes the four files to `folder` (Gradio serves copies of them); `shown`: the drawing as
     shown, where `write_shown` already wrote it. The annotated image is at the image's own size."""
     stem = file_stem(result.image_name)
     if result.reduced > 1:
         image_path = folder / f"{stem}-answer.png"
-        drawn = draw_answer(open_image(result.source), result.detections)
-        Image.fromarray(drawn).save(image_path)
+        with FULL_SIZE_DRAWINGS:
+            drawn = draw_answer(open_image(result.source), result.detections)
+            Image.fromarray(drawn).save(image_path)
     else:
         image_path = Path(shown or write_shown(result, folder))
     document = {
