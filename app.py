@@ -103,8 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--proposer",
         choices=list(available_proposers()),
-        help="proposer selected at start (default: florence2 where its weights are cached or "
-        "the hub is online, else offline)",
+        help="proposer selected at start; None: florence2 where its weights are cached or the "
+        "hub is online, else offline",
     )
     parser.add_argument(
         "--proposer-checkpoint",

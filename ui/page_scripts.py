@@ -27,6 +27,11 @@ KEYS_AND_TURNS = """() => {
             event.preventDefault();
             event.stopPropagation();
         }
+        // Gradio's dropdowns (6.31) take a Tab for typed text once they have closed on losing
+        // the focus, and open their list again over the next field: it is kept from them.
+        if (event.key === "Tab" && event.target.matches("input[role=combobox]")) {
+            event.stopPropagation();
+        }
     }, true);
     addEventListener("input", (event) => {
         // The question kept is the one asked: edited, it must be asked again to be kept.
@@ -67,7 +72,8 @@ edit; C and D outside text fields pick the editor's box and hand tools, as they 
 once it has the focus (which it keeps to itself then); turning the image with the editor's
 buttons reports its turned boxes (`turned`); a question asked (Run, Enter in the task's text
 field, Ctrl+Enter in the free prompt) while the page's answer is on its way or ending is kept
-(`IDLE` asks it then; a click on its note, editing it, another task or image forget it)."""
+(`IDLE` asks it then; a click on its note, editing it, another task or image forget it); a
+dropdown's list closes as Tab leaves it."""
 
 SHOW_THE_ANSWER = """() => {
     // What stands just above the answer (the conversation, the status), in the page before it.

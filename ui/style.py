@@ -71,9 +71,11 @@ body.fo1-asking #fo1-history .fo1-latest-note {{ display: none; }}
 #fo1-editor .icon-buttons {{ position: static; justify-content: flex-end; }}
 /* The size column as narrow as its text: the file's name has the rest. */
 #fo1-downloads td.download {{ width: 1%; white-space: nowrap; }}
-/* Focus shown where Gradio shows none (the slider) or a faint border (the region boxes). */
+/* Focus shown where Gradio shows none (the sliders, the detections table) or a faint border
+   (the region boxes, the follow-up box). */
 #fo1-max-tokens input[type=range]:focus-visible, #fo1-max-count input[type=range]:focus-visible,
-#fo1-regions input:focus-visible {{
+#fo1-regions input:focus-visible, #fo1-follow-up input:focus-visible,
+#fo1-detections [role=grid]:focus-visible {{
     outline: 2px solid var(--color-accent); outline-offset: 2px; }}
 /* A phone (Gradio stacks the columns under 768 px): the task and its region picker come right
    after the boxes and their Undo, the rest of each column after them, so that regions are

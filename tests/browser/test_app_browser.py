@@ -1304,3 +1304,25 @@ def test_ctrl_enter_in_the_free_prompt_asks(page) -> None:
     prompt.press("Control+Enter")
     page.locator("#fo1-status", has_text="16 tokens").wait_for()
     assert prompt.input_value() == "What is in <region0>?"  # no new line added
+
+
+def test_the_keyboard_closes_a_dropdown_it_leaves_and_shows_where_it_is(page, app_url) -> None:
+    """Tab past the Task dropdown left its list open over the field then typed in; the follow-up
+    box and the detections table showed no focus, or a faint one."""
+    screen = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    screen.goto(app_url)
+    screen.wait_for_selector("#fo1-page-note", state="attached")  # the page's scripts are in
+    task = screen.locator("input[role=combobox][aria-label=Task]")
+    task.focus()
+    options = screen.locator("ul[role=listbox]")
+    options.wait_for()  # Gradio opens the list as the dropdown takes the focus
+    screen.keyboard.press("Tab")
+    screen.wait_for_timeout(500)
+    assert screen.evaluate("document.activeElement.closest('#fo1-text') !== null")
+    assert not options.is_visible()
+    shot(screen, "29-tabbed-past-the-task", full_page=False)
+    for control in ("#fo1-follow-up input", "#fo1-detections [role=grid]"):
+        screen.locator(control).focus()
+        outline = screen.locator(control).evaluate("e => getComputedStyle(e).outlineStyle")
+        assert outline == "solid", control
+    screen.close()
