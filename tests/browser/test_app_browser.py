@@ -942,9 +942,11 @@ def test_on_a_laptop_screen_run_brings_the_answer_into_view(page, app_url: str) 
     laptop = page.context.browser.new_page(viewport={"width": 1366, "height": 700})
     laptop.goto(app_url)
     open_example(laptop, "Coffee: detect cup and spoon")
-    laptop.wait_for_timeout(600)  # the example's editor brought into view, tools and all
-    follow_up = laptop.locator("#fo1-follow-up").bounding_box()
-    assert follow_up["y"] + follow_up["height"] > 0.75 * 700  # the answer comes at the foot
+    # The example's editor brought into view, tools and all (a smooth scroll): the answer then
+    # comes at the window's foot.
+    laptop.wait_for_function(
+        "document.querySelector('#fo1-follow-up').getBoundingClientRect().bottom > 0.75 * 700"
+    )
     before = laptop.evaluate("scrollY")
     run_detection(laptop, "red circle", max_tokens=32)
     # 32 tokens can come and go between two frames: the status seen is the finished one.
