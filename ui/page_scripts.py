@@ -202,15 +202,21 @@ ANNOUNCED = """() => {
             const text = file?.getAttribute("aria-label") || file?.textContent.trim();
             if (link && text) link.setAttribute("aria-label", `Download ${text}`);
         }
+        // Gradio's Download is a named button in an unnamed link: one control, one tab stop.
+        for (const link of document.querySelectorAll(
+            "#fo1-editor a:has(> button), #fo1-result a:has(> button)")) {
+            link.tabIndex = -1;
+        }
     };
-    for (const id of ["#fo1-result", "#fo1-downloads"]) {
+    for (const id of ["#fo1-editor", "#fo1-result", "#fo1-downloads"]) {
         const part = document.querySelector(id);
         if (part) new MutationObserver(name).observe(part, {subtree: true, childList: true});
     }
 }"""
 """Installed once in the page: for screen readers, the status and the box count are read out as
-they change (`role=status` is a polite live region), the result image has a text, and each
-download link names its file (Gradio names it by its size)."""
+they change (`role=status` is a polite live region), the result image has a text, each
+download link names its file (Gradio names it by its size), and the editor's and the result's
+Download buttons are a tab stop each, not two (the button keeps the focus and still downloads)."""
 
 STATUS_NOTES = """() => {
     const status = document.querySelector("#fo1-status");

@@ -1310,7 +1310,8 @@ def test_ctrl_enter_in_the_free_prompt_asks(page) -> None:
 
 def test_the_keyboard_closes_a_dropdown_it_leaves_and_shows_where_it_is(page, app_url) -> None:
     """Tab past the Task dropdown left its list open over the field then typed in; the follow-up
-    box and the detections table showed no focus, or a faint one."""
+    box and the detections table showed no focus, or a faint one; the editor's Download took two
+    tab stops, one of them unnamed."""
     screen = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     screen.goto(app_url)
     screen.wait_for_selector("#fo1-page-note", state="attached")  # the page's scripts are in
@@ -1327,4 +1328,11 @@ def test_the_keyboard_closes_a_dropdown_it_leaves_and_shows_where_it_is(page, ap
         screen.locator(control).focus()
         outline = screen.locator(control).evaluate("e => getComputedStyle(e).outlineStyle")
         assert outline == "solid", control
+    # The editor's Download: one tab stop, its named button, which downloads with Enter.
+    open_example(screen, "Coffee: detect cup and spoon")
+    link = screen.locator("#fo1-editor a:has(> button[aria-label=Download])")
+    screen.wait_for_function("document.querySelector('#fo1-editor a:has(> button)')?.tabIndex < 0")
+    with screen.expect_download() as download:
+        link.locator("button").press("Enter")
+    assert download.value.suggested_filename == "coffee.jpg"
     screen.close()
