@@ -7,8 +7,9 @@
 start empty in every run, as in a freshly forked ZeroGPU worker. Proposals are topped up with a
 grid of boxes to exactly `--boxes`. Random FO1 weights never stop early, so each answer is
 `--new-tokens` tokens long. `followup_ttft_s`: the visitor's next question about the same image
-and boxes (a count), which finds them encoded (`followup_reused_tokens` prompt positions); it is
-not part of `total_s`. Needs neither Gradio nor `spaces`, so it runs on a bare GPU machine.
+and boxes (a count), which finds them encoded (`followup_reused_tokens` prompt positions) and
+preprocessed (`followup_prepare_s`); it is not part of `total_s`. Needs neither Gradio nor
+`spaces`, so it runs on a bare GPU machine.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def grid_boxes(width: int, height: int, count: int) -> np.ndarray:
 
 def run_once(pipeline, proposer, image, count: int, new_tokens: int) -> dict:
     pipeline.encoder.clear()
+    pipeline.preprocessor.tower_pixels.clear()
     start = time.perf_counter()
     proposed = proposer.propose(
         image, CATEGORIES if proposer.needs_text else None, ProposalOptions()
@@ -74,6 +76,7 @@ def run_once(pipeline, proposer, image, count: int, new_tokens: int) -> dict:
         "first_token_s": timings["first_token_s"],
         "decode_tok_s": timings["decode_tokens_per_s"],
         "answer_s": timings["total_s"],
+        "followup_prepare_s": followup.preprocess_s,
         "followup_ttft_s": followup_s,
         "followup_ttft_ratio": followup_s / timings["first_token_s"],
         "followup_reused_tokens": answered.reused.tokens,
