@@ -260,6 +260,15 @@ def test_editor_rejects_malformed_boxes_readably(boxes: list[dict], message: str
         box_editor().preprocess(payload)
 
 
+def test_the_editor_takes_back_the_boxes_the_server_gave_it() -> None:
+    """The page echoes the value the server set until it renames the boxes itself: an event
+    reading the editor just after "Set these boxes" sent colours as lists, and got an error."""
+    editor = box_editor(image_type="filepath")
+    sent = editor.postprocess(editor_value(str(EXAMPLES_DIR / "coffee.jpg"), [[1, 2, 30, 40]]))
+    echoed = AnnotatedImageData.model_validate(json.loads(sent.model_dump_json()))
+    assert boxes_of(editor.preprocess(echoed)) == [[1, 2, 30, 40]]
+
+
 def test_the_editor_keeps_the_uploaded_files_own_name() -> None:
     upload = FileData(path=str(EXAMPLES_DIR / "coffee.jpg"), orig_name="My café photo.JPG")
     value = box_editor(image_type="filepath").preprocess(AnnotatedImageData(image=upload))

@@ -37,6 +37,13 @@ def region_rgb(index: int) -> tuple[int, int, int]:
     return color_for_region(index).as_rgb() if index < MAX_REGIONS else UNREAD_RGB
 
 
+def region_color(index: int) -> str:
+    """`region_rgb` as the editor's page holds a box's colour, "rgb(r, g, b)". The server sends it
+    so too: a colour sent as an (r, g, b) list stays one in the page until the page renames the
+    boxes, and the editor refuses such a list when an event reads its value meanwhile."""
+    return "rgb({}, {}, {})".format(*region_rgb(index))
+
+
 def region_hex(index: int) -> str:
     return color_for_region(index).as_hex()
 
@@ -54,7 +61,7 @@ def editor_boxes(boxes: list[Box]) -> list[dict[str, Any]]:
         {
             **{key: round(float(v)) for key, v in zip(CORNERS, box, strict=True)},
             "label": region_label(i),
-            "color": region_rgb(i),
+            "color": region_color(i),
         }
         for i, box in enumerate(boxes)
     ]
@@ -160,12 +167,10 @@ RELABEL_IN_BROWSER = (
     return [unchanged ? undefined : {...value, boxes: named}, same ? undefined : moved];
 }""".replace(
         "REGION_COLORS",
-        json.dumps(
-            [f"rgb({r}, {g}, {b})" for r, g, b in map(region_rgb, range(len(PALETTE.colors)))]
-        ),
+        json.dumps([region_color(i) for i in range(len(PALETTE.colors))]),
     )
     .replace("MAX_REGIONS", str(MAX_REGIONS))
-    .replace("UNREAD_COLOR", json.dumps("rgb({}, {}, {})".format(*UNREAD_RGB)))
+    .replace("UNREAD_COLOR", json.dumps(region_color(MAX_REGIONS)))
 )
 """A browser-side `change` handler for the editor (and the region picker) that names each box
 `#i` in colour `i` (grey past the model's regions), and moves the picked regions with their
