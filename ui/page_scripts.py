@@ -40,7 +40,9 @@ KEYS_AND_TURNS = """() => {
     addEventListener("keydown", (event) => {
         const asking = event.key === "Enter" && event.target.closest("#fo1-text textarea");
         if (asking) keep(event.repeat || event.shiftKey);
-        const field = event.target.closest("input, textarea, select, [contenteditable]");
+        // Where keys type (a ticked region's box or a slider takes no letters).
+        const field = event.target.closest("textarea, select, [contenteditable], "
+            + "input:not([type=checkbox], [type=radio], [type=range], [type=button])");
         const tool = {c: "Create box", d: "Drag boxes"}[event.key?.toLowerCase()];
         const modified = event.ctrlKey || event.metaKey || event.altKey;
         if (tool && !modified && !field) {

@@ -1336,3 +1336,22 @@ def test_the_keyboard_closes_a_dropdown_it_leaves_and_shows_where_it_is(page, ap
         link.locator("button").press("Enter")
     assert download.value.suggested_filename == "coffee.jpg"
     screen.close()
+
+
+def test_the_editors_keys_work_after_a_region_is_ticked(page, app_url) -> None:
+    """A ticked region's box kept the focus, and C, D and Ctrl+Z, which work outside text fields,
+    did nothing there."""
+    screen = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    screen.goto(app_url)
+    open_example(screen, "Coffee: detect cup and spoon")
+    choose_task(screen, "Brief region caption")
+    delete_coffee_cup_box(screen)
+    screen.locator("#fo1-regions input[type=checkbox]").first.check()
+    screen.keyboard.press("Control+z")
+    wait_for_note(screen, "3 boxes")
+    screen.keyboard.press("c")
+    screen.wait_for_function(
+        "document.querySelector(`#fo1-editor button[aria-label='Create box']`)"
+        ".classList.contains('selected')"
+    )
+    screen.close()
