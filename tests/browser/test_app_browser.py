@@ -842,6 +842,8 @@ def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None
     waiting = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     waiting.goto(app_url)
     open_example(waiting, "Coffee: detect cup and spoon")
+    # Every reply to the example landed: a late one writes the example's boxes over those typed.
+    waiting.wait_for_timeout(SETTLE_MS)
     waiting.get_by_text("Boxes as numbers", exact=True).click()
     waiting.locator("#fo1-box-numbers textarea").fill("20, 30, 200, 250\n300, 40, 580, 380")
     waiting.locator("#fo1-set-boxes").click()
