@@ -245,7 +245,7 @@ class VisionInputs:
     aux_boxes: torch.Tensor  # (N, 4) xyxy in DaViT-input pixels
     vt_boxes: torch.Tensor  # (N, 4) xyxy in ViT-input pixels
     boxes: np.ndarray  # (N, 4) the user's boxes, original image pixels
-    image_key: str = ""  # identifies the preprocessed image content, for caching its features
+    image_key: str = ""  # identifies the image read (size and pixels), for caching its features
     notices: list[str] = field(default_factory=list)
 
     @property
@@ -269,7 +269,6 @@ class TowerPixels:
     image_grid_thw: torch.Tensor  # (1, 3)
     aux_pixel_values: torch.Tensor  # (1, 3, H, W)
     aux_size: tuple[int, int]  # (width, height) of the DaViT input
-    image_key: str  # identifies the content read, for caching its features
 
 
 class ImagePreprocessor:
@@ -326,7 +325,7 @@ class ImagePreprocessor:
             aux_boxes=aux_boxes,
             vt_boxes=vt_boxes,
             boxes=user_boxes,
-            image_key=pixels.image_key,
+            image_key=key,
             notices=image_notices + box_notices,
         )
 
@@ -348,7 +347,6 @@ class ImagePreprocessor:
             image_grid_thw=primary["image_grid_thw"],
             aux_pixel_values=aux_pixels,
             aux_size=(aux_width, aux_height),
-            image_key=f"{width}x{height}:{_content_hash(image)}",
         )
 
     def aux_size(self, width: int, height: int) -> tuple[int, int]:

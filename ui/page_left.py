@@ -13,7 +13,7 @@ import gradio as gr
 from ui.answer_area import cleared_answer
 from ui.answer_view import Turn
 from ui.conversation import ConversationKey
-from ui.proposing import MaskStore, Proposed
+from ui.proposing import MaskStore, Proposed, packed_bytes
 from ui.status import is_streaming
 
 MASKS_KEPT_BYTES = 32 * 2**20
@@ -51,7 +51,7 @@ class AnswerLeft:
         """What is kept of the page as it leaves its image. An answer still streaming then is
         stopped (`Handlers.supersede`) and never finishes: the answer area comes back empty."""
         masks = masks or {}
-        if sum(mask.bits.nbytes for mask in masks.values()) > MASKS_KEPT_BYTES:
+        if packed_bytes(masks) > MASKS_KEPT_BYTES:
             masks = None
         if is_streaming(answer_area[_STATUS] or ""):
             return cls(masks, proposed, cleared_answer(), None, None)

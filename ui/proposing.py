@@ -199,11 +199,15 @@ class Proposing:
             raise ProposerError(message) from error
 
 
+def packed_bytes(store: MaskStore) -> int:
+    return sum(mask.bits.nbytes for mask in store.values())
+
+
 def within(store: MaskStore, boxes: list[Box], limit: int) -> MaskStore:
     """`store` less its oldest masks of boxes not among `boxes`, until it holds at most `limit`
     bytes or only theirs: the masks of the boxes shown are always kept."""
     shown = {box_key(box) for box in boxes}
-    total = sum(mask.bits.nbytes for mask in store.values())
+    total = packed_bytes(store)
     kept = dict(store)
     for key, mask in store.items():
         if total <= limit:

@@ -91,11 +91,10 @@ body.fo1-asking #fo1-history .fo1-latest-note {{ display: none; }}
 }}
 /* Fingers: every control at least 36 px across (`pointer: coarse` is a touch screen). */
 @media (pointer: coarse) {{
-    #fo1-editor button.icon, #fo1-editor .icon-buttons button {{
+    #fo1-editor button.icon, #fo1-editor .icon-buttons button, #fo1-result button {{
         min-width: 36px; min-height: 36px; }}
-    #fo1-result button {{ min-width: 36px; }}
     /* Not narrower than Gradio makes them: a word wider than the button stuck out past it. */
-    button.fo1-small, #fo1-result button {{ min-height: 36px; }}
+    button.fo1-small {{ min-height: 36px; }}
     #fo1-downloads a.download-link {{ display: inline-block; padding: 8px 0; }}
 }}
 #fo1-gallery .caption-label {{ white-space: normal; max-width: calc(100% - 1em); }}
