@@ -126,7 +126,7 @@ def boxes_changed(
 
 def undo(handlers: Handlers, value, request: gr.Request, picked=()):
     """The editor Undo sends back (`Handlers.undo_boxes`)."""
-    editor, *_ = handlers.undo_boxes(value, list(picked), request)
+    editor, *_ = handlers.undo_boxes(value, list(picked), "", request)
     return editor
 
 
@@ -200,6 +200,9 @@ def test_the_answer_names_the_question_it_answers(answering: Handlers) -> None:
     assert "Free prompt:</span> Is  a cup?</div>" in last[0]
     for step in (first, last):
         assert "Removed &lt;image&gt;, &lt;|im_end|&gt; from the question" in step[3]
+    # A reference whose box was deleted (the page marks it so) is not sent as text.
+    (*_, status, _, _), *_ = list(run(answering, value, task="free", free="Is <region?> a cup?"))
+    assert "fo1-error" in status and "names a box that is gone" in status
 
 
 def test_the_coco_file_names_the_image_as_uploaded(answering: Handlers) -> None:
@@ -389,21 +392,21 @@ def test_broken_image_is_a_visible_message(answering: Handlers, tmp_path: Path) 
 
 def test_failing_proposer_keeps_the_boxes(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES)
-    editor, masks, status, seconds, picked = answering.propose(
-        value, "florence2", "", 0.1, 10, "replace", {}, None, REQUEST
+    editor, masks, status, seconds, picked, prompt = answering.propose(
+        value, "florence2", "", 0.1, 10, "replace", {}, "", None, REQUEST
     )
-    assert editor == SKIP and masks == SKIP and seconds == SKIP and picked == SKIP
+    assert editor == masks == seconds == picked == prompt == SKIP
     assert "fo1-error" in status and "not on this machine" in status
 
 
 def test_offline_proposals_add_to_the_boxes(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES)
-    editor, _, status, proposed, picked = answering.propose(
-        value, "offline", "", 0.0, 5, "add", {}, None, REQUEST
+    editor, _, status, proposed, picked, prompt = answering.propose(
+        value, "offline", "", 0.0, 5, "add", {}, "", None, REQUEST
     )
     labels = [box["label"] for box in in_drawing_order(editor["boxes"])]
     assert labels == [f"#{i}" for i in range(len(BOXES) + 5)]
-    assert picked == SKIP  # the boxes picked from are still there, numbered as before
+    assert picked == prompt == SKIP  # the boxes picked from are still there, numbered as before
     assert boxes_of(editor)[:3] == BOXES
     assert proposed.seconds > 0 and f"5 proposals in {proposed.seconds:.2f} s; 5 added." in status
     # An answer about the proposed boxes says how long proposing took; once they are undone, not.
@@ -419,12 +422,12 @@ def test_proposing_twice_does_not_add_the_same_boxes_again(
     found = Proposals([BOXES[0], nudged, [5, 5, 60, 60]], [0.9] * 3, ["cup"] * 3, None, 0.1)
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
     editor, _, status, *_ = answering.propose(
-        editor_value(IMAGE, BOXES), "offline", "", 0.0, 5, "add", {}, None, REQUEST
+        editor_value(IMAGE, BOXES), "offline", "", 0.0, 5, "add", {}, "", None, REQUEST
     )
     assert boxes_of(editor) == [*BOXES, [5, 5, 60, 60]]
     assert "3 proposals in 0.10 s, 2 already among your boxes; 1 added." in status
-    again, _, status, proposed, _ = answering.propose(
-        editor, "offline", "", 0.0, 5, "add", {}, None, REQUEST
+    again, _, status, proposed, *_ = answering.propose(
+        editor, "offline", "", 0.0, 5, "add", {}, "", None, REQUEST
     )
     assert len(again["boxes"]) == 4 and "all already among your boxes" in status
     assert proposed == SKIP  # the first Propose's boxes are still its own
@@ -433,7 +436,7 @@ def test_proposing_twice_does_not_add_the_same_boxes_again(
 def test_proposals_added_past_the_models_regions_are_named(answering: Handlers) -> None:
     drawn = [[i, 0, i + 10, 10] for i in range(MAX_REGIONS - 2)]
     editor, _, status, *_ = answering.propose(
-        editor_value(IMAGE, drawn), "offline", "", 0.0, 5, "add", {}, None, REQUEST
+        editor_value(IMAGE, drawn), "offline", "", 0.0, 5, "add", {}, "", None, REQUEST
     )
     assert len(boxes_of(editor)) == MAX_REGIONS + 3 and "fo1-warning" in status
     assert f"5 added. 3 of them come after the first {MAX_REGIONS} boxes" in status
@@ -459,7 +462,7 @@ def test_proposals_land_on_the_boxes_as_they_are_when_the_proposer_ends(
 
     monkeypatch.setattr(answering.proposing, "propose", propose_while_the_user_works)
     editor, masks, status, *_ = answering.propose(
-        clicked, "offline", "", 0.0, 5, "add", {}, 1.0, page
+        clicked, "offline", "", 0.0, 5, "add", {}, "", 1.0, page
     )
     if meanwhile == "box drawn":
         assert boxes_of(editor) == [*BOXES[:2], [5, 5, 60, 60]]  # the new box stays
@@ -473,7 +476,7 @@ def test_no_proposals_leave_the_boxes_even_when_replacing(
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: Proposals([], [], [], None, 0.1))
     value = editor_value(IMAGE, BOXES)
     editor, masks, status, *_ = answering.propose(
-        value, "offline", "", 0.0, 5, "replace", {}, None, REQUEST
+        value, "offline", "", 0.0, 5, "replace", {}, "", None, REQUEST
     )
     assert (editor, masks) == (SKIP, SKIP)
     assert "No proposals in 0.10 s: your boxes are as they were." in status
@@ -489,8 +492,8 @@ def test_proposed_masks_are_kept_drawn_and_exported(
     found = Proposals(BOXES, [0.9] * 3, ["cup"] * 3, masks, seconds=0.1)
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
     value = editor_value(IMAGE, [])
-    editor, kept, *_, picked = answering.propose(
-        value, "sam3", "cup", 0.5, 10, "replace", {}, None, REQUEST
+    editor, kept, *_, picked, _ = answering.propose(
+        value, "sam3", "cup", 0.5, 10, "replace", {}, "", None, REQUEST
     )
     assert picked == []  # the proposals took the place of the boxes picked from
     *_, files = with_downloads(answering, run(answering, editor, masks=kept))
@@ -515,7 +518,7 @@ def test_undo_after_proposals_replaced_the_boxes_brings_back_their_masks(
     for found in (segmented, boxed):
         monkeypatch.setattr(answering.proposing, "propose", lambda *_, found=found: found)
         value, kept, *_ = answering.propose(
-            value, "sam3", "cup", 0.5, 10, "replace", kept, None, page
+            value, "sam3", "cup", 0.5, 10, "replace", kept, "", None, page
         )
         boxes_changed(answering, value, request=page)
     back = undo(answering, value, page)
@@ -653,20 +656,22 @@ def test_undo_keeps_each_picked_region_on_its_box(answering: Handlers) -> None:
     boxes_changed(answering, editor_value(IMAGE, BOXES), request=page)
     deleted = editor_value(IMAGE, BOXES[1:])
     boxes_changed(answering, deleted, request=page)
-    editor, regions, *_ = answering.undo_boxes(deleted, [1], page)
+    editor, regions, *fields = answering.undo_boxes(deleted, [1], "<region1> on <region0>", page)
+    prompt = fields[2]  # after the task and its text
     assert boxes_of(editor) == BOXES
     assert regions["value"] == [2] and [i for _, i in regions["choices"]] == [0, 1, 2]
+    assert prompt == "<region2> on <region1>"  # the prompt's references follow their boxes too
     # A box picked and then undone away is picked no more.
     drawn = editor_value(IMAGE, [*BOXES, [5, 5, 60, 60]])
     boxes_changed(answering, drawn, request=page)
-    editor, regions, *_ = answering.undo_boxes(drawn, [0, 3], page)
+    editor, regions, *_ = answering.undo_boxes(drawn, [0, 3], "", page)
     assert boxes_of(editor) == BOXES and regions["value"] == [0]
     # Of two boxes alike, the one picked stays the only one picked.
     twice = editor_value(IMAGE, [*BOXES, BOXES[0], [5, 5, 60, 60]])
     boxes_changed(answering, editor_value(IMAGE, [*BOXES, BOXES[0]]), request=page)
     boxes_changed(answering, twice, request=page)
-    _, regions, *_ = answering.undo_boxes(twice, [3], page)
-    assert regions["value"] == [0]
+    _, regions, _, _, prompt, *_ = answering.undo_boxes(twice, [3], "<region4>, <region3>", page)
+    assert regions["value"] == [3] and prompt == "<region?>, <region3>"
 
 
 def test_undo_picks_again_a_region_whose_box_an_edit_took_away(answering: Handlers) -> None:
@@ -680,17 +685,17 @@ def test_undo_picks_again_a_region_whose_box_an_edit_took_away(answering: Handle
     boxes_changed(answering, deleted, request=page)
     answering.regions_picked(deleted, [], page)  # the page unticks the deleted box
     answering.regions_picked(deleted, [1], page)  # and the spoon, #1 now, is ticked
-    editor, regions, *_ = answering.undo_boxes(deleted, [1], page)
+    editor, regions, *_ = answering.undo_boxes(deleted, [1], "", page)
     assert boxes_of(editor) == BOXES and regions["value"] == [1, 2]
     boxes_changed(answering, editor, request=page)
     answering.regions_picked(editor, [1, 2], page)
     # Boxes typed as numbers move the saucer: its pick goes, and Undo brings both back.
     moved = [BOXES[0], [10, 10, 60, 60], BOXES[2]]
-    typed, _, picks = answering.boxes_typed(editor, boxes_as_text(moved), [1, 2])
+    typed, _, picks, _ = answering.boxes_typed(editor, boxes_as_text(moved), [1, 2], "")
     assert picks == [2]
     boxes_changed(answering, typed, request=page)
     answering.regions_picked(typed, picks, page)
-    editor, regions, *_ = answering.undo_boxes(typed, picks, page)
+    editor, regions, *_ = answering.undo_boxes(typed, picks, "", page)
     assert boxes_of(editor) == BOXES and regions["value"] == [1, 2]
 
 
@@ -704,14 +709,37 @@ def test_undo_after_an_example_brings_back_the_task_and_text_it_replaced(
     example, task, text, *_ = load_example(answering, 2, fields, page)  # Chelsea's question
     assert (task, text) != fields[:2]
     boxes_changed(answering, example, request=page)
-    editor, _, *restored = answering.undo_boxes(example, [], page)
+    editor, _, *restored = answering.undo_boxes(example, [], "", page)
     assert boxes_of(editor) == BOXES[:1] and tuple(restored[:5]) == fields
     # Once: Undo within the image brought back leaves the fields the user has since typed.
     boxes_changed(answering, editor, request=page)
     drawn = editor_value(IMAGE, BOXES[:2])
     boxes_changed(answering, drawn, request=page)
-    _, _, *restored = answering.undo_boxes(drawn, [], page)
+    _, _, *restored = answering.undo_boxes(drawn, [], "", page)
     assert restored[:5] == [SKIP] * 5
+
+
+def test_undo_after_an_example_loaded_again_takes_back_a_box_edit_only(
+    answering: Handlers,
+) -> None:
+    """The same example loaded twice shows the same boxes: Undo of a box deleted since brings
+    the box back, not the task the user had before the example."""
+    page = gr.Request(session_hash="undo-example-twice")
+    fields = ("OD_Counting_template", "saucers", "", "OD_Counting_template", {"names": "saucers"})
+    example, *_ = load_example(answering, 2, fields, page)
+    boxes_changed(answering, example, request=page)
+    typed = ("OD_Counting_template", "cats", "", "OD_Counting_template", {"names": "cats"})
+    again, *_ = load_example(answering, 2, typed, page)
+    assert boxes_of(again) == boxes_of(example)
+    boxes_changed(answering, again, request=page)
+    deleted = editor_value(image_of(again), boxes_of(again)[1:])
+    boxes_changed(answering, deleted, request=page)
+    editor, _, *restored = answering.undo_boxes(deleted, [], "", page)
+    assert boxes_of(editor) == boxes_of(again) and restored[:5] == [SKIP] * 5
+    # From the example's boxes, Undo still brings back what the second loading replaced.
+    boxes_changed(answering, editor, request=page)
+    _, _, *restored = answering.undo_boxes(editor, [], "", page)
+    assert tuple(restored[:5]) == typed
 
 
 def test_undo_turns_the_image_back_and_brings_a_removed_one_back(answering: Handlers) -> None:
@@ -755,7 +783,7 @@ def test_undo_brings_back_the_answer_and_masks_shown_with_the_image_left(
         answering.image_left(coming, masks, proposed, *shown, page)
         answering.new_image(page)
         boxes_changed(answering, coming, request=page)
-        editor, _, *restored = answering.undo_boxes(coming, [], page)
+        editor, _, *restored = answering.undo_boxes(coming, [], "", page)
         assert boxes_of(editor) == BOXES
         assert restored[5:] == [masks, proposed, *shown]
         # The answer on screen is about these boxes again: its conversation's latest turn.
@@ -768,7 +796,7 @@ def test_undo_brings_back_the_answer_and_masks_shown_with_the_image_left(
     answering.image_left(None, huge, proposed, *shown, page)
     answering.new_image(page)
     with pytest.warns(UserWarning, match="masks were too large to keep"):
-        _, _, *restored = answering.undo_boxes(None, [], page)
+        _, _, *restored = answering.undo_boxes(None, [], "", page)
     assert restored[5:8] == [{}, proposed, answer]
     # Emptied by the ×, then given an image: Undo brings back what the × took, not the empty
     # page the image came to.
@@ -779,7 +807,7 @@ def test_undo_brings_back_the_answer_and_masks_shown_with_the_image_left(
     answering.image_left(rocket, {}, None, *cleared_answer(), page)
     answering.new_image(page)
     boxes_changed(answering, rocket, request=page)
-    _, _, *restored = answering.undo_boxes(rocket, [], page)
+    _, _, *restored = answering.undo_boxes(rocket, [], "", page)
     assert restored[5:] == [masks, proposed, *shown]
 
 
@@ -848,23 +876,28 @@ def test_boxes_typed_as_numbers_replace_the_drawn_ones(answering: Handlers) -> N
     )
     width = Image.open(IMAGE).width
     typed = f"10, 10, 60, 60\n[{width + 100}, 0, {width - 50}, 40]"  # out of the image, inverted
-    shown, status, picked = answering.boxes_typed(value, typed, [1])
+    shown, status, picked, prompt = answering.boxes_typed(value, typed, [1], "<region1>?")
     assert boxes_of(shown) == [[10, 10, 60, 60], [width - 50, 0, width, 40]]
     assert "2 boxes set" in status and f"Cut to the {width}×" in status
     assert "1 box reached out of it" in status and "fo1-warning" in status
     assert picked == []  # the regions picked were the drawn boxes'
-    shown, status, picked = answering.boxes_typed(value, "10, 10, 60", [1])
+    assert prompt == "<region?>?"  # and so was the box the prompt named
+    shown, status, picked, prompt = answering.boxes_typed(value, "10, 10, 60", [1], "<region1>")
     assert (
         shown == SKIP and "Line 1 (10, 10, 60) holds 3 values" in status and "fo1-error" in status
     )
-    assert picked == SKIP  # nothing set: the picks stay
+    assert picked == prompt == SKIP  # nothing set: the picks and the prompt stay
     # A box added in front of the others (and one deleted): the picked ones stay picked.
     typed = "0, 0, 50, 50\n" + boxes_as_text([BOXES[1], BOXES[2]])
-    shown, _, picked = answering.boxes_typed(value, typed, [1, 2])
-    assert boxes_of(shown)[1:] == [BOXES[1], BOXES[2]] and picked == [1, 2]
-    assert answering.boxes_typed(value, boxes_as_text(BOXES[:1]), [1, 2])[2] == []
-    assert "upload one" in answering.boxes_typed(None, "1, 2, 3, 4", [])[1]
-    shown, status, _ = answering.boxes_typed(value, "  ", None)  # the numbers field emptied
+    shown, _, picked, prompt = answering.boxes_typed(value, typed, [1, 2], "<region1>")
+    assert boxes_of(shown)[1:] == [BOXES[1], BOXES[2]] and picked == [1, 2] and prompt == SKIP
+    # Swapped: the references swap with them.
+    typed = boxes_as_text([BOXES[2], BOXES[1]])
+    prompt = answering.boxes_typed(value, typed, [], "Is <region1> left of <region2>?")[3]
+    assert prompt == "Is <region1> left of <region0>?"
+    assert answering.boxes_typed(value, boxes_as_text(BOXES[:1]), [1, 2], "")[2] == []
+    assert "upload one" in answering.boxes_typed(None, "1, 2, 3, 4", [], "")[1]
+    shown, status, *_ = answering.boxes_typed(value, "  ", None, None)  # the numbers field emptied
     assert boxes_of(shown) == [] and "every box was removed (Undo brings them back)" in status
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gradio as gr
 
 from fo1_core.templates import MAX_REGIONS
+from ui.box_edits import prompt_again
 from ui.boxes import Box, boxes_of, editor_value, file_name_of, image_of
 from ui.page_left import MASKS_KEPT_BYTES
 from ui.proposing import MaskStore, PackedMask, Proposals, Proposed, box_key, new_to, within
@@ -14,15 +15,22 @@ from ui.status import status_html
 
 
 def proposals_added(
-    found: Proposals, value: dict | None, drawn: list[Box] | None, mode: str, masks: MaskStore
+    found: Proposals,
+    value: dict | None,
+    drawn: list[Box] | None,
+    mode: str,
+    masks: MaskStore,
+    prompt: str | None,
 ) -> tuple:
     """`found` added to the editor's boxes (`value`, or `drawn`: those drawn while the proposer
     ran), or in their place when `mode` is not "add". Outputs: editor, masks, status, proposal
-    time, picked regions (none once the proposals replace the boxes picked from)."""
+    time, picked regions (none once the proposals replace the boxes picked from), the free
+    `prompt` (its references to boxes replaced gone, `ui.box_edits.prompt_again`)."""
     seconds = f"{found.seconds:.2f} s"
     if not found.boxes:
         message = f"No proposals in {seconds}: your boxes are as they were."
-        return gr.skip(), gr.skip(), status_html(message, "warning"), gr.skip(), gr.skip()
+        skip = gr.skip()
+        return skip, skip, status_html(message, "warning"), skip, skip, skip
     if mode != "add":
         keep = []
     elif drawn is not None:
@@ -62,6 +70,11 @@ def proposals_added(
         else gr.skip()
     )
     shown = editor_value(image_of(value), boxes, file_name_of(value))
-    picked = gr.skip() if mode == "add" else []
+    # Added boxes come after those kept, which keep their numbers: the page moved the prompt's
+    # references with any edit made while the proposer ran.
+    if mode == "add":
+        picked, moved = gr.skip(), gr.skip()
+    else:
+        picked, moved = [], prompt_again(boxes_of(value), prompt, boxes)
     kind = "warning" if unread > 0 else "info"
-    return shown, masks, status_html(message, kind), proposed, picked
+    return shown, masks, status_html(message, kind), proposed, picked, moved

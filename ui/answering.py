@@ -39,7 +39,7 @@ from fo1_core.templates import (
     FillKind,
     box_count,
 )
-from ui.boxes import Box
+from ui.boxes import DELETED_REGION, Box
 from ui.gpu import ON_ZERO_GPU, on_gpu
 
 logger = logging.getLogger(__name__)
@@ -110,6 +110,12 @@ def fill_text(question: Question) -> str:
         )
     if template is not None and template.fill is FillKind.REGIONS and question.regions:
         return region_list_text(sorted(set(question.regions)))
+    if question.task == FREE_PROMPT and DELETED_REGION in question.text:
+        raise FO1Error(
+            f"The prompt names a box that is gone ({DELETED_REGION}, where a deleted or replaced "
+            "box was named): put a box in its place with “Insert a region reference”, or take "
+            "it out."
+        )
     return question.text
 
 

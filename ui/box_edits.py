@@ -4,7 +4,6 @@ reads apart from the question's way to an answer in `ui.handlers`."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -24,6 +23,8 @@ from ui.boxes import (
     image_of,
     outside_the_image,
     region_label,
+    regions_moved,
+    renumbered,
 )
 from ui.conversation import ConversationKey
 from ui.editor import FILE_NAME
@@ -119,7 +120,11 @@ class UndoSteps:
         edit = Edit(key, value["image"], int(value.get("orientation") or 0), value.get(FILE_NAME))
         if self.edits and not self.edits[-1].same_image(edit):
             self.edits = self.edits[-1:]  # the earlier image's box edits are not this one's
-        if not self.edits or self.edits[-1].key != key:
+        # The step left (`leave`) stays one of its own, though the page came back to the same
+        # boxes (an example loaded twice): Undo from a later edit does not bring back the page
+        # left with it, only Undo from here does.
+        left_here = self.left is not None and self.edits and self.left[0] is self.edits[-1]
+        if not self.edits or self.edits[-1].key != key or left_here:
             self.edits = [*self.edits, edit][-UNDO_STEPS:]
         if self.left is not None and all(edit is not self.left[0] for edit in self.edits):
             self.left = None  # its step is gone: nothing brings it back
@@ -140,29 +145,36 @@ class UndoSteps:
         return None
 
 
-def undo_boxes(steps: UndoSteps, value: dict | None, picked: list[int] | None) -> tuple:
+def undo_boxes(
+    steps: UndoSteps, value: dict | None, picked: list[int] | None, prompt: str | None
+) -> tuple:
     """The editor as it was before its last change: its boxes before the last one drawn,
     moved, deleted, cleared, proposed or typed, the image before its rotate buttons turned
     it, or, emptied by its remove button or replaced by another image, the image and boxes
     it held, with what else the page showed with it then (`PageLeft`). Outputs: editor, picked
     regions: those picked with the boxes it goes back to, and each box picked since stays
     picked where Undo puts it (the numbers alone would name other boxes once one comes back);
-    then the `PageLeft` to give back."""
+    the free prompt, its references moved likewise; then the `PageLeft` to give back (which
+    may hold the free prompt as it was with that image)."""
     target = steps.target(value)
     if target is None:
         gr.Info("Nothing to undo.")
-        return gr.skip(), gr.skip(), PageLeft()
-    restored = [list(box) for box in target.key[1]]
-    kept = picked_again(boxes_of(value), picked or [], restored)
+        return gr.skip(), gr.skip(), gr.skip(), PageLeft()
+    shown, restored = boxes_of(value), [list(box) for box in target.key[1]]
+    kept = picked_again(shown, picked or [], restored)
     picks = sorted({*kept, *steps.picks.get(target.key, ())})
     regions = gr.update(choices=region_choices(len(restored)), value=picks)
-    return target.value(), regions, steps.brought_back(target)
+    moved = prompt_again(shown, prompt, restored)
+    return target.value(), regions, moved, steps.brought_back(target)
 
 
-def boxes_typed(value: dict | None, typed: str | None, picked: list[int] | None) -> tuple:
+def boxes_typed(
+    value: dict | None, typed: str | None, picked: list[int] | None, prompt: str | None
+) -> tuple:
     """Sets the editor's boxes to those typed as numbers (`boxes_from_text`); a mistake is
     named in the status and the typed text stays to be corrected. Outputs: editor, status,
-    picked regions (those picked stay so on their boxes where the numbers keep them)."""
+    picked regions (those picked stay so on their boxes where the numbers keep them), the free
+    prompt (its references likewise)."""
     image = image_of(value)
     try:
         if image is None:
@@ -170,15 +182,17 @@ def boxes_typed(value: dict | None, typed: str | None, picked: list[int] | None)
         width, height = image_size(image)
         boxes, cut = boxes_from_text(typed or "", width, height)
     except FO1Error as error:
-        return gr.skip(), error_html(str(error)), gr.skip()
+        return gr.skip(), error_html(str(error)), gr.skip(), gr.skip()
     shown = editor_value(image, boxes, file_name_of(value))
     message = f"{box_count(len(boxes))} set from the numbers typed."
     if not boxes and boxes_of(value):
         message = "No numbers typed, so every box was removed (Undo brings them back)."
     if cut:
         message += f" Cut to the {width}×{height} image: {box_count(cut)} reached out of it."
-    picks = picked_again(boxes_of(value), picked or [], boxes_of(shown))
-    return shown, status_html(message, "warning" if cut else "info"), picks
+    before, after = boxes_of(value), boxes_of(shown)
+    picks = picked_again(before, picked or [], after)
+    moved = prompt_again(before, prompt, after)
+    return shown, status_html(message, "warning" if cut else "info"), picks, moved
 
 
 def box_note(image: str | None, boxes: list[Box]) -> str:
@@ -201,14 +215,18 @@ def box_note(image: str | None, boxes: list[Box]) -> str:
 
 def picked_again(before: list[Box], picked: list[int], after: list[Box]) -> list[int]:
     """The indexes in `after` of the boxes `picked` among `before`, each found by its corners
-    once (of two boxes alike, one picked stays one picked)."""
-    wanted = Counter(tuple(before[i]) for i in set(picked) if 0 <= i < len(before))
-    found = []
-    for i, box in enumerate(after[:MAX_REGIONS]):
-        if wanted[tuple(box)] > 0:
-            wanted[tuple(box)] -= 1
-            found.append(i)
-    return found
+    (`regions_moved`), those the model reads."""
+    moved = regions_moved(before, after)
+    return sorted(
+        moved[i] for i in set(picked) if 0 <= i < len(before) and 0 <= moved[i] < MAX_REGIONS
+    )
+
+
+def prompt_again(before: list[Box], prompt: str | None, after: list[Box]) -> str | object:
+    """The free prompt's region references moved from the boxes `before` to the same boxes
+    `after` (`renumbered`); `gr.skip()` where none moves, so a prompt typed meanwhile stays."""
+    moved = renumbered(prompt or "", regions_moved(before, after))
+    return gr.skip() if moved == (prompt or "") else moved
 
 
 def region_choices(boxes: int) -> list[tuple[str, int]]:

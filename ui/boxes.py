@@ -17,7 +17,7 @@ from typing import Any
 from fo1_core.errors import FO1Error
 from fo1_core.processing import box_problem, clip_box, unwrap_boxes
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
-from fo1_core.templates import MAX_REGIONS
+from fo1_core.templates import MAX_REGIONS, REGION_REFERENCE, region_token
 from ui.editor import CORNERS, FILE_NAME, turned
 
 Box = list[float]
@@ -51,6 +51,35 @@ def region_hex(index: int) -> str:
 def region_text_hex(index: int) -> str:
     """The colour of text on region `index`'s colour, as in the drawn labels."""
     return text_color_for_region(index).as_hex()
+
+
+DELETED_REGION = "<region?>"
+"""What a region reference in the free prompt becomes when its box is deleted or replaced: left
+as it was, it would name whichever box takes that number next. Run refuses a prompt holding it
+(`ui.answering.fill_text`)."""
+
+
+def regions_moved(before: list[Box], after: list[Box]) -> list[int]:
+    """For each box of `before`, the index of the same box (same corners) in `after`, or -1 where
+    it is gone; of boxes alike, the first of `before` finds the first of `after`."""
+    places: dict[tuple[float, ...], list[int]] = {}
+    for i, box in enumerate(after):
+        places.setdefault(tuple(box), []).append(i)
+    return [places[key].pop(0) if places.get(key := tuple(box)) else -1 for box in before]
+
+
+def renumbered(prompt: str, moved: list[int]) -> str:
+    """`prompt` with each `<regionN>` of a box that `moved` (`regions_moved`) renumbered to its
+    new place, `DELETED_REGION` where the box is gone. A reference to no box (N past `moved`)
+    stays: Run says it names no box."""
+
+    def moved_reference(reference: re.Match) -> str:
+        index = int(reference["index"])
+        if index >= len(moved):
+            return reference[0]
+        return region_token(moved[index]) if moved[index] >= 0 else DELETED_REGION
+
+    return REGION_REFERENCE.sub(moved_reference, prompt)
 
 
 def editor_boxes(boxes: list[Box]) -> list[dict[str, Any]]:
@@ -133,14 +162,16 @@ picks the box tool: with no box left the hand tool has nothing to do (an example
 
 
 RELABEL_IN_BROWSER = (
-    """(value, picked) => {
+    """(value, picked, prompt) => {
     const colors = REGION_COLORS;
     const colorOf = (i) => i < MAX_REGIONS ? colors[i % colors.length] : UNREAD_COLOR;
     if (!value || !value.boxes || document.body.classList.contains("fo1-stroke")) {
-        return [undefined, undefined];
+        return [undefined, undefined, undefined];
     }
     const boxes = JSON.parse(JSON.stringify(value.boxes));
-    if (boxes.some(b => b.xmax <= b.xmin || b.ymax <= b.ymin)) return [undefined, undefined];
+    if (boxes.some(b => b.xmax <= b.xmin || b.ymax <= b.ymin)) {
+        return [undefined, undefined, undefined];
+    }
     const numbered = [], fresh = [];
     boxes.forEach((box, position) => {
         const match = /^#(\\d+)$/.exec(String(box.label ?? ""));
@@ -164,13 +195,27 @@ RELABEL_IN_BROWSER = (
     const moved = (picked ?? []).map(index => numbers.indexOf(index))
         .filter(index => index >= 0 && index < count);
     const same = moved.length === (picked ?? []).length && moved.every((i, k) => i === picked[k]);
-    return [unchanged ? undefined : {...value, boxes: named}, same ? undefined : moved];
+    // Boxes numbered before this change: a deleted last box leaves no label to tell of it.
+    const before = Math.max(window.fo1BoxesNumbered ?? 0, ...numbers.map(n => n + 1));
+    window.fo1BoxesNumbered = named.length;
+    const references = new RegExp(REFERENCE, "g");
+    const renumbered = typeof prompt === "string" ? prompt.replace(references, (reference, n) => {
+        const at = Number(n) < before ? numbers.indexOf(Number(n)) : Number(n);
+        return at < 0 ? DELETED : `<region${at}>`;
+    }) : prompt;
+    return [
+        unchanged ? undefined : {...value, boxes: named},
+        same ? undefined : moved,
+        renumbered === prompt ? undefined : renumbered,
+    ];
 }""".replace(
         "REGION_COLORS",
         json.dumps([region_color(i) for i in range(len(PALETTE.colors))]),
     )
     .replace("MAX_REGIONS", str(MAX_REGIONS))
     .replace("UNREAD_COLOR", json.dumps(region_color(MAX_REGIONS)))
+    .replace("REFERENCE", json.dumps(REGION_REFERENCE.pattern.replace("(?P<", "(?<")))
+    .replace("DELETED", json.dumps(DELETED_REGION))
 )
 """A browser-side `change` handler for the editor (and the region picker) that names each box
 `#i` in colour `i` (grey past the model's regions), and moves the picked regions with their
@@ -186,11 +231,14 @@ whatever its place in the list: a box resized, or moved, keeps its place and sta
 Boxes are numbered in `in_drawing_order`'s order, and listed smallest first (`editor_boxes`)
 after those just drawn.
 
-A picked region keeps pointing at its box when boxes before it are deleted, and is unticked
-with a deleted box: Gradio refuses a whole Run while the picker holds a value that is no longer
-one of its choices, and the user could not see that value to untick it. Both outputs change
-together, from the box labels before renumbering; a server handler could not do it, as Gradio
-would refuse the picker's stale value as its input.
+A picked region, and a `<regionN>` in the free prompt, keeps pointing at its box when boxes
+before it are deleted; with its box deleted (or all cleared, or the image changed), a pick is
+unticked and a reference becomes `DELETED_REGION`. The picker could hold no stale pick: Gradio
+refuses a whole Run while it holds a value that is no longer one of its choices, and the user
+could not see that value to untick it. The outputs change together, from the box labels before
+renumbering; a server handler could not do it, as Gradio would refuse the picker's stale value
+as its input, and a late reply would undo what was typed in the prompt meanwhile. Where the
+server sets the boxes itself (typed, Undo, Propose in place of them), it moves both too.
 """
 
 

@@ -190,18 +190,22 @@ class Handlers:
         )
 
     def undo_boxes(
-        self, value: dict | None, picked: list[int] | None, request: gr.Request
+        self,
+        value: dict | None,
+        picked: list[int] | None,
+        prompt: str | None,
+        request: gr.Request,
     ) -> tuple:
         """`box_edits.undo_boxes`, back through this page's steps. Outputs: editor, picked
         regions, then `PageLeft.outputs`."""
         session = self._session(request)
-        editor, regions, page = box_edits.undo_boxes(session.undo, value, picked)
+        editor, regions, moved, page = box_edits.undo_boxes(session.undo, value, picked, prompt)
         if page.answer is not None:  # the answer on screen is that one again
             session.answered, session.answered_turn = (
                 page.answer.answered,
                 page.answer.answered_turn,
             )
-        return editor, regions, *page.outputs()
+        return editor, regions, *page.outputs(free_prompt=moved)
 
     def regions_picked(
         self, value: dict | None, picked: list[int] | None, request: gr.Request
@@ -262,6 +266,7 @@ class Handlers:
         max_count: float,
         mode: str,
         masks: MaskStore,
+        prompt: str | None,
         clicked_at: float | None,
         request: gr.Request,
     ) -> tuple:
@@ -270,27 +275,31 @@ class Handlers:
         Propose may wait behind other questions: the boxes it adds to are the editor's when it
         ends, and after a new image (both by the page's clock, `clicked_at` being the click's)
         it adds nothing. Outputs: editor, masks, status, proposal time, picked regions (none
-        once the proposals replace the boxes picked from)."""
+        once the proposals replace the boxes picked from), free prompt."""
         image = image_of(value)
+
+        def only(status: str) -> tuple:
+            return gr.skip(), gr.skip(), status, gr.skip(), gr.skip(), gr.skip()
+
         try:
             held = self.ahead.held() if self.ahead is not None else nullcontext()
             with held:  # the user waits for these: no encoding ahead competes with them
                 found = self.proposing.propose(image, proposer, text, threshold, max_count)
         except (ProposerError, FO1Error) as error:
-            return gr.skip(), gr.skip(), proposer_error_html(str(error)), gr.skip(), gr.skip()
+            return only(proposer_error_html(str(error)))
         except Exception as error:
             logger.exception("Proposer %s failed", proposer)
             failed = proposer_error_html(f"The proposer failed: {error}")
-            return gr.skip(), gr.skip(), failed, gr.skip(), gr.skip()
+            return only(failed)
         session = self._session(request)
         edited = _later(session.edited_at, clicked_at) and session.editing is not None
         if _later(session.superseded_at, clicked_at) or (
             edited and session.editing[0] != file_identity(image)  # turned by its buttons
         ):
             message = "The image changed while the proposer ran: its proposals are not added."
-            return gr.skip(), gr.skip(), status_html(message, "warning"), gr.skip(), gr.skip()
+            return only(status_html(message, "warning"))
         drawn = [list(box) for box in session.editing[1]] if edited else None
-        return proposals_added(found, value, drawn, mode, masks)
+        return proposals_added(found, value, drawn, mode, masks, prompt)
 
     def proposer_changed(self, name: str, status: str | None) -> tuple:
         """Outputs: threshold, the proposer's text, status (an error about the proposer picked

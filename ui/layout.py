@@ -266,8 +266,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
 
         editor.change(
             None,
-            [editor, regions],
-            [editor, regions],
+            [editor, regions, free_text],
+            [editor, regions, free_text],
             js=RELABEL_IN_BROWSER,
             api_visibility="private",
         )
@@ -323,7 +323,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         editor.upload(None, js=NEW_IMAGE_SHOWN, api_visibility="private")
         undo.click(
             handlers.undo_boxes,
-            [editor, regions],
+            [editor, regions, free_text],
             [
                 editor,
                 regions,
@@ -351,8 +351,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         clear.click(None, editor, editor, js=CLEAR_IN_BROWSER, api_visibility="private")
         set_boxes.click(
             handlers.boxes_typed,
-            [editor, numbers, regions],
-            [editor, status, regions],
+            [editor, numbers, regions, free_text],
+            [editor, status, regions, free_text],
             api_visibility="private",
             concurrency_limit=None,
         ).then(None, js=SHOW_A_PROBLEM, api_visibility="private")
@@ -383,8 +383,18 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         )
         proposals_asked = propose.click(
             handlers.propose,
-            [editor, proposer, proposer_text, threshold, max_count, mode, masks, page_time],
-            [editor, masks, status, proposed, regions],
+            [
+                editor,
+                proposer,
+                proposer_text,
+                threshold,
+                max_count,
+                mode,
+                masks,
+                free_text,
+                page_time,
+            ],
+            [editor, masks, status, proposed, regions, free_text],
             js=PROPOSING,
             # Not over the editor: boxes can be drawn while proposals wait or run. Beside it too,
             # on the box count: on a phone the status is a screen below Propose.

@@ -84,10 +84,12 @@ class PageLeft:
         """This, with what `later` kept and this did not."""
         return PageLeft(self.fields or later.fields, self.answer or later.answer)
 
-    def outputs(self) -> tuple[Any, ...]:
+    def outputs(self, free_prompt: Any = None) -> tuple[Any, ...]:
         """Task, text, free prompt, task picked, texts kept by kind, then `AnswerLeft.outputs`;
-        what was not kept stays as it is."""
-        fields = self.fields or (gr.skip(),) * 5
+        what was not kept stays as it is, but for the free prompt given (None: as it is)."""
+        skip = gr.skip()
+        prompt = skip if free_prompt is None else free_prompt
+        fields = self.fields or (skip, skip, prompt, skip, skip)
         answer = (
             self.answer.outputs() if self.answer else (gr.skip(),) * (2 + len(cleared_answer()))
         )

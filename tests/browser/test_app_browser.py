@@ -463,9 +463,9 @@ def test_the_page_numbers_boxes_as_the_server_reads_them(
         "rgb({}, {}, {})".format(*region_rgb(i)) for i in range(len(order))
     ]
     # Named in place: the editor is left alone, as it is while a box has no area yet.
-    assert relabel(page, {"boxes": named}) == [None, None]
+    assert relabel(page, {"boxes": named}) == [None, None, None]
     being_drawn = {"boxes": [*value["boxes"], {**box("", 9), "xmax": 9}]}
-    assert relabel(page, being_drawn) == [None, None]
+    assert relabel(page, being_drawn) == [None, None, None]
 
 
 def test_boxes_past_the_models_regions_are_grey(page) -> None:
@@ -478,13 +478,25 @@ def test_boxes_past_the_models_regions_are_grey(page) -> None:
     )
     assert colors[region_label(MAX_REGIONS)] == colors[region_label(MAX_REGIONS + 1)] == grey
     assert region_rgb(MAX_REGIONS) == UNREAD_RGB  # as the server names them
-    assert relabel(page, {"boxes": named}) == [None, None]
+    assert relabel(page, {"boxes": named}) == [None, None, None]
 
 
-def relabel(page, value: dict, picked: list[int] | None = None) -> list:
-    """The page's relabelling: [the editor's new value, the picker's new value] (None: as is)."""
-    call = f"([value, picked]) => ({RELABEL_IN_BROWSER})(value, picked)"
-    return page.evaluate(call, [value, picked])
+def relabel(
+    page, value: dict, picked: list[int] | None = None, prompt: str = "", numbered: int = 0
+) -> list:
+    """The page's relabelling: [the editor's new value, the picker's new value, the free
+    prompt's] (None: as is), `numbered` boxes having been numbered before; what the page
+    itself counted stays for the tests after."""
+    call = f"""([value, picked, prompt, numbered]) => {{
+        const kept = window.fo1BoxesNumbered;
+        window.fo1BoxesNumbered = numbered;
+        try {{
+            return ({RELABEL_IN_BROWSER})(value, picked, prompt);
+        }} finally {{
+            window.fo1BoxesNumbered = kept;
+        }}
+    }}"""
+    return page.evaluate(call, [value, picked, prompt, numbered])
 
 
 @pytest.mark.parametrize(
@@ -501,6 +513,31 @@ def test_picked_regions_follow_their_boxes(page, labels, picked, moved) -> None:
     assert relabel(page, value, picked)[1] == moved
 
 
+@pytest.mark.parametrize(
+    ("labels", "numbered", "prompt", "moved"),
+    [
+        # #0 deleted: the references follow their boxes, and the one to #0 says it is gone.
+        (
+            ["#1", "#2", "#3"],
+            4,
+            "<region3> by <region1>, not <region0>",
+            "<region2> by <region0>, not <region?>",
+        ),
+        # The last box deleted leaves no label behind: the count before tells of it.
+        (["#0", "#1"], 3, "<region2> on <region1>", "<region?> on <region1>"),
+        # A new box comes last; a reference to no box stays, for Run to name.
+        (["", "#0", "#1"], 2, "<region1> or <region7>?", None),
+        ([], 2, "<region0><region1>", "<region?><region?>"),  # all cleared
+        (["#0", "#2"], 3, "<region01> <region2>", "<region01> <region1>"),  # text is text
+    ],
+)
+def test_the_free_prompts_references_follow_their_boxes(
+    page, labels, numbered, prompt, moved
+) -> None:
+    value = {"boxes": [box(label, 10 * i) for i, label in enumerate(labels)]}
+    assert relabel(page, value, [], prompt, numbered)[2] == moved
+
+
 def test_the_page_lists_the_smallest_box_first_and_leaves_a_resized_one_in_place(page) -> None:
     """The editor selects the first box of its list under a click; a list rewritten after a
     resize would leave its selection on another box."""
@@ -510,7 +547,7 @@ def test_the_page_lists_the_smallest_box_first_and_leaves_a_resized_one_in_place
     # The one just drawn stays first, where the editor keeps it selected.
     assert [entry["label"] for entry in named] == ["#2", "#1", "#0"]
     grown = [{**named[0], "xmax": 300, "ymax": 300}, *named[1:]]  # now the largest
-    assert relabel(page, {"boxes": grown}) == [None, None]
+    assert relabel(page, {"boxes": grown}) == [None, None, None]
 
 
 def test_region_task_streams_an_answer_and_draws_it(page) -> None:
@@ -821,6 +858,33 @@ def test_undo_ticks_again_a_region_whose_box_was_deleted(page) -> None:
     wait_for_note(page, "3 boxes")
     page.wait_for_function("document.querySelectorAll('#fo1-regions input:checked').length")
     assert picked_regions(page) == ["#0"]  # the cup, back and picked as it was
+
+
+def test_the_free_prompts_references_stay_on_their_boxes(page) -> None:
+    """Cup #0, saucer #1, spoon #2: the prompt's references follow their boxes through deletions
+    and Undo, and one whose box is gone can no longer name another box."""
+    open_example(page, "Coffee: detect cup and spoon")
+    choose_task(page, "Free prompt")
+    prompt = page.locator("#fo1-free textarea")
+    prompt.fill("Is <region2> on <region1>, by <region0>?")
+    prompt_is = "text => document.querySelector('#fo1-free textarea')?.value === text"
+    delete_coffee_cup_box(page)
+    page.wait_for_function(prompt_is, arg="Is <region1> on <region0>, by <region?>?")
+    page.locator("#fo1-run").click()
+    page.locator("#fo1-status .fo1-error", has_text="names a box that is gone").wait_for()
+    page.locator("#fo1-free").scroll_into_view_if_needed()
+    shot(page, "13-prompt-names-a-deleted-box")
+    page.locator("#fo1-undo").click()
+    wait_for_note(page, "3 boxes")
+    page.wait_for_function(prompt_is, arg="Is <region2> on <region1>, by <region?>?")
+    page.wait_for_timeout(500)  # and nothing moves them again
+    assert prompt.input_value() == "Is <region2> on <region1>, by <region?>?"
+    # The last box deleted (the spoon) leaves no number behind to renumber, yet it is gone.
+    page.mouse.click(*canvas_point(page, 375 / 600, 250 / 400))
+    page.get_by_label("Remove box").click()
+    page.wait_for_function(prompt_is, arg="Is <region?> on <region1>, by <region?>?")
+    page.get_by_text("Clear boxes").click()
+    page.wait_for_function(prompt_is, arg="Is <region?> on <region?>, by <region?>?")
 
 
 def test_a_click_inside_two_boxes_selects_the_smaller(page) -> None:
