@@ -1055,7 +1055,9 @@ def test_a_new_image_has_no_stale_answer(answering: Handlers) -> None:
 
 @pytest.mark.parametrize("index", range(len(load_examples())))
 def test_examples_load_with_numbered_boxes(answering: Handlers, index: int) -> None:
-    editor, task, *_ = load_example(answering, index)
+    fields = ("free", "", "Is <region0> by <region12>?", "free", {})
+    editor, task, _, _, free, *_ = load_example(answering, index, fields)
+    assert free == "Is <region?> by <region?>?"  # those were the boxes of the image left
     example = load_examples()[index]
     assert task == example.task
     labels = [box["label"] for box in in_drawing_order(editor["boxes"])]

@@ -330,7 +330,7 @@ class Handlers:
         replaces on Undo (`UndoSteps.leave`)."""
         fields = (task, text, free_text, picked_task, texts)
         self._session(request).undo.leave(None, PageLeft(fields))
-        return task_fields.example_fields(self.examples[event.index])
+        return task_fields.example_fields(self.examples[event.index], free_text)
 
     # Answering -----------------------------------------------------------------------------
 

@@ -8,9 +8,9 @@ import math
 
 import gradio as gr
 
-from fo1_core.templates import FREE_PROMPT, TASKS, FillKind, region_token
+from fo1_core.templates import FREE_PROMPT, REGION_REFERENCE, TASKS, FillKind, region_token
 from ui.box_edits import region_choices
-from ui.boxes import editor_value
+from ui.boxes import DELETED_REGION, editor_value
 from ui.examples import Example
 
 _CLOSING_PUNCTUATION = set(",.;:!?)]}")
@@ -76,10 +76,15 @@ def insert_region(prompt: str | None, index: int | None, selection: object) -> t
     return inserted + after, gr.update(value=None), [caret, caret]
 
 
-def example_fields(example: Example) -> tuple:
+def example_fields(example: Example, free_text: str | None) -> tuple:
     """Outputs: editor, task, text, picked regions, free prompt, the task now picked, the texts
-    kept by kind."""
-    free = example.text if example.task == FREE_PROMPT else gr.skip()
+    kept by kind. The free prompt is the example's, else `free_text` with its region references
+    marked gone: they named the boxes of the image the example replaces."""
+    if example.task == FREE_PROMPT:
+        free = example.text
+    else:
+        gone = REGION_REFERENCE.sub(DELETED_REGION, free_text or "")
+        free = gr.skip() if gone == (free_text or "") else gone
     text = example.text if example.task != FREE_PROMPT else gr.skip()
     return (
         editor_value(str(example.image), example.boxes),
