@@ -674,6 +674,28 @@ def test_undo_keeps_each_picked_region_on_its_box(answering: Handlers) -> None:
     assert regions["value"] == [3] and prompt == "<region?>, <region3>"
 
 
+def test_undo_keeps_the_prompts_references_on_boxes_moved_or_turned(answering: Handlers) -> None:
+    """Undo of a move, or of the image turned (every box with it), brings back the same boxes
+    where they were: the picks and references stay. Undo of a box drawn takes its reference."""
+    page = gr.Request(session_hash="undo-moved-prompt")
+    boxes_changed(answering, editor_value(IMAGE, BOXES), request=page)
+    moved = editor_value(IMAGE, [BOXES[0], [90, 70, 480, 380], BOXES[2]])
+    boxes_changed(answering, moved, request=page)
+    _, regions, *fields = answering.undo_boxes(moved, [1], "<region1> by <region2>", page)
+    assert fields[2] == SKIP  # after the task and its text: the free prompt, as it is
+    assert regions["value"] == [1]  # and the pick stays on the box too
+    height = Image.open(IMAGE).height
+    turned_boxes = [[height - y2, x1, height - y1, x2] for x1, y1, x2, y2 in BOXES]
+    turned = {**editor_value(IMAGE, turned_boxes), "orientation": 1}
+    boxes_changed(answering, turned, request=page)
+    _, _, *fields = answering.undo_boxes(turned, [], "<region1> by <region2>", page)
+    assert fields[2] == SKIP
+    drawn = editor_value(IMAGE, [*BOXES, [5, 5, 60, 60]])
+    boxes_changed(answering, drawn, request=page)
+    _, _, *fields = answering.undo_boxes(drawn, [], "<region3> by <region2>", page)
+    assert fields[2] == "<region?> by <region2>"
+
+
 def test_undo_picks_again_a_region_whose_box_an_edit_took_away(answering: Handlers) -> None:
     """The saucer (#1) picked, then deleted (or retyped elsewhere): the page unticks it, and
     Undo, which brings the box back, ticks it again, keeping what was picked since."""

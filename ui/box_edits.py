@@ -26,7 +26,7 @@ from ui.boxes import (
     regions_moved,
     renumbered,
 )
-from ui.conversation import ConversationKey
+from ui.conversation import ConversationKey, conversation_key
 from ui.editor import FILE_NAME
 from ui.files import file_identity, shown_size
 from ui.page_left import PageLeft
@@ -54,6 +54,11 @@ class Edit:
     image: str  # the editor's file, before its rotate buttons turn it
     orientation: int  # how many quarter turns clockwise they have turned it
     file_name: str | None  # the uploaded file's own name (`ui.editor.FILE_NAME`)
+
+    @classmethod
+    def of(cls, key: ConversationKey, value: dict) -> Edit:
+        """The step of the editor's `value` (holding an image), which holds `key`."""
+        return cls(key, value["image"], int(value.get("orientation") or 0), value.get(FILE_NAME))
 
     def same_image(self, other: Edit) -> bool:
         """Whether `other` shows this image: the same file turned (by its buttons), or the same
@@ -117,7 +122,7 @@ class UndoSteps:
             return
         if not all(map(has_area, key[1])):
             return  # a box still being drawn, no area yet: not a step of its own
-        edit = Edit(key, value["image"], int(value.get("orientation") or 0), value.get(FILE_NAME))
+        edit = Edit.of(key, value)
         if self.edits and not self.edits[-1].same_image(edit):
             self.edits = self.edits[-1:]  # the earlier image's box edits are not this one's
         # The step left (`leave`) stays one of its own, though the page came back to the same
@@ -161,10 +166,14 @@ def undo_boxes(
         gr.Info("Nothing to undo.")
         return gr.skip(), gr.skip(), gr.skip(), PageLeft()
     shown, restored = boxes_of(value), [list(box) for box in target.key[1]]
-    kept = picked_again(shown, picked or [], restored)
+    shown_image = (value or {}).get("image") is not None
+    one_edit = shown_image and target.same_image(
+        Edit.of(conversation_key(image_of(value), shown), value)
+    )
+    kept = picked_again(shown, picked or [], restored, one_edit)
     picks = sorted({*kept, *steps.picks.get(target.key, ())})
     regions = gr.update(choices=region_choices(len(restored)), value=picks)
-    moved = prompt_again(shown, prompt, restored)
+    moved = prompt_again(shown, prompt, restored, one_edit)
     return target.value(), regions, moved, steps.brought_back(target)
 
 
@@ -213,19 +222,24 @@ def box_note(image: str | None, boxes: list[Box]) -> str:
     return note
 
 
-def picked_again(before: list[Box], picked: list[int], after: list[Box]) -> list[int]:
+def picked_again(
+    before: list[Box], picked: list[int], after: list[Box], one_edit: bool = False
+) -> list[int]:
     """The indexes in `after` of the boxes `picked` among `before`, each found by its corners
     (`regions_moved`), those the model reads."""
-    moved = regions_moved(before, after)
+    moved = regions_moved(before, after, one_edit)
     return sorted(
         moved[i] for i in set(picked) if 0 <= i < len(before) and 0 <= moved[i] < MAX_REGIONS
     )
 
 
-def prompt_again(before: list[Box], prompt: str | None, after: list[Box]) -> str | object:
+def prompt_again(
+    before: list[Box], prompt: str | None, after: list[Box], one_edit: bool = False
+) -> str | object:
     """The free prompt's region references moved from the boxes `before` to the same boxes
-    `after` (`renumbered`); `gr.skip()` where none moves, so a prompt typed meanwhile stays."""
-    moved = renumbered(prompt or "", regions_moved(before, after))
+    `after` (`renumbered`, `regions_moved`); `gr.skip()` where none moves, so a prompt typed
+    meanwhile stays."""
+    moved = renumbered(prompt or "", regions_moved(before, after, one_edit))
     return gr.skip() if moved == (prompt or "") else moved
 
 

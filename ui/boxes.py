@@ -59,13 +59,22 @@ as it was, it would name whichever box takes that number next. Run refuses a pro
 (`ui.answering.fill_text`)."""
 
 
-def regions_moved(before: list[Box], after: list[Box]) -> list[int]:
+def regions_moved(before: list[Box], after: list[Box], one_edit: bool = False) -> list[int]:
     """For each box of `before`, the index of the same box (same corners) in `after`, or -1 where
-    it is gone; of boxes alike, the first of `before` finds the first of `after`."""
+    it is gone; of boxes alike, the first of `before` finds the first of `after`. `one_edit`:
+    `after` is `before`, on the same image, with one edit made or undone, so where as many boxes
+    of each are found nowhere in the other, they are the same boxes moved, resized, turned with
+    the image or retyped, in order."""
     places: dict[tuple[float, ...], list[int]] = {}
     for i, box in enumerate(after):
         places.setdefault(tuple(box), []).append(i)
-    return [places[key].pop(0) if places.get(key := tuple(box)) else -1 for box in before]
+    moved = [places[key].pop(0) if places.get(key := tuple(box)) else -1 for box in before]
+    lost = [i for i, at in enumerate(moved) if at < 0]
+    new = sorted(i for left in places.values() for i in left)
+    if one_edit and len(lost) == len(new):
+        for i, at in zip(lost, new, strict=True):
+            moved[i] = at
+    return moved
 
 
 def renumbered(prompt: str, moved: list[int]) -> str:
