@@ -57,7 +57,8 @@ def box_count(count: int) -> str:
     return f"{count} box" if count == 1 else f"{count} boxes"
 
 
-REGION_REFERENCE = re.compile(r"<region(?P<index>0|[1-9][0-9]{0,5})>")
+REGION_INDEX = "0|[1-9][0-9]{0,5}"
+REGION_REFERENCE = re.compile(f"<region(?P<index>{REGION_INDEX})>")
 """A `region_token` in a prompt or an answer, spelt as the tokenizer's token: ASCII digits, no
 leading zero (`<region02>` and other digits are text to the model, so they are text here too). A
 longer number stays text: no box list comes near it, and Python refuses to read a number of more

@@ -4,6 +4,7 @@ every bad input ending in a visible message with the user's boxes left alone."""
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import json
 import math
@@ -201,8 +202,11 @@ def test_the_answer_names_the_question_it_answers(answering: Handlers) -> None:
     for step in (first, last):
         assert "Removed &lt;image&gt;, &lt;|im_end|&gt; from the question" in step[3]
     # A reference whose box was deleted (the page marks it so) is not sent as text.
-    (*_, status, _, _), *_ = list(run(answering, value, task="free", free="Is <region?> a cup?"))
-    assert "fo1-error" in status and "names a box that is gone" in status
+    for gone, undo in (("<region?>", False), ("<region?2>", True)):
+        (*_, status, _, _), *_ = list(run(answering, value, task="free", free=f"Is {gone} a cup?"))
+        assert "fo1-error" in status
+        assert f"names {html.escape(gone)}: a box deleted or replaced" in status
+        assert ("Undo brings a box back" in status) is undo
 
 
 def test_the_coco_file_names_the_image_as_uploaded(answering: Handlers) -> None:
@@ -656,11 +660,12 @@ def test_undo_keeps_each_picked_region_on_its_box(answering: Handlers) -> None:
     boxes_changed(answering, editor_value(IMAGE, BOXES), request=page)
     deleted = editor_value(IMAGE, BOXES[1:])
     boxes_changed(answering, deleted, request=page)
-    editor, regions, *fields = answering.undo_boxes(deleted, [1], "<region1> on <region0>", page)
+    marked = "<region1> on <region0>, by <region?0>"  # the page marks the cup's reference gone
+    editor, regions, *fields = answering.undo_boxes(deleted, [1], marked, page)
     prompt = fields[2]  # after the task and its text
     assert boxes_of(editor) == BOXES
     assert regions["value"] == [2] and [i for _, i in regions["choices"]] == [0, 1, 2]
-    assert prompt == "<region2> on <region1>"  # the prompt's references follow their boxes too
+    assert prompt == "<region2> on <region1>, by <region0>"  # the references follow too
     # A box picked and then undone away is picked no more.
     drawn = editor_value(IMAGE, [*BOXES, [5, 5, 60, 60]])
     boxes_changed(answering, drawn, request=page)
@@ -903,7 +908,7 @@ def test_boxes_typed_as_numbers_replace_the_drawn_ones(answering: Handlers) -> N
     assert "2 boxes set" in status and f"Cut to the {width}×" in status
     assert "1 box reached out of it" in status and "fo1-warning" in status
     assert picked == []  # the regions picked were the drawn boxes'
-    assert prompt == "<region?>?"  # and so was the box the prompt named
+    assert prompt == "<region?1>?"  # and so was the box the prompt named, #1 before
     shown, status, picked, prompt = answering.boxes_typed(value, "10, 10, 60", [1], "<region1>")
     assert (
         shown == SKIP and "Line 1 (10, 10, 60) holds 3 values" in status and "fo1-error" in status
@@ -1079,7 +1084,7 @@ def test_a_new_image_has_no_stale_answer(answering: Handlers) -> None:
 def test_examples_load_with_numbered_boxes(answering: Handlers, index: int) -> None:
     fields = ("free", "", "Is <region0> by <region12>?", "free", {})
     editor, task, _, _, free, *_ = load_example(answering, index, fields)
-    assert free == "Is <region?> by <region?>?"  # those were the boxes of the image left
+    assert free == "Is <region?0> by <region?12>?"  # those were the boxes of the image left
     example = load_examples()[index]
     assert task == example.task
     labels = [box["label"] for box in in_drawing_order(editor["boxes"])]

@@ -8,7 +8,7 @@ import gradio as gr
 
 from fo1_core.templates import MAX_REGIONS
 from ui.box_edits import prompt_again
-from ui.boxes import Box, boxes_of, editor_value, file_name_of, image_of
+from ui.boxes import Box, boxes_of, editor_value, file_name_of, image_of, regions_moved
 from ui.page_left import MASKS_KEPT_BYTES
 from ui.proposing import MaskStore, PackedMask, Proposals, Proposed, box_key, new_to, within
 from ui.status import status_html
@@ -75,6 +75,6 @@ def proposals_added(
     if mode == "add":
         picked, moved = gr.skip(), gr.skip()
     else:
-        picked, moved = [], prompt_again(boxes_of(value), prompt, boxes)
+        picked, moved = [], prompt_again(prompt, regions_moved(boxes_of(value), boxes))
     kind = "warning" if unread > 0 else "info"
     return shown, masks, status_html(message, kind), proposed, picked, moved

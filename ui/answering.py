@@ -39,7 +39,7 @@ from fo1_core.templates import (
     FillKind,
     box_count,
 )
-from ui.boxes import DELETED_REGION, Box
+from ui.boxes import Box, gone_references, gone_region
 from ui.gpu import ON_ZERO_GPU, on_gpu
 
 logger = logging.getLogger(__name__)
@@ -110,11 +110,14 @@ def fill_text(question: Question) -> str:
         )
     if template is not None and template.fill is FillKind.REGIONS and question.regions:
         return region_list_text(sorted(set(question.regions)))
-    if question.task == FREE_PROMPT and DELETED_REGION in question.text:
+    if question.task == FREE_PROMPT and (gone := gone_references(question.text)):
+        one = len(gone) == 1
+        undo = " (Undo brings a box back)" if any(name != gone_region() for name in gone) else ""
         raise FO1Error(
-            f"The prompt names a box that is gone ({DELETED_REGION}, where a deleted or replaced "
-            "box was named): put a box in its place with “Insert a region reference”, or take "
-            "it out."
+            f"The prompt names {', '.join(gone)}: {'a box' if one else 'boxes'} deleted or "
+            f"replaced since. Put {'a box' if one else 'boxes'} in {'its' if one else 'their'} "
+            f"place with “Insert a region reference”{undo}, or take {'it' if one else 'them'} "
+            "out."
         )
     return question.text
 

@@ -4,7 +4,7 @@ reads apart from the question's way to an answer in `ui.handlers`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,15 +166,17 @@ def undo_boxes(
         gr.Info("Nothing to undo.")
         return gr.skip(), gr.skip(), gr.skip(), PageLeft()
     shown, restored = boxes_of(value), [list(box) for box in target.key[1]]
-    shown_image = (value or {}).get("image") is not None
-    one_edit = shown_image and target.same_image(
-        Edit.of(conversation_key(image_of(value), shown), value)
-    )
-    kept = picked_again(shown, picked or [], restored, one_edit)
-    picks = sorted({*kept, *steps.picks.get(target.key, ())})
+    # Boxes of one edit found nowhere on the other side: those of a move (one box) or of a turn
+    # (every box, with the image), the same boxes. Of another image, other boxes.
+    current = Edit.of(conversation_key(image_of(value), shown), value) if value else None
+    same_image = current is not None and target.same_image(current)
+    turned = same_image and current.key[0] != target.key[0]
+    moved = regions_moved(shown, restored, len(shown) if turned else int(same_image))
+    picks = sorted({*picked_again(moved, picked or []), *steps.picks.get(target.key, ())})
     regions = gr.update(choices=region_choices(len(restored)), value=picks)
-    moved = prompt_again(shown, prompt, restored, one_edit)
-    return target.value(), regions, moved, steps.brought_back(target)
+    back = set(range(len(restored))) - set(moved)
+    prompt = prompt_again(prompt, moved, back, undone=True)
+    return target.value(), regions, prompt, steps.brought_back(target)
 
 
 def boxes_typed(
@@ -198,10 +200,9 @@ def boxes_typed(
         message = "No numbers typed, so every box was removed (Undo brings them back)."
     if cut:
         message += f" Cut to the {width}×{height} image: {box_count(cut)} reached out of it."
-    before, after = boxes_of(value), boxes_of(shown)
-    picks = picked_again(before, picked or [], after)
-    moved = prompt_again(before, prompt, after)
-    return shown, status_html(message, "warning" if cut else "info"), picks, moved
+    moved = regions_moved(boxes_of(value), boxes_of(shown))
+    picks, prompt = picked_again(moved, picked or []), prompt_again(prompt, moved)
+    return shown, status_html(message, "warning" if cut else "info"), picks, prompt
 
 
 def box_note(image: str | None, boxes: list[Box]) -> str:
@@ -222,25 +223,21 @@ def box_note(image: str | None, boxes: list[Box]) -> str:
     return note
 
 
-def picked_again(
-    before: list[Box], picked: list[int], after: list[Box], one_edit: bool = False
-) -> list[int]:
-    """The indexes in `after` of the boxes `picked` among `before`, each found by its corners
-    (`regions_moved`), those the model reads."""
-    moved = regions_moved(before, after, one_edit)
+def picked_again(moved: list[int], picked: list[int]) -> list[int]:
+    """Where the boxes `picked` are after an edit that `moved` them (`regions_moved`), those the
+    model reads."""
     return sorted(
-        moved[i] for i in set(picked) if 0 <= i < len(before) and 0 <= moved[i] < MAX_REGIONS
+        moved[i] for i in set(picked) if 0 <= i < len(moved) and 0 <= moved[i] < MAX_REGIONS
     )
 
 
 def prompt_again(
-    before: list[Box], prompt: str | None, after: list[Box], one_edit: bool = False
+    prompt: str | None, moved: list[int], back: Collection[int] = (), undone: bool = False
 ) -> str | object:
-    """The free prompt's region references moved from the boxes `before` to the same boxes
-    `after` (`renumbered`, `regions_moved`); `gr.skip()` where none moves, so a prompt typed
-    meanwhile stays."""
-    moved = renumbered(prompt or "", regions_moved(before, after, one_edit))
-    return gr.skip() if moved == (prompt or "") else moved
+    """The free prompt with its region references moved as an edit `moved` their boxes
+    (`renumbered`); `gr.skip()` where none moves, so a prompt typed meanwhile stays."""
+    again = renumbered(prompt or "", moved, back, undone)
+    return gr.skip() if again == (prompt or "") else again
 
 
 def region_choices(boxes: int) -> list[tuple[str, int]]:

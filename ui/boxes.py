@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from fo1_core.errors import FO1Error
 from fo1_core.processing import box_problem, clip_box, unwrap_boxes
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
-from fo1_core.templates import MAX_REGIONS, REGION_REFERENCE, region_token
+from fo1_core.templates import MAX_REGIONS, REGION_INDEX, region_token
 from ui.editor import CORNERS, FILE_NAME, turned
 
 Box = list[float]
@@ -53,42 +54,73 @@ def region_text_hex(index: int) -> str:
     return text_color_for_region(index).as_hex()
 
 
-DELETED_REGION = "<region?>"
-"""What a region reference in the free prompt becomes when its box is deleted or replaced: left
-as it was, it would name whichever box takes that number next. Run refuses a prompt holding it
-(`ui.answering.fill_text`)."""
+PROMPT_REFERENCE = re.compile(rf"<region(?P<gone>\?)?(?P<index>{REGION_INDEX})?>")
+"""A region reference in the free prompt (`REGION_REFERENCE`), or one whose box is gone
+(`gone_region`)."""
 
 
-def regions_moved(before: list[Box], after: list[Box], one_edit: bool = False) -> list[int]:
+def gone_region(index: int | None = None) -> str:
+    """What a reference in the free prompt becomes when its box `index` is deleted or replaced:
+    left as it was, it would name whichever box takes that number next. Undo, bringing the box
+    back, makes it a reference again; one with no number is gone for good. Run refuses a prompt
+    holding either (`ui.answering.fill_text`)."""
+    return f"<region?{'' if index is None else index}>"
+
+
+def regions_moved(before: list[Box], after: list[Box], pair_at_most: int = 0) -> list[int]:
     """For each box of `before`, the index of the same box (same corners) in `after`, or -1 where
-    it is gone; of boxes alike, the first of `before` finds the first of `after`. `one_edit`:
-    `after` is `before`, on the same image, with one edit made or undone, so where as many boxes
-    of each are found nowhere in the other, they are the same boxes moved, resized, turned with
-    the image or retyped, in order."""
+    it is gone; of boxes alike, the first of `before` finds the first of `after`. Where as many
+    boxes of each, `pair_at_most` or fewer, are found nowhere in the other, they are the same
+    boxes, in order: moved or resized, or turned with the image."""
     places: dict[tuple[float, ...], list[int]] = {}
     for i, box in enumerate(after):
         places.setdefault(tuple(box), []).append(i)
     moved = [places[key].pop(0) if places.get(key := tuple(box)) else -1 for box in before]
     lost = [i for i, at in enumerate(moved) if at < 0]
     new = sorted(i for left in places.values() for i in left)
-    if one_edit and len(lost) == len(new):
+    if len(lost) == len(new) <= pair_at_most:
         for i, at in zip(lost, new, strict=True):
             moved[i] = at
     return moved
 
 
-def renumbered(prompt: str, moved: list[int]) -> str:
+def renumbered(
+    prompt: str, moved: list[int], back: Collection[int] = (), undone: bool = False
+) -> str:
     """`prompt` with each `<regionN>` of a box that `moved` (`regions_moved`) renumbered to its
-    new place, `DELETED_REGION` where the box is gone. A reference to no box (N past `moved`)
-    stays: Run says it names no box."""
+    new place, and `gone_region(N)` where the box is gone; a reference to no box (N past
+    `moved`) stays: Run says it names no box. A `gone_region(N)` already there loses its number
+    as box N goes (the number would name that box), and becomes a reference again as an Undo
+    brings box N `back`. An Undo itself (`undone`) takes boxes away for good."""
 
     def moved_reference(reference: re.Match) -> str:
+        if reference["index"] is None:
+            return reference[0]
         index = int(reference["index"])
+        if reference["gone"]:
+            if index in back:
+                return region_token(index)
+            goes_now = not undone and index < len(moved) and moved[index] < 0
+            return gone_region() if goes_now else reference[0]
         if index >= len(moved):
             return reference[0]
-        return region_token(moved[index]) if moved[index] >= 0 else DELETED_REGION
+        if moved[index] >= 0:
+            return region_token(moved[index])
+        return gone_region(None if undone else index)
 
-    return REGION_REFERENCE.sub(moved_reference, prompt)
+    return PROMPT_REFERENCE.sub(moved_reference, prompt)
+
+
+def gone_references(prompt: str) -> list[str]:
+    """The references marked gone in `prompt` (`gone_region`), each once, in order."""
+    found = (match[0] for match in PROMPT_REFERENCE.finditer(prompt) if match["gone"])
+    return list(dict.fromkeys(found))
+
+
+def every_box_gone(prompt: str) -> str:
+    """`prompt` with every region reference marked gone (`renumbered`): another image came."""
+    indices = [int(found["index"] or 0) for found in PROMPT_REFERENCE.finditer(prompt)]
+    return renumbered(prompt, [-1] * (max(indices, default=-1) + 1))
 
 
 def editor_boxes(boxes: list[Box]) -> list[dict[str, Any]]:
@@ -207,11 +239,15 @@ RELABEL_IN_BROWSER = (
     // Boxes numbered before this change: a deleted last box leaves no label to tell of it.
     const before = Math.max(window.fo1BoxesNumbered ?? 0, ...numbers.map(n => n + 1));
     window.fo1BoxesNumbered = named.length;
+    const gone = (n) => n < before && !numbers.includes(n);
     const references = new RegExp(REFERENCE, "g");
-    const renumbered = typeof prompt === "string" ? prompt.replace(references, (reference, n) => {
-        const at = Number(n) < before ? numbers.indexOf(Number(n)) : Number(n);
-        return at < 0 ? DELETED : `<region${at}>`;
-    }) : prompt;
+    const renumbered = typeof prompt !== "string" ? prompt : prompt.replace(references,
+        (reference, mark, n) => {
+            if (n === undefined) return reference;
+            n = Number(n);
+            if (mark) return gone(n) ? "<region?>" : reference;
+            return gone(n) ? `<region?${n}>` : `<region${n < before ? numbers.indexOf(n) : n}>`;
+        });
     return [
         unchanged ? undefined : {...value, boxes: named},
         same ? undefined : moved,
@@ -223,8 +259,7 @@ RELABEL_IN_BROWSER = (
     )
     .replace("MAX_REGIONS", str(MAX_REGIONS))
     .replace("UNREAD_COLOR", json.dumps(region_color(MAX_REGIONS)))
-    .replace("REFERENCE", json.dumps(REGION_REFERENCE.pattern.replace("(?P<", "(?<")))
-    .replace("DELETED", json.dumps(DELETED_REGION))
+    .replace("REFERENCE", json.dumps(PROMPT_REFERENCE.pattern.replace("(?P<", "(?<")))
 )
 """A browser-side `change` handler for the editor (and the region picker) that names each box
 `#i` in colour `i` (grey past the model's regions), and moves the picked regions with their
@@ -242,12 +277,13 @@ after those just drawn.
 
 A picked region, and a `<regionN>` in the free prompt, keeps pointing at its box when boxes
 before it are deleted; with its box deleted (or all cleared, or the image changed), a pick is
-unticked and a reference becomes `DELETED_REGION`. The picker could hold no stale pick: Gradio
-refuses a whole Run while it holds a value that is no longer one of its choices, and the user
-could not see that value to untick it. The outputs change together, from the box labels before
-renumbering; a server handler could not do it, as Gradio would refuse the picker's stale value
-as its input, and a late reply would undo what was typed in the prompt meanwhile. Where the
-server sets the boxes itself (typed, Undo, Propose in place of them), it moves both too.
+unticked and a reference marked gone, as `renumbered` does on the server. The picker could hold
+no stale pick: Gradio refuses a whole Run while it holds a value that is no longer one of its
+choices, and the user could not see that value to untick it. The outputs change together, from
+the box labels before renumbering; a server handler could not do it, as Gradio would refuse the
+picker's stale value as its input, and a late reply would undo what was typed in the prompt
+meanwhile. Where the server sets the boxes itself (typed, Undo, Propose in place of them), it
+moves both too.
 """
 
 

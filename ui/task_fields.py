@@ -8,9 +8,9 @@ import math
 
 import gradio as gr
 
-from fo1_core.templates import FREE_PROMPT, REGION_REFERENCE, TASKS, FillKind, region_token
+from fo1_core.templates import FREE_PROMPT, TASKS, FillKind, region_token
 from ui.box_edits import region_choices
-from ui.boxes import DELETED_REGION, editor_value
+from ui.boxes import editor_value, every_box_gone
 from ui.examples import Example
 
 _CLOSING_PUNCTUATION = set(",.;:!?)]}")
@@ -83,7 +83,7 @@ def example_fields(example: Example, free_text: str | None) -> tuple:
     if example.task == FREE_PROMPT:
         free = example.text
     else:
-        gone = REGION_REFERENCE.sub(DELETED_REGION, free_text or "")
+        gone = every_box_gone(free_text or "")
         free = gr.skip() if gone == (free_text or "") else gone
     text = example.text if example.task != FREE_PROMPT else gr.skip()
     return (
