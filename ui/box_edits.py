@@ -168,7 +168,8 @@ def undo_boxes(
     shown, restored = boxes_of(value), [list(box) for box in target.key[1]]
     # Boxes of one edit found nowhere on the other side: those of a move (one box) or of a turn
     # (every box, with the image), the same boxes. Of another image, other boxes.
-    current = Edit.of(conversation_key(image_of(value), shown), value) if value else None
+    image = image_of(value)
+    current = None if image is None else Edit.of(conversation_key(image, shown), value)
     same_image = current is not None and target.same_image(current)
     turned = same_image and current.key[0] != target.key[0]
     moved = regions_moved(shown, restored, len(shown) if turned else int(same_image))
