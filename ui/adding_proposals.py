@@ -14,6 +14,12 @@ from ui.proposing import MaskStore, PackedMask, Proposals, Proposed, box_key, ne
 from ui.status import status_html
 
 
+def status_only(status: str) -> tuple:
+    """Propose's outputs (`proposals_added`) leaving all as it is but the status."""
+    skip = gr.skip()
+    return skip, skip, status, skip, skip, skip
+
+
 def proposals_added(
     found: Proposals,
     value: dict | None,
@@ -29,8 +35,7 @@ def proposals_added(
     seconds = f"{found.seconds:.2f} s"
     if not found.boxes:
         message = f"No proposals in {seconds}: your boxes are as they were."
-        skip = gr.skip()
-        return skip, skip, status_html(message, "warning"), skip, skip, skip
+        return status_only(status_html(message, "warning"))
     if mode != "add":
         keep = []
     elif drawn is not None:

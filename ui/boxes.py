@@ -117,10 +117,10 @@ def gone_references(prompt: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def every_box_gone(prompt: str) -> str:
-    """`prompt` with every region reference marked gone (`renumbered`): another image came."""
+def boxes_named(prompt: str) -> int:
+    """How many boxes the region references in `prompt` reach: its highest number, plus one."""
     indices = [int(found["index"] or 0) for found in PROMPT_REFERENCE.finditer(prompt)]
-    return renumbered(prompt, [-1] * (max(indices, default=-1) + 1))
+    return max(indices, default=-1) + 1
 
 
 def editor_boxes(boxes: list[Box]) -> list[dict[str, Any]]:

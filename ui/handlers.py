@@ -21,7 +21,7 @@ from detect_tools import ProposerError
 from fo1_core.errors import FO1Error
 from fo1_core.session import StopReason
 from ui import box_edits, task_fields
-from ui.adding_proposals import proposals_added
+from ui.adding_proposals import proposals_added, status_only
 from ui.ahead import EncodeAhead
 from ui.answer_area import AnswerOutputs, Asked, answer_outputs, cleared_answer
 from ui.answer_view import Turn
@@ -277,27 +277,23 @@ class Handlers:
         it adds nothing. Outputs: editor, masks, status, proposal time, picked regions (none
         once the proposals replace the boxes picked from), free prompt."""
         image = image_of(value)
-
-        def only(status: str) -> tuple:
-            return gr.skip(), gr.skip(), status, gr.skip(), gr.skip(), gr.skip()
-
         try:
             held = self.ahead.held() if self.ahead is not None else nullcontext()
             with held:  # the user waits for these: no encoding ahead competes with them
                 found = self.proposing.propose(image, proposer, text, threshold, max_count)
         except (ProposerError, FO1Error) as error:
-            return only(proposer_error_html(str(error)))
+            return status_only(proposer_error_html(str(error)))
         except Exception as error:
             logger.exception("Proposer %s failed", proposer)
             failed = proposer_error_html(f"The proposer failed: {error}")
-            return only(failed)
+            return status_only(failed)
         session = self._session(request)
         edited = _later(session.edited_at, clicked_at) and session.editing is not None
         if _later(session.superseded_at, clicked_at) or (
             edited and session.editing[0] != file_identity(image)  # turned by its buttons
         ):
             message = "The image changed while the proposer ran: its proposals are not added."
-            return only(status_html(message, "warning"))
+            return status_only(status_html(message, "warning"))
         drawn = [list(box) for box in session.editing[1]] if edited else None
         return proposals_added(found, value, drawn, mode, masks, prompt)
 

@@ -9,8 +9,8 @@ import math
 import gradio as gr
 
 from fo1_core.templates import FREE_PROMPT, TASKS, FillKind, region_token
-from ui.box_edits import region_choices
-from ui.boxes import editor_value, every_box_gone
+from ui.box_edits import prompt_again, region_choices
+from ui.boxes import boxes_named, editor_value
 from ui.examples import Example
 
 _CLOSING_PUNCTUATION = set(",.;:!?)]}")
@@ -83,8 +83,7 @@ def example_fields(example: Example, free_text: str | None) -> tuple:
     if example.task == FREE_PROMPT:
         free = example.text
     else:
-        gone = every_box_gone(free_text or "")
-        free = gr.skip() if gone == (free_text or "") else gone
+        free = prompt_again(free_text, [-1] * boxes_named(free_text or ""))
     text = example.text if example.task != FREE_PROMPT else gr.skip()
     return (
         editor_value(str(example.image), example.boxes),
