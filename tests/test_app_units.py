@@ -386,14 +386,16 @@ def test_a_box_drawn_on_an_enlarged_image_keeps_its_area(tmp_path, drawn, pixels
     assert boxes_of(back) == [pixels]
 
 
-def test_only_a_small_upload_is_written_back_to_the_editor(tmp_path) -> None:
-    """A reply writing the editor loses the boxes drawn while it was on its way."""
+def test_only_a_small_upload_is_sent_back_enlarged(tmp_path) -> None:
+    """The page takes the copy itself (`TAKE_THE_ENLARGED_COPY`), with the boxes drawn since."""
     small = tmp_path / "icon.png"
     pixel_picture(small, (40, 30))
-    value = {"image": str(small), "boxes": []}
-    assert shown_enlarged(value) == value
+    value = {"image": str(small), "boxes": [{"xmin": 1, "ymin": 1, "xmax": 5, "ymax": 5}]}
+    copy, made = shown_enlarged(value)
+    assert copy == {"image": str(small), "boxes": []}
+    assert made == {"source": str(small), "factor": enlargement(40, 30)}
     for kept in ({"image": str(EXAMPLES_DIR / "coffee.jpg"), "boxes": []}, None, {UNREADABLE: "x"}):
-        assert shown_enlarged(kept) == gr.skip()
+        assert shown_enlarged(kept) == (gr.skip(), gr.skip())
 
 
 @pytest.mark.parametrize("content", [b"nope", EPS])  # EPS: decoded by running Ghostscript

@@ -209,10 +209,12 @@ RELABEL_IN_BROWSER = (
     if (!value || !value.boxes || document.body.classList.contains("fo1-stroke")) {
         return [undefined, undefined, undefined];
     }
-    const boxes = JSON.parse(JSON.stringify(value.boxes));
-    if (boxes.some(b => b.xmax <= b.xmin || b.ymax <= b.ymin)) {
+    if (value.boxes.some(b => b.xmax <= b.xmin || b.ymax <= b.ymin)) {
         return [undefined, undefined, undefined];
     }
+    const enlarged = window.fo1WithEnlargedCopy?.(value);
+    value = enlarged ?? value;
+    const boxes = JSON.parse(JSON.stringify(value.boxes));
     const numbered = [], fresh = [];
     boxes.forEach((box, position) => {
         const match = /^#(\\d+)$/.exec(String(box.label ?? ""));
@@ -249,7 +251,7 @@ RELABEL_IN_BROWSER = (
             return gone(n) ? `<region?${n}>` : `<region${n < before ? numbers.indexOf(n) : n}>`;
         });
     return [
-        unchanged ? undefined : {...value, boxes: named},
+        unchanged && !enlarged ? undefined : {...value, boxes: named},
         same ? undefined : moved,
         renumbered === prompt ? undefined : renumbered,
     ];
@@ -272,8 +274,9 @@ area yet): replacing the value then cuts the stroke short, and the box stays as 
 this ran, a step into the drag (the editor reports the box as the stroke starts, and a busy page
 runs this a moment later). It also leaves it alone when every box is already named right,
 whatever its place in the list: a box resized, or moved, keeps its place and stays selected.
-Boxes are numbered in `in_drawing_order`'s order, and listed smallest first (`editor_boxes`)
-after those just drawn.
+It puts the enlarged copy of a small upload in the editor when it landed during a stroke
+(`ui.editor.ENLARGED_COPIES`). Boxes are numbered in `in_drawing_order`'s order, and listed
+smallest first (`editor_boxes`) after those just drawn.
 
 A picked region, and a `<regionN>` in the free prompt, keeps pointing at its box when boxes
 before it are deleted; with its box deleted (or all cleared, or the image changed), a pick is

@@ -470,12 +470,45 @@ def original(image: str) -> tuple[str, int]:
         return _ORIGINALS.get(key, (image, 1))
 
 
-def shown_enlarged(value: dict | None) -> Any:
-    """An upload's step: the editor's value written back when its image is small, for
-    `enlarged_for_the_page` to hand it enlarged (the page shows an upload as it came until then,
-    too small to draw a box on). Any other image is left alone (`gr.skip`): a reply writing the
-    editor loses the boxes drawn while it was on its way."""
+def shown_enlarged(value: dict | None) -> tuple[Any, Any]:
+    """An upload's step: when its image is small, the editor's value with no boxes, for a hidden
+    editor to hand it enlarged (`enlarged_for_the_page`), and what the page needs to take it
+    (`TAKE_THE_ENLARGED_COPY`): the upload's file and the enlargement. Any other image is left
+    alone (`gr.skip`)."""
     image = (value or {}).get("image")
-    if image is None or enlarged(image)[1] == 1:
-        return gr.skip()
-    return value
+    factor = 1 if image is None else enlarged(image)[1]
+    if factor == 1:
+        return gr.skip(), gr.skip()
+    return {**value, "boxes": []}, {"source": image, "factor": factor}
+
+
+ENLARGED_COPIES = """() => {
+    window.fo1EnlargedCopy = null;
+    window.fo1WithEnlargedCopy = (shown) => {
+        const waiting = window.fo1EnlargedCopy;
+        if (!waiting || !shown?.image || document.body.classList.contains("fo1-stroke")) {
+            return undefined;
+        }
+        window.fo1EnlargedCopy = null;
+        if (shown.image.path !== waiting.source || (shown.orientation ?? 0) !== 0) return undefined;
+        const boxes = (shown.boxes ?? []).map(({scaleFactor = 1, ...box}) => ({
+            ...box,
+            ...Object.fromEntries(CORNERS.map(
+                corner => [corner, box[corner] / scaleFactor * waiting.factor])),
+        }));
+        return {...waiting.copy, boxes};
+    };
+}""".replace("CORNERS", json.dumps(CORNERS))
+"""Installed once in the page: `fo1WithEnlargedCopy(shown)`, the editor's value `shown` with the
+enlarged copy of its small upload (`shown_enlarged`) waiting in `fo1EnlargedCopy` in place of the
+upload, the boxes drawn on the upload meanwhile enlarged with it; undefined while a box is being
+drawn (taking it then cuts the stroke short: `ui.boxes.RELABEL_IN_BROWSER` takes it at the
+stroke's end), or when there is none. A copy is dropped once the editor holds another image, or
+this one turned. Run in the page, on the editor as it is: a server reply writing the editor would
+take away the boxes drawn while it was on its way."""
+
+TAKE_THE_ENLARGED_COPY = """(copy, made, shown) => {
+    window.fo1EnlargedCopy = copy && made ? {...made, copy} : null;
+    return window.fo1WithEnlargedCopy(shown);
+}"""
+"""The enlarged copy of a small upload landed (`ENLARGED_COPIES`)."""

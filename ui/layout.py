@@ -27,11 +27,13 @@ from ui.api import Api
 from ui.boxes import CLEAR_IN_BROWSER, RELABEL_IN_BROWSER
 from ui.editor import (
     EMPTY_IF_UNREADABLE,
+    ENLARGED_COPIES,
     FINGER_SIZED_HANDLES,
     FIT_TO_SCREEN,
     MARK_STROKES,
     NEW_IMAGE_SHOWN,
     TAGS_AND_HANDLES_DRAWN,
+    TAKE_THE_ENLARGED_COPY,
     TOOLS_IN_VIEW,
     box_editor,
     shown_enlarged,
@@ -317,8 +319,24 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 concurrency_limit=None,
             )
         # Only a small image, shown at its own size until then, is written back: enlarged.
+        # Both hidden: the page takes the copy (`TAKE_THE_ENLARGED_COPY`), and a progress bar
+        # over the editor would take the pointer from a box being drawn.
+        enlarged_copy = box_editor(visible=False, image_type="filepath")
+        enlarged_from = gr.JSON(visible=False)
         editor.upload(
-            shown_enlarged, editor, editor, api_visibility="private", concurrency_limit=None
+            shown_enlarged,
+            editor,
+            [enlarged_copy, enlarged_from],
+            api_visibility="private",
+            concurrency_limit=None,
+            show_progress="hidden",
+            trigger_mode="multiple",
+        ).then(
+            None,
+            [enlarged_copy, enlarged_from, editor],
+            editor,
+            js=TAKE_THE_ENLARGED_COPY,
+            api_visibility="private",
         )
         editor.upload(None, js=NEW_IMAGE_SHOWN, api_visibility="private")
         undo.click(
@@ -368,6 +386,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             TOOLS_IN_VIEW,
             TAGS_AND_HANDLES_DRAWN,
             MARK_STROKES,
+            ENLARGED_COPIES,
             KEYS_AND_TURNS,
             ANNOUNCED,
             STATUS_NOTES,

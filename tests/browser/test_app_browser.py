@@ -78,12 +78,15 @@ def shot(page, name: str, full_page: bool = True) -> None:
     page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"), full_page=full_page)
 
 
-def canvas_point(page, fx: float, fy: float) -> tuple[float, float]:
+def canvas_point(
+    page, fx: float, fy: float, size: tuple[int, int] = (600, 400)
+) -> tuple[float, float]:
     """A point at fractions (fx, fy) of the displayed image inside the editor's canvas."""
     box = page.locator("#fo1-editor canvas").bounding_box()
-    # The 600×400 image is letterboxed to the canvas height, centred horizontally.
+    # The image (`size`: the examples' 600×400) is letterboxed to the canvas height, centred
+    # horizontally.
     height = box["height"]
-    width = height * 600 / 400
+    width = height * size[0] / size[1]
     left = box["x"] + (box["width"] - width) / 2
     return left + fx * width, box["y"] + fy * height
 
@@ -223,12 +226,15 @@ def slow_server(page, event: str, busy_ms: int = 1) -> None:
     page.evaluate(SLOW_EVENTS, [event, EVENT_DELAY_MS, busy_ms])
 
 
-def upload(page, image: Path) -> None:
+def upload(page, image: Path, busy_ms: int = EVENT_DELAY_MS) -> None:
     """Uploads `image` and returns as soon as it is shown, before the server has answered the
-    upload, so what is drawn next is drawn before that answer lands."""
-    slow_server(page, "upload", busy_ms=EVENT_DELAY_MS)
+    upload (sent late for `busy_ms`: the file itself takes a while to reach the server), so
+    what is drawn next is drawn before that answer lands."""
+    slow_server(page, "upload", busy_ms=busy_ms)
+    # The image shown before stays a moment: a drag on it then is lost with it.
+    page.evaluate("document.querySelector('#fo1-editor canvas')?.classList.add('fo1-old')")
     page.locator("#fo1-editor input[type=file]").set_input_files(str(image))
-    page.locator("#fo1-editor canvas").wait_for()
+    page.locator("#fo1-editor canvas:not(.fo1-old)").wait_for()
     # The canvas exists before the image is drawn on it, and a drag on no image draws nothing.
     page.wait_for_function(
         """() => {
@@ -391,6 +397,37 @@ def test_a_small_image_is_shown_enlarged_and_boxed_in_its_own_pixels(
     for entry, drawn in zip(last, (second, first), strict=True):
         corners = [entry[key] / entry["scaleFactor"] / factor for key in CORNERS]
         assert corners == pytest.approx(drawn, abs=0.5)
+
+
+def test_a_box_drawn_before_a_small_images_enlarged_copy_lands_stays(page, tmp_path: Path) -> None:
+    """The enlarged copy came as a server reply writing the editor: a box drawn on the image as
+    uploaded, while the reply was on its way, was gone when it landed."""
+    width, height = 400, 300
+    small = tmp_path / f"small-{width}x{height}.png"
+    Image.open(IMAGE).resize((width, height)).save(small)
+    page.wait_for_timeout(SETTLE_MS)  # the replies to the image before land first
+    upload(page, small, busy_ms=10_000)  # and draw at once, before the enlarged copy lands
+    factor = enlargement(width, height)
+    # Shown as uploaded, at its own size, once the old image's room is given up: the page
+    # settles in a few frames.
+    page.wait_for_function(
+        """h => {
+            const frame = document.querySelector('#fo1-editor canvas').getBoundingClientRect();
+            const same = frame.height === h && frame.top === window.fo1CanvasTop;
+            window.fo1CanvasTop = frame.top;
+            return same;
+        }""",
+        arg=height,
+        polling=100,
+    )
+    expected = [100, 75, 300, 225]
+    start = canvas_point(page, 0.25, 0.25, (width, height))
+    end = canvas_point(page, 0.75, 0.75, (width, height))
+    drawn = box_sent_for(page, start, end, [corner * factor for corner in expected])
+    shot(page, "0-box-kept-on-the-enlarged-copy")
+    assert page.locator("#fo1-editor canvas").bounding_box()["width"] > 1.5 * width
+    assert drawn == pytest.approx([corner * factor for corner in expected], abs=BOX_TOLERANCE)
+    assert box_count(page).startswith("1 box")
 
 
 def test_boxes_are_drawn_moved_and_deleted(page) -> None:
