@@ -29,7 +29,7 @@ from ui.boxes import (
     region_label,
     region_rgb,
 )
-from ui.editor import SCREEN_SHARE, enlargement
+from ui.editor import SCREEN_SHARE, TAKE_THE_ENLARGED_COPY, enlargement
 from ui.style import PENDING
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -579,6 +579,39 @@ def test_the_free_prompts_references_follow_their_boxes(
 ) -> None:
     value = {"boxes": [box(label, 10 * i) for i, label in enumerate(labels)]}
     assert relabel(page, value, [], prompt, numbered)[2] == moved
+
+
+TAKE = f"""([copy, made, shown, stroke]) => {{
+    document.body.classList.toggle("fo1-stroke", stroke);
+    try {{
+        return ({TAKE_THE_ENLARGED_COPY})(copy, made, shown);
+    }} finally {{
+        document.body.classList.remove("fo1-stroke");
+    }}
+}}"""
+
+
+def test_the_enlarged_copy_comes_with_the_boxes_drawn_on_the_upload(page) -> None:
+    """The page's step taking a small upload's enlarged copy, checked on its own: the copy waits
+    out a stroke (taking it cuts the stroke short) and is never put over another image."""
+    drawn = box("#0", 10) | {"scaleFactor": 0.5}  # the editor's canvas shows it at half size
+    uploaded = {"image": {"path": "/tmp/icon.png"}, "boxes": [drawn], "orientation": 0}
+    copy = {"image": {"path": "/tmp/icon-x4.png"}, "boxes": [], "orientation": 0}
+    made = {"source": "/tmp/icon.png", "factor": 4}
+    taken = page.evaluate(TAKE, [copy, made, uploaded, False])
+    assert taken["image"] == copy["image"]
+    assert [taken["boxes"][0][corner] for corner in CORNERS] == [80, 0, 120, 40]
+    assert taken["boxes"][0]["label"] == "#0"
+    # Left for the page's relabelling when the stroke ends.
+    assert page.evaluate(TAKE, [copy, made, uploaded, True]) is None
+    assert relabel(page, uploaded)[0]["image"] == copy["image"]
+    # Another image shown since, or this one turned: not taken, then or later.
+    for shown in (
+        {**uploaded, "image": {"path": "/tmp/other.png"}},
+        {**uploaded, "orientation": 1},
+    ):
+        assert page.evaluate(TAKE, [copy, made, shown, False]) is None
+        assert (relabel(page, uploaded)[0] or uploaded)["image"] == uploaded["image"]
 
 
 def test_the_page_lists_the_smallest_box_first_and_leaves_a_resized_one_in_place(page) -> None:
