@@ -325,9 +325,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 api_visibility="private",
                 concurrency_limit=None,
             )
-        # Only a small image, shown at its own size until then, is written back: enlarged.
-        # Both hidden: the page takes the copy (`TAKE_THE_ENLARGED_COPY`), and a progress bar
-        # over the editor would take the pointer from a box being drawn.
+        # A small image, shown at its own size until then, comes back enlarged. The page puts
+        # it in the editor itself (`TAKE_THE_ENLARGED_COPY`), and shows no progress bar over the
+        # editor meanwhile: that bar took the pointer from a box being drawn.
         enlarged_copy = box_editor(visible=False, image_type="filepath")
         enlarged_from = gr.JSON(visible=False)
         editor.upload(
