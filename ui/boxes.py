@@ -322,19 +322,6 @@ def boxes_as_text(boxes: list[Box]) -> str:
     return "\n".join(", ".join(f"{v:g}" for v in box) for box in boxes)
 
 
-NUMBERS_OF_THE_BOXES = """(numbers, shown) => {
-    const field = document.querySelector("#fo1-box-numbers textarea");
-    if (document.activeElement === field && shown !== (window.fo1NumbersWritten ?? "")) {
-        return undefined;
-    }
-    window.fo1NumbersWritten = numbers;
-    return numbers;
-}"""
-"""Puts the boxes as numbers (`boxes_as_text`) in their text box, unless someone is typing there:
-a reply about a box change, landing late, took away the lines being typed. Run in the page, which
-alone knows where the focus is; the text box follows the boxes again once left."""
-
-
 _FIELD = re.compile(r"[^\s,;\[\]()]+")
 _JSON = re.compile(r"\s*(\[\s*\[|\{)")
 

@@ -24,7 +24,7 @@ from ui.ahead import EncodeAhead
 from ui.answer_view import DETECTION_COLUMNS
 from ui.answering import Answerer
 from ui.api import Api
-from ui.boxes import CLEAR_IN_BROWSER, NUMBERS_OF_THE_BOXES, RELABEL_IN_BROWSER
+from ui.boxes import CLEAR_IN_BROWSER, RELABEL_IN_BROWSER
 from ui.editor import (
     EMPTY_IF_UNREADABLE,
     ENLARGED_COPIES,
@@ -124,7 +124,6 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         conversation = gr.State({})
         texts = gr.State({})  # the one-line text of each kind of task (`Handlers.task_changed`)
         picked_task = gr.State(DEFAULT_TASK)
-        boxes_as_numbers = gr.Textbox(visible=False)  # for `NUMBERS_OF_THE_BOXES`
         page_time = gr.Number(visible=False)  # filled in the page by `WITH_PAGE_TIME`
         selection = gr.JSON(visible=False)  # the prompt's caret, filled by `WITH_SELECTION`
         # On a phone the two columns stack, and `app_css` orders their pieces anew there.
@@ -278,17 +277,11 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             [editor.change, turned.click],
             handlers.boxes_changed,
             [editor, status, follow_up, conversation, page_time],
-            [regions, insert, box_note, status, history, boxes_as_numbers],
+            [regions, insert, box_note, status, history, numbers],
             js=WITH_PAGE_TIME,
             api_visibility="private",
             concurrency_limit=None,
-        ).then(None, box_note, editor, js=EMPTY_IF_UNREADABLE, api_visibility="private").then(
-            None,
-            [boxes_as_numbers, numbers],
-            numbers,
-            js=NUMBERS_OF_THE_BOXES,
-            api_visibility="private",
-        )
+        ).then(None, box_note, editor, js=EMPTY_IF_UNREADABLE, api_visibility="private")
         answer_area = [answer, reasoning, result, status, table, downloads, conversation, history]
         # A new image first ends the answer about the old one, queued or streaming, then clears
         # the answer area: in that order, no piece of the old stream lands after the clearing.
