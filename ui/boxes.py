@@ -322,6 +322,41 @@ def boxes_as_text(boxes: list[Box]) -> str:
     return "\n".join(", ".join(f"{v:g}" for v in box) for box in boxes)
 
 
+NUMBERS_KEPT_WHILE_TYPED = """() => {
+    const value = Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, "value");
+    addEventListener("focusin", (event) => {
+        const field = event.target.closest?.("#fo1-box-numbers textarea");
+        if (!field || field.fo1Kept) return;
+        field.fo1Kept = true;
+        let typed = false;
+        let echoing = false;
+        field.addEventListener("input", () => { typed ||= !echoing; });
+        Object.defineProperty(field, "value", {
+            configurable: true,
+            get() { return value.get.call(this); },
+            set(text) {
+                if (text === value.get.call(this)) return;
+                if (typed && document.activeElement === this) {
+                    // The component's own value follows the lines kept, as after a key.
+                    queueMicrotask(() => {
+                        echoing = true;
+                        this.dispatchEvent(new Event("input", {bubbles: true}));
+                        echoing = false;
+                    });
+                    return;
+                }
+                typed = false;
+                value.set.call(this, text);
+            },
+        });
+    }, true);
+}"""
+"""Installed once in the page: the boxes as numbers (`boxes_as_text`), written after every box
+change, leave the lines someone is typing there as they are: a reply about a box change, landing
+late, took them away. Only the page knows, as the reply lands, that the text box has the focus
+and holds lines typed since it was last written; it follows the boxes again once left."""
+
+
 _FIELD = re.compile(r"[^\s,;\[\]()]+")
 _JSON = re.compile(r"\s*(\[\s*\[|\{)")
 

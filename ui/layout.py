@@ -24,7 +24,7 @@ from ui.ahead import EncodeAhead
 from ui.answer_view import DETECTION_COLUMNS
 from ui.answering import Answerer
 from ui.api import Api
-from ui.boxes import CLEAR_IN_BROWSER, RELABEL_IN_BROWSER
+from ui.boxes import CLEAR_IN_BROWSER, NUMBERS_KEPT_WHILE_TYPED, RELABEL_IN_BROWSER
 from ui.editor import (
     EMPTY_IF_UNREADABLE,
     ENLARGED_COPIES,
@@ -388,6 +388,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             MARK_STROKES,
             ENLARGED_COPIES,
             KEYS_AND_TURNS,
+            NUMBERS_KEPT_WHILE_TYPED,
             ANNOUNCED,
             STATUS_NOTES,
         )

@@ -1423,6 +1423,29 @@ def test_boxes_are_read_and_set_as_numbers(page) -> None:
     shot(page, "18b-undo-after-an-example")
 
 
+def test_a_late_box_reply_leaves_the_numbers_being_typed(page) -> None:
+    open_example(page, "Coffee: detect cup and spoon")
+    numbers = page.locator("#fo1-box-numbers textarea")
+    if not numbers.is_visible():
+        page.get_by_text("Boxes as numbers", exact=True).click()
+    wait_for_first_box(page, "170, 10, 420, 200")
+    page.wait_for_timeout(SETTLE_MS)  # the example's replies have landed
+    page.get_by_label("Drag boxes").click()
+    page.mouse.click(*canvas_point(page, 200 / 600, 30 / 400))  # box #0
+    slow_server(page, "change", busy_ms=EVENT_DELAY_MS)
+    page.get_by_label("Remove box").click()  # its reply comes late: after the typing has begun
+    typed = "20, 30, 200, 250\n300 40"
+    numbers.fill(typed)
+    wait_for_note(page, "2 boxes")
+    page.wait_for_timeout(SETTLE_MS)
+    assert numbers.input_value() == typed
+    # Once the typing is left, the numbers follow the boxes again.
+    page.evaluate("document.activeElement.blur()")
+    page.locator("#fo1-undo").click()
+    wait_for_note(page, "3 boxes")
+    wait_for_first_box(page, "170, 10, 420, 200")
+
+
 def test_undo_after_an_example_brings_back_the_task_and_text_typed(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     delete_coffee_cup_box(page)  # the user's own boxes
