@@ -484,6 +484,7 @@ def shown_enlarged(value: dict | None) -> tuple[Any, Any]:
 
 ENLARGED_COPIES = """() => {
     window.fo1EnlargedCopy = null;
+    const uploads = new Map();  // the upload shown as each enlarged copy, by the copy's address
     window.fo1WithEnlargedCopy = (shown) => {
         const waiting = window.fo1EnlargedCopy;
         if (!waiting || !shown?.image || document.body.classList.contains("fo1-stroke")) {
@@ -491,6 +492,7 @@ ENLARGED_COPIES = """() => {
         }
         window.fo1EnlargedCopy = null;
         if (shown.image.path !== waiting.source || (shown.orientation ?? 0) !== 0) return undefined;
+        uploads.set(waiting.copy.image.url, shown.image);
         const boxes = (shown.boxes ?? []).map(({scaleFactor = 1, ...box}) => ({
             ...box,
             ...Object.fromEntries(CORNERS.map(
@@ -498,6 +500,17 @@ ENLARGED_COPIES = """() => {
         }));
         return {...waiting.copy, boxes};
     };
+    addEventListener("click", (event) => {
+        const link = event.target.closest?.("#fo1-editor a[download]");
+        const upload = link && uploads.get(link.getAttribute("href"));
+        if (!upload) return;
+        event.preventDefault();
+        event.stopPropagation();
+        const saved = document.createElement("a");
+        saved.href = upload.url;
+        saved.download = upload.orig_name ?? "";
+        saved.click();
+    }, true);
 }""".replace("CORNERS", json.dumps(CORNERS))
 """Installed once in the page: `fo1WithEnlargedCopy(shown)`, the editor's value `shown` with the
 enlarged copy of its small upload (`shown_enlarged`) waiting in `fo1EnlargedCopy` in place of the
@@ -505,7 +518,10 @@ upload, the boxes drawn on the upload meanwhile enlarged with it; undefined whil
 drawn (taking it then cuts the stroke short: `ui.boxes.RELABEL_IN_BROWSER` takes it at the
 stroke's end), or when there is none. A copy is dropped once the editor holds another image, or
 this one turned. Run in the page, on the editor as it is: a server reply writing the editor would
-take away the boxes drawn while it was on its way."""
+take away the boxes drawn while it was on its way.
+
+The editor's Download saves the image shown: for an enlarged copy, the upload it was made from,
+under its own name (the copy was a PNG many times the size, saved under that name)."""
 
 TAKE_THE_ENLARGED_COPY = """(copy, made, shown) => {
     window.fo1EnlargedCopy = copy && made ? {...made, copy} : null;

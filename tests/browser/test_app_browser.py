@@ -771,6 +771,24 @@ WATCH_THE_EDITORS_PROGRESS = """() => {
 }"""
 
 
+def test_the_editors_download_saves_a_small_upload_as_uploaded(page, tmp_path: Path) -> None:
+    """It saved the enlarged copy the editor shows: a PNG many times the size, under the
+    upload's own name."""
+    width, height = 200, 150
+    small = tmp_path / "icon.jpg"
+    Image.open(IMAGE).resize((width, height)).save(small)
+    page.locator("#fo1-editor input[type=file]").set_input_files(str(small))
+    page.wait_for_function(
+        "h => document.querySelector('#fo1-editor canvas')?.height > 2 * h", arg=height
+    )
+    with page.expect_download() as downloading:
+        page.locator("#fo1-editor").get_by_label("Download").click()
+    saved = tmp_path / "saved"
+    downloading.value.save_as(saved)
+    assert downloading.value.suggested_filename == small.name
+    assert saved.read_bytes() == small.read_bytes()
+
+
 def test_example_proposals_and_free_prompt(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     assert page.get_by_label("Categories").input_value() == "cup, spoon"
