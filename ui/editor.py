@@ -521,7 +521,7 @@ this one turned. Run in the page, on the editor as it is: a server reply writing
 take away the boxes drawn while it was on its way.
 
 The editor's Download saves the image shown: for an enlarged copy, the upload it was made from,
-under its own name (the copy was a PNG many times the size, saved under that name)."""
+under its own name (it used to save the copy: a PNG many times the size, named by the cache)."""
 
 TAKE_THE_ENLARGED_COPY = """(copy, made, shown) => {
     window.fo1EnlargedCopy = copy && made ? {...made, copy} : null;
