@@ -328,9 +328,8 @@ NUMBERS_KEPT_WHILE_TYPED = """() => {
         const field = event.target.closest?.("#fo1-box-numbers textarea");
         if (!field || field.fo1Kept) return;
         field.fo1Kept = true;
-        let typed = false;
-        let echoing = false;
-        field.addEventListener("input", () => { typed ||= !echoing; });
+        let typed = false;  // since last written; the echo below comes only once it is true
+        field.addEventListener("input", () => { typed = true; });
         Object.defineProperty(field, "value", {
             configurable: true,
             get() { return value.get.call(this); },
@@ -338,11 +337,7 @@ NUMBERS_KEPT_WHILE_TYPED = """() => {
                 if (text === value.get.call(this)) return;
                 if (typed && document.activeElement === this) {
                     // The component's own value follows the lines kept, as after a key.
-                    queueMicrotask(() => {
-                        echoing = true;
-                        this.dispatchEvent(new Event("input", {bubbles: true}));
-                        echoing = false;
-                    });
+                    queueMicrotask(() => this.dispatchEvent(new Event("input", {bubbles: true})));
                     return;
                 }
                 typed = false;

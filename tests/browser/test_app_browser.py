@@ -135,10 +135,17 @@ def wait_for_note(page, text: str) -> None:
     page.wait_for_timeout(300)  # the renumbered boxes are redrawn right after the note
 
 
+NUMBERS_SHOWN = "document.querySelector('#fo1-box-numbers textarea').value"
+
+
 def wait_for_first_box(page, numbers: str) -> None:
     """Until "Boxes as numbers" starts with `numbers` (box #0's line)."""
-    script = "n => document.querySelector('#fo1-box-numbers textarea').value.startsWith(n)"
-    page.wait_for_function(script, arg=numbers)
+    page.wait_for_function(f"n => {NUMBERS_SHOWN}.startsWith(n)", arg=numbers)
+
+
+def wait_for_numbers(page, numbers: str) -> None:
+    """Until "Boxes as numbers" holds `numbers`, every line."""
+    page.wait_for_function(f"n => {NUMBERS_SHOWN} === n", arg=numbers)
 
 
 def open_example(page, title: str, boxes: str = "3 boxes") -> None:
@@ -379,9 +386,7 @@ def test_a_small_image_is_shown_enlarged_and_boxed_in_its_own_pixels(
         drag(page, point(*second[:2]), point(*second[2:]))
         wait_for_note(page, "2 boxes")
         expected = "\n".join(", ".join(map(str, box)) for box in (first, second))
-        page.wait_for_function(
-            "n => document.querySelector('#fo1-box-numbers textarea').value === n", arg=expected
-        )
+        wait_for_numbers(page, expected)
         deadline = time.monotonic() + 10
         while not both_named() and time.monotonic() < deadline:
             page.wait_for_timeout(200)
@@ -1247,8 +1252,7 @@ def test_on_a_phone_a_finger_just_off_a_corner_resizes_the_box(page, app_url: st
     touch_drag(phone, touched, (touched[0] + 20, touched[1] + 30))
     grown = f"170, 10, {round(420 + 20 / scale)}, {round(200 + 30 / scale)}"
     phone.wait_for_function(
-        "() => document.querySelector('#fo1-box-numbers textarea').value !== "
-        "'170, 10, 420, 200\\n80, 60, 490, 390\\n320, 60, 430, 320'"
+        f"() => {NUMBERS_SHOWN} !== '170, 10, 420, 200\\n80, 60, 490, 390\\n320, 60, 430, 320'"
     )
     shot(phone, "24-phone-corner-resized", full_page=False)
     lines = phone.locator("#fo1-box-numbers textarea").input_value().splitlines()
@@ -1461,10 +1465,7 @@ def test_a_late_box_reply_leaves_the_numbers_being_typed(page) -> None:
     # left, it follows the boxes again (here, written as the page writes boxes).
     page.locator("#fo1-set-boxes").click()
     page.locator("#fo1-status", has_text="2 boxes set from the numbers typed").wait_for()
-    page.wait_for_function(
-        "n => document.querySelector('#fo1-box-numbers textarea').value === n",
-        arg="20, 30, 200, 250\n300, 40, 580, 380",
-    )
+    wait_for_numbers(page, "20, 30, 200, 250\n300, 40, 580, 380")
 
 
 def test_undo_after_an_example_brings_back_the_task_and_text_typed(page) -> None:
