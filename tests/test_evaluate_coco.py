@@ -333,6 +333,23 @@ def test_a_box_past_float32s_range_is_cut_to_the_image(
 
 
 @pytest.mark.slow
+def test_given_slivers_are_left_out_and_the_image_still_scored(
+    answering_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Detector and COCO-style box files hold boxes under a pixel; they cost only themselves."""
+    args = _coco_args(answering_checkpoint, tmp_path, "--limit", "1")
+    boxes = [list(box) for box, _ in LAYOUT]
+    slivers = [[50, 50, 50.4, 60], [120, 0, 130, 10]]  # 0.4 px wide; wholly outside the image
+    proposals = tmp_path / "proposals.jsonl"
+    proposals.write_text(json.dumps({"id": 1, "bbox_list": [boxes[0], *slivers, *boxes[1:]]}))
+    assert main(args) == 0
+    assert "2 of 5 given boxes cover less than a whole pixel of the 96×64 image" in caplog.text
+    results = json.loads((tmp_path / "preds.json").read_text())
+    # Regions are numbered over the kept boxes: 0 and 2 are the red circles, as without slivers.
+    assert sorted(r["bbox"] for r in results) == [[4.0, 4.0, 24.0, 24.0], [66.0, 30.0, 24.0, 28.0]]
+
+
+@pytest.mark.slow
 def test_an_image_read_at_another_size_than_annotated_is_said(
     answering_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -83,6 +83,15 @@ def test_given_boxes_are_kept_as_a_proposers_would_be() -> None:
     assert source.boxes(image, [], given).xyxy.tolist() == given[:2]  # no scores: the first
 
 
+def test_given_boxes_are_cut_to_the_image_and_slivers_left_out_with_their_scores() -> None:
+    given = [[-5, 0, 5, 5], [2, 2, 2.4, 8], [6, 6, 30, 30], [12, 0, 20, 5]]
+    kept = BoxSource(None, ProposalOptions()).boxes(
+        Image.new("RGB", (10, 10)), [], given, [0.1, 0.9, 0.5, 0.8]
+    )
+    assert kept.xyxy.tolist() == [[6, 6, 10, 10], [0, 0, 5, 5]]  # best first, as proposals
+    assert kept.scores.tolist() == [0.5, 0.1]
+
+
 def test_no_boxes_and_no_proposer_is_a_user_error() -> None:
     with pytest.raises(FO1Error, match="--proposer"):
         BoxSource(None, ProposalOptions()).boxes(Image.new("RGB", (10, 10)), ["cat"])
@@ -97,6 +106,8 @@ def test_no_boxes_and_no_proposer_is_a_user_error() -> None:
         # scores that would be written to the results file as NaN or Infinity, not JSON
         ([[1, 2, 30, 40]], [float("nan")], "scores must be finite numbers"),
         ([[1, 2, 30, 40]], [1e39], "scores must be finite numbers"),  # past float32
+        ([[1, 2, float("nan"), 40]], None, "boxes must be finite numbers"),
+        ([[0, 0, 5, 5], [30, 40, 10, 10]], None, "box #1 .* is inverted"),  # [x, y, w, h]
     ],
 )
 def test_malformed_boxes_of_an_item_are_its_own_error(given, scores, message) -> None:

@@ -19,6 +19,7 @@ from detect_tools.base import (
     ProposalOptions,
     Proposer,
     ProposerError,
+    covers_a_pixel,
     finalize,
 )
 from fo1_core.errors import FO1Error
@@ -73,16 +74,42 @@ class BoxSource:
                 raise FO1Error(
                     f"The item's scores must be finite numbers; got {given_scores!r:.80}"
                 )
-            return self._kept(Boxes(xyxy, scores, None))
+            if not np.isfinite(xyxy).all():
+                raise FO1Error(f"The item's boxes must be finite numbers; got {given!r:.80}")
+            inverted = np.flatnonzero((xyxy[:, 2:] < xyxy[:, :2]).any(1))
+            if inverted.size:
+                # Not a span read either way round: most likely [x, y, w, h], which cut to the
+                # image and kept would give FO1 other boxes than the data meant.
+                raise FO1Error(
+                    f"The item's box #{inverted[0]} {xyxy[inverted[0]].tolist()} is inverted "
+                    "(x2 < x1 or y2 < y1): boxes must be [x1, y1, x2, y2]."
+                )
+            return self._kept(Boxes(xyxy, scores, None), image.size)
         if self.proposer is None:
             raise FO1Error("This item has no boxes of its own: pass --proposer NAME.")
         start = time.perf_counter()
         found = self._propose(image, names)
         return Boxes(found.xyxy, found.confidence, time.perf_counter() - start)
 
-    def _kept(self, given: Boxes) -> Boxes:
-        """Given boxes as a proposer's would be kept: scored under the threshold dropped, then
-        the best `max_count` (the first, without scores)."""
+    def _kept(self, given: Boxes, image_size: tuple[int, int]) -> Boxes:
+        """Given boxes as a proposer's would be kept: cut to the image, those under a whole pixel
+        there left out (`covers_a_pixel`; COCO-style files hold such slivers, and one must not
+        fail the whole image), scored under the threshold dropped, then the best `max_count`
+        (the first, without scores)."""
+        width, height = image_size
+        xyxy = np.clip(given.xyxy, 0, [width, height, width, height])
+        readable = covers_a_pixel(xyxy)
+        if not readable.all():
+            logger.warning(
+                "%d of %d given boxes cover less than a whole pixel of the %d×%d image and are "
+                "left out, as a proposer's would be.",
+                len(xyxy) - readable.sum(),
+                len(xyxy),
+                width,
+                height,
+            )
+        scores = None if given.scores is None else given.scores[readable]
+        given = Boxes(xyxy[readable], scores, None)
         if given.scores is None:
             if len(given.xyxy) > self.options.max_count:
                 logger.warning(
