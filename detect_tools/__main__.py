@@ -16,7 +16,13 @@ import supervision as sv
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from detect_tools import registry
-from detect_tools.base import CLASS_NAME, MAX_PROPOSALS, ProposalOptions, ProposerError
+from detect_tools.base import (
+    CLASS_NAME,
+    MAX_PROPOSALS,
+    ProposalOptions,
+    ProposerError,
+    shortest_decimal,
+)
 from detect_tools.images import open_image_file, refuse_special_file, refuse_url
 from detect_tools.outputs import exit_with, refuse_overwriting, write_atomically
 
@@ -27,7 +33,7 @@ def detections_to_json(detections: sv.Detections, proposer: str) -> dict:
     records = []
     for i in range(len(detections)):
         record = {
-            "box": [round(float(v), 2) for v in detections.xyxy[i]],
+            "box": [shortest_decimal(v) for v in detections.xyxy[i]],
             "score": round(float(detections.confidence[i]), 4),
         }
         if labels is not None:

@@ -161,6 +161,13 @@ def covers_a_pixel(xyxy: npt.ArrayLike) -> np.ndarray:
     return (whole_pixel_sides(xyxy) >= MIN_BOX_SIDE).all(-1)
 
 
+def shortest_decimal(value: np.float32) -> float:
+    """The shortest decimal that reads back as `value`. Rounded any coarser, a corner near a
+    half pixel can cross it and change the box's size in whole pixels: a 1 px proposal at
+    [3.46, 4.54] sent back to FO1 as [3.5, 4.5] would be refused as having no area."""
+    return float(str(np.float32(value)))
+
+
 def finalize(
     detections: sv.Detections,
     image_size: tuple[int, int],

@@ -18,7 +18,7 @@ from PIL import Image
 
 import detect_tools
 from detect_tools import ProposalOptions, ProposerError
-from detect_tools.base import CLASS_NAME
+from detect_tools.base import CLASS_NAME, shortest_decimal
 from detect_tools.registry import with_shared_models, within_reach
 from fo1_core.processing import open_image
 from ui.boxes import Box
@@ -95,13 +95,6 @@ def new_to(kept: list[Box], found: list[Box]) -> list[int]:
     return [i for i, row in enumerate(overlap) if row.max() < DUPLICATE_IOU]
 
 
-def shortest(value: np.float32) -> float:
-    """The shortest decimal that reads back as `value`. Rounded any coarser, a corner near a
-    half pixel can cross it and change the box's size in whole pixels: a 1 px proposal at
-    [3.46, 4.54] sent back to `/answer` as [3.5, 4.5] would be refused as having no area."""
-    return float(str(np.float32(value)))
-
-
 def box_key(box: Box) -> tuple[int, int, int, int]:
     x1, y1, x2, y2 = (round(v) for v in box)
     return x1, y1, x2, y2
@@ -166,7 +159,7 @@ class Proposing:
         detections = self.proposer(name).propose(image, text, options)
         labels = detections.data.get(CLASS_NAME)
         return Proposals(
-            boxes=[[shortest(v) for v in box] for box in detections.xyxy],
+            boxes=[[shortest_decimal(v) for v in box] for box in detections.xyxy],
             scores=[round(float(s), 4) for s in detections.confidence],
             labels=[str(label) for label in labels]
             if labels is not None

@@ -6,11 +6,12 @@ import shutil
 import huggingface_hub.constants
 import numpy as np
 import pytest
+import supervision as sv
 import torch
 from PIL import Image
 
 from detect_tools import registry
-from detect_tools.__main__ import main
+from detect_tools.__main__ import detections_to_json, main
 from detect_tools.base import (
     MAX_PROMPT_CLASSES,
     MAX_PROPOSALS,
@@ -18,6 +19,7 @@ from detect_tools.base import (
     ProposerError,
     split_prompt,
 )
+from fo1_core.processing import check_boxes, unwrap_boxes
 from ui.proposing import Proposing
 
 
@@ -62,6 +64,15 @@ def test_cli_writes_json(image_file, tmp_path):
     assert result["count"] <= MAX_PROPOSALS
     boxes = [p["box"] for p in result["proposals"]]
     assert [40, 30, 120, 90] in [[round(v) for v in box] for box in boxes]
+
+
+def test_cli_boxes_given_to_fo1_are_the_boxes_proposed():
+    """A 1 px proposal near half pixels: written to two decimals, [3.496, 4.504] would read back
+    as [3.5, 4.5], which rounds (half to even) to no whole pixel and is refused."""
+    proposed = np.array([[3.496, 10, 4.504, 50]], np.float32)
+    document = detections_to_json(sv.Detections(proposed, confidence=np.ones(1)), "offline")
+    boxes, _ = check_boxes(unwrap_boxes(json.loads(json.dumps(document))), (120, 80))
+    assert boxes.astype(np.float32).tolist() == proposed.tolist()
 
 
 def test_cli_never_writes_over_its_image(image_file, capsys):
