@@ -42,7 +42,7 @@ from ui.examples import EXAMPLES_DIR, load_examples
 from ui.handlers import Handlers
 from ui.page_left import MASKS_KEPT_BYTES
 from ui.proposing import PackedMask, Proposals, Proposed, Proposing, box_key, within
-from ui.status import ANSWERING, STALE_NOTE, STOPPED_EARLY, status_html
+from ui.status import ANSWERING, STALE_NOTES, STOPPED_EARLY, status_html
 
 pytestmark = pytest.mark.slow
 
@@ -853,11 +853,11 @@ def test_the_image_is_known_by_its_content_not_by_the_copy_the_editor_holds(
     conversation, *_ = answering.remember_turn(True, {}, done, page)
     moved = editor_value(str(copy), BOXES[:2])
     assert boxes_changed(answering, moved, done, True, conversation, request=page)[3].endswith(
-        STALE_NOTE
+        STALE_NOTES["boxes"]
     )
     put_back = undo(answering, moved, page)
     assert boxes_of(put_back) == BOXES
-    shown = done + STALE_NOTE
+    shown = done + STALE_NOTES["boxes"]
     changed = boxes_changed(answering, put_back, shown, True, conversation, request=page)
     assert changed[3] == done and CONVERSATION in changed[4]  # the conversation goes on
 
@@ -945,12 +945,23 @@ def test_an_answer_is_marked_stale_while_the_boxes_differ_from_those_asked_about
     asked = editor_value(IMAGE, BOXES)
     boxes_changed(answering, asked)
     *_, (_, _, _, done, _, _) = run(answering, asked)
-    assert STALE_NOTE not in done
+    assert STALE_NOTES["boxes"] not in done
     assert boxes_changed(answering, asked, done)[3] == SKIP
     moved = editor_value(IMAGE, [BOXES[0], [v + 30 for v in BOXES[1]], BOXES[2]])
     stale = boxes_changed(answering, moved, done)[3]
-    assert stale == done + STALE_NOTE and "Run again" in stale
+    assert stale == done + STALE_NOTES["boxes"] and "Run again" in stale
     assert boxes_changed(answering, asked, stale)[3] == done  # moved back: the answer fits again
+
+
+def test_an_answer_about_the_image_before_it_was_turned_says_so(answering: Handlers) -> None:
+    """The rotate buttons turn the boxes with the image: the note names what the user did."""
+    asked = editor_value(IMAGE, BOXES)
+    boxes_changed(answering, asked)
+    *_, (_, _, _, done, _, _) = run(answering, asked)
+    turned = {**editor_value(IMAGE, BOXES), "orientation": 1}
+    stale = boxes_changed(answering, turned, done)[3]
+    assert stale == done + STALE_NOTES["image"] and "image was turned" in stale
+    assert boxes_changed(answering, asked, stale)[3] == done  # turned back: the answer fits again
 
 
 def test_boxes_changed_while_streaming_mark_the_finished_answer(answering: Handlers) -> None:
@@ -961,7 +972,7 @@ def test_boxes_changed_while_streaming_mark_the_finished_answer(answering: Handl
     fewer = editor_value(IMAGE, BOXES[:2])
     assert boxes_changed(answering, fewer, "Answering…")[3] == SKIP  # the stream owns the status
     *_, (_, _, _, status, _, _) = steps
-    assert "Done" in status and status.endswith(STALE_NOTE)
+    assert "Done" in status and status.endswith(STALE_NOTES["boxes"])
 
 
 def test_a_question_refused_says_the_answer_shown_is_the_one_before(answering: Handlers) -> None:
@@ -1006,7 +1017,7 @@ def test_a_refused_question_keeps_the_note_that_the_answer_is_about_other_boxes(
     moved = editor_value(IMAGE, BOXES[:2])
     boxes_changed(answering, moved, done)
     *_, (_, _, _, refused, _, _) = run(answering, moved, text="")
-    assert "type the categories" in refused and refused.endswith(STALE_NOTE)
+    assert "type the categories" in refused and refused.endswith(STALE_NOTES["boxes"])
 
 
 def test_a_box_change_sent_with_the_streaming_status_is_marked_once_the_answer_ends(
@@ -1020,9 +1031,11 @@ def test_a_box_change_sent_with_the_streaming_status_is_marked_once_the_answer_e
     _, _, _, marked, history, _ = boxes_changed(
         answering, editor_value(IMAGE, BOXES[:2]), streaming
     )
-    assert marked == done + STALE_NOTE and history == SKIP
+    assert marked == done + STALE_NOTES["boxes"] and history == SKIP
     assert answering.remember_turn(False, {}, marked, REQUEST)[2] == SKIP  # already said
-    assert answering.remember_turn(False, {}, done, REQUEST)[2] == done + STALE_NOTE  # if first
+    assert (
+        answering.remember_turn(False, {}, done, REQUEST)[2] == done + STALE_NOTES["boxes"]
+    )  # if first
 
 
 def test_a_box_change_after_an_answer_cut_off_mid_stream_is_marked(endless: Handlers) -> None:
@@ -1036,7 +1049,7 @@ def test_a_box_change_after_an_answer_cut_off_mid_stream_is_marked(endless: Hand
     _, _, _, marked, history, _ = boxes_changed(
         endless, editor_value(IMAGE, BOXES[:2]), streaming, True, follow_up
     )
-    assert marked == streaming + STALE_NOTE and ENDED_CONVERSATION in history
+    assert marked == streaming + STALE_NOTES["boxes"] and ENDED_CONVERSATION in history
 
 
 @pytest.mark.parametrize("event", ["stop", "supersede"])

@@ -19,7 +19,7 @@ from ui.answer_view import Turn, answer_html, asked_html, detection_rows, reason
 from ui.answering import Answerer, Prepared, Question, Step, status_line, task_label
 from ui.conversation import NEW_CONVERSATION
 from ui.report import AnswerFolders, Result, Unwritten, write_shown
-from ui.status import ANSWERING, CUT_SHORT, NOT_KEPT, status_html, with_stale_note
+from ui.status import ANSWERING, CUT_SHORT, NOT_KEPT, Change, status_html, with_stale_note
 
 STREAM_INTERVAL_S = 0.05
 """At most ~20 UI updates a second: each is a websocket message and a browser re-render."""
@@ -55,7 +55,7 @@ class Asked:
     proposals_s: float | None  # how long the proposals took, for the status line
     follow_up: bool  # asked in follow-up mode
     restarted: bool  # a new conversation in place of the page's, about other boxes
-    editor_differs: Callable[[], bool]  # whether the editor holds other boxes by now
+    editor_changes: Callable[[], Change | None]  # what the editor holds otherwise by now
     num_regions: int = field(init=False)  # the boxes the model reads
     heading: str = field(init=False)  # `asked_html`, made once: the answer is redrawn often
     shown: str = field(init=False)  # the question as the conversation lists it
@@ -185,7 +185,7 @@ def _finished(
         reasoning_html(step.answer, asked.num_regions),
         shown,  # as a file, its download button saves it by the image's name
         with_stale_note(
-            status_html(" ".join([f"{status}.", *notes]), kind), asked.editor_differs()
+            status_html(" ".join([f"{status}.", *notes]), kind), asked.editor_changes()
         ),
         detection_rows(step.detections),
     )

@@ -397,7 +397,7 @@ class Handlers:
                 proposed.seconds_if_asked(question.boxes) if proposed else None,
                 follow_up,
                 restarted=bool(turns and not history),
-                editor_differs=lambda: session.changed_since(key),
+                editor_changes=lambda: session.changed_since(key),
             )
             session.answered = None  # the placeholder empties the answer area
             session.answered_turn = session.unwritten = None

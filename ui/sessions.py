@@ -14,6 +14,7 @@ from ui.answer_view import Turn
 from ui.box_edits import UndoSteps
 from ui.conversation import ConversationKey, history_view
 from ui.report import Unwritten
+from ui.status import Change
 
 CLOSED_PAGES = 10_000
 """How many closed pages are remembered as closed, so that their late events keep nothing."""
@@ -68,14 +69,17 @@ class Session:
             self.running = None
         running.ended.set()
 
-    def changed_since(self, asked: ConversationKey) -> bool:
-        """Whether the editor holds other boxes (or another image) than `asked`."""
-        return self.editing is not None and self.editing != asked
+    def changed_since(self, asked: ConversationKey) -> Change | None:
+        """What of `asked` the editor holds otherwise now, if anything. A key's image is the
+        file as the user sees it (`image_of`), so a turned image is another one."""
+        if self.editing is None or self.editing == asked:
+            return None
+        return "image" if self.editing[0] != asked[0] else "boxes"
 
     @property
-    def stale(self) -> bool:
-        """Whether the answer shown is about other boxes than the editor's."""
-        return self.answered is not None and self.changed_since(self.answered)
+    def stale(self) -> Change | None:
+        """What differs between the editor and what the answer shown is about."""
+        return None if self.answered is None else self.changed_since(self.answered)
 
     def history(self, follow_up: bool, conversation: dict | None) -> str:
         """`history_view` of `conversation` as this page shows it: its latest turn marked when it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from typing import Literal
 
 
 def status_html(message: str, kind: str = "info", mark: str = "") -> str:
@@ -31,17 +32,31 @@ def is_streaming(status: str) -> bool:
     return status.startswith(status_html(ANSWERING).removesuffix("</div>"))
 
 
-STALE_NOTE = status_html(
-    "The boxes changed after this answer: its region numbers are the boxes drawn on the result "
-    "image. Run again to ask about the boxes as they are now.",
-    "warning",
-)
+Change = Literal["image", "boxes"]
+"""What differs in the editor from what the answer shown was asked about: the image (turned by
+the editor's rotate buttons, which turn the boxes with it), or only the boxes."""
+
+STALE_NOTES: dict[Change, str] = {
+    "boxes": status_html(
+        "The boxes changed after this answer: its region numbers are the boxes drawn on the "
+        "result image. Run again to ask about the boxes as they are now.",
+        "warning",
+    ),
+    "image": status_html(
+        "The image was turned after this answer: its region numbers are the boxes drawn on the "
+        "result image, as it was asked about. Run again to ask about the image as it is now.",
+        "warning",
+    ),
+}
 
 
-def with_stale_note(status: str | None, stale: bool) -> str:
-    """The status with `STALE_NOTE` after it while the shown answer is about other boxes."""
-    status = (status or "").replace(STALE_NOTE, "")
-    return status + STALE_NOTE if stale else status
+def with_stale_note(status: str | None, change: Change | None) -> str:
+    """The status with the note on `change` after it (`STALE_NOTES`), while the answer shown is
+    about another image or other boxes than the editor's."""
+    status = status or ""
+    for note in STALE_NOTES.values():
+        status = status.replace(note, "")
+    return status + STALE_NOTES[change] if change else status
 
 
 NOT_KEPT = "A stopped answer is not kept in the conversation."
