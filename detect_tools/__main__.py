@@ -24,7 +24,7 @@ from detect_tools.base import (
     shortest_decimal,
 )
 from detect_tools.images import open_image_file, refuse_special_file, refuse_url
-from detect_tools.outputs import exit_with, refuse_overwriting, write_atomically
+from detect_tools.outputs import exit_with, output_file, refuse_overwriting, write_atomically
 
 
 def detections_to_json(detections: sv.Detections, proposer: str) -> dict:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proposer", required=True, help=f"one of: {', '.join(names)}")
     parser.add_argument("--image", required=True, help="a local file")
     parser.add_argument("--text", help="what to find, for text-prompted proposers")
-    parser.add_argument("--json", type=Path, help="write here instead of standard output")
+    parser.add_argument("--json", type=output_file, help="write here instead of standard output")
     parser.add_argument("--checkpoint", help="local model folder or hub id (default: the hub's)")
     parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")
     parser.add_argument("--threshold", type=float, help="minimum score (default: per proposer)")
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_atomically(args.json, text + "\n")
     except OSError as error:
-        print(f"error: could not write {args.json}: {error}", file=sys.stderr)
+        print(f"error: could not write {args.json}: {error.strerror or error}", file=sys.stderr)
         return 2
     return 0
 

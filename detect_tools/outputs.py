@@ -4,6 +4,7 @@ and FO1's command lines."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -29,6 +30,25 @@ def exit_with(main: Callable[[], int]) -> NoReturn:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         status = CLOSED_PIPE_STATUS
     sys.exit(status)
+
+
+def output_file(text: str) -> Path:
+    """An argparse type for a file to write: refused before anything loads when it could not be
+    written, rather than after a run of minutes or hours."""
+    path = Path(text)
+    if path.is_dir():
+        problem = "it is a folder; name a file in it"
+    elif path.exists() and not path.is_file():  # a device or a pipe: written to as it is
+        if os.access(path, os.W_OK):
+            return path
+        problem = "permission denied"
+    elif not path.parent.is_dir():
+        problem = f"the folder {str(path.parent)!r} does not exist"
+    elif not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        problem = "permission denied"
+    else:
+        return path
+    raise argparse.ArgumentTypeError(f"could not write {text!r}: {problem}")
 
 
 def refuse_overwriting(

@@ -13,12 +13,11 @@ import logging
 import sys
 from pathlib import Path
 
-from detect_tools.outputs import exit_with, refuse_overwriting, write_atomically
+from detect_tools.outputs import exit_with, output_file, refuse_overwriting, write_atomically
 from fo1_core.cli import (
     MAX_BOXES_FILE_BYTES,
     add_checkpoint_option,
     local_path,
-    output_file,
     positive,
     read_json,
 )
@@ -117,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             write_atomically(args.json, json.dumps(record, indent=2))
         except OSError as error:
-            print(f"error: could not write {args.json}: {error}", file=sys.stderr)
+            print(f"error: could not write {args.json}: {error.strerror or error}", file=sys.stderr)
             return 2
     return 0
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,25 +47,6 @@ def local_path(text: str) -> Path:
     """An argparse type for a file or folder to read: a URL is refused before anything loads."""
     refuse_url(text, argparse.ArgumentTypeError)
     return Path(text)
-
-
-def output_file(text: str) -> Path:
-    """An argparse type for a file to write: refused before anything loads when it could not be
-    written, rather than after a run of minutes or hours."""
-    path = Path(text)
-    if path.is_dir():
-        problem = "it is a folder; name a file in it"
-    elif path.exists() and not path.is_file():  # a device or a pipe: written to as it is
-        if os.access(path, os.W_OK):
-            return path
-        problem = "permission denied"
-    elif not path.parent.is_dir():
-        problem = f"the folder {str(path.parent)!r} does not exist"
-    elif not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        problem = "permission denied"
-    else:
-        return path
-    raise argparse.ArgumentTypeError(f"could not write {text!r}: {problem}")
 
 
 MAX_DATA_FILE_BYTES = 2_000_000_000

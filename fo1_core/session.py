@@ -264,10 +264,11 @@ class FO1Pipeline:
         image: ImageSource,
         boxes: object = None,
         task: str = FREE_PROMPT,
-        text: str = "",
+        text: str | None = "",
         history: Sequence[tuple[str, str]] = (),
     ) -> Request:
-        """Validates and preprocesses one question (raises `FO1Error` on bad input).
+        """Validates and preprocesses one question (raises `FO1Error` on bad input). `text`
+        None is no text, as for the tasks that take none.
 
         `history`: earlier (question, answer) turns about the same image and boxes.
         """
@@ -281,11 +282,13 @@ class FO1Pipeline:
         self,
         vision: VisionInputs,
         task: str,
-        text: str,
+        text: str | None,
         history: Sequence[tuple[str, str]] = (),
     ) -> Request:
         """A question about already preprocessed vision inputs, after earlier turns `history`."""
-        clean = sanitize_user_text(text, self.tokenizer)
+        if not isinstance(text, str | None):
+            raise FO1Error(f"The text must be a string; got {type(text).__name__} {text!r:.40}.")
+        clean = sanitize_user_text(text or "", self.tokenizer)
         user_text = user_text_for_task(task, clean.text, vision.num_regions)
         # A model can write a placeholder too; in an earlier answer it must stay text.
         history = [

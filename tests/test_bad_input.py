@@ -83,6 +83,8 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\nnewpath 0 0 moveto 40
         (IMAGE, None, "Brief_Region_Caption_template", "<region0>", "the image has no boxes"),
         # a task that needs text, with none
         (IMAGE, BOX, "OD_template", "  ", "needs input"),
+        (IMAGE, BOX, "OD_template", None, "needs input"),  # None from Python: no text
+        (IMAGE, BOX, "OD_template", 42, "The text must be a string; got int 42"),
         # a task name that does not exist
         (IMAGE, BOX, "OD_all_the_things", "cat", "Unknown task"),
         # an empty free prompt
@@ -119,6 +121,12 @@ def test_a_box_is_read_exactly_when_a_proposer_would_keep_it(box: list[float]) -
         assert not kept
     else:
         assert kept
+
+
+def test_no_text_asks_a_task_that_takes_none(pipeline: FO1Pipeline) -> None:
+    assert pipeline.prepare(IMAGE, BOX, "Grounding_template", None).prompt == (
+        pipeline.prepare(IMAGE, BOX, "Grounding_template", "").prompt
+    )
 
 
 def test_an_array_is_read_as_the_picture_it_holds(pipeline: FO1Pipeline) -> None:

@@ -19,8 +19,14 @@ from pathlib import Path
 
 from detect_tools import registry
 from detect_tools.base import MAX_PROPOSALS, ProposalOptions, ProposerError
-from detect_tools.outputs import exit_with, refuse_overwriting, same_file, write_atomically
-from fo1_core.cli import add_checkpoint_option, local_path, output_file, positive
+from detect_tools.outputs import (
+    exit_with,
+    output_file,
+    refuse_overwriting,
+    same_file,
+    write_atomically,
+)
+from fo1_core.cli import add_checkpoint_option, local_path, positive
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate import coco, count
 from fo1_core.evaluate.datafiles import BOX_FIELDS, file_digest

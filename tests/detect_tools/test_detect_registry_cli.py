@@ -122,7 +122,6 @@ def test_cli_with_a_model_checkpoint_and_masks(image_file, sam3_checkpoint, caps
             "'https://example.com/cat.jpg' is a URL; this tool reads local files only",
         ),
         (["--proposer", "sam3", "--device", "gpu", "--text", "cup"], "Unknown device 'gpu'"),
-        (["--proposer", "offline", "--json", "/no/such/folder/out.json"], "could not write"),
     ],
 )
 def test_cli_errors_are_one_clear_line(argv, message, image_file, capsys):
@@ -131,6 +130,22 @@ def test_cli_errors_are_one_clear_line(argv, message, image_file, capsys):
     assert main(argv) == 2
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize(
+    ("out", "problem"),
+    [("/no/such/folder/out.json", "the folder '/no/such/folder' does not exist"), (".", "folder")],
+)
+def test_a_json_that_cannot_be_written_is_refused_before_the_proposer_loads(
+    out, problem, image_file, capsys
+):
+    argv = ["--proposer", "florence2", "--checkpoint", "/no/such/model"]
+    with pytest.raises(SystemExit) as exit:
+        main([*argv, "--image", str(image_file), "--json", out])
+    assert exit.value.code == 2
+    error = capsys.readouterr().err
+    assert f"argument --json: could not write '{out}': " in error and problem in error
+    assert "model" not in error  # nothing tried to load it
 
 
 @pytest.mark.parametrize(
