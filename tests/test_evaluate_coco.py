@@ -438,6 +438,21 @@ def test_missing_proposals_for_an_image_is_an_error(tmp_path: Path) -> None:
         load_images(annotations, tmp_path / "images", proposals, None)
 
 
+def test_malformed_proposals_end_the_run_before_the_model_loads(
+    answering_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = _coco_args(answering_checkpoint, tmp_path)
+    proposals = tmp_path / "proposals.jsonl"
+    lines = proposals.read_text().splitlines()
+    lines[1] = json.dumps({"id": 2, "boxes": [[0, 0, 5, 5], [1, 1, 9, 9]], "scores": [0.5]})
+    proposals.write_text("\n".join(lines))
+    assert main(args) == 2
+    printed = capsys.readouterr()
+    assert f"error: {proposals}, image 2: The item has 2 boxes but 1 scores." in printed.err
+    assert "Loaded" not in printed.out + printed.err
+    assert not (tmp_path / "preds.json").exists()
+
+
 def test_proposals_given_twice_for_an_image_are_an_error(tmp_path: Path) -> None:
     from fo1_core.evaluate.coco import load_images
 

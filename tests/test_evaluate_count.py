@@ -14,6 +14,7 @@ from PIL import Image
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate.__main__ import main
 from fo1_core.evaluate.count import CountItem, load_items, score
+from fo1_core.evaluate.runner import open_item_image
 from tests.conftest import REPO
 
 COUNT_ANSWER = (
@@ -130,6 +131,30 @@ def test_load_items_accepts_common_field_names(tmp_path: Path, item: dict, expec
     assert loaded.key == "0"
 
 
+PROPOSED = [{"box": [0, 0, 5, 5], "score": 0.2}, {"box": [1, 1, 9, 9], "score": 0.8}]
+
+
+@pytest.mark.parametrize(
+    ("given", "scores"),
+    [
+        ({"boxes": [[0, 0, 5, 5], [1, 1, 9, 9]], "scores": [0.2, 0.8]}, [0.2, 0.8]),
+        ({"bboxes": [[0, 0, 5, 5], [1, 1, 9, 9]], "score_list": [0.2, 0.8]}, [0.2, 0.8]),
+        ({"boxes": [[0, 0, 5, 5], [1, 1, 9, 9]]}, None),
+        # `python -m detect_tools --json`'s proposals, under either name
+        ({"proposals": PROPOSED}, [0.2, 0.8]),
+        ({"boxes": PROPOSED}, [0.2, 0.8]),
+    ],
+)
+def test_an_items_boxes_come_with_their_scores(
+    tmp_path: Path, given: dict, scores: list | None
+) -> None:
+    path = tmp_path / "items.json"
+    path.write_text(json.dumps([{"image": "a.png", "noun": "cats", "answer": 2, **given}]))
+    (loaded,) = load_items(path, None, None)
+    assert loaded.boxes.tolist() == [[0, 0, 5, 5], [1, 1, 9, 9]]
+    assert (None if loaded.scores is None else loaded.scores.tolist()) == scores
+
+
 def test_a_coco_file_given_as_counting_items_is_named_not_printed(tmp_path: Path) -> None:
     path = tmp_path / "instances.json"
     coco = {"images": [{"id": i, "file_name": f"{i}.jpg"} for i in range(10_000)]}
@@ -171,6 +196,23 @@ def test_load_items_names_a_missing_field(tmp_path: Path, item: dict, message: s
         ([{"image": "a.png", "noun": "cats", "answer": -1}], "must be 0 or more: -1"),
         # an empty dataset: an accuracy of 0/0 would mean nothing
         ([], "holds no items: there is nothing to score"),
+        # boxes that could not be asked about: refused before the model loads, not item by item
+        (
+            [
+                {
+                    "image": "a.png",
+                    "noun": "cats",
+                    "answer": 2,
+                    "boxes": [[0, 0, 5, 5]],
+                    "scores": [1, 2],
+                }
+            ],
+            "items.json, item 0: The item has 1 boxes but 2 scores",
+        ),
+        (
+            [{"id": "b", "image": "a.png", "noun": "cats", "answer": 2, "boxes": [[0, 0, -5, 5]]}],
+            "items.json, item b: The item's box #0 .* is inverted",
+        ),
         # an image URL: every item would fail, after the model loaded
         (
             [{"image": "https://example.com/0.jpg", "noun": "cats", "answer": 2}],
@@ -311,3 +353,25 @@ def test_a_broken_item_is_recorded_and_counts_as_wrong(
     assert ["error" in item for item in document["items"]] == [False, True, False, False, True]
     assert (document["correct"], document["failed"], document["total"]) == (2, 2, 5)
     assert "Accuracy 0.4000 (2/5, 2 failed)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_scored_boxes_of_an_item_are_kept_by_their_scores(
+    counting_checkpoint: Path, tmp_path: Path
+) -> None:
+    """--threshold holds for an item's own scored boxes as for a proposer's."""
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (90, 60)).save(tmp_path / "images" / "0.png")
+    item = {"image": "images/0.png", "noun": "circles", "answer": 1, "boxes": BOXES}
+    dataset = tmp_path / "count.json"
+    dataset.write_text(json.dumps([{**item, "scores": [0.1, 0.9, 0.5]}]))
+    out = tmp_path / "counts.json"
+    assert main([*_count_args(counting_checkpoint, dataset, out), "--threshold", "0.6"]) == 0
+    (record,) = json.loads(out.read_text())["items"]
+    assert record["boxes"] == 1
+
+
+def test_a_missing_image_is_named_by_the_path_tried(tmp_path: Path) -> None:
+    (tmp_path / "3.png").touch()  # the same name in another folder
+    with pytest.raises(FO1Error, match=f"The image {tmp_path / 'sub' / '3.png'} is not there"):
+        open_item_image(tmp_path / "sub" / "3.png")

@@ -26,16 +26,9 @@ import numpy as np
 from fo1_core.answers import parse_answer, to_detections
 from fo1_core.cli import read_json
 from fo1_core.errors import FO1Error
-from fo1_core.evaluate.datafiles import (
-    BOX_FIELDS,
-    SCORE_FIELDS,
-    as_whole_number,
-    pick,
-    read_items,
-)
-from fo1_core.evaluate.runner import BoxSource, ask, timings
+from fo1_core.evaluate.datafiles import as_whole_number, given_boxes, pick, read_items
+from fo1_core.evaluate.runner import BoxSource, ask, open_item_image, timings
 from fo1_core.export import to_coco_results
-from fo1_core.processing import open_image
 from fo1_core.session import FO1Pipeline
 
 logger = logging.getLogger(__name__)
@@ -47,8 +40,8 @@ DETECTION_TASK = "OD_template"
 class CocoImage:
     id: int
     path: Path
-    boxes: list | None = None  # precomputed boxes, when given
-    scores: list | None = None
+    boxes: np.ndarray | None = None  # precomputed boxes, when given (`given_boxes`)
+    scores: np.ndarray | None = None
     size: tuple[int, int] | None = None  # (width, height) as the annotations give it
 
 
@@ -88,12 +81,17 @@ def load_images(
         extra = given.get(entry["id"])
         if proposals is not None and extra is None:
             raise FO1Error(f"{proposals} has no boxes for image {entry['id']}.")
+        boxes, scores = (
+            (None, None)
+            if extra is None
+            else given_boxes(extra, f"{proposals}, image {entry['id']}", required=True)
+        )
         images.append(
             CocoImage(
                 id=entry["id"],
                 path=images_dir / entry["file_name"],
-                boxes=None if extra is None else pick(extra, BOX_FIELDS, "boxes"),
-                scores=None if extra is None else pick(extra, SCORE_FIELDS),
+                boxes=boxes,
+                scores=scores,
                 size=_annotated_size(entry),
             )
         )
@@ -239,7 +237,7 @@ class CocoDetector:
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, image: CocoImage) -> dict:
-        picture = open_image(image.path)
+        picture = open_item_image(image.path)
         if image.size is not None and picture.size != image.size:
             # Turned by its EXIF orientation, or another file than the one annotated: the
             # answers' boxes and the ground truth's are in different pixels.

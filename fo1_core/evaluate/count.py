@@ -23,12 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from detect_tools.images import refuse_url
 from fo1_core.answers import count_rule
 from fo1_core.errors import FO1Error
-from fo1_core.evaluate.datafiles import BOX_FIELDS, as_whole_number, pick, read_items
-from fo1_core.evaluate.runner import BoxSource, ask, timings
-from fo1_core.processing import open_image
+from fo1_core.evaluate.datafiles import as_whole_number, given_boxes, pick, read_items
+from fo1_core.evaluate.runner import BoxSource, ask, open_item_image, timings
 from fo1_core.session import FO1Pipeline
 from fo1_core.templates import FREE_PROMPT
 
@@ -46,7 +47,8 @@ class CountItem:
     truth: int
     noun: str | None = None
     question: str | None = None
-    boxes: list | None = None
+    boxes: np.ndarray | None = None  # given with the item (`given_boxes`)
+    scores: np.ndarray | None = None
 
     @property
     def what(self) -> str:
@@ -72,17 +74,20 @@ def load_items(path: Path, images_dir: Path | None, limit: int | None) -> list[C
         if noun is None and question is None:
             pick(item, (*NOUN_FIELDS, *QUESTION_FIELDS), "noun or question")  # raises, naming them
         own_id = item.get("id")  # null is no id, as a missing one: numbered by position
+        key = str(position if own_id is None else own_id)
+        boxes, scores = given_boxes(item, f"{path}, item {key}")
         image = str(pick(item, IMAGE_FIELDS, "image"))
         # Before the model loads: joined to a folder, a URL would only fail item by item.
         refuse_url(image, FO1Error)
         items.append(
             CountItem(
-                key=str(position if own_id is None else own_id),
+                key=key,
                 image=root / image,
                 truth=_whole_number(pick(item, TRUTH_FIELDS, "true number"), item),
                 noun=None if noun is None else str(noun),
                 question=None if question is None else str(question),
-                boxes=pick(item, BOX_FIELDS),
+                boxes=boxes,
+                scores=scores,
             )
         )
     if not items:
@@ -120,8 +125,8 @@ class Counter:
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, item: CountItem) -> dict:
-        picture = open_image(item.image)
-        boxes = self.box_source.boxes(picture, [item.what], item.boxes)
+        picture = open_item_image(item.image)
+        boxes = self.box_source.boxes(picture, [item.what], item.boxes, item.scores)
         question = (COUNTING_TASK, item.noun) if item.noun else (FREE_PROMPT, item.question or "")
         asked = ask(self.pipeline, picture, boxes.xyxy, [question], self.max_new_tokens)
         (answer,) = asked.answers

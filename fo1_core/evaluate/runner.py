@@ -23,8 +23,10 @@ from detect_tools.base import (
     finalize,
 )
 from fo1_core.errors import FO1Error
+from fo1_core.evaluate.datafiles import checked_boxes
 from fo1_core.evaluate.distributed import Shard, wait_for_all
 from fo1_core.evaluate.records import RecordLog, check_settings, read_records, records_folder
+from fo1_core.processing import open_image
 from fo1_core.session import FO1Pipeline, Generation, StopReason
 
 logger = logging.getLogger(__name__)
@@ -52,38 +54,13 @@ class BoxSource:
         self,
         image: Image.Image,
         names: Sequence[str] = (),
-        given: list | None = None,
-        given_scores: list | None = None,
+        given: object = None,
+        given_scores: object = None,
     ) -> Boxes:
-        """`names` are what to look for, for a text-prompted proposer (e.g. category names)."""
+        """`names` are what to look for, for a text-prompted proposer (e.g. category names);
+        `given`, `given_scores`: the item's own (`checked_boxes`)."""
         if given is not None:
-            # A malformed entry is this item's error (recorded, retried), not the run's end.
-            try:
-                xyxy = np.asarray(given, dtype=np.float64)
-                scores = None if given_scores is None else np.asarray(given_scores, np.float64)
-            except (TypeError, ValueError) as error:
-                raise FO1Error("The item's boxes and scores must be numbers.") from error
-            if xyxy.size and (xyxy.ndim != 2 or xyxy.shape[1] != 4):
-                raise FO1Error(f"The item's boxes must be [[x1, y1, x2, y2], …]; got {given!r:.80}")
-            xyxy = xyxy.reshape(-1, 4)
-            if scores is not None and scores.shape != (len(xyxy),):
-                raise FO1Error(f"The item has {len(xyxy)} boxes but {scores.size} scores.")
-            # Detections hold float32 scores: NaN, or past float32's range, would reach the
-            # results file as NaN or Infinity, which JSON readers refuse.
-            if scores is not None and not (np.abs(scores) <= np.finfo(np.float32).max).all():
-                raise FO1Error(
-                    f"The item's scores must be finite numbers; got {given_scores!r:.80}"
-                )
-            if not np.isfinite(xyxy).all():
-                raise FO1Error(f"The item's boxes must be finite numbers; got {given!r:.80}")
-            inverted = np.flatnonzero((xyxy[:, 2:] < xyxy[:, :2]).any(1))
-            if inverted.size:
-                # Not a span read either way round: most likely [x, y, w, h], which cut to the
-                # image and kept would give FO1 other boxes than the data meant.
-                raise FO1Error(
-                    f"The item's box #{inverted[0]} {xyxy[inverted[0]].tolist()} is inverted "
-                    "(x2 < x1 or y2 < y1): boxes must be [x1, y1, x2, y2]."
-                )
+            xyxy, scores = checked_boxes(given, given_scores)
             return self._kept(Boxes(xyxy, scores, None), image.size)
         if self.proposer is None:
             raise FO1Error("This item has no boxes of its own: pass --proposer NAME.")
@@ -134,6 +111,14 @@ class BoxSource:
         if len(passes) == 1:
             return passes[0]
         return finalize(sv.Detections.merge(passes), image.size, 0.0, self.options)
+
+
+def open_item_image(path: Path) -> Image.Image:
+    """An item's image. One that is not there is named by the whole path tried: the file name
+    alone, as the app names a missing upload, would not tell which folder was looked in."""
+    if not path.exists():
+        raise FO1Error(f"The image {path} is not there.")
+    return open_image(path)
 
 
 @dataclass
