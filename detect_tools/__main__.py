@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ProposerError(f"Cannot read image {args.image}: {error}") from error
         options = ProposalOptions(args.threshold, args.nms_iou or None, args.max_count)
         proposer = registry.get(args.proposer, args.checkpoint, args.device)
+        if args.text and not proposer.needs_text:
+            logging.warning("--text is not used: %s finds boxes without one.", args.proposer)
         detections = proposer.propose(image, args.text, options)
     except ProposerError as error:
         print(f"error: {error}", file=sys.stderr)

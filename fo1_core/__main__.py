@@ -23,8 +23,15 @@ from fo1_core.cli import (
 )
 from fo1_core.errors import FO1Error
 from fo1_core.processing import check_boxes, open_image, unwrap_boxes
+from fo1_core.prompting import user_text_for_task
 from fo1_core.session import StopReason, load
-from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TASK, FREE_PROMPT, TASKS
+from fo1_core.templates import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_TASK,
+    FREE_PROMPT,
+    TASKS,
+    FillKind,
+)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,9 +86,12 @@ def main(argv: list[str] | None = None) -> int:
                 "not exist.",
                 TASKS[args.task].without_boxes,
             )
-        # A mistake in the image or boxes is told before the model loads, not minutes after.
+        if args.task in TASKS and TASKS[args.task].fill is FillKind.NONE and args.text.strip():
+            logging.warning("--text is not used: %s takes none.", args.task)
+        # A mistake in the image, boxes or prompt is told before the model loads, not minutes
+        # after.
         image = open_image(args.image)
-        check_boxes(boxes, image.size)
+        user_text_for_task(args.task, args.text, len(check_boxes(boxes, image.size)[0]))
         pipeline = load(args.checkpoint, device=args.device)
         request = pipeline.prepare(image, boxes, args.task, args.text)
         for notice in request.notices:
@@ -114,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             "notices": result.notices,
         }
         try:
-            write_atomically(args.json, json.dumps(record, indent=2))
+            write_atomically(args.json, json.dumps(record, indent=2) + "\n")
         except OSError as error:
             print(f"error: could not write {args.json}: {error.strerror or error}", file=sys.stderr)
             return 2

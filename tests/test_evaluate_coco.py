@@ -116,13 +116,18 @@ def test_coco_resumes_where_it_stopped(
 
 @pytest.mark.slow
 def test_a_failed_image_is_said_and_retried_by_the_next_run(
-    answering_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    answering_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     args = _coco_args(answering_checkpoint, tmp_path)
     image = tmp_path / "images" / "002.png"
     image.rename(tmp_path / "away.png")
     assert main(args) == 0
     assert "1 of 3 images failed" in capsys.readouterr().out
+    assert "Wrote 4 detections on 2 images" in caplog.text  # the failed one is not counted
     (tmp_path / "away.png").rename(image)
     assert main(args) == 0
     printed = capsys.readouterr().out
@@ -221,6 +226,12 @@ BOX = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 24, 24], "area":
             [{**BOX, "bbox": [4, 4, 24]}],
             "has bbox [4, 4, 24], not [x, y, width, height]",
         ),
+        # a negative side: scored as a box elsewhere than the one annotated
+        (
+            "annotations",
+            [{**BOX, "bbox": [20, 20, -5, 80]}],
+            "has bbox [20, 20, -5, 80], not [x, y, width, height] with no negative side",
+        ),
         ("annotations", ["box"], "annotations[0] is not a JSON object"),
         # pycocotools drops a box of an image or category the file does not list
         (
@@ -276,6 +287,17 @@ def test_category_names_are_stripped(tmp_path: Path) -> None:
     # the per-category AP lines name each category as the model was asked about it
     found = [{"image_id": 1, "category_id": 1, "bbox": [4, 4, 24, 24], "score": 0.9}]
     assert list(score(instances, found, [1]).per_category) == ["red circle", "blue square"]
+
+
+def test_a_category_name_with_a_comma_is_warned_of(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, instances, _ = _dataset(tmp_path, images=1)
+    document = json.loads(instances.read_text())
+    document["categories"][0]["name"] = "red, circle"
+    instances.write_text(json.dumps(document))
+    read_annotations(instances)
+    assert "The category 'red, circle' holds a comma" in caplog.text
 
 
 def test_out_that_is_one_of_the_images_is_refused(

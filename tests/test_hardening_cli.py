@@ -105,6 +105,33 @@ def test_cli_bad_input(answering_checkpoint: Path, tmp_path: Path, args, code, m
         assert "error: " in stderr and message in stderr, stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "free", "--text", "What is <region5>?"], "refers to <region5>, but the"),
+        (["--task", "OD_template"], "needs input: type the categories"),
+    ],
+)
+def test_a_prompt_that_cannot_be_asked_is_refused_before_the_model_loads(
+    answering_checkpoint: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    _files(tmp_path)
+    command = [sys.executable, "-m", "fo1_core", "--checkpoint", str(answering_checkpoint)]
+    done = _run([*command, "--image", "good.png", "--boxes", "good.json", *args], tmp_path, 300)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2 and "error: " in stderr and message in stderr, stderr
+    assert "Loaded" not in stderr  # no minutes of loading the 3B model for a typo
+
+
+def test_text_a_task_does_not_use_is_said(answering_checkpoint: Path, tmp_path: Path) -> None:
+    _files(tmp_path)
+    command = [sys.executable, "-m", "fo1_core", "--checkpoint", str(answering_checkpoint)]
+    command += ["--image", "good.png", "--boxes", "good.json", "--device", "cpu"]
+    done = _run([*command, "--task", "Grounding_template", "--text", "a cat"], tmp_path, 300)
+    assert done.returncode == 0
+    assert "--text is not used: Grounding_template takes none." in done.stderr.decode()
+
+
 PIPE = "a named pipe"
 DEVICE = "a device"
 NOT_REGULAR_CASES = [

@@ -192,10 +192,11 @@ def _coco(args: argparse.Namespace, shard: Shard) -> int:
         return 0
     results = coco.merge(records)
     _write_results(args.out, json.dumps(results))
-    logger.info("Wrote %d detections on %d images to %s", len(results), len(records), args.out)
+    failed = sum("error" in record for record in records.values())
+    answered = len(records) - failed
+    logger.info("Wrote %d detections on %d images to %s", len(results), answered, args.out)
     result = coco.score(args.annotations, results, [image.id for image in images])
     print(f"mAP {_ap(result.map)}  AP50 {_ap(result.map_50)}  AP75 {_ap(result.map_75)}")
-    failed = sum("error" in record for record in records.values())
     if failed:
         print(
             f"{failed} of {len(records)} images failed (their errors are logged above) and "

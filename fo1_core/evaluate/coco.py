@@ -120,14 +120,20 @@ def _name(value: object) -> bool:
 
 
 def _box(value: object) -> bool:
-    return isinstance(value, list) and len(value) == 4 and all(map(_number, value))
+    # A negative side would be scored as a box elsewhere than the one annotated, unsaid.
+    return (
+        isinstance(value, list)
+        and len(value) == 4
+        and all(map(_number, value))
+        and min(value[2:]) >= 0
+    )
 
 
 WHOLE = (_whole, "a whole number")
 NUMBER = (_number, "a number")
 TEXT = (_text, "text")
 NAME = (_name, "a name (text that is not blank)")
-BOX = (_box, "[x, y, width, height]")
+BOX = (_box, "[x, y, width, height] with no negative side")
 REQUIRED_FIELDS = {
     "images": {"id": WHOLE, "file_name": TEXT},
     "categories": {"id": WHOLE, "name": NAME},
@@ -170,6 +176,13 @@ def read_annotations(path: Path) -> dict:
     # The model's labels come back stripped: "red box " could never match one of them.
     for category in annotations["categories"]:
         category["name"] = category["name"].strip()
+        if "," in category["name"]:
+            logger.warning(
+                "The category %r holds a comma, which separates the categories in the "
+                "detection prompt: the model may read it as two names, and answers under "
+                "either one are dropped as no category's.",
+                category["name"],
+            )
     # pycocotools keeps one entry per id and drops the others unsaid; the model is asked for
     # names, so two categories of one name would both get the boxes it finds for that name.
     for key, name in UNIQUE_FIELDS:

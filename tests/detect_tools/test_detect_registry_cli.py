@@ -75,6 +75,11 @@ def test_cli_boxes_given_to_fo1_are_the_boxes_proposed():
     assert boxes.astype(np.float32).tolist() == proposed.tolist()
 
 
+def test_cli_says_a_text_it_does_not_use(image_file, caplog, capsys):
+    assert main(["--proposer", "offline", "--image", str(image_file), "--text", "cup"]) == 0
+    assert "--text is not used: offline finds boxes without one." in caplog.text
+
+
 def test_cli_never_writes_over_its_image(image_file, capsys):
     before, path = image_file.read_bytes(), str(image_file)
     assert main(["--proposer", "offline", "--image", path, "--json", path]) == 2
