@@ -484,6 +484,9 @@ def test_report_is_one_offline_file() -> None:
     assert "find &lt;b&gt;" in html
     assert "<h1>VLM-FO1 answer about cat.jpg</h1>" in html  # names its image, opened on its own
     assert "<td>1</td><td>2</td><td>10</td><td>12</td>" in html  # as the boxes: 10, not 10.0
+    assert "Reasoning" not in html  # the answer has none
+    result.answer = parse_answer("<think>the <region0> is round</think><ground>a</ground>", 1)
+    assert "<summary>Reasoning</summary>" in report_html(result)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (3, 1), (1, 9), (37, 53)])

@@ -200,6 +200,11 @@ def report_html(result: Result) -> str:
     conversation = conversation_html(result.earlier_turns, num, "Earlier in this conversation")
     warnings = "".join(f"<p class=warning>⚠ {html.escape(note)}</p>" for note in result.warnings)
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    reasoning = (  # the page's "No reasoning in this answer." is only noise in a saved file
+        f"<details><summary>Reasoning</summary>{reasoning_html(result.answer, num)}</details>"
+        if result.answer.thinking
+        else ""
+    )
     name = html.escape(result.image_name)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -222,7 +227,7 @@ pre {{ white-space: pre-wrap; background: #f5f5f5; padding: 0.6em; }}
 <pre>{html.escape(result.prompt)}</pre>
 <h2>Answer</h2>
 {answer_html(result.answer, num)}
-<details><summary>Reasoning</summary>{reasoning_html(result.answer, num)}</details>
+{reasoning}
 <details><summary>Raw answer</summary><pre>{html.escape(result.answer.text)}</pre></details>
 <h2>Detections</h2>
 <table><tr>{header}</tr>{detection_table}</table>
