@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,7 @@ def test_an_unforeseen_error_is_its_items_record_and_logged_in_full(
             raise KeyError("bbox")
         return {"done": item}
 
-    records = run([0, 1, 2], str, work, tmp_path / "out.json", {}, Shard())
+    records = run([0, 1, 2], str, lambda: work, tmp_path / "out.json", {}, Shard())
     assert records == {
         "0": {"key": "0", "done": 0},
         "1": {"key": "1", "error": "KeyError: 'bbox'"},
@@ -131,3 +132,16 @@ def test_an_unforeseen_error_is_its_items_record_and_logged_in_full(
     }
     assert "Item 1 failed unexpectedly" in caplog.text
     assert "Traceback" in caplog.text  # a bug is not hidden behind one line
+
+
+def test_a_finished_run_asked_again_loads_nothing(tmp_path: Path) -> None:
+    """Its scores are printed again without a minute of loading the model."""
+    started = []
+
+    def start() -> Callable[[int], dict]:
+        started.append(True)
+        return lambda item: {"done": item}
+
+    first = run([0, 1], str, start, tmp_path / "out.json", {}, Shard())
+    assert run([0, 1], str, start, tmp_path / "out.json", {}, Shard()) == first
+    assert started == [True]

@@ -114,11 +114,17 @@ def _settings(args: argparse.Namespace, **extra: object) -> dict:
     }
 
 
-def _load(args: argparse.Namespace, shard: Shard, settings: dict) -> tuple[FO1Pipeline, BoxSource]:
-    # Checked first: a bad --threshold or --max-boxes, or an --out holding another run's
-    # records, should not wait for the model to load.
+def _checked_options(args: argparse.Namespace, settings: dict) -> ProposalOptions:
+    """Checked before anything loads: a bad --threshold or --max-boxes, or an --out holding
+    another run's records, should not wait for the model."""
     options = ProposalOptions(threshold=args.threshold, max_count=args.max_boxes)
     refuse_other_settings(records_folder(args.out), settings)
+    return options
+
+
+def _load(
+    args: argparse.Namespace, shard: Shard, options: ProposalOptions
+) -> tuple[FO1Pipeline, BoxSource]:
     device = shard.device(args.device)
     pipeline = load(args.checkpoint, device=device)
     proposer = None
@@ -179,14 +185,16 @@ def _coco(args: argparse.Namespace, shard: Shard) -> int:
         proposals_sha256=file_digest(args.proposals),
         categories_per_prompt=args.categories_per_prompt,
     )
-    pipeline, box_source = _load(args, shard, settings)
-    detector = coco.CocoDetector(
-        pipeline,
-        box_source,
-        annotations["categories"],
-        args.categories_per_prompt,
-        args.max_new_tokens,
-    )
+    options = _checked_options(args, settings)
+
+    def detector() -> coco.CocoDetector:
+        return coco.CocoDetector(
+            *_load(args, shard, options),
+            annotations["categories"],
+            args.categories_per_prompt,
+            args.max_new_tokens,
+        )
+
     records = run(images, lambda image: str(image.id), detector, args.out, settings, shard)
     if records is None:
         return 0
@@ -228,8 +236,11 @@ def _count(args: argparse.Namespace, shard: Shard) -> int:
         dataset_sha256=file_digest(args.dataset),
         images=args.images,
     )
-    pipeline, box_source = _load(args, shard, settings)
-    counter = count.Counter(pipeline, box_source, args.max_new_tokens)
+    options = _checked_options(args, settings)
+
+    def counter() -> count.Counter:
+        return count.Counter(*_load(args, shard, options), args.max_new_tokens)
+
     records = run(items, lambda item: item.key, counter, args.out, settings, shard)
     if records is None:
         return 0

@@ -166,12 +166,14 @@ def timings(boxes: Boxes, fo1_s: float) -> dict[str, float]:
 def run(
     items: Sequence[T],
     key: Callable[[T], str],
-    work: Callable[[T], dict],
+    start: Callable[[], Callable[[T], dict]],
     out: Path,
     settings: dict,
     shard: Shard,
 ) -> dict[str, dict] | None:
-    """Runs `work` on this rank's unfinished items, recording each; rank 0 returns all records.
+    """Runs the work `start()` makes on this rank's unfinished items, recording each; rank 0
+    returns all records. `start` (loading the models) is called only when there is work: a
+    finished run asked again only prints its scores.
 
     A failure on one item (unreadable image, bad boxes, or anything unforeseen) is recorded as
     that item's `error` and the run goes on, as one broken file should not cost a night's run;
@@ -190,8 +192,21 @@ def run(
         len(mine) - len(todo),
         folder,
     )
-    with RecordLog(folder, shard.rank) as log:
-        for item in tqdm(todo, desc=f"rank {shard.rank}", position=shard.rank, disable=None):
+    if todo:
+        _record(todo, start(), key, RecordLog(folder, shard.rank), shard.rank)
+    wait_for_all(shard)
+    if not shard.is_main:
+        return None
+    records = read_records(folder)
+    return {key(item): records[key(item)] for item in items if key(item) in records}
+
+
+def _record(
+    todo: Sequence[T], work: Callable[[T], dict], key: Callable[[T], str], log: RecordLog, rank: int
+) -> None:
+    """`work` on each item, its record (or its error) appended to `log`."""
+    with log:
+        for item in tqdm(todo, desc=f"rank {rank}", position=rank, disable=None):
             try:
                 record = work(item)
             except (FO1Error, ProposerError) as error:
@@ -203,8 +218,3 @@ def run(
                 logger.exception("Item %s failed unexpectedly", key(item))
                 record = {"error": f"{type(error).__name__}: {error}"}
             log.append({"key": key(item), **record})
-    wait_for_all(shard)
-    if not shard.is_main:
-        return None
-    records = read_records(folder)
-    return {key(item): records[key(item)] for item in items if key(item) in records}
