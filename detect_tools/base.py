@@ -161,6 +161,13 @@ def covers_a_pixel(xyxy: npt.ArrayLike) -> np.ndarray:
     return (whole_pixel_sides(xyxy) >= MIN_BOX_SIDE).all(-1)
 
 
+def cut_to_image(xyxy: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """Boxes (N, 4) cut to a (width, height) image; one wholly outside keeps no area, for
+    `covers_a_pixel` to drop: proposals and boxes given with a benchmark's data alike."""
+    width, height = image_size
+    return np.clip(xyxy, 0, [width, height, width, height])
+
+
 def shortest_decimal(value: np.float32) -> float:
     """The shortest decimal that reads back as `value`. Rounded any coarser, a corner near a
     half pixel can cross it and change the box's size in whole pixels: a 1 px proposal at
@@ -175,7 +182,6 @@ def finalize(
     options: ProposalOptions,
 ) -> sv.Detections:
     """Clip to the image, drop degenerate boxes and low scores, class-agnostic NMS, sort, cap."""
-    width, height = image_size
     if len(detections) == 0:
         return empty_detections(image_size, with_mask=detections.mask is not None)
     xyxy = detections.xyxy.astype(np.float32)
@@ -185,7 +191,7 @@ def finalize(
     )
     detections = dataclasses.replace(
         detections,
-        xyxy=np.clip(xyxy, 0, [width, height, width, height]).astype(np.float32),
+        xyxy=cut_to_image(xyxy, image_size).astype(np.float32),
         confidence=detections.confidence.astype(np.float32),
     )
     keep = covers_a_pixel(detections.xyxy) & (detections.confidence >= threshold)

@@ -461,8 +461,12 @@ def test_missing_proposals_for_an_image_is_an_error(tmp_path: Path) -> None:
 
 
 def test_malformed_proposals_end_the_run_before_the_model_loads(
-    answering_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    answering_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)  # where the loader says "Loaded FO1 …"
     args = _coco_args(answering_checkpoint, tmp_path)
     proposals = tmp_path / "proposals.jsonl"
     lines = proposals.read_text().splitlines()
@@ -471,7 +475,7 @@ def test_malformed_proposals_end_the_run_before_the_model_loads(
     assert main(args) == 2
     printed = capsys.readouterr()
     assert f"error: {proposals}, image 2: The item has 2 boxes but 1 scores." in printed.err
-    assert "Loaded" not in printed.out + printed.err
+    assert "Loaded" not in caplog.text
     assert not (tmp_path / "preds.json").exists()
 
 

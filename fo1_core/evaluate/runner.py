@@ -20,6 +20,7 @@ from detect_tools.base import (
     Proposer,
     ProposerError,
     covers_a_pixel,
+    cut_to_image,
     finalize,
 )
 from fo1_core.errors import FO1Error
@@ -73,8 +74,7 @@ class BoxSource:
         there left out (`covers_a_pixel`; COCO-style files hold such slivers, and one must not
         fail the whole image), scored under the threshold dropped, then the best `max_count`
         (the first, without scores)."""
-        width, height = image_size
-        xyxy = np.clip(given.xyxy, 0, [width, height, width, height])
+        xyxy = cut_to_image(given.xyxy, image_size)
         readable = covers_a_pixel(xyxy)
         if not readable.all():
             logger.warning(
@@ -82,8 +82,7 @@ class BoxSource:
                 "left out, as a proposer's would be.",
                 len(xyxy) - readable.sum(),
                 len(xyxy),
-                width,
-                height,
+                *image_size,
             )
         scores = None if given.scores is None else given.scores[readable]
         given = Boxes(xyxy[readable], scores, None)
