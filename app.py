@@ -12,10 +12,12 @@ import logging
 import os
 import re
 import sys
+import warnings
 
 # `spaces` must be imported before torch: on ZeroGPU it patches CUDA initialisation.
 import spaces  # noqa: F401, I001
 import torch
+from PIL import Image
 
 from detect_tools.registry import available as available_proposers
 from detect_tools.registry import with_models as proposers_with_models
@@ -153,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     limit_kernel_caches()
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # The app refuses images over its own pixel limit with a message for the user; Pillow's
+    # warning from 89 MP on only repeated that in the server log, once for each place that opens
+    # the upload. Pillow's error at twice its limit still guards decoding.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     logger.info("Loading %s …", args.checkpoint)
     try:
         pipeline = load(

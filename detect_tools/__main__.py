@@ -21,6 +21,7 @@ from detect_tools.base import (
     MAX_PROPOSALS,
     ProposalOptions,
     ProposerError,
+    option_type,
     shortest_decimal,
 )
 from detect_tools.images import open_image_file, refuse_special_file, refuse_url
@@ -44,6 +45,10 @@ def detections_to_json(detections: sv.Detections, proposer: str) -> dict:
     return {"proposer": proposer, "count": len(records), "proposals": records}
 
 
+def _iou_or_off(text: str) -> float | None:
+    return float(text) or None  # 0 turns NMS off
+
+
 def main(argv: list[str] | None = None) -> int:
     names = registry.available()
     parser = argparse.ArgumentParser(
@@ -55,16 +60,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=output_file, help="write here instead of standard output")
     parser.add_argument("--checkpoint", help="local model folder or hub id (default: the hub's)")
     parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")
-    parser.add_argument("--threshold", type=float, help="minimum score (default: per proposer)")
+    parser.add_argument(
+        "--threshold",
+        type=option_type("threshold", float),
+        help="minimum score (default: per proposer)",
+    )
     parser.add_argument(
         "--nms-iou",
-        type=float,
+        type=option_type("nms_iou", _iou_or_off),
         default=0.7,
         help="in (0, 1]: overlap that merges boxes; 0 turns NMS off (default: %(default)s)",
     )
     parser.add_argument(
         "--max-count",
-        type=int,
+        type=option_type("max_count", int),
         default=MAX_PROPOSALS,
         help="the most boxes kept, best first (default: %(default)s)",
     )
@@ -83,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 image = ImageOps.exif_transpose(file)
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
             raise ProposerError(f"Cannot read image {args.image}: {error}") from error
-        options = ProposalOptions(args.threshold, args.nms_iou or None, args.max_count)
+        options = ProposalOptions(args.threshold, args.nms_iou, args.max_count)
         proposer = registry.get(args.proposer, args.checkpoint, args.device)
         if args.text and not proposer.needs_text:
             logging.warning("--text is not used: %s finds boxes without one.", args.proposer)

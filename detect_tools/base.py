@@ -7,11 +7,13 @@ clipping, thresholding, NMS, sorting and the count cap are written once, here.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import re
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -101,6 +103,24 @@ class ProposalOptions:
             raise ProposerError(
                 f"Maximum count must be between 1 and {MAX_PROPOSALS}, got {self.max_count}."
             )
+
+
+def option_type(field: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type for the `ProposalOptions` field `field`: a value it refuses is refused
+    by the argument parser, which names the option (``argument --max-count: Maximum count must
+    be …``), before any model loads. `parse` reads the text (its name is the kind argparse
+    reports when it raises ValueError)."""
+
+    def checked(text: str) -> Any:
+        value = parse(text)
+        try:
+            ProposalOptions(**{field: value})
+        except ProposerError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return value
+
+    checked.__name__ = parse.__name__
+    return checked
 
 
 def read_device(device: str | torch.device, error: type[Exception]) -> torch.device:

@@ -84,7 +84,9 @@ def to_coco_dataset(detections: sv.Detections, file_name: str, width: int, heigh
         box_width, box_height = _written(x2 - x1), _written(y2 - y1)
         result["bbox"] = [x1, y1, box_width, box_height]
         area = (
-            box_width * box_height if detections.mask is None else float(detections.mask[i].sum())
+            _written(box_width * box_height)
+            if detections.mask is None
+            else float(detections.mask[i].sum())
         )
         annotations.append({"id": number, **result, "area": area, "iscrowd": 0})
     image = {"id": 1, "file_name": file_name, "width": width, "height": height}

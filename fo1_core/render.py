@@ -112,7 +112,8 @@ def draw_proposals(
 
     ``boxes`` is an (N, 4) xyxy array or detections; box ``i`` is region ``i`` unless the
     detections carry their own region indexes. ``reduced``: ``image`` is the image the boxes
-    are in, reduced that many times (`shown_reduction`).
+    are in, reduced that many times (`shown_reduction`). An image under `MIN_DRAWN_SIDE` is
+    drawn enlarged (`drawing_factor`), so the drawing can be larger than ``image``.
     """
     if isinstance(boxes, sv.Detections):
         detections = boxes
@@ -126,7 +127,7 @@ def draw_answer(
     image: np.ndarray | Image.Image, detections: sv.Detections, reduced: int = 1
 ) -> np.ndarray:
     """The answer's detections: masks when present, boxes, and labels such as ``#3 cat``.
-    ``reduced``: as in `draw_proposals`."""
+    ``reduced`` and the enlargement of a small image: as in `draw_proposals`."""
     indexes = _region_indexes(detections)
     names = detections.data.get(CLASS_NAME_KEY, [""] * len(detections))
     labels = [f"#{i} {name}".strip() for i, name in zip(indexes, names, strict=True)]

@@ -277,8 +277,8 @@ def test_items_without_boxes_and_no_proposer_are_refused_before_loading(
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (("--max-boxes", "0"), "Maximum count must be between 1 and"),
-        (("--threshold", "2"), "Score threshold must be a number between 0 and 1"),
+        (("--max-boxes", "0"), "argument --max-boxes: Maximum count must be between 1 and"),
+        (("--threshold", "2"), "argument --threshold: Score threshold must be a number between"),
         (("--images", "nowhere"), "could not read the folder 'nowhere': it does not exist"),
         (("--images", "count.jsonl"), "the folder 'count.jsonl': it is not a folder"),
     ],

@@ -222,3 +222,12 @@ def test_coco_dataset_boxes_are_cut_to_the_image() -> None:
     dataset = to_coco_dataset(to_detections(answer, outside), "cat.jpg", WIDTH, HEIGHT)
     assert [a["bbox"] for a in dataset["annotations"]] == [[0, 0, 50, 40], [70, 50, 10, 10]]
     assert [a["area"] for a in dataset["annotations"]] == [2000, 100]
+
+
+def test_coco_dataset_box_areas_are_written_as_short_as_their_boxes() -> None:
+    """12.3 × 27.7 is 340.71000000000004 in floats; the file says 340.71, as its bbox says 12.3
+    and 27.7."""
+    answer = parse_answer("<ground>cat</ground><objects><region0></objects>", 1)
+    box = np.array([[10.0, 20.0, 22.3, 47.7]])
+    dataset = to_coco_dataset(to_detections(answer, box), "cat.jpg", WIDTH, HEIGHT)
+    assert '"area": 340.71,' in json.dumps(dataset)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from detect_tools import registry
-from detect_tools.base import MAX_PROPOSALS, ProposalOptions, ProposerError
+from detect_tools.base import MAX_PROPOSALS, ProposalOptions, ProposerError, option_type
 from detect_tools.outputs import (
     exit_with,
     output_file,
@@ -65,9 +65,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--proposer", choices=sorted(registry.PROPOSERS), help="box proposer (see detect_tools)"
     )
     parser.add_argument("--proposer-checkpoint", help="the proposer's hub id or local folder")
-    parser.add_argument("--threshold", type=float, help="proposal score threshold")
     parser.add_argument(
-        "--max-boxes", type=int, default=MAX_PROPOSALS, help="proposals kept (default: %(default)s)"
+        "--threshold", type=option_type("threshold", float), help="proposal score threshold"
+    )
+    parser.add_argument(
+        "--max-boxes",
+        type=option_type("max_count", int),
+        default=MAX_PROPOSALS,
+        help="proposals kept (default: %(default)s)",
     )
     parser.add_argument("--limit", type=positive, help="evaluate only the first N images/items")
     parser.add_argument("--out", type=output_file, required=True, help="results file (JSON)")
@@ -115,8 +120,8 @@ def _settings(args: argparse.Namespace, **extra: object) -> dict:
 
 
 def _checked_options(args: argparse.Namespace, settings: dict) -> ProposalOptions:
-    """Checked before anything loads: a bad --threshold or --max-boxes, or an --out holding
-    another run's records, should not wait for the model."""
+    """Checked before anything loads: an --out holding another run's records should not wait
+    for the model (the argument parser has checked --threshold and --max-boxes)."""
     options = ProposalOptions(threshold=args.threshold, max_count=args.max_boxes)
     refuse_other_settings(records_folder(args.out), settings)
     return options

@@ -120,7 +120,9 @@ def test_cli_with_a_model_checkpoint_and_masks(image_file, sam3_checkpoint, caps
     [
         (["--proposer", "nope"], "Unknown proposer"),
         (["--proposer", "sam3"], "needs a text prompt"),
-        (["--proposer", "offline", "--max-count", "500"], "between 1 and 100"),
+        (["--proposer", "offline", "--max-count", "500"], "--max-count: Maximum count must be"),
+        (["--proposer", "offline", "--nms-iou", "1.5"], "--nms-iou: NMS IoU must be in (0, 1]"),
+        (["--proposer", "offline", "--threshold", "x"], "--threshold: invalid float value: 'x'"),
         (["--proposer", "offline", "--image", "/no/such.png"], "Cannot read image"),
         (
             ["--proposer", "offline", "--image", "https://example.com/cat.jpg"],
@@ -132,7 +134,11 @@ def test_cli_with_a_model_checkpoint_and_masks(image_file, sam3_checkpoint, caps
 def test_cli_errors_are_one_clear_line(argv, message, image_file, capsys):
     if "--image" not in argv:
         argv = [*argv, "--image", str(image_file)]
-    assert main(argv) == 2
+    try:
+        code = main(argv)
+    except SystemExit as stopped:  # refused by the argument parser, before any proposer loads
+        code = stopped.code
+    assert code == 2
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error
 
