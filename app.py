@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import re
+import signal
 import sys
 import warnings
 
@@ -27,7 +28,7 @@ from fo1_core.errors import FO1Error
 from fo1_core.host_memory import limit_kernel_caches
 from fo1_core.session import DECODE_MODES, STATIC_CACHE_TOKENS, load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
-from ui import Settings, app_css, build_app
+from ui import Settings, app_css, build_app, delete_served_files
 from ui.examples import EXAMPLES_DIR
 from ui.gpu import ON_ZERO_GPU
 
@@ -187,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo = build_app(pipeline, settings)
     demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
+    # `kill`, Docker and a Space's restart stop the server with SIGTERM, which would end the
+    # process without closing the server or running `atexit`: uploads and answer files would stay
+    # on disk. As Ctrl+C, it closes the server and returns here, where they are deleted.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         demo.launch(
             server_name=args.host,
@@ -200,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         message = f"error: cannot serve on {args.host}:{args.port}: {error}"
         print(message, file=sys.stderr)  # noqa: T201 (the one line a user must see)
         return 2
+    delete_served_files(demo)
     return 0
 
 

@@ -92,7 +92,9 @@ class ProposalOptions:
 
     def __post_init__(self) -> None:
         if self.threshold is not None and not (
-            isinstance(self.threshold, int | float) and 0.0 <= self.threshold <= 1.0
+            isinstance(self.threshold, int | float)
+            and not isinstance(self.threshold, bool)
+            and 0.0 <= self.threshold <= 1.0
         ):
             raise ProposerError(
                 f"Score threshold must be a number between 0 and 1, got {self.threshold!r:.50}."

@@ -12,16 +12,29 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import supervision as sv
 
+from detect_tools.base import shortest_decimal
 from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY, Answer, class_ids
 from fo1_core.processing import clip_box
 
-DECIMALS = 4
-"""Decimals written for boxes and scores: detections hold float32, whose 10.3 would otherwise be
-written 10.300000190734863."""
+SCORE_DECIMALS = 4
+"""Decimals written for scores, as `/propose` writes them."""
 
 
 def _written(value: float) -> float:
-    return round(float(value), DECIMALS) + 0.0  # + 0.0: no -0.0 in the files
+    """A coordinate, side or area as the shortest decimal its float32 reads back as: detections
+    hold float32, whose 10.3 would otherwise be written 10.300000190734863, and any fixed number
+    of decimals keeps that noise in coordinates past 4096 (16900.3 as 16900.3008)."""
+    return shortest_decimal(value) + 0.0  # + 0.0: no -0.0 in the files
+
+
+def _score(value: float) -> float:
+    return round(float(value), SCORE_DECIMALS)
+
+
+def _area(width: float, height: float) -> float:
+    """Sides as written multiplied, less float64's last-bit noise (12.3 × 27.7 is
+    340.71000000000004): areas of large boxes need more digits than float32 keeps."""
+    return float(f"{width * height:.12g}")
 
 
 def to_json(answer: Answer, detections: sv.Detections) -> dict:
@@ -37,7 +50,7 @@ def to_json(answer: Answer, detections: sv.Detections) -> dict:
             "region_index": int(detections.data[REGION_INDEX_KEY][i]),
             "box_xyxy": [_written(v) for v in detections.xyxy[i]],
             "label": str(labels[i]),
-            "score": None if detections.confidence is None else _written(detections.confidence[i]),
+            "score": None if detections.confidence is None else _score(detections.confidence[i]),
         }
         if detections.mask is not None:
             entry["mask"] = encode_rle(detections.mask[i])
@@ -84,7 +97,7 @@ def to_coco_dataset(detections: sv.Detections, file_name: str, width: int, heigh
         box_width, box_height = _written(x2 - x1), _written(y2 - y1)
         result["bbox"] = [x1, y1, box_width, box_height]
         area = (
-            _written(box_width * box_height)
+            _area(box_width, box_height)
             if detections.mask is None
             else float(detections.mask[i].sum())
         )
@@ -117,7 +130,7 @@ def _coco_entries(
             "image_id": image_id,
             "category_id": category_ids[label],
             "bbox": [x1, y1, _written(x2 - x1), _written(y2 - y1)],
-            "score": 1.0 if detections.confidence is None else _written(detections.confidence[i]),
+            "score": 1.0 if detections.confidence is None else _score(detections.confidence[i]),
         }
         if detections.mask is not None:
             result["segmentation"] = encode_rle(detections.mask[i])

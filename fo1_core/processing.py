@@ -74,9 +74,12 @@ def read_image(source: ImageSource | None) -> tuple[Image.Image, list[str]]:
                 image = ImageOps.exif_transpose(image)
         else:
             ImageOps.exif_transpose(image, in_place=True)  # made here: turned, not copied
-        return as_rgb(image), notices
+        picture = as_rgb(image)
     except (OSError, ValueError, SyntaxError) as error:
         raise FO1Error(f"The image file is damaged or truncated ({error}).") from error
+    # An RGB first frame is still the whole file: copied, it is a single picture, which asked
+    # about again (as the app does with what it read) tells of no frames the caller was told of.
+    return (picture if getattr(picture, "n_frames", 1) == 1 else picture.copy()), notices
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -121,15 +124,22 @@ def image_size(source: str | Path) -> tuple[int, int]:
     return (height, width) if turned else (width, height)
 
 
-def _open(source: str | Path | bytes | None) -> Image.Image:
+def _open(source: object) -> Image.Image:
     """`Image.open`, lazily, with a message for each way it fails."""
     if source is None:
         raise FO1Error("No image: upload an image first.")
     if isinstance(source, (str, Path)):
         refuse_url(source, FO1Error)
         refuse_special_file(source, FO1Error, f"the image {source}")
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(source)
+    else:
+        raise FO1Error(
+            "An image is given as a file's path or bytes, a PIL image or a uint8 array; got "
+            f"{type(source).__name__}."
+        )
     try:
-        return open_image_file(io.BytesIO(source) if isinstance(source, bytes) else source)
+        return open_image_file(source)
     except Image.DecompressionBombError as error:
         raise FO1Error(f"The image is too large to open safely ({error}).") from error
     except FileNotFoundError as error:  # a mistyped path, or an upload the server deleted

@@ -85,7 +85,7 @@ def user_text_for_task(task: str, text: str, num_regions: int) -> str:
         user_text = text.strip()
         if not user_text:
             raise FO1Error("The prompt is empty: type a question or pick a task.")
-    elif task in TASKS:
+    elif isinstance(task, str) and task in TASKS:
         template = TASKS[task]
         if template.fill is not FillKind.NONE and not text.strip():
             what = (
@@ -94,6 +94,11 @@ def user_text_for_task(task: str, text: str, num_regions: int) -> str:
                 else f"type {template.asks_for}"
             )
             raise FO1Error(f"The task '{template.label}' needs input: {what}.")
+        if template.fill is FillKind.REGIONS and not region_references(text):
+            raise FO1Error(
+                f"The task '{template.label}' asks about regions: name them as "
+                f"{region_token(0)}, {region_token(1)}, … (got {text.strip()!r:.60})."
+            )
         user_text = template.render(text.strip())
     else:
         raise FO1Error(f"Unknown task {task!r}; choose one of {', '.join([*TASKS, FREE_PROMPT])}.")
@@ -114,6 +119,14 @@ def user_text_for_task(task: str, text: str, num_regions: int) -> str:
         )
         raise FO1Error(f"The prompt refers to {names}, but the image has {have}.")
     return user_text
+
+
+def unused_text_note(task: str, text: str) -> str | None:
+    """What to tell of text given to a task that takes none (the template drops it), if any."""
+    template = TASKS.get(task) if isinstance(task, str) else None
+    if template is None or template.fill is not FillKind.NONE or not text.strip():
+        return None
+    return f"The text is not used: the task '{template.label}' takes none."
 
 
 def region_list_text(indexes: list[int]) -> str:

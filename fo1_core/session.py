@@ -43,6 +43,7 @@ from fo1_core.prompting import (
     build_prompt,
     sanitize_user_text,
     tokenize_prompt,
+    unused_text_note,
     user_text_for_task,
 )
 from fo1_core.streaming import DONE, Cancelled, TokenQueue
@@ -91,6 +92,7 @@ class Request:
     preprocess_s: float = 0.0
     text: str = ""  # what the user gave the template, as the model reads it (`removed` out)
     removed: list[str] = field(default_factory=list)  # control strings taken out of the text
+    unused_text: str | None = None  # the note for text given to a task that takes none
 
     @property
     def boxes(self) -> np.ndarray:
@@ -104,10 +106,13 @@ class Request:
 
     @property
     def notices(self) -> list[str]:
-        if not self.removed:
-            return self.vision.notices
-        removed = ", ".join(self.removed)
-        return [*self.vision.notices, f"Removed {removed} from the question: the model's own."]
+        notices = list(self.vision.notices)
+        if self.removed:
+            removed = ", ".join(self.removed)
+            notices.append(f"Removed {removed} from the question: the model's own.")
+        if self.unused_text:
+            notices.append(self.unused_text)
+        return notices
 
 
 class StopReason(StrEnum):
@@ -304,7 +309,10 @@ class FO1Pipeline:
         image_tokens = num_image_tokens(vision.image_grid_thw, self.preprocessor.merge_size)
         if limit is not None and len(ids) + image_tokens - 1 > limit:
             raise FO1Error(f"The prompt is too long for this model ({limit} tokens at most).")
-        return Request(user_text, prompt, ids, vision, text=clean.text, removed=clean.removed)
+        return Request(
+            user_text, prompt, ids, vision, text=clean.text, removed=clean.removed,
+            unused_text=unused_text_note(task, clean.text),
+        )  # fmt: skip
 
     @property
     def device(self) -> torch.device:

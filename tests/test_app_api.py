@@ -7,6 +7,7 @@ an error whose message names the problem, never as a traceback or a hang.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from fo1_core.render import color_for_region, drawing_factor, shown_reduction
-from tests.browser.app_server import REPO, running_app
+from tests.browser.app_server import REPO, call_raw, running_app
 from tests.conftest import RIGGED_ANSWER
 
 pytestmark = pytest.mark.slow
@@ -162,6 +163,8 @@ def test_placeholder_strings_are_removed_from_the_prompt(client: Client) -> None
         (None, BOXES, "OD_template", "cup", "No image"),
         # a region task without boxes
         (IMAGE, [], "Brief_Region_Caption_template", "", "there are none"),
+        # a region task given words, not region references
+        (IMAGE, BOXES, "Region_OCR_template", "cup", "asks about regions"),
         # a region task whose references name boxes that do not exist
         (IMAGE, BOXES, "Brief_Region_Caption_template", "<region7>", "region7"),
         # a free prompt referring to a missing region
@@ -242,6 +245,10 @@ def test_huge_image_is_a_specific_error(client: Client, huge_image: str) -> None
         ("offline", 2.0, 5, "between 0 and 1"),
         # a count of zero
         ("offline", None, 0, "between 1 and 100"),
+        # a count that is no whole number, or a yes/no
+        ("offline", None, 2.7, "must be a whole number, got 2.7"),
+        ("offline", None, True, "must be a whole number, got True"),
+        ("offline", True, 5, "between 0 and 1, got True"),
     ],
 )
 def test_bad_propose_input_is_a_specific_error(client, proposer, threshold, max_boxes, message):
@@ -257,6 +264,22 @@ def test_propose_without_image_is_a_specific_error(client: Client) -> None:
 def test_app_still_answers_after_errors(client: Client) -> None:
     _, raw, _ = answer(client, handle_file(IMAGE), BOXES, "REC_template", "the cup")
     assert raw.startswith(RIGGED_ANSWER)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "/etc/passwd",  # a path where a file is expected
+        {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}},  # a file not uploaded
+        {"path": "x.png", "meta": {"_type": "gradio.FileData"}},  # relative: to the server's folder
+    ],
+)
+@pytest.mark.parametrize("endpoint", ["answer", "propose"])
+def test_an_image_not_uploaded_is_refused_naming_no_server_path(client, endpoint, image) -> None:
+    arguments = [BOXES, "OD_template", "cup"] if endpoint == "answer" else ["offline", "", None, 5]
+    events = call_raw(client.src, endpoint, json.dumps({"data": [image, *arguments]}))
+    assert "event: error" in events and "handle_file(path)" in events, events
+    assert str(REPO) not in events and "pydantic" not in events and "passwd" not in events
 
 
 def test_visitor_mistakes_leave_no_tracebacks_in_the_server_log(client, broken_image) -> None:

@@ -63,7 +63,14 @@ from ui.gpu import MAX_SECONDS, duration_for, on_gpu
 from ui.handlers import Handlers
 from ui.layout import build_app
 from ui.proposing import PackedMask, Proposing, box_key, masks_for
-from ui.report import FULL_SIZE_DRAWINGS, AnswerFolders, Result, report_html, write_downloads
+from ui.report import (
+    FULL_SIZE_DRAWINGS,
+    AnswerFolders,
+    Result,
+    file_stem,
+    report_html,
+    write_downloads,
+)
 from ui.sessions import OPEN_PAGES, Sessions
 
 
@@ -591,6 +598,20 @@ def test_answers_finishing_together_both_get_their_folder() -> None:
         with ThreadPoolExecutor(2) as pool:
             made = list(pool.map(finish, [barrier, barrier]))
         assert all(folder.is_dir() for folder in made)
+
+
+@pytest.mark.parametrize(
+    ("uploaded", "stem"),
+    [
+        ("cafe\u0301.jpg", "café-fo1"),  # decomposed, as macOS names files: composed again
+        ("nai\u0308ve photo.jpg", "naïve_photo-fo1"),
+        ("हिन्दी.png", "हिन्दी-fo1"),  # vowel signs are marks, not separators
+        ('my "photo" & <b>.png', "my_photo_b-fo1"),
+        ("...png", "fo1"),
+    ],
+)
+def test_downloads_are_named_by_the_image_in_its_own_letters(uploaded: str, stem: str) -> None:
+    assert file_stem(uploaded) == stem
 
 
 def test_downloads_are_written_as_utf8_whatever_the_locale(tmp_path) -> None:

@@ -16,12 +16,12 @@ from transformers import AutoTokenizer
 
 from detect_tools.base import ProposalOptions, finalize
 from fo1_core.errors import FO1Error
-from fo1_core.processing import check_boxes, check_size
+from fo1_core.processing import check_boxes, check_size, read_image
 from fo1_core.prompting import sanitize_user_text
 from fo1_core.session import FO1Pipeline
 from fo1_core.templates import ANSWER_TAGS, MAX_REGIONS, REGION_REFERENCE
 from tests.conftest import REFERENCE_DIR
-from tests.images import animated_gif
+from tests.images import animated_gif, encoded
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -87,6 +87,8 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\nnewpath 0 0 moveto 40
         (IMAGE, BOX, "OD_template", 42, "The text must be a string; got int 42"),
         # a task name that does not exist
         (IMAGE, BOX, "OD_all_the_things", "cat", "Unknown task"),
+        # a region task given words, not regions: its template would ask about "cat"
+        (IMAGE, BOX, "Region_OCR_template", "cat", "'Region OCR' asks about regions: name them"),
         # an empty free prompt
         (IMAGE, BOX, "free", "", "prompt is empty"),
     ],
@@ -143,6 +145,44 @@ def test_an_animation_is_read_at_its_first_frame_and_said_so(pipeline: FO1Pipeli
     assert "The image has 3 frames; FO1 reads the first only." in request.notices
 
 
+def test_an_image_in_any_bytes_like_object_is_read_and_other_objects_are_named(
+    pipeline: FO1Pipeline,
+) -> None:
+    data = encoded(IMAGE, "PNG")
+    expected = pipeline.prepare(data, BOX, "OD_template", "cat").vision.pixel_values
+    for source in (bytearray(data), memoryview(data)):
+        read = pipeline.prepare(source, BOX, "OD_template", "cat").vision.pixel_values
+        assert torch.equal(read, expected)
+    with pytest.raises(
+        FO1Error, match="file's path or bytes, a PIL image or a uint8 array; got int"
+    ):
+        pipeline.prepare(5, BOX, "OD_template", "cat")
+
+
+def test_a_task_that_is_not_a_name_is_an_unknown_task(pipeline: FO1Pipeline) -> None:
+    with pytest.raises(FO1Error, match=r"Unknown task \['OD_template'\]; choose one of"):
+        pipeline.prepare(IMAGE, BOX, ["OD_template"], "cat")
+
+
+def test_text_a_task_takes_none_of_is_told_unused(pipeline: FO1Pipeline) -> None:
+    request = pipeline.prepare(IMAGE, BOX, "Grounding_template", "cats only")
+    assert request.notices == ["The text is not used: the task 'Grounded caption' takes none."]
+    assert request.prompt == pipeline.prepare(IMAGE, BOX, "Grounding_template", "").prompt
+    assert pipeline.prepare(IMAGE, BOX, "OD_template", "cat").notices == []
+
+
+def test_frames_of_an_rgb_animation_are_told_of_once_when_it_is_read_then_asked_about(
+    pipeline: FO1Pipeline,
+) -> None:
+    """The app reads an upload once (for the drawing and the model) and hands the picture on."""
+    frames = [Image.new("RGB", (40, 30), (80 * i, 0, 0)) for i in range(3)]
+    picture, notices = read_image(
+        encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:])
+    )
+    assert notices == ["The image has 3 frames; FO1 reads the first only."]
+    assert pipeline.prepare(picture, [[1, 1, 20, 20]], "OD_template", "cat").notices == []
+
+
 def test_a_png_with_a_large_compressed_text_chunk_opens(pipeline: FO1Pipeline) -> None:
     metadata = PngImagePlugin.PngInfo()  # an editor's history, say: 2 MB of text, zipped
     metadata.add_text("history", "step " * 400_000, zip=True)
@@ -164,6 +204,8 @@ def test_a_region_number_too_long_to_read_stays_text(pipeline: FO1Pipeline) -> N
     assert pipeline.prepare(IMAGE, BOX, "free", text).user_text == text
 
 
+# Pillow warns when it reads the size from the header; the refusal that follows is what is tested.
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_huge_image_is_refused_before_decoding(pipeline: FO1Pipeline, tmp_path: Path) -> None:
     path = tmp_path / "huge.png"
     Image.new("1", (12_000, 9_000)).save(path)

@@ -231,3 +231,14 @@ def test_coco_dataset_box_areas_are_written_as_short_as_their_boxes() -> None:
     box = np.array([[10.0, 20.0, 22.3, 47.7]])
     dataset = to_coco_dataset(to_detections(answer, box), "cat.jpg", WIDTH, HEIGHT)
     assert '"area": 340.71,' in json.dumps(dataset)
+
+
+def test_coordinates_of_a_wide_image_are_written_without_float32_noise() -> None:
+    """Past 4096 px float32 steps are coarser than 4 decimals: 16900.3 is 16900.30078125."""
+    boxes = [[16900.3, 10.7, 17900.9, 400.1], [4100.1, 2.2, 4500.7, 300.3]]
+    answer = parse_answer("<ground>cat</ground><objects><region0><region1></objects>", 2)
+    detections = to_detections(answer, boxes)
+    assert [d["box_xyxy"] for d in to_json(answer, detections)["detections"]] == boxes
+    first, second = to_coco_dataset(detections, "wide.png", 20000, 500)["annotations"]
+    assert first["bbox"] == [16900.3, 10.7, 1000.6, 389.4] and first["area"] == 389633.64
+    assert second["bbox"] == [4100.1, 2.2, 400.6, 298.1]

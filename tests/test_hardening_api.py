@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fo1_core.templates import FREE_PROMPT, TASKS
-from tests.browser.app_server import REPO, running_app
+from tests.browser.app_server import REPO, call_raw, running_app
 from tests.conftest import RIGGED_ANSWER
 from tests.images import animated_gif, encoded
 
@@ -190,17 +190,6 @@ def test_a_box_under_a_whole_pixel_is_refused_naming_it(client: Client, images) 
         )
 
 
-def _call_raw(url: str, endpoint: str, body: str) -> str:
-    """Posts `body` as it is (JSON with NaN, which no JSON client sends) and returns the events."""
-    headers = {"Content-Type": "application/json"}
-    start = httpx.post(f"{url}gradio_api/call/{endpoint}", content=body, headers=headers)
-    if start.status_code != 200:
-        return f"HTTP {start.status_code}: {start.text}"
-    event_id = start.json()["event_id"]
-    result = httpx.get(f"{url}gradio_api/call/{endpoint}/{event_id}", timeout=REQUEST_TIMEOUT_S)
-    return result.text
-
-
 @pytest.mark.parametrize(
     ("endpoint", "arguments", "message"),
     [
@@ -220,7 +209,7 @@ def _call_raw(url: str, endpoint: str, body: str) -> str:
 def test_not_finite_numbers_sent_raw(url, client, images, endpoint, arguments, message) -> None:
     image = {"path": _uploaded(url, images["good.png"]), "meta": {"_type": "gradio.FileData"}}
     body = '{"data": ' + arguments.format(image=json.dumps(image)) + "}"
-    events = _call_raw(url, endpoint, body)
+    events = call_raw(url, endpoint, body)
     assert "event: error" in events or events.startswith("HTTP 4"), events
     assert message in events, events
     assert "Traceback" not in events

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlparse
 
 import httpx
 import pytest
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from PIL import Image
 
 from tests.browser.app_server import REPO, running_app
@@ -209,3 +209,24 @@ def test_a_public_url_is_refused_before_any_lookup(url: str) -> None:
     client = Client(url, verbose=False)
     with pytest.raises(Exception, match="does not fetch images from URLs"):
         client.submit(image, BOXES, "OD_template", "cup", api_name="/answer").result(timeout=60)
+
+
+def test_stopping_the_app_deletes_its_files(
+    answering_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # SIGTERM (what `kill`, Docker and a Space's restart send) must clean up as Ctrl+C does.
+    temp = tmp_path_factory.mktemp("stopped-app-temp")
+    upload = tmp_path_factory.mktemp("visitor") / "visitor.png"
+    upload.write_bytes(_png_bytes())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(temp))  # the app's own folders
+        patch.setenv("GRADIO_TEMP_DIR", str(temp / "gradio"))  # uploads, served copies
+        with running_app(answering_checkpoint) as app_url:
+            Client(app_url, verbose=False).predict(
+                handle_file(str(upload)), BOXES, "OD_template", "cup", api_name="/answer"
+            )
+            assert any(temp.rglob("visitor.png")) and any(temp.glob("fo1-*"))
+    left = [path for path in temp.rglob("*") if path.is_file() or path.name.startswith("fo1-")]
+    # Gradio keeps its copies of the app's own examples (the page's example gallery) to reuse.
+    examples = {path.name for path in EXAMPLES.iterdir()}
+    assert [path for path in left if path.name not in examples] == []

@@ -1,6 +1,7 @@
 """The Gradio app: Blocks layout, handlers and API endpoints over `fo1_core` and `detect_tools`."""
 
+from ui.files import delete_served_files
 from ui.layout import Settings, build_app
 from ui.style import app_css
 
-__all__ = ["Settings", "app_css", "build_app"]
+__all__ = ["Settings", "app_css", "build_app", "delete_served_files"]

@@ -6,7 +6,7 @@ as the exception text.
 Before `/answer` or `/propose` runs, `gr.Image` downloads an image given as a URL (a public
 demo should not fetch for strangers) and opens the file (one it cannot read comes back as a long
 error naming server paths). Both steps are wrapped once, on the class, for the reasons given in
-`ui.editor`.
+`ui.editor`; so is the step before them that refuses an image no one uploaded (`Blocks`').
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import gradio as gr
+from gradio.exceptions import InvalidPathError
 from gradio_client.utils import is_http_url_like
+from pydantic import ValidationError
 
 from detect_tools import MAX_PROPOSALS, ProposerError
 from detect_tools.images import UNREADABLE_IMAGE
@@ -52,6 +54,33 @@ def refuse_urls(move: Callable) -> Callable:
     return checked
 
 
+NOT_UPLOADED = (
+    "The image must be a file uploaded to this app: send it with gradio_client's "
+    "handle_file(path), which uploads it."
+)
+
+
+def refuse_files_not_uploaded(preprocess_data: Callable) -> Callable:
+    """`Blocks.preprocess_data` refusing, with one line for the caller and none in the log, an
+    image Gradio cannot take before any handler runs: a path given where a file is expected
+    (a schema error), or a file on the server no one uploaded (whose error names the server's
+    folders)."""
+
+    @functools.wraps(preprocess_data)
+    async def checked(*args, **kwargs):
+        try:
+            return await preprocess_data(*args, **kwargs)
+        except (InvalidPathError, ValidationError) as error:
+            # One line, should one of the page's own payloads ever be refused here.
+            logger.info("Refused an input: %s", str(error).splitlines()[0])
+            raise user_error(NOT_UPLOADED) from error
+
+    checked.refuses_files_not_uploaded = True
+    return checked
+
+
+if not getattr(gr.Blocks.preprocess_data, "refuses_files_not_uploaded", False):
+    gr.Blocks.preprocess_data = refuse_files_not_uploaded(gr.Blocks.preprocess_data)
 if not getattr(gr.Image.preprocess, "readable", False):
     gr.Image.preprocess = readable_errors(gr.Image.preprocess, (ValueError,), UNREADABLE_IMAGE)
 if not getattr(gr.Image.async_move_resource_to_block_cache, "refuses_urls", False):

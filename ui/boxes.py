@@ -455,11 +455,11 @@ def parse_boxes(raw: object) -> list[Box]:
     boxes = []
     for i, box in enumerate(raw):
         if not isinstance(box, list | tuple) or len(box) != 4:
-            raise FO1Error(f"Box {i} must be four numbers [x1, y1, x2, y2], got {box!r:.200}.")
+            raise FO1Error(f"Box #{i} must be four numbers [x1, y1, x2, y2], got {box!r:.200}.")
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box):
-            raise FO1Error(f"Box {i} must hold numbers only, got {box!r:.200}.")
+            raise FO1Error(f"Box #{i} must hold numbers only, got {box!r:.200}.")
         if not all(_is_finite(v) for v in box):
-            raise FO1Error(f"Box {i} has a coordinate that is not a finite number: {box!r:.200}.")
+            raise FO1Error(f"Box #{i} has a coordinate that is not a finite number: {box!r:.200}.")
         boxes.append([float(v) for v in box])
     return boxes
 

@@ -13,6 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import gradio as gr
+from gradio.route_utils import delete_files_created_by_app
+
 from fo1_core.processing import image_size
 
 
@@ -37,6 +40,13 @@ class AppFolder:
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 old.unlink(missing_ok=True)
+
+
+def delete_served_files(demo: gr.Blocks) -> None:
+    """Deletes the uploads and answer copies Gradio keeps for `demo`, once its server has stopped.
+    Gradio does this itself only when its server shuts down within the 5 s it waits for it, and
+    an open page's connection holds the shutdown longer than that."""
+    delete_files_created_by_app(demo, age=None)
 
 
 FileVersion = tuple[str, int, int]

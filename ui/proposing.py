@@ -178,7 +178,12 @@ class Proposing:
     ) -> Proposals:
         """Raises `ProposerError` or `FO1Error` (an image the model could not read either) with
         a message for the user on every failure it can name."""
-        if not isinstance(max_count, int | float) or not math.isfinite(max_count):
+        if (
+            isinstance(max_count, bool)
+            or not isinstance(max_count, int | float)
+            or not math.isfinite(max_count)
+            or max_count % 1
+        ):
             raise ProposerError(f"Maximum count must be a whole number, got {max_count!r:.50}.")
         picture = open_image(image)
         options = ProposalOptions(threshold=threshold, max_count=int(max_count))

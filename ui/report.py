@@ -14,6 +14,7 @@ import json
 import re
 import tempfile
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,10 +98,19 @@ STEM_BYTES = 120
 def file_stem(image_name: str) -> str:
     """The start of the downloads' names: the image's, so that answers about several images
     land in one folder side by side rather than as "fo1-answer (3).png"."""
-    stem = re.sub(r"[^\w.-]+", "_", Path(image_name).stem).strip("._")
+    # Composed (macOS names its files decomposed), marks kept: "café", "हिन्दी", not "cafe", "ह_न_द".
+    name = unicodedata.normalize("NFC", Path(image_name).stem)
+    kept = "".join(c if _name_safe(c) else "/" for c in name)  # "/": in no stem
+    stem = re.sub("/+", "_", kept).strip("._")
     # Cut by bytes: file systems limit names to 255 of them, and a letter can take four.
     stem = stem.encode("utf-8", "ignore")[:STEM_BYTES].decode("utf-8", "ignore")
     return f"{stem}-fo1" if stem else "fo1"
+
+
+def _name_safe(character: str) -> bool:
+    return (
+        re.fullmatch(r"[\w.-]", character) is not None or unicodedata.category(character)[0] == "M"
+    )
 
 
 def write_shown(result: Result, folder: Path) -> str:

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 120
 
@@ -57,3 +59,14 @@ def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
         except OSError:
             time.sleep(0.5)
     raise RuntimeError(f"app.py did not start in {START_TIMEOUT_S} s:\n{log.read_text()}")
+
+
+def call_raw(url: str, endpoint: str, body: str) -> str:
+    """Posts `body` to `endpoint` as it is (JSON with NaN, say, or a file no client uploaded,
+    which no client sends) and returns the events of its result."""
+    headers = {"Content-Type": "application/json"}
+    start = httpx.post(f"{url}gradio_api/call/{endpoint}", content=body, headers=headers)
+    if start.status_code != 200:
+        return f"HTTP {start.status_code}: {start.text}"
+    event_id = start.json()["event_id"]
+    return httpx.get(f"{url}gradio_api/call/{endpoint}/{event_id}", timeout=60).text
