@@ -23,14 +23,13 @@ from fo1_core.cli import (
 )
 from fo1_core.errors import FO1Error
 from fo1_core.processing import check_boxes, open_image, unwrap_boxes
-from fo1_core.prompting import user_text_for_task
+from fo1_core.prompting import unused_text_note, user_text_for_task
 from fo1_core.session import StopReason, load
 from fo1_core.templates import (
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TASK,
     FREE_PROMPT,
     TASKS,
-    FillKind,
 )
 
 
@@ -86,14 +85,16 @@ def main(argv: list[str] | None = None) -> int:
                 "not exist.",
                 TASKS[args.task].without_boxes,
             )
-        if args.task in TASKS and TASKS[args.task].fill is FillKind.NONE and args.text.strip():
+        text = args.text
+        if unused_text_note(args.task, text):
             logging.warning("--text is not used: %s takes none.", args.task)
+            text = ""  # told here, before the model loads, not again by the request
         # A mistake in the image, boxes or prompt is told before the model loads, not minutes
         # after.
         image = open_image(args.image)
-        user_text_for_task(args.task, args.text, len(check_boxes(boxes, image.size)[0]))
+        user_text_for_task(args.task, text, len(check_boxes(boxes, image.size)[0]))
         pipeline = load(args.checkpoint, device=args.device)
-        request = pipeline.prepare(image, boxes, args.task, args.text)
+        request = pipeline.prepare(image, boxes, args.task, text)
         for notice in request.notices:
             logging.warning(notice)
         for event in pipeline.stream(request, args.max_new_tokens):

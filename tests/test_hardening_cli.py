@@ -130,6 +130,7 @@ def test_text_a_task_does_not_use_is_said(answering_checkpoint: Path, tmp_path: 
     done = _run([*command, "--task", "Grounding_template", "--text", "a cat"], tmp_path, 300)
     assert done.returncode == 0
     assert "--text is not used: Grounding_template takes none." in done.stderr.decode()
+    assert done.stderr.decode().count("not used") == 1
 
 
 PIPE = "a named pipe"
