@@ -86,7 +86,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the answer length the page starts with",
     )
     parser.add_argument(
-        "--token-limit", type=positive, default=Settings.token_limit, help="largest max-new-tokens"
+        "--token-limit",
+        type=positive,
+        default=Settings.token_limit,
+        help="the most the page's answer-length slider allows (raised to --max-new-tokens)",
     )
     parser.add_argument(
         "--decode",
@@ -176,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("Warming up (a first question; compiling when decoding compiled) …")
         warm = pipeline.warm_up()
         logger.info("Warm-up took %.1f s; decoding %s.", warm.seconds, warm.decode)
+    if args.max_new_tokens > args.token_limit:
+        logger.warning(
+            "--max-new-tokens %d is over --token-limit %d: the page's slider goes to %d.",
+            args.max_new_tokens, args.token_limit, args.max_new_tokens,
+        )  # fmt: skip
     settings = Settings(
         max_new_tokens=args.max_new_tokens,
         token_limit=max(args.token_limit, args.max_new_tokens),

@@ -40,7 +40,7 @@ from PIL import Image
 
 from bench.options import add_model_options, cudnn_attention, exits_on_user_error, load_pipeline
 from bench.random_checkpoint import checkpoint_folder, profile_or_folder
-from bench.table import peak_memory_mb, report
+from bench.table import peak_memory_mb, report, reset_peak_memory
 from fo1_core.cli import positive
 from fo1_core.session import Conversation, FO1Pipeline
 
@@ -80,8 +80,7 @@ def bench_profile(
 ) -> tuple[dict, list[int]]:
     """The row of one checkpoint and decode mode, and the first question's answer ids."""
     new_tokens = args.new_tokens
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+    reset_peak_memory(torch.device(args.device))
     compiled_before = _compiled()
     start = time.perf_counter()
     pipeline = load_pipeline(folder, args, decode)

@@ -195,7 +195,9 @@ def main() -> None:
     )
     parser.add_argument("--clients", type=positive, default=20)
     parser.add_argument("--questions", type=positive, default=4, help="questions per client")
-    parser.add_argument("--timeout", type=float, default=300, help="seconds for the whole run")
+    parser.add_argument(
+        "--timeout", type=positive, default=300, help="whole seconds for the run (default: 300)"
+    )
     parser.add_argument("--queue-size", type=positive, default=32, help="the app's waiting line")
     args = parser.parse_args()
     result = run(args.clients, args.questions, args.timeout, args.queue_size)

@@ -16,19 +16,11 @@ from pathlib import Path
 import torch
 
 from detect_tools.base import ProposerError
-from fo1_core.checkpoint import default_device_and_dtype, parse_device, require_present
+from fo1_core.checkpoint import default_device_and_dtype
+from fo1_core.cli import device_name
 from fo1_core.errors import FO1Error
 from fo1_core.processing import SMALLEST_ACCEPTED_SIDE
 from fo1_core.session import DECODE_MODES, FO1Pipeline, load
-
-
-def device_name(text: str) -> str:
-    """An argparse type: a device this machine has, found out before a model is built on it."""
-    try:
-        require_present(parse_device(text))
-    except FO1Error as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-    return text
 
 
 def writable_file(text: str) -> Path:

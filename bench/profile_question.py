@@ -33,7 +33,7 @@ import torch
 from bench.generation import BOXES, IMAGE
 from bench.options import add_model_options, cudnn_attention, exits_on_user_error, load_pipeline
 from bench.random_checkpoint import checkpoint_folder, profile_or_folder
-from bench.table import peak_memory_mb, report
+from bench.table import peak_memory_mb, report, reset_peak_memory
 from fo1_core import model_thread
 from fo1_core.cli import positive
 from fo1_core.session import FO1Pipeline, Generation, Request
@@ -87,6 +87,7 @@ def print_profiles(
 
 
 def profile_decode(folder: Path, profile: str, args: argparse.Namespace, decode: str) -> dict:
+    reset_peak_memory(torch.device(args.device))
     pipeline = load_pipeline(folder, args, decode)
     warm_up = pipeline.warm_up()
     first = pipeline.prepare(IMAGE, BOXES, "OD_template", "red cup")

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from bench.options import device_name
 from fo1_core.checkpoint import save_checkpoint
+from fo1_core.cli import device_name
 from fo1_core.configuration import FO1Config
 from fo1_core.modeling import FO1ForConditionalGeneration
 

@@ -29,12 +29,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.ops import roi_align
 
-from bench.options import add_json_option, device_name, exits_on_user_error, image_size
+from bench.options import add_json_option, exits_on_user_error, image_size
 from bench.random_checkpoint import PROFILES, TINY, profile_config
-from bench.table import peak_memory_mb, report
+from bench.table import peak_memory_mb, report, reset_peak_memory
 from fo1_core import region_encoder
 from fo1_core.checkpoint import default_device_and_dtype
-from fo1_core.cli import positive
+from fo1_core.cli import device_name, positive
 from fo1_core.configuration import AUX_IMAGE_SIZE, FO1Config
 from fo1_core.processing import ImagePreprocessor
 from fo1_core.region_encoder import HybridRegionEncoder
@@ -93,8 +93,7 @@ def _seconds(run: Callable[[], object], runs: int) -> float:
 
 
 def _row(args: argparse.Namespace, method: str, encode: Callable[..., torch.Tensor], inputs: dict):
-    if args.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+    reset_peak_memory(torch.device(args.device))
     all_boxes, moved = inputs["all_boxes"], inputs["moved_box"]
     return {
         "profile": args.profile,
@@ -152,7 +151,7 @@ def main() -> None:
                 rows.append(_row(args, method, encoder, inputs))
                 features.append(encoder(*inputs["all_boxes"]))
     for row in rows:
-        row["max_abs_diff"] = f"{(features[0] - features[1]).abs().max().item():.1e}"
+        row["max_abs_diff"] = (features[0] - features[1]).abs().max().item()
     threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, {threads} CPU threads, medians of {args.runs} runs")
     report(rows, args.json)

@@ -32,7 +32,7 @@ from bench.options import (
 )
 from bench.proposers import scene
 from bench.random_checkpoint import checkpoint_folder, profile_or_folder
-from bench.table import peak_memory_mb, report
+from bench.table import peak_memory_mb, report, reset_peak_memory
 from detect_tools import registry
 from detect_tools.base import ProposalOptions
 from fo1_core.cli import positive, whole_number
@@ -119,8 +119,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = checkpoint_folder(args.profile, Path(scratch), args.device)
         for decode in args.decode:
-            if args.device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats()
+            reset_peak_memory(torch.device(args.device))
             pipeline = load_pipeline(folder, args, decode)
             warm_up = pipeline.warm_up()
             runs = [

@@ -46,7 +46,13 @@ def detections_to_json(detections: sv.Detections, proposer: str) -> dict:
 
 
 def _iou_or_off(text: str) -> float | None:
-    return float(text) or None  # 0 turns NMS off
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        return float(text) or None  # 0 turns NMS off too
+    except ValueError:
+        message = f"expected a number in (0, 1], or 0 or none for no NMS; got {text!r}."
+        raise argparse.ArgumentTypeError(message) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         "--nms-iou",
         type=option_type("nms_iou", _iou_or_off),
         default=0.7,
-        help="in (0, 1]: overlap that merges boxes; 0 turns NMS off (default: %(default)s)",
+        help="in (0, 1]: overlap that merges boxes; 0 or none turns NMS off (default: %(default)s)",
     )
     parser.add_argument(
         "--max-count",

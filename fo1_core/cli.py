@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from detect_tools.images import refuse_special_file, refuse_url
-from fo1_core.checkpoint import PUBLISHED_CHECKPOINT
+from fo1_core.checkpoint import PUBLISHED_CHECKPOINT, parse_device, require_present
 from fo1_core.errors import FO1Error
 
 
@@ -41,6 +41,16 @@ def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
 
 positive = whole_number(1)
 """A count of at least 1 (tokens, images, categories)."""
+
+
+def device_name(text: str) -> str:
+    """An argparse type: a device this machine has, found out before a model is built on it
+    (or a run's records are started)."""
+    try:
+        require_present(parse_device(text))
+    except FO1Error as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+    return text
 
 
 def local_path(text: str) -> Path:

@@ -89,7 +89,7 @@ def user_text_for_task(task: str, text: str, num_regions: int) -> str:
         template = TASKS[task]
         if template.fill is not FillKind.NONE and not text.strip():
             what = (
-                "pick at least one region"
+                f"pick at least one region (as text: {region_token(0)}, {region_token(1)}, …)"
                 if template.fill is FillKind.REGIONS
                 else f"type {template.asks_for}"
             )

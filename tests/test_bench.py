@@ -21,6 +21,7 @@ from bench import (
     space_request,
     streaming,
 )
+from bench.table import peak_memory_mb, reset_peak_memory
 
 
 def run_main(module, monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
@@ -56,7 +57,8 @@ def test_regions_benchmark_pools_as_upstream_does(
     rows = json.loads(out.read_text())
     assert [row["method"] for row in rows] == ["ours", "upstream"]
     for row in rows:
-        assert row["boxes"] == 12 and float(row["max_abs_diff"]) < 1e-4
+        assert row["boxes"] == 12 and isinstance(row["max_abs_diff"], float)
+        assert row["max_abs_diff"] < 1e-4
         assert 0 < row["moved_box_s"] and 0 < row["all_boxes_s"] and 0 < row["pyramid_s"]
 
 
@@ -114,6 +116,7 @@ NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine w
         (streaming, ["--lengths", "16", "0"], f"argument --lengths: {WHOLE}"),
         (proposers, ["--repeat", "0"], f"argument --repeat: {WHOLE}"),
         (load, ["--clients", "0"], f"argument --clients: {WHOLE}"),
+        (load, ["--timeout", "0"], f"argument --timeout: {WHOLE}"),
         (image_sizes, ["--every", "0"], f"argument --every: {WHOLE}"),
         # a device torch does not know, and one this machine does not have
         (generation, ["--device", "banana"], "argument --device: Unknown device 'banana'"),
@@ -164,3 +167,16 @@ def test_checking_the_rows_file_leaves_none_behind(
     with pytest.raises(SystemExit):
         run_main(generation, monkeypatch, "--json", str(out), "--runs", "0")
     assert not out.exists()
+
+
+def test_peak_memory_on_the_cpu_is_each_rows_own() -> None:
+    """A row's peak is counted from its own start, not the largest of the run so far."""
+    cpu = torch.device("cpu")
+    reset_peak_memory(cpu)
+    before = peak_memory_mb(cpu)
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"x" * len(ballast[::4096])  # touched: resident
+    assert peak_memory_mb(cpu) >= before + 350
+    del ballast
+    reset_peak_memory(cpu)
+    assert peak_memory_mb(cpu) < before + 350

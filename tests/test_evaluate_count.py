@@ -281,6 +281,8 @@ def test_items_without_boxes_and_no_proposer_are_refused_before_loading(
         (("--threshold", "2"), "argument --threshold: Score threshold must be a number between"),
         (("--images", "nowhere"), "could not read the folder 'nowhere': it does not exist"),
         (("--images", "count.jsonl"), "the folder 'count.jsonl': it is not a folder"),
+        # a GPU this machine does not have (the test machines have none, as the Space's CPU)
+        (("--device", "cuda:7"), "argument --device: "),
     ],
 )
 def test_bad_options_are_refused_before_loading(
@@ -299,6 +301,7 @@ def test_bad_options_are_refused_before_loading(
         code = stopped.code
     assert code == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "out.json.records").exists()  # no run started
 
 
 @pytest.mark.slow

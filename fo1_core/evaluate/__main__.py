@@ -26,7 +26,7 @@ from detect_tools.outputs import (
     same_file,
     write_atomically,
 )
-from fo1_core.cli import add_checkpoint_option, local_path, positive
+from fo1_core.cli import add_checkpoint_option, device_name, local_path, positive
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate import coco, count
 from fo1_core.evaluate.datafiles import BOX_FIELDS, file_digest
@@ -54,7 +54,9 @@ def _folder(text: str) -> Path:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_option(parser)
-    parser.add_argument("--device", help="cuda, cpu, … (default: cuda:LOCAL_RANK when available)")
+    parser.add_argument(
+        "--device", type=device_name, help="cuda, cpu, … (default: cuda:LOCAL_RANK when available)"
+    )
     parser.add_argument(
         "--max-new-tokens",
         type=positive,

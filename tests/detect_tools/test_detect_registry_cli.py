@@ -66,6 +66,17 @@ def test_cli_writes_json(image_file, tmp_path):
     assert [40, 30, 120, 90] in [[round(v) for v in box] for box in boxes]
 
 
+@pytest.mark.parametrize("off", ["0", "none", "off"])
+def test_cli_nms_is_turned_off_as_its_message_says(image_file, tmp_path, off):
+    outputs = {}
+    for nms_iou in (off, "0.05"):
+        out = tmp_path / f"{nms_iou}.json"
+        argv = ["--proposer", "offline", "--image", str(image_file), "--nms-iou", nms_iou]
+        assert main([*argv, "--json", str(out)]) == 0
+        outputs[nms_iou] = json.loads(out.read_text())["count"]
+    assert outputs[off] > outputs["0.05"]  # overlapping proposals kept without NMS
+
+
 def test_cli_boxes_given_to_fo1_are_the_boxes_proposed():
     """A 1 px proposal near half pixels: written to two decimals, [3.496, 4.504] would read back
     as [3.5, 4.5], which rounds (half to even) to no whole pixel and is refused."""
@@ -122,6 +133,7 @@ def test_cli_with_a_model_checkpoint_and_masks(image_file, sam3_checkpoint, caps
         (["--proposer", "sam3"], "needs a text prompt"),
         (["--proposer", "offline", "--max-count", "500"], "--max-count: Maximum count must be"),
         (["--proposer", "offline", "--nms-iou", "1.5"], "--nms-iou: NMS IoU must be in (0, 1]"),
+        (["--proposer", "offline", "--nms-iou", "abc"], "--nms-iou: expected a number in (0, 1]"),
         (["--proposer", "offline", "--threshold", "x"], "--threshold: invalid float value: 'x'"),
         (["--proposer", "offline", "--image", "/no/such.png"], "Cannot read image"),
         (
