@@ -21,7 +21,7 @@ SCORE_DECIMALS = 4
 
 
 def _written(value: float) -> float:
-    """A coordinate, side or area as the shortest decimal its float32 reads back as: detections
+    """A coordinate or side as the shortest decimal its float32 reads back as: detections
     hold float32, whose 10.3 would otherwise be written 10.300000190734863, and any fixed number
     of decimals keeps that noise in coordinates past 4096 (16900.3 as 16900.3008)."""
     return shortest_decimal(value) + 0.0  # + 0.0: no -0.0 in the files
