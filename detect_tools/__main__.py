@@ -23,6 +23,7 @@ from detect_tools.base import (
     ProposerError,
     option_type,
     shortest_decimal,
+    written_score,
 )
 from detect_tools.images import open_image_file, refuse_special_file, refuse_url
 from detect_tools.outputs import exit_with, output_file, refuse_overwriting, write_atomically
@@ -35,7 +36,7 @@ def detections_to_json(detections: sv.Detections, proposer: str) -> dict:
     for i in range(len(detections)):
         record = {
             "box": [shortest_decimal(v) for v in detections.xyxy[i]],
-            "score": round(float(detections.confidence[i]), 4),
+            "score": written_score(detections.confidence[i]),
         }
         if labels is not None:
             record["label"] = str(labels[i])

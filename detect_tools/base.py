@@ -190,6 +190,14 @@ def cut_to_image(xyxy: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     return np.clip(xyxy, 0, [width, height, width, height])
 
 
+SCORE_DECIMALS = 4
+"""Decimals a score is written with, wherever one is written (`/propose`, `--json`, exports)."""
+
+
+def written_score(value: float) -> float:
+    return round(float(value), SCORE_DECIMALS)
+
+
 def shortest_decimal(value: np.float32) -> float:
     """The shortest decimal that reads back as `value`. Rounded any coarser, a corner near a
     half pixel can cross it and change the box's size in whole pixels: a 1 px proposal at

@@ -12,12 +12,9 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import supervision as sv
 
-from detect_tools.base import shortest_decimal
+from detect_tools.base import shortest_decimal, written_score
 from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY, Answer, class_ids
 from fo1_core.processing import clip_box
-
-SCORE_DECIMALS = 4
-"""Decimals written for scores, as `/propose` writes them."""
 
 
 def _written(value: float) -> float:
@@ -25,10 +22,6 @@ def _written(value: float) -> float:
     hold float32, whose 10.3 would otherwise be written 10.300000190734863, and any fixed number
     of decimals keeps that noise in coordinates past 4096 (16900.3 as 16900.3008)."""
     return shortest_decimal(value) + 0.0  # + 0.0: no -0.0 in the files
-
-
-def _score(value: float) -> float:
-    return round(float(value), SCORE_DECIMALS)
 
 
 def _area(width: float, height: float) -> float:
@@ -50,7 +43,9 @@ def to_json(answer: Answer, detections: sv.Detections) -> dict:
             "region_index": int(detections.data[REGION_INDEX_KEY][i]),
             "box_xyxy": [_written(v) for v in detections.xyxy[i]],
             "label": str(labels[i]),
-            "score": None if detections.confidence is None else _score(detections.confidence[i]),
+            "score": None
+            if detections.confidence is None
+            else written_score(detections.confidence[i]),
         }
         if detections.mask is not None:
             entry["mask"] = encode_rle(detections.mask[i])
@@ -130,7 +125,9 @@ def _coco_entries(
             "image_id": image_id,
             "category_id": category_ids[label],
             "bbox": [x1, y1, _written(x2 - x1), _written(y2 - y1)],
-            "score": 1.0 if detections.confidence is None else _score(detections.confidence[i]),
+            "score": 1.0
+            if detections.confidence is None
+            else written_score(detections.confidence[i]),
         }
         if detections.mask is not None:
             result["segmentation"] = encode_rle(detections.mask[i])

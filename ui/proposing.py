@@ -7,7 +7,6 @@ masks, so a box the user has not moved finds its mask again by its corners.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from PIL import Image
 
 import detect_tools
 from detect_tools import ProposalOptions, ProposerError
-from detect_tools.base import CLASS_NAME, shortest_decimal
+from detect_tools.base import CLASS_NAME, shortest_decimal, written_score
 from detect_tools.registry import with_shared_models, within_reach
 from fo1_core.processing import open_image
 from ui.boxes import Box
@@ -160,7 +159,7 @@ class Proposing:
         labels = detections.data.get(CLASS_NAME)
         return Proposals(
             boxes=[[shortest_decimal(v) for v in box] for box in detections.xyxy],
-            scores=[round(float(s), 4) for s in detections.confidence],
+            scores=[written_score(s) for s in detections.confidence],
             labels=[str(label) for label in labels]
             if labels is not None
             else [""] * len(detections),
@@ -178,12 +177,9 @@ class Proposing:
     ) -> Proposals:
         """Raises `ProposerError` or `FO1Error` (an image the model could not read either) with
         a message for the user on every failure it can name."""
-        if (
-            isinstance(max_count, bool)
-            or not isinstance(max_count, int | float)
-            or not math.isfinite(max_count)
-            or max_count % 1
-        ):
+        if isinstance(max_count, bool) or not (
+            isinstance(max_count, int) or isinstance(max_count, float) and max_count.is_integer()
+        ):  # float's is_integer is False for NaN and infinity too
             raise ProposerError(f"Maximum count must be a whole number, got {max_count!r:.50}.")
         picture = open_image(image)
         options = ProposalOptions(threshold=threshold, max_count=int(max_count))
