@@ -11,7 +11,6 @@ the slot (`Handlers.downloads`): the full-size annotated image, JSON, COCO and r
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +19,14 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from bench.options import image_size
+from bench.options import (
+    add_json_option,
+    add_new_tokens_option,
+    add_size_option,
+    benchmark_parser,
+)
 from bench.random_checkpoint import TINY
-from bench.table import peak_memory_mb, print_table
-from fo1_core.cli import positive
+from bench.table import peak_memory_mb, report
 from fo1_core.render import shown_reduction
 from fo1_core.session import load
 from ui.answering import Answerer
@@ -44,11 +47,10 @@ def gradient(width: int, height: int, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.big_image", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--size", type=image_size, default="10000x9990")
-    parser.add_argument("--new-tokens", type=positive, default=32)
+    parser = benchmark_parser("bench.big_image", __doc__)
+    add_size_option(parser, "10000x9990")
+    add_new_tokens_option(parser, 32)
+    add_json_option(parser)
     args = parser.parse_args()
     width, height = args.size
     handlers = Handlers(Answerer(load(TINY, device="cpu")), Proposing("cpu"), [])
@@ -79,7 +81,7 @@ def main() -> None:
             "download_MB": sum(Path(file).stat().st_size for file in files) / 1e6,
             "peak_rss_MB": peak_memory_mb(handlers.answerer.pipeline.device),
         }
-    print_table([row])
+    report([row], args.json)
 
 
 if __name__ == "__main__":

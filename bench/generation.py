@@ -38,7 +38,14 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from bench.options import add_model_options, cudnn_attention, exits_on_user_error, load_pipeline
+from bench.options import (
+    add_model_options,
+    add_new_tokens_option,
+    benchmark_parser,
+    cudnn_attention,
+    exits_on_user_error,
+    load_pipeline,
+)
 from bench.random_checkpoint import checkpoint_folder, profile_or_folder
 from bench.table import peak_memory_mb, report, reset_peak_memory
 from fo1_core.cli import positive
@@ -138,9 +145,7 @@ def bench_profile(
 
 @exits_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.generation", description=__doc__.split("\n")[0]
-    )
+    parser = benchmark_parser("bench.generation", __doc__)
     parser.add_argument(
         "--profiles",
         nargs="+",
@@ -149,8 +154,10 @@ def main() -> None:
         help="tiny, mid, 3b or checkpoint folders",
     )
     add_model_options(parser)
-    parser.add_argument("--new-tokens", type=positive, default=64)
-    parser.add_argument("--runs", type=positive, default=3)
+    add_new_tokens_option(parser, 64)
+    parser.add_argument(
+        "--runs", type=positive, default=3, help="timed runs, their median reported"
+    )
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     with tempfile.TemporaryDirectory() as scratch:

@@ -16,7 +16,6 @@ growing round after round, where one size keeps it flat, is the sign. The table 
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +25,8 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from bench.load import memory_mib, server_pid
-from bench.table import print_table
+from bench.options import add_json_option, benchmark_parser
+from bench.table import report
 from fo1_core.cli import positive
 from tests.browser.app_server import running_app
 from tests.conftest import RIGGED_ANSWER
@@ -74,15 +74,14 @@ def run(rounds: int = 100, every: int = 10, fixed: bool = False, seed: int = 0) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.image_sizes", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--rounds", type=positive, default=100)
+    parser = benchmark_parser("bench.image_sizes", __doc__)
+    parser.add_argument("--rounds", type=positive, default=100, help="images asked about")
     parser.add_argument("--every", type=positive, default=10, help="rounds between rows")
     parser.add_argument("--fixed", action="store_true", help=f"every image {FIXED_SIZE}")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="of the random sizes and pixels")
+    add_json_option(parser)
     args = parser.parse_args()
-    print_table(run(args.rounds, args.every, args.fixed, args.seed))
+    report(run(args.rounds, args.every, args.fixed, args.seed), args.json)
 
 
 if __name__ == "__main__":

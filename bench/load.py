@@ -13,7 +13,6 @@ hard deadline, after which unfinished requests count as lost and the server is s
 
 from __future__ import annotations
 
-import argparse
 import colorsys
 import math
 import os
@@ -28,7 +27,8 @@ import numpy as np
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from bench.table import print_table
+from bench.options import add_json_option, benchmark_parser
+from bench.table import report
 from fo1_core.cli import positive
 from tests.browser.app_server import running_app
 from tests.conftest import RIGGED_ANSWER
@@ -190,18 +190,15 @@ def run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.load", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--clients", type=positive, default=20)
+    parser = benchmark_parser("bench.load", __doc__)
+    parser.add_argument("--clients", type=positive, default=20, help="sessions asking at once")
     parser.add_argument("--questions", type=positive, default=4, help="questions per client")
-    parser.add_argument(
-        "--timeout", type=positive, default=300, help="whole seconds for the run (default: 300)"
-    )
+    parser.add_argument("--timeout", type=positive, default=300, help="whole seconds for the run")
     parser.add_argument("--queue-size", type=positive, default=32, help="the app's waiting line")
+    add_json_option(parser)
     args = parser.parse_args()
     result = run(args.clients, args.questions, args.timeout, args.queue_size)
-    print_table([result.row()])
+    report([result.row()], args.json)
     for outcome in result.outcomes:
         if outcome.kind in ("lost", "mixed"):
             print(outcome.detail if outcome.kind == "mixed" else f"lost: {outcome.detail}")

@@ -17,7 +17,7 @@ import torch
 
 from detect_tools.base import ProposerError
 from fo1_core.checkpoint import default_device_and_dtype
-from fo1_core.cli import device_name
+from fo1_core.cli import device_name, positive
 from fo1_core.errors import FO1Error
 from fo1_core.processing import SMALLEST_ACCEPTED_SIDE
 from fo1_core.session import DECODE_MODES, FO1Pipeline, load
@@ -48,13 +48,50 @@ def image_size(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds an option's default to its help where there is one to give (not None, not a
+    switch's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def benchmark_parser(module: str, doc: str) -> argparse.ArgumentParser:
+    """The options of `python -m <module>`, described by the first line of its `doc`; --help
+    gives every option's default."""
+    return argparse.ArgumentParser(
+        prog=f"python -m {module}",
+        description=doc.split("\n")[0],
+        formatter_class=_DefaultsHelp,
+    )
+
+
+def add_size_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--size", type=image_size, default=default, help="the image, WIDTHxHEIGHT")
+
+
+def add_new_tokens_option(parser: argparse.ArgumentParser, default: int) -> None:
+    parser.add_argument(
+        "--new-tokens", type=positive, default=default, help="tokens each answer decodes"
+    )
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=writable_file, help="also write the rows here")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", type=device_name, default=str(default_device_and_dtype()[0]))
-    parser.add_argument("--dtype", choices=["bfloat16", "float32"], help="default: the loader's")
+    parser.add_argument(
+        "--device",
+        type=device_name,
+        default=str(default_device_and_dtype()[0]),
+        help="where the model runs",
+    )
+    parser.add_argument(
+        "--dtype", choices=["bfloat16", "float32"], help="the weights' type (default: the loader's)"
+    )
     parser.add_argument(
         "--decode", nargs="+", default=["dynamic"], choices=DECODE_MODES, help="one row each"
     )

@@ -31,7 +31,14 @@ from pathlib import Path
 import torch
 
 from bench.generation import BOXES, IMAGE
-from bench.options import add_model_options, cudnn_attention, exits_on_user_error, load_pipeline
+from bench.options import (
+    add_model_options,
+    add_new_tokens_option,
+    benchmark_parser,
+    cudnn_attention,
+    exits_on_user_error,
+    load_pipeline,
+)
 from bench.random_checkpoint import checkpoint_folder, profile_or_folder
 from bench.table import peak_memory_mb, report, reset_peak_memory
 from fo1_core import model_thread
@@ -108,9 +115,7 @@ def profile_decode(folder: Path, profile: str, args: argparse.Namespace, decode:
 
 @exits_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.profile_question", description=__doc__.split("\n")[0]
-    )
+    parser = benchmark_parser("bench.profile_question", __doc__)
     parser.add_argument(
         "--profile",
         type=profile_or_folder,
@@ -118,9 +123,13 @@ def main() -> None:
         help="tiny, mid, 3b or a checkpoint folder",
     )
     add_model_options(parser)
-    parser.add_argument("--new-tokens", type=positive, default=64)
+    add_new_tokens_option(parser, 64)
     parser.add_argument("--lines", type=positive, default=25, help="rows of each profile table")
-    parser.add_argument("--torch-profiler", action="store_true")
+    parser.add_argument(
+        "--torch-profiler",
+        action="store_true",
+        help="also profile the operators with torch.profiler",
+    )
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as scratch:

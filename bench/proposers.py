@@ -1,6 +1,6 @@
 """Proposals per second for each proposer, on CPU and on a GPU where there is one.
 
-    python -m bench.proposers [--sizes 640x480,1024x768] [--repeat 3]
+    python -m bench.proposers [--sizes 640x480,1024x768] [--repeat 3] [--json rows.json]
         [--checkpoint-florence2 DIR] [--checkpoint-omdet-turbo DIR] [--checkpoint-sam3 DIR]
 
 Without a checkpoint flag a model proposer runs a tiny random checkpoint built on the spot (its
@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.options import exits_on_user_error, image_size
+from bench.options import add_json_option, benchmark_parser, exits_on_user_error, image_size
+from bench.table import report
 from detect_tools import registry, tiny
 from detect_tools.base import ModelProposer, ProposalOptions, Proposer
 from fo1_core.cli import positive
@@ -88,21 +89,29 @@ def proposer_names(text: str) -> list[str]:
 
 @exits_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.proposers", description=__doc__.split("\n\n")[0]
+    parser = benchmark_parser("bench.proposers", __doc__)
+    parser.add_argument(
+        "--sizes", type=image_sizes, default="640x480,1024x768", help="images, WIDTHxHEIGHT each"
     )
-    parser.add_argument("--sizes", type=image_sizes, default="640x480,1024x768")
-    parser.add_argument("--repeat", type=positive, default=3)
-    parser.add_argument("--proposers", type=proposer_names, default=",".join(registry.available()))
+    parser.add_argument("--repeat", type=positive, default=3, help="timed calls per image")
+    parser.add_argument(
+        "--proposers",
+        type=proposer_names,
+        default=",".join(registry.available()),
+        help="which, separated by commas",
+    )
     for name in ("florence2", "omdet-turbo", "sam3"):
-        parser.add_argument(f"--checkpoint-{name}", help=f"real {name} checkpoint (folder or id)")
+        parser.add_argument(
+            f"--checkpoint-{name}",
+            help=f"real {name} checkpoint (folder or id; none: a tiny random one)",
+        )
+    add_json_option(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     images = [scene(*size) for size in args.sizes]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-    print(f"{'proposer':<14} {'checkpoint':<24} {'device':<6} {'image':<10} {'s/image':>8} "
-          f"{'proposals/s':>12}")  # fmt: skip
+    rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as scratch:
         tiny_folders: dict[str, Path] = {}
         for name in args.proposers:
@@ -123,8 +132,17 @@ def main() -> None:
                     else registry.get(name)
                 )
                 for size, seconds, rate in bench(proposer, images, args.repeat):
-                    print(f"{name:<14} {shown[-24:]:<24} {device:<6} {size:<10} "
-                          f"{seconds:>8.3f} {rate:>12.1f}")  # fmt: skip
+                    rows.append(
+                        {
+                            "proposer": name,
+                            "checkpoint": shown,
+                            "device": device,
+                            "image": size,
+                            "s_per_image": seconds,
+                            "proposals_per_s": rate,
+                        }
+                    )
+            report(rows, args.json)
 
 
 if __name__ == "__main__":

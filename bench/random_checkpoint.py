@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
+from bench.options import benchmark_parser
 from fo1_core.checkpoint import save_checkpoint
 from fo1_core.cli import device_name
 from fo1_core.configuration import FO1Config
@@ -118,13 +119,21 @@ def checkpoint_folder(name: str, scratch: Path, device: str = "cpu") -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.random_checkpoint", description=__doc__.split("\n")[0]
+    parser = benchmark_parser("bench.random_checkpoint", __doc__)
+    parser.add_argument(
+        "--profile", choices=RANDOM_PROFILES, default="mid", help="the model's sizes"
     )
-    parser.add_argument("--profile", choices=RANDOM_PROFILES, default="mid")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--device", type=device_name, default="cpu")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="a new or empty folder, or a checkpoint's folder to replace",
+    )
+    parser.add_argument("--device", type=device_name, default="cpu", help="where it is built")
     args = parser.parse_args()
+    # The weights are written over whatever the folder holds: only a checkpoint is replaced.
+    if args.out.is_dir() and any(args.out.iterdir()) and not (args.out / "config.json").is_file():
+        parser.error(f"{args.out} holds files but no checkpoint: give a new or empty folder")
     try:  # before the model is built: a path that cannot be a folder ends the program at once
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -29,7 +29,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.ops import roi_align
 
-from bench.options import add_json_option, exits_on_user_error, image_size
+from bench.options import (
+    add_json_option,
+    add_size_option,
+    benchmark_parser,
+    exits_on_user_error,
+)
 from bench.random_checkpoint import PROFILES, TINY, profile_config
 from bench.table import peak_memory_mb, report, reset_peak_memory
 from fo1_core import region_encoder
@@ -111,17 +116,20 @@ def _row(args: argparse.Namespace, method: str, encode: Callable[..., torch.Tens
 
 @exits_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.regions", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--profile", default="3b", choices=PROFILES)
-    parser.add_argument("--size", type=image_size, default="1024x768")
-    parser.add_argument("--boxes", type=positive, default=100)
-    parser.add_argument("--runs", type=positive, default=3)
-    device, dtype = default_device_and_dtype()
-    parser.add_argument("--device", type=device_name, default=str(device))
+    parser = benchmark_parser("bench.regions", __doc__)
+    parser.add_argument("--profile", default="3b", choices=PROFILES, help="the model's sizes")
+    add_size_option(parser, "1024x768")
+    parser.add_argument("--boxes", type=positive, default=100, help="regions pooled")
     parser.add_argument(
-        "--dtype", choices=["bfloat16", "float32"], default=str(dtype).removeprefix("torch.")
+        "--runs", type=positive, default=3, help="timed runs, their median reported"
+    )
+    device, dtype = default_device_and_dtype()
+    parser.add_argument("--device", type=device_name, default=str(device), help="where it runs")
+    parser.add_argument(
+        "--dtype",
+        choices=["bfloat16", "float32"],
+        default=str(dtype).removeprefix("torch."),
+        help="the weights' type",
     )
     add_json_option(parser)
     args = parser.parse_args()

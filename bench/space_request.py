@@ -14,7 +14,6 @@ preprocessed (`followup_prepare_s`); it is not part of `total_s`. Needs neither 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -25,9 +24,11 @@ import torch
 
 from bench.options import (
     add_model_options,
+    add_new_tokens_option,
+    add_size_option,
+    benchmark_parser,
     cudnn_attention,
     exits_on_user_error,
-    image_size,
     load_pipeline,
 )
 from bench.proposers import scene
@@ -85,9 +86,7 @@ def run_once(pipeline, proposer, image, count: int, new_tokens: int) -> dict:
 
 @exits_on_user_error
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.space_request", description=__doc__.split("\n")[0]
-    )
+    parser = benchmark_parser("bench.space_request", __doc__)
     parser.add_argument(
         "--profile",
         type=profile_or_folder,
@@ -95,17 +94,24 @@ def main() -> None:
         help="tiny, mid, 3b or a checkpoint folder",
     )
     add_model_options(parser)
-    parser.add_argument("--proposer", default="offline", choices=sorted(registry.available()))
+    parser.add_argument(
+        "--proposer",
+        default="offline",
+        choices=sorted(registry.available()),
+        help="what proposes the boxes",
+    )
     parser.add_argument("--proposer-checkpoint", help="its checkpoint (model proposers)")
-    parser.add_argument("--size", type=image_size, default="1024x768")
+    add_size_option(parser, "1024x768")
     parser.add_argument(
         "--boxes",
         type=whole_number(1, MAX_REGIONS),
         default=MAX_REGIONS,
         help="boxes asked about (the model reads at most this many)",
     )
-    parser.add_argument("--new-tokens", type=positive, default=256)
-    parser.add_argument("--runs", type=positive, default=2)
+    add_new_tokens_option(parser, 256)
+    parser.add_argument(
+        "--runs", type=positive, default=2, help="timed requests, their median reported"
+    )
     args = parser.parse_args()
 
     image = scene(*args.size)

@@ -11,14 +11,13 @@ needs. The answer is a detection answer with multi-byte text, repeated.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from bench.options import add_json_option
+from bench.options import add_json_option, benchmark_parser
 from bench.random_checkpoint import TINY, checkpoint_dir
 from bench.table import report
 from fo1_core.answers import parse_answer, to_detections
@@ -50,13 +49,17 @@ def parse_cost(text: str, repeats: int = 5) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.streaming", description=__doc__.split("\n")[0]
-    )
+    parser = benchmark_parser("bench.streaming", __doc__)
     parser.add_argument(
         "--checkpoint", type=checkpoint_dir, default=str(TINY), help="whose tokenizer"
     )
-    parser.add_argument("--lengths", type=positive, nargs="+", default=[256, 1024, 4096])
+    parser.add_argument(
+        "--lengths",
+        type=positive,
+        nargs="+",
+        default=[256, 1024, 4096],
+        help="answer tokens, a row each",
+    )
     add_json_option(parser)
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(str(args.checkpoint))

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bench import (
+    big_image,
     generation,
     image_sizes,
     load,
@@ -100,6 +101,45 @@ def test_streaming_benchmark_times_each_answer_length(
     assert all(row["ms_per_token"] > 0 and row["parse_ms"] > 0 for row in rows)
 
 
+def test_proposers_benchmark_writes_a_row_per_proposer_device_and_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "proposers.json"
+    run_main(proposers, monkeypatch, "--proposers", "offline", "--sizes", "64x48,96x64",
+             "--repeat", "1", "--json", str(out))  # fmt: skip
+    rows = json.loads(out.read_text())
+    assert [(row["proposer"], row["device"], row["image"]) for row in rows] == [
+        ("offline", "cpu", "64×48"),
+        ("offline", "cpu", "96×64"),
+    ]
+    assert all(row["s_per_image"] > 0 and row["proposals_per_s"] >= 0 for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("module", "default"),
+    [
+        (big_image, "(default: 10000x9990)"),
+        (generation, "(default: 64)"),
+        (image_sizes, "(default: 100)"),
+        (load, "(default: 20)"),
+        (profile_question, "(default: 25)"),
+        (proposers, "(default: 640x480,1024x768)"),
+        (regions, "(default: 1024x768)"),
+        (space_request, "(default: 256)"),
+        (streaming, "(default: [256, 1024, 4096])"),
+    ],
+)
+def test_every_benchmark_can_write_its_rows_and_its_help_gives_the_defaults(
+    module, default: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit):
+        run_main(module, monkeypatch, "--help")
+    text = " ".join(capsys.readouterr().out.split())  # the help's own line breaks left out
+    assert text.startswith(f"usage: python -m {module.__name__} ")
+    assert "--json JSON also write the rows here" in text
+    assert default in text
+
+
 WHOLE = "expected a whole number at least 1"
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 
@@ -131,6 +171,8 @@ NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine w
         (regions, ["--json", "{tmp}"], "Is a directory"),
         (streaming, ["--json", "{tmp}/missing/out.json"], "No such file or directory"),
         (random_checkpoint, ["--out", "{tmp}/file.txt/x"], "cannot make the folder"),
+        # a folder of other files is not written over; a checkpoint's folder can be
+        (random_checkpoint, ["--out", "{tmp}"], "holds files but no checkpoint"),
         # image sizes that are not WIDTHxHEIGHT, or that FO1 refuses
         (space_request, ["--size", "banana"], "expected WIDTHxHEIGHT such as 1024x768"),
         (proposers, ["--sizes", "640x480,3x3"], "each side at least 8 px, got '3x3'"),
