@@ -473,12 +473,12 @@ def test_gpu_wrapper_is_a_no_op_off_spaces() -> None:
 def test_report_is_one_offline_file() -> None:
     image = np.zeros((20, 30, 3), dtype=np.uint8)
     answer = parse_answer("<ground>a<script></ground><objects><region0></objects>", 1)
-    detections = to_detections(answer, np.array([[1, 2, 10, 12]]))
+    detections = to_detections(answer, np.array([[1, 2, 10, 12.5]]))
     result = Result(
         image,
         "cat.jpg",
         image,
-        [[1, 2, 10, 12]],
+        [[1, 2, 10, 12.5]],
         "Detection",
         "find <b>",
         answer,
@@ -490,7 +490,8 @@ def test_report_is_one_offline_file() -> None:
     assert "<script" not in html and "http" not in html.replace("http-equiv", "")
     assert "find &lt;b&gt;" in html
     assert "<h1>VLM-FO1 answer about cat.jpg</h1>" in html  # names its image, opened on its own
-    assert "<td>1</td><td>2</td><td>10</td><td>12</td>" in html  # as the boxes: 10, not 10.0
+    # The box in both tables alike, in tenths of a pixel: 10, not 10.0, and 12.5, not 12
+    assert html.count("<td>1</td><td>2</td><td>10</td><td>12.5</td>") == 2
     assert "Reasoning" not in html  # the answer has none
     result.answer = parse_answer("<think>the <region0> is round</think><ground>a</ground>", 1)
     assert "<summary>Reasoning</summary>" in report_html(result)

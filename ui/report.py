@@ -193,16 +193,22 @@ def data_uri(image: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _pixels(value: float) -> str:
+    """A coordinate as both of the report's tables show it: to a tenth of a pixel, as the
+    page's table, without a trailing .0."""
+    return f"{round(float(value), 1):g}"
+
+
 def report_html(result: Result) -> str:
     num = len(result.boxes)
     box_rows = "".join(
-        f"<tr><td>{chip(i)}</td>" + "".join(f"<td>{v:.0f}</td>" for v in box) + "</tr>"
+        f"<tr><td>{chip(i)}</td>" + "".join(f"<td>{_pixels(v)}</td>" for v in box) + "</tr>"
         for i, box in enumerate(result.boxes)
     )
     detection_table = "".join(
         "<tr>"
         + f"<td>{chip(int(row[0]))}</td><td>{html.escape(str(row[1]))}</td>"
-        + "".join(f"<td>{v:g}</td>" for v in row[2:])  # as the boxes above: 170, not 170.0
+        + "".join(f"<td>{_pixels(v)}</td>" for v in row[2:])
         + "</tr>"
         for row in detection_rows(result.detections)
     )
