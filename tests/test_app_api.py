@@ -84,6 +84,17 @@ def test_endpoints_are_named(client: Client) -> None:
     assert {"/propose", "/answer"} <= set(named)
 
 
+def test_the_api_pages_examples_are_calls_this_app_answers(client: Client) -> None:
+    """Gradio's own examples are an image URL, which the app refuses, and {'foo': 'bar'} boxes."""
+    named = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    for endpoint in ("/propose", "/answer"):
+        examples = {p["label"]: p["example_input"] for p in named[endpoint]["parameters"]}
+        assert examples.pop("image")["url"] == "photo.jpg"  # shown as handle_file('photo.jpg')
+        result = client.predict(handle_file(IMAGE), *examples.values(), api_name=endpoint)
+        assert result  # neither call was refused
+    assert "OD_template" in named["/answer"]["description"]
+
+
 def test_propose_returns_boxes_as_json(client: Client) -> None:
     result = client.predict(handle_file(IMAGE), "offline", "", None, 5, api_name="/propose")
     assert result["proposer"] == "offline"

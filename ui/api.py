@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import gradio as gr
 from gradio.exceptions import InvalidPathError
@@ -27,7 +27,7 @@ from detect_tools import MAX_PROPOSALS, ProposerError
 from detect_tools.images import UNREADABLE_IMAGE
 from fo1_core.errors import FO1Error
 from fo1_core.export import to_json
-from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
+from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, TASKS
 from ui.answering import Answerer, Question
 from ui.boxes import parse_boxes
 from ui.editor import readable_errors
@@ -87,6 +87,34 @@ if not getattr(gr.Image.async_move_resource_to_block_cache, "refuses_urls", Fals
     gr.Image.async_move_resource_to_block_cache = refuse_urls(
         gr.Image.async_move_resource_to_block_cache
     )
+
+
+PROPOSE_DESCRIPTION = (
+    'Boxes a proposer finds in the image: {"boxes": [[x1, y1, x2, y2], …], "scores", '
+    '"labels", …}, corners in pixels. threshold None: the proposer\'s own; max_boxes 1 to '
+    f"{MAX_PROPOSALS} (None: {MAX_PROPOSALS})."
+)
+ANSWER_DESCRIPTION = (
+    "FO1's answer about the boxes: (annotated image, raw answer text, detections as JSON). "
+    "boxes: [[x1, y1, x2, y2], …] in pixels, box i being <regioni>, or a /propose result; "
+    f"task: one of {', '.join(TASKS)} or free; text: what the task asks about (categories, "
+    "a phrase, or regions as <region0>, <region3>). Cancelling the call stops the answer."
+)
+"""What the API page says of each endpoint (the handlers' docstrings are for this code's
+readers)."""
+
+C = TypeVar("C", bound=gr.components.Component)
+
+EXAMPLE_IMAGE = {"path": "photo.jpg", "url": "photo.jpg", "meta": {"_type": "gradio.FileData"}}
+"""The image the API page's snippets upload: `handle_file('photo.jpg')` (the page writes a
+file's `url` so). Gradio's own example is a URL, which this app refuses."""
+
+
+def with_api_example(component: C, example: object) -> C:
+    """`component`, with `example` as the value the API page's snippets give it (Gradio's own
+    would be a URL for an image, {'foo': 'bar'} for boxes, 'Hello!!' for a task)."""
+    component.example_payload = lambda: example
+    return component
 
 
 @dataclass

@@ -23,7 +23,13 @@ from fo1_core.templates import (
 from ui.ahead import EncodeAhead
 from ui.answer_view import DETECTION_COLUMNS
 from ui.answering import Answerer
-from ui.api import Api
+from ui.api import (
+    ANSWER_DESCRIPTION,
+    EXAMPLE_IMAGE,
+    PROPOSE_DESCRIPTION,
+    Api,
+    with_api_example,
+)
 from ui.boxes import CLEAR_IN_BROWSER, NUMBERS_KEPT_WHILE_TYPED, RELABEL_IN_BROWSER
 from ui.editor import (
     EMPTY_IF_UNREADABLE,
@@ -537,20 +543,27 @@ def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> N
     """Hidden components whose only purpose is to type the `/propose` and `/answer` endpoints."""
     with gr.Group(visible=False):
         # No conversion here: fo1_core composites transparency and scales 16-bit images itself.
-        image = gr.Image(type="filepath", label="image", image_mode=None)
-        proposer = gr.Dropdown(
-            proposer_names,
-            value="offline",  # a client that names none is not made to wait for a download
-            label="proposer",
-            allow_custom_value=True,
+        image = with_api_example(
+            gr.Image(type="filepath", label="image", image_mode=None), EXAMPLE_IMAGE
         )
-        text = gr.Textbox(label="text")
-        threshold = gr.Number(label="threshold", value=None)
+        proposer = with_api_example(
+            gr.Dropdown(
+                proposer_names,
+                value="offline",  # a client that names none is not made to wait for a download
+                label="proposer",
+                allow_custom_value=True,
+            ),
+            "offline",
+        )
+        text = with_api_example(gr.Textbox(label="text"), "cup, spoon")
+        threshold = with_api_example(gr.Number(label="threshold", value=None), None)
         # Not rounded by Gradio, which fails on NaN with a traceback; `Proposing` checks it.
-        max_boxes = gr.Number(label="max_boxes", value=DEFAULT_PROPOSALS)
+        max_boxes = with_api_example(
+            gr.Number(label="max_boxes", value=DEFAULT_PROPOSALS), DEFAULT_PROPOSALS
+        )
         proposals = gr.JSON(label="boxes")
-        boxes = gr.JSON(label="boxes")
-        task = gr.Textbox(label="task")
+        boxes = with_api_example(gr.JSON(label="boxes"), [[12, 30, 240, 200], [260, 40, 410, 300]])
+        task = with_api_example(gr.Textbox(label="task"), "OD_template")
         annotated = gr.Image(type="numpy", label="annotated image")
         raw = gr.Textbox(label="answer text")
         detections = gr.JSON(label="detections")
@@ -560,6 +573,7 @@ def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> N
         [image, proposer, text, threshold, max_boxes],
         proposals,
         api_name="propose",
+        api_description=PROPOSE_DESCRIPTION,
         concurrency_id=GPU,
         concurrency_limit=settings.concurrency,
     )
@@ -568,6 +582,7 @@ def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> N
         [image, boxes, task, text],
         [annotated, raw, detections],
         api_name="answer",
+        api_description=ANSWER_DESCRIPTION,
         concurrency_id=GPU,
         concurrency_limit=settings.concurrency,
     )
