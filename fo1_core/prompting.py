@@ -8,6 +8,7 @@ placeholders on its own — and the placeholders become the ids -200 (image) and
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -52,12 +53,22 @@ def sanitize_user_text(text: str, tokenizer: PreTrainedTokenizerBase) -> Removal
 def without(text: str, strings: Collection[str]) -> Removal:
     """`text` with each of `strings` taken out, also one that taking out another forms
     ("<ima<image>ge>"). Each pass shortens the text, so this ends."""
+    strings = frozenset(s for s in strings if s)
+    if not strings:  # an empty pattern would match everywhere, for ever
+        return Removal(text, [])
+    pattern = _any_of(strings)
     removed: list[str] = []
-    while found := sorted((s for s in strings if s in text), key=text.index):
-        removed += [s for s in found if s not in removed]
-        for string in found:
-            text = text.replace(string, "")
+    while found := pattern.findall(text):
+        removed += [s for s in dict.fromkeys(found) if s not in removed]
+        text = pattern.sub("", text)
     return Removal(text, removed)
+
+
+@functools.lru_cache(maxsize=8)
+def _any_of(strings: frozenset[str]) -> re.Pattern[str]:
+    """One pattern for all of `strings`: a pass over the text is one scan, not one per string
+    (nested placeholders take a pass per level). The longest is tried first at each place."""
+    return re.compile("|".join(re.escape(s) for s in sorted(strings, key=len, reverse=True)))
 
 
 @functools.lru_cache(maxsize=8)

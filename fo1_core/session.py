@@ -47,7 +47,13 @@ from fo1_core.prompting import (
     user_text_for_task,
 )
 from fo1_core.streaming import DONE, Cancelled, TokenQueue
-from fo1_core.templates import CHAT_CONTROL_STRINGS, DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, IM_END
+from fo1_core.templates import (
+    CHAT_CONTROL_STRINGS,
+    DEFAULT_MAX_NEW_TOKENS,
+    FREE_PROMPT,
+    IM_END,
+    MAX_TEXT_CHARS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -293,6 +299,11 @@ class FO1Pipeline:
         """A question about already preprocessed vision inputs, after earlier turns `history`."""
         if not isinstance(text, str | None):
             raise FO1Error(f"The text must be a string; got {type(text).__name__} {text!r:.40}.")
+        # Before cleaning, whose passes grow with the text's nesting (of "<ima<image>ge>").
+        if text and len(text) > MAX_TEXT_CHARS:
+            raise FO1Error(
+                f"The text is {len(text):,} characters long; the limit is {MAX_TEXT_CHARS:,}."
+            )
         clean = sanitize_user_text(text or "", self.tokenizer)
         user_text = user_text_for_task(task, clean.text, vision.num_regions)
         # A model can write a placeholder too; in an earlier answer it must stay text.

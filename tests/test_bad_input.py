@@ -274,6 +274,17 @@ def test_the_user_is_told_which_strings_were_taken_out(pipeline: FO1Pipeline) ->
     assert nested.removed == ["<image>", "<|im_end|>"]
 
 
+def test_text_over_the_limit_is_refused_as_typed_before_it_is_cleaned(
+    pipeline: FO1Pipeline,
+) -> None:
+    """Cleaning takes a pass per level of nesting: 130 000 characters of it held the model's
+    queue slot for 16 s, and the refusal then gave the cleaned length."""
+    levels = 10_000
+    text = "<ima" * levels + "<image>" + "ge>" * levels + "x" * 9_000
+    with pytest.raises(FO1Error, match="The text is 79,007 characters long; the limit is 8,000"):
+        pipeline.prepare(IMAGE, BOX, "free", text)
+
+
 def test_every_added_token_but_fo1s_own_is_taken_out_of_user_text(pipeline: FO1Pipeline) -> None:
     """Qwen's tokenizer adds `<tool_call>` and `<|fim_prefix|>` without marking them special;
     typed, they would still reach the model as its control tokens."""
