@@ -107,9 +107,12 @@ def cpu_has_bfloat16() -> bool:
     return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 
 
-def default_attention(device: torch.device) -> str:
-    """Flash-attention 2 on a GPU where the package is installed, else PyTorch's SDPA."""
-    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+def default_attention(device: torch.device, dtype: torch.dtype) -> str:
+    """Flash-attention 2 for half-precision weights on a GPU where the package is installed
+    (it has no float32 kernels: a float32 model would fail at its first question), else
+    PyTorch's SDPA."""
+    half = dtype in (torch.bfloat16, torch.float16)
+    if device.type == "cuda" and half and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"
 
@@ -280,7 +283,7 @@ def load_model(
     with torch.device(device), no_init_weights():
         model = FO1ForConditionalGeneration._from_config(
             config,
-            attn_implementation=attn_implementation or default_attention(device),
+            attn_implementation=attn_implementation or default_attention(device, dtype),
             dtype=dtype,
         )
     load_weights(model, folder).raise_if_any(folder)

@@ -227,6 +227,13 @@ class FO1Pipeline:
             raise FO1Error(
                 f"The tokenizer files in {folder} are missing or unreadable: {error}"
             ) from error
+        # Without tokenizer.json, vocab.json and merges.txt the added tokens alone still load,
+        # and every word would then reach the model as nothing.
+        if not tokenizer.encode("a cup", add_special_tokens=False):
+            raise FO1Error(
+                f"The tokenizer in {folder} has no vocabulary: tokenizer.json (or vocab.json "
+                "and merges.txt) is missing."
+            )
         try:
             generation_config = GenerationConfig.from_pretrained(str(folder))
         except OSError:

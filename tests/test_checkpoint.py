@@ -156,6 +156,11 @@ def _truncate(file: Path) -> None:
             lambda f: [(f / name).unlink(missing_ok=True) for name in TOKENIZER_FILES],
             "tokenizer files",
         ),
+        # the added tokens' files left, the vocabulary gone: it would read words as nothing
+        (
+            lambda f: [(f / name).unlink() for name in TOKENIZER_FILES[:3]],
+            "tokenizer in .* has no vocabulary",
+        ),
     ],
 )
 def test_a_damaged_checkpoint_folder_is_a_clear_error(tmp_path: Path, damage, message) -> None:
@@ -163,6 +168,27 @@ def test_a_damaged_checkpoint_folder_is_a_clear_error(tmp_path: Path, damage, me
     damage(folder)
     with pytest.raises(FO1Error, match=message):
         load(folder, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("device", "dtype", "attention"),
+    [
+        ("cuda", torch.bfloat16, "flash_attention_2"),
+        ("cuda", torch.float16, "flash_attention_2"),
+        ("cuda", torch.float32, "sdpa"),  # flash-attn has no float32 kernels: it would fail
+        ("cpu", torch.bfloat16, "sdpa"),
+    ],
+)
+def test_flash_attention_is_the_default_only_where_it_runs(
+    monkeypatch: pytest.MonkeyPatch, device: str, dtype: torch.dtype, attention: str
+) -> None:
+    find_spec = checkpoint.importlib.util.find_spec
+    monkeypatch.setattr(
+        checkpoint.importlib.util,
+        "find_spec",
+        lambda name, *args: object() if name == "flash_attn" else find_spec(name, *args),
+    )
+    assert checkpoint.default_attention(torch.device(device), dtype) == attention
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")

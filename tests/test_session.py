@@ -201,7 +201,7 @@ def test_fixed_size_cache_decoding_uses_sdpa_where_flash_attention_would_be_the_
 ) -> None:
     """On a GPU with flash-attn installed, dynamic decoding gets flash-attention; the static
     and compiled decoders get SDPA, which compiles into one graph, with grouped decode steps."""
-    monkeypatch.setattr(checkpoint, "default_attention", lambda device: "flash_attention_2")
+    monkeypatch.setattr(checkpoint, "default_attention", lambda *_: "flash_attention_2")
     for decode in ("static", "compiled", "graphed"):
         pipeline = load(answering_checkpoint, device=TEST_DEVICE, decode=decode)
         assert pipeline.model.config._attn_implementation == "sdpa"
