@@ -139,6 +139,11 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
+    if path.is_file():
+        raise FO1Error(
+            f"{name_or_path} is a file: pass the folder that holds the checkpoint's files "
+            f"({path.parent}, if this is one of them)."
+        )
     # A hub id is "owner/name": anything with more parts is a folder path.
     if path.exists() or str(name_or_path).startswith((".", "/", "~")) or len(path.parts) > 2:
         raise FO1Error(f"Checkpoint folder not found: {name_or_path}")
@@ -149,15 +154,21 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     except Exception as error:  # network, auth, unknown repo: all end the same way for the user
         raise FO1Error(
             f"Could not download the checkpoint {name_or_path!r} ({type(error).__name__}: "
-            f"{error}). If the model hub is unreachable, download the checkpoint elsewhere and "
-            "pass its local folder instead (for example --checkpoint /path/to/VLM-FO1)."
+            f"{error}); there is no local folder of that name either. If the model hub is "
+            "unreachable, download the checkpoint elsewhere and pass its local folder instead "
+            "(for example --checkpoint /path/to/VLM-FO1)."
         ) from error
 
 
 def _weight_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.exists():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise FO1Error(
+                f"{index} cannot be read ({type(error).__name__}: {error}). Download it again."
+            ) from error
         missing = [shard for shard in shards if not (folder / shard).is_file()]
         if missing:
             raise FO1Error(
@@ -273,19 +284,34 @@ def load_model(
     default_device, default_dtype = default_device_and_dtype()
     device = parse_device(device) if device is not None else default_device
     require_present(device)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise FO1Error(
+            f"dtype must be a floating-point torch dtype (torch.bfloat16, torch.float16 or "
+            f"torch.float32); got {dtype!r}."
+        )
     dtype = dtype or (default_dtype if device.type == default_device.type else torch.float32)
     try:
         config = FO1Config.from_pretrained(folder)
     except (OSError, ValueError, TypeError) as error:
         raise FO1Error(f"Unreadable config.json in {folder}: {error}") from error
-    config.check_supported()
+    try:
+        config.check_supported()
+        with torch.device(device), no_init_weights():
+            model = FO1ForConditionalGeneration._from_config(
+                config,
+                attn_implementation=attn_implementation or default_attention(device, dtype),
+                dtype=dtype,
+            )
+    except FO1Error:
+        raise
+    except (KeyError, TypeError, ValueError, ImportError) as error:
+        # A field missing or of another type than the published config's, an attention
+        # implementation transformers does not know or cannot load here.
+        raise FO1Error(
+            f"The model cannot be built from the config.json in {folder} "
+            f"({type(error).__name__}: {error})."
+        ) from error
     avoid_cudnn_attention(device)
-    with torch.device(device), no_init_weights():
-        model = FO1ForConditionalGeneration._from_config(
-            config,
-            attn_implementation=attn_implementation or default_attention(device, dtype),
-            dtype=dtype,
-        )
     load_weights(model, folder).raise_if_any(folder)
     model.tie_weights()
     logger.info("Loaded FO1 from %s on %s (%s)", folder, device, dtype)

@@ -147,6 +147,13 @@ class FO1Config(Qwen2_5_VLConfig):
         self._check_widths()
 
     def _check_widths(self) -> None:
+        depth = self.vision_config.depth
+        beyond = [i for i in self.vision_config.fullatt_block_indexes if not 0 <= i < depth]
+        if beyond:  # found only at the first question otherwise, as an IndexError
+            raise FO1Error(
+                f"Inconsistent checkpoint config: vision_config.fullatt_block_indexes names "
+                f"blocks {beyond}, but the vision tower has {depth} (0 to {depth - 1})."
+            )
         parts = {"ViT part": self.vt_region_width}
         if self.uses_aux_regions:
             parts = {"DaViT widths": self.aux_region_width, **parts}

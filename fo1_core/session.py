@@ -313,6 +313,16 @@ class FO1Pipeline:
             )
         clean = sanitize_user_text(text or "", self.tokenizer)
         user_text = user_text_for_task(task, clean.text, vision.num_regions)
+        if not all(
+            isinstance(turn, tuple | list)
+            and len(turn) == 2
+            and all(isinstance(t, str) for t in turn)
+            for turn in history
+        ):
+            raise FO1Error(
+                "history must be earlier turns as (question, answer) pairs of strings, such as "
+                "Conversation.history."
+            )
         # A model can write a placeholder too; in an earlier answer it must stay text.
         history = [
             (

@@ -332,6 +332,16 @@ def test_placeholders_in_an_earlier_answer_stay_text(pipeline: FO1Pipeline) -> N
     assert "A  on <region0>, said" in request.prompt
 
 
+@pytest.mark.parametrize("history", [[("q", None)], ["qa"], [("q", "a", "b")], [None]])
+def test_history_that_is_not_question_answer_pairs_is_refused(
+    pipeline: FO1Pipeline, history: list
+) -> None:
+    """One was an AttributeError; the string "qa" was quietly read as the turn ("q", "a")."""
+    vision = pipeline.preprocessor(IMAGE, BOX)
+    with pytest.raises(FO1Error, match=r"\(question, answer\) pairs of strings"):
+        pipeline.request(vision, "OD_template", "cat", history)
+
+
 def test_exif_rotation_is_applied(pipeline: FO1Pipeline) -> None:
     image = Image.new("RGB", (100, 40))
     exif = image.getexif()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -149,6 +150,7 @@ def _truncate(file: Path) -> None:
         (lambda f: (f / "config.json").unlink(), "has no config.json"),
         # a sharded download that stopped before its last file
         (lambda f: (_shard(f) / "model-00002-of-00002.safetensors").unlink(), "1 of its 2"),
+        (lambda f: _truncate(_shard(f) / "model.safetensors.index.json"), "index.json cannot"),
         # a weight file cut short
         (lambda f: _truncate(f / "model.safetensors"), "model.safetensors cannot be read"),
         (lambda f: (f / "preprocessor_config.json").unlink(), "preprocessor_config.json"),
@@ -203,6 +205,12 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path, name: str) -> None:
         load_model(name.format(tmp=tmp_path), device="cpu")
 
 
+def test_a_file_of_the_checkpoint_is_refused_as_a_file_not_a_missing_folder() -> None:
+    folder = re.escape(str(REFERENCE_DIR))
+    with pytest.raises(FO1Error, match=rf"config.json is a file: pass the folder .*\({folder}"):
+        load_model(REFERENCE_DIR / "config.json", device="cpu")
+
+
 def test_a_url_is_refused_as_a_url_not_a_missing_folder() -> None:
     with pytest.raises(FO1Error, match="is a URL; this tool reads local files only"):
         load_model("https://huggingface.co/omlab/VLM-FO1_Qwen2.5-VL-3B-v01", device="cpu")
@@ -210,7 +218,7 @@ def test_a_url_is_refused_as_a_url_not_a_missing_folder() -> None:
 
 def test_unreachable_hub_says_how_to_use_a_local_folder(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(FO1Error, match="pass its local folder"):
+    with pytest.raises(FO1Error, match="no local folder of that name either.*pass its local"):
         load_model("omlab/VLM-FO1_Qwen2.5-VL-3B-v01", device="cpu")
 
 
@@ -246,6 +254,41 @@ def test_unsupported_variant_is_refused_by_name(
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(FO1Error, match=message):
         load_model(folder, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # transformers' default full-attention blocks, 7 to 31, past a smaller tower's depth
+        (
+            lambda c: c["vision_config"].pop("fullatt_block_indexes"),
+            r"fullatt_block_indexes names blocks \[.*\], but the vision tower has \d+",
+        ),
+        (
+            lambda c: c.update(mm_projector_aux_type="mlp2x-gelu"),
+            "cannot be built from the config.json .*mlp2x-gelu",
+        ),
+        (
+            lambda c: c["mm_vision_tower_aux_config"].pop("num_groups"),
+            "cannot be built from the config.json .*KeyError: 'num_groups'",
+        ),
+    ],
+)
+def test_a_config_fo1_cannot_be_built_from_is_refused_at_loading(
+    tmp_path: Path, edit, message: str
+) -> None:
+    """Each was a raw KeyError or ValueError, or loaded and failed at the first question."""
+    folder = _copy_checkpoint(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(FO1Error, match=message):
+        load_model(folder, device="cpu")
+
+
+def test_a_dtype_that_is_not_floating_point_is_refused() -> None:
+    with pytest.raises(FO1Error, match="dtype must be a floating-point torch dtype"):
+        load_model(REFERENCE_DIR, device="cpu", dtype=torch.int8)
 
 
 def test_a_sine_map_needs_davit_widths_in_fours(tmp_path: Path) -> None:
