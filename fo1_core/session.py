@@ -99,6 +99,7 @@ class Request:
     text: str = ""  # what the user gave the template, as the model reads it (`removed` out)
     removed: list[str] = field(default_factory=list)  # control strings taken out of the text
     unused_text: str | None = None  # the note for text given to a task that takes none
+    left_out_turns: int = 0  # the earliest turns of a conversation the prompt had no room for
 
     @property
     def boxes(self) -> np.ndarray:
@@ -118,6 +119,12 @@ class Request:
             notices.append(f"Removed {removed} from the question: the model's own.")
         if self.unused_text:
             notices.append(self.unused_text)
+        if self.left_out_turns:
+            turns = "turn" if self.left_out_turns == 1 else f"{self.left_out_turns} turns"
+            notices.append(
+                f"The model did not see the earliest {turns} of this conversation: with them the "
+                "prompt would pass the length it reads. Start a new conversation to ask afresh."
+            )
         return notices
 
 
@@ -331,16 +338,32 @@ class FO1Pipeline:
             )
             for question, answer in history
         ]
-        prompt = build_prompt(user_text, vision.num_regions, history)
-        ids = tokenize_prompt(prompt, self.tokenizer)
-        limit = self.model.config.tokenizer_model_max_length
-        image_tokens = num_image_tokens(vision.image_grid_thw, self.preprocessor.merge_size)
-        if limit is not None and len(ids) + image_tokens - 1 > limit:
-            raise FO1Error(f"The prompt is too long for this model ({limit} tokens at most).")
+        prompt, ids, left_out = self._fitted_prompt(user_text, vision, history)
         return Request(
             user_text, prompt, ids, vision, text=clean.text, removed=clean.removed,
-            unused_text=unused_text_note(task, clean.text),
+            unused_text=unused_text_note(task, clean.text), left_out_turns=left_out,
         )  # fmt: skip
+
+    def _fitted_prompt(
+        self, user_text: str, vision: VisionInputs, history: list[tuple[str, str]]
+    ) -> tuple[str, list[int], int]:
+        """The prompt and its ids, with as many of the latest turns of `history` as fit the
+        model's length (`tokenizer_model_max_length` where the checkpoint sets one, else its
+        positions), and how many of the earliest were left out. A question that does not fit
+        on its own is refused."""
+        config = self.model.config
+        limit = config.tokenizer_model_max_length
+        budget = min(n for n in (limit, config.text_config.max_position_embeddings) if n)
+        image_tokens = num_image_tokens(vision.image_grid_thw, self.preprocessor.merge_size)
+        for left_out in range(len(history) + 1):
+            prompt = build_prompt(user_text, vision.num_regions, history[left_out:])
+            ids = tokenize_prompt(prompt, self.tokenizer)
+            length = len(ids) + image_tokens - 1
+            if length <= budget or left_out == len(history):
+                break
+        if limit is not None and length > limit:
+            raise FO1Error(f"The prompt is too long for this model ({limit} tokens at most).")
+        return prompt, ids, left_out
 
     @property
     def device(self) -> torch.device:

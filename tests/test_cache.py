@@ -13,6 +13,8 @@ from PIL import Image
 
 from fo1_core.cache import LRUCache
 from fo1_core.encoding import Reused
+from fo1_core.errors import FO1Error
+from fo1_core.processing import num_image_tokens
 from fo1_core.prompting import image_prefix_length
 from fo1_core.session import Conversation, FO1Pipeline, load
 from tests.conftest import REFERENCE_DIR, RIGGED_ANSWER, TEST_DEVICE
@@ -189,6 +191,28 @@ def test_conversation_feeds_earlier_turns_back(answering_checkpoint: Path) -> No
     assert request.prompt.count("<|im_start|>assistant\n") == 3
     assert request.prompt.count("<image>") == 1 and request.prompt.count("<regionfeat>") == 3
     assert pipeline.encoder.turns.stats().hits >= 1
+
+
+def test_a_long_conversation_leaves_out_its_earliest_turns_with_a_notice(
+    answering_checkpoint: Path,
+) -> None:
+    """Past the checkpoint's length the earliest turns go, not the question ("The prompt is too
+    long" until a new conversation)."""
+    pipeline = load(answering_checkpoint, device="cpu")
+    chat = Conversation(pipeline, IMAGE, BOXES)
+    for task, text in QUESTIONS[:3]:
+        chat.ask(task, text)
+    image_tokens = num_image_tokens(chat.vision.image_grid_thw, pipeline.preprocessor.merge_size)
+    with_last_turn = pipeline.request(chat.vision, "free", "Count them.", chat.history[-1:])
+    limit = len(with_last_turn.prompt_ids) + image_tokens - 1  # room for one earlier turn
+    pipeline.model.config.tokenizer_model_max_length = limit
+    request = pipeline.request(chat.vision, "free", "Count them.", chat.history)
+    assert request.left_out_turns == 2 and request.prompt == with_last_turn.prompt
+    answer = chat.ask("free", "Count them.")
+    assert answer.stop_reason == "eos" and len(chat.history) == 4
+    assert "did not see the earliest 2 turns of this conversation" in answer.notices[-1]
+    with pytest.raises(FO1Error, match=f"too long for this model \\({limit} tokens at most"):
+        pipeline.request(chat.vision, "free", "Count them. " * 200, chat.history)
 
 
 def test_a_stopped_turn_is_not_kept_in_the_conversation(answering_checkpoint: Path) -> None:
