@@ -2,29 +2,46 @@
 
 Field names are those of the published `config.json` (SPEC §2); defaults are what the official
 implementation assumes when a field is absent. Two fields exist only in test fixtures
-(`mm_vision_tower_aux_config`, `mm_simplefp_out_channels`); the published checkpoint relies on
-DaViT-Large and on the width left over after the DaViT part of `mm_region_hidden_size`.
+(`mm_vision_tower_aux_config`, `mm_simplefp_out_channels`); the published checkpoint names its
+DaViT (`davit-large.pth`) and relies on the width left over after the DaViT part of
+`mm_region_hidden_size`.
 """
 
 from __future__ import annotations
+
+from pathlib import PurePath
 
 from huggingface_hub.dataclasses import strict
 from transformers import Florence2VisionConfig, Qwen2_5_VLConfig
 
 from fo1_core.errors import FO1Error
 
-DAVIT_LARGE = {
+_DAVIT_PATCHES = {
     "depths": [1, 1, 9, 1],
-    "dim_embed": [256, 512, 1024, 2048],
-    "num_heads": [8, 16, 32, 64],
-    "num_groups": [8, 16, 32, 64],
     "patch_size": [7, 3, 3, 3],
     "patch_stride": [4, 2, 2, 2],
     "patch_padding": [3, 1, 1, 1],
     "patch_prenorm": [False, True, True, True],
     "window_size": 12,
 }
+DAVIT_LARGE = {
+    **_DAVIT_PATCHES,
+    "dim_embed": [256, 512, 1024, 2048],
+    "num_heads": [8, 16, 32, 64],
+    "num_groups": [8, 16, 32, 64],
+}
 """The auxiliary tower of the published model (Florence-2-large's image encoder)."""
+DAVITS = {
+    "davit-large": DAVIT_LARGE,
+    "davit-base": {
+        **_DAVIT_PATCHES,
+        "dim_embed": [128, 256, 512, 1024],
+        "num_heads": [4, 8, 16, 32],
+        "num_groups": [4, 8, 16, 32],
+    },
+}
+"""The DaViT towers upstream builds by name: `mm_vision_tower_aux`'s last path part, less
+`.pth`."""
 
 AUX_IMAGE_SIZE = 768
 """The DaViT input side when squashed (the checkpoint's `aux_image_size` is not read upstream)."""
@@ -71,8 +88,15 @@ class FO1Config(Qwen2_5_VLConfig):
     tokenizer_padding_side: str = "right"
 
     def aux_vision_config(self) -> Florence2VisionConfig:
-        """The DaViT architecture: the checkpoint's own description, else DaViT-Large."""
-        davit = dict(self.mm_vision_tower_aux_config or DAVIT_LARGE)
+        """The DaViT architecture: the checkpoint's own description, else the one its
+        `mm_vision_tower_aux` names."""
+        davit = self.mm_vision_tower_aux_config or DAVITS.get(self.aux_tower_name)
+        if davit is None:
+            raise FO1Error(
+                f"This checkpoint's DaViT tower {self.mm_vision_tower_aux!r} is neither "
+                f"{' nor '.join(DAVITS)}, and its config does not describe it "
+                "(mm_vision_tower_aux_config)."
+            )
         return Florence2VisionConfig(
             depths=davit["depths"],
             embed_dim=davit["dim_embed"],
@@ -85,6 +109,10 @@ class FO1Config(Qwen2_5_VLConfig):
             window_size=davit["window_size"],
             drop_path_rate=0.0,
         )
+
+    @property
+    def aux_tower_name(self) -> str:
+        return PurePath(self.mm_vision_tower_aux or "").name.removesuffix(".pth")
 
     @property
     def aux_aspect_ratio(self) -> str:

@@ -291,6 +291,28 @@ def test_a_dtype_that_is_not_floating_point_is_refused() -> None:
         load_model(REFERENCE_DIR, device="cpu", dtype=torch.int8)
 
 
+@pytest.mark.parametrize(
+    ("name", "widths"),
+    [
+        ("davit-large.pth", [256, 512, 1024, 2048]),  # the published config's
+        ("/checkpoints/davit-base.pth", [128, 256, 512, 1024]),  # DaViT-Large was built
+        ("davit-base", [128, 256, 512, 1024]),
+    ],
+)
+def test_the_davit_tower_is_the_one_its_name_says(name: str, widths: list[int]) -> None:
+    fields = json.loads((SPEC_DIR / "config_3b_reconstructed.json").read_text())
+    config = FO1Config(**{**fields, "mm_vision_tower_aux": name})
+    assert config.mm_vision_tower_aux_config is None
+    assert list(config.aux_vision_config().embed_dim) == widths
+
+
+def test_a_davit_tower_known_by_neither_name_nor_description_is_refused() -> None:
+    fields = json.loads((SPEC_DIR / "config_3b_reconstructed.json").read_text())
+    config = FO1Config(**{**fields, "mm_vision_tower_aux": "davit-huge.pth"})
+    with pytest.raises(FO1Error, match="'davit-huge.pth' is neither davit-large nor davit-base"):
+        config.check_supported()
+
+
 def test_a_sine_map_needs_davit_widths_in_fours(tmp_path: Path) -> None:
     folder = _copy_checkpoint(tmp_path)
     config = json.loads((folder / "config.json").read_text())
