@@ -3,6 +3,7 @@ examples, and the command line."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -20,6 +21,7 @@ import pytest
 import supervision as sv
 import torch
 from gradio.data_classes import FileData
+from gradio.state_holder import SessionState
 from gradio_image_annotation.image_annotator import AnnotatedImageData
 from PIL import Image
 
@@ -59,6 +61,7 @@ from ui.editor import (
     turned,
 )
 from ui.examples import EXAMPLES_DIR, load_examples
+from ui.files import delete_served_files
 from ui.gpu import MAX_SECONDS, duration_for, on_gpu
 from ui.handlers import Handlers
 from ui.layout import build_app
@@ -828,3 +831,24 @@ def test_pages_that_never_close_keep_a_bounded_number_of_records() -> None:
     assert len(sessions._open) == OPEN_PAGES
     assert "script-0" not in sessions and f"script-{2 * OPEN_PAGES - 1}" in sessions
     assert sessions.of(in_use).stopped_at == 12.5
+
+
+def test_files_served_through_a_sessions_copy_of_a_component_are_deleted_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gradio gives a session its own copy of a component once a handler skips it, as the
+    answer area's steps skip the result and downloads; the files it then serves were never
+    deleted, neither after `--file-ttl` nor when the app stopped."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "served"))
+    answer = tmp_path / "answer.json"
+    answer.write_text("{}")
+    steps = iter([gr.skip(), [str(answer)]])
+    with gr.Blocks() as demo:
+        downloads = gr.File(file_count="multiple")
+        gr.Button().click(lambda: next(steps), None, downloads)
+    state = SessionState(demo)
+    asyncio.run(demo.process_api(0, [], state))  # the skip: the session's own copy
+    served = asyncio.run(demo.process_api(0, [], state))["data"][0][0]["path"]
+    assert Path(served).is_relative_to(tmp_path / "served") and Path(served).is_file()
+    delete_served_files(demo)
+    assert not Path(served).exists()

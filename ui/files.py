@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
@@ -40,6 +41,35 @@ class AppFolder:
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 old.unlink(missing_ok=True)
+
+
+def track_session_copies(postprocess_data: Callable) -> Callable:
+    """`Blocks.postprocess_data`, after which the files of a component's session copy are
+    deleted as the component's own are (`delete_cache`, `delete_served_files`).
+
+    Once a handler returns an update for a component (`gr.skip()` included: the answer area's
+    steps skip the result and downloads), Gradio gives that session its own copy of it, made
+    outside the Blocks. Gradio never lists the files served through such a copy for deletion:
+    every answer's image, JSON, COCO file and report, the user's image in it, stayed on disk
+    for the server's life and after it."""
+
+    @functools.wraps(postprocess_data)
+    async def tracked(self: gr.Blocks, block_fn, predictions, state, *args, **kwargs):
+        outputs = await postprocess_data(self, block_fn, predictions, state, *args, **kwargs)
+        for block in block_fn.outputs if state is not None else ():
+            copy = state.blocks_config.blocks.get(block._id)
+            if copy is not block and isinstance(copy, gr.components.Component):
+                if not getattr(copy, "files_tracked", False):
+                    copy.files_tracked = True
+                    self.temp_file_sets.append(copy.temp_files)
+        return outputs
+
+    tracked.tracks_session_copies = True
+    return tracked
+
+
+if not getattr(gr.Blocks.postprocess_data, "tracks_session_copies", False):
+    gr.Blocks.postprocess_data = track_session_copies(gr.Blocks.postprocess_data)
 
 
 def delete_served_files(demo: gr.Blocks) -> None:
