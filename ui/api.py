@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 from gradio.exceptions import InvalidPathError
-from gradio_client.utils import is_http_url_like
+from gradio_client.utils import is_file_obj_with_meta, is_http_url_like
 from pydantic import ValidationError
 
 from detect_tools import MAX_PROPOSALS, ProposerError
@@ -60,6 +60,21 @@ NOT_UPLOADED = (
 )
 
 
+NAME_MAX, PATH_MAX = 255, 4096
+"""Linux's limits, in bytes, on a file name and on a whole path."""
+
+
+def _unreachable_file(value: object) -> bool:
+    """Whether `value` is a file whose path no system can look up (a NUL byte in it, a name or
+    a path past the limits): Gradio's own checks fail on one with a traceback in the log, and
+    with an error that gives the whole path back."""
+    if not is_file_obj_with_meta(value):
+        return False
+    path = str(value.get("path", "")).encode(errors="replace")
+    too_long = len(path) > PATH_MAX or any(len(name) > NAME_MAX for name in path.split(b"/"))
+    return b"\0" in path or too_long
+
+
 def refuse_files_not_uploaded(preprocess_data: Callable) -> Callable:
     """`Blocks.preprocess_data` refusing, with one line for the caller and none in the log, an
     image Gradio cannot take before any handler runs: a path given where a file is expected
@@ -67,9 +82,12 @@ def refuse_files_not_uploaded(preprocess_data: Callable) -> Callable:
     folders)."""
 
     @functools.wraps(preprocess_data)
-    async def checked(*args, **kwargs):
+    async def checked(self: gr.Blocks, block_fn, inputs: list, *args, **kwargs):
+        if any(_unreachable_file(value) for value in inputs):
+            logger.info("Refused an input: a file path no system can look up")
+            raise user_error(NOT_UPLOADED)
         try:
-            return await preprocess_data(*args, **kwargs)
+            return await preprocess_data(self, block_fn, inputs, *args, **kwargs)
         except (InvalidPathError, ValidationError) as error:
             # One line, should one of the page's own payloads ever be refused here.
             logger.info("Refused an input: %s", str(error).splitlines()[0])
