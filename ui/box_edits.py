@@ -4,10 +4,11 @@ reads apart from the question's way to an answer in `ui.handlers`."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import gradio as gr
 
@@ -32,11 +33,17 @@ from ui.files import file_identity, shown_size
 from ui.page_left import PageLeft
 from ui.status import error_html, status_html
 
+T = TypeVar("T")
+
 UNDO_STEPS = 50
 """How many box edits back `Handlers.undo_boxes` goes."""
 PICKS_KEPT = 2 * UNDO_STEPS
 """Of how many box lists `UndoSteps` keeps the regions picked: those of its steps, and a few it
 has not recorded yet (the picker can report before the editor does)."""
+BOXES_KEPT = UNDO_STEPS * MAX_REGIONS
+"""How many boxes a page's steps and its picks' box lists hold at most, each: every step as
+many boxes as the model reads. The editor takes any number, and a page sending lists of
+20 000 held 210 MB of the server's memory, for each of the pages it keeps."""
 
 NO_REGIONS = "No boxes yet: each box you draw or propose is a region to pick here."
 
@@ -106,12 +113,12 @@ class UndoSteps:
     def picked(self, key: ConversationKey, picked: list[int]) -> None:
         """The region picker holds `picked` while the editor holds `key`: Undo back to `key`
         picks them again, a pick that a box edit dropped (its box deleted or retyped) too."""
-        if not all(map(has_area, key[1])):
+        if not all(map(has_area, key[1])) or len(key[1]) > BOXES_KEPT:
             return  # a box still being drawn: its list is no step to go back to
         self.picks.pop(key, None)
         self.picks[key] = tuple(picked)
-        if len(self.picks) > PICKS_KEPT:
-            del self.picks[next(iter(self.picks))]
+        kept = _newest_within_boxes(list(self.picks), lambda key: key, PICKS_KEPT)
+        self.picks = {key: self.picks[key] for key in kept}
 
     def record(self, key: ConversationKey, value: dict | None) -> None:
         """The editor holds `key` now, shown from `value`: remembered as the newest step to undo
@@ -122,6 +129,8 @@ class UndoSteps:
             return
         if not all(map(has_area, key[1])):
             return  # a box still being drawn, no area yet: not a step of its own
+        if len(key[1]) > BOXES_KEPT:
+            return  # Undo from it goes back to the step before
         edit = Edit.of(key, value)
         if self.edits and not self.edits[-1].same_image(edit):
             self.edits = self.edits[-1:]  # the earlier image's box edits are not this one's
@@ -130,7 +139,7 @@ class UndoSteps:
         # left with it, only Undo from here does.
         left_here = self.left is not None and self.edits and self.left[0] is self.edits[-1]
         if not self.edits or self.edits[-1].key != key or left_here:
-            self.edits = [*self.edits, edit][-UNDO_STEPS:]
+            self.edits = _newest_within_boxes([*self.edits, edit], lambda e: e.key, UNDO_STEPS)
         if self.left is not None and all(edit is not self.left[0] for edit in self.edits):
             self.left = None  # its step is gone: nothing brings it back
 
@@ -148,6 +157,20 @@ class UndoSteps:
                 edits.pop()
                 return edits[-1]
         return None
+
+
+def _newest_within_boxes(
+    items: list[T], key_of: Callable[[T], ConversationKey], most: int
+) -> list[T]:
+    """The newest of `items` (oldest first), at most `most` of them, whose box lists hold
+    `BOXES_KEPT` boxes in all."""
+    kept, boxes = [], 0
+    for item in reversed(items[-most:]):
+        boxes += len(key_of(item)[1])
+        if boxes > BOXES_KEPT:
+            break
+        kept.append(item)
+    return kept[::-1]
 
 
 def undo_boxes(
