@@ -527,7 +527,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             None,
             js=WITH_PAGE_TIME,
             api_visibility="private",
-            concurrency_limit=None,
+            # Past the queue, as Gradio's own cancels go: with the waiting line full, Gradio
+            # refused the Stop as "busy" and the answer ran on to its token limit.
+            queue=False,
             cancels=[answering] if ON_ZERO_GPU else None,
         )
         demo.unload(handlers.forget_session)
