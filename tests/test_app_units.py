@@ -37,6 +37,7 @@ from fo1_core.render import color_for_region, text_color_for_region
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS
 from tests.browser.app_server import REPO
 from tests.test_bad_input import EPS
+from ui import editor
 from ui.answer_view import answer_html, chip, reasoning_html, rich_text
 from ui.boxes import (
     MAX_TYPED_BOXES,
@@ -52,6 +53,7 @@ from ui.boxes import (
     region_hex,
 )
 from ui.editor import (
+    DECODES_AT_ONCE,
     EDITOR_SIDE,
     SMALL_SIDE,
     UNREADABLE,
@@ -852,3 +854,31 @@ def test_files_served_through_a_sessions_copy_of_a_component_are_deleted_too(
     assert Path(served).is_relative_to(tmp_path / "served") and Path(served).is_file()
     delete_served_files(demo)
     assert not Path(served).exists()
+
+
+def test_editor_events_decode_a_bounded_number_of_images_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each editor event decodes its upload whole to check it; Gradio runs up to 40 at once,
+    and each huge image holds 300 MB."""
+    at_once, most = 0, 0
+    lock = threading.Lock()
+
+    def slow_check(width: int, height: int) -> None:
+        nonlocal at_once, most
+        with lock:
+            at_once += 1
+            most = max(most, at_once)
+        time.sleep(0.2)
+        with lock:
+            at_once -= 1
+
+    monkeypatch.setattr(editor, "check_size", slow_check)
+    paths = []
+    for i in range(3 * DECODES_AT_ONCE):
+        paths.append(tmp_path / f"upload{i}.png")
+        Image.new("RGB", (40 + i, 30)).save(paths[-1])
+    uploads = [FileData(path=str(path), orig_name=path.name) for path in paths]
+    with ThreadPoolExecutor(len(uploads)) as pool:
+        assert list(pool.map(lambda upload: editor.as_uploaded(None, upload), uploads))
+    assert most == DECODES_AT_ONCE
