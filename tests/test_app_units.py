@@ -76,7 +76,7 @@ from ui.report import (
     report_html,
     write_downloads,
 )
-from ui.sessions import OPEN_PAGES, Sessions
+from ui.sessions import OPEN_PAGES, Running, Sessions
 
 
 @pytest.mark.parametrize(
@@ -826,6 +826,8 @@ def test_pages_that_never_close_keep_a_bounded_number_of_records() -> None:
     sessions = Sessions()
     in_use = gr.Request(session_hash="in-use")
     sessions.of(in_use).stopped_at = 12.5
+    answering = gr.Request(session_hash="answering")  # heard from once, its answer running
+    running = sessions.of(answering).running = Running()
     for index in range(2 * OPEN_PAGES):
         sessions.of(gr.Request(session_hash=f"script-{index}"))
         if index % 100 == 0:
@@ -833,6 +835,8 @@ def test_pages_that_never_close_keep_a_bounded_number_of_records() -> None:
     assert len(sessions._open) == OPEN_PAGES
     assert "script-0" not in sessions and f"script-{2 * OPEN_PAGES - 1}" in sessions
     assert sessions.of(in_use).stopped_at == 12.5
+    # Its Stop still reaches its answer.
+    assert "answering" in sessions and sessions.of(answering).running is running
 
 
 def test_files_served_through_a_sessions_copy_of_a_component_are_deleted_too(

@@ -24,7 +24,8 @@ OPEN_PAGES = 1_000
 that never loads (a script calling the events with made-up session hashes) never sends the unload
 that would free its record; without a bound, such calls grow the server's memory without end.
 One server answers a handful of pages at once, so a dropped page has been idle behind a thousand
-others, and loses only its Undo steps and which answer it shows."""
+others, and loses only its Undo steps and which answer it shows; a page with an answer running
+is not dropped."""
 
 
 @dataclass
@@ -110,9 +111,19 @@ class Sessions:
         with self._lock:
             session = self._open.setdefault(request.session_hash, Session())
             self._open.move_to_end(request.session_hash)
-            while len(self._open) > OPEN_PAGES:
-                self._open.popitem(last=False)
+            if len(self._open) > OPEN_PAGES:
+                self._drop_one()
         return session
+
+    def _drop_one(self) -> None:
+        """Drops the record of the page heard from least recently, of those with no answer
+        running: a flood of made-up sessions would otherwise take the record of a page waiting
+        for its answer, whose Stop, downloads and follow-up turn need it."""
+        idle = next((key for key, page in self._open.items() if page.running is None), None)
+        if idle is None:
+            self._open.popitem(last=False)
+        else:
+            del self._open[idle]
 
     def forget(self, request: gr.Request) -> None:
         """The page was closed: its answer stops and nothing of its session is kept."""
