@@ -72,6 +72,11 @@ def read_image(source: ImageSource | None) -> tuple[Image.Image, list[str]]:
             # is read itself (an opened image, `open_image`'s, is handed on without a copy).
             if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
                 image = ImageOps.exif_transpose(image)
+                # Boxes found on the image as given (its own `.size`) would name other pixels.
+                notices.append(
+                    f"The image was turned as its EXIF orientation says: boxes are read on it "
+                    f"as shown, {image.width}×{image.height}, not {source.width}×{source.height}."
+                )
         else:
             ImageOps.exif_transpose(image, in_place=True)  # made here: turned, not copied
         picture = as_rgb(image)

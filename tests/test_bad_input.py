@@ -350,6 +350,12 @@ def test_exif_rotation_is_applied(pipeline: FO1Pipeline) -> None:
     image.save(data, format="JPEG", exif=exif.tobytes())
     request = pipeline.prepare(data.getvalue(), [[0, 0, 30, 90]], "OD_template", "cat")
     assert request.vision.image_grid_thw[0].tolist()[1:] == [8, 2]  # tall after rotation
+    # The same picture opened by the caller: its `.size` is the file's, so the turn is told.
+    opened = Image.open(io.BytesIO(data.getvalue()))
+    request = pipeline.prepare(opened, [[0, 0, 30, 90]], "OD_template", "cat")
+    assert request.vision.image_grid_thw[0].tolist()[1:] == [8, 2]
+    assert "turned as its EXIF orientation says" in request.notices[0]
+    assert "40×100, not 100×40" in request.notices[0]
 
 
 def test_tiny_image_is_enlarged_with_its_boxes(pipeline: FO1Pipeline) -> None:
