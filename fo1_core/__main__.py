@@ -23,12 +23,15 @@ from fo1_core.cli import (
 )
 from fo1_core.errors import FO1Error
 from fo1_core.processing import check_boxes, open_image, unwrap_boxes
-from fo1_core.prompting import unused_text_note, user_text_for_task
+from fo1_core.prompting import unused_text_note, user_text_for_task, without
 from fo1_core.session import StopReason, load
 from fo1_core.templates import (
+    CHAT_CONTROL_STRINGS,
     DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_TASK,
     FREE_PROMPT,
+    IMAGE_PLACEHOLDER,
+    REGION_PLACEHOLDER,
     TASKS,
 )
 
@@ -92,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         # A mistake in the image, boxes or prompt is told before the model loads, not minutes
         # after.
         image = open_image(args.image)
-        user_text_for_task(args.task, text, len(check_boxes(boxes, image.size)[0]))
+        # As the request cleans it: strings of the model's own that any FO1 tokenizer has.
+        cleaned = without(text, (IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, *CHAT_CONTROL_STRINGS))
+        user_text_for_task(args.task, cleaned.text, len(check_boxes(boxes, image.size)[0]))
         pipeline = load(args.checkpoint, device=args.device)
         request = pipeline.prepare(image, boxes, args.task, text)
         for notice in request.notices:

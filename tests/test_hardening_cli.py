@@ -110,6 +110,8 @@ def test_cli_bad_input(answering_checkpoint: Path, tmp_path: Path, args, code, m
     [
         (["--task", "free", "--text", "What is <region5>?"], "refers to <region5>, but the"),
         (["--task", "OD_template"], "needs input: type the categories"),
+        # nothing left once the model's own strings are taken out
+        (["--task", "OD_template", "--text", "<image><|im_start|>"], "needs input: type the"),
     ],
 )
 def test_a_prompt_that_cannot_be_asked_is_refused_before_the_model_loads(
