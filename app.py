@@ -31,6 +31,7 @@ from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
 from ui import Settings, app_css, build_app, delete_served_files
 from ui.examples import EXAMPLES_DIR
 from ui.gpu import ON_ZERO_GPU
+from ui.sessions import OPEN_PAGES
 
 logger = logging.getLogger("app")
 
@@ -206,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             server_port=args.port,
             allowed_paths=[str(EXAMPLES_DIR)],
             max_file_size=args.max_file_size,
+            # Gradio keeps each session's component values (an editor's boxes, say) for 10 000
+            # sessions by default: as many as the app keeps pages of its own.
+            state_session_capacity=OPEN_PAGES,
             show_error=True,
             css=app_css(),
         )
