@@ -320,6 +320,7 @@ class FO1Pipeline:
             )
         clean = sanitize_user_text(text or "", self.tokenizer)
         user_text = user_text_for_task(task, clean.text, vision.num_regions)
+        history = list(history)
         if not all(
             isinstance(turn, tuple | list)
             and len(turn) == 2
