@@ -848,14 +848,17 @@ def test_files_served_through_a_sessions_copy_of_a_component_are_deleted_too(
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "served"))
     answer = tmp_path / "answer.json"
     answer.write_text("{}")
-    steps = iter([gr.skip(), [str(answer)]])
+    steps = iter([gr.skip(), gr.skip(), [str(answer)]])
     with gr.Blocks() as demo:
         downloads = gr.File(file_count="multiple")
         gr.Button().click(lambda: next(steps), None, downloads)
+    lists = len(demo.temp_file_sets)
     state = SessionState(demo)
-    asyncio.run(demo.process_api(0, [], state))  # the skip: the session's own copy
+    for _ in range(2):  # the skips: each a new copy of the component for the session
+        asyncio.run(demo.process_api(0, [], state))
     served = asyncio.run(demo.process_api(0, [], state))["data"][0][0]["path"]
     assert Path(served).is_relative_to(tmp_path / "served") and Path(served).is_file()
+    assert len(demo.temp_file_sets) == lists  # nothing added per copy, or per step
     delete_served_files(demo)
     assert not Path(served).exists()
 

@@ -58,10 +58,12 @@ def track_session_copies(postprocess_data: Callable) -> Callable:
         outputs = await postprocess_data(self, block_fn, predictions, state, *args, **kwargs)
         for block in block_fn.outputs if state is not None else ():
             copy = state.blocks_config.blocks.get(block._id)
-            if copy is not block and isinstance(copy, gr.components.Component):
-                if not getattr(copy, "files_tracked", False):
-                    copy.files_tracked = True
-                    self.temp_file_sets.append(copy.temp_files)
+            own = block.temp_files
+            if isinstance(copy, gr.components.Component) and copy.temp_files is not own:
+                # Into the component's own set, which Gradio's deletion reads: one set per copy
+                # would add to its list with every step an answer skips.
+                own.update(copy.temp_files)
+                copy.temp_files = own
         return outputs
 
     tracked.tracks_session_copies = True
