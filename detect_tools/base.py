@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import numbers
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -25,7 +26,7 @@ import torch
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import try_to_load_from_cache
 from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 from transformers.utils import (
     SAFE_WEIGHTS_INDEX_NAME,
     SAFE_WEIGHTS_NAME,
@@ -92,19 +93,29 @@ class ProposalOptions:
 
     def __post_init__(self) -> None:
         if self.threshold is not None and not (
-            isinstance(self.threshold, int | float)
-            and not isinstance(self.threshold, bool)
-            and 0.0 <= self.threshold <= 1.0
+            _is_number(self.threshold) and 0.0 <= self.threshold <= 1.0
         ):
             raise ProposerError(
                 f"Score threshold must be a number between 0 and 1, got {self.threshold!r:.50}."
             )
-        if self.nms_iou is not None and not 0.0 < self.nms_iou <= 1.0:
-            raise ProposerError(f"NMS IoU must be in (0, 1] (or none: no NMS), got {self.nms_iou}.")
-        if not 1 <= self.max_count <= MAX_PROPOSALS:
+        if self.nms_iou is not None and not (_is_number(self.nms_iou) and 0 < self.nms_iou <= 1):
             raise ProposerError(
-                f"Maximum count must be between 1 and {MAX_PROPOSALS}, got {self.max_count}."
+                f"NMS IoU must be in (0, 1] (or none: no NMS), got {self.nms_iou!r:.50}."
             )
+        if not (
+            isinstance(self.max_count, numbers.Integral)
+            and not isinstance(self.max_count, bool)
+            and 1 <= self.max_count <= MAX_PROPOSALS
+        ):
+            raise ProposerError(
+                f"Maximum count must be between 1 and {MAX_PROPOSALS}, a whole number; "
+                f"got {self.max_count!r:.50}."
+            )
+
+
+def _is_number(value: object) -> bool:
+    """A real number, numpy's included, and not a yes/no."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
 
 def option_type(field: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -144,7 +155,9 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 
 def check_image(image: Image.Image) -> Image.Image:
-    """The image as 8-bit RGB (`as_rgb`), or a ProposerError for an empty or oversized one."""
+    """The image as 8-bit RGB (`as_rgb`), turned as its EXIF orientation says (as FO1 reads the
+    same image, so that its proposals are FO1's boxes), or a ProposerError for an empty or
+    oversized one."""
     if not isinstance(image, Image.Image):
         raise ProposerError(f"Expected a PIL image, got {type(image).__name__}.")
     width, height = image.size
@@ -155,6 +168,8 @@ def check_image(image: Image.Image) -> Image.Image:
             f"The image is {width}×{height} pixels, more than the {MAX_IMAGE_PIXELS:,} allowed: "
             "resize it before asking for proposals."
         )
+    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        image = ImageOps.exif_transpose(image)  # a copy: the caller's image stays as it was
     return as_rgb(image)
 
 
@@ -317,6 +332,11 @@ class ModelProposer(Proposer):
         # that are not safe to update from several users' threads at once.
         with self._inference_lock:
             return super().propose(image, text, options)
+
+    def load(self) -> None:
+        """Loads the model now rather than at the first proposal: a checkpoint that cannot be
+        loaded fails here."""
+        _ = self.loaded
 
     @property
     def loaded(self) -> LoadedModel:

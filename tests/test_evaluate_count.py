@@ -274,6 +274,18 @@ def test_items_without_boxes_and_no_proposer_are_refused_before_loading(
     assert "pass --proposer NAME" in error
 
 
+def test_a_proposer_that_cannot_load_ends_the_run_before_fo1_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """It was loaded at the first item without boxes: FO1 loaded for minutes, every item then
+    failed with the same error, and the run ended with status 0."""
+    args = _count_args(tmp_path / "no-checkpoint", _dataset(tmp_path), tmp_path / "out.json")
+    missing = tmp_path / "florence"
+    assert main([*args, "--proposer", "florence2", "--proposer-checkpoint", str(missing)]) == 2
+    error = capsys.readouterr().err
+    assert f"checkpoint folder {missing} does not exist" in error, error
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -18,7 +18,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from detect_tools import registry
-from detect_tools.base import MAX_PROPOSALS, ProposalOptions, ProposerError, option_type
+from detect_tools.base import (
+    MAX_PROPOSALS,
+    ModelProposer,
+    ProposalOptions,
+    ProposerError,
+    option_type,
+)
 from detect_tools.outputs import (
     exit_with,
     output_file,
@@ -133,10 +139,14 @@ def _load(
     args: argparse.Namespace, shard: Shard, options: ProposalOptions
 ) -> tuple[FO1Pipeline, BoxSource]:
     device = shard.device(args.device)
-    pipeline = load(args.checkpoint, device=device)
     proposer = None
     if args.proposer:
+        # First: a wrong --proposer-checkpoint ends the run before FO1's minutes of loading,
+        # not as a failure of every item.
         proposer = registry.get(args.proposer, args.proposer_checkpoint, device)
+        if isinstance(proposer, ModelProposer):
+            proposer.load()
+    pipeline = load(args.checkpoint, device=device)
     return pipeline, BoxSource(proposer, options)
 
 

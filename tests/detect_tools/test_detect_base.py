@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import supervision as sv
-from PIL import Image
+from PIL import ExifTags, Image
 
 from detect_tools.base import (
     MAX_PROPOSALS,
@@ -86,11 +88,37 @@ def test_finalize_empty_mask_result_has_image_shape():
         {"nms_iou": 0.0},  # would suppress everything
         {"max_count": 0},
         {"max_count": MAX_PROPOSALS + 1},  # past the downstream model's region limit
+        # accepted, then a TypeError after the whole inference
+        {"max_count": 5.5},
+        # a bare TypeError
+        {"max_count": "5"},
+        {"max_count": None},
+        {"nms_iou": "0.5"},
     ],
 )
 def test_bad_options_are_user_errors(kwargs):
     with pytest.raises(ProposerError):
         ProposalOptions(**kwargs)
+
+
+def test_numpy_numbers_are_options_like_any_other():
+    """np.float64 passed for a threshold, np.float32 was refused."""
+    options = ProposalOptions(threshold=np.float32(0.25), nms_iou=np.float32(0.5))
+    assert options.threshold == 0.25
+    assert ProposalOptions(max_count=np.int64(7)).max_count == 7
+
+
+def test_an_exif_turned_image_is_proposed_on_as_shown():
+    """As FO1 reads it, so that `fo1.prepare(image, proposer.propose(image))` names the pixels
+    the proposer saw; the caller's image stays as it was."""
+    image = Image.new("RGB", (60, 20))
+    exif = image.getexif()
+    exif[ExifTags.Base.Orientation] = 6  # stored wide, shown tall
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=exif)
+    opened = Image.open(buffer)
+    assert check_image(opened).size == (20, 60)
+    assert opened.size == (60, 20)
 
 
 @pytest.mark.parametrize(
