@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import supervision as sv
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from detect_tools import registry
 from detect_tools.base import (
@@ -21,6 +21,7 @@ from detect_tools.base import (
     MAX_PROPOSALS,
     ProposalOptions,
     ProposerError,
+    check_image,
     option_type,
     shortest_decimal,
     written_score,
@@ -94,9 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             refuse_overwriting(args.json, "json", ProposerError, image=Path(args.image))
         try:
             with open_image_file(args.image) as file:
-                # Boxes in the frame the image is shown in, as the app and `python -m fo1_core`
-                # take them.
-                image = ImageOps.exif_transpose(file)
+                # Its size checked from the header before it is decoded, and turned as shown.
+                image = check_image(file)
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
             raise ProposerError(f"Cannot read image {args.image}: {error}") from error
         options = ProposalOptions(args.threshold, args.nms_iou, args.max_count)
