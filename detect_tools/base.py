@@ -26,7 +26,7 @@ import torch
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import try_to_load_from_cache
 from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
-from PIL import ExifTags, Image, ImageOps
+from PIL import Image
 from transformers.utils import (
     SAFE_WEIGHTS_INDEX_NAME,
     SAFE_WEIGHTS_NAME,
@@ -34,7 +34,7 @@ from transformers.utils import (
     WEIGHTS_NAME,
 )
 
-from detect_tools.images import as_rgb
+from detect_tools.images import as_rgb, turned_as_shown
 
 logger = logging.getLogger(__name__)
 
@@ -168,9 +168,7 @@ def check_image(image: Image.Image) -> Image.Image:
             f"The image is {width}×{height} pixels, more than the {MAX_IMAGE_PIXELS:,} allowed: "
             "resize it before asking for proposals."
         )
-    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
-        image = ImageOps.exif_transpose(image)  # a copy: the caller's image stays as it was
-    return as_rgb(image)
+    return as_rgb(turned_as_shown(image))
 
 
 def empty_detections(image_size: tuple[int, int], with_mask: bool = False) -> sv.Detections:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import ExifTags, Image, ImageOps, PngImagePlugin
 
 URL = re.compile(r"[a-z][a-z0-9+.-]+:/|data:", re.IGNORECASE)
 """A scheme of two letters or more and a slash (`Path` folds `//` into one), or a data URL. One
@@ -72,6 +72,14 @@ def refuse_special_file(path: str | Path, error: type[Exception], name: str) -> 
     if not stat.S_ISREG(mode):
         kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
         raise error(f"Could not read {name}: it is {kind}; it must be a regular file.")
+
+
+def turned_as_shown(image: Image.Image) -> Image.Image:
+    """`image` turned as its EXIF orientation says, as a copy (the caller's image stays as it
+    was), or `image` itself where there is nothing to turn."""
+    if image.getexif().get(ExifTags.Base.Orientation, 1) == 1:
+        return image
+    return ImageOps.exif_transpose(image)
 
 
 def as_rgb(image: Image.Image) -> Image.Image:

@@ -28,6 +28,7 @@ from detect_tools.images import (
     open_image_file,
     refuse_special_file,
     refuse_url,
+    turned_as_shown,
 )
 from fo1_core.cache import LRUCache
 from fo1_core.configuration import AUX_ASPECT_RATIOS, AUX_IMAGE_SIZE, AUX_SQUARE_SIDES
@@ -70,8 +71,8 @@ def read_image(source: ImageSource | None) -> tuple[Image.Image, list[str]]:
         if image is source:
             # Turned on a copy, so the caller's image stays as it was; one with nothing to turn
             # is read itself (an opened image, `open_image`'s, is handed on without a copy).
-            if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
-                image = ImageOps.exif_transpose(image)
+            image = turned_as_shown(image)
+            if image is not source:
                 # Boxes found on the image as given (its own `.size`) would name other pixels.
                 notices.append(
                     f"The image was turned as its EXIF orientation says: boxes are read on it "

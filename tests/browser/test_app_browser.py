@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,9 @@ def app_url(endless_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) 
         yield url
 
 
-@pytest.fixture(scope="module")
-def page(app_url: str):
+@contextmanager
+def opened_page(app_url: str) -> Iterator:
+    """The app's page in headless Chromium, its editor shown (skips without Chromium)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed")
     with playwright.sync_playwright() as p:
@@ -70,6 +72,12 @@ def page(app_url: str):
         page.wait_for_selector("#fo1-editor")
         yield page
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url: str):
+    with opened_page(app_url) as page:
+        yield page
 
 
 def shot(page, name: str, full_page: bool = True) -> None:

@@ -15,9 +15,7 @@ from gradio_client import Client, handle_file
 from gradio_client.utils import Status
 
 from tests.browser.app_server import REPO, running_app
-from tests.browser.test_app_browser import CHROMIUM, open_example, run_detection, shot
-
-playwright = pytest.importorskip("playwright.sync_api")
+from tests.browser.test_app_browser import open_example, opened_page, run_detection, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -32,17 +30,7 @@ def app_url(endless_checkpoint: Path) -> Iterator[str]:
 
 
 def test_stop_stops_the_answer_while_the_waiting_line_is_full(app_url: str) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(30_000)
-        page.goto(app_url)
-        page.wait_for_selector("#fo1-editor")
+    with opened_page(app_url) as page:
         open_example(page, "Coffee: detect cup and spoon")
         run_detection(page, "red circle", max_tokens=8192)
         page.locator("#fo1-answer", has_text="many regions").wait_for()
@@ -63,4 +51,3 @@ def test_stop_stops_the_answer_while_the_waiting_line_is_full(app_url: str) -> N
         shot(page, "queue-full-stopped")
         for job in waiting:
             job.cancel()
-        browser.close()
