@@ -13,6 +13,7 @@ import logging
 import numbers
 import re
 import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -238,14 +239,23 @@ def finalize(
         confidence=detections.confidence.astype(np.float32),
     )
     keep = covers_a_pixel(detections.xyxy) & (detections.confidence >= threshold)
-    detections = detections[keep]
+    detections = _selected(detections, np.flatnonzero(keep))
     if len(detections) and options.nms_iou is not None:
         predictions = np.c_[detections.xyxy, detections.confidence]
-        detections = detections[sv.box_non_max_suppression(predictions, options.nms_iou)]
+        kept = sv.box_non_max_suppression(predictions, options.nms_iou)
+        detections = _selected(detections, np.flatnonzero(kept))
     order = np.argsort(-detections.confidence, kind="stable")[: options.max_count]
     if len(order) == 0:
         return empty_detections(image_size, with_mask=detections.mask is not None)
-    return detections[order]
+    return _selected(detections, order)
+
+
+def _selected(detections: sv.Detections, rows: np.ndarray) -> sv.Detections:
+    """`detections[rows]`, or `detections` itself where that is all of them in order: indexing
+    copies the masks, a gigabyte for a hundred of a 12-megapixel photo's."""
+    if np.array_equal(rows, np.arange(len(detections))):
+        return detections
+    return detections[rows]
 
 
 class Proposer(ABC):
@@ -293,10 +303,29 @@ class LoadedModel:
     processor: Any
 
 
+class _SharedModel:
+    """One checkpoint's model on one device and dtype, loaded once for every proposer running it
+    (Florence-2's region and detection proposers are one model asked two tasks)."""
+
+    def __init__(self) -> None:
+        self.loaded: LoadedModel | None = None
+        self.load_lock = threading.Lock()
+        # One inference at a time per model: models keep caches (OmDet-Turbo's class embeddings)
+        # that are not safe to update from several users' threads at once.
+        self.inference_lock = threading.Lock()
+
+
+_shared_models: weakref.WeakValueDictionary[tuple, _SharedModel] = weakref.WeakValueDictionary()
+"""Held by the proposers using them: a model no proposer holds any more is freed."""
+_shared_models_lock = threading.Lock()
+
+
 class ModelProposer(Proposer):
     """A proposer backed by a transformers checkpoint, loaded on first use, once, thread-safely.
 
     ``checkpoint`` is a local folder or a hub id; None means the module's default hub id.
+    Proposers of the same model (the class defining `_load`) on the same checkpoint, device and
+    dtype share one loaded copy.
     """
 
     default_checkpoint: ClassVar[str]
@@ -316,9 +345,12 @@ class ModelProposer(Proposer):
                 "This machine has no usable CUDA GPU: run on the CPU (--device cpu)."
             )
         self.dtype = dtype if dtype is not None else default_dtype(self.device)
-        self._loaded: LoadedModel | None = None
-        self._lock = threading.Lock()
-        self._inference_lock = threading.Lock()
+        loader = next(cls for cls in type(self).__mro__ if "_load" in vars(cls))
+        key = (loader, self.checkpoint, str(self.device), self.dtype)
+        with _shared_models_lock:
+            self._shared = _shared_models.get(key)
+            if self._shared is None:
+                self._shared = _shared_models[key] = _SharedModel()
 
     def propose(
         self,
@@ -326,9 +358,7 @@ class ModelProposer(Proposer):
         text: str | None = None,
         options: ProposalOptions | None = None,
     ) -> sv.Detections:
-        # One inference at a time per model: models keep caches (OmDet-Turbo's class embeddings)
-        # that are not safe to update from several users' threads at once.
-        with self._inference_lock:
+        with self._shared.inference_lock:
             return super().propose(image, text, options)
 
     def load(self) -> None:
@@ -338,11 +368,16 @@ class ModelProposer(Proposer):
 
     @property
     def loaded(self) -> LoadedModel:
-        if self._loaded is None:
-            with self._lock:
-                if self._loaded is None:
-                    self._loaded = self._load_checked()
-        return self._loaded
+        shared = self._shared
+        if shared.loaded is None:
+            with shared.load_lock:
+                if shared.loaded is None:
+                    shared.loaded = self._load_checked()
+        return shared.loaded
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._shared.loaded is not None
 
     @classmethod
     def within_reach(cls, checkpoint: str | Path | None = None) -> bool:
@@ -394,8 +429,9 @@ class ModelProposer(Proposer):
                 # transformers' own text names its docs' URL and "offline mode": the user needs
                 # to know the weights are missing here, and how to bring them.
                 raise ProposerError(
-                    f"The {self.label} model is not on this machine, and the Hugging Face hub "
-                    f"cannot be reached to download {self.checkpoint!r}. Download it where the "
+                    f"The {self.label} model is not on this machine (there is no folder "
+                    f"{self.checkpoint!r} here either), and the Hugging Face hub cannot be "
+                    f"reached to download {self.checkpoint!r}. Download it where the "
                     "hub can be reached (it is then found in the Hugging Face cache), or give "
                     f"its local folder ({self.where_to_pass_a_folder})."
                 ) from error
@@ -425,8 +461,9 @@ class ModelProposer(Proposer):
 
 
 def _names_a_folder(checkpoint: str) -> bool:
-    """A path, never a hub id (`owner/name` is neither absolute nor dotted)."""
-    return Path(checkpoint).is_absolute() or checkpoint.startswith(".")
+    """A path, never a hub id (`owner/name` is neither absolute nor dotted, and has two parts)."""
+    path = Path(checkpoint)
+    return path.is_absolute() or checkpoint.startswith(".") or len(path.parts) > 2
 
 
 def _stored_model_type(checkpoint: str) -> str | None:

@@ -9,6 +9,7 @@ tokens' probabilities, which ranks boxes for the 100-region cap.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +48,18 @@ class Florence2Proposer(ModelProposer):
 
         model = Florence2ForConditionalGeneration.from_pretrained(self.checkpoint, dtype=self.dtype)
         processor = Florence2Processor.from_pretrained(self.checkpoint)
-        tokenizer = processor.tokenizer
-        location_ids = tokenizer.convert_tokens_to_ids([f"<loc_{k}>" for k in range(LOCATION_BINS)])
-        self._location_bin = {token_id: k for k, token_id in enumerate(location_ids)}
-        self._special_ids = set(tokenizer.all_special_ids)
         return LoadedModel(model, processor)
+
+    @cached_property
+    def _location_bin(self) -> dict[int, int]:
+        """Token id → bin of each ``<loc_k>`` token."""
+        tokenizer = self.loaded.processor.tokenizer
+        location_ids = tokenizer.convert_tokens_to_ids([f"<loc_{k}>" for k in range(LOCATION_BINS)])
+        return {token_id: k for k, token_id in enumerate(location_ids)}
+
+    @cached_property
+    def _special_ids(self) -> set[int]:
+        return set(self.loaded.processor.tokenizer.all_special_ids)
 
     @torch.inference_mode()
     def _predict(

@@ -33,8 +33,9 @@ LOW_THRESHOLD = 0.2
 CONFIDENT_THRESHOLD = 0.5
 MASK_THRESHOLD = 0.5
 
-MASK_CHUNK = 16
-"""Masks upsampled to the image at once: bounds float memory on large images (16·H·W·4 bytes)."""
+MASK_CHUNK = 4
+"""Masks upsampled to the image at once. Each costs 12·H·W bytes on the way (the processor's float
+map, then its int64 binarised mask): 576 MB for 4 on a 12-megapixel photo."""
 
 
 class Sam3Proposer(ModelProposer):
@@ -106,54 +107,48 @@ class Sam3Proposer(ModelProposer):
         chosen = finalize(candidates, image.size, cut, options)
         if not len(chosen):
             return empty_detections(image.size, with_mask=True)
-        parts = [
-            self._instances(
-                outputs[index],
-                torch.from_numpy(chosen.data["query"][chosen.data["concept"] == index]),
-                image.size,
-                index,
-                concept,
-            )
-            for index, concept in enumerate(concepts)
-        ]
-        return sv.Detections.merge([part for part in parts if len(part)])
+        # Masks are painted straight into one array in the chosen (best-first) order, so that no
+        # later step (merging concepts, sorting) copies a gigabyte of them again.
+        xyxy = chosen.xyxy.copy()
+        mask = np.zeros((len(chosen), height, width), bool)
+        for index, output in enumerate(outputs):
+            rows = np.flatnonzero(chosen.data["concept"] == index)
+            self._paint_masks(output, chosen.data["query"][rows], rows, mask, xyxy)
+        detections = sv.Detections(
+            xyxy=xyxy,
+            mask=mask,
+            confidence=chosen.confidence,
+            class_id=chosen.data["concept"],
+        )
+        detections.data[CLASS_NAME] = np.array(concepts)[chosen.data["concept"]]
+        return detections
 
-    def _instances(
+    def _paint_masks(
         self,
         output: dict,
-        queries: torch.Tensor,
-        image_size: tuple[int, int],
-        concept_index: int,
-        concept: str,
-    ) -> sv.Detections:
-        """Boxes and full-size masks of the chosen queries of one concept's output."""
+        queries: np.ndarray,
+        rows: np.ndarray,
+        mask: np.ndarray,
+        xyxy: np.ndarray,
+    ) -> None:
+        """Full-size masks of one concept's chosen `queries` into `mask[rows]`, and their
+        extents into `xyxy[rows]`."""
         processor = self.loaded.processor
-        width, height = image_size
-        boxes, masks, scores = [], [], []
-        for chunk in queries.split(MASK_CHUNK):
+        height, width = mask.shape[1:]
+        for start in range(0, len(rows), MASK_CHUNK):
+            chunk = torch.from_numpy(queries[start : start + MASK_CHUNK])
             chosen = dict(output)
             for key in ("pred_logits", "pred_boxes", "pred_masks"):
                 chosen[key] = output[key][:, chunk.to(output[key].device)]
             result = processor.post_process_instance_segmentation(
                 type(output)(**chosen), -1.0, MASK_THRESHOLD, target_sizes=[(height, width)]
             )[0]
-            boxes.append(result["boxes"].cpu().numpy())
-            masks.append(result["masks"].cpu().numpy().astype(bool))
-            scores.append(result["scores"].cpu().numpy())
-        if not boxes:
-            return sv.Detections.empty()
-        mask = np.concatenate(masks)
-        xyxy = np.concatenate(boxes).astype(np.float32)
-        # The box drawn is the mask's own extent, so box and mask always agree; the predicted
-        # box stands in only where the mask came out empty.
-        filled = mask.any((1, 2))
-        xyxy[filled] = sv.mask_to_xyxy(mask[filled])
-        xyxy[filled, 2:] += 1  # mask_to_xyxy gives the last pixel; boxes end past it
-        detections = sv.Detections(
-            xyxy=xyxy,
-            mask=mask,
-            confidence=np.concatenate(scores).astype(np.float32),
-            class_id=np.full(len(xyxy), concept_index),
-        )
-        detections.data[CLASS_NAME] = np.full(len(xyxy), concept)
-        return detections
+            painted = result["masks"].cpu().numpy().astype(bool, copy=False)
+            targets = rows[start : start + MASK_CHUNK]
+            mask[targets] = painted
+            # The box drawn is the mask's own extent, so box and mask always agree; the
+            # predicted box stands in only where the mask came out empty.
+            filled = painted.any((1, 2))
+            extents = sv.mask_to_xyxy(painted[filled]).astype(np.float32)
+            extents[:, 2:] += 1  # mask_to_xyxy gives the last pixel; boxes end past it
+            xyxy[targets[filled]] = extents

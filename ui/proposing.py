@@ -163,7 +163,7 @@ class Proposing:
             labels=[str(label) for label in labels]
             if labels is not None
             else [""] * len(detections),
-            masks=None if detections.mask is None else detections.mask.astype(bool),
+            masks=None if detections.mask is None else detections.mask.astype(bool, copy=False),
             seconds=time.perf_counter() - start,
         )
 

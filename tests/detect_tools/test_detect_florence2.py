@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from detect_tools.base import ProposalOptions, ProposerError
 from detect_tools.florence2 import Florence2DetectionProposer, Florence2Proposer
@@ -47,6 +48,20 @@ def test_detection_task_labels_its_boxes(florence2_checkpoint, photo, contract):
     assert any(label for label in proposals.data["class_name"])
 
 
+def test_region_and_detection_proposers_share_one_loaded_model(florence2_checkpoint, photo):
+    # Both tasks are asked of one Florence-2: switching proposer must not load a second copy.
+    same = {"device": "cpu", "dtype": torch.bfloat16, "max_new_tokens": 64}
+    region = Florence2Proposer(florence2_checkpoint, **same)
+    detection = Florence2DetectionProposer(florence2_checkpoint, **same)
+    assert not detection.is_loaded
+    assert len(region.propose(photo)) > 0
+    assert detection.is_loaded
+    assert detection.loaded.model is region.loaded.model
+    assert any(label for label in detection.propose(photo).data["class_name"])
+    on_its_own = Florence2Proposer(florence2_checkpoint, device="cpu", dtype=torch.float32)
+    assert on_its_own.loaded.model is not region.loaded.model, "another dtype is another copy"
+
+
 def test_parse_reads_phrases_boxes_and_scores(region_proposer):
     region_proposer.loaded  # noqa: B018 - the parser needs the tokenizer
     tokenizer = region_proposer.loaded.processor.tokenizer
@@ -64,8 +79,9 @@ def test_parse_reads_phrases_boxes_and_scores(region_proposer):
 
 
 def test_model_loads_lazily_and_once_across_threads(florence2_checkpoint, monkeypatch):
-    proposer = Florence2Proposer(florence2_checkpoint, device="cpu")
-    assert proposer._loaded is None, "constructing must not load"
+    # float16: no other test's proposer has this checkpoint loaded in it to share.
+    proposer = Florence2Proposer(florence2_checkpoint, device="cpu", dtype=torch.float16)
+    assert not proposer.is_loaded, "constructing must not load"
     calls = []
     original = proposer._load
     monkeypatch.setattr(proposer, "_load", lambda: calls.append(1) or original())
@@ -81,8 +97,10 @@ def test_model_loads_lazily_and_once_across_threads(florence2_checkpoint, monkey
     ("checkpoint", "message"),
     [
         ("/no/such/folder", "does not exist"),  # a typo in a local path
-        # hub unreachable (offline): said plainly, not as transformers' text with its URLs
-        ("someone/not-on-this-machine", "not on this machine, and the Hugging Face hub cannot"),
+        ("models/no/such-folder", "does not exist"),  # relative: more parts than a hub id
+        # hub unreachable (offline): said plainly, not as transformers' text with its URLs, and
+        # saying that no folder of that name was found either ("models/florence" is both)
+        ("someone/not-on-this-machine", r"no folder 'someone/not-on-this-machine' here either"),
     ],
 )
 def test_unloadable_checkpoints_say_what_to_do(checkpoint, message, photo):

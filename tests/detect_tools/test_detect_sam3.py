@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from detect_tools import sam3
 from detect_tools.base import ProposalOptions, ProposerError
@@ -61,14 +64,28 @@ def test_a_long_description_is_cut_to_what_sam3_reads(proposer, photo):
 
 def test_only_the_kept_candidates_get_full_size_masks(proposer, photo, monkeypatch):
     upsampled = []
-    instances = proposer._instances
+    paint_masks = proposer._paint_masks
     monkeypatch.setattr(
         proposer,
-        "_instances",
+        "_paint_masks",
         lambda output, queries, *rest: (
             upsampled.append(len(queries)),
-            instances(output, queries, *rest),
+            paint_masks(output, queries, *rest),
         )[1],
     )
     proposals = proposer.propose(photo, "red cup, person", ProposalOptions(max_count=3))
     assert len(proposals) <= 3 and sum(upsampled) <= 3  # not the 2 × 20 candidates
+
+
+def test_full_size_masks_are_held_once(proposer):
+    # 40 masks of a 12-megapixel photo are 480 MB: a copy for merging the concepts or sorting
+    # them would double what a Propose takes. tracemalloc sees numpy's arrays (not torch's).
+    image = Image.new("RGB", (800, 600), "white")
+    tracemalloc.start()
+    try:
+        proposals = proposer.propose(image, "red cup, person", ProposalOptions(nms_iou=None))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(proposals) == 40
+    assert peak < 1.25 * proposals.mask.nbytes
