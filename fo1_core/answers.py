@@ -3,8 +3,9 @@
 Grammar (SPEC §10):
 
 - grounded group: ``<ground>LABEL</ground><objects><region2><region5></objects>``; ``</ground>``
-  must be followed directly by ``<objects>`` and the label may not span lines (as the reference);
-  text between the region tags is ignored, groups with the same label are merged;
+  must be followed directly by ``<objects>`` and the label may not span lines but may name
+  regions (``<ground>the same as <region3></ground>…``, as the reference); text between the
+  region tags is ignored, groups with the same label are merged;
 - bare reference: ``<region3>`` anywhere;
 - reasoning: ``<think>…</think><answer>…</answer>``;
 - counting: the first integer left after removing all region tags, else 0.
@@ -164,6 +165,9 @@ def to_detections(
     past ``N`` are skipped; parse with ``num_regions=N`` to have them reported as warnings.
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+    for name, values in (("masks", masks), ("scores", scores)):
+        if values is not None and len(values) != len(boxes):
+            raise ValueError(f"{len(values)} {name} for {len(boxes)} boxes: give one per box.")
     rows = [(g.label, i) for g in answer.groups for i in g.indexes]
     if include_references:
         grouped = {i for _, i in rows}
@@ -225,6 +229,8 @@ class _GroupParser:
         if kind == "control":
             return
         if kind == "region":
+            if self.state == "label":  # the label keeps its region tag as written
+                self.label += region_token(int(value))
             self._region(int(value))
         elif kind == "text":
             self._text(value)
@@ -264,7 +270,7 @@ class _GroupParser:
         self.references.append(index)
         if self.state == "objects":
             self.indexes.append(index)
-        else:
+        elif self.state != "label":
             self._abandon()
 
     def _text(self, value: str) -> None:

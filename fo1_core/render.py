@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import supervision as sv
+from fontTools.ttLib import TTFont
 from PIL import Image, ImageFont
 
 from detect_tools.images import as_rgb
@@ -43,7 +44,9 @@ def readable_on(color: sv.Color) -> sv.Color:
 TEXT_PALETTE = sv.ColorPalette([readable_on(color) for color in PALETTE.colors])
 MASK_OPACITY = 0.4
 
-# Unicode-capable fonts, widest coverage first (Debian: `fonts-noto-cjk`, `fonts-dejavu-core`).
+# Unicode-capable fonts, widest coverage first (Debian: `fonts-noto-cjk`, `fonts-dejavu-core`):
+# Noto CJK for Latin, Cyrillic, Chinese, Japanese and Korean; DejaVu for Arabic, Hebrew, Greek
+# and many symbols, which Noto CJK lacks.
 FONT_FILES = ("NotoSansCJK-Regular.ttc", "DejaVuSans.ttf", "LiberationSans-Regular.ttf")
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
 
@@ -127,21 +130,31 @@ def draw_answer(
     image: np.ndarray | Image.Image, detections: sv.Detections, reduced: int = 1
 ) -> np.ndarray:
     """The answer's detections: masks when present, boxes, and labels such as ``#3 cat``.
+    A region the answer names under several labels is drawn once, as ``#3 man, person``.
     ``reduced`` and the enlargement of a small image: as in `draw_proposals`."""
     indexes = _region_indexes(detections)
     names = detections.data.get(CLASS_NAME_KEY, [""] * len(detections))
-    labels = [f"#{i} {name}".strip() for i, name in zip(indexes, names, strict=True)]
+    rows: dict[int, list[str]] = {}  # first row of each region → its labels
+    first_row: dict[int, int] = {}
+    for row, (index, name) in enumerate(zip(indexes.tolist(), names, strict=True)):
+        rows.setdefault(first_row.setdefault(index, row), []).append(str(name))
+    if len(rows) < len(detections):  # stacked labels would hide each other's region tag
+        detections, indexes = detections[list(rows)], indexes[list(rows)]
+    labels = [
+        f"#{index} {', '.join(name for name in dict.fromkeys(named) if name)}".strip()
+        for index, named in zip(indexes, rows.values(), strict=True)
+    ]
     return _draw(image, detections, indexes, labels, reduced)
 
 
-def fit_label(label: str, font_size: int, padding: int, width: int) -> str:
-    """`label` (`#3 cat`) cut with "…" to fit an image `width` pixels wide, its region tag kept
-    whole however narrow the image: without it the label names no box (the full text stays in
-    the answer and the downloads). Unchanged without a TrueType font to measure it with."""
-    path = find_font()
-    if path is None:
+def fit_label(label: str, font_size: int, padding: int, width: int, font_path: str | None) -> str:
+    """`label` (`#3 cat`) cut with "…" to fit an image `width` pixels wide when written in
+    `font_path`, its region tag kept whole however narrow the image: without it the label names
+    no box (the full text stays in the answer and the downloads). Unchanged without a TrueType
+    font to measure it with."""
+    if font_path is None:
         return label
-    font = _font(path, font_size)
+    font = _font(font_path, font_size)
     room = width - 2 * padding
     if font.getlength(label) <= room:
         return label
@@ -165,14 +178,28 @@ def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
 
 
 @functools.cache
-def find_font() -> str | None:
-    """Path of a Unicode TrueType font on this machine, or None (PIL's Latin-only default)."""
-    for name in FONT_FILES:
-        for folder in FONT_DIRS:
-            found = next(folder.rglob(name), None) if folder.is_dir() else None
-            if found is not None:
-                return str(found)
-    return None
+def installed_fonts() -> tuple[str, ...]:
+    """Paths of the `FONT_FILES` on this machine, in that order."""
+    found = (
+        next(folder.rglob(name), None) if folder.is_dir() else None
+        for name in FONT_FILES
+        for folder in FONT_DIRS
+    )
+    return tuple(dict.fromkeys(str(path) for path in found if path is not None))
+
+
+def font_for(text: str) -> str | None:
+    """The installed font that has the most of `text`'s characters (the first of `FONT_FILES`
+    among equals), or None without any: PIL's Latin-only default is used then."""
+    needed = {ord(character) for character in text if not character.isspace()}
+    return max(installed_fonts(), key=lambda path: len(needed & _characters(path)), default=None)
+
+
+@functools.cache
+def _characters(path: str) -> frozenset[int]:
+    """The code points `path` has glyphs for (the first font of a collection, as PIL uses)."""
+    with TTFont(path, fontNumber=0, lazy=True) as font:
+        return frozenset(font.getBestCmap())
 
 
 def _draw(
@@ -184,6 +211,13 @@ def _draw(
 ) -> np.ndarray:
     scene = _to_bgr(image)
     mask = detections.mask
+    if mask is not None and mask.shape[1:] != scene.shape[:2]:
+        # supervision would fail on a smaller mask, or tint past the boxes with a larger one.
+        height, width = mask.shape[1:]
+        raise ValueError(
+            f"The masks are {width}×{height} px but the image is "
+            f"{scene.shape[1]}×{scene.shape[0]} px: masks must be of the image they are drawn on."
+        )
     if reduced > 1:
         detections = dataclasses.replace(
             detections,
@@ -200,7 +234,11 @@ def _draw(
     if len(detections) == 0:
         return scene[..., ::-1].copy()
     scale = scene_scale(scene.shape[1], scene.shape[0])
-    labels = [fit_label(label, scale.font_size, scale.padding, scene.shape[1]) for label in labels]
+    font_path = font_for("".join(labels))  # one font for all: supervision draws labels in one
+    labels = [
+        fit_label(label, scale.font_size, scale.padding, scene.shape[1], font_path)
+        for label in labels
+    ]
     if detections.mask is not None:
         sv.MaskAnnotator(color=PALETTE, opacity=MASK_OPACITY).annotate(
             scene, detections, custom_color_lookup=indexes
@@ -211,7 +249,7 @@ def _draw(
     sv.RichLabelAnnotator(
         color=PALETTE,
         text_color=TEXT_PALETTE,
-        font_path=find_font(),
+        font_path=font_path,
         font_size=scale.font_size,
         text_padding=scale.padding,
         smart_position=True,

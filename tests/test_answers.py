@@ -123,8 +123,16 @@ R = region_token
         ),
         # <objects> without a label: its regions are bare references only
         (f"<objects>{R(1)}</objects>", None, {}, [1], False),
-        # region tag inside a label: not a group
-        (f"<ground>{R(1)}</ground><objects>{R(2)}</objects>", None, {}, [1, 2], True),
+        # region tags inside a label are part of it, as in the reference (visual-prompt answers
+        # may name the example box); each is a reference too
+        (f"<ground>{R(1)}</ground><objects>{R(2)}</objects>", None, {R(1): (2,)}, [1, 2], False),
+        (
+            f"<ground>object like {R(3)}</ground><objects>{R(5)}{R(6)}</objects>",
+            None,
+            {f"object like {R(3)}": (5, 6)},
+            [3, 5, 6],
+            False,
+        ),
         # empty objects list: the label is kept without boxes
         ("<ground>cat</ground><objects></objects>", None, {"cat": ()}, [], False),
         # control tokens inside a group are ignored
@@ -336,3 +344,12 @@ def test_to_detections_empty(text: str) -> None:
     assert len(detections) == 0
     assert detections.xyxy.shape == (0, 4)
     assert detections.data[REGION_INDEX_KEY].shape == (0,)
+
+
+@pytest.mark.parametrize("given", ["masks", "scores"])
+def test_to_detections_needs_one_mask_and_score_per_box(given: str) -> None:
+    boxes = np.zeros((3, 4), np.float32)
+    values = {"masks": np.zeros((2, 8, 8), bool), "scores": np.zeros(2)}
+    answer = parse_answer(f"<ground>cat</ground><objects>{R(2)}</objects>", 3)
+    with pytest.raises(ValueError, match=f"2 {given} for 3 boxes"):
+        to_detections(answer, boxes, **{given: values[given]})

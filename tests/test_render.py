@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import supervision as sv
 from PIL import Image, ImageFont
 
-from fo1_core.answers import parse_answer, to_detections
+from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY, parse_answer, to_detections
 from fo1_core.render import (
     MIN_DRAWN_SIDE,
     PALETTE,
@@ -12,8 +13,8 @@ from fo1_core.render import (
     color_for_region,
     draw_answer,
     draw_proposals,
-    find_font,
     fit_label,
+    font_for,
     scene_scale,
     text_color_for_region,
 )
@@ -76,7 +77,7 @@ def test_proposals_label_every_box() -> None:
 
 
 def test_mask_is_tinted_with_the_region_colour() -> None:
-    masks = np.zeros((len(BOXES), 200, 200), dtype=bool)
+    masks = np.zeros((len(BOXES), MIN_DRAWN_SIDE, MIN_DRAWN_SIDE), dtype=bool)
     masks[2, 120:170, 60:160] = True
     detections = answer_detections(
         f"<ground>cat</ground><objects>{region_token(2)}</objects>", masks=masks
@@ -155,11 +156,14 @@ def test_labels_scale_with_the_image(width: int, height: int) -> None:
         ("ねこ", "いぬ"),  # Japanese kana
         ("고양이", "강아지"),  # Korean
         ("кошка", "собака"),  # Cyrillic
+        ("قطة سوداء", "كلب"),  # Arabic (not in Noto CJK: drawn in DejaVu)
+        ("חתול", "כלב"),  # Hebrew
+        ("γάτα", "σκύλος"),  # Greek
     ],
 )
 def test_unicode_labels_are_drawn_as_glyphs(labels: tuple[str, str]) -> None:
-    # `scripts/test.sh` installs the font the Space gets from `packages.txt`.
-    assert find_font() is not None, "no Unicode font: install fonts-noto-cjk"
+    # `scripts/test.sh` installs the fonts the Space gets from `packages.txt`.
+    assert font_for("".join(labels)) is not None, "no Unicode font: install packages.txt"
     boxes = np.array([[20, 100, 180, 180]], dtype=np.float32)
     text = "<ground>{}</ground><objects><region0></objects>"
     first, second = (
@@ -190,21 +194,22 @@ def test_label_text_is_readable_on_every_region_colour(index: int) -> None:
     ],
 )
 def test_a_label_wider_than_the_image_is_cut_to_fit(label: str) -> None:
-    fitted = fit_label(label, font_size=12, padding=3, width=300)
+    fitted = fit_label(label, font_size=12, padding=3, width=300, font_path=font_for(label))
     assert fitted.endswith("…") and label.startswith(fitted[:-1])
-    font = ImageFont.truetype(find_font(), 12)
+    font = ImageFont.truetype(font_for(label), 12)
     assert font.getlength(fitted) <= 300 - 2 * 3
     assert font.getlength(fitted[:-1] + label[len(fitted) - 1] + "…") > 300 - 2 * 3  # no shorter
 
 
 @pytest.mark.parametrize("width", [12, 28, 40])
 def test_a_tiny_image_keeps_each_labels_region_tag(width: int) -> None:
-    fitted = fit_label("#12 a sleeping cat", font_size=12, padding=3, width=width)
+    label = "#12 a sleeping cat"
+    fitted = fit_label(label, font_size=12, padding=3, width=width, font_path=font_for(label))
     assert fitted in ("#12", "#12…")
 
 
 def test_a_label_that_fits_is_left_alone() -> None:
-    assert fit_label("#3 cat", font_size=12, padding=3, width=300) == "#3 cat"
+    assert fit_label("#3 cat", 12, padding=3, width=300, font_path=font_for("#3 cat")) == "#3 cat"
 
 
 def test_a_tiny_image_is_drawn_enlarged_so_its_boxes_labels_and_masks_show() -> None:
@@ -226,3 +231,25 @@ def test_a_panoramas_labels_read_once_it_is_fitted_to_a_panel() -> None:
     scale = scene_scale(3000, 400)
     assert scale.font_size * 700 / 3000 >= 9
     assert scale.font_size + 2 * scale.padding <= 0.15 * 400
+
+
+def test_a_region_named_under_several_labels_is_drawn_once_with_all_of_them() -> None:
+    # Grounded captions may name one box twice ("man", "person"): stacked labels hid the tags.
+    box = np.array([[40, 60, 300, 260]], dtype=np.float32)
+    text = "".join(
+        f"<ground>{label}</ground><objects>{region_token(0)}</objects>"
+        for label in ("man", "person", "man")
+    )
+    drawn = draw_answer(grey(), to_detections(parse_answer(text, 1), box))
+    once = sv.Detections(
+        xyxy=box, data={CLASS_NAME_KEY: np.array(["man, person"]), REGION_INDEX_KEY: np.array([0])}
+    )
+    assert np.array_equal(drawn, draw_answer(grey(), once))
+
+
+def test_masks_of_another_size_than_the_image_are_refused_by_name() -> None:
+    box = np.array([[5, 5, 30, 25]], dtype=np.float32)
+    answer = parse_answer(f"<ground>cup</ground><objects>{region_token(0)}</objects>", 1)
+    detections = to_detections(answer, box, masks=np.ones((1, 30, 40), bool))
+    with pytest.raises(ValueError, match="masks are 40×30 px but the image is 512×512 px"):
+        draw_answer(grey(), detections)
