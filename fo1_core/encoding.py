@@ -182,11 +182,10 @@ class Encoder:
             key, shared = closest
             if shared < len(key[2]):
                 # The answer came back as history tokenised otherwise; a causal cache still
-                # holds for every start of its ids.
+                # holds for every start of its ids. Not kept itself: the turn's own entry holds
+                # it, and this turn's entry will once answered.
                 length = turn.length - (len(key[2]) - shared)
-                turn = self.keep_turn(
-                    prompt_ids[:shared], vision, turn.kv, length, turn.rope_deltas
-                )
+                turn = PromptPrefix(self.copy_kv(turn.kv, length), length, turn.rope_deltas)
             return turn, Reused(True, vision.num_regions, prefix=True, tokens=turn.length)
         head = prompt_ids[: prefix_length(prompt_ids)]
         key = self._key(head, vision)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fo1_core import session
 from fo1_core.cache import LRUCache
 from fo1_core.encoding import Reused
 from fo1_core.errors import FO1Error
@@ -215,6 +216,27 @@ def test_a_long_conversation_leaves_out_its_earliest_turns_with_a_notice(
         pipeline.request(chat.vision, "free", "Count them. " * 200, chat.history)
 
 
+def test_fitting_a_long_conversation_tokenizes_it_a_few_times_only(
+    answering_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One tokenization per turn left out took minutes per question after hundreds of turns.
+    pipeline = load(answering_checkpoint, device="cpu")
+    vision = pipeline.preprocessor(IMAGE, BOXES)
+    history = [(f"What is <region{i % 2}>?", f"A red circle, number {i}.") for i in range(512)]
+    with_last_turns = pipeline.request(vision, "free", "Count them.", history[-7:])
+    image_tokens = num_image_tokens(vision.image_grid_thw, pipeline.preprocessor.merge_size)
+    limit = len(with_last_turns.prompt_ids) + image_tokens - 1
+    pipeline.model.config.tokenizer_model_max_length = limit
+    tokenized = []
+    tokenize = session.tokenize_prompt
+    monkeypatch.setattr(
+        session, "tokenize_prompt", lambda *args: tokenized.append(1) or tokenize(*args)
+    )
+    request = pipeline.request(vision, "free", "Count them.", history)
+    assert request.left_out_turns == 512 - 7 and request.prompt == with_last_turns.prompt
+    assert len(tokenized) <= 12  # log2(512) + the question alone, not 505
+
+
 def test_a_stopped_turn_is_not_kept_in_the_conversation(answering_checkpoint: Path) -> None:
     pipeline = load(answering_checkpoint, device="cpu")
     chat = Conversation(pipeline, IMAGE, BOXES)
@@ -297,3 +319,17 @@ def test_concurrent_questions_get_the_answers_they_get_alone(decode: str) -> Non
             answers = list(pool.map(lambda question: pipeline.ask(*question, 6), questions))
             assert [answer.token_ids for answer in answers] == alone
     assert all(answer.reused.image and answer.reused.tokens > 0 for answer in answers)
+
+
+def test_a_conversation_keeps_one_turn_entry_per_turn() -> None:
+    # The random model's answers read back as other tokens: the part of a turn that still holds
+    # was kept as an entry of its own too, and the turn cache served half as many conversations.
+    pipeline = load(REFERENCE_DIR, device="cpu")
+    chat = Conversation(pipeline, IMAGE, BOXES)
+    questions = ("What is <region0>?", "And <region1>?", "Which is larger?", "Why?")
+    for turn, asked in enumerate(questions, start=1):
+        request = pipeline.request(chat.vision, "free", asked, chat.history)
+        *_, expected = pipeline.stream(request, 8, use_cache=False)
+        assert chat.ask("free", asked, max_new_tokens=8).token_ids == expected.token_ids
+        assert len(pipeline.encoder.turns.keys()) == turn
+    assert pipeline.encoder.turns.stats().hits == len(questions) - 1
