@@ -57,8 +57,8 @@ from ui.page_scripts import (
     PLACE_CARET,
     PROPOSED,
     PROPOSING,
-    SHOW_A_PROBLEM,
     SHOW_THE_LATEST_TURN,
+    SHOW_THE_OUTCOME,
     STATUS_NOTES,
     STOPPING,
     WITH_PAGE_TIME,
@@ -379,7 +379,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             [editor, status, regions, free_text],
             api_visibility="private",
             concurrency_limit=None,
-        ).then(None, js=SHOW_A_PROBLEM, api_visibility="private")
+        ).then(None, js=SHOW_THE_OUTCOME, api_visibility="private")
         proposer.change(
             handlers.proposer_changed,
             [proposer, status],

@@ -121,13 +121,18 @@ SHOW_THE_BOXES = """() => requestAnimationFrame(() => {
         document.querySelector("#fo1-editor").scrollIntoView({block: "start", behavior: "smooth"});
     }
 })"""
-"""After Propose, brings the image into view where its new boxes are mostly out of it: on a phone
-the image is a screen above the Propose button, and Propose seemed to do nothing."""
+"""After Propose or Set these boxes, brings the image into view where its new boxes are mostly out
+of it: on a phone the image is a screen above their buttons, and they seemed to do nothing."""
+
+SHOW_THE_OUTCOME = f"""() => {{
+    ({SHOW_A_PROBLEM})();
+    ({SHOW_THE_BOXES})();
+}}"""
+"""After Propose or Set these boxes: the problem they report, else the boxes they set."""
 
 PROPOSED = f"""() => {{
     document.body.classList.remove("fo1-proposing");
-    ({SHOW_A_PROBLEM})();
-    ({SHOW_THE_BOXES})();
+    ({SHOW_THE_OUTCOME})();
 }}"""
 
 ASK = page_step(
@@ -191,8 +196,26 @@ PLACE_CARET = """(selection) => requestAnimationFrame(() => {
 """Back in the prompt just after the inserted reference, ready to type on."""
 
 ANNOUNCED = """() => {
-    for (const id of ["#fo1-status", "#fo1-box-note"]) {
-        document.querySelector(id)?.setAttribute("role", "status");
+    document.querySelector("#fo1-box-note")?.setAttribute("role", "status");
+    const said = document.createElement("p");
+    said.id = "fo1-said";
+    said.setAttribute("role", "status");
+    document.body.append(said);
+    let words = "";
+    const say = () => {
+        // The app's own status only: Gradio's progress and timer in the same block are not news.
+        const text = Array.from(document.querySelectorAll("#fo1-status .fo1-status"),
+            (part) => part.textContent.trim()).join(" ");
+        // A count rising as the answer streams is not news either: said when the words change.
+        const heard = text.replace(/\\d[\\d.,]*/g, "#");
+        if (heard === words) return;
+        words = heard;
+        said.textContent = text;
+    };
+    const status = document.querySelector("#fo1-status");
+    if (status) {
+        new MutationObserver(say).observe(
+            status, {subtree: true, childList: true, characterData: true});
     }
     const name = () => {
         for (const image of document.querySelectorAll("#fo1-result img")) {
@@ -215,8 +238,11 @@ ANNOUNCED = """() => {
         if (part) new MutationObserver(name).observe(part, {subtree: true, childList: true});
     }
 }"""
-"""Installed once in the page: for screen readers, the status and the box count are read out as
-they change (`role=status` is a polite live region), the result image has a text, each
+"""Installed once in the page: for screen readers, the box count is read out as it changes
+(`role=status` is a polite live region), and the status through an unseen copy of its words
+(`#fo1-said`) that changes when they do: the status itself changed at each token of a streaming
+answer and each tick of Gradio's timer in it, and was hidden until its first words, which
+screen readers then do not read. The result image has a text, each
 download link names its file (Gradio names it by its size), and the editor's and the result's
 Download buttons are a tab stop each, not two (the button keeps the focus and still downloads)."""
 

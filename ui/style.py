@@ -66,9 +66,14 @@ body.fo1-asking #fo1-history .fo1-latest-note {{ display: none; }}
 /* Gradio gives a list of files a remove button even where it cannot be added back to: a file
    removed by a stray tap would be gone until the question is asked again. */
 #fo1-downloads .label-clear-button {{ display: none; }}
-/* The editor's Download and remove buttons in a row of their own above the image: over it, they
-   hid the tags of boxes at its top right and sat where a finger takes a box's corner. */
-#fo1-editor .icon-buttons {{ position: static; justify-content: flex-end; }}
+/* The editor's and the result's buttons in a row of their own above the image: over it, they
+   hid the tags of boxes at its top right (on a phone, a whole box of the answer) and sat where a
+   finger takes a box's corner. */
+#fo1-editor .icon-buttons, #fo1-result .icon-button-wrapper {{
+    position: static; justify-content: flex-end; }}
+/* Read out by screen readers, not shown: the status's words as they change (`ANNOUNCED`). */
+#fo1-said {{ position: absolute; width: 1px; height: 1px; overflow: hidden;
+    clip-path: inset(50%); white-space: nowrap; }}
 /* The size column as narrow as its text: the file's name has the rest. */
 #fo1-downloads td.download {{ width: 1%; white-space: nowrap; }}
 /* Focus shown where Gradio shows none (the sliders, the detections table) or a faint border

@@ -671,6 +671,15 @@ def run_detection(page, categories: str, max_tokens: int) -> None:
 
 
 def test_detection_streams_and_stop_really_stops(page) -> None:
+    # What a screen reader hears: each change of the status's live copy.
+    page.evaluate(
+        """() => {
+            window.fo1Heard = [];
+            const said = document.querySelector("#fo1-said");
+            new MutationObserver(() => fo1Heard.push(said.textContent)).observe(
+                said, {subtree: true, childList: true, characterData: true});
+        }"""
+    )
     run_detection(page, "red circle", max_tokens=8192)
     # Text streams in while the status still says it is answering.
     page.locator("#fo1-status", has_text="Answering").wait_for()
@@ -699,6 +708,10 @@ def test_detection_streams_and_stop_really_stops(page) -> None:
     assert tokens < 8192
     assert page.locator("#fo1-result img").count() == 1
     shot(page, "5-stopped")
+    # Read out once as it starts and once as it stops, not at each token nor Gradio's timer.
+    heard = page.evaluate("fo1Heard")
+    assert len(heard) <= 4 and "Stopped by you" in heard[-1], heard
+    assert not any(re.search("queue|processing", line) for line in heard), heard
 
 
 def test_run_clicked_as_a_stopped_answer_ends_asks_again(page) -> None:
@@ -1032,7 +1045,7 @@ def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None
     wait_for_page_note(waiting, "Waiting for the model")
     assert "yours is next" in waiting.evaluate(NOTE_ABOVE_THE_STATUS)
     assert waiting.get_by_role("status").filter(has_text="yours is next").is_visible()
-    assert not waiting.get_by_text("2 boxes set from the numbers typed").is_visible()
+    assert not waiting.locator("#fo1-status", has_text="2 boxes set from the numbers").is_visible()
     assert not waiting.get_by_text(re.compile("queue:")).first.is_visible()
     assert waiting.locator(f"#fo1-result {PENDING}, #fo1-answer {PENDING}").count() == 0
     shot(waiting, "11-waiting-for-another-users-answer", full_page=False)
@@ -1200,6 +1213,13 @@ def test_on_a_phone_download_names_read_whole(page, app_url: str) -> None:
     assert all(name.startswith("Download coffee-fo1-") for name in named), named
     names.first.scroll_into_view_if_needed()
     shot(phone, "22-phone-downloads")
+    # The result's buttons are above it, not over a box and label at its top right.
+    result = phone.locator("#fo1-result img")
+    result.scroll_into_view_if_needed()
+    phone.wait_for_function("document.querySelector('#fo1-result img')?.complete")
+    buttons = phone.locator("#fo1-result .icon-button-wrapper").bounding_box()
+    assert buttons["y"] + buttons["height"] <= result.bounding_box()["y"] + 1, buttons
+    shot(phone, "22-phone-result-buttons-above-it", full_page=False)
     phone.close()
 
 
@@ -1222,6 +1242,15 @@ def test_on_a_phone_proposals_bring_the_image_into_view(page, app_url: str) -> N
     place = phone.locator("#fo1-editor").bounding_box()
     assert -5 <= place["y"] < 844 / 2, place
     shot(phone, "23-phone-proposals-in-view")
+    # So do boxes typed as numbers, set with a button as far below the image.
+    phone.get_by_text("Boxes as numbers", exact=True).click()
+    phone.locator("#fo1-box-numbers textarea").fill("20, 30, 200, 250")
+    phone.locator("#fo1-set-boxes").scroll_into_view_if_needed()
+    assert phone.locator("#fo1-editor").bounding_box()["y"] < -200
+    phone.locator("#fo1-set-boxes").click()
+    wait_for_note(phone, "1 box")
+    phone.wait_for_timeout(800)  # the smooth scroll
+    assert -5 <= phone.locator("#fo1-editor").bounding_box()["y"] < 844 / 2
     phone.close()
 
 
@@ -1385,7 +1414,7 @@ def test_lists_are_picked_from_not_typed_in_and_the_status_is_read_out(page) -> 
     # A typing field popped up a phone's keyboard, and typed letters were added to the task's
     # name ("DetectionBrief"), matching nothing.
     assert page.get_by_label("Task").get_attribute("readonly") is not None
-    assert page.locator("#fo1-status").get_attribute("role") == "status"
+    assert page.locator("#fo1-said").get_attribute("role") == "status"
     assert page.locator("#fo1-box-note").get_attribute("role") == "status"
 
 
