@@ -134,15 +134,17 @@ def draw_answer(
     ``reduced`` and the enlargement of a small image: as in `draw_proposals`."""
     indexes = _region_indexes(detections)
     names = detections.data.get(CLASS_NAME_KEY, [""] * len(detections))
-    rows: dict[int, list[str]] = {}  # first row of each region → its labels
-    first_row: dict[int, int] = {}
+    first_rows: dict[int, int] = {}
+    names_of: dict[int, list[str]] = {}
     for row, (index, name) in enumerate(zip(indexes.tolist(), names, strict=True)):
-        rows.setdefault(first_row.setdefault(index, row), []).append(str(name))
-    if len(rows) < len(detections):  # stacked labels would hide each other's region tag
-        detections, indexes = detections[list(rows)], indexes[list(rows)]
+        first_rows.setdefault(index, row)
+        names_of.setdefault(index, []).append(str(name))
+    if len(first_rows) < len(detections):  # stacked labels would hide each other's region tag
+        rows = list(first_rows.values())
+        detections, indexes = detections[rows], indexes[rows]
     labels = [
         f"#{index} {', '.join(name for name in dict.fromkeys(named) if name)}".strip()
-        for index, named in zip(indexes, rows.values(), strict=True)
+        for index, named in names_of.items()
     ]
     return _draw(image, detections, indexes, labels, reduced)
 
