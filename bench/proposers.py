@@ -1,11 +1,14 @@
 """Proposals per second for each proposer, on CPU and on a GPU where there is one.
 
     python -m bench.proposers [--sizes 640x480,1024x768] [--repeat 3] [--json rows.json]
-        [--checkpoint-florence2 DIR] [--checkpoint-omdet-turbo DIR] [--checkpoint-sam3 DIR]
+        [--prompt "red cup, person"] [--no-nms] [--checkpoint-florence2 DIR]
+        [--checkpoint-omdet-turbo DIR] [--checkpoint-sam3 DIR]
 
 Without a checkpoint flag a model proposer runs a tiny random checkpoint built on the spot (its
 timings measure the pipeline around the model, not the real model): the table says which. The
-first call of each proposer loads its model and is not timed.
+first call of each proposer loads its model and is not timed. Peak memory is that of the timed
+calls: the GPU's where the proposer runs there, else the process's resident peak (SAM3's full-size
+masks: `--proposers sam3 --sizes 4000x3000 --prompt "a, b, c, d, e" --no-nms` has 100).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import torch
 from PIL import Image
 
 from bench.options import add_json_option, benchmark_parser, exits_on_user_error, image_size
-from bench.table import report
+from bench.table import peak_memory_mb, report, reset_peak_memory
 from detect_tools import registry, tiny
 from detect_tools.base import ModelProposer, ProposalOptions, Proposer
 from fo1_core.cli import positive
@@ -52,22 +55,24 @@ def scene(width: int, height: int) -> Image.Image:
 
 
 def bench(
-    proposer: Proposer, images: list[Image.Image], repeat: int
-) -> list[tuple[str, float, float]]:
-    """(image size, seconds per image, proposals per second) for each image."""
-    cuda = isinstance(proposer, ModelProposer) and proposer.device.type == "cuda"
-    text = PROMPT if proposer.needs_text else None
-    options = ProposalOptions(threshold=0.0)
+    proposer: Proposer, images: list[Image.Image], repeat: int, prompt: str, nms: bool
+) -> list[tuple[str, float, float, float]]:
+    """(image size, seconds per image, proposals per second, peak MB) for each image."""
+    device = proposer.device if isinstance(proposer, ModelProposer) else torch.device("cpu")
+    text = prompt if proposer.needs_text else None
+    options = ProposalOptions(threshold=0.0, nms_iou=ProposalOptions.nms_iou if nms else None)
     proposer.propose(images[0], text, options)  # loads the model; not timed
     rows = []
     for image in images:
+        reset_peak_memory(device)
         counts, start = [], time.perf_counter()
         for _ in range(repeat):
             counts.append(len(proposer.propose(image, text, options)))
-        if cuda:
+        if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = (time.perf_counter() - start) / repeat
-        rows.append((f"{image.width}×{image.height}", seconds, float(np.mean(counts)) / seconds))
+        size = f"{image.width}×{image.height}"
+        rows.append((size, seconds, float(np.mean(counts)) / seconds, peak_memory_mb(device)))
     return rows
 
 
@@ -94,6 +99,8 @@ def main() -> None:
         "--sizes", type=image_sizes, default="640x480,1024x768", help="images, WIDTHxHEIGHT each"
     )
     parser.add_argument("--repeat", type=positive, default=3, help="timed calls per image")
+    parser.add_argument("--prompt", default=PROMPT, help="what text-prompted proposers look for")
+    parser.add_argument("--no-nms", action="store_true", help="keep overlapping proposals too")
     parser.add_argument(
         "--proposers",
         type=proposer_names,
@@ -131,7 +138,8 @@ def main() -> None:
                     if name in TINY_BUILDERS
                     else registry.get(name)
                 )
-                for size, seconds, rate in bench(proposer, images, args.repeat):
+                measured = bench(proposer, images, args.repeat, args.prompt, not args.no_nms)
+                for size, seconds, rate, peak_mb in measured:
                     rows.append(
                         {
                             "proposer": name,
@@ -140,6 +148,7 @@ def main() -> None:
                             "image": size,
                             "s_per_image": seconds,
                             "proposals_per_s": rate,
+                            "peak_mb": peak_mb,
                         }
                     )
             report(rows, args.json)

@@ -113,6 +113,7 @@ def test_proposers_benchmark_writes_a_row_per_proposer_device_and_image(
         ("offline", "cpu", "96×64"),
     ]
     assert all(row["s_per_image"] > 0 and row["proposals_per_s"] >= 0 for row in rows)
+    assert all(row["peak_mb"] > 0 for row in rows)
 
 
 @pytest.mark.parametrize(
