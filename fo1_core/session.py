@@ -252,7 +252,8 @@ class FO1Pipeline:
         """Answers one short question so that the first user does not pay the compilation.
 
         A compiled decode that fails falls back to `dynamic`, a decode step that cannot be
-        recorded to `static` (logged, and said in the result); the caches are emptied afterwards.
+        recorded to `static` (logged, and said in the result); the caches are emptied afterwards,
+        between other threads' questions.
         """
         start = time.perf_counter()
         image = Image.new("RGB", (448, 448), (128, 128, 128))
@@ -268,7 +269,8 @@ class FO1Pipeline:
             self.decode, self._static = "dynamic", None
             self.generate(request, WARM_UP_TOKENS)
         finally:
-            self.encoder.clear()
+            with self._model_lock:  # another thread's question may be using the caches
+                self._release_memory()
         graphed = self.model.graphed_forward
         if graphed is not None and graphed.failed is not None:
             error, self.decode, self.model.graphed_forward = graphed.failed, "static", None

@@ -34,11 +34,13 @@ from fo1_core.answers import parse_answer, to_detections
 from fo1_core.errors import FO1Error
 from fo1_core.processing import MAX_INPUT_PIXELS, box_problem, open_image
 from fo1_core.render import color_for_region, text_color_for_region
+from fo1_core.session import Generation, StopReason
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS
 from tests.browser.app_server import REPO
 from tests.test_bad_input import EPS
 from ui import editor
 from ui.answer_view import answer_html, chip, reasoning_html, rich_text
+from ui.answering import status_line
 from ui.boxes import (
     MAX_TYPED_BOXES,
     boxes_as_text,
@@ -889,3 +891,25 @@ def test_editor_events_decode_a_bounded_number_of_images_at_once(
     with ThreadPoolExecutor(len(uploads)) as pool:
         assert list(pool.map(lambda upload: editor.as_uploaded(None, upload), uploads))
     assert most == DECODES_AT_ONCE
+
+
+@pytest.mark.parametrize(
+    ("token_ids", "said", "not_said"),
+    [
+        # stopped while the image was encoded: no token, so no token times either
+        ([], "Stopped by you before the first token · 2 boxes", ("0 tokens", "0.40", "/s")),
+        # one token has a time to it but no rate
+        ([7], "Stopped by you · 1 token · 2 boxes · first token 0.40 s", ("tokens/s",)),
+        ([7, 8, 9], "Stopped by you · 3 tokens · 2 boxes · first token 0.40 s", ()),
+    ],
+)
+def test_the_status_tells_only_the_times_an_answer_has(
+    token_ids: list[int], said: str, not_said: tuple[str, ...]
+) -> None:
+    generation = Generation(
+        "", token_ids, StopReason.CANCELLED,
+        {"first_token_s": 0.4, "decode_tokens_per_s": 12.0, "total_s": 1.5},
+    )  # fmt: skip
+    status = status_line(generation, 2, None)
+    assert status.startswith(said) and status.endswith("total 1.50 s")
+    assert not any(words in status for words in not_said)

@@ -167,6 +167,21 @@ def test_warm_up_compiles_before_the_first_user_and_leaves_no_cached_image(
     assert pipeline.ask(IMAGE, BOXES, "OD_template", "red circle").text == ANSWER + "<|im_end|>"
 
 
+def test_warm_up_empties_the_caches_only_between_questions(
+    answering_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = load(answering_checkpoint, device=TEST_DEVICE)
+    clear, cleared_holding_the_lock = pipeline.encoder.clear, []
+
+    def recorded_clear() -> None:
+        cleared_holding_the_lock.append(pipeline._model_lock.locked())
+        clear()
+
+    monkeypatch.setattr(pipeline.encoder, "clear", recorded_clear)
+    pipeline.warm_up()
+    assert cleared_holding_the_lock == [True]
+
+
 def test_warm_up_falls_back_to_plain_decoding_when_compiling_fails(
     answering_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -199,16 +199,21 @@ def status_line(generation: Generation, num_boxes: int, proposals_s: float | Non
         StopReason.CANCELLED: "Stopped by you",
         StopReason.TOKEN_LIMIT: "Stopped at the token limit",
     }.get(generation.stop_reason, generation.stop_reason)
-    parts = [reason, f"{len(generation.token_ids)} tokens", box_count(num_boxes)]
+    tokens = len(generation.token_ids)
+    if tokens:
+        parts = [reason, "1 token" if tokens == 1 else f"{tokens} tokens"]
+    else:  # stopped while the image and prompt were encoded: no token times to tell
+        parts = [f"{reason} before the first token"]
+    parts.append(box_count(num_boxes))
     if proposals_s is not None:
         parts.append(f"proposals {proposals_s:.2f} s")
-    parts.append(f"first token {timings.get('first_token_s', 0.0):.2f} s")
+    if tokens:
+        parts.append(f"first token {timings.get('first_token_s', 0.0):.2f} s")
     if note := reuse_note(generation.reused, num_boxes):
         parts.append(note)
-    parts += [
-        f"{timings.get('decode_tokens_per_s', 0.0):.0f} tokens/s",
-        f"total {timings.get('total_s', 0.0):.2f} s",
-    ]
+    if tokens > 1:  # a rate needs two tokens' times
+        parts.append(f"{timings.get('decode_tokens_per_s', 0.0):.0f} tokens/s")
+    parts.append(f"total {timings.get('total_s', 0.0):.2f} s")
     return " · ".join(parts)
 
 
