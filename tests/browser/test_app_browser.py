@@ -1568,6 +1568,35 @@ def test_the_keyboard_closes_a_dropdown_it_leaves_and_shows_where_it_is(page, ap
     screen.close()
 
 
+def contrast(foreground: str, background: str) -> float:
+    """WCAG contrast ratio of two computed `rgb(r, g, b)` colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(c) / 255 for c in re.findall(r"\d+", colour)[:3]]
+        r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    lighter, darker = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_run_and_stop_words_read_against_their_colour(page, app_url: str, theme: str) -> None:
+    """White on Gradio's orange Run was 2.8:1, on its red Stop 3.8:1: under WCAG's 4.5:1."""
+    screen = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    screen.goto(f"{app_url}?__theme={theme}")
+    for button in ("#fo1-run", "#fo1-stop"):
+        for hovered in (False, True):
+            if hovered:
+                screen.locator(button).hover()
+                screen.wait_for_timeout(300)  # Gradio's colour transition
+            colours = screen.locator(button).evaluate(
+                "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]"
+            )
+            assert contrast(*colours) >= 4.5, (button, hovered, colours)
+    screen.close()
+
+
 def test_the_editors_keys_work_after_a_region_is_ticked(page, app_url) -> None:
     """A ticked region's box kept the focus, and C, D and Ctrl+Z, which work outside text fields,
     did nothing there."""
