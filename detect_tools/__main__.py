@@ -27,7 +27,7 @@ from detect_tools.base import (
     written_score,
 )
 from detect_tools.images import open_image_file, refuse_special_file, refuse_url
-from detect_tools.outputs import exit_with, output_file, refuse_overwriting, write_atomically
+from detect_tools.outputs import exit_with, output_file, refuse_overwriting, write_output
 
 
 def detections_to_json(detections: sv.Detections, proposer: str) -> dict:
@@ -111,12 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(text)
         return 0
-    try:
-        write_atomically(args.json, text + "\n")
-    except OSError as error:
-        print(f"error: could not write {args.json}: {error.strerror or error}", file=sys.stderr)
-        return 2
-    return 0
+    return write_output(args.json, text + "\n")
 
 
 if __name__ == "__main__":

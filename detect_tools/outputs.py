@@ -83,3 +83,15 @@ def write_atomically(path: Path, text: str) -> None:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_output(path: Path, text: str) -> int:
+    """`write_atomically` for a command line: its exit status, 0, or 2 once it has said why the
+    file could not be written (a full disk, a permission) in one line rather than a
+    traceback."""
+    try:
+        write_atomically(path, text)
+    except OSError as error:
+        print(f"error: could not write {path}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    return 0

@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from detect_tools.outputs import exit_with, output_file, refuse_overwriting, write_atomically
+from detect_tools.outputs import exit_with, output_file, refuse_overwriting, write_output
 from fo1_core.cli import (
     MAX_BOXES_FILE_BYTES,
     add_checkpoint_option,
@@ -129,11 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             "prompt": request.prompt,
             "notices": result.notices,
         }
-        try:
-            write_atomically(args.json, json.dumps(record, indent=2) + "\n")
-        except OSError as error:
-            print(f"error: could not write {args.json}: {error.strerror or error}", file=sys.stderr)
-            return 2
+        return write_output(args.json, json.dumps(record, indent=2) + "\n")
     return 0
 
 

@@ -379,8 +379,8 @@ class FO1Pipeline:
                 fewest = middle + 1
         left_out = fewest
         prompt, ids, length = tried[left_out] if left_out in tried else fitted(left_out)
-        if limit is not None and length > limit:
-            raise FO1Error(f"The prompt is too long for this model ({limit} tokens at most).")
+        if length > budget:
+            raise FO1Error(f"The prompt is too long for this model ({budget} tokens at most).")
         return prompt, ids, left_out
 
     @property

@@ -216,6 +216,24 @@ def test_a_long_conversation_leaves_out_its_earliest_turns_with_a_notice(
         pipeline.request(chat.vision, "free", "Count them. " * 200, chat.history)
 
 
+def test_a_question_past_the_models_positions_is_refused_without_a_length_setting(
+    answering_checkpoint: Path,
+) -> None:
+    """A checkpoint without `tokenizer_model_max_length` is bounded by its positions: such a
+    question went on to the model, past what it was built to read."""
+    pipeline = load(answering_checkpoint, device="cpu")
+    config = pipeline.model.config
+    assert config.tokenizer_model_max_length is None
+    vision = pipeline.preprocessor(IMAGE, BOXES)
+    short = pipeline.request(vision, "free", "Count them.")
+    image_tokens = num_image_tokens(vision.image_grid_thw, pipeline.preprocessor.merge_size)
+    positions = len(short.prompt_ids) + image_tokens - 1
+    config.text_config.max_position_embeddings = positions
+    assert pipeline.request(vision, "free", "Count them.").prompt == short.prompt
+    with pytest.raises(FO1Error, match=f"too long for this model \\({positions} tokens at most"):
+        pipeline.request(vision, "free", "Count them all.")
+
+
 def test_fitting_a_long_conversation_tokenizes_it_a_few_times_only(
     answering_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
