@@ -242,14 +242,18 @@ RELABEL_IN_BROWSER = (
     const before = Math.max(window.fo1BoxesNumbered ?? 0, ...numbers.map(n => n + 1));
     window.fo1BoxesNumbered = named.length;
     const gone = (n) => n < before && !numbers.includes(n);
+    // A mark not in the prompt this last saw came with these boxes from the server, which
+    // marked it for this very change: its number still names the box it lost.
+    const seen = window.fo1PromptSeen ?? "";
     const references = new RegExp(REFERENCE, "g");
     const renumbered = typeof prompt !== "string" ? prompt : prompt.replace(references,
         (reference, mark, n) => {
             if (n === undefined) return reference;
             n = Number(n);
-            if (mark) return gone(n) ? "<region?>" : reference;
+            if (mark) return gone(n) && seen.includes(reference) ? "<region?>" : reference;
             return gone(n) ? `<region?${n}>` : `<region${n < before ? numbers.indexOf(n) : n}>`;
         });
+    if (typeof renumbered === "string") window.fo1PromptSeen = renumbered;
     return [
         unchanged && !enlarged ? undefined : {...value, boxes: named},
         same ? undefined : moved,
@@ -286,7 +290,8 @@ choices, and the user could not see that value to untick it. The outputs change 
 the box labels before renumbering; a server handler could not do it, as Gradio would refuse the
 picker's stale value as its input, and a late reply would undo what was typed in the prompt
 meanwhile. Where the server sets the boxes itself (typed, Undo, Propose in place of them), it
-moves both too.
+moves both too, and the marks it makes keep their numbers here (`window.fo1PromptSeen`), so that
+Undo can bring those references back.
 """
 
 

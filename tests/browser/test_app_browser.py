@@ -532,21 +532,27 @@ def test_boxes_past_the_models_regions_are_grey(page) -> None:
 
 
 def relabel(
-    page, value: dict, picked: list[int] | None = None, prompt: str = "", numbered: int = 0
+    page,
+    value: dict,
+    picked: list[int] | None = None,
+    prompt: str = "",
+    numbered: int = 0,
+    seen: str | None = None,
 ) -> list:
     """The page's relabelling: [the editor's new value, the picker's new value, the free
-    prompt's] (None: as is), `numbered` boxes having been numbered before; what the page
-    itself counted stays for the tests after."""
-    call = f"""([value, picked, prompt, numbered]) => {{
-        const kept = window.fo1BoxesNumbered;
-        window.fo1BoxesNumbered = numbered;
+    prompt's] (None: as is), `numbered` boxes having been numbered before and the prompt `seen`
+    at the relabelling before (`prompt` itself where None, as when the boxes change in the
+    editor); what the page itself counted and saw stays for the tests after."""
+    call = f"""([value, picked, prompt, numbered, seen]) => {{
+        const kept = [window.fo1BoxesNumbered, window.fo1PromptSeen];
+        [window.fo1BoxesNumbered, window.fo1PromptSeen] = [numbered, seen];
         try {{
             return ({RELABEL_IN_BROWSER})(value, picked, prompt);
         }} finally {{
-            window.fo1BoxesNumbered = kept;
+            [window.fo1BoxesNumbered, window.fo1PromptSeen] = kept;
         }}
     }}"""
-    return page.evaluate(call, [value, picked, prompt, numbered])
+    return page.evaluate(call, [value, picked, prompt, numbered, prompt if seen is None else seen])
 
 
 @pytest.mark.parametrize(
@@ -592,6 +598,15 @@ def test_the_free_prompts_references_follow_their_boxes(
 ) -> None:
     value = {"boxes": [box(label, 10 * i) for i, label in enumerate(labels)]}
     assert relabel(page, value, [], prompt, numbered)[2] == moved
+
+
+def test_a_reference_the_server_marked_gone_keeps_its_number(page) -> None:
+    """Boxes set by the server (typed, or a Propose in place of them) come with the prompt it
+    marked: the last box, #2, gone. Its mark lost its number as if a box #2 had gone again, and
+    Undo could not bring the reference back."""
+    value = {"boxes": [box("#0", 0), box("#1", 10)]}
+    marked, before = "Is <region?2> on <region1>?", "Is <region2> on <region1>?"
+    assert relabel(page, value, [], marked, numbered=3, seen=before)[2] is None
 
 
 TAKE = f"""([copy, made, shown, stroke]) => {{
@@ -1011,6 +1026,18 @@ def test_the_free_prompts_references_stay_on_their_boxes(page) -> None:
     ):
         page.locator("#fo1-undo").click()
         page.wait_for_function(prompt_is, arg=undone)
+    # Boxes set as numbers without the last one (the spoon): the same mark, and the same Undo.
+    page.get_by_text("Boxes as numbers", exact=True).click()
+    numbers = page.locator("#fo1-box-numbers textarea")
+    numbers.fill("\n".join(numbers.input_value().splitlines()[:2]))
+    page.locator("#fo1-set-boxes").click()
+    wait_for_note(page, "2 boxes")
+    page.wait_for_function(prompt_is, arg="Is <region?2> on <region1>, by <region0>?")
+    page.wait_for_timeout(500)  # the page's relabelling, after the server's reply
+    assert prompt.input_value() == "Is <region?2> on <region1>, by <region0>?"
+    page.locator("#fo1-undo").click()
+    page.wait_for_function(prompt_is, arg="Is <region2> on <region1>, by <region0>?")
+    page.get_by_text("Boxes as numbers", exact=True).click()
 
 
 def test_a_click_inside_two_boxes_selects_the_smaller(page) -> None:
