@@ -28,7 +28,7 @@ from ui.boxes import (
     renumbered,
 )
 from ui.conversation import ConversationKey, conversation_key
-from ui.editor import FILE_NAME
+from ui.editor import FILE_NAME, NO_IMAGE_NOTE
 from ui.files import file_identity, shown_size
 from ui.page_left import PageLeft
 from ui.status import error_html, status_html
@@ -235,7 +235,7 @@ def box_note(image: str | None, boxes: list[Box]) -> str:
     if boxes:
         note = box_count(len(boxes))
     elif image is None:
-        note = "No image yet."
+        note = NO_IMAGE_NOTE
     else:
         note = "No boxes yet: drag on the image to draw one."
     if len(boxes) > MAX_REGIONS:

@@ -40,9 +40,33 @@ UNREADABLE = "unreadable"
 """Key of the editor value a file that cannot be opened comes back as (see `readable_errors`)."""
 UNREADABLE_NOTE = "That file could not be used."
 """The box note for such a file: on it, `EMPTY_IF_UNREADABLE` empties the editor in the page."""
-EMPTY_IF_UNREADABLE = f"(note) => note === {json.dumps(UNREADABLE_NOTE)} ? null : undefined"
+NO_IMAGE_NOTE = "No image yet."
+"""The box note while the editor holds no image."""
+EMPTY_IF_UNREADABLE = f"""(note) => {{
+    if (!window.fo1WatchesRemoval) {{
+        window.fo1WatchesRemoval = true;
+        addEventListener("click", (event) => {{
+            const remove = "#fo1-editor button[aria-label='Remove Image']";
+            if (event.target.closest?.(remove)) window.fo1ImageShown = false;
+        }}, true);
+    }}
+    if (note !== {json.dumps(UNREADABLE_NOTE)}) {{
+        if (note !== {json.dumps(NO_IMAGE_NOTE)}) window.fo1ImageShown = true;
+        return undefined;
+    }}
+    if (window.fo1ImageShown) {{
+        window.fo1ImageShown = false;
+        setTimeout(() => document.querySelector("#fo1-undo")?.click());
+    }}
+    return null;
+}}"""
 """Run in the page, not by a server reply: a reply writing the editor, even to leave it as it is,
-loses boxes drawn while it was on its way."""
+loses boxes drawn while it was on its way.
+
+A file dropped over an image (not after its ×) is shown by the editor before the server can
+refuse it, in place of that image, its boxes and its answer: Undo is pressed then, as the user
+would, to bring them back. The editor's own clearing as a new file comes reads as no image too,
+so the image shown is told by the notes of images, and forgotten at the ×."""
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
 """A box's corners in the editor's value."""
 BAD_BOXES = (

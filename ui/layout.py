@@ -38,6 +38,7 @@ from ui.editor import (
     FIT_TO_SCREEN,
     MARK_STROKES,
     NEW_IMAGE_SHOWN,
+    NO_IMAGE_NOTE,
     TAGS_AND_HANDLES_DRAWN,
     TAKE_THE_ENLARGED_COPY,
     TOOLS_IN_VIEW,
@@ -152,7 +153,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 turned = gr.Button("Turned", elem_id="fo1-turned", elem_classes="fo1-hidden")
                 # Narrow enough for one line on a phone (Gradio wraps a row at 160 px a child).
                 with gr.Row():
-                    box_note = gr.Markdown("No image yet.", elem_id="fo1-box-note", min_width=90)
+                    box_note = gr.Markdown(NO_IMAGE_NOTE, elem_id="fo1-box-note", min_width=90)
                     undo = gr.Button(
                         "Undo",
                         size="sm",

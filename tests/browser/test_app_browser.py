@@ -217,6 +217,33 @@ def test_broken_upload_is_one_readable_message(page, tmp_path: Path) -> None:
     assert page.locator(".error").count() == 0  # no output marked as failed
 
 
+def test_a_refused_file_dropped_over_an_image_leaves_it_and_its_answer(
+    page, tmp_path: Path
+) -> None:
+    """The editor shows a dropped file before the server can refuse it: the image, boxes and
+    answer it replaced were emptied, with a toast for the only word of it."""
+    open_example(page, "Coffee: detect cup and spoon")
+    run_detection(page, "red circle", max_tokens=16)
+    page.locator("#fo1-status", has_text="Stopped at the token limit").wait_for()
+    too_small = tmp_path / "dot.png"
+    Image.new("RGB", (5, 5), "white").save(too_small)
+    page.locator("#fo1-editor input[type=file]").set_input_files(str(too_small))
+    page.get_by_test_id("toast-text").filter(has_text="each side needs at least").wait_for()
+    wait_for_note(page, "3 boxes")
+    page.locator("#fo1-status", has_text="Stopped at the token limit").wait_for()
+    page.locator("#fo1-answer", has_text="red circle").wait_for()
+    shot(page, "0b-refused-file-over-an-image")
+    assert page.locator("#fo1-editor", has_text="Drop Image Here").count() == 0
+    # After the editor's ×, there is no image to keep: the refused file leaves it empty.
+    page.get_by_label("Remove Image").click()
+    wait_for_note(page, "No image yet.")
+    page.locator("#fo1-editor input[type=file]").set_input_files(str(too_small))
+    page.locator("#fo1-editor", has_text="Drop Image Here").wait_for()
+    page.wait_for_timeout(SETTLE_MS)
+    assert page.get_by_test_id("toast-text").filter(has_text="Nothing to undo").count() == 0
+    assert page.locator("#fo1-box-note").inner_text() == "No image yet."
+
+
 SLOW_EVENTS = """([kind, delay, busy]) => {
     const slow = window.gradio_config.dependencies
         .filter(d => d.targets.some(([, event]) => event === kind))
