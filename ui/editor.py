@@ -56,7 +56,13 @@ EMPTY_IF_UNREADABLE = f"""(note) => {{
     }}
     if (window.fo1ImageShown) {{
         window.fo1ImageShown = false;
-        setTimeout(() => document.querySelector("#fo1-undo")?.click());
+        const undo = () => {{
+            if (window.fo1Clearing > 0) return;
+            removeEventListener("fo1-cleared", undo);
+            document.querySelector("#fo1-undo")?.click();
+        }};
+        addEventListener("fo1-cleared", undo);
+        setTimeout(undo);
     }}
     return null;
 }}"""
@@ -65,8 +71,10 @@ loses boxes drawn while it was on its way.
 
 A file dropped over an image (not after its ×) is shown by the editor before the server can
 refuse it, in place of that image, its boxes and its answer: Undo is pressed then, as the user
-would, to bring them back. The editor's own clearing as a new file comes reads as no image too,
-so the image shown is told by the notes of images, and forgotten at the ×."""
+would, to bring them back, once the server has cleared the answer area for the file
+(`ui.page_scripts.ANSWER_AREA_CLEARED`): it would clear them again. The editor's own clearing
+as a new file comes reads as no image too, so the image shown is told by the notes of images,
+and forgotten at the ×."""
 CORNERS = ("xmin", "ymin", "xmax", "ymax")
 """A box's corners in the editor's value."""
 BAD_BOXES = (

@@ -30,7 +30,12 @@ from ui.api import (
     Api,
     with_api_example,
 )
-from ui.boxes import CLEAR_IN_BROWSER, NUMBERS_KEPT_WHILE_TYPED, RELABEL_IN_BROWSER
+from ui.boxes import (
+    CLEAR_IN_BROWSER,
+    NUMBERS_KEPT_WHILE_TYPED,
+    REGIONS_LABEL,
+    RELABEL_IN_BROWSER,
+)
 from ui.editor import (
     EMPTY_IF_UNREADABLE,
     ENLARGED_COPIES,
@@ -50,6 +55,8 @@ from ui.gpu import ON_ZERO_GPU
 from ui.handlers import Handlers
 from ui.page_scripts import (
     ANNOUNCED,
+    ANSWER_AREA_CLEARED,
+    ANSWER_AREA_CLEARING,
     ASK,
     FOLLOW_THE_ANSWER,
     FORGET_THE_KEPT_QUESTION,
@@ -67,6 +74,7 @@ from ui.page_scripts import (
     page_step,
 )
 from ui.proposing import DEFAULT_PROPOSALS, Proposing
+from ui.status import TOKEN_LIMIT
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +93,7 @@ as coordinates."""
 @dataclass(frozen=True)
 class Settings:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    token_limit: int = 4096
+    token_limit: int = TOKEN_LIMIT
     concurrency: int = 1
     device: str | None = None  # for proposers; None picks CUDA when available
     default_proposer: str | None = None  # None: `Proposing.default`
@@ -101,7 +109,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
     examples = load_examples()
     # On ZeroGPU there is no GPU outside a question's own slot.
     ahead = EncodeAhead(pipeline) if settings.encode_ahead and not ON_ZERO_GPU else None
-    handlers = Handlers(answerer, proposing, examples, ahead)
+    handlers = Handlers(answerer, proposing, examples, ahead, settings.token_limit)
     api = Api(answerer, proposing, settings.max_new_tokens)
     task_choices = [(t.label, name) for name, t in TASKS.items()]
     task_choices.append((FREE_PROMPT_LABEL, FREE_PROMPT))
@@ -209,7 +217,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                         elem_id="fo1-text",
                     )
                     regions = gr.CheckboxGroup(
-                        [], label="Regions to ask about", visible=False, elem_id="fo1-regions"
+                        [], label=REGIONS_LABEL, visible=False, elem_id="fo1-regions"
                     )
                     with gr.Group(visible=False) as free_group:
                         free_text = gr.Textbox(
@@ -315,7 +323,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 handlers.supersede,
                 page_time,
                 None,
-                js=page_step(FORGET_THE_KEPT_QUESTION),
+                js=page_step(f"{FORGET_THE_KEPT_QUESTION}; {ANSWER_AREA_CLEARING}"),
                 api_visibility="private",
                 concurrency_limit=None,
             ).then(
@@ -324,7 +332,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 [masks, proposed, *answer_area],
                 api_visibility="private",
                 concurrency_limit=None,
-            )
+            ).then(None, js=ANSWER_AREA_CLEARED, api_visibility="private")
         # A small image, shown at its own size until then, comes back enlarged. The page puts
         # it in the editor itself (`TAKE_THE_ENLARGED_COPY`), and shows no progress bar over the
         # editor meanwhile: that bar took the pointer from a box being drawn.

@@ -93,6 +93,16 @@ FORGET_THE_KEPT_QUESTION = 'document.body.classList.remove("fo1-run-next")'
 ask."""
 
 
+ANSWER_AREA_CLEARING = "window.fo1Clearing = (window.fo1Clearing ?? 0) + 1"
+"""Page-side, as another image comes: the answer area is to be cleared for it (`CLEARED`)."""
+ANSWER_AREA_CLEARED = """() => {
+    window.fo1Clearing -= 1;
+    dispatchEvent(new Event("fo1-cleared"));
+}"""
+"""Page-side, once the server has cleared the answer area for another image: `fo1Clearing`
+counts the clearings still on their way, which `ui.editor.EMPTY_IF_UNREADABLE` waits out."""
+
+
 def page_step(statement: str) -> str:
     """A page-side step that runs `statement`, then adds the page's clock (`WITH_PAGE_TIME`)."""
     return f"(...inputs) => {{ {statement}; return ({WITH_PAGE_TIME})(...inputs); }}"

@@ -223,7 +223,7 @@ def test_a_refused_file_dropped_over_an_image_leaves_it_and_its_answer(
     """The editor shows a dropped file before the server can refuse it: the image, boxes and
     answer it replaced were emptied, with a toast for the only word of it."""
     open_example(page, "Coffee: detect cup and spoon")
-    run_detection(page, "red circle", max_tokens=16)
+    run_detection(page, "red circle", max_tokens=256)  # what the tests after this one ask with
     page.locator("#fo1-status", has_text="Stopped at the token limit").wait_for()
     too_small = tmp_path / "dot.png"
     Image.new("RGB", (5, 5), "white").save(too_small)
@@ -913,9 +913,11 @@ def test_follow_up_mode_keeps_the_conversation(page) -> None:
     page.locator("#fo1-follow-up input").check()
     history = page.locator("#fo1-history li")
     latest_note = page.locator("#fo1-history .fo1-latest-note")
-    latest_note.wait_for()
-    # That turn is the answer on screen: listed again only once the next question replaces it.
+    latest_note.wait_for(state="attached")
+    # That turn is the answer on screen: listed again only once the next question replaces it,
+    # and with no other turn, the conversation's title over nothing is not shown either.
     assert history.count() == 1 and not history.first.is_visible()
+    assert not page.locator("#fo1-history .fo1-history").is_visible()
     page.locator("#fo1-free textarea").fill("And <region0>?")
     page.locator("#fo1-run").click()
     history.first.wait_for(state="visible")
