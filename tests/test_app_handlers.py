@@ -301,6 +301,16 @@ def test_an_answer_at_the_token_limit_says_it_may_be_cut_short(endless: Handlers
     endless.remember_turn(False, {}, "", REQUEST)  # as the page does after every answer
 
 
+def test_an_answer_at_the_pages_most_tokens_does_not_say_to_raise_them(
+    endless: Handlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(endless, "token_limit", 16)
+    *_, (_, _, _, status, _, _) = run(endless, editor_value(IMAGE, BOXES), limit=16)
+    assert "cut short at 16 new tokens, the most this app writes" in status
+    assert "raise" not in status
+    endless.remember_turn(False, {}, "", REQUEST)
+
+
 def test_stop_pressed_while_the_question_waits_stops_it_before_it_starts(
     answering: Handlers,
 ) -> None:
@@ -368,9 +378,21 @@ def assert_model_is_free(handlers: Handlers) -> None:
         # a detection with no boxes: FO1 could only name boxes that do not exist
         (editor_value(IMAGE, []), "OD_template", "cup", (), "draw boxes on the image"),
         # a region task with boxes but none picked
-        (editor_value(IMAGE, BOXES), "Region_OCR_template", "", (), "pick at least one region"),
+        (
+            editor_value(IMAGE, BOXES),
+            "Region_OCR_template",
+            "",
+            (),
+            "tick at least one under “Regions to ask about”",
+        ),
         # the same, with the detection task's (hidden) text box still filled in
-        (editor_value(IMAGE, BOXES), "Region_OCR_template", "cup", (), "pick at least one region"),
+        (
+            editor_value(IMAGE, BOXES),
+            "Region_OCR_template",
+            "cup",
+            (),
+            "tick at least one under “Regions to ask about”",
+        ),
         # a detection task with nothing typed: the message names what to type
         (editor_value(IMAGE, BOXES), "OD_template", "  ", (), "type the categories to detect"),
         # a picked region that was deleted since

@@ -19,7 +19,7 @@ from ui.answer_view import Turn, answer_html, asked_html, detection_rows, reason
 from ui.answering import Answerer, Prepared, Question, Step, status_line, task_label
 from ui.conversation import NEW_CONVERSATION
 from ui.report import AnswerFolders, Result, Unwritten, write_shown
-from ui.status import ANSWERING, CUT_SHORT, NOT_KEPT, Change, status_html, with_stale_note
+from ui.status import ANSWERING, NOT_KEPT, Change, cut_short, status_html, with_stale_note
 
 STREAM_INTERVAL_S = 0.05
 """At most ~20 UI updates a second: each is a websocket message and a browser re-render."""
@@ -110,9 +110,11 @@ def answer_outputs(
     asked: Asked,
     max_new_tokens: int,
     cancel: threading.Event,
+    token_limit: int,
 ) -> Iterator[tuple[AnswerOutputs, Ended | None]]:
     """The outputs after each step (throttled), and `Ended` with the last; the downloads are
-    left to `Ended.downloads`."""
+    left to `Ended.downloads`. `token_limit`: the most new tokens the page lets a user ask
+    for."""
     question, prepared = asked.question, asked.prepared
     image = None
     steps = answerer.steps(
@@ -123,7 +125,8 @@ def answer_outputs(
         if step.generation is None:
             yield _streaming(asked, step), None
         else:
-            outputs, downloads = _finished(asked, step, step.generation, image, folders)
+            cut = cut_short(max_new_tokens, token_limit)
+            outputs, downloads = _finished(asked, step, step.generation, image, folders, cut)
             yield outputs, Ended(step.generation, downloads)
 
 
@@ -145,15 +148,16 @@ def _finished(
     generation: Generation,
     image: np.ndarray | None,
     folders: AnswerFolders,
+    cut: str,
 ) -> tuple[AnswerOutputs, Unwritten]:
     """The whole answer and its status, and its downloads to write; `image`: the last drawing
-    of it."""
+    of it; `cut`: the note for an answer stopped at the token limit."""
     question, request = asked.question, asked.prepared.request
     status = status_line(generation, asked.num_regions, asked.proposals_s)
     stop_reason = generation.stop_reason
     notes = [*generation.notices, *step.answer.warnings]
     if stop_reason == StopReason.TOKEN_LIMIT:
-        notes.append(CUT_SHORT)
+        notes.append(cut)
     notes += asked.closing_notes(generation)
     read_boxes = request.boxes.tolist()
     picture = step.picture

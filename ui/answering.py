@@ -39,7 +39,7 @@ from fo1_core.templates import (
     FillKind,
     box_count,
 )
-from ui.boxes import Box, gone_references, gone_region
+from ui.boxes import REGIONS_LABEL, Box, gone_references, gone_region
 from ui.gpu import ON_ZERO_GPU, on_gpu
 
 logger = logging.getLogger(__name__)
@@ -108,8 +108,14 @@ def fill_text(question: Question) -> str:
             f"{template.without_boxes}: draw boxes on the image or propose some first (a free "
             "prompt needs none)."
         )
-    if template is not None and template.fill is FillKind.REGIONS and question.regions:
-        return region_list_text(sorted(set(question.regions)))
+    if template is not None and template.fill is FillKind.REGIONS:
+        if question.regions:
+            return region_list_text(sorted(set(question.regions)))
+        if not question.text.strip():  # the API's text may name them instead
+            raise FO1Error(
+                f"The task '{template.label}' asks about regions: tick at least one under "
+                f"“{REGIONS_LABEL}”."
+            )
     if question.task == FREE_PROMPT and (gone := gone_references(question.text)):
         one = len(gone) == 1
         undo = " (Undo brings a box back)" if any(name != gone_region() for name in gone) else ""

@@ -54,6 +54,9 @@ def region_text_hex(index: int) -> str:
     return text_color_for_region(index).as_hex()
 
 
+REGIONS_LABEL = "Regions to ask about"
+"""The region picker's label, which messages name it by."""
+
 PROMPT_REFERENCE = re.compile(rf"<region(?P<gone>\?)?(?P<index>{REGION_INDEX})?>")
 """A region reference in the free prompt (`REGION_REFERENCE`), or one whose box is gone
 (`gone_region`)."""

@@ -40,6 +40,7 @@ from ui.status import (
     EARLIER_ANSWER,
     PROPOSER_ERROR,
     STOPPED_EARLY,
+    TOKEN_LIMIT,
     error_html,
     is_streaming,
     proposer_error_html,
@@ -118,6 +119,7 @@ class Handlers:
     proposing: Proposing
     examples: list[Example]
     ahead: EncodeAhead | None = None  # encodes the boxes on screen before the question comes
+    token_limit: int = TOKEN_LIMIT
 
     # The events that need neither the page's session nor the model.
     boxes_typed = staticmethod(box_edits.boxes_typed)
@@ -403,7 +405,12 @@ class Handlers:
             session.answered_turn = session.unwritten = None
             yield asked.started()
             steps = answer_outputs(
-                self.answerer, self._answer_folders, asked, int(max_new_tokens), running.cancel
+                self.answerer,
+                self._answer_folders,
+                asked,
+                int(max_new_tokens),
+                running.cancel,
+                self.token_limit,
             )
             for outputs, ended in steps:
                 if superseded():

@@ -63,3 +63,17 @@ NOT_KEPT = "A stopped answer is not kept in the conversation."
 STOPPED_EARLY = status_html("Stopped by you before the answer started.")
 EARLIER_ANSWER = "The answer shown is the one to the question before."
 CUT_SHORT = "The answer may be cut short: raise “Max new tokens” to let it finish."
+
+TOKEN_LIMIT = 4096
+"""The most new tokens the page lets a user ask for, unless the app is started with another."""
+
+
+def cut_short(max_new_tokens: int, token_limit: int) -> str:
+    """What a user can do about an answer stopped at `max_new_tokens`, `token_limit` being the
+    most the page allows."""
+    if max_new_tokens < token_limit:
+        return CUT_SHORT
+    return (
+        f"The answer may be cut short at {token_limit} new tokens, the most this app writes: "
+        "ask about fewer things at once."
+    )

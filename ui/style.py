@@ -74,6 +74,10 @@ body.fo1-proposing #fo1-propose::after {{ content: " (on its way…)"; }}
    new question is on its way (`ASK` to `IDLE`) to take that answer's place. */
 body:not(.fo1-asking) #fo1-history li.fo1-latest,
 body.fo1-asking #fo1-history .fo1-latest-note {{ display: none; }}
+/* Nor is its title, over no turn, while that answer is the only turn. */
+body:not(.fo1-asking) #fo1-history .fo1-history:not(:has(li:not(.fo1-latest))) {{
+    display: none;
+}}
 /* The examples in columns of 140 px or more, as many as fit: all four show on a phone too. */
 #fo1-gallery .grid-wrap {{ min-height: 0; max-height: none; }}
 /* Download names wrap on a phone: cut, the answer's JSON and the COCO file looked alike. The
