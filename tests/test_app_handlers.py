@@ -108,10 +108,10 @@ def run(
 
 
 def with_downloads(handlers: Handlers, outputs, request=REQUEST) -> tuple:
-    """The last of `run`'s `outputs`, with the downloads the page gets after it
+    """The last of `run`'s `outputs` up to its downloads, those the page gets after it
     (`Handlers.downloads`)."""
     *_, last = outputs
-    return (*last[:-1], handlers.downloads(request))
+    return (*last[:5], handlers.downloads(request))
 
 
 def boxes_changed(
@@ -126,9 +126,14 @@ def boxes_changed(
     return handlers.boxes_changed(value, status, follow_up, conversation, at, request)
 
 
+_UNDO_STATUS = 12
+"""Where `Handlers.undo_boxes` lists the status: after the editor, picked regions, the five
+task fields, masks, proposal time, answer, reasoning and result image."""
+
+
 def undo(handlers: Handlers, value, request: gr.Request, picked=()):
     """The editor Undo sends back (`Handlers.undo_boxes`)."""
-    editor, *_ = handlers.undo_boxes(value, list(picked), "", request)
+    editor, *_ = handlers.undo_boxes(value, list(picked), "", "", request)
     return editor
 
 
@@ -148,12 +153,12 @@ def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers)
     steps = list(run(answering, editor_value(IMAGE, BOXES)))
     # While it streams, the table fills with each drawing: never rows the image does not show.
     streamed = [
-        (image, table) for _, _, image, status, table, _ in steps if ANSWERING in str(status)
+        (image, table) for _, _, image, status, table, _, _ in steps if ANSWERING in str(status)
     ]
     left = [(isinstance(image, dict), table == SKIP) for image, table in streamed]
     assert all(image_left == table_left for image_left, table_left in left)
     assert (False, False) in left
-    answer, reasoning, image, status, table, files = steps[-1]
+    answer, reasoning, image, status, table, files, _ = steps[-1]
     assert files == SKIP  # written once the answer leaves the model's slot:
     files = answering.downloads(REQUEST)
     assert "Done" in status and "fo1-done" in status
@@ -204,7 +209,9 @@ def test_the_answer_names_the_question_it_answers(answering: Handlers) -> None:
         assert "Removed &lt;image&gt;, &lt;|im_end|&gt; from the question" in step[3]
     # A reference whose box was deleted (the page marks it so) is not sent as text.
     for gone, undo in (("<region?>", False), ("<region?2>", True)):
-        (*_, status, _, _), *_ = list(run(answering, value, task="free", free=f"Is {gone} a cup?"))
+        (*_, status, _, _, _), *_ = list(
+            run(answering, value, task="free", free=f"Is {gone} a cup?")
+        )
         assert "fo1-error" in status
         assert f"names {html.escape(gone)}: a box deleted or replaced" in status
         assert ("Undo brings a box back" in status) is undo
@@ -295,7 +302,7 @@ def test_stop_really_stops_the_worker(endless: Handlers) -> None:
 
 
 def test_an_answer_at_the_token_limit_says_it_may_be_cut_short(endless: Handlers) -> None:
-    *_, (_, _, _, status, _, _) = run(endless, editor_value(IMAGE, BOXES), limit=16)
+    *_, (_, _, _, status, _, _, _) = run(endless, editor_value(IMAGE, BOXES), limit=16)
     assert "Stopped at the token limit" in status and "fo1-warning" in status
     assert "raise “Max new tokens”" in status
     endless.remember_turn(False, {}, "", REQUEST)  # as the page does after every answer
@@ -305,7 +312,7 @@ def test_an_answer_at_the_pages_most_tokens_does_not_say_to_raise_them(
     endless: Handlers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(endless, "token_limit", 16)
-    *_, (_, _, _, status, _, _) = run(endless, editor_value(IMAGE, BOXES), limit=16)
+    *_, (_, _, _, status, _, _, _) = run(endless, editor_value(IMAGE, BOXES), limit=16)
     assert "cut short at 16 new tokens, the most this app writes" in status
     assert "raise" not in status
     endless.remember_turn(False, {}, "", REQUEST)
@@ -402,7 +409,7 @@ def assert_model_is_free(handlers: Handlers) -> None:
 def test_bad_input_is_a_visible_message(answering, value, task, text, regions, message) -> None:
     steps = list(run(answering, value, task, text, regions))
     assert len(steps) == 1
-    answer, reasoning, image, status, table, files = steps[0]
+    answer, reasoning, image, status, table, files, _ = steps[0]
     assert "fo1-error" in status and message in status
     assert all(output == SKIP for output in (answer, reasoning, image, table, files))
 
@@ -410,10 +417,10 @@ def test_bad_input_is_a_visible_message(answering, value, task, text, regions, m
 def test_broken_image_is_a_visible_message(answering: Handlers, tmp_path: Path) -> None:
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    (*_, status, _, _), *_ = list(run(answering, editor_value(str(broken), BOXES)))
+    (*_, status, _, _, _), *_ = list(run(answering, editor_value(str(broken), BOXES)))
     assert "fo1-error" in status and "image" in status
     turned = {**editor_value(str(broken), BOXES), "orientation": 1}
-    (*_, status, _, _), *_ = list(run(answering, turned))
+    (*_, status, _, _, _), *_ = list(run(answering, turned))
     assert "fo1-error" in status and "image" in status
 
 
@@ -558,6 +565,29 @@ def test_undo_after_proposals_replaced_the_boxes_brings_back_their_masks(
     )
 
 
+def test_undo_of_proposals_takes_away_the_status_saying_what_they_did(
+    answering: Handlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = gr.Request(session_hash="undo-proposals-status")
+    value = editor_value(IMAGE, BOXES)
+    boxes_changed(answering, value, request=page)
+    found = Proposals([[5, 5, 50, 50]], [0.8], [""], None, seconds=0.1)
+    monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
+    proposed, _, status, *_ = answering.propose(
+        value, "offline", "", 0.5, 10, "replace", {}, "", None, page
+    )
+    assert "in place of your boxes" in status
+    boxes_changed(answering, proposed, status, request=page)
+    back, *outputs = answering.undo_boxes(proposed, [], "", status, page)
+    assert boxes_of(back) == BOXES and outputs[_UNDO_STATUS - 1] == ""
+    # Undo of a box drawn leaves the status as it is, and so does an Undo with nothing to undo.
+    drawn = editor_value(IMAGE, [*BOXES, [5, 5, 50, 50]])
+    boxes_changed(answering, drawn, request=page)
+    assert answering.undo_boxes(drawn, [], "", "Answered.", page)[_UNDO_STATUS] == SKIP
+    fresh = gr.Request(session_hash="nothing-to-undo")
+    assert answering.undo_boxes(value, [], "", status, fresh)[_UNDO_STATUS] == SKIP
+
+
 def test_masks_of_boxes_no_longer_shown_are_dropped_oldest_first_past_the_bound() -> None:
     half = np.zeros(MASKS_KEPT_BYTES // 3, np.uint8)
     store = {(i, 0, 9, 9): PackedMask((3000, 4000), 0, 0, 1, 1, half) for i in range(5)}
@@ -594,7 +624,7 @@ def test_a_question_decodes_its_image_once_in_the_models_turn(
 def test_the_editors_rotate_buttons_turn_the_image_the_model_sees(answering: Handlers) -> None:
     boxes = [[10, 10, 200, 300], [50, 320, 390, 590], [100, 100, 300, 200]]
     value = {**editor_value(IMAGE, boxes), "orientation": 1}  # a quarter turn clockwise
-    *_, (_, _, image, status, table, _) = run(answering, value)
+    *_, (_, _, image, status, table, _, _) = run(answering, value)
     assert "Done" in status
     width, height = Image.open(IMAGE).size
     # Drawn on the turned image, as the boxes were.
@@ -705,7 +735,7 @@ def test_undo_keeps_each_picked_region_on_its_box(answering: Handlers) -> None:
     deleted = editor_value(IMAGE, BOXES[1:])
     boxes_changed(answering, deleted, request=page)
     marked = "<region1> on <region0>, by <region?0>"  # the page marks the cup's reference gone
-    editor, regions, *fields = answering.undo_boxes(deleted, [1], marked, page)
+    editor, regions, *fields = answering.undo_boxes(deleted, [1], marked, "", page)
     prompt = fields[2]  # after the task and its text
     assert boxes_of(editor) == BOXES
     assert regions["value"] == [2] and [i for _, i in regions["choices"]] == [0, 1, 2]
@@ -713,13 +743,15 @@ def test_undo_keeps_each_picked_region_on_its_box(answering: Handlers) -> None:
     # A box picked and then undone away is picked no more.
     drawn = editor_value(IMAGE, [*BOXES, [5, 5, 60, 60]])
     boxes_changed(answering, drawn, request=page)
-    editor, regions, *_ = answering.undo_boxes(drawn, [0, 3], "", page)
+    editor, regions, *_ = answering.undo_boxes(drawn, [0, 3], "", "", page)
     assert boxes_of(editor) == BOXES and regions["value"] == [0]
     # Of two boxes alike, the one picked stays the only one picked.
     twice = editor_value(IMAGE, [*BOXES, BOXES[0], [5, 5, 60, 60]])
     boxes_changed(answering, editor_value(IMAGE, [*BOXES, BOXES[0]]), request=page)
     boxes_changed(answering, twice, request=page)
-    _, regions, _, _, prompt, *_ = answering.undo_boxes(twice, [3], "<region4>, <region3>", page)
+    _, regions, _, _, prompt, *_ = answering.undo_boxes(
+        twice, [3], "<region4>, <region3>", "", page
+    )
     assert regions["value"] == [3] and prompt == "<region?>, <region3>"
 
 
@@ -730,18 +762,18 @@ def test_undo_keeps_the_prompts_references_on_boxes_moved_or_turned(answering: H
     boxes_changed(answering, editor_value(IMAGE, BOXES), request=page)
     moved = editor_value(IMAGE, [BOXES[0], [90, 70, 480, 380], BOXES[2]])
     boxes_changed(answering, moved, request=page)
-    _, regions, *fields = answering.undo_boxes(moved, [1], "<region1> by <region2>", page)
+    _, regions, *fields = answering.undo_boxes(moved, [1], "<region1> by <region2>", "", page)
     assert fields[2] == SKIP  # after the task and its text: the free prompt, as it is
     assert regions["value"] == [1]  # and the pick stays on the box too
     height = Image.open(IMAGE).height
     turned_boxes = [[height - y2, x1, height - y1, x2] for x1, y1, x2, y2 in BOXES]
     turned = {**editor_value(IMAGE, turned_boxes), "orientation": 1}
     boxes_changed(answering, turned, request=page)
-    _, _, *fields = answering.undo_boxes(turned, [], "<region1> by <region2>", page)
+    _, _, *fields = answering.undo_boxes(turned, [], "<region1> by <region2>", "", page)
     assert fields[2] == SKIP
     drawn = editor_value(IMAGE, [*BOXES, [5, 5, 60, 60]])
     boxes_changed(answering, drawn, request=page)
-    _, _, *fields = answering.undo_boxes(drawn, [], "<region3> by <region2>", page)
+    _, _, *fields = answering.undo_boxes(drawn, [], "<region3> by <region2>", "", page)
     assert fields[2] == "<region?> by <region2>"
 
 
@@ -756,7 +788,7 @@ def test_undo_picks_again_a_region_whose_box_an_edit_took_away(answering: Handle
     boxes_changed(answering, deleted, request=page)
     answering.regions_picked(deleted, [], page)  # the page unticks the deleted box
     answering.regions_picked(deleted, [1], page)  # and the spoon, #1 now, is ticked
-    editor, regions, *_ = answering.undo_boxes(deleted, [1], "", page)
+    editor, regions, *_ = answering.undo_boxes(deleted, [1], "", "", page)
     assert boxes_of(editor) == BOXES and regions["value"] == [1, 2]
     boxes_changed(answering, editor, request=page)
     answering.regions_picked(editor, [1, 2], page)
@@ -766,7 +798,7 @@ def test_undo_picks_again_a_region_whose_box_an_edit_took_away(answering: Handle
     assert picks == [2]
     boxes_changed(answering, typed, request=page)
     answering.regions_picked(typed, picks, page)
-    editor, regions, *_ = answering.undo_boxes(typed, picks, "", page)
+    editor, regions, *_ = answering.undo_boxes(typed, picks, "", "", page)
     assert boxes_of(editor) == BOXES and regions["value"] == [1, 2]
 
 
@@ -780,13 +812,13 @@ def test_undo_after_an_example_brings_back_the_task_and_text_it_replaced(
     example, task, text, *_ = load_example(answering, 2, fields, page)  # Chelsea's question
     assert (task, text) != fields[:2]
     boxes_changed(answering, example, request=page)
-    editor, _, *restored = answering.undo_boxes(example, [], "", page)
+    editor, _, *restored = answering.undo_boxes(example, [], "", "", page)
     assert boxes_of(editor) == BOXES[:1] and tuple(restored[:5]) == fields
     # Once: Undo within the image brought back leaves the fields the user has since typed.
     boxes_changed(answering, editor, request=page)
     drawn = editor_value(IMAGE, BOXES[:2])
     boxes_changed(answering, drawn, request=page)
-    _, _, *restored = answering.undo_boxes(drawn, [], "", page)
+    _, _, *restored = answering.undo_boxes(drawn, [], "", "", page)
     assert restored[:5] == [SKIP] * 5
 
 
@@ -805,11 +837,11 @@ def test_undo_after_an_example_loaded_again_takes_back_a_box_edit_only(
     boxes_changed(answering, again, request=page)
     deleted = editor_value(image_of(again), boxes_of(again)[1:])
     boxes_changed(answering, deleted, request=page)
-    editor, _, *restored = answering.undo_boxes(deleted, [], "", page)
+    editor, _, *restored = answering.undo_boxes(deleted, [], "", "", page)
     assert boxes_of(editor) == boxes_of(again) and restored[:5] == [SKIP] * 5
     # From the example's boxes, Undo still brings back what the second loading replaced.
     boxes_changed(answering, editor, request=page)
-    _, _, *restored = answering.undo_boxes(editor, [], "", page)
+    _, _, *restored = answering.undo_boxes(editor, [], "", "", page)
     assert tuple(restored[:5]) == typed
 
 
@@ -854,7 +886,7 @@ def test_undo_brings_back_the_answer_and_masks_shown_with_the_image_left(
         answering.image_left(coming, masks, proposed, *shown, page)
         answering.new_image(page)
         boxes_changed(answering, coming, request=page)
-        editor, _, *restored = answering.undo_boxes(coming, [], "", page)
+        editor, _, *restored = answering.undo_boxes(coming, [], "", "", page)
         assert boxes_of(editor) == BOXES
         assert restored[5:] == [masks, proposed, *shown]
         # The answer on screen is about these boxes again: its conversation's latest turn.
@@ -867,7 +899,7 @@ def test_undo_brings_back_the_answer_and_masks_shown_with_the_image_left(
     answering.image_left(None, huge, proposed, *shown, page)
     answering.new_image(page)
     with pytest.warns(UserWarning, match="masks were too large to keep"):
-        _, _, *restored = answering.undo_boxes(None, [], "", page)
+        _, _, *restored = answering.undo_boxes(None, [], "", "", page)
     assert restored[5:8] == [{}, proposed, answer]
     # Emptied by the ×, then given an image: Undo brings back what the × took, not the empty
     # page the image came to.
@@ -878,7 +910,7 @@ def test_undo_brings_back_the_answer_and_masks_shown_with_the_image_left(
     answering.image_left(rocket, {}, None, *cleared_answer(), page)
     answering.new_image(page)
     boxes_changed(answering, rocket, request=page)
-    _, _, *restored = answering.undo_boxes(rocket, [], "", page)
+    _, _, *restored = answering.undo_boxes(rocket, [], "", "", page)
     assert restored[5:] == [masks, proposed, *shown]
 
 
@@ -893,7 +925,7 @@ def test_the_image_is_known_by_its_content_not_by_the_copy_the_editor_holds(
     shutil.copy(IMAGE, copy)
     asked = editor_value(IMAGE, BOXES)
     boxes_changed(answering, asked, request=page)
-    *_, (_, _, _, done, _, _) = run(answering, asked, follow_up=True, request=page)
+    *_, (_, _, _, done, _, _, _) = run(answering, asked, follow_up=True, request=page)
     conversation, *_ = answering.remember_turn(True, {}, done, page)
     moved = editor_value(str(copy), BOXES[:2])
     assert boxes_changed(answering, moved, done, True, conversation, request=page)[3].endswith(
@@ -988,7 +1020,7 @@ def test_an_answer_is_marked_stale_while_the_boxes_differ_from_those_asked_about
 ) -> None:
     asked = editor_value(IMAGE, BOXES)
     boxes_changed(answering, asked)
-    *_, (_, _, _, done, _, _) = run(answering, asked)
+    *_, (_, _, _, done, _, _, _) = run(answering, asked)
     assert STALE_NOTES["boxes"] not in done
     assert boxes_changed(answering, asked, done)[3] == SKIP
     moved = editor_value(IMAGE, [BOXES[0], [v + 30 for v in BOXES[1]], BOXES[2]])
@@ -1001,7 +1033,7 @@ def test_an_answer_about_the_image_before_it_was_turned_says_so(answering: Handl
     """The rotate buttons turn the boxes with the image: the note names what the user did."""
     asked = editor_value(IMAGE, BOXES)
     boxes_changed(answering, asked)
-    *_, (_, _, _, done, _, _) = run(answering, asked)
+    *_, (_, _, _, done, _, _, _) = run(answering, asked)
     turned = {**editor_value(IMAGE, BOXES), "orientation": 1}
     stale = boxes_changed(answering, turned, done)[3]
     assert stale == done + STALE_NOTES["image"] and "image was turned" in stale
@@ -1015,19 +1047,31 @@ def test_boxes_changed_while_streaming_mark_the_finished_answer(answering: Handl
     next(steps)  # the answer has started
     fewer = editor_value(IMAGE, BOXES[:2])
     assert boxes_changed(answering, fewer, "Answering…")[3] == SKIP  # the stream owns the status
-    *_, (_, _, _, status, _, _) = steps
+    *_, (_, _, _, status, _, _, _) = steps
     assert "Done" in status and status.endswith(STALE_NOTES["boxes"])
 
 
 def test_a_question_refused_says_the_answer_shown_is_the_one_before(answering: Handlers) -> None:
     answering.new_image(REQUEST)
-    *_, (_, _, _, refused, _, _) = run(answering, editor_value(IMAGE, BOXES), text="")
+    *_, (_, _, _, refused, _, _, _) = run(answering, editor_value(IMAGE, BOXES), text="")
     assert "type the categories to detect" in refused and "question before" not in refused
     list(run(answering, editor_value(IMAGE, BOXES)))
-    *_, (answer, _, image, refused, _, _) = run(answering, editor_value(IMAGE, BOXES), text="")
+    *_, (answer, _, image, refused, _, _, _) = run(answering, editor_value(IMAGE, BOXES), text="")
     assert answer == SKIP and image == SKIP  # the answer stays on screen
     assert "The answer shown is the one to the question before." in refused
     answering.remember_turn(False, {}, "", REQUEST)
+
+
+def test_a_box_change_takes_away_the_refusal_of_the_question_before(answering: Handlers) -> None:
+    page = gr.Request(session_hash="refused-then-drawn")
+    bare = editor_value(IMAGE, [])
+    boxes_changed(answering, bare, request=page)
+    *_, (_, _, _, refused, _, _, _) = run(answering, bare, request=page)
+    assert "draw boxes on the image" in refused
+    drawn = editor_value(IMAGE, BOXES[:1])
+    assert boxes_changed(answering, drawn, refused, request=page)[3] == ""
+    # Another status stays: what an answer or a proposer said is not the boxes' to take away.
+    assert boxes_changed(answering, bare, "Answered.", request=page)[3] == SKIP
 
 
 def test_a_failed_answer_is_not_marked_stale(
@@ -1043,11 +1087,11 @@ def test_a_failed_answer_is_not_marked_stale(
         yield
 
     monkeypatch.setattr(answering.answerer, "steps", failing)
-    *_, (_, _, _, status, _, _) = run(answering, editor_value(IMAGE, BOXES))
+    *_, (_, _, _, status, _, _, _) = run(answering, editor_value(IMAGE, BOXES))
     assert "out of memory" in status
     # The failed question emptied the answer area: no answer is there to be stale or earlier.
     assert boxes_changed(answering, editor_value(IMAGE, BOXES[:1]), status)[3] == SKIP
-    *_, (_, _, _, refused, _, _) = run(answering, editor_value(IMAGE, BOXES), text="")
+    *_, (_, _, _, refused, _, _, _) = run(answering, editor_value(IMAGE, BOXES), text="")
     assert "question before" not in refused
 
 
@@ -1056,11 +1100,11 @@ def test_a_refused_question_keeps_the_note_that_the_answer_is_about_other_boxes(
 ) -> None:
     asked = editor_value(IMAGE, BOXES)
     boxes_changed(answering, asked)
-    *_, (_, _, _, done, _, _) = run(answering, asked)
+    *_, (_, _, _, done, _, _, _) = run(answering, asked)
     answering.remember_turn(False, {}, done, REQUEST)
     moved = editor_value(IMAGE, BOXES[:2])
     boxes_changed(answering, moved, done)
-    *_, (_, _, _, refused, _, _) = run(answering, moved, text="")
+    *_, (_, _, _, refused, _, _, _) = run(answering, moved, text="")
     assert "type the categories" in refused and refused.endswith(STALE_NOTES["boxes"])
 
 
@@ -1069,7 +1113,7 @@ def test_a_box_change_sent_with_the_streaming_status_is_marked_once_the_answer_e
 ) -> None:
     asked = editor_value(IMAGE, BOXES)
     boxes_changed(answering, asked)
-    *_, (_, _, _, streaming, _, _), (_, _, _, done, _, _) = run(answering, asked)
+    *_, (_, _, _, streaming, _, _, _), (_, _, _, done, _, _, _) = run(answering, asked)
     # The page sent the status it showed while streaming; the answer had ended meanwhile: its
     # final status is the one marked, and the conversation is left to `remember_turn`.
     _, _, _, marked, history, _ = boxes_changed(
@@ -1087,7 +1131,7 @@ def test_a_box_change_after_an_answer_cut_off_mid_stream_is_marked(endless: Hand
     asked = editor_value(IMAGE, BOXES)
     boxes_changed(endless, asked)
     steps = run(endless, asked, limit=100_000)
-    *_, (_, _, _, streaming, _, _) = [next(steps) for _ in range(3)]
+    *_, (_, _, _, streaming, _, _, _) = [next(steps) for _ in range(3)]
     steps.close()
     follow_up = {"key": conversation_key(IMAGE, BOXES), "turns": [Turn("q", "a", "q")]}
     _, _, _, marked, history, _ = boxes_changed(
@@ -1112,7 +1156,8 @@ def test_a_stop_or_new_image_while_the_question_is_prepared_ends_it(
     monkeypatch.setattr(endless.answerer, "prepare", interrupted)
     value = editor_value(IMAGE, BOXES)
     steps = list(run(endless, value, limit=64, clicked_at=1.0, request=page))
-    assert steps == ([(SKIP, SKIP, SKIP, STOPPED_EARLY, SKIP, SKIP)] if event == "stop" else [])
+    stopped = (SKIP, SKIP, SKIP, STOPPED_EARLY, SKIP, SKIP, SKIP)
+    assert steps == ([stopped] if event == "stop" else [])
     assert endless._session(page).running is None
 
 
@@ -1166,7 +1211,7 @@ def test_boxes_on_screen_are_encoded_before_the_first_question(answering: Handle
     value = editor_value(IMAGE, BOXES)
     boxes_changed(ahead, value)
     assert ahead.ahead.wait(60)
-    *_, (_, _, _, status, _, _) = run(ahead, value)
+    *_, (_, _, _, status, _, _, _) = run(ahead, value)
     assert "Done" in status
     assert re.search(r"image, boxes and \d+ prompt tokens already encoded", status)
 
@@ -1304,6 +1349,21 @@ def test_without_follow_up_each_question_stands_alone(answering: Handlers) -> No
     assert len(second["turns"]) == 1 and history == ""
 
 
+def test_the_reasoning_is_opened_once_as_it_starts(answering: Handlers, tmp_path: Path) -> None:
+    from tests.rigged import make_rigged_checkpoint
+
+    answer = "<think>Mug<region0> leftmost.</think><answer><region2></answer>"
+    thinking = make_handlers(make_rigged_checkpoint(tmp_path, answer))
+    steps = list(run(thinking, editor_value(IMAGE, BOXES), "free", free="Which is left?"))
+    opened = [i for i, step in enumerate(steps) if step[6] != SKIP]
+    shown = [i for i, step in enumerate(steps) if "Mug" in str(step[1])]
+    # Once, with the first reasoning shown: a user who closes it again is left with it closed.
+    assert opened == shown[:1] and steps[opened[0]][6] == gr.update(open=True)
+    assert "leftmost" in steps[-1][1]
+    # An answer without reasoning leaves the accordion as the user has it.
+    assert all(step[6] == SKIP for step in run(answering, editor_value(IMAGE, BOXES)))
+
+
 def test_bare_references_are_drawn_as_they_stream(tmp_path: Path) -> None:
     from tests.rigged import make_rigged_checkpoint
 
@@ -1345,7 +1405,7 @@ def test_closing_the_page_stops_its_answer_and_keeps_nothing_of_it(endless: Hand
     next(steps)
     next(steps)  # streaming
     endless.forget_session(closing)
-    *_, (_, _, _, status, _, _) = steps
+    *_, (_, _, _, status, _, _, _) = steps
     assert "Stopped by you" in status
     endless.remember_turn(False, None, status, closing)  # the answer's `.then`, after the close
     endless.boxes_changed(editor_value(IMAGE, []), None, False, None, None, closing)  # queued

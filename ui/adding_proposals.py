@@ -11,7 +11,7 @@ from ui.box_edits import prompt_again
 from ui.boxes import Box, boxes_of, editor_value, file_name_of, image_of, regions_moved
 from ui.page_left import MASKS_KEPT_BYTES
 from ui.proposing import MaskStore, PackedMask, Proposals, Proposed, box_key, new_to, within
-from ui.status import status_html
+from ui.status import BOX_EDIT, status_html
 
 
 def status_only(status: str) -> tuple:
@@ -82,4 +82,4 @@ def proposals_added(
     else:
         picked, moved = [], prompt_again(prompt, regions_moved(boxes_of(value), boxes))
     kind = "warning" if unread > 0 else "info"
-    return shown, masks, status_html(message, kind), proposed, picked, moved
+    return shown, masks, status_html(message, kind, BOX_EDIT), proposed, picked, moved

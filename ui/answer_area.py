@@ -39,6 +39,7 @@ class AnswerOutputs:
     status: Any = field(default_factory=gr.skip)
     table: Any = field(default_factory=gr.skip)
     downloads: Any = field(default_factory=gr.skip)
+    reasoning_box: Any = field(default_factory=gr.skip)  # the accordion around the reasoning
 
     def sent(self) -> tuple:
         """In the order of `Handlers.run`'s outputs in `ui.layout`."""
@@ -117,17 +118,22 @@ def answer_outputs(
     for."""
     question, prepared = asked.question, asked.prepared
     image = None
+    opened = False
     steps = answerer.steps(
         question, prepared, max_new_tokens, cancel, STREAM_INTERVAL_S, DRAW_INTERVAL_S
     )
     for step in steps:
         image = step.image if step.image is not None else image
         if step.generation is None:
-            yield _streaming(asked, step), None
+            outputs, ended = _streaming(asked, step), None
         else:
             cut = cut_short(max_new_tokens, token_limit)
             outputs, downloads = _finished(asked, step, step.generation, image, folders, cut)
-            yield outputs, Ended(step.generation, downloads)
+            ended = Ended(step.generation, downloads)
+        # Opened once, as the reasoning starts: closed again by the user, it stays closed.
+        if step.answer.thinking and not opened:
+            outputs.reasoning_box, opened = gr.update(open=True), True
+        yield outputs, ended
 
 
 def _streaming(asked: Asked, step: Step) -> AnswerOutputs:

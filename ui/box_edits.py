@@ -31,7 +31,7 @@ from ui.conversation import ConversationKey, conversation_key
 from ui.editor import FILE_NAME, NO_IMAGE_NOTE
 from ui.files import file_identity, shown_size
 from ui.page_left import PageLeft
-from ui.status import error_html, status_html
+from ui.status import BOX_EDIT, error_html, status_html
 
 T = TypeVar("T")
 
@@ -226,7 +226,7 @@ def boxes_typed(
         message += f" Cut to the {width}×{height} image: {box_count(cut)} reached out of it."
     moved = regions_moved(boxes_of(value), boxes_of(shown))
     picks, prompt = picked_again(moved, picked or []), prompt_again(prompt, moved)
-    return shown, status_html(message, "warning" if cut else "info"), picks, prompt
+    return shown, status_html(message, "warning" if cut else "info", BOX_EDIT), picks, prompt
 
 
 def box_note(image: str | None, boxes: list[Box]) -> str:

@@ -37,8 +37,10 @@ from ui.proposing import MaskStore, Proposed, Proposing, masks_for
 from ui.report import AnswerFolders
 from ui.sessions import Running, Session, Sessions
 from ui.status import (
+    BOX_EDIT,
     EARLIER_ANSWER,
     PROPOSER_ERROR,
+    REFUSED,
     STOPPED_EARLY,
     TOKEN_LIMIT,
     error_html,
@@ -108,7 +110,8 @@ def _not_asked(error: FO1Error, session: Session) -> str:
     """The status for a question the model cannot take. The answer on screen stays; said so, it
     does not read as this question's, nor (if so) as about the boxes in the editor now."""
     shown = [EARLIER_ANSWER] if session.answered is not None else []
-    return with_stale_note(error_html(" ".join([str(error), *shown])), session.stale)
+    refused = status_html(" ".join([str(error), *shown]), "error", REFUSED)
+    return with_stale_note(refused, session.stale)
 
 
 @dataclass
@@ -178,7 +181,10 @@ class Handlers:
         # `remember_turn`, which comes after it, shows the conversation.
         streaming = session.running is not None
         behind = is_streaming(status) and not is_streaming(session.sent_status)
-        marked = with_stale_note(session.sent_status if behind else status, session.stale)
+        # A refusal was about the boxes at Run (none, too many, a reference to one gone) or a
+        # field: with the boxes changed, the next Run may be asked, and is checked then.
+        kept = "" if REFUSED in status else status
+        marked = with_stale_note(session.sent_status if behind else kept, session.stale)
         stale = gr.skip() if streaming or marked == status else marked
         history = gr.skip() if streaming or behind else session.history(follow_up, conversation)
         choices = region_choices(len(boxes))
@@ -196,10 +202,12 @@ class Handlers:
         value: dict | None,
         picked: list[int] | None,
         prompt: str | None,
+        status: str | None,
         request: gr.Request,
     ) -> tuple:
         """`box_edits.undo_boxes`, back through this page's steps. Outputs: editor, picked
-        regions, then `PageLeft.outputs`."""
+        regions, then `PageLeft.outputs` (the status saying what a box edit did goes: "4
+        proposals, in place of your boxes" with the user's boxes back reads as a fault)."""
         session = self._session(request)
         editor, regions, moved, page = box_edits.undo_boxes(session.undo, value, picked, prompt)
         if page.answer is not None:  # the answer on screen is that one again
@@ -207,7 +215,8 @@ class Handlers:
                 page.answer.answered,
                 page.answer.answered_turn,
             )
-        return editor, regions, *page.outputs(free_prompt=moved)
+        undone = editor != gr.skip() and BOX_EDIT in (status or "")  # not "Nothing to undo"
+        return editor, regions, *page.outputs(free_prompt=moved, status="" if undone else None)
 
     def regions_picked(
         self, value: dict | None, picked: list[int] | None, request: gr.Request

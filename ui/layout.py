@@ -249,7 +249,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 history = gr.HTML(elem_id="fo1-history")
                 status = gr.HTML(elem_id="fo1-status")
                 answer = gr.HTML(label="Answer", elem_id="fo1-answer")
-                with gr.Accordion("Reasoning", open=False):
+                with gr.Accordion(
+                    "Reasoning", open=False, elem_id="fo1-reasoning-box"
+                ) as reasoning_box:
                     reasoning = gr.HTML(elem_id="fo1-reasoning")
         with gr.Row():
             result = gr.Image(
@@ -356,7 +358,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         editor.upload(None, js=NEW_IMAGE_SHOWN, api_visibility="private")
         undo.click(
             handlers.undo_boxes,
-            [editor, regions, free_text],
+            [editor, regions, free_text, status],
             [
                 editor,
                 regions,
@@ -482,7 +484,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 conversation,
                 page_time,
             ],
-            [answer, reasoning, result, status, table, downloads],
+            [answer, reasoning, result, status, table, downloads, reasoning_box],
             js=ASK,
             # Not over the answer area: while the question waits for the model the status says
             # so (`STATUS_NOTES`), and the answer before stays readable till replaced.

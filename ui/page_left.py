@@ -84,13 +84,16 @@ class PageLeft:
         """This, with what `later` kept and this did not."""
         return PageLeft(self.fields or later.fields, self.answer or later.answer)
 
-    def outputs(self, free_prompt: Any = None) -> tuple[Any, ...]:
+    def outputs(self, free_prompt: Any = None, status: str | None = None) -> tuple[Any, ...]:
         """Task, text, free prompt, task picked, texts kept by kind, then `AnswerLeft.outputs`;
-        what was not kept stays as it is, but for the free prompt given (None: as it is)."""
+        what was not kept stays as it is, but for the free prompt and status given (None: as
+        they are)."""
         skip = gr.skip()
         prompt = skip if free_prompt is None else free_prompt
         fields = self.fields or (skip, skip, prompt, skip, skip)
-        answer = (
-            self.answer.outputs() if self.answer else (gr.skip(),) * (2 + len(cleared_answer()))
-        )
-        return *fields, *answer
+        if self.answer:
+            return *fields, *self.answer.outputs()
+        area = [skip] * len(cleared_answer())
+        if status is not None:
+            area[_STATUS] = status
+        return *fields, skip, skip, *area

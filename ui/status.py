@@ -24,6 +24,14 @@ def proposer_error_html(message: str) -> str:
     return status_html(message, "error", PROPOSER_ERROR)
 
 
+REFUSED = "fo1-refused"
+"""Marks a question the model was not asked (`Handlers.run`): a change of the boxes it was
+refused for takes the message away (`Handlers.boxes_changed`)."""
+
+BOX_EDIT = "fo1-box-edit"
+"""Marks what a box edit did (proposals added, boxes typed): Undo, which takes the edit back,
+takes the message away too (`Handlers.undo_boxes`)."""
+
 ANSWERING = "Answering…"
 
 

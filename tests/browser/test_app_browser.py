@@ -139,7 +139,11 @@ def box_count(page) -> str:
 
 
 def wait_for_note(page, text: str) -> None:
-    page.locator("#fo1-box-note", has_text=text).wait_for()
+    try:
+        page.locator("#fo1-box-note", has_text=text).wait_for()
+    except playwright.TimeoutError as error:  # what the page said instead
+        shown = f"the note is {box_count(page)!r}, the status {status_text(page)!r}"
+        raise AssertionError(f"No {text!r} under the image: {shown}") from error
     page.wait_for_timeout(300)  # the renumbered boxes are redrawn right after the note
 
 
@@ -1040,6 +1044,7 @@ def test_the_free_prompts_references_stay_on_their_boxes(page) -> None:
     shot(page, "13-prompt-names-a-deleted-box")
     page.locator("#fo1-undo").click()  # the cup comes back, and its reference with it
     wait_for_note(page, "3 boxes")
+    page.locator("#fo1-status .fo1-error").wait_for(state="detached")  # the refusal went too
     page.wait_for_function(prompt_is, arg="Is <region2> on <region1>, by <region0>?")
     page.wait_for_timeout(500)  # and nothing moves them again
     assert prompt.input_value() == "Is <region2> on <region1>, by <region0>?"
@@ -1064,8 +1069,10 @@ def test_the_free_prompts_references_stay_on_their_boxes(page) -> None:
     page.wait_for_function(prompt_is, arg="Is <region?2> on <region1>, by <region0>?")
     page.wait_for_timeout(500)  # the page's relabelling, after the server's reply
     assert prompt.input_value() == "Is <region?2> on <region1>, by <region0>?"
+    assert "2 boxes set from the numbers typed" in status_text(page)
     page.locator("#fo1-undo").click()
     page.wait_for_function(prompt_is, arg="Is <region2> on <region1>, by <region0>?")
+    page.locator("#fo1-status", has_text="set from the numbers").wait_for(state="detached")
     page.get_by_text("Boxes as numbers", exact=True).click()
 
 
