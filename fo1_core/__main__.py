@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             "The answer was cut at --max-new-tokens %d: raise it to let it finish.",
             args.max_new_tokens,
         )
+    elif result.stop_reason == StopReason.MODEL_LENGTH:
+        logging.warning(result.notices[-1])  # where it was cut, and why
     if args.json:
         record = {
             "text": result.text,

@@ -100,6 +100,7 @@ class Request:
     removed: list[str] = field(default_factory=list)  # control strings taken out of the text
     unused_text: str | None = None  # the note for text given to a task that takes none
     left_out_turns: int = 0  # the earliest turns of a conversation the prompt had no room for
+    room: int | None = None  # the model's positions left after the prompt: the most answer tokens
 
     @property
     def boxes(self) -> np.ndarray:
@@ -133,6 +134,7 @@ class StopReason(StrEnum):
 
     EOS = "eos"  # the model ended it
     TOKEN_LIMIT = "max_new_tokens"
+    MODEL_LENGTH = "model_length"  # the prompt and answer filled the model's length
     CANCELLED = "cancelled"
 
 
@@ -341,26 +343,30 @@ class FO1Pipeline:
             )
             for question, answer in history
         ]
-        prompt, ids, left_out = self._fitted_prompt(user_text, vision, history)
+        prompt, ids, left_out, room = self._fitted_prompt(user_text, vision, history)
         return Request(
             user_text, prompt, ids, vision, text=clean.text, removed=clean.removed,
-            unused_text=unused_text_note(task, clean.text), left_out_turns=left_out,
+            unused_text=unused_text_note(task, clean.text), left_out_turns=left_out, room=room,
         )  # fmt: skip
 
     def _fitted_prompt(
         self, user_text: str, vision: VisionInputs, history: list[tuple[str, str]]
-    ) -> tuple[str, list[int], int]:
+    ) -> tuple[str, list[int], int, int]:
         """The prompt and its ids, with as many of the latest turns of `history` as fit the
         model's length (`tokenizer_model_max_length` where the checkpoint sets one, else its
-        positions), and how many of the earliest were left out. A question that does not fit
-        on its own is refused.
+        positions) with room for an answer of `DEFAULT_MAX_NEW_TOKENS` (or a quarter of that
+        length), how many of the earliest were left out, and the room left for the answer. A
+        question that leaves no room on its own is refused.
 
         How many to leave out is found by halving (fewer turns are never longer): trying one
         more at a time tokenized the whole conversation once per turn left out, 3 minutes per
         question after 800 turns."""
         config = self.model.config
         limit = config.tokenizer_model_max_length
-        budget = min(n for n in (limit, config.text_config.max_position_embeddings) if n)
+        length_limit = min(n for n in (limit, config.text_config.max_position_embeddings) if n)
+        # Every turn kept but the answer's room: an answer cut off after a few tokens is worth
+        # less than the earliest turn of a conversation.
+        budget = length_limit - min(DEFAULT_MAX_NEW_TOKENS, length_limit // 4)
         image_tokens = num_image_tokens(vision.image_grid_thw, self.preprocessor.merge_size)
 
         def fitted(left_out: int) -> tuple[str, list[int], int]:
@@ -379,9 +385,12 @@ class FO1Pipeline:
                 fewest = middle + 1
         left_out = fewest
         prompt, ids, length = tried[left_out] if left_out in tried else fitted(left_out)
-        if length > budget:
-            raise FO1Error(f"The prompt is too long for this model ({budget} tokens at most).")
-        return prompt, ids, left_out
+        if length >= length_limit:
+            raise FO1Error(
+                f"The prompt is too long for this model ({length_limit - 1} tokens at most, so "
+                "that the answer has room)."
+            )
+        return prompt, ids, left_out, length_limit - length
 
     @property
     def device(self) -> torch.device:
@@ -430,6 +439,8 @@ class FO1Pipeline:
         `use_cache=False` recomputes everything, as the official pipeline does.
         """
         max_new_tokens = checked_max_new_tokens(max_new_tokens)
+        # Past the model's length an answer would be guesswork (`StopReason.MODEL_LENGTH`).
+        max_new_tokens = min(max_new_tokens, request.room or max_new_tokens)
         cancel = cancel or threading.Event()
         streamer = TokenQueue(self.tokenizer)
         progress = _Progress(submitted=time.perf_counter())
@@ -587,9 +598,16 @@ class FO1Pipeline:
         if ids and ids[-1] in self.eos_token_ids:
             reason = StopReason.EOS
         elif len(ids) >= max_new_tokens:  # also when Stop came with the last token
-            reason = StopReason.TOKEN_LIMIT
+            at_length = max_new_tokens == request.room
+            reason = StopReason.MODEL_LENGTH if at_length else StopReason.TOKEN_LIMIT
         else:
             reason = StopReason.CANCELLED if cancelled else StopReason.EOS
+        notices = list(request.notices)
+        if reason == StopReason.MODEL_LENGTH:
+            notices.append(
+                f"The answer was cut at {max_new_tokens} tokens: with the prompt, that is all "
+                "the model reads. Ask a shorter question, or start a new conversation."
+            )
         started = end if progress.started is None else progress.started
         first = streamer.first_token_at or end
         return Generation(
@@ -607,7 +625,7 @@ class FO1Pipeline:
                 "total_s": end - progress.submitted + request.preprocess_s,
             },
             reused=progress.reused,
-            notices=list(request.notices),
+            notices=notices,
         )
 
     def generate(

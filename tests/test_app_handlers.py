@@ -318,6 +318,20 @@ def test_an_answer_at_the_pages_most_tokens_does_not_say_to_raise_them(
     endless.remember_turn(False, {}, "", REQUEST)
 
 
+def test_an_answer_at_the_models_length_says_so(
+    endless: Handlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    question = Question(IMAGE, BOXES, "OD_template", "cup")
+    config = endless.answerer.pipeline.model.config.text_config
+    length = config.max_position_embeddings - endless.answerer.prepare(question).request.room
+    monkeypatch.setattr(config, "max_position_embeddings", length + 6)
+    *_, (_, _, _, status, _, _, _) = run(endless, editor_value(IMAGE, BOXES), limit=64)
+    assert "Stopped at the model&#x27;s length · 6 tokens" in status and "fo1-warning" in status
+    assert "cut at 6 tokens: with the prompt, that is all the model reads" in status
+    assert "raise" not in status and "Max new tokens" not in status
+    endless.remember_turn(False, {}, "", REQUEST)
+
+
 def test_stop_pressed_while_the_question_waits_stops_it_before_it_starts(
     answering: Handlers,
 ) -> None:

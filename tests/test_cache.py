@@ -3,6 +3,7 @@ and give exactly what the uncached path gives."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +19,7 @@ from fo1_core.errors import FO1Error
 from fo1_core.processing import num_image_tokens
 from fo1_core.prompting import image_prefix_length
 from fo1_core.session import Conversation, FO1Pipeline, load
+from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
 from tests.conftest import REFERENCE_DIR, RIGGED_ANSWER, TEST_DEVICE
 from tests.test_parity import CASES, _assert_close, _request, question
 
@@ -205,15 +207,25 @@ def test_a_long_conversation_leaves_out_its_earliest_turns_with_a_notice(
         chat.ask(task, text)
     image_tokens = num_image_tokens(chat.vision.image_grid_thw, pipeline.preprocessor.merge_size)
     with_last_turn = pipeline.request(chat.vision, "free", "Count them.", chat.history[-1:])
-    limit = len(with_last_turn.prompt_ids) + image_tokens - 1  # room for one earlier turn
+    length = len(with_last_turn.prompt_ids) + image_tokens - 1
+    limit = limit_keeping(length)  # room for one earlier turn, and the answer
     pipeline.model.config.tokenizer_model_max_length = limit
     request = pipeline.request(chat.vision, "free", "Count them.", chat.history)
     assert request.left_out_turns == 2 and request.prompt == with_last_turn.prompt
+    assert request.room == limit - length
     answer = chat.ask("free", "Count them.")
     assert answer.stop_reason == "eos" and len(chat.history) == 4
     assert "did not see the earliest 2 turns of this conversation" in answer.notices[-1]
-    with pytest.raises(FO1Error, match=f"too long for this model \\({limit} tokens at most"):
+    with pytest.raises(FO1Error, match=f"too long for this model \\({limit - 1} tokens at most"):
         pipeline.request(chat.vision, "free", "Count them. " * 200, chat.history)
+
+
+def limit_keeping(length: int) -> int:
+    """The shortest model length that keeps a prompt of `length` positions whole, turns and
+    all: the answer's room (`FO1Pipeline._fitted_prompt`) comes on top."""
+    return next(
+        n for n in itertools.count(length) if n - min(DEFAULT_MAX_NEW_TOKENS, n // 4) >= length
+    )
 
 
 def test_a_question_past_the_models_positions_is_refused_without_a_length_setting(
@@ -227,11 +239,32 @@ def test_a_question_past_the_models_positions_is_refused_without_a_length_settin
     vision = pipeline.preprocessor(IMAGE, BOXES)
     short = pipeline.request(vision, "free", "Count them.")
     image_tokens = num_image_tokens(vision.image_grid_thw, pipeline.preprocessor.merge_size)
-    positions = len(short.prompt_ids) + image_tokens - 1
+    positions = len(short.prompt_ids) + image_tokens  # one left for the answer
     config.text_config.max_position_embeddings = positions
     assert pipeline.request(vision, "free", "Count them.").prompt == short.prompt
-    with pytest.raises(FO1Error, match=f"too long for this model \\({positions} tokens at most"):
+    with pytest.raises(FO1Error, match=f"too long for this model \\({positions - 1} tokens at"):
         pipeline.request(vision, "free", "Count them all.")
+
+
+def test_an_answer_stops_where_the_model_reads_no_further(endless_checkpoint: Path) -> None:
+    """A question that fills all but a few of the model's positions: its answer ends there,
+    saying why (it went on past them, where the model was never trained to read)."""
+    pipeline = load(endless_checkpoint, device="cpu")
+    vision = pipeline.preprocessor(IMAGE, BOXES)
+    short = pipeline.request(vision, "free", "Count them.")
+    length = (
+        len(short.prompt_ids)
+        + num_image_tokens(vision.image_grid_thw, pipeline.preprocessor.merge_size)
+        - 1
+    )
+    pipeline.model.config.text_config.max_position_embeddings = length + 5
+    request = pipeline.request(vision, "free", "Count them.")
+    assert request.room == 5
+    answer = pipeline.generate(request, max_new_tokens=64)
+    assert len(answer.token_ids) == 5 and answer.stop_reason == "model_length"
+    assert "cut at 5 tokens: with the prompt, that is all the model reads" in answer.notices[-1]
+    # Asked for fewer, it stops at those, as always.
+    assert pipeline.generate(request, max_new_tokens=3).stop_reason == "max_new_tokens"
 
 
 def test_fitting_a_long_conversation_tokenizes_it_a_few_times_only(
@@ -243,7 +276,7 @@ def test_fitting_a_long_conversation_tokenizes_it_a_few_times_only(
     history = [(f"What is <region{i % 2}>?", f"A red circle, number {i}.") for i in range(512)]
     with_last_turns = pipeline.request(vision, "free", "Count them.", history[-7:])
     image_tokens = num_image_tokens(vision.image_grid_thw, pipeline.preprocessor.merge_size)
-    limit = len(with_last_turns.prompt_ids) + image_tokens - 1
+    limit = limit_keeping(len(with_last_turns.prompt_ids) + image_tokens - 1)
     pipeline.model.config.tokenizer_model_max_length = limit
     tokenized = []
     tokenize = session.tokenize_prompt

@@ -204,6 +204,7 @@ def status_line(generation: Generation, num_boxes: int, proposals_s: float | Non
         StopReason.EOS: "Done",
         StopReason.CANCELLED: "Stopped by you",
         StopReason.TOKEN_LIMIT: "Stopped at the token limit",
+        StopReason.MODEL_LENGTH: "Stopped at the model's length",
     }.get(generation.stop_reason, generation.stop_reason)
     tokens = len(generation.token_ids)
     if tokens:

@@ -151,6 +151,8 @@ def ask(
         answer = pipeline.generate(pipeline.request(vision, task, text), max_new_tokens)
         if answer.stop_reason == StopReason.TOKEN_LIMIT:
             logger.warning("An answer hit --max-new-tokens %d and was cut off", max_new_tokens)
+        elif answer.stop_reason == StopReason.MODEL_LENGTH:
+            logger.warning(answer.notices[-1])
         answers.append(answer)
     return Asked(answers, vision.boxes, time.perf_counter() - start)
 
