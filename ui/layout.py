@@ -65,6 +65,7 @@ from ui.page_scripts import (
     PLACE_CARET,
     PROPOSED,
     PROPOSING,
+    READING_THE_ANSWER,
     SHOW_THE_LATEST_TURN,
     SHOW_THE_OUTCOME,
     STATUS_NOTES,
@@ -408,6 +409,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             NUMBERS_KEPT_WHILE_TYPED,
             ANNOUNCED,
             STATUS_NOTES,
+            READING_THE_ANSWER,
         )
         for page_script in page_scripts:
             demo.load(None, js=page_script, api_visibility="private")

@@ -149,6 +149,7 @@ ASK = page_step(
     f"""document.body.classList.remove("fo1-stopping", "fo1-run-next");
     document.body.classList.add("fo1-busy", "fo1-asking");
     window.fo1AskedAt = Date.now();
+    window.fo1ReadingAt = null;
     ({SHOW_THE_ANSWER})()"""
 )
 """Run's page-side step: marks the page as waiting for its answer (`app_css` dims Run, `IDLE`
@@ -178,14 +179,31 @@ STOPPING = """() => {
 or after this Stop) is kept for `IDLE`; a second Stop forgets it. `fo1-asking` stays until then:
 the stopped answer has taken the place of the one before it (see `app_css`)."""
 
-SCROLL_TO_THE_END = """() => requestAnimationFrame(() => {
-    const panel = document.querySelector("SELECTOR");
+SHOW_THE_LATEST_TURN = """() => requestAnimationFrame(() => {
+    const panel = document.querySelector("#fo1-history .fo1-history");
     if (panel) panel.scrollTop = panel.scrollHeight;
 })"""
-"""Keeps the newest part of a scrolling panel in view: each update redraws it, which would
-otherwise show its first lines only (a streaming answer's, a conversation's first turns)."""
-FOLLOW_THE_ANSWER = SCROLL_TO_THE_END.replace("SELECTOR", "#fo1-answer .fo1-answer")
-SHOW_THE_LATEST_TURN = SCROLL_TO_THE_END.replace("SELECTOR", "#fo1-history .fo1-history")
+"""Keeps a conversation's latest turns in view: each update redraws it, which would otherwise show
+its first turns only."""
+
+ANSWER_PANEL = "#fo1-answer .fo1-answer"
+
+READING_THE_ANSWER = """() => addEventListener("scroll", (event) => {
+    const panel = event.target;
+    if (!(panel instanceof Element) || !panel.matches("ANSWER_PANEL")) return;
+    const atEnd = panel.scrollHeight - panel.scrollTop - panel.clientHeight < 8;
+    window.fo1ReadingAt = atEnd ? null : panel.scrollTop;
+}, true)""".replace("ANSWER_PANEL", ANSWER_PANEL)
+"""Installed once in the page: where the user scrolled the answer panel to, unless to its end
+(`FOLLOW_THE_ANSWER`); each Run forgets it (`ASK`)."""
+
+FOLLOW_THE_ANSWER = """() => requestAnimationFrame(() => {
+    const panel = document.querySelector("ANSWER_PANEL");
+    if (panel) panel.scrollTop = window.fo1ReadingAt ?? panel.scrollHeight;
+})""".replace("ANSWER_PANEL", ANSWER_PANEL)
+"""Keeps the end of a streaming answer in view (each update redraws the panel at its first
+lines), unless the user scrolled back up to read: the answer then stays where they read, however
+it grows, and follows its end again once they scroll down to it."""
 
 WITH_SELECTION = """(prompt, index, selection) => {
     const box = document.querySelector("#fo1-free textarea");

@@ -740,6 +740,15 @@ def test_detection_streams_and_stop_really_stops(page) -> None:
         "(p => p && p.scrollHeight > p.clientHeight + 40)"
         "(document.querySelector('#fo1-answer .fo1-answer'))"
     )
+    # Scrolled back up to read, the panel stays there as the answer grows; scrolled down to
+    # the end, it follows the end again.
+    panel = "document.querySelector('#fo1-answer .fo1-answer')"
+    page.evaluate(f"{panel}.scrollTop = 10")
+    grown = page.evaluate(f"{panel}.textContent.length")
+    page.wait_for_function(f"{panel}.textContent.length > {grown} + 40")
+    page.wait_for_timeout(200)
+    assert page.evaluate(f"{panel}.scrollTop") == 10
+    page.evaluate(f"{panel}.scrollTop = {panel}.scrollHeight")
     page.locator("#fo1-stop").click()
     page.locator("#fo1-status", has_text="Stopped by you").wait_for()
     page.wait_for_function("!document.body.classList.contains('fo1-busy')")
