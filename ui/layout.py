@@ -65,11 +65,13 @@ from ui.page_scripts import (
     PLACE_CARET,
     PROPOSED,
     PROPOSING,
+    QUESTION_EDITED,
     READING_THE_ANSWER,
     SHOW_THE_LATEST_TURN,
     SHOW_THE_OUTCOME,
     STATUS_NOTES,
     STOPPING,
+    WATCH_THE_QUESTION,
     WITH_PAGE_TIME,
     WITH_SELECTION,
     page_step,
@@ -410,6 +412,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             ANNOUNCED,
             STATUS_NOTES,
             READING_THE_ANSWER,
+            WATCH_THE_QUESTION,
         )
         for page_script in page_scripts:
             demo.load(None, js=page_script, api_visibility="private")
@@ -452,7 +455,11 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             concurrency_limit=None,
         )
-        task.change(None, js=f"() => {{ {FORGET_THE_KEPT_QUESTION}; }}", api_visibility="private")
+        task.change(
+            None,
+            js=f"() => {{ {FORGET_THE_KEPT_QUESTION}; {QUESTION_EDITED}; }}",
+            api_visibility="private",
+        )
         insert.select(
             handlers.insert_region,
             [free_text, insert, selection],

@@ -92,6 +92,19 @@ FORGET_THE_KEPT_QUESTION = 'document.body.classList.remove("fo1-run-next")'
 """Another image or task: a question kept for later (`KEYS_AND_TURNS`) is no longer the one to
 ask."""
 
+QUESTION_EDITED = 'document.body.classList.add("fo1-question-edited")'
+"""The task, its text, its regions or the free prompt changed: a refusal of the question as it
+was (`ui.status.REFUSED`) is hidden (`app_css`) until the next question has its reply
+(`IDLE`), which may be the same refusal again: the same words, which Gradio does not draw anew. A
+change of the boxes takes it away on the server (`Handlers.boxes_changed`)."""
+
+WATCH_THE_QUESTION = f"""() => addEventListener("input", (event) => {{
+    if (event.target.closest?.("#fo1-question")) {QUESTION_EDITED};
+}}, true)"""
+"""Installed once in the page: what the user types or ticks in the question is `QUESTION_EDITED`
+(a task picked from its list is too, by its change event). Not a field's `change`, which a
+text field sends as it loses the focus, after the Enter that asked."""
+
 
 ANSWER_AREA_CLEARING = "window.fo1Clearing = (window.fo1Clearing ?? 0) + 1"
 """Page-side, as another image comes: the answer area is to be cleared for it (`CLEARED`)."""
@@ -159,7 +172,7 @@ after the answer has ended."""
 
 IDLE = """() => {
     const page = document.body.classList;
-    page.remove("fo1-busy", "fo1-asking", "fo1-stopping");
+    page.remove("fo1-busy", "fo1-asking", "fo1-stopping", "fo1-question-edited");
     if (page.contains("fo1-run-next")) {
         page.remove("fo1-run-next");
         document.querySelector("#fo1-run")?.click();
@@ -167,7 +180,8 @@ IDLE = """() => {
 }"""
 """The page's question has ended: Run is itself again, and asks if it was clicked (or Enter
 asked) while that answer was on its way (Gradio drops a click on a button whose last run has not
-ended, and the page would not say so)."""
+ended, and the page would not say so). The status is this question's: none of it is hidden as
+about a question edited since (`QUESTION_EDITED`)."""
 
 STOPPING = """() => {
     const page = document.body.classList;

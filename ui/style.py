@@ -70,6 +70,11 @@ body.fo1-proposing #fo1-propose::after {{ content: " (on its way…)"; }}
 #fo1-history:not(:has(.fo1-history)),
 #fo1-status:not(:has(.fo1-status, {PENDING})),
 #fo1-answer:not(:has(.fo1-answer, {PENDING})) {{ display: none; }}
+/* A question refused, then edited (`QUESTION_EDITED`): the refusal was about it as it was. */
+body.fo1-question-edited #fo1-status .fo1-refused,
+body.fo1-question-edited #fo1-status:not(:has(.fo1-status:not(.fo1-refused), {PENDING})) {{
+    display: none;
+}}
 /* The conversation's latest turn is left out while it is the answer shown below it, not once a
    new question is on its way (`ASK` to `IDLE`) to take that answer's place. */
 body:not(.fo1-asking) #fo1-history li.fo1-latest,

@@ -1037,6 +1037,29 @@ def test_undo_ticks_again_a_region_whose_box_was_deleted(page) -> None:
     assert picked_regions(page) == ["#0"]  # the cup, back and picked as it was
 
 
+def test_a_refusal_goes_once_the_question_is_edited(page) -> None:
+    open_example(page, "Coffee: detect cup and spoon")
+    categories = page.get_by_label("Categories")
+    categories.fill("")
+    page.locator("#fo1-run").click()
+    refusal = page.locator("#fo1-status .fo1-refused", has_text="type the categories")
+    refusal.wait_for()
+    categories.press_sequentially("cu")
+    refusal.wait_for(state="hidden")
+    assert not page.locator("#fo1-status").is_visible()  # no empty status block either
+    # Asked again as it was: the same refusal, in the same words, is shown again.
+    categories.fill("")
+    page.locator("#fo1-run").click()
+    refusal.wait_for(state="visible")
+    # Ticked regions answer a region task's refusal in the same way.
+    choose_task(page, "Brief region caption")
+    page.locator("#fo1-run").click()
+    ticks = page.locator("#fo1-status .fo1-refused", has_text="tick at least one")
+    ticks.wait_for()
+    page.locator("#fo1-regions label").first.click()
+    ticks.wait_for(state="hidden")
+
+
 def test_the_free_prompts_references_stay_on_their_boxes(page) -> None:
     """Cup #0, saucer #1, spoon #2: the prompt's references follow their boxes through deletions
     and Undo, and one whose box is gone can no longer name another box."""
