@@ -88,6 +88,8 @@ def as_rgb(image: Image.Image) -> Image.Image:
     its decoding."""
     if image.mode.startswith(("I", "F")):
         image = _to_eight_bit_grey(image)
+    if image.mode in ("La", "RGBa"):  # alpha premultiplied, of images made in memory
+        image = image.convert(image.mode.upper())
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")

@@ -145,6 +145,10 @@ def test_grey_image_becomes_rgb():
         (Image.new("I;16", (4, 4), 257 * 40), 40),
         # a transparent cut-out: on white (plain RGB conversion makes it black)
         (Image.new("RGBA", (4, 4), (0, 0, 0, 0)), 255),
+        # and with its alpha premultiplied (Pillow would not convert "La" to RGB at all)
+        (Image.new("LA", (4, 4), (0, 0)).convert("La"), 255),
+        (Image.new("RGBA", (4, 4), (0, 0, 0, 0)).convert("RGBa"), 255),
+        (Image.new("LA", (4, 4), (40, 255)).convert("La"), 40),
     ],
 )
 def test_proposers_see_the_picture_the_model_sees(image, shown):
