@@ -211,7 +211,7 @@ class _GroupParser:
     """State machine over tokens: label → ``</ground>`` → ``<objects>`` → regions → ``</objects>``.
 
     Any token out of that order abandons the group in progress, which is how the reference's
-    regex behaves for text between the tags or a newline in a label.
+    regex behaves for text between the tags or a newline in a label or among the regions.
     """
 
     def __init__(self, limit: int, limit_reason: str) -> None:
@@ -276,9 +276,8 @@ class _GroupParser:
     def _text(self, value: str) -> None:
         if self.state == "label":
             self.label += value
-            if "\n" in value:
-                self._abandon()
-        elif self.state != "objects":
+        # Text between the regions is ignored, but neither part of a group spans lines.
+        if self.state not in ("label", "objects") or "\n" in value:
             self._abandon()
 
     def _abandon(self) -> None:

@@ -88,14 +88,17 @@ R = region_token
             [5, 1, 3],
             False,
         ),
-        # whitespace and newlines between region tags
+        # whitespace between region tags
         (
-            f"<ground>cat</ground><objects>\n {R(1)},\n\t{R(2)} </objects>",
+            f"<ground>cat</ground><objects> {R(1)},\t{R(2)} </objects>",
             None,
             {"cat": (1, 2)},
             [1, 2],
             False,
         ),
+        # a newline there: no group, as the reference reads it (its regex spans no line), but
+        # its regions are still referenced
+        (f"<ground>cat</ground><objects>{R(1)}\n{R(2)}</objects>", None, {}, [1, 2], True),
         # same label in two groups merges, repeats across groups kept once
         (
             f"<ground>cat</ground><objects>{R(3)}</objects> <ground>cat</ground>"
