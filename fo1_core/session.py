@@ -100,6 +100,7 @@ class Request:
     removed: list[str] = field(default_factory=list)  # control strings taken out of the text
     unused_text: str | None = None  # the note for text given to a task that takes none
     left_out_turns: int = 0  # the earliest turns of a conversation the prompt had no room for
+    kept_turns: int = 0  # the earlier turns the prompt holds
     room: int | None = None  # the model's positions left after the prompt: the most answer tokens
 
     @property
@@ -121,10 +122,12 @@ class Request:
         if self.unused_text:
             notices.append(self.unused_text)
         if self.left_out_turns:
-            turns = "turn" if self.left_out_turns == 1 else f"{self.left_out_turns} turns"
+            one = self.left_out_turns == 1
+            turns = "turn" if one else f"{self.left_out_turns} turns"
             notices.append(
-                f"The model did not see the earliest {turns} of this conversation: with them the "
-                "prompt would pass the length it reads. Start a new conversation to ask afresh."
+                f"The model did not see the earliest {turns} of this conversation: "
+                f"{'it' if one else 'they'} would have left the answer too little of the length "
+                "the model reads. Start a new conversation to ask afresh."
             )
         return notices
 
@@ -346,7 +349,8 @@ class FO1Pipeline:
         prompt, ids, left_out, room = self._fitted_prompt(user_text, vision, history)
         return Request(
             user_text, prompt, ids, vision, text=clean.text, removed=clean.removed,
-            unused_text=unused_text_note(task, clean.text), left_out_turns=left_out, room=room,
+            unused_text=unused_text_note(task, clean.text), left_out_turns=left_out,
+            kept_turns=len(history) - left_out, room=room,
         )  # fmt: skip
 
     def _fitted_prompt(
@@ -604,9 +608,10 @@ class FO1Pipeline:
             reason = StopReason.CANCELLED if cancelled else StopReason.EOS
         notices = list(request.notices)
         if reason == StopReason.MODEL_LENGTH:
+            fewer = ", or start a new conversation" if request.kept_turns else ""
             notices.append(
                 f"The answer was cut at {max_new_tokens} tokens: with the prompt, that is all "
-                "the model reads. Ask a shorter question, or start a new conversation."
+                f"the model reads. Ask a shorter question{fewer}."
             )
         started = end if progress.started is None else progress.started
         first = streamer.first_token_at or end

@@ -215,7 +215,10 @@ def test_a_long_conversation_leaves_out_its_earliest_turns_with_a_notice(
     assert request.room == limit - length
     answer = chat.ask("free", "Count them.")
     assert answer.stop_reason == "eos" and len(chat.history) == 4
-    assert "did not see the earliest 2 turns of this conversation" in answer.notices[-1]
+    assert answer.notices[-1].startswith(
+        "The model did not see the earliest 2 turns of this conversation: they would have left "
+        "the answer too little of the length the model reads."
+    )
     with pytest.raises(FO1Error, match=f"too long for this model \\({limit - 1} tokens at most"):
         pipeline.request(chat.vision, "free", "Count them. " * 200, chat.history)
 
@@ -262,9 +265,25 @@ def test_an_answer_stops_where_the_model_reads_no_further(endless_checkpoint: Pa
     assert request.room == 5
     answer = pipeline.generate(request, max_new_tokens=64)
     assert len(answer.token_ids) == 5 and answer.stop_reason == "model_length"
-    assert "cut at 5 tokens: with the prompt, that is all the model reads" in answer.notices[-1]
+    assert answer.notices[-1] == (
+        "The answer was cut at 5 tokens: with the prompt, that is all the model reads. Ask a "
+        "shorter question."
+    )
     # Asked for fewer, it stops at those, as always.
     assert pipeline.generate(request, max_new_tokens=3).stop_reason == "max_new_tokens"
+    # In a conversation, whose turns are kept while they leave the answer some room, a longer
+    # answer is told that a new conversation has more.
+    config = pipeline.model.config.text_config
+    config.max_position_embeddings = 10**6
+    turn = [("Hi.", "Hello.")]
+    kept = pipeline.request(vision, "free", "Count them.", turn)
+    config.max_position_embeddings = limit_keeping(10**6 - kept.room)
+    request = pipeline.request(vision, "free", "Count them.", turn)
+    assert request.kept_turns == 1
+    answer = pipeline.generate(request, request.room + 1)
+    assert len(answer.token_ids) == request.room and answer.notices[-1].endswith(
+        "Ask a shorter question, or start a new conversation."
+    )
 
 
 def test_fitting_a_long_conversation_tokenizes_it_a_few_times_only(
