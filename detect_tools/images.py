@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import warnings
 from pathlib import Path
 from typing import IO
 
@@ -28,6 +29,11 @@ UNREADABLE_IMAGE = (
     "The file is not an image this app can read: use a JPEG, PNG, WebP, AVIF, GIF, BMP or TIFF."
 )
 
+
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+"""Pillow warns of "a decompression bomb DOS attack" from 89.5 megapixels, on stderr, a raw line
+with its source: under the 100 allowed, an image is read as any other, and over, refused by its
+size with the limit named (`check_image`, `fo1_core.processing.check_size`)."""
 
 PngImagePlugin.MAX_TEXT_CHUNK = PngImagePlugin.MAX_TEXT_MEMORY
 """Pillow refuses a PNG whose compressed text chunk (metadata, such as an editor's history)

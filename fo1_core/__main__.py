@@ -81,13 +81,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             refuse_overwriting(args.json, "json", FO1Error, image=args.image, boxes=args.boxes)
         boxes = _read_boxes(args.boxes)
-        if args.task in TASKS and not boxes:
-            # Still asked, as the official pipeline would: only its answer cannot mean anything.
-            logging.warning(
-                "%s: give them with --boxes; without, its answer can only name regions that do "
-                "not exist.",
-                TASKS[args.task].without_boxes,
-            )
         text = args.text
         if unused_text_note(args.task, text):
             logging.warning("--text is not used: %s takes none.", args.task)
@@ -95,6 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         # A mistake in the image, boxes or prompt is told before the model loads, not minutes
         # after.
         image = open_image(args.image)
+        if args.task in TASKS and not boxes:
+            # Still asked, as the official pipeline would: only its answer cannot mean anything.
+            given = f"{args.boxes} holds none" if args.boxes else "give them with --boxes"
+            logging.warning(
+                "%s: %s; without, its answer can only name regions that do not exist.",
+                TASKS[args.task].without_boxes,
+                given,
+            )
         # As the request cleans it: strings of the model's own that any FO1 tokenizer has.
         cleaned = without(text, (IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, *CHAT_CONTROL_STRINGS))
         user_text_for_task(args.task, cleaned.text, len(check_boxes(boxes, image.size)[0]))

@@ -608,10 +608,10 @@ class FO1Pipeline:
             reason = StopReason.CANCELLED if cancelled else StopReason.EOS
         notices = list(request.notices)
         if reason == StopReason.MODEL_LENGTH:
-            fewer = ", or start a new conversation" if request.kept_turns else ""
+            room = " or a new conversation" if request.kept_turns else ""
             notices.append(
                 f"The answer was cut at {max_new_tokens} tokens: with the prompt, that is all "
-                f"the model reads. Ask a shorter question{fewer}."
+                f"the model reads (a shorter question{room} leaves the answer more room)."
             )
         started = end if progress.started is None else progress.started
         first = streamer.first_token_at or end

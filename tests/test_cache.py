@@ -266,8 +266,8 @@ def test_an_answer_stops_where_the_model_reads_no_further(endless_checkpoint: Pa
     answer = pipeline.generate(request, max_new_tokens=64)
     assert len(answer.token_ids) == 5 and answer.stop_reason == "model_length"
     assert answer.notices[-1] == (
-        "The answer was cut at 5 tokens: with the prompt, that is all the model reads. Ask a "
-        "shorter question."
+        "The answer was cut at 5 tokens: with the prompt, that is all the model reads (a "
+        "shorter question leaves the answer more room)."
     )
     # Asked for fewer, it stops at those, as always.
     assert pipeline.generate(request, max_new_tokens=3).stop_reason == "max_new_tokens"
@@ -282,7 +282,7 @@ def test_an_answer_stops_where_the_model_reads_no_further(endless_checkpoint: Pa
     assert request.kept_turns == 1
     answer = pipeline.generate(request, request.room + 1)
     assert len(answer.token_ids) == request.room and answer.notices[-1].endswith(
-        "Ask a shorter question, or start a new conversation."
+        "(a shorter question or a new conversation leaves the answer more room)."
     )
 
 

@@ -61,7 +61,20 @@ def test_cli_warns_that_a_box_task_without_boxes_cannot_mean_anything(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr  # still asked, as the official pipeline would
     assert "The task 'Counting' answers by naming boxes, but there are none" in done.stderr
-    assert "--boxes" in done.stderr
+    assert "give them with --boxes" in done.stderr
+    # A boxes file holding none is named; an image it cannot read is the one line said.
+    (tmp_path / "boxes.json").write_text("[]")
+    done = _run(
+        "--checkpoint", str(answering_checkpoint), "--image", str(tmp_path / "missing.png"),
+        "--boxes", str(tmp_path / "boxes.json"), "--task", "OD_template", "--text", "cats",
+    )  # fmt: skip
+    assert done.returncode == 2 and "there are none" not in done.stderr, done.stderr
+    done = _run(
+        "--checkpoint", str(answering_checkpoint), "--image", str(tmp_path / "image.png"),
+        "--boxes", str(tmp_path / "boxes.json"), "--task", "OD_template", "--text", "cats",
+        "--max-new-tokens", "4", "--device", "cpu",
+    )  # fmt: skip
+    assert f"{tmp_path / 'boxes.json'} holds none" in done.stderr, done.stderr
 
 
 def test_cli_bad_input_is_one_clear_line_before_the_model_loads(tmp_path: Path) -> None:

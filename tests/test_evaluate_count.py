@@ -173,6 +173,8 @@ def test_a_coco_file_given_as_counting_items_is_named_not_printed(tmp_path: Path
             "no noun or question \\(one of the fields noun, object, category, label, question\\)",
         ),
         ({"image": "a.png", "noun": "cats"}, "no true number"),
+        # a blank noun would be asked as an empty prompt, failing item by item on every rerun
+        ({"image": "a.png", "noun": " ", "answer": 2}, "items.jsonl, item 0: its noun is empty"),
     ],
 )
 def test_load_items_names_a_missing_field(tmp_path: Path, item: dict, message: str) -> None:

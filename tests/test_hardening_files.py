@@ -11,6 +11,8 @@ import http.client
 import http.server
 import io
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -230,3 +232,16 @@ def test_stopping_the_app_deletes_its_files(
     # Gradio keeps its copies of the app's own examples (the page's example gallery) to reuse.
     examples = {path.name for path in EXAMPLES.iterdir()}
     assert [path for path in left if path.name not in examples] == []
+
+
+def test_an_image_under_the_limit_is_read_without_pillows_bomb_warning(tmp_path: Path) -> None:
+    """Pillow warns from 89.5 megapixels, a raw "decompression bomb DOS attack" line on the
+    command lines' stderr, for an image the limit of 100 allows."""
+    path = tmp_path / "large.png"
+    Image.new("L", (9720, 9720)).save(path)
+    read = f"from fo1_core.processing import open_image; print(open_image({str(path)!r}).size)"
+    done = subprocess.run(
+        [sys.executable, "-c", read], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "(9720, 9720)", done.stderr
+    assert done.stderr == ""

@@ -75,6 +75,9 @@ def load_items(path: Path, images_dir: Path | None, limit: int | None) -> list[C
             pick(item, (*NOUN_FIELDS, *QUESTION_FIELDS), "noun or question")  # raises, naming them
         own_id = item.get("id")  # null is no id, as a missing one: numbered by position
         key = str(position if own_id is None else own_id)
+        if question is None and not str(noun).strip():
+            # Asked, it would fail as an empty prompt: item after item, on every rerun.
+            raise FO1Error(f"{path}, item {key}: its noun is empty; name what to count.")
         boxes, scores = given_boxes(item, f"{path}, item {key}")
         image = str(pick(item, IMAGE_FIELDS, "image"))
         # Before the model loads: joined to a folder, a URL would only fail item by item.
