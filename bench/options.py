@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from detect_tools.base import ProposerError
+from detect_tools.images import SMALLEST_ACCEPTED_SIDE
 from fo1_core.checkpoint import default_device_and_dtype
 from fo1_core.cli import device_name, positive
 from fo1_core.errors import FO1Error
-from fo1_core.processing import SMALLEST_ACCEPTED_SIDE
 from fo1_core.session import DECODE_MODES, FO1Pipeline, load
 
 

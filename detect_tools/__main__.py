@@ -26,7 +26,12 @@ from detect_tools.base import (
     shortest_decimal,
     written_score,
 )
-from detect_tools.images import open_image_file, refuse_special_file, refuse_url
+from detect_tools.images import (
+    UNREADABLE_IMAGE,
+    open_image_file,
+    refuse_special_file,
+    refuse_url,
+)
 from detect_tools.outputs import exit_with, output_file, refuse_overwriting, write_output
 
 
@@ -97,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             with open_image_file(args.image) as file:
                 # Its size checked from the header before it is decoded, and turned as shown.
                 image = check_image(file)
-        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        except FileNotFoundError as error:
+            raise ProposerError(f"The image {args.image} is not there.") from error
+        except UnidentifiedImageError as error:
+            raise ProposerError(f"{args.image}: {UNREADABLE_IMAGE}") from error
+        except (OSError, Image.DecompressionBombError) as error:
             raise ProposerError(f"Cannot read image {args.image}: {error}") from error
         options = ProposalOptions(args.threshold, args.nms_iou, args.max_count)
         proposer = registry.get(args.proposer, args.checkpoint, args.device)

@@ -35,16 +35,12 @@ from transformers.utils import (
     WEIGHTS_NAME,
 )
 
-from detect_tools.images import as_rgb, turned_as_shown
+from detect_tools.images import as_rgb, size_problem, turned_as_shown
 
 logger = logging.getLogger(__name__)
 
 MAX_PROPOSALS = 100
 """The most proposals any proposer returns: the downstream model has 100 region tokens."""
-
-MAX_IMAGE_PIXELS = 100_000_000
-"""Larger images are refused: decoding alone would take gigabytes, and no proposer needs them.
-FO1 takes images up to the same size, so an image it can be asked about can have proposals."""
 
 MIN_BOX_SIDE = 1.0
 """Boxes thinner than one whole pixel after clipping cannot be drawn or pooled: proposals are
@@ -157,18 +153,13 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 def check_image(image: Image.Image) -> Image.Image:
     """The image as 8-bit RGB (`as_rgb`), turned as its EXIF orientation says (as FO1 reads the
-    same image, so that its proposals are FO1's boxes), or a ProposerError for an empty or
-    oversized one."""
+    same image, so that its proposals are FO1's boxes), or a ProposerError for a size FO1 refuses
+    too (`size_problem`)."""
     if not isinstance(image, Image.Image):
         raise ProposerError(f"Expected a PIL image, got {type(image).__name__}.")
-    width, height = image.size
-    if width == 0 or height == 0:
-        raise ProposerError("The image is empty (zero width or height): upload a real image.")
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ProposerError(
-            f"The image is {width}×{height} pixels, more than the {MAX_IMAGE_PIXELS:,} allowed: "
-            "resize it before asking for proposals."
-        )
+    problem = size_problem(*image.size)  # from the header: a refused image is never decoded
+    if problem:
+        raise ProposerError(problem)
     return as_rgb(turned_as_shown(image))
 
 

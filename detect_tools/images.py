@@ -8,6 +8,7 @@ file formats either opens.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -30,10 +31,42 @@ UNREADABLE_IMAGE = (
 )
 
 
+MAX_INPUT_PIXELS = 100_000_000
+"""Larger images are refused: decoding alone would take gigabytes, and neither the model nor a
+proposer needs them."""
+SMALLEST_ACCEPTED_SIDE = 8
+MAX_ASPECT_RATIO = 150
+"""Beyond this, FO1's 2048 cap leaves the short side under 14 px: a strip with nothing to see."""
+
+
+def size_problem(width: int, height: int) -> str | None:
+    """Why an image of this size is refused, naming the limit, or None when it is read. Shared by
+    FO1 and the proposers, so that an image one takes the other takes too; either way up, as
+    EXIF orientation changes none of the limits."""
+    if width * height > MAX_INPUT_PIXELS:
+        # Up to the hundredth: just over the limit must not read as the limit itself.
+        megapixels = f"{math.ceil(width * height / 1e4) / 100:.2f}".rstrip("0").rstrip(".")
+        return (
+            f"The image is {width}×{height} = {megapixels} megapixels; "
+            f"the limit is {MAX_INPUT_PIXELS / 1e6:.0f}. Please downscale it first."
+        )
+    if min(width, height) < SMALLEST_ACCEPTED_SIDE:
+        return (
+            f"The image is {width}×{height} px; each side needs at least "
+            f"{SMALLEST_ACCEPTED_SIDE} px."
+        )
+    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
+        return (
+            f"The image is {width}×{height} px, an aspect ratio above {MAX_ASPECT_RATIO}:1; "
+            "crop it to a less extreme shape."
+        )
+    return None
+
+
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 """Pillow warns of "a decompression bomb DOS attack" from 89.5 megapixels, on stderr, a raw line
 with its source: under the 100 allowed, an image is read as any other, and over, refused by its
-size with the limit named (`check_image`, `fo1_core.processing.check_size`)."""
+size with the limit named (`size_problem`)."""
 
 PngImagePlugin.MAX_TEXT_CHUNK = PngImagePlugin.MAX_TEXT_MEMORY
 """Pillow refuses a PNG whose compressed text chunk (metadata, such as an editor's history)

@@ -18,11 +18,12 @@ from fo1_core.cli import (
     MAX_BOXES_FILE_BYTES,
     add_checkpoint_option,
     local_path,
+    open_named_image,
     positive,
     read_json,
 )
 from fo1_core.errors import FO1Error
-from fo1_core.processing import check_boxes, open_image, unwrap_boxes
+from fo1_core.processing import check_boxes, unwrap_boxes
 from fo1_core.prompting import unused_text_note, user_text_for_task, without
 from fo1_core.session import StopReason, load
 from fo1_core.templates import (
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             text = ""  # told here, before the model loads, not again by the request
         # A mistake in the image, boxes or prompt is told before the model loads, not minutes
         # after.
-        image = open_image(args.image)
+        image = open_named_image(args.image)
         if args.task in TASKS and not boxes:
             # Still asked, as the official pipeline would: only its answer cannot mean anything.
             given = f"{args.boxes} holds none" if args.boxes else "give them with --boxes"

@@ -9,9 +9,12 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from PIL import Image
+
 from detect_tools.images import refuse_special_file, refuse_url
 from fo1_core.checkpoint import PUBLISHED_CHECKPOINT, parse_device, require_present
 from fo1_core.errors import FO1Error
+from fo1_core.processing import open_image
 
 
 def add_checkpoint_option(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +70,20 @@ MAX_BOXES_FILE_BYTES = 10_000_000
 """The most a boxes file may hold: 500 times what `python -m detect_tools --json` writes for 100
 proposals (under 20 kB); a list of 300 000 boxes from another tool still fits (the model reads the
 first 100)."""
+
+
+def open_named_image(path: Path) -> Image.Image:
+    """The image at `path`, a file the user named, with each refusal naming it by the whole path
+    tried: the file name alone, as the app names a missing upload, would not tell which folder
+    was looked in, nor which of an evaluation's images is damaged."""
+    if not path.exists():
+        raise FO1Error(f"The image {path} is not there.")
+    try:
+        return open_image(path)
+    except FO1Error as error:
+        if str(path) in str(error):
+            raise
+        raise FO1Error(f"{path}: {error}") from error
 
 
 def read_text(path: Path, name: str | None = None, max_bytes: int = MAX_DATA_FILE_BYTES) -> str:

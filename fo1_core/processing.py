@@ -28,6 +28,7 @@ from detect_tools.images import (
     open_image_file,
     refuse_special_file,
     refuse_url,
+    size_problem,
     turned_as_shown,
 )
 from fo1_core.cache import LRUCache
@@ -36,10 +37,6 @@ from fo1_core.errors import FO1Error
 from fo1_core.templates import MAX_REGIONS, box_count
 
 MAX_LONG_SIDE = 2048
-SMALLEST_ACCEPTED_SIDE = 8
-MAX_INPUT_PIXELS = 100_000_000
-MAX_ASPECT_RATIO = 150
-"""Beyond this, the 2048 cap leaves the short side under 14 px: a strip with nothing to see."""
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BICUBIC = Image.Resampling.BICUBIC
@@ -100,25 +97,10 @@ def _from_array(array: np.ndarray) -> Image.Image:
 
 
 def check_size(width: int, height: int) -> None:
-    """Raises `FO1Error`, naming the limit, for an image size the model cannot take (either
-    way up: EXIF orientation changes none of the limits)."""
-    if width * height > MAX_INPUT_PIXELS:
-        # Up to the hundredth: just over the limit must not read as the limit itself.
-        megapixels = f"{math.ceil(width * height / 1e4) / 100:.2f}".rstrip("0").rstrip(".")
-        raise FO1Error(
-            f"The image is {width}×{height} = {megapixels} megapixels; "
-            f"the limit is {MAX_INPUT_PIXELS / 1e6:.0f}. Please downscale it first."
-        )
-    if min(width, height) < SMALLEST_ACCEPTED_SIDE:
-        raise FO1Error(
-            f"The image is {width}×{height} px; each side needs at least "
-            f"{SMALLEST_ACCEPTED_SIDE} px."
-        )
-    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
-        raise FO1Error(
-            f"The image is {width}×{height} px, an aspect ratio above {MAX_ASPECT_RATIO}:1; "
-            "crop it to a less extreme shape."
-        )
+    """Raises `FO1Error`, naming the limit, for an image size the model cannot take."""
+    problem = size_problem(width, height)
+    if problem:
+        raise FO1Error(problem)
 
 
 def image_size(source: str | Path) -> tuple[int, int]:

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,11 +29,11 @@ from PIL import Image
 import app
 from app import decode_mode, parse_args, warms_up
 from detect_tools import ProposerError, tiny
-from detect_tools.base import MAX_IMAGE_PIXELS, Proposer
+from detect_tools.base import Proposer, check_image
 from detect_tools.florence2 import Florence2Proposer
 from fo1_core.answers import parse_answer, to_detections
 from fo1_core.errors import FO1Error
-from fo1_core.processing import MAX_INPUT_PIXELS, box_problem, open_image
+from fo1_core.processing import box_problem, open_image
 from fo1_core.render import color_for_region, text_color_for_region
 from fo1_core.session import Generation, StopReason
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS
@@ -784,8 +785,19 @@ def test_a_proposer_whose_model_class_is_missing_says_so_and_logs_it(
     assert any(record.exc_info for record in caplog.records)  # the server log has the traceback
 
 
-def test_an_image_the_model_takes_can_have_proposals() -> None:
-    assert MAX_IMAGE_PIXELS == MAX_INPUT_PIXELS
+@pytest.mark.parametrize(
+    "size", [(8, 8), (7, 400), (400, 7), (1200, 8), (1201, 8), (10_001, 10_000)]
+)
+def test_an_image_the_model_takes_can_have_proposals_and_no_other(size) -> None:
+    """The same limits, in the same words, for FO1 and the proposers (the command lines too)."""
+    image = Image.new("1", size)  # a bit per pixel: the refused large one stays small
+    try:
+        open_image(image)
+    except FO1Error as refused:
+        with pytest.raises(ProposerError, match=re.escape(str(refused))):
+            check_image(image)
+    else:
+        assert check_image(image).size == size
 
 
 def test_an_unknown_device_is_one_message() -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from fo1_core.cli import open_named_image
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate.__main__ import main
 from fo1_core.evaluate.count import CountItem, load_items, score
-from fo1_core.evaluate.runner import open_item_image
 from tests.conftest import REPO
 
 COUNT_ANSWER = (
@@ -192,10 +192,10 @@ def test_load_items_names_a_missing_field(tmp_path: Path, item: dict, message: s
             [{"id": "img7", "image": "a.png", "noun": "cats", "answer": 2}] * 2,
             "ids img7 appear more than once",
         ),
-        ([{"image": "a.png", "noun": "cats", "answer": "ten"}], "not a whole number: 'ten'"),
+        ([{"image": "a.png", "noun": "cats", "answer": "ten"}], "item 0: .* number: 'ten'"),
         ([{"image": "a.png", "noun": "cats", "answer": 2.7}], "not a whole number: 2.7"),
         ([{"image": "a.png", "noun": "cats", "answer": True}], "not a whole number: True"),
-        ([{"image": "a.png", "noun": "cats", "answer": -1}], "must be 0 or more: -1"),
+        ([{"image": "a.png", "noun": "cats", "answer": -1}], "item 0: .* 0 or more, not -1"),
         # an empty dataset: an accuracy of 0/0 would mean nothing
         ([], "holds no items: there is nothing to score"),
         # boxes that could not be asked about: refused before the model loads, not item by item
@@ -391,4 +391,4 @@ def test_scored_boxes_of_an_item_are_kept_by_their_scores(
 def test_a_missing_image_is_named_by_the_path_tried(tmp_path: Path) -> None:
     (tmp_path / "3.png").touch()  # the same name in another folder
     with pytest.raises(FO1Error, match=f"The image {tmp_path / 'sub' / '3.png'} is not there"):
-        open_item_image(tmp_path / "sub" / "3.png")
+        open_named_image(tmp_path / "sub" / "3.png")

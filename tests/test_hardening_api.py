@@ -242,6 +242,7 @@ def test_answer_stopped_mid_tag_is_a_partial_result(cut_client, images, boxes, d
     _, raw, detections = result
     assert RIGGED_ANSWER.startswith(raw) and raw != RIGGED_ANSWER
     assert detections["stop_reason"] == "max_new_tokens"
+    assert "cut short at 6 new tokens" in detections["warnings"][-1]
     assert [d["region_index"] for d in detections["detections"]] == drawn
 
 

@@ -47,9 +47,9 @@ def _run(command: list, folder: Path, timeout: float) -> subprocess.CompletedPro
 
 CASES = [
     # an image file that does not exist
-    (["--image", "missing.png", "--boxes", "good.json"], 2, "'missing.png' is not there"),
+    (["--image", "missing.png", "--boxes", "good.json"], 2, "The image missing.png is not there"),
     # a file that only starts like a PNG
-    (["--image", "corrupt.png", "--boxes", "good.json"], 2, "not an image this app can read"),
+    (["--image", "corrupt.png", "--boxes", "good.json"], 2, "corrupt.png: The file is not an"),
     # an empty file
     (["--image", "zero.png", "--boxes", "good.json"], 2, "not an image this app can read"),
     # a folder where the image should be

@@ -27,12 +27,14 @@ from detect_tools import MAX_PROPOSALS, ProposerError
 from detect_tools.images import UNREADABLE_IMAGE
 from fo1_core.errors import FO1Error
 from fo1_core.export import to_json
+from fo1_core.session import StopReason
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, TASKS
 from ui.answering import Answerer, Question
 from ui.boxes import parse_boxes
 from ui.editor import readable_errors
 from ui.errors import user_error
 from ui.proposing import Proposing
+from ui.status import cut_short
 
 logger = logging.getLogger(__name__)
 
@@ -185,4 +187,6 @@ class Api:
         document["timings"] = last.generation.timings
         document["reused"] = asdict(last.generation.reused)
         document["warnings"] = [*last.generation.notices, *last.answer.warnings]
+        if last.generation.stop_reason == StopReason.TOKEN_LIMIT:
+            document["warnings"].append(cut_short(self.max_new_tokens, self.max_new_tokens))
         yield last.image, last.answer.text, document

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from fo1_core.answers import parse_answer, to_detections
-from fo1_core.cli import read_json
+from fo1_core.cli import open_named_image, read_json
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate.datafiles import as_whole_number, given_boxes, pick, read_items
-from fo1_core.evaluate.runner import BoxSource, ask, open_item_image, timings
+from fo1_core.evaluate.runner import BoxSource, ask, timings
 from fo1_core.export import to_coco_results
 from fo1_core.session import FO1Pipeline
 
@@ -250,7 +250,7 @@ class CocoDetector:
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, image: CocoImage) -> dict:
-        picture = open_item_image(image.path)
+        picture = open_named_image(image.path)
         if image.size is not None and picture.size != image.size:
             # Turned by its EXIF orientation, or another file than the one annotated: the
             # answers' boxes and the ground truth's are in different pixels.

@@ -27,9 +27,10 @@ import numpy as np
 
 from detect_tools.images import refuse_url
 from fo1_core.answers import count_rule
+from fo1_core.cli import open_named_image
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate.datafiles import as_whole_number, given_boxes, pick, read_items
-from fo1_core.evaluate.runner import BoxSource, ask, open_item_image, timings
+from fo1_core.evaluate.runner import BoxSource, ask, timings
 from fo1_core.session import FO1Pipeline
 from fo1_core.templates import FREE_PROMPT
 
@@ -86,7 +87,7 @@ def load_items(path: Path, images_dir: Path | None, limit: int | None) -> list[C
             CountItem(
                 key=key,
                 image=root / image,
-                truth=_whole_number(pick(item, TRUTH_FIELDS, "true number"), item),
+                truth=_whole_number(pick(item, TRUTH_FIELDS, "true number"), f"{path}, item {key}"),
                 noun=None if noun is None else str(noun),
                 question=None if question is None else str(question),
                 boxes=boxes,
@@ -107,15 +108,14 @@ def load_items(path: Path, images_dir: Path | None, limit: int | None) -> list[C
     return items
 
 
-def _whole_number(value: object, item: dict) -> int:
-    """A true count as written in the dataset (`3`, `"3"` or `3.0`), else an error."""
+def _whole_number(value: object, where: str) -> int:
+    """A true count as written in the dataset (`3`, `"3"` or `3.0`), else an error naming
+    `where` (the file and item)."""
     number = as_whole_number(value)
     if number is None:
-        raise FO1Error(
-            f"An item's true number is not a whole number: {value!r:.80} in {item!r:.300}"
-        )
+        raise FO1Error(f"{where}: its true number is not a whole number: {value!r:.80}")
     if number < 0:
-        raise FO1Error(f"An item's true number must be 0 or more: {value!r:.80} in {item!r:.300}")
+        raise FO1Error(f"{where}: its true number must be 0 or more, not {value!r:.80}")
     return number
 
 
@@ -128,7 +128,7 @@ class Counter:
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, item: CountItem) -> dict:
-        picture = open_item_image(item.image)
+        picture = open_named_image(item.image)
         boxes = self.box_source.boxes(picture, [item.what], item.boxes, item.scores)
         question = (COUNTING_TASK, item.noun) if item.noun else (FREE_PROMPT, item.question or "")
         asked = ask(self.pipeline, picture, boxes.xyxy, [question], self.max_new_tokens)

@@ -27,7 +27,6 @@ from fo1_core.errors import FO1Error
 from fo1_core.evaluate.datafiles import checked_boxes
 from fo1_core.evaluate.distributed import Shard, wait_for_all
 from fo1_core.evaluate.records import RecordLog, check_settings, read_records, records_folder
-from fo1_core.processing import open_image
 from fo1_core.session import FO1Pipeline, Generation, StopReason
 
 logger = logging.getLogger(__name__)
@@ -110,14 +109,6 @@ class BoxSource:
         if len(passes) == 1:
             return passes[0]
         return finalize(sv.Detections.merge(passes), image.size, 0.0, self.options)
-
-
-def open_item_image(path: Path) -> Image.Image:
-    """An item's image. One that is not there is named by the whole path tried: the file name
-    alone, as the app names a missing upload, would not tell which folder was looked in."""
-    if not path.exists():
-        raise FO1Error(f"The image {path} is not there.")
-    return open_image(path)
 
 
 @dataclass

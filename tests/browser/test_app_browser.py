@@ -99,6 +99,20 @@ def canvas_point(
     return left + fx * width, box["y"] + fy * height
 
 
+def settled_frame(page) -> dict[str, float]:
+    """The editor canvas's place on the screen once it stays put: a tall image is fitted to the
+    window in steps, and a box drawn mid-way lands where the canvas has moved to."""
+    canvas = page.locator("#fo1-editor canvas")
+    frame = canvas.bounding_box()
+    for _ in range(50):
+        page.wait_for_timeout(150)
+        now = canvas.bounding_box()
+        if now == frame:
+            return frame
+        frame = now
+    return frame
+
+
 def drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
     page.mouse.move(*start)
     page.mouse.down()
@@ -320,10 +334,9 @@ def test_a_tall_image_fits_the_window_and_is_boxed_where_drawn(page, tmp_path: P
     tall = tmp_path / "tall.jpg"
     Image.open(REPO / "examples" / "rocket.jpg").resize((400, 1400)).save(tall)
     upload(page, tall)
-    canvas = page.locator("#fo1-editor canvas")
     window = page.viewport_size["height"]
     page.wait_for_function(f"document.querySelector('#fo1-editor canvas').height <= {window}")
-    frame = canvas.bounding_box()
+    frame = settled_frame(page)
     assert 0.6 * window <= frame["height"] <= SCREEN_SHARE * window + 1
     assert frame["width"] / frame["height"] == pytest.approx(400 / 1400, abs=0.01)
     expected = [100, 350, 300, 700]
@@ -748,7 +761,11 @@ def test_detection_streams_and_stop_really_stops(page) -> None:
     page.wait_for_function(f"{panel}.textContent.length > {grown} + 40")
     page.wait_for_timeout(200)
     assert page.evaluate(f"{panel}.scrollTop") == 10
-    page.evaluate(f"{panel}.scrollTop = {panel}.scrollHeight")
+    # A redraw can replace the panel before the page hears the scroll: scroll until it does.
+    page.wait_for_function(
+        f"(() => {{ {panel}.scrollTop = {panel}.scrollHeight; "
+        "return window.fo1ReadingAt === null; })()"
+    )
     page.locator("#fo1-stop").click()
     page.locator("#fo1-status", has_text="Stopped by you").wait_for()
     page.wait_for_function("!document.body.classList.contains('fo1-busy')")

@@ -135,7 +135,7 @@ def test_cli_with_a_model_checkpoint_and_masks(image_file, sam3_checkpoint, caps
         (["--proposer", "offline", "--nms-iou", "1.5"], "--nms-iou: NMS IoU must be in (0, 1]"),
         (["--proposer", "offline", "--nms-iou", "abc"], "--nms-iou: expected a number in (0, 1]"),
         (["--proposer", "offline", "--threshold", "x"], "--threshold: invalid float value: 'x'"),
-        (["--proposer", "offline", "--image", "/no/such.png"], "Cannot read image"),
+        (["--proposer", "offline", "--image", "/no/such.png"], "The image /no/such.png is not"),
         (
             ["--proposer", "offline", "--image", "https://example.com/cat.jpg"],
             "'https://example.com/cat.jpg' is a URL; this tool reads local files only",
@@ -151,6 +151,25 @@ def test_cli_errors_are_one_clear_line(argv, message, image_file, capsys):
     except SystemExit as stopped:  # refused by the argument parser, before any proposer loads
         code = stopped.code
     assert code == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ((4, 40), "The image is 4×40 px; each side needs at least 8 px."),
+        ((1600, 10), "The image is 1600×10 px, an aspect ratio above 150:1"),
+        (None, "notes.png: The file is not an image this app can read"),
+    ],
+)
+def test_the_command_line_refuses_the_images_fo1_refuses(size, message, tmp_path, capsys):
+    image = tmp_path / "notes.png"
+    if size:
+        Image.new("RGB", size, "white").save(image)
+    else:
+        image.write_text("shopping list")
+    assert main(["--proposer", "offline", "--image", str(image)]) == 2
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error
 
