@@ -1,4 +1,5 @@
-"""Drawing boxes, masks and region labels with supervision; pure functions, no I/O.
+"""Drawing boxes, masks and region labels with supervision; pure functions (no I/O but the
+labels' fonts, `fo1_core.fonts`).
 
 Images come in as RGB ``uint8`` arrays (H, W, 3) or PIL images and always go out as new RGB
 ``uint8`` arrays; the input is never modified. Supervision's annotators assume OpenCV's BGR order,
@@ -14,15 +15,14 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import supervision as sv
-from fontTools.ttLib import TTFont
 from PIL import Image, ImageFont
 
 from detect_tools.images import as_rgb
 from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY
+from fo1_core.fonts import font_for
 
 PALETTE = sv.ColorPalette.DEFAULT
 
@@ -43,12 +43,6 @@ def readable_on(color: sv.Color) -> sv.Color:
 
 TEXT_PALETTE = sv.ColorPalette([readable_on(color) for color in PALETTE.colors])
 MASK_OPACITY = 0.4
-
-# Unicode-capable fonts, widest coverage first (Debian: `fonts-noto-cjk`, `fonts-dejavu-core`):
-# Noto CJK for Latin, Cyrillic, Chinese, Japanese and Korean; DejaVu for Arabic, Hebrew, Greek
-# and many symbols, which Noto CJK lacks.
-FONT_FILES = ("NotoSansCJK-Regular.ttc", "DejaVuSans.ttf", "LiberationSans-Regular.ttf")
-FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
 
 
 @dataclass(frozen=True)
@@ -177,31 +171,6 @@ def fit_label(label: str, font_size: int, padding: int, width: int, font_path: s
 @functools.cache
 def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size)
-
-
-@functools.cache
-def installed_fonts() -> tuple[str, ...]:
-    """Paths of the `FONT_FILES` on this machine, in that order."""
-    found = (
-        next(folder.rglob(name), None) if folder.is_dir() else None
-        for name in FONT_FILES
-        for folder in FONT_DIRS
-    )
-    return tuple(dict.fromkeys(str(path) for path in found if path is not None))
-
-
-def font_for(text: str) -> str | None:
-    """The installed font that has the most of `text`'s characters (the first of `FONT_FILES`
-    among equals), or None without any: PIL's Latin-only default is used then."""
-    needed = {ord(character) for character in text if not character.isspace()}
-    return max(installed_fonts(), key=lambda path: len(needed & _characters(path)), default=None)
-
-
-@functools.cache
-def _characters(path: str) -> frozenset[int]:
-    """The code points `path` has glyphs for (the first font of a collection, as PIL uses)."""
-    with TTFont(path, fontNumber=0, lazy=True) as font:
-        return frozenset(font.getBestCmap())
 
 
 def _draw(

@@ -4,10 +4,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: the browser the UI tests drive, the fonts the Space gets for drawn labels
-# (`packages.txt`: Noto CJK covers Latin, Cyrillic, Chinese, Japanese and Korean), and the C++
-# compiler torch.compile uses for the compiled-decoding tests on the CPU.
+# (`packages.txt`: Noto CJK covers Latin, Cyrillic, Chinese, Japanese and Korean, Noto core the
+# other scripts), and the C++ compiler torch.compile uses for the compiled-decoding tests on the
+# CPU.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v g++ >/dev/null 2>&1 ||
-  [ ! -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; then
+  [ ! -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] ||
+  [ ! -e /usr/share/fonts/truetype/noto/NotoSansThai-Regular.ttf ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium g++ \
     $(cat packages.txt) >/dev/null

@@ -6,6 +6,7 @@ import supervision as sv
 from PIL import Image, ImageFont
 
 from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY, parse_answer, to_detections
+from fo1_core.fonts import characters_in, font_for
 from fo1_core.render import (
     MIN_DRAWN_SIDE,
     PALETTE,
@@ -14,7 +15,6 @@ from fo1_core.render import (
     draw_answer,
     draw_proposals,
     fit_label,
-    font_for,
     scene_scale,
     text_color_for_region,
 )
@@ -159,6 +159,12 @@ def test_labels_scale_with_the_image(width: int, height: int) -> None:
         ("قطة سوداء", "كلب"),  # Arabic (not in Noto CJK: drawn in DejaVu)
         ("חתול", "כלב"),  # Hebrew
         ("γάτα", "σκύλος"),  # Greek
+        # `fonts-noto-core`'s script fonts (Thai's has no digits for the region tag: it is
+        # merged with Noto Sans)
+        ("แมว", "หมา"),  # Thai
+        ("बिल्ली", "कुत्ता"),  # Devanagari
+        ("বিড়াল", "কুকুর"),  # Bengali
+        ("பூனை", "நாய்"),  # Tamil
     ],
 )
 def test_unicode_labels_are_drawn_as_glyphs(labels: tuple[str, str]) -> None:
@@ -172,6 +178,16 @@ def test_unicode_labels_are_drawn_as_glyphs(labels: tuple[str, str]) -> None:
     )
     # A font without these letters draws the same placeholder boxes for both.
     assert not np.array_equal(first, second)
+    assert has_all("#0 " + "".join(labels), font_for("#0 " + "".join(labels)))
+
+
+def has_all(text: str, font_path: str | None) -> bool:
+    return font_path is not None and {ord(c) for c in text if c != " "} <= characters_in(font_path)
+
+
+def test_labels_in_two_scripts_are_drawn_in_one_font_that_has_both() -> None:
+    labels = "#0 แมว #1 बिल्ली #2 cat"
+    assert has_all(labels, font_for(labels))
 
 
 def contrast(first, second) -> float:

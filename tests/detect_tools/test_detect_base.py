@@ -124,8 +124,9 @@ def test_an_exif_turned_image_is_proposed_on_as_shown():
 @pytest.mark.parametrize(
     ("image", "message"),
     [
-        (Image.new("RGB", (0, 10)), "empty"),
-        (Image.new("1", (10_001, 10_000)), "resize"),  # 1-bit, so the test stays light
+        (Image.new("RGB", (0, 10)), "0×10 px; each side needs at least 8 px"),
+        # 1-bit, so the test stays light
+        (Image.new("1", (10_001, 10_000)), "100.01 megapixels; the limit is 100"),
         ("not an image", "PIL image"),
     ],
 )
@@ -135,20 +136,20 @@ def test_bad_images_are_user_errors(image, message):
 
 
 def test_grey_image_becomes_rgb():
-    assert check_image(Image.new("L", (4, 4))).mode == "RGB"
+    assert check_image(Image.new("L", (8, 8))).mode == "RGB"
 
 
 @pytest.mark.parametrize(
     ("image", "shown"),
     [
         # 16-bit grey: scaled to 8 bits (plain RGB conversion clips it to white)
-        (Image.new("I;16", (4, 4), 257 * 40), 40),
+        (Image.new("I;16", (8, 8), 257 * 40), 40),
         # a transparent cut-out: on white (plain RGB conversion makes it black)
-        (Image.new("RGBA", (4, 4), (0, 0, 0, 0)), 255),
+        (Image.new("RGBA", (8, 8), (0, 0, 0, 0)), 255),
         # and with its alpha premultiplied (Pillow would not convert "La" to RGB at all)
-        (Image.new("LA", (4, 4), (0, 0)).convert("La"), 255),
-        (Image.new("RGBA", (4, 4), (0, 0, 0, 0)).convert("RGBa"), 255),
-        (Image.new("LA", (4, 4), (40, 255)).convert("La"), 40),
+        (Image.new("LA", (8, 8), (0, 0)).convert("La"), 255),
+        (Image.new("RGBA", (8, 8), (0, 0, 0, 0)).convert("RGBa"), 255),
+        (Image.new("LA", (8, 8), (40, 255)).convert("La"), 40),
     ],
 )
 def test_proposers_see_the_picture_the_model_sees(image, shown):

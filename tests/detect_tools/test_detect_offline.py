@@ -52,8 +52,8 @@ def test_finds_every_drawn_object_in_its_top_100(seed, contract):
     "image",
     [
         Image.new("RGB", (64, 48), (120, 30, 30)),  # one flat colour: nothing stands out
-        Image.new("RGB", (1, 1)),  # a single pixel
-        Image.new("RGB", (3000, 2), (0, 0, 0)),  # a sliver; downscaling must not reach 0 rows
+        Image.new("RGB", (8, 8)),  # the smallest image FO1 takes
+        Image.new("RGB", (1200, 8), (0, 0, 0)),  # a sliver; downscaling must not reach 0 rows
     ],
 )
 def test_degenerate_images_give_valid_results(image, contract):
