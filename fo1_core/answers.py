@@ -73,7 +73,8 @@ class Answer:
     """What an FO1 answer (complete or still streaming) says, as typed results.
 
     ``references`` lists every valid region tag in order of appearance, repeats and group members
-    included. ``count`` follows the SPEC §10.2 benchmark rule, so numbers written as words give 0.
+    included; ``final_references`` those in the final answer (``final``). ``count`` follows the
+    SPEC §10.2 benchmark rule, so numbers written as words give 0.
     """
 
     text: str
@@ -81,6 +82,7 @@ class Answer:
     references: list[int] = field(default_factory=list)
     thinking: str | None = None
     final: str | None = None
+    final_references: list[int] = field(default_factory=list)
     count: int = 0
     warnings: list[str] = field(default_factory=list)
 
@@ -132,9 +134,17 @@ def parse_answer(text: str, num_regions: int | None = None) -> Answer:
         references=parser.references,
         thinking=thinking,
         final=final,
+        final_references=[] if final is None else _valid_references(final, parser.references),
         count=count_rule(complete),
         warnings=parser.warnings,
     )
+
+
+def _valid_references(text: str, valid: list[int]) -> list[int]:
+    """The region tags of `text` that name one of the `valid` regions, in order."""
+    named = set(valid)
+    found = (int(match["index"]) for match in REGION_REFERENCE.finditer(text))
+    return [index for index in found if index in named]
 
 
 def count_rule(text: str) -> int:
@@ -161,7 +171,9 @@ def to_detections(
 
     ``boxes_xyxy`` (N, 4) are the boxes the model was given, in original image pixels; ``masks``
     (N, H, W) and ``scores`` (N,) are optional and follow the same order. Bare references that
-    belong to no group are added with an empty label when ``include_references`` is true. Indexes
+    belong to no group are added with an empty label when ``include_references`` is true: those
+    of the final answer where it has any (the regions only its reasoning went through are not the
+    answer), else all of them. Indexes
     past ``N`` are skipped; parse with ``num_regions=N`` to have them reported as warnings.
     """
     boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
@@ -171,7 +183,8 @@ def to_detections(
     rows = [(g.label, i) for g in answer.groups for i in g.indexes]
     if include_references:
         grouped = {i for _, i in rows}
-        rows += [("", i) for i in dict.fromkeys(answer.references) if i not in grouped]
+        bare = answer.final_references or answer.references
+        rows += [("", i) for i in dict.fromkeys(bare) if i not in grouped]
     rows = [(label, i) for label, i in rows if i < len(boxes)]
     labels = [label for label, _ in rows]
     indexes = np.array([i for _, i in rows], dtype=int)

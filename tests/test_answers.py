@@ -322,6 +322,25 @@ def test_to_detections_labels_boxes_and_indexes() -> None:
     assert without_references.data[REGION_INDEX_KEY].tolist() == [2, 0, 4]
 
 
+@pytest.mark.parametrize(
+    ("text", "drawn"),
+    [
+        # the answer's region, not the one the reasoning went through on its way
+        (f"<think>The mug {R(0)} is left.</think><answer>{R(2)}</answer>", [2]),
+        (f"<think>{R(0)} then {R(1)}</think><answer>{R(1)} and {R(3)}</answer>", [1, 3]),
+        # an answer naming none, or not there yet: the reasoning's regions are all there is
+        (f"<think>The mug {R(0)} is left.</think><answer>Yes.</answer>", [0]),
+        (f"<think>The mug {R(0)} is left.</think><answer>{R(50)}</answer>", [0]),
+        (f"<think>The mug {R(0)} is l", [0]),
+        # no reasoning: every reference
+        (f"See {R(1)} and {R(0)}.", [1, 0]),
+    ],
+)
+def test_a_reasoning_answer_draws_the_regions_it_answers_with(text: str, drawn: list[int]) -> None:
+    detections = to_detections(parse_answer(text, len(BOXES)), BOXES)
+    assert detections.data[REGION_INDEX_KEY].tolist() == drawn
+
+
 def test_to_detections_carries_masks_and_scores() -> None:
     masks = np.zeros((len(BOXES), 8, 8), dtype=bool)
     for i in range(len(BOXES)):

@@ -36,6 +36,11 @@ def test_the_reasoning_opens_as_it_starts(app_url: str) -> None:
         page.locator("#fo1-run").click()
         page.locator("#fo1-status", has_text="Done").wait_for()
         assert is_open(page) and "leftmost" in page.locator("#fo1-reasoning").inner_text()
+        # The answer is region 2: region 0, which the reasoning only went through, is not drawn.
+        table = page.get_by_role("grid", name="Detections")
+        table.get_by_test_id("cell-0-4").get_by_text("290").wait_for()  # box #2's right side
+        assert table.get_by_test_id("cell-0-0").inner_text().strip() == "2"
+        assert table.get_by_test_id("cell-1-0").count() == 0
         shot(page, "reasoning-opened")
         # Closed by the user, it opens again with the next answer's reasoning.
         page.locator("#fo1-reasoning-box button").first.click()
