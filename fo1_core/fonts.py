@@ -48,7 +48,12 @@ def font_for(text: str) -> str | None:
     """A font file with every character of `text` where the installed fonts have them all, one
     by one or merged; else the one with the most (the first of `FONT_FILES` among equals), or
     None without any: PIL's Latin-only default is used then."""
-    needed = frozenset(ord(character) for character in text if not character.isspace())
+    return _font_covering(frozenset(ord(c) for c in text if not c.isspace()))
+
+
+@functools.lru_cache(maxsize=256)
+def _font_covering(needed: frozenset[int]) -> str | None:
+    """`font_for`'s choice, kept: a streaming answer is redrawn with the same labels many times."""
     best = max(installed_fonts(), key=lambda path: len(needed & characters_in(path)), default=None)
     covered = needed & characters_in(best) if best is not None else frozenset()
     if covered == needed:
