@@ -32,6 +32,7 @@ from ui import Settings, app_css, app_theme, build_app, delete_served_files
 from ui.examples import EXAMPLES_DIR
 from ui.gpu import ON_ZERO_GPU
 from ui.sessions import OPEN_PAGES
+from ui.waiting_line import queue_with_a_model_line
 
 logger = logging.getLogger("app")
 
@@ -106,7 +107,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="KV slots of static/compiled/graphed decoding; longer requests use a growing cache",
     )
     parser.add_argument("--concurrency", type=positive, default=1, help="GPU jobs at once")
-    parser.add_argument("--queue-size", type=positive, default=32, help="jobs waiting at most")
+    parser.add_argument(
+        "--queue-size",
+        type=positive,
+        default=32,
+        help="questions and proposals waiting for the model at most (other events always go in)",
+    )
     parser.add_argument(
         "--proposer",
         choices=list(available_proposers()),
@@ -196,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         encode_ahead=args.encode_ahead,
     )
     demo = build_app(pipeline, settings)
-    demo.queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
+    queue_with_a_model_line(demo, args.concurrency, args.queue_size)
     # `kill`, Docker and a Space's restart stop the server with SIGTERM, which would end the
     # process without closing the server or running `atexit`: uploads and answer files would stay
     # on disk. As Ctrl+C, it closes the server and returns here, where they are deleted.

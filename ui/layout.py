@@ -78,11 +78,9 @@ from ui.page_scripts import (
 )
 from ui.proposing import DEFAULT_PROPOSALS, Proposing
 from ui.status import TOKEN_LIMIT
+from ui.waiting_line import MODEL
 
 logger = logging.getLogger(__name__)
-
-GPU = "gpu"
-"""One concurrency group for everything that runs a model: they share one GPU."""
 
 INTRO = """# VLM-FO1: ask about regions
 Draw boxes on the image (or propose them), pick a task, and the model answers by naming boxes.
@@ -443,7 +441,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             show_progress_on=[status, box_note],
             api_name="ui_propose",
             api_visibility="private",
-            concurrency_id=GPU,
+            concurrency_id=MODEL,
             concurrency_limit=settings.concurrency,
         )
         for ended in (proposals_asked.then, proposals_asked.failure):
@@ -499,7 +497,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             # so (`STATUS_NOTES`), and the answer before stays readable till replaced.
             show_progress_on=status,
             api_visibility="private",
-            concurrency_id=GPU,
+            concurrency_id=MODEL,
             concurrency_limit=settings.concurrency,
         )
         # Gradio runs `.then` steps after a success or a cancel, `.failure` ones after an error.
@@ -596,7 +594,7 @@ def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> N
         proposals,
         api_name="propose",
         api_description=PROPOSE_DESCRIPTION,
-        concurrency_id=GPU,
+        concurrency_id=MODEL,
         concurrency_limit=settings.concurrency,
     )
     answer.click(
@@ -605,6 +603,6 @@ def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> N
         [annotated, raw, detections],
         api_name="answer",
         api_description=ANSWER_DESCRIPTION,
-        concurrency_id=GPU,
+        concurrency_id=MODEL,
         concurrency_limit=settings.concurrency,
     )
