@@ -59,19 +59,33 @@ MIN_DRAWN_SIDE = 512
 block), or its labels would be larger than the image itself."""
 
 
-def scene_scale(width: int, height: int) -> SceneScale:
+SHOWN_FONT_PX = 12
+"""The smallest font size, in CSS pixels, of labels on a screen the drawing is known to be shown
+at (`scene_scale`'s ``shown_width``)."""
+SHOWN_LINE_PX = 1.5
+"""The thinnest box line, in CSS pixels, on such a screen."""
+
+
+def scene_scale(width: int, height: int, shown_width: float | None = None) -> SceneScale:
     """Sizes that stay legible from a 200 px crop to a 4000 px photo shown fit-to-screen.
 
     Mostly from the geometric mean of the sides; a panorama, shown shrunk to fit its long side,
     gets larger labels, sized by that side (about 12 px on a 700 px wide panel) up to a tenth of
-    its short side, so that they still leave the picture to see.
+    its short side, so that they still leave the picture to see. ``shown_width``: the CSS width
+    the drawing will be shown at, where known (a phone's panel shrinks a photo four times or
+    more): labels and lines are made at least `SHOWN_FONT_PX` and `SHOWN_LINE_PX` there, labels
+    up to a sixth of the short side.
     """
     side = (width * height) ** 0.5
     fitted = min(max(width, height) / 55, min(width, height) / 10)
     font_size = max(12, round(side / 40), round(fitted))
-    return SceneScale(
-        thickness=max(2, round(side / 300)), font_size=font_size, padding=max(3, font_size // 4)
-    )
+    thickness = max(2, round(side / 300))
+    if shown_width is not None and 0 < shown_width < width:
+        shrunk = width / shown_width
+        readable = min(math.ceil(SHOWN_FONT_PX * shrunk), min(width, height) // 6)
+        font_size = max(font_size, readable)
+        thickness = max(thickness, math.ceil(SHOWN_LINE_PX * shrunk))
+    return SceneScale(thickness=thickness, font_size=font_size, padding=max(3, font_size // 4))
 
 
 MAX_SHOWN_SIDE = 4096
@@ -121,11 +135,15 @@ def draw_proposals(
 
 
 def draw_answer(
-    image: np.ndarray | Image.Image, detections: sv.Detections, reduced: int = 1
+    image: np.ndarray | Image.Image,
+    detections: sv.Detections,
+    reduced: int = 1,
+    shown_width: float | None = None,
 ) -> np.ndarray:
     """The answer's detections: masks when present, boxes, and labels such as ``#3 cat``.
     A region the answer names under several labels is drawn once, as ``#3 man, person``.
-    ``reduced`` and the enlargement of a small image: as in `draw_proposals`."""
+    ``reduced`` and the enlargement of a small image: as in `draw_proposals`; ``shown_width``:
+    as in `scene_scale`."""
     indexes = _region_indexes(detections)
     names = detections.data.get(CLASS_NAME_KEY, [""] * len(detections))
     first_rows: dict[int, int] = {}
@@ -140,7 +158,7 @@ def draw_answer(
         f"#{index} {', '.join(name for name in dict.fromkeys(named) if name)}".strip()
         for index, named in names_of.items()
     ]
-    return _draw(image, detections, indexes, labels, reduced)
+    return _draw(image, detections, indexes, labels, reduced, shown_width)
 
 
 def fit_label(label: str, font_size: int, padding: int, width: int, font_path: str | None) -> str:
@@ -179,6 +197,7 @@ def _draw(
     indexes: np.ndarray,
     labels: list[str],
     reduced: int,
+    shown_width: float | None = None,
 ) -> np.ndarray:
     scene = _to_bgr(image)
     mask = detections.mask
@@ -204,7 +223,7 @@ def _draw(
         )
     if len(detections) == 0:
         return scene[..., ::-1].copy()
-    scale = scene_scale(scene.shape[1], scene.shape[0])
+    scale = scene_scale(scene.shape[1], scene.shape[0], shown_width)
     font_path = font_for("".join(labels))  # one font for all: supervision draws labels in one
     labels = [
         fit_label(label, scale.font_size, scale.padding, scene.shape[1], font_path)

@@ -30,6 +30,7 @@ from fo1_core.session import load
 from fo1_core.templates import MAX_REGIONS
 from tests.conftest import RIGGED_ANSWER
 from tests.images import animated_gif
+from tests.test_render import label_height
 from ui.ahead import EncodeAhead
 from ui.answer_area import cleared_answer
 from ui.answer_view import LATEST_TURN_NOTE, Turn
@@ -90,6 +91,7 @@ def run(
     masks=None,
     request=REQUEST,
     proposed=None,
+    shown_width=None,
 ):
     return handlers.run(
         value,
@@ -102,6 +104,7 @@ def run(
         proposed,
         follow_up,
         conversation,
+        shown_width,
         clicked_at,
         request,
     )
@@ -215,6 +218,22 @@ def test_the_answer_names_the_question_it_answers(answering: Handlers) -> None:
         assert "fo1-error" in status
         assert f"names {html.escape(gone)}: a box deleted or replaced" in status
         assert ("Undo brings a box back" in status) is undo
+
+
+def test_the_answer_is_drawn_to_be_read_in_the_pages_result_panel(answering: Handlers) -> None:
+    """On a phone the 600 px drawing is shown 330 px wide: its labels were about 10 px high."""
+    panel = 330
+    drawings = [
+        np.asarray(Image.open(last[2]))
+        for last in (
+            list(run(answering, editor_value(IMAGE, BOXES), shown_width=width))[-1]
+            for width in (None, panel)
+        )
+    ]
+    box_top, colour = BOXES[2][1], color_for_region(2).as_rgb()
+    desktop, phone = (label_height(drawing, box_top, colour) for drawing in drawings)
+    shrunk = drawings[1].shape[1] / panel
+    assert desktop / shrunk < 12 and phone / shrunk >= 14
 
 
 def test_the_coco_file_names_the_image_as_uploaded(answering: Handlers) -> None:
@@ -1414,7 +1433,7 @@ def test_closing_the_page_stops_its_answer_and_keeps_nothing_of_it(endless: Hand
     closing = gr.Request(session_hash="closing")
     steps = endless.run(
         editor_value(IMAGE, BOXES), "OD_template", "cup", [], "", 100_000, {}, None, False, None,
-        None, closing,
+        None, None, closing,
     )  # fmt: skip
     next(steps)
     next(steps)  # streaming

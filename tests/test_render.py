@@ -242,6 +242,26 @@ def test_a_tiny_image_is_drawn_enlarged_so_its_boxes_labels_and_masks_show() -> 
     assert label_height(image, int(box[0, 1]) * factor, color_for_region(0).as_rgb()) >= 12
 
 
+PHONE_PANEL = 358
+"""The page's result panel on a 390 px wide phone, in CSS px."""
+
+
+@pytest.mark.parametrize(("width", "height"), [(600, 400), (1280, 960), (4000, 3000)])
+def test_labels_read_on_the_phone_the_answer_is_shown_on(width: int, height: int) -> None:
+    """A phone's panel shows a photo shrunk two to eleven times: its labels were 5–9 px high."""
+    box = np.array([[width * 0.3, height * 0.6, width * 0.7, height * 0.95]], dtype=np.float32)
+    answer = parse_answer(f"<ground>cat</ground><objects>{region_token(1)}</objects>")
+    detections = to_detections(answer, np.concatenate([box, box]))
+    image = draw_answer(grey(width, height), detections, shown_width=PHONE_PANEL)
+    shrunk = image.shape[1] / PHONE_PANEL
+    text_rows = label_height(image, int(box[0, 1]), color_for_region(1).as_rgb())
+    assert text_rows / shrunk >= 14
+    assert text_rows <= 0.3 * height  # the picture still shows
+    # Shown at its own size or larger, it is drawn as for no known screen.
+    wide = draw_answer(grey(width, height), detections, shown_width=width)
+    np.testing.assert_array_equal(wide, draw_answer(grey(width, height), detections))
+
+
 def test_a_panoramas_labels_read_once_it_is_fitted_to_a_panel() -> None:
     """3000×400 shown 700 px wide: its labels are still about 9 px high or more."""
     scale = scene_scale(3000, 400)

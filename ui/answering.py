@@ -54,6 +54,7 @@ class Question:
     regions: tuple[int, ...] = ()  # picked regions, for region tasks
     masks: np.ndarray | None = None  # (N, H, W) proposer masks aligned with `boxes`, for drawing
     file_name: str = "image.png"  # what the user calls the image, for the downloads
+    shown_width: float | None = None  # the page's result panel, in CSS px (`render.scene_scale`)
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,9 @@ class Answerer:
                 drawn, drawn_at = shown, parsed_at
                 if masks is not None:
                     detections = to_detections(answer, boxes, masks)
-                image = draw_answer(picture.pixels, detections, picture.reduced)
+                image = draw_answer(
+                    picture.pixels, detections, picture.reduced, question.shown_width
+                )
             yield Step(answer, detections, image, tokens, picture, final)
 
 

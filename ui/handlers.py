@@ -92,8 +92,9 @@ def _question(
     regions: list[int] | None,
     free_text: str,
     masks: MaskStore,
+    shown_width: float | None,
 ) -> Question:
-    """The question the page's fields ask."""
+    """The question the page's fields ask; `shown_width`: the result panel's, in CSS px."""
     boxes = boxes_of(value)
     return Question(
         image=image_of(value),
@@ -103,6 +104,7 @@ def _question(
         regions=tuple(regions or ()),
         masks=masks_for(boxes, masks or {}),
         file_name=file_name_of(value),
+        shown_width=shown_width,
     )
 
 
@@ -363,6 +365,7 @@ class Handlers:
         proposed: Proposed | None,
         follow_up: bool,
         conversation: dict | None,
+        shown_width: float | None,
         clicked_at: float | None,
         request: gr.Request,
     ) -> Iterator[AnswerOutputs]:
@@ -370,8 +373,9 @@ class Handlers:
         table, downloads).
 
         In follow-up mode the question sees the conversation's earlier turns, as long as the
-        image and boxes are those the conversation is about. `clicked_at`: when Run was clicked,
-        by the page's clock.
+        image and boxes are those the conversation is about. `shown_width`: the result panel's
+        width (labels are drawn to be read there); `clicked_at`: when Run was clicked, by the
+        page's clock.
         """
         session = self._session(request)
 
@@ -388,7 +392,7 @@ class Handlers:
         # (a large photo takes a while) finds it, and is looked at once the question is ready.
         running = session.running = Running()
         try:
-            question = _question(value, task, text, regions, free_text, masks)
+            question = _question(value, task, text, regions, free_text, masks, shown_width)
             key = conversation_key(question.image, question.boxes)
             history = turns_about(conversation, key) if follow_up else []
             try:

@@ -163,10 +163,12 @@ ASK = page_step(
     document.body.classList.add("fo1-busy", "fo1-asking");
     window.fo1AskedAt = Date.now();
     window.fo1ReadingAt = null;
+    inputs[inputs.length - 2] = document.querySelector("#fo1-result")?.clientWidth || null;
     ({SHOW_THE_ANSWER})()"""
 )
 """Run's page-side step: marks the page as waiting for its answer (`app_css` dims Run, `IDLE`
-ends it), shows where the answer comes, and adds the click's time (`WITH_PAGE_TIME`). In the
+ends it), shows where the answer comes, and adds the result panel's width (its labels are drawn
+to be read there: `Handlers.run`) and the click's time (`WITH_PAGE_TIME`). In the
 run's own step, not a listener of its own: Gradio starts a page-only listener of the same click
 after the answer has ended."""
 

@@ -1337,6 +1337,25 @@ def test_on_a_phone_download_names_read_whole(page, app_url: str) -> None:
     phone.close()
 
 
+def test_on_a_phone_the_answers_labels_are_drawn_for_its_panel(page, app_url: str) -> None:
+    """The result panel shows the 600 px drawing about 330 px wide: Run says how wide, and the
+    labels are drawn to be read there (`render.scene_scale`), where they were 6 px high."""
+    phone = page.context.browser.new_page(**PHONE)
+    phone.goto(app_url)
+    open_example(phone, "Coffee: detect cup and spoon")
+    sent: list[list] = []
+    phone.on("request", lambda r: "/queue/join" in r.url and sent.append(r.post_data_json["data"]))
+    run_detection(phone, "cup", max_tokens=16)
+    result = phone.locator("#fo1-result img")
+    result.wait_for()
+    result.scroll_into_view_if_needed()
+    phone.wait_for_function("document.querySelector('#fo1-result img')?.complete")
+    shot(phone, "29-phone-result-labels", full_page=False)
+    panel = phone.evaluate("document.querySelector('#fo1-result').clientWidth")
+    phone.close()
+    assert 300 < panel < 390 and any(panel in data for data in sent), (panel, sent)
+
+
 def test_on_a_phone_proposals_bring_the_image_into_view(page, app_url: str) -> None:
     """Propose sits a screen below the image there: its boxes landed out of sight, and it seemed
     to do nothing. Every control is large enough for a finger."""
