@@ -265,6 +265,11 @@ ANNOUNCED = """() => {
         for (const image of document.querySelectorAll("#fo1-result img")) {
             image.alt = "The image with the answer's boxes drawn on it";
         }
+        for (const canvas of document.querySelectorAll("#fo1-editor canvas")) {
+            canvas.setAttribute("role", "img");
+            canvas.setAttribute("aria-label", "The image and its boxes: the box tool (C) draws, " +
+                "the hand tool (D) moves; Boxes as numbers types them");
+        }
         for (const row of document.querySelectorAll("#fo1-downloads tr")) {
             const file = row.querySelector("td.filename");
             const link = row.querySelector("a");
@@ -281,12 +286,13 @@ ANNOUNCED = """() => {
         const part = document.querySelector(id);
         if (part) new MutationObserver(name).observe(part, {subtree: true, childList: true});
     }
+    name();  // what is there before the first change
 }"""
 """Installed once in the page: for screen readers, the box count is read out as it changes
 (`role=status` is a polite live region), and the status through an unseen copy of its words
 (`#fo1-said`) that changes when they do: the status itself changed at each token of a streaming
 answer and each tick of Gradio's timer in it, and was hidden until its first words, which
-screen readers then do not read. The result image has a text, each
+screen readers then do not read. The result image and the editor's canvas have a text, each
 download link names its file (Gradio names it by its size), and the editor's and the result's
 Download buttons are a tab stop each, not two (the button keeps the focus and still downloads)."""
 
