@@ -74,7 +74,8 @@ def scene_scale(width: int, height: int, shown_width: float | None = None) -> Sc
     its short side, so that they still leave the picture to see. ``shown_width``: the CSS width
     the drawing will be shown at, where known (a phone's panel shrinks a photo four times or
     more): labels and lines are made at least `SHOWN_FONT_PX` and `SHOWN_LINE_PX` there, labels
-    up to a sixth of the short side.
+    up to a sixth of the short side and lines up to a quarter of the labels' size (a width made
+    up by a script, a pixel say, gets that much and no more).
     """
     side = (width * height) ** 0.5
     fitted = min(max(width, height) / 55, min(width, height) / 10)
@@ -84,7 +85,7 @@ def scene_scale(width: int, height: int, shown_width: float | None = None) -> Sc
         shrunk = width / shown_width
         readable = min(math.ceil(SHOWN_FONT_PX * shrunk), min(width, height) // 6)
         font_size = max(font_size, readable)
-        thickness = max(thickness, math.ceil(SHOWN_LINE_PX * shrunk))
+        thickness = max(thickness, min(math.ceil(SHOWN_LINE_PX * shrunk), font_size // 4))
     return SceneScale(thickness=thickness, font_size=font_size, padding=max(3, font_size // 4))
 
 

@@ -262,6 +262,14 @@ def test_labels_read_on_the_phone_the_answer_is_shown_on(width: int, height: int
     np.testing.assert_array_equal(wide, draw_answer(grey(width, height), detections))
 
 
+@pytest.mark.parametrize("shown_width", [1e-9, 1.0, float("nan"), float("inf"), -5.0, 0.0])
+def test_a_made_up_panel_width_cannot_blow_the_drawing_up(shown_width: float) -> None:
+    scale = scene_scale(600, 400, shown_width)
+    assert scale.font_size <= 400 // 6 and scale.thickness <= scale.font_size // 4
+    detections = answer_detections(f"<ground>cat</ground><objects>{region_token(2)}</objects>")
+    assert draw_answer(grey(600, 400), detections, shown_width=shown_width).shape == (400, 600, 3)
+
+
 def test_a_panoramas_labels_read_once_it_is_fitted_to_a_panel() -> None:
     """3000×400 shown 700 px wide: its labels are still about 9 px high or more."""
     scale = scene_scale(3000, 400)

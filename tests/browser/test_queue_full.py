@@ -89,6 +89,8 @@ def test_a_question_is_got_ready_while_the_waiting_line_is_full(
     shot(page, "queue-full-ready")
     assert "2 boxes" in page.locator("#fo1-box-note").inner_text()
     assert "Waiting" not in status_text(page), status_text(page)
+    # Run is itself again: a click now asks, not kept for an answer that never comes.
+    page.wait_for_function("!document.body.classList.contains('fo1-busy')")
     page.close()
 
 
