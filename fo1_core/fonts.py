@@ -39,6 +39,12 @@ def installed_fonts() -> tuple[str, ...]:
 
 
 @functools.cache
+def base_font() -> tuple[str, ...]:
+    """The path of `BASE_FONT` on this machine, if it is there."""
+    return _found([BASE_FONT])[:1]
+
+
+@functools.cache
 def script_fonts() -> tuple[str, ...]:
     """Paths of Noto Sans' script fonts on this machine (none without `fonts-noto-core`)."""
     return _found([SCRIPT_FONTS])
@@ -67,7 +73,7 @@ def _font_covering(needed: frozenset[int]) -> str | None:
 def _merged_font(needed: frozenset[int]) -> str | None:
     """Noto Sans and the script fonts that have `needed`'s other characters, as one file; the
     script font alone if it has them all; None if no script font has any."""
-    parts = [path for path in _found([BASE_FONT])[:1] if needed & characters_in(path)]
+    parts = [path for path in base_font() if needed & characters_in(path)]
     missing = needed.difference(*(characters_in(path) for path in parts))
     while missing:
         path = max(script_fonts(), key=lambda font: len(missing & characters_in(font)), default="")

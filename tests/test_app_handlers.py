@@ -223,13 +223,10 @@ def test_the_answer_names_the_question_it_answers(answering: Handlers) -> None:
 def test_the_answer_is_drawn_to_be_read_in_the_pages_result_panel(answering: Handlers) -> None:
     """On a phone the 600 px drawing is shown 330 px wide: its labels were about 10 px high."""
     panel = 330
-    drawings = [
-        np.asarray(Image.open(last[2]))
-        for last in (
-            list(run(answering, editor_value(IMAGE, BOXES), shown_width=width))[-1]
-            for width in (None, panel)
-        )
-    ]
+    drawings = []
+    for width in (None, panel):
+        *_, last = run(answering, editor_value(IMAGE, BOXES), shown_width=width)
+        drawings.append(np.asarray(Image.open(last[2])))
     box_top, colour = BOXES[2][1], color_for_region(2).as_rgb()
     desktop, phone = (label_height(drawing, box_top, colour) for drawing in drawings)
     shrunk = drawings[1].shape[1] / panel

@@ -141,7 +141,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         texts = gr.State({})  # the one-line text of each kind of task (`Handlers.task_changed`)
         picked_task = gr.State(DEFAULT_TASK)
         page_time = gr.Number(visible=False)  # filled in the page by `WITH_PAGE_TIME`
-        result_width = gr.Number(visible=False)  # filled in the page by `ASK`
+        result_width = gr.Number(visible=False)  # Run's input before `page_time`, by `ASK`
         selection = gr.JSON(visible=False)  # the prompt's caret, filled by `WITH_SELECTION`
         # On a phone the two columns stack, and `app_css` orders their pieces anew there.
         with gr.Row(elem_id="fo1-workspace"):
