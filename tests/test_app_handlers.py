@@ -944,6 +944,26 @@ def test_undo_brings_back_the_answer_and_masks_shown_with_the_image_left(
     assert restored[5:] == [masks, proposed, *shown]
 
 
+def test_undo_brings_back_the_files_of_an_answer_left_before_they_came(
+    answering: Handlers,
+) -> None:
+    """The files come a step after the answer (`Handlers.downloads`): an image removed in
+    between leaves an answer without them, and Undo brings it back with its four files."""
+    page = gr.Request(session_hash="undo-files")
+    asked = editor_value(IMAGE, BOXES)
+    boxes_changed(answering, asked, request=page)
+    *_, (answer, reasoning, image, done, table, _, _) = run(answering, asked, request=page)
+    shown = (answer, reasoning, image, done, table, None, {}, "")
+    answering.image_left(None, {}, None, *shown, page)
+    answering.new_image(page)
+    assert answering.downloads(page) == SKIP  # not onto the emptied page
+    _, _, *restored = answering.undo_boxes(None, [], "", "", page)
+    back = restored[5:]
+    assert back[2] == answer and len(back[7]) == 4
+    assert [Path(name).suffix for name in back[7]] == [".png", ".json", ".json", ".html"]
+    assert all(Path(name).is_file() for name in back[7])
+
+
 def test_the_image_is_known_by_its_content_not_by_the_copy_the_editor_holds(
     answering: Handlers, tmp_path: Path
 ) -> None:

@@ -248,7 +248,9 @@ class Handlers:
         `new_image` empties the page and forgets the answer shown."""
         session = self._session(request)
         shown = (answer, reasoning, result, status, table, downloads, conversation, history)
-        left = AnswerLeft.kept(masks, proposed, shown, session.answered, session.answered_turn)
+        left = AnswerLeft.kept(
+            masks, proposed, shown, session.answered, session.answered_turn, session.unwritten
+        )
         session.undo.leave(image_of(coming), PageLeft(answer=left))
 
     def new_image(self, request: gr.Request) -> tuple:

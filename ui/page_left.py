@@ -14,6 +14,7 @@ from ui.answer_area import cleared_answer
 from ui.answer_view import Turn
 from ui.conversation import ConversationKey
 from ui.proposing import MaskStore, Proposed, packed_bytes
+from ui.report import Unwritten
 from ui.status import is_streaming
 
 MASKS_KEPT_BYTES = 32 * 2**20
@@ -38,6 +39,9 @@ class AnswerLeft:
     answer_area: tuple  # as `cleared_answer` lists it
     answered: ConversationKey | None
     answered_turn: tuple[ConversationKey, Turn] | None
+    # The answer's files, had they not reached the page yet (`Handlers.downloads` comes a step
+    # after the answer): written when Undo brings the answer back.
+    unwritten: Unwritten | None = None
 
     @classmethod
     def kept(
@@ -47,6 +51,7 @@ class AnswerLeft:
         answer_area: tuple,
         answered: ConversationKey | None,
         answered_turn: tuple[ConversationKey, Turn] | None,
+        unwritten: Unwritten | None = None,
     ) -> AnswerLeft:
         """What is kept of the page as it leaves its image. An answer still streaming then is
         stopped (`Handlers.supersede`) and never finishes: the answer area comes back empty."""
@@ -55,18 +60,22 @@ class AnswerLeft:
             masks = None
         if is_streaming(answer_area[_STATUS] or ""):
             return cls(masks, proposed, cleared_answer(), None, None)
-        return cls(masks, proposed, tuple(answer_area), answered, answered_turn)
+        if answer_area[_DOWNLOADS]:
+            unwritten = None
+        return cls(masks, proposed, tuple(answer_area), answered, answered_turn, unwritten)
 
     def outputs(self) -> tuple[Any, ...]:
         """Masks, proposal time, then the answer area as `cleared_answer` lists it. The result
         image and downloads are Gradio's copies, deleted after a while (`Settings.file_ttl`):
-        those gone are left out."""
+        those gone are left out; files not yet written then are written now."""
         if self.masks is None:
             gr.Warning(MASKS_NOT_KEPT)
         area = list(self.answer_area)
         if area[_RESULT] is not None and not Path(area[_RESULT]).is_file():
             area[_RESULT] = None
         area[_DOWNLOADS] = [path for path in area[_DOWNLOADS] or [] if Path(path).is_file()] or None
+        if self.unwritten is not None:
+            area[_DOWNLOADS] = self.unwritten.write()
         return self.masks or {}, self.proposed, *area
 
 

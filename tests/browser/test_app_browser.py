@@ -1231,6 +1231,8 @@ def test_undo_after_the_remove_button_brings_the_answer_back(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     run_detection(page, "red circle", max_tokens=32)
     page.locator("#fo1-status", has_text="token limit").wait_for()
+    # The files come a step after the answer (`Handlers.downloads`): the page left holds them.
+    page.locator("#fo1-downloads .filename").nth(3).wait_for()
     page.wait_for_function("!document.body.classList.contains('fo1-busy')")
     page.locator("#fo1-editor").get_by_label("Remove Image").click()
     wait_for_note(page, "No image yet")
