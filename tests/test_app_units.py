@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -715,6 +716,17 @@ def test_examples_are_valid_and_small() -> None:
         total += example.image.stat().st_size
     assert len(examples) >= 4 and total < 1_500_000
     assert json.loads((EXAMPLES_DIR / "examples.json").read_text())
+
+
+def test_the_drawn_example_is_the_one_its_script_draws() -> None:
+    """`examples/signs.jpg` is drawn, not photographed: its script, which the examples' README
+    names as its source, draws it again, with the boxes the example gives its signs."""
+    script = runpy.run_path(str(EXAMPLES_DIR.parent / "scripts" / "draw_signs_example.py"))
+    drawn, boxes = script["draw"]()
+    example = next(e for e in load_examples() if e.image.name == "signs.jpg")
+    assert example.boxes == [list(map(float, box)) for box in boxes]
+    shipped = np.asarray(Image.open(example.image), np.float32)
+    assert np.abs(shipped - np.asarray(drawn, np.float32)).mean() < 2  # JPEG's loss only
 
 
 def test_command_line_defaults() -> None:

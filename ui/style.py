@@ -83,7 +83,6 @@ body.fo1-asking #fo1-history .fo1-latest-note {{ display: none; }}
 body:not(.fo1-asking) #fo1-history .fo1-history:not(:has(li:not(.fo1-latest))) {{
     display: none;
 }}
-/* The examples in columns of 140 px or more, as many as fit: all four show on a phone too. */
 #fo1-gallery .grid-wrap {{ min-height: 0; max-height: none; }}
 /* Download names wrap on a phone: cut, the answer's JSON and the COCO file looked alike. The
    extension follows its name, not in a column of its own beside it. */
@@ -130,8 +129,15 @@ body:not(.fo1-asking) #fo1-history .fo1-history:not(:has(li:not(.fo1-latest))) {
     #fo1-downloads a.download-link {{ display: inline-block; padding: 8px 0; }}
 }}
 #fo1-gallery .caption-label {{ white-space: normal; max-width: calc(100% - 1em); }}
+/* The examples in one row, one per task: all in view on a desktop, scrolled sideways where they
+   do not fit. In rows, on a phone, they pushed the image to box below the first screen. */
 #fo1-gallery .grid-container {{
-    grid-template-columns: repeat(auto-fill, minmax(min(140px, 100%), 1fr));
+    grid-template-columns: none;
     grid-template-rows: none;
+    grid-auto-flow: column;
+    grid-auto-columns: minmax(120px, 1fr);
+    overflow-x: auto;
+    scroll-snap-type: x proximity;
 }}
+#fo1-gallery .thumbnail-item {{ scroll-snap-align: start; }}
 """

@@ -1269,22 +1269,52 @@ def test_on_a_laptop_screen_run_brings_the_answer_into_view(page, app_url: str) 
     laptop.close()
 
 
-def test_every_example_is_in_view_on_a_phone(page, app_url: str) -> None:
+def within(inner: dict, outer: dict) -> bool:
+    """Whether bounding box `inner` lies within `outer` (Playwright's `bounding_box`)."""
+    return (
+        outer["x"] <= inner["x"]
+        and inner["x"] + inner["width"] <= outer["x"] + outer["width"]
+        and outer["y"] <= inner["y"]
+        and inner["y"] + inner["height"] <= outer["y"] + outer["height"]
+    )
+
+
+def test_the_examples_are_one_row_all_in_view_on_a_laptop(page, app_url: str) -> None:
+    laptop = page.context.browser.new_page(viewport={"width": 1280, "height": 720})
+    laptop.goto(app_url)
+    gallery = laptop.locator("#fo1-gallery")
+    thumbnails = gallery.locator("button.thumbnail-item")
+    thumbnails.first.wait_for()
+    assert thumbnails.count() == len(load_examples())
+    frame = gallery.bounding_box()
+    boxes = [thumbnails.nth(i).bounding_box() for i in range(thumbnails.count())]
+    assert all(within(box, frame) and box["width"] >= 120 for box in boxes)
+    assert len({box["y"] for box in boxes}) == 1
+    laptop.close()
+
+
+def test_on_a_phone_the_examples_scroll_sideways_above_the_image(page, app_url: str) -> None:
+    """In rows, nine examples took the whole first screen: the image to box came below it."""
     phone = page.context.browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     phone.goto(app_url)
     gallery = phone.locator("#fo1-gallery")
-    gallery.scroll_into_view_if_needed()
-    frame = gallery.bounding_box()
     thumbnails = gallery.locator("button.thumbnail-item")
+    thumbnails.first.wait_for()
     assert thumbnails.count() == len(load_examples())
-    for i in range(thumbnails.count()):
-        thumb = thumbnails.nth(i).bounding_box()
-        assert thumb["width"] >= 120  # big enough to tell the images apart
-        assert (
-            frame["x"] <= thumb["x"] and thumb["x"] + thumb["width"] <= frame["x"] + frame["width"]
-        )
-        assert thumb["y"] + thumb["height"] <= frame["y"] + frame["height"]
-    shot(phone, "16-examples-on-a-phone")
+    boxes = [thumbnails.nth(i).bounding_box() for i in range(thumbnails.count())]
+    assert all(box["width"] >= 120 for box in boxes)  # big enough to tell the images apart
+    assert len({box["y"] for box in boxes}) == 1
+    upload = phone.locator("#fo1-editor").get_by_text("Click to Upload").bounding_box()
+    assert upload["y"] + upload["height"] <= 844
+    frame = gallery.bounding_box()
+    assert not within(boxes[-1], frame)
+    last = thumbnails.last
+    last.scroll_into_view_if_needed()
+    assert within(last.bounding_box(), frame)
+    last.locator("img").evaluate("img => img.decode()")  # loaded as it scrolls in (lazy)
+    shot(phone, "16-examples-on-a-phone", full_page=False)
+    last.click()
+    wait_for_note(phone, f"{len(load_examples()[-1].boxes)} boxes")
     phone.close()
 
 
@@ -1487,7 +1517,7 @@ def test_on_a_phone_regions_are_picked_with_the_image_in_view(page, app_url: str
         (1280, 720, "Astronaut: caption"),  # square: the image at its tallest
         (1280, 720, "Coffee"),
         (1440, 900, "Astronaut: caption"),
-        (390, 844, "Launch pad"),
+        (390, 844, "Launch pad: count"),
     ],
 )
 def test_a_loaded_example_shows_the_editor_with_its_tools(
@@ -1497,7 +1527,9 @@ def test_a_loaded_example_shows_the_editor_with_its_tools(
     a laptop and on a phone; its tools, Undo and the box count were below the window."""
     screen = page.context.browser.new_page(viewport={"width": width, "height": height})
     screen.goto(app_url)
-    count = {"Astronaut: caption": "4 boxes", "Coffee": "3 boxes", "Launch pad": "5 boxes"}[example]
+    count = {"Astronaut: caption": "4 boxes", "Coffee": "3 boxes", "Launch pad: count": "5 boxes"}[
+        example
+    ]
     open_example(screen, example, count)
     screen.wait_for_timeout(1000)  # the smooth scroll
     image = screen.locator("#fo1-editor canvas").bounding_box()
@@ -1562,7 +1594,7 @@ def test_the_editors_canvas_is_named_as_the_image_to_box(page) -> None:
 
 
 def test_boxes_along_the_top_edge_show_their_number(page) -> None:
-    open_example(page, "Launch pad", "5 boxes")
+    open_example(page, "Launch pad: count", "5 boxes")
     page.wait_for_timeout(500)
     # Boxes #1 and #4 start at the image's top: their tags are drawn just inside them.
     tag_pixels = page.evaluate(
