@@ -133,6 +133,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             label="Examples (click to load)",
             height="auto",  # every example in view: `app_css` fits the columns
             allow_preview=False,
+            buttons=[],  # "Download All" would zip the example images, no use to a visitor
             elem_id="fo1-gallery",
         )
         masks = gr.State({})

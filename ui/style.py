@@ -83,7 +83,8 @@ body.fo1-asking #fo1-history .fo1-latest-note {{ display: none; }}
 body:not(.fo1-asking) #fo1-history .fo1-history:not(:has(li:not(.fo1-latest))) {{
     display: none;
 }}
-#fo1-gallery .grid-wrap {{ min-height: 0; max-height: none; }}
+/* Room for the gallery's label, which floats over its top left corner. */
+#fo1-gallery .grid-wrap {{ min-height: 0; max-height: none; padding-top: 34px; }}
 /* Download names wrap on a phone: cut, the answer's JSON and the COCO file looked alike. The
    extension follows its name, not in a column of its own beside it. */
 #fo1-downloads .filename {{ flex-wrap: wrap; }}

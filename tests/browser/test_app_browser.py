@@ -1290,6 +1290,9 @@ def test_the_examples_are_one_row_all_in_view_on_a_laptop(page, app_url: str) ->
     boxes = [thumbnails.nth(i).bounding_box() for i in range(thumbnails.count())]
     assert all(within(box, frame) and box["width"] >= 120 for box in boxes)
     assert len({box["y"] for box in boxes}) == 1
+    label = gallery.locator("label").first.bounding_box()
+    assert label["y"] + label["height"] <= boxes[0]["y"]  # it floats: not over the pictures
+    assert gallery.get_by_label("Download All").count() == 0
     laptop.close()
 
 
