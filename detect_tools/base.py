@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 import supervision as sv
 import torch
 from huggingface_hub import constants as hub_constants
@@ -35,16 +34,13 @@ from transformers.utils import (
     WEIGHTS_NAME,
 )
 
+from detect_tools.box_rules import covers_a_pixel, cut_to_image
 from detect_tools.images import as_rgb, size_problem, turned_as_shown
 
 logger = logging.getLogger(__name__)
 
 MAX_PROPOSALS = 100
 """The most proposals any proposer returns: the downstream model has 100 region tokens."""
-
-MIN_BOX_SIDE = 1.0
-"""Boxes thinner than one whole pixel after clipping cannot be drawn or pooled: proposals are
-dropped, boxes given to FO1 refused (`covers_a_pixel`)."""
 
 CLASS_NAME = sv.config.CLASS_NAME_DATA_FIELD
 """The ``sv.Detections.data`` key holding a proposer's own label (supervision's convention)."""
@@ -171,28 +167,6 @@ def empty_detections(image_size: tuple[int, int], with_mask: bool = False) -> sv
         confidence=np.zeros(0, dtype=np.float32),
         mask=np.zeros((0, height, width), dtype=bool) if with_mask else None,
     )
-
-
-def whole_pixel_sides(xyxy: npt.ArrayLike) -> np.ndarray:
-    """Widths and heights (shape (..., 2)) of boxes `[x1, y1, x2, y2]` (shape (..., 4)) in whole
-    pixels, as the box editor shows them: [3.5, 4.5] is a pixel wide but rounds (half to even)
-    to [4, 4], a box with no area."""
-    whole = np.round(np.asarray(xyxy, dtype=np.float64))
-    return whole[..., 2:] - whole[..., :2]
-
-
-def covers_a_pixel(xyxy: npt.ArrayLike) -> np.ndarray:
-    """Whether boxes (shape (..., 4), cut to the image) are at least `MIN_BOX_SIDE` wide and
-    high in whole pixels. The one rule for every path a box takes: proposals, boxes typed in the
-    page and boxes given to FO1."""
-    return (whole_pixel_sides(xyxy) >= MIN_BOX_SIDE).all(-1)
-
-
-def cut_to_image(xyxy: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """Boxes (N, 4) cut to a (width, height) image; one wholly outside keeps no area, for
-    `covers_a_pixel` to drop: proposals and boxes given with a benchmark's data alike."""
-    width, height = image_size
-    return np.clip(xyxy, 0, [width, height, width, height])
 
 
 SCORE_DECIMALS = 4

@@ -23,9 +23,8 @@ from fo1_core.cli import (
     read_json,
 )
 from fo1_core.errors import FO1Error
-from fo1_core.processing import check_boxes, unwrap_boxes
+from fo1_core.inputs import check_boxes, unwrap_boxes
 from fo1_core.prompting import unused_text_note, user_text_for_task, without
-from fo1_core.session import StopReason, load
 from fo1_core.templates import (
     CHAT_CONTROL_STRINGS,
     DEFAULT_MAX_NEW_TOKENS,
@@ -100,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         # As the request cleans it: strings of the model's own that any FO1 tokenizer has.
         cleaned = without(text, (IMAGE_PLACEHOLDER, REGION_PLACEHOLDER, *CHAT_CONTROL_STRINGS))
         user_text_for_task(args.task, cleaned.text, len(check_boxes(boxes, image.size)[0]))
+        # Only now: torch and transformers take seconds to import, and a mistake above is told
+        # without them.
+        from fo1_core.session import StopReason, load
+
         pipeline = load(args.checkpoint, device=args.device)
         request = pipeline.prepare(image, boxes, args.task, text)
         for notice in request.notices:

@@ -30,9 +30,6 @@ from fo1_core.modeling import FO1ForConditionalGeneration
 
 logger = logging.getLogger(__name__)
 
-PUBLISHED_CHECKPOINT = "omlab/VLM-FO1_Qwen2.5-VL-3B-v01"
-"""The checkpoint the app and command lines load unless told otherwise."""
-
 _AUX_OFFICIAL, _AUX_OURS = "model.vision_tower_aux.image_tower.", "model.aux_visual."
 
 PREFIX_RENAMES = (

@@ -1,5 +1,6 @@
 """What the command lines share (`python -m fo1_core`, its `evaluate`, `app.py`): argument types,
-and reading the JSON files a user names."""
+and reading the JSON files a user names. Light: no torch until a device is read, so that a
+command line says what is wrong with its arguments and files at once."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from pathlib import Path
 from PIL import Image
 
 from detect_tools.images import refuse_special_file, refuse_url
-from fo1_core.checkpoint import PUBLISHED_CHECKPOINT, parse_device, require_present
 from fo1_core.errors import FO1Error
-from fo1_core.processing import open_image
+from fo1_core.inputs import open_image
+
+PUBLISHED_CHECKPOINT = "omlab/VLM-FO1_Qwen2.5-VL-3B-v01"
+"""The checkpoint the app and command lines load unless told otherwise."""
 
 
 def add_checkpoint_option(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +52,8 @@ positive = whole_number(1)
 def device_name(text: str) -> str:
     """An argparse type: a device this machine has, found out before a model is built on it
     (or a run's records are started)."""
+    from fo1_core.checkpoint import parse_device, require_present  # torch: only to read devices
+
     try:
         require_present(parse_device(text))
     except FO1Error as error:

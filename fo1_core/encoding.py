@@ -22,12 +22,8 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from fo1_core.cache import LRUCache
 from fo1_core.modeling import REGIONS, FO1ForConditionalGeneration, ImageEncoding
 from fo1_core.processing import VisionInputs, num_image_tokens
-from fo1_core.prompting import (
-    ModelIds,
-    expand_image_placeholder,
-    image_prefix_length,
-    prefix_length,
-)
+from fo1_core.prompting import image_prefix_length, prefix_length
+from fo1_core.templates import IMAGE_PLACEHOLDER_ID
 
 GIB = 1 << 30
 IMAGE_CACHE = (16, GIB)
@@ -43,6 +39,26 @@ PREFIX_CACHE = (16, GIB)
 IMAGE_PREFIX_CACHE = (8, GIB // 2)
 """(entries, bytes) kept of KV caches up to the image's end: about 40 MB per 1024 px image at 3B."""
 TURN_CACHE = (8, GIB)
+
+
+@dataclass
+class ModelIds:
+    """Prompt ids as the model consumes them: the image placeholder expanded to one
+    `image_token_id` per image embedding, region slots kept as -300."""
+
+    input_ids: torch.Tensor  # (1, L)
+    mm_token_type_ids: torch.Tensor  # (1, L): 1 on image tokens, 0 elsewhere (regions are text)
+
+
+def expand_image_placeholder(
+    ids: list[int], num_image_tokens: int, image_token_id: int
+) -> ModelIds:
+    if ids.count(IMAGE_PLACEHOLDER_ID) != 1:
+        raise ValueError("The prompt must hold exactly one image placeholder")
+    at = ids.index(IMAGE_PLACEHOLDER_ID)
+    expanded = ids[:at] + [image_token_id] * num_image_tokens + ids[at + 1 :]
+    types = [0] * at + [1] * num_image_tokens + [0] * (len(ids) - at - 1)
+    return ModelIds(torch.tensor([expanded]), torch.tensor([types], dtype=torch.int32))
 
 
 @dataclass

@@ -14,7 +14,7 @@ import supervision as sv
 
 from detect_tools.base import shortest_decimal, written_score
 from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY, Answer, class_ids
-from fo1_core.processing import clip_box
+from fo1_core.inputs import clip_box
 
 
 def _written(value: float) -> float:

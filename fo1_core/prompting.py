@@ -11,9 +11,7 @@ import functools
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-
-import torch
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from fo1_core.errors import FO1Error
 from fo1_core.templates import (
@@ -34,6 +32,9 @@ from fo1_core.templates import (
     FillKind,
     region_token,
 )
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -190,23 +191,3 @@ def image_prefix_length(ids: list[int]) -> int:
     """Length of the part of the ids shared by every question about one image, whatever its
     boxes: everything up to and including the image placeholder."""
     return ids.index(IMAGE_PLACEHOLDER_ID) + 1
-
-
-@dataclass
-class ModelIds:
-    """Prompt ids as the model consumes them: the image placeholder expanded to one
-    `image_token_id` per image embedding, region slots kept as -300."""
-
-    input_ids: torch.Tensor  # (1, L)
-    mm_token_type_ids: torch.Tensor  # (1, L): 1 on image tokens, 0 elsewhere (regions are text)
-
-
-def expand_image_placeholder(
-    ids: list[int], num_image_tokens: int, image_token_id: int
-) -> ModelIds:
-    if ids.count(IMAGE_PLACEHOLDER_ID) != 1:
-        raise ValueError("The prompt must hold exactly one image placeholder")
-    at = ids.index(IMAGE_PLACEHOLDER_ID)
-    expanded = ids[:at] + [image_token_id] * num_image_tokens + ids[at + 1 :]
-    types = [0] * at + [1] * num_image_tokens + [0] * (len(ids) - at - 1)
-    return ModelIds(torch.tensor([expanded]), torch.tensor([types], dtype=torch.int32))

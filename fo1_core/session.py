@@ -37,8 +37,9 @@ from fo1_core.encoding import Encoder, PromptPrefix, Reused
 from fo1_core.errors import FO1Error
 from fo1_core.graphed_forward import PREFILL_CHUNK, GraphedForward
 from fo1_core.host_memory import limit_kernel_caches
+from fo1_core.inputs import ImageSource
 from fo1_core.modeling import FO1ForConditionalGeneration
-from fo1_core.processing import ImagePreprocessor, ImageSource, VisionInputs, num_image_tokens
+from fo1_core.processing import ImagePreprocessor, VisionInputs, num_image_tokens
 from fo1_core.prompting import (
     build_prompt,
     sanitize_user_text,

@@ -34,7 +34,7 @@ from detect_tools.base import Proposer, check_image
 from detect_tools.florence2 import Florence2Proposer
 from fo1_core.answers import parse_answer, to_detections
 from fo1_core.errors import FO1Error
-from fo1_core.processing import box_problem, open_image
+from fo1_core.inputs import box_problem, open_image
 from fo1_core.render import color_for_region, text_color_for_region
 from fo1_core.session import Generation, StopReason
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS

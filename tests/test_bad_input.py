@@ -16,7 +16,7 @@ from transformers import AutoTokenizer
 
 from detect_tools.base import ProposalOptions, finalize
 from fo1_core.errors import FO1Error
-from fo1_core.processing import check_boxes, check_size, read_image
+from fo1_core.inputs import check_boxes, check_size, read_image
 from fo1_core.prompting import sanitize_user_text
 from fo1_core.session import FO1Pipeline
 from fo1_core.templates import ANSWER_TAGS, MAX_REGIONS, REGION_REFERENCE

@@ -19,9 +19,9 @@ from fo1_core.evaluate.__main__ import main as evaluate_main
 from tests.conftest import REPO, RIGGED_ANSWER
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
+def _run(*args: str, python: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "fo1_core", *args],
+        [sys.executable, *python, "-m", "fo1_core", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -77,16 +77,22 @@ def test_cli_warns_that_a_box_task_without_boxes_cannot_mean_anything(
     assert f"{tmp_path / 'boxes.json'} holds none" in done.stderr, done.stderr
 
 
-def test_cli_bad_input_is_one_clear_line_before_the_model_loads(tmp_path: Path) -> None:
+def test_cli_bad_input_is_one_clear_line_before_torch_loads(tmp_path: Path) -> None:
+    """A mistake in the files or text is told at once: before the model, and before torch and
+    transformers, which take seconds to import."""
     Image.new("RGB", (90, 60), "white").save(tmp_path / "image.png")
     (tmp_path / "boxes.json").write_text(json.dumps([[50, 5, 10, 50]]))
     done = _run(
         "--checkpoint", str(tmp_path / "never-loaded"), "--image", str(tmp_path / "image.png"),
         "--boxes", str(tmp_path / "boxes.json"), "--text", "cat", "--device", "cpu",
+        python=("-X", "importtime"),
     )  # fmt: skip
     assert done.returncode == 2
     assert "error: Box #0 is inverted" in done.stderr
     assert "Traceback" not in done.stderr
+    timed = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in timed}
+    assert "fo1_core.inputs" in imported and not imported & {"torch", "transformers"}
 
 
 def test_cli_reads_proposals_and_says_when_the_answer_is_cut(

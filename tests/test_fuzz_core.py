@@ -13,7 +13,7 @@ from PIL import Image
 
 from fo1_core.answers import parse_answer
 from fo1_core.errors import FO1Error
-from fo1_core.processing import open_image
+from fo1_core.inputs import open_image
 from fo1_core.session import FO1Pipeline, Request
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS
 from tests.images import animated_gif, encoded

@@ -239,7 +239,7 @@ def test_an_image_under_the_limit_is_read_without_pillows_bomb_warning(tmp_path:
     command lines' stderr, for an image the limit of 100 allows."""
     path = tmp_path / "large.png"
     Image.new("L", (9720, 9720)).save(path)
-    read = f"from fo1_core.processing import open_image; print(open_image({str(path)!r}).size)"
+    read = f"from fo1_core.inputs import open_image; print(open_image({str(path)!r}).size)"
     done = subprocess.run(
         [sys.executable, "-c", read], cwd=REPO, capture_output=True, text=True, timeout=120
     )

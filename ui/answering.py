@@ -27,7 +27,7 @@ from fo1_core.answers import (
 )
 from fo1_core.encoding import Reused
 from fo1_core.errors import FO1Error
-from fo1_core.processing import open_image, read_image
+from fo1_core.inputs import open_image, read_image
 from fo1_core.prompting import region_list_text
 from fo1_core.render import draw_answer, shown_reduction
 from fo1_core.session import FO1Pipeline, Generation, Request, StopReason

@@ -13,7 +13,7 @@ from typing import TypeVar
 import gradio as gr
 
 from fo1_core.errors import FO1Error
-from fo1_core.processing import image_size
+from fo1_core.inputs import image_size
 from fo1_core.templates import MAX_REGIONS, box_count
 from ui.boxes import (
     Box,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fo1_core.errors import FO1Error
-from fo1_core.processing import box_problem, clip_box, unwrap_boxes
+from fo1_core.inputs import box_problem, clip_box, unwrap_boxes
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
 from fo1_core.templates import MAX_REGIONS, REGION_INDEX, region_token
 from ui.editor import CORNERS, FILE_NAME, turned
@@ -301,7 +301,7 @@ Undo can bring those references back.
 def outside_the_image(boxes: list[Box], width: int, height: int) -> str:
     """For the box note: which of the boxes the model reads reach out of a `width`×`height`
     image, or lie wholly outside it ("" if none). The editor lets a box be drawn into the margin
-    around the image: the model reads it cut to the image (`fo1_core.processing.check_boxes`),
+    around the image: the model reads it cut to the image (`fo1_core.inputs.check_boxes`),
     and Run refuses one with no area left."""
     cut = [clip_box(box, width, height) for box in boxes[:MAX_REGIONS]]
     empty = [i for i, (x1, y1, x2, y2) in enumerate(cut) if x2 <= x1 or y2 <= y1]

@@ -29,7 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from detect_tools.images import UNREADABLE_IMAGE, open_image_file
 from fo1_core.errors import FO1Error
-from fo1_core.processing import check_size, open_image
+from fo1_core.inputs import check_size, open_image
 from ui.errors import user_error
 from ui.files import AppFolder, FileVersion, file_identity, file_version, shown_size
 
@@ -213,7 +213,7 @@ def as_uploaded(self: image_annotator, image: FileData | None) -> str | None:
     The component's own step saved the image again at every event: a JPEG the server sent back
     (Undo, Propose, typed boxes) was compressed once more each time, losing detail, and as other
     bytes it read as another image. EXIF orientation, which that step applied, is applied by
-    everything that opens the file here (`fo1_core.processing.open_image`, `turned`)."""
+    everything that opens the file here (`fo1_core.inputs.open_image`, `turned`)."""
     if image is None:
         return None
     path = str(image.path)
@@ -401,7 +401,7 @@ the three drawing calls of such a tag down, on that canvas only."""
 
 def box_editor(**options: Any) -> image_annotator:
     """The box editor, its images reaching the handlers as uploaded (`as_uploaded`): in their
-    own mode (alpha, 16 bits), which `fo1_core.processing.open_image` reads as the browser shows
+    own mode (alpha, 16 bits), which `fo1_core.inputs.open_image` reads as the browser shows
     them, and in their own bytes."""
     return image_annotator(**options)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import gradio as gr
 from gradio.route_utils import delete_files_created_by_app
 
-from fo1_core.processing import image_size
+from fo1_core.inputs import image_size
 
 
 class AppFolder:
@@ -105,7 +105,7 @@ def file_identity(path: str | None) -> str:
 
 
 def shown_size(path: str) -> tuple[int, int]:
-    """`fo1_core.processing.image_size` of the file at `path`, read once per file version: each
+    """`fo1_core.inputs.image_size` of the file at `path`, read once per file version: each
     box edit asks again, and a PNG's orientation is only known once the whole file is read.
     Raises `OSError` (no such file) or `FO1Error` (not an image)."""
     return _shown_size(file_version(path))

@@ -19,7 +19,7 @@ import detect_tools
 from detect_tools import ProposalOptions, ProposerError
 from detect_tools.base import CLASS_NAME, shortest_decimal, written_score
 from detect_tools.registry import with_shared_models, within_reach
-from fo1_core.processing import open_image
+from fo1_core.inputs import open_image
 from ui.boxes import Box
 from ui.gpu import on_gpu
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from fo1_core.answers import Answer
 from fo1_core.export import to_coco_dataset, to_json
-from fo1_core.processing import open_image
+from fo1_core.inputs import open_image
 from fo1_core.render import draw_answer
 from ui.answer_view import (
     CHIP_CSS,

@@ -19,10 +19,9 @@ from detect_tools.base import (
     ProposalOptions,
     Proposer,
     ProposerError,
-    covers_a_pixel,
-    cut_to_image,
     finalize,
 )
+from detect_tools.box_rules import covers_a_pixel, cut_to_image
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate.datafiles import checked_boxes
 from fo1_core.evaluate.distributed import Shard, wait_for_all

@@ -19,7 +19,7 @@ from detect_tools.base import (
     ProposerError,
     split_prompt,
 )
-from fo1_core.processing import check_boxes, unwrap_boxes
+from fo1_core.inputs import check_boxes, unwrap_boxes
 from ui.proposing import Proposing
 
 
