@@ -5,6 +5,7 @@ Knows nothing of the model that consumes the boxes; it only promises at most `MA
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,7 +22,5 @@ def __getattr__(name: str):
     # (`detect_tools.images`, `outputs`, `box_rules`) should not pay for them, so these load on
     # first use.
     if name in __all__:
-        import importlib
-
         return getattr(importlib.import_module(f"detect_tools.{_HOMES.get(name, 'base')}"), name)
     raise AttributeError(f"module 'detect_tools' has no attribute {name!r}")
