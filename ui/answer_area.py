@@ -15,7 +15,14 @@ import numpy as np
 from fo1_core.answers import Answer
 from fo1_core.render import draw_proposals
 from fo1_core.session import Generation, StopReason
-from ui.answer_view import Turn, answer_html, asked_html, detection_rows, reasoning_html
+from ui.answer_view import (
+    NO_REASONING,
+    Turn,
+    answer_html,
+    asked_html,
+    detection_rows,
+    reasoning_html,
+)
 from ui.answering import Answerer, Prepared, Question, Step, status_line, task_label
 from ui.conversation import NEW_CONVERSATION
 from ui.report import AnswerFolders, Result, Unwritten, write_shown
@@ -213,4 +220,4 @@ def answer_html_placeholder() -> str:
 
 
 def reasoning_placeholder() -> str:
-    return '<div class="fo1-reasoning"><i>…</i></div>'
+    return f'<div class="fo1-reasoning {NO_REASONING}"><i>…</i></div>'

@@ -116,9 +116,16 @@ def conversation_html(
 LATEST_TURN_NOTE = "its latest turn is the answer below"
 
 
+NO_REASONING = "fo1-no-reasoning"
+"""Marks a reasoning pane with none to show: its accordion is hidden (`ui.style`), so a
+question that does not reason shows no empty "Reasoning" to open."""
+
+
 def reasoning_html(answer: Answer, num_regions: int) -> str:
     if not answer.thinking:
-        return '<div class="fo1-reasoning"><i>No reasoning in this answer.</i></div>'
+        return (
+            f'<div class="fo1-reasoning {NO_REASONING}"><i>No reasoning in this answer.</i></div>'
+        )
     return f'<div class="fo1-reasoning">{rich_text(answer.thinking, num_regions)}</div>'
 
 

@@ -67,6 +67,7 @@ from ui.page_scripts import (
     PROPOSING,
     QUESTION_EDITED,
     READING_THE_ANSWER,
+    REASONING_SHOWN,
     SHOW_THE_LATEST_TURN,
     SHOW_THE_OUTCOME,
     STATUS_NOTES,
@@ -507,6 +508,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         for ended in (answering.then, answering.failure):
             ended(None, js=IDLE, api_visibility="private")
         answer.change(None, js=FOLLOW_THE_ANSWER, api_visibility="private")
+        reasoning.change(None, reasoning, js=REASONING_SHOWN, api_visibility="private")
         history.change(None, js=SHOW_THE_LATEST_TURN, api_visibility="private")
         answering.then(
             handlers.downloads,

@@ -3,6 +3,8 @@ scrolling, and the page's clock that the server compares events by (`ui.layout` 
 
 from __future__ import annotations
 
+from ui.answer_view import NO_REASONING
+
 WITH_PAGE_TIME = "(...inputs) => [...inputs.slice(0, -1), Date.now()]"
 """The page-side step of Run, Stop, Propose, a box edit and a new image: their last input becomes
 the page's clock, so the server can tell a Stop, a box edit or a new image that came after a
@@ -87,6 +89,12 @@ SHOW_THE_ANSWER = """() => {
 }"""
 """Where the answer would stream in below the window (a laptop's screen, a phone), scrolls to put
 Run at the top, the status and answer under it."""
+
+REASONING_SHOWN = f"""(html) => document.body.classList.toggle(
+    "fo1-reasoned", Boolean(html) && !html.includes("{NO_REASONING}")
+)"""
+"""The reasoning pane changed: its accordion is shown (`app_css`) only while it holds reasoning.
+Read from the value, not the pane: a closed accordion does not render what it holds."""
 
 FORGET_THE_KEPT_QUESTION = 'document.body.classList.remove("fo1-run-next")'
 """Another image or task: a question kept for later (`KEYS_AND_TURNS`) is no longer the one to

@@ -83,6 +83,9 @@ body.fo1-asking #fo1-history .fo1-latest-note {{ display: none; }}
 body:not(.fo1-asking) #fo1-history .fo1-history:not(:has(li:not(.fo1-latest))) {{
     display: none;
 }}
+/* Shown once an answer reasons (`REASONING_SHOWN`): an empty "Reasoning" under every detection
+   was only clutter. */
+body:not(.fo1-reasoned) #fo1-reasoning-box {{ display: none; }}
 /* Room for the gallery's label, which floats over its top left corner. */
 #fo1-gallery .grid-wrap {{ min-height: 0; max-height: none; padding-top: 34px; }}
 /* Download names wrap on a phone: cut, the answer's JSON and the COCO file looked alike. The

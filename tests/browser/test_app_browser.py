@@ -1227,6 +1227,14 @@ def test_an_answer_about_boxes_since_changed_says_so(page) -> None:
     shot(page, "15-answer-about-changed-boxes")
 
 
+def test_an_answer_that_does_not_reason_shows_no_reasoning_to_open(page) -> None:
+    open_example(page, "Coffee: detect cup and spoon")
+    run_detection(page, "red circle", max_tokens=32)
+    page.locator("#fo1-status", has_text="token limit").wait_for()
+    assert "red circle" in page.locator("#fo1-answer").inner_text()
+    assert not page.locator("#fo1-reasoning-box").is_visible()
+
+
 def test_undo_after_the_remove_button_brings_the_answer_back(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     run_detection(page, "red circle", max_tokens=32)

@@ -32,7 +32,7 @@ def is_open(page) -> bool:
 def test_the_reasoning_opens_as_it_starts(app_url: str) -> None:
     with opened_page(app_url) as page:
         open_example(page, "Chelsea: reason about regions")
-        assert not is_open(page)
+        assert not page.locator("#fo1-reasoning-box").is_visible()  # none yet to read
         page.locator("#fo1-run").click()
         page.locator("#fo1-status", has_text="Done").wait_for()
         assert is_open(page) and "leftmost" in page.locator("#fo1-reasoning").inner_text()
@@ -45,5 +45,6 @@ def test_the_reasoning_opens_as_it_starts(app_url: str) -> None:
         # Closed by the user, it opens again with the next answer's reasoning.
         page.locator("#fo1-reasoning-box button").first.click()
         page.wait_for_function("!document.querySelector('#fo1-reasoning')?.checkVisibility()")
+        assert page.locator("#fo1-reasoning-box").is_visible()  # there to open again
         page.locator("#fo1-run").click()
         page.locator("#fo1-reasoning").wait_for(state="visible")
