@@ -35,19 +35,19 @@ MERGED_DIR = Path(tempfile.gettempdir()) / "fo1-fonts"
 @functools.cache
 def installed_fonts() -> tuple[str, ...]:
     """Paths of the `FONT_FILES` on this machine, in that order."""
-    return _found(FONT_FILES)
+    return fonts_matching(FONT_FILES)
 
 
 @functools.cache
 def base_font() -> tuple[str, ...]:
     """The path of `BASE_FONT` on this machine, if it is there."""
-    return _found([BASE_FONT])[:1]
+    return fonts_matching([BASE_FONT])[:1]
 
 
 @functools.cache
 def script_fonts() -> tuple[str, ...]:
     """Paths of Noto Sans' script fonts on this machine (none without `fonts-noto-core`)."""
-    return _found([SCRIPT_FONTS])
+    return fonts_matching([SCRIPT_FONTS])
 
 
 def font_for(text: str) -> str | None:
@@ -109,7 +109,7 @@ def _merge(parts: tuple[str, ...]) -> str | None:
     return str(target)
 
 
-def _found(patterns: Iterable[str]) -> tuple[str, ...]:
+def fonts_matching(patterns: Iterable[str]) -> tuple[str, ...]:
     """The files matching `patterns` in `FONT_DIRS`, by pattern, then by name."""
     found = (
         path

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from skimage import data
 
-from fo1_core.fonts import FONT_DIRS
+from fo1_core.fonts import fonts_matching
 
 OUT = Path(__file__).resolve().parents[1] / "examples" / "signs.jpg"
 SIZE = (640, 448)
@@ -28,8 +28,7 @@ Box = tuple[int, int, int, int]
 
 
 def font(name: str, size: int) -> ImageFont.FreeTypeFont:
-    path = next(path for folder in FONT_DIRS for path in folder.rglob(name))
-    return ImageFont.truetype(str(path), size)
+    return ImageFont.truetype(fonts_matching([name])[0], size)
 
 
 def wall(width: int, height: int) -> Image.Image:

@@ -132,7 +132,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         gallery = gr.Gallery(
             [(str(e.image), e.title) for e in examples],
             label="Examples (click to load)",
-            height="auto",  # every example in view: `app_css` fits the columns
+            height="auto",  # one row, as `app_css` lays it out: no scroll box of its own
             allow_preview=False,
             buttons=[],  # "Download All" would zip the example images, no use to a visitor
             elem_id="fo1-gallery",

@@ -73,9 +73,11 @@ class AnswerLeft:
         area = list(self.answer_area)
         if area[_RESULT] is not None and not Path(area[_RESULT]).is_file():
             area[_RESULT] = None
-        area[_DOWNLOADS] = [path for path in area[_DOWNLOADS] or [] if Path(path).is_file()] or None
         if self.unwritten is not None:
-            area[_DOWNLOADS] = self.unwritten.write()
+            files = self.unwritten.write()
+        else:
+            files = [path for path in area[_DOWNLOADS] or [] if Path(path).is_file()]
+        area[_DOWNLOADS] = files or None
         return self.masks or {}, self.proposed, *area
 
 
