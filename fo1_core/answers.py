@@ -8,7 +8,7 @@ Grammar (SPEC §10):
   region tags is ignored, groups with the same label are merged;
 - bare reference: ``<region3>`` anywhere;
 - reasoning: ``<think>…</think><answer>…</answer>``;
-- counting: the first integer left after removing all region tags, else 0.
+- counting: the first integer left after removing all region tags (any digits), else 0.
 
 Nothing here raises on model output: a group is reported only once its ``</objects>`` has arrived,
 so parsing a prefix of an answer yields a subset of the final groups; indexes that name no box are
@@ -55,6 +55,10 @@ _TOKEN = re.compile(
     f"|(?P<control>{'|'.join(map(re.escape, CHAT_CONTROL_STRINGS))})"
 )
 _INTEGER = re.compile(r"\d+")
+_ANY_REGION_SPELLING = re.compile(rf"{re.escape(_REGION_HEAD)}\d+>")
+"""A region tag however its number is written (`<region02>`, other scripts' digits): not a
+reference (`REGION_REFERENCE`), but not a count either; the official CountBench script drops all
+of them."""
 COUNT_DIGITS = 18
 """The longest count `count_rule` reads as written (see there)."""
 _KNOWN_TAGS = (*ANSWER_TAGS, *CHAT_CONTROL_STRINGS)
@@ -153,7 +157,7 @@ def count_rule(text: str) -> int:
     A number of more than `COUNT_DIGITS` digits (a model stuck writing zeros, say) reads as
     `10 ** COUNT_DIGITS`: no image holds that many of anything, and Python refuses to read a
     number of more than 4 300 digits."""
-    match = _INTEGER.search(REGION_REFERENCE.sub("", text))
+    match = _INTEGER.search(_ANY_REGION_SPELLING.sub("", text))
     if match is None:
         return 0
     digits = "".join(str(unicodedata.digit(c)) for c in match.group()).lstrip("0") or "0"

@@ -276,6 +276,8 @@ def test_reasoning_split(text: str, thinking: str | None, final: str | None) -> 
         ("1" + "0" * 5000, 10**COUNT_DIGITS),
         ("There are 0007 cats", 7),
         ("There are \u0660\u0660\u0667 cats", 7),  # other scripts' digits, as Python reads them
+        # a region tag spelt otherwise is no reference, and no count either (CountBench's rule)
+        ("<region02><region\u0663> There are 4 cats.", 4),
     ],
 )
 def test_count_rule(text: str, count: int) -> None:
