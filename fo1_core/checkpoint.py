@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
 import re
 import shutil
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ from detect_tools.base import read_device
 from detect_tools.images import refuse_url
 from fo1_core.configuration import FO1Config
 from fo1_core.errors import FO1Error
+from fo1_core.host_memory import available_memory
 from fo1_core.modeling import FO1ForConditionalGeneration
 
 logger = logging.getLogger(__name__)
@@ -179,6 +181,73 @@ def _weight_files(folder: Path) -> list[Path]:
     return files
 
 
+def _unreadable(file: Path, error: Exception) -> FO1Error:
+    return FO1Error(
+        f"The weight file {file} cannot be read ({error}); a download cut short "
+        "leaves such a file: download the checkpoint again."
+    )
+
+
+def weight_count(folder: Path) -> int:
+    """How many numbers the checkpoint's weights hold, read from the files' headers."""
+    total = 0
+    for file in _weight_files(folder):
+        try:
+            with safe_open(str(file), framework="pt") as weights:
+                total += sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())
+        except (SafetensorError, OSError) as error:
+            raise _unreadable(file, error) from error
+    return total
+
+
+HOST_HEADROOM = 2 << 30
+"""Memory beyond the weights that answering takes on a CPU: the towers' activations, the
+prefill, the encoder's caches of recent images."""
+
+
+def host_dtype(folder: Path, dtype: torch.dtype, asked: bool) -> torch.dtype:
+    """The dtype to load the model in on the CPU: `dtype`, or bfloat16 where `dtype` was not
+    `asked` for and would not leave room to answer in the memory free here (the 3B model needs
+    about 17 GB in float32, 8.3 GB in bfloat16: a free CPU Space has 16 GB). A process that runs
+    out of memory while loading is killed without a word: an `FO1Error` says so first where
+    even the smallest choice does not fit."""
+    free = available_memory()
+    if free is None:
+        return dtype
+    count = weight_count(folder)
+    smaller = [torch.bfloat16] if not asked and dtype.itemsize > 2 else []
+    choices = [dtype, *smaller]
+    choice = next((d for d in choices if count * d.itemsize + HOST_HEADROOM <= free), None)
+    if choice is None:
+        choice = choices[-1]
+        if count * choice.itemsize > free:
+            advice = ", or load it in bfloat16" if choice.itemsize > 2 else ""
+            raise FO1Error(
+                f"The model's {count / 1e9:.2g} billion weights need {_gb(count * choice.itemsize)}"
+                f" of memory in {_dtype_name(choice)}, and {_gb(free)} are free here: use a GPU"
+                f" or a machine with more memory{advice}."
+            )
+        logger.warning(
+            "The model's weights take %s in %s and %s are free: answering may run out of memory.",
+            _gb(count * choice.itemsize), _dtype_name(choice), _gb(free),
+        )  # fmt: skip
+    if choice != dtype:
+        logger.warning(
+            "Loading in bfloat16: in %s the model's weights would take %s, and %s are free. "
+            "On a CPU without native bfloat16 it answers more slowly.",
+            _dtype_name(dtype), _gb(count * dtype.itemsize), _gb(free),
+        )  # fmt: skip
+    return choice
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.1f} GB"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 @dataclass
 class LoadReport:
     missing: list[str]
@@ -229,10 +298,7 @@ def load_weights(model: FO1ForConditionalGeneration, folder: Path) -> LoadReport
                         target.copy_(tensor)
                         seen.add(key)
             except (SafetensorError, OSError) as error:
-                raise FO1Error(
-                    f"The weight file {file} cannot be read ({error}); a download cut short "
-                    "leaves such a file: download the checkpoint again."
-                ) from error
+                raise _unreadable(file, error) from error
     missing = [to_official_key(k) for k in params if k not in seen and k not in tied]
     return LoadReport(missing=missing, unexpected=unexpected, mismatched=mismatched)
 
@@ -286,7 +352,10 @@ def load_model(
             f"dtype must be a floating-point torch dtype (torch.bfloat16, torch.float16 or "
             f"torch.float32); got {dtype!r}."
         )
+    asked = dtype is not None
     dtype = dtype or (default_dtype if device.type == default_device.type else torch.float32)
+    if device.type == "cpu":
+        dtype = host_dtype(folder, dtype, asked)
     try:
         config = FO1Config.from_pretrained(folder)
     except (OSError, ValueError, TypeError) as error:

@@ -12,19 +12,22 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from fo1_core import checkpoint
+from fo1_core import checkpoint, host_memory
 from fo1_core.checkpoint import (
+    HOST_HEADROOM,
     avoid_cudnn_attention,
     load_model,
     save_checkpoint,
     to_official_key,
     to_our_key,
+    weight_count,
 )
 from fo1_core.configuration import FO1Config
 from fo1_core.errors import FO1Error
 from fo1_core.modeling import FO1ForConditionalGeneration
 from fo1_core.session import load
-from tests.conftest import REFERENCE_DIR, SPEC_DIR
+from fo1_core.templates import IM_END
+from tests.conftest import REFERENCE_DIR, RIGGED_ANSWER, SPEC_DIR
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json")
 
@@ -137,6 +140,79 @@ def test_cpu_default_dtype_follows_the_cpu_with_the_head_tied_as_configured(
     tied = model.lm_head.weight is model.model.language_model.embed_tokens.weight
     assert tied == model.config.tie_word_embeddings
     assert not model.training
+
+
+def _free_memory(monkeypatch: pytest.MonkeyPatch, free: int) -> None:
+    monkeypatch.setattr(checkpoint, "available_memory", lambda: free)
+    monkeypatch.setattr(checkpoint, "cpu_has_bfloat16", lambda: False)  # float32 by default
+
+
+def test_a_cpu_short_of_memory_for_float32_loads_the_model_in_bfloat16_and_answers(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, answering_checkpoint: Path
+) -> None:
+    """The 3B model takes about 17 GB in float32: on a free CPU Space's 16 GB the process was
+    killed while loading, without a word."""
+    _free_memory(monkeypatch, weight_count(answering_checkpoint) * 4 + HOST_HEADROOM - 1)
+    pipeline = load(answering_checkpoint, device="cpu")
+    assert pipeline.model.dtype == torch.bfloat16
+    assert "Loading in bfloat16" in caplog.text
+    image = Image.new("RGB", (160, 120), (40, 90, 200))
+    boxes = [[10, 10, 60, 60], [70, 20, 150, 100], [5, 70, 50, 115]]
+    assert pipeline.ask(image, boxes, "OD_template", "circle").text == RIGGED_ANSWER + IM_END
+
+
+def test_float32_is_kept_where_it_leaves_room_to_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    _free_memory(monkeypatch, weight_count(REFERENCE_DIR) * 4 + HOST_HEADROOM)
+    model, _ = load_model(REFERENCE_DIR, device="cpu")
+    assert model.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bytes_per_weight", "message"),
+    [
+        # not even bfloat16's weights fit: said before loading, not killed while loading
+        (None, 1.5, r"need [\d.]+ GB of memory in bfloat16, and [\d.]+ GB are free"),
+        # float32 asked for is not changed behind the caller's back
+        (torch.float32, 3.5, "in float32, .* or load it in bfloat16"),
+    ],
+)
+def test_weights_that_do_not_fit_in_memory_are_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype | None, bytes_per_weight, message: str
+) -> None:
+    _free_memory(monkeypatch, int(weight_count(REFERENCE_DIR) * bytes_per_weight))
+    with pytest.raises(FO1Error, match=message):
+        load_model(REFERENCE_DIR, device="cpu", dtype=dtype)
+
+
+GIB = 1 << 30
+
+
+@pytest.mark.parametrize(
+    ("cgroup_v2", "cgroup_v1", "free"),
+    [
+        (None, None, 20 * GIB),  # no container: the system's available memory
+        (("max", "1"), None, 20 * GIB),  # a container without a limit
+        ((str(16 * GIB), str(10 * GIB)), None, 6 * GIB),  # a Space's 16 GB, 10 of them taken
+        (None, (str(8 * GIB), str(GIB)), 7 * GIB),  # cgroup v1
+        (None, (str((1 << 63) - 4096), "1"), 20 * GIB),  # v1's "no limit"
+    ],
+)
+def test_the_memory_free_is_the_containers_where_it_has_less(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cgroup_v2, cgroup_v1, free: int
+) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(f"MemTotal: {32 * GIB // 1024} kB\nMemAvailable: {20 * GIB // 1024} kB\n")
+    monkeypatch.setattr(host_memory, "MEMINFO", meminfo)
+    for name, files, values in (
+        ("CGROUP_V2", ("memory.max", "memory.current"), cgroup_v2),
+        ("CGROUP_V1", ("memory.limit_in_bytes", "memory.usage_in_bytes"), cgroup_v1),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        for file, value in zip(files, values or (), strict=False):
+            (folder / file).write_text(value + "\n")
+        monkeypatch.setattr(host_memory, name, folder)
+    assert host_memory.available_memory() == free
 
 
 def _truncate(file: Path) -> None:
