@@ -24,7 +24,7 @@ import numpy as np
 import supervision as sv
 import torch
 from huggingface_hub import constants as hub_constants
-from huggingface_hub import try_to_load_from_cache
+from huggingface_hub import get_safetensors_metadata, try_to_load_from_cache
 from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 from PIL import Image
 from transformers.utils import (
@@ -36,6 +36,7 @@ from transformers.utils import (
 
 from detect_tools.box_rules import covers_a_pixel, cut_to_image
 from detect_tools.images import as_rgb, size_problem, turned_as_shown
+from detect_tools.memory import MEMORY_TO_SPARE, available_memory, safetensors_numel
 
 logger = logging.getLogger(__name__)
 
@@ -386,6 +387,8 @@ class ModelProposer(Proposer):
                     f"{self.checkpoint!r} holds a model of type {stored!r}, not {self.label}: "
                     "pass the folder of this proposer's checkpoint."
                 )
+            if self.device.type == "cpu":
+                self._check_memory()
             loaded = self._load()
         except ProposerError:
             raise
@@ -419,6 +422,41 @@ class ModelProposer(Proposer):
             ) from error
         loaded.model.to(self.device).eval()
         return loaded
+
+    def _check_memory(self) -> None:
+        """A `ProposerError` where loading would leave less than `MEMORY_TO_SPARE` free: a
+        process out of memory is killed without a word, and the app with it, every user's page
+        and the FO1 model loaded beside the proposer."""
+        free = available_memory()
+        count = self._weight_count() if free is not None else None
+        if free is None or count is None:
+            return
+        need = count * self.dtype.itemsize
+        if need + MEMORY_TO_SPARE > free:
+            raise ProposerError(
+                f"There is not enough memory here to load {self.label}: its weights take "
+                f"{need / 1e9:.1f} GB and {free / 1e9:.1f} GB are free, {MEMORY_TO_SPARE >> 30} GB "
+                "of which must stay free to answer questions. Draw the boxes yourself, or pick "
+                "a proposer that needs no model."
+            )
+
+    def _weight_count(self) -> int | None:
+        """How many numbers the checkpoint's weights hold: read from the files' headers where
+        they are here (a folder, or the Hugging Face cache), else asked of the hub, which is
+        about to send them; None where neither tells (weights in another format, or no hub)."""
+        folder = Path(self.checkpoint)
+        if not folder.is_dir():
+            config = try_to_load_from_cache(self.checkpoint, "config.json")
+            folder = Path(config).parent if isinstance(config, str) else None
+        files = sorted(folder.glob("*.safetensors")) if folder is not None else []
+        try:
+            if files:
+                return sum(safetensors_numel(file) for file in files)
+            if folder is None and not hub_constants.HF_HUB_OFFLINE:
+                return sum(get_safetensors_metadata(self.checkpoint).parameter_count.values())
+        except Exception:  # noqa: BLE001 (loading tells what is wrong with the files)
+            logger.debug("No weight count for %s", self.checkpoint, exc_info=True)
+        return None
 
     @abstractmethod
     def _load(self) -> LoadedModel:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import math
 import re
 import shutil
 from collections.abc import Iterable
@@ -25,9 +24,9 @@ from transformers.initialization import no_init_weights
 
 from detect_tools.base import read_device
 from detect_tools.images import refuse_url
+from detect_tools.memory import MEMORY_TO_SPARE, available_memory, safetensors_numel
 from fo1_core.configuration import FO1Config
 from fo1_core.errors import FO1Error
-from fo1_core.host_memory import available_memory
 from fo1_core.modeling import FO1ForConditionalGeneration
 
 logger = logging.getLogger(__name__)
@@ -193,16 +192,10 @@ def weight_count(folder: Path) -> int:
     total = 0
     for file in _weight_files(folder):
         try:
-            with safe_open(str(file), framework="pt") as weights:
-                total += sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())
-        except (SafetensorError, OSError) as error:
+            total += safetensors_numel(file)
+        except (ValueError, OSError) as error:
             raise _unreadable(file, error) from error
     return total
-
-
-HOST_HEADROOM = 2 << 30
-"""Memory beyond the weights that answering takes on a CPU: the towers' activations, the
-prefill, the encoder's caches of recent images."""
 
 
 def host_dtype(folder: Path, dtype: torch.dtype, asked: bool) -> torch.dtype:
@@ -217,7 +210,7 @@ def host_dtype(folder: Path, dtype: torch.dtype, asked: bool) -> torch.dtype:
     count = weight_count(folder)
     smaller = [torch.bfloat16] if not asked and dtype.itemsize > 2 else []
     choices = [dtype, *smaller]
-    choice = next((d for d in choices if count * d.itemsize + HOST_HEADROOM <= free), None)
+    choice = next((d for d in choices if count * d.itemsize + MEMORY_TO_SPARE <= free), None)
     if choice is None:
         choice = choices[-1]
         if count * choice.itemsize > free:

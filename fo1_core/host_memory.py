@@ -7,7 +7,6 @@ from __future__ import annotations
 import ctypes
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 KERNEL_CACHE_LIMITS = {
     # oneDNN compiles a kernel per tensor shape and keeps 1 024 of them; ideep keeps a
@@ -44,46 +43,3 @@ def trim_heap() -> None:
     about 1 MB more per new image size on a CPU. It takes a few milliseconds."""
     if _malloc_trim is not None:
         _malloc_trim(0)
-
-
-MEMINFO = Path("/proc/meminfo")
-CGROUP_V2 = Path("/sys/fs/cgroup")
-CGROUP_V1 = Path("/sys/fs/cgroup/memory")
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this process can still take, or None where that cannot be read (not
-    Linux). The system's available memory, or less where the container's limit leaves less: a
-    Space's container sees its host's memory in `/proc/meminfo`, its own limit only in its
-    cgroup."""
-    free = [
-        _meminfo_available(),
-        _room(CGROUP_V2 / "memory.max", CGROUP_V2 / "memory.current"),
-        _room(CGROUP_V1 / "memory.limit_in_bytes", CGROUP_V1 / "memory.usage_in_bytes"),
-    ]
-    known = [value for value in free if value is not None]
-    return min(known) if known else None
-
-
-def _meminfo_available() -> int | None:
-    try:
-        lines = MEMINFO.read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        name, _, value = line.partition(":")
-        if name == "MemAvailable" and value.split()[0].isdigit():
-            return int(value.split()[0]) * 1024
-    return None
-
-
-def _room(limit_file: Path, usage_file: Path) -> int | None:
-    """A cgroup's limit less its usage; None without a limit ("max", or v1's page-rounded
-    `LONG_MAX` meaning none) or where the files cannot be read."""
-    try:
-        limit, usage = limit_file.read_text().strip(), usage_file.read_text().strip()
-    except OSError:
-        return None
-    if not (limit.isdigit() and usage.isdigit()) or int(limit) >= 1 << 62:
-        return None
-    return max(0, int(limit) - int(usage))

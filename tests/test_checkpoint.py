@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from fo1_core import checkpoint, host_memory
+from detect_tools.memory import MEMORY_TO_SPARE
+from fo1_core import checkpoint
 from fo1_core.checkpoint import (
-    HOST_HEADROOM,
     avoid_cudnn_attention,
     load_model,
     save_checkpoint,
@@ -152,7 +152,7 @@ def test_a_cpu_short_of_memory_for_float32_loads_the_model_in_bfloat16_and_answe
 ) -> None:
     """The 3B model takes about 17 GB in float32: on a free CPU Space's 16 GB the process was
     killed while loading, without a word."""
-    _free_memory(monkeypatch, weight_count(answering_checkpoint) * 4 + HOST_HEADROOM - 1)
+    _free_memory(monkeypatch, weight_count(answering_checkpoint) * 4 + MEMORY_TO_SPARE - 1)
     pipeline = load(answering_checkpoint, device="cpu")
     assert pipeline.model.dtype == torch.bfloat16
     assert "Loading in bfloat16" in caplog.text
@@ -162,7 +162,7 @@ def test_a_cpu_short_of_memory_for_float32_loads_the_model_in_bfloat16_and_answe
 
 
 def test_float32_is_kept_where_it_leaves_room_to_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    _free_memory(monkeypatch, weight_count(REFERENCE_DIR) * 4 + HOST_HEADROOM)
+    _free_memory(monkeypatch, weight_count(REFERENCE_DIR) * 4 + MEMORY_TO_SPARE)
     model, _ = load_model(REFERENCE_DIR, device="cpu")
     assert model.dtype == torch.float32
 
@@ -182,37 +182,6 @@ def test_weights_that_do_not_fit_in_memory_are_a_clear_error(
     _free_memory(monkeypatch, int(weight_count(REFERENCE_DIR) * bytes_per_weight))
     with pytest.raises(FO1Error, match=message):
         load_model(REFERENCE_DIR, device="cpu", dtype=dtype)
-
-
-GIB = 1 << 30
-
-
-@pytest.mark.parametrize(
-    ("cgroup_v2", "cgroup_v1", "free"),
-    [
-        (None, None, 20 * GIB),  # no container: the system's available memory
-        (("max", "1"), None, 20 * GIB),  # a container without a limit
-        ((str(16 * GIB), str(10 * GIB)), None, 6 * GIB),  # a Space's 16 GB, 10 of them taken
-        (None, (str(8 * GIB), str(GIB)), 7 * GIB),  # cgroup v1
-        (None, (str((1 << 63) - 4096), "1"), 20 * GIB),  # v1's "no limit"
-    ],
-)
-def test_the_memory_free_is_the_containers_where_it_has_less(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cgroup_v2, cgroup_v1, free: int
-) -> None:
-    meminfo = tmp_path / "meminfo"
-    meminfo.write_text(f"MemTotal: {32 * GIB // 1024} kB\nMemAvailable: {20 * GIB // 1024} kB\n")
-    monkeypatch.setattr(host_memory, "MEMINFO", meminfo)
-    for name, files, values in (
-        ("CGROUP_V2", ("memory.max", "memory.current"), cgroup_v2),
-        ("CGROUP_V1", ("memory.limit_in_bytes", "memory.usage_in_bytes"), cgroup_v1),
-    ):
-        folder = tmp_path / name
-        folder.mkdir()
-        for file, value in zip(files, values or (), strict=False):
-            (folder / file).write_text(value + "\n")
-        monkeypatch.setattr(host_memory, name, folder)
-    assert host_memory.available_memory() == free
 
 
 def _truncate(file: Path) -> None:

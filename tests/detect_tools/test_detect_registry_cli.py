@@ -10,7 +10,7 @@ import supervision as sv
 import torch
 from PIL import Image
 
-from detect_tools import registry
+from detect_tools import base, registry
 from detect_tools.__main__ import detections_to_json, main
 from detect_tools.base import (
     MAX_PROMPT_CLASSES,
@@ -19,6 +19,7 @@ from detect_tools.base import (
     ProposerError,
     split_prompt,
 )
+from detect_tools.memory import MEMORY_TO_SPARE, safetensors_numel
 from fo1_core.inputs import check_boxes, unwrap_boxes
 from ui.proposing import Proposing
 
@@ -311,3 +312,35 @@ def test_a_visitor_is_offered_the_proposers_that_can_run_here(tmp_path, monkeypa
     online = Proposing("cpu")
     assert {name for _, name in online.choices()} == set(registry.available())
     assert online.default() == "florence2"
+
+
+def _free_memory(monkeypatch, checkpoint, spare_bytes: int) -> None:
+    """Memory free: a float32 checkpoint's weights, `MEMORY_TO_SPARE` and `spare_bytes`."""
+    need = sum(safetensors_numel(file) for file in checkpoint.glob("*.safetensors")) * 4
+    monkeypatch.setattr(base, "available_memory", lambda: need + MEMORY_TO_SPARE + spare_bytes)
+
+
+def test_a_proposer_too_large_for_the_memory_free_is_refused_not_loaded(
+    florence2_checkpoint, photo, monkeypatch, tmp_path
+):
+    """Out of memory, the server process would be killed, every visitor's page with it."""
+    folder = shutil.copytree(florence2_checkpoint, tmp_path / "florence2")  # not loaded before
+    proposing = Proposing("cpu", {"florence2": str(folder)})
+    _free_memory(monkeypatch, folder, -1)
+    with pytest.raises(ProposerError, match="not enough memory here to load Florence-2"):
+        proposing.propose(photo, "florence2", None, None, 5)
+    _free_memory(monkeypatch, folder, 0)  # memory freed since: loads at once
+    assert len(proposing.propose(photo, "florence2", None, None, 5).boxes) > 0
+
+
+def test_the_weights_in_the_hub_cache_are_counted_before_loading(
+    omdet_turbo_checkpoint, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--omlab--omdet-turbo-swin-tiny-hf"
+    shutil.copytree(omdet_turbo_checkpoint, repo / "snapshots/abc")
+    (repo / "refs").mkdir()
+    (repo / "refs/main").write_text("abc")
+    _free_memory(monkeypatch, omdet_turbo_checkpoint, -1)
+    with pytest.raises(ProposerError, match="not enough memory"):
+        registry.get("omdet-turbo", device="cpu").load()
