@@ -363,6 +363,13 @@ def load_model(
             )
     except FO1Error:
         raise
+    except torch.OutOfMemoryError as error:
+        size = _gb(weight_count(folder) * dtype.itemsize)
+        raise FO1Error(
+            f"The model does not fit in the memory of {device}: its weights take {size} in "
+            f"{_dtype_name(dtype)}, beside what else runs there. Use a GPU with more free "
+            "memory, or the CPU (--device cpu)."
+        ) from error
     except (KeyError, TypeError, ValueError, ImportError) as error:
         # A field missing or of another type than the published config's, an attention
         # implementation transformers does not know or cannot load here.

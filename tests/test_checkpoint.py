@@ -184,6 +184,17 @@ def test_weights_that_do_not_fit_in_memory_are_a_clear_error(
         load_model(REFERENCE_DIR, device="cpu", dtype=dtype)
 
 
+def test_a_model_too_large_for_the_gpu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What CUDA raises when the weights do not fit, told as the fix rather than a traceback."""
+
+    def no_room(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 594.00 MiB")
+
+    monkeypatch.setattr(FO1ForConditionalGeneration, "_from_config", no_room)
+    with pytest.raises(FO1Error, match=r"does not fit in the memory of cpu: .*--device cpu"):
+        load_model(REFERENCE_DIR, device="cpu", dtype=torch.bfloat16)
+
+
 def _truncate(file: Path) -> None:
     file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
 
