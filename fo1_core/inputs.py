@@ -35,10 +35,27 @@ def open_image(source: ImageSource | None) -> Image.Image:
     return read_image(source)[0]
 
 
+def _closed(image: Image.Image) -> bool:
+    """Whether `image` was closed: Pillow then answers any use of its pixels with an error, which
+    would read as a damaged file."""
+    try:
+        _ = image.im
+    except ValueError:
+        return True
+    except AssertionError:  # Pillow's way of saying a file's pixels are not read yet
+        return False
+    return False
+
+
 def read_image(source: ImageSource | None) -> tuple[Image.Image, list[str]]:
     """`open_image`, with notices of what the model will not see (the later frames of an
     animation or of a multi-page file)."""
     if isinstance(source, Image.Image):
+        if _closed(source):
+            raise FO1Error(
+                "The image was closed before it was passed (Image.close(), or the end of a "
+                "`with Image.open(...)` block): pass it while it is open, or pass its path."
+            )
         image = source
     elif isinstance(source, np.ndarray):
         image = _from_array(source)

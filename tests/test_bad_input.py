@@ -24,6 +24,11 @@ from tests.conftest import REFERENCE_DIR
 from tests.images import animated_gif, encoded
 
 
+def _closed(image: Image.Image) -> Image.Image:
+    image.close()
+    return image
+
+
 def _png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -31,6 +36,7 @@ def _png_bytes(image: Image.Image) -> bytes:
 
 
 IMAGE = Image.new("RGB", (120, 80), (200, 30, 30))
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "coffee.jpg"
 BOX = [[10, 10, 50, 50]]
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\nnewpath 0 0 moveto 40 40 lineto stroke\n"
 
@@ -91,6 +97,9 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\nnewpath 0 0 moveto 40
         (IMAGE, BOX, "Region_OCR_template", "cat", "'Region OCR' asks about regions: name them"),
         # an empty free prompt
         (IMAGE, BOX, "free", "", "prompt is empty"),
+        # an image closed before it was passed: not a damaged file
+        (_closed(Image.new("RGB", (40, 30))), BOX, "OD_template", "cat", "closed before"),
+        (_closed(Image.open(EXAMPLE)), BOX, "OD_template", "cat", "closed before"),
     ],
 )
 def test_bad_input_raises_a_named_fo1_error(
