@@ -37,8 +37,9 @@ def _meminfo_available() -> int | None:
         return None
     for line in lines:
         name, _, value = line.partition(":")
-        if name == "MemAvailable" and value.split()[0].isdigit():
-            return int(value.split()[0]) * 1024
+        kib = value.split()[:1]
+        if name == "MemAvailable" and kib and kib[0].isdigit():
+            return int(kib[0]) * 1024
     return None
 
 

@@ -43,7 +43,7 @@ def _closed(image: Image.Image) -> bool:
     except ValueError:
         return True
     except AssertionError:  # Pillow's way of saying a file's pixels are not read yet
-        return False
+        pass
     return False
 
 

@@ -27,9 +27,24 @@ GIB = 1 << 30
 def test_the_memory_free_is_the_containers_where_it_has_less(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cgroup_v2, cgroup_v1, free: int
 ) -> None:
-    meminfo = tmp_path / "meminfo"
-    meminfo.write_text(f"MemTotal: {32 * GIB // 1024} kB\nMemAvailable: {20 * GIB // 1024} kB\n")
-    monkeypatch.setattr(memory, "MEMINFO", meminfo)
+    meminfo = f"MemTotal: {32 * GIB // 1024} kB\nMemAvailable: {20 * GIB // 1024} kB\n"
+    _host(monkeypatch, tmp_path, meminfo, cgroup_v2, cgroup_v1)
+    assert memory.available_memory() == free
+
+
+@pytest.mark.parametrize("meminfo", ["MemTotal: 1024 kB\n", "MemAvailable:\n", "\n"])
+def test_no_figure_of_free_memory_is_none_not_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, meminfo: str
+) -> None:
+    """Then nothing is refused for want of memory (no Linux, an old kernel)."""
+    _host(monkeypatch, tmp_path, meminfo, None, None)
+    assert memory.available_memory() is None
+
+
+def _host(monkeypatch, tmp_path: Path, meminfo: str, cgroup_v2, cgroup_v1) -> None:
+    """`/proc/meminfo` and the cgroup v2 and v1 files (limit, usage; None: not there) as given."""
+    (tmp_path / "meminfo").write_text(meminfo)
+    monkeypatch.setattr(memory, "MEMINFO", tmp_path / "meminfo")
     for name, files, values in (
         ("CGROUP_V2", ("memory.max", "memory.current"), cgroup_v2),
         ("CGROUP_V1", ("memory.limit_in_bytes", "memory.usage_in_bytes"), cgroup_v1),
@@ -39,7 +54,6 @@ def test_the_memory_free_is_the_containers_where_it_has_less(
         for file, value in zip(files, values or (), strict=False):
             (folder / file).write_text(value + "\n")
         monkeypatch.setattr(memory, name, folder)
-    assert memory.available_memory() == free
 
 
 def test_a_weight_file_is_counted_from_its_header(tmp_path: Path) -> None:
