@@ -937,3 +937,19 @@ def test_the_status_tells_only_the_times_an_answer_has(
     status = status_line(generation, 2, None)
     assert status.startswith(said) and status.endswith("total 1.50 s")
     assert not any(words in status for words in not_said)
+
+
+def test_a_tiff_goes_to_the_editor_as_a_png_and_comes_back_as_the_tiff(tmp_path) -> None:
+    """Chrome and Firefox draw no TIFF: the editor stayed empty, with nothing to box."""
+    tiff = tmp_path / "scan.tiff"
+    pixels = pixel_picture(tiff, (640, 480))
+    copy, made = shown_enlarged({"image": str(tiff), "boxes": []})
+    assert made == {"source": str(tiff), "factor": 1}
+    editor = box_editor(image_type="filepath")
+    sent = editor.postprocess(editor_value(str(tiff), [[10, 5, 300, 200]]))
+    assert Image.open(sent.image.path).format == "PNG"
+    assert (np.asarray(Image.open(sent.image.path)) == pixels).all()
+    assert sent.image.orig_name == "scan.tiff"
+    back = editor.preprocess(AnnotatedImageData(image=sent.image, boxes=sent.boxes))
+    assert back["image"] == str(tiff)  # the model reads the file uploaded
+    assert boxes_of(back) == [[10, 5, 300, 200]]

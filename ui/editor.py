@@ -31,7 +31,14 @@ from detect_tools.images import UNREADABLE_IMAGE, open_image_file
 from fo1_core.errors import FO1Error
 from fo1_core.inputs import check_size, open_image
 from ui.errors import user_error
-from ui.files import AppFolder, FileVersion, file_identity, file_version, shown_size
+from ui.files import (
+    AppFolder,
+    FileVersion,
+    drawn_by_browsers,
+    file_identity,
+    file_version,
+    shown_size,
+)
 
 FILE_NAME = "file_name"
 """Key of the editor value holding the uploaded file's name as the user's computer had it (the
@@ -165,9 +172,11 @@ def in_image_pixels(preprocess: Callable) -> Callable:
         if not isinstance(value, dict) or value.get("image") is None:
             return value
         image, factor = original(value["image"])
-        if factor == 1:
+        if image == value["image"]:
             return value
-        boxes = [box | _in_pixels(box, factor) for box in value.get("boxes") or []]
+        boxes = value.get("boxes") or []
+        if factor > 1:
+            boxes = [box | _in_pixels(box, factor) for box in boxes]
         return {**value, "image": image, "boxes": boxes}
 
     return measured
@@ -195,7 +204,7 @@ def enlarged_for_the_page(postprocess: Callable) -> Callable:
         image = value.get("image") if isinstance(value, dict) else None
         if isinstance(image, str | Path):
             copy, factor = enlarged(str(image))
-            if factor > 1:
+            if copy != str(image):
                 boxes = [
                     box | {key: box[key] * factor for key in CORNERS}
                     for box in value.get("boxes") or []
@@ -457,8 +466,8 @@ SMALL_SIDE = 512
 """An image whose long side is under this is enlarged for the editor (`EDITOR_SIDE`)."""
 _ENLARGED = AppFolder("fo1-enlarged-", TURNED_KEPT_S)
 _ORIGINALS: OrderedDict[str, tuple[str, int]] = OrderedDict()
-"""Each enlarged copy, by its content (`file_identity`: the same for each copy Gradio makes of
-it), to the image it was enlarged from and how many times."""
+"""Each copy the editor is handed (`enlarged`), by its content (`file_identity`: the same for
+each copy Gradio makes of it), to the image it was made from and how many times enlarged."""
 ORIGINALS_KEPT = 4096
 _ORIGINALS_LOCK = threading.Lock()
 
@@ -475,14 +484,16 @@ def enlarged(image: str) -> tuple[str, int]:
     A small image (`enlargement`) as a copy of the app's, each pixel a block of whole pixels (a
     photo stays sharp, an icon's pixels show), as the model reads it (`open_image`: EXIF
     orientation applied, transparency over white); boxes drawn on it are measured back in its
-    own pixels (`in_image_pixels`, which finds it through `original`). Any other image as it is.
+    own pixels (`in_image_pixels`, which finds it through `original`). A TIFF, which Chrome and
+    Firefox do not draw (the editor stayed empty), as such a copy too, a PNG, enlarged only if
+    small. Any other image as it is.
     """
     try:
         factor = enlargement(*shown_size(image))
+        if factor == 1 and drawn_by_browsers(image):
+            return image, 1
     except (OSError, FO1Error, Image.DecompressionBombError):
         return image, 1  # opening it for the model gives the message about what is wrong
-    if factor == 1:
-        return image, 1
 
     def write(path: Path) -> None:
         source = open_image(image)
@@ -515,8 +526,8 @@ def shown_enlarged(value: dict | None) -> tuple[Any, Any]:
     (`TAKE_THE_ENLARGED_COPY`): the upload's file and the enlargement. Any other image is left
     alone (`gr.skip`)."""
     image = (value or {}).get("image")
-    factor = 1 if image is None else enlarged(image)[1]
-    if factor == 1:
+    copy, factor = (None, 1) if image is None else enlarged(image)
+    if copy == image:
         return gr.skip(), gr.skip()
     return {**value, "boxes": []}, {"source": image, "factor": factor}
 

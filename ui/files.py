@@ -17,6 +17,7 @@ from pathlib import Path
 import gradio as gr
 from gradio.route_utils import delete_files_created_by_app
 
+from detect_tools.images import open_image_file
 from fo1_core.inputs import image_size
 
 
@@ -114,6 +115,22 @@ def shown_size(path: str) -> tuple[int, int]:
 @functools.lru_cache(maxsize=256)
 def _shown_size(version: FileVersion) -> tuple[int, int]:
     return image_size(version[0])
+
+
+NOT_DRAWN_BY_BROWSERS = ("TIFF",)
+"""Formats the app reads that a browser's page cannot show: Chrome and Firefox draw no TIFF."""
+
+
+def drawn_by_browsers(path: str) -> bool:
+    """Whether a browser draws the image file at `path` as it is, read once per file version.
+    Raises `OSError` (no such file, or not an image)."""
+    return _drawn_by_browsers(file_version(path))
+
+
+@functools.lru_cache(maxsize=256)
+def _drawn_by_browsers(version: FileVersion) -> bool:
+    with open_image_file(version[0]) as image:
+        return image.format not in NOT_DRAWN_BY_BROWSERS
 
 
 @functools.lru_cache(maxsize=256)

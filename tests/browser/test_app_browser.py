@@ -333,6 +333,31 @@ def test_exif_rotated_upload_is_drawn_on_as_shown(page, tmp_path: Path) -> None:
     assert drawn == pytest.approx(expected, abs=BOX_TOLERANCE)
 
 
+def test_a_tiff_is_shown_and_boxed_in_its_own_pixels(page, tmp_path: Path) -> None:
+    """Chromium draws no TIFF: the editor stayed empty, with nothing to draw a box on."""
+    tiff = tmp_path / "coffee.tiff"
+    Image.open(IMAGE).save(tiff)
+    upload(page, tiff)  # until the image is drawn on the canvas
+    # The PNG copy takes the upload's place in the editor, which then settles (as a small
+    # image's enlarged copy does): a box drawn as it lands is lost.
+    settled_frame(page)
+    expected = [300, 200, 570, 380]
+    drawn = box_sent_for(
+        page, canvas_point(page, 0.5, 0.5), canvas_point(page, 0.95, 0.95), expected
+    )
+    assert drawn == pytest.approx(expected, abs=BOX_TOLERANCE)
+    page.get_by_text("Boxes as numbers", exact=True).click()
+    try:
+        page.locator("#fo1-box-numbers textarea").wait_for()
+        page.wait_for_function(f"() => {NUMBERS_SHOWN}")
+        numbers = [float(n) for n in page.evaluate(NUMBERS_SHOWN).split(", ")]
+        assert numbers == pytest.approx(drawn, abs=1)  # as the server reads them on the TIFF
+        shot(page, "0-tiff")
+    finally:
+        page.get_by_text("Boxes as numbers", exact=True).click()  # closed again, as it was
+        page.evaluate("scrollTo(0, 0)")  # where opening the numbers scrolled from
+
+
 def test_a_tall_image_fits_the_window_and_is_boxed_where_drawn(page, tmp_path: Path) -> None:
     tall = tmp_path / "tall.jpg"
     Image.open(REPO / "examples" / "rocket.jpg").resize((400, 1400)).save(tall)
