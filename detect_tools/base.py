@@ -36,7 +36,13 @@ from transformers.utils import (
 
 from detect_tools.box_rules import covers_a_pixel, cut_to_image
 from detect_tools.images import as_rgb, size_problem, turned_as_shown
-from detect_tools.memory import MEMORY_TO_SPARE, available_memory, safetensors_numel
+from detect_tools.memory import (
+    MEMORY_TO_SPARE,
+    available_memory,
+    gigabytes,
+    leaves_room,
+    safetensors_numel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -432,10 +438,10 @@ class ModelProposer(Proposer):
         if free is None or count is None:
             return
         need = count * self.dtype.itemsize
-        if need + MEMORY_TO_SPARE > free:
+        if not leaves_room(need, free):
             raise ProposerError(
                 f"There is not enough memory here to load {self.label}: its weights take "
-                f"{need / 1e9:.1f} GB and {free / 1e9:.1f} GB are free, {MEMORY_TO_SPARE >> 30} GB "
+                f"{gigabytes(need)} and {gigabytes(free)} are free, {MEMORY_TO_SPARE >> 30} GB "
                 "of which must stay free to answer questions. Draw the boxes yourself, or pick "
                 "a proposer that needs no model."
             )

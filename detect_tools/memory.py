@@ -16,6 +16,16 @@ CGROUP_V2 = Path("/sys/fs/cgroup")
 CGROUP_V1 = Path("/sys/fs/cgroup/memory")
 
 
+def leaves_room(size: int, free: int) -> bool:
+    """Whether taking `size` bytes of the `free` ones still leaves `MEMORY_TO_SPARE`."""
+    return size + MEMORY_TO_SPARE <= free
+
+
+def gigabytes(size: int) -> str:
+    """`size` bytes as messages write it: "8.3 GB"."""
+    return f"{size / 1e9:.1f} GB"
+
+
 def available_memory() -> int | None:
     """Bytes of memory this process can still take, or None where that cannot be read (not
     Linux). The system's available memory, or less where the container's limit leaves less: a

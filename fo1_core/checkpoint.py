@@ -24,7 +24,7 @@ from transformers.initialization import no_init_weights
 
 from detect_tools.base import read_device
 from detect_tools.images import refuse_url
-from detect_tools.memory import MEMORY_TO_SPARE, available_memory, safetensors_numel
+from detect_tools.memory import available_memory, gigabytes, leaves_room, safetensors_numel
 from fo1_core.configuration import FO1Config
 from fo1_core.errors import FO1Error
 from fo1_core.modeling import FO1ForConditionalGeneration
@@ -210,31 +210,28 @@ def host_dtype(folder: Path, dtype: torch.dtype, asked: bool) -> torch.dtype:
     count = weight_count(folder)
     smaller = [torch.bfloat16] if not asked and dtype.itemsize > 2 else []
     choices = [dtype, *smaller]
-    choice = next((d for d in choices if count * d.itemsize + MEMORY_TO_SPARE <= free), None)
+    choice = next((d for d in choices if leaves_room(count * d.itemsize, free)), None)
     if choice is None:
         choice = choices[-1]
+        need = gigabytes(count * choice.itemsize)
         if count * choice.itemsize > free:
             advice = ", or load it in bfloat16" if choice.itemsize > 2 else ""
             raise FO1Error(
-                f"The model's {count / 1e9:.2g} billion weights need {_gb(count * choice.itemsize)}"
-                f" of memory in {_dtype_name(choice)}, and {_gb(free)} are free here: use a GPU"
-                f" or a machine with more memory{advice}."
+                f"The model's {count / 1e9:.2g} billion weights need {need} of memory in "
+                f"{_dtype_name(choice)}, and {gigabytes(free)} are free here: use a GPU or a "
+                f"machine with more memory{advice}."
             )
         logger.warning(
             "The model's weights take %s in %s and %s are free: answering may run out of memory.",
-            _gb(count * choice.itemsize), _dtype_name(choice), _gb(free),
+            need, _dtype_name(choice), gigabytes(free),
         )  # fmt: skip
     if choice != dtype:
         logger.warning(
             "Loading in bfloat16: in %s the model's weights would take %s, and %s are free. "
             "On a CPU without native bfloat16 it answers more slowly.",
-            _dtype_name(dtype), _gb(count * dtype.itemsize), _gb(free),
+            _dtype_name(dtype), gigabytes(count * dtype.itemsize), gigabytes(free),
         )  # fmt: skip
     return choice
-
-
-def _gb(size: int) -> str:
-    return f"{size / 1e9:.1f} GB"
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -364,7 +361,7 @@ def load_model(
     except FO1Error:
         raise
     except torch.OutOfMemoryError as error:
-        size = _gb(weight_count(folder) * dtype.itemsize)
+        size = gigabytes(weight_count(folder) * dtype.itemsize)
         raise FO1Error(
             f"The model does not fit in the memory of {device}: its weights take {size} in "
             f"{_dtype_name(dtype)}, beside what else runs there. Use a GPU with more free "
