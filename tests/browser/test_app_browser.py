@@ -1241,10 +1241,17 @@ def test_a_deleted_box_comes_back_with_undo(page) -> None:
     shot(page, "20-undone")
 
 
+def run_to_the_token_limit(page) -> None:
+    """Detects "red circle" in 32 tokens, until this answer's status says it stopped there: the
+    answer before may have said so too, and still be shown as the new one starts."""
+    page.evaluate(WATCH_THE_STATUS)
+    run_detection(page, "red circle", max_tokens=32)
+    wait_for_statuses(page, "token limit")
+
+
 def test_an_answer_about_boxes_since_changed_says_so(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
-    run_detection(page, "red circle", max_tokens=32)
-    page.locator("#fo1-status", has_text="token limit").wait_for()
+    run_to_the_token_limit(page)
     assert "Run again" not in status_text(page)
     delete_coffee_cup_box(page)
     page.locator("#fo1-status", has_text="The boxes changed after this answer").wait_for()
@@ -1254,16 +1261,14 @@ def test_an_answer_about_boxes_since_changed_says_so(page) -> None:
 
 def test_an_answer_that_does_not_reason_shows_no_reasoning_to_open(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
-    run_detection(page, "red circle", max_tokens=32)
-    page.locator("#fo1-status", has_text="token limit").wait_for()
+    run_to_the_token_limit(page)
     assert "red circle" in page.locator("#fo1-answer").inner_text()
     assert not page.locator("#fo1-reasoning-box").is_visible()
 
 
 def test_undo_after_the_remove_button_brings_the_answer_back(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
-    run_detection(page, "red circle", max_tokens=32)
-    page.locator("#fo1-status", has_text="token limit").wait_for()
+    run_to_the_token_limit(page)
     # The files come a step after the answer (`Handlers.downloads`): the page left holds them.
     page.locator("#fo1-downloads .filename").nth(3).wait_for()
     page.wait_for_function("!document.body.classList.contains('fo1-busy')")
