@@ -117,7 +117,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--proposer",
         choices=list(available_proposers()),
         help="proposer selected at start; None: florence2 where its weights are cached or the "
-        "hub is online, else offline",
+        "hub is online, else owlv2-objects where its are cached, else offline",
     )
     parser.add_argument(
         "--proposer-checkpoint",

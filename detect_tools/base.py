@@ -468,6 +468,23 @@ class ModelProposer(Proposer):
     def _load(self) -> LoadedModel:
         """Model (in ``self.dtype``) and processor via ``from_pretrained(self.checkpoint)``."""
 
+    def _from_checkpoint(self, model_class: Any, processor_class: Any) -> LoadedModel:
+        """`_load` for the classes named: each proposer imports its own when first used."""
+        model = model_class.from_pretrained(self.checkpoint, dtype=self.dtype)
+        return LoadedModel(model, processor_class.from_pretrained(self.checkpoint))
+
+    def _text_tokens(self, texts: str | list[str]) -> Any:
+        """`texts` tokenized as the processor does, padded to the text model's length, but a
+        text longer than that cut to fit, where the processor would fail the whole prompt."""
+        model, processor = self.loaded.model, self.loaded.processor
+        return processor.tokenizer(
+            texts,
+            padding="max_length",
+            max_length=model.config.text_config.max_position_embeddings,
+            truncation=True,
+            return_tensors="pt",
+        ).to(self.device)
+
 
 def _names_a_folder(checkpoint: str) -> bool:
     """A path, never a hub id (`owner/name` is neither absolute nor dotted, and has two parts)."""

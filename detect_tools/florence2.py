@@ -46,9 +46,7 @@ class Florence2Proposer(ModelProposer):
     def _load(self) -> LoadedModel:
         from transformers import Florence2ForConditionalGeneration, Florence2Processor
 
-        model = Florence2ForConditionalGeneration.from_pretrained(self.checkpoint, dtype=self.dtype)
-        processor = Florence2Processor.from_pretrained(self.checkpoint)
-        return LoadedModel(model, processor)
+        return self._from_checkpoint(Florence2ForConditionalGeneration, Florence2Processor)
 
     @cached_property
     def _location_bin(self) -> dict[int, int]:

@@ -37,9 +37,7 @@ class OmDetTurboProposer(ModelProposer):
         # The default config builds its Swin backbone through timm (a runtime dependency).
         from transformers import OmDetTurboForObjectDetection, OmDetTurboProcessor
 
-        model = OmDetTurboForObjectDetection.from_pretrained(self.checkpoint, dtype=self.dtype)
-        processor = OmDetTurboProcessor.from_pretrained(self.checkpoint)
-        return LoadedModel(model, processor)
+        return self._from_checkpoint(OmDetTurboForObjectDetection, OmDetTurboProcessor)
 
     @torch.inference_mode()
     def _predict(

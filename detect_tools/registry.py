@@ -16,6 +16,7 @@ from detect_tools.base import ModelProposer, Proposer, ProposerError
 from detect_tools.florence2 import Florence2DetectionProposer, Florence2Proposer
 from detect_tools.offline import OfflineProposer
 from detect_tools.omdet_turbo import OmDetTurboProposer
+from detect_tools.owlv2 import Owlv2ObjectnessProposer, Owlv2Proposer
 from detect_tools.sam3 import Sam3Proposer
 
 PROPOSERS: dict[str, type[Proposer]] = {
@@ -24,6 +25,8 @@ PROPOSERS: dict[str, type[Proposer]] = {
         Florence2Proposer,
         Florence2DetectionProposer,
         OmDetTurboProposer,
+        Owlv2Proposer,
+        Owlv2ObjectnessProposer,
         Sam3Proposer,
         OfflineProposer,
     )

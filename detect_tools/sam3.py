@@ -52,9 +52,7 @@ class Sam3Proposer(ModelProposer):
     def _load(self) -> LoadedModel:
         from transformers import Sam3Model, Sam3Processor
 
-        model = Sam3Model.from_pretrained(self.checkpoint, dtype=self.dtype)
-        processor = Sam3Processor.from_pretrained(self.checkpoint)
-        return LoadedModel(model, processor)
+        return self._from_checkpoint(Sam3Model, Sam3Processor)
 
     @torch.inference_mode()
     def _predict(
@@ -65,18 +63,9 @@ class Sam3Proposer(ModelProposer):
         width, height = image.size
         pixels = processor(images=image, return_tensors="pt").pixel_values
         vision = model.get_vision_features(pixel_values=pixels.to(self.device, self.dtype))
-        # Tokenized as the processor does (padded to the text encoder's length), but a concept
-        # longer than that is cut to fit instead of failing the whole prompt.
-        length = model.config.text_config.max_position_embeddings
         outputs, found = [], []
         for index, concept in enumerate(concepts):
-            tokens = processor.tokenizer(
-                concept,
-                padding="max_length",
-                max_length=length,
-                truncation=True,
-                return_tensors="pt",
-            ).to(self.device)
+            tokens = self._text_tokens(concept)
             output = model(
                 vision_embeds=vision,
                 input_ids=tokens.input_ids,

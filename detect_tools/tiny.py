@@ -103,15 +103,24 @@ def build_florence2(folder: Path) -> Path:
 
 
 def _clip_tokenizer():
-    """A character-level CLIP tokenizer: the byte alphabet, each with and without ``</w>``."""
+    """A character-level CLIP tokenizer laid out as CLIP's: the byte alphabet (``!`` first, id 0),
+    each again with ``</w>``, then the start and end tokens (OWLv2 reads a query whose first id
+    is 0 as padding)."""
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import CLIPTokenizer
 
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for char in sorted(ByteLevel.alphabet()):
-        vocab.setdefault(char, len(vocab))
-        vocab.setdefault(char + "</w>", len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=[])
+    alphabet = sorted(ByteLevel.alphabet())
+    pieces = alphabet + [char + "</w>" for char in alphabet] + ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={piece: k for k, piece in enumerate(pieces)}, merges=[])
+
+
+def _clip_token_ids(tokenizer) -> dict[str, int]:
+    """The special ids a CLIP text config names, as `tokenizer` has them."""
+    return {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
 
 
 def build_omdet_turbo(folder: Path) -> Path:
@@ -134,9 +143,7 @@ def build_omdet_turbo(folder: Path) -> Path:
         num_attention_heads=2,
         max_position_embeddings=77,  # the processor pads prompts to 77 tokens
         projection_dim=16,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
+        **_clip_token_ids(tokenizer),
     )
     # class_embed_dim must differ from decoder_hidden_dim, or the task projection is never built.
     config = OmDetTurboConfig(
@@ -204,9 +211,7 @@ def build_sam3(folder: Path) -> Path:
         num_hidden_layers=1,
         max_position_embeddings=32,  # the processor pads prompts to 32 tokens
         projection_dim=hidden,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
+        **_clip_token_ids(tokenizer),
     )
     config = Sam3Config(
         vision_config=Sam3VisionConfig(backbone_config=backbone, fpn_hidden_size=hidden),
@@ -225,4 +230,42 @@ def build_sam3(folder: Path) -> Path:
     image_processor = Sam3ImageProcessor(size={"height": 112, "width": 112})
     model.save_pretrained(folder)
     Sam3Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def build_owlv2(folder: Path) -> Path:
+    """OWLv2 with a one-layer ViT of width 32 on 64×64 input (16 patches of 16 px) and a
+    one-layer text model; queries of 16 tokens padded with ``!``, as the real tokenizer's."""
+    from transformers import (
+        Owlv2Config,
+        Owlv2ForObjectDetection,
+        Owlv2ImageProcessor,
+        Owlv2Processor,
+    )
+
+    tokenizer = _clip_tokenizer()
+    tokenizer.pad_token = "!"
+    layer = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1}
+    config = Owlv2Config(
+        text_config={
+            **layer,
+            **_clip_token_ids(tokenizer),
+            "vocab_size": len(tokenizer),
+            "num_attention_heads": 2,
+            "max_position_embeddings": 16,
+        },
+        vision_config={**layer, "num_attention_heads": 2, "image_size": 64, "patch_size": 16},
+        projection_dim=32,
+    )
+    torch.manual_seed(0)
+    model = Owlv2ForObjectDetection(config)
+    # Random heads saturate the sigmoid (zero-height boxes, objectness logits near -100); scaled
+    # down, each patch's box sits on its patch, as a trained model's mostly do.
+    with torch.no_grad():
+        for head in (model.box_head, model.objectness_head):
+            head.dense2.weight.mul_(0.01)
+    image_processor = Owlv2ImageProcessor(size={"height": 64, "width": 64})
+    tokenizer.model_max_length = 16
+    model.save_pretrained(folder)
+    Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder

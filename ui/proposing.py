@@ -111,7 +111,7 @@ class Proposed:
         return self.seconds if any(box_key(box) in self.boxes for box in boxes) else None
 
 
-PREFERRED_PROPOSERS = ("florence2", "offline")
+PREFERRED_PROPOSERS = ("florence2", "owlv2-objects", "offline")
 """The proposer selected at start unless one is named, the first within reach: class-agnostic
 region proposals give every kind of object a box for FO1 to name; the offline one needs nothing."""
 

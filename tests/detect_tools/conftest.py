@@ -75,3 +75,8 @@ def omdet_turbo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sam3_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny.build_sam3(tmp_path_factory.mktemp("sam3"))
+
+
+@pytest.fixture(scope="session")
+def owlv2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny.build_owlv2(tmp_path_factory.mktemp("owlv2"))

@@ -26,7 +26,8 @@ from ui.proposing import Proposing
 
 def test_every_proposer_is_listed_with_a_label():
     names = registry.available()
-    assert {"florence2", "florence2-od", "omdet-turbo", "sam3", "offline"} <= set(names)
+    expected = {"florence2", "florence2-od", "omdet-turbo", "owlv2", "owlv2-objects", "sam3"}
+    assert expected | {"offline"} <= set(names)
     assert "coarse" in names["offline"].lower(), "the UI list must say the offline one is coarse"
 
 
@@ -196,6 +197,8 @@ def test_a_json_that_cannot_be_written_is_refused_before_the_proposer_loads(
     [
         ("florence2", "florence2_checkpoint", None),
         ("omdet-turbo", "omdet_turbo_checkpoint", "cup"),
+        ("owlv2", "owlv2_checkpoint", "cup"),
+        ("owlv2-objects", "owlv2_checkpoint", None),
         ("sam3", "sam3_checkpoint", "cup"),
     ],
 )
@@ -285,7 +288,8 @@ def test_the_app_proposes_with_the_folder_it_was_given(florence2_checkpoint, pho
 
 def test_a_visitor_is_offered_the_proposers_that_can_run_here(tmp_path, monkeypatch):
     """Hub offline: a model proposer is offered once a folder is given or its weights are cached,
-    and Florence-2's region proposals are preselected then, the offline one otherwise."""
+    and Florence-2's region proposals are preselected then, else OWLv2's objectness proposals,
+    the offline one otherwise."""
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     bare = Proposing("cpu")
     assert [name for _, name in bare.choices()] == ["offline"]
@@ -297,6 +301,11 @@ def test_a_visitor_is_offered_the_proposers_that_can_run_here(tmp_path, monkeypa
     given = Proposing("cpu", {"florence2": "/models/florence2"})
     assert [name for _, name in given.choices()] == ["florence2", "florence2-od", "offline"]
     assert given.default() == "florence2"
+    owl = Proposing("cpu", {"owlv2": "/models/owlv2"})
+    assert [name for _, name in owl.choices()] == ["owlv2", "owlv2-objects", "offline"]
+    assert owl.default() == "owlv2-objects"
+    both = Proposing("cpu", {"owlv2": "/models/owlv2", "florence2": "/models/florence2"})
+    assert both.default() == "florence2"
 
     snapshot = tmp_path / "cache/models--omlab--omdet-turbo-swin-tiny-hf/snapshots/abc"
     snapshot.mkdir(parents=True)
