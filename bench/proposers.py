@@ -2,7 +2,8 @@
 
     python -m bench.proposers [--sizes 640x480,1024x768] [--repeat 3] [--json rows.json]
         [--prompt "red cup, person"] [--no-nms] [--checkpoint-florence2 DIR]
-        [--checkpoint-omdet-turbo DIR] [--checkpoint-owlv2 DIR] [--checkpoint-sam3 DIR]
+        [--checkpoint-omdet-turbo DIR] [--checkpoint-grounding-dino DIR]
+        [--checkpoint-owlv2 DIR] [--checkpoint-sam3 DIR]
 
 Without a checkpoint flag a model proposer runs a tiny random checkpoint built on the spot (its
 timings measure the pipeline around the model, not the real model): the table says which. The
@@ -34,6 +35,7 @@ TINY_BUILDERS = {
     "florence2": tiny.build_florence2,
     "florence2-od": tiny.build_florence2,
     "omdet-turbo": tiny.build_omdet_turbo,
+    "grounding-dino": tiny.build_grounding_dino,
     "owlv2": tiny.build_owlv2,
     "owlv2-objects": tiny.build_owlv2,
     "sam3": tiny.build_sam3,
@@ -109,7 +111,7 @@ def main() -> None:
         default=",".join(registry.available()),
         help="which, separated by commas",
     )
-    for name in ("florence2", "omdet-turbo", "owlv2", "sam3"):
+    for name in ("florence2", "omdet-turbo", "grounding-dino", "owlv2", "sam3"):
         parser.add_argument(
             f"--checkpoint-{name}",
             help=f"real {name} checkpoint (folder or id; none: a tiny random one)",

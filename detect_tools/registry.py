@@ -14,6 +14,7 @@ import torch
 
 from detect_tools.base import ModelProposer, Proposer, ProposerError
 from detect_tools.florence2 import Florence2DetectionProposer, Florence2Proposer
+from detect_tools.grounding_dino import GroundingDinoProposer
 from detect_tools.offline import OfflineProposer
 from detect_tools.omdet_turbo import OmDetTurboProposer
 from detect_tools.owlv2 import Owlv2ObjectnessProposer, Owlv2Proposer
@@ -25,6 +26,7 @@ PROPOSERS: dict[str, type[Proposer]] = {
         Florence2Proposer,
         Florence2DetectionProposer,
         OmDetTurboProposer,
+        GroundingDinoProposer,
         Owlv2Proposer,
         Owlv2ObjectnessProposer,
         Sam3Proposer,

@@ -269,3 +269,58 @@ def build_owlv2(folder: Path) -> Path:
     model.save_pretrained(folder)
     Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+def build_grounding_dino(folder: Path) -> Path:
+    """Grounding DINO with a 4-stage Swin of width 8–64 and a one-layer BERT on input of at
+    most 160 px (shortest side 96: its coarsest level, at 1/64, must be more than a pixel), one
+    encoder and two decoder layers (the fewest it builds with), 30 queries; a word-level BERT
+    vocabulary."""
+    from transformers import (
+        BertConfig,
+        BertTokenizerFast,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", *sorted(set(_WORDS.split()))]
+    tokenizer = BertTokenizerFast(vocab={word: k for k, word in enumerate(words)})
+    backbone = SwinConfig(
+        embed_dim=8,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 2, 2],
+        window_size=2,
+        out_indices=[2, 3, 4],
+    )
+    text = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    config = GroundingDinoConfig(
+        backbone_config=backbone,
+        text_config=text,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_queries=30,
+        max_text_len=32,
+        disable_custom_kernels=True,
+    )
+    torch.manual_seed(0)
+    model = GroundingDinoForObjectDetection(config)
+    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 160})
+    model.save_pretrained(folder)
+    GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(
+        folder
+    )
+    return folder

@@ -80,3 +80,8 @@ def sam3_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def owlv2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny.build_owlv2(tmp_path_factory.mktemp("owlv2"))
+
+
+@pytest.fixture(scope="session")
+def grounding_dino_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny.build_grounding_dino(tmp_path_factory.mktemp("grounding_dino"))

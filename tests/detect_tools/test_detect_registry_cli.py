@@ -26,8 +26,8 @@ from ui.proposing import Proposing
 
 def test_every_proposer_is_listed_with_a_label():
     names = registry.available()
-    expected = {"florence2", "florence2-od", "omdet-turbo", "owlv2", "owlv2-objects", "sam3"}
-    assert expected | {"offline"} <= set(names)
+    expected = {"florence2", "florence2-od", "omdet-turbo", "grounding-dino", "owlv2", "sam3"}
+    assert expected | {"owlv2-objects", "offline"} <= set(names)
     assert "coarse" in names["offline"].lower(), "the UI list must say the offline one is coarse"
 
 
@@ -197,6 +197,7 @@ def test_a_json_that_cannot_be_written_is_refused_before_the_proposer_loads(
     [
         ("florence2", "florence2_checkpoint", None),
         ("omdet-turbo", "omdet_turbo_checkpoint", "cup"),
+        ("grounding-dino", "grounding_dino_checkpoint", "cup"),
         ("owlv2", "owlv2_checkpoint", "cup"),
         ("owlv2-objects", "owlv2_checkpoint", None),
         ("sam3", "sam3_checkpoint", "cup"),
