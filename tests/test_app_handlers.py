@@ -27,7 +27,7 @@ from fo1_core.errors import FO1Error
 from fo1_core.export import decode_rle
 from fo1_core.render import color_for_region
 from fo1_core.session import load
-from fo1_core.templates import MAX_REGIONS
+from fo1_core.templates import DEFAULT_TASK, MAX_REGIONS
 from tests.conftest import RIGGED_ANSWER
 from tests.images import animated_gif
 from tests.test_render import label_height
@@ -457,7 +457,7 @@ def test_broken_image_is_a_visible_message(answering: Handlers, tmp_path: Path) 
 def test_failing_proposer_keeps_the_boxes(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES)
     editor, masks, status, seconds, picked, prompt = answering.propose(
-        value, "florence2", "", 0.1, 10, "replace", {}, "", None, REQUEST
+        value, "florence2", "", DEFAULT_TASK, "", 0.1, 10, "replace", {}, "", None, REQUEST
     )
     assert editor == masks == seconds == picked == prompt == SKIP
     assert "fo1-error" in status and "not on this machine" in status
@@ -466,7 +466,7 @@ def test_failing_proposer_keeps_the_boxes(answering: Handlers) -> None:
 def test_offline_proposals_add_to_the_boxes(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES)
     editor, _, status, proposed, picked, prompt = answering.propose(
-        value, "offline", "", 0.0, 5, "add", {}, "", None, REQUEST
+        value, "offline", "", DEFAULT_TASK, "", 0.0, 5, "add", {}, "", None, REQUEST
     )
     labels = [box["label"] for box in in_drawing_order(editor["boxes"])]
     assert labels == [f"#{i}" for i in range(len(BOXES) + 5)]
@@ -485,13 +485,14 @@ def test_proposing_twice_does_not_add_the_same_boxes_again(
     nudged = [v + 2 for v in BOXES[1]]  # the same object, a proposer's pixel or two away
     found = Proposals([BOXES[0], nudged, [5, 5, 60, 60]], [0.9] * 3, ["cup"] * 3, None, 0.1)
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
+    value = editor_value(IMAGE, BOXES)
     editor, _, status, *_ = answering.propose(
-        editor_value(IMAGE, BOXES), "offline", "", 0.0, 5, "add", {}, "", None, REQUEST
+        value, "offline", "", DEFAULT_TASK, "", 0.0, 5, "add", {}, "", None, REQUEST
     )
     assert boxes_of(editor) == [*BOXES, [5, 5, 60, 60]]
     assert "3 proposals in 0.10 s, 2 already among your boxes; 1 added." in status
     again, _, status, proposed, *_ = answering.propose(
-        editor, "offline", "", 0.0, 5, "add", {}, "", None, REQUEST
+        editor, "offline", "", DEFAULT_TASK, "", 0.0, 5, "add", {}, "", None, REQUEST
     )
     assert len(again["boxes"]) == 4 and "all already among your boxes" in status
     assert proposed == SKIP  # the first Propose's boxes are still its own
@@ -499,8 +500,9 @@ def test_proposing_twice_does_not_add_the_same_boxes_again(
 
 def test_proposals_added_past_the_models_regions_are_named(answering: Handlers) -> None:
     drawn = [[i, 0, i + 10, 10] for i in range(MAX_REGIONS - 2)]
+    value = editor_value(IMAGE, drawn)
     editor, _, status, *_ = answering.propose(
-        editor_value(IMAGE, drawn), "offline", "", 0.0, 5, "add", {}, "", None, REQUEST
+        value, "offline", "", DEFAULT_TASK, "", 0.0, 5, "add", {}, "", None, REQUEST
     )
     assert len(boxes_of(editor)) == MAX_REGIONS + 3 and "fo1-warning" in status
     assert f"5 added. 3 of them come after the first {MAX_REGIONS} boxes" in status
@@ -526,7 +528,7 @@ def test_proposals_land_on_the_boxes_as_they_are_when_the_proposer_ends(
 
     monkeypatch.setattr(answering.proposing, "propose", propose_while_the_user_works)
     editor, masks, status, *_ = answering.propose(
-        clicked, "offline", "", 0.0, 5, "add", {}, "", 1.0, page
+        clicked, "offline", "", DEFAULT_TASK, "", 0.0, 5, "add", {}, "", 1.0, page
     )
     if meanwhile == "box drawn":
         assert boxes_of(editor) == [*BOXES[:2], [5, 5, 60, 60]]  # the new box stays
@@ -540,7 +542,7 @@ def test_no_proposals_leave_the_boxes_even_when_replacing(
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: Proposals([], [], [], None, 0.1))
     value = editor_value(IMAGE, BOXES)
     editor, masks, status, *_ = answering.propose(
-        value, "offline", "", 0.0, 5, "replace", {}, "", None, REQUEST
+        value, "offline", "", DEFAULT_TASK, "", 0.0, 5, "replace", {}, "", None, REQUEST
     )
     assert (editor, masks) == (SKIP, SKIP)
     assert "No proposals in 0.10 s: your boxes are as they were." in status
@@ -557,7 +559,7 @@ def test_proposed_masks_are_kept_drawn_and_exported(
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
     value = editor_value(IMAGE, [])
     editor, kept, *_, picked, _ = answering.propose(
-        value, "sam3", "cup", 0.5, 10, "replace", {}, "", None, REQUEST
+        value, "sam3", "cup", DEFAULT_TASK, "", 0.5, 10, "replace", {}, "", None, REQUEST
     )
     assert picked == []  # the proposals took the place of the boxes picked from
     *_, files = with_downloads(answering, run(answering, editor, masks=kept))
@@ -565,6 +567,48 @@ def test_proposed_masks_are_kept_drawn_and_exported(
     assert [d["region_index"] for d in detections] == [0, 2]
     for detection in detections:
         assert (decode_rle(detection["mask"]) == masks[detection["region_index"]]).all()
+
+
+def test_a_prompted_proposer_left_blank_looks_for_what_the_task_names(
+    answering: Handlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str | None] = []
+    found = Proposals([[5, 5, 60, 60]], [0.9], ["cup"], None, seconds=0.1)
+
+    def propose(image, name, text, threshold, max_count):
+        asked.append(text)
+        return found
+
+    monkeypatch.setattr(answering.proposing, "propose", propose)
+    value = editor_value(IMAGE, [])
+
+    def propose_for(text: str, task: str, task_text: str) -> str:
+        return answering.propose(
+            value, "sam3", text, task, task_text, 0.5, 10, "add", {}, "", None, REQUEST
+        )[2]
+
+    status = propose_for("  ", "OD_template", " cup, spoon ")
+    assert asked.pop() == "cup, spoon"
+    assert "1 proposal for “cup, spoon” (from the task) in 0.10 s; 1 added." in status
+    assert "from the task" not in propose_for("dog", "OD_template", "cup, spoon")
+    assert asked.pop() == "dog", "what is typed for the proposer comes first"
+    propose_for("", "REC_template", "the man in blue")
+    assert asked.pop() == "the man in blue"
+    # A question, region references or no text at all name nothing to look for.
+    for task, task_text in [
+        ("Viusal_Region_Reasoning_template", "Which of these can I eat?"),
+        ("Region_OCR_template", "<region0>"),
+        ("OD_Counting_template", " "),
+    ]:
+        status = propose_for("", task, task_text)
+        assert "fo1-error" in status and "type what to find" in status
+        assert "Detection, Counting or Referring expression task" in status
+    assert not asked
+    # A proposer that needs no text is not given the task's.
+    answering.propose(
+        value, "offline", "", "OD_template", "cup", 0.5, 10, "add", {}, "", None, REQUEST
+    )
+    assert asked == [""]
 
 
 def test_undo_after_proposals_replaced_the_boxes_brings_back_their_masks(
@@ -582,7 +626,7 @@ def test_undo_after_proposals_replaced_the_boxes_brings_back_their_masks(
     for found in (segmented, boxed):
         monkeypatch.setattr(answering.proposing, "propose", lambda *_, found=found: found)
         value, kept, *_ = answering.propose(
-            value, "sam3", "cup", 0.5, 10, "replace", kept, "", None, page
+            value, "sam3", "cup", DEFAULT_TASK, "", 0.5, 10, "replace", kept, "", None, page
         )
         boxes_changed(answering, value, request=page)
     back = undo(answering, value, page)
@@ -604,7 +648,7 @@ def test_undo_of_proposals_takes_away_the_status_saying_what_they_did(
     found = Proposals([[5, 5, 50, 50]], [0.8], [""], None, seconds=0.1)
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
     proposed, _, status, *_ = answering.propose(
-        value, "offline", "", 0.5, 10, "replace", {}, "", None, page
+        value, "offline", "", DEFAULT_TASK, "", 0.5, 10, "replace", {}, "", None, page
     )
     assert "in place of your boxes" in status
     boxes_changed(answering, proposed, status, request=page)

@@ -27,14 +27,20 @@ def proposals_added(
     mode: str,
     masks: MaskStore,
     prompt: str | None,
+    borrowed: str | None = None,
 ) -> tuple:
     """`found` added to the editor's boxes (`value`, or `drawn`: those drawn while the proposer
     ran), or in their place when `mode` is not "add". Outputs: editor, masks, status, proposal
     time, picked regions (none once the proposals replace the boxes picked from), the free
-    `prompt` (its references to boxes replaced gone, `ui.box_edits.prompt_again`)."""
+    `prompt` (its references to boxes replaced gone, `ui.box_edits.prompt_again`); `borrowed`:
+    the task's text, where the proposer looked for what it names."""
     seconds = f"{found.seconds:.2f} s"
+    if borrowed is not None:
+        seconds = f"for “{borrowed}” (from the task) in {seconds}"
+    else:
+        seconds = f"in {seconds}"
     if not found.boxes:
-        message = f"No proposals in {seconds}: your boxes are as they were."
+        message = f"No proposals {seconds}: your boxes are as they were."
         return status_only(status_html(message, "warning"))
     if mode != "add":
         keep = []
@@ -61,7 +67,7 @@ def proposals_added(
         done = ", in place of your boxes" if boxes_of(value) else ""
     else:
         done = f"; {len(fresh)} added" if fresh else ""
-    message = f"{proposals} in {seconds}{already}{done}."
+    message = f"{proposals} {seconds}{already}{done}."
     unread = len(boxes) - max(len(keep), MAX_REGIONS)
     if unread > 0:
         message += (

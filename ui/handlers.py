@@ -33,7 +33,14 @@ from ui.editor import UNREADABLE, UNREADABLE_NOTE
 from ui.examples import Example
 from ui.files import file_identity
 from ui.page_left import AnswerLeft, PageLeft
-from ui.proposing import MaskStore, Proposed, Proposing, masks_for
+from ui.proposing import (
+    MaskStore,
+    Proposed,
+    Proposing,
+    masks_for,
+    named_by_the_task,
+    nothing_to_find,
+)
 from ui.report import AnswerFolders
 from ui.sessions import Running, Session, Sessions
 from ui.status import (
@@ -277,6 +284,8 @@ class Handlers:
         value: dict | None,
         proposer: str,
         text: str,
+        task: str,
+        task_text: str,
         threshold: float,
         max_count: float,
         mode: str,
@@ -285,7 +294,8 @@ class Handlers:
         clicked_at: float | None,
         request: gr.Request,
     ) -> tuple:
-        """Adds the proposals to the boxes (or replaces them); masks are kept for drawing.
+        """Adds the proposals to the boxes (or replaces them); masks are kept for drawing. A
+        text-prompted proposer given no text looks for what the `task`'s text names.
 
         Propose may wait behind other questions: the boxes it adds to are the editor's when it
         ends, and after a new image (both by the page's clock, `clicked_at` being the click's)
@@ -294,8 +304,16 @@ class Handlers:
         image = image_of(value)
         try:
             held = self.ahead.held() if self.ahead is not None else nullcontext()
+            borrowed = None
+            picked = self.proposing.proposer(proposer)
+            if picked.needs_text and not (text or "").strip():
+                borrowed = named_by_the_task(task, task_text)
+                if borrowed is None:
+                    raise ProposerError(nothing_to_find(picked.label))
             with held:  # the user waits for these: no encoding ahead competes with them
-                found = self.proposing.propose(image, proposer, text, threshold, max_count)
+                found = self.proposing.propose(
+                    image, proposer, borrowed or text, threshold, max_count
+                )
         except (ProposerError, FO1Error) as error:
             return status_only(proposer_error_html(str(error)))
         except Exception as error:
@@ -310,7 +328,7 @@ class Handlers:
             message = "The image changed while the proposer ran: its proposals are not added."
             return status_only(status_html(message, "warning"))
         drawn = [list(box) for box in session.editing[1]] if edited else None
-        return proposals_added(found, value, drawn, mode, masks, prompt)
+        return proposals_added(found, value, drawn, mode, masks, prompt, borrowed)
 
     def proposer_changed(self, name: str, status: str | None) -> tuple:
         """Outputs: threshold, the proposer's text, status (an error about the proposer picked
@@ -320,7 +338,9 @@ class Handlers:
         except ProposerError as error:
             return gr.skip(), gr.skip(), proposer_error_html(str(error))
         text = gr.update(
-            visible=proposer.needs_text, label="What to find (required)", interactive=True
+            visible=proposer.needs_text,
+            label="What to find (left blank: what the task names)",
+            interactive=True,
         )
         status = "" if PROPOSER_ERROR in (status or "") else gr.skip()
         return gr.update(value=proposer.default_threshold), text, status

@@ -430,6 +430,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 editor,
                 proposer,
                 proposer_text,
+                task,
+                text,
                 threshold,
                 max_count,
                 mode,

@@ -20,6 +20,7 @@ from detect_tools import ProposalOptions, ProposerError
 from detect_tools.base import CLASS_NAME, shortest_decimal, written_score
 from detect_tools.registry import with_shared_models, within_reach
 from fo1_core.inputs import open_image
+from fo1_core.templates import TASKS, FillKind
 from ui.boxes import Box
 from ui.gpu import on_gpu
 
@@ -109,6 +110,32 @@ class Proposed:
     def seconds_if_asked(self, boxes: list[Box]) -> float | None:
         """How long it took, while one of its boxes is among `boxes` as it gave it."""
         return self.seconds if any(box_key(box) in self.boxes for box in boxes) else None
+
+
+NAMING_TASKS = [
+    task.label for task in TASKS.values() if task.fill is FillKind.TEXT and not task.is_question
+]
+"""The tasks whose text names what to look for: a text-prompted proposer left without a text of
+its own looks for that."""
+
+
+def named_by_the_task(task: str, text: str | None) -> str | None:
+    """What `task`'s `text` names (a Detection's categories, what Counting counts, a referring
+    expression); None for the other tasks, whose text is a question or region references, and
+    for a blank text."""
+    template = TASKS.get(task)
+    if template is None or template.label not in NAMING_TASKS:
+        return None
+    return (text or "").strip() or None
+
+
+def nothing_to_find(label: str) -> str:
+    """A text-prompted proposer's refusal in the app, where a task's text may stand for its own."""
+    tasks = ", ".join(NAMING_TASKS[:-1]) + f" or {NAMING_TASKS[-1]}"
+    return (
+        f"{label} finds what it is told: type what to find (e.g. “red cup, person”), or pick "
+        f"a {tasks} task and name it there."
+    )
 
 
 PREFERRED_PROPOSERS = ("florence2", "owlv2-objects", "offline")

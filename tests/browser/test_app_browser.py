@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from detect_tools import tiny
 from fo1_core.templates import MAX_REGIONS
 from tests.browser.app_server import REPO, running_app
 from tests.test_app_units import DRAWING_ORDERS, box
@@ -49,10 +50,13 @@ SETTLE_MS = 3000
 
 @pytest.fixture(scope="module")
 def app_url(endless_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    # Florence-2 is offered for its folder, which is missing: a proposer that fails at Propose.
-    missing = tmp_path_factory.mktemp("proposers") / "florence2"
+    # Florence-2 is offered for its folder, which is missing: a proposer that fails at Propose;
+    # OWLv2 for a tiny random one: a proposer that finds what it is told.
+    proposers = tmp_path_factory.mktemp("proposers")
+    owlv2 = tiny.build_owlv2(proposers / "owlv2")
     options = ["--max-new-tokens", "256", "--token-limit", "8192", "--proposer", "offline"]
-    options += ["--proposer-checkpoint", f"florence2={missing}"]
+    options += ["--proposer-checkpoint", f"florence2={proposers / 'florence2'}"]
+    options += ["--proposer-checkpoint", f"owlv2={owlv2}"]
     with running_app(endless_checkpoint, *options) as url:
         yield url
 
@@ -936,6 +940,8 @@ def test_example_proposals_and_free_prompt(page) -> None:
     assert [name.strip("✓\n ") for name in offered] == [
         "Florence-2 region proposals",
         "Florence-2 object detection",
+        "OWLv2 (open vocabulary)",
+        "OWLv2 objectness (class-agnostic)",
         "Offline (coarse, no model)",
     ]
     # A model proposer whose folder is missing: a visible message, and the boxes stay.
@@ -944,6 +950,26 @@ def test_example_proposals_and_free_prompt(page) -> None:
     page.locator("#fo1-status .fo1-error", has_text="does not exist").wait_for()
     assert "7 boxes" in box_count(page)
     page.wait_for_function("!document.body.classList.contains('fo1-proposing')")
+
+    # A proposer told what to find, told nothing: it looks for the task's categories.
+    page.get_by_label("Proposer").click()
+    page.get_by_role("option", name="OWLv2 (open vocabulary)").click()
+    what = page.get_by_label("What to find (left blank: what the task names)")
+    what.wait_for()
+    assert what.input_value() == ""
+    page.locator("#fo1-propose").click()
+    page.wait_for_timeout(5000)
+    print("STATUS", repr(status_text(page)))
+    shot(page, "zz-debug")
+    page.locator("#fo1-status", has_text="for “cup, spoon” (from the task)").wait_for()
+    page.wait_for_function("!document.body.classList.contains('fo1-proposing')")
+    shot(page, "6b-proposals-for-the-task")
+    if "7 boxes" not in box_count(page):  # the random model's boxes may all be there already
+        page.locator("#fo1-undo").click()
+        wait_for_note(page, "7 boxes")
+    page.get_by_label("Proposer").click()
+    page.get_by_role("option", name="Offline (coarse, no model)").click()
+    what.wait_for(state="hidden")
 
     choose_task(page, "Free prompt")
     prompt = page.locator("#fo1-free textarea")
