@@ -7,6 +7,8 @@ over that category's tokens; the box is labelled with its best category, as OmDe
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import supervision as sv
 import torch
@@ -14,6 +16,8 @@ from PIL import Image
 from transformers.image_transforms import center_to_corners_format
 
 from detect_tools.base import CLASS_NAME, LoadedModel, ModelProposer, ProposalOptions, split_prompt
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT = "IDEA-Research/grounding-dino-tiny"
 
@@ -89,4 +93,14 @@ class GroundingDinoProposer(ModelProposer):
             [k for k, (start, end) in enumerate(offsets) if first <= start < min(end, last)]
             for first, last in spans
         ]
+        left_out = [
+            name for name, tokens in zip(classes, tokens_of_class, strict=True) if not tokens
+        ]
+        if left_out:
+            logger.warning(
+                "Grounding DINO reads %d tokens of text: %d categories left out (%s)",
+                self.loaded.model.config.max_text_len,
+                len(left_out),
+                ", ".join(left_out),
+            )
         return encoded.to(self.device), tokens_of_class

@@ -22,7 +22,7 @@ def test_each_category_is_scored_on_its_own_words(proposer):
     ]
 
 
-def test_categories_past_the_text_the_model_reads_are_left_out_not_refused(proposer, photo):
+def test_categories_past_the_text_the_model_reads_are_left_out_not_refused(proposer, photo, caplog):
     # 40 categories of two tokens each ("thingN" is unknown to the tiny vocabulary, then ".")
     # against the tiny model's 32 text positions.
     classes = [f"thing{k}" for k in range(40)]
@@ -31,3 +31,4 @@ def test_categories_past_the_text_the_model_reads_are_left_out_not_refused(propo
     assert 0 < len(read) < len(classes)
     proposals = proposer.propose(photo, ", ".join(classes), ProposalOptions(threshold=0.0))
     assert len(proposals) > 0 and set(proposals.data["class_name"]) <= set(read)
+    assert f"{len(classes) - len(read)} categories left out (thing{len(read)}," in caplog.text
