@@ -38,24 +38,39 @@ TINY_BUILDERS = {
     "grounding-dino": tiny.build_grounding_dino,
     "owlv2": tiny.build_owlv2,
     "owlv2-objects": tiny.build_owlv2,
+    "owlv2-like": tiny.build_owlv2,
     "sam3": tiny.build_sam3,
 }
-# Florence-2's checkpoint serves both of its tasks, and OWLv2's both of its scores.
-CHECKPOINT_FLAG = {"florence2-od": "florence2", "owlv2-objects": "owlv2"}
+# Florence-2's checkpoint serves both of its tasks, and OWLv2's all three of its scores.
+CHECKPOINT_FLAG = {"florence2-od": "florence2", "owlv2-objects": "owlv2", "owlv2-like": "owlv2"}
 
 
-def scene(width: int, height: int) -> Image.Image:
-    """Blurred noise with a few solid shapes: something for every proposer to find."""
+def shapes(width: int, height: int) -> list[list[int]]:
+    """The boxes of `scene`'s solid shapes."""
     rng = np.random.default_rng(0)
-    pixels = rng.integers(40, 220, (height, width, 3), dtype=np.uint8)
+    boxes = []
     for _ in range(8):
         x0, y0 = int(rng.integers(0, width * 3 // 4)), int(rng.integers(0, height * 3 // 4))
         w, h = (
             int(rng.integers(width // 10, width // 4)),
             int(rng.integers(height // 10, height // 4)),
         )
-        pixels[y0 : y0 + h, x0 : x0 + w] = rng.integers(0, 256, 3)
+        boxes.append([x0, y0, x0 + w, y0 + h])
+    return boxes
+
+
+def scene(width: int, height: int) -> Image.Image:
+    """Blurred noise with a few solid shapes: something for every proposer to find."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(40, 220, (height, width, 3), dtype=np.uint8)
+    for x0, y0, x1, y1 in shapes(width, height):
+        pixels[y0:y1, x0:x1] = rng.integers(0, 256, 3)
     return Image.fromarray(pixels)
+
+
+def example(image: Image.Image) -> list[list[int]]:
+    """The scene's first shape, for proposers that find more like example boxes."""
+    return shapes(*image.size)[:1]
 
 
 def bench(
@@ -65,13 +80,13 @@ def bench(
     device = proposer.device if isinstance(proposer, ModelProposer) else torch.device("cpu")
     text = prompt if proposer.needs_text else None
     options = ProposalOptions(threshold=0.0, nms_iou=ProposalOptions.nms_iou if nms else None)
-    proposer.propose(images[0], text, options)  # loads the model; not timed
+    proposer.propose(images[0], text, options, example(images[0]))  # loads the model; not timed
     rows = []
     for image in images:
         reset_peak_memory(device)
         counts, start = [], time.perf_counter()
         for _ in range(repeat):
-            counts.append(len(proposer.propose(image, text, options)))
+            counts.append(len(proposer.propose(image, text, options, example(image))))
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = (time.perf_counter() - start) / repeat

@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument(
         "--proposer",
         default="offline",
-        choices=sorted(registry.available()),
+        choices=sorted(registry.on_their_own()),
         help="what proposes the boxes",
     )
     parser.add_argument("--proposer-checkpoint", help="its checkpoint (model proposers)")

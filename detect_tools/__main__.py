@@ -1,4 +1,5 @@
-"""``python -m detect_tools --proposer NAME --image IMG [--text ...] [--json OUT]``.
+"""``python -m detect_tools --proposer NAME --image IMG [--text ...] [--like X1,Y1,X2,Y2]
+[--json OUT]``.
 
 Prints (or writes) the proposals as JSON, best first: box in image pixels, score, the
 proposer's label where it gives one, and mask area in pixels where it gives masks.
@@ -62,6 +63,17 @@ def _iou_or_off(text: str) -> float | None:
         raise argparse.ArgumentTypeError(message) from None
 
 
+def _box(text: str) -> list[float]:
+    """An argparse type: `X1,Y1,X2,Y2` in image pixels."""
+    try:
+        corners = [float(value) for value in text.split(",")]
+    except ValueError:
+        corners = []
+    if len(corners) != 4:
+        raise argparse.ArgumentTypeError(f"expected X1,Y1,X2,Y2 in image pixels; got {text!r}.")
+    return corners
+
+
 def main(argv: list[str] | None = None) -> int:
     names = registry.available()
     parser = argparse.ArgumentParser(
@@ -70,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proposer", required=True, help=f"one of: {', '.join(names)}")
     parser.add_argument("--image", required=True, help="a local file")
     parser.add_argument("--text", help="what to find, for text-prompted proposers")
+    parser.add_argument(
+        "--like",
+        type=_box,
+        action="append",
+        metavar="X1,Y1,X2,Y2",
+        help="an example box (again for more), for proposers that find more like it",
+    )
     parser.add_argument("--json", type=output_file, help="write here instead of standard output")
     parser.add_argument("--checkpoint", help="local model folder or hub id (default: the hub's)")
     parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")
@@ -112,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         proposer = registry.get(args.proposer, args.checkpoint, args.device)
         if args.text and not proposer.needs_text:
             logging.warning("--text is not used: %s finds boxes without one.", args.proposer)
-        detections = proposer.propose(image, args.text, options)
+        if args.like and not proposer.needs_examples:
+            logging.warning("--like is not used: %s finds boxes without examples.", args.proposer)
+        detections = proposer.propose(image, args.text, options, args.like)
     except ProposerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 import supervision as sv
 import torch
 from huggingface_hub import constants as hub_constants
@@ -230,12 +231,36 @@ def _selected(detections: sv.Detections, rows: np.ndarray) -> sv.Detections:
     return detections[rows]
 
 
+def example_boxes(
+    boxes: npt.ArrayLike | None, image_size: tuple[int, int], label: str
+) -> np.ndarray:
+    """`boxes` ([x1, y1, x2, y2] in image pixels) cut to the image, those left with a whole
+    pixel each way, as float32 (N, 4); a ProposerError, naming the proposer (`label`), where
+    none is left."""
+    try:
+        xyxy = np.asarray(boxes if boxes is not None else [], dtype=np.float64).reshape(-1, 4)
+    except (TypeError, ValueError) as error:
+        raise ProposerError(
+            f"Example boxes are [x1, y1, x2, y2] numbers each; got {boxes!r:.80}."
+        ) from error
+    xyxy = cut_to_image(xyxy, image_size)
+    xyxy = xyxy[covers_a_pixel(xyxy)]
+    if not len(xyxy):
+        raise ProposerError(
+            f"{label} finds more objects like example boxes: give it at least one, around an "
+            "object (inside the image, a pixel or more each way)."
+        )
+    return xyxy.astype(np.float32)
+
+
 class Proposer(ABC):
-    """Turns an image (and a prompt, if ``needs_text``) into box proposals, best first."""
+    """Turns an image (and a prompt, if ``needs_text``, or example boxes, if
+    ``needs_examples``) into box proposals, best first."""
 
     name: ClassVar[str]
     label: ClassVar[str]
     needs_text: ClassVar[bool] = False
+    needs_examples: ClassVar[bool] = False
     default_threshold: ClassVar[float] = 0.0
 
     def propose(
@@ -243,8 +268,11 @@ class Proposer(ABC):
         image: Image.Image,
         text: str | None = None,
         options: ProposalOptions | None = None,
+        examples: npt.ArrayLike | None = None,
     ) -> sv.Detections:
-        """Proposals in original image pixels, sorted by score, at most ``options.max_count``."""
+        """Proposals in original image pixels, sorted by score, at most ``options.max_count``.
+        `examples`: boxes ([x1, y1, x2, y2] in image pixels) to find more objects like, for a
+        proposer that `needs_examples`."""
         options = options or ProposalOptions()
         image = check_image(image)
         if self.needs_text and not (text and text.strip()):
@@ -253,8 +281,19 @@ class Proposer(ABC):
                 '(for example "red cup, person").'
             )
         threshold = self.default_threshold if options.threshold is None else options.threshold
-        raw = self._predict(image, text.strip() if text else None, threshold, options)
+        if self.needs_examples:
+            like = example_boxes(examples, image.size, self.label)
+            raw = self._predict_like(image, like, threshold, options)
+        else:
+            raw = self._predict(image, text.strip() if text else None, threshold, options)
         return finalize(raw, image.size, threshold, options)
+
+    def _predict_like(
+        self, image: Image.Image, examples: np.ndarray, threshold: float, options: ProposalOptions
+    ) -> sv.Detections:
+        """`_predict` for a proposer that `needs_examples`: candidates like the `examples`
+        boxes ((N, 4) float32, cut to the image)."""
+        raise NotImplementedError(f"{type(self).__name__} finds nothing like example boxes")
 
     @abstractmethod
     def _predict(
@@ -329,9 +368,10 @@ class ModelProposer(Proposer):
         image: Image.Image,
         text: str | None = None,
         options: ProposalOptions | None = None,
+        examples: npt.ArrayLike | None = None,
     ) -> sv.Detections:
         with self._shared.inference_lock:
-            return super().propose(image, text, options)
+            return super().propose(image, text, options, examples)
 
     def load(self) -> None:
         """Loads the model now rather than at the first proposal: a checkpoint that cannot be

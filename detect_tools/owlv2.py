@@ -14,6 +14,8 @@ import numpy as np
 import supervision as sv
 import torch
 from PIL import Image, ImageOps
+from torchvision.ops import box_iou
+from transformers.image_transforms import center_to_corners_format
 from transformers.models.owlv2.modeling_owlv2 import Owlv2ObjectDetectionOutput
 
 from detect_tools.base import CLASS_NAME, LoadedModel, ModelProposer, ProposalOptions, split_prompt
@@ -81,6 +83,14 @@ class Owlv2Proposer(ModelProposer):
             class_id=result["labels"].cpu().numpy().astype(int),
         )
 
+    def _patches(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(1, P, D)` features of the image's patches, and their `(1, P, 4)` boxes."""
+        model = self.loaded.model
+        feature_map, _ = model.image_embedder(pixel_values=self._pixels(image))
+        batch, rows, columns, width = feature_map.shape
+        features = feature_map.reshape(batch, rows * columns, width)
+        return features, model.box_predictor(features, feature_map)
+
 
 class Owlv2ObjectnessProposer(Owlv2Proposer):
     """Class-agnostic proposals ranked by OWLv2's objectness: any kind of object, no prompt."""
@@ -94,13 +104,39 @@ class Owlv2ObjectnessProposer(Owlv2Proposer):
     def _predict(
         self, image: Image.Image, text: str | None, threshold: float, options: ProposalOptions
     ) -> sv.Detections:
-        model = self.loaded.model
-        feature_map, _ = model.image_embedder(pixel_values=self._pixels(image))
-        batch, rows, columns, width = feature_map.shape
-        features = feature_map.reshape(batch, rows * columns, width)
-        objectness = model.objectness_predictor(features)[..., None]
-        detections = self._detections(
-            objectness, model.box_predictor(features, feature_map), image, threshold
-        )
+        features, boxes = self._patches(image)
+        objectness = self.loaded.model.objectness_predictor(features)[..., None]
+        detections = self._detections(objectness, boxes, image, threshold)
         detections.class_id = None  # one "class", which is no label
+        return detections
+
+
+class Owlv2LikeProposer(Owlv2Proposer):
+    """More objects like the example boxes: OWLv2's image-conditioned detection, each example
+    standing for the embedding of the patch whose box fits it best. Scores are relative to the
+    best match (1), as OWLv2's scores for image queries are not calibrated."""
+
+    name = "owlv2-like"
+    label = "OWLv2: more like my boxes"
+    needs_text = False
+    needs_examples = True
+    default_threshold = 0.0  # FO1 tells which are alike: the count cap bounds them
+
+    @torch.inference_mode()
+    def _predict_like(
+        self, image: Image.Image, examples: np.ndarray, threshold: float, options: ProposalOptions
+    ) -> sv.Detections:
+        model = self.loaded.model
+        features, boxes = self._patches(image)
+        _, embeddings = model.class_predictor(features)
+        # Patch boxes are fractions of the padded square, whose side is the image's long side.
+        fitted = box_iou(
+            torch.from_numpy(examples).to(boxes.device) / max(image.size),
+            center_to_corners_format(boxes[0].float()),
+        ).argmax(dim=1)
+        logits, _ = model.class_predictor(features, embeddings[:, fitted], None)
+        detections = self._detections(logits, boxes, image, 0.0)
+        if len(detections):
+            detections.confidence = detections.confidence / detections.confidence.max()
+        detections.class_id = None  # which example a box is like is no label
         return detections

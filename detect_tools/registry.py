@@ -17,7 +17,7 @@ from detect_tools.florence2 import Florence2DetectionProposer, Florence2Proposer
 from detect_tools.grounding_dino import GroundingDinoProposer
 from detect_tools.offline import OfflineProposer
 from detect_tools.omdet_turbo import OmDetTurboProposer
-from detect_tools.owlv2 import Owlv2ObjectnessProposer, Owlv2Proposer
+from detect_tools.owlv2 import Owlv2LikeProposer, Owlv2ObjectnessProposer, Owlv2Proposer
 from detect_tools.sam3 import Sam3Proposer
 
 PROPOSERS: dict[str, type[Proposer]] = {
@@ -29,6 +29,7 @@ PROPOSERS: dict[str, type[Proposer]] = {
         GroundingDinoProposer,
         Owlv2Proposer,
         Owlv2ObjectnessProposer,
+        Owlv2LikeProposer,
         Sam3Proposer,
         OfflineProposer,
     )
@@ -52,6 +53,12 @@ def within_reach(checkpoints: Mapping[str, str]) -> dict[str, str]:
         for name, cls in PROPOSERS.items()
         if not issubclass(cls, ModelProposer) or cls.within_reach(checkpoints.get(name))
     }
+
+
+def on_their_own() -> list[str]:
+    """Names of the proposers that need no example boxes: those a benchmark's images, or a
+    request without boxes, can be given to."""
+    return [name for name, cls in PROPOSERS.items() if not cls.needs_examples]
 
 
 def with_models() -> list[str]:

@@ -70,7 +70,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="where each answer is cut (default: %(default)s)",
     )
     parser.add_argument(
-        "--proposer", choices=sorted(registry.PROPOSERS), help="box proposer (see detect_tools)"
+        "--proposer",
+        choices=sorted(registry.on_their_own()),
+        help="box proposer (see detect_tools)",
     )
     parser.add_argument("--proposer-checkpoint", help="the proposer's hub id or local folder")
     parser.add_argument(

@@ -63,6 +63,16 @@ def check_proposals(
 
 
 @pytest.fixture
+def image_file(tmp_path: Path) -> Path:
+    """A PNG file: a blue rectangle on grey."""
+    path = tmp_path / "scene.png"
+    pixels = np.full((120, 160, 3), 200, dtype=np.uint8)
+    pixels[30:90, 40:120] = (20, 40, 200)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture
 def contract():
     return check_proposals
 

@@ -27,7 +27,7 @@ from ui.proposing import Proposing
 def test_every_proposer_is_listed_with_a_label():
     names = registry.available()
     expected = {"florence2", "florence2-od", "omdet-turbo", "grounding-dino", "owlv2", "sam3"}
-    assert expected | {"owlv2-objects", "offline"} <= set(names)
+    assert expected | {"owlv2-objects", "owlv2-like", "offline"} <= set(names)
     assert "coarse" in names["offline"].lower(), "the UI list must say the offline one is coarse"
 
 
@@ -47,15 +47,6 @@ def test_get_shares_one_instance_per_setting(florence2_checkpoint):
 def test_get_rejects_bad_requests(name, checkpoint, message):
     with pytest.raises(ProposerError, match=message):
         registry.get(name, checkpoint)
-
-
-@pytest.fixture
-def image_file(tmp_path):
-    path = tmp_path / "scene.png"
-    pixels = np.full((120, 160, 3), 200, dtype=np.uint8)
-    pixels[30:90, 40:120] = (20, 40, 200)
-    Image.fromarray(pixels).save(path)
-    return path
 
 
 def test_cli_writes_json(image_file, tmp_path):
@@ -303,7 +294,12 @@ def test_a_visitor_is_offered_the_proposers_that_can_run_here(tmp_path, monkeypa
     assert [name for _, name in given.choices()] == ["florence2", "florence2-od", "offline"]
     assert given.default() == "florence2"
     owl = Proposing("cpu", {"owlv2": "/models/owlv2"})
-    assert [name for _, name in owl.choices()] == ["owlv2", "owlv2-objects", "offline"]
+    assert [name for _, name in owl.choices()] == [
+        "owlv2",
+        "owlv2-objects",
+        "owlv2-like",
+        "offline",
+    ]
     assert owl.default() == "owlv2-objects"
     both = Proposing("cpu", {"owlv2": "/models/owlv2", "florence2": "/models/florence2"})
     assert both.default() == "florence2"
