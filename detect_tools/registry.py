@@ -61,6 +61,11 @@ def on_their_own() -> list[str]:
     return [name for name, cls in PROPOSERS.items() if not cls.needs_examples]
 
 
+def with_examples() -> list[str]:
+    """Names of the proposers that find more objects like example boxes."""
+    return [name for name in PROPOSERS if name not in on_their_own()]
+
+
 def with_models() -> list[str]:
     """Names of the proposers that load a checkpoint."""
     return list(_model_proposers())

@@ -8,6 +8,7 @@ an error whose message names the problem, never as a traceback or a hang.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from detect_tools import tiny
 from fo1_core.render import color_for_region, drawing_factor, shown_reduction
 from tests.browser.app_server import REPO, call_raw, running_app
 from tests.conftest import RIGGED_ANSWER
@@ -48,8 +50,12 @@ time.sleep(600)
 
 
 @pytest.fixture(scope="module")
-def client(answering_checkpoint: Path) -> Iterator[Client]:
-    with running_app(answering_checkpoint, log=APP_LOG) as url:
+def client(
+    answering_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Client]:
+    owlv2 = tiny.build_owlv2(tmp_path_factory.mktemp("owlv2"))
+    options = ["--proposer-checkpoint", f"owlv2={owlv2}"]
+    with running_app(answering_checkpoint, *options, log=APP_LOG) as url:
         yield Client(url, verbose=False)
 
 
@@ -102,6 +108,26 @@ def test_propose_returns_boxes_as_json(client: Client) -> None:
     for x1, y1, x2, y2 in result["boxes"]:
         assert 0 <= x1 < x2 <= 600 and 0 <= y1 < y2 <= 400
     assert result["scores"] == sorted(result["scores"], reverse=True)
+
+
+def test_propose_like_finds_more_like_the_example_boxes_given(client: Client) -> None:
+    like = [[170, 10, 420, 200]]
+    result = client.predict(
+        handle_file(IMAGE), "owlv2-like", like, None, 5, api_name="/propose_like"
+    )
+    assert result["proposer"] == "owlv2-like" and 1 <= result["count"] <= 5
+    assert result["scores"][0] == 1.0  # relative to the best match
+    for examples, message in [
+        ([], "give it at least one"),
+        ([[1, 2]], re.escape("Box #0 must be four numbers")),
+    ]:
+        with pytest.raises(Exception, match=message):
+            client.predict(
+                handle_file(IMAGE), "owlv2-like", examples, None, 5, api_name="/propose_like"
+            )
+    # /propose is not given example boxes: it says so.
+    with pytest.raises(Exception, match="give it at least one"):
+        client.predict(handle_file(IMAGE), "owlv2-like", "", None, 5, api_name="/propose")
 
 
 def test_answer_draws_the_grounded_regions(client: Client) -> None:

@@ -575,7 +575,7 @@ def test_a_prompted_proposer_left_blank_looks_for_what_the_task_names(
     asked: list[str | None] = []
     found = Proposals([[5, 5, 60, 60]], [0.9], ["cup"], None, seconds=0.1)
 
-    def propose(image, name, text, threshold, max_count):
+    def propose(image, name, text, threshold, max_count, examples=None):
         asked.append(text)
         return found
 
@@ -609,6 +609,31 @@ def test_a_prompted_proposer_left_blank_looks_for_what_the_task_names(
         value, "offline", "", "OD_template", "cup", 0.5, 10, "add", {}, "", None, REQUEST
     )
     assert asked == [""]
+
+
+def test_a_proposer_of_more_like_the_examples_is_given_the_boxes(
+    answering: Handlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[list | None] = []
+    found = Proposals([[5, 5, 60, 60]], [1.0], [""], None, seconds=0.1)
+
+    def propose(image, name, text, threshold, max_count, examples=None):
+        asked.append(examples)
+        return found
+
+    monkeypatch.setattr(answering.proposing, "propose", propose)
+    status = answering.propose(
+        editor_value(IMAGE, BOXES), "owlv2-like", "", DEFAULT_TASK, "cup", 0.0, 5, "add", {}, "",
+        None, REQUEST,
+    )[2]  # fmt: skip
+    assert asked == [BOXES]
+    assert "1 proposal like your 3 boxes in 0.10 s; 1 added." in status
+    status = answering.propose(
+        editor_value(IMAGE, []), "owlv2-like", "", DEFAULT_TASK, "", 0.0, 5, "add", {}, "", None,
+        REQUEST,
+    )[2]  # fmt: skip
+    assert "fo1-error" in status and "draw a box around one example first" in status
+    assert len(asked) == 1
 
 
 def test_undo_after_proposals_replaced_the_boxes_brings_back_their_masks(

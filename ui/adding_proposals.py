@@ -27,18 +27,17 @@ def proposals_added(
     mode: str,
     masks: MaskStore,
     prompt: str | None,
-    borrowed: str | None = None,
+    asked_for: str | None = None,
 ) -> tuple:
     """`found` added to the editor's boxes (`value`, or `drawn`: those drawn while the proposer
     ran), or in their place when `mode` is not "add". Outputs: editor, masks, status, proposal
     time, picked regions (none once the proposals replace the boxes picked from), the free
-    `prompt` (its references to boxes replaced gone, `ui.box_edits.prompt_again`); `borrowed`:
-    the task's text, where the proposer looked for what it names."""
-    seconds = f"{found.seconds:.2f} s"
-    if borrowed is not None:
-        seconds = f"for “{borrowed}” (from the task) in {seconds}"
-    else:
-        seconds = f"in {seconds}"
+    `prompt` (its references to boxes replaced gone, `ui.box_edits.prompt_again`); `asked_for`:
+    what the proposer was given that the user did not type for it ("for “cup” (from the task)",
+    "like your 2 boxes")."""
+    seconds = f"in {found.seconds:.2f} s"
+    if asked_for is not None:
+        seconds = f"{asked_for} {seconds}"
     if not found.boxes:
         message = f"No proposals {seconds}: your boxes are as they were."
         return status_only(status_html(message, "warning"))

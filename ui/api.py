@@ -114,6 +114,10 @@ PROPOSE_DESCRIPTION = (
     '"labels", …}, corners in pixels. threshold None: the proposer\'s own; max_boxes 1 to '
     f"{MAX_PROPOSALS} (None: {MAX_PROPOSALS})."
 )
+PROPOSE_LIKE_DESCRIPTION = (
+    "/propose for a proposer that finds more objects like example boxes (owlv2-like): like "
+    "is [[x1, y1, x2, y2], …] in pixels; scores are relative to the best match (1)."
+)
 ANSWER_DESCRIPTION = (
     "FO1's answer about the boxes: (annotated image, raw answer text, detections as JSON). "
     "boxes: [[x1, y1, x2, y2], …] in pixels, box i being <regioni>, or a /propose result; "
@@ -150,14 +154,29 @@ class Api:
         text: str | None,
         threshold: float | None,
         max_boxes: float | None,
+        like: object = None,
     ) -> dict:
-        """Boxes proposed for `image`: `{"boxes": [[x1, y1, x2, y2], …], "scores", "labels"}`."""
+        """Boxes proposed for `image`: `{"boxes": [[x1, y1, x2, y2], …], "scores", "labels"}`;
+        `like`: example boxes, as `/answer`'s, for a proposer that finds more like them."""
         try:
             count = MAX_PROPOSALS if max_boxes is None else max_boxes
-            found = self.proposing.propose(image, proposer, text, threshold, count)
+            examples = parse_boxes(like) or None
+            found = self.proposing.propose(image, proposer, text, threshold, count, examples)
         except (ProposerError, FO1Error) as error:
             raise user_error(str(error)) from error
         return found.as_json(proposer)
+
+    def propose_like(
+        self,
+        image: str | None,
+        proposer: str,
+        like: object,
+        threshold: float | None,
+        max_boxes: float | None,
+    ) -> dict:
+        """`propose` for a proposer that finds more objects like the example boxes `like`: an
+        endpoint of its own, as `/propose` callers send its five values and no more."""
+        return self.propose(image, proposer, "", threshold, max_boxes, like)
 
     def answer(
         self, image: str | None, boxes: object, task: str, text: str | None

@@ -39,6 +39,7 @@ from ui.proposing import (
     Proposing,
     masks_for,
     named_by_the_task,
+    no_examples,
     nothing_to_find,
 )
 from ui.report import AnswerFolders
@@ -295,7 +296,8 @@ class Handlers:
         request: gr.Request,
     ) -> tuple:
         """Adds the proposals to the boxes (or replaces them); masks are kept for drawing. A
-        text-prompted proposer given no text looks for what the `task`'s text names.
+        text-prompted proposer given no text looks for what the `task`'s text names; one that
+        finds more like example boxes is given the editor's boxes.
 
         Propose may wait behind other questions: the boxes it adds to are the editor's when it
         ends, and after a new image (both by the page's clock, `clicked_at` being the click's)
@@ -304,15 +306,21 @@ class Handlers:
         image = image_of(value)
         try:
             held = self.ahead.held() if self.ahead is not None else nullcontext()
-            borrowed = None
+            borrowed, examples, asked_for = None, None, None
             picked = self.proposing.proposer(proposer)
             if picked.needs_text and not (text or "").strip():
                 borrowed = named_by_the_task(task, task_text)
                 if borrowed is None:
                     raise ProposerError(nothing_to_find(picked.label))
+                asked_for = f"for “{borrowed}” (from the task)"
+            if picked.needs_examples:
+                examples = boxes_of(value)
+                if not examples:
+                    raise ProposerError(no_examples(picked.label))
+                asked_for = f"like your {len(examples)} box{'es' if len(examples) > 1 else ''}"
             with held:  # the user waits for these: no encoding ahead competes with them
                 found = self.proposing.propose(
-                    image, proposer, borrowed or text, threshold, max_count
+                    image, proposer, borrowed or text, threshold, max_count, examples
                 )
         except (ProposerError, FO1Error) as error:
             return status_only(proposer_error_html(str(error)))
@@ -328,7 +336,7 @@ class Handlers:
             message = "The image changed while the proposer ran: its proposals are not added."
             return status_only(status_html(message, "warning"))
         drawn = [list(box) for box in session.editing[1]] if edited else None
-        return proposals_added(found, value, drawn, mode, masks, prompt, borrowed)
+        return proposals_added(found, value, drawn, mode, masks, prompt, asked_for)
 
     def proposer_changed(self, name: str, status: str | None) -> tuple:
         """Outputs: threshold, the proposer's text, status (an error about the proposer picked

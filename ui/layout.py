@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 import detect_tools
+from detect_tools.registry import with_examples
 from fo1_core.session import FO1Pipeline
 from fo1_core.templates import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -27,6 +28,7 @@ from ui.api import (
     ANSWER_DESCRIPTION,
     EXAMPLE_IMAGE,
     PROPOSE_DESCRIPTION,
+    PROPOSE_LIKE_DESCRIPTION,
     Api,
     with_api_example,
 )
@@ -567,7 +569,9 @@ def _on_spaces() -> bool:
 
 
 def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> None:
-    """Hidden components whose only purpose is to type the `/propose` and `/answer` endpoints."""
+    """Hidden components whose only purpose is to type the `/propose`, `/propose_like` and
+    `/answer` endpoints."""
+    like_names = with_examples()
     with gr.Group(visible=False):
         # No conversion here: fo1_core composites transparency and scales 16-bit images itself.
         image = with_api_example(
@@ -588,19 +592,33 @@ def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> N
         max_boxes = with_api_example(
             gr.Number(label="max_boxes", value=DEFAULT_PROPOSALS), DEFAULT_PROPOSALS
         )
+        like_proposer = with_api_example(
+            gr.Dropdown(like_names, value=like_names[0], label="proposer", allow_custom_value=True),
+            like_names[0],
+        )
+        like = with_api_example(gr.JSON(label="like"), [[12, 30, 240, 200]])
         proposals = gr.JSON(label="boxes")
         boxes = with_api_example(gr.JSON(label="boxes"), [[12, 30, 240, 200], [260, 40, 410, 300]])
         task = with_api_example(gr.Textbox(label="task"), "OD_template")
         annotated = gr.Image(type="numpy", label="annotated image")
         raw = gr.Textbox(label="answer text")
         detections = gr.JSON(label="detections")
-        propose, answer = gr.Button(), gr.Button()
+        propose, propose_like, answer = gr.Button(), gr.Button(), gr.Button()
     propose.click(
         api.propose,
         [image, proposer, text, threshold, max_boxes],
         proposals,
         api_name="propose",
         api_description=PROPOSE_DESCRIPTION,
+        concurrency_id=MODEL,
+        concurrency_limit=settings.concurrency,
+    )
+    propose_like.click(
+        api.propose_like,
+        [image, like_proposer, like, threshold, max_boxes],
+        proposals,
+        api_name="propose_like",
+        api_description=PROPOSE_LIKE_DESCRIPTION,
         concurrency_id=MODEL,
         concurrency_limit=settings.concurrency,
     )

@@ -138,6 +138,15 @@ def nothing_to_find(label: str) -> str:
     )
 
 
+def no_examples(label: str) -> str:
+    """The refusal of a proposer that finds more like example boxes, in the app: the editor's
+    boxes are its examples."""
+    return (
+        f"{label} finds more objects like your boxes: draw a box around one example first "
+        "(or a few), then Propose."
+    )
+
+
 PREFERRED_PROPOSERS = ("florence2", "owlv2-objects", "offline")
 """The proposer selected at start unless one is named, the first within reach: class-agnostic
 region proposals give every kind of object a box for FO1 to name; the offline one needs nothing."""
@@ -179,10 +188,15 @@ class Proposing:
             raise ProposerError(f"The proposer {name!r} cannot start here ({error}).") from error
 
     def _propose(
-        self, name: str, image: Image.Image, text: str | None, options: ProposalOptions
+        self,
+        name: str,
+        image: Image.Image,
+        text: str | None,
+        options: ProposalOptions,
+        examples: list[Box] | None,
     ) -> Proposals:
         start = time.perf_counter()
-        detections = self.proposer(name).propose(image, text, options)
+        detections = self.proposer(name).propose(image, text, options, examples)
         labels = detections.data.get(CLASS_NAME)
         return Proposals(
             boxes=[[shortest_decimal(v) for v in box] for box in detections.xyxy],
@@ -201,9 +215,11 @@ class Proposing:
         text: str | None,
         threshold: float | None,
         max_count: int,
+        examples: list[Box] | None = None,
     ) -> Proposals:
         """Raises `ProposerError` or `FO1Error` (an image the model could not read either) with
-        a message for the user on every failure it can name."""
+        a message for the user on every failure it can name. `examples`: boxes to find more
+        like, for a proposer that needs them."""
         if isinstance(max_count, bool) or not (
             isinstance(max_count, int) or isinstance(max_count, float) and max_count.is_integer()
         ):  # float's is_integer is False for NaN and infinity too
@@ -211,7 +227,7 @@ class Proposing:
         picture = open_image(image)
         options = ProposalOptions(threshold=threshold, max_count=int(max_count))
         try:
-            return self._propose_on_gpu(name, picture, text, options)
+            return self._propose_on_gpu(name, picture, text, options, examples)
         except (ProposerError, MemoryError):
             raise
         except Exception as error:  # a model that loads but cannot run: still the user's notice

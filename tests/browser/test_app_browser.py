@@ -942,6 +942,7 @@ def test_example_proposals_and_free_prompt(page) -> None:
         "Florence-2 object detection",
         "OWLv2 (open vocabulary)",
         "OWLv2 objectness (class-agnostic)",
+        "OWLv2: more like my boxes",
         "Offline (coarse, no model)",
     ]
     # A model proposer whose folder is missing: a visible message, and the boxes stay.
@@ -967,9 +968,18 @@ def test_example_proposals_and_free_prompt(page) -> None:
     if "7 boxes" not in box_count(page):  # the random model's boxes may all be there already
         page.locator("#fo1-undo").click()
         wait_for_note(page, "7 boxes")
+    # One that finds more like the boxes drawn: they are its examples, and no text is asked.
+    page.get_by_label("Proposer").click()
+    page.get_by_role("option", name="OWLv2: more like my boxes").click()
+    what.wait_for(state="hidden")
+    page.locator("#fo1-propose").click()
+    page.locator("#fo1-status", has_text="like your 7 boxes").wait_for()
+    page.wait_for_function("!document.body.classList.contains('fo1-proposing')")
+    if "7 boxes" not in box_count(page):
+        page.locator("#fo1-undo").click()
+        wait_for_note(page, "7 boxes")
     page.get_by_label("Proposer").click()
     page.get_by_role("option", name="Offline (coarse, no model)").click()
-    what.wait_for(state="hidden")
 
     choose_task(page, "Free prompt")
     prompt = page.locator("#fo1-free textarea")
