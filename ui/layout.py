@@ -603,31 +603,28 @@ def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> N
         annotated = gr.Image(type="numpy", label="annotated image")
         raw = gr.Textbox(label="answer text")
         detections = gr.JSON(label="detections")
-        propose, propose_like, answer = gr.Button(), gr.Button(), gr.Button()
-    propose.click(
-        api.propose,
-        [image, proposer, text, threshold, max_boxes],
-        proposals,
-        api_name="propose",
-        api_description=PROPOSE_DESCRIPTION,
-        concurrency_id=MODEL,
-        concurrency_limit=settings.concurrency,
+    endpoints = (
+        (
+            api.propose,
+            [image, proposer, text, threshold, max_boxes],
+            proposals,
+            PROPOSE_DESCRIPTION,
+        ),
+        (
+            api.propose_like,
+            [image, like_proposer, like, threshold, max_boxes],
+            proposals,
+            PROPOSE_LIKE_DESCRIPTION,
+        ),
+        (api.answer, [image, boxes, task, text], [annotated, raw, detections], ANSWER_DESCRIPTION),
     )
-    propose_like.click(
-        api.propose_like,
-        [image, like_proposer, like, threshold, max_boxes],
-        proposals,
-        api_name="propose_like",
-        api_description=PROPOSE_LIKE_DESCRIPTION,
-        concurrency_id=MODEL,
-        concurrency_limit=settings.concurrency,
-    )
-    answer.click(
-        api.answer,
-        [image, boxes, task, text],
-        [annotated, raw, detections],
-        api_name="answer",
-        api_description=ANSWER_DESCRIPTION,
-        concurrency_id=MODEL,
-        concurrency_limit=settings.concurrency,
-    )
+    for handler, inputs, outputs, description in endpoints:
+        gr.Button(visible=False).click(
+            handler,
+            inputs,
+            outputs,
+            api_name=handler.__name__,
+            api_description=description,
+            concurrency_id=MODEL,
+            concurrency_limit=settings.concurrency,
+        )
