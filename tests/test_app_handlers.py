@@ -48,6 +48,8 @@ from ui.status import ANSWERING, STALE_NOTES, STOPPED_EARLY, status_html
 
 pytestmark = pytest.mark.slow
 
+VISUAL_PROMPT = "Visual_Prompt_OD_template"
+
 IMAGE = str(EXAMPLES_DIR / "coffee.jpg")
 BOXES = [[170, 10, 420, 200], [80, 60, 490, 390], [320, 60, 430, 320]]
 SKIP = gr.skip()
@@ -75,6 +77,40 @@ def answering(answering_checkpoint: Path) -> Handlers:
 @pytest.fixture(scope="module")
 def endless(endless_checkpoint: Path) -> Handlers:
     return make_handlers(endless_checkpoint)
+
+
+def propose(
+    handlers: Handlers,
+    value,
+    proposer: str,
+    text="",
+    task=DEFAULT_TASK,
+    task_text="",
+    regions=(),
+    threshold=0.0,
+    max_count=5,
+    mode="add",
+    masks=None,
+    prompt="",
+    clicked_at=None,
+    request=REQUEST,
+):
+    """Propose's outputs, for its inputs as the page sends them."""
+    return handlers.propose(
+        value,
+        proposer,
+        text,
+        task,
+        task_text,
+        list(regions),
+        threshold,
+        max_count,
+        mode,
+        masks or {},
+        prompt,
+        clicked_at,
+        request,
+    )
 
 
 def run(
@@ -456,8 +492,8 @@ def test_broken_image_is_a_visible_message(answering: Handlers, tmp_path: Path) 
 
 def test_failing_proposer_keeps_the_boxes(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES)
-    editor, masks, status, seconds, picked, prompt = answering.propose(
-        value, "florence2", "", DEFAULT_TASK, "", 0.1, 10, "replace", {}, "", None, REQUEST
+    editor, masks, status, seconds, picked, prompt = propose(
+        answering, value, "florence2", threshold=0.1, max_count=10, mode="replace"
     )
     assert editor == masks == seconds == picked == prompt == SKIP
     assert "fo1-error" in status and "not on this machine" in status
@@ -465,9 +501,7 @@ def test_failing_proposer_keeps_the_boxes(answering: Handlers) -> None:
 
 def test_offline_proposals_add_to_the_boxes(answering: Handlers) -> None:
     value = editor_value(IMAGE, BOXES)
-    editor, _, status, proposed, picked, prompt = answering.propose(
-        value, "offline", "", DEFAULT_TASK, "", 0.0, 5, "add", {}, "", None, REQUEST
-    )
+    editor, _, status, proposed, picked, prompt = propose(answering, value, "offline")
     labels = [box["label"] for box in in_drawing_order(editor["boxes"])]
     assert labels == [f"#{i}" for i in range(len(BOXES) + 5)]
     assert picked == prompt == SKIP  # the boxes picked from are still there, numbered as before
@@ -486,14 +520,10 @@ def test_proposing_twice_does_not_add_the_same_boxes_again(
     found = Proposals([BOXES[0], nudged, [5, 5, 60, 60]], [0.9] * 3, ["cup"] * 3, None, 0.1)
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
     value = editor_value(IMAGE, BOXES)
-    editor, _, status, *_ = answering.propose(
-        value, "offline", "", DEFAULT_TASK, "", 0.0, 5, "add", {}, "", None, REQUEST
-    )
+    editor, _, status, *_ = propose(answering, value, "offline")
     assert boxes_of(editor) == [*BOXES, [5, 5, 60, 60]]
     assert "3 proposals in 0.10 s, 2 already among your boxes; 1 added." in status
-    again, _, status, proposed, *_ = answering.propose(
-        editor, "offline", "", DEFAULT_TASK, "", 0.0, 5, "add", {}, "", None, REQUEST
-    )
+    again, _, status, proposed, *_ = propose(answering, editor, "offline")
     assert len(again["boxes"]) == 4 and "all already among your boxes" in status
     assert proposed == SKIP  # the first Propose's boxes are still its own
 
@@ -501,9 +531,7 @@ def test_proposing_twice_does_not_add_the_same_boxes_again(
 def test_proposals_added_past_the_models_regions_are_named(answering: Handlers) -> None:
     drawn = [[i, 0, i + 10, 10] for i in range(MAX_REGIONS - 2)]
     value = editor_value(IMAGE, drawn)
-    editor, _, status, *_ = answering.propose(
-        value, "offline", "", DEFAULT_TASK, "", 0.0, 5, "add", {}, "", None, REQUEST
-    )
+    editor, _, status, *_ = propose(answering, value, "offline")
     assert len(boxes_of(editor)) == MAX_REGIONS + 3 and "fo1-warning" in status
     assert f"5 added. 3 of them come after the first {MAX_REGIONS} boxes" in status
 
@@ -527,9 +555,7 @@ def test_proposals_land_on_the_boxes_as_they_are_when_the_proposer_ends(
         return found
 
     monkeypatch.setattr(answering.proposing, "propose", propose_while_the_user_works)
-    editor, masks, status, *_ = answering.propose(
-        clicked, "offline", "", DEFAULT_TASK, "", 0.0, 5, "add", {}, "", 1.0, page
-    )
+    editor, masks, status, *_ = propose(answering, clicked, "offline", clicked_at=1.0, request=page)
     if meanwhile == "box drawn":
         assert boxes_of(editor) == [*BOXES[:2], [5, 5, 60, 60]]  # the new box stays
     else:
@@ -541,9 +567,7 @@ def test_no_proposals_leave_the_boxes_even_when_replacing(
 ) -> None:
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: Proposals([], [], [], None, 0.1))
     value = editor_value(IMAGE, BOXES)
-    editor, masks, status, *_ = answering.propose(
-        value, "offline", "", DEFAULT_TASK, "", 0.0, 5, "replace", {}, "", None, REQUEST
-    )
+    editor, masks, status, *_ = propose(answering, value, "offline", mode="replace")
     assert (editor, masks) == (SKIP, SKIP)
     assert "No proposals in 0.10 s: your boxes are as they were." in status
 
@@ -558,8 +582,8 @@ def test_proposed_masks_are_kept_drawn_and_exported(
     found = Proposals(BOXES, [0.9] * 3, ["cup"] * 3, masks, seconds=0.1)
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
     value = editor_value(IMAGE, [])
-    editor, kept, *_, picked, _ = answering.propose(
-        value, "sam3", "cup", DEFAULT_TASK, "", 0.5, 10, "replace", {}, "", None, REQUEST
+    editor, kept, *_, picked, _ = propose(
+        answering, value, "sam3", text="cup", threshold=0.5, max_count=10, mode="replace"
     )
     assert picked == []  # the proposals took the place of the boxes picked from
     *_, files = with_downloads(answering, run(answering, editor, masks=kept))
@@ -575,16 +599,23 @@ def test_a_prompted_proposer_left_blank_looks_for_what_the_task_names(
     asked: list[str | None] = []
     found = Proposals([[5, 5, 60, 60]], [0.9], ["cup"], None, seconds=0.1)
 
-    def propose(image, name, text, threshold, max_count, examples=None):
+    def propose_fake(image, name, text, threshold, max_count, examples=None):
         asked.append(text)
         return found
 
-    monkeypatch.setattr(answering.proposing, "propose", propose)
+    monkeypatch.setattr(answering.proposing, "propose", propose_fake)
     value = editor_value(IMAGE, [])
 
     def propose_for(text: str, task: str, task_text: str) -> str:
-        return answering.propose(
-            value, "sam3", text, task, task_text, 0.5, 10, "add", {}, "", None, REQUEST
+        return propose(
+            answering,
+            value,
+            "sam3",
+            text=text,
+            task=task,
+            task_text=task_text,
+            threshold=0.5,
+            max_count=10,
         )[2]
 
     status = propose_for("  ", "OD_template", " cup, spoon ")
@@ -605,8 +636,14 @@ def test_a_prompted_proposer_left_blank_looks_for_what_the_task_names(
         assert "Detection, Counting or Referring expression task" in status
     assert not asked
     # A proposer that needs no text is not given the task's.
-    answering.propose(
-        value, "offline", "", "OD_template", "cup", 0.5, 10, "add", {}, "", None, REQUEST
+    propose(
+        answering,
+        value,
+        "offline",
+        task="OD_template",
+        task_text="cup",
+        threshold=0.5,
+        max_count=10,
     )
     assert asked == [""]
 
@@ -617,23 +654,24 @@ def test_a_proposer_of_more_like_the_examples_is_given_the_boxes(
     asked: list[list | None] = []
     found = Proposals([[5, 5, 60, 60]], [1.0], [""], None, seconds=0.1)
 
-    def propose(image, name, text, threshold, max_count, examples=None):
+    def propose_fake(image, name, text, threshold, max_count, examples=None):
         asked.append(examples)
         return found
 
-    monkeypatch.setattr(answering.proposing, "propose", propose)
-    status = answering.propose(
-        editor_value(IMAGE, BOXES), "owlv2-like", "", DEFAULT_TASK, "cup", 0.0, 5, "add", {}, "",
-        None, REQUEST,
-    )[2]  # fmt: skip
-    assert asked == [BOXES]
+    monkeypatch.setattr(answering.proposing, "propose", propose_fake)
+    status = propose(answering, editor_value(IMAGE, BOXES), "owlv2-like", task_text="cup")[2]
+    assert asked.pop() == BOXES
     assert "1 proposal like your 3 boxes in 0.10 s; 1 added." in status
-    status = answering.propose(
-        editor_value(IMAGE, []), "owlv2-like", "", DEFAULT_TASK, "", 0.0, 5, "add", {}, "", None,
-        REQUEST,
-    )[2]  # fmt: skip
+    # A region task's picks are its examples: a Visual-prompt detection's reference.
+    value = editor_value(IMAGE, BOXES)
+    status = propose(answering, value, "owlv2-like", task=VISUAL_PROMPT, regions=[2, 0])[2]
+    assert asked.pop() == [BOXES[0], BOXES[2]] and "like #0, #2 in" in status
+    # Picks left from a region task count no more once another task is picked.
+    status = propose(answering, value, "owlv2-like", task=DEFAULT_TASK, regions=[2])[2]
+    assert asked.pop() == BOXES and "like your 3 boxes" in status
+    status = propose(answering, editor_value(IMAGE, []), "owlv2-like")[2]
     assert "fo1-error" in status and "draw a box around one example first" in status
-    assert len(asked) == 1
+    assert not asked
 
 
 def test_undo_after_proposals_replaced_the_boxes_brings_back_their_masks(
@@ -650,8 +688,16 @@ def test_undo_after_proposals_replaced_the_boxes_brings_back_their_masks(
     boxes_changed(answering, value, request=page)
     for found in (segmented, boxed):
         monkeypatch.setattr(answering.proposing, "propose", lambda *_, found=found: found)
-        value, kept, *_ = answering.propose(
-            value, "sam3", "cup", DEFAULT_TASK, "", 0.5, 10, "replace", kept, "", None, page
+        value, kept, *_ = propose(
+            answering,
+            value,
+            "sam3",
+            text="cup",
+            threshold=0.5,
+            max_count=10,
+            mode="replace",
+            masks=kept,
+            request=page,
         )
         boxes_changed(answering, value, request=page)
     back = undo(answering, value, page)
@@ -672,8 +718,8 @@ def test_undo_of_proposals_takes_away_the_status_saying_what_they_did(
     boxes_changed(answering, value, request=page)
     found = Proposals([[5, 5, 50, 50]], [0.8], [""], None, seconds=0.1)
     monkeypatch.setattr(answering.proposing, "propose", lambda *_: found)
-    proposed, _, status, *_ = answering.propose(
-        value, "offline", "", DEFAULT_TASK, "", 0.5, 10, "replace", {}, "", None, page
+    proposed, _, status, *_ = propose(
+        answering, value, "offline", threshold=0.5, max_count=10, mode="replace", request=page
     )
     assert "in place of your boxes" in status
     boxes_changed(answering, proposed, status, request=page)
@@ -810,8 +856,10 @@ def test_undo_keeps_a_bounded_number_of_boxes_per_page(answering: Handlers) -> N
     keep 210 MB for it, of the thousand pages it keeps."""
     page = gr.Request(session_hash="many-boxes")
     steps = answering._session(page).undo
-    lists = [[[x, y, x + 5 + i, y + 5] for x in range(0, 200, 5) for y in range(0, 150, 3)]
-             for i in range(8)]  # fmt: skip
+    lists = [
+        [[x, y, x + 5 + i, y + 5] for x in range(0, 200, 5) for y in range(0, 150, 3)]
+        for i in range(8)
+    ]
     assert len(lists[0]) == 2000
     for boxes in lists:
         value = editor_value(IMAGE, boxes)
@@ -1518,9 +1566,20 @@ def test_bare_references_are_drawn_as_they_stream(tmp_path: Path) -> None:
 def test_closing_the_page_stops_its_answer_and_keeps_nothing_of_it(endless: Handlers) -> None:
     closing = gr.Request(session_hash="closing")
     steps = endless.run(
-        editor_value(IMAGE, BOXES), "OD_template", "cup", [], "", 100_000, {}, None, False, None,
-        None, None, closing,
-    )  # fmt: skip
+        editor_value(IMAGE, BOXES),
+        "OD_template",
+        "cup",
+        [],
+        "",
+        100_000,
+        {},
+        None,
+        False,
+        None,
+        None,
+        None,
+        closing,
+    )
     next(steps)
     next(steps)  # streaming
     endless.forget_session(closing)

@@ -37,6 +37,7 @@ from ui.proposing import (
     MaskStore,
     Proposed,
     Proposing,
+    examples_for,
     masks_for,
     named_by_the_task,
     no_examples,
@@ -287,6 +288,7 @@ class Handlers:
         text: str,
         task: str,
         task_text: str,
+        regions: list[int] | None,
         threshold: float,
         max_count: float,
         mode: str,
@@ -297,7 +299,8 @@ class Handlers:
     ) -> tuple:
         """Adds the proposals to the boxes (or replaces them); masks are kept for drawing. A
         text-prompted proposer given no text looks for what the `task`'s text names; one that
-        finds more like example boxes is given the editor's boxes.
+        finds more like example boxes is given the `regions` picked for a region task, or else
+        every box in the editor.
 
         Propose may wait behind other questions: the boxes it adds to are the editor's when it
         ends, and after a new image (both by the page's clock, `clicked_at` being the click's)
@@ -314,10 +317,9 @@ class Handlers:
                     raise ProposerError(nothing_to_find(picked.label))
                 asked_for = f"for “{borrowed}” (from the task)"
             if picked.needs_examples:
-                examples = boxes_of(value)
+                examples, asked_for = examples_for(boxes_of(value), task, regions)
                 if not examples:
                     raise ProposerError(no_examples(picked.label))
-                asked_for = f"like your {len(examples)} box{'es' if len(examples) > 1 else ''}"
             with held:  # the user waits for these: no encoding ahead competes with them
                 found = self.proposing.propose(
                     image, proposer, borrowed or text, threshold, max_count, examples

@@ -434,6 +434,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 proposer_text,
                 task,
                 text,
+                regions,
                 threshold,
                 max_count,
                 mode,

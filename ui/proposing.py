@@ -21,7 +21,7 @@ from detect_tools.base import CLASS_NAME, shortest_decimal, written_score
 from detect_tools.registry import with_shared_models, within_reach
 from fo1_core.inputs import open_image
 from fo1_core.templates import TASKS, FillKind
-from ui.boxes import Box
+from ui.boxes import Box, region_label
 from ui.gpu import on_gpu
 
 logger = logging.getLogger(__name__)
@@ -136,6 +136,17 @@ def nothing_to_find(label: str) -> str:
         f"{label} finds what it is told: type what to find (e.g. “red cup, person”), or pick "
         f"a {tasks} task and name it there."
     )
+
+
+def examples_for(boxes: list[Box], task: str, regions: list[int] | None) -> tuple[list[Box], str]:
+    """The example boxes of a proposer that finds more like them, and how its status names
+    them: the regions picked for a region task (a Visual-prompt detection's reference), else
+    every box."""
+    template = TASKS.get(task)
+    picked = sorted({i for i in regions or () if i < len(boxes)})
+    if template is not None and template.fill is FillKind.REGIONS and picked:
+        return [boxes[i] for i in picked], "like " + ", ".join(region_label(i) for i in picked)
+    return boxes, f"like your {len(boxes)} box{'es' if len(boxes) > 1 else ''}"
 
 
 def no_examples(label: str) -> str:

@@ -1866,3 +1866,18 @@ def test_the_editors_keys_work_after_a_region_is_ticked(page, app_url) -> None:
         ".classList.contains('selected')"
     )
     screen.close()
+
+
+def test_more_like_the_reference_picked_for_a_visual_prompt(page, app_url) -> None:
+    """The Coins example asks for the others like #0: "more like my boxes" takes #0, the pick,
+    as its example, not all 24 coins."""
+    screen = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    screen.goto(app_url)
+    open_example(screen, "Coins: find the others like #0", "24 boxes")
+    screen.get_by_text("Propose boxes", exact=True).first.click()
+    screen.get_by_label("Proposer").click()
+    screen.get_by_role("option", name="OWLv2: more like my boxes").click()
+    screen.locator("#fo1-propose").click()
+    screen.locator("#fo1-status", has_text="like #0 in").wait_for()
+    shot(screen, "30-more-like-the-reference")
+    screen.close()
