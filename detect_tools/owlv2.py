@@ -1,11 +1,14 @@
 """OWLv2 (transformers' port): one box per image patch, scored against the categories the user
-names, or by the model's own objectness for class-agnostic proposals.
+names, by the model's own objectness for class-agnostic proposals, or by likeness to example
+boxes.
 
 OWLv2 predicts a box for every patch of its padded square input (3600 for the base model at
 960 px). The open-vocabulary proposer scores each against the prompt's categories ("red cup,
 person" → two text queries) and labels it with the best; the objectness proposer ranks them by
 OWLv2's objectness head, trained to say "this patch's box holds an object" of any kind, which
-makes it a class-agnostic proposal network like the one FO1 was trained with.
+makes it a class-agnostic proposal network like the one FO1 was trained with; the "more like"
+proposer scores them against the image's own patches under the example boxes, as OWLv2's
+image-conditioned detection does with a query image.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from detect_tools import ProposalOptions, ProposerError
 from detect_tools.base import CLASS_NAME, shortest_decimal, written_score
 from detect_tools.registry import with_shared_models, within_reach
 from fo1_core.inputs import open_image
-from fo1_core.templates import TASKS, FillKind
+from fo1_core.templates import TASKS, FillKind, TaskTemplate
 from ui.boxes import Box, region_label
 from ui.gpu import on_gpu
 
@@ -112,11 +112,13 @@ class Proposed:
         return self.seconds if any(box_key(box) in self.boxes for box in boxes) else None
 
 
-NAMING_TASKS = [
-    task.label for task in TASKS.values() if task.fill is FillKind.TEXT and not task.is_question
-]
-"""The tasks whose text names what to look for: a text-prompted proposer left without a text of
-its own looks for that."""
+def _names_things(task: TaskTemplate) -> bool:
+    """Whether `task`'s text names what to look for: a text-prompted proposer left without a
+    text of its own looks for that."""
+    return task.fill is FillKind.TEXT and not task.is_question
+
+
+NAMING_TASKS = [task.label for task in TASKS.values() if _names_things(task)]
 
 
 def named_by_the_task(task: str, text: str | None) -> str | None:
@@ -124,7 +126,7 @@ def named_by_the_task(task: str, text: str | None) -> str | None:
     expression); None for the other tasks, whose text is a question or region references, and
     for a blank text."""
     template = TASKS.get(task)
-    if template is None or template.label not in NAMING_TASKS:
+    if template is None or not _names_things(template):
         return None
     return (text or "").strip() or None
 
