@@ -40,9 +40,15 @@ TINY_BUILDERS = {
     "owlv2-objects": tiny.build_owlv2,
     "owlv2-like": tiny.build_owlv2,
     "sam3": tiny.build_sam3,
+    "sam3-like": tiny.build_sam3,
 }
-# Florence-2's checkpoint serves both of its tasks, and OWLv2's all three of its scores.
-CHECKPOINT_FLAG = {"florence2-od": "florence2", "owlv2-objects": "owlv2", "owlv2-like": "owlv2"}
+# One checkpoint serves Florence-2's two tasks, OWLv2's three scores and SAM3's two prompts.
+CHECKPOINT_FLAG = {
+    "florence2-od": "florence2",
+    "owlv2-objects": "owlv2",
+    "owlv2-like": "owlv2",
+    "sam3-like": "sam3",
+}
 
 
 def shapes(width: int, height: int) -> list[list[int]]:

@@ -18,7 +18,7 @@ from detect_tools.grounding_dino import GroundingDinoProposer
 from detect_tools.offline import OfflineProposer
 from detect_tools.omdet_turbo import OmDetTurboProposer
 from detect_tools.owlv2 import Owlv2LikeProposer, Owlv2ObjectnessProposer, Owlv2Proposer
-from detect_tools.sam3 import Sam3Proposer
+from detect_tools.sam3 import Sam3LikeProposer, Sam3Proposer
 
 PROPOSERS: dict[str, type[Proposer]] = {
     cls.name: cls
@@ -31,6 +31,7 @@ PROPOSERS: dict[str, type[Proposer]] = {
         Owlv2ObjectnessProposer,
         Owlv2LikeProposer,
         Sam3Proposer,
+        Sam3LikeProposer,
         OfflineProposer,
     )
 }

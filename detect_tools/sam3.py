@@ -59,18 +59,27 @@ class Sam3Proposer(ModelProposer):
         self, image: Image.Image, text: str | None, threshold: float, options: ProposalOptions
     ) -> sv.Detections:
         concepts = split_prompt(text or "")
+        prompts = [dict(self._text_tokens(concept)) for concept in concepts]
+        detections = self._segmented(image, prompts, threshold, options)
+        detections.data[CLASS_NAME] = np.array(concepts)[detections.class_id]
+        return detections
+
+    def _segmented(
+        self,
+        image: Image.Image,
+        prompts: list[dict[str, torch.Tensor]],
+        threshold: float,
+        options: ProposalOptions,
+    ) -> sv.Detections:
+        """Instances for each prompt (the model's inputs besides the image), the image encoded
+        once for all; `class_id` is the prompt's index."""
         model, processor = self.loaded.model, self.loaded.processor
         width, height = image.size
         pixels = processor(images=image, return_tensors="pt").pixel_values
         vision = model.get_vision_features(pixel_values=pixels.to(self.device, self.dtype))
         outputs, found = [], []
-        for index, concept in enumerate(concepts):
-            tokens = self._text_tokens(concept)
-            output = model(
-                vision_embeds=vision,
-                input_ids=tokens.input_ids,
-                attention_mask=tokens.attention_mask,
-            )
+        for index, prompt in enumerate(prompts):
+            output = model(vision_embeds=vision, **prompt)
             # Post-processing in float32: bfloat16 loses whole pixels at image scale.
             for key in ("pred_logits", "pred_boxes", "pred_masks", "presence_logits"):
                 if output.get(key) is not None:
@@ -103,14 +112,12 @@ class Sam3Proposer(ModelProposer):
         for index, output in enumerate(outputs):
             rows = np.flatnonzero(chosen.data["concept"] == index)
             self._paint_masks(output, chosen.data["query"][rows], rows, mask, xyxy)
-        detections = sv.Detections(
+        return sv.Detections(
             xyxy=xyxy,
             mask=mask,
             confidence=chosen.confidence,
             class_id=chosen.data["concept"],
         )
-        detections.data[CLASS_NAME] = np.array(concepts)[chosen.data["concept"]]
-        return detections
 
     def _paint_masks(
         self,
@@ -141,3 +148,30 @@ class Sam3Proposer(ModelProposer):
             extents = sv.mask_to_xyxy(painted[filled]).astype(np.float32)
             extents[:, 2:] += 1  # mask_to_xyxy gives the last pixel; boxes end past it
             xyxy[targets[filled]] = extents
+
+
+class Sam3LikeProposer(Sam3Proposer):
+    """Instance masks of more objects like the example boxes: SAM3's visual exemplar prompt,
+    the example boxes given together as one concept."""
+
+    name = "sam3-like"
+    label = "SAM3: more like my boxes (masks)"
+    needs_text = False
+    needs_examples = True
+
+    @torch.inference_mode()
+    def _predict_like(
+        self, image: Image.Image, examples: np.ndarray, threshold: float, options: ProposalOptions
+    ) -> sv.Detections:
+        # The processor normalises the boxes to the image and names the concept "visual", as
+        # SAM3 was trained to read a prompt of boxes alone.
+        prompt = self.loaded.processor(
+            original_sizes=[[image.height, image.width]],
+            input_boxes=[examples.tolist()],
+            return_tensors="pt",
+        ).to(self.device)
+        prompt["input_boxes"] = prompt["input_boxes"].to(self.dtype)
+        del prompt["original_sizes"]
+        detections = self._segmented(image, [dict(prompt)], threshold, options)
+        detections.class_id = None  # one concept, which is no label
+        return detections

@@ -115,8 +115,8 @@ PROPOSE_DESCRIPTION = (
     f"{MAX_PROPOSALS} (None: {MAX_PROPOSALS})."
 )
 PROPOSE_LIKE_DESCRIPTION = (
-    "/propose for a proposer that finds more objects like example boxes (owlv2-like): like "
-    "is [[x1, y1, x2, y2], …] in pixels; scores are relative to the best match (1)."
+    "/propose for a proposer that finds more objects like example boxes (owlv2-like, "
+    "sam3-like): like is [[x1, y1, x2, y2], …] in pixels."
 )
 ANSWER_DESCRIPTION = (
     "FO1's answer about the boxes: (annotated image, raw answer text, detections as JSON). "

@@ -27,7 +27,7 @@ from ui.proposing import Proposing
 def test_every_proposer_is_listed_with_a_label():
     names = registry.available()
     expected = {"florence2", "florence2-od", "omdet-turbo", "grounding-dino", "owlv2", "sam3"}
-    assert expected | {"owlv2-objects", "owlv2-like", "offline"} <= set(names)
+    assert expected | {"owlv2-objects", "owlv2-like", "sam3-like", "offline"} <= set(names)
     assert "coarse" in names["offline"].lower(), "the UI list must say the offline one is coarse"
 
 

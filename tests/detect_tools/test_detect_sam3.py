@@ -8,7 +8,7 @@ from PIL import Image
 
 from detect_tools import sam3
 from detect_tools.base import ProposalOptions, ProposerError
-from detect_tools.sam3 import Sam3Proposer
+from detect_tools.sam3 import Sam3LikeProposer, Sam3Proposer
 
 # The tiny random model scores every query near 0.25 (sigmoid ≈ 0.5 twice): weak, so the
 # adaptive threshold keeps the low one.
@@ -89,3 +89,44 @@ def test_full_size_masks_are_held_once(proposer):
         tracemalloc.stop()
     assert len(proposals) == 40
     assert peak < 1.25 * proposals.mask.nbytes
+
+
+@pytest.fixture(scope="module")
+def like(sam3_checkpoint):
+    return Sam3LikeProposer(sam3_checkpoint, device="cpu")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [ProposalOptions(nms_iou=None), ProposalOptions(max_count=3), ProposalOptions(threshold=0.9)],
+)
+def test_more_like_the_examples_keeps_the_contract_with_masks(like, photo, contract, options):
+    proposals = like.propose(photo, None, options, [[10, 10, 50, 40], [100, 20, 150, 80]])
+    threshold = sam3.LOW_THRESHOLD if options.threshold is None else options.threshold
+    contract(proposals, photo, options, threshold)
+    assert proposals.mask is not None and proposals.class_id is None
+    if options.nms_iou is None:
+        assert len(proposals) == 20  # one concept's queries, all above the low threshold
+
+
+def test_the_example_boxes_reach_sam3_as_its_visual_prompt(like, photo):
+    """As SAM3 reads boxes: centre and size as fractions of the image, each a positive example,
+    under the concept "visual"."""
+    seen = {}
+    hook = like.loaded.model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.update(kwargs), with_kwargs=True
+    )
+    try:
+        like.propose(photo, None, None, [[10, 10, 50, 40], [100, 20, 160, 90]])
+    finally:
+        hook.remove()
+    expected = [[30 / 160, 25 / 90, 40 / 160, 30 / 90], [130 / 160, 55 / 90, 60 / 160, 70 / 90]]
+    np.testing.assert_allclose(seen["input_boxes"][0].numpy(), expected, rtol=1e-6)
+    assert seen["input_boxes_labels"].tolist() == [[1, 1]]
+    tokens = like.loaded.processor.tokenizer.decode(seen["input_ids"][0], skip_special_tokens=True)
+    assert tokens.replace(" ", "") == "visual"
+
+
+def test_more_like_needs_an_example_box(like, photo):
+    with pytest.raises(ProposerError, match="give it at least one"):
+        like.propose(photo)
