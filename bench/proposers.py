@@ -86,13 +86,14 @@ def bench(
     device = proposer.device if isinstance(proposer, ModelProposer) else torch.device("cpu")
     text = prompt if proposer.needs_text else None
     options = ProposalOptions(threshold=0.0, nms_iou=ProposalOptions.nms_iou if nms else None)
-    proposer.propose(images[0], text, options, example(images[0]))  # loads the model; not timed
+    examples = [example(image) if proposer.needs_examples else None for image in images]
+    proposer.propose(images[0], text, options, examples[0])  # loads the model; not timed
     rows = []
-    for image in images:
+    for image, like in zip(images, examples, strict=True):
         reset_peak_memory(device)
         counts, start = [], time.perf_counter()
         for _ in range(repeat):
-            counts.append(len(proposer.propose(image, text, options, example(image))))
+            counts.append(len(proposer.propose(image, text, options, like)))
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = (time.perf_counter() - start) / repeat

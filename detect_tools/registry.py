@@ -64,7 +64,7 @@ def on_their_own() -> list[str]:
 
 def with_examples() -> list[str]:
     """Names of the proposers that find more objects like example boxes."""
-    return [name for name in PROPOSERS if name not in on_their_own()]
+    return [name for name, cls in PROPOSERS.items() if cls.needs_examples]
 
 
 def with_models() -> list[str]:

@@ -265,7 +265,7 @@ def build_owlv2(folder: Path) -> Path:
         for head in (model.box_head, model.objectness_head):
             head.dense2.weight.mul_(0.01)
     image_processor = Owlv2ImageProcessor(size={"height": 64, "width": 64})
-    tokenizer.model_max_length = 16
+    tokenizer.model_max_length = config.text_config.max_position_embeddings
     model.save_pretrained(folder)
     Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder

@@ -74,3 +74,12 @@ def endless_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("endless")
     return make_rigged_checkpoint(folder, RIGGED_ANSWER, loop=" many regions")
+
+
+@pytest.fixture(scope="session")
+def owlv2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random OWLv2 (`detect_tools.tiny`): proposers in the app and its API, and tested
+    on their own."""
+    from detect_tools import tiny
+
+    return tiny.build_owlv2(tmp_path_factory.mktemp("owlv2"))

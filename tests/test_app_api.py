@@ -21,7 +21,6 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from detect_tools import tiny
 from fo1_core.render import color_for_region, drawing_factor, shown_reduction
 from tests.browser.app_server import REPO, call_raw, running_app
 from tests.conftest import RIGGED_ANSWER
@@ -50,11 +49,8 @@ time.sleep(600)
 
 
 @pytest.fixture(scope="module")
-def client(
-    answering_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Client]:
-    owlv2 = tiny.build_owlv2(tmp_path_factory.mktemp("owlv2"))
-    options = ["--proposer-checkpoint", f"owlv2={owlv2}"]
+def client(answering_checkpoint: Path, owlv2_checkpoint: Path) -> Iterator[Client]:
+    options = ["--proposer-checkpoint", f"owlv2={owlv2_checkpoint}"]
     with running_app(answering_checkpoint, *options, log=APP_LOG) as url:
         yield Client(url, verbose=False)
 

@@ -33,16 +33,7 @@ from ui.editor import UNREADABLE, UNREADABLE_NOTE
 from ui.examples import Example
 from ui.files import file_identity
 from ui.page_left import AnswerLeft, PageLeft
-from ui.proposing import (
-    MaskStore,
-    Proposed,
-    Proposing,
-    examples_for,
-    masks_for,
-    named_by_the_task,
-    no_examples,
-    nothing_to_find,
-)
+from ui.proposing import MaskStore, Proposed, Proposing, masks_for, proposer_input
 from ui.report import AnswerFolders
 from ui.sessions import Running, Session, Sessions
 from ui.status import (
@@ -309,20 +300,12 @@ class Handlers:
         image = image_of(value)
         try:
             held = self.ahead.held() if self.ahead is not None else nullcontext()
-            borrowed, examples, asked_for = None, None, None
-            picked = self.proposing.proposer(proposer)
-            if picked.needs_text and not (text or "").strip():
-                borrowed = named_by_the_task(task, task_text)
-                if borrowed is None:
-                    raise ProposerError(nothing_to_find(picked.label))
-                asked_for = f"for “{borrowed}” (from the task)"
-            if picked.needs_examples:
-                examples, asked_for = examples_for(boxes_of(value), task, regions)
-                if not examples:
-                    raise ProposerError(no_examples(picked.label))
+            asked = proposer_input(
+                self.proposing.proposer(proposer), text, task, task_text, boxes_of(value), regions
+            )
             with held:  # the user waits for these: no encoding ahead competes with them
                 found = self.proposing.propose(
-                    image, proposer, borrowed or text, threshold, max_count, examples
+                    image, proposer, asked.text, threshold, max_count, asked.examples
                 )
         except (ProposerError, FO1Error) as error:
             return status_only(proposer_error_html(str(error)))
@@ -338,7 +321,7 @@ class Handlers:
             message = "The image changed while the proposer ran: its proposals are not added."
             return status_only(status_html(message, "warning"))
         drawn = [list(box) for box in session.editing[1]] if edited else None
-        return proposals_added(found, value, drawn, mode, masks, prompt, asked_for)
+        return proposals_added(found, value, drawn, mode, masks, prompt, asked.asked_for)
 
     def proposer_changed(self, name: str, status: str | None) -> tuple:
         """Outputs: threshold, the proposer's text, status (an error about the proposer picked

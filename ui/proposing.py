@@ -121,43 +121,51 @@ def _names_things(task: TaskTemplate) -> bool:
 NAMING_TASKS = [task.label for task in TASKS.values() if _names_things(task)]
 
 
-def named_by_the_task(task: str, text: str | None) -> str | None:
-    """What `task`'s `text` names (a Detection's categories, what Counting counts, a referring
-    expression); None for the other tasks, whose text is a question or region references, and
-    for a blank text."""
+@dataclass(frozen=True)
+class ProposerInput:
+    """What a Propose gives its proposer besides the image, and how its status names what the
+    user did not type for it (`asked_for`: "for “cup” (from the task)", "like #0")."""
+
+    text: str | None
+    examples: list[Box] | None = None
+    asked_for: str | None = None
+
+
+def proposer_input(
+    proposer: detect_tools.Proposer,
+    text: str | None,
+    task: str,
+    task_text: str | None,
+    boxes: list[Box],
+    regions: list[int] | None,
+) -> ProposerInput:
+    """`text` typed for `proposer`, or, for one that needs a text and was given none, what the
+    `task`'s text names; for one that finds more like example boxes, the `regions` picked for a
+    region task (a Visual-prompt detection's reference), else every one of `boxes`. A
+    `ProposerError` where nothing can stand for what it needs."""
     template = TASKS.get(task)
-    if template is None or not _names_things(template):
-        return None
-    return (text or "").strip() or None
-
-
-def nothing_to_find(label: str) -> str:
-    """A text-prompted proposer's refusal in the app, where a task's text may stand for its own."""
-    tasks = ", ".join(NAMING_TASKS[:-1]) + f" or {NAMING_TASKS[-1]}"
-    return (
-        f"{label} finds what it is told: type what to find (e.g. “red cup, person”), or pick "
-        f"a {tasks} task and name it there."
-    )
-
-
-def examples_for(boxes: list[Box], task: str, regions: list[int] | None) -> tuple[list[Box], str]:
-    """The example boxes of a proposer that finds more like them, and how its status names
-    them: the regions picked for a region task (a Visual-prompt detection's reference), else
-    every box."""
-    template = TASKS.get(task)
-    picked = sorted({i for i in regions or () if i < len(boxes)})
-    if template is not None and template.fill is FillKind.REGIONS and picked:
-        return [boxes[i] for i in picked], "like " + ", ".join(region_label(i) for i in picked)
-    return boxes, f"like your {len(boxes)} box{'es' if len(boxes) > 1 else ''}"
-
-
-def no_examples(label: str) -> str:
-    """The refusal of a proposer that finds more like example boxes, in the app: the editor's
-    boxes are its examples."""
-    return (
-        f"{label} finds more objects like your boxes: draw a box around one example first "
-        "(or a few), then Propose."
-    )
+    if proposer.needs_text and not (text or "").strip():
+        named = (task_text or "").strip() if template and _names_things(template) else ""
+        if not named:
+            tasks = ", ".join(NAMING_TASKS[:-1]) + f" or {NAMING_TASKS[-1]}"
+            raise ProposerError(
+                f"{proposer.label} finds what it is told: type what to find (e.g. “red cup, "
+                f"person”), or pick a {tasks} task and name it there."
+            )
+        return ProposerInput(named, asked_for=f"for “{named}” (from the task)")
+    if proposer.needs_examples:
+        if not boxes:
+            raise ProposerError(
+                f"{proposer.label} finds more objects like your boxes: draw a box around one "
+                "example first (or a few), then Propose."
+            )
+        picked = sorted({i for i in regions or () if i < len(boxes)})
+        if template is not None and template.fill is FillKind.REGIONS and picked:
+            labels = ", ".join(region_label(i) for i in picked)
+            return ProposerInput(text, [boxes[i] for i in picked], f"like {labels}")
+        plural = "es" if len(boxes) > 1 else ""
+        return ProposerInput(text, boxes, f"like your {len(boxes)} box{plural}")
+    return ProposerInput(text)
 
 
 PREFERRED_PROPOSERS = ("florence2", "owlv2-objects", "offline")

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detect_tools import tiny
 from fo1_core.templates import MAX_REGIONS
 from tests.browser.app_server import REPO, running_app
 from tests.test_app_units import DRAWING_ORDERS, box
@@ -49,14 +48,15 @@ SETTLE_MS = 3000
 
 
 @pytest.fixture(scope="module")
-def app_url(endless_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def app_url(
+    endless_checkpoint: Path, owlv2_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     # Florence-2 is offered for its folder, which is missing: a proposer that fails at Propose;
     # OWLv2 for a tiny random one: a proposer that finds what it is told.
-    proposers = tmp_path_factory.mktemp("proposers")
-    owlv2 = tiny.build_owlv2(proposers / "owlv2")
+    missing = tmp_path_factory.mktemp("proposers") / "florence2"
     options = ["--max-new-tokens", "256", "--token-limit", "8192", "--proposer", "offline"]
-    options += ["--proposer-checkpoint", f"florence2={proposers / 'florence2'}"]
-    options += ["--proposer-checkpoint", f"owlv2={owlv2}"]
+    options += ["--proposer-checkpoint", f"florence2={missing}"]
+    options += ["--proposer-checkpoint", f"owlv2={owlv2_checkpoint}"]
     with running_app(endless_checkpoint, *options) as url:
         yield url
 

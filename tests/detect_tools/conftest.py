@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -20,11 +21,6 @@ def hub_offline():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
         yield
-
-
-@pytest.fixture(scope="session")
-def florence2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny.build_florence2(tmp_path_factory.mktemp("florence2"))
 
 
 @pytest.fixture
@@ -77,21 +73,19 @@ def contract():
     return check_proposals
 
 
-@pytest.fixture(scope="session")
-def omdet_turbo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny.build_omdet_turbo(tmp_path_factory.mktemp("omdet_turbo"))
+def _tiny_checkpoint(build: Callable[[Path], Path]) -> Callable:
+    """A session fixture named for `build` (`build_sam3` → `sam3_checkpoint`): its tiny random
+    checkpoint, built once."""
+    name = build.__name__.removeprefix("build_")
+
+    @pytest.fixture(scope="session", name=f"{name}_checkpoint")
+    def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return build(tmp_path_factory.mktemp(name))
+
+    return checkpoint
 
 
-@pytest.fixture(scope="session")
-def sam3_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny.build_sam3(tmp_path_factory.mktemp("sam3"))
-
-
-@pytest.fixture(scope="session")
-def owlv2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny.build_owlv2(tmp_path_factory.mktemp("owlv2"))
-
-
-@pytest.fixture(scope="session")
-def grounding_dino_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny.build_grounding_dino(tmp_path_factory.mktemp("grounding_dino"))
+florence2_checkpoint = _tiny_checkpoint(tiny.build_florence2)
+omdet_turbo_checkpoint = _tiny_checkpoint(tiny.build_omdet_turbo)
+sam3_checkpoint = _tiny_checkpoint(tiny.build_sam3)
+grounding_dino_checkpoint = _tiny_checkpoint(tiny.build_grounding_dino)
