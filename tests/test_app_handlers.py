@@ -44,6 +44,7 @@ from ui.examples import EXAMPLES_DIR, load_examples
 from ui.handlers import Handlers
 from ui.page_left import MASKS_KEPT_BYTES
 from ui.proposing import PackedMask, Proposals, Proposed, Proposing, box_key, within
+from ui.spotlight import BOXES_ATTRIBUTE
 from ui.status import ANSWERING, STALE_NOTES, STOPPED_EARLY, status_html
 
 pytestmark = pytest.mark.slow
@@ -254,6 +255,20 @@ def test_the_answer_names_the_question_it_answers(answering: Handlers) -> None:
         assert "fo1-error" in status
         assert f"names {html.escape(gone)}: a box deleted or replaced" in status
         assert ("Undo brings a box back" in status) is undo
+
+
+def test_the_answer_places_its_regions_on_the_result_image(answering: Handlers) -> None:
+    """For the page's spotlight (`ui.spotlight`): each region's box as fractions of the image,
+    as the model read it (a box reaching out of the image, cut to it), from the first step on;
+    the answer's chips name their region."""
+    reaching_out = [*BOXES[:2], [320, 60, 700, 500]]
+    first, *_, last = run(answering, editor_value(IMAGE, reaching_out))
+    for answer in (first[0], last[0]):
+        carried = re.search(f'{BOXES_ATTRIBUTE}="([^"]*)"', answer).group(1)
+        fractions = np.array(json.loads(html.unescape(carried)))
+        expected = np.array([*BOXES[:2], [320, 60, 600, 400]]) / [600, 400, 600, 400]
+        np.testing.assert_allclose(fractions, expected, atol=1e-4)
+    assert 'data-region="0"' in last[0] and 'data-region="2"' in last[0]
 
 
 def test_the_answer_is_drawn_to_be_read_in_the_pages_result_panel(answering: Handlers) -> None:

@@ -95,7 +95,7 @@ from ui.sessions import OPEN_PAGES, Running, Sessions
         # model text trying to inject HTML is escaped
         ("<script>alert(1)</script><region1>", ["&lt;script&gt;", ">#1<"], ["<script>"]),
         # a reference to a box that does not exist is shown greyed, not coloured
-        ("look at <region9>", ["fo1-missing", ">#9<"], [region_hex(9)]),
+        ("look at <region9>", ["fo1-missing", ">#9<"], [region_hex(9), 'data-region="9"']),
         # a number too long to be a region stays text
         (f"<region{'7' * 5000}>", ["&lt;region777"], ["fo1-chip"]),
         # quotes cannot break out of attributes

@@ -26,6 +26,7 @@ from ui.answer_view import (
 from ui.answering import Answerer, Prepared, Question, Step, status_line, task_label
 from ui.conversation import NEW_CONVERSATION
 from ui.report import AnswerFolders, Result, Unwritten, write_shown
+from ui.spotlight import boxes_attribute
 from ui.status import ANSWERING, NOT_KEPT, Change, cut_short, status_html, with_stale_note
 
 STREAM_INTERVAL_S = 0.05
@@ -73,7 +74,8 @@ class Asked:
         self.num_regions = request.num_regions
         label = task_label(self.question.task)
         given = request.text.strip()  # as the model read it (the status names what not)
-        self.heading = asked_html(label, given, self.num_regions, request.user_text)
+        places = boxes_attribute(request.boxes.tolist(), self.prepared.picture.size)
+        self.heading = asked_html(label, given, self.num_regions, request.user_text, places)
         self.shown = f"{label}: {given}" if given else label
 
     def answer_html(self, answer: Answer | None) -> str:

@@ -40,7 +40,10 @@ def chip(index: int, known: bool = True) -> str:
     if not known:
         return f'<span class="fo1-chip fo1-missing" title="no such box">#{index}</span>'
     colours = f"--chip:{region_hex(index)};--chip-text:{region_text_hex(index)}"
-    return f'<span class="fo1-chip" style="{colours}">{region_label(index)}</span>'
+    return (
+        f'<span class="fo1-chip" data-region="{index}" style="{colours}">'
+        f"{region_label(index)}</span>"
+    )
 
 
 def rich_text(text: str, num_regions: int) -> str:
@@ -73,14 +76,15 @@ def answer_html(answer: Answer, num_regions: int) -> str:
     return f'<div class="fo1-answer">{rendered or "<i>…</i>"}</div>'
 
 
-def asked_html(task: str, asked: str, num_regions: int, prompt: str) -> str:
+def asked_html(task: str, asked: str, num_regions: int, prompt: str, boxes: str = "") -> str:
     """What the answer below it answers: the task and what the user gave it (typed text, picked
     regions), the whole `prompt` the model read on hovering. It stays told apart from what the
-    fields hold once the user picks another task or text."""
+    fields hold once the user picks another task or text. `boxes`: the attribute that places
+    the regions on the result image (`ui.spotlight.boxes_attribute`)."""
     label = html.escape(task) + (":" if asked else "")
     given = rich_text(asked, num_regions)
     return (
-        f'<div class="fo1-asked" title="{html.escape(prompt)}">'
+        f'<div class="fo1-asked" title="{html.escape(prompt)}" {boxes}>'
         f'<span class="fo1-task">{label}</span> {given}</div>'
     )
 

@@ -80,6 +80,7 @@ from ui.page_scripts import (
     page_step,
 )
 from ui.proposing import DEFAULT_PROPOSALS, Proposing
+from ui.spotlight import SPOTLIGHT
 from ui.status import TOKEN_LIMIT
 from ui.waiting_line import MODEL
 
@@ -416,6 +417,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             STATUS_NOTES,
             READING_THE_ANSWER,
             WATCH_THE_QUESTION,
+            SPOTLIGHT,
         )
         for page_script in page_scripts:
             demo.load(None, js=page_script, api_visibility="private")

@@ -8,6 +8,7 @@ import gradio as gr
 from fo1_core.templates import MAX_REGIONS
 from ui.answer_view import CHIP_CSS
 from ui.boxes import region_hex
+from ui.spotlight import SPOTLIGHT_CSS
 
 PENDING = "[data-testid=status-tracker]:not(.hide)"
 """Gradio's progress on a component, while an event that updates it waits or runs."""
@@ -37,6 +38,7 @@ def app_css() -> str:
         for i in range(MAX_REGIONS)
     )
     return f"""{CHIP_CSS}
+{SPOTLIGHT_CSS}
 {swatches}
 .fo1-status {{ padding: 0.3em 0.6em; border-radius: 0.4em; overflow-wrap: anywhere; }}
 .fo1-error {{ background: #fde2e1; color: #8a1c12; font-weight: 600; }}

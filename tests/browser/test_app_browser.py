@@ -1881,3 +1881,85 @@ def test_more_like_the_reference_picked_for_a_visual_prompt(page, app_url) -> No
     screen.locator("#fo1-status", has_text="like #0 in").wait_for()
     shot(screen, "30-more-like-the-reference")
     screen.close()
+
+
+def spot(page) -> dict | None:
+    """Where the spotlight stands on the screen; None while no box is lit."""
+    return page.evaluate(
+        "() => document.querySelector('.fo1-spot')?.getBoundingClientRect().toJSON() ?? null"
+    )
+
+
+def on_the_result(page, box: list[float], size: tuple[int, int]) -> dict:
+    """Where `box` (pixels of an image of `size`) is drawn on the page's result image, which
+    is shown without margins around the drawing (Gradio sizes it to the drawing's shape)."""
+    shown = page.locator("#fo1-result img").bounding_box()
+    sx, sy = shown["width"] / size[0], shown["height"] / size[1]
+    x1, y1, x2, y2 = box
+    return {
+        "x": shown["x"] + x1 * sx,
+        "y": shown["y"] + y1 * sy,
+        "width": (x2 - x1) * sx,
+        "height": (y2 - y1) * sy,
+    }
+
+
+def lands_on(lit: dict | None, expected: dict) -> bool:
+    return lit is not None and all(abs(lit[key] - expected[key]) <= 2 for key in expected)
+
+
+def coins_answered(page) -> tuple[list[list[float]], tuple[int, int]]:
+    """The Coins example asked a detection, its answer naming #0 and #2: its boxes and size."""
+    coins = next(e for e in load_examples() if e.title.startswith("Coins"))
+    open_example(page, "Coins: find the others like #0", f"{len(coins.boxes)} boxes")
+    page.evaluate(WATCH_THE_STATUS)
+    run_detection(page, "red circle", max_tokens=16)
+    wait_for_statuses(page, "token limit")
+    with Image.open(coins.image) as image:
+        return [list(b) for b in coins.boxes], image.size
+
+
+def test_pointing_at_a_region_lights_its_box_on_the_result(page, app_url) -> None:
+    """With 24 coins boxed, where is the answer's #2? Pointing at its chip, or at its row of the
+    detections, lights its box on the result image; a click keeps it lit and Escape puts it
+    out."""
+    laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    laptop.goto(app_url)
+    boxes, size = coins_answered(laptop)
+    chip = laptop.locator("#fo1-answer .fo1-answer .fo1-chip[data-region='2']")
+    laptop.locator("#fo1-result img").scroll_into_view_if_needed()
+    chip.hover()
+    assert lands_on(spot(laptop), on_the_result(laptop, boxes[2], size))
+    shot(laptop, "31-a-region-pointed-at", full_page=False)
+    laptop.mouse.move(5, 5)
+    assert spot(laptop) is None
+    row = (
+        laptop.get_by_role("grid", name="Detections")
+        .get_by_role("row")
+        .filter(has=laptop.get_by_role("gridcell", name="0", exact=True))
+    )
+    row.first.hover()
+    assert lands_on(spot(laptop), on_the_result(laptop, boxes[0], size))
+    # Kept by a click, as the pointer goes on to Run; another answer's boxes are not lit.
+    laptop.mouse.move(5, 5)
+    chip.click()
+    laptop.mouse.move(5, 5)
+    assert lands_on(spot(laptop), on_the_result(laptop, boxes[2], size))
+    laptop.keyboard.press("Escape")
+    assert spot(laptop) is None
+    laptop.close()
+
+
+def test_on_a_phone_a_tapped_region_is_lit_and_brought_into_view(page, app_url) -> None:
+    """The result image sits a screen below the answer there."""
+    phone = page.context.browser.new_page(**PHONE)
+    phone.goto(app_url)
+    boxes, size = coins_answered(phone)
+    chip = phone.locator("#fo1-answer .fo1-answer .fo1-chip[data-region='2']")
+    chip.scroll_into_view_if_needed()
+    chip.tap()
+    lit = spot(phone)
+    assert lands_on(lit, on_the_result(phone, boxes[2], size))
+    assert 0 <= lit["y"] and lit["y"] + lit["height"] <= PHONE["viewport"]["height"]
+    shot(phone, "32-phone-a-region-tapped", full_page=False)
+    phone.close()
