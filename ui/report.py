@@ -39,6 +39,7 @@ from ui.answer_view import (
 )
 from ui.boxes import Box
 from ui.files import AppFolder
+from ui.spotlight import spotlit_css, spotlit_figure
 
 
 @dataclass
@@ -222,6 +223,11 @@ def report_html(result: Result) -> str:
         else ""
     )
     name = html.escape(result.image_name)
+    size = result.image_size or result.image.shape[1::-1]
+    annotated = f'<img alt="annotated image" src="{data_uri(result.image)}">'
+    numbered = (
+        f'<img alt="all boxes with their region numbers" src="{data_uri(result.boxes_image)}">'
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -233,10 +239,11 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding
 pre {{ white-space: pre-wrap; background: #f5f5f5; padding: 0.6em; }}
 .warning {{ background: #fff4e0; border-left: 4px solid #e69500; padding: 0.3em 0.6em; }}
 {CHIP_CSS}
+{spotlit_css(num)}
 </style></head><body>
 <h1>VLM-FO1 answer about {name}</h1>
 <p>{html.escape(created)} · {html.escape(result.status)}</p>
-{warnings}<img alt="annotated image" src="{data_uri(result.image)}">
+{warnings}{spotlit_figure(annotated, result.boxes, size)}
 {conversation}
 <h2>Question</h2>
 <p><b>Task:</b> {html.escape(result.task_label)}</p>
@@ -248,7 +255,7 @@ pre {{ white-space: pre-wrap; background: #f5f5f5; padding: 0.6em; }}
 <h2>Detections</h2>
 <table><tr>{header}</tr>{detection_table}</table>
 <h2>Boxes ({num})</h2>
-<img alt="all boxes with their region numbers" src="{data_uri(result.boxes_image)}">
+{spotlit_figure(numbered, result.boxes, size)}
 <table><tr><th>region</th><th>x1</th><th>y1</th><th>x2</th><th>y2</th></tr>{box_rows}</table>
 </body></html>
 """

@@ -1,5 +1,5 @@
-"""Pointing at a region shows its box on the result image: a chip (`#3`) in the answer or its
-reasoning, or a row of the detections table, lights its box and dims the rest of the image.
+"""Pointing at a region shows its box: a chip (`#3`) in the answer or its reasoning, or a row of
+the detections table, lights its box on the result image and in the editor, and dims the rest.
 
 With 24 coins boxed, a reasoning that goes through `#17` is read against a picture full of
 numbered boxes; the spotlight finds it at once. A click (a tap on a phone) keeps it lit and
@@ -38,12 +38,49 @@ POINTED = (
 """What lights a box: the answer's and the reasoning's chips (the question's history may be
 about other boxes), and the detections' rows, whose first cell is the region."""
 
-SPOTLIGHT_CSS = f"""
+SPOT_CSS = """
+.fo1-spot { position: absolute; box-sizing: border-box; border: 2px solid #fff;
+    outline: 1px solid #000; box-shadow: 0 0 0 100vmax rgba(0, 0, 0, 0.55); }
+"""
+"""A lit box: a white line around it, the rest of the image darkened (within a frame that
+clips the shadow to the image)."""
+
+SPOTLIGHT_CSS = f"""{SPOT_CSS}
 {POINTED} {{ cursor: pointer; }}
 .fo1-spot-frame {{ position: absolute; overflow: hidden; pointer-events: none; z-index: 1; }}
-.fo1-spot {{ position: absolute; box-sizing: border-box; border: 2px solid #fff;
-    outline: 1px solid #000; box-shadow: 0 0 0 100vmax rgba(0, 0, 0, 0.55); }}
 """
+
+
+def spotlit_figure(image: str, boxes: Sequence[Sequence[float]], size: tuple[int, int]) -> str:
+    """`image` (an `<img>` tag) with a spot over each of `boxes` (pixels of an image of `size`),
+    each lit by `spotlit_css` alone while its region's chip is pointed at: for the offline
+    report, which runs no script."""
+    width, height = size
+    spots = "".join(
+        f'<i class="fo1-spot" data-spot="{i}" style="left:{100 * x1 / width:.3f}%;'
+        f"top:{100 * y1 / height:.3f}%;width:{100 * (x2 - x1) / width:.3f}%;"
+        f'height:{100 * (y2 - y1) / height:.3f}%"></i>'
+        for i, (x1, y1, x2, y2) in enumerate(boxes)
+    )
+    return f'<div class="fo1-figure">{image}{spots}</div>'
+
+
+def spotlit_css(count: int) -> str:
+    """The style that lights `spotlit_figure`'s spot of region i while a chip of region i is
+    pointed at, for regions 0 to `count` - 1."""
+    lit = "\n".join(
+        f'body:has(.fo1-chip[data-region="{i}"]:hover) [data-spot="{i}"] {{ display: block; }}'
+        for i in range(count)
+    )
+    return f"""{SPOT_CSS}
+.fo1-figure {{ position: relative; display: inline-block; max-width: 100%; overflow: hidden;
+    vertical-align: top; border: 1px solid #ccc; }}
+.fo1-figure img {{ display: block; border: 0; }}
+.fo1-figure .fo1-spot {{ display: none; }}
+.fo1-chip[data-region] {{ cursor: pointer; }}
+{lit}
+"""
+
 
 SPOTLIGHT = f"""() => {{
     const pointed = (event) => event.target.closest?.({json.dumps(POINTED)});
@@ -52,32 +89,79 @@ SPOTLIGHT = f"""() => {{
     const boxesText = () => document.querySelector(
         "#fo1-answer [{BOXES_ATTRIBUTE}]")?.getAttribute("{BOXES_ATTRIBUTE}") ?? "[]";
     // The region pointed at, and the one a click keeps lit (with its answer's boxes).
-    let hovered = null, pinned = null;
-    const place = (region) => {{
-        const box = JSON.parse(boxesText())[region];
+    let hovered = null, pinned = null, queued = false;
+    // The editor draws its image through a transform of its own (fitted, zoomed, panned): each
+    // drawing is watched for where the image lands on its canvas, and a lit box follows it.
+    const editor = document.querySelector("#fo1-editor");
+    const follow = () => {{
+        if (queued || (hovered === null && !pinned)) return;
+        queued = true;
+        requestAnimationFrame(() => {{
+            queued = false;
+            refresh();
+        }});
+    }};
+    const watch = (canvas) => {{
+        const context = canvas.getContext("2d");
+        if (!context || context.fo1Watched) return;
+        context.fo1Watched = true;
+        const {{drawImage}} = context;
+        context.drawImage = function (image, ...place) {{
+            if (place.length === 4) {{
+                canvas.fo1Drawn = {{at: this.getTransform(), width: place[2], height: place[3]}};
+                follow();
+            }}
+            return drawImage.call(this, image, ...place);
+        }};
+    }};
+    const watchAll = () => editor?.querySelectorAll("canvas").forEach(watch);
+    if (editor) new MutationObserver(watchAll).observe(editor, {{subtree: true, childList: true}});
+    watchAll();
+    // Where a box can be lit: the element it goes in, the part of the screen it is seen
+    // through (`view`), and where the whole image lies on the screen.
+    const onTheResult = () => {{
         const image = document.querySelector("#fo1-result img");
-        if (!box || !image?.naturalWidth) return null;
-        const frame = image.parentElement;
-        if (getComputedStyle(frame).position === "static") frame.style.position = "relative";
+        if (!image?.naturalWidth) return null;
         // The drawing as the image element shows it: centred, scaled to fit (only ever down,
         // as Gradio's "scale-down" does, but for its full screen's "contain").
-        const shown = image.getBoundingClientRect(), around = frame.getBoundingClientRect();
+        const shown = image.getBoundingClientRect();
         const fit = Math.min(shown.width / image.naturalWidth, shown.height / image.naturalHeight);
         const scale = getComputedStyle(image).objectFit === "scale-down" ? Math.min(1, fit) : fit;
         const width = image.naturalWidth * scale, height = image.naturalHeight * scale;
+        const picture = {{
+            left: shown.left + (shown.width - width) / 2,
+            top: shown.top + (shown.height - height) / 2, width, height,
+        }};
+        return {{frame: image.parentElement, view: picture, picture}};
+    }};
+    const inTheEditor = () => {{
+        const canvas = editor?.querySelector("canvas");
+        const drawn = canvas?.fo1Drawn;
+        // Not over an image turned by the editor's buttons: its boxes are the turned ones.
+        if (!drawn?.width || drawn.at.b || drawn.at.c) return null;
+        const shown = canvas.getBoundingClientRect(), css = shown.width / canvas.width;
+        const picture = {{
+            left: shown.left + drawn.at.e * css, top: shown.top + drawn.at.f * css,
+            width: drawn.width * drawn.at.a * css, height: drawn.height * drawn.at.d * css,
+        }};
+        return {{frame: canvas.parentElement, view: shown, picture}};
+    }};
+    const light = ({{frame, view, picture}}, [x1, y1, x2, y2]) => {{
+        if (getComputedStyle(frame).position === "static") frame.style.position = "relative";
+        const around = frame.getBoundingClientRect();
         const clip = document.createElement("div");
         clip.className = "fo1-spot-frame";
         Object.assign(clip.style, {{
-            left: `${{shown.left - around.left + (shown.width - width) / 2}}px`,
-            top: `${{shown.top - around.top + (shown.height - height) / 2}}px`,
-            width: `${{width}}px`, height: `${{height}}px`,
+            left: `${{view.left - around.left}}px`, top: `${{view.top - around.top}}px`,
+            width: `${{view.width}}px`, height: `${{view.height}}px`,
         }});
         const spot = document.createElement("div");
         spot.className = "fo1-spot";
-        const [x1, y1, x2, y2] = box;
         Object.assign(spot.style, {{
-            left: `${{x1 * width}}px`, top: `${{y1 * height}}px`,
-            width: `${{(x2 - x1) * width}}px`, height: `${{(y2 - y1) * height}}px`,
+            left: `${{picture.left - view.left + x1 * picture.width}}px`,
+            top: `${{picture.top - view.top + y1 * picture.height}}px`,
+            width: `${{(x2 - x1) * picture.width}}px`,
+            height: `${{(y2 - y1) * picture.height}}px`,
         }});
         clip.append(spot);
         frame.append(clip);
@@ -86,8 +170,13 @@ SPOTLIGHT = f"""() => {{
     const refresh = () => {{
         document.querySelectorAll(".fo1-spot-frame").forEach((old) => old.remove());
         if (pinned && pinned.boxes !== boxesText()) pinned = null;  // another answer's
-        const region = hovered ?? pinned?.region;
-        return region === undefined || region === null ? null : place(region);
+        const box = JSON.parse(boxesText())[hovered ?? pinned?.region ?? -1];
+        if (!box) return [];
+        return [onTheResult(), inTheEditor()].filter(Boolean).map((on) => light(on, box));
+    }};
+    const seen = (spot) => {{
+        const {{top, bottom}} = spot.getBoundingClientRect();
+        return top >= 0 && bottom <= innerHeight;
     }};
     addEventListener("pointerover", (event) => {{
         // A finger's tap is a click: kept lit then, not shown for the tap's instant.
@@ -108,9 +197,9 @@ SPOTLIGHT = f"""() => {{
         const again = region === pinned?.region;
         pinned = region === null || again ? null : {{region, boxes: boxesText()}};
         hovered = null;
-        const spot = refresh();
-        const {{top, bottom}} = spot?.getBoundingClientRect() ?? {{top: 0, bottom: 0}};
-        if (top < 0 || bottom > innerHeight) spot.scrollIntoView({{block: "nearest"}});
+        // Brought into view where neither image shows it: on the result, the answer's drawing.
+        const [spot, ...others] = refresh();
+        if (spot && ![spot, ...others].some(seen)) spot.scrollIntoView({{block: "nearest"}});
     }});
     addEventListener("keydown", (event) => {{
         if (event.key !== "Escape" || !pinned) return;

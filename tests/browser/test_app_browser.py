@@ -1883,10 +1883,11 @@ def test_more_like_the_reference_picked_for_a_visual_prompt(page, app_url) -> No
     screen.close()
 
 
-def spot(page) -> dict | None:
-    """Where the spotlight stands on the screen; None while no box is lit."""
+def spots(page) -> list[dict]:
+    """Where the lit boxes stand on the screen: none, or one on each image that shows it."""
     return page.evaluate(
-        "() => document.querySelector('.fo1-spot')?.getBoundingClientRect().toJSON() ?? null"
+        "() => [...document.querySelectorAll('.fo1-spot')]"
+        ".map((spot) => spot.getBoundingClientRect().toJSON())"
     )
 
 
@@ -1894,18 +1895,32 @@ def on_the_result(page, box: list[float], size: tuple[int, int]) -> dict:
     """Where `box` (pixels of an image of `size`) is drawn on the page's result image, which
     is shown without margins around the drawing (Gradio sizes it to the drawing's shape)."""
     shown = page.locator("#fo1-result img").bounding_box()
-    sx, sy = shown["width"] / size[0], shown["height"] / size[1]
+    return within_the_frame(shown["x"], shown["y"], shown["width"] / size[0], box)
+
+
+def in_the_editor(page, box: list[float], size: tuple[int, int]) -> dict:
+    left, top = canvas_point(page, 0, 0, size)
+    right, _ = canvas_point(page, 1, 0, size)
+    return within_the_frame(left, top, (right - left) / size[0], box)
+
+
+def within_the_frame(left: float, top: float, scale: float, box: list[float]) -> dict:
     x1, y1, x2, y2 = box
     return {
-        "x": shown["x"] + x1 * sx,
-        "y": shown["y"] + y1 * sy,
-        "width": (x2 - x1) * sx,
-        "height": (y2 - y1) * sy,
+        "x": left + x1 * scale,
+        "y": top + y1 * scale,
+        "width": (x2 - x1) * scale,
+        "height": (y2 - y1) * scale,
     }
 
 
-def lands_on(lit: dict | None, expected: dict) -> bool:
-    return lit is not None and all(abs(lit[key] - expected[key]) <= 2 for key in expected)
+def lit(page, *expected: dict) -> bool:
+    """The boxes lit are those `expected`, to 2 px, in any order."""
+    shown = spots(page)
+    return len(shown) == len(expected) and all(
+        any(all(abs(spot[key] - place[key]) <= 2 for key in place) for spot in shown)
+        for place in expected
+    )
 
 
 def coins_answered(page) -> tuple[list[list[float]], tuple[int, int]]:
@@ -1919,47 +1934,42 @@ def coins_answered(page) -> tuple[list[list[float]], tuple[int, int]]:
         return [list(b) for b in coins.boxes], image.size
 
 
-def test_pointing_at_a_region_lights_its_box_on_the_result(page, app_url) -> None:
+def test_pointing_at_a_region_lights_its_box(page, app_url) -> None:
     """With 24 coins boxed, where is the answer's #2? Pointing at its chip, or at its row of the
-    detections, lights its box on the result image; a click keeps it lit and Escape puts it
-    out."""
+    detections, lights its box on the result image and in the editor; a click keeps it lit and
+    Escape puts it out."""
     laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     laptop.goto(app_url)
     boxes, size = coins_answered(laptop)
     chip = laptop.locator("#fo1-answer .fo1-answer .fo1-chip[data-region='2']")
-    laptop.locator("#fo1-result img").scroll_into_view_if_needed()
     chip.hover()
-    assert lands_on(spot(laptop), on_the_result(laptop, boxes[2], size))
+    places = [on_the_result(laptop, boxes[2], size), in_the_editor(laptop, boxes[2], size)]
+    assert lit(laptop, *places)
     shot(laptop, "31-a-region-pointed-at", full_page=False)
     laptop.mouse.move(5, 5)
-    assert spot(laptop) is None
-    row = (
-        laptop.get_by_role("grid", name="Detections")
-        .get_by_role("row")
-        .filter(has=laptop.get_by_role("gridcell", name="0", exact=True))
-    )
-    row.first.hover()
-    assert lands_on(spot(laptop), on_the_result(laptop, boxes[0], size))
-    # Kept by a click, as the pointer goes on to Run; another answer's boxes are not lit.
-    laptop.mouse.move(5, 5)
+    assert spots(laptop) == []
+    row = laptop.get_by_role("grid", name="Detections").get_by_role("row")
+    row.filter(has=laptop.get_by_role("gridcell", name="0", exact=True)).first.hover()
+    assert lit(laptop, on_the_result(laptop, boxes[0], size), in_the_editor(laptop, boxes[0], size))
+    # Kept by a click, as the pointer goes on; put out by Escape.
     chip.click()
     laptop.mouse.move(5, 5)
-    assert lands_on(spot(laptop), on_the_result(laptop, boxes[2], size))
+    assert lit(laptop, *places)
     laptop.keyboard.press("Escape")
-    assert spot(laptop) is None
+    assert spots(laptop) == []
     laptop.close()
 
 
 def test_on_a_phone_a_tapped_region_is_lit_and_brought_into_view(page, app_url) -> None:
-    """The result image sits a screen below the answer there."""
+    """The result image sits a screen below the answer there, the editor a screen above."""
     phone = page.context.browser.new_page(**PHONE)
     phone.goto(app_url)
     boxes, size = coins_answered(phone)
     chip = phone.locator("#fo1-answer .fo1-answer .fo1-chip[data-region='2']")
     chip.scroll_into_view_if_needed()
     chip.tap()
-    lit = spot(phone)
-    assert lands_on(lit, on_the_result(phone, boxes[2], size))
-    assert 0 <= lit["y"] and lit["y"] + lit["height"] <= PHONE["viewport"]["height"]
+    on_the_image = on_the_result(phone, boxes[2], size)
+    assert lit(phone, on_the_image, in_the_editor(phone, boxes[2], size))
+    assert 0 <= on_the_image["y"] <= on_the_image["y"] + on_the_image["height"] <= 844
     shot(phone, "32-phone-a-region-tapped", full_page=False)
     phone.close()
