@@ -3,7 +3,8 @@ the detections table, lights its box on the result image and in the editor, and 
 
 With 24 coins boxed, a reasoning that goes through `#17` is read against a picture full of
 numbered boxes; the spotlight finds it at once. A click (a tap on a phone) keeps it lit and
-brings the box into view; another click, or Escape, puts it out.
+brings the box into view; another click, or Escape, puts it out. From the keyboard, the
+detections' cells light their rows' boxes as the arrows move through them.
 """
 
 from __future__ import annotations
@@ -88,13 +89,14 @@ SPOTLIGHT = f"""() => {{
         ?? element.querySelector("[role=gridcell]").textContent.trim());
     const boxesText = () => document.querySelector(
         "#fo1-answer [{BOXES_ATTRIBUTE}]")?.getAttribute("{BOXES_ATTRIBUTE}") ?? "[]";
-    // The region pointed at, and the one a click keeps lit (with its answer's boxes).
-    let hovered = null, pinned = null, queued = false;
+    // The region pointed at, the one the keyboard is on (a cell of the detections, which
+    // arrows move through), and the one a click keeps lit (with its answer's boxes).
+    let hovered = null, focused = null, pinned = null, queued = false;
     // The editor draws its image through a transform of its own (fitted, zoomed, panned): each
     // drawing is watched for where the image lands on its canvas, and a lit box follows it.
     const editor = document.querySelector("#fo1-editor");
     const follow = () => {{
-        if (queued || (hovered === null && !pinned)) return;
+        if (queued || (hovered === null && focused === null && !pinned)) return;
         queued = true;
         requestAnimationFrame(() => {{
             queued = false;
@@ -170,7 +172,7 @@ SPOTLIGHT = f"""() => {{
     const refresh = () => {{
         document.querySelectorAll(".fo1-spot-frame").forEach((old) => old.remove());
         if (pinned && pinned.boxes !== boxesText()) pinned = null;  // another answer's
-        const box = JSON.parse(boxesText())[hovered ?? pinned?.region ?? -1];
+        const box = JSON.parse(boxesText())[hovered ?? focused ?? pinned?.region ?? -1];
         if (!box) return [];
         return [onTheResult(), inTheEditor()].filter(Boolean).map((on) => light(on, box));
     }};
@@ -185,10 +187,27 @@ SPOTLIGHT = f"""() => {{
         hovered = regionOf(element);
         refresh();
     }});
-    addEventListener("pointerout", (event) => {{
+    // Left, not just moved within (to a cell of the same row, a chip's own text).
+    const leaves = (event) => {{
         const element = pointed(event);
-        if (!element || element.contains(event.relatedTarget)) return;
+        return element && !element.contains(event.relatedTarget);
+    }};
+    addEventListener("pointerout", (event) => {{
+        if (!leaves(event)) return;
         hovered = null;
+        refresh();
+    }});
+    addEventListener("focusin", (event) => {{
+        const element = pointed(event);
+        if (!element) return;
+        // The keyboard's move is the latest: it outranks a pointer resting where it was.
+        focused = regionOf(element);
+        hovered = null;
+        refresh();
+    }});
+    addEventListener("focusout", (event) => {{
+        if (!leaves(event)) return;
+        focused = null;
         refresh();
     }});
     addEventListener("click", (event) => {{
@@ -196,14 +215,14 @@ SPOTLIGHT = f"""() => {{
         const region = element ? regionOf(element) : null;
         const again = region === pinned?.region;
         pinned = region === null || again ? null : {{region, boxes: boxesText()}};
-        hovered = null;
+        hovered = focused = null;
         // Brought into view where neither image shows it: on the result, the answer's drawing.
         const [spot, ...others] = refresh();
         if (spot && ![spot, ...others].some(seen)) spot.scrollIntoView({{block: "nearest"}});
     }});
     addEventListener("keydown", (event) => {{
-        if (event.key !== "Escape" || !pinned) return;
-        pinned = null;
+        if (event.key !== "Escape" || (!pinned && focused === null)) return;
+        pinned = focused = null;
         refresh();
     }});
     // A new drawing of the answer (load does not bubble: caught on its way down), or the

@@ -1973,3 +1973,24 @@ def test_on_a_phone_a_tapped_region_is_lit_and_brought_into_view(page, app_url) 
     assert 0 <= on_the_image["y"] <= on_the_image["y"] + on_the_image["height"] <= 844
     shot(phone, "32-phone-a-region-tapped", full_page=False)
     phone.close()
+
+
+def test_from_the_keyboard_the_detections_cells_light_their_boxes(page, app_url) -> None:
+    """Tabbed into the detections table, its cell lights its row's box; the arrows move the
+    light with them to the next row's box; Escape puts it out."""
+    laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    laptop.goto(app_url)
+    boxes, size = coins_answered(laptop)
+    grid = laptop.get_by_role("grid", name="Detections")
+    tabs = 0
+    while not grid.evaluate("(grid) => grid.contains(document.activeElement)"):
+        laptop.keyboard.press("Tab")
+        tabs += 1
+        assert tabs < 80, "Tab never reached the detections"
+    assert lit(laptop, on_the_result(laptop, boxes[0], size), in_the_editor(laptop, boxes[0], size))
+    laptop.keyboard.press("ArrowDown")
+    assert lit(laptop, on_the_result(laptop, boxes[2], size), in_the_editor(laptop, boxes[2], size))
+    shot(laptop, "33-a-region-reached-by-the-keyboard", full_page=False)
+    laptop.keyboard.press("Escape")
+    assert spots(laptop) == []
+    laptop.close()
