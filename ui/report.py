@@ -206,12 +206,13 @@ def report_html(result: Result) -> str:
         f"<tr><td>{chip(i)}</td>" + "".join(f"<td>{_pixels(v)}</td>" for v in box) + "</tr>"
         for i, box in enumerate(result.boxes)
     )
+    detections = detection_rows(result.detections)
     detection_table = "".join(
         "<tr>"
         + f"<td>{chip(int(row[0]))}</td><td>{html.escape(str(row[1]))}</td>"
         + "".join(f"<td>{_pixels(v)}</td>" for v in row[2:])
         + "</tr>"
-        for row in detection_rows(result.detections)
+        for row in detections
     )
     header = "".join(f"<th>{name}</th>" for name in DETECTION_COLUMNS)
     conversation = conversation_html(result.earlier_turns, num, "Earlier in this conversation")
@@ -228,6 +229,7 @@ def report_html(result: Result) -> str:
     numbered = (
         f'<img alt="all boxes with their region numbers" src="{data_uri(result.boxes_image)}">'
     )
+    drawn = [int(row[0]) for row in detections]  # the regions the answer's drawing shows
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -243,7 +245,7 @@ pre {{ white-space: pre-wrap; background: #f5f5f5; padding: 0.6em; }}
 </style></head><body>
 <h1>VLM-FO1 answer about {name}</h1>
 <p>{html.escape(created)} · {html.escape(result.status)}</p>
-{warnings}{spotlit_figure(annotated, result.boxes, size)}
+{warnings}{spotlit_figure(annotated, result.boxes, size, drawn)}
 {conversation}
 <h2>Question</h2>
 <p><b>Task:</b> {html.escape(result.task_label)}</p>

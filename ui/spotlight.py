@@ -4,14 +4,16 @@ the detections table, lights its box on the result image and in the editor, and 
 With 24 coins boxed, a reasoning that goes through `#17` is read against a picture full of
 numbered boxes; the spotlight finds it at once. A click (a tap on a phone) keeps it lit and
 brings the box into view; another click, or Escape, puts it out. From the keyboard, the
-detections' cells light their rows' boxes as the arrows move through them.
+detections' cells light their rows' boxes as the arrows move through them. The other way round,
+a box the answer names, pointed at on the result image, is lit and its chips are ringed: where
+a long grounded caption speaks of it.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 BOXES_ATTRIBUTE = "data-fo1-boxes"
 """On the answer's heading (`ui.answer_view.asked_html`): the boxes the model read, as fractions
@@ -32,12 +34,11 @@ def boxes_attribute(boxes: Sequence[Sequence[float]], size: tuple[int, int]) -> 
     return f'{BOXES_ATTRIBUTE}="{html.escape(json.dumps(fractions, separators=(",", ":")))}"'
 
 
-POINTED = (
-    "#fo1-answer .fo1-chip[data-region], #fo1-reasoning .fo1-chip[data-region], "
-    "#fo1-detections [role=row]:has([role=gridcell])"
-)
-"""What lights a box: the answer's and the reasoning's chips (the question's history may be
-about other boxes), and the detections' rows, whose first cell is the region."""
+CHIPS = "#fo1-answer .fo1-chip[data-region], #fo1-reasoning .fo1-chip[data-region]"
+"""The answer's and the reasoning's chips (the question's history may be about other boxes)."""
+
+POINTED = f"{CHIPS}, #fo1-detections [role=row]:has([role=gridcell])"
+"""What lights a box: the chips, and the detections' rows, whose first cell is the region."""
 
 SPOT_CSS = """
 .fo1-spot { position: absolute; box-sizing: border-box; border: 2px solid #fff;
@@ -46,38 +47,58 @@ SPOT_CSS = """
 """A lit box: a white line around it, the rest of the image darkened (within a frame that
 clips the shadow to the image)."""
 
+LIT_CHIP = "outline: 2px solid var(--chip); outline-offset: 2px; transform: scale(1.15);"
+"""A chip whose box is lit: ringed in its own colour, so that it stands out in a long answer."""
+
 SPOTLIGHT_CSS = f"""{SPOT_CSS}
 {POINTED} {{ cursor: pointer; }}
+.fo1-chip.fo1-chip-lit {{ {LIT_CHIP} }}
 .fo1-spot-frame {{ position: absolute; overflow: hidden; pointer-events: none; z-index: 1; }}
 """
 
 
-def spotlit_figure(image: str, boxes: Sequence[Sequence[float]], size: tuple[int, int]) -> str:
-    """`image` (an `<img>` tag) with a spot over each of `boxes` (pixels of an image of `size`),
-    each lit by `spotlit_css` alone while its region's chip is pointed at: for the offline
-    report, which runs no script."""
+def spotlit_figure(
+    image: str,
+    boxes: Sequence[Sequence[float]],
+    size: tuple[int, int],
+    drawn: Iterable[int] | None = None,
+) -> str:
+    """`image` (an `<img>` tag) with a spot over each box it draws (`drawn`, indexes into
+    `boxes`, pixels of an image of `size`; by default all), each lit by `spotlit_css` alone
+    while its region's chip, or the box itself, is pointed at: for the offline report, which
+    runs no script."""
     width, height = size
+    shown = range(len(boxes)) if drawn is None else sorted(set(drawn))
+
+    def area(i: int) -> float:
+        x1, y1, x2, y2 = boxes[i]
+        return (x2 - x1) * (y2 - y1)
+
+    # Largest first: a box inside another lies over it, and is the one a pointer there finds.
     spots = "".join(
         f'<i class="fo1-spot" data-spot="{i}" style="left:{100 * x1 / width:.3f}%;'
         f"top:{100 * y1 / height:.3f}%;width:{100 * (x2 - x1) / width:.3f}%;"
         f'height:{100 * (y2 - y1) / height:.3f}%"></i>'
-        for i, (x1, y1, x2, y2) in enumerate(boxes)
+        for i in sorted(shown, key=area, reverse=True)
+        for x1, y1, x2, y2 in [boxes[i]]
     )
     return f'<div class="fo1-figure">{image}{spots}</div>'
 
 
 def spotlit_css(count: int) -> str:
-    """The style that lights `spotlit_figure`'s spot of region i while a chip of region i is
-    pointed at, for regions 0 to `count` - 1."""
+    """The style that lights `spotlit_figure`'s spot of region i, and rings the chips of
+    region i, while one of them or the spot is pointed at, for regions 0 to `count` - 1."""
     lit = "\n".join(
-        f'body:has(.fo1-chip[data-region="{i}"]:hover) [data-spot="{i}"] {{ display: block; }}'
+        f'body:has(.fo1-chip[data-region="{i}"]:hover) [data-spot="{i}"] {{ opacity: 1; }}\n'
+        f'body:has([data-spot="{i}"]:hover) .fo1-chip[data-region="{i}"] {{ {LIT_CHIP} }}'
         for i in range(count)
     )
     return f"""{SPOT_CSS}
 .fo1-figure {{ position: relative; display: inline-block; max-width: 100%; overflow: hidden;
     vertical-align: top; border: 1px solid #ccc; }}
 .fo1-figure img {{ display: block; border: 0; }}
-.fo1-figure .fo1-spot {{ display: none; }}
+.fo1-figure .fo1-spot {{ opacity: 0; }}
+.fo1-figure .fo1-spot:hover {{ opacity: 1; }}
 .fo1-chip[data-region] {{ cursor: pointer; }}
 {lit}
 """
@@ -169,11 +190,42 @@ SPOTLIGHT = f"""() => {{
         frame.append(clip);
         return spot;
     }};
+    // The box under a point of the result image: the smallest of those its drawing shows,
+    // the final answer's regions (the reasoning's where the answer names none).
+    const underOnTheResult = (event) => {{
+        const place = event.target.closest?.("#fo1-result img") && onTheResult();
+        if (!place) return null;
+        const {{left, top, width, height}} = place.picture;
+        const x = (event.clientX - left) / width, y = (event.clientY - top) / height;
+        const regionsIn = (where) => [
+            ...document.querySelectorAll(`${{where}} .fo1-chip[data-region]`),
+        ].map((chip) => Number(chip.dataset.region));
+        const named = regionsIn("#fo1-answer .fo1-answer");
+        const boxes = JSON.parse(boxesText());
+        let under = null, smallest = Infinity;
+        for (const region of named.length ? named : regionsIn("#fo1-reasoning")) {{
+            const [x1, y1, x2, y2] = boxes[region] ?? [];
+            const area = (x2 - x1) * (y2 - y1);
+            if (x1 <= x && x <= x2 && y1 <= y && y <= y2 && area < smallest) {{
+                under = region;
+                smallest = area;
+            }}
+        }}
+        return under;
+    }};
     const refresh = () => {{
         document.querySelectorAll(".fo1-spot-frame").forEach((old) => old.remove());
+        document.querySelectorAll(".fo1-chip-lit").forEach((chip) => {{
+            chip.classList.remove("fo1-chip-lit");
+        }});
         if (pinned && pinned.boxes !== boxesText()) pinned = null;  // another answer's
-        const box = JSON.parse(boxesText())[hovered ?? focused ?? pinned?.region ?? -1];
+        const region = hovered ?? focused ?? pinned?.region ?? -1;
+        const box = JSON.parse(boxesText())[region];
         if (!box) return [];
+        // Its chips too: where the answer speaks of the box pointed at on the image.
+        document.querySelectorAll({json.dumps(CHIPS)}).forEach((chip) => {{
+            if (Number(chip.dataset.region) === region) chip.classList.add("fo1-chip-lit");
+        }});
         return [onTheResult(), inTheEditor()].filter(Boolean).map((on) => light(on, box));
     }};
     const seen = (spot) => {{
@@ -187,13 +239,22 @@ SPOTLIGHT = f"""() => {{
         hovered = regionOf(element);
         refresh();
     }});
+    addEventListener("pointermove", (event) => {{
+        const image = event.target.closest?.("#fo1-result img");
+        if (!image || event.pointerType === "touch") return;
+        const region = underOnTheResult(event);
+        image.style.cursor = region === null ? "" : "pointer";
+        if (region === hovered) return;
+        hovered = region;
+        refresh();
+    }});
     // Left, not just moved within (to a cell of the same row, a chip's own text).
     const leaves = (event) => {{
         const element = pointed(event);
         return element && !element.contains(event.relatedTarget);
     }};
     addEventListener("pointerout", (event) => {{
-        if (!leaves(event)) return;
+        if (!leaves(event) && !event.target.closest?.("#fo1-result img")) return;
         hovered = null;
         refresh();
     }});
@@ -212,7 +273,7 @@ SPOTLIGHT = f"""() => {{
     }});
     addEventListener("click", (event) => {{
         const element = pointed(event);
-        const region = element ? regionOf(element) : null;
+        const region = element ? regionOf(element) : underOnTheResult(event);
         const again = region === pinned?.region;
         pinned = region === null || again ? null : {{region, boxes: boxesText()}};
         hovered = focused = null;

@@ -1994,3 +1994,33 @@ def test_from_the_keyboard_the_detections_cells_light_their_boxes(page, app_url)
     laptop.keyboard.press("Escape")
     assert spots(laptop) == []
     laptop.close()
+
+
+def test_pointing_at_a_box_on_the_result_shows_where_the_answer_names_it(page, app_url) -> None:
+    """The other way round: a box the answer names, pointed at on the result image, is lit
+    there and in the editor, and so are its chips in the answer; a box the answer does not
+    name lights nothing; a click keeps it lit."""
+    laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    laptop.goto(app_url)
+    boxes, size = coins_answered(laptop)
+
+    def point_at(region: int) -> None:
+        place = on_the_result(laptop, boxes[region], size)
+        laptop.mouse.move(place["x"] + place["width"] / 2, place["y"] + place["height"] / 2)
+
+    def chips_lit() -> list[str]:
+        return laptop.locator("#fo1-answer .fo1-answer .fo1-chip.fo1-chip-lit").all_inner_texts()
+
+    point_at(2)
+    assert lit(laptop, on_the_result(laptop, boxes[2], size), in_the_editor(laptop, boxes[2], size))
+    assert chips_lit() == ["#2"]
+    shot(laptop, "34-a-box-pointed-at-on-the-result", full_page=False)
+    point_at(5)
+    assert spots(laptop) == [] and chips_lit() == []
+    point_at(0)
+    laptop.mouse.down()
+    laptop.mouse.up()
+    laptop.mouse.move(5, 5)
+    assert lit(laptop, on_the_result(laptop, boxes[0], size), in_the_editor(laptop, boxes[0], size))
+    assert chips_lit() == ["#0"]
+    laptop.close()

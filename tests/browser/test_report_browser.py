@@ -1,8 +1,10 @@
 """The downloaded HTML report in headless Chromium: pointing at a region's chip lights its box on
-both of the report's images by style alone (the report runs no script)."""
+both of the report's images, and pointing at a box rings its chips, by style alone (the report
+runs no script)."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +25,27 @@ SHOWN_SCALE = 2
 their share of the image, not its pixels."""
 
 
-def test_a_region_pointed_at_in_the_report_is_lit_on_its_images(tmp_path: Path) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed")
+def lit_spots(page) -> list[dict]:
+    """Where the spots shown stand (the others are there, but transparent, to be pointed at)."""
+    return page.evaluate(
+        "() => [...document.querySelectorAll('.fo1-spot')]"
+        ".filter((spot) => getComputedStyle(spot).opacity === '1')"
+        ".map((spot) => spot.getBoundingClientRect().toJSON())"
+    )
+
+
+def ringed(page) -> list[str]:
+    """The chips ringed as their box is pointed at, where they stand: the answer, a table."""
+    return page.evaluate(
+        "() => [...document.querySelectorAll('.fo1-chip')]"
+        ".filter((chip) => getComputedStyle(chip).outlineStyle === 'solid')"
+        ".map((chip) => `${chip.closest('table') ? 'table' : 'answer'} ${chip.textContent}`)"
+    )
+
+
+@pytest.fixture
+def report(tmp_path: Path) -> Path:
+    """A report on two boxes whose answer names the second (#1)."""
     drawing = np.full((SIZE[1] * SHOWN_SCALE, SIZE[0] * SHOWN_SCALE, 3), 90, dtype=np.uint8)
     answer = parse_answer("<ground>cup</ground><objects><region1></objects>", len(BOXES))
     detections = to_detections(answer, np.array(BOXES, dtype=float))
@@ -33,6 +53,13 @@ def test_a_region_pointed_at_in_the_report_is_lit_on_its_images(tmp_path: Path) 
     result.image_size = SIZE
     report = tmp_path / "cups-fo1-report.html"
     report.write_text(report_html(result), encoding="utf-8")
+    return report
+
+
+@contextmanager
+def opened(report: Path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
@@ -40,18 +67,44 @@ def test_a_region_pointed_at_in_the_report_is_lit_on_its_images(tmp_path: Path) 
         )
         page = browser.new_page(viewport={"width": 1000, "height": 900})
         page.goto(report.as_uri())
-        assert page.locator(".fo1-spot:visible").count() == 0
+        yield page
+        browser.close()
+
+
+def place_of(image, box: list[float]) -> list[float]:
+    """Where `box` (pixels of the image) stands on the page, as x, y, width, height."""
+    shown = image.bounding_box()
+    scale = shown["width"] / SIZE[0]
+    x1, y1, x2, y2 = box
+    return [shown["x"] + x1 * scale, shown["y"] + y1 * scale, (x2 - x1) * scale, (y2 - y1) * scale]
+
+
+def test_a_region_pointed_at_in_the_report_is_lit_on_its_images(report: Path) -> None:
+    with opened(report) as page:
+        assert lit_spots(page) == []
         page.locator(".fo1-answer .fo1-chip[data-region='1']").hover()
-        lit = page.locator(".fo1-spot:visible")
-        assert lit.count() == 2  # on the answer's drawing and on the numbered boxes
-        for spot, image in zip(lit.all(), page.locator(".fo1-figure img").all(), strict=True):
-            shown, place = image.bounding_box(), spot.bounding_box()
-            scale = shown["width"] / SIZE[0]
-            x1, y1, x2, y2 = BOXES[1]
-            expected = [shown["x"] + x1 * scale, shown["y"] + y1 * scale]
-            expected += [(x2 - x1) * scale, (y2 - y1) * scale]
-            got = [place["x"], place["y"], place["width"], place["height"]]
-            assert np.allclose(got, expected, atol=1.5)
+        lit = lit_spots(page)
+        assert len(lit) == 2  # on the answer's drawing and on the numbered boxes
+        for spot, image in zip(lit, page.locator(".fo1-figure img").all(), strict=True):
+            got = [spot["x"], spot["y"], spot["width"], spot["height"]]
+            assert np.allclose(got, place_of(image, BOXES[1]), atol=1.5)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "report-a-region-pointed-at.png"), full_page=True)
-        browser.close()
+
+
+def test_a_box_pointed_at_in_the_report_rings_its_chips(report: Path) -> None:
+    """On the answer's drawing only the boxes it names answer the pointer; on the numbered
+    boxes, every box."""
+    with opened(report) as page:
+        answer_image, numbered = page.locator(".fo1-figure img").all()
+        for image, region, expected in [
+            (answer_image, 1, ["answer #1", "table #1", "table #1"]),
+            (answer_image, 0, []),
+            (numbered, 0, ["table #0"]),
+        ]:
+            image.scroll_into_view_if_needed()
+            x, y, width, height = place_of(image, BOXES[region])
+            page.mouse.move(x + width / 2, y + height / 2)
+            assert sorted(ringed(page)) == expected
+            assert len(lit_spots(page)) == (1 if expected else 0)
+        page.screenshot(path=str(ARTIFACTS / "report-a-box-pointed-at.png"), full_page=True)
