@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         user_text_for_task(args.task, cleaned.text, len(check_boxes(boxes, image.size)[0]))
         # Only now: torch and transformers take seconds to import, and a mistake above is told
         # without them.
+        from detect_tools.base import written_score
         from fo1_core.session import StopReason, load
 
         pipeline = load(args.checkpoint, device=args.device)
@@ -135,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             "reused": dataclasses.asdict(result.reused),
             "prompt": request.prompt,
             "notices": result.notices,
+            "region_confidence": {
+                str(region): written_score(confidence)
+                for region, confidence in result.region_confidence.items()
+            },
         }
         return write_output(args.json, json.dumps(record, indent=2) + "\n")
     return 0

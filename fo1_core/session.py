@@ -27,12 +27,14 @@ from transformers import (
     AutoTokenizer,
     CompileConfig,
     GenerationConfig,
+    LogitsProcessorList,
     StaticCache,
     StoppingCriteriaList,
 )
 
 from fo1_core import decode_attention, model_thread
 from fo1_core.checkpoint import load_model
+from fo1_core.confidence import TokenProbabilities, region_confidences
 from fo1_core.encoding import Encoder, PromptPrefix, Reused
 from fo1_core.errors import FO1Error
 from fo1_core.graphed_forward import PREFILL_CHUNK, GraphedForward
@@ -152,6 +154,8 @@ class Generation:
     timings: dict[str, float] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     reused: Reused = field(default_factory=Reused)
+    region_confidence: dict[int, float] = field(default_factory=dict)
+    """Each region the answer names: the probability the model gave it (`fo1_core.confidence`)."""
 
     @property
     def answer(self) -> str:
@@ -448,9 +452,17 @@ class FO1Pipeline:
         max_new_tokens = min(max_new_tokens, request.room or max_new_tokens)
         cancel = cancel or threading.Event()
         streamer = TokenQueue(self.tokenizer)
+        probabilities = TokenProbabilities()
         progress = _Progress(submitted=time.perf_counter())
         answer = partial(
-            self._answer, request, streamer, cancel, max_new_tokens, use_cache, progress
+            self._answer,
+            request,
+            streamer,
+            probabilities,
+            cancel,
+            max_new_tokens,
+            use_cache,
+            progress,
         )
         job = model_thread.submit(partial(self._run, answer, streamer, progress))
         finished = False
@@ -464,7 +476,9 @@ class FO1Pipeline:
             if not finished:  # the caller stopped reading: stop the worker too
                 cancel.set()
             job.wait()
-        yield self._finish(request, streamer, cancel.is_set(), progress, max_new_tokens)
+        yield self._finish(
+            request, streamer, probabilities, cancel.is_set(), progress, max_new_tokens
+        )
 
     def _run(self, answer: Callable[[], None], streamer: TokenQueue, progress: _Progress) -> None:
         """Runs `answer` (`_answer` with its arguments) on the generation thread; a question that
@@ -494,6 +508,7 @@ class FO1Pipeline:
         self,
         request: Request,
         streamer: TokenQueue,
+        probabilities: TokenProbabilities,
         cancel: threading.Event,
         max_new_tokens: int,
         use_cache: bool,
@@ -501,6 +516,7 @@ class FO1Pipeline:
     ) -> None:
         if cancel.is_set():  # stopped or superseded while it waited for the model thread
             return
+        probabilities.reset()  # a run retried after running out of memory starts over
         prefix = None
         if use_cache:
             prefix, progress.reused = self.encoder.prefix(request.prompt_ids, request.vision)
@@ -522,6 +538,7 @@ class FO1Pipeline:
                 max_new_tokens, static, continued=prefix is not None
             ),
             streamer=streamer,
+            logits_processor=LogitsProcessorList([probabilities]),
             stopping_criteria=StoppingCriteriaList([Cancelled(cancel)]),
         )
         if prefix is not None:
@@ -594,6 +611,7 @@ class FO1Pipeline:
         self,
         request: Request,
         streamer: TokenQueue,
+        probabilities: TokenProbabilities,
         cancelled: bool,
         progress: _Progress,
         max_new_tokens: int,
@@ -632,6 +650,9 @@ class FO1Pipeline:
             },
             reused=progress.reused,
             notices=notices,
+            region_confidence=region_confidences(
+                self.tokenizer, ids, probabilities.probabilities()
+            ),
         )
 
     def generate(

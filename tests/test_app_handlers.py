@@ -206,6 +206,11 @@ def test_run_streams_then_finishes_with_table_and_downloads(answering: Handlers)
     assert np.asarray(Image.open(image)).shape == (400, 600, 3)
     assert Path(image).name == "coffee-fo1-answer.png"  # what its download button saves
     assert [row[:2] for row in table] == [[0, "red circle"], [2, "red circle"]]
+    # How sure the model was of each region: known once the answer is complete (the rigged
+    # model is certain); the JSON carries it as each detection's score.
+    assert all(row[6] == "" for _, table in streamed if table != SKIP for row in table)
+    assert [row[6] for row in table] == [1.0, 1.0]
+    assert [d["score"] for d in json.loads(Path(files[1]).read_text())["detections"]] == [1, 1]
     assert [Path(f).name for f in files] == [
         "coffee-fo1-answer.png",
         "coffee-fo1-answer.json",
@@ -303,7 +308,7 @@ def test_a_small_images_files_keep_its_size_though_its_drawing_is_enlarged(
     assert np.asarray(Image.open(image)).shape == (400, 600, 3)  # drawn 4 times as large
     coco = json.loads(Path(files[2]).read_text(encoding="utf-8"))
     assert (coco["images"][0]["width"], coco["images"][0]["height"]) == (150, 100)
-    assert [row[2:] for row in table] == [boxes[0], boxes[2]]  # in the image's own pixels
+    assert [row[2:6] for row in table] == [boxes[0], boxes[2]]  # in the image's own pixels
 
 
 HUGE_BOXES = [[300, 300, 3000, 2400], [4000, 600, 6000, 3000], [4500, 3300, 8400, 5700]]
@@ -332,7 +337,7 @@ def test_a_huge_image_is_shown_reduced_and_downloaded_whole(
     assert np.asarray(Image.open(image)).shape == (2000, 3000, 3)
     assert Path(image).name == "huge-fo1-answer-3000x2000.png"
     assert region_colour_at(image, (4500 + 8400) / 6, 5700 / 3)
-    assert [row[2:] for row in table] == [HUGE_BOXES[0], HUGE_BOXES[2]]  # the image's pixels
+    assert [row[2:6] for row in table] == [HUGE_BOXES[0], HUGE_BOXES[2]]  # the image's pixels
     # The download is the whole image, drawn on at its own size.
     assert Path(files[0]).name == "huge-fo1-answer.png"
     assert np.asarray(Image.open(files[0])).shape == (6000, 9000, 3)
@@ -789,7 +794,7 @@ def test_the_editors_rotate_buttons_turn_the_image_the_model_sees(answering: Han
     width, height = Image.open(IMAGE).size
     # Drawn on the turned image, as the boxes were.
     assert np.asarray(Image.open(image)).shape == (width, height, 3)
-    assert [row[2:] for row in table] == [boxes[0], boxes[2]]
+    assert [row[2:6] for row in table] == [boxes[0], boxes[2]]
 
 
 def test_box_changes_refresh_the_region_pickers(answering: Handlers) -> None:
@@ -829,7 +834,7 @@ def test_downloads_hold_boxes_cut_to_the_image_as_the_model_read_them(answering:
     )
     read = [[0, 0, 200, 200], BOXES[1], [320, 60, 600, 400]]
     assert "Cut to the image: 2 boxes" in status
-    assert [row[2:] for row in table] == [read[0], read[2]]
+    assert [row[2:6] for row in table] == [read[0], read[2]]
     document = json.loads(Path(files[1]).read_text(encoding="utf-8"))
     assert document["boxes"] == read
     coco = json.loads(Path(files[2]).read_text(encoding="utf-8"))

@@ -49,6 +49,7 @@ def test_cli_prints_the_answer_and_writes_json(answering_checkpoint: Path, tmp_p
     assert record["token_ids"] == answer_ids
     assert "Please detect red circle" in record["prompt"]
     assert set(record["timings"]) >= {"first_token_s", "decode_tokens_per_s", "total_s"}
+    assert record["region_confidence"] == {"0": 1.0, "2": 1.0}  # the rigged model is certain
 
 
 def test_cli_warns_that_a_box_task_without_boxes_cannot_mean_anything(

@@ -9,6 +9,7 @@ features relative to the reference's magnitude; logits ≤ 1e-2; free-running gr
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from safetensors.torch import load_file
 
 from fo1_core.graphed_forward import padded_length
 from fo1_core.session import FO1Pipeline, Request, load
-from fo1_core.templates import FREE_PROMPT
+from fo1_core.templates import FREE_PROMPT, REGION_REFERENCE, region_token
 from tests.conftest import REFERENCE_DIR, TEST_DEVICE, golden_cases, spy_on_graphed_calls
 
 CASES = golden_cases()
@@ -221,6 +222,28 @@ def test_free_running_greedy_ids_exact(
     expected_reason = "max_new_tokens" if case["stop_reason"] == "max_new_tokens" else "eos"
     assert result.stop_reason == expected_reason
     assert result.text == case["generated_text"].strip()
+
+
+@pytest.mark.parametrize(("root", "name"), EVERY_CASE)
+def test_each_region_named_has_the_probability_the_official_model_gave_it(
+    golden: Callable[[Path, str], Asked], root: Path, name: str
+) -> None:
+    """The confidence of a region is the product of the official step probabilities of the
+    tokens that spell its first reference (one token, or several where the tokenizer splits
+    region tags)."""
+    pipeline, request, case, tensors = golden(root, name)
+    result = pipeline.generate(request, case["generation"]["max_new_tokens"])
+    generated = case["generated_ids"]
+    chosen = tensors["step_logits"].float().softmax(-1)[range(len(generated)), generated]
+    expected = {}
+    for match in REGION_REFERENCE.finditer(case["generated_text"]):
+        index = int(match["index"])
+        spelt = pipeline.tokenizer.encode(region_token(index), add_special_tokens=False)
+        at = next(at for at in range(len(generated)) if generated[at : at + len(spelt)] == spelt)
+        expected.setdefault(index, math.prod(chosen[at : at + len(spelt)].tolist()))
+    assert result.region_confidence.keys() == expected.keys()
+    for index, probability in expected.items():
+        assert math.isclose(result.region_confidence[index], probability, rel_tol=2e-2)
 
 
 @pytest.fixture(scope="module", params=["static", "compiled", "graphed"])

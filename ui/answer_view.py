@@ -32,7 +32,8 @@ _SECTIONS = re.compile(
     f"|{'|'.join(map(re.escape, (ANSWER_OPEN, ANSWER_CLOSE, THINK_CLOSE)))}",
     re.DOTALL,
 )
-DETECTION_COLUMNS = ["region", "label", "x1", "y1", "x2", "y2"]
+DETECTION_COLUMNS = ["region", "label", "x1", "y1", "x2", "y2", "confidence"]
+CONFIDENCE_DECIMALS = 2
 
 
 def chip(index: int, known: bool = True) -> str:
@@ -134,11 +135,18 @@ def reasoning_html(answer: Answer, num_regions: int) -> str:
 
 
 def detection_rows(detections: sv.Detections) -> list[list[object]]:
+    """One row per detection, as `DETECTION_COLUMNS`; the confidence is blank until the answer
+    is complete."""
     labels = detections.data.get(CLASS_NAME_KEY, [""] * len(detections))
+    confidences = (
+        [""] * len(detections)
+        if detections.confidence is None
+        else [round(float(c), CONFIDENCE_DECIMALS) for c in detections.confidence]
+    )
     return [
-        [int(index), str(label), *(round(float(v), 1) for v in box)]
-        for index, label, box in zip(
-            detections.data[REGION_INDEX_KEY], labels, detections.xyxy, strict=True
+        [int(index), str(label), *(round(float(v), 1) for v in box), confidence]
+        for index, label, box, confidence in zip(
+            detections.data[REGION_INDEX_KEY], labels, detections.xyxy, confidences, strict=True
         )
     ]
 

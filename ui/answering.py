@@ -25,6 +25,7 @@ from fo1_core.answers import (
     parse_answer,
     to_detections,
 )
+from fo1_core.confidence import box_scores
 from fo1_core.encoding import Reused
 from fo1_core.errors import FO1Error
 from fo1_core.inputs import open_image, read_image
@@ -183,8 +184,10 @@ class Answerer:
                     continue
             parsed_at = time.perf_counter()
             answer = parse_answer(text, len(boxes))
+            # Known once the answer is: how sure the model was of each region it named.
+            scores = None if final is None else box_scores(final.region_confidence, len(boxes))
             # Masks are full-size: only copied out for a drawing, which only a change calls for.
-            detections = to_detections(answer, boxes)
+            detections = to_detections(answer, boxes, scores=scores)
             data = detections.data
             shown = list(
                 zip(data[REGION_INDEX_KEY].tolist(), data[CLASS_NAME_KEY].tolist(), strict=True)
@@ -193,7 +196,7 @@ class Answerer:
             if final or (shown != drawn and parsed_at - drawn_at > draw_interval_s):
                 drawn, drawn_at = shown, parsed_at
                 if masks is not None:
-                    detections = to_detections(answer, boxes, masks)
+                    detections = to_detections(answer, boxes, masks, scores)
                 image = draw_answer(
                     picture.pixels, detections, picture.reduced, question.shown_width
                 )

@@ -278,7 +278,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                     label="Detections",
                     interactive=False,
                     wrap=True,  # a long label takes lines, not the numbers' room
-                    column_widths=["17%", "27%", "14%", "14%", "14%", "14%"],  # a phone's width
+                    # Sized for a phone's width.
+                    column_widths=["12%", "24%", "12%", "12%", "12%", "12%", "16%"],
                     elem_id="fo1-detections",
                 )
                 downloads = gr.File(

@@ -209,10 +209,10 @@ def report_html(result: Result) -> str:
     detections = detection_rows(result.detections)
     detection_table = "".join(
         "<tr>"
-        + f"<td>{chip(int(row[0]))}</td><td>{html.escape(str(row[1]))}</td>"
-        + "".join(f"<td>{_pixels(v)}</td>" for v in row[2:])
-        + "</tr>"
-        for row in detections
+        + f"<td>{chip(int(region))}</td><td>{html.escape(str(label))}</td>"
+        + "".join(f"<td>{_pixels(v)}</td>" for v in box)
+        + f"<td>{confidence}</td></tr>"
+        for region, label, *box, confidence in detections
     )
     header = "".join(f"<th>{name}</th>" for name in DETECTION_COLUMNS)
     conversation = conversation_html(result.earlier_turns, num, "Earlier in this conversation")
