@@ -62,8 +62,8 @@ def app_url(
 
 
 @contextmanager
-def opened_page(app_url: str) -> Iterator:
-    """The app's page in headless Chromium, its editor shown (skips without Chromium)."""
+def chromium_page(url: str, width: int, height: int) -> Iterator:
+    """`url` in a headless Chromium window of `width` × `height` (skips without Chromium)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed")
     with playwright.sync_playwright() as p:
@@ -71,12 +71,19 @@ def opened_page(app_url: str) -> Iterator:
             executable_path=CHROMIUM,
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": width, "height": height})
         page.set_default_timeout(30_000)
-        page.goto(app_url)
-        page.wait_for_selector("#fo1-editor")
+        page.goto(url)
         yield page
         browser.close()
+
+
+@contextmanager
+def opened_page(app_url: str) -> Iterator:
+    """The app's page in headless Chromium, its editor shown (skips without Chromium)."""
+    with chromium_page(app_url, 1400, 1000) as page:
+        page.wait_for_selector("#fo1-editor")
+        yield page
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,14 @@ runs no script)."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fo1_core.answers import parse_answer, to_detections
-from tests.browser.test_app_browser import ARTIFACTS, CHROMIUM
+from tests.browser.test_app_browser import ARTIFACTS, chromium_page
 from ui.report import Result, report_html
-
-playwright = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser]
 
@@ -56,21 +53,6 @@ def report(tmp_path: Path) -> Path:
     return report
 
 
-@contextmanager
-def opened(report: Path):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1000, "height": 900})
-        page.goto(report.as_uri())
-        yield page
-        browser.close()
-
-
 def place_of(image, box: list[float]) -> list[float]:
     """Where `box` (pixels of the image) stands on the page, as x, y, width, height."""
     shown = image.bounding_box()
@@ -80,7 +62,7 @@ def place_of(image, box: list[float]) -> list[float]:
 
 
 def test_a_region_pointed_at_in_the_report_is_lit_on_its_images(report: Path) -> None:
-    with opened(report) as page:
+    with chromium_page(report.as_uri(), 1000, 900) as page:
         assert lit_spots(page) == []
         page.locator(".fo1-answer .fo1-chip[data-region='1']").hover()
         lit = lit_spots(page)
@@ -95,7 +77,7 @@ def test_a_region_pointed_at_in_the_report_is_lit_on_its_images(report: Path) ->
 def test_a_box_pointed_at_in_the_report_rings_its_chips(report: Path) -> None:
     """On the answer's drawing only the boxes it names answer the pointer; on the numbered
     boxes, every box."""
-    with opened(report) as page:
+    with chromium_page(report.as_uri(), 1000, 900) as page:
         answer_image, numbered = page.locator(".fo1-figure img").all()
         for image, region, expected in [
             (answer_image, 1, ["answer #1", "table #1", "table #1"]),
