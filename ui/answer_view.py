@@ -32,7 +32,7 @@ _SECTIONS = re.compile(
     f"|{'|'.join(map(re.escape, (ANSWER_OPEN, ANSWER_CLOSE, THINK_CLOSE)))}",
     re.DOTALL,
 )
-DETECTION_COLUMNS = ["region", "label", "x1", "y1", "x2", "y2", "confidence"]
+DETECTION_COLUMNS = ["region", "label", "x1", "y1", "x2", "y2", "score"]
 CONFIDENCE_DECIMALS = 2
 
 

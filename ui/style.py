@@ -122,9 +122,9 @@ body:not(.fo1-reasoned) #fo1-reasoning-box {{ display: none; }}
     #fo1-workspace > .column {{ display: contents; }}
     #fo1-workspace .fo1-box-tools {{ order: 1; }}
     #fo1-asking > :not(#fo1-question) {{ order: 2; }}
-    /* The detections' six columns in the phone's width (`column_widths` in `ui.layout`), their
+    /* The detections' seven columns in the phone's width (`column_widths` in `ui.layout`), their
        labels wrapped: cut off at its right, the table hid the boxes' bottom edges. */
-    #fo1-detections .cell-wrap {{ padding: 4px; font-size: 13px; }}
+    #fo1-detections .cell-wrap {{ padding: 3px; font-size: 12px; }}
 }}
 /* Fingers: every control at least 36 px across (`pointer: coarse` is a touch screen). */
 @media (pointer: coarse) {{
