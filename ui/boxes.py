@@ -231,6 +231,7 @@ RELABEL_IN_BROWSER = (
     const area = (box) => (box.xmax - box.xmin) * (box.ymax - box.ymin);
     const renamed = ordered.map((box, i) =>
         ({...box, label: `#${i}`, color: colorOf(i)}));
+    window.fo1EditorBoxes = renamed;  // box i at i, for the region picker's spotlight
     // New boxes stay first, newest first, as the editor put them: it keeps the one just drawn
     // selected by its place. The others go smallest first.
     const kept = renamed.slice(0, numbered.length).map((box, i) => [box, i])

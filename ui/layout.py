@@ -231,7 +231,11 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                             label="Prompt (Ctrl+Enter asks)", lines=3, elem_id="fo1-free"
                         )
                         insert = gr.Dropdown(
-                            [], label="Insert a region reference", value=None, filterable=False
+                            [],
+                            label="Insert a region reference",
+                            value=None,
+                            filterable=False,
+                            elem_id="fo1-insert",
                         )
                 max_new_tokens = gr.Slider(
                     min(16, settings.max_new_tokens),  # Gradio refuses a start below its minimum

@@ -6,7 +6,8 @@ numbered boxes; the spotlight finds it at once. A click (a tap on a phone) keeps
 brings the box into view; another click, or Escape, puts it out. From the keyboard, the
 detections' cells light their rows' boxes as the arrows move through them. The other way round,
 a box the answer names, pointed at on the result image, is lit and its chips are ringed: where
-a long grounded caption speaks of it.
+a long grounded caption speaks of it. Before asking, the region picker's options light their
+boxes in the editor, as they stand now.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ CHIPS = "#fo1-answer .fo1-chip[data-region], #fo1-reasoning .fo1-chip[data-regio
 
 POINTED = f"{CHIPS}, #fo1-detections [role=row]:has([role=gridcell])"
 """What lights a box: the chips, and the detections' rows, whose first cell is the region."""
+
+PICKER_OPTIONS = "#fo1-regions label, #fo1-insert [role=option]"
+"""The region picker's options (`#3`), and the free prompt's region references: each lights its
+box as the editor has it now, in the editor alone (the result image is an earlier question's)."""
 
 SPOT_CSS = """
 .fo1-spot { position: absolute; box-sizing: border-box; border: 2px solid #fff;
@@ -108,16 +113,21 @@ SPOTLIGHT = f"""() => {{
     const pointed = (event) => event.target.closest?.({json.dumps(POINTED)});
     const regionOf = (element) => Number(element.dataset.region
         ?? element.querySelector("[role=gridcell]").textContent.trim());
+    const option = (event) => event.target.closest?.({json.dumps(PICKER_OPTIONS)});
+    const optionRegion = (element) => Number(/#(\\d+)/.exec(element.textContent)?.[1] ?? -1);
     const boxesText = () => document.querySelector(
         "#fo1-answer [{BOXES_ATTRIBUTE}]")?.getAttribute("{BOXES_ATTRIBUTE}") ?? "[]";
     // The region pointed at, the one the keyboard is on (a cell of the detections, which
-    // arrows move through), and the one a click keeps lit (with its answer's boxes).
-    let hovered = null, focused = null, pinned = null, queued = false;
+    // arrows move through), the one a click keeps lit (with its answer's boxes), and the
+    // picker's option pointed at or on the keyboard.
+    let hovered = null, focused = null, pinned = null, picking = null, queued = false;
     // The editor draws its image through a transform of its own (fitted, zoomed, panned): each
     // drawing is watched for where the image lands on its canvas, and a lit box follows it.
     const editor = document.querySelector("#fo1-editor");
     const follow = () => {{
-        if (queued || (hovered === null && focused === null && !pinned)) return;
+        if (queued || (hovered === null && focused === null && !pinned && picking === null)) {{
+            return;
+        }}
         queued = true;
         requestAnimationFrame(() => {{
             queued = false;
@@ -131,7 +141,12 @@ SPOTLIGHT = f"""() => {{
         const {{drawImage}} = context;
         context.drawImage = function (image, ...place) {{
             if (place.length === 4) {{
-                canvas.fo1Drawn = {{at: this.getTransform(), width: place[2], height: place[3]}};
+                canvas.fo1Drawn = {{
+                    at: this.getTransform(), width: place[2], height: place[3],
+                    pixels: [
+                        image.naturalWidth ?? image.width, image.naturalHeight ?? image.height,
+                    ],
+                }};
                 follow();
             }}
             return drawImage.call(this, image, ...place);
@@ -167,7 +182,12 @@ SPOTLIGHT = f"""() => {{
             left: shown.left + drawn.at.e * css, top: shown.top + drawn.at.f * css,
             width: drawn.width * drawn.at.a * css, height: drawn.height * drawn.at.d * css,
         }};
-        return {{frame: canvas.parentElement, view: shown, picture}};
+        return {{frame: canvas.parentElement, view: shown, picture, pixels: drawn.pixels}};
+    }};
+    // Box `region` as the editor has it now, in fractions of its image.
+    const inTheEditorNow = (region, [width, height]) => {{
+        const box = (window.fo1EditorBoxes ?? [])[region];
+        return box && [box.xmin / width, box.ymin / height, box.xmax / width, box.ymax / height];
     }};
     const light = ({{frame, view, picture}}, [x1, y1, x2, y2]) => {{
         if (getComputedStyle(frame).position === "static") frame.style.position = "relative";
@@ -218,6 +238,10 @@ SPOTLIGHT = f"""() => {{
         document.querySelectorAll(".fo1-chip-lit").forEach((chip) => {{
             chip.classList.remove("fo1-chip-lit");
         }});
+        if (picking !== null) {{
+            const place = inTheEditor(), box = place && inTheEditorNow(picking, place.pixels);
+            return box ? [light(place, box)] : [];
+        }}
         if (pinned && pinned.boxes !== boxesText()) pinned = null;  // another answer's
         const region = hovered ?? focused ?? pinned?.region ?? -1;
         const box = JSON.parse(boxesText())[region];
@@ -232,7 +256,14 @@ SPOTLIGHT = f"""() => {{
         const {{top, bottom}} = spot.getBoundingClientRect();
         return top >= 0 && bottom <= innerHeight;
     }};
+    const pick = (element) => {{
+        const region = element ? optionRegion(element) : null;
+        if (region === picking) return;
+        picking = region;
+        refresh();
+    }};
     addEventListener("pointerover", (event) => {{
+        if (event.pointerType !== "touch") pick(option(event));
         // A finger's tap is a click: kept lit then, not shown for the tap's instant.
         const element = pointed(event);
         if (!element || event.pointerType === "touch") return;
@@ -254,11 +285,13 @@ SPOTLIGHT = f"""() => {{
         return element && !element.contains(event.relatedTarget);
     }};
     addEventListener("pointerout", (event) => {{
+        if (option(event) && !option(event).contains(event.relatedTarget)) pick(null);
         if (!leaves(event) && !event.target.closest?.("#fo1-result img")) return;
         hovered = null;
         refresh();
     }});
     addEventListener("focusin", (event) => {{
+        if (option(event)) pick(option(event));
         const element = pointed(event);
         if (!element) return;
         // The keyboard's move is the latest: it outranks a pointer resting where it was.
@@ -267,6 +300,7 @@ SPOTLIGHT = f"""() => {{
         refresh();
     }});
     addEventListener("focusout", (event) => {{
+        if (option(event) && !option(event).contains(event.relatedTarget)) pick(null);
         if (!leaves(event)) return;
         focused = null;
         refresh();
@@ -282,8 +316,8 @@ SPOTLIGHT = f"""() => {{
         if (spot && ![spot, ...others].some(seen)) spot.scrollIntoView({{block: "nearest"}});
     }});
     addEventListener("keydown", (event) => {{
-        if (event.key !== "Escape" || (!pinned && focused === null)) return;
-        pinned = focused = null;
+        if (event.key !== "Escape" || (!pinned && focused === null && picking === null)) return;
+        pinned = focused = picking = null;
         refresh();
     }});
     // A new drawing of the answer (load does not bubble: caught on its way down), or the

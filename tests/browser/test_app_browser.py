@@ -8,6 +8,7 @@ Screenshots go to `test-artifacts/`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -811,11 +812,17 @@ def test_detection_streams_and_stop_really_stops(page) -> None:
     # The result image's own download button saves it by the image's name.
     name = page.locator("#fo1-result a[download]").first.get_attribute("download")
     assert re.fullmatch(r".+-fo1-answer\.png", name), name
-    # The panel shows the newest text, not the first lines, once the last redraw has landed.
-    page.wait_for_function(
-        f"(p => p.scrollTop > 0 && p.scrollTop + p.clientHeight >= p.scrollHeight - 2)({panel})",
-        timeout=5000,
-    )
+    # The panel shows the newest text, not the first lines, once the last redraw has landed
+    # (polled by the clock, not by animation frames, which a busy page may hold back).
+    where = f"(p => [p.scrollTop, p.clientHeight, p.scrollHeight, window.fo1ReadingAt])({panel})"
+    with contextlib.suppress(playwright.TimeoutError):
+        page.wait_for_function(
+            f"(([top, height, end]) => top > 0 && top + height >= end - 2)({where})",
+            polling=100,
+            timeout=10_000,
+        )
+    top, height, end, reading_at = page.evaluate(where)
+    assert top > 0 and top + height >= end - 2, (top, height, end, reading_at)
     tokens = int(re.search(r"(\d+) tokens", status_text(page)).group(1))
     assert tokens < 8192
     assert page.locator("#fo1-result img").count() == 1
@@ -1287,10 +1294,11 @@ def test_a_deleted_box_comes_back_with_undo(page) -> None:
 
 def run_to_the_token_limit(page) -> None:
     """Detects "red circle" in 32 tokens, until this answer's status says it stopped there: the
-    answer before may have said so too, and still be shown as the new one starts."""
+    answer before may have said so too, and still be shown, its status redrawn, as the new one
+    starts."""
     page.evaluate(WATCH_THE_STATUS)
     run_detection(page, "red circle", max_tokens=32)
-    wait_for_statuses(page, "token limit")
+    wait_for_statuses(page, "Answering", "token limit")
 
 
 def test_an_answer_about_boxes_since_changed_says_so(page) -> None:
@@ -2022,6 +2030,50 @@ def test_from_the_keyboard_the_detections_cells_light_their_boxes(page, app_url)
     assert lit(laptop, on_the_result(laptop, boxes[2], size), in_the_editor(laptop, boxes[2], size))
     shot(laptop, "33-a-region-reached-by-the-keyboard", full_page=False)
     laptop.keyboard.press("Escape")
+    assert spots(laptop) == []
+    laptop.close()
+
+
+def test_the_region_pickers_options_light_their_boxes_as_they_stand(page, app_url) -> None:
+    """Which of 24 boxes is #17, before asking about it? Its option in the region picker,
+    pointed at or reached by the keyboard, lights the box in the editor: where it is now,
+    moved since the last answer or not."""
+    laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    laptop.goto(app_url)
+    astronaut = next(e for e in load_examples() if e.title.startswith("Astronaut: caption"))
+    open_example(laptop, astronaut.title, f"{len(astronaut.boxes)} boxes")
+    with Image.open(astronaut.image) as image:
+        size = image.size
+    option = laptop.locator("#fo1-regions label", has_text="#1")
+    option.hover()
+    assert lit(laptop, in_the_editor(laptop, list(astronaut.boxes[1]), size))
+    shot(laptop, "35-a-picked-region-pointed-at", full_page=False)
+    laptop.mouse.move(5, 5)
+    assert spots(laptop) == []
+    laptop.get_by_text("Boxes as numbers", exact=True).click()
+    moved = [list(b) for b in astronaut.boxes]
+    moved[1] = [300, 300, 400, 400]
+    numbers = "\n".join(", ".join(str(v) for v in b) for b in moved)
+    laptop.locator("#fo1-box-numbers textarea").fill(numbers)
+    laptop.locator("#fo1-set-boxes").click()
+    laptop.wait_for_timeout(SETTLE_MS)
+    option.hover()
+    assert lit(laptop, in_the_editor(laptop, moved[1], size))
+    laptop.locator("#fo1-regions label", has_text="#2").locator("input").focus()
+    assert lit(laptop, in_the_editor(laptop, moved[2], size))
+    laptop.keyboard.press("Escape")
+    assert spots(laptop) == []
+    # The free prompt's list of references does the same.
+    choose_task(laptop, "Free prompt")
+    laptop.get_by_label("Insert a region reference").click()
+    reference = laptop.get_by_role("option", name="#3", exact=True)
+    reference.hover()
+    assert lit(laptop, in_the_editor(laptop, moved[3], size))
+    # Chosen, the reference's list closes under the pointer: its light goes with it.
+    reference.click()
+    laptop.wait_for_function(
+        "document.querySelector('#fo1-free textarea').value.includes('<region3>')"
+    )
     assert spots(laptop) == []
     laptop.close()
 
