@@ -244,7 +244,7 @@ pre {{ white-space: pre-wrap; background: #f5f5f5; padding: 0.6em; }}
 {spotlit_css(num)}
 </style></head><body>
 <h1>VLM-FO1 answer about {name}</h1>
-<p>{html.escape(created)} · {html.escape(result.status)}</p>
+<p>{html.escape(" · ".join(filter(None, [created, result.status])))}</p>
 {warnings}{spotlit_figure(annotated, result.boxes, size, drawn)}
 {conversation}
 <h2>Question</h2>

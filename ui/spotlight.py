@@ -184,10 +184,14 @@ SPOTLIGHT = f"""() => {{
         }};
         return {{frame: canvas.parentElement, view: shown, picture, pixels: drawn.pixels}};
     }};
-    // Box `region` as the editor has it now, in fractions of its image.
+    // Box `region` as the editor has it now, in fractions of its image (the editor holds it
+    // scaled as its image is shown, by its `scaleFactor`).
     const inTheEditorNow = (region, [width, height]) => {{
         const box = (window.fo1EditorBoxes ?? [])[region];
-        return box && [box.xmin / width, box.ymin / height, box.xmax / width, box.ymax / height];
+        if (!box) return null;
+        const scale = box.scaleFactor ?? 1;
+        return [box.xmin / width, box.ymin / height, box.xmax / width, box.ymax / height]
+            .map((fraction) => fraction / scale);
     }};
     const light = ({{frame, view, picture}}, [x1, y1, x2, y2]) => {{
         if (getComputedStyle(frame).position === "static") frame.style.position = "relative";
@@ -291,7 +295,8 @@ SPOTLIGHT = f"""() => {{
         refresh();
     }});
     addEventListener("focusin", (event) => {{
-        if (option(event)) pick(option(event));
+        // From the keyboard only: a tap focuses an option of its own accord.
+        if (option(event) && event.target.matches(":focus-visible")) pick(option(event));
         const element = pointed(event);
         if (!element) return;
         // The keyboard's move is the latest: it outranks a pointer resting where it was.
@@ -306,6 +311,10 @@ SPOTLIGHT = f"""() => {{
         refresh();
     }});
     addEventListener("click", (event) => {{
+        // A finger has no hover: a picked region's box is lit as it is tapped. A chosen
+        // reference's list has closed under the pointer.
+        const tapped = option(event);
+        pick(tapped?.matches("#fo1-regions label") ? tapped : null);
         const element = pointed(event);
         const region = element ? regionOf(element) : underOnTheResult(event);
         const again = region === pinned?.region;

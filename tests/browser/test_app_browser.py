@@ -2034,24 +2034,30 @@ def test_from_the_keyboard_the_detections_cells_light_their_boxes(page, app_url)
     laptop.close()
 
 
+def astronaut_opened(page) -> tuple[list[list[float]], tuple[int, int]]:
+    """The example "Astronaut: caption two regions" opened, its region picker shown: its boxes
+    and its image's size."""
+    astronaut = next(e for e in load_examples() if e.title.startswith("Astronaut: caption"))
+    open_example(page, astronaut.title, f"{len(astronaut.boxes)} boxes")
+    with Image.open(astronaut.image) as image:
+        return [list(b) for b in astronaut.boxes], image.size
+
+
 def test_the_region_pickers_options_light_their_boxes_as_they_stand(page, app_url) -> None:
     """Which of 24 boxes is #17, before asking about it? Its option in the region picker,
     pointed at or reached by the keyboard, lights the box in the editor: where it is now,
     moved since the last answer or not."""
     laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     laptop.goto(app_url)
-    astronaut = next(e for e in load_examples() if e.title.startswith("Astronaut: caption"))
-    open_example(laptop, astronaut.title, f"{len(astronaut.boxes)} boxes")
-    with Image.open(astronaut.image) as image:
-        size = image.size
+    boxes, size = astronaut_opened(laptop)
     option = laptop.locator("#fo1-regions label", has_text="#1")
     option.hover()
-    assert lit(laptop, in_the_editor(laptop, list(astronaut.boxes[1]), size))
+    assert lit(laptop, in_the_editor(laptop, boxes[1], size))
     shot(laptop, "35-a-picked-region-pointed-at", full_page=False)
     laptop.mouse.move(5, 5)
     assert spots(laptop) == []
     laptop.get_by_text("Boxes as numbers", exact=True).click()
-    moved = [list(b) for b in astronaut.boxes]
+    moved = [list(b) for b in boxes]
     moved[1] = [300, 300, 400, 400]
     numbers = "\n".join(", ".join(str(v) for v in b) for b in moved)
     laptop.locator("#fo1-box-numbers textarea").fill(numbers)
@@ -2059,7 +2065,8 @@ def test_the_region_pickers_options_light_their_boxes_as_they_stand(page, app_ur
     laptop.wait_for_timeout(SETTLE_MS)
     option.hover()
     assert lit(laptop, in_the_editor(laptop, moved[1], size))
-    laptop.locator("#fo1-regions label", has_text="#2").locator("input").focus()
+    option.locator("input").focus()
+    laptop.keyboard.press("Tab")
     assert lit(laptop, in_the_editor(laptop, moved[2], size))
     laptop.keyboard.press("Escape")
     assert spots(laptop) == []
@@ -2076,6 +2083,23 @@ def test_the_region_pickers_options_light_their_boxes_as_they_stand(page, app_ur
     )
     assert spots(laptop) == []
     laptop.close()
+
+
+def test_on_a_phone_a_tapped_region_option_lights_its_box(page, app_url) -> None:
+    """No pointer rests on a phone's picker: the tap that ticks a region lights its box, until
+    the next tap elsewhere."""
+    phone = page.context.browser.new_page(**PHONE)
+    phone.goto(app_url)
+    boxes, size = astronaut_opened(phone)
+    option = phone.locator("#fo1-regions label", has_text="#2")
+    option.scroll_into_view_if_needed()
+    option.tap()
+    assert option.locator("input").is_checked()
+    assert lit(phone, in_the_editor(phone, boxes[2], size))
+    shot(phone, "36-phone-a-region-option-tapped", full_page=False)
+    phone.locator("#fo1-box-note").tap()
+    assert spots(phone) == []
+    phone.close()
 
 
 def test_pointing_at_a_box_on_the_result_shows_where_the_answer_names_it(page, app_url) -> None:
