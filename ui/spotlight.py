@@ -6,8 +6,8 @@ numbered boxes; the spotlight finds it at once. A click (a tap on a phone) keeps
 brings the box into view; another click, or Escape, puts it out. From the keyboard, the
 detections' cells light their rows' boxes as the arrows move through them. The other way round,
 a box the answer names, pointed at on the result image, is lit and its chips are ringed: where
-a long grounded caption speaks of it. Before asking, the region picker's options light their
-boxes in the editor, as they stand now.
+a long grounded caption speaks of it. Before asking, the region picker's options (pointed at,
+tapped or on the keyboard) light their boxes in the editor, as they stand now.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ SPOTLIGHT = f"""() => {{
         "#fo1-answer [{BOXES_ATTRIBUTE}]")?.getAttribute("{BOXES_ATTRIBUTE}") ?? "[]";
     // The region pointed at, the one the keyboard is on (a cell of the detections, which
     // arrows move through), the one a click keeps lit (with its answer's boxes), and the
-    // picker's option pointed at or on the keyboard.
+    // picker's option pointed at, tapped or on the keyboard.
     let hovered = null, focused = null, pinned = null, picking = null, queued = false;
     // The editor draws its image through a transform of its own (fitted, zoomed, panned): each
     // drawing is watched for where the image lands on its canvas, and a lit box follows it.
