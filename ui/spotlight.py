@@ -141,12 +141,7 @@ SPOTLIGHT = f"""() => {{
         const {{drawImage}} = context;
         context.drawImage = function (image, ...place) {{
             if (place.length === 4) {{
-                canvas.fo1Drawn = {{
-                    at: this.getTransform(), width: place[2], height: place[3],
-                    pixels: [
-                        image.naturalWidth ?? image.width, image.naturalHeight ?? image.height,
-                    ],
-                }};
+                canvas.fo1Drawn = {{at: this.getTransform(), width: place[2], height: place[3]}};
                 follow();
             }}
             return drawImage.call(this, image, ...place);
@@ -182,16 +177,13 @@ SPOTLIGHT = f"""() => {{
             left: shown.left + drawn.at.e * css, top: shown.top + drawn.at.f * css,
             width: drawn.width * drawn.at.a * css, height: drawn.height * drawn.at.d * css,
         }};
-        return {{frame: canvas.parentElement, view: shown, picture, pixels: drawn.pixels}};
+        return {{frame: canvas.parentElement, view: shown, picture, drawn}};
     }};
-    // Box `region` as the editor has it now, in fractions of its image (the editor holds it
-    // scaled as its image is shown, by its `scaleFactor`).
-    const inTheEditorNow = (region, [width, height]) => {{
+    // Box `region` as the editor has it now, in fractions of its image: the editor holds its
+    // boxes in the units it draws the image in.
+    const inTheEditorNow = (region, {{width, height}}) => {{
         const box = (window.fo1EditorBoxes ?? [])[region];
-        if (!box) return null;
-        const scale = box.scaleFactor ?? 1;
-        return [box.xmin / width, box.ymin / height, box.xmax / width, box.ymax / height]
-            .map((fraction) => fraction / scale);
+        return box && [box.xmin / width, box.ymin / height, box.xmax / width, box.ymax / height];
     }};
     const light = ({{frame, view, picture}}, [x1, y1, x2, y2]) => {{
         if (getComputedStyle(frame).position === "static") frame.style.position = "relative";
@@ -243,7 +235,7 @@ SPOTLIGHT = f"""() => {{
             chip.classList.remove("fo1-chip-lit");
         }});
         if (picking !== null) {{
-            const place = inTheEditor(), box = place && inTheEditorNow(picking, place.pixels);
+            const place = inTheEditor(), box = place && inTheEditorNow(picking, place.drawn);
             return box ? [light(place, box)] : [];
         }}
         if (pinned && pinned.boxes !== boxesText()) pinned = null;  // another answer's
