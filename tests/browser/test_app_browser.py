@@ -1952,13 +1952,13 @@ def within_the_frame(left: float, top: float, scale: float, box: list[float]) ->
     }
 
 
-def lit(page, *expected: dict) -> bool:
+def assert_lit(page, *expected: dict) -> None:
     """The boxes lit are those `expected`, to 2 px, in any order."""
     shown = spots(page)
-    return len(shown) == len(expected) and all(
+    assert len(shown) == len(expected) and all(
         any(all(abs(spot[key] - place[key]) <= 2 for key in place) for spot in shown)
         for place in expected
-    )
+    ), (shown, expected)
 
 
 def coins_answered(page) -> tuple[list[list[float]], tuple[int, int]]:
@@ -1982,17 +1982,19 @@ def test_pointing_at_a_region_lights_its_box(page, app_url) -> None:
     chip = laptop.locator("#fo1-answer .fo1-answer .fo1-chip[data-region='2']")
     chip.hover()
     places = [on_the_result(laptop, boxes[2], size), in_the_editor(laptop, boxes[2], size)]
-    assert lit(laptop, *places)
+    assert_lit(laptop, *places)
     shot(laptop, "31-a-region-pointed-at", full_page=False)
     laptop.mouse.move(5, 5)
     assert spots(laptop) == []
     row = laptop.get_by_role("grid", name="Detections").get_by_role("row")
     row.filter(has=laptop.get_by_role("gridcell", name="0", exact=True)).first.hover()
-    assert lit(laptop, on_the_result(laptop, boxes[0], size), in_the_editor(laptop, boxes[0], size))
-    # Kept by a click, as the pointer goes on; put out by Escape.
+    assert_lit(laptop, on_the_result(laptop, boxes[0], size), in_the_editor(laptop, boxes[0], size))
+    # Kept by a click, as the pointer goes on; put out by Escape. (Hovering the row may have
+    # scrolled the page: the places are measured again.)
     chip.click()
     laptop.mouse.move(5, 5)
-    assert lit(laptop, *places)
+    places = [on_the_result(laptop, boxes[2], size), in_the_editor(laptop, boxes[2], size)]
+    assert_lit(laptop, *places)
     laptop.keyboard.press("Escape")
     assert spots(laptop) == []
     laptop.close()
@@ -2007,7 +2009,7 @@ def test_on_a_phone_a_tapped_region_is_lit_and_brought_into_view(page, app_url) 
     chip.scroll_into_view_if_needed()
     chip.tap()
     on_the_image = on_the_result(phone, boxes[2], size)
-    assert lit(phone, on_the_image, in_the_editor(phone, boxes[2], size))
+    assert_lit(phone, on_the_image, in_the_editor(phone, boxes[2], size))
     assert 0 <= on_the_image["y"] <= on_the_image["y"] + on_the_image["height"] <= 844
     shot(phone, "32-phone-a-region-tapped", full_page=False)
     phone.close()
@@ -2025,9 +2027,9 @@ def test_from_the_keyboard_the_detections_cells_light_their_boxes(page, app_url)
         laptop.keyboard.press("Tab")
         tabs += 1
         assert tabs < 80, "Tab never reached the detections"
-    assert lit(laptop, on_the_result(laptop, boxes[0], size), in_the_editor(laptop, boxes[0], size))
+    assert_lit(laptop, on_the_result(laptop, boxes[0], size), in_the_editor(laptop, boxes[0], size))
     laptop.keyboard.press("ArrowDown")
-    assert lit(laptop, on_the_result(laptop, boxes[2], size), in_the_editor(laptop, boxes[2], size))
+    assert_lit(laptop, on_the_result(laptop, boxes[2], size), in_the_editor(laptop, boxes[2], size))
     shot(laptop, "33-a-region-reached-by-the-keyboard", full_page=False)
     laptop.keyboard.press("Escape")
     assert spots(laptop) == []
@@ -2052,7 +2054,7 @@ def test_the_region_pickers_options_light_their_boxes_as_they_stand(page, app_ur
     boxes, size = astronaut_opened(laptop)
     option = laptop.locator("#fo1-regions label", has_text="#1")
     option.hover()
-    assert lit(laptop, in_the_editor(laptop, boxes[1], size))
+    assert_lit(laptop, in_the_editor(laptop, boxes[1], size))
     shot(laptop, "35-a-picked-region-pointed-at", full_page=False)
     laptop.mouse.move(5, 5)
     assert spots(laptop) == []
@@ -2064,10 +2066,10 @@ def test_the_region_pickers_options_light_their_boxes_as_they_stand(page, app_ur
     laptop.locator("#fo1-set-boxes").click()
     laptop.wait_for_timeout(SETTLE_MS)
     option.hover()
-    assert lit(laptop, in_the_editor(laptop, moved[1], size))
+    assert_lit(laptop, in_the_editor(laptop, moved[1], size))
     option.locator("input").focus()
     laptop.keyboard.press("Tab")
-    assert lit(laptop, in_the_editor(laptop, moved[2], size))
+    assert_lit(laptop, in_the_editor(laptop, moved[2], size))
     laptop.keyboard.press("Escape")
     assert spots(laptop) == []
     # The free prompt's list of references does the same.
@@ -2075,7 +2077,7 @@ def test_the_region_pickers_options_light_their_boxes_as_they_stand(page, app_ur
     laptop.get_by_label("Insert a region reference").click()
     reference = laptop.get_by_role("option", name="#3", exact=True)
     reference.hover()
-    assert lit(laptop, in_the_editor(laptop, moved[3], size))
+    assert_lit(laptop, in_the_editor(laptop, moved[3], size))
     # Chosen, the reference's list closes under the pointer: its light goes with it.
     reference.click()
     laptop.wait_for_function(
@@ -2095,7 +2097,7 @@ def test_on_a_phone_a_tapped_region_option_lights_its_box(page, app_url) -> None
     option.scroll_into_view_if_needed()
     option.tap()
     assert option.locator("input").is_checked()
-    assert lit(phone, in_the_editor(phone, boxes[2], size))
+    assert_lit(phone, in_the_editor(phone, boxes[2], size))
     shot(phone, "36-phone-a-region-option-tapped", full_page=False)
     phone.locator("#fo1-box-note").tap()
     assert spots(phone) == []
@@ -2118,7 +2120,7 @@ def test_pointing_at_a_box_on_the_result_shows_where_the_answer_names_it(page, a
         return laptop.locator("#fo1-answer .fo1-answer .fo1-chip.fo1-chip-lit").all_inner_texts()
 
     point_at(2)
-    assert lit(laptop, on_the_result(laptop, boxes[2], size), in_the_editor(laptop, boxes[2], size))
+    assert_lit(laptop, on_the_result(laptop, boxes[2], size), in_the_editor(laptop, boxes[2], size))
     assert chips_lit() == ["#2"]
     shot(laptop, "34-a-box-pointed-at-on-the-result", full_page=False)
     point_at(5)
@@ -2127,6 +2129,6 @@ def test_pointing_at_a_box_on_the_result_shows_where_the_answer_names_it(page, a
     laptop.mouse.down()
     laptop.mouse.up()
     laptop.mouse.move(5, 5)
-    assert lit(laptop, on_the_result(laptop, boxes[0], size), in_the_editor(laptop, boxes[0], size))
+    assert_lit(laptop, on_the_result(laptop, boxes[0], size), in_the_editor(laptop, boxes[0], size))
     assert chips_lit() == ["#0"]
     laptop.close()
