@@ -60,7 +60,7 @@ from ui.page_scripts import (
     ANSWER_AREA_CLEARED,
     ANSWER_AREA_CLEARING,
     ASK,
-    FOLLOW_THE_ANSWER,
+    FOLLOWING_THE_ANSWER,
     FORGET_THE_KEPT_QUESTION,
     IDLE,
     KEYS_AND_TURNS,
@@ -68,9 +68,7 @@ from ui.page_scripts import (
     PROPOSED,
     PROPOSING,
     QUESTION_EDITED,
-    READING_THE_ANSWER,
     REASONING_SHOWN,
-    SHOW_THE_LATEST_TURN,
     SHOW_THE_OUTCOME,
     STATUS_NOTES,
     STOPPING,
@@ -420,7 +418,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             NUMBERS_KEPT_WHILE_TYPED,
             ANNOUNCED,
             STATUS_NOTES,
-            READING_THE_ANSWER,
+            FOLLOWING_THE_ANSWER,
             WATCH_THE_QUESTION,
             SPOTLIGHT,
         )
@@ -519,9 +517,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         # Gradio runs `.then` steps after a success or a cancel, `.failure` ones after an error.
         for ended in (answering.then, answering.failure):
             ended(None, js=IDLE, api_visibility="private")
-        answer.change(None, js=FOLLOW_THE_ANSWER, api_visibility="private")
         reasoning.change(None, reasoning, js=REASONING_SHOWN, api_visibility="private")
-        history.change(None, js=SHOW_THE_LATEST_TURN, api_visibility="private")
         answering.then(
             handlers.downloads,
             None,

@@ -203,31 +203,35 @@ STOPPING = """() => {
 or after this Stop) is kept for `IDLE`; a second Stop forgets it. `fo1-asking` stays until then:
 the stopped answer has taken the place of the one before it (see `app_css`)."""
 
-SHOW_THE_LATEST_TURN = """() => requestAnimationFrame(() => {
-    const panel = document.querySelector("#fo1-history .fo1-history");
-    if (panel) panel.scrollTop = panel.scrollHeight;
-})"""
-"""Keeps a conversation's latest turns in view: each update redraws it, which would otherwise show
-its first turns only."""
-
 ANSWER_PANEL = "#fo1-answer .fo1-answer"
+HISTORY_PANEL = "#fo1-history .fo1-history"
 
-READING_THE_ANSWER = """() => addEventListener("scroll", (event) => {
-    const panel = event.target;
-    if (!(panel instanceof Element) || !panel.matches("ANSWER_PANEL")) return;
-    const atEnd = panel.scrollHeight - panel.scrollTop - panel.clientHeight < 8;
-    window.fo1ReadingAt = atEnd ? null : panel.scrollTop;
-}, true)""".replace("ANSWER_PANEL", ANSWER_PANEL)
-"""Installed once in the page: where the user scrolled the answer panel to, unless to its end
-(`FOLLOW_THE_ANSWER`); each Run forgets it (`ASK`)."""
-
-FOLLOW_THE_ANSWER = """() => requestAnimationFrame(() => {
-    const panel = document.querySelector("ANSWER_PANEL");
-    if (panel) panel.scrollTop = window.fo1ReadingAt ?? panel.scrollHeight;
-})""".replace("ANSWER_PANEL", ANSWER_PANEL)
-"""Keeps the end of a streaming answer in view (each update redraws the panel at its first
-lines), unless the user scrolled back up to read: the answer then stays where they read, however
-it grows, and follows its end again once they scroll down to it."""
+FOLLOWING_THE_ANSWER = """() => {
+    addEventListener("scroll", (event) => {
+        const panel = event.target;
+        if (!(panel instanceof Element) || !panel.matches("ANSWER_PANEL")) return;
+        const atEnd = panel.scrollHeight - panel.scrollTop - panel.clientHeight < 8;
+        window.fo1ReadingAt = atEnd ? null : panel.scrollTop;
+    }, true);
+    const ends = (selector, at) => {
+        const panel = document.querySelector(selector);
+        if (panel) panel.scrollTop = at(panel);
+    };
+    // Watched as the page changes, not after Gradio's change events: those can come before the
+    // redraw they announce, which then shows the first lines.
+    new MutationObserver((changes) => {
+        const within = (block) => changes.some(({target}) =>
+            (target instanceof Element ? target : target.parentElement)?.closest(block));
+        if (within("#fo1-answer")) {
+            ends("ANSWER_PANEL", (panel) => window.fo1ReadingAt ?? panel.scrollHeight);
+        }
+        if (within("#fo1-history")) ends("HISTORY_PANEL", (panel) => panel.scrollHeight);
+    }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}""".replace("ANSWER_PANEL", ANSWER_PANEL).replace("HISTORY_PANEL", HISTORY_PANEL)
+"""Installed once in the page. Each update redraws the answer and the conversation's history at
+their first lines: the answer is kept at its end as it streams, unless the user scrolled back up
+to read (then it stays where they read, however it grows, and follows its end again once they
+scroll down to it; each Run forgets it, `ASK`); the history is kept at its latest turns."""
 
 WITH_SELECTION = """(prompt, index, selection) => {
     const box = document.querySelector("#fo1-free textarea");
