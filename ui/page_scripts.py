@@ -217,8 +217,8 @@ FOLLOWING_THE_ANSWER = """() => {
         const panel = document.querySelector(selector);
         if (panel) panel.scrollTop = at(panel);
     };
-    // Watched as the page changes, not after Gradio's change events: those can come before the
-    // redraw they announce, which then shows the first lines.
+    // Watched as the page changes, not a frame after Gradio's change events: a redraw landing
+    // after that frame would show the first lines.
     new MutationObserver((changes) => {
         const within = (block) => changes.some(({target}) =>
             (target instanceof Element ? target : target.parentElement)?.closest(block));
