@@ -28,7 +28,7 @@ from fo1_core.errors import FO1Error
 from fo1_core.host_memory import limit_kernel_caches
 from fo1_core.session import DECODE_MODES, STATIC_CACHE_TOKENS, load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
-from ui import Settings, app_css, app_theme, build_app, delete_served_files
+from ui import Settings, app_css, app_head, app_theme, build_app, delete_served_files
 from ui.examples import EXAMPLES_DIR
 from ui.gpu import ON_ZERO_GPU
 from ui.sessions import OPEN_PAGES
@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             state_session_capacity=OPEN_PAGES,
             show_error=True,
             css=app_css(),
+            head=app_head(),
             theme=app_theme(),
         )
     except OSError as error:  # the port is taken, or the host is not this machine's

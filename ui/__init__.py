@@ -2,6 +2,6 @@
 
 from ui.files import delete_served_files
 from ui.layout import Settings, build_app
-from ui.style import app_css, app_theme
+from ui.style import app_css, app_head, app_theme
 
-__all__ = ["Settings", "app_css", "app_theme", "build_app", "delete_served_files"]
+__all__ = ["Settings", "app_css", "app_head", "app_theme", "build_app", "delete_served_files"]

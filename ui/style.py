@@ -30,6 +30,23 @@ def app_theme() -> gr.themes.Base:
     )
 
 
+NARROW_DETECTIONS_CSS = """
+#fo1-detections { container: fo1-detections / inline-size; }
+@container fo1-detections (max-width: 420px) {
+    #fo1-detections .cell-wrap { padding: 3px; font-size: 12px; }
+}
+"""
+"""The detections' seven columns in a narrow table's width (a phone's, or half a tablet's;
+`column_widths` in `ui.layout`), their labels wrapped: cut off at its right, the table hid the
+boxes' bottom edges, and squeezed, "1000" read as "100" over "0"."""
+
+
+def app_head() -> str:
+    """For `launch(head=...)`: the style Gradio's `css` would drop (it keeps plain, `@media`,
+    `@keyframes` and `@font-face` rules, not `@container` ones)."""
+    return f"<style>{NARROW_DETECTIONS_CSS}</style>"
+
+
 def app_css() -> str:
     """Style sheet for `launch(css=...)` (Gradio 6 takes it there, not in `Blocks`)."""
     # Region picker swatches in the same colours as the boxes and chips.
@@ -122,9 +139,6 @@ body:not(.fo1-reasoned) #fo1-reasoning-box {{ display: none; }}
     #fo1-workspace > .column {{ display: contents; }}
     #fo1-workspace .fo1-box-tools {{ order: 1; }}
     #fo1-asking > :not(#fo1-question) {{ order: 2; }}
-    /* The detections' seven columns in the phone's width (`column_widths` in `ui.layout`), their
-       labels wrapped: cut off at its right, the table hid the boxes' bottom edges. */
-    #fo1-detections .cell-wrap {{ padding: 3px; font-size: 12px; }}
 }}
 /* Fingers: every control at least 36 px across (`pointer: coarse` is a touch screen). */
 @media (pointer: coarse) {{

@@ -1516,6 +1516,9 @@ def test_on_a_phone_proposals_bring_the_image_into_view(page, app_url: str) -> N
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 """A phone's page: its window, and a touch screen (`pointer: coarse`)."""
 
+TABLET = {"viewport": {"width": 820, "height": 1180}, "is_mobile": True, "has_touch": True}
+"""A tablet held upright: two columns, each about as wide as a phone."""
+
 
 def touch_drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
     """A finger on the screen at `start`, moved to `end` and lifted (a touch, not a mouse)."""
@@ -1667,27 +1670,32 @@ BROKEN_CELLS = """() => {
 """The texts of the Detections table's cells, the label's aside, that take more than a line."""
 
 
-def test_on_a_phone_the_detections_table_reads_whole(page, app_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("screen", ["phone", "tablet"])
+def test_on_a_touch_screen_the_detections_table_reads_whole(
+    page, app_url: str, tmp_path: Path, screen: str
+) -> None:
     """Six columns ran past a phone's width: the table showed its boxes up to y1 or x2, the rest
-    to be scrolled to sideways with nothing to say so."""
+    to be scrolled to sideways with nothing to say so. A tablet held upright puts the table in
+    half its width, as narrow as a phone's."""
     large = tmp_path / "large.jpg"
     Image.new("RGB", (4000, 3000), "gray").save(large)  # corners of four digits
-    phone = page.context.browser.new_page(**PHONE)
-    phone.goto(app_url)
-    phone.locator("#fo1-editor input[type=file]").set_input_files(str(large))
-    wait_for_note(phone, "No boxes yet")
-    phone.get_by_text("Boxes as numbers", exact=True).click()
+    touch = page.context.browser.new_page(**{"phone": PHONE, "tablet": TABLET}[screen])
+    touch.goto(app_url)
+    touch.locator("#fo1-editor input[type=file]").set_input_files(str(large))
+    wait_for_note(touch, "No boxes yet")
+    touch.get_by_text("Boxes as numbers", exact=True).click()
     numbers = "1000, 1200, 3999, 2999\n10, 20, 1500, 2500\n2000, 1010, 3500, 2100"
-    phone.locator("#fo1-box-numbers textarea").fill(numbers)
-    phone.locator("#fo1-set-boxes").click()
-    wait_for_note(phone, "3 boxes")
-    run_detection(phone, "red circle", max_tokens=16)
-    table = phone.get_by_role("grid", name="Detections")
+    touch.locator("#fo1-box-numbers textarea").fill(numbers)
+    touch.locator("#fo1-set-boxes").click()
+    wait_for_note(touch, "3 boxes")
+    run_detection(touch, "red circle", max_tokens=16)
+    touch.locator("#fo1-status", has_text="token limit").wait_for()  # the scores come last
+    table = touch.get_by_role("grid", name="Detections")
     table.get_by_text("2100").wait_for()  # box #2's bottom, in the last column
     table.scroll_into_view_if_needed()
-    shot(phone, "27-phone-detections", full_page=False)
-    cut, broken = phone.evaluate(CUT_CELLS), phone.evaluate(BROKEN_CELLS)
-    phone.close()
+    shot(touch, f"27-{screen}-detections", full_page=False)
+    cut, broken = touch.evaluate(CUT_CELLS), touch.evaluate(BROKEN_CELLS)
+    touch.close()
     assert cut == []
     # "1000" was shown as "100" over "0": a number or a heading broken over lines.
     assert broken == []
