@@ -280,7 +280,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                     label="Detections",
                     interactive=False,
                     wrap=True,  # a long label takes lines, not the numbers' room
-                    # Sized for a phone's width: a heading, or a 4-digit coordinate, on one line.
+                    # Sized for a narrow table (`NARROW_DETECTIONS_CSS`): a heading, or a 4-digit
+                    # coordinate, on one line.
                     column_widths=["16%", "25%", "11.5%", "11.5%", "11.5%", "11.5%", "13%"],
                     elem_id="fo1-detections",
                 )

@@ -276,12 +276,12 @@ SPOTLIGHT = f"""() => {{
         refresh();
     }});
     // Left, not just moved within (to a cell of the same row, a chip's own text).
-    const leaves = (event) => {{
-        const element = pointed(event);
+    const leaves = (event, find = pointed) => {{
+        const element = find(event);
         return element && !element.contains(event.relatedTarget);
     }};
     addEventListener("pointerout", (event) => {{
-        if (option(event) && !option(event).contains(event.relatedTarget)) pick(null);
+        if (leaves(event, option)) pick(null);
         if (!leaves(event) && !event.target.closest?.("#fo1-result img")) return;
         hovered = null;
         refresh();
@@ -297,7 +297,7 @@ SPOTLIGHT = f"""() => {{
         refresh();
     }});
     addEventListener("focusout", (event) => {{
-        if (option(event) && !option(event).contains(event.relatedTarget)) pick(null);
+        if (leaves(event, option)) pick(null);
         if (!leaves(event)) return;
         focused = null;
         refresh();

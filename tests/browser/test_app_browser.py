@@ -1950,6 +1950,11 @@ def in_the_editor(page, box: list[float], size: tuple[int, int]) -> dict:
     return within_the_frame(left, top, (right - left) / size[0], box)
 
 
+def on_both(page, box: list[float], size: tuple[int, int]) -> list[dict]:
+    """Where `box` is drawn on the result image and in the editor."""
+    return [on_the_result(page, box, size), in_the_editor(page, box, size)]
+
+
 def within_the_frame(left: float, top: float, scale: float, box: list[float]) -> dict:
     x1, y1, x2, y2 = box
     return {
@@ -1989,20 +1994,18 @@ def test_pointing_at_a_region_lights_its_box(page, app_url) -> None:
     boxes, size = coins_answered(laptop)
     chip = laptop.locator("#fo1-answer .fo1-answer .fo1-chip[data-region='2']")
     chip.hover()
-    places = [on_the_result(laptop, boxes[2], size), in_the_editor(laptop, boxes[2], size)]
-    assert_lit(laptop, *places)
+    assert_lit(laptop, *on_both(laptop, boxes[2], size))
     shot(laptop, "31-a-region-pointed-at", full_page=False)
     laptop.mouse.move(5, 5)
     assert spots(laptop) == []
     row = laptop.get_by_role("grid", name="Detections").get_by_role("row")
     row.filter(has=laptop.get_by_role("gridcell", name="0", exact=True)).first.hover()
-    assert_lit(laptop, on_the_result(laptop, boxes[0], size), in_the_editor(laptop, boxes[0], size))
+    assert_lit(laptop, *on_both(laptop, boxes[0], size))
     # Kept by a click, as the pointer goes on; put out by Escape. (Hovering the row may have
-    # scrolled the page: the places are measured again.)
+    # scrolled the page: the places are measured where the boxes stand now.)
     chip.click()
     laptop.mouse.move(5, 5)
-    places = [on_the_result(laptop, boxes[2], size), in_the_editor(laptop, boxes[2], size)]
-    assert_lit(laptop, *places)
+    assert_lit(laptop, *on_both(laptop, boxes[2], size))
     laptop.keyboard.press("Escape")
     assert spots(laptop) == []
     laptop.close()
@@ -2035,9 +2038,9 @@ def test_from_the_keyboard_the_detections_cells_light_their_boxes(page, app_url)
         laptop.keyboard.press("Tab")
         tabs += 1
         assert tabs < 80, "Tab never reached the detections"
-    assert_lit(laptop, on_the_result(laptop, boxes[0], size), in_the_editor(laptop, boxes[0], size))
+    assert_lit(laptop, *on_both(laptop, boxes[0], size))
     laptop.keyboard.press("ArrowDown")
-    assert_lit(laptop, on_the_result(laptop, boxes[2], size), in_the_editor(laptop, boxes[2], size))
+    assert_lit(laptop, *on_both(laptop, boxes[2], size))
     shot(laptop, "33-a-region-reached-by-the-keyboard", full_page=False)
     laptop.keyboard.press("Escape")
     assert spots(laptop) == []
@@ -2128,7 +2131,7 @@ def test_pointing_at_a_box_on_the_result_shows_where_the_answer_names_it(page, a
         return laptop.locator("#fo1-answer .fo1-answer .fo1-chip.fo1-chip-lit").all_inner_texts()
 
     point_at(2)
-    assert_lit(laptop, on_the_result(laptop, boxes[2], size), in_the_editor(laptop, boxes[2], size))
+    assert_lit(laptop, *on_both(laptop, boxes[2], size))
     assert chips_lit() == ["#2"]
     shot(laptop, "34-a-box-pointed-at-on-the-result", full_page=False)
     point_at(5)
@@ -2137,6 +2140,6 @@ def test_pointing_at_a_box_on_the_result_shows_where_the_answer_names_it(page, a
     laptop.mouse.down()
     laptop.mouse.up()
     laptop.mouse.move(5, 5)
-    assert_lit(laptop, on_the_result(laptop, boxes[0], size), in_the_editor(laptop, boxes[0], size))
+    assert_lit(laptop, *on_both(laptop, boxes[0], size))
     assert chips_lit() == ["#0"]
     laptop.close()
