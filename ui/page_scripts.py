@@ -210,22 +210,29 @@ FOLLOWING_THE_ANSWER = """() => {
     addEventListener("scroll", (event) => {
         const panel = event.target;
         if (!(panel instanceof Element) || !panel.matches("ANSWER_PANEL")) return;
+        // The page's own scroll, heard a frame later, when the answer may have grown under it:
+        // not the user's going back up to read.
+        if (panel.scrollTop === panel.fo1Placed) return;
         const atEnd = panel.scrollHeight - panel.scrollTop - panel.clientHeight < 8;
         window.fo1ReadingAt = atEnd ? null : panel.scrollTop;
     }, true);
     const ends = (selector, at) => {
         const panel = document.querySelector(selector);
-        if (panel) panel.scrollTop = at(panel);
+        if (!panel) return;
+        panel.scrollTop = at(panel);
+        panel.fo1Placed = panel.scrollTop;
     };
     // Watched as the page changes, not a frame after Gradio's change events: a redraw landing
-    // after that frame would show the first lines.
+    // after that frame would show the first lines. Scrolled in the next frame, after the
+    // frame's scroll events: a scroll back up just made is heard first.
     new MutationObserver((changes) => {
         const within = (block) => changes.some(({target}) =>
             (target instanceof Element ? target : target.parentElement)?.closest(block));
-        if (within("#fo1-answer")) {
-            ends("ANSWER_PANEL", (panel) => window.fo1ReadingAt ?? panel.scrollHeight);
-        }
-        if (within("#fo1-history")) ends("HISTORY_PANEL", (panel) => panel.scrollHeight);
+        const [answer, history] = [within("#fo1-answer"), within("#fo1-history")];
+        requestAnimationFrame(() => {
+            if (answer) ends("ANSWER_PANEL", (panel) => window.fo1ReadingAt ?? panel.scrollHeight);
+            if (history) ends("HISTORY_PANEL", (panel) => panel.scrollHeight);
+        });
     }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }""".replace("ANSWER_PANEL", ANSWER_PANEL).replace("HISTORY_PANEL", HISTORY_PANEL)
 """Installed once in the page. Each update redraws the answer and the conversation's history at
