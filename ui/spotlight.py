@@ -141,7 +141,13 @@ SPOTLIGHT = f"""() => {{
         const {{drawImage}} = context;
         context.drawImage = function (image, ...place) {{
             if (place.length === 4) {{
-                canvas.fo1Drawn = {{at: this.getTransform(), width: place[2], height: place[3]}};
+                canvas.fo1Drawn = {{
+                    at: this.getTransform(), width: place[2], height: place[3],
+                    image: {{
+                        width: image.naturalWidth ?? image.width,
+                        height: image.naturalHeight ?? image.height,
+                    }},
+                }};
                 follow();
             }}
             return drawImage.call(this, image, ...place);
@@ -179,11 +185,15 @@ SPOTLIGHT = f"""() => {{
         }};
         return {{frame: canvas.parentElement, view: shown, picture, drawn}};
     }};
-    // Box `region` as the editor has it now, in fractions of its image: the editor holds its
-    // boxes in the units it draws the image in.
-    const inTheEditorNow = (region, {{width, height}}) => {{
+    // Box `region` as the editor has it now, in fractions of its image: the editor holds a box
+    // in the image's pixels times its `scaleFactor`, the one it draws the image at once the box
+    // has reached it (1 before: a small image's enlarged copy comes with its boxes unscaled).
+    const inTheEditorNow = (region, {{image: {{width, height}}}}) => {{
         const box = (window.fo1EditorBoxes ?? [])[region];
-        return box && [box.xmin / width, box.ymin / height, box.xmax / width, box.ymax / height];
+        if (!box) return null;
+        const scale = box.scaleFactor ?? 1;
+        return [box.xmin / width, box.ymin / height, box.xmax / width, box.ymax / height]
+            .map((fraction) => fraction / scale);
     }};
     const light = ({{frame, view, picture}}, [x1, y1, x2, y2]) => {{
         if (getComputedStyle(frame).position === "static") frame.style.position = "relative";

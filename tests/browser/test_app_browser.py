@@ -2098,6 +2098,29 @@ def test_the_region_pickers_options_light_their_boxes_as_they_stand(page, app_ur
     laptop.close()
 
 
+def test_a_small_images_region_options_light_their_boxes(page, app_url) -> None:
+    """The Coins photo (384×303) is shown as an enlarged copy, its boxes enlarged with it, which
+    the editor holds unscaled until it first sends them back: an option lights its own box all
+    the same, before a box is moved and after."""
+    laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    laptop.goto(app_url)
+    coins = next(e for e in load_examples() if e.title.startswith("Coins"))
+    open_example(laptop, coins.title, f"{len(coins.boxes)} boxes")
+    with Image.open(coins.image) as image:
+        boxes, size = [list(b) for b in coins.boxes], image.size
+    option = laptop.locator("#fo1-regions label", has_text="#8")
+    option.hover()
+    assert_lit(laptop, in_the_editor(laptop, boxes[8], size))
+    (x1, y1, x2, y2), frame = boxes[0], settled_frame(laptop)
+    middle = canvas_point(laptop, (x1 + x2) / 2 / size[0], (y1 + y2) / 2 / size[1], size)
+    drag(laptop, middle, (middle[0], middle[1] + frame["height"] * 10 / size[1]))
+    laptop.get_by_text("Boxes as numbers", exact=True).click()
+    wait_for_first_box(laptop, f"{x1:g}, {y1 + 10:g}, {x2:g}, {y2 + 10:g}")
+    option.hover()
+    assert_lit(laptop, in_the_editor(laptop, boxes[8], size))
+    laptop.close()
+
+
 def test_on_a_phone_a_tapped_region_option_lights_its_box(page, app_url) -> None:
     """No pointer rests on a phone's picker: the tap that ticks a region lights its box, until
     the next tap elsewhere."""
