@@ -109,12 +109,14 @@ body:not(.fo1-reasoned) #fo1-reasoning-box {{ display: none; }}
 #fo1-gallery .grid-wrap {{ min-height: 0; max-height: none; padding-top: 34px; }}
 /* Download names wrap on a phone: cut, the answer's JSON and the COCO file looked alike. The
    extension follows its name, not in a column of its own beside it. */
-#fo1-downloads .filename {{ flex-wrap: wrap; }}
+#fo1-downloads .filename {{ flex-wrap: wrap; align-items: center; align-content: center; }}
 #fo1-downloads .filename .stem {{ white-space: normal; overflow-wrap: anywhere; min-width: 0; }}
 #fo1-downloads .filename .ext {{ white-space: nowrap; }}
 /* Gradio gives a list of files a remove button even where it cannot be added back to: a file
-   removed by a stray tap would be gone until the question is asked again. */
-#fo1-downloads .label-clear-button {{ display: none; }}
+   removed by a stray tap would be gone until the question is asked again. Its cell goes with
+   it: that cell's padding was taken from the names, which wrapped where they would fit. */
+#fo1-downloads .label-clear-button, #fo1-downloads td:has(> .label-clear-button) {{
+    display: none; }}
 /* The editor's and the result's buttons in a row of their own above the image: over it, they
    hid the tags of boxes at its top right (on a phone, a whole box of the answer) and sat where a
    finger takes a box's corner. */

@@ -1430,37 +1430,63 @@ def test_on_a_phone_a_failed_proposal_is_brought_into_view(page, app_url: str) -
     phone.close()
 
 
-def test_on_a_phone_download_names_read_whole(page, app_url: str) -> None:
-    phone = page.context.browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
-    phone.goto(app_url)
-    open_example(phone, "Coffee: detect cup and spoon")
-    run_detection(phone, "cup", max_tokens=16)
-    names = phone.locator("#fo1-downloads .filename")
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+"""A phone's page: its window, and a touch screen (`pointer: coarse`)."""
+
+TABLET = {"viewport": {"width": 820, "height": 1180}, "is_mobile": True, "has_touch": True}
+"""A tablet held upright: two columns, each about as wide as a phone."""
+
+TOUCH_SCREENS = {"phone": PHONE, "tablet": TABLET}
+
+
+LEVELS = """() => [...document.querySelectorAll("#fo1-downloads tbody tr")].map((row) => {
+    const text = (element) => {
+        const range = document.createRange();
+        range.selectNodeContents(element);
+        return range.getBoundingClientRect();
+    };
+    const stem = text(row.querySelector(".stem")), ext = text(row.querySelector(".ext"));
+    const size = text(row.querySelector("a.download-link"));
+    const name = (Math.min(stem.top, ext.top) + Math.max(stem.bottom, ext.bottom)) / 2;
+    return name - (size.top + size.bottom) / 2;
+})"""
+"""How far the middle of each download's name stands below that of its size, in pixels."""
+
+
+@pytest.mark.parametrize("screen", ["phone", "tablet"])
+def test_on_a_touch_screen_download_names_read_whole(page, app_url: str, screen: str) -> None:
+    touch = page.context.browser.new_page(**TOUCH_SCREENS[screen])
+    touch.goto(app_url)
+    open_example(touch, "Coffee: detect cup and spoon")
+    run_detection(touch, "cup", max_tokens=16)
+    names = touch.locator("#fo1-downloads .filename")
     names.nth(3).wait_for()
-    phone.wait_for_timeout(500)  # the list is laid out again as its sizes come in
+    touch.wait_for_timeout(500)  # the list is laid out again as its sizes come in
     for i in range(4):
         stem = names.nth(i).locator(".stem").bounding_box()
         ext = names.nth(i).locator(".ext").bounding_box()
         # The extension follows the name's last line, not a column beside a wrapped name.
         assert ext["y"] + ext["height"] / 2 > stem["y"] + stem["height"] - 0.75 * ext["height"], i
     # No remove button: a stray tap would lose the answer's files.
-    removers = phone.locator("#fo1-downloads button[aria-label='Remove this file']")
+    removers = touch.locator("#fo1-downloads button[aria-label='Remove this file']")
     assert removers.count() == 4 and not any(removers.nth(i).is_visible() for i in range(4))
     # Read out by their files' names, as Gradio reads them by their sizes.
-    links = phone.locator("#fo1-downloads a.download-link")
+    links = touch.locator("#fo1-downloads a.download-link")
     named = [links.nth(i).get_attribute("aria-label") for i in range(4)]
     assert named[0] == "Download coffee-fo1-answer.png", named
     assert all(name.startswith("Download coffee-fo1-") for name in named), named
+    # Level with its size: on a tablet, a name sat 8 px above its finger-sized link.
+    assert all(abs(level) <= 2 for level in touch.evaluate(LEVELS)), touch.evaluate(LEVELS)
     names.first.scroll_into_view_if_needed()
-    shot(phone, "22-phone-downloads")
+    shot(touch, f"22-{screen}-downloads")
     # The result's buttons are above it, not over a box and label at its top right.
-    result = phone.locator("#fo1-result img")
+    result = touch.locator("#fo1-result img")
     result.scroll_into_view_if_needed()
-    phone.wait_for_function("document.querySelector('#fo1-result img')?.complete")
-    buttons = phone.locator("#fo1-result .icon-button-wrapper").bounding_box()
+    touch.wait_for_function("document.querySelector('#fo1-result img')?.complete")
+    buttons = touch.locator("#fo1-result .icon-button-wrapper").bounding_box()
     assert buttons["y"] + buttons["height"] <= result.bounding_box()["y"] + 1, buttons
-    shot(phone, "22-phone-result-buttons-above-it", full_page=False)
-    phone.close()
+    shot(touch, f"22-{screen}-result-buttons-above-it", full_page=False)
+    touch.close()
 
 
 def test_on_a_phone_the_answers_labels_are_drawn_for_its_panel(page, app_url: str) -> None:
@@ -1511,13 +1537,6 @@ def test_on_a_phone_proposals_bring_the_image_into_view(page, app_url: str) -> N
     phone.wait_for_timeout(800)  # the smooth scroll
     assert -5 <= phone.locator("#fo1-editor").bounding_box()["y"] < 844 / 2
     phone.close()
-
-
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
-"""A phone's page: its window, and a touch screen (`pointer: coarse`)."""
-
-TABLET = {"viewport": {"width": 820, "height": 1180}, "is_mobile": True, "has_touch": True}
-"""A tablet held upright: two columns, each about as wide as a phone."""
 
 
 def touch_drag(page, start: tuple[float, float], end: tuple[float, float]) -> None:
@@ -1679,7 +1698,7 @@ def test_on_a_touch_screen_the_detections_table_reads_whole(
     half its width, as narrow as a phone's."""
     large = tmp_path / "large.jpg"
     Image.new("RGB", (4000, 3000), "gray").save(large)  # corners of four digits
-    touch = page.context.browser.new_page(**{"phone": PHONE, "tablet": TABLET}[screen])
+    touch = page.context.browser.new_page(**TOUCH_SCREENS[screen])
     touch.goto(app_url)
     touch.locator("#fo1-editor input[type=file]").set_input_files(str(large))
     wait_for_note(touch, "No boxes yet")
