@@ -466,6 +466,13 @@ def test_region_reference_goes_where_the_caret_was(prompt, selection, text, care
     assert picker["value"] is None
 
 
+def test_the_reference_lists_clearing_inserts_nothing_and_places_no_caret() -> None:
+    # The insertion empties the list, which runs the handler again with no reference: had it
+    # kept the caret, the page would put the caret back there as the user typed on.
+    outputs = Handlers.insert_region("What is <region3> ", None, [18, 18])
+    assert outputs == (gr.skip(), gr.skip(), None)
+
+
 def test_gpu_duration_fits_the_request() -> None:
     assert duration_for(64) < duration_for(1024) < duration_for(4096) <= MAX_SECONDS
     assert duration_for(10**6) == MAX_SECONDS

@@ -472,7 +472,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             js=f"() => {{ {FORGET_THE_KEPT_QUESTION}; {QUESTION_EDITED}; }}",
             api_visibility="private",
         )
-        insert.select(
+        # On its change, not its select: Gradio's dropdown sends no select for an option chosen
+        # with Enter, so a reference could not be inserted from the keyboard.
+        insert.change(
             handlers.insert_region,
             [free_text, insert, selection],
             [free_text, insert, selection],

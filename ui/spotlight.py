@@ -41,7 +41,10 @@ CHIPS = "#fo1-answer .fo1-chip[data-region], #fo1-reasoning .fo1-chip[data-regio
 POINTED = f"{CHIPS}, #fo1-detections [role=row]:has([role=gridcell])"
 """What lights a box: the chips, and the detections' rows, whose first cell is the region."""
 
-PICKER_OPTIONS = "#fo1-regions label, #fo1-insert [role=option]"
+REFERENCES = "#fo1-insert"
+"""The free prompt's list of region references."""
+
+PICKER_OPTIONS = f"#fo1-regions label, {REFERENCES} [role=option]"
 """The region picker's options (`#3`), and the free prompt's region references: each lights its
 box as the editor has it now, in the editor alone (the result image is an earlier question's)."""
 
@@ -269,7 +272,10 @@ SPOTLIGHT = f"""() => {{
         refresh();
     }};
     addEventListener("pointerover", (event) => {{
-        if (event.pointerType !== "touch") pick(option(event));
+        // Only onto an option: the pointer leaving one is `pointerout`'s. A pointer resting
+        // elsewhere is told it is over something new whenever the page moves under it (a list
+        // opened, the page scrolled to the focus), which put out the keyboard's option.
+        if (option(event) && event.pointerType !== "touch") pick(option(event));
         // A finger's tap is a click: kept lit then, not shown for the tap's instant.
         const element = pointed(event);
         if (!element || event.pointerType === "touch") return;
@@ -327,6 +333,14 @@ SPOTLIGHT = f"""() => {{
         if (spot && ![spot, ...others].some(seen)) spot.scrollIntoView({{block: "nearest"}});
     }});
     addEventListener("keydown", (event) => {{
+        // The references' arrows move the list's highlight, not the focus: the box follows the
+        // highlight, once the list has drawn it; none once Enter or Tab has taken the focus
+        // away (the closing list still shows its highlight a while).
+        if (event.target.closest?.({json.dumps(REFERENCES)})) {{
+            requestAnimationFrame(() => pick(
+                document.activeElement?.closest({json.dumps(REFERENCES)})
+                && document.querySelector({json.dumps(REFERENCES + " [role=option].active")})));
+        }}
         if (event.key !== "Escape" || (!pinned && focused === null && picking === null)) return;
         pinned = focused = picking = null;
         refresh();

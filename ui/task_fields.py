@@ -63,9 +63,10 @@ def task_changed(task: str, text: str | None, texts: dict | None, before: str | 
 
 def insert_region(prompt: str | None, index: int | None, selection: object) -> tuple:
     """Puts `<regionN>` where the prompt's caret (or selection, which it replaces) was, spaced
-    from the words around it, and hands back the caret's new place just after it."""
+    from the words around it, and hands back the caret's new place just after it. No reference
+    (the list cleared after an insertion) leaves the prompt alone and no caret to place."""
     if index is None:
-        return gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), None
     prompt = prompt or ""
     start, end = _selection_in(prompt, selection)
     before, after = prompt[:start], prompt[end:]

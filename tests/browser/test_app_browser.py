@@ -2117,6 +2117,34 @@ def test_the_region_pickers_options_light_their_boxes_as_they_stand(page, app_ur
     laptop.close()
 
 
+def test_a_region_reference_is_inserted_from_the_keyboard(page, app_url) -> None:
+    """The references' list gone through with the arrows lights each box in turn, though the
+    page moves under a resting pointer as the list opens; Enter inserts the reference (Gradio
+    sends no select for it: nothing was inserted) and gives the prompt back its caret."""
+    laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    laptop.goto(app_url)
+    boxes, size = astronaut_opened(laptop)
+    choose_task(laptop, "Free prompt")
+    prompt = laptop.locator("#fo1-free textarea")
+    prompt.fill("Is held by?")
+    prompt.evaluate("box => box.setSelectionRange(3, 3)")
+    laptop.get_by_label("Insert a region reference").focus()
+    for key, lit in (("ArrowDown", 0), ("ArrowDown", 1), ("ArrowUp", 0), ("ArrowDown", 1)):
+        laptop.keyboard.press(key)
+        laptop.wait_for_function(
+            f"document.querySelector('#fo1-insert .active')?.textContent.includes('#{lit}')"
+        )
+        settled_frame(laptop)  # the page scrolls the highlight into view, smoothly
+        assert_lit(laptop, in_the_editor(laptop, boxes[lit], size))
+    laptop.keyboard.press("Enter")
+    laptop.wait_for_function("document.activeElement.closest('#fo1-free') !== null")
+    assert prompt.input_value() == "Is <region1> held by?"
+    assert spots(laptop) == []
+    laptop.keyboard.type("the cat ")
+    assert prompt.input_value() == "Is <region1> the cat held by?"
+    laptop.close()
+
+
 def test_a_small_images_region_options_light_their_boxes(page, app_url) -> None:
     """The Coins photo (384×303) is shown as an enlarged copy, its boxes enlarged with it, which
     the editor holds unscaled until it first sends them back: an option lights its own box all
