@@ -176,7 +176,8 @@ def wait_for_note(page, text: str) -> None:
     page.wait_for_timeout(300)  # the renumbered boxes are redrawn right after the note
 
 
-NUMBERS_SHOWN = "document.querySelector('#fo1-box-numbers textarea').value"
+NUMBERS_SHOWN = "(document.querySelector('#fo1-box-numbers textarea')?.value ?? '')"
+""""Boxes as numbers" as shown: empty until, opened, it has drawn its text field."""
 
 
 def wait_for_first_box(page, numbers: str) -> None:
