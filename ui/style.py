@@ -133,6 +133,10 @@ body:not(.fo1-reasoned) #fo1-reasoning-box {{ display: none; }}
 #fo1-regions input:focus-visible, #fo1-follow-up input:focus-visible,
 #fo1-detections [role=grid]:focus-visible {{
     outline: 2px solid var(--color-accent); outline-offset: 2px; }}
+/* A hundred boxes made the region picker taller than a laptop's window: its last options were
+   pointed at with the editor scrolled out of sight, their boxes lit where no one saw them. It
+   scrolls within itself instead, beside the image (room kept for its options' focus rings). */
+#fo1-regions [data-testid=checkbox-group] {{ max-height: 40vh; overflow-y: auto; padding: 4px; }}
 /* A phone (Gradio stacks the columns under 768 px): the task and its region picker come right
    after the boxes and their Undo, the rest of each column after them, so that regions are
    picked with their boxes in view, not a screen below them past Propose and the numbers. */

@@ -757,6 +757,14 @@ def test_region_task_streams_an_answer_and_draws_it(page) -> None:
     shot(page, "3-region-task")
 
 
+def set_boxes_as_numbers(page, boxes: list[list[float]]) -> None:
+    """Types `boxes` into "Boxes as numbers", opened, and sets them."""
+    page.get_by_text("Boxes as numbers", exact=True).click()
+    lines = "\n".join(", ".join(f"{v:g}" for v in box) for box in boxes)
+    page.locator("#fo1-box-numbers textarea").fill(lines)
+    page.locator("#fo1-set-boxes").click()
+
+
 def set_number(page, elem_id: str, value: int) -> None:
     field = page.locator(f"#{elem_id} input[type=number]")
     field.fill(str(value))
@@ -1703,10 +1711,9 @@ def test_on_a_touch_screen_the_detections_table_reads_whole(
     touch.goto(app_url)
     touch.locator("#fo1-editor input[type=file]").set_input_files(str(large))
     wait_for_note(touch, "No boxes yet")
-    touch.get_by_text("Boxes as numbers", exact=True).click()
-    numbers = "1000, 1200, 3999, 2999\n10, 20, 1500, 2500\n2000, 1010, 3500, 2100"
-    touch.locator("#fo1-box-numbers textarea").fill(numbers)
-    touch.locator("#fo1-set-boxes").click()
+    set_boxes_as_numbers(
+        touch, [[1000, 1200, 3999, 2999], [10, 20, 1500, 2500], [2000, 1010, 3500, 2100]]
+    )
     wait_for_note(touch, "3 boxes")
     run_detection(touch, "red circle", max_tokens=16)
     touch.locator("#fo1-status", has_text="token limit").wait_for()  # the scores come last
@@ -2115,6 +2122,24 @@ def test_the_region_pickers_options_light_their_boxes_as_they_stand(page, app_ur
         "document.querySelector('#fo1-free textarea').value.includes('<region3>')"
     )
     assert spots(laptop) == []
+    laptop.close()
+
+
+def test_with_a_hundred_boxes_the_pickers_last_option_lights_its_box_in_view(page, app_url) -> None:
+    """A hundred boxes made the picker taller than the window: pointing at #99 scrolled the
+    editor out of sight, the box lit where no one saw it. The picker scrolls within itself."""
+    laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    laptop.goto(app_url)
+    open_example(laptop, "Coffee: detect cup and spoon")
+    grid = [[(i % 10) * 58 + 5, (i // 10) * 38 + 5] for i in range(100)]
+    boxes = [[x, y, x + 50, y + 30] for x, y in grid]
+    set_boxes_as_numbers(laptop, boxes)
+    wait_for_note(laptop, "100 boxes")
+    choose_task(laptop, "Brief region caption")
+    laptop.locator("#fo1-regions label", has_text="#99").hover()
+    place = in_the_editor(laptop, boxes[99], (600, 400))
+    assert_lit(laptop, place)
+    assert 0 <= place["y"] and place["y"] + place["height"] <= 1000, place
     laptop.close()
 
 
