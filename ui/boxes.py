@@ -231,7 +231,10 @@ RELABEL_IN_BROWSER = (
     const area = (box) => (box.xmax - box.xmin) * (box.ymax - box.ymin);
     const renamed = ordered.map((box, i) =>
         ({...box, label: `#${i}`, color: colorOf(i)}));
-    window.fo1EditorBoxes = renamed;  // box i at i, for the region picker's spotlight
+    // Box i at i, for the region picker's spotlight, with the turn they were measured at: the
+    // editor's turning buttons turn its boxes without a change.
+    window.fo1EditorBoxes = renamed;
+    window.fo1EditorTurns = value.orientation ?? 0;
     // New boxes stay first, newest first, as the editor put them: it keeps the one just drawn
     // selected by its place. The others go smallest first.
     const kept = renamed.slice(0, numbered.length).map((box, i) => [box, i])

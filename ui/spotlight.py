@@ -176,27 +176,43 @@ SPOTLIGHT = f"""() => {{
         }};
         return {{frame: image.parentElement, view: picture, picture}};
     }};
+    // The image as the editor shows it, turned by its buttons or not: the corners of its
+    // drawing carried through the transform it was drawn with.
     const inTheEditor = () => {{
         const canvas = editor?.querySelector("canvas");
         const drawn = canvas?.fo1Drawn;
-        // Not over an image turned by the editor's buttons: its boxes are the turned ones.
-        if (!drawn?.width || drawn.at.b || drawn.at.c) return null;
+        if (!drawn?.width) return null;
+        const {{a, b, c, d, e, f}} = drawn.at;
+        const corners = [[0, 0], [drawn.width, 0], [0, drawn.height], [drawn.width, drawn.height]];
+        const xs = corners.map(([x, y]) => a * x + c * y + e);
+        const ys = corners.map(([x, y]) => b * x + d * y + f);
         const shown = canvas.getBoundingClientRect(), css = shown.width / canvas.width;
+        const left = Math.min(...xs), top = Math.min(...ys);
         const picture = {{
-            left: shown.left + drawn.at.e * css, top: shown.top + drawn.at.f * css,
-            width: drawn.width * drawn.at.a * css, height: drawn.height * drawn.at.d * css,
+            left: shown.left + left * css, top: shown.top + top * css,
+            width: (Math.max(...xs) - left) * css, height: (Math.max(...ys) - top) * css,
         }};
-        return {{frame: canvas.parentElement, view: shown, picture, drawn}};
+        // Quarter turns clockwise, read from the rotation (its cosine at a quarter is not 0).
+        const turns = Math.abs(b) > Math.abs(a) ? (b > 0 ? 1 : 3) : (a > 0 ? 0 : 2);
+        return {{frame: canvas.parentElement, view: shown, picture, drawn, turns}};
     }};
-    // Box `region` as the editor has it now, in fractions of its image: the editor holds a box
-    // in the image's pixels times its `scaleFactor`, the one it draws the image at once the box
-    // has reached it (1 before: a small image's enlarged copy comes with its boxes unscaled).
-    const inTheEditorNow = (region, {{image: {{width, height}}}}) => {{
+    // Box `region` as the editor has it now, in fractions of its image as shown: the editor
+    // holds a box in the image's pixels (their sides swapped, turned a quarter) times its
+    // `scaleFactor`, the one it draws the image at once the box has reached it (1 before: a
+    // small image's enlarged copy comes with its boxes unscaled). Turned since they were read,
+    // they are turned here as the editor turned them.
+    const inTheEditorNow = (region, {{drawn: {{image}}, turns}}) => {{
         const box = (window.fo1EditorBoxes ?? [])[region];
         if (!box) return null;
+        const read = window.fo1EditorTurns ?? 0, {{width, height}} = image;
+        const [across, down] = read % 2 ? [height, width] : [width, height];
         const scale = box.scaleFactor ?? 1;
-        return [box.xmin / width, box.ymin / height, box.xmax / width, box.ymax / height]
-            .map((fraction) => fraction / scale);
+        let [x1, y1, x2, y2] = [box.xmin / across, box.ymin / down, box.xmax / across,
+            box.ymax / down].map((fraction) => fraction / scale);
+        for (let turn = read; turn % 4 !== turns; turn++) {{
+            [x1, y1, x2, y2] = [1 - y2, x1, 1 - y1, x2];
+        }}
+        return [x1, y1, x2, y2];
     }};
     const light = ({{frame, view, picture}}, [x1, y1, x2, y2]) => {{
         if (getComputedStyle(frame).position === "static") frame.style.position = "relative";
@@ -248,7 +264,7 @@ SPOTLIGHT = f"""() => {{
             chip.classList.remove("fo1-chip-lit");
         }});
         if (picking !== null) {{
-            const place = inTheEditor(), box = place && inTheEditorNow(picking, place.drawn);
+            const place = inTheEditor(), box = place && inTheEditorNow(picking, place);
             return box ? [light(place, box)] : [];
         }}
         if (pinned && pinned.boxes !== boxesText()) pinned = null;  // another answer's
@@ -259,7 +275,10 @@ SPOTLIGHT = f"""() => {{
         document.querySelectorAll({json.dumps(CHIPS)}).forEach((chip) => {{
             if (Number(chip.dataset.region) === region) chip.classList.add("fo1-chip-lit");
         }});
-        return [onTheResult(), inTheEditor()].filter(Boolean).map((on) => light(on, box));
+        // Not over an image the editor's buttons turned: the answer's boxes are the unturned.
+        const editing = inTheEditor();
+        return [onTheResult(), editing?.turns ? null : editing]
+            .filter(Boolean).map((on) => light(on, box));
     }};
     const seen = (spot) => {{
         const {{top, bottom}} = spot.getBoundingClientRect();

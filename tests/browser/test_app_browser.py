@@ -2143,6 +2143,28 @@ def test_with_a_hundred_boxes_the_pickers_last_option_lights_its_box_in_view(pag
     laptop.close()
 
 
+def test_on_a_turned_image_the_pickers_options_light_their_boxes(page, app_url) -> None:
+    """Turned by the editor's buttons, a quarter at a time, the boxes turn with the image: an
+    option lights its box where it stands on the turned image (the picker lit nothing there)."""
+    laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    laptop.goto(app_url)
+    open_example(laptop, "Coffee: detect cup and spoon")
+    choose_task(laptop, "Brief region caption")
+    laptop.get_by_text("Boxes as numbers", exact=True).click()
+    # Box #0, 170, 10, 420, 200 on the 600×400 photo, turned clockwise: x' = h - y, y' = x.
+    turned = [("200, 170, 390, 420", (400, 600)), ("180, 200, 430, 390", (600, 400))]
+    for first, size in [*turned, ("10, 180, 200, 430", (400, 600))]:
+        laptop.get_by_label("Rotate clockwise").click()
+        wait_for_first_box(laptop, first)
+        settled_frame(laptop)
+        numbers = laptop.locator("#fo1-box-numbers textarea").input_value()
+        boxes = [[float(v) for v in line.split(", ")] for line in numbers.splitlines()]
+        laptop.locator("#fo1-regions label", has_text="#1").hover()
+        assert_lit(laptop, in_the_editor(laptop, boxes[1], size))
+        laptop.mouse.move(5, 5)
+    laptop.close()
+
+
 def test_a_region_reference_is_inserted_from_the_keyboard(page, app_url) -> None:
     """The references' list gone through with the arrows lights each box in turn, though the
     page moves under a resting pointer as the list opens; Enter inserts the reference (Gradio
