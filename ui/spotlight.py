@@ -124,6 +124,10 @@ SPOTLIGHT = f"""() => {{
     // arrows move through), the one a click keeps lit (with its answer's boxes), and the
     // picker's option pointed at, tapped or on the keyboard.
     let hovered = null, focused = null, pinned = null, picking = null, queued = false;
+    // The option picked, and by what: the keyboard's stays lit as the page moves under a
+    // resting pointer (a list opened, the page scrolled to the focus), which tells the pointer
+    // it is over something new; the pointer's goes then.
+    let picked = null, pickedBy = null;
     // The editor draws its image through a transform of its own (fitted, zoomed, panned): each
     // drawing is watched for where the image lands on its canvas, and a lit box follows it.
     const editor = document.querySelector("#fo1-editor");
@@ -263,6 +267,9 @@ SPOTLIGHT = f"""() => {{
         document.querySelectorAll(".fo1-chip-lit").forEach((chip) => {{
             chip.classList.remove("fo1-chip-lit");
         }});
+        // An option gone from the page (its list closed, its task changed) under a pointer
+        // resting on it was never left.
+        if (!picked?.isConnected) [picking, picked, pickedBy] = [null, null, null];
         if (picking !== null) {{
             const place = inTheEditor(), box = place && inTheEditorNow(picking, place);
             return box ? [light(place, box)] : [];
@@ -284,17 +291,17 @@ SPOTLIGHT = f"""() => {{
         const {{top, bottom}} = spot.getBoundingClientRect();
         return top >= 0 && bottom <= innerHeight;
     }};
-    const pick = (element) => {{
+    const pick = (element, by = "pointer") => {{
+        [picked, pickedBy] = element ? [element, by] : [null, null];
         const region = element ? optionRegion(element) : null;
         if (region === picking) return;
         picking = region;
         refresh();
     }};
     addEventListener("pointerover", (event) => {{
-        // Only onto an option: the pointer leaving one is `pointerout`'s. A pointer resting
-        // elsewhere is told it is over something new whenever the page moves under it (a list
-        // opened, the page scrolled to the focus), which put out the keyboard's option.
-        if (option(event) && event.pointerType !== "touch") pick(option(event));
+        if (event.pointerType !== "touch" && (option(event) || pickedBy === "pointer")) {{
+            pick(option(event));
+        }}
         // A finger's tap is a click: kept lit then, not shown for the tap's instant.
         const element = pointed(event);
         if (!element || event.pointerType === "touch") return;
@@ -323,7 +330,9 @@ SPOTLIGHT = f"""() => {{
     }});
     addEventListener("focusin", (event) => {{
         // From the keyboard only: a tap focuses an option of its own accord.
-        if (option(event) && event.target.matches(":focus-visible")) pick(option(event));
+        if (option(event) && event.target.matches(":focus-visible")) {{
+            pick(option(event), "keyboard");
+        }}
         const element = pointed(event);
         if (!element) return;
         // The keyboard's move is the latest: it outranks a pointer resting where it was.
@@ -358,7 +367,8 @@ SPOTLIGHT = f"""() => {{
         if (event.target.closest?.({json.dumps(REFERENCES)})) {{
             requestAnimationFrame(() => pick(
                 document.activeElement?.closest({json.dumps(REFERENCES)})
-                && document.querySelector({json.dumps(REFERENCES + " [role=option].active")})));
+                && document.querySelector({json.dumps(REFERENCES + " [role=option].active")}),
+                "keyboard"));
         }}
         if (event.key !== "Escape" || (!pinned && focused === null && picking === null)) return;
         pinned = focused = picking = null;

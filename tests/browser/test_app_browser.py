@@ -112,10 +112,11 @@ def canvas_point(
     return left + fx * width, box["y"] + fy * height
 
 
-def settled_frame(page) -> dict[str, float]:
-    """The editor canvas's place on the screen once it stays put: a tall image is fitted to the
-    window in steps, and a box drawn mid-way lands where the canvas has moved to."""
-    canvas = page.locator("#fo1-editor canvas")
+def settled_frame(page, selector: str = "#fo1-editor canvas") -> dict[str, float]:
+    """The editor canvas's (or `selector`'s) place on the screen once it stays put: a tall image
+    is fitted to the window in steps, and a box drawn mid-way lands where the canvas has moved
+    to; the page scrolls smoothly to an answer, and a pointer moved meanwhile lands elsewhere."""
+    canvas = page.locator(selector)
     frame, still = canvas.bounding_box(), 0
     # A second unmoved: on a busy machine the fitting's steps can come several frames apart.
     for _ in range(100):  # one that never settles fails the test's own checks
@@ -2242,6 +2243,7 @@ def test_pointing_at_a_box_on_the_result_shows_where_the_answer_names_it(page, a
     boxes, size = coins_answered(laptop)
 
     def point_at(region: int) -> None:
+        settled_frame(laptop, "#fo1-result img")
         place = on_the_result(laptop, boxes[region], size)
         laptop.mouse.move(place["x"] + place["width"] / 2, place["y"] + place["height"] / 2)
 
