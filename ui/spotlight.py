@@ -121,18 +121,17 @@ SPOTLIGHT = f"""() => {{
     const boxesText = () => document.querySelector(
         "#fo1-answer [{BOXES_ATTRIBUTE}]")?.getAttribute("{BOXES_ATTRIBUTE}") ?? "[]";
     // The region pointed at, the one the keyboard is on (a cell of the detections, which
-    // arrows move through), the one a click keeps lit (with its answer's boxes), and the
-    // picker's option pointed at, tapped or on the keyboard.
-    let hovered = null, focused = null, pinned = null, picking = null, queued = false;
-    // The option picked, and by what: the keyboard's stays lit as the page moves under a
-    // resting pointer (a list opened, the page scrolled to the focus), which tells the pointer
-    // it is over something new; the pointer's goes then.
+    // arrows move through), and the one a click keeps lit (with its answer's boxes).
+    let hovered = null, focused = null, pinned = null, queued = false;
+    // The picker's option pointed at, tapped or on the keyboard, and by what: the keyboard's
+    // stays lit as the page moves under a resting pointer (a list opened, the page scrolled to
+    // the focus), which tells the pointer it is over something new; the pointer's goes then.
     let picked = null, pickedBy = null;
     // The editor draws its image through a transform of its own (fitted, zoomed, panned): each
     // drawing is watched for where the image lands on its canvas, and a lit box follows it.
     const editor = document.querySelector("#fo1-editor");
     const follow = () => {{
-        if (queued || (hovered === null && focused === null && !pinned && picking === null)) {{
+        if (queued || (hovered === null && focused === null && !pinned && !picked)) {{
             return;
         }}
         queued = true;
@@ -269,9 +268,10 @@ SPOTLIGHT = f"""() => {{
         }});
         // An option gone from the page (its list closed, its task changed) under a pointer
         // resting on it was never left.
-        if (!picked?.isConnected) [picking, picked, pickedBy] = [null, null, null];
-        if (picking !== null) {{
-            const place = inTheEditor(), box = place && inTheEditorNow(picking, place);
+        if (!picked?.isConnected) picked = pickedBy = null;
+        if (picked) {{
+            const place = inTheEditor();
+            const box = place && inTheEditorNow(optionRegion(picked), place);
             return box ? [light(place, box)] : [];
         }}
         if (pinned && pinned.boxes !== boxesText()) pinned = null;  // another answer's
@@ -292,10 +292,9 @@ SPOTLIGHT = f"""() => {{
         return top >= 0 && bottom <= innerHeight;
     }};
     const pick = (element, by = "pointer") => {{
-        [picked, pickedBy] = element ? [element, by] : [null, null];
-        const region = element ? optionRegion(element) : null;
-        if (region === picking) return;
-        picking = region;
+        pickedBy = element ? by : null;
+        if ((element || null) === picked) return;
+        picked = element || null;
         refresh();
     }};
     addEventListener("pointerover", (event) => {{
@@ -370,8 +369,8 @@ SPOTLIGHT = f"""() => {{
                 && document.querySelector({json.dumps(REFERENCES + " [role=option].active")}),
                 "keyboard"));
         }}
-        if (event.key !== "Escape" || (!pinned && focused === null && picking === null)) return;
-        pinned = focused = picking = null;
+        if (event.key !== "Escape" || (!pinned && focused === null && !picked)) return;
+        pinned = focused = picked = pickedBy = null;
         refresh();
     }});
     // A new drawing of the answer (load does not bubble: caught on its way down), or the
