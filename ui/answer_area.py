@@ -80,9 +80,7 @@ class Asked:
 
     def answer_html(self, answer: Answer | None) -> str:
         """The answer so far (None: none yet) under the question it answers."""
-        if answer is None:
-            return self.heading + answer_html_placeholder()
-        return self.heading + answer_html(answer, self.num_regions)
+        return self.heading + answer_html(answer, self.num_regions, scroller=True)
 
     def started(self) -> AnswerOutputs:
         """The answer area as the answer starts: the question over placeholders, the rest
@@ -215,10 +213,6 @@ def cleared_answer() -> tuple:
     """For a new image: the answer, reasoning, result image, status, detections, downloads,
     conversation and its history, emptied."""
     return "", "", None, "", [], None, {}, ""
-
-
-def answer_html_placeholder() -> str:
-    return '<div class="fo1-answer"><i>…</i></div>'
 
 
 def reasoning_placeholder() -> str:

@@ -70,11 +70,23 @@ def rich_text(text: str, num_regions: int) -> str:
     return "".join(out).strip().replace("\n", "<br>")
 
 
-def answer_html(answer: Answer, num_regions: int) -> str:
-    """The answer without its reasoning (shown separately), as HTML."""
-    body = answer.final if answer.final is not None else _SECTIONS.sub("", answer.display)
+SCROLLER = 'tabindex="0"'
+"""For a panel that scrolls within itself (the page's answer, a conversation): a tab stop, for
+the keyboard to scroll a long one (Chromium makes any scroller one; Safari does not)."""
+
+
+def answer_html(answer: Answer | None, num_regions: int, scroller: bool = False) -> str:
+    """The answer without its reasoning (shown separately), as HTML; None: none yet.
+    `scroller`: shown alone in the answer panel, which scrolls (`SCROLLER`)."""
+    if answer is None:
+        body = ""
+    elif answer.final is not None:
+        body = answer.final
+    else:
+        body = _SECTIONS.sub("", answer.display)
     rendered = rich_text(body, num_regions)
-    return f'<div class="fo1-answer">{rendered or "<i>…</i>"}</div>'
+    attributes = f" {SCROLLER}" if scroller else ""
+    return f'<div class="fo1-answer"{attributes}>{rendered or "<i>…</i>"}</div>'
 
 
 def asked_html(task: str, asked: str, num_regions: int, prompt: str, boxes: str = "") -> str:
@@ -115,7 +127,7 @@ def conversation_html(
     latest = '<li class="fo1-latest">' if latest_shown else "<li>"
     listed = "".join(["<li>" + item for item in items[:-1]] + [latest + items[-1]])
     note = f'<span class="fo1-latest-note"> — {LATEST_TURN_NOTE}</span>' if latest_shown else ""
-    return f'<div class="fo1-history"><b>{title}</b>{note}<ol>{listed}</ol></div>'
+    return f'<div class="fo1-history" {SCROLLER}><b>{title}</b>{note}<ol>{listed}</ol></div>'
 
 
 LATEST_TURN_NOTE = "its latest turn is the answer below"

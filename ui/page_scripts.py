@@ -315,6 +315,22 @@ screen readers then do not read. The result image and the editor's canvas have a
 download link names its file (Gradio names it by its size), and the editor's and the result's
 Download buttons are a tab stop each, not two (the button keeps the focus and still downloads)."""
 
+STOP_AVAILABLE = """() => {
+    const stop = document.querySelector("#fo1-stop");
+    if (!stop) return;
+    const page = document.body.classList;
+    const mark = () => {
+        const idle = !page.contains("fo1-busy") && !page.contains("fo1-run-next");
+        stop.setAttribute("aria-disabled", String(idle));
+    };
+    new MutationObserver(mark).observe(document.body, {attributeFilter: ["class"]});
+    mark();
+}"""
+"""Installed once in the page: Stop is marked unavailable (`aria-disabled`: screen readers say
+so, and `app_css` dims it) while there is nothing for it to stop, no answer of the page's on its
+way and no question kept for after one (a second Stop forgets that). It still takes the focus
+and a click, which then do nothing, as before."""
+
 STATUS_NOTES = """() => {
     const status = document.querySelector("#fo1-status");
     if (!status) return;

@@ -242,7 +242,7 @@ pre {{ white-space: pre-wrap; background: #f5f5f5; padding: 0.6em; }}
 .warning {{ background: #fff4e0; border-left: 4px solid #e69500; padding: 0.3em 0.6em; }}
 {CHIP_CSS}
 {spotlit_css(num)}
-</style></head><body>
+</style></head><body><main>
 <h1>VLM-FO1 answer about {name}</h1>
 <p>{html.escape(" · ".join(filter(None, [created, result.status])))}</p>
 {warnings}{spotlit_figure(annotated, result.boxes, size, drawn)}
@@ -259,5 +259,5 @@ pre {{ white-space: pre-wrap; background: #f5f5f5; padding: 0.6em; }}
 <h2>Boxes ({num})</h2>
 {spotlit_figure(numbered, result.boxes, size)}
 <table><tr><th>region</th><th>x1</th><th>y1</th><th>x2</th><th>y2</th></tr>{box_rows}</table>
-</body></html>
+</main></body></html>
 """

@@ -15,8 +15,10 @@ PENDING = "[data-testid=status-tracker]:not(.hide)"
 
 
 def app_theme() -> gr.themes.Base:
-    """Gradio's default theme with Run and Stop dark enough for their white words: its orange and
-    red were 2.8:1 and 3.8:1 against them, under the 4.5:1 text needs (WCAG AA)."""
+    """Gradio's default theme with its words readable against what they stand on (WCAG AA's
+    4.5:1): white on its orange Run and red Stop was 2.8:1 and 3.8:1; its grey small print (the
+    slider's ends, the footer) 1.9:1 on white; its blue links (the downloads) 4.0:1 on a dark
+    panel."""
     darker = {"": "*primary_700", "_hover": "*primary_800"}
     darker_red = {"": gr.themes.colors.red.c700, "_hover": gr.themes.colors.red.c800}
     return gr.themes.Default().set(
@@ -26,7 +28,11 @@ def app_theme() -> gr.themes.Base:
             for state, fill in fills.items()
             for part in ("background_fill", "border_color")
             for mode in ("", "_dark")
-        }
+        },
+        body_text_color_subdued="*neutral_500",
+        link_text_color_dark="*secondary_400",
+        link_text_color_visited_dark="*secondary_400",
+        link_text_color_hover_dark="*secondary_300",
     )
 
 
@@ -67,9 +73,14 @@ def app_css() -> str:
 .fo1-hidden {{ display: none !important; }}
 kbd {{ padding: 0 0.35em; border: 1px solid var(--border-color-primary); border-radius: 0.3em;
     font: inherit; font-size: 0.9em; background: var(--background-fill-secondary); }}
-/* While the page's question is queued or answered (`ASK`): Run is dimmed, Stop is not. */
-body.fo1-busy #fo1-run, body:not(.fo1-busy) #fo1-stop {{ opacity: 0.5; }}
-body.fo1-busy #fo1-run {{ cursor: progress; }}
+/* While the page's question is queued or answered (`ASK`), Run steps back to a plain button's
+   colours, not dimmed: it still asks (the question is kept for later), and its word stays
+   readable. Stop is dimmed while there is nothing to stop (`STOP_AVAILABLE`). */
+body.fo1-busy #fo1-run {{ cursor: progress; background: var(--button-secondary-background-fill);
+    border-color: var(--button-secondary-border-color);
+    color: var(--button-secondary-text-color); }}
+body.fo1-busy #fo1-run:hover {{ background: var(--button-secondary-background-fill-hover); }}
+#fo1-stop[aria-disabled=true] {{ opacity: 0.5; }}
 /* Room for Gradio's progress (a place in the queue), which would spill over what follows; not
    for its mark while the answer streams. */
 #fo1-status:has({PENDING}:not(.generating)) {{ min-height: 4.5em; }}
@@ -127,11 +138,12 @@ body:not(.fo1-reasoned) #fo1-reasoning-box {{ display: none; }}
     clip-path: inset(50%); white-space: nowrap; }}
 /* The size column as narrow as its text: the file's name has the rest. */
 #fo1-downloads td.download {{ width: 1%; white-space: nowrap; }}
-/* Focus shown where Gradio shows none (the sliders, the detections table) or a faint border
-   (the region boxes, the follow-up box). */
+/* Focus shown where Gradio shows none (the sliders, the detections table, the answer and the
+   conversation, which scroll) or a faint border (the region boxes, the follow-up box). */
 #fo1-max-tokens input[type=range]:focus-visible, #fo1-max-count input[type=range]:focus-visible,
 #fo1-regions input:focus-visible, #fo1-follow-up input:focus-visible,
-#fo1-detections [role=grid]:focus-visible {{
+#fo1-detections [role=grid]:focus-visible, #fo1-answer .fo1-answer:focus-visible,
+#fo1-history .fo1-history:focus-visible {{
     outline: 2px solid var(--color-accent); outline-offset: 2px; }}
 /* A hundred boxes made the region picker taller than a laptop's window: its last options were
    pointed at with the editor scrolled out of sight, their boxes lit where no one saw them. It

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fo1_core.answers import parse_answer, to_detections
-from tests.browser.test_app_browser import ARTIFACTS, chromium_page
+from tests.browser.test_app_browser import ARTIFACTS, accessibility_problems, chromium_page
 from ui.report import Result, report_html
 
 pytestmark = [pytest.mark.browser]
@@ -90,3 +90,10 @@ def test_a_box_pointed_at_in_the_report_rings_its_chips(report: Path) -> None:
             assert sorted(ringed(page)) == expected
             assert len(lit_spots(page)) == (1 if expected else 0)
         page.screenshot(path=str(ARTIFACTS / "report-a-box-pointed-at.png"), full_page=True)
+
+
+def test_the_report_reads_whole(report: Path) -> None:
+    """axe-core finds nothing to fix in the report: it had no main landmark, which screen readers
+    jump to."""
+    with chromium_page(report.as_uri(), 1200, 900) as page:
+        assert accessibility_problems(page) == []
