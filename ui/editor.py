@@ -39,6 +39,7 @@ from ui.files import (
     file_version,
     shown_size,
 )
+from ui.scrolling import SCROLLING
 
 FILE_NAME = "file_name"
 """Key of the editor value holding the uploaded file's name as the user's computer had it (the
@@ -295,7 +296,8 @@ TOOLS_SHOWN_S = 3
 """How long after a new image the editor's size is watched (`TOOLS_IN_VIEW`): long enough for a
 phone to load and lay out the image, short enough not to move the page under a later scroll."""
 
-TOOLS_IN_VIEW = """() => {
+TOOLS_IN_VIEW = (
+    """() => {
     const editor = document.querySelector("#fo1-editor");
     const below = document.querySelector("#fo1-box-note")?.closest(".row");
     if (!editor || !below) return;
@@ -305,14 +307,17 @@ TOOLS_IN_VIEW = """() => {
         const hidden = below.getBoundingClientRect().bottom + 8 - innerHeight;  // and a margin
         // Never past the image's top: the image matters more than its tools.
         const room = editor.getBoundingClientRect().top;
-        if (hidden > 1) scrollBy({top: Math.min(hidden, room), behavior: "smooth"});
+        if (hidden > 1) scrollBy({top: Math.min(hidden, room), behavior: SCROLLING});
     };
     new ResizeObserver(show).observe(editor);
     addEventListener(NEW_IMAGE, () => {
         until = Date.now() + 1000 * WATCHED;
         requestAnimationFrame(show);
     });
-}""".replace("NEW_IMAGE", '"fo1-new-image"').replace("WATCHED", str(TOOLS_SHOWN_S))
+}""".replace("NEW_IMAGE", '"fo1-new-image"')
+    .replace("WATCHED", str(TOOLS_SHOWN_S))
+    .replace("SCROLLING", SCROLLING)
+)
 """Installed once in the page: a new image (`NEW_IMAGE_SHOWN`) whose editor runs below the window
 is scrolled up until the editor's tools, Undo and the box count are in view too.
 

@@ -4,6 +4,7 @@ scrolling, and the page's clock that the server compares events by (`ui.layout` 
 from __future__ import annotations
 
 from ui.answer_view import NO_REASONING
+from ui.scrolling import SCROLLING
 
 WITH_PAGE_TIME = "(...inputs) => [...inputs.slice(0, -1), Date.now()]"
 """The page-side step of Run, Stop, Propose, a box edit and a new image: their last input becomes
@@ -84,9 +85,9 @@ SHOW_THE_ANSWER = """() => {
     const bottom = Math.max(...["#fo1-follow-up", "#fo1-history", "#fo1-status"].map(
         (id) => document.querySelector(id)?.getBoundingClientRect().bottom ?? 0));
     if (bottom > 0.6 * innerHeight) {
-        document.querySelector("#fo1-run").scrollIntoView({block: "start", behavior: "smooth"});
+        document.querySelector("#fo1-run").scrollIntoView({block: "start", behavior: SCROLLING});
     }
-}"""
+}""".replace("SCROLLING", SCROLLING)
 """Where the answer would stream in below the window (a laptop's screen, a phone), scrolls to put
 Run at the top, the status and answer under it."""
 
@@ -137,9 +138,9 @@ SHOW_A_PROBLEM = """() => requestAnimationFrame(() => {
     const problem = document.querySelector("#fo1-status .fo1-error");
     const place = problem?.getBoundingClientRect();
     if (place && (place.top > innerHeight || place.bottom < 0)) {
-        problem.scrollIntoView({block: "center", behavior: "smooth"});
+        problem.scrollIntoView({block: "center", behavior: SCROLLING});
     }
-})"""
+})""".replace("SCROLLING", SCROLLING)
 """After Propose or Set these boxes, brings a problem they report into view: on a phone the
 status sits far below their buttons, and they seemed to do nothing."""
 
@@ -149,9 +150,9 @@ SHOW_THE_BOXES = """() => requestAnimationFrame(() => {
     if (!place) return;
     const seen = Math.min(place.bottom, innerHeight) - Math.max(place.top, 0);
     if (seen < Math.min(place.height, innerHeight) / 3) {
-        document.querySelector("#fo1-editor").scrollIntoView({block: "start", behavior: "smooth"});
+        document.querySelector("#fo1-editor").scrollIntoView({block: "start", behavior: SCROLLING});
     }
-})"""
+})""".replace("SCROLLING", SCROLLING)
 """After Propose or Set these boxes, brings the image into view where its new boxes are mostly out
 of it: on a phone the image is a screen above their buttons, and they seemed to do nothing."""
 

@@ -1370,6 +1370,35 @@ def test_on_a_laptop_screen_run_brings_the_answer_into_view(page, app_url: str) 
     laptop.close()
 
 
+WATCH_THE_SCROLL = """() => {
+    window.fo1Scrolled = [];
+    addEventListener("scroll", () => fo1Scrolled.push(scrollY));
+}"""
+
+
+def test_with_less_motion_asked_for_run_brings_the_answer_at_once(page, app_url: str) -> None:
+    """The page glided to the answer (and to the image, a problem) even for a visitor whose
+    system asks for less motion: it now jumps there, for them alone."""
+    laptop = page.context.browser.new_page(viewport={"width": 1366, "height": 700})
+    laptop.goto(app_url)
+    open_example(laptop, "Coffee: detect cup and spoon")
+    laptop.evaluate("scrollTo(0, 0)")
+    glided = {}
+    for motion in ("no-preference", "reduce"):
+        laptop.emulate_media(reduced_motion=motion)
+        laptop.evaluate("scrollTo(0, 0)")
+        laptop.evaluate(WATCH_THE_SCROLL)
+        run_detection(laptop, "red circle", max_tokens=32)
+        laptop.locator("#fo1-status", has_text="token limit").wait_for()
+        laptop.wait_for_function("!document.body.classList.contains('fo1-busy')")
+        laptop.wait_for_timeout(600)  # past a smooth scroll
+        scrolled = laptop.evaluate("fo1Scrolled")
+        assert scrolled and scrolled[-1] > 0, (motion, scrolled)
+        glided[motion] = len(set(scrolled))
+    assert glided["no-preference"] > 2 and glided["reduce"] == 1, glided
+    laptop.close()
+
+
 def within(inner: dict, outer: dict) -> bool:
     """Whether bounding box `inner` lies within `outer` (Playwright's `bounding_box`)."""
     return (
