@@ -1392,10 +1392,12 @@ def test_with_less_motion_asked_for_run_brings_the_answer_at_once(page, app_url:
         laptop.locator("#fo1-status", has_text="token limit").wait_for()
         laptop.wait_for_function("!document.body.classList.contains('fo1-busy')")
         laptop.wait_for_timeout(600)  # past a smooth scroll
-        scrolled = laptop.evaluate("fo1Scrolled")
-        assert scrolled and scrolled[-1] > 0, (motion, scrolled)
-        glided[motion] = len(set(scrolled))
-    assert glided["no-preference"] > 2 and glided["reduce"] == 1, glided
+        # (The scroll to the top reports itself too, once the watch has started.)
+        scrolled = [y for y in laptop.evaluate("fo1Scrolled") if y > 0]
+        assert scrolled, motion
+        # Where the first scroll event found the page: a glide's first step is a few pixels.
+        glided[motion] = scrolled[0] / max(scrolled)
+    assert glided["no-preference"] < 0.5 and glided["reduce"] > 0.9, glided
     laptop.close()
 
 
