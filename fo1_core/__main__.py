@@ -68,10 +68,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _read_boxes(path: Path | None) -> object:
+def _read_boxes(path: Path | None, image: Path) -> object:
     if path is None:
         return []
-    return unwrap_boxes(read_json(path, f"boxes from {path}", MAX_BOXES_FILE_BYTES))
+    return unwrap_boxes(read_json(path, f"boxes from {path}", MAX_BOXES_FILE_BYTES), image.name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.json:
             refuse_overwriting(args.json, "json", FO1Error, image=args.image, boxes=args.boxes)
-        boxes = _read_boxes(args.boxes)
+        boxes = _read_boxes(args.boxes, args.image)
         text = args.text
         if unused_text_note(args.task, text):
             logging.warning("--text is not used: %s takes none.", args.task)

@@ -1191,6 +1191,76 @@ def test_boxes_typed_as_numbers_replace_the_drawn_ones(answering: Handlers) -> N
     assert boxes_of(shown) == [] and "every box was removed (Undo brings them back)" in status
 
 
+def coco_file(folder: Path, images: list[tuple[int, str]], bboxes: list[tuple[int, list]]) -> str:
+    """A COCO annotations file of `images` (id, file name) and their `bboxes` (image id, x, y,
+    width, height), as an upload's path (named as uploaded)."""
+    document = {
+        "images": [
+            {"id": id_, "file_name": name, "width": 600, "height": 400} for id_, name in images
+        ],
+        "annotations": [
+            {"id": i, "image_id": image, "bbox": bbox, "category_id": 1}
+            for i, (image, bbox) in enumerate(bboxes)
+        ],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    path = folder / "labels.json"
+    path.write_text(json.dumps(document))
+    return str(path)
+
+
+def test_boxes_are_loaded_from_a_coco_file_of_the_image(
+    answering: Handlers, tmp_path: Path
+) -> None:
+    """An annotator's boxes, in a COCO file too long to paste: those of the image shown, as
+    corners (COCO's are x, y, width, height), in the file's order."""
+    value = editor_value(IMAGE, BOXES)
+    one = coco_file(tmp_path, [(7, "coffee.jpg")], [(7, [10, 20, 100, 50]), (7, [300, 0, 40, 40])])
+    shown, status, picked, prompt = answering.boxes_loaded(value, one, [2], "<region2>?")
+    assert boxes_of(shown) == [[10, 20, 110, 70], [300, 0, 340, 40]]
+    assert "2 boxes set from labels.json" in status
+    assert picked == [] and prompt == "<region?2>?"  # box #2 is gone
+    # A dataset's file: the image's own boxes, found by its file name (folders aside).
+    images = [(1, "train/dog.jpg"), (2, "train/coffee.jpg"), (3, "cat.jpg"), (4, "owl.jpg")]
+    boxes = [(1, [0, 0, 9, 9]), (2, [5, 5, 50, 50]), (3, [1, 1, 9, 9]), (4, [2, 2, 9, 9])]
+    many = coco_file(tmp_path, images, [*boxes, (2, [60, 60, 10, 10])])
+    assert boxes_of(answering.boxes_loaded(value, many, [], "")[0]) == [
+        [5, 5, 55, 55],
+        [60, 60, 70, 70],
+    ]
+    # Where none is the image's, the file names them and the boxes stay.
+    other = editor_value(IMAGE, BOXES, "espresso.jpg")
+    shown, status, picked, prompt = answering.boxes_loaded(other, many, [1], "<region1>")
+    assert shown == picked == prompt == SKIP and "fo1-error" in status
+    assert "holds boxes of 4 images (cat.jpg, coffee.jpg, dog.jpg and 1 more)" in status
+    assert "none is named espresso.jpg" in status
+    # A file with no boxes is the wrong file, not a wish to remove them all.
+    empty = coco_file(tmp_path, [(1, "coffee.jpg")], [])
+    shown, status, *_ = answering.boxes_loaded(value, empty, [], "")
+    assert shown == SKIP and "No boxes in labels.json; your boxes are left as they were" in status
+
+
+def test_boxes_are_loaded_from_the_apps_own_files_and_a_bad_one_is_named(
+    answering: Handlers, tmp_path: Path
+) -> None:
+    value = editor_value(IMAGE, BOXES)
+    answer = tmp_path / "coffee-fo1-answer.json"  # the answer's JSON keeps every box asked about
+    answer.write_text(json.dumps({"image": "coffee.jpg", "boxes": BOXES[:2], "detections": []}))
+    assert boxes_of(answering.boxes_loaded(value, str(answer), [], "")[0]) == BOXES[:2]
+    lines = tmp_path / "boxes.txt"
+    lines.write_text("1, 2, 30, 40\n[5 6 70 80]\n")
+    assert boxes_of(answering.boxes_loaded(value, str(lines), [], "")[0]) == [
+        [1, 2, 30, 40],
+        [5, 6, 70, 80],
+    ]
+    binary = tmp_path / "photo.json"
+    binary.write_bytes(b"\xff\xd8\xff\xe0 not text")
+    shown, status, *_ = answering.boxes_loaded(value, str(binary), [], "")
+    assert shown == SKIP and "Could not read photo.json: it is not UTF-8 text" in status
+    assert str(tmp_path) not in status  # the server's folders are not the user's business
+    assert "upload one" in answering.boxes_loaded(None, str(lines), [], "")[1]
+
+
 def test_picking_another_proposer_keeps_what_the_status_says_of_the_answer(
     answering: Handlers,
 ) -> None:

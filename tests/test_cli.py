@@ -117,6 +117,35 @@ def test_cli_reads_proposals_and_says_when_the_answer_is_cut(
     assert "<region1>" in json.loads(out.read_text())["prompt"]
 
 
+def test_cli_reads_the_images_boxes_from_a_coco_file(
+    answering_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A dataset's COCO file: the boxes of the image named as `--image`'s file, as corners."""
+    Image.new("RGB", (90, 60), "white").save(tmp_path / "image.png")
+    document = {
+        "images": [{"id": 1, "file_name": "other.png"}, {"id": 2, "file_name": "val/image.png"}],
+        "annotations": [
+            {"id": 1, "image_id": 2, "bbox": [1, 1, 29, 29]},
+            {"id": 2, "image_id": 1, "bbox": [5, 5, 9, 9]},
+            {"id": 3, "image_id": 2, "bbox": [40, 5, 40, 45]},
+        ],
+    }
+    boxes = tmp_path / "coco.json"
+    boxes.write_text(json.dumps(document))
+    out = tmp_path / "out.json"
+    argv = ["--checkpoint", str(answering_checkpoint), "--image", str(tmp_path / "image.png")]
+    argv += ["--boxes", str(boxes), "--text", "cat", "--device", "cpu", "--json", str(out)]
+    assert cli_main([*argv, "--max-new-tokens", "2"]) == 0
+    prompt = json.loads(out.read_text())["prompt"]
+    assert "<region1>" in prompt and "<region2>" not in prompt
+    (tmp_path / "image.png").rename(tmp_path / "photo.png")
+    argv[argv.index(str(tmp_path / "image.png"))] = str(tmp_path / "photo.png")
+    assert cli_main(argv) == 2
+    assert "holds boxes of 2 images (image.png, other.png): none is named photo.png" in (
+        capsys.readouterr().err
+    )
+
+
 @pytest.mark.parametrize(
     "argv",
     [

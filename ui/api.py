@@ -16,6 +16,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import gradio as gr
@@ -186,7 +187,9 @@ class Api:
         cancels, or leaves, is closed there by Gradio, which stops the answer (one that only
         returned would hold the model, and every caller behind it, until its last token)."""
         try:
-            question = Question(image=image, boxes=parse_boxes(boxes), task=task, text=text or "")
+            # An upload keeps its file's name: it picks the image's boxes out of a COCO file.
+            read = parse_boxes(boxes, Path(image).name if isinstance(image, str) else None)
+            question = Question(image=image, boxes=read, task=task, text=text or "")
             prepared = self.answerer.prepare(question)
             steps = self.answerer.steps(
                 question, prepared, self.max_new_tokens, None, CANCEL_CHECK_S,

@@ -368,17 +368,20 @@ _FIELD = re.compile(r"[^\s,;\[\]()]+")
 _JSON = re.compile(r"\s*(\[\s*\[|\{)")
 
 
-def boxes_from_text(text: str, width: int, height: int) -> tuple[list[Box], int]:
-    """Boxes typed or pasted for a `width`×`height` image: one per line, four numbers
-    `x1, y1, x2, y2` in pixels (commas, spaces or brackets between them), or the API's JSON list;
-    and how many of them reached out of the image and were cut to it.
+def boxes_from_text(
+    text: str, width: int, height: int, image_name: str | None = None
+) -> tuple[list[Box], int]:
+    """Boxes typed, pasted or loaded from a file for a `width`×`height` image: one per line, four
+    numbers `x1, y1, x2, y2` in pixels (commas, spaces or brackets between them), or JSON (a list,
+    or a document holding one: `parse_boxes`; `image_name`, the image's file name, picks its
+    boxes out of a COCO file); and how many of them reached out of the image and were cut to it.
 
     Corners may come in either order. Raises `FO1Error` naming each line (or JSON entry) whose
     box is not four numbers or has no area inside the image, the first `SHOWN_PROBLEMS` in
     full: a long paste is corrected in one go. Also when there are more than `MAX_TYPED_BOXES`.
     """
     if _JSON.match(text):  # pasted from the API, or a list of lists written by hand
-        entries = list(enumerate(parse_boxes(text)))
+        entries = list(enumerate(parse_boxes(text, image_name)))
         where = "Box"
     else:
         entries = [
@@ -447,8 +450,9 @@ def _values(count: int) -> str:
     return "1 value" if count == 1 else f"{count} values"
 
 
-def parse_boxes(raw: object) -> list[Box]:
-    """Boxes sent to the API: a JSON list (or its text) of `[x1, y1, x2, y2]` numbers.
+def parse_boxes(raw: object, image_name: str | None = None) -> list[Box]:
+    """Boxes sent to the API: a JSON list (or its text) of `[x1, y1, x2, y2]` numbers, or a
+    document holding one (`unwrap_boxes`, which picks `image_name`'s out of a COCO file).
 
     Only the shape is checked here; the model's preprocessing rejects inverted, outside or
     non-finite boxes with its own messages.
@@ -461,7 +465,7 @@ def parse_boxes(raw: object) -> list[Box]:
         # ValueError: also an integer of thousands of digits; RecursionError: lists nested deep.
         except (ValueError, RecursionError) as error:
             raise FO1Error(f"Boxes must be a JSON list of [x1, y1, x2, y2] ({error}).") from error
-    raw = unwrap_boxes(raw)
+    raw = unwrap_boxes(raw, image_name)
     if not isinstance(raw, list):
         raise FO1Error(f"Boxes must be a JSON list of [x1, y1, x2, y2], got {type(raw).__name__}.")
     boxes = []

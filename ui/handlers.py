@@ -128,6 +128,7 @@ class Handlers:
 
     # The events that need neither the page's session nor the model.
     boxes_typed = staticmethod(box_edits.boxes_typed)
+    boxes_loaded = staticmethod(box_edits.boxes_loaded)
     task_changed = staticmethod(task_fields.task_changed)
     insert_region = staticmethod(task_fields.insert_region)
 

@@ -210,7 +210,14 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                         max_lines=12,
                         elem_id="fo1-box-numbers",
                     )
-                    set_boxes = gr.Button("Set these boxes", elem_id="fo1-set-boxes")
+                    with gr.Row():
+                        set_boxes = gr.Button("Set these boxes", elem_id="fo1-set-boxes")
+                        # The JSON it takes pasted, and a COCO file: too long to paste.
+                        load_boxes = gr.UploadButton(
+                            "Load a boxes file",
+                            file_types=[".json", ".txt"],
+                            elem_id="fo1-load-boxes",
+                        )
             with gr.Column(scale=2, elem_id="fo1-asking"):
                 # The task and the regions it asks about: on a phone, right under the boxes.
                 with gr.Column(elem_id="fo1-question"):
@@ -396,13 +403,17 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             show_progress="hidden",
         )
         clear.click(None, editor, editor, js=CLEAR_IN_BROWSER, api_visibility="private")
-        set_boxes.click(
-            handlers.boxes_typed,
-            [editor, numbers, regions, free_text],
-            [editor, status, regions, free_text],
-            api_visibility="private",
-            concurrency_limit=None,
-        ).then(None, js=SHOW_THE_OUTCOME, api_visibility="private")
+        for event, handler, given in (
+            (set_boxes.click, handlers.boxes_typed, numbers),
+            (load_boxes.upload, handlers.boxes_loaded, load_boxes),
+        ):
+            event(
+                handler,
+                [editor, given, regions, free_text],
+                [editor, status, regions, free_text],
+                api_visibility="private",
+                concurrency_limit=None,
+            ).then(None, js=SHOW_THE_OUTCOME, api_visibility="private")
         proposer.change(
             handlers.proposer_changed,
             [proposer, status],

@@ -1795,6 +1795,30 @@ def test_boxes_along_the_top_edge_show_their_number(page) -> None:
     assert all(min(pixel[:3]) >= 245 for pixel in tag_pixels), tag_pixels
 
 
+def test_boxes_are_loaded_from_a_coco_file(page, app_url: str, tmp_path: Path) -> None:
+    """An annotator's COCO file, too long to paste, sets the image's boxes in the file's order
+    (COCO's x, y, width and height as corners); Undo brings the boxes before back."""
+    screen = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    screen.goto(app_url)
+    open_example(screen, "Coffee: detect cup and spoon")
+    screen.get_by_text("Boxes as numbers", exact=True).click()
+    images = [{"id": 1, "file_name": "cat.jpg"}, {"id": 2, "file_name": "coffee.jpg"}]
+    bboxes = [(2, [10, 20, 100, 50]), (1, [0, 0, 5, 5]), (2, [300, 200, 100, 100])]
+    annotations = [{"id": i, "image_id": image, "bbox": b} for i, (image, b) in enumerate(bboxes)]
+    coco = tmp_path / "labels.json"
+    coco.write_text(json.dumps({"images": images, "annotations": annotations}))
+    with screen.expect_file_chooser() as chooser:
+        screen.locator("#fo1-load-boxes").click()
+    chooser.value.set_files(coco)
+    wait_for_note(screen, "2 boxes")
+    assert "2 boxes set from labels.json" in status_text(screen)
+    numbers = screen.locator("#fo1-box-numbers textarea")
+    assert numbers.input_value() == "10, 20, 110, 70\n300, 200, 400, 300"
+    screen.locator("#fo1-undo").click()
+    wait_for_note(screen, "3 boxes")
+    screen.close()
+
+
 def test_boxes_are_read_and_set_as_numbers(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     page.get_by_text("Boxes as numbers", exact=True).click()
