@@ -160,6 +160,23 @@ def test_propose_output_feeds_answer(client: Client) -> None:
     assert [d["region_index"] for d in detections["detections"]] == [0, 2]
 
 
+def test_a_coco_files_boxes_of_the_uploaded_image_are_answered_about(client: Client) -> None:
+    """A dataset's COCO annotations, sent as they are: the boxes of the image uploaded, found by
+    its file's name, as corners."""
+    name = Path(IMAGE).name
+    coco = {
+        "images": [{"id": 1, "file_name": "other.jpg"}, {"id": 2, "file_name": f"val/{name}"}],
+        "annotations": [
+            {"id": 1, "image_id": 2, "bbox": [170, 10, 250, 190]},
+            {"id": 2, "image_id": 1, "bbox": [0, 0, 5, 5]},
+            {"id": 3, "image_id": 2, "bbox": [80, 60, 410, 330]},
+            {"id": 4, "image_id": 2, "bbox": [320, 60, 110, 260]},
+        ],
+    }
+    _, _, detections = answer(client, handle_file(IMAGE), json.dumps(coco), "OD_template", "cup")
+    assert [d["box_xyxy"] for d in detections["detections"]] == [BOXES[0], BOXES[2]]
+
+
 def test_more_boxes_than_the_model_takes_are_capped_with_a_notice(client: Client) -> None:
     boxes = [[i, i, i + 50, i + 50] for i in range(150)]
     _, raw, detections = answer(client, handle_file(IMAGE), boxes, "OD_template", "cup")
