@@ -1253,6 +1253,12 @@ def test_boxes_are_loaded_from_the_apps_own_files_and_a_bad_one_is_named(
         [1, 2, 30, 40],
         [5, 6, 70, 80],
     ]
+    yolo = tmp_path / "coffee.txt"  # a labelling tool's, beside the 600×400 image
+    yolo.write_text("0 0.5 0.25 0.5 0.5\n1 0.1 0.9 0.2 0.2\n")
+    assert boxes_of(answering.boxes_loaded(value, str(yolo), [], "")[0]) == [
+        [150, 0, 450, 200],
+        [0, 320, 120, 400],
+    ]
     binary = tmp_path / "photo.json"
     binary.write_bytes(b"\xff\xd8\xff\xe0 not text")
     shown, status, *_ = answering.boxes_loaded(value, str(binary), [], "")

@@ -205,6 +205,17 @@ def test_every_typed_line_that_is_not_a_box_is_named_at_once() -> None:
         boxes_from_text("0, 0, 9, 9\n1 2\n0, 0, 0, 50", 640, 480)
 
 
+def test_yolo_label_lines_are_read_as_fractions_of_the_image() -> None:
+    """A YOLO label file (`class cx cy w h`, fractions of the image), as a labelling tool writes
+    it beside each image, sets that image's boxes in pixels; five numbers that are not one are
+    named as a box with a label."""
+    typed = "0 0.5 0.5 0.5 0.5\n3 0.35 0.5 0.2 0.4\n"
+    assert boxes_from_text(typed, 640, 480)[0] == [[160, 120, 480, 360], [160, 144, 288, 336]]
+    for line in ("0 1.5 0.5 0.2 0.2", "0.5 0.5 0.5 0.2 0.2", "-1 0.5 0.5 0.2 0.2", "10 20 30 40 5"):
+        with pytest.raises(FO1Error, match=r"holds 5 values.*\(no label\), or a YOLO label line"):
+            boxes_from_text(line, 640, 480)
+
+
 def test_more_boxes_than_the_model_reads_are_set_as_the_editor_allows() -> None:
     many = [[i, 0, i + 5, 5] for i in range(MAX_REGIONS + 2)]
     assert boxes_from_text(boxes_as_text(many), 640, 480) == (many, 0)

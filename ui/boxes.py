@@ -372,9 +372,10 @@ def boxes_from_text(
     text: str, width: int, height: int, image_name: str | None = None
 ) -> tuple[list[Box], int]:
     """Boxes typed, pasted or loaded from a file for a `width`×`height` image: one per line, four
-    numbers `x1, y1, x2, y2` in pixels (commas, spaces or brackets between them), or JSON (a list,
-    or a document holding one: `parse_boxes`; `image_name`, the image's file name, picks its
-    boxes out of a COCO file); and how many of them reached out of the image and were cut to it.
+    numbers `x1, y1, x2, y2` in pixels (commas, spaces or brackets between them) or a YOLO label
+    line (`yolo_corners`), or JSON (a list, or a document holding one: `parse_boxes`;
+    `image_name`, the image's file name, picks its boxes out of a COCO file); and how many of
+    them reached out of the image and were cut to it.
 
     Corners may come in either order. Raises `FO1Error` naming each line (or JSON entry) whose
     box is not four numbers or has no area inside the image, the first `SHOWN_PROBLEMS` in
@@ -398,7 +399,9 @@ def boxes_from_text(
     boxes, cut, problems = [], 0, []
     for number, entry in entries:
         try:
-            x1, y1, x2, y2 = entry if isinstance(entry, list) else _numbers(entry, number)
+            x1, y1, x2, y2 = (
+                entry if isinstance(entry, list) else _numbers(entry, number, width, height)
+            )
         except FO1Error as error:
             problems.append(str(error))
             continue
@@ -429,14 +432,21 @@ MAX_TYPED_BOXES = 10 * MAX_REGIONS
 paste of thousands would stall the page's editor."""
 
 
-def _numbers(line: str, number: int) -> list[float]:
+def _numbers(line: str, number: int, width: int, height: int) -> list[float]:
+    """The corners on line `number`: four numbers, or a YOLO label line (`yolo_corners`)."""
     shown = line.strip() if len(line.strip()) <= 40 else line.strip()[:39] + "…"
     fields = _FIELD.findall(line)
+    if len(fields) == 5 and (corners := yolo_corners(fields, width, height)):
+        return corners
     if len(fields) != 4:
+        yolo = len(fields) == 5
         raise FO1Error(
             f"Line {number} ({shown}) holds {_values(len(fields))}; a box is four numbers: "
-            "x1, y1, x2, y2 (no label)."
-        )
+            "x1, y1, x2, y2 (no label)"
+            + (", or a YOLO label line: a class number, then the box's centre, width and "
+               "height as fractions of the image" if yolo else "")
+            + "."
+        )  # fmt: skip
     try:
         values = [float(field) for field in fields]
     except ValueError:
@@ -444,6 +454,25 @@ def _numbers(line: str, number: int) -> list[float]:
     if not all(math.isfinite(v) for v in values):
         raise FO1Error(f"Line {number} ({shown}) holds a number that is not finite.")
     return values
+
+
+def yolo_corners(fields: list[str], width: int, height: int) -> list[float] | None:
+    """The corners in pixels of a YOLO label line (`class cx cy w h`, the box's centre and size
+    as fractions of the `width`×`height` image), or None where the fields are not one."""
+    try:
+        label, cx, cy, w, h = (float(field) for field in fields)
+    except ValueError:
+        return None
+    if not label.is_integer() or label < 0 or not all(0 <= v <= 1 for v in (cx, cy, w, h)):
+        return None
+    corners = [
+        (cx - w / 2) * width,
+        (cy - h / 2) * height,
+        (cx + w / 2) * width,
+        (cy + h / 2) * height,
+    ]
+    # A thousandth of a pixel: the fractions' float error is not shown as 149.99999999999997.
+    return [round(value, 3) for value in corners]
 
 
 def _values(count: int) -> str:
