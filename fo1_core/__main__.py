@@ -19,11 +19,12 @@ from fo1_core.cli import (
     add_checkpoint_option,
     local_path,
     open_named_image,
+    parse_json,
     positive,
-    read_json,
+    read_text,
 )
 from fo1_core.errors import FO1Error
-from fo1_core.inputs import check_boxes, unwrap_boxes
+from fo1_core.inputs import check_boxes, unwrap_boxes, voc_boxes
 from fo1_core.prompting import unused_text_note, user_text_for_task, without
 from fo1_core.templates import (
     CHAT_CONTROL_STRINGS,
@@ -71,7 +72,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _read_boxes(path: Path | None, image: Path) -> object:
     if path is None:
         return []
-    return unwrap_boxes(read_json(path, f"boxes from {path}", MAX_BOXES_FILE_BYTES), image.name)
+    name = f"boxes from {path}"
+    text = read_text(path, name, MAX_BOXES_FILE_BYTES).removeprefix("\ufeff")
+    if text.lstrip().startswith("<"):  # a Pascal VOC annotation
+        return voc_boxes(text)
+    return unwrap_boxes(parse_json(text, name), image.name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -219,6 +220,31 @@ def _corners(bbox: object) -> object:
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox):
         return bbox
     return [x, y, x + width, y + height]
+
+
+def voc_boxes(text: str) -> list:
+    """The boxes of a Pascal VOC annotation (LabelImg's and many labelling tools' XML, one file
+    an image): each `object`'s `bndbox` corners, in the file's order. A corner that is not a
+    number is passed on as text, for `check_boxes` to name."""
+    try:
+        # Python's expat (2.4.1 on) refuses entity expansion bombs; the text is size-capped.
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as error:
+        raise FO1Error(f"Not a Pascal VOC annotation: its XML is broken ({error}).") from None
+    if root.tag != "annotation":
+        raise FO1Error(f"Not a Pascal VOC annotation: its XML is <{root.tag}>.")
+    corners = ("xmin", "ymin", "xmax", "ymax")
+    return [
+        [_number((box.findtext(corner) or "").strip()) for corner in corners]
+        for box in root.iterfind("object/bndbox")
+    ]
+
+
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:

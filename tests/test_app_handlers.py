@@ -30,6 +30,7 @@ from fo1_core.session import load
 from fo1_core.templates import DEFAULT_TASK, MAX_REGIONS
 from tests.conftest import RIGGED_ANSWER
 from tests.images import animated_gif
+from tests.test_app_units import VOC
 from tests.test_render import label_height
 from ui.ahead import EncodeAhead
 from ui.answer_area import cleared_answer
@@ -1259,6 +1260,9 @@ def test_boxes_are_loaded_from_the_apps_own_files_and_a_bad_one_is_named(
         [150, 0, 450, 200],
         [0, 320, 120, 400],
     ]
+    voc = tmp_path / "coffee.xml"  # LabelImg's
+    voc.write_text(VOC)
+    assert "2 boxes set from coffee.xml" in answering.boxes_loaded(value, str(voc), [], "")[1]
     binary = tmp_path / "photo.json"
     binary.write_bytes(b"\xff\xd8\xff\xe0 not text")
     shown, status, *_ = answering.boxes_loaded(value, str(binary), [], "")

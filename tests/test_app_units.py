@@ -216,6 +216,45 @@ def test_yolo_label_lines_are_read_as_fractions_of_the_image() -> None:
             boxes_from_text(line, 640, 480)
 
 
+VOC = """<?xml version="1.0"?>
+<annotation><filename>coffee.jpg</filename><size><width>640</width><height>480</height></size>
+  <object><name>cup</name><bndbox><xmin>170</xmin><ymin>10</ymin><xmax>420</xmax><ymax>200</ymax>
+  </bndbox></object>
+  <object><name>spoon</name><difficult>0</difficult><bndbox>
+    <xmin> 320 </xmin><ymin>60.5</ymin><xmax>430</xmax><ymax>320</ymax></bndbox></object>
+</annotation>"""
+
+
+def test_a_pascal_voc_annotation_is_read_as_its_objects_boxes() -> None:
+    """LabelImg's XML, one file an image: each object's box, in the file's order."""
+    assert boxes_from_text("\ufeff" + VOC, 640, 480)[0] == [
+        [170, 10, 420, 200],
+        [320, 60.5, 430, 320],
+    ]
+    for text, message in [
+        (VOC.replace("</annotation>", ""), r"Not a Pascal VOC annotation: its XML is broken"),
+        ("<svg><rect/></svg>", r"Not a Pascal VOC annotation: its XML is <svg>"),
+        (VOC.replace("<xmax>430", "<xmax>far"), r"Box #1 must hold numbers only"),
+        (VOC.replace("<ymax>200", "<ymax>nan"), r"Box #0 has a coordinate that is not a finite"),
+    ]:
+        with pytest.raises(FO1Error, match=message):
+            boxes_from_text(text, 640, 480)
+
+
+def test_an_xml_bomb_or_an_outside_file_in_a_voc_annotation_is_refused() -> None:
+    """Entities that expand a kilobyte into gigabytes, or read a file of the server's, are told
+    as broken XML at once, not expanded nor read."""
+    lol = ['<!ENTITY lol0 "lol">'] + [
+        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)
+    ]
+    bomb = f"<!DOCTYPE annotation [{''.join(lol)}]><annotation><object><bndbox><xmin>&lol9;"
+    outside = '<!DOCTYPE annotation [<!ENTITY f SYSTEM "file:///etc/passwd">]>'
+    outside += "<annotation><object><bndbox><xmin>&f;"
+    for text in (bomb, outside):
+        with pytest.raises(FO1Error, match=r"XML is broken \((limit on input|undefined entity)"):
+            boxes_from_text(text + "</xmin></bndbox></object></annotation>", 640, 480)
+
+
 def test_more_boxes_than_the_model_reads_are_set_as_the_editor_allows() -> None:
     many = [[i, 0, i + 5, 5] for i in range(MAX_REGIONS + 2)]
     assert boxes_from_text(boxes_as_text(many), 640, 480) == (many, 0)

@@ -117,10 +117,11 @@ def test_cli_reads_proposals_and_says_when_the_answer_is_cut(
     assert "<region1>" in json.loads(out.read_text())["prompt"]
 
 
-def test_cli_reads_the_images_boxes_from_a_coco_file(
+def test_cli_reads_the_images_boxes_from_a_coco_or_voc_file(
     answering_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """A dataset's COCO file: the boxes of the image named as `--image`'s file, as corners."""
+    """A dataset's COCO file: the boxes of the image named as `--image`'s file, as corners; a
+    Pascal VOC annotation's boxes."""
     Image.new("RGB", (90, 60), "white").save(tmp_path / "image.png")
     document = {
         "images": [{"id": 1, "file_name": "other.png"}, {"id": 2, "file_name": "val/image.png"}],
@@ -138,6 +139,16 @@ def test_cli_reads_the_images_boxes_from_a_coco_file(
     assert cli_main([*argv, "--max-new-tokens", "2"]) == 0
     prompt = json.loads(out.read_text())["prompt"]
     assert "<region1>" in prompt and "<region2>" not in prompt
+    voc = tmp_path / "image.xml"  # a Pascal VOC annotation: its objects' boxes
+    voc.write_text(
+        "<annotation><object><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>30</xmax><ymax>30</ymax>"
+        "</bndbox></object></annotation>"
+    )
+    argv[argv.index(str(boxes))] = str(voc)
+    assert cli_main([*argv, "--max-new-tokens", "2"]) == 0
+    prompt = json.loads(out.read_text())["prompt"]
+    assert "<region0>" in prompt and "<region1>" not in prompt
+    argv[argv.index(str(voc))] = str(boxes)
     (tmp_path / "image.png").rename(tmp_path / "photo.png")
     argv[argv.index(str(tmp_path / "image.png"))] = str(tmp_path / "photo.png")
     assert cli_main(argv) == 2

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fo1_core.errors import FO1Error
-from fo1_core.inputs import box_problem, clip_box, unwrap_boxes
+from fo1_core.inputs import box_problem, clip_box, unwrap_boxes, voc_boxes
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
 from fo1_core.templates import MAX_REGIONS, REGION_INDEX, region_token
 from ui.editor import CORNERS, FILE_NAME, turned
@@ -366,6 +366,7 @@ and holds lines typed since it was last written; it follows the boxes again once
 
 _FIELD = re.compile(r"[^\s,;\[\]()]+")
 _JSON = re.compile(r"\s*(\[\s*\[|\{)")
+_XML = re.compile(r"\s*<")
 
 
 def boxes_from_text(
@@ -374,15 +375,19 @@ def boxes_from_text(
     """Boxes typed, pasted or loaded from a file for a `width`×`height` image: one per line, four
     numbers `x1, y1, x2, y2` in pixels (commas, spaces or brackets between them) or a YOLO label
     line (`yolo_corners`), or JSON (a list, or a document holding one: `parse_boxes`;
-    `image_name`, the image's file name, picks its boxes out of a COCO file); and how many of
-    them reached out of the image and were cut to it.
+    `image_name`, the image's file name, picks its boxes out of a COCO file), or a Pascal VOC
+    annotation (`voc_boxes`); and how many of them reached out of the image and were cut to it.
 
     Corners may come in either order. Raises `FO1Error` naming each line (or JSON entry) whose
     box is not four numbers or has no area inside the image, the first `SHOWN_PROBLEMS` in
     full: a long paste is corrected in one go. Also when there are more than `MAX_TYPED_BOXES`.
     """
+    text = text.removeprefix("\ufeff")  # the byte order mark some editors write
     if _JSON.match(text):  # pasted from the API, or a list of lists written by hand
         entries = list(enumerate(parse_boxes(text, image_name)))
+        where = "Box"
+    elif _XML.match(text):
+        entries = list(enumerate(parse_boxes(voc_boxes(text))))
         where = "Box"
     else:
         entries = [

@@ -215,7 +215,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                         # The JSON it takes pasted, and a COCO file: too long to paste.
                         load_boxes = gr.UploadButton(
                             "Load a boxes file",
-                            file_types=[".json", ".txt"],
+                            file_types=[".json", ".txt", ".xml"],
                             elem_id="fo1-load-boxes",
                         )
             with gr.Column(scale=2, elem_id="fo1-asking"):
