@@ -230,7 +230,11 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                         elem_id="fo1-text",
                     )
                     regions = gr.CheckboxGroup(
-                        [], label=REGIONS_LABEL, visible=False, elem_id="fo1-regions"
+                        [],
+                        label=REGIONS_LABEL,
+                        visible=False,
+                        elem_id="fo1-regions",
+                        show_select_all=True,
                     )
                     with gr.Group(visible=False) as free_group:
                         free_text = gr.Textbox(

@@ -296,13 +296,16 @@ ANNOUNCED = """() => {
             const text = file?.getAttribute("aria-label") || file?.textContent.trim();
             if (link && text) link.setAttribute("aria-label", `Download ${text}`);
         }
+        // Gradio names the picker's "select all" box by its tooltip alone.
+        document.querySelector("#fo1-regions .select-all-checkbox")
+            ?.setAttribute("aria-label", "Pick every region (or none)");
         // Gradio's Download is a named button in an unnamed link: one control, one tab stop.
         for (const link of document.querySelectorAll(
             "#fo1-editor a:has(> button), #fo1-result a:has(> button)")) {
             link.tabIndex = -1;
         }
     };
-    for (const id of ["#fo1-editor", "#fo1-result", "#fo1-downloads"]) {
+    for (const id of ["#fo1-editor", "#fo1-result", "#fo1-downloads", "#fo1-question"]) {
         const part = document.querySelector(id);
         if (part) new MutationObserver(name).observe(part, {subtree: true, childList: true});
     }
@@ -313,7 +316,8 @@ ANNOUNCED = """() => {
 (`#fo1-said`) that changes when they do: the status itself changed at each token of a streaming
 answer and each tick of Gradio's timer in it, and was hidden until its first words, which
 screen readers then do not read. The result image and the editor's canvas have a text, each
-download link names its file (Gradio names it by its size), and the editor's and the result's
+download link names its file (Gradio names it by its size), the region picker's "select all"
+box is named for what it does (Gradio gives it a tooltip only), and the editor's and the result's
 Download buttons are a tab stop each, not two (the button keeps the focus and still downloads)."""
 
 STOP_AVAILABLE = """() => {

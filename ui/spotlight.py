@@ -44,7 +44,10 @@ POINTED = f"{CHIPS}, #fo1-detections [role=row]:has([role=gridcell])"
 REFERENCES = "#fo1-insert"
 """The free prompt's list of region references."""
 
-PICKER_OPTIONS = f"#fo1-regions label, {REFERENCES} [role=option]"
+REGION_OPTIONS = "#fo1-regions [data-testid=checkbox-group] label"
+"""The region picker's options, one a region (not its "select all" box, beside its title)."""
+
+PICKER_OPTIONS = f"{REGION_OPTIONS}, {REFERENCES} [role=option]"
 """The region picker's options (`#3`), and the free prompt's region references: each lights its
 box as the editor has it now, in the editor alone (the result image is an earlier question's)."""
 
@@ -349,7 +352,7 @@ SPOTLIGHT = f"""() => {{
         // A finger has no hover: a picked region's box is lit as it is tapped. A chosen
         // reference's list has closed under the pointer.
         const tapped = option(event);
-        pick(tapped?.matches("#fo1-regions label") ? tapped : null);
+        pick(tapped?.matches("{REGION_OPTIONS}") ? tapped : null);
         const element = pointed(event);
         const region = element ? regionOf(element) : underOnTheResult(event);
         const again = region === pinned?.region;

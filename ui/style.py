@@ -8,7 +8,7 @@ import gradio as gr
 from fo1_core.templates import MAX_REGIONS
 from ui.answer_view import CHIP_CSS
 from ui.boxes import region_hex
-from ui.spotlight import SPOTLIGHT_CSS
+from ui.spotlight import REGION_OPTIONS, SPOTLIGHT_CSS
 
 PENDING = "[data-testid=status-tracker]:not(.hide)"
 """Gradio's progress on a component, while an event that updates it waits or runs."""
@@ -57,7 +57,7 @@ def app_css() -> str:
     """Style sheet for `launch(css=...)` (Gradio 6 takes it there, not in `Blocks`)."""
     # Region picker swatches in the same colours as the boxes and chips.
     swatches = "\n".join(
-        f"#fo1-regions label:nth-of-type({i + 1}) {{ border-left: 0.7em solid {region_hex(i)}; }}"
+        f"{REGION_OPTIONS}:nth-of-type({i + 1}) {{ border-left: 0.7em solid {region_hex(i)}; }}"
         for i in range(MAX_REGIONS)
     )
     return f"""{CHIP_CSS}

@@ -34,6 +34,7 @@ from ui.boxes import (
 )
 from ui.editor import SCREEN_SHARE, TAKE_THE_ENLARGED_COPY, enlargement
 from ui.examples import load_examples
+from ui.spotlight import REGION_OPTIONS
 from ui.style import PENDING
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -1077,7 +1078,7 @@ def test_a_box_drawn_right_after_clearing_stays(page) -> None:
 
 def test_regions_ticked_for_boxes_since_cleared_do_not_block_a_run(page) -> None:
     open_example(page, "Astronaut: caption two regions", "4 boxes")
-    assert page.locator("#fo1-regions input:checked").count() == 2
+    assert page.locator(f"{REGION_OPTIONS} input:checked").count() == 2
     page.get_by_text("Clear boxes").click()
     wait_for_note(page, "No boxes yet")
     # The box tool is picked (an example opens with the hand tool): a drag draws at once.
@@ -1105,7 +1106,7 @@ def test_c_and_d_pick_the_tools_without_a_click_on_the_image_first(page) -> None
 
 
 def picked_regions(page) -> list[str]:
-    script = "[...document.querySelectorAll('#fo1-regions label')]"
+    script = f"[...document.querySelectorAll('{REGION_OPTIONS}')]"
     script += ".filter(l => l.querySelector('input').checked).map(l => l.innerText.trim())"
     return page.evaluate(script)
 
@@ -1124,8 +1125,8 @@ def test_picked_regions_stay_on_their_boxes_when_one_before_them_is_deleted(page
     page.locator("#fo1-undo").click()
     wait_for_note(page, "3 boxes")
     page.wait_for_function(
-        "[...document.querySelectorAll('#fo1-regions input:checked')].length == 2"
-        " && document.querySelectorAll('#fo1-regions input').length == 3"
+        f"[...document.querySelectorAll('{REGION_OPTIONS} input:checked')].length == 2"
+        f" && document.querySelectorAll('{REGION_OPTIONS} input').length == 3"
     )
     page.wait_for_timeout(500)
     assert picked_regions(page) == ["#1", "#2"]
@@ -1137,10 +1138,10 @@ def test_undo_ticks_again_a_region_whose_box_was_deleted(page) -> None:
     page.locator("#fo1-regions").get_by_text("#0", exact=True).click()
     page.wait_for_timeout(500)  # the pick reaches the server before the box goes
     delete_coffee_cup_box(page)
-    page.wait_for_function("!document.querySelector('#fo1-regions input:checked')")
+    page.wait_for_function(f"!document.querySelector('{REGION_OPTIONS} input:checked')")
     page.locator("#fo1-undo").click()
     wait_for_note(page, "3 boxes")
-    page.wait_for_function("document.querySelectorAll('#fo1-regions input:checked').length")
+    page.wait_for_function(f"document.querySelectorAll('{REGION_OPTIONS} input:checked').length")
     assert picked_regions(page) == ["#0"]  # the cup, back and picked as it was
 
 
@@ -1163,7 +1164,7 @@ def test_a_refusal_goes_once_the_question_is_edited(page) -> None:
     page.locator("#fo1-run").click()
     ticks = page.locator("#fo1-status .fo1-refused", has_text="tick at least one")
     ticks.wait_for()
-    page.locator("#fo1-regions label").first.click()
+    page.locator(REGION_OPTIONS).first.click()
     ticks.wait_for(state="hidden")
 
 
@@ -1831,7 +1832,7 @@ def test_boxes_are_read_and_set_as_numbers(page) -> None:
     wait_for_note(page, "2 boxes")
     assert "2 boxes set from the numbers typed" in status_text(page)
     # #1 now names another box than the one picked: the pick goes with the boxes it was from.
-    page.wait_for_function("!document.querySelector('#fo1-regions input:checked')")
+    page.wait_for_function(f"!document.querySelector('{REGION_OPTIONS} input:checked')")
     numbers.fill("20, 30, 200")
     page.locator("#fo1-set-boxes").click()
     page.locator("#fo1-status", has_text="Line 1 (20, 30, 200) holds 3 values").wait_for()
@@ -2028,7 +2029,7 @@ def test_the_editors_keys_work_after_a_region_is_ticked(page, app_url) -> None:
     open_example(screen, "Coffee: detect cup and spoon")
     choose_task(screen, "Brief region caption")
     delete_coffee_cup_box(screen)
-    screen.locator("#fo1-regions input[type=checkbox]").first.check()
+    screen.locator(f"{REGION_OPTIONS} input").first.check()
     screen.keyboard.press("Control+z")
     wait_for_note(screen, "3 boxes")
     screen.keyboard.press("c")
@@ -2188,7 +2189,7 @@ def test_the_region_pickers_options_light_their_boxes_as_they_stand(page, app_ur
     laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     laptop.goto(app_url)
     boxes, size = astronaut_opened(laptop)
-    option = laptop.locator("#fo1-regions label", has_text="#1")
+    option = laptop.locator(REGION_OPTIONS, has_text="#1")
     option.hover()
     assert_lit(laptop, in_the_editor(laptop, boxes[1], size))
     shot(laptop, "35-a-picked-region-pointed-at", full_page=False)
@@ -2223,6 +2224,28 @@ def test_the_region_pickers_options_light_their_boxes_as_they_stand(page, app_ur
     laptop.close()
 
 
+def test_every_region_is_picked_at_once_and_none_again(page, app_url) -> None:
+    """Asking about all 24 coins took 23 more clicks: the picker's "select all" box picks every
+    region the model reads (it is named for screen readers), and clears them again."""
+    laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    laptop.goto(app_url)
+    open_example(laptop, "Coins: find the others like #0", "24 boxes")
+    every = laptop.get_by_label("Pick every region (or none)")
+    every.click()
+    laptop.wait_for_function(
+        f"document.querySelectorAll('{REGION_OPTIONS} input:checked').length == 24"
+    )
+    assert accessibility_problems(laptop) == []
+    set_number(laptop, "fo1-max-tokens", 16)
+    laptop.locator("#fo1-run").click()
+    laptop.locator("#fo1-status", has_text="token limit").wait_for()
+    asked = laptop.locator("#fo1-answer .fo1-asked").inner_text()
+    assert asked.endswith(", ".join(f"#{i}" for i in range(24))), asked
+    every.click()
+    laptop.wait_for_function(f"!document.querySelector('{REGION_OPTIONS} input:checked')")
+    laptop.close()
+
+
 def test_with_a_hundred_boxes_the_pickers_last_option_lights_its_box_in_view(page, app_url) -> None:
     """A hundred boxes made the picker taller than the window: pointing at #99 scrolled the
     editor out of sight, the box lit where no one saw it. The picker scrolls within itself."""
@@ -2234,7 +2257,7 @@ def test_with_a_hundred_boxes_the_pickers_last_option_lights_its_box_in_view(pag
     set_boxes_as_numbers(laptop, boxes)
     wait_for_note(laptop, "100 boxes")
     choose_task(laptop, "Brief region caption")
-    laptop.locator("#fo1-regions label", has_text="#99").hover()
+    laptop.locator(REGION_OPTIONS, has_text="#99").hover()
     place = in_the_editor(laptop, boxes[99], (600, 400))
     assert_lit(laptop, place)
     assert 0 <= place["y"] and place["y"] + place["height"] <= 1000, place
@@ -2257,7 +2280,7 @@ def test_on_a_turned_image_the_pickers_options_light_their_boxes(page, app_url) 
         settled_frame(laptop)
         numbers = laptop.locator("#fo1-box-numbers textarea").input_value()
         boxes = [[float(v) for v in line.split(", ")] for line in numbers.splitlines()]
-        laptop.locator("#fo1-regions label", has_text="#1").hover()
+        laptop.locator(REGION_OPTIONS, has_text="#1").hover()
         assert_lit(laptop, in_the_editor(laptop, boxes[1], size))
         laptop.mouse.move(5, 5)
     laptop.close()
@@ -2301,7 +2324,7 @@ def test_a_small_images_region_options_light_their_boxes(page, app_url) -> None:
     open_example(laptop, coins.title, f"{len(coins.boxes)} boxes")
     with Image.open(coins.image) as image:
         boxes, size = [list(b) for b in coins.boxes], image.size
-    option = laptop.locator("#fo1-regions label", has_text="#8")
+    option = laptop.locator(REGION_OPTIONS, has_text="#8")
     option.hover()
     assert_lit(laptop, in_the_editor(laptop, boxes[8], size))
     (x1, y1, x2, y2), frame = boxes[0], settled_frame(laptop)
@@ -2320,7 +2343,7 @@ def test_on_a_phone_a_tapped_region_option_lights_its_box(page, app_url) -> None
     phone = page.context.browser.new_page(**PHONE)
     phone.goto(app_url)
     boxes, size = astronaut_opened(phone)
-    option = phone.locator("#fo1-regions label", has_text="#2")
+    option = phone.locator(REGION_OPTIONS, has_text="#2")
     option.scroll_into_view_if_needed()
     option.tap()
     assert option.locator("input").is_checked()
