@@ -73,7 +73,7 @@ def _read_boxes(path: Path | None, image: Path) -> object:
     if path is None:
         return []
     name = f"boxes from {path}"
-    text = read_text(path, name, MAX_BOXES_FILE_BYTES).removeprefix("\ufeff")
+    text = read_text(path, name, MAX_BOXES_FILE_BYTES)
     if text.lstrip().startswith("<"):  # a Pascal VOC annotation
         return voc_boxes(text)
     return unwrap_boxes(parse_json(text, name), image.name)

@@ -102,7 +102,8 @@ def read_text(path: Path, name: str | None = None, max_bytes: int = MAX_DATA_FIL
                 f"Could not read {name}: it is {_megabytes(size)}; at most "
                 f"{_megabytes(max_bytes)} is read from such a file."
             )
-        return path.read_text(encoding="utf-8")
+        # "-sig": without the byte order mark some editors start a UTF-8 file with.
+        return path.read_text(encoding="utf-8-sig")
     except OSError as error:
         raise FO1Error(f"Could not read {name}: {error.strerror or error}") from error
     except UnicodeDecodeError as error:

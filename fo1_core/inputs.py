@@ -216,10 +216,15 @@ def _corners(bbox: object) -> object:
     """A COCO `bbox` (x, y, width, height) as corners; anything else as it is."""
     if not isinstance(bbox, list) or len(bbox) != 4:
         return bbox
-    x, y, width, height = bbox
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox):
+    if not all(is_number(value) for value in bbox):
         return bbox
+    x, y, width, height = bbox
     return [x, y, x + width, y + height]
+
+
+def is_number(value: object) -> bool:
+    """Whether a value read from JSON is a number (JSON's true and false are not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def voc_boxes(text: str) -> list:

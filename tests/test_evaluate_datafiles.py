@@ -88,3 +88,10 @@ def test_one_object_written_over_several_lines_is_named_as_such(tmp_path: Path) 
 )
 def test_as_whole_number(value: object, expected: int | None) -> None:
     assert as_whole_number(value) == expected
+
+
+def test_a_file_that_starts_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Some editors (Notepad among them) start a UTF-8 file with one; JSON's reader refused it."""
+    path = tmp_path / "data.json"
+    path.write_bytes(b'\xef\xbb\xbf[{"id": 1}]')
+    assert read_items(path) == [{"id": 1}]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fo1_core.errors import FO1Error
-from fo1_core.inputs import box_problem, clip_box, unwrap_boxes, voc_boxes
+from fo1_core.inputs import box_problem, clip_box, is_number, unwrap_boxes, voc_boxes
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
 from fo1_core.templates import MAX_REGIONS, REGION_INDEX, region_token
 from ui.editor import CORNERS, FILE_NAME, turned
@@ -382,7 +382,7 @@ def boxes_from_text(
     box is not four numbers or has no area inside the image, the first `SHOWN_PROBLEMS` in
     full: a long paste is corrected in one go. Also when there are more than `MAX_TYPED_BOXES`.
     """
-    text = text.removeprefix("\ufeff")  # the byte order mark some editors write
+    text = text.removeprefix("\ufeff")  # pasted with the byte order mark some editors write
     if _JSON.match(text):  # pasted from the API, or a list of lists written by hand
         entries = list(enumerate(parse_boxes(text, image_name)))
         where = "Box"
@@ -506,7 +506,7 @@ def parse_boxes(raw: object, image_name: str | None = None) -> list[Box]:
     for i, box in enumerate(raw):
         if not isinstance(box, list | tuple) or len(box) != 4:
             raise FO1Error(f"Box #{i} must be four numbers [x1, y1, x2, y2], got {box!r:.200}.")
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in box):
+        if not all(is_number(value) for value in box):
             raise FO1Error(f"Box #{i} must hold numbers only, got {box!r:.200}.")
         if not all(_is_finite(v) for v in box):
             raise FO1Error(f"Box #{i} has a coordinate that is not a finite number: {box!r:.200}.")

@@ -212,7 +212,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                     )
                     with gr.Row():
                         set_boxes = gr.Button("Set these boxes", elem_id="fo1-set-boxes")
-                        # The JSON it takes pasted, and a COCO file: too long to paste.
+                        # A labelling tool's file (COCO, YOLO, Pascal VOC): too long to paste.
                         load_boxes = gr.UploadButton(
                             "Load a boxes file",
                             file_types=[".json", ".txt", ".xml"],

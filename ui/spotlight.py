@@ -352,7 +352,7 @@ SPOTLIGHT = f"""() => {{
         // A finger has no hover: a picked region's box is lit as it is tapped. A chosen
         // reference's list has closed under the pointer.
         const tapped = option(event);
-        pick(tapped?.matches("{REGION_OPTIONS}") ? tapped : null);
+        pick(tapped?.matches({json.dumps(REGION_OPTIONS)}) ? tapped : null);
         const element = pointed(event);
         const region = element ? regionOf(element) : underOnTheResult(event);
         const again = region === pinned?.region;
