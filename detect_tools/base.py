@@ -35,7 +35,7 @@ from transformers.utils import (
     WEIGHTS_NAME,
 )
 
-from detect_tools.box_rules import covers_a_pixel, cut_to_image
+from detect_tools.box_rules import covers_a_pixel, cut_to_image, is_number
 from detect_tools.images import as_rgb, size_problem, turned_as_shown
 from detect_tools.memory import (
     MEMORY_TO_SPARE,
@@ -94,12 +94,12 @@ class ProposalOptions:
 
     def __post_init__(self) -> None:
         if self.threshold is not None and not (
-            _is_number(self.threshold) and 0.0 <= self.threshold <= 1.0
+            is_number(self.threshold) and 0.0 <= self.threshold <= 1.0
         ):
             raise ProposerError(
                 f"Score threshold must be a number between 0 and 1, got {self.threshold!r:.50}."
             )
-        if self.nms_iou is not None and not (_is_number(self.nms_iou) and 0 < self.nms_iou <= 1):
+        if self.nms_iou is not None and not (is_number(self.nms_iou) and 0 < self.nms_iou <= 1):
             raise ProposerError(
                 f"NMS IoU must be in (0, 1] (or none: no NMS), got {self.nms_iou!r:.50}."
             )
@@ -112,11 +112,6 @@ class ProposalOptions:
                 f"Maximum count must be between 1 and {MAX_PROPOSALS}, a whole number; "
                 f"got {self.max_count!r:.50}."
             )
-
-
-def _is_number(value: object) -> bool:
-    """A real number, numpy's included, and not a yes/no."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
 
 def option_type(field: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -4,6 +4,8 @@ image. Light (numpy only), so that a command line can judge boxes before torch l
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import numpy.typing as npt
 
@@ -32,3 +34,8 @@ def cut_to_image(xyxy: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     `covers_a_pixel` to drop: proposals and boxes given with a benchmark's data alike."""
     width, height = image_size
     return np.clip(xyxy, 0, [width, height, width, height])
+
+
+def is_number(value: object) -> bool:
+    """A real number (numpy's included), as read from JSON or given by code; not a yes/no."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from detect_tools.outputs import exit_with, output_file, refuse_overwriting, write_output
+from fo1_core.box_files import unwrap_boxes, voc_boxes
 from fo1_core.cli import (
     MAX_BOXES_FILE_BYTES,
     add_checkpoint_option,
@@ -24,7 +25,7 @@ from fo1_core.cli import (
     read_text,
 )
 from fo1_core.errors import FO1Error
-from fo1_core.inputs import check_boxes, unwrap_boxes, voc_boxes
+from fo1_core.inputs import check_boxes
 from fo1_core.prompting import unused_text_note, user_text_for_task, without
 from fo1_core.templates import (
     CHAT_CONTROL_STRINGS,
@@ -69,14 +70,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _read_boxes(path: Path | None, image: Path) -> object:
+def _read_boxes(path: Path | None, image: Path, size: tuple[int, int]) -> object:
+    """The boxes in the file at `path`, for the image file `image` of `size` as shown."""
     if path is None:
         return []
     name = f"boxes from {path}"
     text = read_text(path, name, MAX_BOXES_FILE_BYTES)
     if text.lstrip().startswith("<"):  # a Pascal VOC annotation
-        return voc_boxes(text)
-    return unwrap_boxes(parse_json(text, name), image.name)
+        read = voc_boxes(text, size)
+    else:
+        read = unwrap_boxes(parse_json(text, name), image.name, size)
+    if read.scaled:
+        logging.info("The boxes of %s were %s.", path, read.scaled)
+    return read.boxes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,14 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.json:
             refuse_overwriting(args.json, "json", FO1Error, image=args.image, boxes=args.boxes)
-        boxes = _read_boxes(args.boxes, args.image)
+        # A mistake in the image, boxes or prompt is told before the model loads, not minutes
+        # after.
+        image = open_named_image(args.image)
+        boxes = _read_boxes(args.boxes, args.image, image.size)
         text = args.text
         if unused_text_note(args.task, text):
             logging.warning("--text is not used: %s takes none.", args.task)
             text = ""  # told here, before the model loads, not again by the request
-        # A mistake in the image, boxes or prompt is told before the model loads, not minutes
-        # after.
-        image = open_named_image(args.image)
         if args.task in TASKS and not boxes:
             # Still asked, as the official pipeline would: only its answer cannot mean anything.
             given = f"{args.boxes} holds none" if args.boxes else "give them with --boxes"

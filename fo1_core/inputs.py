@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from xml.etree import ElementTree
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -109,7 +108,10 @@ def image_size(source: str | Path) -> tuple[int, int]:
     applied), from its header: nothing is decoded."""
     with _open(source) as image:
         width, height = image.size
-        turned = image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+        try:
+            turned = image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+        except OSError as error:  # a file cut short before its EXIF block
+            raise FO1Error(f"The image file is damaged or truncated ({error}).") from error
     return (height, width) if turned else (width, height)
 
 
@@ -166,90 +168,6 @@ def box_problem(box: Sequence[float], width: int, height: int) -> str | None:
             "pixel each way"
         )
     return None
-
-
-def unwrap_boxes(document: object, image_name: str | None = None) -> object:
-    """The box list in a boxes document, passed on as it is: the app's `/propose` result or
-    answer JSON (`{"boxes": [...]}`), `python -m detect_tools --json`'s (`{"proposals": [{"box":
-    ...}]}`), or a COCO annotations file (`coco_boxes`); anything else is returned unchanged,
-    for `check_boxes` to judge. `image_name`: the image the boxes are for, as its file is named,
-    which picks its boxes out of a COCO file of several images."""
-    if isinstance(document, dict) and isinstance(document.get("annotations"), list):
-        return coco_boxes(document, image_name)
-    for key in ("boxes", "proposals"):
-        if isinstance(document, dict) and key in document:
-            entries = document[key]
-            if not isinstance(entries, list):
-                return entries
-            return [entry.get("box") if isinstance(entry, dict) else entry for entry in entries]
-    return document
-
-
-def coco_boxes(document: dict, image_name: str | None) -> list:
-    """The boxes of a COCO annotations file (`bbox`: x, y, width, height), as corners, in the
-    file's order: those of its one image, or of the image named `image_name` (its file name,
-    folders aside) where it holds several. An entry that is no `bbox` of four numbers is passed
-    on as it is, for `check_boxes` to name."""
-    annotations = [entry for entry in document["annotations"] if isinstance(entry, dict)]
-    # As text: an id may be anything in a hand-written file, a list included.
-    images = {str(entry.get("image_id")) for entry in annotations}
-    if len(images) > 1:
-        names = {
-            str(image.get("id")): Path(str(image.get("file_name", ""))).name
-            for image in document.get("images") or []
-            if isinstance(image, dict)
-        }
-        name = Path(image_name).name if image_name else None
-        wanted = {id_ for id_, file_name in names.items() if file_name == name}
-        if not wanted:
-            listed = ", ".join(sorted(names.get(id_, id_) for id_ in images)[:3])
-            more = f" and {len(images) - 3} more" if len(images) > 3 else ""
-            which = f"none is named {name}" if name else "give the boxes of one"
-            raise FO1Error(
-                f"The COCO file holds boxes of {len(images)} images ({listed}{more}): {which}."
-            )
-        annotations = [entry for entry in annotations if str(entry.get("image_id")) in wanted]
-    return [_corners(entry.get("bbox")) for entry in annotations]
-
-
-def _corners(bbox: object) -> object:
-    """A COCO `bbox` (x, y, width, height) as corners; anything else as it is."""
-    if not isinstance(bbox, list) or len(bbox) != 4:
-        return bbox
-    if not all(is_number(value) for value in bbox):
-        return bbox
-    x, y, width, height = bbox
-    return [x, y, x + width, y + height]
-
-
-def is_number(value: object) -> bool:
-    """Whether a value read from JSON is a number (JSON's true and false are not)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def voc_boxes(text: str) -> list:
-    """The boxes of a Pascal VOC annotation (LabelImg's and many labelling tools' XML, one file
-    an image): each `object`'s `bndbox` corners, in the file's order. A corner that is not a
-    number is passed on as text, for `check_boxes` to name."""
-    try:
-        # Python's expat (2.4.1 on) refuses entity expansion bombs; the text is size-capped.
-        root = ElementTree.fromstring(text)
-    except ElementTree.ParseError as error:
-        raise FO1Error(f"Not a Pascal VOC annotation: its XML is broken ({error}).") from None
-    if root.tag != "annotation":
-        raise FO1Error(f"Not a Pascal VOC annotation: its XML is <{root.tag}>.")
-    corners = ("xmin", "ymin", "xmax", "ymax")
-    return [
-        [_number((box.findtext(corner) or "").strip()) for corner in corners]
-        for box in root.iterfind("object/bndbox")
-    ]
-
-
-def _number(text: str) -> float | str:
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:

@@ -162,15 +162,17 @@ def test_propose_output_feeds_answer(client: Client) -> None:
 
 def test_a_coco_files_boxes_of_the_uploaded_image_are_answered_about(client: Client) -> None:
     """A dataset's COCO annotations, sent as they are: the boxes of the image uploaded, found by
-    its file's name, as corners."""
+    its file's name, as corners, scaled from the full-size photo the file records to the 600×400
+    copy uploaded."""
     name = Path(IMAGE).name
+    photo = {"id": 2, "file_name": f"val/{name}", "width": 1200, "height": 800}
     coco = {
-        "images": [{"id": 1, "file_name": "other.jpg"}, {"id": 2, "file_name": f"val/{name}"}],
+        "images": [{"id": 1, "file_name": "other.jpg"}, photo],
         "annotations": [
-            {"id": 1, "image_id": 2, "bbox": [170, 10, 250, 190]},
+            {"id": 1, "image_id": 2, "bbox": [340, 20, 500, 380]},
             {"id": 2, "image_id": 1, "bbox": [0, 0, 5, 5]},
-            {"id": 3, "image_id": 2, "bbox": [80, 60, 410, 330]},
-            {"id": 4, "image_id": 2, "bbox": [320, 60, 110, 260]},
+            {"id": 3, "image_id": 2, "bbox": [160, 120, 820, 660]},
+            {"id": 4, "image_id": 2, "bbox": [640, 120, 220, 520]},
         ],
     }
     _, _, detections = answer(client, handle_file(IMAGE), json.dumps(coco), "OD_template", "cup")

@@ -1192,12 +1192,18 @@ def test_boxes_typed_as_numbers_replace_the_drawn_ones(answering: Handlers) -> N
     assert boxes_of(shown) == [] and "every box was removed (Undo brings them back)" in status
 
 
-def coco_file(folder: Path, images: list[tuple[int, str]], bboxes: list[tuple[int, list]]) -> str:
-    """A COCO annotations file of `images` (id, file name) and their `bboxes` (image id, x, y,
-    width, height), as an upload's path (named as uploaded)."""
+def coco_file(
+    folder: Path,
+    images: list[tuple[int, str]],
+    bboxes: list[tuple[int, list]],
+    size: tuple[int, int] = (600, 400),
+) -> str:
+    """A COCO annotations file of `images` (id, file name; each of `size`) and their `bboxes`
+    (image id, x, y, width, height), as an upload's path (named as uploaded)."""
+    width, height = size
     document = {
         "images": [
-            {"id": id_, "file_name": name, "width": 600, "height": 400} for id_, name in images
+            {"id": id_, "file_name": name, "width": width, "height": height} for id_, name in images
         ],
         "annotations": [
             {"id": i, "image_id": image, "bbox": bbox, "category_id": 1}
@@ -1241,6 +1247,26 @@ def test_boxes_are_loaded_from_a_coco_file_of_the_image(
     assert shown == SKIP and "No boxes in labels.json; your boxes are left as they were" in status
 
 
+def test_boxes_drawn_on_the_image_at_another_size_land_where_they_were_drawn(
+    answering: Handlers, tmp_path: Path
+) -> None:
+    """The 600×400 coffee.jpg is the web copy of a 3000×2000 photo the annotator labelled: the
+    boxes the file records on the photo are scaled to the copy, and the status says so. A file
+    recording another shape was drawn on another image (a crop), and is refused."""
+    value = editor_value(IMAGE, BOXES)
+    photo = coco_file(tmp_path, [(1, "coffee.jpg")], [(1, [500, 1000, 1000, 500])], (3000, 2000))
+    shown, status, *_ = answering.boxes_loaded(value, photo, [], "")
+    assert boxes_of(shown) == [[100, 200, 300, 300]]
+    assert (
+        "1 box set from labels.json, scaled from the 3000×2000 image the COCO file records to "
+        "this 600×400 one." in status
+    )
+    cropped = coco_file(tmp_path, [(1, "coffee.jpg")], [(1, [5, 10, 10, 5])], (2000, 2000))
+    shown, status, *_ = answering.boxes_loaded(value, cropped, [], "")
+    assert shown == SKIP and "fo1-error" in status
+    assert "drawn on a 2000×2000 image, and this one is 600×400, another shape" in status
+
+
 def test_boxes_are_loaded_from_the_apps_own_files_and_a_bad_one_is_named(
     answering: Handlers, tmp_path: Path
 ) -> None:
@@ -1260,8 +1286,8 @@ def test_boxes_are_loaded_from_the_apps_own_files_and_a_bad_one_is_named(
         [150, 0, 450, 200],
         [0, 320, 120, 400],
     ]
-    voc = tmp_path / "coffee.xml"  # LabelImg's
-    voc.write_text(VOC)
+    voc = tmp_path / "coffee.xml"  # LabelImg's, of the 600×400 image
+    voc.write_text(VOC.replace("<width>640</width><height>480", "<width>600</width><height>400"))
     assert "2 boxes set from coffee.xml" in answering.boxes_loaded(value, str(voc), [], "")[1]
     binary = tmp_path / "photo.json"
     binary.write_bytes(b"\xff\xd8\xff\xe0 not text")

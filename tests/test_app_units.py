@@ -45,6 +45,8 @@ from ui.answer_view import answer_html, chip, reasoning_html, rich_text
 from ui.answering import status_line
 from ui.boxes import (
     MAX_TYPED_BOXES,
+    Box,
+    BoxesTyped,
     boxes_as_text,
     boxes_from_text,
     boxes_of,
@@ -143,7 +145,7 @@ def test_reasoning_while_streaming() -> None:
     ],
 )
 def test_parse_boxes(raw, boxes) -> None:
-    assert parse_boxes(raw) == boxes
+    assert parse_boxes(raw).boxes == boxes
 
 
 @pytest.mark.parametrize(
@@ -183,8 +185,9 @@ def test_boxes_from_text(typed: str, boxes) -> None:
         with pytest.raises(FO1Error, match=r"Line 1 \(.*\) holds 8 values"):
             boxes_from_text(typed, 640, 480)
     else:
-        assert boxes_from_text(typed, 640, 480)[0] == boxes
-        assert boxes_from_text(boxes_as_text(boxes), 640, 480) == (boxes, 0)  # shown, read back
+        assert boxes_from_text(typed, 640, 480).boxes == boxes
+        shown = boxes_as_text(boxes)  # read back
+        assert boxes_from_text(shown, 640, 480) == BoxesTyped(boxes, 0)
 
 
 def test_a_typed_line_that_is_not_a_box_is_quoted() -> None:
@@ -210,7 +213,7 @@ def test_yolo_label_lines_are_read_as_fractions_of_the_image() -> None:
     it beside each image, sets that image's boxes in pixels; five numbers that are not one are
     named as a box with a label."""
     typed = "0 0.5 0.5 0.5 0.5\n3 0.35 0.5 0.2 0.4\n"
-    assert boxes_from_text(typed, 640, 480)[0] == [[160, 120, 480, 360], [160, 144, 288, 336]]
+    assert boxes_from_text(typed, 640, 480).boxes == [[160, 120, 480, 360], [160, 144, 288, 336]]
     for line in ("0 1.5 0.5 0.2 0.2", "0.5 0.5 0.5 0.2 0.2", "-1 0.5 0.5 0.2 0.2", "10 20 30 40 5"):
         with pytest.raises(FO1Error, match=r"holds 5 values.*\(no label\), or a YOLO label line"):
             boxes_from_text(line, 640, 480)
@@ -227,7 +230,7 @@ VOC = """<?xml version="1.0"?>
 
 def test_a_pascal_voc_annotation_is_read_as_its_objects_boxes() -> None:
     """LabelImg's XML, one file an image: each object's box, in the file's order."""
-    assert boxes_from_text("\ufeff" + VOC, 640, 480)[0] == [
+    assert boxes_from_text("\ufeff" + VOC, 640, 480).boxes == [
         [170, 10, 420, 200],
         [320, 60.5, 430, 320],
     ]
@@ -239,6 +242,32 @@ def test_a_pascal_voc_annotation_is_read_as_its_objects_boxes() -> None:
     ]:
         with pytest.raises(FO1Error, match=message):
             boxes_from_text(text, 640, 480)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "shown", "boxes"),
+    [
+        ((640, 480), (640, 480), [[170, 10, 420, 200]]),
+        ((1280, 960), (640, 480), [[85, 5, 210, 100]]),
+        ((0, 0), (640, 480), [[170, 10, 420, 200]]),  # a tool that did not know the size
+        ((3000, 2000), (1001, 667), [[56.723, 3.335, 140.14, 66.7]]),  # a resize's rounding
+    ],
+)
+def test_a_voc_annotation_on_the_image_at_another_size_is_scaled_to_it(
+    recorded: tuple[int, int], shown: tuple[int, int], boxes: list[Box]
+) -> None:
+    width, height = recorded
+    text = VOC.replace("<width>640</width><height>480", f"<width>{width}</width><height>{height}")
+    typed = boxes_from_text(text, *shown)
+    assert typed.boxes[:1] == boxes
+    assert (typed.scaled is None) == (recorded in [shown, (0, 0)])
+    if typed.scaled:
+        assert typed.scaled == (
+            f"scaled from the {width}×{height} image the VOC annotation records to this "
+            f"{shown[0]}×{shown[1]} one"
+        )
+    with pytest.raises(FO1Error, match=r"drawn on a 640×480 image, and this one is 480×640, an"):
+        boxes_from_text(VOC, 480, 640)  # turned, or another image
 
 
 def test_an_xml_bomb_or_an_outside_file_in_a_voc_annotation_is_refused() -> None:
@@ -257,7 +286,7 @@ def test_an_xml_bomb_or_an_outside_file_in_a_voc_annotation_is_refused() -> None
 
 def test_more_boxes_than_the_model_reads_are_set_as_the_editor_allows() -> None:
     many = [[i, 0, i + 5, 5] for i in range(MAX_REGIONS + 2)]
-    assert boxes_from_text(boxes_as_text(many), 640, 480) == (many, 0)
+    assert boxes_from_text(boxes_as_text(many), 640, 480) == BoxesTyped(many, 0)
 
 
 @pytest.mark.parametrize(

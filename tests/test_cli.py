@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -118,13 +119,18 @@ def test_cli_reads_proposals_and_says_when_the_answer_is_cut(
 
 
 def test_cli_reads_the_images_boxes_from_a_coco_or_voc_file(
-    answering_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    answering_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A dataset's COCO file: the boxes of the image named as `--image`'s file, as corners; a
-    Pascal VOC annotation's boxes."""
+    """A dataset's COCO file: the boxes of the image named as `--image`'s file, as corners,
+    scaled where the file records the image at another size; a Pascal VOC annotation's boxes."""
+    caplog.set_level(logging.INFO)
     Image.new("RGB", (90, 60), "white").save(tmp_path / "image.png")
+    labelled = {"id": 2, "file_name": "val/image.png", "width": 180, "height": 120}
     document = {
-        "images": [{"id": 1, "file_name": "other.png"}, {"id": 2, "file_name": "val/image.png"}],
+        "images": [{"id": 1, "file_name": "other.png"}, labelled],
         "annotations": [
             {"id": 1, "image_id": 2, "bbox": [1, 1, 29, 29]},
             {"id": 2, "image_id": 1, "bbox": [5, 5, 9, 9]},
@@ -139,6 +145,10 @@ def test_cli_reads_the_images_boxes_from_a_coco_or_voc_file(
     assert cli_main([*argv, "--max-new-tokens", "2"]) == 0
     prompt = json.loads(out.read_text())["prompt"]
     assert "<region1>" in prompt and "<region2>" not in prompt
+    assert (
+        f"The boxes of {boxes} were scaled from the 180×120 image the COCO file records to this "
+        "90×60 one." in caplog.messages
+    )
     voc = tmp_path / "image.xml"  # a Pascal VOC annotation: its objects' boxes
     voc.write_text(
         "<annotation><object><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>30</xmax><ymax>30</ymax>"

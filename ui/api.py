@@ -28,6 +28,7 @@ from detect_tools import MAX_PROPOSALS, ProposerError
 from detect_tools.images import UNREADABLE_IMAGE
 from fo1_core.errors import FO1Error
 from fo1_core.export import to_json
+from fo1_core.inputs import image_size
 from fo1_core.session import StopReason
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, TASKS
 from ui.answering import Answerer, Question
@@ -122,7 +123,8 @@ PROPOSE_LIKE_DESCRIPTION = (
 ANSWER_DESCRIPTION = (
     "FO1's answer about the boxes: (annotated image, raw answer text, detections as JSON). "
     "boxes: [[x1, y1, x2, y2], …] in pixels, box i being <regioni>, or a /propose result, "
-    "or a COCO annotations file's JSON (the uploaded image's boxes, by its file name); "
+    "or a COCO annotations file's JSON (the uploaded image's boxes, by its file name, scaled "
+    "to it where the file records another size); "
     f"task: one of {', '.join(TASKS)} or free; text: what the task asks about (categories, "
     "a phrase, or regions as <region0>, <region3>). Cancelling the call stops the answer."
 )
@@ -162,7 +164,7 @@ class Api:
         `like`: example boxes, as `/answer`'s, for a proposer that finds more like them."""
         try:
             count = MAX_PROPOSALS if max_boxes is None else max_boxes
-            examples = parse_boxes(like) or None
+            examples = parse_boxes(like).boxes or None
             found = self.proposing.propose(image, proposer, text, threshold, count, examples)
         except (ProposerError, FO1Error) as error:
             raise user_error(str(error)) from error
@@ -188,9 +190,11 @@ class Api:
         cancels, or leaves, is closed there by Gradio, which stops the answer (one that only
         returned would hold the model, and every caller behind it, until its last token)."""
         try:
-            # An upload keeps its file's name: it picks the image's boxes out of a COCO file.
-            read = parse_boxes(boxes, Path(image).name if isinstance(image, str) else None)
-            question = Question(image=image, boxes=read, task=task, text=text or "")
+            # An upload keeps its file's name, which picks the image's boxes out of a COCO file;
+            # they are scaled to its size where the file records another.
+            upload = image if isinstance(image, str) else None
+            read = parse_boxes(boxes, upload and Path(upload).name, upload and image_size(upload))
+            question = Question(image=image, boxes=read.boxes, task=task, text=text or "")
             prepared = self.answerer.prepare(question)
             steps = self.answerer.steps(
                 question, prepared, self.max_new_tokens, None, CANCEL_CHECK_S,

@@ -247,13 +247,15 @@ def _boxes_set(
         if image is None:
             raise FO1Error("No image yet: upload one, then give its boxes.")
         width, height = image_size(image)
-        boxes, cut = boxes_from_text(text(), width, height, file_name_of(value))
+        typed = boxes_from_text(text(), width, height, file_name_of(value))
+        boxes, cut = typed.boxes, typed.cut
         if not boxes and not none_clears:
             raise FO1Error(f"No boxes in {source}; your boxes are left as they were.")
     except FO1Error as error:
         return gr.skip(), error_html(str(error)), gr.skip(), gr.skip()
     shown = editor_value(image, boxes, file_name_of(value))
-    message = f"{box_count(len(boxes))} set from {source}."
+    scaled = f", {typed.scaled}" if typed.scaled else ""
+    message = f"{box_count(len(boxes))} set from {source}{scaled}."
     if not boxes and boxes_of(value):
         message = "No numbers typed, so every box was removed (Undo brings them back)."
     if cut:

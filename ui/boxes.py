@@ -12,11 +12,14 @@ import json
 import math
 import re
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from detect_tools.box_rules import is_number
+from fo1_core.box_files import BoxesRead, unwrap_boxes, voc_boxes
 from fo1_core.errors import FO1Error
-from fo1_core.inputs import box_problem, clip_box, is_number, unwrap_boxes, voc_boxes
+from fo1_core.inputs import box_problem, clip_box
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
 from fo1_core.templates import MAX_REGIONS, REGION_INDEX, region_token
 from ui.editor import CORNERS, FILE_NAME, turned
@@ -369,26 +372,37 @@ _JSON = re.compile(r"\s*(\[\s*\[|\{)")
 _XML = re.compile(r"\s*<")
 
 
+@dataclass(frozen=True)
+class BoxesTyped:
+    """Boxes typed, pasted or loaded from a file, as the editor takes them."""
+
+    boxes: list[Box]
+    cut: int
+    """How many reached out of the image and were cut to it."""
+    scaled: str | None = None
+    """How they were scaled, where a COCO or VOC file recorded its image at another size."""
+
+
 def boxes_from_text(
     text: str, width: int, height: int, image_name: str | None = None
-) -> tuple[list[Box], int]:
+) -> BoxesTyped:
     """Boxes typed, pasted or loaded from a file for a `width`×`height` image: one per line, four
     numbers `x1, y1, x2, y2` in pixels (commas, spaces or brackets between them) or a YOLO label
     line (`yolo_corners`), or JSON (a list, or a document holding one: `parse_boxes`;
     `image_name`, the image's file name, picks its boxes out of a COCO file), or a Pascal VOC
-    annotation (`voc_boxes`); and how many of them reached out of the image and were cut to it.
+    annotation (`voc_boxes`). Those of a COCO or VOC file recording its image at another size
+    are scaled to this one.
 
     Corners may come in either order. Raises `FO1Error` naming each line (or JSON entry) whose
     box is not four numbers or has no area inside the image, the first `SHOWN_PROBLEMS` in
     full: a long paste is corrected in one go. Also when there are more than `MAX_TYPED_BOXES`.
     """
     text = text.removeprefix("\ufeff")  # pasted with the byte order mark some editors write
-    if _JSON.match(text):  # pasted from the API, or a list of lists written by hand
-        entries = list(enumerate(parse_boxes(text, image_name)))
-        where = "Box"
-    elif _XML.match(text):
-        entries = list(enumerate(parse_boxes(voc_boxes(text))))
-        where = "Box"
+    scaled = None
+    if _JSON.match(text) or _XML.match(text):  # from the API, a labelling tool, or by hand
+        document = voc_boxes(text, (width, height)) if _XML.match(text) else text
+        read = parse_boxes(document, image_name, (width, height))
+        entries, scaled, where = list(enumerate(read.boxes)), read.scaled, "Box"
     else:
         entries = [
             (number, line)
@@ -426,7 +440,7 @@ def boxes_from_text(
         plural = "s" if more > 1 else ""
         others = f" {more} more {where.lower()}{plural} cannot be set either." if more > 0 else ""
         raise FO1Error(" ".join(problems[:SHOWN_PROBLEMS]) + others)
-    return boxes, cut
+    return BoxesTyped(boxes, cut, scaled)
 
 
 SHOWN_PROBLEMS = 3
@@ -484,22 +498,26 @@ def _values(count: int) -> str:
     return "1 value" if count == 1 else f"{count} values"
 
 
-def parse_boxes(raw: object, image_name: str | None = None) -> list[Box]:
+def parse_boxes(
+    raw: object, image_name: str | None = None, image_size: tuple[int, int] | None = None
+) -> BoxesRead:
     """Boxes sent to the API: a JSON list (or its text) of `[x1, y1, x2, y2]` numbers, or a
-    document holding one (`unwrap_boxes`, which picks `image_name`'s out of a COCO file).
+    document holding one (`unwrap_boxes`, which picks `image_name`'s out of a COCO file and
+    scales them to `image_size`); or those already read from one.
 
     Only the shape is checked here; the model's preprocessing rejects inverted, outside or
     non-finite boxes with its own messages.
     """
     if raw is None or raw == "":
-        return []
+        return BoxesRead([])
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
         # ValueError: also an integer of thousands of digits; RecursionError: lists nested deep.
         except (ValueError, RecursionError) as error:
             raise FO1Error(f"Boxes must be a JSON list of [x1, y1, x2, y2] ({error}).") from error
-    raw = unwrap_boxes(raw, image_name)
+    read = raw if isinstance(raw, BoxesRead) else unwrap_boxes(raw, image_name, image_size)
+    raw = read.boxes
     if not isinstance(raw, list):
         raise FO1Error(f"Boxes must be a JSON list of [x1, y1, x2, y2], got {type(raw).__name__}.")
     boxes = []
@@ -511,7 +529,7 @@ def parse_boxes(raw: object, image_name: str | None = None) -> list[Box]:
         if not all(_is_finite(v) for v in box):
             raise FO1Error(f"Box #{i} has a coordinate that is not a finite number: {box!r:.200}.")
         boxes.append([float(v) for v in box])
-    return boxes
+    return BoxesRead(boxes, read.scaled)
 
 
 def _is_finite(value: float) -> bool:

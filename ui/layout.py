@@ -258,7 +258,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 with gr.Row():
                     run = gr.Button("Run", variant="primary", elem_id="fo1-run")
                     stop = gr.Button("Stop", variant="stop", elem_id="fo1-stop")
-                with gr.Row():
+                with gr.Row(elem_id="fo1-conversation-tools"):
                     follow_up = gr.Checkbox(
                         label="Follow-up mode: each question sees the earlier ones",
                         value=False,

@@ -82,14 +82,18 @@ dropdown's list closes as Tab leaves it."""
 
 SHOW_THE_ANSWER = """() => {
     // What stands just above the answer (the conversation, the status), in the page before it.
-    const bottom = Math.max(...["#fo1-follow-up", "#fo1-history", "#fo1-status"].map(
+    const bottom = Math.max(...["#fo1-conversation-tools", "#fo1-history", "#fo1-status"].map(
         (id) => document.querySelector(id)?.getBoundingClientRect().bottom ?? 0));
     if (bottom > 0.6 * innerHeight) {
-        document.querySelector("#fo1-run").scrollIntoView({block: "start", behavior: SCROLLING});
+        const run = document.querySelector("#fo1-run").getBoundingClientRect().top;
+        const top = bottom - run <= 0.5 * innerHeight ? run : bottom - 0.15 * innerHeight;
+        scrollBy({top, behavior: SCROLLING});
     }
 }""".replace("SCROLLING", SCROLLING)
 """Where the answer would stream in below the window (a laptop's screen, a phone), scrolls to put
-Run at the top, the status and answer under it."""
+Run at the top, the status and answer under it; where the answer would then start in the
+window's lower half (a phone held sideways, a long conversation), what stands above the answer
+scrolls out instead, but for its last lines: the answer is what was asked for."""
 
 REASONING_SHOWN = f"""(html) => document.body.classList.toggle(
     "fo1-reasoned", Boolean(html) && !html.includes("{NO_REASONING}")

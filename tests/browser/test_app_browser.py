@@ -1349,26 +1349,40 @@ def test_undo_after_the_remove_button_brings_the_answer_back(page) -> None:
     shot(page, "15b-undo-brings-the-answer-back")
 
 
-def test_on_a_laptop_screen_run_brings_the_answer_into_view(page, app_url: str) -> None:
-    laptop = page.context.browser.new_page(viewport={"width": 1366, "height": 700})
-    laptop.goto(app_url)
-    open_example(laptop, "Coffee: detect cup and spoon")
+@pytest.mark.parametrize(
+    "screen",
+    [
+        {"viewport": {"width": 1366, "height": 700}},
+        {"viewport": {"width": 844, "height": 390}, "is_mobile": True, "has_touch": True},
+    ],
+    ids=["laptop", "phone-sideways"],
+)
+def test_run_brings_the_answer_into_view(page, app_url: str, screen: dict) -> None:
+    """On a laptop Run goes to the window's top, the status and answer under it. A phone held
+    sideways is too short for that: the answer started below its window."""
+    window = page.context.browser.new_page(**screen)
+    height = screen["viewport"]["height"]
+    window.goto(app_url)
+    open_example(window, "Coffee: detect cup and spoon")
     # The example's editor brought into view, tools and all (a smooth scroll): the answer then
     # comes at the window's foot.
-    laptop.wait_for_function(
-        "document.querySelector('#fo1-follow-up').getBoundingClientRect().bottom > 0.75 * 700"
+    window.wait_for_function(
+        f"document.querySelector('#fo1-follow-up').getBoundingClientRect().bottom > 0.75 * {height}"
     )
-    before = laptop.evaluate("scrollY")
-    run_detection(laptop, "red circle", max_tokens=32)
+    before = window.evaluate("scrollY")
+    run_detection(window, "red circle", max_tokens=32)
     # 32 tokens can come and go between two frames: the status seen is the finished one.
-    laptop.locator("#fo1-status", has_text="token limit").wait_for()
-    laptop.wait_for_timeout(600)  # the smooth scroll, started as Run was clicked
-    assert laptop.evaluate("scrollY") > before
-    assert laptop.locator("#fo1-status").bounding_box()["y"] < 700
+    window.locator("#fo1-status", has_text="token limit").wait_for()
+    window.wait_for_timeout(600)  # the smooth scroll, started as Run was clicked
+    assert window.evaluate("scrollY") > before
+    status = window.locator("#fo1-status").bounding_box()
+    assert 0 <= status["y"] + status["height"] and status["y"] < height
+    # The answer's first lines well inside the window, not at its foot.
+    assert window.locator("#fo1-answer").bounding_box()["y"] < 0.6 * height
     # Answered: Run is itself again.
-    laptop.wait_for_function("!document.body.classList.contains('fo1-busy')")
-    shot(laptop, "19-laptop-answer-in-view")
-    laptop.close()
+    window.wait_for_function("!document.body.classList.contains('fo1-busy')")
+    shot(window, f"19-{'phone-sideways' if height < 400 else 'laptop'}-answer-in-view")
+    window.close()
 
 
 WATCH_THE_SCROLL = """() => {

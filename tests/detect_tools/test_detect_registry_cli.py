@@ -20,7 +20,8 @@ from detect_tools.base import (
     split_prompt,
 )
 from detect_tools.memory import MEMORY_TO_SPARE, safetensors_numel
-from fo1_core.inputs import check_boxes, unwrap_boxes
+from fo1_core.box_files import unwrap_boxes
+from fo1_core.inputs import check_boxes
 from ui.proposing import Proposing
 
 
@@ -75,7 +76,7 @@ def test_cli_boxes_given_to_fo1_are_the_boxes_proposed():
     as [3.5, 4.5], which rounds (half to even) to no whole pixel and is refused."""
     proposed = np.array([[3.496, 10, 4.504, 50]], np.float32)
     document = detections_to_json(sv.Detections(proposed, confidence=np.ones(1)), "offline")
-    boxes, _ = check_boxes(unwrap_boxes(json.loads(json.dumps(document))), (120, 80))
+    boxes, _ = check_boxes(unwrap_boxes(json.loads(json.dumps(document))).boxes, (120, 80))
     assert boxes.astype(np.float32).tolist() == proposed.tolist()
 
 

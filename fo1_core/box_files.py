@@ -1,0 +1,149 @@
+"""Boxes read from the files people bring them in: the app's own proposals and answers, a COCO
+annotations file, a Pascal VOC annotation. Light (no torch), so that a command line reads them
+before the model loads.
+
+COCO and VOC files record the size of the image their boxes were drawn on. Where the user's
+image is a copy of the same shape at another size (a photo resized for the web), the boxes are
+scaled to it; where its shape differs, they were drawn on another image, and are refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree import ElementTree
+
+from detect_tools.box_rules import is_number
+from fo1_core.errors import FO1Error
+
+
+@dataclass(frozen=True)
+class BoxesRead:
+    """The boxes of a boxes file, as corners `[x1, y1, x2, y2]` in the file's order. An entry
+    that is no box is passed on as it is, for the caller's checks to name."""
+
+    boxes: object
+    scaled: str | None = None
+    """Where the boxes were scaled to the image, how (to follow "N boxes set …, ")."""
+
+
+def unwrap_boxes(
+    document: object, image_name: str | None = None, image_size: tuple[int, int] | None = None
+) -> BoxesRead:
+    """The box list in a boxes document: the app's `/propose` result or answer JSON
+    (`{"boxes": [...]}`), `python -m detect_tools --json`'s (`{"proposals": [{"box": ...}]}`),
+    or a COCO annotations file (`coco_boxes`); anything else is passed on unchanged, for
+    `check_boxes` to judge. `image_name` and `image_size`: the image the boxes are for, which
+    picks its boxes out of a COCO file of several images and scales them to it."""
+    if isinstance(document, dict) and isinstance(document.get("annotations"), list):
+        return coco_boxes(document, image_name, image_size)
+    for key in ("boxes", "proposals"):
+        if isinstance(document, dict) and key in document:
+            entries = document[key]
+            if not isinstance(entries, list):
+                return BoxesRead(entries)
+            return BoxesRead(
+                [entry.get("box") if isinstance(entry, dict) else entry for entry in entries]
+            )
+    return BoxesRead(document)
+
+
+def coco_boxes(
+    document: dict, image_name: str | None, image_size: tuple[int, int] | None = None
+) -> BoxesRead:
+    """The boxes of a COCO annotations file (`bbox`: x, y, width, height) as corners, in the
+    file's order: those of its one image, or of the image named `image_name` (its file name,
+    folders aside) where it holds several; scaled to `image_size` where the file records its
+    image at another size."""
+    annotations = [entry for entry in document["annotations"] if isinstance(entry, dict)]
+    # As text: an id may be anything in a hand-written file, a list included.
+    images = {str(entry.get("image_id")) for entry in annotations}
+    recorded = {
+        str(image.get("id")): image
+        for image in document.get("images") or []
+        if isinstance(image, dict)
+    }
+    if len(images) > 1:
+        names = {id_: Path(str(image.get("file_name", ""))).name for id_, image in recorded.items()}
+        name = Path(image_name).name if image_name else None
+        wanted = {id_ for id_, file_name in names.items() if file_name == name}
+        if not wanted:
+            listed = ", ".join(sorted(names.get(id_, id_) for id_ in images)[:3])
+            more = f" and {len(images) - 3} more" if len(images) > 3 else ""
+            which = f"none is named {name}" if name else "give the boxes of one"
+            raise FO1Error(
+                f"The COCO file holds boxes of {len(images)} images ({listed}{more}): {which}."
+            )
+        annotations = [entry for entry in annotations if str(entry.get("image_id")) in wanted]
+        images &= wanted
+    image = recorded.get(next(iter(images)), {}) if len(images) == 1 else {}
+    boxes = [_corners(entry.get("bbox")) for entry in annotations]
+    return _fitted(boxes, (image.get("width"), image.get("height")), image_size, "COCO file")
+
+
+def _corners(bbox: object) -> object:
+    """A COCO `bbox` (x, y, width, height) as corners; anything else as it is."""
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        return bbox
+    if not all(is_number(value) for value in bbox):
+        return bbox
+    x, y, width, height = bbox
+    return [x, y, x + width, y + height]
+
+
+def voc_boxes(text: str, image_size: tuple[int, int] | None = None) -> BoxesRead:
+    """The boxes of a Pascal VOC annotation (LabelImg's and many labelling tools' XML, one file
+    an image): each `object`'s `bndbox` corners, in the file's order, scaled to `image_size`
+    where the file records its image at another size. A corner that is not a number is passed
+    on as text, for the caller's checks to name."""
+    try:
+        # Python's expat (2.4.1 on) refuses entity expansion bombs; the text is size-capped.
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as error:
+        raise FO1Error(f"Not a Pascal VOC annotation: its XML is broken ({error}).") from None
+    if root.tag != "annotation":
+        raise FO1Error(f"Not a Pascal VOC annotation: its XML is <{root.tag}>.")
+    corners = ("xmin", "ymin", "xmax", "ymax")
+    boxes = [
+        [_number(box.findtext(corner)) for corner in corners]
+        for box in root.iterfind("object/bndbox")
+    ]
+    size = (_number(root.findtext("size/width")), _number(root.findtext("size/height")))
+    return _fitted(boxes, size, image_size, "VOC annotation")
+
+
+def _number(text: str | None) -> float | str:
+    text = (text or "").strip()
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _fitted(
+    boxes: list, recorded: tuple[object, object], image_size: tuple[int, int] | None, kind: str
+) -> BoxesRead:
+    """`boxes`, drawn on an image of the `recorded` size, on the user's `image_size` image. A
+    recorded size that is missing or no size (tools write 0 where they did not know it) is not
+    taken as one: the boxes are read as pixels of the user's image."""
+    known = all(is_number(side) and side > 0 for side in recorded)
+    if image_size is None or not known or tuple(recorded) == tuple(image_size):
+        return BoxesRead(boxes)
+    (drawn_width, drawn_height), (width, height) = recorded, image_size
+    drawn = f"{drawn_width:g}×{drawn_height:g}"
+    # The same shape within a pixel's rounding, whichever side a resize rounded.
+    wide, high = drawn_width * height / drawn_height, drawn_height * width / drawn_width
+    if min(abs(width - wide), abs(height - high)) > 1:
+        raise FO1Error(
+            f"The {kind}'s boxes were drawn on a {drawn} image, and this one is {width}×{height}, "
+            "another shape (cropped or turned?): they would land in the wrong places. Upload the "
+            "image they were drawn on."
+        )
+    scale = (width / drawn_width, height / drawn_height) * 2
+    fitted = [
+        [round(value * factor, 3) for value, factor in zip(box, scale, strict=True)]
+        if isinstance(box, list) and len(box) == 4 and all(is_number(value) for value in box)
+        else box
+        for box in boxes
+    ]
+    how = f"scaled from the {drawn} image the {kind} records to this {width}×{height} one"
+    return BoxesRead(fitted, how)
