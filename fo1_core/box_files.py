@@ -1,13 +1,14 @@
 """Boxes read from the files people bring them in: the app's own proposals and answers, a COCO
-annotations file, a Pascal VOC annotation. Light (no torch), so that a command line reads them
-before the model loads.
+annotations file, a LabelMe or a Pascal VOC annotation. Light (no torch), so that a command line
+reads them before the model loads.
 
-COCO and VOC files record the size of the image their boxes were drawn on. Where the user's
-image is a copy of the same shape at another size (a photo resized for the web), the boxes are
-scaled to it; where its shape differs, they were drawn on another image, and are refused."""
+COCO, LabelMe and VOC files record the size of the image their boxes were drawn on. Where the
+user's image is a copy of the same shape at another size (a photo resized for the web), the boxes
+are scaled to it; where its shape differs, they were drawn on another image, and are refused."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -26,16 +27,26 @@ class BoxesRead:
     """Where the boxes were scaled to the image, how (to follow "N boxes set …, ")."""
 
 
+@dataclass(frozen=True)
+class NotABox:
+    """An entry of a boxes file that cannot be a box, and why (to follow "Box #i ")."""
+
+    why: str
+
+
 def unwrap_boxes(
     document: object, image_name: str | None = None, image_size: tuple[int, int] | None = None
 ) -> BoxesRead:
     """The box list in a boxes document: the app's `/propose` result or answer JSON
     (`{"boxes": [...]}`), `python -m detect_tools --json`'s (`{"proposals": [{"box": ...}]}`),
-    or a COCO annotations file (`coco_boxes`); anything else is passed on unchanged, for
-    `check_boxes` to judge. `image_name` and `image_size`: the image the boxes are for, which
-    picks its boxes out of a COCO file of several images and scales them to it."""
+    a COCO annotations file (`coco_boxes`) or a LabelMe annotation (`labelme_boxes`); anything
+    else is passed on unchanged, for `check_boxes` to judge. `image_name` and `image_size`: the
+    image the boxes are for, which picks its boxes out of a COCO file of several images and
+    scales them to it."""
     if isinstance(document, dict) and isinstance(document.get("annotations"), list):
         return coco_boxes(document, image_name, image_size)
+    if isinstance(document, dict) and isinstance(document.get("shapes"), list):
+        return labelme_boxes(document, image_size)
     for key in ("boxes", "proposals"):
         if isinstance(document, dict) and key in document:
             entries = document[key]
@@ -88,6 +99,37 @@ def _corners(bbox: object) -> object:
         return bbox
     x, y, width, height = bbox
     return [x, y, x + width, y + height]
+
+
+def labelme_boxes(document: dict, image_size: tuple[int, int] | None = None) -> BoxesRead:
+    """The boxes of a LabelMe annotation (`shapes`, one file an image), in the file's order: a
+    rectangle's or a mask's corners, a polygon's extent, a circle's (its centre and a point of
+    its edge); scaled to `image_size` where the file records its image (`imageWidth`,
+    `imageHeight`) at another size. A point or a line has no box: it is passed on as `NotABox`,
+    for the caller to refuse."""
+    boxes = [_labelme_box(shape) for shape in document["shapes"]]
+    recorded = (document.get("imageWidth"), document.get("imageHeight"))
+    return _fitted(boxes, recorded, image_size, "LabelMe file")
+
+
+def _labelme_box(shape: object) -> object:
+    points = shape.get("points") if isinstance(shape, dict) else None
+    if not isinstance(points, list) or not all(
+        isinstance(point, list) and len(point) == 2 and all(is_number(v) for v in point)
+        for point in points
+    ):
+        return shape
+    kind = shape.get("shape_type") or "polygon"
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    if kind in ("rectangle", "mask", "polygon") and len(points) >= 2:
+        return [min(xs), min(ys), max(xs), max(ys)]
+    if kind == "circle" and len(points) == 2:
+        (x, y), edge = points
+        radius = math.dist((x, y), edge)
+        return [x - radius, y - radius, x + radius, y + radius]
+    return NotABox(
+        f"is a LabelMe {kind}, which has no area: FO1 reads rectangles, polygons, circles"
+    )
 
 
 def voc_boxes(text: str, image_size: tuple[int, int] | None = None) -> BoxesRead:

@@ -270,6 +270,27 @@ def test_a_voc_annotation_on_the_image_at_another_size_is_scaled_to_it(
         boxes_from_text(VOC, 480, 640)  # turned, or another image
 
 
+def test_a_labelme_annotation_is_read_as_its_shapes_boxes() -> None:
+    """LabelMe's JSON, one file an image: a rectangle (its corners in the order dragged), a
+    polygon's extent, a circle's; scaled from the 1280×960 photo labelled to the 640×480 copy.
+    A point has no box, and is named."""
+    shapes = [
+        {"label": "cup", "points": [[840, 400], [340, 20]], "shape_type": "rectangle"},
+        {"label": "spoon", "points": [[640, 120], [860, 200], [760, 640]], "shape_type": "polygon"},
+        {"label": "coin", "points": [[200, 200], [200, 260]], "shape_type": "circle"},
+    ]
+    document = {"shapes": shapes, "imagePath": "coffee.jpg", "imageWidth": 1280, "imageHeight": 960}
+    typed = boxes_from_text(json.dumps(document), 640, 480)
+    assert typed.boxes == [[170, 10, 420, 200], [320, 60, 430, 320], [70, 70, 130, 130]]
+    assert (
+        typed.scaled
+        == "scaled from the 1280×960 image the LabelMe file records to this 640×480 one"
+    )
+    shapes.append({"label": "tip", "points": [[10, 10]], "shape_type": "point"})
+    with pytest.raises(FO1Error, match=r"^Box #3 is a LabelMe point, which has no area: FO1 reads"):
+        boxes_from_text(json.dumps(document), 640, 480)
+
+
 def test_an_xml_bomb_or_an_outside_file_in_a_voc_annotation_is_refused() -> None:
     """Entities that expand a kilobyte into gigabytes, or read a file of the server's, are told
     as broken XML at once, not expanded nor read."""

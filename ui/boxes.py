@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from detect_tools.box_rules import is_number
-from fo1_core.box_files import BoxesRead, unwrap_boxes, voc_boxes
+from fo1_core.box_files import BoxesRead, NotABox, unwrap_boxes, voc_boxes
 from fo1_core.errors import FO1Error
 from fo1_core.inputs import box_problem, clip_box
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
@@ -522,6 +522,8 @@ def parse_boxes(
         raise FO1Error(f"Boxes must be a JSON list of [x1, y1, x2, y2], got {type(raw).__name__}.")
     boxes = []
     for i, box in enumerate(raw):
+        if isinstance(box, NotABox):
+            raise FO1Error(f"Box #{i} {box.why}.")
         if not isinstance(box, list | tuple) or len(box) != 4:
             raise FO1Error(f"Box #{i} must be four numbers [x1, y1, x2, y2], got {box!r:.200}.")
         if not all(is_number(value) for value in box):

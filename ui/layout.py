@@ -206,13 +206,15 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 with gr.Accordion("Boxes as numbers", open=False, elem_classes="fo1-box-tools"):
                     numbers = gr.Textbox(
                         label="x1, y1, x2, y2 in pixels, one box per line (box #0 first)",
+                        info="Or load a labelling tool's file: COCO or LabelMe JSON, YOLO labels"
+                        " (.txt), Pascal VOC (.xml), or this app's own JSON.",
                         lines=4,
                         max_lines=12,
                         elem_id="fo1-box-numbers",
                     )
                     with gr.Row():
                         set_boxes = gr.Button("Set these boxes", elem_id="fo1-set-boxes")
-                        # A labelling tool's file (COCO, YOLO, Pascal VOC): too long to paste.
+                        # A labelling tool's file (COCO, YOLO, LabelMe, VOC): too long to paste.
                         load_boxes = gr.UploadButton(
                             "Load a boxes file",
                             file_types=[".json", ".txt", ".xml"],
