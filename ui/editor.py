@@ -363,6 +363,15 @@ SHOWN_HANDLE_SIZE = 12
 """The side of those handles as drawn (`TAGS_AND_HANDLES_DRAWN`): drawn whole, 24 px squares on
 every corner and side covered the boxes' tags and much of a small box on a phone's image."""
 
+MOUSE_HANDLE_SIZE = 8
+"""The editor's own handle size (gradio_image_annotation 0.5.6), which a mouse keeps."""
+
+HANDLES_ON_EVERY_BOX = 12
+"""Up to this many boxes, each shows its eight resize handles; beyond, only the selected box's
+(`TAGS_AND_HANDLES_DRAWN`). Twenty-four coins or a hundred proposals drew 200 to 800 squares,
+which hid the photo under them; a box still resizes from its corners and sides, where the cursor
+says so, and shows its handles once selected."""
+
 LABEL_HEIGHT = 20
 """The height of the tag (`#i`) the editor draws above each box (gradio_image_annotation 0.5.6)."""
 
@@ -376,10 +385,39 @@ TAGS_AND_HANDLES_DRAWN = (
         context.fo1Tags = true;
         const {fillRect, strokeRect, fillText} = context;
         let shift = 0;
+        // One frame's tags and the unselected boxes' handles, drawn once the frame is, when
+        // it proves to hold few boxes: the editor draws a box's handles before the next box.
+        let tags = 0, held = [];
+        const frame = () => {
+            if (tags || held.length) return;
+            queueMicrotask(() => {
+                if (tags <= MANY) {
+                    context.save();
+                    for (const [style, square] of held) {
+                        context.fillStyle = style;
+                        fillRect.call(context, ...square);
+                    }
+                    context.restore();
+                }
+                [tags, held] = [0, []];
+            });
+        };
         context.fillRect = function (x, y, width, height) {
-            if (Math.abs(width - HANDLE) < 0.5 && Math.abs(height - HANDLE) < 0.5) {
-                const inset = (width - SHOWN) / 2;
-                return fillRect.call(this, x + inset, y + inset, SHOWN, SHOWN);
+            // The editor's handle sides are differences of floats: 7.999… as often as 8.
+            const near = (size) => Math.abs(width - size) < 0.5 && Math.abs(height - size) < 0.5;
+            if (near(HANDLE) || near(MOUSE)) {
+                const side = near(HANDLE) ? SHOWN : width;
+                const inset = (width - side) / 2;
+                const square = [x + inset, y + inset, side, side];
+                // The editor writes the selected box's tag in bold, just before its handles.
+                if (this.font.startsWith("bold")) return fillRect.call(this, ...square);
+                frame();
+                held.push([this.fillStyle, square]);
+                return;
+            }
+            if (height === TAG) {
+                frame();
+                tags += 1;
             }
             // Only a tag cut off by the top edge; one whose box is wholly above the canvas
             // (zoomed in) stays out of sight with it.
@@ -400,11 +438,14 @@ TAGS_AND_HANDLES_DRAWN = (
     patchAll();
 }""".replace("TAG", str(LABEL_HEIGHT))
     .replace("HANDLE", str(TOUCH_HANDLE_SIZE))
+    .replace("MOUSE", str(MOUSE_HANDLE_SIZE))
     .replace("SHOWN", str(SHOWN_HANDLE_SIZE))
+    .replace("MANY", str(HANDLES_ON_EVERY_BOX))
 )
 """Installed once in the page: a box's `#i` tag that would be drawn above the image (a box
-touching its top edge) is drawn just inside the box instead, and a finger's resize handles
-(`TOUCH_HANDLE_SIZE`) are drawn smaller than the squares they take touches in.
+touching its top edge) is drawn just inside the box instead; a finger's resize handles
+(`TOUCH_HANDLE_SIZE`) are drawn smaller than the squares they take touches in; and past
+`HANDLES_ON_EVERY_BOX` boxes, only the selected box's handles are drawn.
 
 The editor draws each tag as a white rectangle of `LABEL_HEIGHT` px, its outline and its text,
 above the box and outside the canvas for a box at the top, so the region numbers everything in

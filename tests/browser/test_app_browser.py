@@ -12,7 +12,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -1226,6 +1226,51 @@ def test_a_click_inside_two_boxes_selects_the_smaller(page) -> None:
     numbers = page.locator("#fo1-box-numbers textarea")
     assert numbers.input_value() == "170, 10, 420, 200\n80, 60, 490, 390"  # cup and saucer
     page.get_by_text("Boxes as numbers", exact=True).click()
+
+
+DRAWINGS_COUNTED = """
+    window.fo1Drawn = {squares: 0, tags: 0};
+    const {fillRect} = CanvasRenderingContext2D.prototype;
+    CanvasRenderingContext2D.prototype.fillRect = function (x, y, width, height) {
+        if (Math.abs(width - height) < 0.5 && width > 7.5 && width < 12.5) fo1Drawn.squares += 1;
+        if (Math.abs(height - 20) < 0.5) fo1Drawn.tags += 1;
+        return fillRect.call(this, x, y, width, height);
+    };
+"""
+"""Counts, in every canvas, the squares drawn as resize handles (8 px for a mouse, 12 px shown
+for a finger) and the boxes' tags (`ui.editor.LABEL_HEIGHT`)."""
+
+
+def handles_per_box(page, step: Callable[[], None]) -> float:
+    """The resize handles the editor draws for each box, in the frames `step` brings."""
+    page.evaluate("fo1Drawn = {squares: 0, tags: 0}")
+    step()
+    settled_frame(page)
+    drawn = page.evaluate("fo1Drawn")
+    assert drawn["tags"], drawn
+    return drawn["squares"] / drawn["tags"]
+
+
+def test_only_the_selected_box_of_many_shows_its_handles(page, app_url: str) -> None:
+    """Eight resize handles on each of 24 coins (or 100 proposals) hid the photo: past
+    `HANDLES_ON_EVERY_BOX` boxes, only the selected box's are drawn. A few boxes keep theirs."""
+    laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    laptop.add_init_script(DRAWINGS_COUNTED)
+    laptop.goto(app_url)
+    coffee, coins = "Coffee: detect cup and spoon", "Coins: find the others like #0"
+    assert handles_per_box(laptop, lambda: open_example(laptop, coffee)) == 8
+    assert handles_per_box(laptop, lambda: open_example(laptop, coins, "24 boxes")) == 0
+    shot(laptop, "37-many-boxes-without-handles", full_page=False)
+    laptop.get_by_label("Drag boxes").click()
+    coin = canvas_point(laptop, 44 / 384, 54 / 303, (384, 303))  # coin #0
+    assert handles_per_box(laptop, lambda: laptop.mouse.click(*coin)) == 8 / 24
+    # Resized from a corner all the same.
+    corner = canvas_point(laptop, 20 / 384, 33 / 303, (384, 303))
+    drag(laptop, corner, (corner[0] - 15, corner[1] - 15))
+    laptop.get_by_text("Boxes as numbers", exact=True).click()
+    first = laptop.locator("#fo1-box-numbers textarea").input_value().splitlines()[0]
+    assert first != "20, 33, 69, 76" and first.endswith("69, 76"), first
+    laptop.close()
 
 
 def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None:
