@@ -22,6 +22,7 @@ from detect_tools.images import (
     size_problem,
     turned_as_shown,
 )
+from fo1_core.box_files import NotABox
 from fo1_core.errors import FO1Error
 from fo1_core.templates import MAX_REGIONS, box_count
 
@@ -177,6 +178,9 @@ def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray,
     upstream clips them), and the answer's detections and files then hold the boxes the model
     read. More than `MAX_REGIONS` boxes are cut to the first `MAX_REGIONS`, with a notice.
     """
+    for index, box in enumerate(boxes if isinstance(boxes, list) else []):
+        if isinstance(box, NotABox):
+            raise FO1Error(f"Box #{index} {box.why}.")
     try:
         written = np.asarray(boxes if boxes is not None else [], dtype=object)
         # numpy would read "10" and True as numbers; a user's boxes file should not pass with them.

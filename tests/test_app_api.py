@@ -177,6 +177,9 @@ def test_a_coco_files_boxes_of_the_uploaded_image_are_answered_about(client: Cli
     }
     _, _, detections = answer(client, handle_file(IMAGE), json.dumps(coco), "OD_template", "cup")
     assert [d["box_xyxy"] for d in detections["detections"]] == [BOXES[0], BOXES[2]]
+    assert detections["warnings"][0] == (
+        "The boxes were scaled from the 1200×800 image the COCO file records to this 600×400 one."
+    )
 
 
 def test_more_boxes_than_the_model_takes_are_capped_with_a_notice(client: Client) -> None:

@@ -165,6 +165,13 @@ def test_cli_reads_the_images_boxes_from_a_coco_or_voc_file(
     assert "holds boxes of 2 images (image.png, other.png): none is named photo.png" in (
         capsys.readouterr().err
     )
+    labelme = tmp_path / "photo.json"  # LabelMe's: a rectangle, and a point, which has no box
+    shapes = [{"points": [[1, 1], [30, 30]], "shape_type": "rectangle"}]
+    shapes.append({"points": [[5, 5]], "shape_type": "point"})
+    labelme.write_text(json.dumps({"shapes": shapes}))
+    argv[argv.index(str(boxes))] = str(labelme)
+    assert cli_main(argv) == 2
+    assert "Box #1 is a LabelMe point, which has no area" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -213,7 +213,8 @@ class Api:
         document["stop_reason"] = last.generation.stop_reason
         document["timings"] = last.generation.timings
         document["reused"] = asdict(last.generation.reused)
-        document["warnings"] = [*last.generation.notices, *last.answer.warnings]
+        scaled = [f"The boxes were {read.scaled}."] if read.scaled else []
+        document["warnings"] = [*scaled, *last.generation.notices, *last.answer.warnings]
         if last.generation.stop_reason == StopReason.TOKEN_LIMIT:
             document["warnings"].append(cut_short(self.max_new_tokens, self.max_new_tokens))
         yield last.image, last.answer.text, document
