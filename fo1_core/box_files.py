@@ -68,9 +68,10 @@ def coco_boxes(
     annotations = [entry for entry in document["annotations"] if isinstance(entry, dict)]
     # As text: an id may be anything in a hand-written file, a list included.
     images = {str(entry.get("image_id")) for entry in annotations}
+    listed = document.get("images")
     recorded = {
         str(image.get("id")): image
-        for image in document.get("images") or []
+        for image in (listed if isinstance(listed, list) else [])
         if isinstance(image, dict)
     }
     if len(images) > 1:

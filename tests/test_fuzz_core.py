@@ -3,6 +3,7 @@ correct result or an `FO1Error` with a message, never another exception."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -12,11 +13,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fo1_core.answers import parse_answer
+from fo1_core.box_files import unwrap_boxes
 from fo1_core.errors import FO1Error
-from fo1_core.inputs import open_image
+from fo1_core.inputs import check_boxes, open_image
 from fo1_core.session import FO1Pipeline, Request
 from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS
 from tests.images import animated_gif, encoded
+from ui.boxes import boxes_from_text, parse_boxes
 
 FUZZ = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -134,3 +137,55 @@ def test_sixteen_bit_images_keep_their_brightness() -> None:
 def test_transparent_pixels_are_shown_on_white() -> None:
     clear = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
     assert open_image(clear).getpixel((5, 5)) == (255, 255, 255)
+
+
+FILE_KEYS = st.sampled_from(
+    ["annotations", "images", "shapes", "boxes", "proposals", "box", "bbox", "points",
+     "shape_type", "id", "image_id", "file_name", "width", "height", "imageWidth", "imageHeight"]
+)  # fmt: skip
+FILE_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=8),
+    st.sampled_from(["rectangle", "polygon", "circle", "mask", "point", "coffee.jpg", "1"]),
+)  # fmt: skip
+FILE_DOCUMENTS = st.recursive(
+    FILE_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5), st.dictionaries(FILE_KEYS, inner, max_size=5)
+    ),
+    max_leaves=30,
+)
+VOC_PIECES = st.sampled_from(
+    ["<annotation>", "</annotation>", "<object>", "</object>", "<bndbox>", "</bndbox>",
+     "<xmin>", "</xmin>", "<ymax>", "</ymax>", "<size>", "</size>", "<width>", "</width>",
+     "<height>", "</height>", "10", "-3", "1e400", "nan", "abc", " ", "&amp;", "<"]
+)  # fmt: skip
+
+
+@FUZZ
+@given(document=FILE_DOCUMENTS)
+def test_a_boxes_file_is_read_or_refused_with_a_message(document: object) -> None:
+    """A labelling tool's file, or what passes for one (COCO, LabelMe, the app's JSON): boxes
+    inside the image, or an `FO1Error`; in the app, the API and the command line alike."""
+    text = json.dumps(document)
+    for read in (
+        lambda: boxes_from_text(text, 640, 480, "coffee.jpg").boxes,
+        lambda: parse_boxes(text, "coffee.jpg", (640, 480)).boxes,
+        lambda: check_boxes(unwrap_boxes(document, "coffee.jpg", (640, 480)).boxes, (640, 480))[0],
+    ):
+        try:
+            boxes = np.asarray(read(), dtype=np.float64).reshape(-1, 4)
+        except FO1Error as error:
+            assert str(error)
+        else:
+            assert np.isfinite(boxes).all()
+
+
+@FUZZ
+@given(pieces=st.lists(VOC_PIECES, max_size=30))
+def test_a_voc_annotation_is_read_or_refused_with_a_message(pieces: list[str]) -> None:
+    try:
+        boxes = boxes_from_text("".join(["<annotation>", *pieces]), 640, 480).boxes
+    except FO1Error as error:
+        assert str(error)
+    else:
+        assert all(math.isfinite(value) for box in boxes for value in box)
