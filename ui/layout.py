@@ -33,6 +33,8 @@ from ui.api import (
     with_api_example,
 )
 from ui.boxes import (
+    BOXES_FILE_DROPPED,
+    BOXES_FILE_TYPES,
     CLEAR_IN_BROWSER,
     NUMBERS_KEPT_WHILE_TYPED,
     REGIONS_LABEL,
@@ -203,11 +205,16 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                         label="Proposals",
                     )
                     propose = gr.Button("Propose", elem_id="fo1-propose")
-                with gr.Accordion("Boxes as numbers", open=False, elem_classes="fo1-box-tools"):
+                with gr.Accordion(
+                    "Boxes as numbers",
+                    open=False,
+                    elem_id="fo1-boxes-as-numbers",
+                    elem_classes="fo1-box-tools",
+                ):
                     numbers = gr.Textbox(
                         label="x1, y1, x2, y2 in pixels, one box per line (box #0 first)",
-                        info="Or load a labelling tool's file: COCO or LabelMe JSON, YOLO labels"
-                        " (.txt), Pascal VOC (.xml), or this app's own JSON.",
+                        info="Or load a labelling tool's file, or drop it on the image: COCO or"
+                        " LabelMe JSON, YOLO labels (.txt), Pascal VOC (.xml), this app's JSON.",
                         lines=4,
                         max_lines=12,
                         elem_id="fo1-box-numbers",
@@ -217,7 +224,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                         # A labelling tool's file (COCO, YOLO, LabelMe, VOC): too long to paste.
                         load_boxes = gr.UploadButton(
                             "Load a boxes file",
-                            file_types=[".json", ".txt", ".xml"],
+                            file_types=list(BOXES_FILE_TYPES),
                             elem_id="fo1-load-boxes",
                         )
             with gr.Column(scale=2, elem_id="fo1-asking"):
@@ -441,6 +448,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             FOLLOWING_THE_ANSWER,
             WATCH_THE_QUESTION,
             SPOTLIGHT,
+            BOXES_FILE_DROPPED,
         )
         for page_script in page_scripts:
             demo.load(None, js=page_script, api_visibility="private")

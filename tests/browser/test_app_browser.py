@@ -1879,6 +1879,44 @@ def test_boxes_are_loaded_from_a_coco_file(page, app_url: str, tmp_path: Path) -
     screen.close()
 
 
+DROPPED_FILE = """([name, text]) => {
+    const files = new DataTransfer();
+    files.items.add(new File([text], name, {type: "application/json"}));
+    return files;
+}"""
+"""A file as a drag from the desktop carries it (`dispatch_event`'s `dataTransfer`)."""
+
+
+def drop_file(page, selector: str, name: str, text: str) -> None:
+    """Drops a file `name` holding `text` on the element at `selector`, as from the desktop."""
+    files = page.evaluate_handle(DROPPED_FILE, [name, text])
+    for event in ("dragenter", "dragover", "drop"):
+        page.locator(selector).dispatch_event(event, {"dataTransfer": files})
+
+
+def test_a_boxes_file_dropped_on_the_image_sets_its_boxes(page, app_url: str) -> None:
+    """An annotator drags the image's label file onto it: its boxes are set, as by "Load a
+    boxes file" (the editor took it for an image, which the server refused), and the numbers
+    read are shown; without an image, the page says to upload one first."""
+    screen = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    screen.goto(app_url)
+    open_example(screen, "Coffee: detect cup and spoon")
+    shapes = [{"label": "cup", "points": [[170, 10], [420, 200]], "shape_type": "rectangle"}]
+    labelme = json.dumps({"shapes": shapes, "imageWidth": 600, "imageHeight": 400})
+    drop_file(screen, "#fo1-editor canvas", "coffee.json", labelme)
+    wait_for_note(screen, "1 box")
+    assert "1 box set from coffee.json" in status_text(screen)
+    assert screen.locator("#fo1-box-numbers textarea").input_value() == "170, 10, 420, 200"
+    assert screen.locator("#fo1-editor canvas").count() == 1  # the image stays
+    screen.locator("#fo1-undo").click()
+    wait_for_note(screen, "3 boxes")
+    screen.get_by_label("Remove Image").click()
+    wait_for_note(screen, "No image yet")
+    drop_file(screen, "#fo1-editor", "coffee.json", labelme)
+    screen.locator("#fo1-status", has_text="No image yet: upload one").wait_for()
+    screen.close()
+
+
 def test_boxes_are_read_and_set_as_numbers(page) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     page.get_by_text("Boxes as numbers", exact=True).click()
