@@ -17,6 +17,7 @@ from pathlib import Path
 import gradio as gr
 import huggingface_hub.constants
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image, ImageFile
 from pycocotools.coco import COCO
@@ -34,7 +35,7 @@ from tests.test_app_units import VOC
 from tests.test_render import label_height
 from ui.ahead import EncodeAhead
 from ui.answer_area import cleared_answer
-from ui.answer_view import LATEST_TURN_NOTE, Turn
+from ui.answer_view import DETECTION_COLUMNS, LATEST_TURN_NOTE, Turn
 from ui.answering import Answerer, Question
 from ui.api import Api
 from ui.box_edits import BOXES_KEPT
@@ -1743,3 +1744,27 @@ def test_a_new_image_ends_the_answer_about_the_old_one(endless: Handlers) -> Non
     assert list(run(endless, editor_value(IMAGE, BOXES), clicked_at=1.5)) == []
     # One asked about the new image runs.
     assert "Answering" in next(run(endless, editor_value(IMAGE, BOXES), clicked_at=3.0))[3]
+
+
+def test_the_boxes_the_answer_names_are_kept_and_the_others_removed(answering: Handlers) -> None:
+    """Of the boxes asked about, those the answer on screen names (its table's regions), to ask
+    about next; Undo brings the others back. Without such an answer, or with another image in
+    the editor, the boxes stay and the status says why."""
+    request = gr.Request(session_hash="keep-found")
+    value = editor_value(IMAGE, BOXES)
+    shown, status, picked, prompt = answering.keep_found(value, None, [1], "", request)
+    assert shown == SKIP and "No answer naming boxes is on screen" in status
+    boxes_changed(answering, value, request=request)
+    *_, (_, _, _, _, table, _, _) = run(answering, value, request=request)
+    table = pd.DataFrame(table, columns=DETECTION_COLUMNS)  # as the page sends it back
+    shown, status, picked, prompt = answering.keep_found(value, table, [2], "<region2>?", request)
+    assert boxes_of(shown) == [BOXES[0], BOXES[2]]
+    assert "2 boxes kept, now #0–#1: those the answer names (#0, #2); the other 1 box removed" in (
+        status
+    )
+    assert picked == [1] and prompt == "<region1>?"  # box #2 is #1 now
+    boxes_changed(answering, shown, request=request)
+    assert boxes_of(undo(answering, shown, request)) == BOXES
+    other = editor_value(str(EXAMPLES_DIR / "chelsea.jpg"), BOXES)
+    shown, status, *_ = answering.keep_found(other, table, [], "", request)
+    assert shown == SKIP and "about another image" in status

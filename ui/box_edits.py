@@ -254,16 +254,61 @@ def _boxes_set(
             raise FO1Error(f"No boxes in {source}; your boxes are left as they were.")
     except FO1Error as error:
         return gr.skip(), error_html(str(error)), gr.skip(), gr.skip()
-    shown = editor_value(image, boxes, file_name_of(value))
     scaled = f", {typed.scaled}" if typed.scaled else ""
     message = f"{box_count(len(boxes))} set from {source}{scaled}."
     if not boxes and boxes_of(value):
         message = "No numbers typed, so every box was removed (Undo brings them back)."
     if cut:
         message += f" Cut to the {width}×{height} image: {box_count(cut)} reached out of it."
+    return _boxes_shown(value, boxes, picked, prompt, message, "warning" if cut else "info")
+
+
+def _boxes_shown(
+    value: dict,
+    boxes: list[Box],
+    picked: list[int] | None,
+    prompt: str | None,
+    message: str,
+    level: str = "info",
+) -> tuple:
+    """The editor's image with `boxes` in place of its own, the status saying so (`message`),
+    and the picked regions and free prompt's references where their boxes went."""
+    shown = editor_value(image_of(value), boxes, file_name_of(value))
     moved = regions_moved(boxes_of(value), boxes_of(shown))
     picks, prompt = picked_again(moved, picked or []), prompt_again(prompt, moved)
-    return shown, status_html(message, "warning" if cut else "info", BOX_EDIT), picks, prompt
+    return shown, status_html(message, level, BOX_EDIT), picks, prompt
+
+
+def boxes_kept(
+    value: dict | None,
+    answered: ConversationKey | None,
+    regions: Collection[int],
+    picked: list[int] | None,
+    prompt: str | None,
+) -> tuple:
+    """Sets the editor's boxes to those of the answer on screen (`answered`: its image and
+    boxes) that it names (`regions`: its detections'), in region order: of a hundred proposals,
+    the three cups found, to ask about next. Outputs: those of `boxes_typed`."""
+    image, asked = image_of(value), answered[1] if answered else ()
+    named = sorted({region for region in regions if 0 <= region < len(asked)})
+    try:
+        if answered is None or not named:
+            raise FO1Error(
+                "No answer naming boxes is on screen: ask one that finds them (detection, "
+                "grounding, counting …), then keep the boxes it names."
+            )
+        if image is None or file_identity(image) != answered[0]:
+            raise FO1Error("The answer on screen is about another image: ask about this one.")
+    except FO1Error as error:
+        return gr.skip(), error_html(str(error)), gr.skip(), gr.skip()
+    kept = [list(asked[region]) for region in named]
+    listed = ", ".join(region_label(region) for region in named[:10])
+    listed += ", …" if len(named) > 10 else ""
+    others = len(asked) - len(kept)
+    removed = f"; the other {box_count(others)} removed (Undo brings them back)" if others else ""
+    now = "#0" if len(kept) == 1 else f"#0–#{len(kept) - 1}"
+    message = f"{box_count(len(kept))} kept, now {now}: those the answer names ({listed}){removed}."
+    return _boxes_shown(value, kept, picked, prompt, message)
 
 
 def box_note(image: str | None, boxes: list[Box]) -> str:

@@ -11,7 +11,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,18 @@ def _keeping_the_status(
             outputs_stream.close()
 
     return keeping
+
+
+def _table_regions(table: Any) -> list[int]:
+    """The regions in the detections table's first column, as the page sends the table back (a
+    DataFrame; an empty table's one row is blank)."""
+    rows = table.to_numpy().tolist() if hasattr(table, "to_numpy") else table or []
+    regions = []
+    for row in rows:
+        with suppress(TypeError, ValueError, IndexError):
+            if (region := float(row[0])).is_integer():
+                regions.append(int(region))
+    return regions
 
 
 def _question(
@@ -199,6 +211,19 @@ class Handlers:
             history,
             boxes_as_text(boxes),
         )
+
+    def keep_found(
+        self,
+        value: dict | None,
+        table: Any,
+        picked: list[int] | None,
+        prompt: str | None,
+        request: gr.Request,
+    ) -> tuple:
+        """`box_edits.boxes_kept`: the boxes of the answer on screen that its detections table
+        names. Outputs: editor, status, picked regions, free prompt."""
+        answered = self._session(request).answered
+        return box_edits.boxes_kept(value, answered, _table_regions(table), picked, prompt)
 
     def undo_boxes(
         self,

@@ -306,6 +306,13 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                     column_widths=["16%", "25%", "11.5%", "11.5%", "11.5%", "11.5%", "13%"],
                     elem_id="fo1-detections",
                 )
+                # Of a hundred proposals, the few the answer found: to ask about next.
+                keep = gr.Button(
+                    "Keep only these boxes",
+                    size="sm",
+                    elem_id="fo1-keep-found",
+                    elem_classes="fo1-small",
+                )
                 downloads = gr.File(
                     label="Downloads (image, JSON, COCO, HTML report)",
                     file_count="multiple",
@@ -419,6 +426,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
         for event, handler, given in (
             (set_boxes.click, handlers.boxes_typed, numbers),
             (load_boxes.upload, handlers.boxes_loaded, load_boxes),
+            (keep.click, handlers.keep_found, table),
         ):
             event(
                 handler,

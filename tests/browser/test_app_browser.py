@@ -1879,6 +1879,27 @@ def test_boxes_are_loaded_from_a_coco_file(page, app_url: str, tmp_path: Path) -
     screen.close()
 
 
+def test_the_boxes_the_answer_names_are_kept_for_the_next_question(page, app_url: str) -> None:
+    """Of the boxes asked about, "Keep only these boxes" by the detections keeps those the
+    answer names, numbered from #0, for the next question; Undo brings the others back."""
+    screen = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    screen.goto(app_url)
+    open_example(screen, "Coffee: detect cup and spoon")
+    run_detection(screen, "red circle", max_tokens=32)
+    screen.locator("#fo1-status", has_text="token limit").wait_for()
+    screen.locator("#fo1-detections", has_text="red circle").first.wait_for()
+    screen.locator("#fo1-keep-found").click()
+    wait_for_note(screen, "2 boxes")
+    assert "2 boxes kept, now #0–#1: those the answer names (#0, #2)" in status_text(screen)
+    screen.get_by_text("Boxes as numbers", exact=True).click()
+    numbers = screen.locator("#fo1-box-numbers textarea")
+    assert numbers.input_value() == "170, 10, 420, 200\n320, 60, 430, 320"
+    shot(screen, "38-the-boxes-found-kept")
+    screen.locator("#fo1-undo").click()
+    wait_for_note(screen, "3 boxes")
+    screen.close()
+
+
 DROPPED_FILE = """([name, text]) => {
     const files = new DataTransfer();
     files.items.add(new File([text], name, {type: "application/json"}));
