@@ -1,6 +1,6 @@
-"""The box editor's own events (Undo, boxes typed as numbers) and what follows every box edit
-(the region pickers, the box note). None of it needs the model or the answer on screen, so it
-reads apart from the question's way to an answer in `ui.handlers`."""
+"""The box editor's own events (Undo, boxes typed or loaded as numbers, the boxes an answer
+names kept) and what follows every box edit (the region pickers, the box note). None of it needs
+the model, so it reads apart from the question's way to an answer in `ui.handlers`."""
 
 from __future__ import annotations
 

@@ -1691,7 +1691,7 @@ def test_on_a_phone_small_buttons_hold_their_words(page, app_url: str, width: in
     phone.goto(app_url)
     phone.wait_for_selector("#fo1-editor")
     buttons = phone.locator("button.fo1-small")
-    assert buttons.count() == 3
+    assert buttons.count() == 4
     for button in buttons.all():
         fits = button.evaluate(
             """(button) => {
