@@ -370,29 +370,6 @@ and holds lines typed since it was last written; it follows the boxes again once
 BOXES_FILE_TYPES = (".json", ".txt", ".xml")
 """The files "Load a boxes file" offers (`boxes_from_text` reads them whatever their name)."""
 
-BOXES_FILE_DROPPED = """() => addEventListener("drop", (event) => {
-    const [file] = event.dataTransfer?.files ?? [];
-    const named = file && TYPES.some((type) => file.name.toLowerCase().endsWith(type));
-    if (!named || !event.target.closest?.("#fo1-editor")) return;
-    event.preventDefault();
-    event.stopPropagation();
-    const input = () => document.querySelector("#fo1-boxes-as-numbers input[type=file]");
-    // Its upload button is in the page only while "Boxes as numbers" is open.
-    if (!input()) document.querySelector("#fo1-boxes-as-numbers > button")?.click();
-    const load = (frames) => {
-        if (!input()) return frames && requestAnimationFrame(() => load(frames - 1));
-        const files = new DataTransfer();
-        files.items.add(file);
-        input().files = files.files;
-        input().dispatchEvent(new Event("change", {bubbles: true}));
-    };
-    load(60);
-}, true)""".replace("TYPES", json.dumps(BOXES_FILE_TYPES))
-"""Installed once in the page: a boxes file (`BOXES_FILE_TYPES`) dropped on the image is loaded as
-by "Load a boxes file", whose accordion it opens, showing the numbers read. The editor took it for
-an image, replaced the image with it, and the server refused it."""
-
-
 _FIELD = re.compile(r"[^\s,;\[\]()]+")
 _JSON = re.compile(r"\s*(\[\s*\[|\{)")
 _XML = re.compile(r"\s*<")

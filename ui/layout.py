@@ -33,7 +33,6 @@ from ui.api import (
     with_api_example,
 )
 from ui.boxes import (
-    BOXES_FILE_DROPPED,
     BOXES_FILE_TYPES,
     CLEAR_IN_BROWSER,
     NUMBERS_KEPT_WHILE_TYPED,
@@ -62,6 +61,7 @@ from ui.page_scripts import (
     ANSWER_AREA_CLEARED,
     ANSWER_AREA_CLEARING,
     ASK,
+    FILES_DROPPED,
     FOLLOWING_THE_ANSWER,
     FORGET_THE_KEPT_QUESTION,
     IDLE,
@@ -213,7 +213,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 ):
                     numbers = gr.Textbox(
                         label="x1, y1, x2, y2 in pixels, one box per line (box #0 first)",
-                        info="Or load a labelling tool's file, or drop it on the image: COCO or"
+                        info="Or load a labelling tool's file, or drop it on the page: COCO or"
                         " LabelMe JSON, YOLO labels (.txt), Pascal VOC (.xml), this app's JSON.",
                         lines=4,
                         max_lines=12,
@@ -456,7 +456,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             FOLLOWING_THE_ANSWER,
             WATCH_THE_QUESTION,
             SPOTLIGHT,
-            BOXES_FILE_DROPPED,
+            FILES_DROPPED,
         )
         for page_script in page_scripts:
             demo.load(None, js=page_script, api_visibility="private")

@@ -1,9 +1,13 @@
-"""Scripts the page runs itself: keyboard shortcuts, the page state of Run, Stop and Propose,
-scrolling, and the page's clock that the server compares events by (`ui.layout` wires them)."""
+"""Scripts the page runs itself: keyboard shortcuts, files dropped, the page state of Run, Stop
+and Propose, scrolling, and the page's clock that the server compares events by (`ui.layout`
+wires them)."""
 
 from __future__ import annotations
 
+import json
+
 from ui.answer_view import NO_REASONING
+from ui.boxes import BOXES_FILE_TYPES
 from ui.scrolling import SCROLLING
 
 WITH_PAGE_TIME = "(...inputs) => [...inputs.slice(0, -1), Date.now()]"
@@ -399,3 +403,47 @@ screen readers announce, says
   Gradio's place in the queue and time estimate (`app_css`): a visitor saw "queue: 1/1 |
   16.4/10.1s" over an old status, the estimate run past, and no cause named. Every event waits
   in the queue for a moment, even with the model free: only a longer wait is said."""
+
+
+FILES_DROPPED = """() => {
+    const carriesFiles = (event) => [...(event.dataTransfer?.types ?? [])].includes("Files");
+    const give = (input, file) => {
+        const files = new DataTransfer();
+        files.items.add(file);
+        input.files = files.files;
+        input.dispatchEvent(new Event("change", {bubbles: true}));
+    };
+    const boxesInput = () => document.querySelector("#fo1-boxes-as-numbers input[type=file]");
+    const loadBoxes = (file, frames = 60) => {
+        // Its upload button is in the page only while "Boxes as numbers" is open.
+        if (!boxesInput()) {
+            if (frames === 60) document.querySelector("#fo1-boxes-as-numbers > button")?.click();
+            return frames && requestAnimationFrame(() => loadBoxes(file, frames - 1));
+        }
+        give(boxesInput(), file);
+    };
+    // A file may be dropped anywhere: else the browser opens it in the page's place.
+    addEventListener("dragover", (event) => {
+        if (carriesFiles(event)) event.preventDefault();
+    });
+    addEventListener("drop", (event) => {
+        const [file] = event.dataTransfer?.files ?? [];
+        if (!file || !TYPES.some((type) => file.name.toLowerCase().endsWith(type))) return;
+        event.preventDefault();
+        event.stopPropagation();  // the editor would take it for an image
+        loadBoxes(file);
+    }, true);
+    addEventListener("drop", (event) => {
+        if (!carriesFiles(event) || event.defaultPrevented) return;
+        event.preventDefault();
+        const [file] = event.dataTransfer.files;
+        const editor = document.querySelector("#fo1-editor input[type=file]");
+        if (file && editor) give(editor, file);
+    });
+}""".replace("TYPES", json.dumps(BOXES_FILE_TYPES))
+"""Installed once in the page: a file dropped anywhere on it is taken in, not opened by the browser
+in the page's place (the image, boxes and answer lost with it). A boxes file (`BOXES_FILE_TYPES`)
+is loaded as by "Load a boxes file", whose accordion it opens to show the numbers read: the
+editor took one dropped on it for an image, which the server refused. Any other file dropped
+outside the editor goes to it, as if dropped there (an image is shown; anything else is refused
+with the editor's message)."""

@@ -8,7 +8,9 @@ Screenshots go to `test-artifacts/`.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import io
 import json
 import re
 import time
@@ -1900,37 +1902,62 @@ def test_the_boxes_the_answer_names_are_kept_for_the_next_question(page, app_url
     screen.close()
 
 
-DROPPED_FILE = """([name, text]) => {
+DROPPED_FILE = """([name, type, data]) => {
+    const bytes = Uint8Array.from(atob(data), (char) => char.charCodeAt(0));
     const files = new DataTransfer();
-    files.items.add(new File([text], name, {type: "application/json"}));
+    files.items.add(new File([bytes], name, {type}));
     return files;
 }"""
 """A file as a drag from the desktop carries it (`dispatch_event`'s `dataTransfer`)."""
 
 
-def drop_file(page, selector: str, name: str, text: str) -> None:
-    """Drops a file `name` holding `text` on the element at `selector`, as from the desktop."""
-    files = page.evaluate_handle(DROPPED_FILE, [name, text])
-    for event in ("dragenter", "dragover", "drop"):
-        page.locator(selector).dispatch_event(event, {"dataTransfer": files})
+def drop_file(page, selector: str, name: str, data: bytes, kind: str = "application/json") -> bool:
+    """Drops a file `name` holding `data` on the element at `selector`, as from the desktop;
+    whether the page took the drag over it (else the browser would open the file in its place)."""
+    files = page.evaluate_handle(DROPPED_FILE, [name, kind, base64.b64encode(data).decode()])
+    target = page.locator(selector).first
+    target.dispatch_event("dragenter", {"dataTransfer": files})
+    taken = target.evaluate(
+        """(element, files) => {
+            const over = new DragEvent("dragover", {bubbles: true, cancelable: true,
+                                                    dataTransfer: files});
+            element.dispatchEvent(over);
+            return over.defaultPrevented;
+        }""",
+        files,
+    )
+    target.dispatch_event("drop", {"dataTransfer": files})
+    return taken
 
 
-def test_a_boxes_file_dropped_on_the_image_sets_its_boxes(page, app_url: str) -> None:
+def test_a_file_dropped_anywhere_is_taken_in_not_opened_in_the_pages_place(
+    page, app_url: str
+) -> None:
     """An annotator drags the image's label file onto it: its boxes are set, as by "Load a
     boxes file" (the editor took it for an image, which the server refused), and the numbers
-    read are shown; without an image, the page says to upload one first."""
+    read are shown. Dropped beside a drop zone, a file was opened by the browser in the page's
+    place, the image, boxes and answer lost: now a boxes file is loaded from anywhere, and an
+    image goes to the editor."""
     screen = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
     screen.goto(app_url)
     open_example(screen, "Coffee: detect cup and spoon")
     shapes = [{"label": "cup", "points": [[170, 10], [420, 200]], "shape_type": "rectangle"}]
-    labelme = json.dumps({"shapes": shapes, "imageWidth": 600, "imageHeight": 400})
-    drop_file(screen, "#fo1-editor canvas", "coffee.json", labelme)
+    labelme = json.dumps({"shapes": shapes, "imageWidth": 600, "imageHeight": 400}).encode()
+    assert drop_file(screen, "#fo1-editor canvas", "coffee.json", labelme)
     wait_for_note(screen, "1 box")
     assert "1 box set from coffee.json" in status_text(screen)
     assert screen.locator("#fo1-box-numbers textarea").input_value() == "170, 10, 420, 200"
     assert screen.locator("#fo1-editor canvas").count() == 1  # the image stays
     screen.locator("#fo1-undo").click()
     wait_for_note(screen, "3 boxes")
+    # Beside any drop zone: the heading, the answer.
+    assert drop_file(screen, "#fo1-answer", "coffee.json", labelme)
+    wait_for_note(screen, "1 box")
+    photo = io.BytesIO()
+    Image.new("RGB", (64, 48), "navy").save(photo, "PNG")
+    assert drop_file(screen, "h1", "navy.png", photo.getvalue(), "image/png")
+    wait_for_note(screen, "No boxes yet")
+    assert screen.locator("#fo1-editor canvas").count() == 1
     screen.get_by_label("Remove Image").click()
     wait_for_note(screen, "No image yet")
     drop_file(screen, "#fo1-editor", "coffee.json", labelme)
