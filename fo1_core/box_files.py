@@ -162,13 +162,17 @@ def _number(text: str | None) -> float | str:
         return text
 
 
+MAX_RECORDED_SIDE = 2**31
+"""A recorded image side from here on is no size (a hand-written file's): not scaled by."""
+
+
 def _fitted(
     boxes: list, recorded: tuple[object, object], image_size: tuple[int, int] | None, kind: str
 ) -> BoxesRead:
     """`boxes`, drawn on an image of the `recorded` size, on the user's `image_size` image. A
     recorded size that is missing or no size (tools write 0 where they did not know it) is not
     taken as one: the boxes are read as pixels of the user's image."""
-    known = all(is_number(side) and side > 0 for side in recorded)
+    known = all(is_number(side) and 0 < side < MAX_RECORDED_SIDE for side in recorded)
     if image_size is None or not known or tuple(recorded) == tuple(image_size):
         return BoxesRead(boxes)
     (drawn_width, drawn_height), (width, height) = recorded, image_size
@@ -182,11 +186,15 @@ def _fitted(
             "image they were drawn on."
         )
     scale = (width / drawn_width, height / drawn_height) * 2
-    fitted = [
-        [round(value * factor, 3) for value, factor in zip(box, scale, strict=True)]
-        if isinstance(box, list) and len(box) == 4 and all(is_number(value) for value in box)
-        else box
-        for box in boxes
-    ]
     how = f"scaled from the {drawn} image the {kind} records to this {width}×{height} one"
-    return BoxesRead(fitted, how)
+    return BoxesRead([_scaled(box, scale) for box in boxes], how)
+
+
+def _scaled(box: object, scale: tuple[float, ...]) -> object:
+    """`box` scaled by `scale` where it is four numbers; anything else as it is, to be named."""
+    if not (isinstance(box, list) and len(box) == 4 and all(is_number(value) for value in box)):
+        return box
+    try:
+        return [round(value * factor, 3) for value, factor in zip(box, scale, strict=True)]
+    except OverflowError:  # an integer too large for a float, which the caller names
+        return box

@@ -144,7 +144,8 @@ FILE_KEYS = st.sampled_from(
      "shape_type", "id", "image_id", "file_name", "width", "height", "imageWidth", "imageHeight"]
 )  # fmt: skip
 FILE_SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=8),
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.just(10**400), st.floats(),
+    st.text(max_size=8),
     st.sampled_from(["rectangle", "polygon", "circle", "mask", "point", "coffee.jpg", "1"]),
 )  # fmt: skip
 FILE_DOCUMENTS = st.recursive(
