@@ -1,10 +1,11 @@
 """Boxes read from the files people bring them in: the app's own proposals and answers, a COCO
-annotations file, a LabelMe or a Pascal VOC annotation. Light (no torch), so that a command line
-reads them before the model loads.
+annotations file, a LabelMe or a Pascal VOC annotation, a Label Studio export. Light (no torch),
+so that a command line reads them before the model loads.
 
 COCO, LabelMe and VOC files record the size of the image their boxes were drawn on. Where the
 user's image is a copy of the same shape at another size (a photo resized for the web), the boxes
-are scaled to it; where its shape differs, they were drawn on another image, and are refused."""
+are scaled to it; where its shape differs, they were drawn on another image, and are refused.
+Label Studio's are percentages of the image, whatever its size."""
 
 from __future__ import annotations
 
@@ -39,10 +40,13 @@ def unwrap_boxes(
 ) -> BoxesRead:
     """The box list in a boxes document: the app's `/propose` result or answer JSON
     (`{"boxes": [...]}`), `python -m detect_tools --json`'s (`{"proposals": [{"box": ...}]}`),
-    a COCO annotations file (`coco_boxes`) or a LabelMe annotation (`labelme_boxes`); anything
-    else is passed on unchanged, for `check_boxes` to judge. `image_name` and `image_size`: the
-    image the boxes are for, which picks its boxes out of a COCO file of several images and
-    scales them to it."""
+    a COCO annotations file (`coco_boxes`), a LabelMe annotation (`labelme_boxes`) or a Label
+    Studio export (`label_studio_boxes`); anything else is passed on unchanged, for
+    `check_boxes` to judge. `image_name` and `image_size`: the image the boxes are for, which
+    picks its boxes out of a file of several images and scales them to it."""
+    tasks = document if isinstance(document, list) else [document]
+    if tasks and all(_is_label_studio_task(task) for task in tasks):
+        return label_studio_boxes(tasks, image_name, image_size)
     if isinstance(document, dict) and isinstance(document.get("annotations"), list):
         return coco_boxes(document, image_name, image_size)
     if isinstance(document, dict) and isinstance(document.get("shapes"), list):
@@ -115,10 +119,7 @@ def labelme_boxes(document: dict, image_size: tuple[int, int] | None = None) -> 
 
 def _labelme_box(shape: object) -> object:
     points = shape.get("points") if isinstance(shape, dict) else None
-    if not isinstance(points, list) or not all(
-        isinstance(point, list) and len(point) == 2 and all(is_number(v) for v in point)
-        for point in points
-    ):
+    if not isinstance(points, list) or not all(_is_point(point) for point in points):
         return shape
     kind = shape.get("shape_type") or "polygon"
     xs, ys = [x for x, _ in points], [y for _, y in points]
@@ -131,6 +132,82 @@ def _labelme_box(shape: object) -> object:
     return NotABox(
         f"is a LabelMe {kind}, which has no area: FO1 reads rectangles, polygons, circles"
     )
+
+
+def _is_label_studio_task(task: object) -> bool:
+    """A task of Label Studio's JSON export: its data (the image) and what was marked on it."""
+    return (
+        isinstance(task, dict)
+        and isinstance(task.get("data"), dict)
+        and any(isinstance(task.get(key), list) for key in ("annotations", "predictions"))
+    )
+
+
+def label_studio_boxes(
+    tasks: list[dict], image_name: str | None, image_size: tuple[int, int] | None = None
+) -> BoxesRead:
+    """The boxes of a Label Studio export (its JSON: a task per image): those of its one task,
+    or of the task whose image is named `image_name` (Label Studio names an upload
+    `<id>-<name>`). Of the task's first annotation (else prediction), each rectangle, from its
+    percentages of the image, and each polygon's extent, in its order; a result that marks no
+    region (a choice, a text) is left out, one with no area is passed on as `NotABox`."""
+    if len(tasks) > 1:
+        name = Path(image_name).name if image_name else None
+        named = [task for task in tasks if name and _stored_as(task["data"], name)]
+        if len(named) != 1:
+            which = f"none is of {name}" if name else "give the boxes of one"
+            which = f"{len(named)} are of {name}" if named else which
+            raise FO1Error(f"The Label Studio file holds {len(tasks)} tasks: {which}.")
+        tasks = named
+    marked = [*(tasks[0].get("annotations") or []), *(tasks[0].get("predictions") or [])]
+    results = next(
+        (
+            entry["result"]
+            for entry in marked
+            if isinstance(entry, dict) and isinstance(entry.get("result"), list)
+        ),
+        [],
+    )
+    boxes = [_label_studio_box(result, image_size) for result in results]
+    return BoxesRead([box for box in boxes if box is not None])
+
+
+def _stored_as(data: dict, name: str) -> bool:
+    """Whether a task's `data` names the image `name`, as uploaded to Label Studio or not."""
+    stored = [Path(value).name for value in data.values() if isinstance(value, str)]
+    return any(file == name or file.endswith(f"-{name}") for file in stored)
+
+
+def _label_studio_box(result: object, image_size: tuple[int, int] | None) -> object:
+    """A Label Studio result's box in pixels of the `image_size` image (else of the size the
+    result records), None for a result that marks no region."""
+    value = result.get("value") if isinstance(result, dict) else None
+    if not isinstance(value, dict) or not ({"x", "points"} & value.keys()):
+        return None
+    width, height = image_size or (result.get("original_width"), result.get("original_height"))
+    kind = str(result.get("type") or "result").removesuffix("labels")  # rectanglelabels …
+    if not (is_number(width) and is_number(height)):
+        return NotABox(f"is a Label Studio {kind} with no image size recorded")
+    sides = [value.get(key) for key in ("x", "y", "width", "height")]
+    points = value.get("points")
+    if all(is_number(side) for side in sides):
+        if value.get("rotation") not in (None, 0):
+            return NotABox(f"is a rotated Label Studio {kind}: FO1 reads upright boxes")
+        x, y, wide, high = sides
+        corners = [x, y, x + wide, y + high]
+    elif isinstance(points, list) and points and all(_is_point(point) for point in points):
+        xs, ys = [x for x, _ in points], [y for _, y in points]
+        corners = [min(xs), min(ys), max(xs), max(ys)]
+    else:
+        return NotABox(
+            f"is a Label Studio {kind}, which has no area: FO1 reads rectangles, polygons"
+        )
+    scale = (width / 100, height / 100) * 2
+    return [round(corner * factor, 3) for corner, factor in zip(corners, scale, strict=True)]
+
+
+def _is_point(point: object) -> bool:
+    return isinstance(point, list) and len(point) == 2 and all(is_number(v) for v in point)
 
 
 def voc_boxes(text: str, image_size: tuple[int, int] | None = None) -> BoxesRead:

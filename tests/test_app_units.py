@@ -291,6 +291,55 @@ def test_a_labelme_annotation_is_read_as_its_shapes_boxes() -> None:
         boxes_from_text(json.dumps(document), 640, 480)
 
 
+def label_studio_task(image: str, results: list[dict]) -> dict:
+    """A task of a Label Studio JSON export: its image, as uploaded, and one annotation."""
+    return {
+        "id": 1,
+        "data": {"image": f"/data/upload/3/{image}"},
+        "annotations": [{"result": results}],
+    }
+
+
+def label_studio_rectangle(
+    x: float, y: float, width: float, height: float, turn: float = 0
+) -> dict:
+    """A rectangle as Label Studio records it: percentages of the 1200×800 image it was drawn on."""
+    value = {"x": x, "y": y, "width": width, "height": height, "rotation": turn}
+    return {
+        "type": "rectanglelabels",
+        "original_width": 1200,
+        "original_height": 800,
+        "value": value,
+    }
+
+
+def test_a_label_studio_export_is_read_as_its_rectangles() -> None:
+    """Label Studio's JSON: a task per image, its results percentages of the image. Of a
+    project's export, the task of the image (uploaded, named `<id>-<name>`); a rectangle, a
+    polygon's extent; a choice marks no region and is left out; a rotated box or a keypoint is
+    named."""
+    choice = {"type": "choices", "value": {"choices": ["indoor"]}}
+    polygon = {"type": "polygonlabels", "value": {"points": [[50, 15], [70, 20], [60, 80]]}}
+    export = [
+        label_studio_task("a1b2c3d4-cat.jpg", [label_studio_rectangle(0, 0, 10, 10)]),
+        label_studio_task(
+            "e5f6a7b8-coffee.jpg", [label_studio_rectangle(25, 2.5, 50, 50), choice, polygon]
+        ),
+    ]
+    typed = boxes_from_text(json.dumps(export), 640, 480, "coffee.jpg")
+    assert typed.boxes == [[160, 12, 480, 252], [320, 72, 448, 384]]
+    with pytest.raises(FO1Error, match=r"^The Label Studio file holds 2 tasks: none is of dog.jpg"):
+        boxes_from_text(json.dumps(export), 640, 480, "dog.jpg")
+    keypoint = {"type": "keypointlabels", "value": {"x": 10, "y": 10, "width": 0.5}}
+    for result, message in [
+        (label_studio_rectangle(5, 5, 20, 20, turn=30), "is a rotated Label Studio rectangle"),
+        (keypoint, "is a Label Studio keypoint, which has no area"),
+    ]:
+        one = label_studio_task("coffee.jpg", [label_studio_rectangle(0, 0, 10, 10), result])
+        with pytest.raises(FO1Error, match=rf"^Box #1 {message}"):
+            boxes_from_text(json.dumps(one), 640, 480, "coffee.jpg")
+
+
 def test_an_xml_bomb_or_an_outside_file_in_a_voc_annotation_is_refused() -> None:
     """Entities that expand a kilobyte into gigabytes, or read a file of the server's, are told
     as broken XML at once, not expanded nor read."""

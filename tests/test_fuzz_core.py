@@ -141,7 +141,8 @@ def test_transparent_pixels_are_shown_on_white() -> None:
 
 FILE_KEYS = st.sampled_from(
     ["annotations", "images", "shapes", "boxes", "proposals", "box", "bbox", "points",
-     "shape_type", "id", "image_id", "file_name", "width", "height", "imageWidth", "imageHeight"]
+     "shape_type", "id", "image_id", "file_name", "width", "height", "imageWidth", "imageHeight",
+     "data", "predictions", "result", "value", "x", "y", "rotation", "type", "original_width"]
 )  # fmt: skip
 FILE_SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.just(10**400), st.floats(),
@@ -165,8 +166,9 @@ VOC_PIECES = st.sampled_from(
 @FUZZ
 @given(document=FILE_DOCUMENTS)
 def test_a_boxes_file_is_read_or_refused_with_a_message(document: object) -> None:
-    """A labelling tool's file, or what passes for one (COCO, LabelMe, the app's JSON): boxes
-    inside the image, or an `FO1Error`; in the app, the API and the command line alike."""
+    """A labelling tool's file, or what passes for one (COCO, LabelMe, Label Studio, the app's
+    JSON): boxes inside the image, or an `FO1Error`; in the app, the API and the command line
+    alike."""
     text = json.dumps(document)
     for read in (
         lambda: boxes_from_text(text, 640, 480, "coffee.jpg").boxes,

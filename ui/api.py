@@ -124,7 +124,8 @@ ANSWER_DESCRIPTION = (
     "FO1's answer about the boxes: (annotated image, raw answer text, detections as JSON). "
     "boxes: [[x1, y1, x2, y2], …] in pixels, box i being <regioni>, or a /propose result, "
     "or a COCO annotations file's JSON (the uploaded image's boxes, by its file name) or a "
-    "LabelMe annotation's, scaled to the image where the file records another size; "
+    "LabelMe annotation's, scaled to the image where the file records another size, or a "
+    "Label Studio export's; "
     f"task: one of {', '.join(TASKS)} or free; text: what the task asks about (categories, "
     "a phrase, or regions as <region0>, <region3>). Cancelling the call stops the answer."
 )

@@ -219,7 +219,7 @@ def boxes_loaded(
     value: dict | None, file: str | None, picked: list[int] | None, prompt: str | None
 ) -> tuple:
     """Sets the editor's boxes to those of a file (`file`: its upload): anything "Boxes as
-    numbers" reads (COCO, YOLO, LabelMe and Pascal VOC files included); the outputs of
+    numbers" reads (COCO, YOLO, LabelMe, Label Studio and Pascal VOC files included); the outputs of
     `boxes_typed`. It is read up to the command line's limit for a boxes file, and named as
     uploaded."""
     if file is None:

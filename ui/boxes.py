@@ -371,7 +371,7 @@ BOXES_FILE_TYPES = (".json", ".txt", ".xml")
 """The files "Load a boxes file" offers (`boxes_from_text` reads them whatever their name)."""
 
 _FIELD = re.compile(r"[^\s,;\[\]()]+")
-_JSON = re.compile(r"\s*(\[\s*\[|\{)")
+_JSON = re.compile(r"\s*(\[\s*[\[{]|\{)")
 _XML = re.compile(r"\s*<")
 
 

@@ -213,15 +213,16 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                 ):
                     numbers = gr.Textbox(
                         label="x1, y1, x2, y2 in pixels, one box per line (box #0 first)",
-                        info="Or load a labelling tool's file, or drop it on the page: COCO or"
-                        " LabelMe JSON, YOLO labels (.txt), Pascal VOC (.xml), this app's JSON.",
+                        info="Or load a labelling tool's file, or drop it on the page: COCO,"
+                        " LabelMe or Label Studio JSON, YOLO labels (.txt), Pascal VOC (.xml),"
+                        " this app's JSON.",
                         lines=4,
                         max_lines=12,
                         elem_id="fo1-box-numbers",
                     )
                     with gr.Row():
                         set_boxes = gr.Button("Set these boxes", elem_id="fo1-set-boxes")
-                        # A labelling tool's file (COCO, YOLO, LabelMe, VOC): too long to paste.
+                        # A labelling tool's file (COCO, YOLO, LabelMe, VOC …): too long to paste.
                         load_boxes = gr.UploadButton(
                             "Load a boxes file",
                             file_types=list(BOXES_FILE_TYPES),
