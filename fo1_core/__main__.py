@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from detect_tools.outputs import exit_with, output_file, refuse_overwriting, write_output
-from fo1_core.box_files import unwrap_boxes, voc_boxes
+from fo1_core.box_files import unwrap_boxes, xml_boxes
 from fo1_core.cli import (
     MAX_BOXES_FILE_BYTES,
     add_checkpoint_option,
@@ -76,8 +76,8 @@ def _read_boxes(path: Path | None, image: Path, size: tuple[int, int]) -> object
         return []
     name = f"boxes from {path}"
     text = read_text(path, name, MAX_BOXES_FILE_BYTES)
-    if text.lstrip().startswith("<"):  # a Pascal VOC annotation
-        read = voc_boxes(text, size)
+    if text.lstrip().startswith("<"):  # a Pascal VOC or CVAT annotation
+        read = xml_boxes(text, image.name, size)
     else:
         read = unwrap_boxes(parse_json(text, name), image.name, size)
     if read.scaled:

@@ -1,8 +1,8 @@
 """Boxes read from the files people bring them in: the app's own proposals and answers, a COCO
-annotations file, a LabelMe or a Pascal VOC annotation, a Label Studio export. Light (no torch),
-so that a command line reads them before the model loads.
+annotations file, a LabelMe or a Pascal VOC annotation, a Label Studio or a CVAT export. Light
+(no torch), so that a command line reads them before the model loads.
 
-COCO, LabelMe and VOC files record the size of the image their boxes were drawn on. Where the
+COCO, LabelMe, VOC and CVAT files record the size of the image their boxes were drawn on. Where the
 user's image is a copy of the same shape at another size (a photo resized for the web), the boxes
 are scaled to it; where its shape differs, they were drawn on another image, and are refused.
 Label Studio's are percentages of the image, whatever its size."""
@@ -79,21 +79,27 @@ def coco_boxes(
         if isinstance(image, dict)
     }
     if len(images) > 1:
-        names = {id_: Path(str(image.get("file_name", ""))).name for id_, image in recorded.items()}
-        name = Path(image_name).name if image_name else None
-        wanted = {id_ for id_, file_name in names.items() if file_name == name}
-        if not wanted:
-            listed = ", ".join(sorted(names.get(id_, id_) for id_ in images)[:3])
-            more = f" and {len(images) - 3} more" if len(images) > 3 else ""
-            which = f"none is named {name}" if name else "give the boxes of one"
-            raise FO1Error(
-                f"The COCO file holds boxes of {len(images)} images ({listed}{more}): {which}."
-            )
-        annotations = [entry for entry in annotations if str(entry.get("image_id")) in wanted]
-        images &= wanted
+        names = {id_: str(recorded.get(id_, {}).get("file_name", id_)) for id_ in images}
+        images = _images_named(names, image_name, "The COCO file holds boxes of")
+        annotations = [entry for entry in annotations if str(entry.get("image_id")) in images]
     image = recorded.get(next(iter(images)), {}) if len(images) == 1 else {}
     boxes = [_corners(entry.get("bbox")) for entry in annotations]
     return _fitted(boxes, (image.get("width"), image.get("height")), image_size, "COCO file")
+
+
+def _images_named(names: dict[str, str], image_name: str | None, holds: str) -> set[str]:
+    """The keys of the images of `names` (a key → its file name) named as `image_name`, folders
+    aside. Where none is, raises `FO1Error`: `holds` ("The COCO file holds boxes of") so many
+    images, a few named."""
+    name = Path(image_name).name if image_name else None
+    named = {key: Path(file_name).name for key, file_name in names.items()}
+    wanted = {key for key, file_name in named.items() if file_name == name}
+    if not wanted:
+        listed = ", ".join(sorted(named.values())[:3])
+        more = f" and {len(named) - 3} more" if len(named) > 3 else ""
+        which = f"none is named {name}" if name else "give the boxes of one"
+        raise FO1Error(f"{holds} {len(named)} images ({listed}{more}): {which}.")
+    return wanted
 
 
 def _corners(bbox: object) -> object:
@@ -210,18 +216,30 @@ def _is_point(point: object) -> bool:
     return isinstance(point, list) and len(point) == 2 and all(is_number(v) for v in point)
 
 
-def voc_boxes(text: str, image_size: tuple[int, int] | None = None) -> BoxesRead:
-    """The boxes of a Pascal VOC annotation (LabelImg's and many labelling tools' XML, one file
-    an image): each `object`'s `bndbox` corners, in the file's order, scaled to `image_size`
-    where the file records its image at another size. A corner that is not a number is passed
-    on as text, for the caller's checks to name."""
+def xml_boxes(
+    text: str, image_name: str | None = None, image_size: tuple[int, int] | None = None
+) -> BoxesRead:
+    """The boxes of an annotation in XML: a Pascal VOC annotation (`voc_boxes`) or a CVAT export
+    (`cvat_boxes`). `image_name` and `image_size` as for `unwrap_boxes`."""
     try:
         # Python's expat (2.4.1 on) refuses entity expansion bombs; the text is size-capped.
         root = ElementTree.fromstring(text)
     except ElementTree.ParseError as error:
-        raise FO1Error(f"Not a Pascal VOC annotation: its XML is broken ({error}).") from None
-    if root.tag != "annotation":
-        raise FO1Error(f"Not a Pascal VOC annotation: its XML is <{root.tag}>.")
+        raise FO1Error(
+            f"Not a Pascal VOC or CVAT annotation: its XML is broken ({error})."
+        ) from None
+    if root.tag == "annotation":
+        return voc_boxes(root, image_size)
+    if root.tag == "annotations":
+        return cvat_boxes(root, image_name, image_size)
+    raise FO1Error(f"Not a Pascal VOC or CVAT annotation: its XML is <{root.tag}>.")
+
+
+def voc_boxes(root: ElementTree.Element, image_size: tuple[int, int] | None = None) -> BoxesRead:
+    """The boxes of a Pascal VOC annotation (LabelImg's and many labelling tools' XML, one file
+    an image): each `object`'s `bndbox` corners, in the file's order, scaled to `image_size`
+    where the file records its image at another size. A corner that is not a number is passed
+    on as text, for the caller's checks to name."""
     corners = ("xmin", "ymin", "xmax", "ymax")
     boxes = [
         [_number(box.findtext(corner)) for corner in corners]
@@ -229,6 +247,69 @@ def voc_boxes(text: str, image_size: tuple[int, int] | None = None) -> BoxesRead
     ]
     size = (_number(root.findtext("size/width")), _number(root.findtext("size/height")))
     return _fitted(boxes, size, image_size, "VOC annotation")
+
+
+CVAT_AREAS = "boxes, polygons, ellipses, masks"
+"""The CVAT shapes that mark an area, as a message names them."""
+
+
+def cvat_boxes(
+    root: ElementTree.Element,
+    image_name: str | None,
+    image_size: tuple[int, int] | None = None,
+) -> BoxesRead:
+    """The boxes of a CVAT export ("CVAT for images" XML): those of its one image, or of the
+    image named `image_name` (folders aside) where it holds several, in the file's order: each
+    box, and the extent of each polygon, ellipse and mask; scaled to `image_size` where the file
+    records its image at another size. A tag marks no region and is left out; a shape with no
+    area, or a turned box, is passed on as `NotABox`."""
+    images = root.findall("image")
+    if not images and root.find("track") is not None:
+        raise FO1Error(
+            "The CVAT file is a video's (its boxes are tracks over frames): export the task "
+            'as "CVAT for images" to load the boxes of one image.'
+        )
+    if len(images) > 1:
+        names = {str(index): image.get("name", "") for index, image in enumerate(images)}
+        wanted = _images_named(names, image_name, "The CVAT file holds")
+        images = [image for index, image in enumerate(images) if str(index) in wanted]
+    shapes = [
+        shape
+        for image in images
+        for shape in image
+        if shape.tag != "tag" and shape.get("outside") != "1"
+    ]
+    first = images[0] if images else ElementTree.Element("image")  # of no size, then
+    size = (_number(first.get("width")), _number(first.get("height")))
+    return _fitted([_cvat_box(shape) for shape in shapes], size, image_size, "CVAT file")
+
+
+def _cvat_box(shape: ElementTree.Element) -> object:
+    numbers = {key: _number(value) for key, value in shape.attrib.items()}
+    if shape.tag in ("box", "ellipse") and numbers.get("rotation") not in (None, 0):
+        return NotABox(f"is a turned CVAT {shape.tag}: FO1 reads upright boxes")
+    if shape.tag == "box":
+        return [numbers.get(corner) for corner in ("xtl", "ytl", "xbr", "ybr")]
+    if shape.tag == "ellipse":
+        x, y, across, down = (numbers.get(key) for key in ("cx", "cy", "rx", "ry"))
+        if not all(is_number(value) for value in (x, y, across, down)):
+            return [x, y, across, down]
+        return [x - across, y - down, x + across, y + down]
+    if shape.tag == "mask":
+        left, top, wide, high = (numbers.get(key) for key in ("left", "top", "width", "height"))
+        if not all(is_number(value) for value in (left, top, wide, high)):
+            return [left, top, wide, high]
+        return [left, top, left + wide, top + high]
+    if shape.tag == "polygon":
+        points = [pair.split(",") for pair in shape.get("points", "").split(";")]
+        if not all(len(pair) == 2 for pair in points):
+            return NotABox('is a CVAT polygon whose points are not "x,y;x,y;…"')
+        xs, ys = [_number(x) for x, _ in points], [_number(y) for _, y in points]
+        if not all(isinstance(value, float) and math.isfinite(value) for value in (*xs, *ys)):
+            return NotABox('is a CVAT polygon whose points are not "x,y;x,y;…" numbers')
+        return [min(xs), min(ys), max(xs), max(ys)]
+    why = ", which has no area" if shape.tag in ("points", "polyline") else ""
+    return NotABox(f"is a CVAT {shape.tag}{why}: FO1 reads {CVAT_AREAS}")
 
 
 def _number(text: str | None) -> float | str:

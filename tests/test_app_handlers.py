@@ -31,7 +31,7 @@ from fo1_core.session import load
 from fo1_core.templates import DEFAULT_TASK, MAX_REGIONS
 from tests.conftest import RIGGED_ANSWER
 from tests.images import animated_gif
-from tests.test_app_units import VOC
+from tests.test_app_units import CVAT, VOC
 from tests.test_render import label_height
 from ui.ahead import EncodeAhead
 from ui.answer_area import cleared_answer
@@ -1290,6 +1290,11 @@ def test_boxes_are_loaded_from_the_apps_own_files_and_a_bad_one_is_named(
     voc = tmp_path / "coffee.xml"  # LabelImg's, of the 600×400 image
     voc.write_text(VOC.replace("<width>640</width><height>480", "<width>600</width><height>400"))
     assert "2 boxes set from coffee.xml" in answering.boxes_loaded(value, str(voc), [], "")[1]
+    cvat = tmp_path / "annotations.xml"  # CVAT's, of three images: the upload's four shapes
+    cvat.write_text(CVAT.replace('width="1280" height="960"', 'width="1200" height="800"'))
+    shown, status, *_ = answering.boxes_loaded(value, str(cvat), [], "")
+    assert boxes_of(shown)[0] == [170, 10, 420, 200]
+    assert "4 boxes set from annotations.xml, scaled from the 1200×800 image the CVAT" in status
     binary = tmp_path / "photo.json"
     binary.write_bytes(b"\xff\xd8\xff\xe0 not text")
     shown, status, *_ = answering.boxes_loaded(value, str(binary), [], "")

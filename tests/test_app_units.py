@@ -235,8 +235,11 @@ def test_a_pascal_voc_annotation_is_read_as_its_objects_boxes() -> None:
         [320, 60.5, 430, 320],
     ]
     for text, message in [
-        (VOC.replace("</annotation>", ""), r"Not a Pascal VOC annotation: its XML is broken"),
-        ("<svg><rect/></svg>", r"Not a Pascal VOC annotation: its XML is <svg>"),
+        (
+            VOC.replace("</annotation>", ""),
+            r"Not a Pascal VOC or CVAT annotation: its XML is broken",
+        ),
+        ("<svg><rect/></svg>", r"Not a Pascal VOC or CVAT annotation: its XML is <svg>"),
         (VOC.replace("<xmax>430", "<xmax>far"), r"Box #1 must hold numbers only"),
         (VOC.replace("<ymax>200", "<ymax>nan"), r"Box #0 has a coordinate that is not a finite"),
     ]:
@@ -338,6 +341,60 @@ def test_a_label_studio_export_is_read_as_its_rectangles() -> None:
         one = label_studio_task("coffee.jpg", [label_studio_rectangle(0, 0, 10, 10), result])
         with pytest.raises(FO1Error, match=rf"^Box #1 {message}"):
             boxes_from_text(json.dumps(one), 640, 480, "coffee.jpg")
+
+
+CVAT = """<?xml version="1.0" encoding="utf-8"?>
+<annotations><version>1.1</version><meta><task><name>kitchen</name></task></meta>
+  <image id="0" name="images/cat.jpg" width="800" height="600">
+    <box label="cat" xtl="1" ytl="1" xbr="50" ybr="50"/></image>
+  <image id="1" name="images/coffee.jpg" width="1280" height="960">
+    <tag label="indoor"/>
+    <box label="cup" occluded="0" xtl="340.0" ytl="20.0" xbr="840.0" ybr="400.0" z_order="0">
+      <attribute name="full">true</attribute></box>
+    <polygon label="spoon" points="640.0,120.0;860.0,200.0;760.0,640.0"/>
+    <ellipse label="coin" cx="200" cy="230" rx="30" ry="30" rotation="0.0"/>
+    <mask label="plate" rle="3, 4, 5" left="100" top="600" width="400" height="200"/>
+  </image>
+  <image id="2" name="images/dog.jpg" width="640" height="480"/>
+</annotations>"""
+
+
+def test_a_cvat_export_is_read_as_its_images_shapes() -> None:
+    """CVAT's "for images" XML, a project's images in one file: the shapes of the image named as
+    the upload (folders aside), in the file's order, scaled from the 1280×960 photo labelled to
+    the 640×480 copy: a box, a polygon's extent, an ellipse's, a mask's; a tag marks no region."""
+    typed = boxes_from_text(CVAT, 640, 480, "coffee.jpg")
+    assert typed.boxes == [
+        [170, 10, 420, 200],
+        [320, 60, 430, 320],
+        [85, 100, 115, 130],
+        [50, 300, 250, 400],
+    ]
+    assert (
+        typed.scaled == "scaled from the 1280×960 image the CVAT file records to this 640×480 one"
+    )
+    assert boxes_from_text(CVAT, 640, 480, "dog.jpg") == BoxesTyped([], 0)
+    with pytest.raises(
+        FO1Error,
+        match=r"^The CVAT file holds 3 images \(cat.jpg, coffee.jpg, dog.jpg\): none is "
+        "named espresso.jpg.",
+    ):
+        boxes_from_text(CVAT, 640, 480, "espresso.jpg")
+    one = CVAT[: CVAT.index('<image id="0')] + CVAT[CVAT.index('<image id="1') :]
+    one = one[: one.index('<image id="2')] + "</annotations>"
+    assert boxes_from_text(one, 640, 480, "photo.jpg").boxes[0] == [170, 10, 420, 200]
+    for shape, message in [
+        ('<box xtl="1" ytl="1" xbr="9" ybr="9" rotation="30"/>', "is a turned CVAT box"),
+        ('<polyline points="1,1;5,5"/>', "is a CVAT polyline, which has no area"),
+        ('<polygon points="1,1;5"/>', 'is a CVAT polygon whose points are not "x,y;x,y;…"'),
+        ('<polygon points="1,1;5,nan"/>', "is a CVAT polygon whose points are not .* numbers"),
+        ('<cuboid xtl1="1"/>', "is a CVAT cuboid: FO1 reads boxes, polygons, ellipses, masks$"),
+    ]:
+        with pytest.raises(FO1Error, match=rf"^Box #4 {message}"):
+            boxes_from_text(one.replace("</image>", f"{shape}</image>"), 640, 480)
+    video = '<annotations><track id="0" label="car"><box frame="0" xtl="1" ytl="1" xbr="9" ybr="9"'
+    with pytest.raises(FO1Error, match=r"^The CVAT file is a video's .*\"CVAT for images\""):
+        boxes_from_text(f'{video} outside="0"/></track></annotations>', 640, 480)
 
 
 def test_an_xml_bomb_or_an_outside_file_in_a_voc_annotation_is_refused() -> None:

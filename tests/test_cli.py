@@ -118,14 +118,15 @@ def test_cli_reads_proposals_and_says_when_the_answer_is_cut(
     assert "<region1>" in json.loads(out.read_text())["prompt"]
 
 
-def test_cli_reads_the_images_boxes_from_a_coco_or_voc_file(
+def test_cli_reads_the_images_boxes_from_a_labelling_tools_file(
     answering_checkpoint: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A dataset's COCO file: the boxes of the image named as `--image`'s file, as corners,
-    scaled where the file records the image at another size; a Pascal VOC annotation's boxes."""
+    scaled where the file records the image at another size; a Pascal VOC annotation's boxes,
+    LabelMe's, and a CVAT export's of the image."""
     caplog.set_level(logging.INFO)
     Image.new("RGB", (90, 60), "white").save(tmp_path / "image.png")
     labelled = {"id": 2, "file_name": "val/image.png", "width": 180, "height": 120}
@@ -172,6 +173,17 @@ def test_cli_reads_the_images_boxes_from_a_coco_or_voc_file(
     argv[argv.index(str(boxes))] = str(labelme)
     assert cli_main(argv) == 2
     assert "Box #1 is a LabelMe point, which has no area" in capsys.readouterr().err
+    cvat = tmp_path / "annotations.xml"  # CVAT's, of two images: photo.png's two boxes
+    cvat.write_text(
+        '<annotations><image name="a.png"><box xtl="1" ytl="1" xbr="9" ybr="9"/></image>'
+        '<image name="images/photo.png" width="180" height="120">'
+        '<box xtl="2" ytl="2" xbr="60" ybr="60"/><polygon points="80,10;120,10;100,90"/>'
+        "</image></annotations>"
+    )
+    argv[argv.index(str(labelme))] = str(cvat)
+    assert cli_main([*argv, "--max-new-tokens", "2"]) == 0
+    prompt = json.loads(out.read_text())["prompt"]
+    assert "<region1>" in prompt and "<region2>" not in prompt
 
 
 @pytest.mark.parametrize(

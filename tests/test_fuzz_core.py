@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -188,6 +189,47 @@ def test_a_boxes_file_is_read_or_refused_with_a_message(document: object) -> Non
 def test_a_voc_annotation_is_read_or_refused_with_a_message(pieces: list[str]) -> None:
     try:
         boxes = boxes_from_text("".join(["<annotation>", *pieces]), 640, 480).boxes
+    except FO1Error as error:
+        assert str(error)
+    else:
+        assert all(math.isfinite(value) for box in boxes for value in box)
+
+
+CVAT_VALUES = st.one_of(
+    st.sampled_from(["10", "-3", "0", "1e400", "nan", "", "abc", "1,2;30,40", "1,2;x", "5;6",
+                     "coffee.jpg", "images/coffee.jpg", "cat.jpg", "1280", "960"]),
+    st.floats().map(str), st.text(max_size=6),
+)  # fmt: skip
+CVAT_ATTRIBUTES = st.dictionaries(
+    st.sampled_from(["xtl", "ytl", "xbr", "ybr", "rotation", "points", "cx", "cy", "rx", "ry",
+                     "left", "top", "width", "height", "outside", "name"]),
+    CVAT_VALUES, max_size=8,
+)  # fmt: skip
+CVAT_SHAPES = st.tuples(
+    st.sampled_from(["box", "polygon", "ellipse", "mask", "polyline", "points", "tag", "cuboid"]),
+    CVAT_ATTRIBUTES,
+)
+CVAT_IMAGES = st.tuples(
+    st.sampled_from(["image", "track"]), CVAT_ATTRIBUTES, st.lists(CVAT_SHAPES, max_size=6)
+)
+
+
+def _cvat_file(images: list[tuple[str, dict, list[tuple[str, dict]]]]) -> str:
+    root = ElementTree.Element("annotations")
+    for tag, attributes, shapes in images:
+        image = ElementTree.SubElement(root, tag, attributes)
+        for shape, shape_attributes in shapes:
+            ElementTree.SubElement(image, shape, shape_attributes)
+    return ElementTree.tostring(root, encoding="unicode")
+
+
+@FUZZ
+@given(images=st.lists(CVAT_IMAGES, max_size=4))
+def test_a_cvat_export_is_read_or_refused_with_a_message(images: list) -> None:
+    """CVAT's XML with any shapes, attributes and images: boxes inside the image, or an
+    `FO1Error`."""
+    try:
+        boxes = boxes_from_text(_cvat_file(images), 640, 480, "coffee.jpg").boxes
     except FO1Error as error:
         assert str(error)
     else:

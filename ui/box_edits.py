@@ -219,9 +219,9 @@ def boxes_loaded(
     value: dict | None, file: str | None, picked: list[int] | None, prompt: str | None
 ) -> tuple:
     """Sets the editor's boxes to those of a file (`file`: its upload): anything "Boxes as
-    numbers" reads (COCO, YOLO, LabelMe, Label Studio and Pascal VOC files included); the outputs of
-    `boxes_typed`. It is read up to the command line's limit for a boxes file, and named as
-    uploaded."""
+    numbers" reads (COCO, YOLO, LabelMe, Label Studio, Pascal VOC and CVAT files included); the
+    outputs of `boxes_typed`. It is read up to the command line's limit for a boxes file, and
+    named as uploaded."""
     if file is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     name = Path(file).name

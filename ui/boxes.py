@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from detect_tools.box_rules import is_number
-from fo1_core.box_files import BoxesRead, NotABox, unwrap_boxes, voc_boxes
+from fo1_core.box_files import BoxesRead, NotABox, unwrap_boxes, xml_boxes
 from fo1_core.errors import FO1Error
 from fo1_core.inputs import box_problem, clip_box
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
@@ -383,7 +383,7 @@ class BoxesTyped:
     cut: int
     """How many reached out of the image and were cut to it."""
     scaled: str | None = None
-    """How they were scaled, where a COCO or VOC file recorded its image at another size."""
+    """How they were scaled, where the file recorded its image at another size."""
 
 
 def boxes_from_text(
@@ -393,8 +393,8 @@ def boxes_from_text(
     numbers `x1, y1, x2, y2` in pixels (commas, spaces or brackets between them) or a YOLO label
     line (`yolo_corners`), or JSON (a list, or a document holding one: `parse_boxes`;
     `image_name`, the image's file name, picks its boxes out of a COCO file), or a Pascal VOC
-    annotation (`voc_boxes`). Those of a COCO or VOC file recording its image at another size
-    are scaled to this one.
+    annotation or a CVAT export (`xml_boxes`). Those of a file recording its image at another
+    size are scaled to this one.
 
     Corners may come in either order. Raises `FO1Error` naming each line (or JSON entry) whose
     box is not four numbers or has no area inside the image, the first `SHOWN_PROBLEMS` in
@@ -403,8 +403,9 @@ def boxes_from_text(
     text = text.removeprefix("\ufeff")  # pasted with the byte order mark some editors write
     scaled = None
     if _JSON.match(text) or _XML.match(text):  # from the API, a labelling tool, or by hand
-        document = voc_boxes(text, (width, height)) if _XML.match(text) else text
-        read = parse_boxes(document, image_name, (width, height))
+        size = (width, height)
+        document = xml_boxes(text, image_name, size) if _XML.match(text) else text
+        read = parse_boxes(document, image_name, size)
         entries, scaled, where = list(enumerate(read.boxes)), read.scaled, "Box"
     else:
         entries = [
