@@ -14,15 +14,14 @@ import sys
 from pathlib import Path
 
 from detect_tools.outputs import exit_with, output_file, refuse_overwriting, write_output
+from fo1_core.box_archives import boxes_file_text
 from fo1_core.box_files import unwrap_boxes, xml_boxes
 from fo1_core.cli import (
-    MAX_BOXES_FILE_BYTES,
     add_checkpoint_option,
     local_path,
     open_named_image,
     parse_json,
     positive,
-    read_text,
 )
 from fo1_core.errors import FO1Error
 from fo1_core.inputs import check_boxes
@@ -74,12 +73,11 @@ def _read_boxes(path: Path | None, image: Path, size: tuple[int, int]) -> object
     """The boxes in the file at `path`, for the image file `image` of `size` as shown."""
     if path is None:
         return []
-    name = f"boxes from {path}"
-    text = read_text(path, name, MAX_BOXES_FILE_BYTES)
-    if text.lstrip().startswith("<"):  # a Pascal VOC or CVAT annotation
-        read = xml_boxes(text, image.name, size)
+    labels = boxes_file_text(path, f"boxes from {path}", image.name)
+    if labels.text.lstrip().startswith("<"):  # a Pascal VOC or CVAT annotation
+        read = xml_boxes(labels.text, image.name, size)
     else:
-        read = unwrap_boxes(parse_json(text, name), image.name, size)
+        read = unwrap_boxes(parse_json(labels.text, labels.source), image.name, size)
     if read.scaled:
         logging.info("The boxes of %s were %s.", path, read.scaled)
     return read.boxes

@@ -97,15 +97,26 @@ def read_text(path: Path, name: str | None = None, max_bytes: int = MAX_DATA_FIL
     name = name or str(path)
     refuse_special_file(path, FO1Error, name)
     try:
-        if (size := path.stat().st_size) > max_bytes:
-            raise FO1Error(
-                f"Could not read {name}: it is {_megabytes(size)}; at most "
-                f"{_megabytes(max_bytes)} is read from such a file."
-            )
-        # "-sig": without the byte order mark some editors start a UTF-8 file with.
-        return path.read_text(encoding="utf-8-sig")
+        refuse_too_large(path.stat().st_size, max_bytes, name)
+        return utf8_text(path.read_bytes(), name)
     except OSError as error:
         raise FO1Error(f"Could not read {name}: {error.strerror or error}") from error
+
+
+def refuse_too_large(size: int, max_bytes: int, name: str) -> None:
+    """Raises `FO1Error` where a file (`name`) of `size` bytes is over `max_bytes`."""
+    if size > max_bytes:
+        raise FO1Error(
+            f"Could not read {name}: it is {_megabytes(size)}; at most "
+            f"{_megabytes(max_bytes)} is read from such a file."
+        )
+
+
+def utf8_text(data: bytes, name: str) -> str:
+    """`data`, read from what `name` says, as UTF-8 text; an FO1Error naming it otherwise."""
+    try:
+        # "-sig": without the byte order mark some editors start a UTF-8 file with.
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         problem = f"it is not UTF-8 text (byte {error.start})"
         raise FO1Error(f"Could not read {name}: {problem}.") from error

@@ -12,6 +12,7 @@ import re
 import shutil
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import gradio as gr
@@ -1295,6 +1296,12 @@ def test_boxes_are_loaded_from_the_apps_own_files_and_a_bad_one_is_named(
     shown, status, *_ = answering.boxes_loaded(value, str(cvat), [], "")
     assert boxes_of(shown)[0] == [170, 10, 420, 200]
     assert "4 boxes set from annotations.xml, scaled from the 1200×800 image the CVAT" in status
+    export = tmp_path / "task_7.zip"  # CVAT's download: that file in a ZIP archive
+    with zipfile.ZipFile(export, "w") as written:
+        written.write(cvat, "annotations.xml")
+    shown, status, *_ = answering.boxes_loaded(value, str(export), [], "")
+    assert boxes_of(shown)[0] == [170, 10, 420, 200]
+    assert "4 boxes set from annotations.xml in task_7.zip, scaled from the 1200×800" in status
     binary = tmp_path / "photo.json"
     binary.write_bytes(b"\xff\xd8\xff\xe0 not text")
     shown, status, *_ = answering.boxes_loaded(value, str(binary), [], "")

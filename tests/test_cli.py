@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -126,7 +127,7 @@ def test_cli_reads_the_images_boxes_from_a_labelling_tools_file(
 ) -> None:
     """A dataset's COCO file: the boxes of the image named as `--image`'s file, as corners,
     scaled where the file records the image at another size; a Pascal VOC annotation's boxes,
-    LabelMe's, and a CVAT export's of the image."""
+    LabelMe's, and a CVAT export's of the image, also in the ZIP archive it downloads as."""
     caplog.set_level(logging.INFO)
     Image.new("RGB", (90, 60), "white").save(tmp_path / "image.png")
     labelled = {"id": 2, "file_name": "val/image.png", "width": 180, "height": 120}
@@ -180,10 +181,14 @@ def test_cli_reads_the_images_boxes_from_a_labelling_tools_file(
         '<box xtl="2" ytl="2" xbr="60" ybr="60"/><polygon points="80,10;120,10;100,90"/>'
         "</image></annotations>"
     )
-    argv[argv.index(str(labelme))] = str(cvat)
-    assert cli_main([*argv, "--max-new-tokens", "2"]) == 0
-    prompt = json.loads(out.read_text())["prompt"]
-    assert "<region1>" in prompt and "<region2>" not in prompt
+    export = tmp_path / "task.zip"  # that file as CVAT's export downloads
+    with zipfile.ZipFile(export, "w") as written:
+        written.write(cvat, "annotations.xml")
+    for given in (cvat, export):
+        argv[argv.index(str(labelme if given == cvat else cvat))] = str(given)
+        assert cli_main([*argv, "--max-new-tokens", "2"]) == 0
+        prompt = json.loads(out.read_text())["prompt"]
+        assert "<region1>" in prompt and "<region2>" not in prompt
 
 
 @pytest.mark.parametrize(

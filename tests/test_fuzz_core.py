@@ -3,8 +3,11 @@ correct result or an `FO1Error` with a message, never another exception."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import zipfile
+from pathlib import Path
 from xml.etree import ElementTree
 
 import numpy as np
@@ -14,6 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fo1_core.answers import parse_answer
+from fo1_core.box_archives import boxes_file_text
 from fo1_core.box_files import unwrap_boxes
 from fo1_core.errors import FO1Error
 from fo1_core.inputs import check_boxes, open_image
@@ -230,6 +234,46 @@ def test_a_cvat_export_is_read_or_refused_with_a_message(images: list) -> None:
     `FO1Error`."""
     try:
         boxes = boxes_from_text(_cvat_file(images), 640, 480, "coffee.jpg").boxes
+    except FO1Error as error:
+        assert str(error)
+    else:
+        assert all(math.isfinite(value) for box in boxes for value in box)
+
+
+ARCHIVE_NAMES = st.sampled_from(
+    ["coffee.txt", "labels/coffee.txt", "coffee.json", "annotations.xml", "result.json",
+     "classes.txt", "dir/", "__MACOSX/._coffee.json", "a.xml", "b.JSON", "coffee.jpg"]
+)  # fmt: skip
+ARCHIVE_TEXTS = st.one_of(
+    st.sampled_from(["0 0.5 0.5 0.2 0.2", "[[1, 2, 30, 40]]", "coffee.jpg", "<annotations/>"]),
+    FILE_DOCUMENTS.map(json.dumps), st.builds(_cvat_file, st.lists(CVAT_IMAGES, max_size=2)),
+    st.binary(max_size=40),
+)  # fmt: skip
+
+
+@FUZZ
+@given(
+    files=st.dictionaries(ARCHIVE_NAMES, ARCHIVE_TEXTS, max_size=5),
+    damage=st.none() | st.tuples(st.integers(0, 2000), st.binary(min_size=1, max_size=8)),
+)
+def test_a_zip_export_is_read_or_refused_with_a_message(
+    tmp_path_factory: pytest.TempPathFactory, files: dict, damage: tuple | None
+) -> None:
+    """An archive of any labels files, whole or with some bytes overwritten: boxes inside the
+    image, or an `FO1Error`."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as written:
+        for name, content in files.items():
+            written.writestr(name, content)
+    archive = bytearray(data.getvalue())
+    if damage:
+        at, bytes_ = damage
+        archive[at : at + len(bytes_)] = bytes_
+    path = Path(tmp_path_factory.mktemp("zip")) / "export.zip"
+    path.write_bytes(bytes(archive))
+    try:
+        labels = boxes_file_text(path, "export.zip", "coffee.jpg")
+        boxes = boxes_from_text(labels.text, 640, 480, "coffee.jpg").boxes
     except FO1Error as error:
         assert str(error)
     else:

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import gradio as gr
 
-from fo1_core.cli import MAX_BOXES_FILE_BYTES, read_text
+from fo1_core.box_archives import BoxesText, boxes_file_text
 from fo1_core.errors import FO1Error
 from fo1_core.inputs import image_size
 from fo1_core.templates import MAX_REGIONS, box_count
@@ -211,51 +211,50 @@ def boxes_typed(
     named in the status and the typed text stays to be corrected. Outputs: editor, status,
     picked regions (those picked stay so on their boxes where the numbers keep them), the free
     prompt (its references likewise)."""
-    source = "the numbers typed"
-    return _boxes_set(value, lambda: typed or "", source, picked, prompt, none_clears=True)
+    typed_text = BoxesText(typed or "", "the numbers typed")
+    return _boxes_set(value, lambda: typed_text, picked, prompt, none_clears=True)
 
 
 def boxes_loaded(
     value: dict | None, file: str | None, picked: list[int] | None, prompt: str | None
 ) -> tuple:
     """Sets the editor's boxes to those of a file (`file`: its upload): anything "Boxes as
-    numbers" reads (COCO, YOLO, LabelMe, Label Studio, Pascal VOC and CVAT files included); the
-    outputs of `boxes_typed`. It is read up to the command line's limit for a boxes file, and
-    named as uploaded."""
+    numbers" reads (COCO, YOLO, LabelMe, Label Studio, Pascal VOC and CVAT files included), also
+    out of a labelling tool's ZIP export (`boxes_file_text`); the outputs of `boxes_typed`. It is
+    read up to the command line's limit for a boxes file, and named as uploaded."""
     if file is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    name = Path(file).name
 
-    def text() -> str:
-        return read_text(Path(file), name, MAX_BOXES_FILE_BYTES)
+    def text() -> BoxesText:
+        return boxes_file_text(Path(file), Path(file).name, file_name_of(value))
 
-    return _boxes_set(value, text, name, picked, prompt, none_clears=False)
+    return _boxes_set(value, text, picked, prompt, none_clears=False)
 
 
 def _boxes_set(
     value: dict | None,
-    text: Callable[[], str],
-    source: str,
+    text: Callable[[], BoxesText],
     picked: list[int] | None,
     prompt: str | None,
     none_clears: bool,
 ) -> tuple:
-    """The editor set to the boxes in `text` (read from `source`), or a mistake named; none
-    there clears the editor where `none_clears`, else is a mistake (a file of no boxes was
-    more likely the wrong file than a wish to clear them)."""
+    """The editor set to the boxes in `text`, or a mistake named; none there clears the editor
+    where `none_clears`, else is a mistake (a file of no boxes was more likely the wrong file
+    than a wish to clear them)."""
     image = image_of(value)
     try:
         if image is None:
             raise FO1Error("No image yet: upload one, then give its boxes.")
         width, height = image_size(image)
-        typed = boxes_from_text(text(), width, height, file_name_of(value))
+        read = text()
+        typed = boxes_from_text(read.text, width, height, file_name_of(value))
         boxes, cut = typed.boxes, typed.cut
         if not boxes and not none_clears:
-            raise FO1Error(f"No boxes in {source}; your boxes are left as they were.")
+            raise FO1Error(f"No boxes in {read.source}; your boxes are left as they were.")
     except FO1Error as error:
         return gr.skip(), error_html(str(error)), gr.skip(), gr.skip()
     scaled = f", {typed.scaled}" if typed.scaled else ""
-    message = f"{box_count(len(boxes))} set from {source}{scaled}."
+    message = f"{box_count(len(boxes))} set from {read.source}{scaled}."
     if not boxes and boxes_of(value):
         message = "No numbers typed, so every box was removed (Undo brings them back)."
     if cut:

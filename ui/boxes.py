@@ -367,8 +367,9 @@ late, took them away. Only the page knows, as the reply lands, that the text box
 and holds lines typed since it was last written; it follows the boxes again once left."""
 
 
-BOXES_FILE_TYPES = (".json", ".txt", ".xml")
-"""The files "Load a boxes file" offers (`boxes_from_text` reads them whatever their name)."""
+BOXES_FILE_TYPES = (".json", ".txt", ".xml", ".zip")
+"""The files "Load a boxes file" offers (`boxes_from_text` reads them whatever their name; of a
+labelling tool's ZIP export, `boxes_file_text` finds the image's)."""
 
 _FIELD = re.compile(r"[^\s,;\[\]()]+")
 _JSON = re.compile(r"\s*(\[\s*[\[{]|\{)")

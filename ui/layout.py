@@ -215,7 +215,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                         label="x1, y1, x2, y2 in pixels, one box per line (box #0 first)",
                         info="Or load a labelling tool's file, or drop it on the page: COCO,"
                         " LabelMe or Label Studio JSON, YOLO labels (.txt), Pascal VOC or CVAT"
-                        " (.xml), this app's JSON.",
+                        " (.xml), this app's JSON, or the tool's export as it downloads (.zip).",
                         lines=4,
                         max_lines=12,
                         elem_id="fo1-box-numbers",

@@ -14,6 +14,7 @@ import io
 import json
 import re
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -1953,6 +1954,14 @@ def test_a_file_dropped_anywhere_is_taken_in_not_opened_in_the_pages_place(
     # Beside any drop zone: the heading, the answer.
     assert drop_file(screen, "#fo1-answer", "coffee.json", labelme)
     wait_for_note(screen, "1 box")
+    export = io.BytesIO()  # a labelling tool's export as it downloads, the image's labels in it
+    with zipfile.ZipFile(export, "w") as written:
+        written.writestr("labels/coffee.txt", "0 0.5 0.25 0.5 0.5\n1 0.1 0.9 0.2 0.2\n")
+        written.writestr("classes.txt", "cup\nspoon\n")
+    assert drop_file(screen, "h1", "project-1.zip", export.getvalue(), "application/zip")
+    wait_for_note(screen, "2 boxes")
+    assert "2 boxes set from labels/coffee.txt in project-1.zip" in status_text(screen)
+    assert screen.locator("#fo1-box-numbers textarea").input_value().startswith("150, 0, 450, 200")
     photo = io.BytesIO()
     Image.new("RGB", (64, 48), "navy").save(photo, "PNG")
     assert drop_file(screen, "h1", "navy.png", photo.getvalue(), "image/png")
