@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from xml.sax.saxutils import escape
 
 from detect_tools.images import refuse_special_file
+from fo1_core.box_files import is_named
 from fo1_core.cli import MAX_BOXES_FILE_BYTES, read_text, refuse_too_large, utf8_text
 from fo1_core.errors import FO1Error
 
@@ -34,8 +35,9 @@ class BoxesText:
 def boxes_file_text(path: Path, name: str, image_name: str | None) -> BoxesText:
     """The text of the boxes file at `path` (named `name` to the user), or, of a ZIP archive, of
     its file holding the labels of the image named `image_name`: the file of the image's own name
-    (a YOLO, VOC or LabelMe export's `labels/cat.txt`), else the one that names the image (a
-    COCO, CVAT or Label Studio export's), else its only JSON or XML file."""
+    (a YOLO, VOC or LabelMe export's `labels/cat.txt`, also as the tool renamed the image:
+    `is_named`), else the one that names the image (a COCO, CVAT or Label Studio export's), else
+    its only JSON or XML file."""
     refuse_special_file(path, FO1Error, name)
     if not zipfile.is_zipfile(path):
         return BoxesText(read_text(path, name, MAX_BOXES_FILE_BYTES), name)
@@ -59,8 +61,7 @@ def _labels_in(archive: zipfile.ZipFile, name: str, image_name: str | None) -> B
     ]
     if not files:
         raise FO1Error(f"{name} holds no labels file ({', '.join(LABEL_SUFFIXES)}).")
-    stem = PurePosixPath(image_name).stem if image_name else None
-    own = [info for info in files if PurePosixPath(info.filename).stem == stem]
+    own = [info for info in files if image_name and _labels_of(info.filename, image_name)]
     if own:
         return _member_text(archive, own[0], name)
     shared = [info for info in files if info.filename.lower().endswith((".json", ".xml"))]
@@ -71,6 +72,7 @@ def _labels_in(archive: zipfile.ZipFile, name: str, image_name: str | None) -> B
             return read
     if len(shared) == 1:  # an export of one image, which the reader takes whatever its name
         return _member_text(archive, shared[0], name)
+    stem = PurePosixPath(image_name or "image").stem
     own_names = ", ".join(f"{stem}{suffix}" for suffix in LABEL_SUFFIXES)
     searched = f"none of its {len(shared)} JSON and XML files names it" if shared else ""
     raise FO1Error(
@@ -79,10 +81,18 @@ def _labels_in(archive: zipfile.ZipFile, name: str, image_name: str | None) -> B
     )
 
 
+def _labels_of(file_name: str, image_name: str) -> bool:
+    """Whether the labels file `file_name` is that of the image `image_name`: of its name but
+    for the suffix (`labels/cat.txt`, `Annotations/cat.xml`), as a tool renamed it too."""
+    return is_named(str(PurePosixPath(file_name).with_suffix(Path(image_name).suffix)), image_name)
+
+
 def _spellings(image_name: str) -> set[str]:
     """`image_name` as a labels file may write it: as it is, in JSON's ASCII escapes (Python's
-    `json.dump` writes `café` so) and in XML's."""
-    return {image_name, json.dumps(image_name)[1:-1], escape(image_name, {'"': "&quot;"})}
+    `json.dump` writes `café` so), in XML's, and as Roboflow renames it (`cat_jpg.rf.…`)."""
+    path = Path(image_name)
+    escapes = (json.dumps(image_name)[1:-1], escape(image_name, {'"': "&quot;"}))
+    return {image_name, *escapes, f"{path.stem}_{path.suffix[1:]}.rf."}
 
 
 def _member_text(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> BoxesText:

@@ -10,6 +10,7 @@ Label Studio's are percentages of the image, whatever its size."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -88,18 +89,36 @@ def coco_boxes(
 
 
 def _images_named(names: dict[str, str], image_name: str | None, holds: str) -> set[str]:
-    """The keys of the images of `names` (a key → its file name) named as `image_name`, folders
-    aside. Where none is, raises `FO1Error`: `holds` ("The COCO file holds boxes of") so many
-    images, a few named."""
+    """The keys of the images of `names` (a key → its file name) that are `image_name`
+    (`is_named`). Where none is, raises `FO1Error`: `holds` ("The COCO file holds boxes of") so
+    many images, a few named."""
     name = Path(image_name).name if image_name else None
-    named = {key: Path(file_name).name for key, file_name in names.items()}
-    wanted = {key for key, file_name in named.items() if file_name == name}
+    wanted = {key for key, stored in names.items() if name and is_named(stored, name)}
     if not wanted:
-        listed = ", ".join(sorted(named.values())[:3])
+        named = sorted(Path(stored).name for stored in names.values())
+        listed = ", ".join(named[:3])
         more = f" and {len(named) - 3} more" if len(named) > 3 else ""
         which = f"none is named {name}" if name else "give the boxes of one"
         raise FO1Error(f"{holds} {len(named)} images ({listed}{more}): {which}.")
     return wanted
+
+
+_LABEL_STUDIO_UPLOAD = re.compile(r"[0-9a-f]{8}-(?P<name>.+)")
+_ROBOFLOW_EXPORT = re.compile(r"(?P<stem>.+)_(?P<suffix>[A-Za-z0-9]+)\.rf\.[0-9A-Za-z]{16,}\.\w+")
+
+
+def is_named(stored: str, image_name: str) -> bool:
+    """Whether `stored`, an image's name in a labels file (a path, a URL), is the user's image
+    file `image_name`: folders aside, as it is or as a labelling tool renamed it on the way in,
+    Label Studio's uploads `<8 hex digits>-cat.jpg`, Roboflow's exports `cat_jpg.rf.<hash>.jpg`."""
+    name = Path(stored).name
+    if name == image_name:
+        return True
+    if upload := _LABEL_STUDIO_UPLOAD.fullmatch(name):
+        return upload["name"] == image_name
+    if export := _ROBOFLOW_EXPORT.fullmatch(name):
+        return f"{export['stem']}.{export['suffix']}" == image_name
+    return False
 
 
 def _corners(bbox: object) -> object:
@@ -180,8 +199,7 @@ def label_studio_boxes(
 
 def _stored_as(data: dict, name: str) -> bool:
     """Whether a task's `data` names the image `name`, as uploaded to Label Studio or not."""
-    stored = [Path(value).name for value in data.values() if isinstance(value, str)]
-    return any(file == name or file.endswith(f"-{name}") for file in stored)
+    return any(is_named(value, name) for value in data.values() if isinstance(value, str))
 
 
 def _label_studio_box(result: object, image_size: tuple[int, int] | None) -> object:

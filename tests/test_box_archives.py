@@ -43,6 +43,27 @@ def archive(path: Path, files: dict[str, str | bytes]) -> Path:
             "café.jpg",
             "annotations/instances_val.json",
         ),
+        # Label Studio's YOLO export: each label file named as the upload was stored.
+        (
+            {
+                "classes.txt": "cup\n",
+                "notes.json": '{"categories": []}',
+                "labels/e5f6a7b8-dog.txt": "0 .5 .5 .1 .1",
+                "labels/a1b2c3d4-coffee.txt": "0 .5 .5 .2 .2",
+            },
+            "coffee.jpg",
+            "labels/a1b2c3d4-coffee.txt",
+        ),
+        # Roboflow's COCO export: a file per split, the images renamed `coffee_jpg.rf.<hash>.jpg`.
+        (
+            {
+                "train/_annotations.coco.json": '{"images": [{"file_name": "dog_jpg.rf.1.jpg"}]}',
+                "valid/_annotations.coco.json": '{"images": [{"file_name": "coffee_jpg.rf.2"}]}',
+                "README.roboflow.txt": "Exported via roboflow.com",
+            },
+            "coffee.jpg",
+            "valid/_annotations.coco.json",
+        ),
         # One export's one file, the image renamed since: the reader takes its one image.
         ({"result.json": "[]", "__MACOSX/._result.json": b"\x00\x05"}, "photo.jpg", "result.json"),
     ],
