@@ -219,6 +219,29 @@ def test_yolo_label_lines_are_read_as_fractions_of_the_image() -> None:
             boxes_from_text(line, 640, 480)
 
 
+@pytest.mark.parametrize(
+    ("line", "box"),
+    [
+        ("2 0.5 0.5 0.5 0.5 0.87", [160, 120, 480, 360]),  # a prediction, its confidence after
+        ("1 0.25 0.1 0.75 0.2 0.5 0.9", [160, 48, 480, 432]),  # a segmentation's polygon
+        ("0 0.2 0.1 0.8 0.1 0.8 0.9 0.2 0.9", [128, 48, 512, 432]),  # an oriented box's corners
+        ("0 0.2 0.1 0.8 0.1 0.8 0.9 0.2", None),  # half a point
+        ("0 0.2 0.1 0.8 0.1 1.8 0.9", None),  # past the image: not fractions
+        ("1 2 3 4 5 6", None),  # two boxes on one line? Not fractions either
+    ],
+)
+def test_yolo_segmentation_and_prediction_lines_are_read(line: str, box: Box | None) -> None:
+    """Ultralytics' other label lines: a class number, then a polygon's points (segmentation,
+    oriented boxes), whose extent is the box; or a box and its confidence (predictions)."""
+    if box is None:
+        with pytest.raises(
+            FO1Error, match=r"values; a box is four numbers.*\(or a polygon's points\)"
+        ):
+            boxes_from_text(line, 640, 480)
+    else:
+        assert boxes_from_text(line, 640, 480).boxes == [box]
+
+
 VOC = """<?xml version="1.0"?>
 <annotation><filename>coffee.jpg</filename><size><width>640</width><height>480</height></size>
   <object><name>cup</name><bndbox><xmin>170</xmin><ymin>10</ymin><xmax>420</xmax><ymax>200</ymax>

@@ -460,15 +460,15 @@ def _numbers(line: str, number: int, width: int, height: int) -> list[float]:
     """The corners on line `number`: four numbers, or a YOLO label line (`yolo_corners`)."""
     shown = line.strip() if len(line.strip()) <= 40 else line.strip()[:39] + "…"
     fields = _FIELD.findall(line)
-    if len(fields) == 5 and (corners := yolo_corners(fields, width, height)):
+    if len(fields) >= 5 and (corners := yolo_corners(fields, width, height)):
         return corners
     if len(fields) != 4:
-        yolo = len(fields) == 5
+        yolo = len(fields) >= 5
         raise FO1Error(
             f"Line {number} ({shown}) holds {_values(len(fields))}; a box is four numbers: "
             "x1, y1, x2, y2 (no label)"
             + (", or a YOLO label line: a class number, then the box's centre, width and "
-               "height as fractions of the image" if yolo else "")
+               "height (or a polygon's points) as fractions of the image" if yolo else "")
             + "."
         )  # fmt: skip
     try:
@@ -481,22 +481,28 @@ def _numbers(line: str, number: int, width: int, height: int) -> list[float]:
 
 
 def yolo_corners(fields: list[str], width: int, height: int) -> list[float] | None:
-    """The corners in pixels of a YOLO label line (`class cx cy w h`, the box's centre and size
-    as fractions of the `width`×`height` image), or None where the fields are not one."""
+    """The corners in pixels of a YOLO label line, in fractions of the `width`×`height` image
+    after a class number, or None where the fields are not one: `class cx cy w h`, a box's
+    centre and size (a detection label; a confidence may follow, as in Ultralytics'
+    predictions), or `class x1 y1 x2 y2 x3 y3 …`, a polygon's points (a segmentation label, or
+    an oriented box's corners), whose extent is taken."""
     try:
-        label, cx, cy, w, h = (float(field) for field in fields)
+        label, *values = (float(field) for field in fields)
     except ValueError:
         return None
-    if not label.is_integer() or label < 0 or not all(0 <= v <= 1 for v in (cx, cy, w, h)):
+    if not label.is_integer() or label < 0 or not all(0 <= v <= 1 for v in values):
         return None
-    corners = [
-        (cx - w / 2) * width,
-        (cy - h / 2) * height,
-        (cx + w / 2) * width,
-        (cy + h / 2) * height,
-    ]
+    if len(values) in (4, 5):
+        cx, cy, w, h = values[:4]
+        corners = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+    elif len(values) >= 6 and len(values) % 2 == 0:
+        xs, ys = values[0::2], values[1::2]
+        corners = [min(xs), min(ys), max(xs), max(ys)]
+    else:
+        return None
+    scale = (width, height) * 2
     # A thousandth of a pixel: the fractions' float error is not shown as 149.99999999999997.
-    return [round(value, 3) for value in corners]
+    return [round(value * side, 3) for value, side in zip(corners, scale, strict=True)]
 
 
 def _values(count: int) -> str:
