@@ -16,6 +16,7 @@ from pathlib import Path
 from detect_tools.outputs import exit_with, output_file, refuse_overwriting, write_output
 from fo1_core.box_archives import boxes_file_text
 from fo1_core.box_files import unwrap_boxes, xml_boxes
+from fo1_core.box_lines import FIELD, line_corners, text_kind
 from fo1_core.cli import (
     add_checkpoint_option,
     local_path,
@@ -74,7 +75,11 @@ def _read_boxes(path: Path | None, image: Path, size: tuple[int, int]) -> object
     if path is None:
         return []
     labels = boxes_file_text(path, f"boxes from {path}", image.name)
-    if labels.text.lstrip().startswith("<"):  # a Pascal VOC or CVAT annotation
+    kind = text_kind(labels.text)
+    if kind == "lines":  # typed, or a YOLO label file
+        lines = enumerate(labels.text.splitlines(), 1)
+        return [line_corners(line, n, *size) for n, line in lines if FIELD.search(line)]
+    if kind == "xml":  # a Pascal VOC or CVAT annotation
         read = xml_boxes(labels.text, image.name, size)
     else:
         read = unwrap_boxes(parse_json(labels.text, labels.source), image.name, size)

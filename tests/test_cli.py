@@ -127,7 +127,8 @@ def test_cli_reads_the_images_boxes_from_a_labelling_tools_file(
 ) -> None:
     """A dataset's COCO file: the boxes of the image named as `--image`'s file, as corners,
     scaled where the file records the image at another size; a Pascal VOC annotation's boxes,
-    LabelMe's, and a CVAT export's of the image, also in the ZIP archive it downloads as."""
+    LabelMe's, and a CVAT export's of the image, also in the ZIP archive it downloads as; a
+    YOLO label file's lines."""
     caplog.set_level(logging.INFO)
     Image.new("RGB", (90, 60), "white").save(tmp_path / "image.png")
     labelled = {"id": 2, "file_name": "val/image.png", "width": 180, "height": 120}
@@ -184,11 +185,13 @@ def test_cli_reads_the_images_boxes_from_a_labelling_tools_file(
     export = tmp_path / "task.zip"  # that file as CVAT's export downloads
     with zipfile.ZipFile(export, "w") as written:
         written.write(cvat, "annotations.xml")
-    for given in (cvat, export):
-        argv[argv.index(str(labelme if given == cvat else cvat))] = str(given)
+    yolo = tmp_path / "photo.txt"  # a YOLO label file beside the image: three boxes
+    yolo.write_text("0 0.5 0.5 0.2 0.2\n1 0.25 0.5 0.5 0.5 0.91\n2 0.1 0.1 0.3 0.1 0.2 0.4\n")
+    for given in (cvat, export, yolo):
+        argv[argv.index("--boxes") + 1] = str(given)
         assert cli_main([*argv, "--max-new-tokens", "2"]) == 0
         prompt = json.loads(out.read_text())["prompt"]
-        assert "<region1>" in prompt and "<region2>" not in prompt
+        assert ("<region2>" in prompt) == (given == yolo) and "<region3>" not in prompt
 
 
 @pytest.mark.parametrize(

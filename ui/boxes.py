@@ -18,6 +18,7 @@ from typing import Any
 
 from detect_tools.box_rules import is_number
 from fo1_core.box_files import BoxesRead, NotABox, unwrap_boxes, xml_boxes
+from fo1_core.box_lines import FIELD, line_corners, text_kind
 from fo1_core.errors import FO1Error
 from fo1_core.inputs import box_problem, clip_box
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
@@ -371,10 +372,6 @@ BOXES_FILE_TYPES = (".json", ".txt", ".xml", ".zip")
 """The files "Load a boxes file" offers (`boxes_from_text` reads them whatever their name; of a
 labelling tool's ZIP export, `boxes_file_text` finds the image's)."""
 
-_FIELD = re.compile(r"[^\s,;\[\]()]+")
-_JSON = re.compile(r"\s*(\[\s*[\[{]|\{)")
-_XML = re.compile(r"\s*<")
-
 
 @dataclass(frozen=True)
 class BoxesTyped:
@@ -392,7 +389,7 @@ def boxes_from_text(
 ) -> BoxesTyped:
     """Boxes typed, pasted or loaded from a file for a `width`×`height` image: one per line, four
     numbers `x1, y1, x2, y2` in pixels (commas, spaces or brackets between them) or a YOLO label
-    line (`yolo_corners`), or JSON (a list, or a document holding one: `parse_boxes`;
+    line (`line_corners`), or JSON (a list, or a document holding one: `parse_boxes`;
     `image_name`, the image's file name, picks its boxes out of a COCO file), or a Pascal VOC
     annotation or a CVAT export (`xml_boxes`). Those of a file recording its image at another
     size are scaled to this one.
@@ -403,16 +400,14 @@ def boxes_from_text(
     """
     text = text.removeprefix("\ufeff")  # pasted with the byte order mark some editors write
     scaled = None
-    if _JSON.match(text) or _XML.match(text):  # from the API, a labelling tool, or by hand
+    if (kind := text_kind(text)) != "lines":  # from the API, a labelling tool, or by hand
         size = (width, height)
-        document = xml_boxes(text, image_name, size) if _XML.match(text) else text
+        document = xml_boxes(text, image_name, size) if kind == "xml" else text
         read = parse_boxes(document, image_name, size)
         entries, scaled, where = list(enumerate(read.boxes)), read.scaled, "Box"
     else:
         entries = [
-            (number, line)
-            for number, line in enumerate(text.splitlines(), 1)
-            if _FIELD.search(line)
+            (number, line) for number, line in enumerate(text.splitlines(), 1) if FIELD.search(line)
         ]
         where = "Line"
     if len(entries) > MAX_TYPED_BOXES:
@@ -424,7 +419,7 @@ def boxes_from_text(
     for number, entry in entries:
         try:
             x1, y1, x2, y2 = (
-                entry if isinstance(entry, list) else _numbers(entry, number, width, height)
+                entry if isinstance(entry, list) else line_corners(entry, number, width, height)
             )
         except FO1Error as error:
             problems.append(str(error))
@@ -454,59 +449,6 @@ SHOWN_PROBLEMS = 3
 MAX_TYPED_BOXES = 10 * MAX_REGIONS
 """More than the model reads, as the editor allows (the box note says which are ignored); a
 paste of thousands would stall the page's editor."""
-
-
-def _numbers(line: str, number: int, width: int, height: int) -> list[float]:
-    """The corners on line `number`: four numbers, or a YOLO label line (`yolo_corners`)."""
-    shown = line.strip() if len(line.strip()) <= 40 else line.strip()[:39] + "…"
-    fields = _FIELD.findall(line)
-    if len(fields) >= 5 and (corners := yolo_corners(fields, width, height)):
-        return corners
-    if len(fields) != 4:
-        yolo = len(fields) >= 5
-        raise FO1Error(
-            f"Line {number} ({shown}) holds {_values(len(fields))}; a box is four numbers: "
-            "x1, y1, x2, y2 (no label)"
-            + (", or a YOLO label line: a class number, then the box's centre, width and "
-               "height (or a polygon's points) as fractions of the image" if yolo else "")
-            + "."
-        )  # fmt: skip
-    try:
-        values = [float(field) for field in fields]
-    except ValueError:
-        raise FO1Error(f"Line {number} ({shown}) holds something that is not a number.") from None
-    if not all(math.isfinite(v) for v in values):
-        raise FO1Error(f"Line {number} ({shown}) holds a number that is not finite.")
-    return values
-
-
-def yolo_corners(fields: list[str], width: int, height: int) -> list[float] | None:
-    """The corners in pixels of a YOLO label line, in fractions of the `width`×`height` image
-    after a class number, or None where the fields are not one: `class cx cy w h`, a box's
-    centre and size (a detection label; a confidence may follow, as in Ultralytics'
-    predictions), or `class x1 y1 x2 y2 x3 y3 …`, a polygon's points (a segmentation label, or
-    an oriented box's corners), whose extent is taken."""
-    try:
-        label, *values = (float(field) for field in fields)
-    except ValueError:
-        return None
-    if not label.is_integer() or label < 0 or not all(0 <= v <= 1 for v in values):
-        return None
-    if len(values) in (4, 5):
-        cx, cy, w, h = values[:4]
-        corners = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
-    elif len(values) >= 6 and len(values) % 2 == 0:
-        xs, ys = values[0::2], values[1::2]
-        corners = [min(xs), min(ys), max(xs), max(ys)]
-    else:
-        return None
-    scale = (width, height) * 2
-    # A thousandth of a pixel: the fractions' float error is not shown as 149.99999999999997.
-    return [round(value * side, 3) for value, side in zip(corners, scale, strict=True)]
-
-
-def _values(count: int) -> str:
-    return "1 value" if count == 1 else f"{count} values"
 
 
 def parse_boxes(
