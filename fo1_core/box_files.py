@@ -48,6 +48,9 @@ def unwrap_boxes(
     tasks = document if isinstance(document, list) else [document]
     if tasks and all(_is_label_studio_task(task) for task in tasks):
         return label_studio_boxes(tasks, image_name, image_size)
+    if tasks and all(_is_label_studio_record(task) for task in tasks):
+        as_tasks = [_label_studio_task(record) for record in tasks]
+        return label_studio_boxes(as_tasks, image_name, image_size)
     if isinstance(document, dict) and isinstance(document.get("annotations"), list):
         return coco_boxes(document, image_name, image_size)
     if isinstance(document, dict) and isinstance(document.get("shapes"), list):
@@ -168,20 +171,45 @@ def _is_label_studio_task(task: object) -> bool:
     )
 
 
+def _is_label_studio_record(record: object) -> bool:
+    """A record of Label Studio's JSON-MIN export: one annotation of a task, its data (the
+    image) and its regions under their controls' names, flat."""
+    return isinstance(record, dict) and "annotation_id" in record
+
+
+def _label_studio_task(record: dict) -> dict:
+    """A JSON-MIN record as the task of Label Studio's JSON export it was made from: its texts
+    as the task's data, its regions (each a result's value, with the image's size beside) as
+    the results of its one annotation."""
+    results = [
+        {
+            "type": next((key for key in region if str(key).endswith("labels")), "region"),
+            "value": region,
+            "original_width": region.get("original_width"),
+            "original_height": region.get("original_height"),
+        }
+        for regions in record.values()
+        if isinstance(regions, list)
+        for region in regions
+        if isinstance(region, dict)
+    ]
+    data = {key: value for key, value in record.items() if isinstance(value, str)}
+    return {"data": data, "annotations": [{"result": results}]}
+
+
 def label_studio_boxes(
     tasks: list[dict], image_name: str | None, image_size: tuple[int, int] | None = None
 ) -> BoxesRead:
     """The boxes of a Label Studio export (its JSON: a task per image): those of its one task,
-    or of the task whose image is named `image_name` (Label Studio names an upload
+    or of the first task whose image is named `image_name` (Label Studio names an upload
     `<id>-<name>`). Of the task's first annotation (else prediction), each rectangle, from its
     percentages of the image, and each polygon's extent, in its order; a result that marks no
     region (a choice, a text) is left out, one with no area is passed on as `NotABox`."""
     if len(tasks) > 1:
         name = Path(image_name).name if image_name else None
         named = [task for task in tasks if name and _stored_as(task["data"], name)]
-        if len(named) != 1:
+        if not named:
             which = f"none is of {name}" if name else "give the boxes of one"
-            which = f"{len(named)} are of {name}" if named else which
             raise FO1Error(f"The Label Studio file holds {len(tasks)} tasks: {which}.")
         tasks = named
     marked = [*(tasks[0].get("annotations") or []), *(tasks[0].get("predictions") or [])]

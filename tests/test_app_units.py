@@ -420,6 +420,41 @@ def test_a_cvat_export_is_read_as_its_images_shapes() -> None:
         boxes_from_text(f'{video} outside="0"/></track></annotations>', 640, 480)
 
 
+def label_studio_record(image: str, annotator: int, regions: list[dict]) -> dict:
+    """A record of a Label Studio JSON-MIN export: one annotation, its regions flat under the
+    control's name, a choice as its word."""
+    return {
+        "image": f"/data/upload/3/{image}",
+        "id": 7,
+        "label": regions,
+        "scene": "indoor",
+        "annotator": annotator,
+        "annotation_id": 10 + annotator,
+        "created_at": "2026-12-01T10:00:00.000000Z",
+        "lead_time": 12.5,
+    }
+
+
+def test_a_label_studio_json_min_export_is_read_as_its_regions() -> None:
+    """Label Studio's JSON-MIN: a record per annotation. Of the upload's image, the first
+    annotator's regions: a rectangle from its percentages, a polygon's extent."""
+    rectangle = {**label_studio_rectangle(25, 2.5, 50, 50)["value"], "rectanglelabels": ["cup"]}
+    rectangle |= {"original_width": 1200, "original_height": 800}
+    polygon = {"points": [[50, 15], [70, 20], [60, 80]], "polygonlabels": ["spoon"]}
+    export = [
+        label_studio_record("a1b2c3d4-cat.jpg", 1, [{**rectangle, "x": 0}]),
+        label_studio_record("e5f6a7b8-coffee.jpg", 1, [rectangle, polygon]),
+        label_studio_record("e5f6a7b8-coffee.jpg", 2, [polygon]),  # a second annotator's
+    ]
+    typed = boxes_from_text(json.dumps(export), 640, 480, "coffee.jpg")
+    assert typed.boxes == [[160, 12, 480, 252], [320, 72, 448, 384]]
+    with pytest.raises(FO1Error, match=r"^The Label Studio file holds 3 tasks: none is of dog.jpg"):
+        boxes_from_text(json.dumps(export), 640, 480, "dog.jpg")
+    turned = label_studio_record("coffee.jpg", 1, [{**rectangle, "rotation": 30}])
+    with pytest.raises(FO1Error, match=r"^Box #0 is a rotated Label Studio rectangle"):
+        boxes_from_text(json.dumps([turned]), 640, 480, "coffee.jpg")
+
+
 def test_an_xml_bomb_or_an_outside_file_in_a_voc_annotation_is_refused() -> None:
     """Entities that expand a kilobyte into gigabytes, or read a file of the server's, are told
     as broken XML at once, not expanded nor read."""

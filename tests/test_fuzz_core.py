@@ -147,7 +147,8 @@ def test_transparent_pixels_are_shown_on_white() -> None:
 FILE_KEYS = st.sampled_from(
     ["annotations", "images", "shapes", "boxes", "proposals", "box", "bbox", "points",
      "shape_type", "id", "image_id", "file_name", "width", "height", "imageWidth", "imageHeight",
-     "data", "predictions", "result", "value", "x", "y", "rotation", "type", "original_width"]
+     "data", "predictions", "result", "value", "x", "y", "rotation", "type", "original_width",
+     "annotation_id", "rectanglelabels", "label", "image"]
 )  # fmt: skip
 FILE_SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.just(10**400), st.floats(),
