@@ -27,6 +27,9 @@ class BoxesRead:
     boxes: object
     scaled: str | None = None
     """Where the boxes were scaled to the image, how (to follow "N boxes set …, ")."""
+    labels: tuple[str, ...] = ()
+    """The name the file gives each box (its class: `cup`), "" where none; none from a file
+    that names no box."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,15 @@ def coco_boxes(
         annotations = [entry for entry in annotations if str(entry.get("image_id")) in images]
     image = recorded.get(next(iter(images)), {}) if len(images) == 1 else {}
     boxes = [_corners(entry.get("bbox")) for entry in annotations]
-    return _fitted(boxes, (image.get("width"), image.get("height")), image_size, "COCO file")
+    listed = document.get("categories")
+    categories = {
+        str(category.get("id")): category.get("name")
+        for category in (listed if isinstance(listed, list) else [])
+        if isinstance(category, dict)
+    }
+    labels = [categories.get(str(entry.get("category_id"))) for entry in annotations]
+    size = (image.get("width"), image.get("height"))
+    return _fitted(boxes, size, image_size, "COCO file", labels)
 
 
 def _images_named(names: dict[str, str], image_name: str | None, holds: str) -> set[str]:
@@ -141,8 +152,11 @@ def labelme_boxes(document: dict, image_size: tuple[int, int] | None = None) -> 
     `imageHeight`) at another size. A point or a line has no box: it is passed on as `NotABox`,
     for the caller to refuse."""
     boxes = [_labelme_box(shape) for shape in document["shapes"]]
+    labels = [
+        shape.get("label") if isinstance(shape, dict) else None for shape in document["shapes"]
+    ]
     recorded = (document.get("imageWidth"), document.get("imageHeight"))
-    return _fitted(boxes, recorded, image_size, "LabelMe file")
+    return _fitted(boxes, recorded, image_size, "LabelMe file", labels)
 
 
 def _labelme_box(shape: object) -> object:
@@ -221,8 +235,22 @@ def label_studio_boxes(
         ),
         [],
     )
-    boxes = [_label_studio_box(result, image_size) for result in results]
-    return BoxesRead([box for box in boxes if box is not None])
+    read = [
+        (_label_studio_box(result, image_size), _label_studio_label(result)) for result in results
+    ]
+    kept = [(box, label) for box, label in read if box is not None]
+    return BoxesRead([box for box, _ in kept], labels=_labels([label for _, label in kept]))
+
+
+def _label_studio_label(result: object) -> object:
+    """The first label of a Label Studio result (`value.rectanglelabels`, …), None without."""
+    value = result.get("value") if isinstance(result, dict) else None
+    names = (
+        [value[key] for key in value if str(key).endswith("labels")]
+        if isinstance(value, dict)
+        else []
+    )
+    return names[0][0] if names and isinstance(names[0], list) and names[0] else None
 
 
 def _stored_as(data: dict, name: str) -> bool:
@@ -287,12 +315,11 @@ def voc_boxes(root: ElementTree.Element, image_size: tuple[int, int] | None = No
     where the file records its image at another size. A corner that is not a number is passed
     on as text, for the caller's checks to name."""
     corners = ("xmin", "ymin", "xmax", "ymax")
-    boxes = [
-        [_number(box.findtext(corner)) for corner in corners]
-        for box in root.iterfind("object/bndbox")
-    ]
+    objects = [item for item in root.iterfind("object") if item.find("bndbox") is not None]
+    boxes = [[_number(item.findtext(f"bndbox/{corner}")) for corner in corners] for item in objects]
+    labels = [item.findtext("name") for item in objects]
     size = (_number(root.findtext("size/width")), _number(root.findtext("size/height")))
-    return _fitted(boxes, size, image_size, "VOC annotation")
+    return _fitted(boxes, size, image_size, "VOC annotation", labels)
 
 
 CVAT_AREAS = "boxes, polygons, ellipses, masks"
@@ -327,7 +354,9 @@ def cvat_boxes(
     ]
     first = images[0] if images else ElementTree.Element("image")  # of no size, then
     size = (_number(first.get("width")), _number(first.get("height")))
-    return _fitted([_cvat_box(shape) for shape in shapes], size, image_size, "CVAT file")
+    boxes = [_cvat_box(shape) for shape in shapes]
+    labels = [shape.get("label") for shape in shapes]
+    return _fitted(boxes, size, image_size, "CVAT file", labels)
 
 
 def _cvat_box(shape: ElementTree.Element) -> object:
@@ -371,14 +400,18 @@ MAX_RECORDED_SIDE = 2**31
 
 
 def _fitted(
-    boxes: list, recorded: tuple[object, object], image_size: tuple[int, int] | None, kind: str
+    boxes: list,
+    recorded: tuple[object, object],
+    image_size: tuple[int, int] | None,
+    kind: str,
+    labels: list[object],
 ) -> BoxesRead:
-    """`boxes`, drawn on an image of the `recorded` size, on the user's `image_size` image. A
-    recorded size that is missing or no size (tools write 0 where they did not know it) is not
-    taken as one: the boxes are read as pixels of the user's image."""
+    """`boxes`, drawn on an image of the `recorded` size, on the user's `image_size` image, with
+    their `labels`. A recorded size that is missing or no size (tools write 0 where they did not
+    know it) is not taken as one: the boxes are read as pixels of the user's image."""
     known = all(is_number(side) and 0 < side < MAX_RECORDED_SIDE for side in recorded)
     if image_size is None or not known or tuple(recorded) == tuple(image_size):
-        return BoxesRead(boxes)
+        return BoxesRead(boxes, labels=_labels(labels))
     (drawn_width, drawn_height), (width, height) = recorded, image_size
     drawn = f"{drawn_width:g}×{drawn_height:g}"
     # The same shape within a pixel's rounding, whichever side a resize rounded.
@@ -391,7 +424,20 @@ def _fitted(
         )
     scale = (width / drawn_width, height / drawn_height) * 2
     how = f"scaled from the {drawn} image the {kind} records to this {width}×{height} one"
-    return BoxesRead([_scaled(box, scale) for box in boxes], how)
+    return BoxesRead([_scaled(box, scale) for box in boxes], how, _labels(labels))
+
+
+MAX_LABEL_CHARACTERS = 40
+"""A box's label as a status shows it, cut: a hand-written file's may be a paragraph."""
+
+
+def _labels(labels: list[object]) -> tuple[str, ...]:
+    """Each box's label as text ("" for none), or none at all where no box has one."""
+    texts = tuple(
+        " ".join(label.split())[:MAX_LABEL_CHARACTERS] if isinstance(label, str) else ""
+        for label in labels
+    )
+    return texts if any(texts) else ()
 
 
 def _scaled(box: object, scale: tuple[float, ...]) -> object:

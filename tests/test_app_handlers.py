@@ -1261,7 +1261,7 @@ def test_boxes_drawn_on_the_image_at_another_size_land_where_they_were_drawn(
     assert boxes_of(shown) == [[100, 200, 300, 300]]
     assert (
         "1 box set from labels.json, scaled from the 3000×2000 image the COCO file records to "
-        "this 600×400 one." in status
+        "this 600×400 one: #0 thing." in status
     )
     cropped = coco_file(tmp_path, [(1, "coffee.jpg")], [(1, [5, 10, 10, 5])], (2000, 2000))
     shown, status, *_ = answering.boxes_loaded(value, cropped, [], "")
@@ -1296,6 +1296,13 @@ def test_boxes_are_loaded_from_the_apps_own_files_and_a_bad_one_is_named(
     shown, status, *_ = answering.boxes_loaded(value, str(cvat), [], "")
     assert boxes_of(shown)[0] == [170, 10, 420, 200]
     assert "4 boxes set from annotations.xml, scaled from the 1200×800 image the CVAT" in status
+    # The annotator's classes, to compare FO1's answers with.
+    assert status.endswith("one: #0 cup, #1 spoon, #2 coin, #3 plate.</div>")
+    coins = tmp_path / "coins.json"  # LabelMe's, 14 coins: the first 12 named, the rest counted
+    shapes = [{"label": "coin", "points": [[i, 0], [i + 9, 9]]} for i in range(0, 140, 10)]
+    coins.write_text(json.dumps({"shapes": shapes}))
+    shown, status, *_ = answering.boxes_loaded(value, str(coins), [], "")
+    assert len(boxes_of(shown)) == 14 and "#10 coin, #11 coin and 2 more.</div>" in status
     export = tmp_path / "task_7.zip"  # CVAT's download: that file in a ZIP archive
     with zipfile.ZipFile(export, "w") as written:
         written.write(cvat, "annotations.xml")

@@ -1,11 +1,12 @@
 """Which image a labels file names: the user's upload, as it is or as a labelling tool renamed
-it on the way in."""
+it on the way in; and the name it gives each box."""
 
 from __future__ import annotations
 
 import pytest
 
-from fo1_core.box_files import coco_boxes, is_named
+from fo1_core.box_files import coco_boxes, is_named, unwrap_boxes, xml_boxes
+from tests.test_app_units import CVAT, VOC, label_studio_rectangle, label_studio_task
 
 ROBOFLOW_HASH = "0123456789abcdef0123456789abcdef"
 
@@ -41,3 +42,46 @@ def test_a_roboflow_coco_export_gives_the_boxes_of_the_original_image() -> None:
     annotations = [{"image_id": 0, "bbox": [1, 1, 5, 5]}, {"image_id": 1, "bbox": [10, 20, 30, 40]}]
     document = {"images": images, "annotations": annotations}
     assert coco_boxes(document, "coffee.jpg").boxes == [[10, 20, 40, 60]]
+
+
+COCO = {
+    "images": [{"id": 1, "file_name": "coffee.jpg"}],
+    "categories": [{"id": 3, "name": "cup"}, {"id": 4, "name": " tea\n spoon "}],
+    "annotations": [
+        {"image_id": 1, "category_id": 4, "bbox": [1, 1, 5, 5]},
+        {"image_id": 1, "category_id": 9, "bbox": [1, 1, 5, 5]},  # a category not listed
+        {"image_id": 1, "category_id": 3, "bbox": [1, 1, 5, 5]},
+    ],
+}
+LABELME = {
+    "shapes": [
+        {"label": "cup", "points": [[1, 1], [9, 9]], "shape_type": "rectangle"},
+        {"label": ["not", "text"], "points": [[1, 1], [9, 9]], "shape_type": "rectangle"},
+    ]
+}
+CHOICE = {"type": "choices", "value": {"choices": ["indoor"]}}
+
+
+@pytest.mark.parametrize(
+    ("read", "labels"),
+    [
+        (lambda: unwrap_boxes(COCO, "coffee.jpg"), ("tea spoon", "", "cup")),  # spaces as one
+        (lambda: unwrap_boxes(LABELME), ("cup", "")),
+        (
+            lambda: unwrap_boxes(
+                [label_studio_task("cat.jpg", [CHOICE, label_studio_rectangle(1, 1, 5, 5)])]
+            ),
+            (),  # a rectangle with no label, the choice left out: nothing named
+        ),
+        (lambda: xml_boxes(VOC), ("cup", "spoon")),
+        (lambda: xml_boxes(CVAT, "coffee.jpg"), ("cup", "spoon", "coin", "plate")),
+        (lambda: unwrap_boxes({"boxes": [[1, 1, 5, 5]], "labels": ["cup"]}), ()),  # the app's
+        (
+            lambda: unwrap_boxes({"shapes": [{"label": "x" * 99, "points": [[1, 1], [2, 2]]}]}),
+            ("x" * 40,),
+        ),
+    ],
+)
+def test_each_box_keeps_the_name_its_file_gives_it(read, labels: tuple[str, ...]) -> None:
+    """An annotator's classes, in the boxes' order, to be shown beside FO1's answers."""
+    assert read().labels == labels

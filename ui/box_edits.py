@@ -254,12 +254,26 @@ def _boxes_set(
     except FO1Error as error:
         return gr.skip(), error_html(str(error)), gr.skip(), gr.skip()
     scaled = f", {typed.scaled}" if typed.scaled else ""
-    message = f"{box_count(len(boxes))} set from {read.source}{scaled}."
+    message = f"{box_count(len(boxes))} set from {read.source}{scaled}{_named(typed.labels)}."
     if not boxes and boxes_of(value):
         message = "No numbers typed, so every box was removed (Undo brings them back)."
     if cut:
         message += f" Cut to the {width}×{height} image: {box_count(cut)} reached out of it."
     return _boxes_shown(value, boxes, picked, prompt, message, "warning" if cut else "info")
+
+
+SHOWN_LABELS = 12
+"""How many of a file's box labels the status lists; the rest are counted."""
+
+
+def _named(labels: tuple[str, ...]) -> str:
+    """`: #0 cup, #1 spoon`, the labels a file gives its boxes (the annotator's classes, to
+    compare the answers with), or "" for a file that names none."""
+    named = [f"{region_label(index)} {label}" for index, label in enumerate(labels) if label]
+    if not named:
+        return ""
+    more = len(named) - SHOWN_LABELS
+    return ": " + ", ".join(named[:SHOWN_LABELS]) + (f" and {more} more" if more > 0 else "")
 
 
 def _boxes_shown(

@@ -382,6 +382,8 @@ class BoxesTyped:
     """How many reached out of the image and were cut to it."""
     scaled: str | None = None
     """How they were scaled, where the file recorded its image at another size."""
+    labels: tuple[str, ...] = ()
+    """The name the file gives each box, where it names them (`BoxesRead.labels`)."""
 
 
 def boxes_from_text(
@@ -399,12 +401,17 @@ def boxes_from_text(
     full: a long paste is corrected in one go. Also when there are more than `MAX_TYPED_BOXES`.
     """
     text = text.removeprefix("\ufeff")  # pasted with the byte order mark some editors write
-    scaled = None
+    scaled, labels = None, ()
     if (kind := text_kind(text)) != "lines":  # from the API, a labelling tool, or by hand
         size = (width, height)
         document = xml_boxes(text, image_name, size) if kind == "xml" else text
         read = parse_boxes(document, image_name, size)
-        entries, scaled, where = list(enumerate(read.boxes)), read.scaled, "Box"
+        entries, scaled, labels, where = (
+            list(enumerate(read.boxes)),
+            read.scaled,
+            read.labels,
+            "Box",
+        )
     else:
         entries = [
             (number, line) for number, line in enumerate(text.splitlines(), 1) if FIELD.search(line)
@@ -440,7 +447,7 @@ def boxes_from_text(
         plural = "s" if more > 1 else ""
         others = f" {more} more {where.lower()}{plural} cannot be set either." if more > 0 else ""
         raise FO1Error(" ".join(problems[:SHOWN_PROBLEMS]) + others)
-    return BoxesTyped(boxes, cut, scaled)
+    return BoxesTyped(boxes, cut, scaled, labels)
 
 
 SHOWN_PROBLEMS = 3
@@ -484,7 +491,7 @@ def parse_boxes(
         if not all(_is_finite(v) for v in box):
             raise FO1Error(f"Box #{i} has a coordinate that is not a finite number: {box!r:.200}.")
         boxes.append([float(v) for v in box])
-    return BoxesRead(boxes, read.scaled)
+    return BoxesRead(boxes, read.scaled, read.labels)
 
 
 def _is_finite(value: float) -> bool:
