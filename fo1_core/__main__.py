@@ -16,7 +16,7 @@ from pathlib import Path
 from detect_tools.outputs import exit_with, output_file, refuse_overwriting, write_output
 from fo1_core.box_archives import boxes_file_text
 from fo1_core.box_files import unwrap_boxes, xml_boxes
-from fo1_core.box_lines import FIELD, line_corners, text_kind
+from fo1_core.box_lines import line_corners, numbered_lines, text_kind
 from fo1_core.cli import (
     add_checkpoint_option,
     local_path,
@@ -77,8 +77,7 @@ def _read_boxes(path: Path | None, image: Path, size: tuple[int, int]) -> object
     labels = boxes_file_text(path, f"boxes from {path}", image.name)
     kind = text_kind(labels.text)
     if kind == "lines":  # typed, or a YOLO label file
-        lines = enumerate(labels.text.splitlines(), 1)
-        return [line_corners(line, n, *size) for n, line in lines if FIELD.search(line)]
+        return [line_corners(line, n, *size) for n, line in numbered_lines(labels.text)]
     if kind == "xml":  # a Pascal VOC or CVAT annotation
         read = xml_boxes(labels.text, image.name, size)
     else:

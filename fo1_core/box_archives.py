@@ -68,10 +68,9 @@ def _labels_in(archive: zipfile.ZipFile, name: str, image_name: str | None) -> B
     spellings = _spellings(image_name) if image_name else ()
     for info in shared[:MAX_FILES_SEARCHED]:
         read = _member_text(archive, info, name)
-        if any(spelling in read.text for spelling in spellings):
+        # An export's one file is of its one image, which the reader takes whatever its name.
+        if len(shared) == 1 or any(spelling in read.text for spelling in spellings):
             return read
-    if len(shared) == 1:  # an export of one image, which the reader takes whatever its name
-        return _member_text(archive, shared[0], name)
     stem = PurePosixPath(image_name or "image").stem
     own_names = ", ".join(f"{stem}{suffix}" for suffix in LABEL_SUFFIXES)
     searched = f"none of its {len(shared)} JSON and XML files names it" if shared else ""

@@ -197,7 +197,7 @@ def _label_studio_task(record: dict) -> dict:
     the results of its one annotation."""
     results = [
         {
-            "type": next((key for key in region if str(key).endswith("labels")), "region"),
+            "type": _labels_key(region) or "region",
             "value": region,
             "original_width": region.get("original_width"),
             "original_height": region.get("original_height"),
@@ -245,12 +245,13 @@ def label_studio_boxes(
 def _label_studio_label(result: object) -> object:
     """The first label of a Label Studio result (`value.rectanglelabels`, …), None without."""
     value = result.get("value") if isinstance(result, dict) else None
-    names = (
-        [value[key] for key in value if str(key).endswith("labels")]
-        if isinstance(value, dict)
-        else []
-    )
-    return names[0][0] if names and isinstance(names[0], list) and names[0] else None
+    names = value.get(_labels_key(value)) if isinstance(value, dict) else None
+    return names[0] if isinstance(names, list) and names else None
+
+
+def _labels_key(value: dict) -> str | None:
+    """The key of a Label Studio value's labels (`rectanglelabels`, `polygonlabels`, …)."""
+    return next((key for key in value if str(key).endswith("labels")), None)
 
 
 def _stored_as(data: dict, name: str) -> bool:
@@ -359,22 +360,23 @@ def cvat_boxes(
     return _fitted(boxes, size, image_size, "CVAT file", labels)
 
 
+_CVAT_CORNERS = {
+    "box": (("xtl", "ytl", "xbr", "ybr"), lambda x1, y1, x2, y2: [x1, y1, x2, y2]),
+    "ellipse": (("cx", "cy", "rx", "ry"), lambda x, y, rx, ry: [x - rx, y - ry, x + rx, y + ry]),
+    "mask": (("left", "top", "width", "height"), lambda x, y, w, h: [x, y, x + w, y + h]),
+}
+"""The CVAT shapes given by four numbers: their attributes, and the corners they make."""
+
+
 def _cvat_box(shape: ElementTree.Element) -> object:
     numbers = {key: _number(value) for key, value in shape.attrib.items()}
     if shape.tag in ("box", "ellipse") and numbers.get("rotation") not in (None, 0):
         return NotABox(f"is a turned CVAT {shape.tag}: FO1 reads upright boxes")
-    if shape.tag == "box":
-        return [numbers.get(corner) for corner in ("xtl", "ytl", "xbr", "ybr")]
-    if shape.tag == "ellipse":
-        x, y, across, down = (numbers.get(key) for key in ("cx", "cy", "rx", "ry"))
-        if not all(is_number(value) for value in (x, y, across, down)):
-            return [x, y, across, down]
-        return [x - across, y - down, x + across, y + down]
-    if shape.tag == "mask":
-        left, top, wide, high = (numbers.get(key) for key in ("left", "top", "width", "height"))
-        if not all(is_number(value) for value in (left, top, wide, high)):
-            return [left, top, wide, high]
-        return [left, top, left + wide, top + high]
+    if shape.tag in _CVAT_CORNERS:
+        keys, corners = _CVAT_CORNERS[shape.tag]
+        values = [numbers.get(key) for key in keys]
+        # Values that are not numbers are passed on, for the caller's checks to name.
+        return corners(*values) if all(is_number(value) for value in values) else values
     if shape.tag == "polygon":
         points = [pair.split(",") for pair in shape.get("points", "").split(";")]
         if not all(len(pair) == 2 for pair in points):

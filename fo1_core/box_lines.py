@@ -23,6 +23,14 @@ def text_kind(text: str) -> Literal["json", "xml", "lines"]:
     return "json" if _JSON.match(text) else "lines"
 
 
+def numbered_lines(text: str) -> list[tuple[int, str]]:
+    """The lines of `text` that hold values, each with its number (from 1, blank lines
+    counted), as a message names it."""
+    return [
+        (number, line) for number, line in enumerate(text.splitlines(), 1) if FIELD.search(line)
+    ]
+
+
 def line_corners(line: str, number: int, width: int, height: int) -> list[float]:
     """The corners on line `number`: four numbers, or a YOLO label line (`yolo_corners`)."""
     shown = line.strip() if len(line.strip()) <= 40 else line.strip()[:39] + "…"

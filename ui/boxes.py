@@ -18,7 +18,7 @@ from typing import Any
 
 from detect_tools.box_rules import is_number
 from fo1_core.box_files import BoxesRead, NotABox, unwrap_boxes, xml_boxes
-from fo1_core.box_lines import FIELD, line_corners, text_kind
+from fo1_core.box_lines import line_corners, numbered_lines, text_kind
 from fo1_core.errors import FO1Error
 from fo1_core.inputs import box_problem, clip_box
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
@@ -401,22 +401,14 @@ def boxes_from_text(
     full: a long paste is corrected in one go. Also when there are more than `MAX_TYPED_BOXES`.
     """
     text = text.removeprefix("\ufeff")  # pasted with the byte order mark some editors write
-    scaled, labels = None, ()
+    read = BoxesRead([])
     if (kind := text_kind(text)) != "lines":  # from the API, a labelling tool, or by hand
         size = (width, height)
         document = xml_boxes(text, image_name, size) if kind == "xml" else text
         read = parse_boxes(document, image_name, size)
-        entries, scaled, labels, where = (
-            list(enumerate(read.boxes)),
-            read.scaled,
-            read.labels,
-            "Box",
-        )
+        entries, where = list(enumerate(read.boxes)), "Box"
     else:
-        entries = [
-            (number, line) for number, line in enumerate(text.splitlines(), 1) if FIELD.search(line)
-        ]
-        where = "Line"
+        entries, where = numbered_lines(text), "Line"
     if len(entries) > MAX_TYPED_BOXES:
         raise FO1Error(
             f"{len(entries)} boxes typed; at most {MAX_TYPED_BOXES} can be set at once "
@@ -447,7 +439,7 @@ def boxes_from_text(
         plural = "s" if more > 1 else ""
         others = f" {more} more {where.lower()}{plural} cannot be set either." if more > 0 else ""
         raise FO1Error(" ".join(problems[:SHOWN_PROBLEMS]) + others)
-    return BoxesTyped(boxes, cut, scaled, labels)
+    return BoxesTyped(boxes, cut, read.scaled, read.labels)
 
 
 SHOWN_PROBLEMS = 3
