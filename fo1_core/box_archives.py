@@ -54,7 +54,9 @@ def _labels_in(archive: zipfile.ZipFile, name: str, image_name: str | None) -> B
     files = [
         info
         for info in archive.infolist()
-        if not info.is_dir()
+        # A damaged directory can give a file no name, which zipfile's is_dir cannot take.
+        if info.filename
+        and not info.is_dir()
         and PurePosixPath(info.filename).suffix.lower() in LABEL_SUFFIXES
         # A Mac's resource forks (__MACOSX/._cat.json) and hidden files hold no labels.
         and not any(part.startswith((".", "__MACOSX")) for part in info.filename.split("/"))

@@ -113,6 +113,19 @@ def test_an_export_without_the_images_labels_is_named(
         boxes_file_text(path, "export.zip", "coffee.jpg")
 
 
+def test_a_file_of_no_name_is_passed_over(tmp_path: Path) -> None:
+    """A damaged directory can name a file "", which zipfile's own `is_dir` fails on (the fuzz
+    found it): the image's labels are still read."""
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w") as written:
+        for name in ("labels/coffee.txt", ""):
+            with written.open(zipfile.ZipInfo(name), "w") as member:
+                member.write(b"0 0.5 0.5 0.2 0.2")
+    assert boxes_file_text(path, "export.zip", "coffee.jpg").source == (
+        "labels/coffee.txt in export.zip"
+    )
+
+
 def test_a_damaged_archive_is_named(tmp_path: Path) -> None:
     path = archive(tmp_path / "export.zip", {"coffee.json": "[[1, 2, 3, 4]]" * 100})
     data = bytearray(path.read_bytes())
