@@ -343,6 +343,37 @@ MARK_STROKES = """() => {
 listeners capture, so the mark is gone before the editor reports the stroke's end."""
 
 
+NONE_SELECTED_ON_ARRIVAL = """() => {
+    const editor = document.querySelector("#fo1-editor");
+    if (!editor) return;
+    const met = new WeakSet();
+    const pressFarAway = (canvas) => {
+        // With the box tool a press draws a box; an image that comes with boxes opens with the
+        // hand tool, and one without has no box to select.
+        const hand = editor.querySelector("button[aria-label='Drag boxes']");
+        if (!hand?.classList.contains("selected")) return;
+        const far = {clientX: -1e6, clientY: -1e6, pointerId: 1, pointerType: "mouse",
+            isPrimary: true, bubbles: true, composed: true};
+        canvas.dispatchEvent(new PointerEvent("pointerdown", {...far, button: 0, buttons: 1}));
+        canvas.dispatchEvent(new PointerEvent("pointerup", {...far, button: 0, buttons: 0}));
+    };
+    const arrived = () => editor.querySelectorAll("canvas").forEach((canvas) => {
+        if (met.has(canvas)) return;
+        met.add(canvas);
+        // After the editor's own start, which selects its first box.
+        setTimeout(() => pressFarAway(canvas), 0);
+    });
+    new MutationObserver(arrived).observe(editor, {subtree: true, childList: true});
+    arrived();
+}"""
+"""Installed once in the page: an image that comes with its boxes (an example, Undo after the
+editor's ×) shows no box selected. The editor (gradio_image_annotation 0.5.6) selects its first
+box as its canvas starts, and its first box is the smallest (`ui.boxes.RELABEL_IN_BROWSER`): the
+Coins example, asking about coin #0, showed coin #1 in bold with its handles, and the bin removed
+it unasked. The editor has no call to select nothing but a press beside every box, so the page
+makes one, with the hand tool, far outside the canvas's image."""
+
+
 TOUCH_HANDLE_SIZE = 24
 """The side of the square around each corner and side of a box in which a finger resizes it, in
 CSS pixels (the editor sizes its canvas to its element and measures handles in canvas pixels,

@@ -1276,6 +1276,27 @@ def test_only_the_selected_box_of_many_shows_its_handles(page, app_url: str) -> 
     laptop.close()
 
 
+def test_an_example_opens_with_no_box_selected(page, app_url: str) -> None:
+    """The editor selected its first box, the smallest, as an example's image came: the Coins
+    example, asking about coin #0, showed coin #1 in bold with its handles, and the bin removed
+    it unasked. Now the bin removes only a box the user picked."""
+    laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    laptop.goto(app_url)
+    open_example(laptop, "Coins: find the others like #0", "24 boxes")
+    settled_frame(laptop)
+    laptop.get_by_label("Remove box").click()
+    laptop.wait_for_timeout(EVENT_DELAY_MS)
+    assert box_count(laptop) == "24 boxes"
+    shot(laptop, "38-example-without-a-selected-box", full_page=False)
+    laptop.mouse.click(*canvas_point(laptop, 44 / 384, 54 / 303, (384, 303)))  # coin #0
+    laptop.get_by_label("Remove box").click()
+    wait_for_note(laptop, "23 boxes")
+    laptop.get_by_text("Boxes as numbers", exact=True).click()
+    first = laptop.locator("#fo1-box-numbers textarea").input_value().splitlines()[0]
+    assert first == "79, 37, 122, 76", first  # coin #1, now #0
+    laptop.close()
+
+
 def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     run_detection(page, "red circle", max_tokens=8192)
