@@ -1,4 +1,4 @@
-"""What every benchmark prints: a Markdown table (pasteable into the README) and peak memory."""
+"""What every benchmark prints: a Markdown table (pasteable into docs/speed.md) and peak memory."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ REFERENCE_DIR = Path(
 SPEC_DIR = SHARED / "fo1-reference"
 TEST_DEVICE = os.environ.get("FO1_TEST_DEVICE", "cpu")
 """Where the parity and generation tests run their models: the CPU in CI, `FO1_TEST_DEVICE=cuda`
-on a GPU machine (see README, "Measuring on a GPU")."""
+on a GPU machine (see docs/speed.md, "Measuring on a GPU")."""
 if TEST_DEVICE.startswith("cuda"):
     # The golden tolerances are fp32's; TF32 convolutions (cuDNN's default) would exceed them.
     torch.backends.cudnn.allow_tf32 = False

@@ -1,0 +1,42 @@
+"""The README and `docs/` point at files and sections that exist: a reader who follows a link
+lands where it says."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^#{1,6} (.+)$", re.MULTILINE)
+
+
+def anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def local_links(page: Path) -> list[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
+    return [link for link in LINK.findall(text) if not re.match(r"[a-z]+://", link)]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_every_local_link_lands_on_a_file_and_section(page: Path) -> None:
+    links = local_links(page)
+    assert links or page.name != "README.md"  # the README points into docs/
+    for link in links:
+        path, _, section = link.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        assert target.is_file(), f"{page.name}: {link} names no file"
+        if section:
+            sections = {anchor(heading) for heading in HEADING.findall(target.read_text())}
+            assert section in sections, f"{page.name}: {link} names no section of {target.name}"
+
+
+def test_every_page_of_docs_is_linked_from_the_readme() -> None:
+    linked = {(REPO / link.partition("#")[0]).resolve() for link in local_links(PAGES[0])}
+    assert set(PAGES[1:]) <= linked
