@@ -343,10 +343,27 @@ MARK_STROKES = """() => {
 listeners capture, so the mark is gone before the editor reports the stroke's end."""
 
 
-NONE_SELECTED_ON_ARRIVAL = """() => {
+SELECTION_AS_SHOWN = """() => {
     const editor = document.querySelector("#fo1-editor");
     if (!editor) return;
-    const met = new WeakSet();
+    // Whether the editor's last frame drew a box as selected: it writes that box's tag in bold.
+    let shown = false, boldSeen = false, frameOpen = false;
+    const watch = (canvas) => {
+        const context = canvas.getContext("2d");
+        if (!context || context.fo1Selection) return;
+        context.fo1Selection = true;
+        const {fillText} = context;
+        context.fillText = function (text, ...rest) {
+            if (/^#\\d+$/.test(text)) {
+                boldSeen ||= this.font.startsWith("bold");
+                if (!frameOpen) {
+                    frameOpen = true;
+                    queueMicrotask(() => [shown, boldSeen, frameOpen] = [boldSeen, false, false]);
+                }
+            }
+            return fillText.call(this, text, ...rest);
+        };
+    };
     const pressFarAway = (canvas) => {
         // With the box tool a press draws a box; an image that comes with boxes opens with the
         // hand tool, and one without has no box to select.
@@ -357,7 +374,9 @@ NONE_SELECTED_ON_ARRIVAL = """() => {
         canvas.dispatchEvent(new PointerEvent("pointerdown", {...far, button: 0, buttons: 1}));
         canvas.dispatchEvent(new PointerEvent("pointerup", {...far, button: 0, buttons: 0}));
     };
+    const met = new WeakSet();
     const arrived = () => editor.querySelectorAll("canvas").forEach((canvas) => {
+        watch(canvas);
         if (met.has(canvas)) return;
         met.add(canvas);
         // After the editor's own start, which selects its first box.
@@ -365,13 +384,30 @@ NONE_SELECTED_ON_ARRIVAL = """() => {
     });
     new MutationObserver(arrived).observe(editor, {subtree: true, childList: true});
     arrived();
+    const refuse = (event) => {
+        event.preventDefault();
+        event.stopPropagation();
+    };
+    addEventListener("click", (event) => {
+        if (!shown && event.target.closest("#fo1-editor button[aria-label='Remove box']")) {
+            refuse(event);
+        }
+    }, true);
+    addEventListener("keydown", (event) => {
+        if (!shown && event.key === "Delete" && event.target.closest("#fo1-editor")) refuse(event);
+    }, true);
 }"""
-"""Installed once in the page: an image that comes with its boxes (an example, Undo after the
-editor's ×) shows no box selected. The editor (gradio_image_annotation 0.5.6) selects its first
-box as its canvas starts, and its first box is the smallest (`ui.boxes.RELABEL_IN_BROWSER`): the
-Coins example, asking about coin #0, showed coin #1 in bold with its handles, and the bin removed
-it unasked. The editor has no call to select nothing but a press beside every box, so the page
-makes one, with the hand tool, far outside the canvas's image."""
+"""Installed once in the page: the bin and Delete remove the box shown selected, and no other.
+
+The editor (gradio_image_annotation 0.5.6) keeps its selection as a place in its list of boxes,
+whatever boxes come to that place, and its bin removes the box there:
+- as its canvas starts it selects its first box, the smallest (`ui.boxes.RELABEL_IN_BROWSER`):
+  the Coins example, asking about coin #0, showed coin #1 in bold with its handles, and the bin
+  removed it unasked. The editor has no call to select nothing but a press beside every box, so
+  the page makes one, with the hand tool, far outside the canvas's image;
+- boxes set by the server (Set these boxes, Propose, Undo, Keep only these boxes) come
+  unselected, but the place stays, and the bin removed the box now there. So the page watches
+  which tag the editor draws in bold, and lets the bin and Delete act only while one is."""
 
 
 TOUCH_HANDLE_SIZE = 24

@@ -1297,6 +1297,33 @@ def test_an_example_opens_with_no_box_selected(page, app_url: str) -> None:
     laptop.close()
 
 
+def test_boxes_set_by_the_server_are_not_removed_unselected(page, app_url: str) -> None:
+    """The editor kept a selection as a place in its list: with box #0 selected, boxes set from
+    numbers came unselected, yet the bin removed the box now at that place."""
+    laptop = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    laptop.goto(app_url)
+    open_example(laptop, "Coffee: detect cup and spoon")
+    laptop.get_by_label("Drag boxes").click()
+    laptop.mouse.click(*canvas_point(laptop, 200 / 600, 30 / 400))  # box #0, selected
+    laptop.get_by_text("Boxes as numbers", exact=True).click()
+    laptop.locator("#fo1-box-numbers textarea").fill("20, 30, 200, 250\n300, 40, 580, 380")
+    laptop.locator("#fo1-set-boxes").click()
+    wait_for_note(laptop, "2 boxes")
+    settled_frame(laptop)
+    laptop.get_by_label("Remove box").click()
+    laptop.locator("#fo1-editor canvas").focus()
+    laptop.keyboard.press("Delete")
+    laptop.wait_for_timeout(EVENT_DELAY_MS)
+    assert box_count(laptop) == "2 boxes"
+    laptop.locator("#fo1-editor canvas").scroll_into_view_if_needed()
+    settled_frame(laptop)
+    laptop.mouse.click(*canvas_point(laptop, 450 / 600, 200 / 400))  # box #1
+    laptop.get_by_label("Remove box").click()
+    wait_for_note(laptop, "1 box")
+    wait_for_numbers(laptop, "20, 30, 200, 250")
+    laptop.close()
+
+
 def test_stop_while_waiting_for_another_users_answer(page, app_url: str) -> None:
     open_example(page, "Coffee: detect cup and spoon")
     run_detection(page, "red circle", max_tokens=8192)
