@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFile
 from pycocotools.coco import COCO
+from spaces.zero.gradio import error as spaces_error
 
 import ui.handlers as handlers_module
 from fo1_core import model_thread
@@ -511,6 +512,42 @@ def test_broken_image_is_a_visible_message(answering: Handlers, tmp_path: Path) 
     turned = {**editor_value(str(broken), BOXES), "orientation": 1}
     (*_, status, _, _, _), *_ = list(run(answering, turned))
     assert "fo1-error" in status and "image" in status
+
+
+def zerogpu_refusal(left_s: int, requested_s: int):
+    """`spaces`' own refusal of a GPU slot for want of quota, raised as the wrapped function
+    starts (ZeroGPU cannot be reached from here)."""
+    message = (
+        f"You have exceeded your free ZeroGPU quota ({requested_s}s requested vs. {left_s}s "
+        "left). Try again in 0:12:00."
+    )
+
+    def refused(*_):
+        raise spaces_error("ZeroGPU quota exceeded", message)
+        yield  # a generator, as the answer's stream is
+
+    return message, refused
+
+
+def test_a_zerogpu_slot_refused_for_want_of_quota_says_what_length_fits(
+    answering: Handlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message, refused = zerogpu_refusal(95, 122)  # 1024 tokens asked for 122 s
+    monkeypatch.setattr(answering.answerer, "_stream_on_gpu", refused)
+    value = editor_value(IMAGE, BOXES)
+    *_, (_, _, _, status, _, _, _) = run(answering, value, limit=1024)
+    assert "fo1-error" in status and html.escape(message) in status
+    assert "With Max new tokens at 736 or fewer, this question fits." in status
+    assert "Generation failed" not in status
+    with pytest.raises(gr.Error) as raised:  # the API passes it on as it is
+        list(
+            Api(answering.answerer, answering.proposing).answer(IMAGE, BOXES, "OD_template", "cup")
+        )
+    assert raised.value.message == message
+    monkeypatch.setattr(answering.proposing, "_propose_on_gpu", lambda *_: next(refused()))
+    *_, status, _, _, _ = propose(answering, value, "offline")
+    assert "fo1-error" in status and html.escape(message) in status
+    assert "failed" not in status
 
 
 def test_failing_proposer_keeps_the_boxes(answering: Handlers) -> None:

@@ -70,7 +70,7 @@ from ui.editor import (
 )
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.files import delete_served_files
-from ui.gpu import MAX_SECONDS, duration_for, on_gpu
+from ui.gpu import MAX_SECONDS, duration_for, on_gpu, slot_refused
 from ui.handlers import Handlers
 from ui.layout import build_app
 from ui.proposing import PackedMask, Proposing, box_key, masks_for
@@ -740,6 +740,39 @@ def test_the_reference_lists_clearing_inserts_nothing_and_places_no_caret() -> N
 def test_gpu_duration_fits_the_request() -> None:
     assert duration_for(64) < duration_for(1024) < duration_for(4096) <= MAX_SECONDS
     assert duration_for(10**6) == MAX_SECONDS
+
+
+QUOTA = (
+    "You have exceeded your free ZeroGPU quota ({}s requested vs. {}s left). Try again in 0:12:00."
+)
+"""How `spaces` 0.51 words a visitor's quota too short for the slot asked for."""
+
+
+@pytest.mark.parametrize(
+    ("message", "max_new_tokens", "hint"),
+    [
+        # 1024 tokens ask for 122 s; 95 s hold 750 tokens, 736 in the slider's steps.
+        (QUOTA.format(122, 95), 1024, "With Max new tokens at 736 or fewer, this question fits."),
+        # `spaces` doubled the seconds asked for: 95 s left hold half as many.
+        (QUOTA.format(244, 95), 1024, "With Max new tokens at 256 or fewer, this question fits."),
+        # A quota short of even the shortest answer's slot: nothing to suggest.
+        (QUOTA.format(26, 21), 64, None),
+        # The slot asked for is over what ZeroGPU gives anyone at once.
+        (
+            "The requested GPU duration (122s) is larger than the maximum allowed",
+            1024,
+            "Lower Max new tokens: a shorter answer asks for a shorter GPU slot.",
+        ),
+        # Any other refusal (no GPU free) has nothing to do with the answer's length.
+        ("No GPU was available after 60s. Retry later", 1024, None),
+    ],
+)
+def test_a_refused_zerogpu_slot_says_what_answer_length_would_fit(
+    message: str, max_new_tokens: int, hint: str | None
+) -> None:
+    told = slot_refused(message, max_new_tokens)
+    assert told.startswith(message)
+    assert told == (message if hint is None else f"{message} {hint}")
 
 
 def test_gpu_wrapper_is_a_no_op_off_spaces() -> None:

@@ -206,6 +206,8 @@ class Api:
                     yield gr.skip(), gr.skip(), gr.skip()
         except FO1Error as error:
             raise user_error(str(error)) from error
+        except gr.Error:  # ZeroGPU's refusal of a slot, written for the caller
+            raise
         except Exception as error:
             logger.exception("The /answer endpoint failed")
             message = f"Generation failed ({type(error).__name__}: {error})."

@@ -5,6 +5,7 @@ Off Spaces `spaces.GPU` returns the function unchanged, so the same code runs on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -27,6 +28,14 @@ for a faster guess would be cut off in the middle of a long answer."""
 
 MAX_SECONDS = 180
 
+TOKENS_STEP = 16
+"""The page's answer-length slider moves by this many tokens."""
+
+_QUOTA_LEFT = re.compile(r"\((\d+)s requested vs\. (\d+)s left\)")
+"""How `spaces` (0.51) words a visitor's quota too short for the slot asked for."""
+
+_OVER_THE_MAXIMUM = "is larger than the maximum allowed"
+
 
 def duration_for(max_new_tokens: int) -> int:
     """Seconds of GPU to ask for: enough for `max_new_tokens`, never the whole quota."""
@@ -42,3 +51,29 @@ def on_gpu(function: F, max_new_tokens: Callable[..., int] | None = None) -> F:
         return duration_for(max_new_tokens(*args, **kwargs))
 
     return spaces.GPU(duration=duration)(function)
+
+
+def tokens_within(seconds: float) -> int:
+    """The most new tokens, in the slider's steps, whose slot (`duration_for`) lasts `seconds`
+    or less (0: none)."""
+    tokens = (int(seconds) - BASE_SECONDS) * TOKENS_PER_SECOND
+    return max(0, tokens // TOKENS_STEP * TOKENS_STEP)
+
+
+def slot_refused(message: str, max_new_tokens: int) -> str:
+    """ZeroGPU's refusal of a question's slot (`spaces` raises it as a `gr.Error` worded for the
+    visitor), with the answer length that would be given one.
+
+    The slot is sized for the longest answer allowed, so a visitor whose quota is short of it
+    can still ask for a shorter one: "(122s requested vs. 95s left)" leaves room for 736 tokens
+    where 1024 were asked. `spaces` scales the seconds asked for by its own factor, read off the
+    two figures."""
+    asked = duration_for(max_new_tokens)
+    if quota := _QUOTA_LEFT.search(message):
+        requested, left = (int(seconds) for seconds in quota.groups())
+        fits = tokens_within(left * asked / requested) if requested else 0
+        if TOKENS_STEP <= fits < max_new_tokens:
+            return f"{message} With Max new tokens at {fits} or fewer, this question fits."
+    elif _OVER_THE_MAXIMUM in message and max_new_tokens > TOKENS_STEP:
+        return f"{message} Lower Max new tokens: a shorter answer asks for a shorter GPU slot."
+    return message

@@ -32,6 +32,7 @@ from ui.conversation import conversation_key, turns_about
 from ui.editor import UNREADABLE, UNREADABLE_NOTE
 from ui.examples import Example
 from ui.files import file_identity
+from ui.gpu import slot_refused
 from ui.page_left import AnswerLeft, PageLeft
 from ui.proposing import MaskStore, Proposed, Proposing, masks_for, proposer_input
 from ui.report import AnswerFolders
@@ -479,6 +480,8 @@ class Handlers:
                 yield outputs
         except FO1Error as error:
             yield AnswerOutputs(status=error_html(str(error)))
+        except gr.Error as error:  # ZeroGPU's refusal of a slot, written for the visitor
+            yield AnswerOutputs(status=error_html(slot_refused(error.message, int(max_new_tokens))))
         except Exception as error:
             logger.exception("Generation failed")
             message = f"Generation failed ({type(error).__name__}: {error})."

@@ -55,7 +55,7 @@ from ui.editor import (
     shown_enlarged,
 )
 from ui.examples import load_examples
-from ui.gpu import ON_ZERO_GPU
+from ui.gpu import ON_ZERO_GPU, TOKENS_STEP
 from ui.handlers import Handlers
 from ui.page_scripts import (
     ANNOUNCED,
@@ -259,10 +259,10 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
                             elem_id="fo1-insert",
                         )
                 max_new_tokens = gr.Slider(
-                    min(16, settings.max_new_tokens),  # Gradio refuses a start below its minimum
+                    min(TOKENS_STEP, settings.max_new_tokens),  # Gradio refuses a start below it
                     settings.token_limit,
                     value=settings.max_new_tokens,
-                    step=16,
+                    step=TOKENS_STEP,
                     label="Max new tokens",
                     elem_id="fo1-max-tokens",
                 )

@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import gradio as gr
 import numpy as np
 import supervision as sv
 from PIL import Image
@@ -251,6 +252,8 @@ class Proposing:
             return self._propose_on_gpu(name, picture, text, options, examples)
         except (ProposerError, MemoryError):
             raise
+        except gr.Error as error:  # ZeroGPU's refusal of a slot, written for the visitor
+            raise ProposerError(error.message) from error
         except Exception as error:  # a model that loads but cannot run: still the user's notice
             logger.exception("The proposer %s failed", name)
             message = f"The proposer {name!r} failed ({type(error).__name__}: {error})."
