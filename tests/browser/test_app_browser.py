@@ -1287,7 +1287,7 @@ def test_an_example_opens_with_no_box_selected(page, app_url: str) -> None:
     laptop.get_by_label("Remove box").click()
     laptop.wait_for_timeout(EVENT_DELAY_MS)
     assert box_count(laptop) == "24 boxes"
-    shot(laptop, "38-example-without-a-selected-box", full_page=False)
+    shot(laptop, "39-example-without-a-selected-box", full_page=False)
     laptop.mouse.click(*canvas_point(laptop, 44 / 384, 54 / 303, (384, 303)))  # coin #0
     laptop.get_by_label("Remove box").click()
     wait_for_note(laptop, "23 boxes")
