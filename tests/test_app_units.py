@@ -28,6 +28,8 @@ from gradio_image_annotation.image_annotator import AnnotatedImageData
 from PIL import Image
 
 import app
+import detect_tools
+import ui.layout
 from app import decode_mode, parse_args, warms_up
 from detect_tools import ProposerError, tiny
 from detect_tools.base import Proposer, check_image
@@ -72,7 +74,7 @@ from ui.examples import EXAMPLES_DIR, load_examples
 from ui.files import delete_served_files
 from ui.gpu import MAX_SECONDS, duration_for, on_gpu, slot_refused
 from ui.handlers import Handlers
-from ui.layout import build_app
+from ui.layout import Settings, build_app
 from ui.proposing import PackedMask, Proposing, box_key, masks_for
 from ui.report import (
     FULL_SIZE_DRAWINGS,
@@ -1133,6 +1135,43 @@ def test_decoding_is_compiled_only_on_a_gpu_the_app_keeps(monkeypatch: pytest.Mo
     monkeypatch.setattr(app, "ON_ZERO_GPU", True)
     assert decode_mode(parse_args(["--device", "cuda"])) == "dynamic"
     assert not warms_up("compiled", CUDA)  # the server process has no GPU there
+
+
+def test_on_zerogpu_a_proposer_loads_in_the_server_before_its_slot(
+    tmp_path: Path, pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On ZeroGPU a model loaded inside a slot is loaded in the worker forked for it: downloaded
+    there, in the visitor's 20 s, and again in each new worker. It is loaded in the server
+    first, where `spaces` hands its weights to every worker, as FO1's; the default proposer as
+    the app starts, so the first visitor's Propose waits for no download."""
+    florence2 = str(tiny.build_florence2(tmp_path / "florence2"))
+    monkeypatch.setattr(ui.layout, "ON_ZERO_GPU", True)
+    settings = Settings(default_proposer="florence2", proposer_checkpoints={"florence2": florence2})
+    build_app(pipeline, settings)
+    assert detect_tools.get("florence2", florence2).is_loaded
+    loaded_in_the_slot = []
+    for loads_before_the_slot in (False, True):
+        owlv2 = str(tiny.build_owlv2(tmp_path / f"owlv2-{loads_before_the_slot}"))
+        proposing = Proposing("cpu", {"owlv2": owlv2}, loads_before_the_slot)
+
+        def slot(name, *inputs, proposing=proposing):  # as `spaces.GPU` runs it, in a worker
+            loaded_in_the_slot.append(proposing.proposer(name).is_loaded)
+            return proposing._propose(name, *inputs)
+
+        monkeypatch.setattr(proposing, "_propose_on_gpu", slot)
+        proposing.propose(Image.new("RGB", (64, 48)), "owlv2", "cup", None, 5)
+    assert loaded_in_the_slot == [False, True]
+
+
+def test_a_proposer_that_fails_to_load_at_start_leaves_the_app_serving(
+    pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(ui.layout, "ON_ZERO_GPU", True)
+    settings = Settings(
+        default_proposer="florence2", proposer_checkpoints={"florence2": "/nowhere/florence2"}
+    )
+    assert build_app(pipeline, settings) is not None
+    assert "The proposer florence2 did not load at start" in caplog.text
 
 
 @pytest.mark.slow

@@ -112,7 +112,7 @@ class Settings:
 def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blocks:
     settings = settings or Settings()
     answerer = Answerer(pipeline)
-    proposing = Proposing(settings.device, settings.proposer_checkpoints)
+    proposing = Proposing(settings.device, settings.proposer_checkpoints, ON_ZERO_GPU)
     examples = load_examples()
     # On ZeroGPU there is no GPU outside a question's own slot.
     ahead = EncodeAhead(pipeline) if settings.encode_ahead and not ON_ZERO_GPU else None
@@ -121,6 +121,8 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
     task_choices = [(t.label, name) for name, t in TASKS.items()]
     task_choices.append((FREE_PROMPT_LABEL, FREE_PROMPT))
     default_proposer = proposing.default(settings.default_proposer)
+    if proposing.loads_before_the_slot:  # the first visitor's Propose waits for no download
+        proposing.load_at_start(default_proposer)
     proposer_choices = proposing.choices(settings.default_proposer)
     if missing := set(detect_tools.available()) - {name for _, name in proposer_choices}:
         logger.info(

@@ -18,7 +18,7 @@ from PIL import Image
 
 import detect_tools
 from detect_tools import ProposalOptions, ProposerError
-from detect_tools.base import CLASS_NAME, shortest_decimal, written_score
+from detect_tools.base import CLASS_NAME, ModelProposer, shortest_decimal, written_score
 from detect_tools.registry import with_shared_models, within_reach
 from fo1_core.inputs import open_image
 from fo1_core.templates import TASKS, FillKind, TaskTemplate
@@ -178,11 +178,21 @@ class Proposing:
     """Runs any registered proposer; model proposers load on first use and may fail visibly."""
 
     def __init__(
-        self, device: str | None = None, checkpoints: Mapping[str, str] | None = None
+        self,
+        device: str | None = None,
+        checkpoints: Mapping[str, str] | None = None,
+        loads_before_the_slot: bool = False,
     ) -> None:
-        """`checkpoints`: proposer name → its local folder or hub id, where not the default."""
+        """`checkpoints`: proposer name → its local folder or hub id, where not the default.
+
+        `loads_before_the_slot` (on ZeroGPU): a proposer's model is loaded in this process
+        before its GPU slot is asked for. Loaded inside the slot, it would be loaded in the
+        worker `spaces` forks for the slot, downloaded there the first time, in the visitor's
+        20 s and quota, and again in each new worker; loaded here, `spaces` moves its weights to
+        every worker's GPU, as FO1's."""
         self.device = device
         self.checkpoints = with_shared_models(checkpoints or {})
+        self.loads_before_the_slot = loads_before_the_slot
         # Fixed at start: a visitor is offered only what can run on this server.
         self.within_reach = within_reach(self.checkpoints)
         self._propose_on_gpu = on_gpu(self._propose)
@@ -199,6 +209,20 @@ class Proposing:
             for name, label in detect_tools.available().items()
             if name in self.within_reach or name == named
         ]
+
+    def load(self, name: str) -> None:
+        """Loads `name`'s model now, in this process, if it has one (`ProposerError` if it
+        cannot)."""
+        proposer = self.proposer(name)
+        if isinstance(proposer, ModelProposer):
+            proposer.load()
+
+    def load_at_start(self, name: str) -> None:
+        """`load`, a failure logged: the app serves all the same, and Propose says what fails."""
+        try:
+            self.load(name)
+        except Exception:  # noqa: BLE001 (whatever fails, it fails again at Propose, told there)
+            logger.exception("The proposer %s did not load at start", name)
 
     def proposer(self, name: str) -> detect_tools.Proposer:
         try:
@@ -249,6 +273,8 @@ class Proposing:
         picture = open_image(image)
         options = ProposalOptions(threshold=threshold, max_count=int(max_count))
         try:
+            if self.loads_before_the_slot:
+                self.load(name)
             return self._propose_on_gpu(name, picture, text, options, examples)
         except (ProposerError, MemoryError):
             raise
