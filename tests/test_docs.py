@@ -1,5 +1,6 @@
 """The README and `docs/` point at files and sections that exist: a reader who follows a link
-lands where it says."""
+lands where it says. The README's front matter, which makes the repository a Space, names the
+models the app loads."""
 
 from __future__ import annotations
 
@@ -7,6 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
+
+from detect_tools.base import ModelProposer
+from detect_tools.registry import PROPOSERS
+from fo1_core.cli import PUBLISHED_CHECKPOINT
+from ui.proposing import PREFERRED_PROPOSERS
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -40,3 +47,17 @@ def test_every_local_link_lands_on_a_file_and_section(page: Path) -> None:
 def test_every_page_of_docs_is_linked_from_the_readme() -> None:
     linked = {(REPO / link.partition("#")[0]).resolve() for link in local_links(PAGES[0])}
     assert set(PAGES[1:]) <= linked
+
+
+def test_the_space_names_and_preloads_the_models_the_app_loads() -> None:
+    """The README's front matter makes the repository a Space: its `models` link the Space to
+    every model the app loads, and `preload_from_hub` puts FO1 and the proposer selected at
+    start into the Space's image, so a restart downloads neither."""
+    front = yaml.safe_load(PAGES[0].read_text().split("---")[1])
+    models = [cls for cls in PROPOSERS.values() if issubclass(cls, ModelProposer)]
+    assert set(front["models"]) == {
+        PUBLISHED_CHECKPOINT,
+        *(cls.default_checkpoint for cls in models),
+    }
+    at_start = PROPOSERS[PREFERRED_PROPOSERS[0]].default_checkpoint
+    assert front["preload_from_hub"] == [PUBLISHED_CHECKPOINT, at_start]
