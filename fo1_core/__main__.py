@@ -14,14 +14,11 @@ import sys
 from pathlib import Path
 
 from detect_tools.outputs import exit_with, output_file, refuse_overwriting, write_output
-from fo1_core.box_archives import boxes_file_text
-from fo1_core.box_files import unwrap_boxes, xml_boxes
-from fo1_core.box_lines import line_corners, numbered_lines, text_kind
+from fo1_core.box_archives import boxes_file_text, boxes_in_text
 from fo1_core.cli import (
     add_checkpoint_option,
     local_path,
     open_named_image,
-    parse_json,
     positive,
 )
 from fo1_core.errors import FO1Error
@@ -75,13 +72,7 @@ def _read_boxes(path: Path | None, image: Path, size: tuple[int, int]) -> object
     if path is None:
         return []
     labels = boxes_file_text(path, f"boxes from {path}", image.name)
-    kind = text_kind(labels.text)
-    if kind == "lines":  # typed, or a YOLO label file
-        return [line_corners(line, n, *size) for n, line in numbered_lines(labels.text)]
-    if kind == "xml":  # a Pascal VOC or CVAT annotation
-        read = xml_boxes(labels.text, image.name, size)
-    else:
-        read = unwrap_boxes(parse_json(labels.text, labels.source), image.name, size)
+    read = boxes_in_text(labels, image.name, size)
     if read.scaled:
         logging.info("The boxes of %s were %s.", path, read.scaled)
     return read.boxes

@@ -1,6 +1,7 @@
 """A boxes file as the user has it: a file of labels, or a labelling tool's export as it
 downloads, a ZIP archive (CVAT's, Label Studio's, Roboflow's …), of which the file holding the
-labels of the user's image is read without unpacking the rest. Light (no torch)."""
+labels of the user's image is read without unpacking the rest; and the boxes its text holds.
+Light (no torch)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,15 @@ from pathlib import Path, PurePosixPath
 from xml.sax.saxutils import escape
 
 from detect_tools.images import refuse_special_file
-from fo1_core.box_files import is_named
-from fo1_core.cli import MAX_BOXES_FILE_BYTES, read_text, refuse_too_large, utf8_text
+from fo1_core.box_files import BoxesRead, is_named, unwrap_boxes, xml_boxes
+from fo1_core.box_lines import line_corners, numbered_lines, text_kind
+from fo1_core.cli import (
+    MAX_BOXES_FILE_BYTES,
+    parse_json,
+    read_text,
+    refuse_too_large,
+    utf8_text,
+)
 from fo1_core.errors import FO1Error
 
 LABEL_SUFFIXES = (".json", ".xml", ".txt")
@@ -30,6 +38,19 @@ class BoxesText:
     text: str
     source: str
     """`labels.json`, or `labels/cat.txt in export.zip`."""
+
+
+def boxes_in_text(labels: BoxesText, image_name: str, size: tuple[int, int]) -> BoxesRead:
+    """The boxes `labels` holds for the image `image_name` of `size` as shown: lines of corners
+    or YOLO labels (`line_corners`), a Pascal VOC or CVAT annotation, or a JSON document (a list,
+    or a COCO, LabelMe or Label Studio file: `unwrap_boxes`), scaled to `size` where the file
+    records its image at another size."""
+    kind = text_kind(labels.text)
+    if kind == "lines":
+        return BoxesRead([line_corners(line, n, *size) for n, line in numbered_lines(labels.text)])
+    if kind == "xml":
+        return xml_boxes(labels.text, image_name, size)
+    return unwrap_boxes(parse_json(labels.text, labels.source), image_name, size)
 
 
 def boxes_file_text(path: Path, name: str, image_name: str | None) -> BoxesText:

@@ -228,8 +228,10 @@ def test_placeholder_strings_are_removed_from_the_prompt(client: Client) -> None
         (IMAGE, BOXES, "OD_template", "<image><regionfeat>", "needs input"),
         # a box with three numbers
         (IMAGE, [[1, 2, 3]], "OD_template", "cup", "four numbers"),
-        # boxes that are not a list
-        (IMAGE, "hello", "OD_template", "cup", "JSON list"),
+        # boxes that are neither JSON nor a labels file's lines: the line is named
+        (IMAGE, "hello", "OD_template", "cup", r"Line 1 \(hello\) holds 1 value"),
+        # JSON that is not a list of boxes
+        (IMAGE, '{"a": 1}', "OD_template", "cup", "JSON list"),
         # an inverted box
         (IMAGE, [[300, 300, 100, 100]], "OD_template", "cup", "Box"),
         # a box that is not numbers

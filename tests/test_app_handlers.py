@@ -514,6 +514,30 @@ def test_broken_image_is_a_visible_message(answering: Handlers, tmp_path: Path) 
     assert "fo1-error" in status and "image" in status
 
 
+CORNER_LINES = "170, 10, 420, 200\n80 60 490 390\n[320, 60, 430, 320]"
+YOLO_LINES = "0 0.5 0.5 0.5 0.5\n1 0.1 0.1 0.1 0.1\n0 0.25 0.25 0.1 0.1"  # of the 600×400 photo
+CVAT_OF_A_LARGER_COPY = CVAT.replace('width="1280" height="960"', 'width="1200" height="800"')
+
+
+@pytest.mark.parametrize(
+    ("boxes", "region0", "region2", "scaled"),
+    [
+        (CORNER_LINES, [170, 10, 420, 200], [320, 60, 430, 320], False),
+        (YOLO_LINES, [150, 100, 450, 300], [120, 80, 180, 120], False),
+        (CVAT_OF_A_LARGER_COPY, [170, 10, 420, 200], [85, 100, 115, 130], True),
+    ],
+)
+def test_the_api_reads_a_labels_files_text_as_the_page_does(
+    answering: Handlers, boxes: str, region0: list, region2: list, scaled: bool
+) -> None:
+    api = Api(answering.answerer, answering.proposing)
+    *_, (_, _, document) = api.answer(IMAGE, boxes, "OD_template", "cup")
+    found = {entry["region_index"]: entry["box_xyxy"] for entry in document["detections"]}
+    assert found == {0: region0, 2: region2}  # the rigged answer names regions 0 and 2
+    told = any("scaled from the 1200×800 image" in warning for warning in document["warnings"])
+    assert told == scaled
+
+
 def zerogpu_refusal(left_s: int, requested_s: int):
     """`spaces`' own refusal of a GPU slot for want of quota, raised as the wrapped function
     starts (ZeroGPU cannot be reached from here)."""

@@ -26,6 +26,8 @@ from pydantic import ValidationError
 
 from detect_tools import MAX_PROPOSALS, ProposerError
 from detect_tools.images import UNREADABLE_IMAGE
+from fo1_core.box_archives import BoxesText, boxes_in_text
+from fo1_core.box_lines import text_kind
 from fo1_core.errors import FO1Error
 from fo1_core.export import to_json
 from fo1_core.inputs import image_size
@@ -194,7 +196,11 @@ class Api:
             # An upload keeps its file's name, which picks the image's boxes out of a COCO file;
             # they are scaled to its size where the file records another.
             upload = image if isinstance(image, str) else None
-            read = parse_boxes(boxes, upload and Path(upload).name, upload and image_size(upload))
+            name, size = upload and Path(upload).name, upload and image_size(upload)
+            if isinstance(boxes, str) and size and text_kind(boxes) != "json":
+                # A labels file's text as it is: lines of corners or YOLO labels, VOC or CVAT.
+                boxes = boxes_in_text(BoxesText(boxes, "the boxes"), name, size)
+            read = parse_boxes(boxes, name, size)
             question = Question(image=image, boxes=read.boxes, task=task, text=text or "")
             prepared = self.answerer.prepare(question)
             steps = self.answerer.steps(
