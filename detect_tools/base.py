@@ -258,6 +258,10 @@ class Proposer(ABC):
     needs_examples: ClassVar[bool] = False
     default_threshold: ClassVar[float] = 0.0
 
+    def load(self) -> None:  # noqa: B027 (a default hook: most proposers hold no model)
+        """Loads what proposing needs now rather than at the first proposal (`ModelProposer`:
+        its model); a proposer without a model has nothing to load."""
+
     def propose(
         self,
         image: Image.Image,

@@ -18,7 +18,7 @@ from PIL import Image
 
 import detect_tools
 from detect_tools import ProposalOptions, ProposerError
-from detect_tools.base import CLASS_NAME, ModelProposer, shortest_decimal, written_score
+from detect_tools.base import CLASS_NAME, shortest_decimal, written_score
 from detect_tools.registry import with_shared_models, within_reach
 from fo1_core.inputs import open_image
 from fo1_core.templates import TASKS, FillKind, TaskTemplate
@@ -213,9 +213,7 @@ class Proposing:
     def load(self, name: str) -> None:
         """Loads `name`'s model now, in this process, if it has one (`ProposerError` if it
         cannot)."""
-        proposer = self.proposer(name)
-        if isinstance(proposer, ModelProposer):
-            proposer.load()
+        self.proposer(name).load()
 
     def load_at_start(self, name: str) -> None:
         """`load`, a failure logged: the app serves all the same, and Propose says what fails."""

@@ -20,7 +20,6 @@ from pathlib import Path
 from detect_tools import registry
 from detect_tools.base import (
     MAX_PROPOSALS,
-    ModelProposer,
     ProposalOptions,
     ProposerError,
     option_type,
@@ -146,8 +145,7 @@ def _load(
         # First: a wrong --proposer-checkpoint ends the run before FO1's minutes of loading,
         # not as a failure of every item.
         proposer = registry.get(args.proposer, args.proposer_checkpoint, device)
-        if isinstance(proposer, ModelProposer):
-            proposer.load()
+        proposer.load()
     pipeline = load(args.checkpoint, device=device)
     return pipeline, BoxSource(proposer, options)
 
