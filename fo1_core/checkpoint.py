@@ -25,7 +25,7 @@ from transformers.initialization import no_init_weights
 from detect_tools.base import read_device
 from detect_tools.images import refuse_url
 from detect_tools.memory import available_memory, gigabytes, leaves_room, safetensors_numel
-from fo1_core.configuration import FO1Config
+from fo1_core.configuration import AUX_IMAGE_SIZE, FO1Config
 from fo1_core.errors import FO1Error
 from fo1_core.modeling import FO1ForConditionalGeneration
 
@@ -352,6 +352,11 @@ def load_model(
         raise FO1Error(f"Unreadable config.json in {folder}: {error}") from error
     try:
         config.check_supported()
+        if config.aux_image_aspect_ratio not in (None, config.aux_aspect_ratio):
+            logger.warning(
+                "aux_image_aspect_ratio=%r is no mode upstream names; the DaViT input is "
+                "squashed to %d², as upstream does.", config.aux_image_aspect_ratio, AUX_IMAGE_SIZE,
+            )  # fmt: skip
         with torch.device(device), no_init_weights():
             model = FO1ForConditionalGeneration._from_config(
                 config,

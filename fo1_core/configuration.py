@@ -116,8 +116,12 @@ class FO1Config(Qwen2_5_VLConfig):
 
     @property
     def aux_aspect_ratio(self) -> str:
-        """One of `AUX_ASPECT_RATIOS`: a checkpoint without the field is squashed."""
-        return self.aux_image_aspect_ratio or "squash"
+        """One of `AUX_ASPECT_RATIOS`. A checkpoint without the field, or with a value upstream's
+        image processor does not name, is squashed, as upstream squashes it: the published
+        config's value is only inferred (SPEC §14), and refusing to load would cost every user
+        the model over a word."""
+        value = self.aux_image_aspect_ratio
+        return value if value in AUX_ASPECT_RATIOS else "squash"
 
     @property
     def uses_aux_regions(self) -> bool:
@@ -153,13 +157,13 @@ class FO1Config(Qwen2_5_VLConfig):
     def check_supported(self) -> None:
         """Refuse, by name, configuration choices this implementation does not build: those the
         official implementation cannot run either or whose widths it hard-codes for other
-        models, and option values it does not name (upstream would quietly read an unknown
-        aspect mode as `squash`, a typo'd strategy as no position at all)."""
+        models, and option values it does not name (upstream would quietly read a typo'd
+        strategy as no position at all). An unknown aspect mode is read as `squash`
+        (`aux_aspect_ratio`)."""
         expected = {
             "mm_use_region_index_token": (True,),
             "mm_use_vision_tower_region_feature": (True,),
             "mm_pos_embedding_strategy": POSITION_EMBEDDINGS,
-            "aux_image_aspect_ratio": (None, *AUX_ASPECT_RATIOS),
         }
         if self.uses_aux_regions:  # the ViT-only path has nothing to combine
             expected["mm_region_feature_combination"] = ("concat", "concat_aux_pos")

@@ -284,7 +284,6 @@ def test_unreachable_hub_says_how_to_use_a_local_folder(monkeypatch) -> None:
         # regions from DaViT alone: upstream's region encoder cannot run them either
         ({"mm_use_vision_tower_region_feature": False}, "mm_use_vision_tower_region_feature=False"),
         ({"mm_region_feature_combination": "mean"}, "mm_region_feature_combination='mean'"),
-        ({"aux_image_aspect_ratio": "pad"}, "aux_image_aspect_ratio='pad'"),
         # the ViT part without SimpleFP is one map per full-attention block, not 4 × 8 wide
         (
             {"mm_use_simpleFPN_for_vt": False},
@@ -310,6 +309,19 @@ def test_unsupported_variant_is_refused_by_name(
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(FO1Error, match=message):
         load_model(folder, device="cpu")
+
+
+def test_an_aspect_mode_upstream_does_not_name_is_squashed_as_upstream_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The published config's aspect mode is only inferred (SPEC §14): a value upstream's image
+    processor does not name must cost no user the model, and it squashes as upstream's does."""
+    folder = _copy_checkpoint(tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "aux_image_aspect_ratio": "pad"}))
+    pipeline = load(folder, device="cpu")
+    assert "aux_image_aspect_ratio='pad' is no mode upstream names" in caplog.text
+    assert pipeline.preprocessor.aux_size(1000, 300) == (768, 768)
 
 
 @pytest.mark.parametrize(
