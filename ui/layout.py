@@ -426,7 +426,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             concurrency_limit=None,
             show_progress="hidden",
         )
-        clear.click(None, editor, editor, js=CLEAR_IN_BROWSER, api_visibility="private")
+        clear.click(
+            None, [editor, status], [editor, status], js=CLEAR_IN_BROWSER, api_visibility="private"
+        )
         for event, handler, given in (
             (set_boxes.click, handlers.boxes_typed, numbers),
             (load_boxes.upload, handlers.boxes_loaded, load_boxes),

@@ -989,9 +989,6 @@ def test_example_proposals_and_free_prompt(page) -> None:
     what.wait_for()
     assert what.input_value() == ""
     page.locator("#fo1-propose").click()
-    page.wait_for_timeout(5000)
-    print("STATUS", repr(status_text(page)))
-    shot(page, "zz-debug")
     page.locator("#fo1-status", has_text="for “cup, spoon” (from the task)").wait_for()
     page.wait_for_function("!document.body.classList.contains('fo1-proposing')")
     shot(page, "6b-proposals-for-the-task")
@@ -1077,6 +1074,20 @@ def test_a_box_drawn_right_after_clearing_stays(page) -> None:
     page.wait_for_timeout(SETTLE_MS + EVENT_DELAY_MS)
     shot(page, "9-cleared-then-drawn")
     assert "1 box" in box_count(page)
+
+
+def test_clearing_the_boxes_takes_the_proposals_status_with_them(page) -> None:
+    open_example(page, "Coffee: detect cup and spoon")
+    if not page.locator("#fo1-propose").is_visible():  # the page is the module's: maybe open
+        page.get_by_text("Propose boxes", exact=True).first.click()
+    set_number(page, "fo1-max-count", 4)
+    page.locator("#fo1-propose").click()
+    proposed = page.locator("#fo1-status", has_text="4 proposals")
+    proposed.wait_for()
+    page.get_by_text("Clear boxes").click()
+    wait_for_note(page, "No boxes yet")
+    proposed.wait_for(state="detached")
+    shot(page, "9b-cleared-after-proposing")
 
 
 def test_regions_ticked_for_boxes_since_cleared_do_not_block_a_run(page) -> None:
