@@ -37,6 +37,8 @@ proposer needs them."""
 SMALLEST_ACCEPTED_SIDE = 8
 MAX_ASPECT_RATIO = 150
 """Beyond this, FO1's 2048 cap leaves the short side under 14 px: a strip with nothing to see."""
+TURNING_ORIENTATIONS = range(2, 9)
+"""EXIF orientations that turn or mirror the picture."""
 
 
 def size_problem(width: int, height: int) -> str | None:
@@ -115,8 +117,10 @@ def refuse_special_file(path: str | Path, error: type[Exception], name: str) -> 
 
 def turned_as_shown(image: Image.Image) -> Image.Image:
     """`image` turned as its EXIF orientation says, as a copy (the caller's image stays as it
-    was), or `image` itself where there is nothing to turn."""
-    if image.getexif().get(ExifTags.Base.Orientation, 1) == 1:
+    was), or `image` itself where there is nothing to turn: orientation 1, or a value outside
+    2 to 8, which names no turn (0 is common in cameras' files) and which Pillow leaves as it
+    is."""
+    if image.getexif().get(ExifTags.Base.Orientation, 1) not in TURNING_ORIENTATIONS:
         return image
     return ImageOps.exif_transpose(image)
 

@@ -371,6 +371,22 @@ def test_exif_rotation_is_applied(pipeline: FO1Pipeline) -> None:
     assert "40×100, not 100×40" in request.notices[0]
 
 
+@pytest.mark.parametrize("orientation", [0, 9, 65535])
+def test_an_orientation_naming_no_turn_is_not_told_as_one(
+    pipeline: FO1Pipeline, orientation: int
+) -> None:
+    """Cameras write 0; Pillow turns nothing for it, and the notice said the image was turned."""
+    image = Image.new("RGB", (100, 40))
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    data = io.BytesIO()
+    image.save(data, format="JPEG", exif=exif.tobytes())
+    opened = Image.open(io.BytesIO(data.getvalue()))
+    request = pipeline.prepare(opened, [[0, 0, 90, 30]], "OD_template", "cat")
+    assert request.notices == []
+    assert request.vision.image_grid_thw[0].tolist()[1:] == [2, 8]  # wide, as stored
+
+
 def test_tiny_image_is_enlarged_with_its_boxes(pipeline: FO1Pipeline) -> None:
     request = pipeline.prepare(Image.new("RGB", (14, 28)), [[0, 0, 14, 28]], "OD_template", "cat")
     aux_size = pipeline.preprocessor.aux_size(28, 28)  # the enlarged image's DaViT input
