@@ -18,8 +18,8 @@ from fo1_core.box_archives import boxes_file_text, boxes_in_text
 from fo1_core.cli import (
     add_checkpoint_option,
     local_path,
-    open_named_image,
     positive,
+    read_named_image,
 )
 from fo1_core.errors import FO1Error
 from fo1_core.inputs import check_boxes
@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             refuse_overwriting(args.json, "json", FO1Error, image=args.image, boxes=args.boxes)
         # A mistake in the image, boxes or prompt is told before the model loads, not minutes
         # after.
-        image = open_named_image(args.image)
+        image, image_notices = read_named_image(args.image)
+        for notice in image_notices:
+            logging.warning(notice)
         boxes = _read_boxes(args.boxes, args.image, image.size)
         text = args.text
         if unused_text_note(args.task, text):
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         # Only now: torch and transformers take seconds to import, and a mistake above is told
         # without them.
         from detect_tools.base import written_score
+        from fo1_core.answers import parse_answer
         from fo1_core.session import StopReason, load
 
         pipeline = load(args.checkpoint, device=args.device)
@@ -124,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\nStopped.", file=sys.stderr)
         return 130
     print()
+    # The answer is printed as written; what it names that is not there is told beside it.
+    answer_warnings = parse_answer(result.text, request.num_regions).warnings
+    for warning in answer_warnings:
+        logging.warning(warning)
     if result.stop_reason == StopReason.TOKEN_LIMIT:
         logging.warning(
             "The answer was cut at --max-new-tokens %d: raise it to let it finish.",
@@ -139,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
             "timings": result.timings,
             "reused": dataclasses.asdict(result.reused),
             "prompt": request.prompt,
-            "notices": result.notices,
+            "notices": [*image_notices, *result.notices, *answer_warnings],
             "region_confidence": {
                 str(region): written_score(confidence)
                 for region, confidence in result.region_confidence.items()
+                if region < request.num_regions  # no box, no confidence in one
             },
         }
         return write_output(args.json, json.dumps(record, indent=2) + "\n")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from detect_tools.images import refuse_special_file, refuse_url
 from fo1_core.errors import FO1Error
-from fo1_core.inputs import open_image
+from fo1_core.inputs import read_image
 
 PUBLISHED_CHECKPOINT = "omlab/VLM-FO1_Qwen2.5-VL-3B-v01"
 """The checkpoint the app and command lines load unless told otherwise."""
@@ -81,10 +81,15 @@ def open_named_image(path: Path) -> Image.Image:
     """The image at `path`, a file the user named, with each refusal naming it by the whole path
     tried: the file name alone, as the app names a missing upload, would not tell which folder
     was looked in, nor which of an evaluation's images is damaged."""
+    return read_named_image(path)[0]
+
+
+def read_named_image(path: Path) -> tuple[Image.Image, list[str]]:
+    """`open_named_image`, with `read_image`'s notices of what the model will not see."""
     if not path.exists():
         raise FO1Error(f"The image {path} is not there.")
     try:
-        return open_image(path)
+        return read_image(path)
     except FO1Error as error:
         if str(path) in str(error):
             raise

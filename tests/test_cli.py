@@ -98,6 +98,24 @@ def test_cli_bad_input_is_one_clear_line_before_torch_loads(tmp_path: Path) -> N
     assert "fo1_core.inputs" in imported and not imported & {"torch", "transformers"}
 
 
+def test_cli_tells_of_the_frames_it_skips_and_the_regions_the_answer_names_without_a_box(
+    answering_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The answer names regions 0 and 2, of one box; the image is an animation of 3 frames."""
+    frames = [Image.new("RGB", (90, 60), color) for color in ("white", "red", "blue")]
+    frames[0].save(tmp_path / "anim.webp", save_all=True, append_images=frames[1:])
+    (tmp_path / "boxes.json").write_text("[[1, 1, 30, 30]]")
+    out = tmp_path / "out.json"
+    argv = ["--checkpoint", str(answering_checkpoint), "--image", str(tmp_path / "anim.webp")]
+    argv += ["--boxes", str(tmp_path / "boxes.json"), "--text", "red circle", "--device", "cpu"]
+    assert cli_main([*argv, "--json", str(out)]) == 0
+    told = ["The image has 3 frames; FO1 reads the first only.", "Region 2 does not exist"]
+    assert all(notice in caplog.text for notice in told), caplog.text
+    record = json.loads(out.read_text())
+    assert [any(notice in line for line in record["notices"]) for notice in told] == [True, True]
+    assert record["region_confidence"] == {"0": 1.0}  # no box, no confidence in one
+
+
 def test_cli_reads_proposals_and_says_when_the_answer_is_cut(
     answering_checkpoint: Path,
     tmp_path: Path,
