@@ -28,6 +28,7 @@ from detect_tools import MAX_PROPOSALS, ProposerError
 from detect_tools.images import UNREADABLE_IMAGE
 from fo1_core.box_archives import BoxesText, boxes_in_text
 from fo1_core.box_lines import text_kind
+from fo1_core.cli import MAX_BOXES_FILE_BYTES, refuse_too_large
 from fo1_core.errors import FO1Error
 from fo1_core.export import to_json
 from fo1_core.inputs import image_size
@@ -197,6 +198,8 @@ class Api:
             # they are scaled to its size where the file records another.
             upload = image if isinstance(image, str) else None
             name, size = upload and Path(upload).name, upload and image_size(upload)
+            if isinstance(boxes, str):  # as much as the command line reads from a file
+                refuse_too_large(len(boxes), MAX_BOXES_FILE_BYTES, "the boxes")
             if isinstance(boxes, str) and size and text_kind(boxes) != "json":
                 # A labels file's text as it is: lines of corners or YOLO labels, VOC or CVAT.
                 boxes = boxes_in_text(BoxesText(boxes, "the boxes"), name, size)

@@ -415,11 +415,7 @@ def boxes_from_text(
         entries, where = list(enumerate(read.boxes)), "Box"
     else:
         entries, where = numbered_lines(text), "Line"
-    if len(entries) > MAX_TYPED_BOXES:
-        raise FO1Error(
-            f"{len(entries)} boxes typed; at most {MAX_TYPED_BOXES} can be set at once "
-            f"(the model reads the first {MAX_REGIONS})."
-        )
+    refuse_too_many_boxes(len(entries), "typed")
     boxes, cut, problems = [], 0, []
     for number, entry in entries:
         try:
@@ -453,7 +449,17 @@ SHOWN_PROBLEMS = 3
 
 MAX_TYPED_BOXES = 10 * MAX_REGIONS
 """More than the model reads, as the editor allows (the box note says which are ignored); a
-paste of thousands would stall the page's editor."""
+paste of thousands would stall the page's editor, and a million sent to the API would hold the
+model's turn for seconds while they are checked."""
+
+
+def refuse_too_many_boxes(count: int, how: str) -> None:
+    """Raises `FO1Error` where `count` boxes (`how`: "typed", "sent") are over `MAX_TYPED_BOXES`."""
+    if count > MAX_TYPED_BOXES:
+        raise FO1Error(
+            f"{count} boxes {how}; at most {MAX_TYPED_BOXES} can be set at once "
+            f"(the model reads the first {MAX_REGIONS})."
+        )
 
 
 def parse_boxes(
@@ -478,6 +484,7 @@ def parse_boxes(
     raw = read.boxes
     if not isinstance(raw, list):
         raise FO1Error(f"Boxes must be a JSON list of [x1, y1, x2, y2], got {type(raw).__name__}.")
+    refuse_too_many_boxes(len(raw), "sent")
     boxes = []
     for i, box in enumerate(raw):
         if isinstance(box, NotABox):
