@@ -242,6 +242,7 @@ def test_placeholder_strings_are_removed_from_the_prompt(client: Client) -> None
         (IMAGE, BOXES, "free", "   ", "empty"),
         # more boxes than the page takes, refused before each is checked in the model's turn
         (IMAGE, [BOXES[0]] * 1001, "OD_template", "cup", "1001 boxes sent; at most 1000"),
+        (IMAGE, "10 10 30 30\n" * 5000, "OD_template", "cup", "5000 boxes sent; at most 1000"),
         # a boxes string larger than the command line reads from a file
         (IMAGE, "10 10 30 30\n" * 1_000_000, "OD_template", "cup", "it is 12 MB; at most 10 MB"),
     ],

@@ -27,7 +27,8 @@ from pydantic import ValidationError
 from detect_tools import MAX_PROPOSALS, ProposerError
 from detect_tools.images import UNREADABLE_IMAGE
 from fo1_core.box_archives import BoxesText, boxes_in_text
-from fo1_core.box_lines import text_kind
+from fo1_core.box_files import BoxesRead
+from fo1_core.box_lines import numbered_lines, text_kind
 from fo1_core.cli import MAX_BOXES_FILE_BYTES, refuse_too_large
 from fo1_core.errors import FO1Error
 from fo1_core.export import to_json
@@ -35,7 +36,7 @@ from fo1_core.inputs import image_size
 from fo1_core.session import StopReason
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, TASKS
 from ui.answering import Answerer, Question
-from ui.boxes import parse_boxes
+from ui.boxes import parse_boxes, refuse_too_many_boxes
 from ui.editor import readable_errors
 from ui.errors import user_error
 from ui.proposing import Proposing
@@ -198,12 +199,7 @@ class Api:
             # they are scaled to its size where the file records another.
             upload = image if isinstance(image, str) else None
             name, size = upload and Path(upload).name, upload and image_size(upload)
-            if isinstance(boxes, str):  # as much as the command line reads from a file
-                refuse_too_large(len(boxes), MAX_BOXES_FILE_BYTES, "the boxes")
-            if isinstance(boxes, str) and size and text_kind(boxes) != "json":
-                # A labels file's text as it is: lines of corners or YOLO labels, VOC or CVAT.
-                boxes = boxes_in_text(BoxesText(boxes, "the boxes"), name, size)
-            read = parse_boxes(boxes, name, size)
+            read = _boxes_sent(boxes, name, size)
             question = Question(image=image, boxes=read.boxes, task=task, text=text or "")
             prepared = self.answerer.prepare(question)
             steps = self.answerer.steps(
@@ -230,3 +226,17 @@ class Api:
         if last.generation.stop_reason == StopReason.TOKEN_LIMIT:
             document["warnings"].append(cut_short(self.max_new_tokens, self.max_new_tokens))
         yield last.image, last.answer.text, document
+
+
+def _boxes_sent(boxes: object, image_name: str | None, size: tuple[int, int] | None) -> BoxesRead:
+    """`/answer`'s boxes: a JSON list or document (`parse_boxes`), or a labels file's text as it
+    is: lines of corners or YOLO labels, VOC or CVAT. Too many are refused before any is read:
+    this runs in the model's turn, which those queued behind wait for."""
+    if isinstance(boxes, str):
+        refuse_too_large(len(boxes), MAX_BOXES_FILE_BYTES, "the boxes")  # as the command line
+        kind = text_kind(boxes)
+        if kind == "lines":
+            refuse_too_many_boxes(len(numbered_lines(boxes)), "sent")
+        if size and kind != "json":
+            boxes = boxes_in_text(BoxesText(boxes, "the boxes"), image_name, size)
+    return parse_boxes(boxes, image_name, size)
