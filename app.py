@@ -28,7 +28,15 @@ from fo1_core.errors import FO1Error
 from fo1_core.host_memory import limit_kernel_caches
 from fo1_core.session import DECODE_MODES, STATIC_CACHE_TOKENS, load
 from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
-from ui import Settings, app_css, app_head, app_theme, build_app, delete_served_files
+from ui import (
+    Settings,
+    app_css,
+    app_head,
+    app_theme,
+    build_app,
+    delete_served_files,
+    serve_from_a_folder_of_its_own,
+)
 from ui.examples import EXAMPLES_DIR
 from ui.gpu import ON_ZERO_GPU
 from ui.sessions import OPEN_PAGES
@@ -201,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         file_ttl=args.file_ttl,
         encode_ahead=args.encode_ahead,
     )
+    serve_from_a_folder_of_its_own()
     demo = build_app(pipeline, settings)
     queue_with_a_model_line(demo, args.concurrency, args.queue_size)
     # `kill`, Docker and a Space's restart stop the server with SIGTERM, which would end the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import io
+import json
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from tests.browser.app_server import REPO, running_app
+from tests.browser.app_server import REPO, call_raw, running_app
 
 pytestmark = pytest.mark.slow
 
@@ -153,6 +154,23 @@ def test_uploads_stay_in_the_temp_folder(url: str, temp_dir: Path, name: str) ->
     (stored,) = response.json()
     assert Path(stored).resolve().is_relative_to(temp_dir.resolve())
     assert not (REPO / "escape.png").exists() and not (REPO.parent / "escape.png").exists()
+
+
+@pytest.mark.parametrize("endpoint", ["answer", "propose"])
+def test_another_programs_files_in_gradios_folder_are_neither_served_nor_read(
+    url: str, temp_dir: Path, endpoint: str
+) -> None:
+    """The folder Gradio serves from is shared by every Gradio program on the machine unless
+    each is given its own: this app served and answered about files it never wrote."""
+    other = temp_dir / "0f3e9a" / f"other-{endpoint}.png"  # as another Gradio app stores one
+    other.parent.mkdir(exist_ok=True)
+    other.write_bytes(_png_bytes())
+    status, _ = _get(url, f"/gradio_api/file={quote(str(other))}")
+    assert status in (403, 404), status
+    image = {"path": str(other), "meta": {"_type": "gradio.FileData"}}
+    arguments = [BOXES, "OD_template", "cup"] if endpoint == "answer" else ["offline", "", None, 5]
+    events = call_raw(url, endpoint, json.dumps({"data": [image, *arguments]}))
+    assert "event: error" in events and "handle_file(path)" in events, events
 
 
 def test_uploads_are_deleted_after_their_ttl(url: str) -> None:

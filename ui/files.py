@@ -75,6 +75,22 @@ if not getattr(gr.Blocks.postprocess_data, "tracks_session_copies", False):
     gr.Blocks.postprocess_data = track_session_copies(gr.Blocks.postprocess_data)
 
 
+def serve_from_a_folder_of_its_own() -> Path:
+    """Points Gradio's uploads and served copies (`GRADIO_TEMP_DIR`) at a new folder of this app's
+    own, inside the one set, if any, and removed at exit; call it before the app is built.
+
+    Gradio serves, and takes as an upload, any file in that folder, which is /tmp/gradio for
+    every Gradio app on the machine: this one served another program's files, and answered
+    about them, to anyone who knew their names."""
+    chosen = os.environ.get("GRADIO_TEMP_DIR")
+    if chosen:
+        Path(chosen).mkdir(parents=True, exist_ok=True)  # as Gradio makes it when it is missing
+    root = Path(tempfile.mkdtemp(prefix="fo1-gradio-", dir=chosen or None))
+    os.environ["GRADIO_TEMP_DIR"] = str(root)
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
+
+
 def delete_served_files(demo: gr.Blocks) -> None:
     """Deletes the uploads and answer copies Gradio keeps for `demo`, once its server has stopped.
     Gradio does this itself only when its server shuts down within the 5 s it waits for it, and
