@@ -483,6 +483,9 @@ def test_more_boxes_than_the_model_reads_are_set_as_the_editor_allows() -> None:
         ("cup: 1, 2, 3, 4", r"Line 1 \(cup: 1, 2, 3, 4\) holds 5 values.*\(no label\)"),
         ("1, 2, 3, four", "Line 1 .* holds something that is not a number"),
         ("1, 2, inf, 4", "not finite"),
+        # a YOLO label line but for one value: that value is named
+        ("0 -0.5 0.5 0.2 0.2", r"as fractions of the image, from 0 to 1, which -0\.5 is not\."),
+        ("0 0.5 nan 0.2 0.2", "from 0 to 1, which nan is not"),
         ("0, 0, 10, 10\n700, 10, 800, 50", r"Line 2 \(700, 10, 800, 50\) has no area inside"),
         ("5, 5, 5, 50", "no area"),
         ("0.1, 0.2, 0.5, 0.6", r"whole pixel each way\. Coordinates are pixels, not fractions"),
