@@ -153,7 +153,7 @@ def test_parse_boxes(raw, boxes) -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ("[[1, 2", "JSON list"),  # broken JSON
+        ("[[1, 2", r"the boxes: it is not valid JSON \(Expecting"),  # broken JSON
         ({"a": 1}, "JSON list"),  # an object
         ([[1, 2, 3]], "four numbers"),  # too short
         ([[1, 2, 3, True]], "numbers only"),  # a boolean is not a coordinate
@@ -161,8 +161,10 @@ def test_parse_boxes(raw, boxes) -> None:
         ({"boxes": 5}, "JSON list"),  # the /propose shape around no list
         ({"boxes": None}, "JSON list"),
         (f"[[1{'0' * 400}, 0, 1, 1]]", "finite"),  # a JSON integer too large for a float
-        (f"[[1{'0' * 5000}, 0, 1, 1]]", "JSON list"),  # past Python's digit limit for an int
-        ("[" * 100_000 + "]" * 100_000, "JSON list"),  # nested past the recursion limit
+        # Python's words were "use sys.set_int_max_str_digits()", "maximum recursion depth"
+        (f"[[1{'0' * 5000}, 0, 1, 1]]", "the boxes: it holds a number with too many digits"),
+        ("[" * 100_000 + "]" * 100_000, "the boxes: its lists or objects nest too deeply"),
+        ([[1, 1, 5, 5]] * 1001, "1001 boxes sent; at most 1000"),
     ],
 )
 def test_parse_boxes_rejects(raw, message: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from detect_tools.box_rules import is_number
 from fo1_core.box_files import BoxesRead, NotABox, unwrap_boxes, xml_boxes
 from fo1_core.box_lines import line_corners, numbered_lines, text_kind
+from fo1_core.cli import parse_json
 from fo1_core.errors import FO1Error
 from fo1_core.inputs import box_problem, clip_box
 from fo1_core.render import PALETTE, color_for_region, text_color_for_region
@@ -475,11 +476,7 @@ def parse_boxes(
     if raw is None or raw == "":
         return BoxesRead([])
     if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        # ValueError: also an integer of thousands of digits; RecursionError: lists nested deep.
-        except (ValueError, RecursionError) as error:
-            raise FO1Error(f"Boxes must be a JSON list of [x1, y1, x2, y2] ({error}).") from error
+        raw = parse_json(raw, "the boxes")
     read = raw if isinstance(raw, BoxesRead) else unwrap_boxes(raw, image_name, image_size)
     raw = read.boxes
     if not isinstance(raw, list):
