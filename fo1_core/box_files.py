@@ -279,6 +279,8 @@ def _label_studio_box(result: object, image_size: tuple[int, int] | None) -> obj
     elif isinstance(points, list) and points and all(_is_point(point) for point in points):
         xs, ys = [x for x, _ in points], [y for _, y in points]
         corners = [min(xs), min(ys), max(xs), max(ys)]
+    elif kind == "rectangle":
+        return NotABox(f"is a Label Studio {kind} whose x, y, width and height are not all numbers")
     else:
         return NotABox(
             f"is a Label Studio {kind}, which has no area: FO1 reads rectangles, polygons"

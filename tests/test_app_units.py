@@ -364,6 +364,10 @@ def test_a_label_studio_export_is_read_as_its_rectangles() -> None:
     for result, message in [
         (label_studio_rectangle(5, 5, 20, 20, turn=30), "is a rotated Label Studio rectangle"),
         (keypoint, "is a Label Studio keypoint, which has no area"),
+        (
+            label_studio_rectangle("5", 5, 20, 20),  # it said the rectangle "has no area"
+            "is a Label Studio rectangle whose x, y, width and height are not all numbers",
+        ),
     ]:
         one = label_studio_task("coffee.jpg", [label_studio_rectangle(0, 0, 10, 10), result])
         with pytest.raises(FO1Error, match=rf"^Box #1 {message}"):
