@@ -474,6 +474,14 @@ def assert_model_is_free(handlers: Handlers) -> None:
         (editor_value(IMAGE, []), "Brief_Region_Caption_template", "", (), "there are none"),
         # a detection with no boxes: FO1 could only name boxes that do not exist
         (editor_value(IMAGE, []), "OD_template", "cup", (), "draw boxes on the image"),
+        # … with nothing typed either: both are said at once
+        (
+            editor_value(IMAGE, []),
+            "OD_template",
+            "",
+            (),
+            "needs none). Type the categories to detect as well.",
+        ),
         # a region task with boxes but none picked
         (
             editor_value(IMAGE, BOXES),

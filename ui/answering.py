@@ -106,9 +106,11 @@ def fill_text(question: Question) -> str:
         # Every task answers by naming boxes; only a free prompt can do without. A missing or
         # unreadable image is what the user hears about first.
         open_image(question.image)
+        # Said together: told one at a time, a visitor who draws boxes meets a second refusal.
+        untyped = template.fill is FillKind.TEXT and not question.text.strip()
         raise FO1Error(
             f"{template.without_boxes}: draw boxes on the image or propose some first (a free "
-            "prompt needs none)."
+            "prompt needs none)." + (f" Type {template.asks_for} as well." if untyped else "")
         )
     if template is not None and template.fill is FillKind.REGIONS:
         if question.regions:
