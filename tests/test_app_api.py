@@ -311,6 +311,8 @@ def test_huge_image_is_a_specific_error(client: Client, huge_image: str) -> None
         ("offline", None, 2.7, "must be a whole number, got 2.7"),
         ("offline", None, True, "must be a whole number, got True"),
         ("offline", True, 5, "between 0 and 1, got True"),
+        # a huge count, as written: it was shown as its first 50 digits
+        ("offline", None, 1e308, r"between 1 and 100, a whole number; got 1e\+308\."),
     ],
 )
 def test_bad_propose_input_is_a_specific_error(client, proposer, threshold, max_boxes, message):

@@ -18,7 +18,7 @@ from PIL import Image
 
 import detect_tools
 from detect_tools import ProposalOptions, ProposerError
-from detect_tools.base import CLASS_NAME, shortest_decimal, written_score
+from detect_tools.base import CLASS_NAME, MAX_PROPOSALS, shortest_decimal, written_score
 from detect_tools.registry import with_shared_models, within_reach
 from fo1_core.inputs import open_image
 from fo1_core.templates import TASKS, FillKind, TaskTemplate
@@ -269,7 +269,9 @@ class Proposing:
         ):  # float's is_integer is False for NaN and infinity too
             raise ProposerError(f"Maximum count must be a whole number, got {max_count!r:.50}.")
         picture = open_image(image)
-        options = ProposalOptions(threshold=threshold, max_count=int(max_count))
+        # A whole float past the limit is refused as written (1e+308), not as 53 of its digits.
+        count = int(max_count) if abs(max_count) <= MAX_PROPOSALS else max_count
+        options = ProposalOptions(threshold=threshold, max_count=count)
         try:
             if self.loads_before_the_slot:
                 self.load(name)
