@@ -91,6 +91,26 @@ def region_references(text: str) -> list[int]:
     return [int(match) for match in REGION_REFERENCE.findall(text)]
 
 
+_NEAR_REFERENCE = re.compile(r"<\s*region\s*_?\s*(\d+)\s*>", re.IGNORECASE)
+
+
+def misspelt_references_note(text: str) -> str | None:
+    """What to tell of region references spelt otherwise (`<Region1>`, `<region 1>`,
+    `<region01>`), which reach the model as words, not as a region's features; None if none."""
+    misspelt = {
+        match.group(): region_token(int(match.group(1)))
+        for match in _NEAR_REFERENCE.finditer(text)
+        if not REGION_REFERENCE.fullmatch(match.group())
+    }
+    if not misspelt:
+        return None
+    one = len(misspelt) == 1
+    return (
+        f"{', '.join(misspelt)} {'is' if one else 'are'} sent as words, not as "
+        f"{'a region' if one else 'regions'}: write {', '.join(dict.fromkeys(misspelt.values()))}."
+    )
+
+
 def user_text_for_task(task: str, text: str, num_regions: int) -> str:
     """Fills the task template; `free` sends the text as it is. Region indexes are checked."""
     if task == FREE_PROMPT:

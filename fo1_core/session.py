@@ -44,6 +44,7 @@ from fo1_core.modeling import FO1ForConditionalGeneration
 from fo1_core.processing import ImagePreprocessor, VisionInputs, num_image_tokens
 from fo1_core.prompting import (
     build_prompt,
+    misspelt_references_note,
     sanitize_user_text,
     tokenize_prompt,
     unused_text_note,
@@ -102,6 +103,7 @@ class Request:
     text: str = ""  # what the user gave the template, as the model reads it (`removed` out)
     removed: list[str] = field(default_factory=list)  # control strings taken out of the text
     unused_text: str | None = None  # the note for text given to a task that takes none
+    misspelt: str | None = None  # the note for region references the model reads as words
     left_out_turns: int = 0  # the earliest turns of a conversation the prompt had no room for
     kept_turns: int = 0  # the earlier turns the prompt holds
     room: int | None = None  # the model's positions left after the prompt: the most answer tokens
@@ -122,8 +124,7 @@ class Request:
         if self.removed:
             removed = ", ".join(self.removed)
             notices.append(f"Removed {removed} from the question: the model's own.")
-        if self.unused_text:
-            notices.append(self.unused_text)
+        notices += [note for note in (self.unused_text, self.misspelt) if note]
         if self.left_out_turns:
             one = self.left_out_turns == 1
             turns = "turn" if one else f"{self.left_out_turns} turns"
@@ -354,7 +355,8 @@ class FO1Pipeline:
         prompt, ids, left_out, room = self._fitted_prompt(user_text, vision, history)
         return Request(
             user_text, prompt, ids, vision, text=clean.text, removed=clean.removed,
-            unused_text=unused_text_note(task, clean.text), left_out_turns=left_out,
+            unused_text=unused_text_note(task, clean.text),
+            misspelt=misspelt_references_note(clean.text), left_out_turns=left_out,
             kept_turns=len(history) - left_out, room=room,
         )  # fmt: skip
 

@@ -391,3 +391,13 @@ def test_tiny_image_is_enlarged_with_its_boxes(pipeline: FO1Pipeline) -> None:
     request = pipeline.prepare(Image.new("RGB", (14, 28)), [[0, 0, 14, 28]], "OD_template", "cat")
     aux_size = pipeline.preprocessor.aux_size(28, 28)  # the enlarged image's DaViT input
     assert np.allclose(request.vision.aux_boxes[0].tolist(), [0, 0, *aux_size])
+
+
+def test_a_region_reference_spelt_otherwise_is_told_as_words(pipeline: FO1Pipeline) -> None:
+    """`<Region 0>` reaches the model as words, not as the box's features: the answer cannot be
+    about the box the user meant, and nothing said so."""
+    request = pipeline.prepare(IMAGE, BOX, "free", "Is <Region 0> red, or <region_0>?")
+    assert request.notices == [
+        "<Region 0>, <region_0> are sent as words, not as regions: write <region0>."
+    ]
+    assert pipeline.prepare(IMAGE, BOX, "free", "Is <region0> red?").notices == []
