@@ -76,6 +76,14 @@ def test_records_of_every_rank_are_read(tmp_path: Path) -> None:
     assert sorted(read_records(tmp_path)) == ["0", "1", "2"]
 
 
+def test_an_item_done_after_failing_under_another_layout_counts_as_done(tmp_path: Path) -> None:
+    """Failed in rank 3's file of a run of 4, done in rank 0's of a run alone: rank 3's file is
+    read last, and its error had the last word, so the item failed for good."""
+    (tmp_path / "rank-0.jsonl").write_text('{"key": "3", "value": 3}\n')
+    (tmp_path / "rank-3.jsonl").write_text('{"key": "3", "error": "unreadable"}\n')
+    assert read_records(tmp_path) == {"3": {"key": "3", "value": 3}}
+
+
 def test_settings_are_kept_and_checked(tmp_path: Path) -> None:
     check_settings(tmp_path, {"checkpoint": "a", "threshold": None})
     check_settings(tmp_path, {"checkpoint": "a", "threshold": None})  # same run: fine

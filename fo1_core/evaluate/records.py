@@ -87,7 +87,9 @@ def _read_settings(path: Path) -> dict:
 
 
 def read_records(folder: Path) -> dict[str, dict]:
-    """Every complete record in the folder, by key (a later line for the same key wins)."""
+    """Every complete record in the folder, by key: a later line for the same key wins, but an
+    error never over a success. An item failed, then done by a run of another number of ranks
+    (a torchrun resumed alone, say), has the two lines in two ranks' files, read in name order."""
     records: dict[str, dict] = {}
     for path in sorted(folder.glob("rank-*.jsonl")):
         for number, line in enumerate(path.read_text().splitlines(), start=1):
@@ -100,7 +102,10 @@ def read_records(folder: Path) -> dict[str, dict]:
                     "%s line %d is incomplete (a crash?); redoing its item", path, number
                 )
                 continue
-            records[str(record["key"])] = record
+            key = str(record["key"])
+            if "error" in record and "error" not in records.get(key, record):
+                continue
+            records[key] = record
     return records
 
 
