@@ -289,15 +289,15 @@ def test_category_names_are_stripped(tmp_path: Path) -> None:
     assert list(score(instances, found, [1]).per_category) == ["red circle", "blue square"]
 
 
-def test_a_category_name_with_a_comma_is_warned_of(
+def test_a_category_name_with_a_semicolon_is_warned_of(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     _, instances, _ = _dataset(tmp_path, images=1)
     document = json.loads(instances.read_text())
-    document["categories"][0]["name"] = "red, circle"
+    document["categories"][0]["name"] = "red; circle"
     instances.write_text(json.dumps(document))
     read_annotations(instances)
-    assert "The category 'red, circle' holds a comma" in caplog.text
+    assert "The category 'red; circle' holds a semicolon" in caplog.text
 
 
 def test_out_that_is_one_of_the_images_is_refused(
@@ -440,14 +440,17 @@ def test_images_without_ground_truth_have_no_ap(tmp_path: Path, results: list[di
 @pytest.mark.parametrize(
     ("per_prompt", "expected"),
     [
-        (None, ["cat, dog, car"]),  # default: every category in one prompt, in id order
-        (2, ["cat, dog", "car"]),  # the last prompt takes the rest
-        (5, ["cat, dog, car"]),  # more per prompt than categories
+        (None, ["cat; dog; car"]),  # default: every category in one prompt, in id order
+        (2, ["cat; dog", "car"]),  # the last prompt takes the rest
+        (5, ["cat; dog; car"]),  # more per prompt than categories
     ],
 )
 def test_category_prompts(per_prompt: int | None, expected: list[str]) -> None:
+    """The official evaluation's question, word for word (its processed COCO file's)."""
     categories = [{"id": 3, "name": "car"}, {"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
-    assert category_prompts(categories, per_prompt) == expected
+    assert category_prompts(categories, per_prompt) == [
+        f"Please detect {names} in the image and return the object indexes." for names in expected
+    ]
 
 
 def test_missing_proposals_for_an_image_is_an_error(tmp_path: Path) -> None:

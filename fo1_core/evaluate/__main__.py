@@ -201,6 +201,7 @@ def _coco(args: argparse.Namespace, shard: Shard) -> int:
         proposals=args.proposals and args.proposals.resolve(),
         proposals_sha256=file_digest(args.proposals),
         categories_per_prompt=args.categories_per_prompt,
+        question=coco.DETECTION_QUESTION,  # records answered in other words are not mixed in
     )
     options = _checked_options(args, settings)
 

@@ -1,10 +1,12 @@
 """COCO-style detection: every category asked about every image, scored with pycocotools.
 
 Protocol. Each image gets its candidate boxes (a proposer's, or precomputed ones from
-`--proposals`), then FO1's detection template filled with the dataset's category names, joined
-by ", ". By default one prompt holds *all* categories, the ones absent from the image included
-(the paper's protocol): the model has to pick the present ones itself, so false positives on
-absent categories are scored, and each image costs one answer. `--categories-per-prompt N`
+`--proposals`), then the official evaluation's question, asked as written (no task template):
+"Please detect person; bicycle; … in the image and return the object indexes.", the dataset's
+category names in id order, joined by "; ". By default one question holds *all* categories, the
+ones absent from the image included (the paper's protocol): the model has to pick the present
+ones itself, so false positives on absent categories are scored, and each image costs one
+answer. `--categories-per-prompt N`
 splits the list into prompts of N names (the cache keeps the image and regions, so the extra
 prompts only prefill their own words).
 Every (label, region) the answer names becomes a detection with that box's proposal score (1.0
@@ -30,10 +32,13 @@ from fo1_core.evaluate.datafiles import as_whole_number, given_boxes, pick, read
 from fo1_core.evaluate.runner import BoxSource, ask, timings
 from fo1_core.export import to_coco_results
 from fo1_core.session import FO1Pipeline
+from fo1_core.templates import FREE_PROMPT
 
 logger = logging.getLogger(__name__)
 
-DETECTION_TASK = "OD_template"
+DETECTION_QUESTION = "Please detect {} in the image and return the object indexes."
+"""The question of the official evaluation's processed COCO file (not `OD_template`'s words)."""
+CATEGORY_SEPARATOR = "; "
 
 
 @dataclass(frozen=True)
@@ -176,10 +181,10 @@ def read_annotations(path: Path) -> dict:
     # The model's labels come back stripped: "red box " could never match one of them.
     for category in annotations["categories"]:
         category["name"] = category["name"].strip()
-        if "," in category["name"]:
+        if CATEGORY_SEPARATOR.strip() in category["name"]:
             logger.warning(
-                "The category %r holds a comma, which separates the categories in the "
-                "detection prompt: the model may read it as two names, and answers under "
+                "The category %r holds a semicolon, which separates the categories in the "
+                "detection question: the model may read it as two names, and answers under "
                 "either one are dropped as no category's.",
                 category["name"],
             )
@@ -226,10 +231,13 @@ def _repeated(values: Iterable[Hashable]) -> Hashable | None:
 
 
 def category_prompts(categories: list[dict], per_prompt: int | None) -> list[str]:
-    """Detection prompt fills: category names joined by ", ", `per_prompt` (all) at a time."""
+    """The detection questions: `DETECTION_QUESTION` of `per_prompt` (all) categories each."""
     names = [category["name"] for category in sorted(categories, key=lambda c: c["id"])]
     size = per_prompt or len(names)
-    return [", ".join(names[start : start + size]) for start in range(0, len(names), size)]
+    return [
+        DETECTION_QUESTION.format(CATEGORY_SEPARATOR.join(names[start : start + size]))
+        for start in range(0, len(names), size)
+    ]
 
 
 class CocoDetector:
@@ -246,7 +254,7 @@ class CocoDetector:
         self.pipeline = pipeline
         self.box_source = box_source
         self.categories = categories
-        self.fills = category_prompts(categories, per_prompt)
+        self.questions = category_prompts(categories, per_prompt)
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, image: CocoImage) -> dict:
@@ -267,7 +275,7 @@ class CocoDetector:
         boxes = self.box_source.boxes(picture, names, image.boxes, image.scores)
         results, texts, fo1_s = [], [], 0.0
         if len(boxes.xyxy):
-            questions = [(DETECTION_TASK, fill) for fill in self.fills]
+            questions = [(FREE_PROMPT, question) for question in self.questions]
             asked = ask(self.pipeline, picture, boxes.xyxy, questions, self.max_new_tokens)
             fo1_s = asked.seconds
             for answer in asked.answers:
