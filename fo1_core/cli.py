@@ -77,19 +77,19 @@ proposals (under 20 kB); a list of 300 000 boxes from another tool still fits (t
 first 100)."""
 
 
-def open_named_image(path: Path) -> Image.Image:
+def open_named_image(path: Path, as_shown: bool = True) -> Image.Image:
     """The image at `path`, a file the user named, with each refusal naming it by the whole path
     tried: the file name alone, as the app names a missing upload, would not tell which folder
-    was looked in, nor which of an evaluation's images is damaged."""
-    return read_named_image(path)[0]
+    was looked in, nor which of an evaluation's images is damaged. `as_shown`: as `read_image`."""
+    return read_named_image(path, as_shown)[0]
 
 
-def read_named_image(path: Path) -> tuple[Image.Image, list[str]]:
+def read_named_image(path: Path, as_shown: bool = True) -> tuple[Image.Image, list[str]]:
     """`open_named_image`, with `read_image`'s notices of what the model will not see."""
     if not path.exists():
         raise FO1Error(f"The image {path} is not there.")
     try:
-        return read_image(path)
+        return read_image(path, as_shown)
     except FO1Error as error:
         if str(path) in str(error):
             raise

@@ -48,9 +48,10 @@ def _closed(image: Image.Image) -> bool:
     return False
 
 
-def read_image(source: ImageSource | None) -> tuple[Image.Image, list[str]]:
+def read_image(source: ImageSource | None, as_shown: bool = True) -> tuple[Image.Image, list[str]]:
     """`open_image`, with notices of what the model will not see (the later frames of an
-    animation or of a multi-page file)."""
+    animation or of a multi-page file). Not `as_shown`: the pixels as stored, EXIF orientation
+    left unapplied, as datasets' annotations and the official evaluation read them."""
     if isinstance(source, Image.Image):
         if _closed(source):
             raise FO1Error(
@@ -66,7 +67,7 @@ def read_image(source: ImageSource | None) -> tuple[Image.Image, list[str]]:
     frames = getattr(image, "n_frames", 1)
     notices = [] if frames == 1 else [f"The image has {frames} frames; FO1 reads the first only."]
     try:
-        if image is source:
+        if as_shown and image is source:
             # Turned on a copy, so the caller's image stays as it was; one with nothing to turn
             # is read itself (an opened image, `open_image`'s, is handed on without a copy).
             image = turned_as_shown(image)
@@ -76,14 +77,23 @@ def read_image(source: ImageSource | None) -> tuple[Image.Image, list[str]]:
                     f"The image was turned as its EXIF orientation says: boxes are read on it "
                     f"as shown, {image.width}×{image.height}, not {source.width}×{source.height}."
                 )
-        else:
+        elif as_shown:
             ImageOps.exif_transpose(image, in_place=True)  # made here: turned, not copied
-        picture = as_rgb(image)
+        picture = as_rgb(image) if as_shown else _as_stored(as_rgb(image))
     except (OSError, ValueError, SyntaxError) as error:
         raise FO1Error(f"The image file is damaged or truncated ({error}).") from error
     # An RGB first frame is still the whole file: copied, it is a single picture, which asked
     # about again (as the app does with what it read) tells of no frames the caller was told of.
     return (picture if getattr(picture, "n_frames", 1) == 1 else picture.copy()), notices
+
+
+def _as_stored(image: Image.Image) -> Image.Image:
+    """A copy of `image` that tells no orientation, so that nothing reading it later (the
+    model's preprocessing reads a PIL image as shown) turns it after all."""
+    copy = image.copy()
+    for key in ("exif", "xmp", "XML:com.adobe.xmp"):  # Pillow reads an orientation from either
+        copy.info.pop(key, None)
+    return copy
 
 
 def _from_array(array: np.ndarray) -> Image.Image:

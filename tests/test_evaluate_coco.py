@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -372,16 +373,23 @@ def test_given_slivers_are_left_out_and_the_image_still_scored(
 
 
 @pytest.mark.slow
-def test_an_image_read_at_another_size_than_annotated_is_said(
+def test_an_image_is_read_as_stored_and_one_of_another_size_than_annotated_is_said(
     answering_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The ground truth is in the pixels as stored, as the official evaluation reads them: an
+    EXIF orientation (a phone's portrait photo) is not applied, and every box still lands."""
     args = _coco_args(answering_checkpoint, tmp_path, "--limit", "1")
-    turned = Image.open(tmp_path / "images" / "001.png")
-    exif = turned.getexif()
-    exif[0x0112] = 6  # orientation: shown turned a quarter, as a phone marks a portrait photo
-    turned.save(tmp_path / "images" / "001.png", exif=exif)
+    image = Image.open(tmp_path / "images" / "001.png")
+    exif = image.getexif()
+    exif[0x0112] = 6  # orientation: shown turned a quarter
+    image.save(tmp_path / "images" / "001.png", exif=exif)
     assert main(args) == 0
-    assert "Image 1 (001.png) reads as 64×96 but the annotations say 96×64" in caplog.text
+    assert "reads as" not in caplog.text
+    assert len(json.loads((tmp_path / "preds.json").read_text())) == 2  # regions 0 and 2
+    image.resize((48, 32)).save(tmp_path / "images" / "001.png")  # not the file annotated
+    shutil.rmtree(records_folder(tmp_path / "preds.json"))
+    assert main(args) == 0
+    assert "Image 1 (001.png) reads as 48×32 but the annotations say 96×64" in caplog.text
 
 
 @pytest.mark.slow

@@ -11,9 +11,10 @@ import supervision as sv
 from PIL import Image
 
 from detect_tools.base import MAX_PROMPT_CLASSES, ProposalOptions, Proposer, split_prompt
+from fo1_core.cli import open_named_image
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate.distributed import Shard
-from fo1_core.evaluate.runner import BoxSource, run
+from fo1_core.evaluate.runner import BoxSource, open_item_image, run
 
 
 class NamedBoxes(Proposer):
@@ -145,3 +146,19 @@ def test_a_finished_run_asked_again_loads_nothing(tmp_path: Path) -> None:
     first = run([0, 1], str, start, tmp_path / "out.json", {}, Shard())
     assert run([0, 1], str, start, tmp_path / "out.json", {}, Shard()) == first
     assert started == [True]
+
+
+def test_an_items_image_is_read_as_stored_as_the_official_evaluation_reads_it(
+    tmp_path: Path,
+) -> None:
+    """A dataset's boxes are in the pixels as stored: an image turned upside down by its EXIF
+    orientation (3) would put every box on the wrong object, at the same size, unsaid."""
+    image = Image.new("RGB", (60, 40), "white")
+    image.paste((255, 0, 0), (0, 0, 10, 10))  # red in the stored top-left corner
+    exif = image.getexif()
+    exif[0x0112] = 3
+    image.save(tmp_path / "turned.jpg", exif=exif.tobytes(), quality=95)
+    stored = open_item_image(tmp_path / "turned.jpg")
+    assert stored.size == (60, 40) and stored.getpixel((2, 2))[0] > 200 > stored.getpixel((2, 2))[1]
+    shown = open_named_image(tmp_path / "turned.jpg")  # the app's and the command line's
+    assert shown.getpixel((57, 37))[0] > 200 > shown.getpixel((57, 37))[1]

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from fo1_core.answers import parse_answer, to_detections
-from fo1_core.cli import open_named_image, read_json
+from fo1_core.cli import read_json
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate.datafiles import as_whole_number, given_boxes, pick, read_items
-from fo1_core.evaluate.runner import BoxSource, ask, timings
+from fo1_core.evaluate.runner import BoxSource, ask, open_item_image, timings
 from fo1_core.export import to_coco_results
 from fo1_core.session import FO1Pipeline
 from fo1_core.templates import FREE_PROMPT
@@ -258,10 +258,11 @@ class CocoDetector:
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, image: CocoImage) -> dict:
-        picture = open_named_image(image.path)
+        picture = open_item_image(image.path)
         if image.size is not None and picture.size != image.size:
-            # Turned by its EXIF orientation, or another file than the one annotated: the
-            # answers' boxes and the ground truth's are in different pixels.
+            # Another file than the one annotated, or one annotated turned as its EXIF
+            # orientation says (read as stored here): the answers' boxes and the ground
+            # truth's are in different pixels.
             logger.warning(
                 "Image %s (%s) reads as %d×%d but the annotations say %d×%d: its boxes and the "
                 "ground truth's may not line up.",

@@ -27,10 +27,9 @@ import numpy as np
 
 from detect_tools.images import refuse_url
 from fo1_core.answers import count_rule
-from fo1_core.cli import open_named_image
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate.datafiles import as_whole_number, given_boxes, pick, read_items
-from fo1_core.evaluate.runner import BoxSource, ask, timings
+from fo1_core.evaluate.runner import BoxSource, ask, open_item_image, timings
 from fo1_core.session import FO1Pipeline
 from fo1_core.templates import FREE_PROMPT
 
@@ -128,7 +127,7 @@ class Counter:
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, item: CountItem) -> dict:
-        picture = open_named_image(item.image)
+        picture = open_item_image(item.image)
         boxes = self.box_source.boxes(picture, [item.what], item.boxes, item.scores)
         question = (COUNTING_TASK, item.noun) if item.noun else (FREE_PROMPT, item.question or "")
         asked = ask(self.pipeline, picture, boxes.xyxy, [question], self.max_new_tokens)

@@ -22,6 +22,7 @@ from detect_tools.base import (
     finalize,
 )
 from detect_tools.box_rules import covers_a_pixel, cut_to_image
+from fo1_core.cli import open_named_image
 from fo1_core.errors import FO1Error
 from fo1_core.evaluate.datafiles import checked_boxes
 from fo1_core.evaluate.distributed import Shard, wait_for_all
@@ -108,6 +109,14 @@ class BoxSource:
         if len(passes) == 1:
             return passes[0]
         return finalize(sv.Detections.merge(passes), image.size, 0.0, self.options)
+
+
+def open_item_image(path: Path) -> Image.Image:
+    """An item's image with its pixels as stored, EXIF orientation left unapplied, as the
+    official evaluation reads it (`Image.open(...).convert("RGB")`): the datasets' boxes, ground
+    truth and proposals alike, are in those pixels (a turn to a new size is warned of where the
+    annotations record the size)."""
+    return open_named_image(path, as_shown=False)
 
 
 @dataclass
