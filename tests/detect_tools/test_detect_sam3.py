@@ -77,6 +77,18 @@ def test_only_the_kept_candidates_get_full_size_masks(proposer, photo, monkeypat
     assert len(proposals) <= 3 and sum(upsampled) <= 3  # not the 2 × 20 candidates
 
 
+def test_duplicates_are_sought_among_the_best_candidates_only(proposer, photo, monkeypatch):
+    """Every concept's queries at threshold 0 (10 000 for 50 concepts) made an overlap table of
+    gigabytes; the best `CANDIDATES` are more than any proposal keeps."""
+    everything = proposer.propose(photo, "red cup, person", ProposalOptions(nms_iou=None))
+    monkeypatch.setattr(sam3, "CANDIDATES", 25)  # of the 2 × 20 here
+    sought = []
+    monkeypatch.setattr(sam3, "finalize", lambda found, *rest: sought.append(found) or found[:0])
+    proposer.propose(photo, "red cup, person", ProposalOptions(threshold=0.0))
+    assert len(sought[0]) == 25
+    assert sorted(sought[0].confidence) == sorted(everything.confidence)[-25:]
+
+
 def test_full_size_masks_are_held_once(proposer):
     # 40 masks of a 12-megapixel photo are 480 MB: a copy for merging the concepts or sorting
     # them would double what a Propose takes. tracemalloc sees numpy's arrays (not torch's).
