@@ -111,10 +111,15 @@ class Florence2Proposer(ModelProposer):
                 pending = []
         if not bins:
             return sv.Detections.empty()
-        xyxy = self.loaded.processor.post_processor.dequantize(torch.tensor(bins), size=image_size)
-        detections = sv.Detections(
-            xyxy=xyxy.numpy().astype(np.float32), confidence=np.array(scores, dtype=np.float32)
+        # Each bin's centre, as the post-processor's `dequantize` computes it but in fractions:
+        # it ends in `.int()`, which moved every box up to a pixel up and left, a box reaching
+        # the right edge stopped a pixel short, and a one-pixel object lost its width.
+        bins_w, bins_h = self.loaded.processor.post_processor.quantize_bins
+        width, height = image_size
+        xyxy = (np.array(bins, dtype=np.float32) + 0.5) * np.array(
+            [width / bins_w, height / bins_h] * 2, dtype=np.float32
         )
+        detections = sv.Detections(xyxy=xyxy, confidence=np.array(scores, dtype=np.float32))
         if any(labels):
             detections.data[CLASS_NAME] = np.array(labels)
         return detections

@@ -72,8 +72,9 @@ def test_parse_reads_phrases_boxes_and_scores(region_proposer):
     log_probs = [0.0] * (1 + len(car)) + [np.log(0.5)] * 4 + [0.0] * 3
     result = region_proposer._parse(ids, log_probs, image_size=(200, 100))
     assert len(result) == 1
-    # Bin k covers [k, k+1) thousandths of the side; its centre is the coordinate.
-    np.testing.assert_allclose(result.xyxy[0], [0, 0, 99, 99], atol=1)
+    # Bin k covers [k, k+1) thousandths of the side; its centre is the coordinate, not cut to
+    # a whole pixel (the post-processor's [0, 0, 99, 99]: a pixel short of the bottom edge).
+    np.testing.assert_allclose(result.xyxy[0], [0.1, 0.05, 99.9, 99.95], rtol=1e-6)
     assert result.confidence[0] == pytest.approx(0.5)
     assert list(result.data["class_name"]) == ["car"]
 
