@@ -91,7 +91,8 @@ def region_references(text: str) -> list[int]:
     return [int(match) for match in REGION_REFERENCE.findall(text)]
 
 
-_NEAR_REFERENCE = re.compile(r"<\s*region\s*_?\s*(\d+)\s*>", re.IGNORECASE)
+_NEAR_REFERENCE = re.compile(r"<\s*region\s*_?\s*(\d{1,7})\s*>", re.IGNORECASE)
+"""Digits past `REGION_INDEX`'s six (with a leading zero) are a number no box has, not a slip."""
 
 
 def misspelt_references_note(text: str) -> str | None:

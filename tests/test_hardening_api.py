@@ -206,7 +206,7 @@ def test_a_box_under_a_whole_pixel_is_refused_naming_it(client: Client, images) 
         ("answer", '[{image}, [[1, 1, Infinity, 20]], "OD_template", "cup"]', "finite"),
         # example boxes the same
         ("propose_like", '[{image}, "owlv2-like", [[NaN, 1, 20, 20]], null, 5]', "finite"),
-        ("propose_like", '[{image}, "owlv2-like", "[[1, 2", null, 5]', "must be a JSON list"),
+        ("propose_like", '[{image}, "owlv2-like", "[[1, 2", null, 5]', "not valid JSON"),
         ("propose_like", '[{image}, "owlv2-like", {{"a": 1}}, null, 5]', "must be a JSON list"),
     ],
 )
