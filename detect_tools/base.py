@@ -172,12 +172,12 @@ def empty_detections(image_size: tuple[int, int], with_mask: bool = False) -> sv
     )
 
 
-SCORE_DECIMALS = 4
-"""Decimals a score is written with, wherever one is written (`/propose`, `--json`, exports)."""
-
-
 def written_score(value: float) -> float:
-    return round(float(value), SCORE_DECIMALS)
+    """A score as it is written wherever one is (`/propose`, `--json`, exports): the shortest
+    decimal that reads back as its float32. Rounded to 4 decimals, as they were, a JSON answer
+    did not reload to its detections, scores a ranking tells apart tied (COCO's evaluation sorts
+    by them), and a small one (a product of token probabilities) was written as 0."""
+    return shortest_decimal(np.float32(value))
 
 
 def shortest_decimal(value: np.float32) -> float:

@@ -70,6 +70,9 @@ def test_rle_matches_pycocotools(mask: np.ndarray) -> None:
         (box_masks(), None),  # masks from a segmenter
         (None, np.array([0.9, 0.8, 0.7, 0.6])),  # detector scores
         (box_masks(), np.array([0.9, 0.8, 0.7, 0.6])),  # both
+        # the model's confidences, products of token probabilities: rounded to 4 decimals they
+        # did not reload, the first two tied, and the last was written as 0
+        (None, np.array([0.123456789, 0.12345, 0.5, 3e-7])),
     ],
 )
 def test_json_round_trip(masks: np.ndarray | None, scores: np.ndarray | None) -> None:
