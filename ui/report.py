@@ -238,6 +238,7 @@ def report_html(result: Result) -> str:
 body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; }}
 img {{ max-width: 100%; border: 1px solid #ccc; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding: 2px 8px; }}
+.fo1-table {{ overflow-x: auto; }}
 pre {{ white-space: pre-wrap; background: #f5f5f5; padding: 0.6em; }}
 .warning {{ background: #fff4e0; border-left: 4px solid #e69500; padding: 0.3em 0.6em; }}
 {CHIP_CSS}
@@ -255,9 +256,11 @@ pre {{ white-space: pre-wrap; background: #f5f5f5; padding: 0.6em; }}
 {reasoning}
 <details><summary>Raw answer</summary><pre>{html.escape(result.answer.text)}</pre></details>
 <h2>Detections</h2>
-<table><tr>{header}</tr>{detection_table}</table>
+<div class="fo1-table"><table><tr>{header}</tr>{detection_table}</table></div>
 <h2>Boxes ({num})</h2>
 {spotlit_figure(numbered, result.boxes, size)}
+<div class="fo1-table">
 <table><tr><th>region</th><th>x1</th><th>y1</th><th>x2</th><th>y2</th></tr>{box_rows}</table>
+</div>
 </main></body></html>
 """

@@ -97,3 +97,22 @@ def test_the_report_reads_whole(report: Path) -> None:
     jump to."""
     with chromium_page(report.as_uri(), 1200, 900) as page:
         assert accessibility_problems(page) == []
+
+
+def test_a_report_of_a_photo_fits_a_phone(tmp_path: Path) -> None:
+    """A phone photo's four-digit corners and a long label made the detections table 463 px wide
+    and the whole report scroll sideways on a 360 px phone; the table scrolls on its own."""
+    size, boxes = (4032, 3024), [[1030.5, 2040.25, 3200.75, 2999.5], [12, 40, 1200.5, 1600]]
+    label = "the person in the red jacket by the window"
+    answer = parse_answer(f"<ground>{label}</ground><objects><region0><region1></objects>", 2)
+    detections = to_detections(answer, np.array(boxes, dtype=float))
+    drawing = np.full((size[1] // 8, size[0] // 8, 3), 90, dtype=np.uint8)
+    result = Result(
+        drawing, "photo.jpg", drawing, boxes, "Detection", label, answer, detections, ""
+    )
+    result.image_size = size
+    report = tmp_path / "photo-fo1-report.html"
+    report.write_text(report_html(result), encoding="utf-8")
+    with chromium_page(report.as_uri(), 360, 740) as page:
+        page.screenshot(path=str(ARTIFACTS / "report-on-a-phone.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
