@@ -38,6 +38,10 @@ KEYS_AND_TURNS = """() => {
         // the focus, and open their list again over the next field: it is kept from them.
         if (event.key === "Tab" && event.target.matches("input[role=combobox]")) {
             event.stopPropagation();
+            // A list taller than the room under it scrolls, and Chromium tabs into a scroller:
+            // the list took the focus, then closed on losing it, leaving it nowhere.
+            const list = event.target.getAttribute("aria-controls");
+            document.getElementById(list)?.setAttribute("tabindex", "-1");
         }
     }, true);
     addEventListener("input", (event) => {

@@ -2135,10 +2135,11 @@ def test_ctrl_enter_in_the_free_prompt_asks(page) -> None:
 
 
 def test_the_keyboard_closes_a_dropdown_it_leaves_and_shows_where_it_is(page, app_url) -> None:
-    """Tab past the Task dropdown left its list open over the field then typed in; the follow-up
-    box and the detections table showed no focus, or a faint one; the editor's Download took two
-    tab stops, one of them unnamed."""
-    screen = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    """Tab past the Task dropdown left its list open over the field then typed in, or, on a
+    laptop's 800 px, where the list scrolls, gave the list the focus, which it lost to nothing as
+    it closed; the follow-up box and the detections table showed no focus, or a faint one; the
+    editor's Download took two tab stops, one of them unnamed."""
+    screen = page.context.browser.new_page(viewport={"width": 1280, "height": 800})
     screen.goto(app_url)
     screen.wait_for_selector("#fo1-page-note", state="attached")  # the page's scripts are in
     task = screen.locator("input[role=combobox][aria-label=Task]")
