@@ -2137,8 +2137,8 @@ def test_ctrl_enter_in_the_free_prompt_asks(page) -> None:
 def test_the_keyboard_closes_a_dropdown_it_leaves_and_shows_where_it_is(page, app_url) -> None:
     """Tab past the Task dropdown left its list open over the field then typed in, or, on a
     laptop's 800 px, where the list scrolls, gave the list the focus, which it lost to nothing as
-    it closed; the follow-up box and the detections table showed no focus, or a faint one; the
-    editor's Download took two tab stops, one of them unnamed."""
+    it closed; a text field, the follow-up box and the detections table showed no focus, or a
+    faint one; the editor's Download took two tab stops, one of them unnamed."""
     screen = page.context.browser.new_page(viewport={"width": 1280, "height": 800})
     screen.goto(app_url)
     screen.wait_for_selector("#fo1-page-note", state="attached")  # the page's scripts are in
@@ -2150,6 +2150,9 @@ def test_the_keyboard_closes_a_dropdown_it_leaves_and_shows_where_it_is(page, ap
     screen.wait_for_timeout(500)
     assert screen.evaluate("document.activeElement.closest('#fo1-text') !== null")
     assert not options.is_visible()
+    # The field shows its focus at 3:1 or more (Gradio's light blue border was 1.8:1).
+    style = "e => [getComputedStyle(e).borderTopColor, getComputedStyle(e).backgroundColor]"
+    assert contrast(*screen.locator("#fo1-text textarea").evaluate(style)) >= 3
     shot(screen, "29-tabbed-past-the-task", full_page=False)
     for control in ("#fo1-follow-up input", "#fo1-detections [role=grid]"):
         screen.locator(control).focus()
