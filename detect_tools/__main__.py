@@ -25,7 +25,6 @@ from detect_tools.base import (
     check_image,
     option_type,
     shortest_decimal,
-    written_score,
 )
 from detect_tools.images import (
     UNREADABLE_IMAGE,
@@ -43,7 +42,7 @@ def detections_to_json(detections: sv.Detections, proposer: str) -> dict:
     for i in range(len(detections)):
         record = {
             "box": [shortest_decimal(v) for v in detections.xyxy[i]],
-            "score": written_score(detections.confidence[i]),
+            "score": shortest_decimal(detections.confidence[i]),
         }
         if labels is not None:
             record["label"] = str(labels[i])

@@ -172,18 +172,14 @@ def empty_detections(image_size: tuple[int, int], with_mask: bool = False) -> sv
     )
 
 
-def written_score(value: float) -> float:
-    """A score as it is written wherever one is (`/propose`, `--json`, exports): the shortest
-    decimal that reads back as its float32. Rounded to 4 decimals, as they were, a JSON answer
-    did not reload to its detections, scores a ranking tells apart tied (COCO's evaluation sorts
-    by them), and a small one (a product of token probabilities) was written as 0."""
-    return shortest_decimal(np.float32(value))
-
-
 def shortest_decimal(value: np.float32) -> float:
-    """The shortest decimal that reads back as `value`. Rounded any coarser, a corner near a
-    half pixel can cross it and change the box's size in whole pixels: a 1 px proposal at
-    [3.46, 4.54] sent back to FO1 as [3.5, 4.5] would be refused as having no area."""
+    """The shortest decimal that reads back as `value`: how a corner or a score is written
+    wherever one is (`/propose`, `--json`, exports). Rounded any coarser, a corner near a half
+    pixel can cross it and change the box's size in whole pixels (a 1 px proposal at
+    [3.46, 4.54] sent back to FO1 as [3.5, 4.5] would be refused as having no area); a score
+    rounded to 4 decimals did not reload to its detections, tied scores a ranking tells apart
+    (COCO's evaluation sorts by them), and a small one (a product of token probabilities) was
+    written as 0."""
     return float(str(np.float32(value)))
 
 

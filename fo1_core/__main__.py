@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         user_text_for_task(args.task, cleaned.text, len(check_boxes(boxes, image.size)[0]))
         # Only now: torch and transformers take seconds to import, and a mistake above is told
         # without them.
-        from detect_tools.base import written_score
+        from detect_tools.base import shortest_decimal
         from fo1_core.answers import parse_answer
         from fo1_core.session import StopReason, load
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             "prompt": request.prompt,
             "notices": [*image_notices, *result.notices, *answer_warnings],
             "region_confidence": {
-                str(region): written_score(confidence)
+                str(region): shortest_decimal(confidence)
                 for region, confidence in result.region_confidence.items()
                 if region < request.num_regions  # no box, no confidence in one
             },

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import supervision as sv
 
-from detect_tools.base import shortest_decimal, written_score
+from detect_tools.base import shortest_decimal
 from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY, Answer, class_ids
 from fo1_core.inputs import clip_box
 
@@ -45,7 +45,7 @@ def to_json(answer: Answer, detections: sv.Detections) -> dict:
             "label": str(labels[i]),
             "score": None
             if detections.confidence is None
-            else written_score(detections.confidence[i]),
+            else shortest_decimal(detections.confidence[i]),
         }
         if detections.mask is not None:
             entry["mask"] = encode_rle(detections.mask[i])
@@ -127,7 +127,7 @@ def _coco_entries(
             "bbox": [x1, y1, _written(x2 - x1), _written(y2 - y1)],
             "score": 1.0
             if detections.confidence is None
-            else written_score(detections.confidence[i]),
+            else shortest_decimal(detections.confidence[i]),
         }
         if detections.mask is not None:
             result["segmentation"] = encode_rle(detections.mask[i])

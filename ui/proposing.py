@@ -18,7 +18,7 @@ from PIL import Image
 
 import detect_tools
 from detect_tools import ProposalOptions, ProposerError
-from detect_tools.base import CLASS_NAME, MAX_PROPOSALS, shortest_decimal, written_score
+from detect_tools.base import CLASS_NAME, MAX_PROPOSALS, shortest_decimal
 from detect_tools.registry import with_shared_models, within_reach
 from fo1_core.inputs import open_image
 from fo1_core.templates import TASKS, FillKind, TaskTemplate
@@ -244,7 +244,7 @@ class Proposing:
         labels = detections.data.get(CLASS_NAME)
         return Proposals(
             boxes=[[shortest_decimal(v) for v in box] for box in detections.xyxy],
-            scores=[written_score(s) for s in detections.confidence],
+            scores=[shortest_decimal(s) for s in detections.confidence],
             labels=[str(label) for label in labels]
             if labels is not None
             else [""] * len(detections),
