@@ -67,19 +67,7 @@ def read_image(source: ImageSource | None, as_shown: bool = True) -> tuple[Image
     frames = getattr(image, "n_frames", 1)
     notices = [] if frames == 1 else [f"The image has {frames} frames; FO1 reads the first only."]
     try:
-        if as_shown and image is source:
-            # Turned on a copy, so the caller's image stays as it was; one with nothing to turn
-            # is read itself (an opened image, `open_image`'s, is handed on without a copy).
-            image = turned_as_shown(image)
-            if image is not source:
-                # Boxes found on the image as given (its own `.size`) would name other pixels.
-                notices.append(
-                    f"The image was turned as its EXIF orientation says: boxes are read on it "
-                    f"as shown, {image.width}×{image.height}, not {source.width}×{source.height}."
-                )
-        elif as_shown:
-            ImageOps.exif_transpose(image, in_place=True)  # made here: turned, not copied
-        picture = as_rgb(image) if as_shown else _as_stored(as_rgb(image))
+        picture = as_rgb(_as_shown(image, source, notices)) if as_shown else _as_stored(image)
     except (OSError, ValueError, SyntaxError) as error:
         raise FO1Error(f"The image file is damaged or truncated ({error}).") from error
     # An RGB first frame is still the whole file: copied, it is a single picture, which asked
@@ -87,10 +75,27 @@ def read_image(source: ImageSource | None, as_shown: bool = True) -> tuple[Image
     return (picture if getattr(picture, "n_frames", 1) == 1 else picture.copy()), notices
 
 
+def _as_shown(image: Image.Image, source: ImageSource, notices: list[str]) -> Image.Image:
+    """`image`, read from `source`, turned as its EXIF orientation says. The caller's own PIL
+    image is turned on a copy, a notice added; one with nothing to turn is read itself (an opened
+    image, `open_image`'s, is handed on without a copy)."""
+    if image is not source:  # made here: turned in place, not copied
+        ImageOps.exif_transpose(image, in_place=True)
+        return image
+    turned = turned_as_shown(image)
+    if turned is not source:
+        # Boxes found on the image as given (its own `.size`) would name other pixels.
+        notices.append(
+            f"The image was turned as its EXIF orientation says: boxes are read on it as shown, "
+            f"{turned.width}×{turned.height}, not {source.width}×{source.height}."
+        )
+    return turned
+
+
 def _as_stored(image: Image.Image) -> Image.Image:
-    """A copy of `image` that tells no orientation, so that nothing reading it later (the
-    model's preprocessing reads a PIL image as shown) turns it after all."""
-    copy = image.copy()
+    """`image` in 8-bit RGB as a copy that tells no orientation, so that nothing reading it
+    later (the model's preprocessing reads a PIL image as shown) turns it after all."""
+    copy = as_rgb(image).copy()
     for key in ("exif", "xmp", "XML:com.adobe.xmp"):  # Pillow reads an orientation from either
         copy.info.pop(key, None)
     return copy
