@@ -47,6 +47,13 @@ REGION_INDEX_KEY = "region_index"
 
 CLASS_NAME_KEY = sv.config.CLASS_NAME_DATA_FIELD
 
+
+def shown_label(label: str) -> str:
+    """A group's label as people read it: the regions it names (a visual prompt's
+    `<ground><region0></ground>`) written as their tags, `#0`, as the boxes are numbered."""
+    return REGION_REFERENCE.sub(lambda match: f"#{match['index']}", label)
+
+
 # The text before a region token's number, to hold back a token still streaming in.
 _REGION_HEAD = region_token(0).split("0")[0]
 _TOKEN = re.compile(

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import supervision as sv
 from PIL import Image, ImageFont
+from supervision.annotators.utils import snap_boxes
+from supervision.detection.utils.boxes import spread_out_boxes
 
 from detect_tools.images import as_rgb
-from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY
+from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY, shown_label
 from fo1_core.fonts import font_for
 
 PALETTE = sv.ColorPalette.DEFAULT
@@ -52,6 +54,30 @@ class SceneScale:
     thickness: int
     font_size: int
     padding: int
+
+
+LABEL_SPREADS = 20
+"""How many times labels are spread apart at most (`_SpreadLabels`)."""
+
+
+class _SpreadLabels(sv.RichLabelAnnotator):
+    """Supervision's labels, spread apart until none covers another: its `smart_position`
+    spreads them once, then pushes those it spread past an edge back inside, onto others again
+    (the label of a box over the whole image under that of a box in its corner, tags of a row
+    of windows under their neighbours'), and later labels are drawn over earlier ones."""
+
+    def _adjust_labels_in_frame(
+        self, resolution_wh: tuple[int, int], labels: list[str], label_properties: np.ndarray
+    ) -> np.ndarray:
+        properties = super()._adjust_labels_in_frame(resolution_wh, labels, label_properties)
+        for _ in range(LABEL_SPREADS):
+            boxes = properties[:, :4]
+            overlaps = sv.box_iou_batch(boxes, boxes)
+            np.fill_diagonal(overlaps, 0)
+            if not overlaps.any():
+                break
+            properties[:, :4] = snap_boxes(spread_out_boxes(boxes), resolution_wh)
+        return properties
 
 
 MIN_DRAWN_SIDE = 512
@@ -151,7 +177,7 @@ def draw_answer(
     names_of: dict[int, list[str]] = {}
     for row, (index, name) in enumerate(zip(indexes.tolist(), names, strict=True)):
         first_rows.setdefault(index, row)
-        names_of.setdefault(index, []).append(str(name))
+        names_of.setdefault(index, []).append(shown_label(str(name)))
     if len(first_rows) < len(detections):  # stacked labels would hide each other's region tag
         rows = list(first_rows.values())
         detections, indexes = detections[rows], indexes[rows]
@@ -202,12 +228,17 @@ def _draw(
 ) -> np.ndarray:
     scene = _to_bgr(image)
     mask = detections.mask
-    if mask is not None and mask.shape[1:] != scene.shape[:2]:
-        # supervision would fail on a smaller mask, or tint past the boxes with a larger one.
+    # Masks are of the image itself, reduced here as `Image.reduce` reduced the image (an odd
+    # side rounds up): supervision would fail on a smaller mask, or tint past the boxes with a
+    # larger one.
+    if mask is not None and mask[:, ::reduced, ::reduced].shape[1:] != scene.shape[:2]:
         height, width = mask.shape[1:]
+        shown = f"{scene.shape[1]}×{scene.shape[0]} px" + (
+            f" reduced {reduced} times" if reduced > 1 else ""
+        )
         raise ValueError(
-            f"The masks are {width}×{height} px but the image is "
-            f"{scene.shape[1]}×{scene.shape[0]} px: masks must be of the image they are drawn on."
+            f"The masks are {width}×{height} px but the image is {shown}: masks must be of the "
+            "image they are drawn on."
         )
     if reduced > 1:
         detections = dataclasses.replace(
@@ -237,7 +268,7 @@ def _draw(
     sv.BoxAnnotator(color=PALETTE, thickness=scale.thickness).annotate(
         scene, detections, custom_color_lookup=indexes
     )
-    sv.RichLabelAnnotator(
+    _SpreadLabels(
         color=PALETTE,
         text_color=TEXT_PALETTE,
         font_path=font_path,

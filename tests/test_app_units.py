@@ -43,7 +43,7 @@ from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS
 from tests.browser.app_server import REPO
 from tests.test_bad_input import EPS
 from ui import editor
-from ui.answer_view import answer_html, chip, reasoning_html, rich_text
+from ui.answer_view import answer_html, chip, detection_rows, reasoning_html, rich_text
 from ui.answering import status_line
 from ui.boxes import (
     MAX_TYPED_BOXES,
@@ -122,6 +122,14 @@ def test_chips_are_coloured_like_the_drawn_labels(index: int) -> None:
     html = chip(index)
     assert f"--chip:{color_for_region(index).as_hex()}" in html
     assert f"--chip-text:{text_color_for_region(index).as_hex()}" in html
+
+
+def test_the_detections_table_writes_a_label_naming_a_region_as_its_tag() -> None:
+    """A visual prompt's label is the region it is like: the table read "<region0>"."""
+    text = "<ground><region0></ground><objects><region1><region2></objects>"
+    boxes = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], dtype=np.float32)
+    rows = detection_rows(to_detections(parse_answer(text, 3), boxes))
+    assert [row[:2] for row in rows] == [[1, "#0"], [2, "#0"], [0, ""]]
 
 
 def test_reasoning_is_shown_apart_from_the_answer() -> None:

@@ -297,3 +297,74 @@ def test_masks_of_another_size_than_the_image_are_refused_by_name() -> None:
     detections = to_detections(answer, box, masks=np.ones((1, 30, 40), bool))
     with pytest.raises(ValueError, match="masks are 40×30 px but the image is 512×512 px"):
         draw_answer(grey(), detections)
+
+
+def test_masks_of_a_large_image_are_drawn_on_it_reduced() -> None:
+    """A photo over `MAX_SHOWN_SIDE` is shown reduced, its proposer's masks at its own size:
+    every SAM3 answer on a 50-megapixel photo failed as masks "of another size"."""
+    width, height = 5001, 3001  # odd sides: reduced by 2, they round up, as `Image.reduce`
+    box = np.array([[1000, 1000, 3000, 2000]], dtype=np.float32)
+    mask = np.zeros((1, height, width), bool)
+    mask[0, 1200:1800, 1200:2800] = True
+    answer = parse_answer(f"<ground>cup</ground><objects>{region_token(0)}</objects>", 1)
+    reduced = Image.fromarray(grey(width, height)).reduce(2)
+    image = draw_answer(reduced, to_detections(answer, box, masks=mask), reduced=2)
+    assert image.shape == (1501, 2501, 3)
+    assert tuple(image[750, 1000]) != (GREY, GREY, GREY)  # inside the mask, tinted
+    assert tuple(image[1400, 2400]) == (GREY, GREY, GREY)  # past the box, untouched
+
+
+def drawn_labels(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """Collects the rectangles (x1, y1, x2, y2) of the labels of each drawing made after."""
+    drawn: list[np.ndarray] = []
+    draw_labels = sv.RichLabelAnnotator._draw_labels
+
+    def spy(self, **kwargs):
+        drawn.append(np.asarray(kwargs["label_properties"])[:, :4])
+        return draw_labels(self, **kwargs)
+
+    monkeypatch.setattr(sv.RichLabelAnnotator, "_draw_labels", spy)
+    return drawn
+
+
+@pytest.mark.parametrize(
+    "boxes",
+    [
+        # A grounded caption's whole picture and a box in its corner: the picture's label sat
+        # under the corner's, "#0 An astronaut" half hidden.
+        [[0, 0, 512, 427], [0, 0, 70, 280], [140, 10, 300, 170], [340, 0, 470, 290]],
+        # A hundred windows in ten rows: a tag in every row was hidden by its neighbour's label.
+        [[x * 64, y * 42.7, x * 64 + 60, y * 42.7 + 40] for y in range(10) for x in range(10)],
+    ],
+    ids=["corner-of-the-whole", "grid"],
+)
+def test_no_label_covers_another(boxes: list[list[float]], monkeypatch) -> None:
+    drawn = drawn_labels(monkeypatch)
+    references = "".join(region_token(i) for i in range(len(boxes)))
+    answer = parse_answer(f"<ground>window</ground><objects>{references}</objects>", len(boxes))
+    draw_answer(grey(640, 427), to_detections(answer, np.array(boxes, dtype=np.float32)))
+    rectangles = drawn[0]
+    overlaps = sv.box_iou_batch(rectangles, rectangles)
+    np.fill_diagonal(overlaps, 0)
+    assert not overlaps.any()
+    assert rectangles.min() >= 0
+    assert (rectangles[:, 2] <= 640).all() and (rectangles[:, 3] <= 427).all()
+
+
+def test_a_label_naming_a_region_writes_it_as_its_tag(monkeypatch) -> None:
+    """A visual prompt's answer labels the coins like coin 0 `<region0>`: drawn as written, it
+    read "#1 <region0>" over each box."""
+    drawn = []
+    annotate = sv.RichLabelAnnotator.annotate
+    monkeypatch.setattr(
+        sv.RichLabelAnnotator,
+        "annotate",
+        lambda self, scene, detections, labels, **kw: (
+            drawn.append(labels) or annotate(self, scene, detections, labels=labels, **kw)
+        ),
+    )
+    text = (
+        f"<ground>{region_token(0)}</ground><objects>{region_token(1)}{region_token(2)}</objects>"
+    )
+    draw_answer(grey(), answer_detections(text))
+    assert drawn == [["#1 #0", "#2 #0", "#0"]]  # region 0 too, named in the label

@@ -11,7 +11,13 @@ from typing import NamedTuple
 
 import supervision as sv
 
-from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY, Answer, parse_answer
+from fo1_core.answers import (
+    CLASS_NAME_KEY,
+    REGION_INDEX_KEY,
+    Answer,
+    parse_answer,
+    shown_label,
+)
 from fo1_core.templates import (
     ANSWER_CLOSE,
     ANSWER_OPEN,
@@ -156,7 +162,7 @@ def detection_rows(detections: sv.Detections) -> list[list[object]]:
         else [round(float(c), CONFIDENCE_DECIMALS) for c in detections.confidence]
     )
     return [
-        [int(index), str(label), *(round(float(v), 1) for v in box), confidence]
+        [int(index), shown_label(str(label)), *(round(float(v), 1) for v in box), confidence]
         for index, label, box, confidence in zip(
             detections.data[REGION_INDEX_KEY], labels, detections.xyxy, confidences, strict=True
         )
