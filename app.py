@@ -38,7 +38,7 @@ from ui import (
     serve_from_a_folder_of_its_own,
 )
 from ui.examples import EXAMPLES_DIR
-from ui.gpu import ON_ZERO_GPU
+from ui.gpu import ON_ZERO_GPU, ZERO_GPU_MAX_NEW_TOKENS
 from ui.sessions import OPEN_PAGES
 from ui.waiting_line import queue_with_a_model_line
 
@@ -92,8 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-new-tokens",
         type=positive,
-        default=DEFAULT_MAX_NEW_TOKENS,
-        help="the answer length the page starts with",
+        default=ZERO_GPU_MAX_NEW_TOKENS if ON_ZERO_GPU else DEFAULT_MAX_NEW_TOKENS,
+        help=f"the answer length the page starts with ({ZERO_GPU_MAX_NEW_TOKENS} on ZeroGPU, "
+        "whose slot for it fits a visitor's quota)",
     )
     parser.add_argument(
         "--token-limit",

@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import UnionType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,7 +27,7 @@ import supervision as sv
 import torch
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import get_safetensors_metadata, try_to_load_from_cache
-from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled
 from PIL import Image
 from transformers.utils import (
     SAFE_WEIGHTS_INDEX_NAME,
@@ -444,6 +445,14 @@ class ModelProposer(Proposer):
                     "hub can be reached (it is then found in the Hugging Face cache), or give "
                     f"its local folder ({self.where_to_pass_a_folder})."
                 ) from error
+            if _caused_by(error, GatedRepoError):
+                raise ProposerError(
+                    f"The {self.label} model {self.checkpoint!r} is gated on the Hugging Face "
+                    "hub: accept its terms on its page with a Hugging Face account, then give "
+                    "this server that account's token (the HF_TOKEN environment variable; a "
+                    "secret on a Space), or give its local folder "
+                    f"({self.where_to_pass_a_folder})."
+                ) from error
             # transformers reports a missing repo and a folder without the expected files as
             # OSError, and a folder of the wrong kind as ValueError; the user's fix is the same.
             raise ProposerError(
@@ -536,12 +545,18 @@ def _stored_model_type(checkpoint: str) -> str | None:
     return config.get("model_type")
 
 
-def _hub_unreachable(error: BaseException) -> bool:
-    """Whether `error` comes from weights that are neither cached nor downloadable (offline mode,
-    or no connection), as huggingface_hub tells it under transformers' wrapping."""
+def _caused_by(error: BaseException, kinds: type | UnionType) -> bool:
+    """Whether `error` or one it was raised from is of `kinds`: huggingface_hub's errors come
+    wrapped in transformers' own."""
     chain: list[BaseException] = []
     link: BaseException | None = error
     while link is not None and link not in chain:  # a chain can loop back on itself
         chain.append(link)
         link = link.__cause__ or link.__context__
-    return any(isinstance(link, LocalEntryNotFoundError | OfflineModeIsEnabled) for link in chain)
+    return any(isinstance(link, kinds) for link in chain)
+
+
+def _hub_unreachable(error: BaseException) -> bool:
+    """Whether `error` comes from weights that are neither cached nor downloadable (offline mode,
+    or no connection)."""
+    return _caused_by(error, LocalEntryNotFoundError | OfflineModeIsEnabled)

@@ -25,6 +25,7 @@ import torch
 from gradio.data_classes import FileData
 from gradio.state_holder import SessionState
 from gradio_image_annotation.image_annotator import AnnotatedImageData
+from huggingface_hub import constants as hub_constants
 from PIL import Image
 
 import app
@@ -39,7 +40,7 @@ from fo1_core.errors import FO1Error
 from fo1_core.inputs import box_problem, open_image
 from fo1_core.render import color_for_region, text_color_for_region
 from fo1_core.session import Generation, StopReason
-from fo1_core.templates import FREE_PROMPT, MAX_REGIONS, TASKS
+from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, FREE_PROMPT, MAX_REGIONS, TASKS
 from tests.browser.app_server import REPO
 from tests.test_bad_input import EPS
 from ui import editor
@@ -72,7 +73,7 @@ from ui.editor import (
 )
 from ui.examples import EXAMPLES_DIR, load_examples
 from ui.files import delete_served_files
-from ui.gpu import MAX_SECONDS, duration_for, on_gpu, slot_refused
+from ui.gpu import MAX_SECONDS, ZERO_GPU_MAX_NEW_TOKENS, duration_for, on_gpu, slot_refused
 from ui.handlers import Handlers
 from ui.layout import Settings, build_app
 from ui.proposing import PackedMask, Proposing, box_key, masks_for
@@ -1154,35 +1155,54 @@ def test_decoding_is_compiled_only_on_a_gpu_the_app_keeps(monkeypatch: pytest.Mo
     assert not warms_up("compiled", CUDA)  # the server process has no GPU there
 
 
-def test_on_zerogpu_a_proposer_loads_in_the_server_before_its_slot(
-    tmp_path: Path, pipeline, monkeypatch: pytest.MonkeyPatch
+def test_on_zerogpu_a_visitor_not_logged_in_can_ask_at_the_length_the_page_starts_with(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """On ZeroGPU a model loaded inside a slot is loaded in the worker forked for it: downloaded
-    there, in the visitor's 20 s, and again in each new worker. It is loaded in the server
-    first, where `spaces` hands its weights to every worker, as FO1's; the default proposer as
-    the app starts, so the first visitor's Propose waits for no download."""
+    """ZeroGPU refuses a slot longer than the quota left, and gives a visitor not logged in 2
+    minutes a day: at 1024 tokens the slot was 122 s (183 s on a card `spaces` scales by 1.5)."""
+    assert parse_args([]).max_new_tokens == DEFAULT_MAX_NEW_TOKENS
+    monkeypatch.setattr(app, "ON_ZERO_GPU", True)
+    tokens = parse_args([]).max_new_tokens
+    assert tokens == ZERO_GPU_MAX_NEW_TOKENS and duration_for(tokens) * 1.5 <= 120
+    assert parse_args(["--max-new-tokens", "2048"]).max_new_tokens == 2048
+
+
+def test_on_zerogpu_every_proposer_loads_as_the_app_starts(
+    tmp_path: Path, pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On ZeroGPU only the main thread may put weights on the GPU outside a slot: a proposer
+    loaded at a visitor's Propose, in a handler's thread, failed with "Low-level CUDA init
+    reached". All load as the app starts (in the test's main thread here), where `spaces` hands
+    their weights to each slot's worker; one that cannot load is not offered, and the app
+    serves all the same."""
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)  # only the folders given
     florence2 = str(tiny.build_florence2(tmp_path / "florence2"))
+    owlv2 = str(tiny.build_owlv2(tmp_path / "owlv2"))
+    checkpoints = {"florence2": florence2, "owlv2": owlv2, "grounding-dino": "/nowhere/gdino"}
     monkeypatch.setattr(ui.layout, "ON_ZERO_GPU", True)
-    settings = Settings(default_proposer="florence2", proposer_checkpoints={"florence2": florence2})
-    build_app(pipeline, settings)
+    build_app(pipeline, Settings(proposer_checkpoints=checkpoints))
     assert detect_tools.get("florence2", florence2).is_loaded
-    loaded_in_the_slot = []
-    for loads_before_the_slot in (False, True):
-        owlv2 = str(tiny.build_owlv2(tmp_path / f"owlv2-{loads_before_the_slot}"))
-        proposing = Proposing("cpu", {"owlv2": owlv2}, loads_before_the_slot)
+    assert detect_tools.get("owlv2", owlv2).is_loaded
+    assert "The proposer grounding-dino did not load at start: not offered" in caplog.text
+    proposing = Proposing(None, checkpoints, loads_at_start=True)
+    proposing.load_all()
+    assert "grounding-dino" not in {name for _, name in proposing.choices()}
+    assert {"florence2", "owlv2", "offline"} <= {name for _, name in proposing.choices()}
 
-        def slot(name, *inputs, proposing=proposing):  # as `spaces.GPU` runs it, in a worker
-            loaded_in_the_slot.append(proposing.proposer(name).is_loaded)
-            return proposing._propose(name, *inputs)
 
-        monkeypatch.setattr(proposing, "_propose_on_gpu", slot)
-        proposing.propose(Image.new("RGB", (64, 48)), "owlv2", "cup", None, 5)
-    assert loaded_in_the_slot == [False, True]
+def test_a_proposer_without_a_model_asks_for_no_gpu_slot(monkeypatch) -> None:
+    """On ZeroGPU a slot costs the visitor queue time and quota: the offline proposer took one."""
+    proposing = Proposing("cpu")
+    slots = []
+    monkeypatch.setattr(proposing, "_propose_on_gpu", lambda *inputs: slots.append(inputs))
+    proposing.propose(Image.new("RGB", (40, 10)), "offline", None, None, 5)
+    assert slots == []
 
 
 def test_a_proposer_that_fails_to_load_at_start_leaves_the_app_serving(
     pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(ui.layout, "ON_ZERO_GPU", True)
     settings = Settings(
         default_proposer="florence2", proposer_checkpoints={"florence2": "/nowhere/florence2"}

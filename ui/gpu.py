@@ -28,6 +28,12 @@ for a faster guess would be cut off in the middle of a long answer."""
 
 MAX_SECONDS = 180
 
+ZERO_GPU_MAX_NEW_TOKENS = 512
+"""The answer length the page and the API start with on ZeroGPU: its slot (`duration_for`,
+71 s, scaled by 1.5 where `spaces` runs on a slower card) fits the daily quota of a visitor who
+is not logged in, 2 minutes. At 1024 tokens the slot asked for was 122 s, more than that whole
+quota: every such visitor's first question was refused before it was asked."""
+
 TOKENS_STEP = 16
 """The page's answer-length slider moves by this many tokens."""
 

@@ -120,9 +120,9 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
     api = Api(answerer, proposing, settings.max_new_tokens)
     task_choices = [(t.label, name) for name, t in TASKS.items()]
     task_choices.append((FREE_PROMPT_LABEL, FREE_PROMPT))
+    if proposing.loads_at_start:
+        proposing.load_all()
     default_proposer = proposing.default(settings.default_proposer)
-    if proposing.loads_before_the_slot:  # the first visitor's Propose waits for no download
-        proposing.load_at_start(default_proposer)
     proposer_choices = proposing.choices(settings.default_proposer)
     if missing := set(detect_tools.available()) - {name for _, name in proposer_choices}:
         logger.info(

@@ -18,7 +18,7 @@ from PIL import Image
 
 import detect_tools
 from detect_tools import ProposalOptions, ProposerError
-from detect_tools.base import CLASS_NAME, MAX_PROPOSALS, shortest_decimal
+from detect_tools.base import CLASS_NAME, MAX_PROPOSALS, ModelProposer, shortest_decimal
 from detect_tools.registry import with_shared_models, within_reach
 from fo1_core.inputs import open_image
 from fo1_core.templates import TASKS, FillKind, TaskTemplate
@@ -181,18 +181,19 @@ class Proposing:
         self,
         device: str | None = None,
         checkpoints: Mapping[str, str] | None = None,
-        loads_before_the_slot: bool = False,
+        loads_at_start: bool = False,
     ) -> None:
         """`checkpoints`: proposer name → its local folder or hub id, where not the default.
 
-        `loads_before_the_slot` (on ZeroGPU): a proposer's model is loaded in this process
-        before its GPU slot is asked for. Loaded inside the slot, it would be loaded in the
-        worker `spaces` forks for the slot, downloaded there the first time, in the visitor's
-        20 s and quota, and again in each new worker; loaded here, `spaces` moves its weights to
-        every worker's GPU, as FO1's."""
+        `loads_at_start` (on ZeroGPU): every proposer's model is loaded by `load_all`, as the app
+        starts, not at a visitor's Propose. There, only the main thread may put weights on the
+        GPU outside a slot (`spaces` stands in for CUDA with a torch mode of that thread: from a
+        handler's thread the load fails), and the weights loaded then are handed to the worker
+        `spaces` forks for each slot, as FO1's. Loaded inside a slot instead, a model would be
+        downloaded there, in the visitor's 20 s and quota, and again in each new worker."""
         self.device = device
         self.checkpoints = with_shared_models(checkpoints or {})
-        self.loads_before_the_slot = loads_before_the_slot
+        self.loads_at_start = loads_at_start
         # Fixed at start: a visitor is offered only what can run on this server.
         self.within_reach = within_reach(self.checkpoints)
         self._propose_on_gpu = on_gpu(self._propose)
@@ -215,12 +216,16 @@ class Proposing:
         cannot)."""
         self.proposer(name).load()
 
-    def load_at_start(self, name: str) -> None:
-        """`load`, a failure logged: the app serves all the same, and Propose says what fails."""
-        try:
-            self.load(name)
-        except Exception:  # noqa: BLE001 (whatever fails, it fails again at Propose, told there)
-            logger.exception("The proposer %s did not load at start", name)
+    def load_all(self) -> None:
+        """Loads every proposer within reach, in this thread; one that fails (a gated model
+        without a token, too little memory) is logged and no longer offered, and the app serves
+        all the same."""
+        for name in list(self.within_reach):
+            try:
+                self.load(name)
+            except Exception:  # noqa: BLE001 (whatever fails, the log keeps why)
+                logger.exception("The proposer %s did not load at start: not offered", name)
+                del self.within_reach[name]
 
     def proposer(self, name: str) -> detect_tools.Proposer:
         try:
@@ -272,10 +277,11 @@ class Proposing:
         # A whole float past the limit is refused as written (1e+308), not as 53 of its digits.
         count = int(max_count) if abs(max_count) <= MAX_PROPOSALS else max_count
         options = ProposalOptions(threshold=threshold, max_count=count)
+        # A proposer without a model asks for no GPU slot, nor a visitor's quota for one.
+        uses_gpu = isinstance(self.proposer(name), ModelProposer)
+        propose = self._propose_on_gpu if uses_gpu else self._propose
         try:
-            if self.loads_before_the_slot:
-                self.load(name)
-            return self._propose_on_gpu(name, picture, text, options, examples)
+            return propose(name, picture, text, options, examples)
         except (ProposerError, MemoryError):
             raise
         except gr.Error as error:  # ZeroGPU's refusal of a slot, written for the visitor

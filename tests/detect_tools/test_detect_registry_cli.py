@@ -351,3 +351,25 @@ def test_the_weights_in_the_hub_cache_are_counted_before_loading(
     _free_memory(monkeypatch, omdet_turbo_checkpoint, -1)
     with pytest.raises(ProposerError, match="not enough memory"):
         registry.get("omdet-turbo", device="cpu").load()
+
+
+def test_a_gated_model_says_how_to_be_let_in(monkeypatch):
+    """SAM3's weights are given to accounts that accepted its terms: without a token the load
+    said "if this machine cannot reach the hub…", which its operator could not act on."""
+    import httpx2
+    from huggingface_hub.errors import GatedRepoError
+
+    proposer = registry.get("sam3", device="cpu")
+    page = httpx2.Request("GET", f"https://huggingface.co/{proposer.checkpoint}")
+
+    def gated(checkpoint):  # its config, the first file fetched, as transformers tells it
+        try:
+            raise GatedRepoError("401", response=httpx2.Response(401, request=page))
+        except GatedRepoError as error:
+            raise OSError(
+                f"You are trying to access a gated repo: {proposer.checkpoint}"
+            ) from error
+
+    monkeypatch.setattr(base, "_stored_model_type", gated)
+    with pytest.raises(ProposerError, match="is gated on the Hugging Face hub.*HF_TOKEN"):
+        proposer.load()
