@@ -42,8 +42,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--boxes",
         type=local_path,
-        help="JSON file: a list of [x1, y1, x2, y2] in image pixels, or what python -m "
-        "detect_tools --json or the app's /propose wrote",
+        help="a boxes file: a JSON list of [x1, y1, x2, y2] in image pixels, what python -m "
+        "detect_tools --json or the app's /propose wrote, lines of corners, YOLO labels, or a "
+        "COCO, LabelMe, Label Studio, Pascal VOC or CVAT file (a ZIP of them too)",
     )
     tasks = ", ".join(f"{name} ({task.label})" for name, task in TASKS.items())
     parser.add_argument(
