@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import re
+import shlex
 import signal
 import sys
 import warnings
@@ -71,9 +72,16 @@ def file_size(text: str) -> int:
     return round(float(match[1]) * FILE_SIZE_UNITS[match[2]])
 
 
+OPTIONS_VARIABLE = "FO1_APP_OPTIONS"
+"""Options read before the command line's (which win): a Space runs `python app.py` as it is,
+and its variables and secrets are where its owner sets anything."""
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="VLM-FO1 browser demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description="VLM-FO1 browser demo",
+        epilog=f"{OPTIONS_VARIABLE}, where set, holds options read before these (which win).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_checkpoint_option(parser)
     parser.add_argument("--device", help="cuda, cpu, …; None: cuda when available")
@@ -153,7 +161,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Settings.file_ttl,
         help="seconds uploads and results are kept",
     )
-    return parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    try:
+        from_environment = shlex.split(os.environ.get(OPTIONS_VARIABLE, ""))
+    except ValueError as error:  # an unclosed quote
+        parser.error(f"{OPTIONS_VARIABLE}: {error}")
+    return parser.parse_args([*from_environment, *given])
 
 
 def decode_mode(args: argparse.Namespace) -> str:

@@ -1167,6 +1167,18 @@ def test_on_zerogpu_a_visitor_not_logged_in_can_ask_at_the_length_the_page_start
     assert parse_args(["--max-new-tokens", "2048"]).max_new_tokens == 2048
 
 
+def test_a_space_sets_options_in_its_variables(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """A Space runs `python app.py` as it is: its owner sets options among its variables, and
+    the command line's still win."""
+    monkeypatch.setenv(app.OPTIONS_VARIABLE, "--concurrency 2 --proposer owlv2")
+    assert parse_args([]).concurrency == 2 and parse_args([]).proposer == "owlv2"
+    assert parse_args(["--concurrency", "3"]).concurrency == 3
+    monkeypatch.setenv(app.OPTIONS_VARIABLE, "--proposer 'owlv2")
+    with pytest.raises(SystemExit):
+        parse_args([])
+    assert "FO1_APP_OPTIONS: No closing quotation" in capsys.readouterr().err
+
+
 def test_on_zerogpu_every_proposer_loads_as_the_app_starts(
     tmp_path: Path, pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
