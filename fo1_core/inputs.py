@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from detect_tools.box_rules import covers_a_pixel, whole_pixel_sides
 from detect_tools.images import (
@@ -44,7 +44,9 @@ def _closed(image: Image.Image) -> bool:
     except ValueError:
         return True
     except AssertionError:  # Pillow's way of saying a file's pixels are not read yet
-        pass
+        # They can be while the file is open: the end of a `with` block lets go of the file
+        # without marking the image closed, and loading then fails on a bare assertion.
+        return isinstance(image, ImageFile.ImageFile) and image.fp is None
     return False
 
 
@@ -186,13 +188,31 @@ def box_problem(box: Sequence[float], width: int, height: int) -> str | None:
     return None
 
 
+FRACTIONS_HINT = (
+    " Every coordinate is 1 or less: boxes are in pixels, not fractions of the image (multiply"
+    " x by its width and y by its height)."
+)
+
+
+def box_rows(boxes: object) -> object:
+    """Boxes as a detector hands them over, as rows of corners: a `sv.Detections`' `xyxy`, a
+    torch tensor on any device and of any type (bfloat16, with gradients). Other values are
+    returned as they are."""
+    boxes = getattr(boxes, "xyxy", boxes)
+    if callable(getattr(boxes, "detach", None)):  # a tensor, told without importing torch here
+        boxes = boxes.detach().float().cpu().numpy()
+    return boxes
+
+
 def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
     """Validates user boxes `[[x1, y1, x2, y2], …]` in image pixels; returns them and notices.
 
     Boxes partly outside the image are cut to it, with a notice: the towers read them so (as
     upstream clips them), and the answer's detections and files then hold the boxes the model
     read. More than `MAX_REGIONS` boxes are cut to the first `MAX_REGIONS`, with a notice.
+    `boxes` may also be as a detector hands them over (`box_rows`).
     """
+    boxes = box_rows(boxes)
     for index, box in enumerate(boxes if isinstance(boxes, list) else []):
         if isinstance(box, NotABox):
             raise FO1Error(f"Box #{index} {box.why}.")
@@ -203,7 +223,12 @@ def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray,
             raise ValueError("not a number")
         array = written.astype(np.float64)
     except (TypeError, ValueError, OverflowError) as error:  # Overflow: a JSON integer too big
-        raise FO1Error("Boxes must be a list of [x1, y1, x2, y2] numbers.") from error
+        given = (
+            ""
+            if isinstance(boxes, list | tuple | np.ndarray)
+            else f", not a {type(boxes).__name__}"
+        )
+        raise FO1Error(f"Boxes must be a list of [x1, y1, x2, y2] numbers{given}.") from error
     if array.size == 0:
         return np.zeros((0, 4)), []
     if array.ndim != 2 or array.shape[1] != 4:
@@ -224,7 +249,8 @@ def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray,
             raise FO1Error(f"Box #{index} is inverted: x2 < x1 or y2 < y1 in {[x1, y1, x2, y2]}.")
         clipped.append(clip_box((x1, y1, x2, y2), width, height))
         if problem := box_problem(clipped[-1], width, height):
-            raise FO1Error(f"Box #{index} {[x1, y1, x2, y2]} {problem}.")
+            hint = FRACTIONS_HINT if np.abs(array).max() <= 1 < max(width, height) else ""
+            raise FO1Error(f"Box #{index} {[x1, y1, x2, y2]} {problem}.{hint}")
     inside = np.asarray(clipped, dtype=np.float64)
     if cut := [index for index, moved in enumerate((inside != array).any(axis=1)) if moved]:
         named = ", ".join(f"#{index}" for index in cut[:10]) + (", …" if len(cut) > 10 else "")

@@ -22,7 +22,7 @@ from PIL import Image, ImageFont
 from supervision.annotators.utils import snap_boxes
 from supervision.detection.utils.boxes import spread_out_boxes
 
-from detect_tools.images import as_rgb
+from detect_tools.images import as_rgb, turned_as_shown
 from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY, shown_label
 from fo1_core.fonts import font_for
 
@@ -286,9 +286,12 @@ def _region_indexes(detections: sv.Detections) -> np.ndarray:
 
 
 def _to_bgr(image: np.ndarray | Image.Image) -> np.ndarray:
-    """8-bit BGR, a PIL image read as the model reads it (`as_rgb`: depth scaled, transparency
-    over white); an array is taken as 8-bit RGB or grey, as the app's own are."""
-    rgb = np.asarray(as_rgb(image) if isinstance(image, Image.Image) else image)
+    """8-bit BGR, a PIL image read as the model reads it (turned as its EXIF orientation says,
+    as the boxes of an answer about it are; `as_rgb`: depth scaled, transparency over white); an
+    array is taken as 8-bit RGB or grey, as the app's own are."""
+    if isinstance(image, Image.Image):
+        image = as_rgb(turned_as_shown(image))
+    rgb = np.asarray(image)
     if rgb.ndim == 2:
         rgb = np.stack([rgb] * 3, axis=-1)
     return np.ascontiguousarray(rgb[..., 2::-1], dtype=np.uint8)

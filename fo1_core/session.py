@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import supervision as sv
 import torch
 from PIL import Image
 from transformers import (
@@ -33,8 +34,9 @@ from transformers import (
 )
 
 from fo1_core import decode_attention, model_thread
+from fo1_core.answers import parse_answer, to_detections
 from fo1_core.checkpoint import load_model
-from fo1_core.confidence import TokenProbabilities, region_confidences
+from fo1_core.confidence import TokenProbabilities, box_scores, region_confidences
 from fo1_core.encoding import Encoder, PromptPrefix, Reused
 from fo1_core.errors import FO1Error
 from fo1_core.graphed_forward import PREFILL_CHUNK, GraphedForward
@@ -117,6 +119,15 @@ class Request:
     @property
     def num_regions(self) -> int:
         return self.vision.num_regions
+
+    def detections(self, generation: Generation) -> sv.Detections:
+        """The boxes `generation`'s answer to this request names, with their labels and the
+        model's confidence in each, for `fo1_core.render.draw_answer` and `fo1_core.export`;
+        the regions it names without a box are in `parse_answer(generation.text,
+        self.num_regions).warnings`."""
+        scores = box_scores(generation.region_confidence, self.num_regions)
+        answer = parse_answer(generation.text, self.num_regions)
+        return to_detections(answer, self.boxes, scores=scores)
 
     @property
     def notices(self) -> list[str]:
@@ -690,7 +701,7 @@ class Conversation:
     def stream(
         self,
         task: str,
-        text: str,
+        text: str = "",
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         cancel: threading.Event | None = None,
     ) -> Iterator[str | Generation]:
@@ -702,7 +713,11 @@ class Conversation:
                 self.history.append((request.user_text, event.answer))
             yield event
 
-    def ask(self, task: str, text: str, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Generation:
+    def ask(
+        self, task: str, text: str = "", max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    ) -> Generation:
+        """The next answer, whole (`stream`); `text`: as `FO1Pipeline.prepare` takes it, none
+        for a task that takes none."""
         *_, result = self.stream(task, text, max_new_tokens)
         return result
 

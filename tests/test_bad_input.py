@@ -29,6 +29,14 @@ def _closed(image: Image.Image) -> Image.Image:
     return image
 
 
+def _left_with_block(path: Path) -> Image.Image:
+    """An image looked at in `with Image.open(path) as image:` (its size), its pixels never
+    read: Pillow lets go of the file without marking it closed."""
+    with Image.open(path) as image:
+        assert image.size
+    return image
+
+
 def _png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -100,6 +108,7 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 40 40\nnewpath 0 0 moveto 40
         # an image closed before it was passed: not a damaged file
         (_closed(Image.new("RGB", (40, 30))), BOX, "OD_template", "cat", "closed before"),
         (_closed(Image.open(EXAMPLE)), BOX, "OD_template", "cat", "closed before"),
+        (_left_with_block(EXAMPLE), BOX, "OD_template", "cat", "closed before"),
     ],
 )
 def test_bad_input_raises_a_named_fo1_error(
@@ -239,6 +248,36 @@ def test_boxes_partly_outside_are_clipped(pipeline: FO1Pipeline) -> None:
     aux = request.vision.aux_boxes[0].tolist()
     _, aux_height = pipeline.preprocessor.aux_size(*IMAGE.size)
     assert aux[0] == 0 and aux[1] == 0 and aux[3] == aux_height
+
+
+BOXES = [[10.5, 20, 60, 70], [0, 0, 30, 40]]
+
+
+@pytest.mark.parametrize(
+    "boxes",
+    [
+        sv.Detections(xyxy=np.array(BOXES, dtype=np.float32)),  # a detect_tools proposal
+        torch.tensor(BOXES, dtype=torch.bfloat16),  # a detector's output, as it ran
+        torch.tensor(BOXES, requires_grad=True),
+    ],
+    ids=["detections", "bfloat16-tensor", "tensor-with-grad"],
+)
+def test_boxes_are_taken_as_a_detector_hands_them_over(pipeline: FO1Pipeline, boxes) -> None:
+    """A proposer's `sv.Detections` and a tensor were refused as "not a list of numbers"."""
+    request = pipeline.prepare(IMAGE, boxes, "OD_template", "cat")
+    assert request.vision.boxes.tolist() == BOXES
+
+
+def test_boxes_in_fractions_of_the_image_are_told_to_be_pixels(pipeline: FO1Pipeline) -> None:
+    """Detectors often write boxes as fractions of the image: "0.4×0.4 px … needs one whole
+    pixel" did not say why they were so small."""
+    with pytest.raises(FO1Error, match="not fractions of the image"):
+        pipeline.prepare(IMAGE, [[0.1, 0.2, 0.5, 0.6]], "OD_template", "cat")
+
+
+def test_boxes_of_another_kind_are_told_what_they_were(pipeline: FO1Pipeline) -> None:
+    with pytest.raises(FO1Error, match=r"\[x1, y1, x2, y2\] numbers, not a dict"):
+        pipeline.prepare(IMAGE, {"boxes": BOXES}, "OD_template", "cat")
 
 
 def test_more_boxes_than_region_tokens_are_capped_with_a_notice(pipeline: FO1Pipeline) -> None:

@@ -8,18 +8,20 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from fo1_core import session
+from fo1_core.answers import CLASS_NAME_KEY, REGION_INDEX_KEY
 from fo1_core.cache import LRUCache
 from fo1_core.encoding import Reused
 from fo1_core.errors import FO1Error
 from fo1_core.processing import num_image_tokens
 from fo1_core.prompting import image_prefix_length
 from fo1_core.session import Conversation, FO1Pipeline, load
-from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS
+from fo1_core.templates import DEFAULT_MAX_NEW_TOKENS, TASKS
 from tests.conftest import REFERENCE_DIR, RIGGED_ANSWER, TEST_DEVICE
 from tests.test_parity import CASES, _assert_close, _request, question
 
@@ -194,6 +196,30 @@ def test_conversation_feeds_earlier_turns_back(answering_checkpoint: Path) -> No
     assert request.prompt.count("<|im_start|>assistant\n") == 3
     assert request.prompt.count("<image>") == 1 and request.prompt.count("<regionfeat>") == 3
     assert pipeline.encoder.turns.stats().hits >= 1
+
+
+def test_a_conversation_asks_a_task_that_takes_no_text_without_any(
+    answering_checkpoint: Path,
+) -> None:
+    """As `FO1Pipeline.ask` does: `chat.ask("Grounding_template")` was a TypeError."""
+    chat = Conversation(load(answering_checkpoint, device="cpu"), IMAGE, BOXES)
+    assert chat.ask("Grounding_template").answer == RIGGED_ANSWER
+    assert chat.history[0][0] == TASKS["Grounding_template"].render()
+
+
+def test_an_answers_detections_come_from_its_request(answering_checkpoint: Path) -> None:
+    """From Python, the way from an answer to boxes to draw and export: it took parsing, the
+    boxes as the model read them and the confidences, found in three modules."""
+    pipeline = load(answering_checkpoint, device="cpu")
+    request = pipeline.prepare(IMAGE, BOXES, "OD_template", "red circle")
+    generation = pipeline.generate(request)
+    detections = request.detections(generation)
+    assert detections.data[REGION_INDEX_KEY].tolist() == [0, 2]
+    assert detections.data[CLASS_NAME_KEY].tolist() == ["red circle"] * 2
+    np.testing.assert_array_equal(detections.xyxy, request.boxes[[0, 2]])
+    assert detections.confidence.tolist() == pytest.approx(
+        [generation.region_confidence[0], generation.region_confidence[2]]
+    )
 
 
 def test_a_long_conversation_leaves_out_its_earliest_turns_with_a_notice(

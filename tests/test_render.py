@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import supervision as sv
@@ -110,6 +112,21 @@ def test_input_untouched_and_pil_or_array_give_the_same_rgb_array() -> None:
 def test_a_pil_image_is_drawn_on_as_the_model_sees_it(image: Image.Image, grey: int) -> None:
     drawn = draw_answer(image, answer_detections("No cats."))
     assert drawn.shape == (384, 512, 3) and (drawn == grey).all()
+
+
+def test_a_photo_turned_by_its_exif_tag_is_drawn_on_as_the_model_read_it() -> None:
+    """A phone's photo opened with `Image.open`: the answer's boxes are in the picture as shown,
+    upright, and were drawn on the pixels as stored, on their side."""
+    stored = Image.new("RGB", (600, 400), (GREY,) * 3)
+    exif = stored.getexif()
+    exif[0x0112] = 6  # shown turned a quarter clockwise: 400 wide, 600 high
+    data = io.BytesIO()
+    stored.save(data, format="PNG", exif=exif.tobytes())
+    box = np.array([[50, 450, 350, 590]], dtype=np.float32)  # low in the upright picture
+    answer = parse_answer(f"<ground>cup</ground><objects>{region_token(0)}</objects>", 1)
+    drawn = draw_answer(Image.open(data), to_detections(answer, box))
+    assert drawn.shape == (600, 400, 3)
+    assert bottom_edge_pixel(drawn, box[0]) == color_for_region(0).as_rgb()
 
 
 def test_nothing_to_draw_returns_a_copy() -> None:
