@@ -25,6 +25,7 @@ from pycocotools.coco import COCO
 from spaces.zero.gradio import error as spaces_error
 
 import ui.handlers as handlers_module
+import ui.sessions
 from fo1_core import model_thread
 from fo1_core.errors import FO1Error
 from fo1_core.export import decode_rle
@@ -1803,6 +1804,23 @@ def test_closing_the_page_stops_its_answer_and_keeps_nothing_of_it(endless: Hand
     endless.remember_turn(False, None, status, closing)  # the answer's `.then`, after the close
     endless.boxes_changed(editor_value(IMAGE, []), None, False, None, None, closing)  # queued
     assert "closing" not in endless._sessions
+
+
+def test_a_page_heard_from_long_after_it_closed_is_open_after_all(
+    endless: Handlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gradio takes a page whose heartbeat was cut (a phone's tab asleep, another network) for
+    closed: the page, still open, kept nothing for good, its Stop finding no answer to stop."""
+    page = gr.Request(session_hash="asleep")
+    endless.forget_session(page)
+    monkeypatch.setattr(ui.sessions, "LATE_EVENTS_S", 0.0)
+    steps = run(endless, editor_value(IMAGE, BOXES), limit=100_000, request=page)
+    next(steps)
+    next(steps)  # streaming
+    assert endless._session(page).running is not None  # what Stop stops
+    endless.stop(2.0, page)
+    *_, (_, _, _, status, _, _, _) = steps
+    assert "Stopped by you" in status
 
 
 def test_an_api_answer_its_client_cancelled_frees_the_model(endless: Handlers) -> None:

@@ -137,6 +137,15 @@ ANSWER_AREA_CLEARED = """() => {
 counts the clearings still on their way, which `ui.editor.EMPTY_IF_UNREADABLE` waits out."""
 
 
+STREAMED_PAST_AS_NONE = """(...values) => values.map((value) =>
+    value?.__type__ === "update" && "url" in value && !("path" in value) ? null : value)"""
+"""Page-side, for an event that reads the answer area: the result image of an answer streaming
+holds, between drawings (`gr.skip()`), what Gradio left of the last one, an update with the
+file's address but not its path, and Gradio refused the whole event with a toast, "The file is
+not an image this app can read", as a new image came. The area of an answer streaming is not
+kept in any case (`AnswerLeft.kept`)."""
+
+
 def page_step(statement: str) -> str:
     """A page-side step that runs `statement`, then adds the page's clock (`WITH_PAGE_TIME`)."""
     return f"(...inputs) => {{ {statement}; return ({WITH_PAGE_TIME})(...inputs); }}"

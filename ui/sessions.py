@@ -5,6 +5,7 @@ overtake each other, so each reads and leaves here what the others need to know.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -18,6 +19,12 @@ from ui.status import Change
 
 CLOSED_PAGES = 10_000
 """How many closed pages are remembered as closed, so that their late events keep nothing."""
+
+LATE_EVENTS_S = 30.0
+"""How long after a page's close its events are taken for late ones, the steps of an event that
+ran as it closed, which keep nothing. Past that the page is open after all: Gradio takes a page
+whose heartbeat was cut (a phone's tab put to sleep, a change of network, a laptop's lid) for
+closed, and such a page kept nothing for good, with no Stop, downloads or conversation."""
 
 OPEN_PAGES = 1_000
 """How many pages' sessions are kept at most, the least recently heard from dropped first. A page
@@ -97,7 +104,8 @@ class Sessions:
 
     def __init__(self) -> None:
         self._open: OrderedDict[str, Session] = OrderedDict()  # last heard from last
-        self._closed: OrderedDict[str, None] = OrderedDict()  # newest last, `CLOSED_PAGES` kept
+        # When each closed page closed (`time.monotonic`), newest last, `CLOSED_PAGES` kept.
+        self._closed: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()  # events of many pages run on threads of their own
 
     def __contains__(self, session_hash: str) -> bool:
@@ -105,10 +113,13 @@ class Sessions:
         return session_hash in self._open
 
     def of(self, request: gr.Request) -> Session:
-        if request.session_hash in self._closed:
-            # An event queued before the page closed runs after: nothing keeps what it leaves.
-            return Session()
         with self._lock:
+            closed_at = self._closed.get(request.session_hash)
+            if closed_at is not None:
+                if time.monotonic() - closed_at < LATE_EVENTS_S:
+                    # An event that ran as the page closed goes on: nothing keeps what it leaves.
+                    return Session()
+                del self._closed[request.session_hash]  # open after all (`LATE_EVENTS_S`)
             session = self._open.setdefault(request.session_hash, Session())
             self._open.move_to_end(request.session_hash)
             if len(self._open) > OPEN_PAGES:
@@ -128,7 +139,7 @@ class Sessions:
     def forget(self, request: gr.Request) -> None:
         """The page was closed: its answer stops and nothing of its session is kept."""
         with self._lock:
-            self._closed[request.session_hash] = None
+            self._closed[request.session_hash] = time.monotonic()
             while len(self._closed) > CLOSED_PAGES:
                 self._closed.popitem(last=False)
             session = self._open.pop(request.session_hash, None)

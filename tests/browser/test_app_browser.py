@@ -1384,8 +1384,10 @@ def test_a_new_image_during_an_answer_ends_it(page) -> None:
     open_example(page, "Chelsea: reason about regions")
     run_detection(page, "red circle", max_tokens=8192)
     page.locator("#fo1-answer", has_text="many regions").wait_for()
+    page.wait_for_timeout(1500)  # the result drawn, then streamed past (`STREAMED_PAST_AS_NONE`)
     open_example(page, "Coffee: detect cup and spoon")
     page.wait_for_timeout(SETTLE_MS)
+    assert page.get_by_test_id("toast-text").all_inner_texts() == []  # "not an image this app …"
     # Nothing of the old answer comes back next to the new image.
     assert page.locator("#fo1-answer").inner_text().strip() == ""
     assert page.locator("#fo1-result img").count() == 0
