@@ -270,19 +270,28 @@ class Proposer(ABC):
         `examples`: boxes ([x1, y1, x2, y2] in image pixels) to find more objects like, for a
         proposer that `needs_examples`."""
         options = options or ProposalOptions()
+        image, like = self.checked_inputs(image, text, examples)
+        threshold = self.default_threshold if options.threshold is None else options.threshold
+        if like is not None:
+            raw = self._predict_like(image, like, threshold, options)
+        else:
+            raw = self._predict(image, text.strip() if text else None, threshold, options)
+        return finalize(raw, image.size, threshold, options)
+
+    def checked_inputs(
+        self, image: Image.Image, text: str | None, examples: npt.ArrayLike | None
+    ) -> tuple[Image.Image, np.ndarray | None]:
+        """The image and, for a proposer that `needs_examples`, the example boxes as `propose`
+        reads them; a `ProposerError` for a text or examples it needs and lacks, told before
+        any model runs (on ZeroGPU, before a GPU slot is asked for)."""
         image = check_image(image)
         if self.needs_text and not (text and text.strip()):
             raise ProposerError(
                 f"The {self.label} proposer needs a text prompt naming what to find "
                 '(for example "red cup, person").'
             )
-        threshold = self.default_threshold if options.threshold is None else options.threshold
-        if self.needs_examples:
-            like = example_boxes(examples, image.size, self.label)
-            raw = self._predict_like(image, like, threshold, options)
-        else:
-            raw = self._predict(image, text.strip() if text else None, threshold, options)
-        return finalize(raw, image.size, threshold, options)
+        like = example_boxes(examples, image.size, self.label) if self.needs_examples else None
+        return image, like
 
     def _predict_like(
         self, image: Image.Image, examples: np.ndarray, threshold: float, options: ProposalOptions

@@ -30,6 +30,7 @@ from PIL import Image
 
 import app
 import detect_tools
+import ui.gpu
 import ui.layout
 from app import decode_mode, parse_args, warms_up
 from detect_tools import ProposerError, tiny
@@ -1200,6 +1201,42 @@ def test_on_zerogpu_every_proposer_loads_as_the_app_starts(
     proposing.load_all()
     assert "grounding-dino" not in {name for _, name in proposing.choices()}
     assert {"florence2", "owlv2", "offline"} <= {name for _, name in proposing.choices()}
+
+
+def test_on_zerogpu_an_error_in_a_slot_keeps_its_words(monkeypatch) -> None:
+    """`spaces` hands an error from a slot's worker to the server as its class name alone: a
+    proposer's missing folder reached the visitor as "ProposerError"."""
+    monkeypatch.setattr(ui.gpu, "ON_ZERO_GPU", True)
+
+    def fails(message: str) -> None:
+        raise ProposerError(message)
+
+    def streams(message: str):
+        yield "a piece"
+        raise FO1Error(message)
+
+    with pytest.raises(gr.Error, match="The folder /nowhere does not exist"):
+        on_gpu(fails)("The folder /nowhere does not exist")
+    pieces = on_gpu(streams, max_new_tokens=lambda _message: 16)("The image is too large")
+    assert next(pieces) == "a piece"
+    with pytest.raises(gr.Error, match="The image is too large"):
+        next(pieces)
+    with pytest.raises(gr.Error, match="ZeroDivisionError: division by zero"):
+        on_gpu(lambda: 1 / 0)()
+
+
+def test_what_a_proposer_lacks_is_told_before_a_gpu_slot(monkeypatch) -> None:
+    """A slot costs the visitor quota and queue time: an API call without the text or example
+    boxes a proposer needs asked for one, to be refused in it."""
+    proposing = Proposing("cpu", {"owlv2": "/nowhere/owlv2"})
+    slots = []
+    monkeypatch.setattr(proposing, "_propose_on_gpu", lambda *inputs: slots.append(inputs))
+    image = Image.new("RGB", (64, 48))
+    with pytest.raises(ProposerError, match="needs a text prompt"):
+        proposing.propose(image, "owlv2", None, None, 5)
+    with pytest.raises(ProposerError, match="example"):
+        proposing.propose(image, "owlv2-like", None, None, 5)
+    assert slots == []
 
 
 def test_a_proposer_without_a_model_asks_for_no_gpu_slot(monkeypatch) -> None:

@@ -27,7 +27,7 @@ from ui.answering import Answerer, Prepared, Question, Step, status_line, task_l
 from ui.conversation import NEW_CONVERSATION
 from ui.report import AnswerFolders, Result, Unwritten, write_shown
 from ui.spotlight import boxes_attribute
-from ui.status import ANSWERING, NOT_KEPT, Change, cut_short, status_html, with_stale_note
+from ui.status import ANSWERED, ANSWERING, NOT_KEPT, Change, cut_short, status_html, with_stale_note
 
 STREAM_INTERVAL_S = 0.05
 """At most ~20 UI updates a second: each is a websocket message and a browser re-render."""
@@ -202,7 +202,7 @@ def _finished(
         reasoning_html(step.answer, asked.num_regions),
         shown,  # as a file, its download button saves it by the image's name
         with_stale_note(
-            status_html(" ".join([f"{status}.", *notes]), kind), asked.editor_changes()
+            status_html(" ".join([f"{status}.", *notes]), kind, ANSWERED), asked.editor_changes()
         ),
         detection_rows(step.detections),
     )

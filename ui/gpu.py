@@ -5,12 +5,18 @@ Off Spaces `spaces.GPU` returns the function unchanged, so the same code runs on
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
+import gradio as gr
 import spaces
 from spaces.config import Config
+
+from detect_tools import ProposerError
+from fo1_core.errors import FO1Error
 
 F = TypeVar("F", bound=Callable)
 
@@ -50,6 +56,8 @@ def duration_for(max_new_tokens: int) -> int:
 
 def on_gpu(function: F, max_new_tokens: Callable[..., int] | None = None) -> F:
     """`function` wrapped by `spaces.GPU`; the duration reads `max_new_tokens(*args)` if given."""
+    if ON_ZERO_GPU:
+        function = told_from_the_worker(function)
     if max_new_tokens is None:
         return spaces.GPU(duration=BASE_SECONDS)(function)
 
@@ -57,6 +65,41 @@ def on_gpu(function: F, max_new_tokens: Callable[..., int] | None = None) -> F:
         return duration_for(max_new_tokens(*args, **kwargs))
 
     return spaces.GPU(duration=duration)(function)
+
+
+def told_from_the_worker(function: F) -> F:
+    """`function` (or generator function), its errors raised as `gr.Error`s that carry their
+    messages: `spaces` hands an error from the worker it runs a slot in to the server as its
+    class name alone ("ProposerError"), unless it is a `gr.Error`."""
+    if inspect.isgeneratorfunction(function):
+
+        @functools.wraps(function)
+        def streamed(*args, **kwargs):
+            try:
+                yield from function(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as error:  # noqa: BLE001 (all but gr.Error lose their words)
+                raise _visitors_error(error) from error
+
+        return cast(F, streamed)
+
+    @functools.wraps(function)
+    def returned(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as error:  # noqa: BLE001 (all but gr.Error lose their words)
+            raise _visitors_error(error) from error
+
+    return cast(F, returned)
+
+
+def _visitors_error(error: Exception) -> gr.Error:
+    if isinstance(error, FO1Error | ProposerError):  # written for the visitor
+        return gr.Error(str(error))
+    return gr.Error(f"{type(error).__name__}: {error}")
 
 
 def tokens_within(seconds: float) -> int:

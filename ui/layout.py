@@ -121,16 +121,17 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
     api = Api(answerer, proposing, settings.max_new_tokens)
     task_choices = [(t.label, name) for name, t in TASKS.items()]
     task_choices.append((FREE_PROMPT_LABEL, FREE_PROMPT))
-    if proposing.loads_at_start:
-        proposing.load_all()
-    default_proposer = proposing.default(settings.default_proposer)
-    proposer_choices = proposing.choices(settings.default_proposer)
-    if missing := set(detect_tools.available()) - {name for _, name in proposer_choices}:
+    out_of_reach = set(detect_tools.available()) - {name for _, name in proposing.choices()}
+    if missing := out_of_reach - {settings.default_proposer}:
         logger.info(
             "Not offered (no weights in the Hugging Face cache, the hub offline): %s; give a "
             "folder with --proposer-checkpoint NAME=FOLDER",
             ", ".join(sorted(missing)),
         )
+    if proposing.loads_at_start:
+        proposing.load_all()  # those that fail to load are logged as not offered
+    default_proposer = proposing.default(settings.default_proposer)
+    proposer_choices = proposing.choices(settings.default_proposer)
 
     ttl = settings.file_ttl
     with gr.Blocks(title="VLM-FO1 demo", delete_cache=(ttl, ttl)) as demo:
@@ -561,9 +562,6 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             concurrency_id=MODEL,
             concurrency_limit=settings.concurrency,
         )
-        # Gradio runs `.then` steps after a success or a cancel, `.failure` ones after an error.
-        for ended in (answering.then, answering.failure):
-            ended(None, js=IDLE, api_visibility="private")
         reasoning.change(None, reasoning, js=REASONING_SHOWN, api_visibility="private")
         answering.then(
             handlers.downloads,
@@ -574,7 +572,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             # (`ui.report.FULL_SIZE_DRAWINGS`), so that the others' files need not wait for it.
             concurrency_limit=None,
         )
-        answering.then(
+        remembered = answering.then(
             handlers.remember_turn,
             [follow_up, conversation, status],
             [conversation, history, status],
@@ -582,6 +580,11 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
             api_visibility="private",
             concurrency_limit=None,
         )
+        # Gradio runs `.then` steps after a success or a cancel, `.failure` ones after an error.
+        # After the turn is filed: `IDLE` asks a question kept meanwhile, which, asked before,
+        # could miss that turn in its conversation.
+        for ended in (remembered.then, remembered.failure, answering.failure):
+            ended(None, js=IDLE, api_visibility="private")
         new_chat.click(
             handlers.new_conversation,
             None,
@@ -622,7 +625,8 @@ def _on_spaces() -> bool:
 def _api_endpoints(api: Api, proposer_names: list[str], settings: Settings) -> None:
     """Hidden components whose only purpose is to type the `/propose`, `/propose_like` and
     `/answer` endpoints."""
-    like_names = with_examples()
+    # Those offered, if any: the list only types the endpoint, which names a missing one.
+    like_names = [name for name in with_examples() if name in proposer_names] or with_examples()
     with gr.Group(visible=False):
         # No conversion here: fo1_core composites transparency and scales 16-bit images itself.
         image = with_api_example(

@@ -295,7 +295,13 @@ ANNOUNCED = """() => {
         const heard = text.replace(/\\d[\\d.,]*/g, "#");
         if (heard === words) return;
         words = heard;
-        said.textContent = text;
+        // A finished answer's words follow its status, the first of them if it is long: the
+        // answer itself, streamed token by token, is not read out as it grows.
+        const answered = document.querySelector("#fo1-status .fo1-answered");
+        const answer = answered
+            ? document.querySelector("#fo1-answer .fo1-answer")?.textContent.trim() ?? "" : "";
+        const told = answer.length > 400 ? `${answer.slice(0, 400)}…` : answer;
+        said.textContent = told && told !== "…" ? `${text} Answer: ${told}` : text;
     };
     const status = document.querySelector("#fo1-status");
     if (status) {
@@ -336,10 +342,11 @@ ANNOUNCED = """() => {
 (`role=status` is a polite live region), and the status through an unseen copy of its words
 (`#fo1-said`) that changes when they do: the status itself changed at each token of a streaming
 answer and each tick of Gradio's timer in it, and was hidden until its first words, which
-screen readers then do not read. The result image and the editor's canvas have a text, each
-download link names its file (Gradio names it by its size), the region picker's "select all"
-box is named for what it does (Gradio gives it a tooltip only), and the editor's and the result's
-Download buttons are a tab stop each, not two (the button keeps the focus and still downloads)."""
+screen readers then do not read; a finished answer's words are read after its status. The
+result image and the editor's canvas have a text, each download link names its file (Gradio
+names it by its size), the region picker's "select all" box is named for what it does (Gradio
+gives it a tooltip only), and the editor's and the result's Download buttons are a tab stop
+each, not two (the button keeps the focus and still downloads)."""
 
 STOP_AVAILABLE = """() => {
     const stop = document.querySelector("#fo1-stop");

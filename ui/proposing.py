@@ -224,7 +224,10 @@ class Proposing:
             try:
                 self.load(name)
             except Exception:  # noqa: BLE001 (whatever fails, the log keeps why)
-                logger.exception("The proposer %s did not load at start: not offered", name)
+                logger.exception(
+                    "The proposer %s did not load at start: not offered unless --proposer names it",
+                    name,
+                )
                 del self.within_reach[name]
 
     def proposer(self, name: str) -> detect_tools.Proposer:
@@ -277,9 +280,10 @@ class Proposing:
         # A whole float past the limit is refused as written (1e+308), not as 53 of its digits.
         count = int(max_count) if abs(max_count) <= MAX_PROPOSALS else max_count
         options = ProposalOptions(threshold=threshold, max_count=count)
+        proposer = self.proposer(name)
+        proposer.checked_inputs(picture, text, examples)  # what is missing, told before a slot
         # A proposer without a model asks for no GPU slot, nor a visitor's quota for one.
-        uses_gpu = isinstance(self.proposer(name), ModelProposer)
-        propose = self._propose_on_gpu if uses_gpu else self._propose
+        propose = self._propose_on_gpu if isinstance(proposer, ModelProposer) else self._propose
         try:
             return propose(name, picture, text, options, examples)
         except (ProposerError, MemoryError):

@@ -32,6 +32,10 @@ BOX_EDIT = "fo1-box-edit"
 """Marks what a box edit did (proposals added, boxes typed): Undo, which takes the edit back,
 takes the message away too (`Handlers.undo_boxes`)."""
 
+ANSWERED = "fo1-answered"
+"""Marks the status of a finished answer: screen readers hear the answer after it
+(`ui.page_scripts.ANNOUNCED`)."""
+
 ANSWERING = "Answering…"
 
 

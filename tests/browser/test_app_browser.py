@@ -845,6 +845,8 @@ def test_detection_streams_and_stop_really_stops(page) -> None:
     # Read out once as it starts and once as it stops, not at each token nor Gradio's timer.
     heard = page.evaluate("fo1Heard")
     assert len(heard) <= 4 and "Stopped by you" in heard[-1], heard
+    # Then the answer's words, the first of them, not only that it ended.
+    assert re.search(r"Answer: .*many regions.*…$", heard[-1]), heard[-1]
     assert not any(re.search("queue|processing", line) for line in heard), heard
 
 
