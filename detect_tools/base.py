@@ -36,7 +36,7 @@ from transformers.utils import (
     WEIGHTS_NAME,
 )
 
-from detect_tools.box_rules import covers_a_pixel, cut_to_image, is_number
+from detect_tools.box_rules import box_rows, covers_a_pixel, cut_to_image, is_number
 from detect_tools.images import as_rgb, size_problem, turned_as_shown
 from detect_tools.memory import (
     MEMORY_TO_SPARE,
@@ -230,7 +230,8 @@ def example_boxes(
     pixel each way, as float32 (N, 4); a ProposerError, naming the proposer (`label`), where
     none is left."""
     try:
-        xyxy = np.asarray(boxes if boxes is not None else [], dtype=np.float64).reshape(-1, 4)
+        rows = box_rows(boxes if boxes is not None else [])
+        xyxy = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
     except (TypeError, ValueError) as error:
         raise ProposerError(
             f"Example boxes are [x1, y1, x2, y2] numbers each; got {boxes!r:.80}."

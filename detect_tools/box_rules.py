@@ -1,6 +1,7 @@
 """The rule every box meets, whatever path it takes (proposals, boxes typed in the page, boxes
 given to FO1 or with a benchmark's data): at least one whole pixel each way once cut to its
-image. Light (numpy only), so that a command line can judge boxes before torch loads."""
+image; and boxes as detectors hand them over read as rows. Light (numpy only), so that a command
+line can judge boxes before torch loads."""
 
 from __future__ import annotations
 
@@ -39,3 +40,13 @@ def cut_to_image(xyxy: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
 def is_number(value: object) -> bool:
     """A real number (numpy's included), as read from JSON or given by code; not a yes/no."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
+def box_rows(boxes: object) -> object:
+    """Boxes as a detector hands them over, as rows of corners: a `sv.Detections`' `xyxy`, a
+    torch tensor on any device and of any type (bfloat16, with gradients). Other values are
+    returned as they are."""
+    boxes = getattr(boxes, "xyxy", boxes)
+    if callable(getattr(boxes, "detach", None)):  # a tensor, told without importing torch here
+        boxes = boxes.detach().float().cpu().numpy()
+    return boxes

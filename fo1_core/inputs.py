@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from detect_tools.box_rules import covers_a_pixel, whole_pixel_sides
+from detect_tools.box_rules import box_rows, covers_a_pixel, whole_pixel_sides
 from detect_tools.images import (
     UNREADABLE_IMAGE,
     as_rgb,
@@ -192,16 +192,6 @@ FRACTIONS_HINT = (
     " Every coordinate is 1 or less: boxes are in pixels, not fractions of the image (multiply"
     " x by its width and y by its height)."
 )
-
-
-def box_rows(boxes: object) -> object:
-    """Boxes as a detector hands them over, as rows of corners: a `sv.Detections`' `xyxy`, a
-    torch tensor on any device and of any type (bfloat16, with gradients). Other values are
-    returned as they are."""
-    boxes = getattr(boxes, "xyxy", boxes)
-    if callable(getattr(boxes, "detach", None)):  # a tensor, told without importing torch here
-        boxes = boxes.detach().float().cpu().numpy()
-    return boxes
 
 
 def check_boxes(boxes: object, image_size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:

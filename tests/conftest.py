@@ -23,6 +23,9 @@ SPEC_DIR = SHARED / "fo1-reference"
 TEST_DEVICE = os.environ.get("FO1_TEST_DEVICE", "cpu")
 """Where the parity and generation tests run their models: the CPU in CI, `FO1_TEST_DEVICE=cuda`
 on a GPU machine (see docs/speed.md, "Measuring on a GPU")."""
+# The app's options are the tests' own, not those a developer's environment holds for it
+# (`app.OPTIONS_VARIABLE`), in this process and the app servers it starts.
+os.environ.pop("FO1_APP_OPTIONS", None)
 if TEST_DEVICE.startswith("cuda"):
     # The golden tolerances are fp32's; TF32 convolutions (cuDNN's default) would exceed them.
     torch.backends.cudnn.allow_tf32 = False

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import pickle
 import re
 import runpy
 import shutil
@@ -1188,7 +1189,9 @@ def test_on_zerogpu_every_proposer_loads_as_the_app_starts(
     reached". All load as the app starts (in the test's main thread here), where `spaces` hands
     their weights to each slot's worker; one that cannot load is not offered, and the app
     serves all the same."""
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)  # only the folders given
+    # Only the folders given: no hub, and no weights this machine's cache may hold.
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     florence2 = str(tiny.build_florence2(tmp_path / "florence2"))
     owlv2 = str(tiny.build_owlv2(tmp_path / "owlv2"))
     checkpoints = {"florence2": florence2, "owlv2": owlv2, "grounding-dino": "/nowhere/gdino"}
@@ -1204,25 +1207,42 @@ def test_on_zerogpu_every_proposer_loads_as_the_app_starts(
 
 
 def test_on_zerogpu_an_error_in_a_slot_keeps_its_words(monkeypatch) -> None:
-    """`spaces` hands an error from a slot's worker to the server as its class name alone: a
-    proposer's missing folder reached the visitor as "ProposerError"."""
+    """`spaces` hands an error from a slot's worker to the server as its class name alone,
+    unless it is a `gr.Error`: a proposer's missing folder reached the visitor as
+    "ProposerError". Here `spaces.GPU` runs in this process, the worker's error pickled across
+    as `spaces` would."""
     monkeypatch.setattr(ui.gpu, "ON_ZERO_GPU", True)
+    crossings = []
 
-    def fails(message: str) -> None:
-        raise ProposerError(message)
+    def across(function):  # what `spaces` does with an error raised in its worker
+        def slot(*args):
+            try:
+                yield from function(*args)
+            except gr.Error as error:
+                crossings.append(type(error))
+                raise pickle.loads(pickle.dumps(error)) from None
 
-    def streams(message: str):
+        return slot
+
+    monkeypatch.setattr(ui.gpu.spaces, "GPU", lambda duration: across)
+
+    def streams(error: Exception):
         yield "a piece"
-        raise FO1Error(message)
+        raise error
 
-    with pytest.raises(gr.Error, match="The folder /nowhere does not exist"):
-        on_gpu(fails)("The folder /nowhere does not exist")
-    pieces = on_gpu(streams, max_new_tokens=lambda _message: 16)("The image is too large")
-    assert next(pieces) == "a piece"
-    with pytest.raises(gr.Error, match="The image is too large"):
-        next(pieces)
-    with pytest.raises(gr.Error, match="ZeroDivisionError: division by zero"):
-        on_gpu(lambda: 1 / 0)()
+    for raised in (
+        ProposerError("The folder /nowhere does not exist"),
+        FO1Error("The image is too large"),
+        MemoryError("out of memory"),
+    ):
+        pieces = on_gpu(streams, max_new_tokens=lambda _error: 16)(raised)
+        assert next(pieces) == "a piece"
+        with pytest.raises(type(raised), match=str(raised)):
+            next(pieces)
+    refused = gr.Error("You have exceeded your GPU quota (122s requested vs. 95s left).")
+    with pytest.raises(gr.Error, match="exceeded your GPU quota"):
+        list(on_gpu(streams, max_new_tokens=lambda _error: 16)(refused))
+    assert crossings == [ui.gpu.SlotFailure] * 3 + [gr.Error]
 
 
 def test_what_a_proposer_lacks_is_told_before_a_gpu_slot(monkeypatch) -> None:
@@ -1249,9 +1269,10 @@ def test_a_proposer_without_a_model_asks_for_no_gpu_slot(monkeypatch) -> None:
 
 
 def test_a_proposer_that_fails_to_load_at_start_leaves_the_app_serving(
-    pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(ui.layout, "ON_ZERO_GPU", True)
     settings = Settings(
         default_proposer="florence2", proposer_checkpoints={"florence2": "/nowhere/florence2"}

@@ -5,11 +5,12 @@ Off Spaces `spaces.GPU` returns the function unchanged, so the same code runs on
 
 from __future__ import annotations
 
+import builtins
 import functools
 import inspect
 import re
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import NoReturn, TypeVar, cast
 
 import gradio as gr
 import spaces
@@ -55,32 +56,69 @@ def duration_for(max_new_tokens: int) -> int:
 
 
 def on_gpu(function: F, max_new_tokens: Callable[..., int] | None = None) -> F:
-    """`function` wrapped by `spaces.GPU`; the duration reads `max_new_tokens(*args)` if given."""
+    """`function` wrapped by `spaces.GPU`; the duration reads `max_new_tokens(*args)` if given.
+    On ZeroGPU an error it raises in the slot's worker reaches the caller as it was raised
+    (`SlotFailure`)."""
     if ON_ZERO_GPU:
-        function = told_from_the_worker(function)
+        function = _with_errors(function, SlotFailure.of)
     if max_new_tokens is None:
-        return spaces.GPU(duration=BASE_SECONDS)(function)
+        wrapped = spaces.GPU(duration=BASE_SECONDS)(function)
+    else:
 
-    def duration(*args, **kwargs) -> int:
-        return duration_for(max_new_tokens(*args, **kwargs))
+        def duration(*args, **kwargs) -> int:
+            return duration_for(max_new_tokens(*args, **kwargs))
 
-    return spaces.GPU(duration=duration)(function)
+        wrapped = spaces.GPU(duration=duration)(function)
+    return _with_errors(wrapped, SlotFailure.raised) if ON_ZERO_GPU else wrapped
 
 
-def told_from_the_worker(function: F) -> F:
-    """`function` (or generator function), its errors raised as `gr.Error`s that carry their
-    messages: `spaces` hands an error from the worker it runs a slot in to the server as its
-    class name alone ("ProposerError"), unless it is a `gr.Error`."""
+class SlotFailure(gr.Error):
+    """An error raised in a ZeroGPU slot, on its way from the worker to the server: `spaces`
+    hands over a `gr.Error` whole and any other error as its class name alone, so that a
+    proposer's missing folder reached the visitor as "ProposerError"."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message, print_exception=False)  # the server logs it, if it is a fault
+        self.kind = kind
+
+    def __reduce__(self):  # pickled across the process boundary, rebuilt from both
+        return SlotFailure, (self.kind, self.message)
+
+    @classmethod
+    def of(cls, error: Exception) -> Exception:
+        """`error` as it leaves the worker: a `gr.Error` (ZeroGPU's own) as it is."""
+        return error if isinstance(error, gr.Error) else cls(type(error).__name__, str(error))
+
+    @staticmethod
+    def raised(error: Exception) -> Exception:
+        """`error` as the server raises it: a `SlotFailure` as the error it stands for, where
+        that is one of the project's or Python's own (a `RuntimeError` naming it else)."""
+        if not isinstance(error, SlotFailure):
+            return error
+        kinds = {"FO1Error": FO1Error, "ProposerError": ProposerError}
+        kind = kinds.get(error.kind) or getattr(builtins, error.kind, None)
+        if isinstance(kind, type) and issubclass(kind, Exception):
+            return kind(error.message)
+        return RuntimeError(f"{error.kind}: {error.message}")
+
+
+def _with_errors(function: F, translate: Callable[[Exception], Exception]) -> F:
+    """`function` (or generator function), an error it raises replaced by `translate(error)`."""
+
+    def raise_translated(error: Exception) -> NoReturn:
+        replacement = translate(error)
+        if replacement is error:
+            raise error
+        raise replacement from error
+
     if inspect.isgeneratorfunction(function):
 
         @functools.wraps(function)
         def streamed(*args, **kwargs):
             try:
                 yield from function(*args, **kwargs)
-            except gr.Error:
-                raise
-            except Exception as error:  # noqa: BLE001 (all but gr.Error lose their words)
-                raise _visitors_error(error) from error
+            except Exception as error:  # noqa: BLE001 (`translate` tells which change)
+                raise_translated(error)
 
         return cast(F, streamed)
 
@@ -88,18 +126,10 @@ def told_from_the_worker(function: F) -> F:
     def returned(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as error:  # noqa: BLE001 (all but gr.Error lose their words)
-            raise _visitors_error(error) from error
+        except Exception as error:  # noqa: BLE001 (`translate` tells which change)
+            raise_translated(error)
 
     return cast(F, returned)
-
-
-def _visitors_error(error: Exception) -> gr.Error:
-    if isinstance(error, FO1Error | ProposerError):  # written for the visitor
-        return gr.Error(str(error))
-    return gr.Error(f"{type(error).__name__}: {error}")
 
 
 def tokens_within(seconds: float) -> int:

@@ -9,6 +9,7 @@ import json
 from ui.answer_view import NO_REASONING
 from ui.boxes import BOXES_FILE_TYPES
 from ui.scrolling import SCROLLING
+from ui.status import ANSWERED
 
 WITH_PAGE_TIME = "(...inputs) => [...inputs.slice(0, -1), Date.now()]"
 """The page-side step of Run, Stop, Propose, a box edit and a new image: their last input becomes
@@ -287,6 +288,7 @@ ANNOUNCED = """() => {
     said.setAttribute("role", "status");
     document.body.append(said);
     let words = "";
+    let told = "";  // the finished answer last read out
     const say = () => {
         // The app's own status only: Gradio's progress and timer in the same block are not news.
         const text = Array.from(document.querySelectorAll("#fo1-status .fo1-status"),
@@ -295,13 +297,15 @@ ANNOUNCED = """() => {
         const heard = text.replace(/\\d[\\d.,]*/g, "#");
         if (heard === words) return;
         words = heard;
-        // A finished answer's words follow its status, the first of them if it is long: the
-        // answer itself, streamed token by token, is not read out as it grows.
-        const answered = document.querySelector("#fo1-status .fo1-answered");
+        // A finished answer's words follow its status, once, the first of them if it is long:
+        // the answer itself, streamed token by token, is not read out as it grows.
+        const answered = document.querySelector("#fo1-status .ANSWERED");
         const answer = answered
-            ? document.querySelector("#fo1-answer .fo1-answer")?.textContent.trim() ?? "" : "";
-        const told = answer.length > 400 ? `${answer.slice(0, 400)}…` : answer;
-        said.textContent = told && told !== "…" ? `${text} Answer: ${told}` : text;
+            ? document.querySelector("ANSWER_PANEL")?.textContent.trim() ?? "" : "";
+        const news = answer !== told ? answer : "";
+        told = answer;
+        const read = news.length > 400 ? `${news.slice(0, 400)}…` : news;
+        said.textContent = read ? `${text} Answer: ${read}` : text;
     };
     const status = document.querySelector("#fo1-status");
     if (status) {
@@ -337,7 +341,7 @@ ANNOUNCED = """() => {
         if (part) new MutationObserver(name).observe(part, {subtree: true, childList: true});
     }
     name();  // what is there before the first change
-}"""
+}""".replace("ANSWERED", ANSWERED).replace("ANSWER_PANEL", ANSWER_PANEL)
 """Installed once in the page: for screen readers, the box count is read out as it changes
 (`role=status` is a polite live region), and the status through an unseen copy of its words
 (`#fo1-said`) that changes when they do: the status itself changed at each token of a streaming

@@ -220,15 +220,18 @@ class Proposing:
         """Loads every proposer within reach, in this thread; one that fails (a gated model
         without a token, too little memory) is logged and no longer offered, and the app serves
         all the same."""
+        not_offered = (
+            "The proposer %s did not load at start: not offered unless --proposer names it"
+        )
         for name in list(self.within_reach):
             try:
                 self.load(name)
-            except Exception:  # noqa: BLE001 (whatever fails, the log keeps why)
-                logger.exception(
-                    "The proposer %s did not load at start: not offered unless --proposer names it",
-                    name,
-                )
-                del self.within_reach[name]
+                continue
+            except ProposerError as error:  # its operator is told why, without a traceback
+                logger.warning(f"{not_offered} (%s)", name, error)
+            except Exception:  # noqa: BLE001 (whatever else fails, the log keeps where)
+                logger.exception(not_offered, name)
+            del self.within_reach[name]
 
     def proposer(self, name: str) -> detect_tools.Proposer:
         try:

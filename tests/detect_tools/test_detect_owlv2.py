@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+import supervision as sv
 import torch
 from transformers.image_transforms import center_to_corners_format
 
@@ -125,6 +126,20 @@ def test_more_like_the_examples_keeps_the_contract(
 def test_more_like_needs_an_example_box(like, photo, examples, problem):
     with pytest.raises(ProposerError, match=re.escape(problem)):
         like.propose(photo, None, None, examples)
+
+
+@pytest.mark.parametrize(
+    "examples",
+    [
+        # another proposer's detections, found more of
+        sv.Detections(xyxy=np.array([[10, 10, 50, 40]], dtype=np.float32)),
+        torch.tensor([[10, 10, 50, 40]], dtype=torch.bfloat16),  # a model's output as it ran
+    ],
+    ids=["detections", "bfloat16-tensor"],
+)
+def test_more_like_takes_examples_as_detectors_hand_them_over(like, photo, examples):
+    expected = like.propose(photo, None, None, [[10, 10, 50, 40]])
+    np.testing.assert_array_equal(like.propose(photo, None, None, examples).xyxy, expected.xyxy)
 
 
 def test_more_like_finds_the_example_first_where_likeness_is_all_that_scores(
