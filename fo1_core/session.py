@@ -121,13 +121,8 @@ class Request:
         return self.vision.num_regions
 
     def detections(self, generation: Generation) -> sv.Detections:
-        """The boxes `generation`'s answer to this request names, with their labels and the
-        model's confidence in each, for `fo1_core.render.draw_answer` and `fo1_core.export`;
-        the regions it names without a box are in `parse_answer(generation.text,
-        self.num_regions).warnings`."""
-        scores = box_scores(generation.region_confidence, self.num_regions)
-        answer = parse_answer(generation.text, self.num_regions)
-        return to_detections(answer, self.boxes, scores=scores)
+        """The boxes `generation`'s answer to this request names (`answer_detections`)."""
+        return answer_detections(generation, self.vision)
 
     @property
     def notices(self) -> list[str]:
@@ -145,6 +140,15 @@ class Request:
                 "the model reads. Start a new conversation to ask afresh."
             )
         return notices
+
+
+def answer_detections(generation: Generation, vision: VisionInputs) -> sv.Detections:
+    """The boxes of `vision` that `generation`'s answer names, with their labels and the model's
+    confidence in each, for `fo1_core.render.draw_answer` and `fo1_core.export`; the regions it
+    names without a box are in `parse_answer(generation.text, vision.num_regions).warnings`."""
+    scores = box_scores(generation.region_confidence, vision.num_regions)
+    answer = parse_answer(generation.text, vision.num_regions)
+    return to_detections(answer, vision.boxes.reshape(-1, 4), scores=scores)
 
 
 class StopReason(StrEnum):
@@ -720,6 +724,10 @@ class Conversation:
         for a task that takes none."""
         *_, result = self.stream(task, text, max_new_tokens)
         return result
+
+    def detections(self, generation: Generation) -> sv.Detections:
+        """The boxes a turn's answer names (`answer_detections`): every turn has the same."""
+        return answer_detections(generation, self.vision)
 
 
 def checked_max_new_tokens(value: object) -> int:

@@ -220,6 +220,9 @@ def test_an_answers_detections_come_from_its_request(answering_checkpoint: Path)
     assert detections.confidence.tolist() == pytest.approx(
         [generation.region_confidence[0], generation.region_confidence[2]]
     )
+    chat = Conversation(pipeline, IMAGE, BOXES)  # a turn's, as a single question's
+    turn = chat.ask("OD_template", "red circle")
+    assert chat.detections(turn).data[REGION_INDEX_KEY].tolist() == [0, 2]
 
 
 def test_a_long_conversation_leaves_out_its_earliest_turns_with_a_notice(
