@@ -578,7 +578,7 @@ def test_a_zerogpu_slot_refused_for_want_of_quota_says_what_length_fits(
         )
     assert raised.value.message == message
     monkeypatch.setattr(answering.proposing, "_propose_on_gpu", lambda *_: next(refused()))
-    *_, status, _, _, _ = propose(answering, value, "offline")
+    *_, status, _, _, _ = propose(answering, value, "florence2")  # the offline one asks none
     assert "fo1-error" in status and html.escape(message) in status
     assert "failed" not in status
 
