@@ -77,17 +77,21 @@ class SlotFailure(gr.Error):
     hands over a `gr.Error` whole and any other error as its class name alone, so that a
     proposer's missing folder reached the visitor as "ProposerError"."""
 
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message, print_exception=False)  # the server logs it, if it is a fault
+    def __init__(self, kind: str, message: str, fault: bool) -> None:
+        # `spaces` prints the worker's traceback of a fault, not of a visitor's mistake.
+        super().__init__(message, print_exception=fault)
         self.kind = kind
 
-    def __reduce__(self):  # pickled across the process boundary, rebuilt from both
-        return SlotFailure, (self.kind, self.message)
+    def __reduce__(self):  # pickled across the process boundary, rebuilt from all three
+        return SlotFailure, (self.kind, self.message, self.print_exception)
 
     @classmethod
     def of(cls, error: Exception) -> Exception:
         """`error` as it leaves the worker: a `gr.Error` (ZeroGPU's own) as it is."""
-        return error if isinstance(error, gr.Error) else cls(type(error).__name__, str(error))
+        if isinstance(error, gr.Error):
+            return error
+        fault = not isinstance(error, FO1Error | ProposerError)
+        return cls(type(error).__name__, str(error), fault)
 
     @staticmethod
     def raised(error: Exception) -> Exception:
