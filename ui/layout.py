@@ -121,7 +121,7 @@ def build_app(pipeline: FO1Pipeline, settings: Settings | None = None) -> gr.Blo
     api = Api(answerer, proposing, settings.max_new_tokens)
     task_choices = [(t.label, name) for name, t in TASKS.items()]
     task_choices.append((FREE_PROMPT_LABEL, FREE_PROMPT))
-    out_of_reach = set(detect_tools.available()) - {name for _, name in proposing.choices()}
+    out_of_reach = set(detect_tools.available()) - set(proposing.within_reach)
     if missing := out_of_reach - {settings.default_proposer}:
         logger.info(
             "Not offered (no weights in the Hugging Face cache, the hub offline): %s; give a "
